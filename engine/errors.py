@@ -1,0 +1,159 @@
+"""The one exception hierarchy of Strata, shared by the engine and the HTTP server.
+
+Every error is an :class:`EngineError` with a stable machine-readable ``code`` (never renamed once
+published: clients branch on it), a message a person can act on, and ``details``, a JSON-ready dict.
+Errors about individual items of a batch carry ``details["errors"]``: one entry per bad item with
+``index``, ``key``, ``code`` and ``message``, so a client can fix every item in one round trip.
+
+No ``lmdb`` exception escapes the engine: :mod:`engine.backend` translates them at one boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EngineError(Exception):
+    """Base of every Strata error. ``code`` is stable; ``details`` is JSON-serialisable."""
+
+    code = "ENGINE_ERROR"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as plain data: ``{"code", "message", **details}``."""
+        return {"code": self.code, "message": self.message, **self.details}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code}: {self.message!r})"
+
+
+class InvalidParameters(EngineError):
+    """An argument has the wrong type or is out of range (e.g. a negative ``tx``)."""
+
+    code = "INVALID_PARAMETERS"
+
+
+class FutureTx(EngineError):
+    """A read asked for a tx above the latest committed one."""
+
+    code = "FUTURE_TX"
+
+
+class TxCompacted(EngineError):
+    """A read asked for a tx older than the compaction horizon: its versions are gone."""
+
+    code = "TX_COMPACTED"
+
+
+class InvalidNamespace(EngineError):
+    """A namespace name is not 1-64 characters of ``[A-Za-z0-9._-]`` (or is ``.``/``..``)."""
+
+    code = "INVALID_NAMESPACE"
+
+
+class NamespaceNotFound(EngineError):
+    """The namespace was never created or written (only raised where existence matters)."""
+
+    code = "NAMESPACE_NOT_FOUND"
+
+
+class NamespaceExists(EngineError):
+    """Explicit creation of a namespace that already exists."""
+
+    code = "NAMESPACE_EXISTS"
+
+
+class InvalidKey(EngineError):
+    """A key is not a non-empty ``str`` of valid Unicode (lone surrogates are rejected)."""
+
+    code = "INVALID_KEY"
+
+
+class KeyTooLong(EngineError):
+    """A key is longer than the limit in UTF-8 bytes (512 by default)."""
+
+    code = "KEY_TOO_LONG"
+
+
+class InvalidValue(EngineError):
+    """A value is not a JSON type (None, bool, 64-bit int, finite float, str, list, str-keyed dict) or bytes."""
+
+    code = "INVALID_VALUE"
+
+
+class ValueTooLarge(EngineError):
+    """An encoded value is larger than the limit (25 MiB by default)."""
+
+    code = "VALUE_TOO_LARGE"
+
+
+class BatchTooLarge(EngineError):
+    """A write or read names more items than the limit (10,000 by default)."""
+
+    code = "BATCH_TOO_LARGE"
+
+
+class EmptyBatch(EngineError):
+    """A write with no items: it would consume a tx for nothing, so it is refused."""
+
+    code = "EMPTY_BATCH"
+
+
+class DuplicateKey(EngineError):
+    """One write names the same key twice: which one should win is ambiguous, so it is refused."""
+
+    code = "DUPLICATE_KEY"
+
+
+class Conflict(EngineError):
+    """An ``expect`` condition failed; ``details["conflicts"]`` lists key, expected and actual tx."""
+
+    code = "CONFLICT"
+
+
+class StorageFull(EngineError):
+    """The disk (or a file-size limit) refused to grow the store. The store stays readable."""
+
+    code = "STORAGE_FULL"
+
+
+class StoreClosed(EngineError):
+    """The store was closed; open it again to use it."""
+
+    code = "STORE_CLOSED"
+
+
+class StorageError(EngineError):
+    """LMDB reported an error Strata has no better name for (corruption, I/O error, ...)."""
+
+    code = "STORAGE_ERROR"
+
+
+#: Every error class by its code, for clients (and the server) that map codes back to classes.
+BY_CODE: dict[str, type[EngineError]] = {
+    cls.code: cls
+    for cls in (
+        EngineError,
+        InvalidParameters,
+        FutureTx,
+        TxCompacted,
+        InvalidNamespace,
+        NamespaceNotFound,
+        NamespaceExists,
+        InvalidKey,
+        KeyTooLong,
+        InvalidValue,
+        ValueTooLarge,
+        BatchTooLarge,
+        EmptyBatch,
+        DuplicateKey,
+        Conflict,
+        StorageFull,
+        StoreClosed,
+        StorageError,
+    )
+}
