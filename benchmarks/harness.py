@@ -1,0 +1,252 @@
+"""Command line and orchestration: ``python -m benchmarks [--quick]`` (also behind ``strata bench``).
+
+Entry point for other code: ``benchmarks.harness.main(argv: list[str] | None = None) -> int``
+(``benchmarks.__main__`` re-exports it). It returns 0 when the run completed, whatever the timings:
+CI runs ``--quick`` only to keep the harness working and asserts no timing.
+
+One run, in order, all on the same generated data set:
+1. embedded targets (floor, Strata, SQLite, diskcache, etcd): load (timed separately), then every
+   operation measured by ``measure.measure``; ratios to the floor attached from the same run;
+2. HTTP: gunicorn (Strata server, minimal WSGI apps) and etcd's gateway under wrk;
+3. growth curves (``growth.py``);
+4. outputs (``report.py``): ``<out>/<date>[-quick].json|.md|-*.png``; a full run also refreshes the
+   generated block of docs/benchmarks.md.
+
+The run dict (what the JSON holds): date, mode, config, machine, load_seconds, embedded (list of
+``Measurement``), http (list of ``HttpResult``), growth (list of ``GrowthPoint``), targets, skipped,
+elapsed_s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .datasets import Dataset, Workload
+from .growth import GrowthPlan, run_growth
+from .machine import machine_info
+from .measure import Config, Measurement, attach_ratios, measure
+from .report import compute_targets, render_markdown, update_docs, write_outputs
+from .targets import Target
+from .targets.diskcache_kv import DiskcacheKV
+from .targets.etcd import Etcd
+from .targets.http import Load, run_http
+from .targets.lmdb_floor import LmdbFloor
+from .targets.sqlite_versioned import SqliteVersioned
+from .targets.strata_embedded import StrataEmbedded
+
+ROOT = Path(__file__).resolve().parents[1]
+SYSTEMS = {
+    "floor": LmdbFloor,
+    "strata": StrataEmbedded,
+    "sqlite": SqliteVersioned,
+    "diskcache": DiskcacheKV,
+    "etcd": Etcd,
+}
+STAGES = [*SYSTEMS, "http", "growth"]
+OPS_PER_TARGET = 14  # progress-bar estimate before a target reports its real op count
+
+
+@dataclass
+class Mode:
+    """Sizes of one mode. Full is sized for about 15-20 minutes on the 2-core reference machine."""
+
+    n_keys: int
+    versions: int
+    cfg: Config
+    http_seconds: float
+    growth: GrowthPlan
+
+
+QUICK = Mode(
+    5_000,
+    5,
+    Config(repeats=3, min_time=0.01, warmup_calls=1, max_seconds_per_op=1.0),
+    2.0,
+    GrowthPlan(versions=(1, 10, 100), keys=(1_000, 10_000), batches=(1, 100, 1_000)),
+)
+FULL = Mode(100_000, 10, Config(repeats=7, min_time=0.05, warmup_calls=3, max_seconds_per_op=6.0), 10.0, GrowthPlan())
+
+
+class Progress:
+    """tqdm when installed (it is in the ``bench`` extra), else plain lines."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        try:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+        except ImportError:
+            self.bar = None
+
+    def expect(self, planned: int, actual: int) -> None:
+        """Correct the total once a target's real number of operations is known."""
+        if self.bar is not None and planned != actual:
+            self.bar.total += actual - planned
+            self.bar.refresh()
+
+    def update(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def log(self, msg: str) -> None:
+        if self.bar is not None:
+            self.bar.write(msg)
+        else:
+            print(msg, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="small data, few repeats: under a minute (CI)")
+    p.add_argument("--keys", type=int, help="number of keys (default 100,000; quick 5,000)")
+    p.add_argument("--versions", type=int, help="versions per key (default 10; quick 5)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--only", help=f"comma-separated stages to run, from {','.join(STAGES)} (default all)")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="results directory")
+    p.add_argument("--workdir", type=Path, help="where stores are created (default: a temp dir, removed after)")
+    p.add_argument("--connections", type=int, default=16, help="HTTP connections (wrk -c)")
+    p.add_argument("--http-seconds", type=float, help="duration of each HTTP load run")
+    p.add_argument(
+        "--docs",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="refresh docs/benchmarks.md (default: on for full runs, off for --quick)",
+    )
+    return p.parse_args(argv)
+
+
+def _run_target(
+    target: Target, ds: Dataset, wl: Workload, workdir: Path, cfg: Config, bar: Progress, run: dict
+) -> list[Measurement]:
+    skip = target.skip_reason()
+    if skip:
+        bar.log(f"{target.name}: skipped: {skip}")
+        bar.expect(OPS_PER_TARGET, 0)
+        run["skipped"].append(f"{target.name}: {skip}")
+        return []
+    t0 = time.perf_counter()
+    target.setup(ds, wl, workdir)
+    run["load_seconds"][target.name] = time.perf_counter() - t0
+    bar.log(f"{target.name}: loaded {ds.n_keys * ds.versions:,} records in {run['load_seconds'][target.name]:.1f} s")
+    out = []
+    ops = target.ops()
+    bar.expect(OPS_PER_TARGET, len(ops))
+    for op in ops:
+        m = measure(target.name, op, cfg)
+        if m.skip:
+            bar.log(f"  {target.name} {op.op}: skipped: {m.skip}")
+        out.append(m)
+        bar.update(1)
+    return out
+
+
+def run(args: argparse.Namespace, workdir: Path) -> dict:
+    mode = QUICK if args.quick else FULL
+    ds = Dataset(
+        args.keys or mode.n_keys,
+        args.versions or mode.versions,
+        args.seed,
+        load_batch=min(10_000, args.keys or mode.n_keys),
+    )
+    wl = Workload(ds)
+    stages = args.only.split(",") if args.only else STAGES
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise SystemExit(f"unknown stage(s): {', '.join(sorted(unknown))}; choose from {', '.join(STAGES)}")
+    cfg = mode.cfg
+    started = time.perf_counter()
+    result: dict = {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "config": {
+            "n_keys": ds.n_keys,
+            "versions": ds.versions,
+            "seed": ds.seed,
+            "load_batch": ds.load_batch,
+            **asdict(cfg),
+            "http_seconds": args.http_seconds or mode.http_seconds,
+            "connections": args.connections,
+            "growth": asdict(mode.growth),
+        },
+        "machine": machine_info(workdir),
+        "load_seconds": {},
+        "embedded": [],
+        "http": [],
+        "growth": [],
+        "skipped": [],
+    }
+    n_growth = len(mode.growth.versions) + len(mode.growth.keys) + len(mode.growth.batches)
+    total = OPS_PER_TARGET * sum(s in stages for s in SYSTEMS) + ("http" in stages) + n_growth * ("growth" in stages)
+    bar = Progress(total, "benchmarks")
+    targets: dict[str, Target] = {}
+    try:
+        for name, cls in SYSTEMS.items():
+            if name in stages:
+                targets[name] = t = cls()
+                result["embedded"] += [m.to_dict() for m in _run_target(t, ds, wl, workdir, cfg, bar, result)]
+                if name != "etcd":  # etcd stays up for the HTTP stage; stores are closed before gunicorn opens them
+                    t.close()
+        if "http" in stages:
+            strata = targets.get("strata")
+            etcd = targets.get("etcd")
+            load = Load(threads=2, connections=args.connections, duration=args.http_seconds or mode.http_seconds)
+            http = run_http(
+                wl,
+                workdir,
+                load,
+                strata_dir=getattr(strata, "path", None),
+                floor_dir=workdir / "floor" if "floor" in targets else None,
+                etcd=getattr(etcd, "server", None),
+                log=bar.log,
+            )
+            result["http"] = [h.to_dict() for h in http]
+            bar.update(1)
+        for t in targets.values():
+            t.close()
+        if "growth" in stages:
+            result["growth"] = [g.to_dict() for g in run_growth(mode.growth, cfg, workdir, bar, bar.log)]
+    finally:
+        for t in targets.values():
+            t.close()
+        bar.close()
+    ms = [Measurement(**m) for m in result["embedded"]]
+    attach_ratios(ms, "lmdb floor")
+    result["embedded"] = [m.to_dict() for m in ms]
+    result["targets"] = compute_targets(result)
+    result["elapsed_s"] = time.perf_counter() - started
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    base = args.workdir
+    workdir = Path(tempfile.mkdtemp(prefix="strata-bench-", dir=base))
+    try:
+        result = run(args, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    stamp = dt.date.today().isoformat() + ("-quick" if args.quick else "")
+    paths = write_outputs(result, args.out, stamp)
+    images = result.pop("_images")
+    print()
+    for t in result["targets"]:
+        val = "not measured" if t["value"] is None else f"{t['value']:.2f}x"
+        verdict = "" if t["met"] is None else (" (met)" if t["met"] else " (NOT met)")
+        print(f"target {t['id']}: {t['what']}: {val}, limit {t['op']} {t['limit']}x{verdict}")
+    print("\nwrote " + ", ".join(str(p) for p in paths.values()))
+    if args.docs if args.docs is not None else not args.quick:
+        doc = ROOT / "docs" / "benchmarks.md"
+        rel = Path("..") / args.out.resolve().relative_to(ROOT) if args.out.resolve().is_relative_to(ROOT) else args.out
+        md = render_markdown(result, f"{rel.as_posix()}/", images)
+        print(f"updated {doc}" if update_docs(doc, md) else f"note: {doc} has no results markers; not updated")
+    return 0
