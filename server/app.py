@@ -1,0 +1,155 @@
+"""The WSGI application: route, authenticate, dispatch, and turn every failure into a problem.
+
+``create_app(data_dir, ...)`` returns an :class:`App`, a WSGI callable that works under gunicorn
+(``strata serve``) or any WSGI server. Guarantees:
+
+- The LMDB store is opened lazily, in the process that serves the request, and reopened if the
+  process id changes: an LMDB environment must never cross a ``fork()``, and gunicorn builds the
+  app in its master before forking workers. (``warm()`` opens it early, from a post-fork hook.)
+- Nothing a client sends crashes a worker: problems are answered as RFC 9457 documents; an
+  unexpected exception is logged with its traceback and answered as a bare 500.
+- Bodies are never read before routing, auth and the size check have passed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from time import perf_counter_ns
+from typing import Any
+
+from engine import Store, errors
+from server.auth import KeyRing
+from server.http import Request, problem_response
+from server.metrics import Metrics
+from server.problems import INTERNAL_ERROR, HTTPProblem, from_engine_error, status_line
+from server.routes import Router
+from server.validation import MAX_KEY_BYTES
+
+log = logging.getLogger("strata.server")
+
+DEFAULT_MAX_BODY = 100_000_000  # 100 MB, the Cloudflare KV bulk-write limit the seeds follow
+DEFAULT_MAX_BATCH = 10_000
+DEFAULT_OPENAPI = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
+StartResponse = Callable[..., Any]
+
+
+class App:
+    """The Strata WSGI callable (see the module docstring for its guarantees).
+
+    ``store`` is this process's open :class:`engine.Store`; ``keyring`` the API keys (empty: auth
+    off); ``metrics`` the shared counters; ``max_body`` the request body limit in bytes.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        keyring: KeyRing | None = None,
+        sync: bool = True,
+        store_options: dict[str, Any] | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_key_bytes: int = MAX_KEY_BYTES,
+        openapi_path: str | os.PathLike[str] | None = DEFAULT_OPENAPI,
+    ) -> None:
+        self.data_dir = os.fspath(data_dir)
+        self.keyring = keyring or KeyRing([])
+        self.sync = sync
+        self.store_options = dict(store_options or {})
+        self.max_body = max_body
+        self.max_batch = max_batch
+        self.max_key_bytes = max_key_bytes
+        self.router = Router()
+        self.metrics = Metrics(self.router.endpoints)
+        self.openapi: bytes | None = None
+        if openapi_path is not None:
+            try:
+                self.openapi = Path(openapi_path).read_bytes()
+            except OSError:
+                log.warning("OpenAPI document %s not found; /openapi.json will answer 500", openapi_path)
+        self._store: Any = None
+        self._store_pid = 0
+
+    @property
+    def store(self) -> Any:
+        """This process's store, opened on first use after any fork."""
+        if self._store_pid != os.getpid() or self._store is None:
+            # A store inherited across fork() is abandoned, not closed: closing it here would act on
+            # the parent's LMDB environment.
+            self._store = Store.open(self.data_dir, sync=self.sync, **self.store_options)
+            self._store_pid = os.getpid()
+            limits = getattr(self._store, "limits", None)  # the engine's limits win over defaults
+            self.max_batch = getattr(limits, "max_batch", self.max_batch)
+            self.max_key_bytes = getattr(limits, "max_key_bytes", self.max_key_bytes)
+        return self._store
+
+    def warm(self) -> None:
+        """Open the store now (for a post-fork hook, so a bad data dir fails the worker's boot)."""
+        _ = self.store
+
+    def close(self) -> None:
+        """Close this process's store (if this process opened one)."""
+        if self._store is not None and self._store_pid == os.getpid():
+            self._store.close()
+        self._store = None
+        self._store_pid = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        t0 = perf_counter_ns()
+        path = environ.get("PATH_INFO", "")
+        router = self.router
+        metric = router.unmatched_metric
+        try:
+            route, params = router.match(path)
+            metric = route.other_metric
+            endpoint = router.endpoint(route, environ.get("REQUEST_METHOD", ""))
+            metric = endpoint.metric
+            request = Request(environ, params, t0, self.max_body)
+            if endpoint.scope is not None and self.keyring.enabled:
+                key = self.keyring.authenticate(environ.get("HTTP_AUTHORIZATION"))
+                ns = params.get(endpoint.namespace_param) if endpoint.namespace_param else None
+                KeyRing.authorize(key, endpoint.scope, ns)
+                request.principal = key
+            status, headers, body = endpoint.handler(self, request)
+        except HTTPProblem as problem:
+            status, headers, body = problem_response(problem, path)
+        except errors.EngineError as exc:
+            status, headers, body = problem_response(from_engine_error(exc), path)
+            if status >= 500:
+                log.error("%s %s -> %d %s: %s", environ.get("REQUEST_METHOD"), path[:200], status, exc.code,
+                          exc.message)
+        except Exception:
+            log.exception("unexpected error in %s %s", environ.get("REQUEST_METHOD"), path[:200])
+            status, headers, body = problem_response(
+                HTTPProblem(500, INTERNAL_ERROR, "the server hit an unexpected error; it has been logged"), path
+            )
+        if type(body) is list and len(body) == 1:
+            headers = [*headers, ("Content-Length", str(len(body[0])))]
+        start_response(status_line(status), headers)
+        self.metrics.observe(metric, status, perf_counter_ns() - t0)
+        return body
+
+
+def create_app(
+    data_dir: str | os.PathLike[str],
+    *,
+    keys_file: str | os.PathLike[str] | None = None,
+    sync: bool = True,
+    store_options: dict[str, Any] | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    openapi_path: str | os.PathLike[str] | None = DEFAULT_OPENAPI,
+) -> App:
+    """Build the WSGI app serving the store at ``data_dir``.
+
+    ``keys_file`` (default: ``$STRATA_KEYS_FILE``, if set) enables API-key auth (format in
+    :mod:`server.auth`); ``sync=False`` trades durability of the last commits for speed;
+    ``store_options`` are passed to ``Store.open`` (``map_size``, ``limits``).
+    """
+    if keys_file is None:
+        keys_file = os.environ.get("STRATA_KEYS_FILE") or None
+    keyring = KeyRing.load(keys_file) if keys_file is not None else KeyRing([])
+    return App(data_dir, keyring=keyring, sync=sync, store_options=store_options, max_body=max_body,
+               openapi_path=openapi_path)

@@ -1,0 +1,339 @@
+"""Records of one namespace: bulk read, write, delete, scan, and single-key get/put/delete.
+
+Every body and parameter is checked before the engine is called, so a rejected request writes
+nothing. Writes are one engine transaction each. ``?atomic=false`` on ``/write`` is the seeds'
+partial-success mode: bad items are set aside (with their index, key, code and message) and the good
+ones commit together in one tx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from engine import errors
+from server.http import JSON_HEADERS, Request, Response, duration, json_response, parse_json, unsupported_media_type
+from server.problems import INVALID_JSON, INVALID_PARAMETERS, KEY_NOT_FOUND, HTTPProblem, bad_request, from_engine_error
+from server.shapes import record_json
+from server.validation import (
+    WriteItem,
+    check_fields,
+    check_keys,
+    check_limit,
+    check_storage,
+    check_string,
+    check_tx,
+    check_write_items,
+    key_error,
+    query_bool,
+    query_tx,
+)
+
+if TYPE_CHECKING:
+    from server.app import App
+
+_NO_QUERY: frozenset[str] = frozenset()
+_READ_FIELDS = frozenset({"keys", "tx"})
+_DELETE_FIELDS = frozenset({"keys"})
+_SCAN_FIELDS = frozenset({"prefix", "after", "limit", "tx"})
+_WRITE_QUERY = frozenset({"atomic"})
+_KEY_QUERY = frozenset({"key"})
+_KEY_GET_QUERY = frozenset({"key", "tx"})
+_EMPTY: dict[str, Any] = {}
+_STREAM_BATCH = 256
+
+
+def read(app: App, req: Request) -> Response:
+    """``POST /v4/storage/{storage}/read``: ``{"keys"?, "tx"?}`` (or a bare array of keys)."""
+    name = check_storage(req.params["storage"])
+    req.query(_NO_QUERY)
+    body = req.json(empty=_EMPTY)
+    if type(body) is list:
+        keys, tx = check_keys(body, ""), None
+    else:
+        check_fields(body, _READ_FIELDS, 'read takes {"keys": [...], "tx": N}')
+        raw_keys = body.get("keys")
+        keys = [] if raw_keys is None else check_keys(raw_keys, "/keys")
+        tx = check_tx(body.get("tx"))
+    store = app.store
+    try:
+        result = store.namespace(name).read(keys, tx=tx)
+    except errors.NamespaceNotFound:  # never written: reads as empty, not as an error
+        return _read_answer(req, [], store.latest_tx if tx is None else tx)
+    except errors.EngineError as exc:
+        path = "/keys" if type(body) is dict else ""
+        problem = from_engine_error(exc, item_path=path)
+        if not problem.errors and isinstance(exc, errors.InvalidKey | errors.KeyTooLong):
+            problem.errors = _bad_keys(keys, path, app.max_key_bytes)
+        raise problem from None
+    return _read_answer(req, [record_json(r) for r in result.records], result.tx)
+
+
+def _bad_keys(keys: list[str], path: str, max_key_bytes: int) -> list[dict[str, Any]]:
+    """Every key the engine would refuse, as problem ``errors`` entries."""
+    out = []
+    for i, key in enumerate(keys):
+        why = key_error(key, max_key_bytes)
+        if why is not None:
+            out.append({"location": f"{path}/{i}", "message": why[1], "value": key[:200], "code": why[0]})
+    return out
+
+
+def _read_answer(req: Request, data: list[dict[str, Any]], tx: int) -> Response:
+    return json_response(200, {"data": data, "count": len(data), "tx": tx, "duration": duration(req.t0)})
+
+
+def write(app: App, req: Request) -> Response:
+    """``POST /v4/storage/{storage}/write``: an array of ``{"key", "value"?, "binary"?}``."""
+    name = check_storage(req.params["storage"])
+    atomic = query_bool(req.query(_WRITE_QUERY).get("atomic"), "atomic", True)
+    body = req.json()
+    if type(body) is list and not body:
+        raise bad_request(errors.EmptyBatch.code, "the write has no items", "", "array")
+    if type(body) is list and len(body) > app.max_batch:
+        raise bad_request(errors.BatchTooLarge.code, f"a write may hold at most {app.max_batch} items", "",
+                          len(body))
+    good, bad = check_write_items(body, app.max_key_bytes)
+    store = app.store
+    store.namespace(name)  # validates the name through the engine as well
+    if atomic:
+        if bad:
+            raise HTTPProblem(400, bad[0]["code"], f"{len(bad)} of {len(body)} items are invalid; nothing was written",
+                              [_problem_entry(e) for e in bad])
+        try:
+            tx = _commit(app, name, good)
+        except errors.EngineError as exc:
+            item_errors = _item_errors(exc, good)
+            if not item_errors:
+                raise
+            raise HTTPProblem(400, exc.code, f"{len(item_errors)} of {len(body)} items are invalid; nothing was "
+                              "written", [_problem_entry(e) for e in item_errors]) from None
+        return json_response(200, {"tx": tx, "count": len(good), "duration": duration(req.t0)})
+    return _write_partial(app, req, name, good, bad)
+
+
+def _write_partial(app: App, req: Request, name: str, good: list[WriteItem], bad: list[dict[str, Any]]) -> Response:
+    """Commit the good items in one tx; if the engine still refuses some, drop them and retry once."""
+    tx = None
+    if good:
+        try:
+            tx = _commit(app, name, good)
+        except errors.EngineError as exc:
+            item_errors = _item_errors(exc, good)
+            if not item_errors:
+                raise
+            bad += item_errors
+            dropped = {e["index"] for e in item_errors}
+            good = [item for item in good if item.index not in dropped]
+            tx = _commit(app, name, good) if good else None
+    bad.sort(key=lambda e: e["index"])
+    return json_response(200, {
+        "tx": tx,
+        "succeeded": len(good),
+        "failed": len(bad),
+        "errors": [{"index": e["index"], "key": e["key"], "code": e["code"], "message": e["message"]} for e in bad],
+        "duration": duration(req.t0),
+    })
+
+
+def _commit(app: App, name: str, items: list[WriteItem]) -> int:
+    """Write ``items`` in one tx: ``put`` when all store values, ``clear`` when all clear, else a
+    transaction. Engine item indexes refer to positions in ``items``."""
+    store = app.store
+    clears = sum(1 for item in items if item.clear)
+    if not clears:
+        return int(store.namespace(name).put({item.key: item.value for item in items}))
+    if clears == len(items):
+        return int(store.namespace(name).clear([item.key for item in items]))
+    position = 0  # which item is being added, should the engine refuse it on the spot
+    try:
+        with store.transaction() as t:
+            for item in items:
+                if item.clear:
+                    t.clear(name, item.key)
+                else:
+                    t.put(name, item.key, item.value)
+                position += 1
+    except errors.EngineError as exc:
+        if "errors" not in exc.details and position < len(items):
+            # Raised by one call, not at commit: it is about the item being added.
+            exc.details["errors"] = [{"index": position, "key": items[position].key, "code": exc.code,
+                                      "message": exc.message}]
+        raise
+    return int(t.tx)
+
+
+def _item_errors(exc: errors.EngineError, items: list[WriteItem]) -> list[dict[str, Any]]:
+    """The engine's per-item errors, re-indexed to positions in the request body."""
+    out = []
+    for entry in exc.details.get("errors") or ():
+        position = entry.get("index")
+        if type(position) is not int or not 0 <= position < len(items):
+            continue
+        item = items[position]
+        code = str(entry.get("code", exc.code))
+        field = "value" if code in (errors.InvalidValue.code, errors.ValueTooLarge.code) else "key"
+        out.append({"index": item.index, "key": item.key, "code": code, "message": str(entry.get("message", "")),
+                    "location": f"/{item.index}/{field}", "value": item.key if field == "key" else None})
+    return out
+
+
+def _problem_entry(e: dict[str, Any]) -> dict[str, Any]:
+    return {"location": e["location"], "message": e["message"], "value": e["value"], "index": e["index"],
+            "code": e["code"]}
+
+
+def delete(app: App, req: Request) -> Response:
+    """``POST /v4/storage/{storage}/delete``: ``{"keys": [...]}`` (or a bare array) in one tx."""
+    name = check_storage(req.params["storage"])
+    req.query(_NO_QUERY)
+    body = req.json()
+    if type(body) is list:
+        keys, path = check_keys(body, ""), ""
+    else:
+        check_fields(body, _DELETE_FIELDS, 'delete takes {"keys": [...]}')
+        if "keys" not in body:
+            raise bad_request(INVALID_PARAMETERS, "keys is required", "/keys", None)
+        keys, path = check_keys(body["keys"], "/keys"), "/keys"
+    try:
+        tx = app.store.namespace(name).delete(keys)
+    except errors.EngineError as exc:
+        raise from_engine_error(exc, item_path=path) from None
+    return json_response(200, {"tx": tx, "count": len(keys), "duration": duration(req.t0)})
+
+
+def _query_key(query: dict[str, str]) -> str:
+    key = query.get("key")
+    if key is None:
+        raise bad_request(INVALID_PARAMETERS, "the key query parameter is required", "query.key", None)
+    return key
+
+
+def _single(exc: errors.EngineError) -> HTTPProblem:
+    """An engine error about the one key of a single-key request, pointed at ``query.key``."""
+    problem = from_engine_error(exc)
+    for entry in problem.errors:
+        if entry["location"].endswith("/key"):
+            entry["location"] = "query.key"
+    if not problem.errors and exc.code in (errors.InvalidKey.code, errors.KeyTooLong.code):
+        problem.errors = [{"location": "query.key", "message": exc.message, "value": exc.details.get("key")}]
+    return problem
+
+
+def get_key(app: App, req: Request) -> Response:
+    """``GET /v4/storage/{storage}/key?key=K[&tx=N]``: the record, or a 404 problem."""
+    name = check_storage(req.params["storage"])
+    query = req.query(_KEY_GET_QUERY)
+    key = _query_key(query)
+    tx = query_tx(query.get("tx"))
+    try:
+        rec = app.store.namespace(name).get(key, tx=tx)
+    except errors.NamespaceNotFound:
+        rec = None
+    except errors.EngineError as exc:
+        raise _single(exc) from None
+    if rec is None:
+        raise HTTPProblem(404, KEY_NOT_FOUND, f"key {key[:200]!r} has no record in {name!r}" +
+                          ("" if tx is None else f" at tx {tx}"),
+                          [{"location": "query.key", "message": "not found", "value": key[:200]}])
+    out = record_json(rec)
+    out["duration"] = duration(req.t0)
+    return json_response(200, out)
+
+
+def put_key(app: App, req: Request) -> Response:
+    """``POST /v4/storage/{storage}/key?key=K``: the raw body is the value.
+
+    ``application/octet-stream`` (or no Content-Type, which RFC 9110 lets a recipient treat as
+    octet-stream) stores bytes; ``application/json`` or ``*+json`` stores the parsed JSON value.
+    """
+    name = check_storage(req.params["storage"])
+    key = _query_key(req.query(_KEY_QUERY))
+    media = req.media_type()
+    value: Any
+    if media is None or media == "application/octet-stream":
+        value = req.body()
+    elif media == "application/json" or media.endswith("+json"):
+        raw = req.body()
+        if not raw:
+            raise bad_request(INVALID_JSON, "the body is empty; send a JSON value", "body", None)
+        value = parse_json(raw)
+    else:
+        raise unsupported_media_type(media, "application/octet-stream or application/json")
+    try:
+        tx = app.store.namespace(name).put({key: value})
+    except errors.EngineError as exc:
+        problem = _single(exc)
+        for entry in problem.errors:
+            if entry["location"].endswith("/value"):
+                entry["location"], entry["value"] = "body", None
+        raise problem from None
+    return json_response(200, {"tx": tx, "duration": duration(req.t0)})
+
+
+def delete_key(app: App, req: Request) -> Response:
+    """``DELETE /v4/storage/{storage}/key?key=K``: delete one key (gone from later snapshots)."""
+    name = check_storage(req.params["storage"])
+    key = _query_key(req.query(_KEY_QUERY))
+    try:
+        tx = app.store.namespace(name).delete([key])
+    except errors.EngineError as exc:
+        raise _single(exc) from None
+    return json_response(200, {"tx": tx, "duration": duration(req.t0)})
+
+
+def scan(app: App, req: Request) -> Response:
+    """``POST /v4/storage/{storage}/scan``: ``{"prefix"?, "after"?, "limit"?, "tx"?}``, streamed.
+
+    Records come in UTF-8 byte order of keys. ``cursor`` is the last key of the page when more
+    records follow (pass it as ``after``, with the same ``tx`` for a consistent snapshot), else null.
+    The first record is fetched before the status line is sent, so bad input (a future ``tx``) still
+    gets a problem document; the rest is streamed in batches, so memory does not grow with ``limit``.
+    """
+    name = check_storage(req.params["storage"])
+    req.query(_NO_QUERY)
+    body = check_fields(req.json(empty=_EMPTY), _SCAN_FIELDS, "scan takes {prefix, after, limit, tx}")
+    prefix = check_string(body, "prefix") or ""
+    after = check_string(body, "after")
+    limit = check_limit(body.get("limit"))
+    tx = check_tx(body.get("tx"))
+    store = app.store
+    try:
+        result = store.namespace(name).scan(prefix=prefix, tx=tx, after=after, limit=limit + 1)
+        records = iter(result)
+        first = next(records, None)
+    except errors.NamespaceNotFound:
+        return _read_answer(req, [], store.latest_tx if tx is None else tx)
+    return 200, JSON_HEADERS, _stream(result, records, first, limit, req.t0)
+
+
+def _stream(result: Any, records: Iterator[Any], first: Any, limit: int, t0: int) -> Iterator[bytes]:
+    """The scan response body, in pieces of up to ``_STREAM_BATCH`` records."""
+    dumps = orjson.dumps
+    count = 0
+    last_key = None
+    more = False
+    batch: list[bytes] = []
+    head = b'{"data":['
+    try:
+        rec = first
+        while rec is not None:
+            if count == limit:
+                more = True
+                break
+            batch.append(dumps(record_json(rec)))
+            count += 1
+            last_key = rec.key
+            if len(batch) == _STREAM_BATCH:
+                yield head + b",".join(batch)
+                head, batch = b",", []
+            rec = next(records, None)
+        tail = dumps({"count": count, "tx": result.tx, "cursor": last_key if more else None,
+                      "duration": duration(t0)})
+        yield (head + b",".join(batch) if batch else head.rstrip(b",")) + b"]," + tail[1:]
+    finally:
+        close = getattr(result, "close", None) or getattr(records, "close", None)
+        if close is not None:
+            close()

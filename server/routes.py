@@ -1,0 +1,118 @@
+"""The route table: which handler answers which method and path, and with which API-key scope.
+
+:data:`TABLE` is the whole HTTP surface (a test checks it against ``docs/openapi.json``).
+:class:`Router` compiles it once: static paths are a dict lookup, templated ones a short list of
+precompiled regexes. A path no route matches is a 404 problem; a known path with an unknown
+method is a 405 problem with an ``Allow`` header.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.handlers import namespaces, ops, storage
+from server.problems import METHOD_NOT_ALLOWED, NOT_FOUND, HTTPProblem
+
+Handler = Callable[[Any, Any], Any]
+
+#: (path template, method, handler, scope). Scope None = public; else an API-key scope
+#: ("read" < "write" < "admin"). A ``{storage}`` or ``{name}`` segment is the namespace the key
+#: must be allowed to use.
+TABLE: list[tuple[str, str, Handler, str | None]] = [
+    ("/v4/storage/{storage}/read", "POST", storage.read, "read"),
+    ("/v4/storage/{storage}/write", "POST", storage.write, "write"),
+    ("/v4/storage/{storage}/delete", "POST", storage.delete, "write"),
+    ("/v4/storage/{storage}/scan", "POST", storage.scan, "read"),
+    ("/v4/storage/{storage}/key", "GET", storage.get_key, "read"),
+    ("/v4/storage/{storage}/key", "POST", storage.put_key, "write"),
+    ("/v4/storage/{storage}/key", "DELETE", storage.delete_key, "write"),
+    ("/v4/namespace/storage", "GET", namespaces.list_namespaces, "read"),
+    ("/v4/namespace/storage", "POST", namespaces.create_namespace, "admin"),
+    ("/v4/namespace/storage/{name}", "GET", namespaces.get_namespace, "read"),
+    ("/v4/namespace/storage/{name}", "DELETE", namespaces.drop_namespace, "admin"),
+    ("/healthz", "GET", ops.healthz, None),
+    ("/openapi.json", "GET", ops.openapi, None),
+    ("/metrics", "GET", ops.metrics, "read"),
+]
+
+_PARAM = re.compile(r"\{(\w+)\}")
+_NAMESPACE_PARAMS = ("storage", "name")
+UNMATCHED = ("unmatched", "")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One method of one route; ``metric`` is its index in :attr:`Router.endpoints`."""
+
+    handler: Handler
+    scope: str | None
+    namespace_param: str | None
+    metric: int
+
+
+@dataclass(slots=True)
+class Route:
+    """One path template with its endpoints by method; ``other_metric`` counts 405s on it."""
+
+    template: str
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    other_metric: int = -1
+
+    @property
+    def allow(self) -> str:
+        return ", ".join(sorted(self.endpoints))
+
+
+class Router:
+    """The compiled table. ``match(path)`` -> ``(Route, params)`` or a 404 problem;
+    ``endpoint(route, method)`` -> :class:`Endpoint` or a 405 problem. ``endpoints`` lists the
+    ``(template, method)`` metric labels, with 405s as method ``"other"`` and 404s last."""
+
+    def __init__(self, table: list[tuple[str, str, Handler, str | None]] = TABLE) -> None:
+        routes: dict[str, Route] = {}
+        self.endpoints: list[tuple[str, str]] = []
+        for template, method, handler, scope in table:
+            route = routes.setdefault(template, Route(template))
+            params = _PARAM.findall(template)
+            ns_param = next((p for p in params if p in _NAMESPACE_PARAMS), None)
+            route.endpoints[method] = Endpoint(handler, scope, ns_param, len(self.endpoints))
+            self.endpoints.append((template, method))
+        for route in routes.values():
+            route.other_metric = len(self.endpoints)
+            self.endpoints.append((route.template, "other"))
+        self.unmatched_metric = len(self.endpoints)
+        self.endpoints.append(UNMATCHED)
+        self.routes = list(routes.values())
+        self._static = {r.template: r for r in self.routes if "{" not in r.template}
+        self._dynamic = [(_compile(r.template), r) for r in self.routes if "{" in r.template]
+
+    def match(self, path: str) -> tuple[Route, dict[str, str]]:
+        """The route for ``path`` and its parameters, or a 404 problem."""
+        route = self._static.get(path)
+        if route is not None:
+            return route, {}
+        for pattern, route in self._dynamic:
+            m = pattern.match(path)
+            if m is not None:
+                return route, m.groupdict()
+        raise HTTPProblem(404, NOT_FOUND, f"no route for {path[:200]!r}")
+
+    @staticmethod
+    def endpoint(route: Route, method: str) -> Endpoint:
+        """The endpoint of ``route`` for ``method``, or a 405 problem listing the allowed ones."""
+        endpoint = route.endpoints.get(method)
+        if endpoint is None:
+            raise HTTPProblem(405, METHOD_NOT_ALLOWED, f"{method[:20]} is not allowed on {route.template}; use "
+                              f"{route.allow}", headers=[("Allow", route.allow)])
+        return endpoint
+
+
+def _compile(template: str) -> re.Pattern[str]:
+    """A template such as ``/v4/storage/{storage}/read`` as an anchored regex with named groups;
+    a parameter matches one non-empty path segment."""
+    parts = re.split(r"(\{\w+\})", template)
+    pattern = "".join(f"(?P<{p[1:-1]}>[^/]+)" if p.startswith("{") else re.escape(p) for p in parts)
+    return re.compile(f"^{pattern}$")

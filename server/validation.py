@@ -1,0 +1,224 @@
+"""Checks on request bodies and parameters, done before the engine is called.
+
+The engine validates again (it is the authority); the server checks first so that it can name
+*where* in the body a problem is (a JSON Pointer such as ``/3/key``), report every bad item of a
+batch at once, and, in ``?atomic=false`` mode, set bad items aside and still write the good ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any, NamedTuple
+
+from engine import errors
+from server.problems import INVALID_PARAMETERS, HTTPProblem, bad_request
+
+MAX_TX = 2**63 - 1
+MAX_KEY_BYTES = 512
+SCAN_LIMIT_DEFAULT = 1000
+SCAN_LIMIT_MAX = 10_000
+_STORAGE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_WRITE_FIELDS = frozenset({"key", "value", "binary"})
+
+
+class WriteItem(NamedTuple):
+    """A checked write item: its position in the request, the key, the value and whether it clears."""
+
+    index: int
+    key: str
+    value: Any
+    clear: bool
+
+
+def check_storage(name: str, location: str = "path.storage") -> str:
+    """``name`` if it is a valid namespace name, else a 400 ``INVALID_NAMESPACE`` problem."""
+    if not _STORAGE_NAME.fullmatch(name) or name in (".", ".."):
+        raise bad_request(
+            errors.InvalidNamespace.code,
+            f"invalid storage name {name[:80]!r}: use 1-64 characters of A-Z a-z 0-9 . _ - (not '.' or '..')",
+            location,
+            name[:80],
+        )
+    return name
+
+
+def check_tx(value: Any, location: str = "/tx") -> int | None:
+    """An optional tx: absent/None, or an int in 0..2**63-1 (bool, float, str are 400 problems)."""
+    if value is None:
+        return None
+    if type(value) is not int or not 0 <= value <= MAX_TX:
+        raise bad_request(INVALID_PARAMETERS, f"tx must be an integer from 0 to {MAX_TX}", location, _echo(value))
+    return value
+
+
+def query_tx(text: str | None) -> int | None:
+    """An optional tx from the query string (decimal digits only)."""
+    if text is None:
+        return None
+    if not text.isdigit() or not text.isascii() or int(text) > MAX_TX:
+        raise bad_request(INVALID_PARAMETERS, f"tx must be an integer from 0 to {MAX_TX}", "query.tx", text)
+    return int(text)
+
+
+def query_bool(text: str | None, name: str, default: bool) -> bool:
+    """An optional boolean query parameter: ``true``/``false`` (or ``1``/``0``)."""
+    if text is None:
+        return default
+    lowered = text.lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise bad_request(INVALID_PARAMETERS, f"{name} must be true or false", f"query.{name}", text)
+
+
+def check_fields(body: Any, allowed: frozenset[str], what: str) -> dict[str, Any]:
+    """``body`` as a dict with no fields outside ``allowed`` (else a 400 problem listing each)."""
+    if not isinstance(body, dict):
+        raise bad_request(INVALID_PARAMETERS, f"the body must be a JSON object ({what})", "", _kind(body))
+    unknown = [name for name in body if name not in allowed]
+    if unknown:
+        raise HTTPProblem(
+            400,
+            INVALID_PARAMETERS,
+            f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}",
+            [{"location": f"/{name}", "message": "unknown field", "value": _echo(body[name])} for name in unknown],
+        )
+    return body
+
+
+def check_keys(value: Any, location: str) -> list[str]:
+    """A list of string keys (content is checked by the engine, which knows its limits)."""
+    if type(value) is not list:
+        raise bad_request(INVALID_PARAMETERS, "keys must be an array of strings", location, _kind(value))
+    bad = [i for i, key in enumerate(value) if type(key) is not str]
+    if bad:
+        raise HTTPProblem(
+            400,
+            INVALID_PARAMETERS,
+            "every key must be a string",
+            [{"location": f"{location}/{i}", "message": "not a string", "value": _echo(value[i])} for i in bad[:100]],
+        )
+    return value
+
+
+def check_string(body: dict[str, Any], name: str) -> str | None:
+    """An optional string field of ``body``."""
+    value = body.get(name)
+    if value is not None and type(value) is not str:
+        raise bad_request(INVALID_PARAMETERS, f"{name} must be a string", f"/{name}", _echo(value))
+    return value
+
+
+def check_limit(value: Any) -> int:
+    """The scan page size: 1..10,000, default 1,000."""
+    if value is None:
+        return SCAN_LIMIT_DEFAULT
+    if type(value) is not int or not 1 <= value <= SCAN_LIMIT_MAX:
+        raise bad_request(INVALID_PARAMETERS, f"limit must be an integer from 1 to {SCAN_LIMIT_MAX}", "/limit",
+                          _echo(value))
+    return value
+
+
+def key_error(key: Any, max_key_bytes: int = MAX_KEY_BYTES) -> tuple[str, str] | None:
+    """Why ``key`` cannot be stored, as ``(code, message)``, or None if it can."""
+    if type(key) is not str:
+        return errors.InvalidKey.code, "key must be a string"
+    if not key:
+        return errors.InvalidKey.code, "key must not be empty"
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        return errors.InvalidKey.code, "key is not valid Unicode (it holds a lone surrogate)"
+    if size > max_key_bytes:
+        return errors.KeyTooLong.code, f"key is {size} bytes of UTF-8; the limit is {max_key_bytes}"
+    return None
+
+
+def check_write_items(body: Any, max_key_bytes: int = MAX_KEY_BYTES) -> tuple[list[WriteItem], list[dict[str, Any]]]:
+    """Split a write body into good items and per-item errors.
+
+    Each error is ``{"index", "key", "code", "message", "location", "value"}``. Of two items with
+    the same key, the later one is the error (the earlier one may still be written).
+    """
+    if type(body) is not list:
+        raise bad_request(INVALID_PARAMETERS, "the write body must be a JSON array of items", "", _kind(body))
+    good: list[WriteItem] = []
+    bad: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(body):
+        problem = _item_problem(item, index, max_key_bytes, seen)
+        if problem is not None:
+            bad.append(problem)
+            continue
+        key = item["key"]
+        if "value" not in item:
+            good.append(WriteItem(index, key, None, True))
+        elif item.get("binary") is True:
+            raw = _base64(item["value"])
+            if raw is None:
+                value = item["value"]
+                bad.append(_item_error(index, key, errors.InvalidValue.code, "a binary value must be a base64 string",
+                                       f"/{index}/value", _echo(value)))
+                continue
+            good.append(WriteItem(index, key, raw, False))
+        else:
+            good.append(WriteItem(index, key, item["value"], False))
+        seen.add(key)
+    return good, bad
+
+
+def _item_problem(item: Any, index: int, max_key_bytes: int, seen: set[str]) -> dict[str, Any] | None:
+    """The error for one write item, or None if the server finds nothing wrong with it."""
+    if type(item) is not dict:
+        return _item_error(index, None, INVALID_PARAMETERS, "an item must be an object", f"/{index}", _kind(item))
+    key = item.get("key")
+    unknown = [name for name in item if name not in _WRITE_FIELDS]
+    if unknown:
+        return _item_error(index, key, INVALID_PARAMETERS, f"unknown field {unknown[0]!r}",
+                           f"/{index}/{unknown[0]}", _echo(item[unknown[0]]))
+    if "key" not in item:
+        return _item_error(index, None, errors.InvalidKey.code, "key is required", f"/{index}/key", None)
+    why = key_error(key, max_key_bytes)
+    if why is not None:
+        return _item_error(index, key, why[0], why[1], f"/{index}/key", _echo(key))
+    if key in seen:
+        return _item_error(index, key, errors.DuplicateKey.code, "key appears earlier in the same write",
+                           f"/{index}/key", key)
+    binary = item.get("binary", False)
+    if type(binary) is not bool:
+        return _item_error(index, key, INVALID_PARAMETERS, "binary must be true or false", f"/{index}/binary",
+                           _echo(binary))
+    return None
+
+
+def _base64(value: Any) -> bytes | None:
+    """The bytes of a strict base64 string, or None if ``value`` is not one."""
+    if type(value) is not str:
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _item_error(index: int, key: Any, code: str, message: str, location: str, value: Any) -> dict[str, Any]:
+    return {"index": index, "key": key if type(key) is str else None, "code": code, "message": message,
+            "location": location, "value": value}
+
+
+def _echo(value: Any) -> Any:
+    """The offending value for an error entry: scalars as they are, containers by their type name."""
+    if isinstance(value, (dict, list)):
+        return _kind(value)
+    if type(value) is str and len(value) > 200:
+        return value[:200] + "..."
+    return value
+
+
+def _kind(value: Any) -> str:
+    """A short description of a JSON value's type, for error messages about the wrong type."""
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
