@@ -1,0 +1,34 @@
+"""Strata's embedded engine: a transactional, versioned key-value store on LMDB.
+
+    from engine import Store
+    with Store.open("data") as store:
+        tx = store.namespace("sample").put({"city:1": {"name": "Braavos"}})
+        store.namespace("sample").read(["city:1"], tx=tx)
+
+See ``docs/engine.md`` for the API and ``docs/design.md`` for the on-disk layout.
+"""
+
+from . import errors
+from .errors import EngineError
+from .namespace import Namespace
+from .records import Item, Limits, NamespaceInfo, ReadResult, Record
+from .scan import Scan
+from .store import Store
+from .txlog import Operation, TxInfo
+from .txn import Transaction
+
+__all__ = [
+    "EngineError",
+    "Item",
+    "Limits",
+    "Namespace",
+    "NamespaceInfo",
+    "Operation",
+    "ReadResult",
+    "Record",
+    "Scan",
+    "Store",
+    "Transaction",
+    "TxInfo",
+    "errors",
+]

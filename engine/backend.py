@@ -1,0 +1,202 @@
+"""The only module that imports ``lmdb``: opening, map growth, durability, and error translation.
+
+Rules of the road it enforces (py-lmdb's and LMDB's, made safe for Strata's users):
+
+* **Map growth is invisible.** A write that fills the map is rolled back, the map is doubled and
+  the write runs again; another process that sees ``MapResizedError`` adopts the new size. Users
+  never see ``MapFullError``. Because remapping invalidates every open transaction of this process,
+  growth waits on :class:`Gate` until the process's other threads leave their transactions.
+* **Durability.** The environment is opened with ``metasync=False``: every commit flushes its data
+  pages before writing the meta page (so the file is never corrupt, LMDB's documented guarantee),
+  and a durable write then flushes the meta page with ``env.sync(True)``. A ``sync=False`` write
+  skips that last flush: it survives a process crash (the OS has the pages) but a power loss may
+  undo it. A store opened with ``sync=False`` skips every flush (bulk loads, tests).
+* **Errors.** Every ``lmdb.Error`` is translated here into an :mod:`engine.errors` class.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import lmdb
+
+from .errors import EngineError, StorageError, StorageFull, StoreClosed
+
+T = TypeVar("T")
+
+DB_NAMES = ("versions", "meta", "namespaces", "txlog")
+MIN_MAP_SIZE = 1 << 20
+
+
+class Gate:
+    """A readers-writer gate: many transactions at once, or one map resize alone."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._active = 0
+        self._resizing = False
+
+    def enter(self) -> None:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._active += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._active -= 1
+            if self._active == 0 and self._resizing:
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._resizing = True
+            while self._active:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()
+
+
+def translate(exc: lmdb.Error) -> EngineError:
+    """The Strata error for an LMDB error."""
+    text = str(exc)
+    if isinstance(exc, lmdb.DiskError) or "No space left" in text or "File too large" in text:
+        return StorageFull(
+            "the disk refused to grow the store; free space, then retry (the store is intact)",
+            lmdb_error=text,
+        )
+    return StorageError(f"storage error: {text}", lmdb_error=text)
+
+
+class Backend:
+    """One LMDB environment with Strata's named databases, shared by the threads of a process."""
+
+    def __init__(self, path: str, *, sync: bool, map_size: int, max_readers: int) -> None:
+        os.makedirs(path, exist_ok=True)
+        self.path = path
+        self.sync = sync
+        try:
+            self.env = lmdb.open(
+                path,
+                map_size=max(map_size, MIN_MAP_SIZE),
+                max_dbs=len(DB_NAMES) + 2,
+                max_readers=max_readers,
+                sync=sync,
+                metasync=False,
+                readahead=False,
+                subdir=True,
+            )
+            self.dbs = {name: self.env.open_db(name.encode()) for name in DB_NAMES}
+        except lmdb.Error as exc:
+            raise translate(exc) from None
+        self.versions = self.dbs["versions"]
+        self.meta = self.dbs["meta"]
+        self.namespaces = self.dbs["namespaces"]
+        self.txlog = self.dbs["txlog"]
+        self._gate = Gate()
+        self._closed = False
+
+    # -- transactions -------------------------------------------------------------------------
+
+    def _begin(self, write: bool) -> Any:
+        try:
+            return self.env.begin(write=write)
+        except lmdb.MapResizedError:
+            self._gate.leave()
+            try:
+                with self._gate.exclusive():
+                    self.env.set_mapsize(0)  # adopt the size another process grew the map to
+            finally:
+                self._gate.enter()
+            return self.env.begin(write=write)
+
+    def read(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(txn)`` in a read transaction and return its result."""
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        gate = self._gate
+        gate.enter()
+        try:
+            txn = self._begin(False)
+            try:
+                return fn(txn)
+            finally:
+                txn.abort()
+        except lmdb.Error as exc:
+            raise translate(exc) from None
+        finally:
+            gate.leave()
+
+    def write(self, fn: Callable[[Any], T], *, sync: bool | None = None) -> T:
+        """Run ``fn(txn)`` in a write transaction and commit; grow the map and rerun if it is full.
+
+        ``fn`` must be safe to run again (it is, in Strata: it derives everything from its inputs
+        and the transaction). An exception from ``fn`` aborts the transaction: nothing is written.
+        """
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        while True:
+            self._gate.enter()
+            try:
+                txn = self._begin(True)
+                try:
+                    result = fn(txn)
+                    txn.commit()
+                except BaseException:
+                    txn.abort()
+                    raise
+                if sync if sync is not None else self.sync:
+                    self.env.sync(True)
+                return result
+            except lmdb.MapFullError:
+                pass  # grow below, outside the gate, then run the write again
+            except lmdb.Error as exc:
+                raise translate(exc) from None
+            finally:
+                self._gate.leave()
+            self._grow()
+
+    def _grow(self) -> None:
+        with self._gate.exclusive():
+            try:
+                self.env.set_mapsize(0)
+                size = self.env.info()["map_size"]
+                self.env.set_mapsize(size * 2)
+            except lmdb.Error as exc:
+                raise translate(exc) from None
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def info(self) -> dict[str, int]:
+        """Map size and bytes in use (pages in use times page size)."""
+        try:
+            info = self.env.info()
+            stat = self.env.stat()
+        except lmdb.Error as exc:
+            raise translate(exc) from None
+        used = (info["last_pgno"] + 1) * stat["psize"]
+        return {"map_size": info["map_size"], "used_bytes": used, "readers": info["num_readers"]}
+
+    def flush(self) -> None:
+        """Force every committed write to disk."""
+        try:
+            self.env.sync(True)
+        except lmdb.Error as exc:
+            raise translate(exc) from None
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            with self._gate.exclusive():
+                self.env.close()

@@ -1,0 +1,133 @@
+"""Values and version records: what is stored under a version key. Pure functions, no LMDB.
+
+A value is a JSON type (None, bool, int within 64 bits, finite float, str, list, dict with str keys)
+or ``bytes``. It is encoded with msgpack, which keeps ``bytes`` apart from ``str`` and ``int`` apart
+from ``float``, so every value round-trips exactly (dict order included).
+
+A *version record* is the LMDB value of a version key::
+
+    put of a short key     msgpack(value)                       first byte is never C1
+    clear of a short key   C1 01
+    delete of a short key  C1 02
+    anything else          C1 03 | msgpack([op, key, packed_value | None])
+
+``C1`` is the one byte msgpack never emits, so the hot path (a plain put) is a bare msgpack value,
+read with a single ``unpackb``; the extended form carries what the key alone cannot say (the full
+key of a long key today; per-version metadata later).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import msgpack
+import orjson
+
+from .errors import InvalidValue
+
+PUT = 0
+CLEAR = 1
+DELETE = 2
+OP_NAMES = ("put", "clear", "delete")
+
+MARK = 0xC1
+CLEAR_RECORD = b"\xc1\x01"
+DELETE_RECORD = b"\xc1\x02"
+EXTENDED = b"\xc1\x03"
+
+unpack_value = msgpack.unpackb
+
+
+def _reject(obj: object) -> Any:
+    raise TypeError(f"{type(obj).__name__} is not a JSON type or bytes")
+
+
+_local = threading.local()
+_dumps = orjson.dumps
+_STRICT = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def _packer() -> Any:
+    # A Packer is reusable and much cheaper than packb's fresh one per call, but not thread-safe.
+    _local.packer = msgpack.Packer(use_bin_type=True, strict_types=True, default=_reject)
+    return _local.packer
+
+
+def _check_floats(value: Any) -> None:
+    """Reject NaN and infinity anywhere in a value (JSON cannot say them)."""
+    t = type(value)
+    if t is dict:
+        for item in value.values():
+            _check_floats(item)
+    elif t is list:
+        for item in value:
+            _check_floats(item)
+    elif t is float and not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number (JSON has no NaN or infinity)")
+
+
+def pack_value(value: Any) -> bytes:
+    """Encode a value, or raise :class:`InvalidValue` saying what is wrong with it.
+
+    Containers are first serialised by orjson (in C) only to check what msgpack would accept but
+    JSON cannot say: non-str dict keys, bytes inside a container, integers beyond 64 bits, lone
+    surrogates, nesting deeper than 255 levels. It writes NaN as ``null``, so a ``null`` in its
+    output sends the value through a float check. msgpack's ``strict_types`` rejects the rest
+    (tuples, sets, subclasses, other objects) so that every value round-trips exactly.
+    """
+    t = type(value)
+    try:
+        if t is dict or t is list:
+            if b"null" in _dumps(value, option=_STRICT):
+                _check_floats(value)
+        elif t is float:
+            if not math.isfinite(value):
+                raise ValueError(f"{value} is not a finite number (JSON has no NaN or infinity)")
+        elif t is int and not -(1 << 63) <= value < 1 << 64:
+            raise OverflowError
+        packer = getattr(_local, "packer", None) or _packer()
+        return packer.pack(value)  # type: ignore[no-any-return]
+    except (TypeError, ValueError, OverflowError, UnicodeError, RecursionError) as exc:
+        reason = str(exc)
+        if isinstance(exc, OverflowError):
+            reason = "integer out of the 64-bit range"
+        elif isinstance(exc, UnicodeError):
+            reason = "string is not valid Unicode (lone surrogate?)"
+        elif isinstance(exc, RecursionError):
+            reason = "nested too deeply"
+        raise InvalidValue(f"value is not storable: {reason}") from None
+
+
+def extended_record(op: int, key: str, packed: bytes | None) -> bytes:
+    """The extended version record (used for long keys)."""
+    return EXTENDED + msgpack.packb([op, key, packed], use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def simple_record(op: int, packed: bytes | None) -> bytes:
+    """The compact version record of a short key."""
+    if op == PUT:
+        assert packed is not None
+        return packed
+    return CLEAR_RECORD if op == CLEAR else DELETE_RECORD
+
+
+def decode_record(raw: bytes) -> tuple[int, bytes | None, str | None]:
+    """``(op, packed value or None, full key or None)`` of any version record."""
+    if raw[0] != MARK:
+        return PUT, raw, None
+    kind = raw[1]
+    if kind == 1:
+        return CLEAR, None, None
+    if kind == 2:
+        return DELETE, None, None
+    op, key, packed = msgpack.unpackb(raw[2:], raw=False)
+    return op, packed, key
+
+
+def is_delete(raw: bytes) -> bool:
+    """Whether a version record is a delete (a tombstone)."""
+    if raw[0] != MARK:
+        return False
+    return raw == DELETE_RECORD or (raw[1] == EXTENDED[1] and decode_record(raw)[0] == DELETE)

@@ -1,0 +1,119 @@
+"""A namespace: one keyspace of a store, like Litebase's ``{storage}``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .codec import CLEAR, DELETE
+from .errors import BatchTooLarge, InvalidParameters
+from .records import Item, NamespaceInfo, ReadResult, Record
+from .scan import Scan
+from .snapshot import read_keys, resolve_tx
+from .txlog import check_note
+from .txn import commit, prepare_keys, prepare_puts
+from .validation import key_bytes
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+class Namespace:
+    """Reads and writes of one namespace. Get one with :meth:`Store.namespace`.
+
+    Every write call is one transaction and returns its tx. Every read sees exactly one tx:
+    ``tx=None`` is the latest committed (reported in the result), an explicit ``tx`` returns the
+    same answer forever. A namespace that was never written reads as empty.
+
+    Write options: ``note`` (a JSON object up to 4 KiB, kept in the tx log) and ``sync``
+    (``None``: the store's default; ``False``: skip the final disk flush, for bulk loads).
+    """
+
+    __slots__ = ("_store", "name")
+
+    def __init__(self, store: Store, name: str) -> None:
+        self._store = store
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Namespace({self.name!r})"
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def put(self, items: Mapping[str, Any] | Iterable[Item | tuple[str, Any]], *,
+            note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
+        """Store values: a ``{key: value}`` mapping or an iterable of :class:`Item`. Returns the tx."""
+        store = self._store
+        note = check_note(note, store.limits.max_note_bytes)
+        return commit(store, prepare_puts(self.name, items, store.limits), note=note, sync=sync)
+
+    def clear(self, keys: Iterable[str], *, note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
+        """Clear values: each key stays, with no value (reads return ``cleared=True``). Returns the tx."""
+        store = self._store
+        note = check_note(note, store.limits.max_note_bytes)
+        return commit(store, prepare_keys(self.name, keys, CLEAR, store.limits), note=note, sync=sync)
+
+    def delete(self, keys: Iterable[str], *, note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
+        """Delete keys: later snapshots leave them out; earlier ones still have them. Returns the tx."""
+        store = self._store
+        note = check_note(note, store.limits.max_note_bytes)
+        return commit(store, prepare_keys(self.name, keys, DELETE, store.limits), note=note, sync=sync)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def read(self, keys: Iterable[str], *, tx: int | None = None) -> ReadResult:
+        """Records of ``keys`` at ``tx``, in request order, each key once, absent keys left out."""
+        if isinstance(keys, str | bytes):
+            raise InvalidParameters("keys must be a list of str, not a single string")
+        store = self._store
+        limits = store.limits
+        unique = list(dict.fromkeys(keys))
+        if len(unique) > limits.max_read_keys:
+            raise BatchTooLarge(f"{len(unique)} keys in one read; the limit is {limits.max_read_keys}",
+                                count=len(unique), limit=limits.max_read_keys)
+        max_key = limits.max_key_bytes
+        try:
+            raws = [k.encode() for k in unique]
+            if raws and not 0 < min(map(len, raws)) <= max(map(len, raws)) <= max_key:
+                raise ValueError
+        except (AttributeError, TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+            raws = [key_bytes(k, max_key) for k in unique]  # raises, naming the bad key
+        backend = store._backend
+        name = self.name
+
+        def run(txn: Any) -> ReadResult:
+            at = resolve_tx(txn, backend.meta, tx)
+            prefix = store._ns_prefix(txn, name)
+            if prefix is None or not unique:
+                return ReadResult([], at)
+            return ReadResult(read_keys(txn, backend.versions, prefix, unique, raws, at), at)
+
+        return backend.read(run)
+
+    def get(self, key: str, *, tx: int | None = None) -> Record | None:
+        """The record of one key at ``tx`` (latest if None), or None if absent or deleted."""
+        records = self.read([key], tx=tx).records
+        return records[0] if records else None
+
+    def scan(self, prefix: str = "", *, tx: int | None = None, after: str | None = None,
+             limit: int | None = None) -> Scan:
+        """Records of keys starting with ``prefix`` at ``tx``, in UTF-8 byte order of keys.
+
+        ``after`` (exclusive) resumes from a previous page's last key; ``limit`` caps the count.
+        The returned :class:`~engine.scan.Scan` is iterable and tells the tx it reads in ``.tx``.
+        """
+        if type(prefix) is not str:
+            raise InvalidParameters("prefix must be a str", parameter="prefix")
+        if after is not None:
+            key_bytes(after, self._store.limits.max_key_bytes)
+        if limit is not None and (type(limit) is not int or limit < 0):
+            raise InvalidParameters(f"limit must be a non-negative integer or None, not {limit!r}",
+                                    parameter="limit")
+        store = self._store
+        backend = store._backend
+        at, ns = backend.read(lambda txn: (resolve_tx(txn, backend.meta, tx), store._ns_prefix(txn, self.name)))
+        return Scan(backend.read, backend.versions, ns, at, prefix, after, limit)
+
+    def info(self) -> NamespaceInfo | None:
+        """Key count, size and times at the latest tx; None if the namespace does not exist."""
+        return self._store.namespace_info(self.name)

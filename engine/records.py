@@ -1,0 +1,67 @@
+"""The value types the engine hands out and takes in. Immutable, cheap to build, no behaviour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+
+class Record(NamedTuple):
+    """One key as seen at one tx.
+
+    ``tx`` is the tx of the key's last change at or before the read tx. A cleared key has
+    ``cleared=True`` and ``value=None`` (a stored JSON ``null`` is ``value=None, cleared=False``).
+    ``binary`` is True when the value is ``bytes``.
+    """
+
+    key: str
+    value: Any
+    tx: int
+    binary: bool = False
+    cleared: bool = False
+
+
+class ReadResult(NamedTuple):
+    """The records found, in request order (absent and deleted keys left out), and the tx read."""
+
+    records: list[Record]
+    tx: int
+
+
+class Item(NamedTuple):
+    """A key and the value to store under it (an element of the iterable ``put`` accepts)."""
+
+    key: str
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceInfo:
+    """What a namespace holds at the latest tx.
+
+    ``tx`` is the latest tx that touched it (0 if none); ``key_count`` counts live keys (put or
+    cleared); ``size_bytes`` sums their UTF-8 key lengths and stored record sizes (not history).
+    """
+
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    tx: int
+    key_count: int
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-request limits, checked before anything is written (defaults follow Cloudflare KV)."""
+
+    max_batch: int = 10_000
+    max_read_keys: int = 10_000
+    max_key_bytes: int = 512
+    max_value_bytes: int = 25 * 1024 * 1024
+    max_note_bytes: int = 4096
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_key_bytes <= 512:
+            raise ValueError("max_key_bytes must be between 1 and 512 (the layout's limit)")

@@ -1,0 +1,81 @@
+"""The named LMDB databases and the records in them, besides versions (see ``docs/design.md``).
+
+* ``meta``: ``b"latest_tx"`` and ``b"last_time_us"`` (u64 big-endian), ``b"next_ns_id"`` (u32).
+* ``namespaces``: namespace name (ASCII) -> msgpack ``[id, created_us, updated_us, tx, key_count,
+  size_bytes, dropped]``. Ids are never reused, so a namespace's versions outlive a drop.
+* ``txlog``: tx (u64 big-endian) -> msgpack ``[time_us, note, ops]`` with ``ops`` a list of
+  ``[namespace, key, op]`` in the order they were applied (see :mod:`engine.txlog`).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgpack
+
+from .records import NamespaceInfo
+
+LATEST_TX = b"latest_tx"
+LAST_TIME_US = b"last_time_us"
+NEXT_NS_ID = b"next_ns_id"
+
+_u64 = struct.Struct(">Q")
+_u32 = struct.Struct(">I")
+
+
+def get_u64(txn: Any, db: Any, key: bytes) -> int:
+    raw = txn.get(key, db=db)
+    return _u64.unpack(raw)[0] if raw is not None else 0
+
+
+def put_u64(txn: Any, db: Any, key: bytes, value: int) -> None:
+    txn.put(key, _u64.pack(value), db=db)
+
+
+def get_u32(txn: Any, db: Any, key: bytes) -> int:
+    raw = txn.get(key, db=db)
+    return _u32.unpack(raw)[0] if raw is not None else 0
+
+
+def put_u32(txn: Any, db: Any, key: bytes, value: int) -> None:
+    txn.put(key, _u32.pack(value), db=db)
+
+
+def time_of(us: int) -> datetime:
+    """A stored microsecond timestamp as an aware UTC datetime."""
+    return datetime.fromtimestamp(us / 1_000_000, UTC)
+
+
+@dataclass(slots=True)
+class NamespaceEntry:
+    """A namespace's registry record, mutable while a write transaction updates it."""
+
+    id: int
+    created_us: int
+    updated_us: int
+    tx: int
+    key_count: int
+    size_bytes: int
+    dropped: bool
+
+    @classmethod
+    def decode(cls, raw: bytes) -> NamespaceEntry:
+        return cls(*msgpack.unpackb(raw))
+
+    def encode(self) -> bytes:
+        return msgpack.packb(  # type: ignore[no-any-return]
+            [self.id, self.created_us, self.updated_us, self.tx, self.key_count, self.size_bytes, self.dropped]
+        )
+
+    def info(self, name: str) -> NamespaceInfo:
+        return NamespaceInfo(
+            name=name,
+            created_at=time_of(self.created_us),
+            updated_at=time_of(self.updated_us),
+            tx=self.tx,
+            key_count=self.key_count,
+            size_bytes=self.size_bytes,
+        )

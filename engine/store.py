@@ -1,0 +1,193 @@
+"""The store: one LMDB environment, one timeline of txs, many namespaces."""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import Any
+
+from . import schema, txlog
+from .backend import Backend
+from .codec import DELETE
+from .encoding import ns_prefix
+from .errors import NamespaceExists, NamespaceNotFound
+from .namespace import Namespace
+from .records import Limits, NamespaceInfo
+from .scan import live_keys
+from .txlog import TxInfo
+from .txn import Batch, Run, Transaction, apply_batch
+from .validation import check_namespace, check_tx
+
+
+class Store:
+    """A transactional, versioned key-value store in one directory.
+
+    Every committed write gets the next tx (1, 2, 3, ... with no gaps, across processes); every
+    version is kept, and every read can target the latest state or the exact state at any past
+    tx. Open the same directory from several processes at once: LMDB serialises their writers and
+    never blocks readers. A ``Store`` object may be shared by the threads of one process; do not
+    share it across ``fork`` (open it in the child).
+
+    ``Store.open(path)`` creates the directory if needed. Options:
+
+    * ``sync`` (default True): every write is flushed to disk before it returns, so a returned tx
+      survives ``kill -9`` and power loss. ``sync=False`` makes flushing the caller's business
+      (:meth:`sync`): a crashed process still loses nothing, a power loss may lose recent txs.
+      Single writes can also pass ``sync=False``.
+    * ``map_size``: the initial LMDB map; it grows by itself when full.
+    * ``limits``: a :class:`~engine.records.Limits` (batch size, key and value size, note size).
+    """
+
+    def __init__(self, backend: Backend, limits: Limits) -> None:
+        self._backend = backend
+        self.limits = limits
+        self.path = backend.path
+        self._ns_ids: dict[str, int] = {}
+        self._handles: dict[str, Namespace] = {}
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, sync: bool = True, map_size: int = 1 << 30,
+             max_readers: int = 1024, limits: Limits | None = None) -> Store:
+        """Open (creating if needed) the store in directory ``path``."""
+        backend = Backend(os.fspath(path), sync=sync, map_size=map_size, max_readers=max_readers)
+        return cls(backend, limits or Limits())
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.path!r})"
+
+    # -- namespaces ---------------------------------------------------------------------------
+
+    def namespace(self, name: str) -> Namespace:
+        """The namespace called ``name`` (validated; nothing is created until it is written)."""
+        handle = self._handles.get(name)
+        if handle is None:
+            handle = self._handles[check_namespace(name)] = Namespace(self, name)
+        return handle
+
+    def namespaces(self) -> list[NamespaceInfo]:
+        """Every namespace that exists (created or written, not dropped), by name."""
+        def run(txn: Any) -> list[NamespaceInfo]:
+            out = []
+            for raw_name, raw in txn.cursor(db=self._backend.namespaces):
+                entry = schema.NamespaceEntry.decode(raw)
+                if not entry.dropped:
+                    out.append(entry.info(bytes(raw_name).decode()))
+            return out
+        return self._backend.read(run)
+
+    def namespace_info(self, name: str) -> NamespaceInfo | None:
+        """What ``name`` holds at the latest tx, or None if it does not exist."""
+        check_namespace(name)
+
+        def run(txn: Any) -> NamespaceInfo | None:
+            raw = txn.get(name.encode(), db=self._backend.namespaces)
+            if raw is None:
+                return None
+            entry = schema.NamespaceEntry.decode(raw)
+            return None if entry.dropped else entry.info(name)
+        return self._backend.read(run)
+
+    def create_namespace(self, name: str) -> NamespaceInfo:
+        """Create an empty namespace (no tx is consumed). Raises NAMESPACE_EXISTS if it exists."""
+        check_namespace(name)
+
+        def run(txn: Any) -> NamespaceInfo:
+            raw = txn.get(name.encode(), db=self._backend.namespaces)
+            if raw is not None and not schema.NamespaceEntry.decode(raw).dropped:
+                raise NamespaceExists(f"namespace {name!r} already exists", namespace=name)
+            now = txlog.commit_time(txn, self._backend.meta)
+            entry = self._entry_for_write(txn, name, now)
+            txn.put(name.encode(), entry.encode(), db=self._backend.namespaces)
+            return entry.info(name)
+        return self._backend.write(run)
+
+    def drop_namespace(self, name: str, *, note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
+        """Delete every live key of ``name`` in one tx and forget the namespace. Returns the tx.
+
+        Versions are kept: reads at earlier txs still see the namespace's data. Writing to the
+        name again brings it back with a new ``created_at``.
+        """
+        check_namespace(name)
+        note = txlog.check_note(note, self.limits.max_note_bytes)
+        backend = self._backend
+
+        def drop(txn: Any) -> int:
+            raw = txn.get(name.encode(), db=backend.namespaces)
+            if raw is None or schema.NamespaceEntry.decode(raw).dropped:
+                raise NamespaceNotFound(f"namespace {name!r} does not exist", namespace=name)
+            keys = live_keys(txn, backend.versions, ns_prefix(schema.NamespaceEntry.decode(raw).id))
+            run = Run(name, DELETE, keys, [k.encode() for k in keys])
+            tx = apply_batch(self, txn, Batch([run]), note)
+            entry = schema.NamespaceEntry.decode(txn.get(name.encode(), db=backend.namespaces))
+            entry.dropped, entry.key_count, entry.size_bytes, entry.tx = True, 0, 0, tx
+            txn.put(name.encode(), entry.encode(), db=backend.namespaces)
+            return tx
+        return backend.write(drop, sync=sync)
+
+    # -- transactions and the timeline ---------------------------------------------------------
+
+    def transaction(self, *, note: dict[str, Any] | None = None, sync: bool | None = None) -> Transaction:
+        """Several operations on several namespaces as one tx: ``with store.transaction() as t:``."""
+        return Transaction(self, note=note, sync=sync)
+
+    @property
+    def latest_tx(self) -> int:
+        """The latest committed tx (0 for an empty store)."""
+        backend = self._backend
+        return backend.read(lambda txn: schema.get_u64(txn, backend.meta, schema.LATEST_TX))
+
+    def tx_info(self, tx: int) -> TxInfo | None:
+        """Commit time, note and operations of ``tx``; None if it was not committed."""
+        check_tx(tx)
+        return self._backend.read(lambda txn: txlog.read(txn, self._backend.txlog, tx))
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """``latest_tx``, ``map_size``, ``used_bytes`` and ``readers`` of the environment."""
+        return {"latest_tx": self.latest_tx, **self._backend.info()}
+
+    def sync(self) -> None:
+        """Flush every committed write to disk (for stores opened with ``sync=False``)."""
+        self._backend.flush()
+
+    def close(self) -> None:
+        """Close the store; later calls raise STORE_CLOSED. Closing twice is fine."""
+        self._backend.close()
+
+    # -- internals shared by Namespace and the write path ---------------------------------------
+
+    def _ns_id(self, txn: Any, name: str) -> int | None:
+        ns_id = self._ns_ids.get(name)
+        if ns_id is None:
+            raw = txn.get(name.encode(), db=self._backend.namespaces)
+            if raw is None:
+                return None
+            # Ids are assigned once per name and never change, so caching is safe across processes.
+            ns_id = self._ns_ids[name] = schema.NamespaceEntry.decode(raw).id
+        return ns_id
+
+    def _ns_prefix(self, txn: Any, name: str) -> bytes | None:
+        ns_id = self._ns_id(txn, name)
+        return None if ns_id is None else ns_prefix(ns_id)
+
+    def _entry_for_write(self, txn: Any, name: str, now: int) -> schema.NamespaceEntry:
+        """The registry entry of ``name``, created (or revived after a drop) for a write."""
+        raw = txn.get(name.encode(), db=self._backend.namespaces)
+        if raw is not None:
+            entry = schema.NamespaceEntry.decode(raw)
+            if entry.dropped:
+                entry.dropped, entry.created_us = False, now
+            return entry
+        meta = self._backend.meta
+        ns_id = schema.get_u32(txn, meta, schema.NEXT_NS_ID) + 1
+        schema.put_u32(txn, meta, schema.NEXT_NS_ID, ns_id)
+        return schema.NamespaceEntry(ns_id, now, now, 0, 0, 0, False)
+

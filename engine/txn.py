@@ -1,0 +1,326 @@
+"""The write path: validate everything, then commit it as the next tx, all or nothing.
+
+Every write (``Namespace.put/clear/delete``, :class:`Transaction`, dropping a namespace) ends in
+:func:`commit`. Inputs are validated and encoded *before* the LMDB write transaction opens, so a
+rejected call has nothing to roll back and costs no tx. Inside the transaction the tx counter is
+read and incremented; LMDB admits one writer at a time across all processes, so txs are
+consecutive and unique with no lock of our own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from itertools import repeat
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from . import schema, txlog
+from .codec import (
+    CLEAR,
+    CLEAR_RECORD,
+    DELETE,
+    DELETE_RECORD,
+    MARK,
+    PUT,
+    extended_record,
+    is_delete,
+    pack_value,
+)
+from .encoding import SHORT_MAX, TERMINATOR, inv_tx, keypart, ns_prefix
+from .errors import (
+    BatchTooLarge,
+    Conflict,
+    DuplicateKey,
+    EmptyBatch,
+    EngineError,
+    InvalidParameters,
+    ValueTooLarge,
+)
+from .records import Item, Limits
+from .snapshot import live_tx
+from .validation import check_namespace, check_tx, key_bytes
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+@dataclass(slots=True)
+class Run:
+    """Validated operations of one kind on one namespace, as columns (cheap to build and apply).
+
+    ``packed`` holds the encoded values of a put run and is empty for clears and deletes.
+    """
+
+    namespace: str
+    op: int
+    keys: list[str] = field(default_factory=list)
+    raws: list[bytes] = field(default_factory=list)
+    packed: list[bytes] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Expect:
+    namespace: str
+    key: str
+    raw: bytes
+    tx: int
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one commit writes (runs, in order) and checks (expects)."""
+
+    runs: list[Run] = field(default_factory=list)
+    expects: list[Expect] = field(default_factory=list)
+
+
+def _raise_item_errors(errors: list[dict[str, Any]], first: EngineError) -> None:
+    n = len(errors)
+    message = first.message if n == 1 else f"{n} items are invalid; the first: {first.message}"
+    raise type(first)(message, errors=errors)
+
+
+def _item_error(index: int, key: Any, exc: EngineError) -> dict[str, Any]:
+    return {"index": index, "key": key if isinstance(key, str) else repr(key), "code": exc.code,
+            "message": exc.message}
+
+
+def _check_size(count: int, limits: Limits) -> None:
+    if count == 0:
+        raise EmptyBatch("a write needs at least one item")
+    if count > limits.max_batch:
+        raise BatchTooLarge(f"{count} items in one write; the limit is {limits.max_batch}",
+                            count=count, limit=limits.max_batch)
+
+
+def prepare_puts(namespace: str, items: Mapping[str, Any] | Iterable[Item | tuple[str, Any]],
+                 limits: Limits) -> Batch:
+    """Validate and encode a put of several items; raise listing every bad item."""
+    from_mapping = isinstance(items, Mapping)
+    pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
+    _check_size(len(pairs), limits)
+    keys: list[str] = []
+    raws: list[bytes] = []
+    packed: list[bytes] = []
+    max_key, max_value = limits.max_key_bytes, limits.max_value_bytes
+    try:
+        # Optimistic pass: valid batches (the usual case) pay for no bookkeeping.
+        for key, value in pairs:
+            raw = key.encode() if type(key) is str else b""
+            enc = pack_value(value)
+            if not 0 < len(raw) <= max_key or len(enc) > max_value:
+                raise InvalidParameters("")
+            keys.append(key)
+            raws.append(raw)
+            packed.append(enc)
+        if from_mapping or len(set(keys)) == len(keys):
+            return Batch([Run(namespace, PUT, keys, raws, packed)])
+    except (EngineError, TypeError, ValueError, UnicodeError):
+        pass
+    _report_bad_items(pairs, limits)
+    raise AssertionError("unreachable: _report_bad_items raises")  # pragma: no cover
+
+
+def _report_bad_items(pairs: list[Any], limits: Limits) -> None:
+    """Check every item of a batch the fast pass refused, and raise listing each bad one."""
+    errors: list[dict[str, Any]] = []
+    first: EngineError | None = None
+    seen: set[str] = set()
+    for index, pair in enumerate(pairs):
+        key: Any = pair
+        try:
+            try:
+                key, value = pair
+            except (TypeError, ValueError):
+                raise InvalidParameters("an item must be an Item(key, value) or a (key, value) pair") from None
+            key_bytes(key, limits.max_key_bytes)
+            packed = pack_value(value)
+            if len(packed) > limits.max_value_bytes:
+                raise ValueTooLarge(f"value is {len(packed)} bytes encoded; the limit is {limits.max_value_bytes}")
+            if key in seen:
+                raise DuplicateKey(f"key {key!r} appears more than once in one write")
+            seen.add(key)
+        except EngineError as exc:
+            first = first or exc
+            errors.append(_item_error(index, key, exc))
+    assert first is not None
+    _raise_item_errors(errors, first)
+
+
+def prepare_keys(namespace: str, keys: Iterable[str], op: int, limits: Limits) -> Batch:
+    """Validate a clear or delete of several keys."""
+    if isinstance(keys, str | bytes):
+        raise InvalidParameters("keys must be a list of str, not a single string")
+    keys = list(keys)
+    _check_size(len(keys), limits)
+    run = Run(namespace, op)
+    errors: list[dict[str, Any]] = []
+    first: EngineError | None = None
+    seen: set[str] = set()
+    for index, key in enumerate(keys):
+        try:
+            raw = key_bytes(key, limits.max_key_bytes)
+            if key in seen:
+                raise DuplicateKey(f"key {key!r} appears more than once in one write")
+            seen.add(key)
+            run.keys.append(key)
+            run.raws.append(raw)
+        except EngineError as exc:
+            first = first or exc
+            errors.append(_item_error(index, key, exc))
+    if first is not None:
+        _raise_item_errors(errors, first)
+    return Batch([run])
+
+
+def commit(store: Store, batch: Batch, *, note: dict[str, Any] | None, sync: bool | None) -> int:
+    """Write ``batch`` as the next tx and return it. Raises :class:`Conflict` if an expect fails."""
+    backend = store._backend
+    return backend.write(lambda txn: apply_batch(store, txn, batch, note), sync=sync)
+
+
+def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | None) -> int:
+    """Write ``batch`` as the next tx inside the write transaction ``txn``; return the tx."""
+    backend = store._backend
+    meta, versions = backend.meta, backend.versions
+    tx = schema.get_u64(txn, meta, schema.LATEST_TX) + 1
+    now = txlog.commit_time(txn, meta)
+    entries: dict[str, schema.NamespaceEntry] = {}
+
+    if batch.expects:
+        _check_expects(store, txn, batch.expects)
+
+    cur = txn.cursor(db=versions)
+    set_range, item, put = cur.set_range, cur.item, cur.put
+    suffix = inv_tx(tx)
+    for run in batch.runs:
+        entry = entries.get(run.namespace) or store._entry_for_write(txn, run.namespace, now)
+        entries[run.namespace] = entry
+        prefix = ns_prefix(entry.id)
+        op = run.op
+        size = 0  # change to the namespace's size_bytes; key_count follows from `live`
+        live = 0 if op == DELETE else len(run.keys)
+        fixed = CLEAR_RECORD if op == CLEAR else DELETE_RECORD
+        for key, raw, packed in zip(run.keys, run.raws, run.packed or repeat(None, len(run.keys)), strict=True):
+            esc = raw.replace(b"\x00", b"\x00\xff") if b"\x00" in raw else raw
+            if len(esc) <= SHORT_MAX:
+                kp = prefix + esc + TERMINATOR
+                record = packed or fixed
+            else:
+                kp = keypart(prefix, raw)
+                record = extended_record(op, key, packed)
+            # The key's newest version keeps the namespace's key_count and size_bytes exact.
+            if set_range(kp):
+                k, old = item()
+                if k.startswith(kp) and (old[0] != MARK or not is_delete(old)):
+                    live -= 1
+                    size -= len(raw) + len(old)
+            put(kp + suffix, record)
+            if op != DELETE:
+                size += len(raw) + len(record)
+        entry.key_count += live
+        entry.size_bytes += size
+
+    for name, entry in entries.items():
+        entry.tx = tx
+        entry.updated_us = now
+        txn.put(name.encode(), entry.encode(), db=backend.namespaces)
+    txlog.append(txn, backend.txlog, tx, now, note, [[r.namespace, r.op, r.keys] for r in batch.runs])
+    schema.put_u64(txn, meta, schema.LATEST_TX, tx)
+    return tx
+
+
+def _check_expects(store: Store, txn: Any, expects: list[Expect]) -> None:
+    conflicts = []
+    for exp in expects:
+        ns_id = store._ns_id(txn, exp.namespace)
+        actual = 0 if ns_id is None else live_tx(txn, store._backend.versions, ns_prefix(ns_id), exp.raw)
+        if actual != exp.tx:
+            conflicts.append(
+                {"namespace": exp.namespace, "key": exp.key, "expected": exp.tx, "actual": actual}
+            )
+    if conflicts:
+        c = conflicts[0]
+        raise Conflict(
+            f"{len(conflicts)} expectation(s) failed; key {c['key']!r} in {c['namespace']!r} was last "
+            f"changed at tx {c['actual']}, not {c['expected']}",
+            conflicts=conflicts,
+        )
+
+
+class Transaction:
+    """Several operations on several namespaces, committed as one tx when the ``with`` block ends.
+
+    Operations apply in order; a later operation on the same key replaces an earlier one.
+    ``expect(ns, key, tx=N)`` makes the commit conditional: the key's record at the latest tx
+    must have tx N (0: the key is absent or deleted), else nothing is written and
+    :class:`~engine.errors.Conflict` is raised. An exception inside the block discards
+    everything. After a successful block, :attr:`tx` holds the committed tx.
+    """
+
+    def __init__(self, store: Store, *, note: dict[str, Any] | None = None, sync: bool | None = None) -> None:
+        self._store = store
+        self._note = txlog.check_note(note, store.limits.max_note_bytes)
+        self._sync = sync
+        self._ops: dict[tuple[str, str], tuple[int, bytes, bytes | None]] = {}
+        self._expects: dict[tuple[str, str], Expect] = {}
+        self.tx: int | None = None
+
+    def _key(self, namespace: str, key: str) -> bytes:
+        if self.tx is not None:
+            raise InvalidParameters("this transaction has already committed")
+        check_namespace(namespace)
+        return key_bytes(key, self._store.limits.max_key_bytes)
+
+    def _add(self, namespace: str, key: str, op: tuple[int, bytes, bytes | None]) -> None:
+        ident = (namespace, key)
+        self._ops.pop(ident, None)  # keep application order: the key moves to its latest position
+        self._ops[ident] = op
+        if len(self._ops) > self._store.limits.max_batch:
+            limit = self._store.limits.max_batch
+            raise BatchTooLarge(f"more than {limit} operations in one transaction", limit=limit)
+
+    def put(self, namespace: str, key: str, value: Any) -> None:
+        raw = self._key(namespace, key)
+        packed = pack_value(value)
+        if len(packed) > self._store.limits.max_value_bytes:
+            raise ValueTooLarge(f"value is {len(packed)} bytes encoded; the limit is "
+                                f"{self._store.limits.max_value_bytes}", key=key)
+        self._add(namespace, key, (PUT, raw, packed))
+
+    def clear(self, namespace: str, key: str) -> None:
+        self._add(namespace, key, (CLEAR, self._key(namespace, key), None))
+
+    def delete(self, namespace: str, key: str) -> None:
+        self._add(namespace, key, (DELETE, self._key(namespace, key), None))
+
+    def expect(self, namespace: str, key: str, *, tx: int) -> None:
+        raw = self._key(namespace, key)
+        self._expects[(namespace, key)] = Expect(namespace, key, raw, check_tx(tx))
+
+    def commit(self) -> int:
+        """Commit now (the ``with`` block does this for you). Returns the tx."""
+        if self.tx is not None:
+            return self.tx
+        if not self._ops:
+            raise EmptyBatch("a transaction needs at least one put, clear or delete")
+        batch = Batch(expects=list(self._expects.values()))
+        for (namespace, key), (op, raw, packed) in self._ops.items():
+            if not batch.runs or batch.runs[-1].namespace != namespace or batch.runs[-1].op != op:
+                batch.runs.append(Run(namespace, op))
+            run = batch.runs[-1]
+            run.keys.append(key)
+            run.raws.append(raw)
+            if packed is not None:
+                run.packed.append(packed)
+        self.tx = commit(self._store, batch, note=self._note, sync=self._sync)
+        return self.tx
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.commit()

@@ -1,0 +1,42 @@
+"""Checks on caller input that run before any transaction opens, so a rejected call changes nothing."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .errors import InvalidKey, InvalidNamespace, InvalidParameters, KeyTooLong
+
+_NS_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def check_namespace(name: Any) -> str:
+    """Return ``name`` if it is a valid namespace name, else raise :class:`InvalidNamespace`."""
+    if type(name) is not str or not _NS_NAME.fullmatch(name) or name in (".", ".."):
+        raise InvalidNamespace(
+            f"invalid namespace name {name!r}: use 1-64 characters of A-Z a-z 0-9 . _ - (not '.' or '..')",
+            namespace=name if isinstance(name, str) else repr(name),
+        )
+    return name
+
+
+def key_bytes(key: Any, max_bytes: int) -> bytes:
+    """The UTF-8 bytes of a key, or raise :class:`InvalidKey` / :class:`KeyTooLong`."""
+    if type(key) is not str:
+        raise InvalidKey(f"key must be a str, not {type(key).__name__}", key=repr(key))
+    try:
+        raw = key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidKey("key is not valid Unicode (it holds a lone surrogate)", key=repr(key)) from None
+    if not raw:
+        raise InvalidKey("key must not be empty", key=key)
+    if len(raw) > max_bytes:
+        raise KeyTooLong(f"key is {len(raw)} bytes of UTF-8; the limit is {max_bytes}", key=key[:64] + "...")
+    return raw
+
+
+def check_tx(tx: Any, name: str = "tx") -> int:
+    """A tx argument: a non-negative int (bool is not an int here)."""
+    if type(tx) is not int or tx < 0:
+        raise InvalidParameters(f"{name} must be a non-negative integer, not {tx!r}", parameter=name)
+    return tx
