@@ -77,8 +77,12 @@ class App:
     def store(self) -> Any:
         """This process's store, opened on first use after any fork."""
         if self._store_pid != os.getpid() or self._store is None:
-            # A store inherited across fork() is abandoned, not closed: closing it here would act on
-            # the parent's LMDB environment.
+            if self._store is not None:
+                # A store inherited across fork() is abandoned, not closed: closing it would act on
+                # the parent's LMDB environment. py-lmdb refuses a second open in the child, so the
+                # open below fails: the parent must never open the store before forking.
+                log.error("the store was opened before this process forked; build the app in the "
+                          "master but open the store only in workers (see server.app)")
             self._store = Store.open(self.data_dir, sync=self.sync, **self.store_options)
             self._store_pid = os.getpid()
             limits = getattr(self._store, "limits", None)  # the engine's limits win over defaults

@@ -1,0 +1,46 @@
+"""The ``strata`` command: loopback guard, keys-file errors, the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.cli import build_parser, is_loopback, main
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.3.2.1", True), ("localhost", True), ("::1", True), ("[::1]", True),
+    ("0.0.0.0", False), ("::", False), ("10.0.0.5", False), ("example.com", False),
+])
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_serve_refuses_a_public_address_without_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--data", str(tmp_path / "d"), "--host", "0.0.0.0"]) == 2
+    assert "refusing to listen on 0.0.0.0" in capsys.readouterr().err
+    # options without a subcommand mean "serve"
+    assert main(["--host", "10.1.2.3", "--data", str(tmp_path / "d")]) == 2
+    assert not (tmp_path / "d").exists()  # refused before touching the data directory
+
+
+def test_serve_reports_a_bad_keys_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keys = tmp_path / "keys.json"
+    keys.write_text('{"keys": [{"key": "short", "scope": "read"}]}')
+    assert main(["serve", "--data", str(tmp_path / "d"), "--keys", str(keys)]) == 2
+    assert "at least 16 characters" in capsys.readouterr().err
+
+
+def test_serve_defaults() -> None:
+    args = build_parser().parse_args(["serve"])
+    assert (args.data, args.host, args.port, args.insecure, args.keys) == ("./data", "127.0.0.1", 8080, False, None)
+
+
+def test_demo_prints_records_at_an_old_tx(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--data", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "read at tx 1:" in out and "city:2: {'name': 'Oldtown'} (tx 1)" in out
+    assert "city:1: (cleared) (tx 2)" in out
+    last = out.split("read at tx 3:")[1]
+    assert "city:2" not in last and "logo: b'\\x89PNG' (tx 1)" in last

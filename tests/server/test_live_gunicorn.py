@@ -1,0 +1,149 @@
+"""Real HTTP against ``strata serve`` with 2 gunicorn workers (started once for this module)."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import re
+import socket
+import threading
+
+import orjson
+import pytest
+
+from tests.server.conftest import LiveServer, http_request
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+def test_round_trip_over_http(live_server: LiveServer) -> None:
+    raw = b"\x00\xffbinary"
+    status, headers, body = live_server.request("POST", "/v4/storage/http/write", json=[
+        {"key": "j", "value": {"a": [1, None]}},
+        {"key": "b", "value": base64.b64encode(raw).decode(), "binary": True},
+        {"key": "c"},
+    ])
+    assert status == 200 and headers["content-type"] == "application/json"
+    tx = orjson.loads(body)["tx"]
+    status, _, body = live_server.request("POST", "/v4/storage/http/read", json={"keys": ["j", "b", "c", "zz"]})
+    data = orjson.loads(body)["data"]
+    assert data[0] == {"key": "j", "value": {"a": [1, None]}, "tx": tx, "binary": False}
+    assert base64.b64decode(data[1]["value"]) == raw and data[2] == {"key": "c", "tx": tx}
+    status, _, body = live_server.request("POST", "/v4/storage/http/scan", json={"limit": 2})
+    page = orjson.loads(body)
+    assert [d["key"] for d in page["data"]] == ["b", "c"] and page["cursor"] == "c"
+    status, headers, body = live_server.request("GET", "/v4/storage/http/key?key=nope")
+    assert status == 404 and headers["content-type"] == "application/problem+json"
+    assert orjson.loads(body)["code"] == "KEY_NOT_FOUND"
+    status, headers, _ = live_server.request("PUT", "/v4/storage/http/read")
+    assert status == 405 and headers["allow"] == "POST"
+    status, _, body = live_server.request("POST", "/v4/storage/%2e%2e/read", json={})
+    assert status == 400 and orjson.loads(body)["code"] == "INVALID_NAMESPACE"
+    status, _, _ = live_server.request("POST", "/v4/storage/http/key?key=raw", body=raw,
+                                       headers={"Content-Type": "application/octet-stream"})
+    assert status == 200
+    status, _, body = live_server.request("GET", "/v4/storage/http/key?key=raw")
+    assert base64.b64decode(orjson.loads(body)["value"]) == raw
+
+
+def _held_request(port: int, path: str, payload: bytes) -> socket.socket:
+    """Send a request but keep back the last body byte, so the worker that took it waits."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    head = (f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode()
+    sock.sendall(head + payload[:-1])
+    return sock
+
+
+def _finish(sock: socket.socket, payload: bytes) -> tuple[int, bytes]:
+    sock.sendall(payload[-1:])
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    sock.close()
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_a_write_on_one_worker_is_visible_to_a_read_on_the_other(live_server: LiveServer) -> None:
+    # The held read is accepted first (the listen queue is FIFO) and its worker is then busy
+    # waiting for the last byte, so the write must be served by the *other* worker. The read
+    # starts only when the last byte arrives, after the write was acknowledged.
+    for round_ in range(6):
+        key = f"k{round_}"
+        payload = orjson.dumps({"keys": [key]})
+        held = _held_request(live_server.port, "/v4/storage/cross/read", payload)
+        status, _, body = live_server.request("POST", "/v4/storage/cross/write",
+                                              json=[{"key": key, "value": round_}])
+        assert status == 200
+        tx = orjson.loads(body)["tx"]
+        status, body = _finish(held, payload)
+        assert status == 200
+        assert orjson.loads(body)["data"] == [{"key": key, "value": round_, "tx": tx, "binary": False}]
+
+
+def test_declared_oversize_body_gets_413_before_it_is_sent(live_server: LiveServer) -> None:
+    sock = socket.create_connection(("127.0.0.1", live_server.port), timeout=30)
+    sock.sendall(b"POST /v4/storage/big/write HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 200000000\r\n\r\n[")
+    # Only 1 of 200,000,000 bytes was sent: an answer proves the server did not wait for the body.
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    assert data.startswith(b"HTTP/1.1 413")
+    assert b"application/problem+json" in data
+    status, _, body = live_server.request("POST", "/v4/storage/big/read", json={})
+    assert status == 200 and orjson.loads(body)["tx"] >= 0
+
+
+def test_chunked_request_body(live_server: LiveServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=30)
+    parts = [b'[{"key":"c1",', b'"value":"chunked"}]']
+    conn.request("POST", "/v4/storage/chunk/write", body=iter(parts),
+                 headers={"Content-Type": "application/json"}, encode_chunked=True)
+    resp = conn.getresponse()
+    assert resp.status == 200 and orjson.loads(resp.read())["count"] == 1
+    conn.close()
+    _, _, body = live_server.request("POST", "/v4/storage/chunk/read", json=["c1"])
+    assert orjson.loads(body)["data"][0]["value"] == "chunked"
+
+
+def test_concurrent_writers_get_distinct_consecutive_txs(live_server: LiveServer) -> None:
+    start = orjson.loads(http_request(live_server.port, "GET", "/healthz")[2])["tx"]
+    txs: list[int] = []
+    lock = threading.Lock()
+
+    def writer(n: int) -> None:
+        for i in range(5):
+            status, _, body = live_server.request("POST", "/v4/storage/conc/write",
+                                                  json=[{"key": f"w{n}-{i}", "value": i}])
+            assert status == 200
+            with lock:
+                txs.append(orjson.loads(body)["tx"])
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(txs) == list(range(start + 1, start + 21))
+    _, _, body = live_server.request("POST", "/v4/storage/conc/scan", json={})
+    assert orjson.loads(body)["count"] == 20
+
+
+def test_metrics_cover_both_workers(live_server: LiveServer) -> None:
+    def healthz_count() -> int:
+        text = http_request(live_server.port, "GET", "/metrics")[2].decode()
+        m = re.search(r'strata_http_requests_total\{route="/healthz",method="GET",status="200"\} (\d+)', text)
+        return int(m.group(1)) if m else 0
+
+    before = healthz_count()
+    for _ in range(20):
+        assert http_request(live_server.port, "GET", "/healthz")[0] == 200
+    # Whichever worker answers the scrape, it reports all 20 (counters are shared).
+    assert healthz_count() == before + 20
+    assert healthz_count() == before + 20
