@@ -24,7 +24,7 @@ import lmdb
 import msgpack
 
 from .datasets import Dataset, Workload, key
-from .measure import Config, Op, measure
+from .measure import Config, Op, measure_interleaved
 from .targets import cycle
 from .targets.lmdb_floor import MAP_SIZE
 from .targets.strata_embedded import engine_skip_reason, open_store
@@ -54,10 +54,13 @@ class GrowthPlan:
     batches: tuple[int, ...] = (1, 10, 100, 1_000, 10_000)
 
 
-def _point(curve: str, x: int, system: str, op: Op, cfg: Config) -> GrowthPoint:
-    m = measure(system, op, cfg)
-    ips = op.items / m.median_s if m.median_s else None
-    return GrowthPoint(curve, x, system, op.op, m.median_s, m.per_item_s, ips, m.skip)
+def _points(curve: str, x: int, jobs: list[tuple[str, Op]], cfg: Config) -> list[GrowthPoint]:
+    """Measure a point's ops interleaved (so e.g. oldest vs newest see the same background load)."""
+    out = []
+    for m in measure_interleaved(jobs, cfg):
+        ips = m.items / m.median_s if m.median_s else None
+        out.append(GrowthPoint(curve, x, m.system, m.op, m.median_s, m.per_item_s, ips, m.skip))
+    return out
 
 
 def _floor_env(path: Path, items: list[tuple[str, object]]) -> lmdb.Environment:
@@ -83,28 +86,30 @@ def _floor_get(env: lmdb.Environment, keys: list[str]) -> Op:
 def versions_curve(v: int, cfg: Config, workdir: Path, strata: bool) -> list[GrowthPoint]:
     ds = Dataset(HOT_KEYS, 1)
     hot = [key(i) for i in range(HOT_KEYS)]
-    out: list[GrowthPoint] = []
     env = _floor_env(workdir / "floor", [(k, ds.value(i, v - 1)) for i, k in enumerate(hot)])
-    out.append(_point("versions", v, "lmdb floor", _floor_get(env, hot), cfg))
-    env.close()
+    jobs = [("lmdb floor", _floor_get(env, hot))]
+    store = None
     if strata:
         store = open_store(workdir / "strata")
         ns = store.namespace("bench")
         for ver in range(v):  # one tx per version of all hot keys: tx 1 holds every key's oldest
             ns.put({k: ds.value(i, ver) for i, k in enumerate(hot)}, sync=False)
-        nxt = cycle(hot)
-        out.append(_point("versions", v, "strata embedded", Op("get_newest", 1, lambda: ns.get(nxt()).value), cfg))
-        out.append(
-            _point("versions", v, "strata embedded", Op("get_oldest", 1, lambda: ns.get(nxt(), tx=1).value), cfg)
-        )
-        store.close()
-    return out
+        newest, oldest = cycle(hot), cycle(hot)
+        jobs += [
+            ("strata embedded", Op("get_newest", 1, lambda: ns.get(newest()).value)),
+            ("strata embedded", Op("get_oldest", 1, lambda: ns.get(oldest(), tx=1).value)),
+        ]
+    try:
+        return _points("versions", v, jobs, cfg)
+    finally:
+        env.close()
+        if store is not None:
+            store.close()
 
 
 def keys_curve(n: int, cfg: Config, workdir: Path, strata: bool) -> list[GrowthPoint]:
     ds = Dataset(n, 1)
     wl = Workload(ds, pool=128)
-    out: list[GrowthPoint] = []
     env = _floor_env(workdir / "floor", list(ds.latest()))
     hundred, unpackb = cycle([[k.encode() for k in ks] for ks in wl.hundreds]), msgpack.unpackb
 
@@ -112,57 +117,55 @@ def keys_curve(n: int, cfg: Config, workdir: Path, strata: bool) -> list[GrowthP
         with env.begin() as txn:
             return [unpackb(txn.get(k)) for k in hundred()]
 
-    out.append(_point("keys", n, "lmdb floor", Op("read100_latest", 100, floor_read), cfg))
-    env.close()
+    jobs = [("lmdb floor", Op("read100_latest", 100, floor_read))]
+    store = None
     if strata:
         store = open_store(workdir / "strata")
         ns = store.namespace("bench")
         for _, batch in ds.batches():
             ns.put(dict(batch), sync=False)
         nxt = cycle(wl.hundreds)
-        out.append(
-            _point(
-                "keys",
-                n,
-                "strata embedded",
-                Op("read100_latest", 100, lambda: [r.value for r in ns.read(nxt()).records]),
-                cfg,
-            )
-        )
-        store.close()
-    return out
+        jobs.append(("strata embedded", Op("read100_latest", 100, lambda: [r.value for r in ns.read(nxt()).records])))
+    try:
+        return _points("keys", n, jobs, cfg)
+    finally:
+        env.close()
+        if store is not None:
+            store.close()
 
 
 def batch_curve(size: int, cfg: Config, workdir: Path, strata: bool) -> list[GrowthPoint]:
     ds = Dataset(10_000, 1)
     wl = Workload(ds, pool=16)
-    out: list[GrowthPoint] = []
     batches = wl.write_batches(size, 4)
     env = _floor_env(workdir / "floor", list(ds.latest()))
     packb = msgpack.packb
     floor_batches = cycle([[(k.encode(), v) for k, v in b] for b in batches])
-    for sync in (True, False):
 
-        def fput(sync: bool = sync) -> None:
-            with env.begin(write=True) as txn:
-                for k, v in floor_batches():
-                    txn.put(k, packb(v))
-            if sync:
-                env.sync(True)
+    def fput(sync: bool) -> None:
+        with env.begin(write=True) as txn:
+            for k, v in floor_batches():
+                txn.put(k, packb(v))
+        if sync:
+            env.sync(True)
 
-        out.append(_point("batch", size, "lmdb floor", Op(f"put_{'sync' if sync else 'nosync'}", size, fput), cfg))
-    env.close()
+    jobs = [("lmdb floor", Op(f"put_{'sync' if s else 'nosync'}", size, lambda s=s: fput(s))) for s in (True, False)]
+    store = None
     if strata:
         store = open_store(workdir / "strata")
         ns = store.namespace("bench")
         for _, batch in ds.batches():
             ns.put(dict(batch), sync=False)
         dict_batches = cycle([dict(b) for b in batches])
-        for sync in (True, False):
-            op = Op(f"put_{'sync' if sync else 'nosync'}", size, lambda sync=sync: ns.put(dict_batches(), sync=sync))
-            out.append(_point("batch", size, "strata embedded", op, cfg))
-        store.close()
-    return out
+        for s in (True, False):
+            op = Op(f"put_{'sync' if s else 'nosync'}", size, lambda s=s: ns.put(dict_batches(), sync=s))
+            jobs.append(("strata embedded", op))
+    try:
+        return _points("batch", size, jobs, cfg)
+    finally:
+        env.close()
+        if store is not None:
+            store.close()
 
 
 def run_growth(plan: GrowthPlan, cfg: Config, workdir: Path, progress=None, log=print) -> list[GrowthPoint]:

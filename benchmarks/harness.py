@@ -5,8 +5,9 @@ Entry point for other code: ``benchmarks.harness.main(argv: list[str] | None = N
 CI runs ``--quick`` only to keep the harness working and asserts no timing.
 
 One run, in order, all on the same generated data set:
-1. embedded targets (floor, Strata, SQLite, diskcache, etcd): load (timed separately), then every
-   operation measured by ``measure.measure``; ratios to the floor attached from the same run;
+1. embedded targets (floor, Strata, SQLite, diskcache, etcd): all loaded first (load time recorded),
+   then every operation measured round-robin across systems (``measure.measure_interleaved``):
+   reads first, then writes; ratios to the floor attached from the same run;
 2. HTTP: gunicorn (Strata server, minimal WSGI apps) and etcd's gateway under wrk;
 3. growth curves (``growth.py``);
 4. outputs (``report.py``): ``<out>/<date>[-quick].json|.md|-*.png``; a full run also refreshes the
@@ -30,7 +31,7 @@ from pathlib import Path
 from .datasets import Dataset, Workload
 from .growth import GrowthPlan, run_growth
 from .machine import machine_info
-from .measure import Config, Measurement, attach_ratios, measure
+from .measure import Config, Measurement, attach_ratios, measure_interleaved
 from .report import compute_targets, render_markdown, update_docs, write_outputs
 from .targets import Target
 from .targets.diskcache_kv import DiskcacheKV
@@ -49,7 +50,7 @@ SYSTEMS = {
     "etcd": Etcd,
 }
 STAGES = [*SYSTEMS, "http", "growth"]
-OPS_PER_TARGET = 14  # progress-bar estimate before a target reports its real op count
+OPS_PER_TARGET = 14  # progress-bar estimate until the targets report their real ops
 
 
 @dataclass
@@ -59,7 +60,8 @@ class Mode:
     n_keys: int
     versions: int
     cfg: Config
-    http_seconds: float
+    http_seconds: float  # per load run; each server gets http_rounds runs, interleaved
+    http_rounds: int
     growth: GrowthPlan
 
 
@@ -68,9 +70,10 @@ QUICK = Mode(
     5,
     Config(repeats=3, min_time=0.01, warmup_calls=1, max_seconds_per_op=1.0),
     2.0,
+    1,
     GrowthPlan(versions=(1, 10, 100), keys=(1_000, 10_000), batches=(1, 100, 1_000)),
 )
-FULL = Mode(100_000, 10, Config(repeats=7, min_time=0.05, warmup_calls=3, max_seconds_per_op=6.0), 10.0, GrowthPlan())
+FULL = Mode(100_000, 10, Config(repeats=7, min_time=0.05, warmup_calls=3, max_seconds_per_op=6.0), 5.0, 3, GrowthPlan())
 
 
 class Progress:
@@ -80,7 +83,8 @@ class Progress:
         try:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+            # disable=None: no bar when stderr is not a terminal (CI logs), log lines still print.
+            self.bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, disable=None)
         except ImportError:
             self.bar = None
 
@@ -125,29 +129,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _run_target(
-    target: Target, ds: Dataset, wl: Workload, workdir: Path, cfg: Config, bar: Progress, run: dict
-) -> list[Measurement]:
+def _setup_target(target: Target, ds: Dataset, wl: Workload, workdir: Path, bar: Progress, run: dict) -> bool:
     skip = target.skip_reason()
     if skip:
         bar.log(f"{target.name}: skipped: {skip}")
-        bar.expect(OPS_PER_TARGET, 0)
         run["skipped"].append(f"{target.name}: {skip}")
-        return []
+        return False
     t0 = time.perf_counter()
     target.setup(ds, wl, workdir)
     run["load_seconds"][target.name] = time.perf_counter() - t0
     bar.log(f"{target.name}: loaded {ds.n_keys * ds.versions:,} records in {run['load_seconds'][target.name]:.1f} s")
-    out = []
-    ops = target.ops()
-    bar.expect(OPS_PER_TARGET, len(ops))
-    for op in ops:
-        m = measure(target.name, op, cfg)
-        if m.skip:
-            bar.log(f"  {target.name} {op.op}: skipped: {m.skip}")
-        out.append(m)
-        bar.update(1)
-    return out
+    return True
+
+
+def _measure_targets(targets: dict[str, Target], cfg: Config, bar: Progress, planned: int) -> list[Measurement]:
+    """All systems' reads interleaved round-robin, then all writes (writes add versions, so reads go
+    first and see exactly the loaded data set)."""
+    jobs = [(t.name, op) for t in targets.values() for op in t.ops()]
+    for system, op in jobs:
+        if op.fn is None:
+            bar.log(f"  {system} {op.op}: skipped: {op.skip}")
+    reads = [(s, op) for s, op in jobs if not op.op.startswith("put")]
+    writes = [(s, op) for s, op in jobs if op.op.startswith("put")]
+    bar.expect(planned, cfg.repeats * sum(op.fn is not None for _, op in jobs))
+    return measure_interleaved(reads, cfg, bar.update) + measure_interleaved(writes, cfg, bar.update)
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict:
@@ -175,6 +180,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             "load_batch": ds.load_batch,
             **asdict(cfg),
             "http_seconds": args.http_seconds or mode.http_seconds,
+            "http_rounds": mode.http_rounds,
             "connections": args.connections,
             "growth": asdict(mode.growth),
         },
@@ -186,16 +192,21 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         "skipped": [],
     }
     n_growth = len(mode.growth.versions) + len(mode.growth.keys) + len(mode.growth.batches)
-    total = OPS_PER_TARGET * sum(s in stages for s in SYSTEMS) + ("http" in stages) + n_growth * ("growth" in stages)
+    n_systems = sum(s in stages for s in SYSTEMS)
+    total = (OPS_PER_TARGET + 1) * n_systems + ("http" in stages) + n_growth * ("growth" in stages)
     bar = Progress(total, "benchmarks")
     targets: dict[str, Target] = {}
     try:
         for name, cls in SYSTEMS.items():
             if name in stages:
-                targets[name] = t = cls()
-                result["embedded"] += [m.to_dict() for m in _run_target(t, ds, wl, workdir, cfg, bar, result)]
-                if name != "etcd":  # etcd stays up for the HTTP stage; stores are closed before gunicorn opens them
-                    t.close()
+                t = cls()
+                if _setup_target(t, ds, wl, workdir, bar, result):
+                    targets[name] = t
+                bar.update(1)
+        result["embedded"] = [m.to_dict() for m in _measure_targets(targets, cfg, bar, OPS_PER_TARGET * n_systems)]
+        for name, t in targets.items():
+            if name != "etcd":  # etcd stays up for the HTTP stage; stores are closed before gunicorn opens them
+                t.close()
         if "http" in stages:
             strata = targets.get("strata")
             etcd = targets.get("etcd")
@@ -207,6 +218,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
                 strata_dir=getattr(strata, "path", None),
                 floor_dir=workdir / "floor" if "floor" in targets else None,
                 etcd=getattr(etcd, "server", None),
+                rounds=mode.http_rounds,
                 log=bar.log,
             )
             result["http"] = [h.to_dict() for h in http]

@@ -5,10 +5,12 @@ Contract:
   (e.g. "read 100 keys"), how many items that operation touches, and its durability setting. A target
   that cannot do an operation returns an ``Op`` with ``fn=None`` and a ``skip`` reason instead, so the
   report can print "skipped: ..." rather than silently dropping a row.
-- ``measure(op, cfg)`` warms up (so caches are warm and lazily-built state exists), calibrates how many
+- ``measure(system, op, cfg)`` warms up (so caches are warm and lazily-built state exists), calibrates how many
   calls make one sample last ``cfg.min_time``, then takes ``cfg.repeats`` samples and returns the median
   per-operation time. Medians, not means: the machine is shared (2 cores, other engineers' test runs),
   and a median is robust against the occasional descheduled sample.
+- ``measure_interleaved(jobs, cfg)`` does the same for many ops at once, taking their samples
+  round-robin so every system is measured under the same background load (see its docstring).
 - Ops draw their arguments from pre-drawn pools (see ``datasets.Workload``) so no RNG work is timed.
 """
 
@@ -80,30 +82,33 @@ class Measurement:
         return asdict(self)
 
 
-def measure(system: str, op: Op, cfg: Config) -> Measurement:
+def calibrate(op: Op, cfg: Config) -> int:
+    """Warm up (caches, lazily-built state), then pick how many calls make one sample last min_time."""
+    assert op.fn is not None
+    for _ in range(cfg.warmup_calls):
+        op.fn()
+    t0 = time.perf_counter()
+    op.fn()
+    one = max(time.perf_counter() - t0, 1e-7)
+    return int(min(cfg.max_number, max(1, cfg.min_time / one)))
+
+
+def sample(op: Op, number: int) -> float:
+    """One sample: ``number`` back-to-back calls; returns seconds per call."""
+    fn = op.fn
+    assert fn is not None
+    t0 = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - t0) / number
+
+
+def _result(system: str, op: Op, samples: list[float], number: int) -> Measurement:
     label = OPS.get(op.op, (op.op, None))[0]
-    if op.fn is None:
+    if op.fn is None or not samples:
         return Measurement(
             system, op.op, label, op.items, op.durability, None, None, notes=op.notes, skip=op.skip or "not implemented"
         )
-    fn = op.fn
-    deadline = time.perf_counter() + cfg.max_seconds_per_op
-    for _ in range(cfg.warmup_calls):
-        fn()
-    # Calibrate: time a single call, then pick a call count so one sample lasts about min_time.
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-7)
-    number = int(min(cfg.max_number, max(1, cfg.min_time / one)))
-    samples: list[float] = []
-    for _ in range(cfg.repeats):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        samples.append((time.perf_counter() - t0) / number)
-        # At least 3 samples for a meaningful median, then respect the per-op budget.
-        if len(samples) >= 3 and time.perf_counter() > deadline:
-            break
     med = statistics.median(samples)
     return Measurement(
         system,
@@ -119,6 +124,46 @@ def measure(system: str, op: Op, cfg: Config) -> Measurement:
     )
 
 
+def measure(system: str, op: Op, cfg: Config) -> Measurement:
+    """Measure one op on its own: warm-up, calibration, then ``cfg.repeats`` samples (median)."""
+    if op.fn is None:
+        return _result(system, op, [], 0)
+    deadline = time.perf_counter() + cfg.max_seconds_per_op
+    number = calibrate(op, cfg)
+    samples: list[float] = []
+    for _ in range(cfg.repeats):
+        samples.append(sample(op, number))
+        # At least 3 samples for a meaningful median, then respect the per-op budget.
+        if len(samples) >= 3 and time.perf_counter() > deadline:
+            break
+    return _result(system, op, samples, number)
+
+
+def measure_interleaved(jobs: list[tuple[str, Op]], cfg: Config, on_sample=None) -> list[Measurement]:
+    """Measure many ops round-robin: round r takes one sample of every op, then round r + 1.
+
+    Why: the machine is shared, and load from elsewhere comes and goes over seconds. Measuring the
+    floor's ops minutes apart from Strata's would let that drift into the ratios; interleaving puts
+    every system's samples side by side in time, so drift hits all of them alike and the medians
+    compare like with like. Ops of one system must not depend on each other's order (reads and
+    writes are therefore measured in separate calls).
+    """
+    live = [(i, system, op, calibrate(op, cfg)) for i, (system, op) in enumerate(jobs) if op.fn is not None]
+    samples: dict[int, list[float]] = {i: [] for i in range(len(jobs))}
+    spent: dict[int, float] = dict.fromkeys(range(len(jobs)), 0.0)
+    for _ in range(cfg.repeats):
+        for i, _system, op, number in live:
+            if len(samples[i]) >= 3 and spent[i] > cfg.max_seconds_per_op:
+                continue  # budget spent: keep the samples we have (at least 3)
+            t0 = time.perf_counter()
+            samples[i].append(sample(op, number))
+            spent[i] += time.perf_counter() - t0
+            if on_sample is not None:
+                on_sample()
+    numbers = {i: number for i, _, _, number in live}
+    return [_result(system, op, samples[i], numbers.get(i, 0)) for i, (system, op) in enumerate(jobs)]
+
+
 def attach_ratios(results: list[Measurement], floor_system: str) -> None:
     """Fill ``ratio`` = per-item time / floor per-item time, for rows whose op has a floor equivalent."""
     floor = {m.op: m for m in results if m.system == floor_system and m.per_item_s}
@@ -127,9 +172,3 @@ def attach_ratios(results: list[Measurement], floor_system: str) -> None:
         f = floor.get(floor_op) if floor_op else None
         if m.per_item_s and f and f.per_item_s:
             m.ratio = m.per_item_s / f.per_item_s
-
-
-def time_once(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0

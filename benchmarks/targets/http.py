@@ -224,24 +224,27 @@ def _count_records(system: str, data: bytes) -> int:
     return len(doc.get("data", []))
 
 
-def run_http(
-    wl: Workload,
-    workdir: Path,
-    load: Load,
-    strata_dir: Path | None,
-    floor_dir: Path | None,
-    etcd: EtcdServer | None,
-    log=print,
-) -> list[HttpResult]:
-    """Benchmark every available server on the same pre-drawn requests; see the module docstring."""
+@dataclass
+class _Server:
+    name: str
+    path: str = ""
+    bodies: list[bytes] | None = None
+    spec: str | None = None  # gunicorn app spec; None for etcd (already running) or a skipped server
+    port: int = 0
+    proc: subprocess.Popen | None = None
+    gunicorn: Gunicorn | None = None
+    skip: str = ""
+    records: int = 0
+
+
+def _plan(wl: Workload, strata_dir: Path | None, floor_dir: Path | None, etcd: EtcdServer | None) -> list[_Server]:
     reads = list(zip(wl.hundreds[:64], wl.past_txs[:64], strict=True))
     json_bodies = [orjson.dumps({"keys": ks, "tx": tx}) for ks, tx in reads]
     etcd_bodies = [orjson.dumps(txn_range_body(ks, tx + 1)) for ks, tx in reads]  # tx t = revision t+1
-
-    servers: list[tuple[str, str | None, str, list[bytes], str]] = []  # name, app spec, path, bodies, skip
+    minimal = "benchmarks.targets.minimal_wsgi"
+    plan: list[_Server] = []
     if strata_dir is None:
-        skip = "engine not available"
-        servers += [("strata server (gunicorn)", None, "", [], skip), ("minimal WSGI (engine)", None, "", [], skip)]
+        plan += [_Server(n, skip="engine not available") for n in (STRATA, MINIMAL)]
     else:
         try:
             import server
@@ -249,77 +252,100 @@ def run_http(
             has_factory = hasattr(server, "create_app")
         except ImportError:
             has_factory = False
-        servers.append(
-            (
-                "strata server (gunicorn)",
-                f"server:create_app({str(strata_dir)!r})" if has_factory else None,
-                "/v4/storage/bench/read",
-                json_bodies,
-                "" if has_factory else "not implemented yet (no server.create_app)",
+        if has_factory:
+            plan.append(
+                _Server(STRATA, "/v4/storage/bench/read", json_bodies, f"server:create_app({str(strata_dir)!r})")
             )
-        )
-        servers.append(
-            (
-                "minimal WSGI (engine)",
-                f"benchmarks.targets.minimal_wsgi:create_app({str(strata_dir)!r})",
-                "/read",
-                json_bodies,
-                "",
-            )
-        )
+        else:
+            plan.append(_Server(STRATA, skip="not implemented yet (no server.create_app)"))
+        plan.append(_Server(MINIMAL, "/read", json_bodies, f"{minimal}:create_app({str(strata_dir)!r})"))
     if floor_dir is not None:
-        servers.append(
-            (
-                "minimal WSGI (raw lmdb, no versions)",
-                f"benchmarks.targets.minimal_wsgi:create_floor_app({str(floor_dir)!r})",
-                "/read",
-                json_bodies,
-                "",
-            )
-        )
-
-    results: list[HttpResult] = []
-    for name, spec, path, bodies, skip in servers:
-        if spec is None:
-            results.append(HttpResult(name, skip=skip))
-            continue
-        gun = Gunicorn(spec, workdir)
-        try:
-            first = wait_ready(gun.port, path, bodies[0], gun.proc)
-            n = _count_records(name, first)
-            res = drive(gun.port, path, bodies, load, workdir)
-            res.system = name
-            res.notes = "; ".join(x for x in (res.notes, f"{n} records per response") if x)
-        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-            res = HttpResult(name, skip=f"server failed: {exc}")
-        finally:
-            gun.close()
-        log(f"  http {name}: " + (f"{res.req_s:,.0f} req/s" if res.req_s else f"skipped: {res.skip}"))
-        results.append(res)
-
-    name = "etcd 3.4 JSON gateway"
+        plan.append(_Server(FLOOR_APP, "/read", json_bodies, f"{minimal}:create_floor_app({str(floor_dir)!r})"))
     if etcd is None:
-        results.append(HttpResult(name, skip="etcd not available"))
+        plan.append(_Server(ETCD, skip="etcd not available"))
     else:
-        try:
-            first = wait_ready(etcd.port, "/v3/kv/txn", etcd_bodies[0], etcd.proc)
-            res = drive(etcd.port, "/v3/kv/txn", etcd_bodies, load, workdir)
-            res.system = name
-            res.notes = "; ".join(
-                x
-                for x in (
-                    res.notes,
-                    f"{_count_records('etcd', first)} records per response,"
-                    " one txn of 100 ranges, etcd's own server (not gunicorn)",
-                )
-                if x
-            )
-        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-            res = HttpResult(name, skip=f"etcd failed: {exc}")
-        log(f"  http {name}: " + (f"{res.req_s:,.0f} req/s" if res.req_s else f"skipped: {res.skip}"))
-        results.append(res)
+        plan.append(_Server(ETCD, "/v3/kv/txn", etcd_bodies, port=etcd.port, proc=etcd.proc))
+    return plan
 
-    base = next((r for r in results if r.system == "minimal WSGI (engine)" and r.req_s), None)
+
+STRATA, MINIMAL = "strata server (gunicorn)", "minimal WSGI (engine)"
+FLOOR_APP, ETCD = "minimal WSGI (raw lmdb, no versions)", "etcd 3.4 JSON gateway"
+
+
+def _combine(name: str, rounds: list[HttpResult], records: int) -> HttpResult:
+    """Median over rounds of req/s, p50 and p99; non-2xx summed; per-round req/s kept in notes."""
+    ok = [r for r in rounds if r.req_s]
+    if not ok:
+        return HttpResult(name, skip=rounds[0].skip if rounds else "no measurement")
+    med = lambda xs: statistics.median(x for x in xs if x is not None) if any(x is not None for x in xs) else None  # noqa: E731
+    notes = [f"{records} records per response", "rounds: " + ", ".join(f"{r.req_s:,.0f}" for r in ok)]
+    notes += sorted({r.notes for r in ok if r.notes})
+    if name == ETCD:
+        notes.append("one txn of 100 ranges; etcd's own server, not gunicorn")
+    return HttpResult(
+        name,
+        med([r.req_s for r in ok]),
+        med([r.p50_ms for r in ok]),
+        med([r.p99_ms for r in ok]),
+        sum(r.non_2xx for r in ok),
+        ok[0].driver,
+        "; ".join(notes),
+    )
+
+
+def _start(plan: list[_Server], workdir: Path, log) -> None:
+    """Start every gunicorn first (they boot in parallel), then check each with one real request."""
+    for srv in plan:
+        if srv.spec is not None and not srv.skip:
+            srv.gunicorn = Gunicorn(srv.spec, workdir)
+            srv.port, srv.proc = srv.gunicorn.port, srv.gunicorn.proc
+    for srv in plan:
+        if srv.skip or not srv.bodies:
+            continue
+        try:
+            srv.records = _count_records(srv.name, wait_ready(srv.port, srv.path, srv.bodies[0], srv.proc))
+        except (RuntimeError, OSError) as exc:
+            srv.skip = f"server failed: {exc}"
+            log(f"  http {srv.name}: skipped: {srv.skip}")
+
+
+def run_http(
+    wl: Workload,
+    workdir: Path,
+    load: Load,
+    strata_dir: Path | None,
+    floor_dir: Path | None,
+    etcd: EtcdServer | None,
+    rounds: int = 1,
+    log=print,
+) -> list[HttpResult]:
+    """Benchmark every available server on the same pre-drawn requests; see the module docstring.
+
+    All servers are started first, then loaded in ``rounds`` interleaved rounds (A, B, C, A, B, C, ...)
+    so background load on the shared machine affects every server alike; each figure is the median of
+    its rounds.
+    """
+    plan = _plan(wl, strata_dir, floor_dir, etcd)
+    try:
+        _start(plan, workdir, log)
+        per_round: dict[str, list[HttpResult]] = {srv.name: [] for srv in plan}
+        for _ in range(rounds):
+            for srv in (s for s in plan if not s.skip):
+                try:
+                    per_round[srv.name].append(drive(srv.port, srv.path, srv.bodies or [], load, workdir))
+                except (OSError, subprocess.TimeoutExpired) as exc:
+                    per_round[srv.name].append(HttpResult(srv.name, skip=f"load run failed: {exc}"))
+    finally:
+        for srv in plan:
+            if srv.gunicorn is not None:
+                srv.gunicorn.close()
+    results = []
+    for srv in plan:
+        res = HttpResult(srv.name, skip=srv.skip) if srv.skip else _combine(srv.name, per_round[srv.name], srv.records)
+        if not srv.skip:
+            log(f"  http {srv.name}: " + (f"{res.req_s:,.0f} req/s" if res.req_s else f"skipped: {res.skip}"))
+        results.append(res)
+    base = next((r for r in results if r.system == MINIMAL and r.req_s), None)
     for r in results:
         if base and r.req_s:
             r.ratio = r.req_s / base.req_s
