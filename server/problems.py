@@ -124,10 +124,11 @@ def item_location(code: str, index: int) -> str:
     return f"/{index}/{field}"
 
 
-def from_engine_error(exc: errors.EngineError, item_path: str = "") -> HTTPProblem:
+def from_engine_error(exc: errors.EngineError, item_path: str = "", tx_location: str | None = None) -> HTTPProblem:
     """Turn an engine error into a problem; item errors become ``errors`` entries.
 
-    ``item_path`` prefixes item locations (``"/keys"`` for a read body, ``""`` for a write array).
+    ``item_path`` prefixes item locations (``"/keys"`` for a read body, ``""`` for a write array);
+    ``tx_location`` is where the request named its tx, so FUTURE_TX / TX_COMPACTED point at it.
     """
     details = exc.details
     problem_errors: list[dict[str, Any]] = []
@@ -148,5 +149,7 @@ def from_engine_error(exc: errors.EngineError, item_path: str = "") -> HTTPProbl
         problem_errors.append(
             {"location": f"/{conflict.get('key', '')}", "message": "expectation failed", "value": conflict}
         )
+    if tx_location is not None and not problem_errors and isinstance(exc, errors.FutureTx | errors.TxCompacted):
+        problem_errors.append({"location": tx_location, "message": exc.message, "value": details.get("tx")})
     extra = {k: v for k, v in details.items() if k not in ("errors", "conflicts")}
     return HTTPProblem(status_of(exc), exc.code, exc.message, problem_errors, extra=extra)

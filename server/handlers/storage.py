@@ -64,7 +64,7 @@ def read(app: App, req: Request) -> Response:
         return _read_answer(req, [], store.latest_tx if tx is None else tx)
     except errors.EngineError as exc:
         path = "/keys" if type(body) is dict else ""
-        problem = from_engine_error(exc, item_path=path)
+        problem = from_engine_error(exc, item_path=path, tx_location="/tx")
         if not problem.errors and isinstance(exc, errors.InvalidKey | errors.KeyTooLong):
             problem.errors = _bad_keys(keys, path, app.max_key_bytes)
         raise problem from None
@@ -236,6 +236,8 @@ def get_key(app: App, req: Request) -> Response:
         rec = app.store.namespace(name).get(key, tx=tx)
     except errors.NamespaceNotFound:
         rec = None
+    except (errors.FutureTx, errors.TxCompacted) as exc:
+        raise from_engine_error(exc, tx_location="query.tx") from None
     except errors.EngineError as exc:
         raise _single(exc) from None
     if rec is None:
@@ -310,6 +312,8 @@ def scan(app: App, req: Request) -> Response:
         first = next(records, None)
     except errors.NamespaceNotFound:
         return _read_answer(req, [], store.latest_tx if tx is None else tx)
+    except (errors.FutureTx, errors.TxCompacted) as exc:
+        raise from_engine_error(exc, tx_location="/tx") from None
     return 200, JSON_HEADERS, _stream(result, records, first, limit, req.t0)
 
 

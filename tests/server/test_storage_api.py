@@ -113,8 +113,12 @@ def test_future_tx_is_400(client: Client) -> None:
     tx = client.write("sample", [{"key": "k", "value": 1}]).json()["tx"]
     r = client.read("sample", ["k"], tx=tx + 1)
     assert r.status == 400 and r.code == "FUTURE_TX"
-    assert client.get(f"{NS}/key", query={"key": "k", "tx": str(tx + 5)}).code == "FUTURE_TX"
-    assert client.post(f"{NS}/scan", json={"tx": tx + 1}).code == "FUTURE_TX"
+    assert r.json()["errors"][0]["location"] == "/tx"
+    r = client.get(f"{NS}/key", query={"key": "k", "tx": str(tx + 5)})
+    assert r.code == "FUTURE_TX" and r.json()["errors"][0]["location"] == "query.tx"
+    r = client.post(f"{NS}/scan", json={"tx": tx + 1})
+    assert r.code == "FUTURE_TX" and r.json()["errors"][0]["location"] == "/tx"
+    assert client.read("never", ["k"], tx=tx + 1).code == "FUTURE_TX"
 
 
 @pytest.mark.parametrize("tx", ["1", 1.0, 1.5, True, False, -1, 2**63, 2**64 - 1, 10**30, [1], {"a": 1}])
