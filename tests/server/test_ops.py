@@ -7,6 +7,7 @@ import re
 import orjson
 
 from server.app import DEFAULT_OPENAPI
+from engine import errors
 from server.metrics import Metrics
 from server.routes import TABLE
 from tests.server.conftest import Client
@@ -73,3 +74,15 @@ def test_histogram_buckets_are_cumulative() -> None:
     assert 'le="5.0"} 4' in text and 'le="+Inf"} 5' in text
     assert 'status="other"} 1' in text and 'status="200"} 4' in text
     assert 'strata_http_request_duration_seconds_sum{route="/r",method="GET"} 20.004100001' in text
+
+
+def test_every_route_and_code_is_documented() -> None:
+    doc = (DEFAULT_OPENAPI.parent / "http-api.md").read_text()
+    headings = set(re.findall(r"^### (GET|POST|DELETE|PUT) (\S+?)(?:\?|$)", doc, re.M))
+    assert headings == {(method, template) for template, method, _, _ in TABLE}
+    for code in errors.BY_CODE:
+        if code != "ENGINE_ERROR":
+            assert f"| `{code}` |" in doc, code
+    for code in ("NOT_FOUND", "KEY_NOT_FOUND", "METHOD_NOT_ALLOWED", "UNSUPPORTED_MEDIA_TYPE",
+                 "PAYLOAD_TOO_LARGE", "UNAUTHORIZED", "FORBIDDEN", "INVALID_JSON", "INTERNAL_ERROR"):
+        assert f"| `{code}` |" in doc, code
