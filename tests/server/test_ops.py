@@ -6,8 +6,8 @@ import re
 
 import orjson
 
-from server.app import DEFAULT_OPENAPI
 from engine import errors
+from server.app import DEFAULT_OPENAPI
 from server.metrics import Metrics
 from server.routes import TABLE
 from tests.server.conftest import Client
