@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ class KeyRing:
         return len(self._by_digest)
 
     @classmethod
-    def load(cls, path: str | Path) -> KeyRing:
+    def load(cls, path: str | os.PathLike[str]) -> KeyRing:
         """Read a keys file (format in the module docstring); :class:`KeysFileError` if invalid."""
         try:
             data = orjson.loads(Path(path).read_bytes())

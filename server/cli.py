@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _gunicorn_base() -> Any:
-    from gunicorn.app.base import BaseApplication
+    from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 
     return BaseApplication
 

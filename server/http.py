@@ -61,7 +61,7 @@ class Request:
             return {}
         try:
             # WSGI hands the query string over as latin-1 decoded bytes; recover the UTF-8 text.
-            text = raw.encode("latin-1").decode("ascii") if raw.isascii() else raw.encode("latin-1").decode()
+            text = raw if raw.isascii() else raw.encode("latin-1").decode()
             pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
         except (UnicodeError, ValueError):
             raise bad_request(INVALID_PARAMETERS, "the query string is not valid UTF-8", "query", raw) from None

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.handlers import namespaces, ops, storage
+from server.http import Request, Response
 from server.problems import METHOD_NOT_ALLOWED, NOT_FOUND, HTTPProblem
 
-Handler = Callable[[Any, Any], Any]
+Handler = Callable[[Any, Request], Response]
 
 #: (path template, method, handler, scope). Scope None = public; else an API-key scope
 #: ("read" < "write" < "admin"). A ``{storage}`` or ``{name}`` segment is the namespace the key

@@ -27,7 +27,7 @@ _ONLY_STR = {str}
 class WriteItem(NamedTuple):
     """A checked write item: its position in the request, the key, the value and whether it clears."""
 
-    index: int
+    request_index: int
     key: str
     value: Any
     clear: bool

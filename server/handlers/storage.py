@@ -130,7 +130,7 @@ def _write_partial(app: App, req: Request, name: str, good: list[WriteItem], bad
                 raise
             bad += item_errors
             dropped = {e["index"] for e in item_errors}
-            good = [item for item in good if item.index not in dropped]
+            good = [item for item in good if item.request_index not in dropped]
             tx = _commit(app, name, good) if good else None
     bad.sort(key=lambda e: e["index"])
     return json_response(200, {
@@ -179,8 +179,9 @@ def _item_errors(exc: errors.EngineError, items: list[WriteItem]) -> list[dict[s
         item = items[position]
         code = str(entry.get("code", exc.code))
         field = "value" if code in (errors.InvalidValue.code, errors.ValueTooLarge.code) else "key"
-        out.append({"index": item.index, "key": item.key, "code": code, "message": str(entry.get("message", "")),
-                    "location": f"/{item.index}/{field}", "value": item.key if field == "key" else None})
+        at = item.request_index
+        out.append({"index": at, "key": item.key, "code": code, "message": str(entry.get("message", "")),
+                    "location": f"/{at}/{field}", "value": item.key if field == "key" else None})
     return out
 
 
