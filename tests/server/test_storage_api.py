@@ -366,3 +366,15 @@ def test_default_scan_limit_is_1000(client: Client) -> None:
     client.write("sample", [{"key": f"k{i:05d}", "value": i} for i in range(1001)])
     out = client.post(f"{NS}/scan", body=b"").json()
     assert out["count"] == 1000 and out["cursor"] == "k00999"
+
+
+def test_read_of_too_many_keys_is_400(client: Client) -> None:
+    r = client.read("sample", [f"k{i}" for i in range(10_001)])
+    assert r.status == 400 and r.code == "BATCH_TOO_LARGE"
+    assert client.read("sample", [f"k{i}" for i in range(10_000)]).status == 200
+
+
+def test_bad_key_in_a_read_is_located(client: Client) -> None:
+    r = client.read("sample", ["ok", "x" * 513, ""])
+    assert r.status == 400
+    assert [e["location"] for e in r.json()["errors"]] == ["/keys/1", "/keys/2"]
