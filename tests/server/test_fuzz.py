@@ -44,7 +44,7 @@ def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     app.close()
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_random_requests_never_500_and_rejections_change_nothing(fuzz_client: Client, data: Any) -> None:
     # One store for every example (opening one per example would dominate the run time).
