@@ -99,8 +99,8 @@ def write(app: App, req: Request) -> Response:
     if type(body) is list and len(body) > app.max_batch:
         raise bad_request(errors.BatchTooLarge.code, f"a write may hold at most {app.max_batch} items", "",
                           len(body))
+    store = app.store  # opened first: it sets the key limit the items are checked against
     good, bad = check_write_items(body, app.max_key_bytes)
-    store = app.store
     store.namespace(name)  # validates the name through the engine as well
     if atomic:
         if bad:
@@ -119,7 +119,11 @@ def write(app: App, req: Request) -> Response:
 
 
 def _write_partial(app: App, req: Request, name: str, good: list[WriteItem], bad: list[dict[str, Any]]) -> Response:
-    """Commit the good items in one tx; if the engine still refuses some, drop them and retry once."""
+    """Commit the good items in one tx; if the engine still refuses some, drop them and retry once.
+
+    A second refusal (or any error that is not about items, such as STORAGE_FULL) fails the
+    request as a whole: nothing was written, and the problem says why.
+    """
     tx = None
     if good:
         try:
