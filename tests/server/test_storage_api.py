@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
+from engine import Limits
+from server import create_app
 from tests.server.conftest import Client
 
 NS = "/v4/storage/sample"
@@ -378,3 +381,13 @@ def test_bad_key_in_a_read_is_located(client: Client) -> None:
     r = client.read("sample", ["ok", "x" * 513, ""])
     assert r.status == 400
     assert [e["location"] for e in r.json()["errors"]] == ["/keys/1", "/keys/2"]
+
+
+def test_the_engines_limits_apply(tmp_path: Path) -> None:
+    app = create_app(tmp_path / "d", sync=False, store_options={"limits": Limits(max_key_bytes=16, max_batch=3)})
+    client = Client(app)
+    r = client.write("s", [{"key": "k" * 17, "value": 1}, {"key": "ok", "value": 2}], query="atomic=false")
+    assert r.json()["succeeded"] == 1 and r.json()["errors"][0]["code"] == "KEY_TOO_LONG"
+    r = client.write("s", [{"key": f"k{i}", "value": i} for i in range(4)])
+    assert r.status == 400 and r.code == "BATCH_TOO_LARGE"
+    app.close()
