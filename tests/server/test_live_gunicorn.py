@@ -11,7 +11,7 @@ import threading
 import orjson
 import pytest
 
-from tests.server.conftest import LiveServer, http_request
+from tests.server.conftest import LiveServer, http_request, start_server, stop_server
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -147,3 +147,49 @@ def test_metrics_cover_both_workers(live_server: LiveServer) -> None:
     # Whichever worker answers the scrape, it reports all 20 (counters are shared).
     assert healthz_count() == before + 20
     assert healthz_count() == before + 20
+
+
+def test_every_other_endpoint_over_http(live_server: LiveServer) -> None:
+    req = live_server.request
+    assert req("POST", "/v4/namespace/storage", json={"namespace": "liveNs"})[0] == 201
+    assert req("POST", "/v4/namespace/storage", json={"namespace": "liveNs"})[0] == 409
+    assert req("POST", "/v4/storage/liveNs/write", json=[{"key": "a", "value": 1}, {"key": "b", "value": 2}])[0] == 200
+    status, _, body = req("POST", "/v4/storage/liveNs/delete", json={"keys": ["a"]})
+    assert status == 200 and orjson.loads(body)["count"] == 1
+    assert req("DELETE", "/v4/storage/liveNs/key?key=b")[0] == 200
+    assert req("GET", "/v4/storage/liveNs/key?key=b")[0] == 404
+    status, _, body = req("GET", "/v4/namespace/storage/liveNs")
+    assert status == 200 and orjson.loads(body)["data"]["stat"]["key_count"] == 0
+    assert "liveNs" in [n["name"] for n in orjson.loads(req("GET", "/v4/namespace/storage")[2])["data"]]
+    assert req("DELETE", "/v4/namespace/storage/liveNs")[0] == 200
+    assert req("GET", "/v4/namespace/storage/liveNs")[0] == 404
+    status, headers, body = req("GET", "/openapi.json")
+    assert status == 200 and orjson.loads(body)["openapi"].startswith("3.1")
+    status, headers, body = req("GET", "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain") and b"strata_latest_tx" in body
+    status, _, body = req("POST", "/v4/storage/liveNs/read", body=b"{", headers={"Content-Type": "application/json"})
+    assert status == 400 and orjson.loads(body)["code"] == "INVALID_JSON"
+    status, _, body = req("POST", "/v4/storage/liveNs/read", body=b"x", headers={"Content-Type": "text/plain"})
+    assert status == 415
+    assert req("GET", "/nowhere")[0] == 404
+
+
+def test_api_keys_over_http(tmp_path_factory: pytest.TempPathFactory) -> None:
+    tmp = tmp_path_factory.mktemp("secure")
+    keys = tmp / "keys.json"
+    keys.write_bytes(orjson.dumps({"keys": [{"name": "r", "key": "reader-secret-0123456789", "scope": "read"},
+                                            {"name": "w", "key": "writer-secret-0123456789", "scope": "write"}]}))
+    server = start_server(tmp, "--keys", str(keys), workers=1)
+    try:
+        item = [{"key": "a", "value": 1}]
+        assert server.request("POST", "/v4/storage/s/write", json=item)[0] == 401
+        read_only = {"Authorization": "Bearer reader-secret-0123456789"}
+        status, _, body = server.request("POST", "/v4/storage/s/write", json=item, headers=read_only)
+        assert status == 403 and orjson.loads(body)["code"] == "FORBIDDEN"
+        writer = {"Authorization": "Bearer writer-secret-0123456789"}
+        assert server.request("POST", "/v4/storage/s/write", json=item, headers=writer)[0] == 200
+        assert server.request("POST", "/v4/storage/s/read", json=["a"], headers=read_only)[0] == 200
+        log = (tmp / "server.log").read_text()
+        assert "secret-0123456789" not in log
+    finally:
+        stop_server(server.proc)
