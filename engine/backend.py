@@ -17,6 +17,7 @@ Rules of the road it enforces (py-lmdb's and LMDB's, made safe for Strata's user
 from __future__ import annotations
 
 import os
+import resource
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -68,10 +69,27 @@ class Gate:
                 self._cond.notify_all()
 
 
-def translate(exc: lmdb.Error) -> EngineError:
-    """The Strata error for an LMDB error."""
+def _out_of_space(path: str) -> bool:
+    """Whether the file cannot grow: a nearly full filesystem or the RLIMIT_FSIZE ceiling.
+
+    LMDB reports a short write as EIO, so this is how a full disk is told from a failing one.
+    """
+    try:
+        st = os.statvfs(path)
+        if st.f_bavail * st.f_frsize < 16 << 20:
+            return True
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        size = os.path.getsize(os.path.join(path, "data.mdb"))
+        return soft != resource.RLIM_INFINITY and size + (16 << 20) > soft
+    except OSError:
+        return False
+
+
+def translate(exc: lmdb.Error, path: str | None = None) -> EngineError:
+    """The Strata error for an LMDB error (``path``: the store, to tell a full disk from a bad one)."""
     text = str(exc)
-    if isinstance(exc, lmdb.DiskError) or "No space left" in text or "File too large" in text:
+    full = isinstance(exc, lmdb.DiskError) or "No space left" in text or "File too large" in text
+    if full or (path is not None and "Input/output error" in text and _out_of_space(path)):
         return StorageFull(
             "the disk refused to grow the store; free space, then retry (the store is intact)",
             lmdb_error=text,
@@ -162,7 +180,7 @@ class Backend:
             except lmdb.MapFullError:
                 pass  # grow below, outside the gate, then run the write again
             except lmdb.Error as exc:
-                raise translate(exc) from None
+                raise translate(exc, self.path) from None
             finally:
                 self._gate.leave()
             self._grow()

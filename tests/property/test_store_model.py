@@ -1,0 +1,192 @@
+"""The engine against a plain model of all versions, under random operation sequences.
+
+Every step is followed by checks of ``latest_tx``; reads at random past txs and scans with random
+prefixes, cursors and limits are rules of their own, so hypothesis interleaves them with writes,
+failed writes, conflicts and close/reopen. Set ``STRATA_LONG=1`` (the ``long`` marker's mode)
+for many more examples.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from engine import Store, errors
+
+from .model import CLEAR, DELETE, PUT, Model
+from .strategies import NAMESPACES, keys, values
+
+LONG = os.environ.get("STRATA_LONG") == "1"
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equality that also demands the same types (1 is not 1.0, bytes is not str) and dict order."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return repr(a) == repr(b)
+    return bool(a == b)
+
+
+def as_tuple(rec: Any) -> tuple[Any, ...]:
+    return (rec.key, rec.value, rec.tx, rec.binary, rec.cleared)
+
+
+def assert_records(got: list[Any], want: list[tuple[Any, ...]]) -> None:
+    assert [g[0] for g in got] == [w[0] for w in want]
+    for g, w in zip(got, want, strict=True):
+        assert g[2:] == w[2:], (g, w)
+        assert same(g[1], w[1]), (g, w)
+
+
+class StoreMachine(RuleBasedStateMachine):
+    written = Bundle("written")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.mkdtemp(prefix="strata-model-")
+        self.store = Store.open(self.dir, sync=False, map_size=1 << 20)  # small map: growth happens
+        self.model = Model()
+
+    def teardown(self) -> None:
+        self.full_audit()
+        self.store.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @initialize()
+    def start(self) -> None:
+        assert self.store.latest_tx == 0
+
+    # -- writes -------------------------------------------------------------------------------
+
+    @rule(target=written, ns=st.sampled_from(NAMESPACES),
+          items=st.dictionaries(keys(), values, min_size=1, max_size=6))
+    def put(self, ns: str, items: dict[str, Any]) -> tuple[str, str]:
+        tx = self.store.namespace(ns).put(items)
+        assert tx == self.model.commit([(ns, k, PUT, v) for k, v in items.items()])
+        return (ns, next(iter(items)))
+
+    @rule(ns=st.sampled_from(NAMESPACES), extra=st.lists(keys(), max_size=3, unique=True),
+          known=st.lists(written, max_size=3, unique=True), delete=st.booleans())
+    def clear_or_delete(self, ns: str, extra: list[str], known: list[tuple[str, str]], delete: bool) -> None:
+        names = list(dict.fromkeys([k for n, k in known if n == ns] + extra))
+        if not names:
+            return
+        target = self.store.namespace(ns)
+        tx = target.delete(names) if delete else target.clear(names)
+        assert tx == self.model.commit([(ns, k, DELETE if delete else CLEAR, None) for k in names])
+
+    @rule(ops=st.lists(st.tuples(st.sampled_from(NAMESPACES), keys(), st.sampled_from([PUT, CLEAR, DELETE]), values),
+                       min_size=1, max_size=6),
+          expect=st.none() | written, wrong=st.booleans())
+    def transaction(self, ops: list[tuple[str, str, str, Any]], expect: tuple[str, str] | None, wrong: bool) -> None:
+        before = self.store.latest_tx
+        expected_tx = self.model.live_tx(*expect) + (1 if wrong else 0) if expect else None
+        try:
+            with self.store.transaction(note={"who": "model"}) as t:
+                for ns, key, op, value in ops:
+                    if op == PUT:
+                        t.put(ns, key, value)
+                    elif op == CLEAR:
+                        t.clear(ns, key)
+                    else:
+                        t.delete(ns, key)
+                if expect is not None:
+                    assert expected_tx is not None
+                    t.expect(expect[0], expect[1], tx=expected_tx)
+        except errors.Conflict as exc:
+            assert expect is not None and wrong
+            assert exc.details["conflicts"][0]["actual"] == self.model.live_tx(*expect)
+            assert self.store.latest_tx == before
+            return
+        assert not (expect is not None and wrong)
+        assert t.tx == self.model.commit([(ns, k, op, v if op == PUT else None) for ns, k, op, v in ops])
+
+    @rule(ns=st.sampled_from(NAMESPACES), good=st.dictionaries(keys(), values, max_size=3),
+          bad=st.sampled_from(["", "x" * 513, "\ud800", 7, None]))
+    def rejected_write(self, ns: str, good: dict[str, Any], bad: Any) -> None:
+        before = self.store.latest_tx
+        items = [*good.items(), (bad, 1)]
+        with pytest.raises((errors.InvalidKey, errors.KeyTooLong)):
+            self.store.namespace(ns).put(items)
+        assert self.store.latest_tx == before
+
+    @rule()
+    def reopen(self) -> None:
+        self.store.close()
+        self.store = Store.open(self.dir, sync=False, map_size=1 << 20)
+        self.full_audit()
+
+    def full_audit(self) -> None:
+        """Every key ever written, in every namespace, at every tx, and a full scan at each tx."""
+        for ns in NAMESPACES:
+            names = self.model.keys(ns)
+            target = self.store.namespace(ns)
+            for tx in range(self.model.latest_tx + 1):
+                want = [(k, *rec) for k in names if (rec := self.model.record(ns, k, tx)) is not None]
+                assert_records([as_tuple(r) for r in target.read(names, tx=tx).records], want)
+                assert_records([as_tuple(r) for r in target.scan(tx=tx)], want)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    @rule(ns=st.sampled_from(NAMESPACES), data=st.data())
+    def read_at_past_tx(self, ns: str, data: st.DataObject) -> None:
+        tx = data.draw(st.integers(min_value=0, max_value=self.model.latest_tx))
+        known = [k for (n, k) in self.model.versions if n == ns]
+        names = data.draw(st.lists(st.sampled_from(known), max_size=6) if known else st.just([]))
+        names += data.draw(st.lists(keys(), max_size=2))
+        result = self.store.namespace(ns).read(names, tx=tx)
+        assert result.tx == tx
+        want = []
+        for key in dict.fromkeys(names):
+            rec = self.model.record(ns, key, tx)
+            if rec is not None:
+                want.append((key, *rec))
+        assert_records([as_tuple(r) for r in result.records], want)
+
+    @rule(ns=st.sampled_from(NAMESPACES), data=st.data(),
+          prefix=st.sampled_from(["", "a", "b/", "k" * 470, "k" * 479, "\x00", "z" * 497]),
+          limit=st.none() | st.integers(min_value=0, max_value=5))
+    def scan(self, ns: str, data: st.DataObject, prefix: str, limit: int | None) -> None:
+        tx = data.draw(st.integers(min_value=0, max_value=self.model.latest_tx))
+        known = self.model.keys(ns)
+        after = data.draw(st.none() | (st.sampled_from(known) if known else keys()))
+        got = self.store.namespace(ns).scan(prefix, tx=tx, after=after, limit=limit)
+        assert got.tx == tx
+        assert_records([as_tuple(r) for r in got], self.model.scan(ns, tx, prefix, after, limit))
+
+    @precondition(lambda self: self.model.latest_tx > 0)
+    @rule()
+    def future_tx_is_refused(self) -> None:
+        with pytest.raises(errors.FutureTx):
+            self.store.namespace(NAMESPACES[0]).read(["a"], tx=self.model.latest_tx + 1)
+
+    @invariant()
+    def latest_tx_matches(self) -> None:
+        assert self.store.latest_tx == self.model.latest_tx
+
+    @invariant()
+    def key_counts_match(self) -> None:
+        for info in self.store.namespaces():
+            live = [k for k in self.model.keys(info.name) if self.model.record(info.name, k, self.model.latest_tx)]
+            assert info.key_count == len(live)
+
+
+StoreMachine.TestCase.settings = settings(
+    max_examples=500 if LONG else 60,
+    stateful_step_count=40 if LONG else 25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+TestStoreModel = StoreMachine.TestCase
