@@ -80,7 +80,7 @@ class KeyTooLong(EngineError):
 
 
 class InvalidValue(EngineError):
-    """A value is not a JSON type (None, bool, 64-bit int, finite float, str, list, str-keyed dict) or bytes."""
+    """A value is not a JSON type (None, bool, int in [-2**63, 2**64), finite float, str, list, str-keyed dict) or bytes."""
 
     code = "INVALID_VALUE"
 
