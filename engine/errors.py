@@ -80,7 +80,8 @@ class KeyTooLong(EngineError):
 
 
 class InvalidValue(EngineError):
-    """A value is not a JSON type (None, bool, int in [-2**63, 2**64), finite float, str, list, str-keyed dict) or bytes."""
+    """A value is not storable: JSON types (None, bool, int in [-2**63, 2**64), finite float, str,
+    list, dict with str keys) or bytes are."""
 
     code = "INVALID_VALUE"
 
