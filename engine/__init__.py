@@ -10,14 +10,17 @@ See ``docs/engine.md`` for the API and ``docs/design.md`` for the on-disk layout
 
 from . import errors
 from .errors import EngineError
+from .history import Change, Version
 from .namespace import Namespace
 from .records import Item, Limits, NamespaceInfo, ReadResult, Record
 from .scan import Scan
 from .store import Store
 from .txlog import Operation, TxInfo
 from .txn import Transaction
+from .verify import VerifyReport
 
 __all__ = [
+    "Change",
     "EngineError",
     "Item",
     "Limits",
@@ -30,5 +33,7 @@ __all__ = [
     "Store",
     "Transaction",
     "TxInfo",
+    "VerifyReport",
+    "Version",
     "errors",
 ]

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .codec import CLEAR, DELETE
 from .errors import BatchTooLarge, InvalidParameters
+from .history import Change, Version, diff, history
 from .records import Item, NamespaceInfo, ReadResult, Record
 from .scan import Scan
 from .snapshot import read_keys, resolve_tx
 from .txlog import check_note
 from .txn import commit, prepare_keys, prepare_puts
-from .validation import key_bytes
+from .validation import check_tx, key_bytes, time_us
 
 if TYPE_CHECKING:
     from .store import Store
@@ -61,8 +63,13 @@ class Namespace:
 
     # -- reads --------------------------------------------------------------------------------
 
-    def read(self, keys: Iterable[str], *, tx: int | None = None) -> ReadResult:
-        """Records of ``keys`` at ``tx``, in request order, each key once, absent keys left out."""
+    def read(self, keys: Iterable[str], *, tx: int | None = None, at: datetime | float | None = None) -> ReadResult:
+        """Records of ``keys`` at ``tx``, in request order, each key once, absent keys left out.
+
+        ``at`` (an aware datetime or epoch seconds) reads at the last tx committed at or before
+        that time instead; the result's ``tx`` says which (0 if none).
+        """
+        at_us = None if at is None else time_us(at)
         if isinstance(keys, str | bytes):
             raise InvalidParameters("keys must be a list of str, not a single string")
         store = self._store
@@ -82,21 +89,21 @@ class Namespace:
         name = self.name
 
         def run(txn: Any) -> ReadResult:
-            at = resolve_tx(txn, backend.meta, tx)
+            snap = resolve_tx(txn, backend.meta, tx, at_us, backend.dbs)
             prefix = store._ns_prefix(txn, name)
             if prefix is None or not unique:
-                return ReadResult([], at)
-            return ReadResult(read_keys(txn, backend.versions, prefix, unique, raws, at), at)
+                return ReadResult([], snap)
+            return ReadResult(read_keys(txn, backend.versions, prefix, unique, raws, snap), snap)
 
         return backend.read(run)
 
-    def get(self, key: str, *, tx: int | None = None) -> Record | None:
-        """The record of one key at ``tx`` (latest if None), or None if absent or deleted."""
-        records = self.read([key], tx=tx).records
+    def get(self, key: str, *, tx: int | None = None, at: datetime | float | None = None) -> Record | None:
+        """The record of one key at ``tx`` (latest if None) or time ``at``; None if absent or deleted."""
+        records = self.read([key], tx=tx, at=at).records
         return records[0] if records else None
 
     def scan(self, prefix: str = "", *, tx: int | None = None, after: str | None = None,
-             limit: int | None = None) -> Scan:
+             limit: int | None = None, at: datetime | float | None = None) -> Scan:
         """Records of keys starting with ``prefix`` at ``tx``, in UTF-8 byte order of keys.
 
         ``after`` (exclusive) resumes from a previous page's last key; ``limit`` caps the count.
@@ -104,6 +111,11 @@ class Namespace:
         """
         if type(prefix) is not str:
             raise InvalidParameters("prefix must be a str", parameter="prefix")
+        try:
+            prefix.encode()
+        except UnicodeEncodeError:
+            raise InvalidParameters("prefix is not valid Unicode (lone surrogate)", parameter="prefix") from None
+        at_us = None if at is None else time_us(at)
         if after is not None:
             key_bytes(after, self._store.limits.max_key_bytes)
         if limit is not None and (type(limit) is not int or limit < 0):
@@ -111,8 +123,53 @@ class Namespace:
                                     parameter="limit")
         store = self._store
         backend = store._backend
-        at, ns = backend.read(lambda txn: (resolve_tx(txn, backend.meta, tx), store._ns_prefix(txn, self.name)))
-        return Scan(backend.read, backend.versions, ns, at, prefix, after, limit)
+        snap, ns = backend.read(lambda txn: (resolve_tx(txn, backend.meta, tx, at_us, backend.dbs),
+                                             store._ns_prefix(txn, self.name)))
+        return Scan(backend.read, backend.versions, ns, snap, prefix, after, limit)
+
+    # -- the past -----------------------------------------------------------------------------
+
+    def history(self, key: str, *, before: int | None = None, after: int | None = None, limit: int = 100,
+                order: str = "desc") -> list[Version]:
+        """Versions of ``key`` with ``after < tx < before``: tx, commit time, op and value.
+
+        ``order="desc"`` gives newest first (page with ``before=`` the last tx seen), ``"asc"``
+        oldest first (page with ``after=``). Costs one seek plus one step per version returned.
+        """
+        raw = key_bytes(key, self._store.limits.max_key_bytes)
+        for name, value in (("before", before), ("after", after)):
+            if value is not None:
+                check_tx(value, name)
+        if type(limit) is not int or not 0 <= limit <= 10_000:
+            raise InvalidParameters(f"limit must be an integer from 0 to 10000, not {limit!r}", parameter="limit")
+        if order not in ("asc", "desc"):
+            raise InvalidParameters(f"order must be 'asc' or 'desc', not {order!r}", parameter="order")
+        store = self._store
+        backend = store._backend
+
+        def run(txn: Any) -> list[Version]:
+            prefix = store._ns_prefix(txn, self.name)
+            if prefix is None:
+                return []
+            return history(txn, backend.dbs, prefix, raw, before=before, after=after, limit=limit,
+                           newest_first=order == "desc")
+
+        return backend.read(run)
+
+    def diff(self, from_tx: int, to_tx: int) -> Iterator[Change]:
+        """Keys whose content differs between the snapshots at ``from_tx`` and ``to_tx``.
+
+        Streams :class:`~engine.history.Change` in key order; reads only keys the tx log says
+        were touched in between, never the whole namespace.
+        """
+        check_tx(from_tx, "from_tx")
+        check_tx(to_tx, "to_tx")
+        if from_tx > to_tx:
+            raise InvalidParameters(f"from_tx ({from_tx}) is after to_tx ({to_tx})", parameter="from_tx")
+        store = self._store
+        backend = store._backend
+        prefix = backend.read(lambda txn: (resolve_tx(txn, backend.meta, to_tx), store._ns_prefix(txn, self.name))[1])
+        return diff(backend.read, backend.dbs, self.name, prefix, from_tx, to_tx)
 
     def info(self) -> NamespaceInfo | None:
         """Key count, size and times at the latest tx; None if the namespace does not exist."""

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import schema
+from . import schema, txlog
 from .codec import CLEAR, DELETE, MARK, decode_record, is_delete, unpack_value
 from .encoding import SHORT_MAX, TERMINATOR, TX_MAX, inv_tx, keypart, unpack_u64_from
 from .errors import FutureTx, InvalidParameters
 from .records import Record
 
 
-def resolve_tx(txn: Any, meta_db: Any, tx: Any) -> int:
-    """The tx a read sees: the latest for ``None``, else ``tx`` checked against the latest."""
+def resolve_tx(txn: Any, meta_db: Any, tx: Any, at_us: int | None = None, dbs: dict[str, Any] | None = None) -> int:
+    """The tx a read sees: the latest for ``None``, else ``tx`` checked against the latest; with
+    ``at_us`` (a time, exclusive with ``tx``), the last tx committed at or before it."""
     latest = schema.get_u64(txn, meta_db, schema.LATEST_TX)
+    if at_us is not None:
+        if tx is not None:
+            raise InvalidParameters("give tx or at, not both", parameter="at")
+        assert dbs is not None
+        return txlog.tx_at(txn, dbs, at_us)
     if tx is None:
         return latest
     if type(tx) is not int or tx < 0:

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from . import schema, txlog
+from . import feed, schema, txlog
 from .backend import Backend
 from .codec import DELETE
 from .encoding import ns_prefix
-from .errors import NamespaceExists, NamespaceNotFound
+from .errors import InvalidParameters, NamespaceExists, NamespaceNotFound
 from .namespace import Namespace
 from .records import Limits, NamespaceInfo
 from .scan import live_keys
 from .txlog import TxInfo
 from .txn import Batch, Run, Transaction, apply_batch
-from .validation import check_namespace, check_tx
+from .validation import check_namespace, check_tx, time_us
+from .verify import VerifyReport, verify
 
 
 class Store:
@@ -146,7 +148,48 @@ class Store:
     def tx_info(self, tx: int) -> TxInfo | None:
         """Commit time, note and operations of ``tx``; None if it was not committed."""
         check_tx(tx)
-        return self._backend.read(lambda txn: txlog.read(txn, self._backend.txlog, tx))
+        return self._backend.read(lambda txn: txlog.read(txn, self._backend.dbs, tx))
+
+    def tx_at(self, at: datetime | float) -> int:
+        """The latest tx committed at or before ``at`` (aware datetime or epoch seconds); 0 if none."""
+        when = time_us(at)
+        return self._backend.read(lambda txn: txlog.tx_at(txn, self._backend.dbs, when))
+
+    def head(self) -> tuple[int, str]:
+        """``(latest tx, its chain hash in hex)``: a receipt an auditor can keep and verify later."""
+        dbs = self._backend.dbs
+
+        def run(txn: Any) -> tuple[int, str]:
+            digest = txn.get(txlog.HEAD_HASH, db=dbs["meta"]) or txlog.GENESIS
+            return schema.get_u64(txn, dbs["meta"], schema.LATEST_TX), bytes(digest).hex()
+        return self._backend.read(run)
+
+    def verify(self, receipt: tuple[int, str] | None = None) -> VerifyReport:
+        """Re-derive every tx's hash from the stored versions and the log; report the first bad tx.
+
+        With ``receipt`` (a ``(tx, hash)`` from :meth:`head`), also check the chain still passes
+        through it. Reads every version the log names: O(total operations).
+        """
+        if receipt is not None:
+            check_tx(receipt[0], "receipt")
+        return verify(self._backend.read, self._backend.dbs, receipt)
+
+    def changes(self, since: int = 0, *, limit: int = 1000, namespace: str | None = None) -> list[TxInfo]:
+        """Committed txs after ``since``, in tx order, each with its operations (at most ``limit``).
+
+        With ``namespace``, only txs that touched it, with only its operations.
+        """
+        check_tx(since, "since")
+        if type(limit) is not int or not 1 <= limit <= 10_000:
+            raise InvalidParameters(f"limit must be an integer from 1 to 10000, not {limit!r}", parameter="limit")
+        if namespace is not None:
+            check_namespace(namespace)
+        return self._backend.read(lambda txn: feed.changes(txn, self._backend.dbs, since, limit, namespace))
+
+    def wait_for(self, tx: int, timeout: float | None = None) -> bool:
+        """Block until ``tx`` is committed (by any process); False if ``timeout`` seconds pass first."""
+        check_tx(tx)
+        return feed.wait_for(lambda: self.latest_tx, tx, timeout)
 
     # -- housekeeping -------------------------------------------------------------------------
 

@@ -1,17 +1,24 @@
-"""The tx log: one entry per committed tx, written in the same LMDB transaction as its versions.
+"""The tx log: what each committed tx did, when, who said so, and a hash chain over all of it.
 
-Entry (``txlog`` database, key = tx as u64 big-endian): msgpack ``[time_us, note, ops]`` where
-``time_us`` is the commit time in UTC microseconds (never earlier than the previous tx's, even if
-the clock steps back), ``note`` is the caller's JSON object or None, and ``ops`` lists the operations
-in the order applied as runs ``[namespace, op, [key, ...]]`` (op: 0 put, 1 clear, 2 delete): a
-put of 10,000 keys is one run, which keeps the entry small and cheap to write.
+Written in the same LMDB transaction as the versions, in three databases (keys u64 big-endian):
 
-The log is what makes a tx inspectable after the fact ("who changed what, when") and what history,
-diffs and change feeds are built from without scanning unchanged keys.
+* ``txlog``: tx -> msgpack ``[time_us, note, hash]``. Small, so reading a tx's time is cheap.
+* ``txops``: tx -> msgpack ``runs``: the operations in the order applied, as runs
+  ``[namespace, op, [key, ...]]`` (op: 0 put, 1 clear, 2 delete). A put of 10,000 keys is one run.
+* ``txtime``: ``time_us | tx`` -> empty. Times never decrease with tx (the commit time is clamped
+  to the previous tx's when the clock steps back), so "the last tx at or before time t" is one
+  seek: :func:`tx_at` is O(log n).
+
+**The hash chain.** ``hash(tx) = SHA-256(hash(tx - 1) | msgpack([tx, time_us, note, [[namespace,
+op, [key, ...], [record, ...]], ...]]))`` where ``record`` is the exact version record bytes the
+tx stored for each key, and ``hash(0)`` is 32 zero bytes. Flipping a byte of a stored value,
+dropping a version or rewriting a log entry changes the hash of that tx, and an auditor holding a
+receipt ``(tx, hash)`` from :func:`head` can prove nothing before it was rewritten at all.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import time
 from dataclasses import dataclass
@@ -25,6 +32,8 @@ from .codec import OP_NAMES, pack_value
 from .errors import InvalidParameters
 
 _u64 = struct.Struct(">Q")
+GENESIS = bytes(32)
+HEAD_HASH = b"head_hash"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +47,14 @@ class Operation:
 
 @dataclass(frozen=True, slots=True)
 class TxInfo:
-    """A committed tx: when, the caller's note, and what it touched, in order."""
+    """A committed tx: when, the caller's note, what it touched (in order), and its chain hash."""
 
     tx: int
     time: datetime
     time_us: int
     note: dict[str, Any] | None
     operations: list[Operation]
+    hash: str
 
 
 def check_note(note: Any, max_bytes: int) -> dict[str, Any] | None:
@@ -69,22 +79,63 @@ def commit_time(txn: Any, meta_db: Any) -> int:
     return now
 
 
-def append(txn: Any, txlog_db: Any, tx: int, time_us: int, note: dict[str, Any] | None,
-           runs: list[list[Any]]) -> None:
-    """Write the entry of ``tx``. Must run in the write transaction that commits ``tx``."""
-    txn.put(_u64.pack(tx), msgpack.packb([time_us, note, runs], use_bin_type=True), db=txlog_db)
+def chain_hash(prev: bytes, tx: int, time_us: int, note: dict[str, Any] | None, runs: list[list[Any]],
+               records: list[list[bytes]]) -> bytes:
+    """The hash of a tx given its predecessor's, its log entry and the records it stored."""
+    body = [tx, time_us, note, [[*run, recs] for run, recs in zip(runs, records, strict=True)]]
+    return hashlib.sha256(prev + msgpack.packb(body, use_bin_type=True)).digest()
 
 
-def read(txn: Any, txlog_db: Any, tx: int) -> TxInfo | None:
-    """The entry of ``tx``, or None if no such tx was committed."""
-    raw = txn.get(_u64.pack(tx), db=txlog_db)
+def append(txn: Any, dbs: dict[str, Any], tx: int, time_us: int, note: dict[str, Any] | None,
+           runs: list[list[Any]], records: list[list[bytes]]) -> bytes:
+    """Write the log entry of ``tx`` and advance the chain. Runs in the tx's write transaction."""
+    prev = txn.get(HEAD_HASH, db=dbs["meta"]) or GENESIS
+    digest = chain_hash(prev, tx, time_us, note, runs, records)
+    key = _u64.pack(tx)
+    txn.put(key, msgpack.packb([time_us, note, digest], use_bin_type=True), db=dbs["txlog"])
+    txn.put(key, msgpack.packb(runs, use_bin_type=True), db=dbs["txops"])
+    txn.put(_u64.pack(time_us) + key, b"", db=dbs["txtime"])
+    txn.put(HEAD_HASH, digest, db=dbs["meta"])
+    return digest
+
+
+def entry(txn: Any, dbs: dict[str, Any], tx: int) -> tuple[int, dict[str, Any] | None, bytes] | None:
+    """``(time_us, note, hash)`` of ``tx``, or None if it was not committed."""
+    raw = txn.get(_u64.pack(tx), db=dbs["txlog"])
     if raw is None:
         return None
-    time_us, note, ops = msgpack.unpackb(raw)
+    time_us, note, digest = msgpack.unpackb(raw)
+    return time_us, note, digest
+
+
+def runs_of(txn: Any, dbs: dict[str, Any], tx: int) -> list[list[Any]]:
+    """The operation runs of ``tx`` (empty if it was not committed)."""
+    raw = txn.get(_u64.pack(tx), db=dbs["txops"])
+    return [] if raw is None else msgpack.unpackb(raw)
+
+
+def read(txn: Any, dbs: dict[str, Any], tx: int) -> TxInfo | None:
+    """Everything the log holds about ``tx``, or None if no such tx was committed."""
+    found = entry(txn, dbs, tx)
+    if found is None:
+        return None
+    time_us, note, digest = found
     return TxInfo(
         tx=tx,
         time=schema.time_of(time_us),
         time_us=time_us,
         note=note,
-        operations=[Operation(ns, key, OP_NAMES[op]) for ns, op, keys in ops for key in keys],
+        operations=[Operation(ns, key, OP_NAMES[op]) for ns, op, keys in runs_of(txn, dbs, tx) for key in keys],
+        hash=digest.hex(),
     )
+
+
+def tx_at(txn: Any, dbs: dict[str, Any], time_us: int) -> int:
+    """The latest tx committed at or before ``time_us`` (0 if none): one seek in ``txtime``."""
+    cur = txn.cursor(db=dbs["txtime"])
+    found = cur.set_range(_u64.pack(time_us + 1)) if time_us < (1 << 64) - 1 else False
+    found = cur.prev() if found else cur.last()
+    if not found:
+        return 0
+    tx: int = _u64.unpack_from(cur.key(), 8)[0]
+    return tx

@@ -194,7 +194,11 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
     cur = txn.cursor(db=versions)
     set_range, item, put = cur.set_range, cur.item, cur.put
     suffix = inv_tx(tx)
+    run_records: list[list[bytes]] = []  # what each run stored, for the tx's chain hash
     for run in batch.runs:
+        records: list[bytes] = []
+        run_records.append(records)
+        store_record = records.append
         entry = entries.get(run.namespace) or store._entry_for_write(txn, run.namespace, now)
         entries[run.namespace] = entry
         prefix = ns_prefix(entry.id)
@@ -217,6 +221,7 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
                     live -= 1
                     size -= len(raw) + len(old)
             put(kp + suffix, record)
+            store_record(record)
             if op != DELETE:
                 size += len(raw) + len(record)
         entry.key_count += live
@@ -226,7 +231,8 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
         entry.tx = tx
         entry.updated_us = now
         txn.put(name.encode(), entry.encode(), db=backend.namespaces)
-    txlog.append(txn, backend.txlog, tx, now, note, [[r.namespace, r.op, r.keys] for r in batch.runs])
+    runs = [[r.namespace, r.op, r.keys] for r in batch.runs]
+    txlog.append(txn, backend.dbs, tx, now, note, runs, run_records)
     schema.put_u64(txn, meta, schema.LATEST_TX, tx)
     return tx
 

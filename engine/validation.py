@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+from datetime import datetime
 from typing import Any
 
 from .errors import InvalidKey, InvalidNamespace, InvalidParameters, KeyTooLong
@@ -40,3 +42,16 @@ def check_tx(tx: Any, name: str = "tx") -> int:
     if type(tx) is not int or tx < 0:
         raise InvalidParameters(f"{name} must be a non-negative integer, not {tx!r}", parameter=name)
     return tx
+
+
+def time_us(at: Any, name: str = "at") -> int:
+    """A point in time as UTC microseconds: an aware ``datetime`` or epoch seconds (int or float)."""
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            raise InvalidParameters(f"{name} must carry a time zone (a naive datetime is ambiguous)", parameter=name)
+        return round(at.timestamp() * 1_000_000)
+    if type(at) in (int, float) and math.isfinite(at) and at >= 0:
+        us: int = round(at * 1_000_000)
+        return us
+    raise InvalidParameters(f"{name} must be an aware datetime or non-negative epoch seconds, not {at!r}",
+                            parameter=name)

@@ -12,12 +12,21 @@ _TAIL = st.text(alphabet=["a", "b", "\x00", "/", " ", "é", "\U0001f600"], max_s
 _STEMS = st.sampled_from(["", "a", "b/", "k" * 470, "k" * 478, "k" * 479 + "\x00", "\x00" * 240, "z" * 496])
 
 
+# A few hot keys, short and long, so that the same key is rewritten, cleared and deleted often.
+HOT = ["a", "a\x00", "b/", "k" * 478 + "a", "k" * 479 + "\x00" * 16, "z" * 496 + "\U0001f600", "k" * 470]
+
+
 @st.composite
-def keys(draw: st.DrawFn) -> str:
+def _built_keys(draw: st.DrawFn) -> str:
     key = draw(_STEMS) + draw(_TAIL)
     while len(key.encode()) > 512:
         key = key[:-1]
     return key or "a"
+
+
+def keys() -> st.SearchStrategy[str]:
+    """Keys that collide often and straddle the short/long layout boundary."""
+    return st.sampled_from(HOT) | _built_keys()
 
 
 json_leaves = (

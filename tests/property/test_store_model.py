@@ -129,7 +129,10 @@ class StoreMachine(RuleBasedStateMachine):
         self.full_audit()
 
     def full_audit(self) -> None:
-        """Every key ever written, in every namespace, at every tx, and a full scan at each tx."""
+        """Every key ever written, in every namespace, at every tx, a full scan at each tx, and the
+        hash chain re-derived from the data."""
+        report = self.store.verify()
+        assert report.ok and report.head_tx == self.model.latest_tx, report
         for ns in NAMESPACES:
             names = self.model.keys(ns)
             target = self.store.namespace(ns)
@@ -166,6 +169,39 @@ class StoreMachine(RuleBasedStateMachine):
         assert got.tx == tx
         assert_records([as_tuple(r) for r in got], self.model.scan(ns, tx, prefix, after, limit))
 
+    @rule(ns=st.sampled_from(NAMESPACES), data=st.data(), limit=st.integers(min_value=0, max_value=4),
+          newest_first=st.booleans())
+    def history(self, ns: str, data: st.DataObject, limit: int, newest_first: bool) -> None:
+        known = self.model.keys(ns)
+        key = data.draw(st.sampled_from(known) if known else keys())
+        bound = st.none() | st.integers(min_value=0, max_value=self.model.latest_tx + 1)
+        before, after = data.draw(bound), data.draw(bound)
+        got = self.store.namespace(ns).history(key, before=before, after=after, limit=limit,
+                                               order="desc" if newest_first else "asc")
+        want = [v for v in self.model.versions.get((ns, key), [])
+                if (before is None or v[0] < before) and (after is None or v[0] > after)]
+        if newest_first:
+            want.reverse()
+        want = want[:limit]
+        assert [(v.tx, v.op) for v in got] == [(w[0], w[1]) for w in want]
+        for v, w in zip(got, want, strict=True):
+            assert same(v.value, w[2] if w[1] == PUT else None)
+
+    @rule(ns=st.sampled_from(NAMESPACES), data=st.data())
+    def diff(self, ns: str, data: st.DataObject) -> None:
+        a = data.draw(st.integers(min_value=0, max_value=self.model.latest_tx))
+        b = data.draw(st.integers(min_value=a, max_value=self.model.latest_tx))
+        got = {c.key: (c.kind, c.before, c.after) for c in self.store.namespace(ns).diff(a, b)}
+        for key in self.model.keys(ns):
+            was, now = self.model.record(ns, key, a), self.model.record(ns, key, b)
+            differs = (was is None) != (now is None) or (
+                was is not None and now is not None and (was[3] != now[3] or not same(was[0], now[0])))
+            assert (key in got) == differs, (key, was, now)
+            if differs:
+                kind = got[key][0]
+                assert kind == ("added" if was is None else "deleted" if now is None
+                                else "cleared" if now[3] else "changed")
+
     @precondition(lambda self: self.model.latest_tx > 0)
     @rule()
     def future_tx_is_refused(self) -> None:
@@ -184,8 +220,8 @@ class StoreMachine(RuleBasedStateMachine):
 
 
 StoreMachine.TestCase.settings = settings(
-    max_examples=500 if LONG else 60,
-    stateful_step_count=40 if LONG else 25,
+    max_examples=1000 if LONG else 150,
+    stateful_step_count=60 if LONG else 40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

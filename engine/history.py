@@ -1,0 +1,142 @@
+"""A key's versions over time, and what changed in a namespace between two txs.
+
+* :func:`history` walks one key's versions with a cursor, newest first (their order on disk) or
+  oldest first, starting with one seek: O(versions returned), not O(all versions).
+* :func:`diff` reads the tx log of the txs in ``(from_tx, to_tx]`` to learn which keys changed,
+  then compares those keys only, at both txs: keys that did not change are never read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from . import schema, txlog
+from .codec import CLEAR, DELETE, OP_NAMES, decode_record, unpack_value
+from .encoding import TX_MAX, inv_tx, keypart, unpack_u64_from
+from .records import Record
+from .snapshot import decode_version
+
+DIFF_CHUNK = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """One version of a key: the tx that wrote it, when, the operation, and the value of a put."""
+
+    tx: int
+    time: datetime
+    op: str
+    value: Any = None
+    binary: bool = False
+
+    @property
+    def cleared(self) -> bool:
+        return self.op == "clear"
+
+    @property
+    def deleted(self) -> bool:
+        return self.op == "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A key whose content differs between two snapshots.
+
+    ``kind``: ``added`` (absent before), ``deleted`` (absent after), ``cleared`` (had a value, now
+    cleared) or ``changed`` (anything else: a new value, or a value after a clear).
+    """
+
+    key: str
+    kind: str
+    before: Record | None
+    after: Record | None
+
+
+def history(txn: Any, dbs: dict[str, Any], prefix: bytes, raw: bytes, *, before: int | None, after: int | None,
+            limit: int, newest_first: bool) -> list[Version]:
+    """Versions of one key with ``after < tx < before``, at most ``limit``, in the order asked."""
+    kp = keypart(prefix, raw)
+    hi = TX_MAX - 1 if before is None else before - 1
+    lo = 1 if after is None else after + 1
+    out: list[Version] = []
+    if hi < lo or limit == 0:
+        return out
+    cur = txn.cursor(db=dbs["versions"])
+    if newest_first:
+        ok = cur.set_range(kp + inv_tx(hi))
+        step = cur.next
+    else:
+        ok = cur.set_range(kp + inv_tx(lo - 1)) if lo > 1 else cur.set_range(kp + b"\xff" * 8)
+        ok = cur.prev() if ok else cur.last()
+        step = cur.prev
+    while ok and len(out) < limit:
+        k, raw_rec = cur.item()
+        if not k.startswith(kp):
+            break
+        tx = TX_MAX - unpack_u64_from(k, len(kp))[0]
+        if not lo <= tx <= hi:
+            break
+        out.append(_version(txn, dbs, tx, raw_rec))
+        ok = step()
+    return out
+
+
+def _version(txn: Any, dbs: dict[str, Any], tx: int, raw: bytes) -> Version:
+    found = txlog.entry(txn, dbs, tx)
+    when = schema.time_of(found[0] if found else 0)
+    op, packed, _ = decode_record(raw)
+    if op != 0:
+        return Version(tx, when, OP_NAMES[op])
+    value = unpack_value(packed)
+    return Version(tx, when, "put", value, type(value) is bytes)
+
+
+def changed_keys(txn: Any, dbs: dict[str, Any], namespace: str, from_tx: int, to_tx: int) -> list[str]:
+    """Keys of ``namespace`` touched by a tx in ``(from_tx, to_tx]``, in UTF-8 byte order."""
+    touched: set[str] = set()
+    for tx in range(from_tx + 1, to_tx + 1):
+        for ns, _, keys in txlog.runs_of(txn, dbs, tx):
+            if ns == namespace:
+                touched.update(keys)
+    return sorted(touched, key=lambda k: k.encode())
+
+
+def _state(txn: Any, dbs: dict[str, Any], prefix: bytes, key: str, tx: int) -> tuple[Record | None, tuple[int, Any]]:
+    """The record of ``key`` at ``tx`` and a comparable content ``(op, encoded value)``."""
+    kp = keypart(prefix, key.encode())
+    cur = txn.cursor(db=dbs["versions"])
+    if cur.set_range(kp + inv_tx(tx)):
+        k, raw = cur.item()
+        if k.startswith(kp):
+            op, packed, _ = decode_record(raw)
+            if op != DELETE:
+                vtx = TX_MAX - unpack_u64_from(k, len(kp))[0]
+                return decode_version(key, vtx, raw), (op, packed)
+    return None, (DELETE, None)
+
+
+def diff(read: Any, dbs: dict[str, Any], namespace: str, prefix: bytes | None, from_tx: int,
+         to_tx: int) -> Iterator[Change]:
+    """Changes of ``namespace`` from the snapshot at ``from_tx`` to the one at ``to_tx``."""
+    if prefix is None or from_tx == to_tx:
+        return
+    keys = read(lambda txn: changed_keys(txn, dbs, namespace, from_tx, to_tx))
+    for start in range(0, len(keys), DIFF_CHUNK):
+        chunk = keys[start:start + DIFF_CHUNK]
+        pairs = read(lambda txn, chunk=chunk: [(_state(txn, dbs, prefix, k, from_tx),
+                                                 _state(txn, dbs, prefix, k, to_tx)) for k in chunk])
+        for key, ((before, was), (after, now)) in zip(chunk, pairs, strict=True):
+            if was == now:
+                continue
+            if before is None:
+                kind = "added"
+            elif after is None:
+                kind = "deleted"
+            elif now[0] == CLEAR:
+                kind = "cleared"
+            else:
+                kind = "changed"
+            yield Change(key, kind, before, after)

@@ -1,0 +1,130 @@
+"""Tamper evidence: re-derive the hash chain from the stored versions and the tx log.
+
+:func:`verify` walks every tx from 1 to the latest. For each it reads the log entry and the exact
+version records the tx says it wrote, recomputes ``hash(tx)`` from ``hash(tx - 1)`` (see
+:mod:`engine.txlog`), and compares it with the stored one. The first tx whose data or log entry
+does not match is reported, with what was wrong. Then it checks that the versions database holds
+no version the log does not account for, and that the stored head matches the chain.
+
+A receipt ``(tx, hash)`` taken earlier from :meth:`Store.head` can be passed in: verification
+then also proves that the history up to that tx is the history the receipt was issued for, even
+if someone rewrote the whole chain after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import schema, txlog
+from .encoding import NO_TX, TX_LEN, inv_tx, keypart, ns_prefix, tx_of
+from .schema import NamespaceEntry
+
+CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Outcome of :meth:`Store.verify`. ``ok`` is False when ``bad_tx`` names the first bad tx."""
+
+    ok: bool
+    checked: int
+    head_tx: int
+    head_hash: str
+    bad_tx: int | None = None
+    problem: str | None = None
+
+
+class _Bad(Exception):
+    def __init__(self, tx: int, problem: str) -> None:
+        super().__init__(problem)
+        self.tx = tx
+        self.problem = problem
+
+
+def _ns_ids(txn: Any, dbs: dict[str, Any]) -> dict[str, int]:
+    return {bytes(k).decode(): NamespaceEntry.decode(v).id for k, v in txn.cursor(db=dbs["namespaces"])}
+
+
+def _check_tx(txn: Any, dbs: dict[str, Any], ids: dict[str, int], tx: int, prev: bytes, last_time: int) -> tuple[
+        bytes, int, int]:
+    """Recompute the hash of ``tx``; return (hash, time_us, number of versions it wrote)."""
+    found = txlog.entry(txn, dbs, tx)
+    if found is None:
+        raise _Bad(tx, "the tx log has no entry for this tx")
+    time_us, note, stored = found
+    if time_us < last_time:
+        raise _Bad(tx, "commit time is earlier than the previous tx's")
+    runs = txlog.runs_of(txn, dbs, tx)
+    records: list[list[bytes]] = []
+    suffix = inv_tx(tx)
+    count = 0
+    for namespace, _, keys in runs:
+        if namespace not in ids:
+            raise _Bad(tx, f"namespace {namespace!r} of this tx is not registered")
+        prefix = ns_prefix(ids[namespace])
+        recs = []
+        for key in keys:
+            rec = txn.get(keypart(prefix, key.encode()) + suffix, db=dbs["versions"])
+            if rec is None:
+                raise _Bad(tx, f"the version of {namespace}/{key!r} written by this tx is missing")
+            recs.append(bytes(rec))
+        records.append(recs)
+        count += len(keys)
+    digest = txlog.chain_hash(prev, tx, time_us, note, runs, records)
+    if digest != stored:
+        raise _Bad(tx, "the hash does not match: a stored value or the tx log entry was changed")
+    return digest, time_us, count
+
+
+def verify(read: Any, dbs: dict[str, Any], receipt: tuple[int, str] | None = None) -> VerifyReport:
+    """Check the whole chain. ``read`` runs a function in a read transaction (Backend.read)."""
+    latest = read(lambda txn: schema.get_u64(txn, dbs["meta"], schema.LATEST_TX))
+    ids = read(lambda txn: _ns_ids(txn, dbs))
+    prev, last_time, versions = txlog.GENESIS, 0, 0
+    try:
+        for start in range(1, latest + 1, CHUNK):
+            def chunk(txn: Any, start: int = start) -> None:
+                nonlocal prev, last_time, versions
+                for tx in range(start, min(start + CHUNK, latest + 1)):
+                    prev, last_time, count = _check_tx(txn, dbs, ids, tx, prev, last_time)
+                    versions += count
+                    if receipt is not None and receipt[0] == tx and prev.hex() != receipt[1].lower():
+                        raise _Bad(tx, "the chain no longer matches the receipt: history up to it was rewritten")
+            read(chunk)
+        if receipt is not None and receipt[0] > latest:
+            raise _Bad(receipt[0], f"the receipt names tx {receipt[0]} but the store ends at tx {latest}")
+        read(lambda txn: _check_totals(txn, dbs, ids, latest, prev, versions))
+    except _Bad as bad:
+        return VerifyReport(False, bad.tx - 1, latest, prev.hex(), bad.tx, bad.problem)
+    return VerifyReport(True, latest, latest, prev.hex())
+
+
+def _check_totals(txn: Any, dbs: dict[str, Any], ids: dict[str, int], latest: int, head: bytes, versions: int) -> None:
+    stored_head = txn.get(txlog.HEAD_HASH, db=dbs["meta"]) or txlog.GENESIS
+    if stored_head != head:
+        raise _Bad(latest, "the stored head hash does not match the chain")
+    if txn.stat(dbs["versions"])["entries"] != versions:
+        raise _Bad(_stray_version_tx(txn, dbs, ids), "a version exists that no tx log entry accounts for")
+
+
+def _stray_version_tx(txn: Any, dbs: dict[str, Any], ids: dict[str, int]) -> int:
+    """The tx of the first version not listed in its tx's log entry (slow path: only on failure)."""
+    names = {v: k for k, v in ids.items()}
+    listed: dict[int, set[bytes]] = {}
+    for k, _ in txn.cursor(db=dbs["versions"]):
+        k = bytes(k)
+        tx = tx_of(k)
+        if tx not in listed:
+            parts: set[bytes] = set()
+            for namespace, _, keys in txlog.runs_of(txn, dbs, tx):
+                if namespace in ids:
+                    prefix = ns_prefix(ids[namespace])
+                    parts.update(keypart(prefix, key.encode()) for key in keys)
+            listed[tx] = parts
+        if k[:-TX_LEN] not in listed[tx] or int.from_bytes(k[:4], "big") not in names:
+            return tx
+    return 0
+
+
+__all__ = ["NO_TX", "VerifyReport", "verify"]
