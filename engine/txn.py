@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import repeat
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -100,23 +99,17 @@ def prepare_puts(namespace: str, items: Mapping[str, Any] | Iterable[Item | tupl
     from_mapping = isinstance(items, Mapping)
     pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
     _check_size(len(pairs), limits)
-    keys: list[str] = []
-    raws: list[bytes] = []
-    packed: list[bytes] = []
     max_key, max_value = limits.max_key_bytes, limits.max_value_bytes
     try:
-        # Optimistic pass: valid batches (the usual case) pay for no bookkeeping.
-        for key, value in pairs:
-            raw = key.encode() if type(key) is str else b""
-            enc = pack_value(value)
-            if not 0 < len(raw) <= max_key or len(enc) > max_value:
-                raise InvalidParameters("")
-            keys.append(key)
-            raws.append(raw)
-            packed.append(enc)
-        if from_mapping or len(set(keys)) == len(keys):
+        # Optimistic pass in comprehensions (valid batches are the usual case); any doubt sends
+        # the batch to _report_bad_items, which checks item by item and names each bad one.
+        keys = [key for key, _ in pairs]
+        raws = [key.encode() for key in keys]  # AttributeError for non-str keys
+        packed = [pack_value(value) for _, value in pairs]
+        if (all(type(k) is str for k in keys) and min(map(len, raws)) > 0 and max(map(len, raws)) <= max_key
+                and max(map(len, packed)) <= max_value and (from_mapping or len(set(keys)) == len(keys))):
             return Batch([Run(namespace, PUT, keys, raws, packed)])
-    except (EngineError, TypeError, ValueError, UnicodeError):
+    except (EngineError, TypeError, ValueError, AttributeError):
         pass
     _report_bad_items(pairs, limits)
     raise AssertionError("unreachable: _report_bad_items raises")  # pragma: no cover
@@ -192,38 +185,36 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
         _check_expects(store, txn, batch.expects)
 
     cur = txn.cursor(db=versions)
-    set_range, item, put = cur.set_range, cur.item, cur.put
+    set_range, item = cur.set_range, cur.item
     suffix = inv_tx(tx)
     run_records: list[list[bytes]] = []  # what each run stored, for the tx's chain hash
     for run in batch.runs:
-        records: list[bytes] = []
-        run_records.append(records)
-        store_record = records.append
         entry = entries.get(run.namespace) or store._entry_for_write(txn, run.namespace, now)
         entries[run.namespace] = entry
         prefix = ns_prefix(entry.id)
-        op = run.op
-        size = 0  # change to the namespace's size_bytes; key_count follows from `live`
-        live = 0 if op == DELETE else len(run.keys)
-        fixed = CLEAR_RECORD if op == CLEAR else DELETE_RECORD
-        for key, raw, packed in zip(run.keys, run.raws, run.packed or repeat(None, len(run.keys)), strict=True):
-            esc = raw.replace(b"\x00", b"\x00\xff") if b"\x00" in raw else raw
-            if len(esc) <= SHORT_MAX:
-                kp = prefix + esc + TERMINATOR
-                record = packed or fixed
-            else:
-                kp = keypart(prefix, raw)
-                record = extended_record(op, key, packed)
-            # The key's newest version keeps the namespace's key_count and size_bytes exact.
+        op, raws = run.op, run.raws
+        kps = [prefix + raw + TERMINATOR if b"\x00" not in raw and len(raw) <= SHORT_MAX else keypart(prefix, raw)
+               for raw in raws]
+        records = run.packed[:] if op == PUT else [CLEAR_RECORD if op == CLEAR else DELETE_RECORD] * len(raws)
+        for i, kp in enumerate(kps):
+            if kp[-1] == 1:  # a long key: its record carries the full key
+                records[i] = extended_record(op, run.keys[i], run.packed[i] if op == PUT else None)
+        run_records.append(records)
+        # Each key's newest version keeps the namespace's key_count and size_bytes exact.
+        live = 0 if op == DELETE else len(kps)
+        size = 0 if op == DELETE else sum(map(len, kps)) + sum(map(len, records))
+        # Sorted, the lookups and inserts walk the B-tree in order: each touches pages the previous
+        # one just brought into cache, which matters once the store outgrows the CPU caches.
+        order = sorted(range(len(kps)), key=kps.__getitem__)
+        kps = [kps[i] for i in order]
+        sorted_records = [records[i] for i in order]
+        for kp in kps:
             if set_range(kp):
                 k, old = item()
                 if k.startswith(kp) and (old[0] != MARK or not is_delete(old)):
                     live -= 1
-                    size -= len(raw) + len(old)
-            put(kp + suffix, record)
-            store_record(record)
-            if op != DELETE:
-                size += len(raw) + len(record)
+                    size -= len(kp) + len(old)
+        cur.putmulti(zip([kp + suffix for kp in kps], sorted_records, strict=True))
         entry.key_count += live
         entry.size_bytes += size
 
