@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .codec import CLEAR, DELETE
@@ -11,7 +12,7 @@ from .errors import BatchTooLarge, InvalidParameters
 from .history import Change, Version, diff, history
 from .records import Item, NamespaceInfo, ReadResult, Record
 from .scan import Scan
-from .snapshot import read_keys, resolve_tx
+from .snapshot import read_keys, read_one, resolve_tx
 from .txlog import check_note
 from .txn import commit, prepare_keys, prepare_puts
 from .validation import check_tx, key_bytes, time_us
@@ -99,8 +100,14 @@ class Namespace:
 
     def get(self, key: str, *, tx: int | None = None, at: datetime | float | None = None) -> Record | None:
         """The record of one key at ``tx`` (latest if None) or time ``at``; None if absent or deleted."""
-        records = self.read([key], tx=tx, at=at).records
-        return records[0] if records else None
+        store = self._store
+        if at is not None or type(key) is not str:
+            records = self.read([key], tx=tx, at=at).records
+            return records[0] if records else None
+        raw = key_bytes(key, store.limits.max_key_bytes)
+        backend = store._backend
+        # The single-key path skips the batch machinery: a point read is the common case.
+        return backend.read(partial(read_one, backend, store, self.name, key, raw, tx))
 
     def scan(self, prefix: str = "", *, tx: int | None = None, after: str | None = None,
              limit: int | None = None, at: datetime | float | None = None) -> Scan:

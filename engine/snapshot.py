@@ -74,6 +74,22 @@ def read_keys(txn: Any, versions_db: Any, prefix: bytes, keys: list[str], raws: 
     return out
 
 
+def read_one(backend: Any, store: Any, name: str, key: str, raw: bytes, tx: Any, txn: Any) -> Record | None:
+    """One key at ``tx`` (latest if None): :func:`read_keys` without the batch bookkeeping."""
+    at = resolve_tx(txn, backend.meta, tx)
+    prefix = store._ns_prefix(txn, name)
+    if prefix is None:
+        return None
+    kp = keypart(prefix, raw)
+    cur = txn.cursor(db=backend.versions)
+    if not cur.set_range(kp + inv_tx(at)):
+        return None
+    k, rec = cur.item()
+    if not k.startswith(kp):
+        return None
+    return decode_version(key, TX_MAX - unpack_u64_from(k, len(kp))[0], rec)
+
+
 def current_tx(txn: Any, versions_db: Any, prefix: bytes, raw: bytes) -> tuple[int, bytes | None]:
     """The tx of a key's newest version and its record (``(0, None)`` if it has none)."""
     cur = txn.cursor(db=versions_db)

@@ -45,6 +45,7 @@ class Store:
         self.limits = limits
         self.path = backend.path
         self._ns_ids: dict[str, int] = {}
+        self._prefixes: dict[str, bytes] = {}
         self._handles: dict[str, Namespace] = {}
 
     @classmethod
@@ -215,11 +216,14 @@ class Store:
                 return None
             # Ids are assigned once per name and never change, so caching is safe across processes.
             ns_id = self._ns_ids[name] = schema.NamespaceEntry.decode(raw).id
+            self._prefixes[name] = ns_prefix(ns_id)
         return ns_id
 
     def _ns_prefix(self, txn: Any, name: str) -> bytes | None:
-        ns_id = self._ns_id(txn, name)
-        return None if ns_id is None else ns_prefix(ns_id)
+        prefix = self._prefixes.get(name)
+        if prefix is None and self._ns_id(txn, name) is not None:
+            prefix = self._prefixes[name]
+        return prefix
 
     def _entry_for_write(self, txn: Any, name: str, now: int) -> schema.NamespaceEntry:
         """The registry entry of ``name``, created (or revived after a drop) for a write."""
