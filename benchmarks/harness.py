@@ -246,6 +246,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     base = args.workdir
+    if base is not None:
+        Path(base).mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="strata-bench-", dir=base))
     try:
         result = run(args, workdir)

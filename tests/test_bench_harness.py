@@ -1,0 +1,31 @@
+"""The benchmark harness keeps working: a quick run completes and writes its report.
+
+No timing is asserted (speed is measured, not tested); this only proves every stage still runs
+against the current engine and server and produces the table and plots docs/benchmarks.md uses.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_benchmark_run_produces_results(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--no-docs", "--out", str(tmp_path),
+         "--workdir", str(tmp_path / "work")],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    results = list(tmp_path.glob("*.json"))
+    assert len(results) == 1
+    run = json.loads(results[0].read_text())
+    rows = [row for row in run["embedded"] if row["system"] == "strata embedded" and not row["skip"]]
+    assert {"get_latest", "read100_past", "put10000_nosync", "history", "tx_at"} <= {r["op"] for r in rows}
+    assert all(r["median_s"] > 0 and r["ratio"] is None or r["ratio"] > 0 for r in rows)
+    assert run["targets"], "the issue targets are computed in every run"
+    assert list(tmp_path.glob("*.md")) and list(tmp_path.glob("*.png"))
