@@ -9,6 +9,7 @@ See ``docs/engine.md`` for the API and ``docs/design.md`` for the on-disk layout
 """
 
 from . import errors
+from .backup import BackupInfo, restore
 from .errors import EngineError
 from .history import Change, Version
 from .namespace import Namespace
@@ -20,6 +21,7 @@ from .txn import Transaction
 from .verify import VerifyReport
 
 __all__ = [
+    "BackupInfo",
     "Change",
     "EngineError",
     "Item",
@@ -36,4 +38,5 @@ __all__ = [
     "VerifyReport",
     "Version",
     "errors",
+    "restore",
 ]

@@ -7,6 +7,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+from . import backup as _backup
 from . import feed, schema, txlog
 from .backend import Backend
 from .codec import DELETE
@@ -197,6 +198,21 @@ class Store:
     def stats(self) -> dict[str, int]:
         """``latest_tx``, ``map_size``, ``used_bytes`` and ``readers`` of the environment."""
         return {"latest_tx": self.latest_tx, **self._backend.info()}
+
+    def backup(self, path: str | os.PathLike[str]) -> _backup.BackupInfo:
+        """A consistent hot copy of the whole store into the new directory ``path``.
+
+        The copy holds the store as of the latest tx when it starts (``BackupInfo.tx`` and
+        ``.hash``); readers and writers keep working meanwhile. It is LMDB's compacting copy, so
+        it holds only pages in use. Refuses a ``path`` that exists and is not an empty directory.
+        """
+        return _backup.backup(self, path)
+
+    @staticmethod
+    def restore(backup_path: str | os.PathLike[str], data_dir: str | os.PathLike[str], *,
+                verify: bool = True) -> _backup.BackupInfo:
+        """Restore a backup into the new (or empty) directory ``data_dir``; see :func:`engine.restore`."""
+        return _backup.restore(backup_path, data_dir, verify=verify)
 
     def sync(self) -> None:
         """Flush every committed write to disk (for stores opened with ``sync=False``)."""
