@@ -107,10 +107,11 @@ def feed(proc: subprocess.Popen[bytes], frames: list[bytes]) -> None:
         proc.stdin.close()
 
 
-def rss_kib(pid: int) -> int:
-    """Resident set size of a process, in KiB (from /proc)."""
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """Resident memory of a process in KiB, from /proc: ``VmRSS`` (all of it, LMDB's file-backed
+    map included) or ``RssAnon`` (the process's own heap: what a leak grows)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
     return 0
 
@@ -271,3 +272,39 @@ def check_verify(store: Store, receipt: tuple[int, str] | None = None) -> None:
         return
     report = verify(receipt) if receipt is not None else verify()
     assert getattr(report, "ok", report), f"verify failed: {report}"
+
+
+# -- servers ------------------------------------------------------------------------------------
+
+def start_synced_server(tmp: Path, *extra: str, workers: int = 2, fsize_limit: int | None = None) -> Any:
+    """``strata serve`` as deployed: ``sync`` on (tests/server/conftest.py's ``start_server`` adds
+    ``--no-sync``). ``fsize_limit`` sets RLIMIT_FSIZE on the server and its workers (disk full)."""
+    import resource
+    import signal
+
+    from tests.server.conftest import LiveServer, free_port, http_request, stop_server
+
+    def limit() -> None:
+        if fsize_limit is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death, as on a full disk
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_limit, fsize_limit))
+
+    port = free_port()
+    log = open(tmp / f"server-{port}.log", "wb")  # noqa: SIM115 - kept open for the server's lifetime
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", "--data", str(tmp / "data"), "--host", "127.0.0.1",
+         "--port", str(port), "--workers", str(workers), *extra],
+        cwd=REPO, env=child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=limit,
+    )
+    deadline = time.monotonic() + 60  # a start-up guard, not a timing assertion
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}")
+        with contextlib.suppress(OSError):
+            if http_request(port, "GET", "/healthz")[0] == 200:
+                return LiveServer(port, tmp / "data", proc)
+        if time.monotonic() > deadline:
+            stop_server(proc)
+            raise AssertionError("server did not start")
+        time.sleep(0.05)
