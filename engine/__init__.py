@@ -10,10 +10,12 @@ See ``docs/engine.md`` for the API and ``docs/design.md`` for the on-disk layout
 
 from . import errors
 from .backup import BackupInfo, restore
+from .compaction import CompactionReport
 from .errors import EngineError
 from .history import Change, Version
 from .namespace import Namespace
 from .records import Item, Limits, NamespaceInfo, ReadResult, Record
+from .retention import Retention
 from .scan import Scan
 from .store import Store
 from .txlog import Operation, TxInfo
@@ -23,6 +25,7 @@ from .verify import VerifyReport
 __all__ = [
     "BackupInfo",
     "Change",
+    "CompactionReport",
     "EngineError",
     "Item",
     "Limits",
@@ -31,6 +34,7 @@ __all__ = [
     "Operation",
     "ReadResult",
     "Record",
+    "Retention",
     "Scan",
     "Store",
     "Transaction",

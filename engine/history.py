@@ -17,7 +17,7 @@ from . import schema, txlog
 from .codec import CLEAR, DELETE, OP_NAMES, decode_record, unpack_value
 from .encoding import TX_MAX, inv_tx, keypart, unpack_u64_from
 from .records import Record
-from .snapshot import decode_version
+from .snapshot import check_horizon, decode_version
 
 DIFF_CHUNK = 512
 
@@ -118,6 +118,13 @@ def _state(txn: Any, dbs: dict[str, Any], prefix: bytes, key: str, tx: int) -> t
     return None, (DELETE, None)
 
 
+def _states(txn: Any, dbs: dict[str, Any], prefix: bytes, keys: list[str], from_tx: int,
+            to_tx: int) -> list[tuple[Any, Any]]:
+    # A compaction may have raised the horizon since the previous chunk: refuse, never half-answer.
+    check_horizon(txn, dbs["meta"], from_tx)
+    return [(_state(txn, dbs, prefix, k, from_tx), _state(txn, dbs, prefix, k, to_tx)) for k in keys]
+
+
 def diff(read: Any, dbs: dict[str, Any], namespace: str, prefix: bytes | None, from_tx: int,
          to_tx: int) -> Iterator[Change]:
     """Changes of ``namespace`` from the snapshot at ``from_tx`` to the one at ``to_tx``."""
@@ -126,8 +133,7 @@ def diff(read: Any, dbs: dict[str, Any], namespace: str, prefix: bytes | None, f
     keys = read(lambda txn: changed_keys(txn, dbs, namespace, from_tx, to_tx))
     for start in range(0, len(keys), DIFF_CHUNK):
         chunk = keys[start:start + DIFF_CHUNK]
-        pairs = read(lambda txn, chunk=chunk: [(_state(txn, dbs, prefix, k, from_tx),
-                                                 _state(txn, dbs, prefix, k, to_tx)) for k in chunk])
+        pairs = read(lambda txn, chunk=chunk: _states(txn, dbs, prefix, chunk, from_tx, to_tx))
         for key, ((before, was), (after, now)) in zip(chunk, pairs, strict=True):
             if was == now:
                 continue

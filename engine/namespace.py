@@ -132,7 +132,7 @@ class Namespace:
         backend = store._backend
         snap, ns = backend.read(lambda txn: (resolve_tx(txn, backend.meta, tx, at_us, backend.dbs),
                                              store._ns_prefix(txn, self.name)))
-        return Scan(backend.read, backend.versions, ns, snap, prefix, after, limit)
+        return Scan(backend.read, backend.versions, ns, snap, prefix, after, limit, backend.meta)
 
     # -- the past -----------------------------------------------------------------------------
 
@@ -175,7 +175,8 @@ class Namespace:
             raise InvalidParameters(f"from_tx ({from_tx}) is after to_tx ({to_tx})", parameter="from_tx")
         store = self._store
         backend = store._backend
-        prefix = backend.read(lambda txn: (resolve_tx(txn, backend.meta, to_tx), store._ns_prefix(txn, self.name))[1])
+        prefix = backend.read(lambda txn: (resolve_tx(txn, backend.meta, to_tx), resolve_tx(txn, backend.meta, from_tx),
+                                           store._ns_prefix(txn, self.name))[2])
         return diff(backend.read, backend.dbs, self.name, prefix, from_tx, to_tx)
 
     def info(self) -> NamespaceInfo | None:

@@ -9,7 +9,9 @@ just before the first short key that sorts after it, which restores exact byte o
 precedes, in encoded order, every short key its members must follow, and no key it must precede.
 
 A :class:`Scan` reads in chunks, each in its own short LMDB transaction. A long-lived LMDB reader
-would pin pages and make the file grow; chunks need no pinning because versions <= T never change.
+would pin pages and make the file grow; chunks need no pinning because versions <= T never change
+(unless a compaction raises the horizon above T meanwhile: the next chunk then raises
+``TX_COMPACTED`` rather than return a partial answer).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from .encoding import (
     unpack_u64_from,
 )
 from .records import Record
-from .snapshot import decode_version
+from .snapshot import check_horizon, decode_version
 
 CHUNK = 512
 
@@ -57,8 +59,10 @@ class Scan:
         prefix: str = "",
         after: str | None = None,
         limit: int | None = None,
+        meta_db: Any = None,
     ) -> None:
         self.tx = tx
+        self._meta = meta_db
         self._read = read
         self._db = versions_db
         self._ns = ns_prefix
@@ -117,6 +121,8 @@ class Scan:
         """Read up to CHUNK keyparts from ``pos``; live records go to ``out`` (bucket keys as
         ``(key, record)`` pairs). Returns where to resume and whether the range is exhausted."""
         at = self.tx
+        if self._meta is not None:  # a compaction may have raised the horizon since the last chunk
+            check_horizon(txn, self._meta, at)
         seek_at = inv_tx(at)
         cur = txn.cursor(db=self._db)
         set_range = cur.set_range

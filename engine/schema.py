@@ -1,6 +1,7 @@
 """The named LMDB databases and the records in them, besides versions (see ``docs/design.md``).
 
-* ``meta``: ``b"latest_tx"`` and ``b"last_time_us"`` (u64 big-endian), ``b"next_ns_id"`` (u32).
+* ``meta``: ``b"latest_tx"`` and ``b"last_time_us"`` (u64 big-endian), ``b"next_ns_id"`` (u32);
+  ``b"horizon"``, ``b"compaction"``, ``b"compacted_versions"`` (compaction's progress).
 * ``namespaces``: namespace name (ASCII) -> msgpack ``[id, created_us, updated_us, tx, key_count,
   size_bytes, dropped]``. Ids are never reused, so a namespace's versions outlive a drop.
 * ``txlog``: tx (u64 big-endian) -> msgpack ``[time_us, note, ops]`` with ``ops`` a list of
@@ -21,6 +22,11 @@ from .records import NamespaceInfo
 LATEST_TX = b"latest_tx"
 LAST_TIME_US = b"last_time_us"
 NEXT_NS_ID = b"next_ns_id"
+#: Compaction (see :mod:`engine.compaction`): the lowest readable tx (u64), the pending walk
+#: (msgpack ``[next_tx, target, skip]``, absent when none) and the versions freed so far (u64).
+HORIZON = b"horizon"
+COMPACTION = b"compaction"
+COMPACTED_VERSIONS = b"compacted_versions"
 
 _u64 = struct.Struct(">Q")
 _u32 = struct.Struct(">I")

@@ -12,7 +12,7 @@ from typing import Any
 from . import schema, txlog
 from .codec import CLEAR, DELETE, MARK, decode_record, is_delete, unpack_value
 from .encoding import SHORT_MAX, TERMINATOR, TX_MAX, inv_tx, keypart, unpack_u64_from
-from .errors import FutureTx, InvalidParameters
+from .errors import FutureTx, InvalidParameters, TxCompacted
 from .records import Record
 
 
@@ -24,13 +24,24 @@ def resolve_tx(txn: Any, meta_db: Any, tx: Any, at_us: int | None = None, dbs: d
         if tx is not None:
             raise InvalidParameters("give tx or at, not both", parameter="at")
         assert dbs is not None
-        return txlog.tx_at(txn, dbs, at_us)
+        return check_horizon(txn, meta_db, txlog.tx_at(txn, dbs, at_us))
     if tx is None:
-        return latest
+        return latest  # the latest tx is never below the horizon
     if type(tx) is not int or tx < 0:
         raise InvalidParameters(f"tx must be a non-negative integer or None, not {tx!r}", parameter="tx")
     if tx > latest:
         raise FutureTx(f"tx {tx} is in the future: the latest committed tx is {latest}", tx=tx, latest_tx=latest)
+    return check_horizon(txn, meta_db, tx)
+
+
+def check_horizon(txn: Any, meta_db: Any, tx: int) -> int:
+    """``tx`` if it is at or above the compaction horizon, else raise :class:`TxCompacted`."""
+    raw = txn.get(schema.HORIZON, db=meta_db)
+    if raw is not None:
+        horizon = unpack_u64_from(raw)[0]
+        if tx < horizon:
+            raise TxCompacted(f"tx {tx} was compacted away: the oldest readable tx is {horizon}",
+                              tx=tx, horizon=horizon)
     return tx
 
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 from . import backup as _backup
-from . import feed, schema, txlog
+from . import compaction, feed, retention, schema, txlog
 from .backend import Backend
 from .codec import DELETE
+from .compaction import CompactionReport
 from .encoding import ns_prefix
 from .errors import InvalidParameters, NamespaceExists, NamespaceNotFound
 from .namespace import Namespace
 from .records import Limits, NamespaceInfo
+from .retention import Retention
 from .scan import live_keys
 from .txlog import TxInfo
 from .txn import Batch, Run, Transaction, apply_batch
@@ -39,22 +42,32 @@ class Store:
       Single writes can also pass ``sync=False``.
     * ``map_size``: the initial LMDB map; it grows by itself when full.
     * ``limits``: a :class:`~engine.records.Limits` (batch size, key and value size, note size).
+    * ``retention``: how much history to keep (see :mod:`engine.retention`): None keeps
+      everything; an ``int`` N keeps the last N txs readable; a ``timedelta`` keeps every tx of
+      that span; a :class:`~engine.retention.Retention` says both. A daemon thread applies it.
     """
 
-    def __init__(self, backend: Backend, limits: Limits) -> None:
+    def __init__(self, backend: Backend, limits: Limits, retention_policy: Retention | None = None) -> None:
         self._backend = backend
         self.limits = limits
         self.path = backend.path
         self._ns_ids: dict[str, int] = {}
         self._prefixes: dict[str, bytes] = {}
         self._handles: dict[str, Namespace] = {}
+        self.retention = retention_policy
+        self._retention_thread: retention.RetentionThread | None = None
+        if retention_policy is not None:
+            self._retention_thread = retention.RetentionThread(self, retention_policy)
+            self._retention_thread.start()
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, sync: bool = True, map_size: int = 1 << 30,
-             max_readers: int = 1024, limits: Limits | None = None) -> Store:
+             max_readers: int = 1024, limits: Limits | None = None,
+             retention: Retention | int | timedelta | None = None) -> Store:
         """Open (creating if needed) the store in directory ``path``."""
+        policy = Retention.of(retention)
         backend = Backend(os.fspath(path), sync=sync, map_size=map_size, max_readers=max_readers)
-        return cls(backend, limits or Limits())
+        return cls(backend, limits or Limits(), policy)
 
     def __enter__(self) -> Store:
         return self
@@ -199,6 +212,36 @@ class Store:
         """``latest_tx``, ``map_size``, ``used_bytes`` and ``readers`` of the environment."""
         return {"latest_tx": self.latest_tx, **self._backend.info()}
 
+    def compact(self, before_tx: int | None = None, *, progress: Callable[[int, int], None] | None = None,
+                chunk_keys: int = compaction.CHUNK_KEYS) -> CompactionReport:
+        """Free every version no read at a tx >= ``before_tx`` can see; reads below it then raise
+        ``TX_COMPACTED``. See :mod:`engine.compaction`.
+
+        Runs in chunks of about ``chunk_keys`` keys, each its own write transaction, so readers and
+        writers keep going. The horizon is raised first, so a compaction killed midway leaves a
+        consistent store; ``compact()`` with no tx (or any later call) finishes it.
+        ``progress(done_txs, total_txs)`` is called after every chunk. ``before_tx`` above the
+        latest tx: ``FUTURE_TX``; at or below the current horizon: nothing new to free.
+        """
+        return compaction.compact(self, before_tx, progress=progress, chunk_keys=chunk_keys)
+
+    @property
+    def horizon(self) -> int:
+        """The lowest tx reads can target (0 until the store is compacted)."""
+        return self._backend.read(lambda txn: compaction.horizon(txn, self._backend.meta))
+
+    def compaction_status(self) -> dict[str, Any]:
+        """``horizon``, ``freed_versions`` (ever) and ``pending`` (``[next_tx, target]`` or None)."""
+        return self._backend.read(lambda txn: compaction.status(txn, self._backend.meta))
+
+    def apply_retention(self, policy: Retention | int | timedelta | None = None) -> CompactionReport | None:
+        """One retention pass now, with ``policy`` or the store's own; None if there was nothing to do."""
+        chosen = Retention.of(policy) or self.retention
+        if chosen is None:
+            raise InvalidParameters("no retention policy: pass one, or open the store with retention=...",
+                                    parameter="policy")
+        return retention.apply(self, chosen)
+
     def backup(self, path: str | os.PathLike[str]) -> _backup.BackupInfo:
         """A consistent hot copy of the whole store into the new directory ``path``.
 
@@ -220,6 +263,8 @@ class Store:
 
     def close(self) -> None:
         """Close the store; later calls raise STORE_CLOSED. Closing twice is fine."""
+        if self._retention_thread is not None:
+            self._retention_thread.stop()  # between two chunks: the store stays consistent
         self._backend.close()
 
     # -- internals shared by Namespace and the write path ---------------------------------------

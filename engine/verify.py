@@ -9,6 +9,13 @@ no version the log does not account for, and that the stored head matches the ch
 A receipt ``(tx, hash)`` taken earlier from :meth:`Store.head` can be passed in: verification
 then also proves that the history up to that tx is the history the receipt was issued for, even
 if someone rewrote the whole chain after it.
+
+**Below the compaction horizon** the versions a tx wrote may be gone, so its hash cannot be
+recomputed. There the check is of the log alone: every entry present, times never decreasing,
+and the stored hash taken as the chain's link to the next tx. Data is re-hashed from the horizon
+on, starting from the stored hash of ``horizon - 1``, so rewriting that hash is still caught at
+the horizon. The version count stays exact: compaction counts what it frees
+(``meta.compacted_versions``), in the same transaction as it frees it.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ class VerifyReport:
     head_hash: str
     bad_tx: int | None = None
     problem: str | None = None
+    #: Data was re-hashed for txs >= horizon; below it, only the log was checked.
+    horizon: int = 0
 
 
 class _Bad(Exception):
@@ -77,17 +86,36 @@ def _check_tx(txn: Any, dbs: dict[str, Any], ids: dict[str, int], tx: int, prev:
     return digest, time_us, count
 
 
+def _check_log(txn: Any, dbs: dict[str, Any], tx: int, last_time: int) -> tuple[bytes, int, int]:
+    """Below the horizon: the log entry of ``tx`` exists and its time is in order; return (stored
+    hash, time_us, number of versions the tx wrote)."""
+    found = txlog.entry(txn, dbs, tx)
+    if found is None:
+        raise _Bad(tx, "the tx log has no entry for this tx")
+    time_us, _, stored = found
+    if time_us < last_time:
+        raise _Bad(tx, "commit time is earlier than the previous tx's")
+    return bytes(stored), time_us, sum(len(keys) for _, _, keys in txlog.runs_of(txn, dbs, tx))
+
+
 def verify(read: Any, dbs: dict[str, Any], receipt: tuple[int, str] | None = None) -> VerifyReport:
     """Check the whole chain. ``read`` runs a function in a read transaction (Backend.read)."""
-    latest = read(lambda txn: schema.get_u64(txn, dbs["meta"], schema.LATEST_TX))
+    meta = dbs["meta"]
+    latest, horizon = read(lambda txn: (schema.get_u64(txn, meta, schema.LATEST_TX),
+                                        schema.get_u64(txn, meta, schema.HORIZON)))
     ids = read(lambda txn: _ns_ids(txn, dbs))
     prev, last_time, versions = txlog.GENESIS, 0, 0
     try:
         for start in range(1, latest + 1, CHUNK):
             def chunk(txn: Any, start: int = start) -> None:
-                nonlocal prev, last_time, versions
+                nonlocal prev, last_time, versions, horizon
+                # Read in this chunk's transaction: a compaction may have raised it meanwhile.
+                horizon = max(horizon, schema.get_u64(txn, meta, schema.HORIZON))
                 for tx in range(start, min(start + CHUNK, latest + 1)):
-                    prev, last_time, count = _check_tx(txn, dbs, ids, tx, prev, last_time)
+                    if tx < horizon:
+                        prev, last_time, count = _check_log(txn, dbs, tx, last_time)
+                    else:
+                        prev, last_time, count = _check_tx(txn, dbs, ids, tx, prev, last_time)
                     versions += count
                     if receipt is not None and receipt[0] == tx and prev.hex() != receipt[1].lower():
                         raise _Bad(tx, "the chain no longer matches the receipt: history up to it was rewritten")
@@ -96,15 +124,23 @@ def verify(read: Any, dbs: dict[str, Any], receipt: tuple[int, str] | None = Non
             raise _Bad(receipt[0], f"the receipt names tx {receipt[0]} but the store ends at tx {latest}")
         read(lambda txn: _check_totals(txn, dbs, ids, latest, prev, versions))
     except _Bad as bad:
-        return VerifyReport(False, bad.tx - 1, latest, prev.hex(), bad.tx, bad.problem)
-    return VerifyReport(True, latest, latest, prev.hex())
+        return VerifyReport(False, bad.tx - 1, latest, prev.hex(), bad.tx, bad.problem, horizon)
+    return VerifyReport(True, latest, latest, prev.hex(), horizon=horizon)
 
 
 def _check_totals(txn: Any, dbs: dict[str, Any], ids: dict[str, int], latest: int, head: bytes, versions: int) -> None:
+    now = schema.get_u64(txn, dbs["meta"], schema.LATEST_TX)
+    if now > latest:  # txs committed while verify ran: the head is the newest one's logged hash
+        found = txlog.entry(txn, dbs, now)
+        head = found[2] if found is not None else b""
     stored_head = txn.get(txlog.HEAD_HASH, db=dbs["meta"]) or txlog.GENESIS
     if stored_head != head:
         raise _Bad(latest, "the stored head hash does not match the chain")
-    if txn.stat(dbs["versions"])["entries"] != versions:
+    # Versions written minus versions compaction freed (counted in the transactions that freed them),
+    # including those of txs committed since verify started: this transaction sees them too.
+    for tx in range(latest + 1, now + 1):
+        versions += sum(len(keys) for _, _, keys in txlog.runs_of(txn, dbs, tx))
+    if txn.stat(dbs["versions"])["entries"] != versions - schema.get_u64(txn, dbs["meta"], schema.COMPACTED_VERSIONS):
         raise _Bad(_stray_version_tx(txn, dbs, ids), "a version exists that no tx log entry accounts for")
 
 
