@@ -27,12 +27,15 @@ from server.metrics import Metrics
 from server.problems import INTERNAL_ERROR, HTTPProblem, from_engine_error, status_line
 from server.routes import Router
 from server.validation import MAX_KEY_BYTES
+from server.watch import StreamSlots, TxWatch
 
 log = logging.getLogger("strata.server")
 
 DEFAULT_MAX_BODY = 100_000_000  # 100 MB, the Cloudflare KV bulk-write limit the seeds follow
 DEFAULT_MAX_BATCH = 10_000
 DEFAULT_OPENAPI = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
+DEFAULT_HEARTBEAT = 15.0  # seconds between SSE heartbeat comments
+DEFAULT_MAX_NOTE = 4096
 StartResponse = Callable[..., Any]
 
 
@@ -40,7 +43,9 @@ class App:
     """The Strata WSGI callable (see the module docstring for its guarantees).
 
     ``store`` is this process's open :class:`engine.Store`; ``keyring`` the API keys (empty: auth
-    off); ``metrics`` the shared counters; ``max_body`` the request body limit in bytes.
+    off); ``metrics`` the shared counters; ``max_body`` the request body limit in bytes;
+    ``heartbeat`` the seconds between SSE heartbeats; ``max_streams`` the open SSE streams one
+    process may hold (None: no cap; ``strata serve`` sets it from its thread count).
     """
 
     def __init__(
@@ -54,8 +59,13 @@ class App:
         max_batch: int = DEFAULT_MAX_BATCH,
         max_key_bytes: int = MAX_KEY_BYTES,
         openapi_path: str | os.PathLike[str] | None = DEFAULT_OPENAPI,
+        heartbeat: float = DEFAULT_HEARTBEAT,
+        max_streams: int | None = None,
     ) -> None:
         self.data_dir = os.fspath(data_dir)
+        self.heartbeat = heartbeat
+        self.max_streams = max_streams
+        self.max_note_bytes = DEFAULT_MAX_NOTE
         self.keyring = keyring or KeyRing([])
         self.sync = sync
         self.store_options = dict(store_options or {})
@@ -72,6 +82,9 @@ class App:
                 log.warning("OpenAPI document %s not found; /openapi.json will answer 500", openapi_path)
         self._store: Any = None
         self._store_pid = 0
+        self._watch: tuple[int, TxWatch, StreamSlots] | None = None
+        self._worker: Any = None
+        self._closed = False
 
     @property
     def store(self) -> Any:
@@ -85,17 +98,54 @@ class App:
                           "master but open the store only in workers (see server.app)")
             self._store = Store.open(self.data_dir, sync=self.sync, **self.store_options)
             self._store_pid = os.getpid()
+            self._closed = False
             limits = getattr(self._store, "limits", None)  # the engine's limits win over defaults
             self.max_batch = getattr(limits, "max_batch", self.max_batch)
             self.max_key_bytes = getattr(limits, "max_key_bytes", self.max_key_bytes)
+            self.max_note_bytes = getattr(limits, "max_note_bytes", self.max_note_bytes)
         return self._store
+
+    def _streams(self) -> tuple[TxWatch, StreamSlots]:
+        """This process's tx watch and stream slots (new ones after a fork: threads do not survive it)."""
+        current = self._watch
+        if current is None or current[0] != os.getpid():
+            store = self.store
+            current = (os.getpid(), TxWatch(lambda: int(store.latest_tx), store.wait_for),
+                       StreamSlots(self.max_streams))
+            self._watch = current
+        return current[1], current[2]
+
+    @property
+    def watch(self) -> TxWatch:
+        """Wakes live streams when any process commits a tx."""
+        return self._streams()[0]
+
+    @property
+    def stream_slots(self) -> StreamSlots:
+        """The open-stream count of this process, capped at ``max_streams``."""
+        return self._streams()[1]
+
+    @property
+    def serving(self) -> bool:
+        """False once this process is shutting down: live streams end so the worker can exit."""
+        return not self._closed and getattr(self._worker, "alive", True)
+
+    def attach_worker(self, worker: Any) -> None:
+        """Called in a gunicorn worker after the fork: open the store and watch ``worker.alive``."""
+        self._worker = worker
+        self._closed = False
+        self.warm()
 
     def warm(self) -> None:
         """Open the store now (for a post-fork hook, so a bad data dir fails the worker's boot)."""
         _ = self.store
 
     def close(self) -> None:
-        """Close this process's store (if this process opened one)."""
+        """End this process's live streams and close its store (if this process opened one)."""
+        self._closed = True
+        if self._watch is not None and self._watch[0] == os.getpid():
+            self._watch[1].stop()
+        self._watch = None
         if self._store is not None and self._store_pid == os.getpid():
             self._store.close()
         self._store = None
@@ -145,15 +195,18 @@ def create_app(
     store_options: dict[str, Any] | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     openapi_path: str | os.PathLike[str] | None = DEFAULT_OPENAPI,
+    heartbeat: float = DEFAULT_HEARTBEAT,
+    max_streams: int | None = None,
 ) -> App:
     """Build the WSGI app serving the store at ``data_dir``.
 
     ``keys_file`` (default: ``$STRATA_KEYS_FILE``, if set) enables API-key auth (format in
     :mod:`server.auth`); ``sync=False`` trades durability of the last commits for speed;
-    ``store_options`` are passed to ``Store.open`` (``map_size``, ``limits``).
+    ``store_options`` are passed to ``Store.open`` (``map_size``, ``limits``); ``heartbeat`` is
+    the seconds between SSE heartbeat comments; ``max_streams`` caps the open SSE streams per process.
     """
     if keys_file is None:
         keys_file = os.environ.get("STRATA_KEYS_FILE") or None
     keyring = KeyRing.load(keys_file) if keys_file is not None else KeyRing([])
     return App(data_dir, keyring=keyring, sync=sync, store_options=store_options, max_body=max_body,
-               openapi_path=openapi_path)
+               openapi_path=openapi_path, heartbeat=heartbeat, max_streams=max_streams)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.handlers import namespaces, ops, storage
+from server.handlers import audit, feed, namespaces, ops, storage
 from server.http import Request, Response
 from server.problems import METHOD_NOT_ALLOWED, NOT_FOUND, HTTPProblem
 
@@ -30,6 +30,14 @@ TABLE: list[tuple[str, str, Handler, str | None]] = [
     ("/v4/storage/{storage}/key", "GET", storage.get_key, "read"),
     ("/v4/storage/{storage}/key", "POST", storage.put_key, "write"),
     ("/v4/storage/{storage}/key", "DELETE", storage.delete_key, "write"),
+    ("/v4/storage/{storage}/history", "GET", audit.history, "read"),
+    ("/v4/storage/{storage}/diff", "POST", audit.diff, "read"),
+    ("/v4/storage/{storage}/changes", "GET", feed.changes, "read"),
+    ("/v4/storage/{storage}/sse", "GET", feed.sse, "read"),
+    ("/v4/tx", "GET", audit.tx_at_time, "read"),
+    ("/v4/tx/{tx}", "GET", audit.tx, "read"),
+    ("/v4/head", "GET", audit.head, "read"),
+    ("/v4/verify", "GET", audit.verify, "admin"),
     ("/v4/namespace/storage", "GET", namespaces.list_namespaces, "read"),
     ("/v4/namespace/storage", "POST", namespaces.create_namespace, "admin"),
     ("/v4/namespace/storage/{name}", "GET", namespaces.get_namespace, "read"),

@@ -1,4 +1,4 @@
-"""The JSON shapes of engine objects in responses: records and namespaces.
+"""The JSON shapes of engine objects in responses: records, namespaces, versions, diffs and txs.
 
 A record is ``{"key", "value", "tx", "binary"}``; a binary value is base64 text with
 ``"binary": true``; a cleared key is ``{"key", "tx"}`` only (the seed's shape: no ``value`` member,
@@ -13,7 +13,9 @@ from base64 import b64encode
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from engine.history import Change, Version
     from engine.records import NamespaceInfo, Record
+    from engine.txlog import TxInfo
 
 
 def record_json(rec: Record) -> dict[str, Any]:
@@ -34,3 +36,25 @@ def namespace_json(info: NamespaceInfo) -> dict[str, Any]:
         "tx": info.tx,
         "stat": {"key_count": info.key_count, "size_bytes": info.size_bytes},
     }
+
+
+def version_json(version: Version) -> dict[str, Any]:
+    """One version of a key's history: ``{"tx", "time", "op"}`` plus ``value``/``binary`` for a put."""
+    if version.op != "put":
+        return {"tx": version.tx, "time": version.time, "op": version.op}
+    value = b64encode(version.value).decode("ascii") if version.binary else version.value
+    return {"tx": version.tx, "time": version.time, "op": "put", "value": value, "binary": version.binary}
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    """One key of a diff: ``{"key", "kind", "before", "after"}`` with records (or null when absent)."""
+    return {"key": change.key, "kind": change.kind,
+            "before": None if change.before is None else record_json(change.before),
+            "after": None if change.after is None else record_json(change.after)}
+
+
+def tx_json(info: TxInfo) -> dict[str, Any]:
+    """A committed tx from the log: time, note, operations (namespace, key, op) and chain hash."""
+    return {"tx": info.tx, "time": info.time, "note": info.note,
+            "operations": [{"namespace": op.namespace, "key": op.key, "op": op.op} for op in info.operations],
+            "hash": info.hash}

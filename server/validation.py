@@ -10,9 +10,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import orjson
+
 from engine import errors
+from engine.txlog import check_note
 from server.problems import INVALID_PARAMETERS, HTTPProblem, bad_request
 
 MAX_TX = 2**63 - 1
@@ -20,6 +24,9 @@ MAX_KEY_BYTES = 512
 SCAN_LIMIT_DEFAULT = 1000
 SCAN_LIMIT_MAX = 10_000
 _STORAGE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: RFC 3339 date-time (section 5.6): a full date, a time, optional fraction, and a mandatory offset.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WRITE_FIELDS = frozenset({"key", "value", "binary"})
 _ONLY_STR = {str}
 
@@ -61,6 +68,82 @@ def query_tx(text: str | None) -> int | None:
     if not text.isdigit() or not text.isascii() or int(text) > MAX_TX:
         raise bad_request(INVALID_PARAMETERS, f"tx must be an integer from 0 to {MAX_TX}", "query.tx", text)
     return int(text)
+
+
+def query_tx_param(text: str | None, name: str) -> int | None:
+    """An optional tx-valued query parameter ``name`` (decimal digits, 0 to 2**63-1)."""
+    if text is None:
+        return None
+    if not text.isdigit() or not text.isascii() or int(text) > MAX_TX:
+        raise bad_request(INVALID_PARAMETERS, f"{name} must be an integer from 0 to {MAX_TX}", f"query.{name}", text)
+    return int(text)
+
+
+def query_int(text: str | None, name: str, low: int, high: int, default: int) -> int:
+    """An optional integer query parameter in ``low..high``."""
+    if text is None:
+        return default
+    if not text.isdigit() or not text.isascii() or not low <= int(text) <= high:
+        raise bad_request(INVALID_PARAMETERS, f"{name} must be an integer from {low} to {high}", f"query.{name}",
+                          text[:200])
+    return int(text)
+
+
+def parse_time(value: Any, location: str) -> datetime:
+    """An RFC 3339 date-time such as ``2026-11-23T07:31:47.945064Z`` (offset required) as an aware
+    datetime; anything else (no offset, a number, a date alone) is a 400 problem at ``location``."""
+    if type(value) is not str or not _RFC3339.fullmatch(value):
+        raise bad_request(INVALID_PARAMETERS, "a time must be an RFC 3339 date-time with an offset, such as "
+                          "2026-11-23T07:31:47Z or 2026-11-23T09:31:47.5+02:00", location, _echo(value))
+    text = value.upper()
+    head, dot, rest = text.partition(".")
+    if dot:  # Python keeps microseconds: cut a longer fraction (RFC 3339 allows any number of digits)
+        digits = re.match(r"\d+", rest)
+        assert digits is not None
+        text = f"{head}.{digits.group()[:6]}{rest[digits.end():]}"
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise bad_request(INVALID_PARAMETERS, f"{value!r} is not a valid date-time (month 1-12, day in month, "
+                          "hour 0-23, ...)", location, value) from None
+
+
+def is_before_epoch(when: datetime) -> bool:
+    """Whether ``when`` is before 1970 (no tx can be that old: the tx at such a time is 0)."""
+    return when < _EPOCH
+
+
+NOTE_HEADER = "X-Strata-Note"
+_NOTE_ENVIRON = "HTTP_X_STRATA_NOTE"
+_NOTE_LOCATION = "header.X-Strata-Note"
+
+
+def note_header(environ: dict[str, Any], max_bytes: int) -> dict[str, Any] | None:
+    """The optional note of a write: the ``X-Strata-Note`` header, a JSON object (UTF-8, at most
+    ``max_bytes`` encoded; the engine measures it exactly). Anything else is a 400 problem."""
+    raw = environ.get(_NOTE_ENVIRON)
+    if raw is None:
+        return None
+    try:  # WSGI hands header bytes over as latin-1 text; recover UTF-8 (or plain ASCII JSON escapes)
+        text = raw.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise bad_request(INVALID_PARAMETERS, f"{NOTE_HEADER} is not UTF-8", _NOTE_LOCATION, raw[:200]) from None
+    if len(text) > 4 * max_bytes:
+        raise bad_request(INVALID_PARAMETERS, f"{NOTE_HEADER} is over {max_bytes} bytes", _NOTE_LOCATION,
+                          len(text))
+    try:
+        note = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise bad_request(INVALID_PARAMETERS, f"{NOTE_HEADER} is not valid JSON", _NOTE_LOCATION,
+                          _echo(text)) from None
+    if type(note) is not dict:
+        raise bad_request(INVALID_PARAMETERS, f"{NOTE_HEADER} must be a JSON object, such as "
+                          '{"by": "alice", "ticket": "OPS-42"}', _NOTE_LOCATION, _kind(note))
+    try:
+        return check_note(note, max_bytes)  # the engine's own check, so the problem can point here
+    except errors.EngineError as exc:
+        raise bad_request(INVALID_PARAMETERS, f"{NOTE_HEADER}: {exc.message}", _NOTE_LOCATION,
+                          _echo(text)) from None
 
 
 def query_bool(text: str | None, name: str, default: bool) -> bool:

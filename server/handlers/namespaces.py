@@ -14,7 +14,7 @@ from server.auth import KeyRing
 from server.http import Request, Response, duration, json_response
 from server.problems import HTTPProblem, bad_request
 from server.shapes import namespace_json
-from server.validation import check_fields, check_storage
+from server.validation import check_fields, check_storage, note_header
 
 if TYPE_CHECKING:
     from server.app import App
@@ -61,5 +61,5 @@ def drop_namespace(app: App, req: Request) -> Response:
     """``DELETE /v4/namespace/storage/{name}``: delete all its keys in one tx and forget it."""
     req.query(_NO_QUERY)
     name = check_storage(req.params["name"], "path.name")
-    tx = app.store.drop_namespace(name)
+    tx = app.store.drop_namespace(name, note=note_header(req.environ, app.max_note_bytes))
     return json_response(200, {"tx": tx, "duration": duration(req.t0)})

@@ -9,6 +9,7 @@ ones commit together in one tx.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -26,7 +27,10 @@ from server.validation import (
     check_string,
     check_tx,
     check_write_items,
+    is_before_epoch,
     key_error,
+    note_header,
+    parse_time,
     query_bool,
     query_tx,
 )
@@ -35,7 +39,7 @@ if TYPE_CHECKING:
     from server.app import App
 
 _NO_QUERY: frozenset[str] = frozenset()
-_READ_FIELDS = frozenset({"keys", "tx"})
+_READ_FIELDS = frozenset({"keys", "tx", "at"})
 _DELETE_FIELDS = frozenset({"keys"})
 _SCAN_FIELDS = frozenset({"prefix", "after", "limit", "tx"})
 _WRITE_QUERY = frozenset({"atomic"})
@@ -46,17 +50,26 @@ _STREAM_BATCH = 256
 
 
 def read(app: App, req: Request) -> Response:
-    """``POST /v4/storage/{storage}/read``: ``{"keys"?, "tx"?}`` (or a bare array of keys)."""
+    """``POST /v4/storage/{storage}/read``: ``{"keys"?, "tx"? | "at"?}`` (or a bare array of keys).
+
+    ``at`` (an RFC 3339 time) reads the snapshot of the last tx committed at or before that time;
+    the answer's ``tx`` says which (0 when the time is before the first tx).
+    """
     name = check_storage(req.params["storage"])
     req.query(_NO_QUERY)
     body = req.json(empty=_EMPTY)
     if type(body) is list:
         keys, tx = check_keys(body, ""), None
     else:
-        check_fields(body, _READ_FIELDS, 'read takes {"keys": [...], "tx": N}')
+        check_fields(body, _READ_FIELDS, 'read takes {"keys": [...], "tx": N} or {"keys": [...], "at": time}')
         raw_keys = body.get("keys")
         keys = [] if raw_keys is None else check_keys(raw_keys, "/keys")
         tx = check_tx(body.get("tx"))
+        if body.get("at") is not None:
+            if tx is not None:
+                raise HTTPProblem(400, INVALID_PARAMETERS, "give tx or at, not both",
+                                  [{"location": "/at", "message": "tx is given too", "value": body["at"]}])
+            tx = tx_at(app, parse_time(body["at"], "/at"))
     store = app.store
     try:
         result = store.namespace(name).read(keys, tx=tx)
@@ -73,6 +86,11 @@ def read(app: App, req: Request) -> Response:
     data = [{"key": r.key, "value": r.value, "tx": r.tx, "binary": False} if not (r.binary or r.cleared)
             else record_json(r) for r in result.records]
     return _read_answer(req, data, result.tx)
+
+
+def tx_at(app: App, when: datetime) -> int:
+    """The last tx committed at or before ``when`` (0 before the first tx, or before 1970)."""
+    return 0 if is_before_epoch(when) else int(app.store.tx_at(when))
 
 
 def _bad_keys(keys: list[str], path: str, max_key_bytes: int) -> list[dict[str, Any]]:
@@ -100,6 +118,7 @@ def write(app: App, req: Request) -> Response:
         raise bad_request(errors.BatchTooLarge.code, f"a write may hold at most {app.max_batch} items", "",
                           len(body))
     store = app.store  # opened first: it sets the key limit the items are checked against
+    note = note_header(req.environ, app.max_note_bytes)
     good, bad = check_write_items(body, app.max_key_bytes)
     store.namespace(name)  # validates the name through the engine as well
     if atomic:
@@ -107,7 +126,7 @@ def write(app: App, req: Request) -> Response:
             raise HTTPProblem(400, bad[0]["code"], f"{len(bad)} of {len(body)} items are invalid; nothing was written",
                               [_problem_entry(e) for e in bad])
         try:
-            tx = _commit(app, name, good)
+            tx = _commit(app, name, good, note)
         except errors.EngineError as exc:
             item_errors = _item_errors(exc, good)
             if not item_errors:
@@ -115,10 +134,11 @@ def write(app: App, req: Request) -> Response:
             raise HTTPProblem(400, exc.code, f"{len(item_errors)} of {len(body)} items are invalid; nothing was "
                               "written", [_problem_entry(e) for e in item_errors]) from None
         return json_response(200, {"tx": tx, "count": len(good), "duration": duration(req.t0)})
-    return _write_partial(app, req, name, good, bad)
+    return _write_partial(app, req, name, good, bad, note)
 
 
-def _write_partial(app: App, req: Request, name: str, good: list[WriteItem], bad: list[dict[str, Any]]) -> Response:
+def _write_partial(app: App, req: Request, name: str, good: list[WriteItem], bad: list[dict[str, Any]],
+                   note: dict[str, Any] | None) -> Response:
     """Commit the good items in one tx; if the engine still refuses some, drop them and retry once.
 
     A second refusal (or any error that is not about items, such as STORAGE_FULL) fails the
@@ -127,7 +147,7 @@ def _write_partial(app: App, req: Request, name: str, good: list[WriteItem], bad
     tx = None
     if good:
         try:
-            tx = _commit(app, name, good)
+            tx = _commit(app, name, good, note)
         except errors.EngineError as exc:
             item_errors = _item_errors(exc, good)
             if not item_errors:
@@ -135,7 +155,7 @@ def _write_partial(app: App, req: Request, name: str, good: list[WriteItem], bad
             bad += item_errors
             dropped = {e["index"] for e in item_errors}
             good = [item for item in good if item.request_index not in dropped]
-            tx = _commit(app, name, good) if good else None
+            tx = _commit(app, name, good, note) if good else None
     bad.sort(key=lambda e: e["index"])
     return json_response(200, {
         "tx": tx,
@@ -146,18 +166,18 @@ def _write_partial(app: App, req: Request, name: str, good: list[WriteItem], bad
     })
 
 
-def _commit(app: App, name: str, items: list[WriteItem]) -> int:
+def _commit(app: App, name: str, items: list[WriteItem], note: dict[str, Any] | None) -> int:
     """Write ``items`` in one tx: ``put`` when all store values, ``clear`` when all clear, else a
     transaction. Engine item indexes refer to positions in ``items``."""
     store = app.store
     clears = sum(1 for item in items if item.clear)
     if not clears:
-        return int(store.namespace(name).put({item.key: item.value for item in items}))
+        return int(store.namespace(name).put({item.key: item.value for item in items}, note=note))
     if clears == len(items):
-        return int(store.namespace(name).clear([item.key for item in items]))
+        return int(store.namespace(name).clear([item.key for item in items], note=note))
     position = 0  # which item is being added, should the engine refuse it on the spot
     try:
-        with store.transaction() as t:
+        with store.transaction(note=note) as t:
             for item in items:
                 if item.clear:
                     t.clear(name, item.key)
@@ -206,8 +226,9 @@ def delete(app: App, req: Request) -> Response:
         if "keys" not in body:
             raise bad_request(INVALID_PARAMETERS, "keys is required", "/keys", None)
         keys, path = check_keys(body["keys"], "/keys"), "/keys"
+    note = note_header(req.environ, app.max_note_bytes)
     try:
-        tx = app.store.namespace(name).delete(keys)
+        tx = app.store.namespace(name).delete(keys, note=note)
     except errors.EngineError as exc:
         raise from_engine_error(exc, item_path=path) from None
     return json_response(200, {"tx": tx, "count": len(keys), "duration": duration(req.t0)})
@@ -273,8 +294,9 @@ def put_key(app: App, req: Request) -> Response:
         value = parse_json(raw)
     else:
         raise unsupported_media_type(media, "application/octet-stream or application/json")
+    note = note_header(req.environ, app.max_note_bytes)
     try:
-        tx = app.store.namespace(name).put({key: value})
+        tx = app.store.namespace(name).put({key: value}, note=note)
     except errors.EngineError as exc:
         problem = _single(exc)
         for entry in problem.errors:
@@ -288,8 +310,9 @@ def delete_key(app: App, req: Request) -> Response:
     """``DELETE /v4/storage/{storage}/key?key=K``: delete one key (gone from later snapshots)."""
     name = check_storage(req.params["storage"])
     key = _query_key(req.query(_KEY_QUERY))
+    note = note_header(req.environ, app.max_note_bytes)
     try:
-        tx = app.store.namespace(name).delete([key])
+        tx = app.store.namespace(name).delete([key], note=note)
     except errors.EngineError as exc:
         raise _single(exc) from None
     return json_response(200, {"tx": tx, "duration": duration(req.t0)})

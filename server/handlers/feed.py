@@ -1,0 +1,202 @@
+"""The change feed of a namespace: a JSON page (``changes``) and a live Server-Sent Events stream.
+
+Both deliver the same event per committed tx that touched the namespace::
+
+    {"tx": 7, "time": "2026-11-23T07:31:47.857615Z", "note": {"by": "alice"}, "hash": "<sha-256 hex>",
+     "operations": [{"key": "a", "op": "put", "value": 1, "binary": false},
+                    {"key": "b", "op": "clear"}, {"key": "c", "op": "delete"}]}
+
+Values are read at that tx (a put's value as it was written), binary ones as base64. Other
+namespaces' operations are left out. ``GET /v4/storage/{storage}/sse`` sends each as
+``id: <tx>`` + ``data: <json>``: a client that reconnects with ``Last-Event-ID`` resumes right
+after the last event it got, without gaps, whichever worker it reaches (the feed is read from the
+tx log on disk, not from memory). New txs from any process are noticed by the per-process
+:class:`server.watch.TxWatch`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import time
+from base64 import b64encode
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from engine import errors
+from server.http import Request, Response, duration, json_response
+from server.problems import INVALID_PARAMETERS, TOO_MANY_STREAMS, HTTPProblem, bad_request, from_engine_error
+from server.validation import MAX_TX, check_storage, query_int, query_tx_param
+
+if TYPE_CHECKING:
+    from engine import Record, Store, TxInfo
+    from server.app import App
+
+_CHANGES_QUERY = frozenset({"since", "limit"})
+_SSE_QUERY = frozenset({"start_tx"})
+CHANGES_LIMIT_DEFAULT = 100
+CHANGES_LIMIT_MAX = 1000
+STREAM_PAGE = 100  # txs read per step of a stream
+STREAM_TICK = 1.0  # the longest a stream waits before rechecking that the worker is still serving
+SSE_HEADERS = [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"),
+               ("X-Accel-Buffering", "no")]
+
+
+def tx_event(store: Store, name: str, info: TxInfo) -> dict[str, Any]:
+    """The feed event of one tx: its log entry with the values its puts stored (read at that tx)."""
+    puts = [op.key for op in info.operations if op.op == "put"]
+    records: dict[str, Record] = {}
+    step = store.limits.max_read_keys
+    ns = store.namespace(name)
+    for start in range(0, len(puts), step):
+        for found in ns.read(puts[start:start + step], tx=info.tx).records:
+            records[found.key] = found
+    operations: list[dict[str, Any]] = []
+    for op in info.operations:
+        rec = records.get(op.key) if op.op == "put" else None
+        if rec is None or rec.tx != info.tx:
+            operations.append({"key": op.key, "op": op.op})
+        elif rec.binary:
+            operations.append({"key": op.key, "op": "put", "value": b64encode(rec.value).decode("ascii"),
+                               "binary": True})
+        else:
+            operations.append({"key": op.key, "op": "put", "value": rec.value, "binary": False})
+    return {"tx": info.tx, "time": info.time, "note": info.note, "hash": info.hash, "operations": operations}
+
+
+def feed_page(store: Store, name: str, since: int, limit: int) -> tuple[list[TxInfo], int, bool]:
+    """The txs touching ``name`` after ``since`` (at most ``limit``), the cursor to continue from,
+    and whether more may follow right away.
+
+    When the page is not full, every tx up to the latest (read *before* the page) has been seen,
+    so the cursor moves past txs of other namespaces too and a quiet namespace is not rescanned.
+    """
+    latest = int(store.latest_tx)
+    infos = store.changes(since, limit=limit, namespace=name)
+    if len(infos) == limit:
+        return infos, infos[-1].tx, True
+    return infos, max(since, latest, infos[-1].tx if infos else 0), False
+
+
+def changes(app: App, req: Request) -> Response:
+    """``GET /v4/storage/{storage}/changes?since=TX&limit=N``: txs after ``since`` touching it.
+
+    ``cursor`` is where the next call continues (``since=cursor``); ``more`` says whether another
+    page is waiting now (false: poll later, or use ``/sse``).
+    """
+    name = check_storage(req.params["storage"])
+    query = req.query(_CHANGES_QUERY)
+    since = query_tx_param(query.get("since"), "since") or 0
+    limit = query_int(query.get("limit"), "limit", 1, CHANGES_LIMIT_MAX, CHANGES_LIMIT_DEFAULT)
+    store = app.store
+    _check_not_future(store, since, "query.since")
+    infos, cursor, more = feed_page(store, name, since, limit)
+    return json_response(200, {"data": [tx_event(store, name, i) for i in infos], "count": len(infos),
+                               "cursor": cursor, "more": more, "duration": duration(req.t0)})
+
+
+def _check_not_future(store: Store, tx: int, location: str) -> None:
+    latest = int(store.latest_tx)
+    if tx > latest:
+        exc = errors.FutureTx(f"tx {tx} is in the future: the latest committed tx is {latest}", tx=tx,
+                              latest_tx=latest)
+        raise from_engine_error(exc, tx_location=location)
+
+
+def sse(app: App, req: Request) -> Response:
+    """``GET /v4/storage/{storage}/sse[?start_tx=N]``: one event per tx touching the namespace.
+
+    Where it starts: after the tx in ``Last-Event-ID`` (a reconnect), else after ``start_tx``
+    (``start_tx=0`` replays everything), else after the latest tx (only new txs). A comment line
+    is sent every ``heartbeat`` seconds while nothing happens, so proxies and clients see the
+    connection is alive and the server notices clients that left.
+    """
+    name = check_storage(req.params["storage"])
+    start = query_tx_param(req.query(_SSE_QUERY).get("start_tx"), "start_tx")
+    last_id = req.environ.get("HTTP_LAST_EVENT_ID")
+    store = app.store
+    if last_id is not None and last_id.strip():
+        last_id = last_id.strip()
+        if not last_id.isdigit() or not last_id.isascii() or int(last_id) > MAX_TX:
+            raise bad_request(INVALID_PARAMETERS, "Last-Event-ID must be a tx (the id of the last event received)",
+                              "header.Last-Event-ID", last_id[:200])
+        after = int(last_id)
+        _check_not_future(store, after, "header.Last-Event-ID")
+    elif start is not None:
+        after = start
+        _check_not_future(store, after, "query.start_tx")
+    else:
+        after = int(store.latest_tx)
+    slots = app.stream_slots
+    if not slots.acquire():
+        raise HTTPProblem(503, TOO_MANY_STREAMS, f"this worker already serves {slots.limit} streams (the most it "
+                          "may while keeping threads for other requests); retry, or raise --threads/--max-streams",
+                          headers=[("Retry-After", "5")], extra={"limit": slots.limit})
+    sock = req.environ.get("gunicorn.socket")
+    if sock is not None:  # small events must not wait for the peer's delayed ACK (Nagle)
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return 200, SSE_HEADERS, EventStream(app, name, after, sock)
+
+
+def _client_left(sock: Any) -> bool:
+    """Whether the client closed its end (a readable socket with nothing to read): checked while
+    a stream is idle, so a slot is freed within a tick instead of at the next heartbeat's failed write."""
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except (OSError, ValueError):
+        return True
+
+
+class EventStream:
+    """The body of an SSE response. ``close()`` (called by the WSGI server when the client leaves
+    or the stream ends) gives the stream slot back, even if no byte was ever sent."""
+
+    def __init__(self, app: App, name: str, after: int, sock: Any = None) -> None:
+        self.app, self.name, self.after, self.sock = app, name, after, sock
+        self._events = self._run()
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._events
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._events.close()
+            self.app.stream_slots.release()
+
+    def _run(self) -> Generator[bytes, None, None]:
+        app, name = self.app, self.name
+        heartbeat = app.heartbeat
+        yield (f": strata changes of {name} after tx {self.after} (worker {os.getpid()})\n"
+               f"retry: 2000\n\n").encode()
+        if not app.serving:  # closed while the first bytes were out (app.store would reopen it)
+            return
+        store, watch = app.store, app.watch
+        beat_at = time.monotonic() + heartbeat
+        while app.serving:
+            infos, cursor, more = feed_page(store, name, self.after, STREAM_PAGE)
+            if infos:
+                yield b"".join(b"id: %d\ndata: %s\n\n" % (i.tx, orjson.dumps(tx_event(store, name, i),
+                                                                               option=orjson.OPT_UTC_Z))
+                               for i in infos)
+                beat_at = time.monotonic() + heartbeat
+            self.after = cursor
+            if more:
+                continue
+            left = beat_at - time.monotonic()
+            if left > 0 and watch.wait(cursor, min(left, STREAM_TICK)) <= cursor and _client_left(self.sock):
+                return
+            if time.monotonic() >= beat_at:
+                yield b": heartbeat\n\n"
+                beat_at = time.monotonic() + heartbeat
