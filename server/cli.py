@@ -1,12 +1,17 @@
-"""The ``strata`` command: ``strata serve`` (the default) and ``strata demo``.
+"""The ``strata`` command: ``serve`` (the default), ``demo``, the audit commands and ``bench``.
 
 Each subcommand is one ``add_<name>_arguments(parser)`` plus one ``cmd_<name>(args) -> int``,
 registered in :data:`COMMANDS`; add a subcommand by adding a pair there.
 
-``serve`` runs the WSGI app under gunicorn's sync workers, started programmatically. The app is
-built in the master (``preload_app``) so workers share the metrics memory; each worker opens its
-own LMDB store after the fork (``post_worker_init``) and closes it on exit. Without API keys the
-server refuses a non-loopback address unless ``--insecure`` is given.
+``serve`` runs the WSGI app under gunicorn's gthread workers (``--threads``; 1 means sync
+workers), started programmatically. The app is built in the master (``preload_app``) so workers
+share the metrics memory; each worker opens its own LMDB store after the fork
+(``post_worker_init``) and closes it on exit. Without API keys the server refuses a non-loopback
+address unless ``--insecure`` is given.
+
+``history``, ``at``, ``diff``, ``verify``, ``tail`` and ``head`` read the store directly (``--data``,
+default ``./data``), not through a server: they work beside a running ``strata serve`` (LMDB lets
+many processes open one store) and on a copy of a store taken for an audit.
 """
 
 from __future__ import annotations
@@ -32,6 +37,14 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="allow a non-loopback address without API keys")
     p.add_argument("--no-sync", action="store_true",
                    help="do not fsync each commit (faster; a crash may lose the latest commits)")
+    p.add_argument("--threads", type=int, default=16,
+                   help="threads per worker (default 16; gunicorn's gthread workers). 1 runs sync workers, "
+                        "which cannot hold SSE streams")
+    p.add_argument("--max-streams", type=int, default=None,
+                   help="open SSE streams per worker (default: half of --threads), so streams never take "
+                        "every thread")
+    p.add_argument("--heartbeat", type=float, default=15.0,
+                   help="seconds between SSE heartbeat comments (default 15)")
     p.add_argument("--timeout", type=int, default=30, help="gunicorn worker timeout in seconds (default 30)")
     p.add_argument("--access-log", default=None, help="access log file ('-' for stderr; default: none)")
 
@@ -40,8 +53,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from server.app import create_app
 
     keys_file = args.keys or os.environ.get("STRATA_KEYS_FILE") or None
+    if args.threads < 1 or args.heartbeat <= 0 or (args.max_streams is not None and args.max_streams < 0):
+        print("strata serve: --threads must be at least 1, --heartbeat above 0 and --max-streams not negative",
+              file=sys.stderr)
+        return 2
+    max_streams = args.threads // 2 if args.max_streams is None else args.max_streams
+    if args.threads > 1 and max_streams >= args.threads:
+        print(f"strata serve: --max-streams {max_streams} would let streams take all {args.threads} threads of a "
+              "worker; give fewer streams or more threads", file=sys.stderr)
+        return 2
     try:
-        app = create_app(args.data, keys_file=keys_file, sync=not args.no_sync)
+        app = create_app(args.data, keys_file=keys_file, sync=not args.no_sync, heartbeat=args.heartbeat,
+                         max_streams=0 if args.threads == 1 else max_streams)
     except KeysFileError as exc:
         print(f"strata serve: {exc}", file=sys.stderr)
         return 2
@@ -55,11 +78,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = {
         "bind": f"{host}:{args.port}",
         "workers": args.workers,
-        "worker_class": "sync",
+        "worker_class": "gthread" if args.threads > 1 else "sync",
+        "threads": args.threads,
         "preload_app": True,
         "timeout": args.timeout,
         "accesslog": args.access_log,
-        "post_worker_init": lambda worker: app.warm(),
+        "post_worker_init": app.attach_worker,
         "worker_exit": lambda server, worker: app.close(),
     }
     StrataGunicorn(app, options).run()
@@ -91,9 +115,310 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- the audit commands: read the store directly ------------------------------------------------
+
+
+def _add_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="./data", help="store directory (default ./data)")
+
+
+def _open_store(args: argparse.Namespace, command: str) -> Any:
+    """The store at ``args.data``, or None (after printing why) when there is none: the audit
+    commands never create an empty store where the auditor mistyped a path."""
+    from pathlib import Path
+
+    from engine import Store
+
+    if not (Path(args.data) / "data.mdb").is_file():
+        print(f"strata {command}: no store at {args.data} (give --data DIR)", file=sys.stderr)
+        return None
+    return Store.open(args.data, sync=False)
+
+
+def _time(value: Any) -> str:
+    """A datetime as RFC 3339 UTC with microseconds and a Z (as the HTTP API writes it)."""
+    return str(value.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+
+def _value_text(value: Any, binary: bool) -> str:
+    import base64
+
+    import orjson
+
+    if binary:
+        return f"(binary, {len(value)} bytes) {base64.b64encode(value).decode('ascii')}"
+    return orjson.dumps(value).decode()
+
+
+def _record_text(rec: Any) -> str:
+    if rec is None:
+        return "(absent)"
+    if rec.cleared:
+        return f"(cleared) (tx {rec.tx})"
+    return f"{_value_text(rec.value, rec.binary)} (tx {rec.tx})"
+
+
+def _engine_failed(command: str, exc: Exception) -> int:
+    code = getattr(exc, "code", type(exc).__name__)
+    print(f"strata {command}: {code}: {getattr(exc, 'message', exc)}", file=sys.stderr)
+    return 2
+
+
+def add_history_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("key", help="the key")
+    p.add_argument("--ns", required=True, help="namespace")
+    _add_data(p)
+    p.add_argument("--limit", type=int, default=20, help="versions to show (default 20)")
+    p.add_argument("--order", choices=("desc", "asc"), default="desc", help="desc: newest first (default)")
+    p.add_argument("--before", type=int, default=None, help="only versions with tx < BEFORE")
+    p.add_argument("--after", type=int, default=None, help="only versions with tx > AFTER")
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from engine import errors
+
+    store = _open_store(args, "history")
+    if store is None:
+        return 2
+    with store:
+        try:
+            versions = store.namespace(args.ns).history(args.key, before=args.before, after=args.after,
+                                                        limit=args.limit + 1, order=args.order)
+        except errors.EngineError as exc:
+            return _engine_failed("history", exc)
+        more = len(versions) > args.limit
+        versions = versions[:args.limit]
+        print(f"history of {args.ns}/{args.key}: {len(versions)} version(s), "
+              f"{'newest' if args.order == 'desc' else 'oldest'} first")
+        for v in versions:
+            shown = _value_text(v.value, v.binary) if v.op == "put" else ""
+            print(f"  tx {v.tx:<6} {_time(v.time)}  {v.op:<6} {shown}".rstrip())
+        if more:
+            flag = "--before" if args.order == "desc" else "--after"
+            print(f"  more: {flag} {versions[-1].tx}")
+    return 0
+
+
+def add_at_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("time", help="an RFC 3339 time, such as 2026-11-23T09:00:00Z or 2026-11-23T10:00:00+01:00")
+    p.add_argument("keys", nargs="+", metavar="KEY", help="keys to read")
+    p.add_argument("--ns", required=True, help="namespace")
+    _add_data(p)
+
+
+def cmd_at(args: argparse.Namespace) -> int:
+    from engine import errors
+    from server.problems import HTTPProblem
+    from server.validation import is_before_epoch, parse_time
+
+    try:
+        when = parse_time(args.time, "time")
+    except HTTPProblem as problem:
+        print(f"strata at: {problem.detail}", file=sys.stderr)
+        return 2
+    store = _open_store(args, "at")
+    if store is None:
+        return 2
+    with store:
+        try:
+            tx = 0 if is_before_epoch(when) else store.tx_at(when)
+            found = {r.key: r for r in store.namespace(args.ns).read(args.keys, tx=tx).records}
+        except errors.EngineError as exc:
+            return _engine_failed("at", exc)
+        info = store.tx_info(tx) if tx else None
+        committed = f"committed {_time(info.time)}" if info else "before the first tx: the empty store"
+        print(f"at {args.time}: tx {tx} ({committed})")
+        for key in dict.fromkeys(args.keys):
+            print(f"  {key}: {_record_text(found.get(key))}")
+    return 0
+
+
+def add_diff_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("from_tx", type=int, help="the earlier tx")
+    p.add_argument("to_tx", type=int, help="the later tx")
+    p.add_argument("--ns", required=True, help="namespace")
+    _add_data(p)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from engine import errors
+
+    store = _open_store(args, "diff")
+    if store is None:
+        return 2
+    with store:
+        try:
+            changes = store.namespace(args.ns).diff(args.from_tx, args.to_tx)
+            print(f"diff of {args.ns} from tx {args.from_tx} to tx {args.to_tx}:")
+            count = 0
+            for change in changes:
+                count += 1
+                print(f"  {change.kind:<8} {change.key}: {_record_text(change.before)} -> "
+                      f"{_record_text(change.after)}")
+        except errors.EngineError as exc:
+            return _engine_failed("diff", exc)
+        print(f"  {count} key(s) differ")
+    return 0
+
+
+def add_verify_arguments(p: argparse.ArgumentParser) -> None:
+    _add_data(p)
+    p.add_argument("--receipt", default=None, metavar="TX:HASH",
+                   help="a receipt kept from 'strata head' (or GET /v4/head): prove history up to it is unchanged")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import re
+
+    receipt = None
+    if args.receipt is not None:
+        m = re.fullmatch(r"(\d+):([0-9a-fA-F]{64})", args.receipt.strip())
+        if m is None:
+            print("strata verify: --receipt must be TX:HASH, such as 42:9f86d0... (64 hex digits)", file=sys.stderr)
+            return 2
+        receipt = (int(m.group(1)), m.group(2).lower())
+    store = _open_store(args, "verify")
+    if store is None:
+        return 2
+    with store:
+        report = store.verify(receipt)
+    against = f" and receipt {receipt[0]}:{receipt[1][:16]}..." if receipt else ""
+    if report.ok:
+        print(f"OK: {report.checked} txs verified{against}; head tx {report.head_tx} hash {report.head_hash}")
+        return 0
+    print(f"FAILED at tx {report.bad_tx}: {report.problem}")
+    print(f"  txs 1 to {report.checked} verified; the store's head is tx {report.head_tx}")
+    return 1
+
+
+def add_head_arguments(p: argparse.ArgumentParser) -> None:
+    _add_data(p)
+
+
+def cmd_head(args: argparse.Namespace) -> int:
+    store = _open_store(args, "head")
+    if store is None:
+        return 2
+    with store:
+        tx, digest = store.head()
+        info = store.tx_info(tx) if tx else None
+    print(f"tx {tx}")
+    print(f"time {_time(info.time) if info else '-'}")
+    print(f"hash {digest}")
+    print(f"receipt {tx}:{digest}")
+    return 0
+
+
+def add_tail_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ns", default=None, help="only txs touching this namespace (default: all)")
+    _add_data(p)
+    p.add_argument("--since", type=int, default=None, help="start after this tx (default: the latest; 0: all)")
+    p.add_argument("--no-follow", action="store_true", help="print the txs there are and exit")
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from engine import errors
+    from server.handlers.feed import feed_page
+
+    store = _open_store(args, "tail")
+    if store is None:
+        return 2
+    with store:
+        try:
+            since = store.latest_tx if args.since is None else args.since
+            while True:
+                if args.ns is None:  # every tx, in order (the feed's namespace filter is off)
+                    latest = store.latest_tx
+                    infos = store.changes(since, limit=1000)
+                    more = len(infos) == 1000
+                    cursor = infos[-1].tx if more else max(since, latest, infos[-1].tx if infos else 0)
+                else:
+                    infos, cursor, more = feed_page(store, args.ns, since, 1000)
+                for info in infos:
+                    _print_tx(store, info)
+                since = cursor
+                if more:
+                    continue
+                if args.no_follow:
+                    return 0
+                store.wait_for(since + 1, timeout=1.0)
+        except KeyboardInterrupt:
+            return 0
+        except BrokenPipeError:  # piped into head(1) and the reader left: done, quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        except errors.EngineError as exc:
+            return _engine_failed("tail", exc)
+
+
+def _print_tx(store: Any, info: Any) -> None:
+    from engine import TxInfo
+    from server.handlers.feed import tx_event
+
+    note = "" if info.note is None else "  note " + _value_text(info.note, False)
+    lines = [f"tx {info.tx}  {_time(info.time)}{note}"]
+    for name in dict.fromkeys(op.namespace for op in info.operations):
+        ops = [op for op in info.operations if op.namespace == name]
+        event = tx_event(store, name, TxInfo(info.tx, info.time, info.time_us, info.note, ops, info.hash))
+        for op in event["operations"]:
+            value = ""
+            if "value" in op:
+                raw = op["value"]
+                value = " = " + (f"(binary, base64) {raw}" if op["binary"] else _value_text(raw, False))
+            lines.append(f"  {op['op']:<6} {name}/{op['key']}{value}")
+    print("\n".join(lines), flush=True)
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the benchmark harness (try: bench --help)")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    harness = _bench_harness()
+    if harness is None:
+        return 2
+    return int(harness(list(args.args)))
+
+
+def _bench_harness() -> Callable[[list[str]], int] | None:
+    """``benchmarks.harness.main``: importable as is, or from the repository root (the parent of
+    ``server/``), since ``benchmarks/`` is not an installed package."""
+    import importlib
+    from pathlib import Path
+
+    try:
+        module = importlib.import_module("benchmarks.harness")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("benchmarks", "benchmarks.harness"):
+            print(f"strata bench: the benchmarks need {exc.name!r}: pip install -e '.[bench]'", file=sys.stderr)
+            return None
+        root = Path(__file__).resolve().parent.parent
+        if not (root / "benchmarks" / "harness.py").is_file():
+            print(f"strata bench: the benchmark harness is not installed and {root} has no benchmarks/ "
+                  "directory; run it from a clone of the repository", file=sys.stderr)
+            return None
+        sys.path.insert(0, str(root))
+        sys.modules.pop("benchmarks", None)
+        try:
+            module = importlib.import_module("benchmarks.harness")
+        except ModuleNotFoundError as missing:
+            print(f"strata bench: the benchmarks need {missing.name!r}: pip install -e '.[bench]'", file=sys.stderr)
+            return None
+    harness: Callable[[list[str]], int] = module.main
+    return harness
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = {
     "serve": (add_serve_arguments, cmd_serve, "serve the HTTP API with gunicorn (the default)"),
     "demo": (add_demo_arguments, cmd_demo, "write, clear, delete and read at an old tx, printing records"),
+    "history": (add_history_arguments, cmd_history, "the versions of a key: tx, commit time, operation, value"),
+    "at": (add_at_arguments, cmd_at, "read keys as of a time (RFC 3339), saying which tx that was"),
+    "diff": (add_diff_arguments, cmd_diff, "keys added, changed, cleared and deleted between two txs"),
+    "verify": (add_verify_arguments, cmd_verify, "re-derive the hash chain (and check a kept receipt); "
+               "exit 1 if the store was tampered with"),
+    "head": (add_head_arguments, cmd_head, "the latest tx and its chain hash: a receipt to keep"),
+    "tail": (add_tail_arguments, cmd_tail, "follow the change feed, printing each tx (Ctrl-C stops)"),
+    "bench": (add_bench_arguments, cmd_bench, "run the benchmark harness (benchmarks.harness)"),
 }
 
 
@@ -118,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``strata`` console script; no subcommand means ``serve``."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":  # everything after it belongs to the harness, options included
+        return cmd_bench(argparse.Namespace(command="bench", args=argv[1:]))
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv.insert(0, "serve")
     args = build_parser().parse_args(argv)
