@@ -18,6 +18,15 @@ from .records import Item, Limits, NamespaceInfo, ReadResult, Record
 from .retention import Retention
 from .scan import Scan
 from .store import Store
+from .transfer import (
+    ImportReport,
+    export,
+    export_history,
+    export_snapshot,
+    import_history,
+    import_rows,
+    import_snapshot,
+)
 from .txlog import Operation, TxInfo
 from .txn import Transaction
 from .verify import VerifyReport
@@ -27,6 +36,7 @@ __all__ = [
     "Change",
     "CompactionReport",
     "EngineError",
+    "ImportReport",
     "Item",
     "Limits",
     "Namespace",
@@ -42,5 +52,11 @@ __all__ = [
     "VerifyReport",
     "Version",
     "errors",
+    "export",
+    "export_history",
+    "export_snapshot",
+    "import_history",
+    "import_rows",
+    "import_snapshot",
     "restore",
 ]

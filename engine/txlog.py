@@ -79,6 +79,21 @@ def commit_time(txn: Any, meta_db: Any) -> int:
     return now
 
 
+def replay_time(txn: Any, meta_db: Any, next_tx: int, tx: int, time_us: int) -> int:
+    """The commit time of a replayed tx: ``time_us``, if ``tx`` is the next tx and the time is not
+    earlier than the previous tx's."""
+    if tx != next_tx:
+        raise InvalidParameters(f"cannot replay tx {tx}: the next tx of this store is {next_tx} (import a "
+                                "history into an empty store, or renumber it)", parameter="tx", tx=tx,
+                                next_tx=next_tx)
+    last = schema.get_u64(txn, meta_db, schema.LAST_TIME_US)
+    if type(time_us) is not int or not last <= time_us < 1 << 64:
+        raise InvalidParameters(f"cannot replay tx {tx} at time {time_us!r}: it must be an integer no earlier "
+                                f"than the previous tx's ({last})", parameter="time_us", tx=tx)
+    schema.put_u64(txn, meta_db, schema.LAST_TIME_US, time_us)
+    return time_us
+
+
 def chain_hash(prev: bytes, tx: int, time_us: int, note: dict[str, Any] | None, runs: list[list[Any]],
                records: list[list[bytes]]) -> bytes:
     """The hash of a tx given its predecessor's, its log entry and the records it stored."""

@@ -173,12 +173,17 @@ def commit(store: Store, batch: Batch, *, note: dict[str, Any] | None, sync: boo
     return backend.write(lambda txn: apply_batch(store, txn, batch, note), sync=sync)
 
 
-def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | None) -> int:
-    """Write ``batch`` as the next tx inside the write transaction ``txn``; return the tx."""
+def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | None,
+                replay: tuple[int, int] | None = None) -> int:
+    """Write ``batch`` as the next tx inside the write transaction ``txn``; return the tx.
+
+    ``replay=(tx, time_us)`` (imports of an exported history) demands that the next tx is ``tx``
+    and commits it at ``time_us`` instead of now, so the hash chain comes out identical.
+    """
     backend = store._backend
     meta, versions = backend.meta, backend.versions
     tx = schema.get_u64(txn, meta, schema.LATEST_TX) + 1
-    now = txlog.commit_time(txn, meta)
+    now = txlog.commit_time(txn, meta) if replay is None else txlog.replay_time(txn, meta, tx, *replay)
     entries: dict[str, schema.NamespaceEntry] = {}
 
     if batch.expects:

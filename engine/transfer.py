@@ -1,0 +1,474 @@
+"""Export and import: a namespace (or the whole store) as JSON-ready dicts, one per line.
+
+Two kinds of export, both an iterator of plain dicts that ``json.dumps`` / ``orjson.dumps`` take
+as they are (JSON Lines is one dict per line). The first dict is a header saying which kind:
+
+* **snapshot** (:func:`export_snapshot`): the live records of one namespace at one tx::
+
+      {"format": "strata-export", "version": 1, "mode": "snapshot", "namespace": "ns", "tx": 42, "count": 2}
+      {"key": "city:1", "value": {"name": "Braavos"}, "tx": 40}
+      {"key": "logo", "value": "iVBORw==", "binary": true, "tx": 41}
+      {"key": "old", "cleared": true, "tx": 12}
+
+* **history** (:func:`export_history`): every tx in ``(since, until]`` in order, with its commit
+  time, note and operations (values included); all namespaces, or only one::
+
+      {"format": "strata-export", "version": 1, "mode": "history", "namespace": null, "since": 0, "until": 9, ...}
+      {"tx": 1, "time_us": 1795..., "time": "2026-11-23T09:00:00.000001+00:00", "note": {"by": "alice"},
+       "ops": [{"namespace": "ns", "op": "put", "key": "a", "value": 1},
+               {"namespace": "ns", "op": "delete", "key": "b"}]}
+
+``bytes`` values are base64 with ``"binary": true``; every other value is its JSON self, exactly
+(msgpack and JSON agree on ints, floats, strings, lists and ordered dicts).
+
+:func:`import_snapshot` writes a snapshot's records as new txs (``batch`` records per tx).
+:func:`import_history` replays txs in order *with their tx numbers, times and notes*: into an
+empty store, an export of the whole history reproduces every tx and therefore the same hash chain
+(``head()`` equal). ``renumber=True`` instead commits each as the next tx, now (for a one-namespace
+history, whose tx numbers have gaps, or a non-empty target). :func:`import_rows` reads the header
+and calls the right one. All take ``progress(done, total)`` (total may be None): items for
+snapshots, txs for histories. Several txs are written per LMDB transaction (up to
+:data:`OPS_PER_WRITE` operations), so an import of small txs costs little more than raw puts.
+
+Reads are done in chunks, each in its own short read transaction, so a slow consumer never pins
+pages. A history export needs the versions of every tx it covers: from below the compaction
+horizon it raises ``TX_COMPACTED`` (export a snapshot at the horizon instead).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import compaction, schema, txlog
+from .codec import CLEAR, OP_NAMES, PUT, decode_record, pack_value, unpack_value
+from .encoding import inv_tx, keypart
+from .errors import EngineError, InvalidParameters, TxCompacted, ValueTooLarge
+from .snapshot import resolve_tx
+from .txn import Batch, Run, apply_batch
+from .validation import check_namespace, check_tx, key_bytes
+
+if TYPE_CHECKING:
+    from .store import Store
+
+FORMAT = "strata-export"
+VERSION = 1
+#: Operations written per LMDB write transaction by an import (several txs each).
+OPS_PER_WRITE = 10_000
+HISTORY_CHUNK = 256
+
+Progress = Callable[[int, "int | None"], None]
+_OPS = {name: code for code, name in enumerate(OP_NAMES)}
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What an import wrote: txs ``first_tx..last_tx`` (0, 0 if none), ``items`` operations."""
+
+    first_tx: int
+    last_tx: int
+    txs: int
+    items: int
+    seconds: float
+
+
+def _value_fields(out: dict[str, Any], value: Any) -> dict[str, Any]:
+    if type(value) is bytes:
+        out["value"] = base64.b64encode(value).decode("ascii")
+        out["binary"] = True
+    else:
+        out["value"] = value
+    return out
+
+
+def _value_of(row: dict[str, Any]) -> Any:
+    if "value" not in row:
+        raise InvalidParameters("a put needs a value", parameter="value")
+    value = row["value"]
+    if row.get("binary"):
+        if type(value) is not str:
+            raise InvalidParameters("a binary value must be a base64 string", parameter="value")
+        try:
+            return base64.b64decode(value, validate=True)
+        except binascii.Error:
+            raise InvalidParameters("a binary value is not valid base64", parameter="value") from None
+    return value
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+def export_snapshot(store: Store, namespace: str, *, tx: int | None = None, prefix: str = "",
+                    progress: Progress | None = None) -> Iterator[dict[str, Any]]:
+    """The header, then every live record of ``namespace`` at ``tx`` (latest if None) in key order.
+
+    Arguments and the tx are checked at the call (``FUTURE_TX``, ``TX_COMPACTED``), not at the
+    first ``next()``; the header's ``count`` is the number of records when it is known cheaply.
+    """
+    check_namespace(namespace)
+    ns = store.namespace(namespace)
+    scan = ns.scan(prefix, tx=tx)
+    info = ns.info()
+    count = info.key_count if info is not None and info.tx <= scan.tx and not prefix else None
+    header = {"format": FORMAT, "version": VERSION, "mode": "snapshot", "namespace": namespace, "tx": scan.tx,
+              "prefix": prefix, "count": count}
+    return _snapshot_rows(header, scan, progress, count)
+
+
+def _snapshot_rows(header: dict[str, Any], scan: Iterable[Any], progress: Progress | None,
+                   count: int | None) -> Iterator[dict[str, Any]]:
+    yield header
+    done = 0
+    for rec in scan:
+        if rec.cleared:
+            yield {"key": rec.key, "cleared": True, "tx": rec.tx}
+        else:
+            yield _value_fields({"key": rec.key}, rec.value) | {"tx": rec.tx}
+        done += 1
+        if progress is not None and done % 1000 == 0:
+            progress(done, count)
+    if progress is not None:
+        progress(done, count)
+
+
+def _history_rows(store: Store, txn: Any, start: int, end: int, namespace: str | None) -> list[dict[str, Any]]:
+    backend = store._backend
+    dbs = backend.dbs
+    compaction_horizon = compaction.horizon(txn, backend.meta)
+    if start < compaction_horizon:
+        raise TxCompacted(f"tx {start} was compacted away: a history export can start at tx {compaction_horizon}",
+                          tx=start, horizon=compaction_horizon)
+    rows = []
+    for tx in range(start, end):
+        found = txlog.entry(txn, dbs, tx)
+        assert found is not None
+        time_us, note, _ = found
+        ops: list[dict[str, Any]] = []
+        suffix = inv_tx(tx)
+        for ns, op, keys in txlog.runs_of(txn, dbs, tx):
+            if namespace is not None and ns != namespace:
+                continue
+            prefix = store._ns_prefix(txn, ns)
+            assert prefix is not None
+            for key in keys:
+                if op != PUT:
+                    ops.append({"namespace": ns, "op": OP_NAMES[op], "key": key})
+                    continue
+                raw = txn.get(keypart(prefix, key.encode()) + suffix, db=backend.versions)
+                packed = decode_record(bytes(raw))[1]
+                ops.append(_value_fields({"namespace": ns, "op": "put", "key": key}, unpack_value(packed)))
+        if ops or namespace is None:
+            rows.append({"tx": tx, "time_us": time_us, "time": schema.time_of(time_us).isoformat(), "note": note,
+                         "ops": ops})
+    return rows
+
+
+def export_history(store: Store, namespace: str | None = None, *, since: int = 0, until: int | None = None,
+                   progress: Progress | None = None) -> Iterator[dict[str, Any]]:
+    """The header, then one dict per tx in ``(since, until]`` (until: the latest tx if None).
+
+    With ``namespace``, only txs that touched it, with only its operations (their tx numbers then
+    have gaps: import such a history with ``renumber=True``). ``TX_COMPACTED`` (raised at the call)
+    if ``since + 1`` is below the compaction horizon.
+    """
+    if namespace is not None:
+        check_namespace(namespace)
+    check_tx(since, "since")
+    backend = store._backend
+    end: int = backend.read(lambda txn: resolve_tx(txn, backend.meta, until))
+    if since > end:
+        raise InvalidParameters(f"since ({since}) is after until ({end})", parameter="since")
+    backend.read(lambda txn: _history_rows(store, txn, since + 1, since + 1, None))  # the horizon check
+    header = {"format": FORMAT, "version": VERSION, "mode": "history", "namespace": namespace, "since": since,
+              "until": end, "txs": end - since}
+    return _history_iter(store, header, namespace, since, end, progress)
+
+
+def _history_iter(store: Store, header: dict[str, Any], namespace: str | None, since: int, end: int,
+                  progress: Progress | None) -> Iterator[dict[str, Any]]:
+    yield header
+    backend = store._backend
+    for start in range(since + 1, end + 1, HISTORY_CHUNK):
+        stop = min(start + HISTORY_CHUNK, end + 1)
+
+        def chunk(txn: Any, start: int = start, stop: int = stop) -> list[dict[str, Any]]:
+            return _history_rows(store, txn, start, stop, namespace)
+
+        yield from backend.read(chunk)
+        if progress is not None:
+            progress(stop - since - 1, end - since)
+
+
+def export(store: Store, namespace: str | None = None, *, tx: int | None = None, history: bool = False,
+           progress: Progress | None = None) -> Iterator[dict[str, Any]]:
+    """:func:`export_history` (``history=True``; ``tx`` is then the last tx) or
+    :func:`export_snapshot` of ``namespace`` at ``tx``."""
+    if history:
+        return export_history(store, namespace, until=tx, progress=progress)
+    if namespace is None:
+        raise InvalidParameters("a snapshot export needs a namespace", parameter="namespace")
+    return export_snapshot(store, namespace, tx=tx, progress=progress)
+
+
+# -- import -------------------------------------------------------------------------------------
+
+
+def _write_many(store: Store, pending: list[tuple[Batch, dict[str, Any] | None, tuple[int, int] | None]],
+                sync: bool | None) -> list[int]:
+    """Commit several batches, each as its own tx, in one LMDB write transaction."""
+    def run(txn: Any) -> list[int]:
+        return [apply_batch(store, txn, batch, note, replay) for batch, note, replay in pending]
+    return store._backend.write(run, sync=sync)
+
+
+class _Writer:
+    """Collects batches and writes them, several per LMDB transaction.
+
+    If a group fails (a replayed tx out of sequence, a full disk), its batches are written again
+    one per transaction, so every tx before the bad one is kept and the error names its row.
+    """
+
+    def __init__(self, store: Store, sync: bool | None, progress: Progress | None, total: int | None) -> None:
+        self.store, self.sync, self.progress, self.total = store, sync, progress, total
+        self.pending: list[tuple[Batch, dict[str, Any] | None, tuple[int, int] | None]] = []
+        self.rows: list[int] = []
+        self.ops = self.items = self.done = self.txs = self.first = self.last = 0
+        self.started = time.perf_counter()
+
+    def add(self, batch: Batch, note: dict[str, Any] | None, replay: tuple[int, int] | None, done: int,
+            row: int) -> None:
+        self.pending.append((batch, note, replay))
+        self.rows.append(row)
+        n = sum(len(run.keys) for run in batch.runs)
+        self.ops += n
+        self.items += n
+        self.done += done
+        if self.ops >= OPS_PER_WRITE:
+            self.flush()
+
+    def _written(self, txs: list[int]) -> None:
+        self.first = self.first or txs[0]
+        self.last = txs[-1]
+        self.txs += len(txs)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        pending, rows = self.pending, self.rows
+        self.pending, self.rows, self.ops = [], [], 0
+        try:
+            self._written(_write_many(self.store, pending, self.sync))
+        except EngineError:
+            for one, row in zip(pending, rows, strict=True):
+                try:
+                    self._written(_write_many(self.store, [one], self.sync))
+                except EngineError as exc:
+                    raise _row_error(row, exc) from None
+            raise  # pragma: no cover - the group failed but no single batch did
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def report(self) -> ImportReport:
+        self.flush()
+        return ImportReport(self.first, self.last, self.txs, self.items, time.perf_counter() - self.started)
+
+
+def _row_error(index: int, exc: EngineError) -> EngineError:
+    details = {k: v for k, v in exc.details.items() if k != "row"}
+    return type(exc)(f"row {index}: {exc.message}", row=index, **details)
+
+
+class _SnapshotBatch:
+    """The put and clear runs of one snapshot-import tx."""
+
+    def __init__(self, namespace: str, limits: Any) -> None:
+        self.namespace, self.limits = namespace, limits
+        self.put, self.clear = Run(namespace, PUT), Run(namespace, CLEAR)
+        self.seen: set[str] = set()
+
+    def add(self, row: Any) -> None:
+        if type(row) is not dict:
+            raise InvalidParameters("each row must be a JSON object")
+        key = row.get("key")
+        raw = key_bytes(key, self.limits.max_key_bytes)
+        assert type(key) is str
+        if key in self.seen:
+            raise InvalidParameters(f"key {key!r} appears twice in one snapshot", key=key)
+        self.seen.add(key)
+        if row.get("cleared"):
+            self.clear.keys.append(key)
+            self.clear.raws.append(raw)
+            return
+        packed = pack_value(_value_of(row))
+        if len(packed) > self.limits.max_value_bytes:
+            raise ValueTooLarge(f"value is {len(packed)} bytes encoded; the limit is {self.limits.max_value_bytes}")
+        self.put.keys.append(key)
+        self.put.raws.append(raw)
+        self.put.packed.append(packed)
+
+    def batch(self) -> Batch:
+        return Batch([run for run in (self.put, self.clear) if run.keys])
+
+
+def import_snapshot(store: Store, rows: Iterable[dict[str, Any]], *, namespace: str | None = None,
+                    batch: int = 1000, note: dict[str, Any] | None = None, sync: bool | None = False,
+                    progress: Progress | None = None, total: int | None = None) -> ImportReport:
+    """Write the records of a snapshot export into ``namespace`` (default: the header's), ``batch``
+    records per tx. Records with ``"cleared": true`` are written as clears. Returns what was written.
+
+    Atomic per tx, not as a whole: after a failure, the txs already written stay (the error's
+    ``details["row"]`` says where to resume). ``sync=False`` (default) skips the per-write flush;
+    with ``sync`` None or True the import is flushed to disk before returning.
+    """
+    header, body, start = _split_header(rows)
+    if header is not None:
+        _check_header(header, "snapshot")
+        namespace = namespace or header.get("namespace")
+        total = total if total is not None else header.get("count")
+    if namespace is None:
+        raise InvalidParameters("import_snapshot needs a namespace (none given, no header)", parameter="namespace")
+    check_namespace(namespace)
+    if type(batch) is not int or not 1 <= batch <= store.limits.max_batch:
+        raise InvalidParameters(f"batch must be 1 to {store.limits.max_batch}", parameter="batch")
+    note = txlog.check_note(note, store.limits.max_note_bytes)
+    writer = _Writer(store, sync, progress, total)
+    current = _SnapshotBatch(namespace, store.limits)
+    for index, row in enumerate(body, start=start):
+        try:
+            current.add(row)
+        except EngineError as exc:
+            writer.flush()
+            raise _row_error(index, exc) from None
+        if len(current.seen) >= batch:
+            writer.add(current.batch(), note, None, len(current.seen), index)
+            current = _SnapshotBatch(namespace, store.limits)
+    if current.seen:
+        writer.add(current.batch(), note, None, len(current.seen), index)
+    report = writer.report()
+    if sync is None or sync:
+        store.sync()
+    return report
+
+
+def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    yield first
+    yield from rest
+
+
+def _split_header(rows: Iterable[dict[str, Any]]) -> tuple[dict[str, Any] | None, Iterator[dict[str, Any]], int]:
+    """(the header or None, the data rows, the row index of the first data row)."""
+    it = iter(rows)
+    first = next(it, None)
+    if first is None:
+        return None, it, 0
+    if type(first) is dict and "format" in first:
+        return first, it, 1
+    return None, _chain(first, it), 0
+
+
+def _check_header(header: dict[str, Any], mode: str) -> None:
+    if header.get("format") != FORMAT or header.get("version") != VERSION:
+        raise InvalidParameters(f"not a {FORMAT} version {VERSION} header: {header!r}", parameter="header")
+    if header.get("mode") != mode:
+        raise InvalidParameters(f"this is a {header.get('mode')} export, not a {mode} export", parameter="header")
+
+
+def _history_batch(row: dict[str, Any], rename: dict[str, str], limits: Any) -> Batch:
+    ops = row.get("ops")
+    if type(ops) is not list or not ops:
+        raise InvalidParameters("a tx needs a non-empty list of ops", parameter="ops")
+    runs: list[Run] = []
+    seen: set[tuple[str, str]] = set()
+    for op_row in ops:
+        if type(op_row) is not dict:
+            raise InvalidParameters("each op must be a JSON object", parameter="ops")
+        ns = check_namespace(rename.get(op_row.get("namespace"), op_row.get("namespace")))  # type: ignore[arg-type]
+        op = _OPS.get(op_row.get("op"))  # type: ignore[arg-type]
+        if op is None:
+            raise InvalidParameters(f"op must be put, clear or delete, not {op_row.get('op')!r}", parameter="op")
+        key = op_row.get("key")
+        raw = key_bytes(key, limits.max_key_bytes)
+        assert type(key) is str
+        if (ns, key) in seen:
+            raise InvalidParameters(f"key {key!r} of {ns!r} appears twice in one tx", key=key)
+        seen.add((ns, key))
+        if not runs or runs[-1].namespace != ns or runs[-1].op != op:
+            runs.append(Run(ns, op))
+        run = runs[-1]
+        run.keys.append(key)
+        run.raws.append(raw)
+        if op == PUT:
+            packed = pack_value(_value_of(op_row))
+            if len(packed) > limits.max_value_bytes:
+                raise ValueTooLarge(f"value is {len(packed)} bytes encoded; the limit is {limits.max_value_bytes}")
+            run.packed.append(packed)
+    return Batch(runs)
+
+
+def import_history(store: Store, rows: Iterable[dict[str, Any]], *, renumber: bool = False,
+                   rename: dict[str, str] | None = None, sync: bool | None = False,
+                   progress: Progress | None = None, total: int | None = None) -> ImportReport:
+    """Replay the txs of a history export, in order.
+
+    Without ``renumber``, tx ``n`` of the export must become tx ``n`` here (so the store must be at
+    tx ``n - 1``: import a whole-store history into an empty store) and keeps its commit time and
+    note: the hash chain, and ``head()``, come out identical. With ``renumber``, each tx is
+    committed as the next one, now, with its note. ``rename`` maps namespace names (which changes
+    the hashes). A failing row raises with ``details["row"]``; the txs before it stay written.
+    """
+    rename = rename or {}
+    limits = store.limits
+    header, body, start = _split_header(rows)
+    if header is not None:
+        _check_header(header, "history")
+        total = total if total is not None else header.get("txs")
+    writer: _Writer | None = None
+    for index, row in enumerate(body, start=start):
+        if type(row) is not dict:
+            raise InvalidParameters(f"row {index}: each row must be a JSON object", row=index)
+        if writer is None:
+            writer = _Writer(store, sync, progress, total)
+        try:
+            batch = _history_batch(row, rename, limits)
+            note = txlog.check_note(row.get("note"), limits.max_note_bytes)
+            replay = None
+            if not renumber:
+                tx, time_us = row.get("tx"), row.get("time_us")
+                if type(tx) is not int or type(time_us) is not int:
+                    raise InvalidParameters("a replayed tx needs integer tx and time_us", parameter="tx")
+                replay = (tx, time_us)
+        except EngineError as exc:
+            writer.flush()
+            raise _row_error(index, exc) from None
+        writer.add(batch, note, replay, 1, index)
+    if writer is None:
+        return ImportReport(0, 0, 0, 0, 0.0)
+    report = writer.report()
+    if sync is None or sync:
+        store.sync()
+    return report
+
+
+def import_rows(store: Store, rows: Iterable[dict[str, Any]], *, namespace: str | None = None,
+                renumber: bool = False, sync: bool | None = False,
+                progress: Progress | None = None) -> ImportReport:
+    """Import an export whose first row is its header: a snapshot (into ``namespace`` or the
+    header's) or a history (``namespace`` then renames the exported one)."""
+    it = iter(rows)
+    header = next(it, None)
+    if header is None:
+        return ImportReport(0, 0, 0, 0, 0.0)
+    if type(header) is not dict or header.get("format") != FORMAT:
+        raise InvalidParameters(f"the first row is not a {FORMAT} header", parameter="header", row=0)
+    if header.get("mode") == "snapshot":
+        return import_snapshot(store, _chain(header, it), namespace=namespace, sync=sync, progress=progress)
+    rename = {header["namespace"]: namespace} if namespace and header.get("namespace") else None
+    return import_history(store, _chain(header, it), renumber=renumber, rename=rename, sync=sync, progress=progress)
+
+
+__all__ = ["ImportReport", "export", "export_history", "export_snapshot", "import_history", "import_rows",
+           "import_snapshot"]
