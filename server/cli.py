@@ -287,7 +287,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"OK: {report.checked} txs verified{against}; head tx {report.head_tx} hash {report.head_hash}")
         return 0
     print(f"FAILED at tx {report.bad_tx}: {report.problem}")
-    print(f"  txs 1 to {report.checked} verified; the store's head is tx {report.head_tx}")
+    intact = f"txs 1 to {report.checked} verified intact" if report.checked else "no tx before it to verify"
+    print(f"  {intact}; the store's head is tx {report.head_tx}")
     return 1
 
 
