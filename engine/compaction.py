@@ -19,7 +19,8 @@ whose one version <= H1 is a delete at exactly H1 (kept then, freeable now): key
 the log of those txs, not the versions database: its cost is O(operations in the window), and a
 retention policy that moves the horizon a little at a time does a little work each time.
 
-**Bounded chunks, resumable.** The work is done in chunks of about :data:`CHUNK_KEYS` keys, each
+**Bounded chunks, resumable.** The work is done in chunks of :data:`CHUNK_KEYS` operations of the
+log (and at most 8 times as many freed versions), each
 in its own write transaction, so writers (which take the same LMDB writer lock) and readers (never
 blocked) keep going. Progress lives in ``meta`` and moves in the same transaction as the deletions:
 
@@ -58,8 +59,10 @@ HORIZON = schema.HORIZON
 STATE = schema.COMPACTION
 FREED = schema.COMPACTED_VERSIONS
 
-#: Distinct keys visited per write transaction: a few milliseconds of work, so writers barely wait.
+#: Operations of the log examined per write transaction (their keys are visited), and at most
+#: FREE_PER_KEY_BUDGET times as many versions freed: a few milliseconds of work, so writers barely wait.
 CHUNK_KEYS = 1000
+FREE_PER_KEY_BUDGET = 8
 
 Progress = Callable[[int, int], None]
 
@@ -114,55 +117,75 @@ def _start(txn: Any, meta_db: Any, before_tx: int) -> None:
     schema.put_u64(txn, meta_db, HORIZON, before_tx)
 
 
-def _free_old_versions(cur: Any, kp: bytes, horizon: int) -> int:
-    """Free the versions of keypart ``kp`` no read at a tx >= ``horizon`` can see; return how many."""
+def _free_old_versions(cur: Any, kp: bytes, horizon: int, cap: int) -> tuple[int, bool]:
+    """Free up to ``cap`` versions of keypart ``kp`` that no read at a tx >= ``horizon`` can see.
+    Returns (how many, whether the key is done)."""
     if not cur.set_range(kp + inv_tx(horizon)):  # the newest version <= horizon: what a read there sees
-        return 0
+        return 0, True
     k, rec = cur.item()
     if not k.startswith(kp):
-        return 0
+        return 0, True
+    # A tombstone below the horizon hides nothing once the older versions are gone: it goes last,
+    # so that a chunk stopping halfway never leaves an older version looking visible.
+    tombstone = bytes(k) if tx_of(k) < horizon and is_delete(rec) else None
     freed = 0
-    if tx_of(k) < horizon and is_delete(rec):
-        cur.delete()  # the key is absent at `below`: its tombstone has nothing left to hide
-        freed += 1
-    elif not cur.next():
-        return 0
-    while cur.key().startswith(kp):  # an exhausted cursor's key is b"", which starts with nothing
+    if cur.next():
+        while cur.key().startswith(kp):  # an exhausted cursor's key is b"", which starts with nothing
+            if freed >= cap:
+                return freed, False
+            cur.delete()
+            freed += 1
+    if tombstone is not None:
+        cur.set_key(tombstone)
         cur.delete()
         freed += 1
-    return freed
+    return freed, True
 
 
 def _chunk(store: Store, txn: Any, budget: int) -> tuple[int, int, bool, tuple[int, int]]:
-    """Visit up to ``budget`` keys of the pending window. Returns (freed, txs done, finished,
-    (next_tx, target))."""
+    """Visit the keys of up to ``budget`` operations of the pending window, freeing at most
+    ``FREE_PER_KEY_BUDGET * budget`` versions. Returns (freed, txs done, finished, (next_tx, target)).
+
+    If the freeing cap is reached, the progress is not advanced: the next chunk collects the same
+    keys again and continues (keys already done cost one seek each), so even a key with a million
+    versions is freed a bounded amount at a time.
+    """
     backend = store._backend
     meta = backend.meta
     raw = txn.get(STATE, db=meta)
     if raw is None:
         return 0, 0, True, (0, 0)
-    next_tx, target, skip = msgpack.unpackb(raw)
-    first = next_tx
+    first_tx, target, first_skip = msgpack.unpackb(raw)
+    next_tx, skip = first_tx, first_skip
     todo: dict[bytes, None] = {}
-    while next_tx <= target and len(todo) < budget:
+    examined = 0
+    while next_tx <= target and examined < budget:
         ops = [(ns, key) for ns, _, keys in txlog.runs_of(txn, backend.dbs, next_tx) for key in keys]
-        take = ops[skip:skip + budget - len(todo)]
+        take = ops[skip:skip + budget - examined]
         for ns, key in take:
             prefix = store._ns_prefix(txn, ns)
             if prefix is not None:
                 todo[keypart(prefix, key.encode())] = None
+        examined += len(take)
         skip += len(take)
         if skip >= len(ops):
             next_tx, skip = next_tx + 1, 0
     cur = txn.cursor(db=backend.versions)
-    freed = sum(_free_old_versions(cur, kp, target) for kp in sorted(todo))
+    cap = FREE_PER_KEY_BUDGET * budget
+    freed, complete = 0, True
+    for kp in sorted(todo):
+        n, complete = _free_old_versions(cur, kp, target, cap - freed)
+        freed += n
+        if not complete:
+            next_tx, skip = first_tx, first_skip  # not all keys done: the same window again
+            break
     if next_tx > target:
         txn.delete(STATE, db=meta)
     else:
         txn.put(STATE, msgpack.packb([next_tx, target, skip]), db=meta)
     if freed:
         schema.put_u64(txn, meta, FREED, schema.get_u64(txn, meta, FREED) + freed)
-    return freed, next_tx - first, next_tx > target, (next_tx, target)
+    return freed, next_tx - first_tx, next_tx > target, (next_tx, target)
 
 
 def compact(store: Store, before_tx: int | None, *, progress: Progress | None = None,

@@ -254,3 +254,16 @@ def test_compaction_killed_midway_leaves_a_consistent_store_and_resumes(tmp_path
         for tx in range(horizon, latest + 1):
             assert ns.read(keys, tx=tx) == states[tx]
         assert store.verify().ok
+
+
+def test_a_key_with_many_versions_is_freed_a_bounded_amount_per_chunk(store: Store) -> None:
+    ns = store.namespace("t")
+    for i in range(300):
+        ns.put({"hot": i})
+    ns.delete(["hot"])  # tx 301: the tombstone goes last, after every older version
+    ns.put({"other": 1})
+    before = versions(store)
+    report = store.compact(302, chunk_keys=2)  # at most 16 versions freed per chunk
+    assert report.chunks >= 300 // 16 and report.freed == 301
+    assert versions(store) == expected_after(before, 302)
+    assert ns.get("hot") is None and store.verify().ok
