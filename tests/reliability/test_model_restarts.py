@@ -38,8 +38,6 @@ from tests.reliability.helpers import (
     spawn,
 )
 
-LONG = os.environ.get("STRATA_LONG") == "1"
-
 
 @pytest.mark.long
 def test_state_machine_many_examples() -> None:
@@ -77,10 +75,24 @@ def run_child(path: Path, part: list[dict[str, Any]], kill_after: int | None) ->
     return acks
 
 
-@settings(max_examples=200 if LONG else 12, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(seq=st.lists(batches, min_size=2, max_size=14), data=st.data())
+SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
+SEQUENCES = st.lists(batches, min_size=2, max_size=14)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=SLOW)
+@given(seq=SEQUENCES, data=st.data())
 def test_restarts_keep_the_model(seq: list[dict[str, Any]], data: Any) -> None:
+    restarts_keep_the_model(seq, data)
+
+
+@pytest.mark.long
+@settings(max_examples=200, deadline=None, suppress_health_check=SLOW)
+@given(seq=SEQUENCES, data=st.data())
+def test_restarts_keep_the_model_long(seq: list[dict[str, Any]], data: Any) -> None:
+    restarts_keep_the_model(seq, data)
+
+
+def restarts_keep_the_model(seq: list[dict[str, Any]], data: Any) -> None:
     split = data.draw(st.integers(1, len(seq) - 1))
     kill_after = data.draw(st.none() | st.integers(0, split))
     model, ops_by_tx = Model(), {}

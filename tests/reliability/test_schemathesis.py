@@ -8,7 +8,6 @@ code documented, content type and body conforming to the document. CI: 20 exampl
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +24,6 @@ from schemathesis.checks import (
 
 from tests.server.conftest import LiveServer, start_server, stop_server
 
-LONG = os.environ.get("STRATA_LONG") == "1"
 # What the issue asks: no 5xx, and answers that match the document. (schemathesis's checks that
 # the server accepts every schema-valid body and refuses every schema-violating one judge how
 # tight the document's schemas are, not the server; they are left out.)
@@ -58,6 +56,13 @@ def _check(case: Any) -> None:
 
 
 @schema.parametrize()
-@settings(max_examples=300 if LONG else 20, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms(case: Any) -> None:
+    _check(case)
+
+
+@pytest.mark.long
+@schema.parametrize()
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_conforms_long(case: Any) -> None:
     _check(case)
