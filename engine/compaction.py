@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -82,6 +82,10 @@ class CompactionReport:
     chunks: int
     seconds: float
     pending: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (for the HTTP API and the CLI)."""
+        return asdict(self)
 
 
 def horizon(txn: Any, meta_db: Any) -> int:

@@ -41,7 +41,7 @@ import base64
 import binascii
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import compaction, schema, txlog
@@ -74,6 +74,10 @@ class ImportReport:
     txs: int
     items: int
     seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (for the HTTP API and the CLI)."""
+        return asdict(self)
 
 
 def _value_fields(out: dict[str, Any], value: Any) -> dict[str, Any]:
