@@ -24,13 +24,15 @@ DIFF_CHUNK = 512
 
 @dataclass(frozen=True, slots=True)
 class Version:
-    """One version of a key: the tx that wrote it, when, the operation, and the value of a put."""
+    """One version of a key: the tx that wrote it, when, the operation, the value of a put, and
+    the note the writer attached to that tx (who changed it, if they said)."""
 
     tx: int
     time: datetime
     op: str
     value: Any = None
     binary: bool = False
+    note: dict[str, Any] | None = None
 
     @property
     def cleared(self) -> bool:
@@ -87,11 +89,12 @@ def history(txn: Any, dbs: dict[str, Any], prefix: bytes, raw: bytes, *, before:
 def _version(txn: Any, dbs: dict[str, Any], tx: int, raw: bytes) -> Version:
     found = txlog.entry(txn, dbs, tx)
     when = schema.time_of(found[0] if found else 0)
+    note = found[1] if found else None
     op, packed, _ = decode_record(raw)
     if op != 0:
-        return Version(tx, when, OP_NAMES[op])
+        return Version(tx, when, OP_NAMES[op], note=note)
     value = unpack_value(packed)
-    return Version(tx, when, "put", value, type(value) is bytes)
+    return Version(tx, when, "put", value, type(value) is bytes, note)
 
 
 def changed_keys(txn: Any, dbs: dict[str, Any], namespace: str, from_tx: int, to_tx: int) -> list[str]:

@@ -49,7 +49,8 @@ def time_us(at: Any, name: str = "at") -> int:
     if isinstance(at, datetime):
         if at.tzinfo is None:
             raise InvalidParameters(f"{name} must carry a time zone (a naive datetime is ambiguous)", parameter=name)
-        return round(at.timestamp() * 1_000_000)
+        # Before 1970 nothing was committed: clamp to 0 rather than fail on a negative stamp.
+        return max(0, round(at.timestamp() * 1_000_000))
     if type(at) in (int, float) and math.isfinite(at) and at >= 0:
         us: int = round(at * 1_000_000)
         return us

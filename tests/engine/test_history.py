@@ -25,6 +25,8 @@ def test_history_pages_in_both_orders(store: Store) -> None:
     assert [v.tx for v in ns.history("k", order="asc", limit=3)] == [1, 2, 3]
     assert [v.tx for v in ns.history("k", order="asc", after=3, before=6)] == [4, 5]
     assert ns.history("missing") == [] and store.namespace("nope").history("k") == []
+    ns.put({"k": "signed"}, note={"by": "alice"})
+    assert ns.history("k", limit=1)[0].note == {"by": "alice"} and newest[0].note is None
     times = [v.time for v in ns.history("k", order="asc")]
     assert times == sorted(times) and times[0] == store.tx_info(1).time  # type: ignore[union-attr]
 
@@ -49,6 +51,7 @@ def test_tx_at_finds_the_last_tx_at_or_before_a_time(store: Store) -> None:
     assert store.tx_at(datetime.now(UTC) + timedelta(days=1)) == 5
     assert ns.get("k", at=stamps[2]).value >= 2  # type: ignore[union-attr]
     assert ns.read(["k"], at=stamps[0] - timedelta(seconds=1)).tx == 0
+    assert store.tx_at(datetime(1960, 1, 1, tzinfo=UTC)) == 0  # before the epoch: nothing yet
     with pytest.raises(errors.InvalidParameters):
         store.tx_at(datetime(2026, 1, 1))  # naive: ambiguous
     with pytest.raises(errors.InvalidParameters):
