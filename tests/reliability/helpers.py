@@ -146,10 +146,14 @@ def random_value(rng: random.Random) -> Any:
     return rng.randbytes(rng.randrange(20_000, 80_000))  # large enough that the 1 MiB map grows
 
 
-def random_batch(rng: random.Random, live: dict[tuple[str, str], int], latest: int) -> dict[str, Any]:
+def random_batch(rng: random.Random, live: dict[tuple[str, str], int], latest: int,
+                 expects: bool = True) -> dict[str, Any]:
     """A write of one of five kinds. ``live`` maps (namespace, key) to its live tx (0: absent) and
-    ``latest`` is the latest tx, both as they will be when the batch runs: they drive ``expect``."""
+    ``latest`` is the latest tx, both as they will be when the batch runs: they drive ``expect``
+    (``expects=False``: no expectations, for when the state is not known for sure)."""
     kind = rng.choices(["put", "clear", "delete", "txn", "conflict"], [40, 8, 8, 34, 10])[0]
+    if not expects and kind == "conflict":
+        kind = "txn"
     ns = rng.choice(NAMESPACES)
     if kind == "put":
         keys = rng.sample(KEY_POOL, rng.randrange(1, 8))
@@ -167,7 +171,7 @@ def random_batch(rng: random.Random, live: dict[tuple[str, str], int], latest: i
             return {"kind": "txn", "ops": ops, "expect": [], "note": {"by": "crash"}}
         wrong = 0 if actual else rng.randrange(1, latest + 1)
         return {"kind": "txn", "ops": ops, "expect": [[*target, wrong]], "conflict": True}
-    return {"kind": "txn", "ops": ops, "expect": [[*target, actual]] if rng.random() < 0.3 else [],
+    return {"kind": "txn", "ops": ops, "expect": [[*target, actual]] if expects and rng.random() < 0.3 else [],
             "note": {"by": "crash", "n": rng.randrange(100)}}
 
 
@@ -216,13 +220,14 @@ def live_map(model: Model) -> dict[tuple[str, str], int]:
     return out
 
 
-def plan(model: Model, rng: random.Random, n: int) -> list[dict[str, Any]]:
+def plan(model: Model, rng: random.Random, n: int, expects: bool = True) -> list[dict[str, Any]]:
     """``n`` batches that, run in order from the model's state, do what each one says: expectations
-    hold except in ``conflict`` batches, whose expectation always fails."""
+    hold except in ``conflict`` batches, whose expectation always fails. ``expects=False`` when
+    the model may lack a tx (one in flight at a crash that may surface later): no expectations."""
     shadow = Model(model.latest_tx, {k: list(v) for k, v in model.versions.items()})
     batches = []
     for _ in range(n):
-        b = random_batch(rng, live_map(shadow), shadow.latest_tx)
+        b = random_batch(rng, live_map(shadow), shadow.latest_tx, expects)
         if not b.get("conflict"):
             shadow.commit(effective_ops(b))
         batches.append(b)
