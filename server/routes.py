@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.handlers import audit, feed, namespaces, ops, storage
+from server.handlers import admin, audit, feed, namespaces, ops, storage
 from server.http import Request, Response
 from server.problems import METHOD_NOT_ALLOWED, NOT_FOUND, HTTPProblem
 
@@ -42,6 +42,9 @@ TABLE: list[tuple[str, str, Handler, str | None]] = [
     ("/v4/namespace/storage", "POST", namespaces.create_namespace, "admin"),
     ("/v4/namespace/storage/{name}", "GET", namespaces.get_namespace, "read"),
     ("/v4/namespace/storage/{name}", "DELETE", namespaces.drop_namespace, "admin"),
+    ("/v4/admin/compact", "POST", admin.compact, "admin"),
+    ("/v4/admin/compaction", "GET", admin.compaction_status, "admin"),
+    ("/v4/admin/backup", "POST", admin.backup, "admin"),
     ("/healthz", "GET", ops.healthz, None),
     ("/openapi.json", "GET", ops.openapi, None),
     ("/metrics", "GET", ops.metrics, "read"),

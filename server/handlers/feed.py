@@ -107,6 +107,17 @@ def _check_not_future(store: Store, tx: int, location: str) -> None:
         raise from_engine_error(exc, tx_location=location)
 
 
+def _check_not_compacted(store: Store, after: int, location: str) -> None:
+    """Events carry the values puts stored, which compaction frees below the horizon: a stream
+    starting below it is a 410 before any byte is sent (EventSource clients then stop retrying)."""
+    horizon = int(store.horizon)
+    if after + 1 < horizon:
+        exc = errors.TxCompacted(f"tx {after + 1} was compacted away: the oldest readable tx is {horizon}; "
+                                 f"read a snapshot at tx {horizon} and stream from there", tx=after + 1,
+                                 horizon=horizon)
+        raise from_engine_error(exc, tx_location=location)
+
+
 def sse(app: App, req: Request) -> Response:
     """``GET /v4/storage/{storage}/sse[?start_tx=N]``: one event per tx touching the namespace.
 
@@ -131,6 +142,7 @@ def sse(app: App, req: Request) -> Response:
         _check_not_future(store, after, "query.start_tx")
     else:
         after = int(store.latest_tx)
+    _check_not_compacted(store, after, "header.Last-Event-ID" if last_id else "query.start_tx")
     slots = app.stream_slots
     if not slots.acquire():
         raise HTTPProblem(503, TOO_MANY_STREAMS, f"this worker already serves {slots.limit} streams (the most it "
@@ -185,11 +197,17 @@ class EventStream:
         store, watch = app.store, app.watch
         beat_at = time.monotonic() + heartbeat
         while app.serving:
-            infos, cursor, more = feed_page(store, name, self.after, STREAM_PAGE)
+            try:
+                infos, cursor, more = feed_page(store, name, self.after, STREAM_PAGE)
+                events = b"".join(b"id: %d\ndata: %s\n\n" % (i.tx, orjson.dumps(tx_event(store, name, i),
+                                                                                  option=orjson.OPT_UTC_Z))
+                                  for i in infos)
+            except errors.TxCompacted as exc:  # a compaction overtook this stream: say so and end it
+                problem = from_engine_error(exc).document()
+                yield b"event: error\ndata: %s\n\n" % orjson.dumps(problem)
+                return
             if infos:
-                yield b"".join(b"id: %d\ndata: %s\n\n" % (i.tx, orjson.dumps(tx_event(store, name, i),
-                                                                               option=orjson.OPT_UTC_Z))
-                               for i in infos)
+                yield events
                 beat_at = time.monotonic() + heartbeat
             self.after = cursor
             if more:

@@ -1,0 +1,161 @@
+"""Server-side pieces of the data lifecycle: where HTTP backups may go, and who runs retention.
+
+**Backup paths.** ``POST /v4/admin/backup`` writes only inside the server's backup directory
+(``strata serve --backup-dir DIR``; default ``backups`` beside the data directory). The client
+names a path *relative to it*: one or more segments of ``A-Z a-z 0-9 . _ -``, none empty, ``.``,
+``..`` or starting with a dot (hidden names are the engine's temporary ``.NAME.partial-*``
+directories), so an absolute path, ``..``, a backslash or a NUL byte can never name a place
+outside it. The resolved target is checked again after following symlinks already present on
+disk (a symlink inside the backup directory cannot lead out of it either).
+
+**Retention under several workers.** gunicorn runs several worker processes, each with its own
+``Store``. ``Store.open(path, retention=...)`` starts a retention thread in every process that
+opens the store that way; the engine makes concurrent passes safe, but N workers would run N
+redundant passes per interval, each taking LMDB's writer lock. So workers open their store
+*without* a policy and each runs a :class:`RetentionLeader`: a thread that tries, every interval,
+to take an exclusive ``flock`` on ``DATA/strata-retention.lock``; the one worker that holds it runs
+the passes (:func:`engine.retention.apply`), the others only retry the lock (a non-blocking system
+call). The kernel releases the lock when its holder exits or dies, however it dies, so leadership
+moves to another live worker within one interval: after a crash, a ``max_requests`` restart, or a
+graceful reload (``HUP``), where gunicorn starts new workers while the old ones still run, so
+"the first worker to boot" or "worker 0" would leave nobody in charge once the old generation
+exits. The gunicorn master never runs it: it must not open the LMDB environment before forking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from engine import Retention, errors
+from engine import retention as _retention
+
+log = logging.getLogger("strata.server")
+
+LOCK_NAME = "strata-retention.lock"
+_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+MAX_BACKUP_PATH = 255
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``1d12h``, ``90m``, ``45s``, ``2w`` or plain seconds (``3600``) as a
+    timedelta; ValueError for anything else or for zero."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        seconds = float(text)
+    else:
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"{text!r} is not a duration: use a number with a unit s, m, h, d or w, "
+                             "such as 30d, 12h or 1d12h")
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not seconds > 0:
+        raise ValueError(f"a duration must be above zero, not {text!r}")
+    return timedelta(seconds=seconds)
+
+
+def retention_policy(txs: int | None, duration: str | None) -> Retention | None:
+    """The policy of ``--retain-txs`` / ``--retain-for`` (both: the laxer wins), None for neither.
+    ValueError with a readable message for a bad value."""
+    if txs is None and duration is None:
+        return None
+    if txs is not None and txs < 1:
+        raise ValueError("--retain-txs must be at least 1")
+    seconds = parse_duration(duration).total_seconds() if duration is not None else None
+    return Retention(txs=txs, seconds=seconds)
+
+
+def policy_json(policy: Retention | None) -> dict[str, Any] | None:
+    """The policy as JSON (None: keep everything)."""
+    if policy is None:
+        return None
+    return {"txs": policy.txs, "seconds": policy.seconds, "interval": policy.interval}
+
+
+def backup_target(backup_dir: Path, name: str) -> Path:
+    """The absolute target for the client-given relative ``name`` inside ``backup_dir``.
+
+    ValueError (with the reason) for anything that is not a plain relative path of allowed
+    segments, or that would resolve outside ``backup_dir`` through a symlink.
+    """
+    if not name or len(name) > MAX_BACKUP_PATH:
+        raise ValueError(f"path must be 1 to {MAX_BACKUP_PATH} characters")
+    if name.startswith("/"):
+        raise ValueError("path must be relative to the server's backup directory, not absolute")
+    segments = name.split("/")
+    for segment in segments:
+        if segment in ("", ".", ".."):
+            raise ValueError("path must not contain empty, '.' or '..' segments")
+        if not _SEGMENT.fullmatch(segment):
+            raise ValueError("each path segment must be 1 to 128 characters of A-Z a-z 0-9 . _ - and not "
+                             "start with a dot")
+    root = backup_dir.resolve()
+    target = root.joinpath(*segments)
+    if not target.resolve().is_relative_to(root):
+        raise ValueError("path leads outside the server's backup directory")
+    return target
+
+
+class RetentionLeader(threading.Thread):
+    """Runs ``policy`` on ``store`` only while this process holds the retention lock of ``data_dir``
+    (see the module docstring). ``stop()`` ends it between two compaction chunks and releases the lock."""
+
+    def __init__(self, store: Any, policy: Retention, data_dir: str | os.PathLike[str]) -> None:
+        super().__init__(name="strata-retention-leader", daemon=True)
+        self.store = store
+        self.policy = policy
+        self.lock_path = Path(data_dir) / LOCK_NAME
+        self._fd: int | None = None
+        self._stop_event = threading.Event()
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process holds the lock (and so runs the passes)."""
+        return self._fd is not None
+
+    def _try_lock(self) -> bool:
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        log.info("retention: this worker (pid %d) runs the retention passes", os.getpid())
+        return True
+
+    def run(self) -> None:
+        try:
+            while not self._stop_event.wait(self.policy.interval):
+                try:
+                    if self._fd is None and not self._try_lock():
+                        continue
+                    _retention.apply(self.store, self.policy, self._stop_event.is_set)
+                except errors.StoreClosed:
+                    return
+                except (errors.EngineError, OSError) as exc:  # a full disk: try again at the next pass
+                    log.warning("retention pass failed: %s", exc)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # closing the only descriptor releases the flock
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive() and self is not threading.current_thread():
+            self.join(timeout=30)
