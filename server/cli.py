@@ -12,6 +12,10 @@ address unless ``--insecure`` is given.
 ``history``, ``at``, ``diff``, ``verify``, ``tail`` and ``head`` read the store directly (``--data``,
 default ``./data``), not through a server: they work beside a running ``strata serve`` (LMDB lets
 many processes open one store) and on a copy of a store taken for an audit.
+
+``backup``, ``restore``, ``export``, ``import`` and ``compact`` (in :mod:`server.cli_lifecycle`)
+work on the store directly too, with progress bars on a terminal. ``serve --retain-txs N`` /
+``--retain-for 30d`` compacts in the background, in one worker at a time (:mod:`server.lifecycle`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from server import cli_lifecycle as lifecycle
 from server.auth import KeysFileError
 
 
@@ -47,6 +52,13 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds between SSE heartbeat comments (default 15)")
     p.add_argument("--timeout", type=int, default=30, help="gunicorn worker timeout in seconds (default 30)")
     p.add_argument("--access-log", default=None, help="access log file ('-' for stderr; default: none)")
+    p.add_argument("--retain-txs", type=int, default=None, metavar="N",
+                   help="retention: keep the last N txs readable, compacting older versions in the background")
+    p.add_argument("--retain-for", default=None, metavar="DURATION",
+                   help="retention: keep the txs of the last DURATION (30d, 12h, 1d12h); with --retain-txs the "
+                        "laxer wins (default: keep everything)")
+    p.add_argument("--backup-dir", default=None, metavar="DIR",
+                   help="the only directory POST /v4/admin/backup writes into (default: 'backups' beside --data)")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -58,13 +70,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     max_streams = args.threads // 2 if args.max_streams is None else args.max_streams
+    from server.lifecycle import retention_policy
+
+    try:
+        retention = retention_policy(args.retain_txs, args.retain_for)
+    except ValueError as exc:
+        print(f"strata serve: {exc}", file=sys.stderr)
+        return 2
     if args.threads > 1 and max_streams >= args.threads:
         print(f"strata serve: --max-streams {max_streams} would let streams take all {args.threads} threads of a "
               "worker; give fewer streams or more threads", file=sys.stderr)
         return 2
     try:
         app = create_app(args.data, keys_file=keys_file, sync=not args.no_sync, heartbeat=args.heartbeat,
-                         max_streams=0 if args.threads == 1 else max_streams)
+                         max_streams=0 if args.threads == 1 else max_streams, retention=retention,
+                         backup_dir=args.backup_dir)
     except KeysFileError as exc:
         print(f"strata serve: {exc}", file=sys.stderr)
         return 2
@@ -420,6 +440,16 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[a
     "head": (add_head_arguments, cmd_head, "the latest tx and its chain hash: a receipt to keep"),
     "tail": (add_tail_arguments, cmd_tail, "follow the change feed, printing each tx (Ctrl-C stops)"),
     "bench": (add_bench_arguments, cmd_bench, "run the benchmark harness (benchmarks.harness)"),
+    "backup": (lifecycle.add_backup_arguments, lifecycle.cmd_backup, "a hot, consistent copy of the store into "
+               "a new directory"),
+    "restore": (lifecycle.add_restore_arguments, lifecycle.cmd_restore, "restore a backup into a new data "
+                "directory, checking its head and hash chain"),
+    "export": (lifecycle.add_export_arguments, lifecycle.cmd_export, "a namespace at a tx, or the history, "
+               "as JSON Lines"),
+    "import": (lifecycle.add_import_arguments, lifecycle.cmd_import, "load an export (a history replays its "
+               "txs with their numbers)"),
+    "compact": (lifecycle.add_compact_arguments, lifecycle.cmd_compact, "free old versions below a horizon "
+                "(or per a retention policy)"),
 }
 
 
