@@ -29,7 +29,7 @@ from .errors import EngineError, StorageError, StorageFull, StoreClosed
 
 T = TypeVar("T")
 
-DB_NAMES = ("versions", "meta", "namespaces", "txlog", "txops", "txtime")
+DB_NAMES = ("versions", "meta", "namespaces", "txlog", "txops", "txtime", "expiry")
 MIN_MAP_SIZE = 1 << 20
 
 

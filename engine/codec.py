@@ -9,11 +9,15 @@ A *version record* is the LMDB value of a version key::
     put of a short key     msgpack(value)                       first byte is never C1
     clear of a short key   C1 01
     delete of a short key  C1 02
-    anything else          C1 03 | msgpack([op, key, packed_value | None])
+    anything else          C1 03 | msgpack([op, key | None, packed_value | None])
+    put with expiry/metadata  C1 03 | msgpack([op, key | None, packed_value, expire_us | None,
+                                               metadata | None, created_us])
 
 ``C1`` is the one byte msgpack never emits, so the hot path (a plain put) is a bare msgpack value,
-read with a single ``unpackb``; the extended form carries what the key alone cannot say (the full
-key of a long key today; per-version metadata later).
+read with a single ``unpackb``; the extended form carries what the key alone cannot say: the full
+key of a long key (``None`` for short keys, whose key is in the version key) and, for puts that
+carry an expiry or metadata, the expiry time (UTC microseconds), the metadata (any JSON) and the
+key's creation time (UTC microseconds; see :mod:`engine.expiry`).
 """
 
 from __future__ import annotations
@@ -105,6 +109,34 @@ def extended_record(op: int, key: str, packed: bytes | None) -> bytes:
     return EXTENDED + msgpack.packb([op, key, packed], use_bin_type=True)  # type: ignore[no-any-return]
 
 
+def rich_record(key: str | None, packed: bytes, expire_us: int | None, metadata: Any,
+                created_us: int) -> bytes:
+    """The extended record of a put with an expiry and/or metadata (6 fields)."""
+    return EXTENDED + msgpack.packb(  # type: ignore[no-any-return]
+        [PUT, key, packed, expire_us, metadata, created_us], use_bin_type=True)
+
+
+def decode_rich(raw: bytes) -> tuple[int, bytes | None, str | None, int | None, Any, int | None]:
+    """``(op, packed, full key, expire_us, metadata, created_us)`` of any version record (the last
+    three None when the record does not carry them)."""
+    if raw[0] != MARK or raw[1] != EXTENDED[1]:
+        op, packed, key = decode_record(raw)
+        return op, packed, key, None, None, None
+    fields = msgpack.unpackb(raw[2:], raw=False)
+    if len(fields) == 3:
+        return fields[0], fields[2], fields[1], None, None, None
+    op, key, packed, expire_us, metadata, created_us = fields
+    return op, packed, key, expire_us, metadata, created_us
+
+
+def expire_of(raw: bytes) -> int | None:
+    """The expiry time (UTC microseconds) a version record carries, or None."""
+    if raw[0] != MARK or raw[1] != EXTENDED[1]:
+        return None
+    fields = msgpack.unpackb(raw[2:], raw=False)
+    return fields[3] if len(fields) > 3 else None
+
+
 def simple_record(op: int, packed: bytes | None) -> bytes:
     """The compact version record of a short key."""
     if op == PUT:
@@ -122,8 +154,8 @@ def decode_record(raw: bytes) -> tuple[int, bytes | None, str | None]:
         return CLEAR, None, None
     if kind == 2:
         return DELETE, None, None
-    op, key, packed = msgpack.unpackb(raw[2:], raw=False)
-    return op, packed, key
+    fields = msgpack.unpackb(raw[2:], raw=False)
+    return fields[0], fields[2], fields[1]
 
 
 def is_delete(raw: bytes) -> bool:

@@ -92,6 +92,30 @@ class ValueTooLarge(EngineError):
     code = "VALUE_TOO_LARGE"
 
 
+class InvalidExpiration(EngineError):
+    """``expiration`` is not epoch seconds at least ``Limits.min_ttl`` in the future."""
+
+    code = "INVALID_EXPIRATION"
+
+
+class InvalidExpirationTtl(EngineError):
+    """``ttl`` (``expiration_ttl``) is not a number of seconds >= ``Limits.min_ttl``."""
+
+    code = "INVALID_EXPIRATION_TTL"
+
+
+class InvalidMetadata(EngineError):
+    """``metadata`` is not JSON (or holds NaN, bytes, non-str keys, ...)."""
+
+    code = "INVALID_METADATA"
+
+
+class MetadataTooLarge(EngineError):
+    """``metadata`` is larger than ``Limits.max_metadata_bytes`` (1,024) serialised as JSON."""
+
+    code = "METADATA_TOO_LARGE"
+
+
 class BatchTooLarge(EngineError):
     """A write or read names more items than the limit (10,000 by default)."""
 
@@ -149,6 +173,10 @@ BY_CODE: dict[str, type[EngineError]] = {
         KeyTooLong,
         InvalidValue,
         ValueTooLarge,
+        InvalidExpiration,
+        InvalidExpirationTtl,
+        InvalidMetadata,
+        MetadataTooLarge,
         BatchTooLarge,
         EmptyBatch,
         DuplicateKey,

@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from . import schema, txlog
-from .codec import CLEAR, DELETE, OP_NAMES, decode_record, unpack_value
+from .codec import CLEAR, DELETE, OP_NAMES, decode_rich, unpack_value
 from .encoding import TX_MAX, inv_tx, keypart, unpack_u64_from
+from .expiry import ReadView, tx_time
 from .records import Record
 from .snapshot import check_horizon, decode_version
 
@@ -33,6 +34,9 @@ class Version:
     value: Any = None
     binary: bool = False
     note: dict[str, Any] | None = None
+    #: The metadata stored with a put, and when it expires (None: never).
+    metadata: Any = None
+    expire_time: datetime | None = None
 
     @property
     def cleared(self) -> bool:
@@ -90,11 +94,12 @@ def _version(txn: Any, dbs: dict[str, Any], tx: int, raw: bytes) -> Version:
     found = txlog.entry(txn, dbs, tx)
     when = schema.time_of(found[0] if found else 0)
     note = found[1] if found else None
-    op, packed, _ = decode_record(raw)
+    op, packed, _, expire_us, metadata, _ = decode_rich(raw)
     if op != 0:
         return Version(tx, when, OP_NAMES[op], note=note)
     value = unpack_value(packed)
-    return Version(tx, when, "put", value, type(value) is bytes, note)
+    expires = None if expire_us is None else schema.time_of(expire_us)
+    return Version(tx, when, "put", value, type(value) is bytes, note, metadata, expires)
 
 
 def changed_keys(txn: Any, dbs: dict[str, Any], namespace: str, from_tx: int, to_tx: int) -> list[str]:
@@ -107,18 +112,22 @@ def changed_keys(txn: Any, dbs: dict[str, Any], namespace: str, from_tx: int, to
     return sorted(touched, key=lambda k: k.encode())
 
 
-def _state(txn: Any, dbs: dict[str, Any], prefix: bytes, key: str, tx: int) -> tuple[Record | None, tuple[int, Any]]:
-    """The record of ``key`` at ``tx`` and a comparable content ``(op, encoded value)``."""
+def _state(txn: Any, dbs: dict[str, Any], prefix: bytes, key: str, tx: int) -> tuple[Record | None, tuple[Any, ...]]:
+    """The record of ``key`` at ``tx`` (expiry evaluated at the tx's commit time, as a read at it
+    does) and a comparable content ``(op, encoded value, expiry, metadata)``."""
     kp = keypart(prefix, key.encode())
     cur = txn.cursor(db=dbs["versions"])
     if cur.set_range(kp + inv_tx(tx)):
         k, raw = cur.item()
         if k.startswith(kp):
-            op, packed, _ = decode_record(raw)
+            op, packed, _, expire_us, metadata, _ = decode_rich(raw)
             if op != DELETE:
                 vtx = TX_MAX - unpack_u64_from(k, len(kp))[0]
-                return decode_version(key, vtx, raw), (op, packed)
-    return None, (DELETE, None)
+                view = ReadView(txn, dbs, lambda: tx_time(txn, dbs, tx))
+                rec = decode_version(key, vtx, raw, view, kp)
+                if rec is not None:
+                    return rec, (op, packed, expire_us, metadata)
+    return None, (DELETE, None, None, None)
 
 
 def _states(txn: Any, dbs: dict[str, Any], prefix: bytes, keys: list[str], from_tx: int,

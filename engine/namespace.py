@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .codec import CLEAR, DELETE
 from .errors import BatchTooLarge, InvalidParameters
+from .expiry import ReadView, check_fields, latest_eval_us, tx_time
 from .history import Change, Version, diff, history
 from .records import Item, NamespaceInfo, ReadResult, Record
 from .scan import Scan
@@ -30,6 +31,12 @@ class Namespace:
 
     Write options: ``note`` (a JSON object up to 4 KiB, kept in the tx log) and ``sync``
     (``None``: the store's default; ``False``: skip the final disk flush, for bulk loads).
+
+    Expiry and metadata (see :mod:`engine.expiry`): ``put`` takes ``ttl`` (seconds from the
+    commit), ``expiration`` (epoch seconds; ``ttl`` wins if both) and ``metadata`` (JSON up to
+    1 KiB) for the whole batch, and :class:`Item` carries the same per item. Reads take
+    ``metadata=True`` and ``fields=["created_at", "updated_at", "expire_time"]`` to fill those
+    fields of each :class:`Record`; expired values are never returned.
     """
 
     __slots__ = ("_store", "name")
@@ -44,11 +51,22 @@ class Namespace:
     # -- writes -------------------------------------------------------------------------------
 
     def put(self, items: Mapping[str, Any] | Iterable[Item | tuple[str, Any]], *,
-            note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
-        """Store values: a ``{key: value}`` mapping or an iterable of :class:`Item`. Returns the tx."""
+            note: dict[str, Any] | None = None, sync: bool | None = None, ttl: float | None = None,
+            expiration: float | None = None, metadata: Any = None) -> int:
+        """Store values: a ``{key: value}`` mapping or an iterable of :class:`Item`. Returns the tx.
+
+        ``ttl`` (seconds from the commit, >= ``Limits.min_ttl``), ``expiration`` (epoch seconds,
+        ignored if ``ttl`` is given) and ``metadata`` (any JSON, <= ``Limits.max_metadata_bytes``)
+        apply to every item that does not set its own (an :class:`Item`'s ``ttl``/``expiration``
+        replace both batch options; its ``metadata`` replaces the batch's).
+        """
         store = self._store
         note = check_note(note, store.limits.max_note_bytes)
-        return commit(store, prepare_puts(self.name, items, store.limits), note=note, sync=sync)
+        options = None
+        if ttl is not None or expiration is not None or metadata is not None:
+            options = (ttl, expiration, metadata)
+        batch = prepare_puts(self.name, items, store.limits, options, store._now_us())
+        return commit(store, batch, note=note, sync=sync)
 
     def clear(self, keys: Iterable[str], *, note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
         """Clear values: each key stays, with no value (reads return ``cleared=True``). Returns the tx."""
@@ -64,13 +82,18 @@ class Namespace:
 
     # -- reads --------------------------------------------------------------------------------
 
-    def read(self, keys: Iterable[str], *, tx: int | None = None, at: datetime | float | None = None) -> ReadResult:
-        """Records of ``keys`` at ``tx``, in request order, each key once, absent keys left out.
+    def read(self, keys: Iterable[str], *, tx: int | None = None, at: datetime | float | None = None,
+             metadata: bool = False, fields: Iterable[str] | None = None) -> ReadResult:
+        """Records of ``keys`` at ``tx``, in request order, each key once, absent (and expired)
+        keys left out.
 
         ``at`` (an aware datetime or epoch seconds) reads at the last tx committed at or before
-        that time instead; the result's ``tx`` says which (0 if none).
+        that time instead; the result's ``tx`` says which (0 if none). ``metadata=True`` fills
+        ``Record.metadata``; ``fields`` (any of ``created_at``, ``updated_at``, ``expire_time``)
+        fills those fields.
         """
         at_us = None if at is None else time_us(at)
+        chosen = check_fields(fields)
         if isinstance(keys, str | bytes):
             raise InvalidParameters("keys must be a list of str, not a single string")
         store = self._store
@@ -89,33 +112,47 @@ class Namespace:
         backend = store._backend
         name = self.name
 
+        latest = tx is None and at_us is None
+        want_metadata = bool(metadata)
+
         def run(txn: Any) -> ReadResult:
             snap = resolve_tx(txn, backend.meta, tx, at_us, backend.dbs)
             prefix = store._ns_prefix(txn, name)
             if prefix is None or not unique:
                 return ReadResult([], snap)
-            return ReadResult(read_keys(txn, backend.versions, prefix, unique, raws, snap), snap)
+            view = ReadView.for_read(txn, backend.dbs, snap, latest, store._now_us, metadata=want_metadata,
+                                     fields=chosen)
+            return ReadResult(read_keys(txn, backend.versions, prefix, unique, raws, snap, view), snap)
 
         return backend.read(run)
 
-    def get(self, key: str, *, tx: int | None = None, at: datetime | float | None = None) -> Record | None:
-        """The record of one key at ``tx`` (latest if None) or time ``at``; None if absent or deleted."""
+    def get(self, key: str, *, tx: int | None = None, at: datetime | float | None = None,
+            metadata: bool = False, fields: Iterable[str] | None = None) -> Record | None:
+        """The record of one key at ``tx`` (latest if None) or time ``at``; None if absent, deleted
+        or expired. ``metadata`` and ``fields`` as for :meth:`read`."""
         store = self._store
         if at is not None or type(key) is not str:
-            records = self.read([key], tx=tx, at=at).records
+            records = self.read([key], tx=tx, at=at, metadata=metadata, fields=fields).records
             return records[0] if records else None
         raw = key_bytes(key, store.limits.max_key_bytes)
         backend = store._backend
         # The single-key path skips the batch machinery: a point read is the common case.
+        if metadata or fields:
+            return backend.read(partial(read_one, backend, store, self.name, key, raw, tx, metadata=bool(metadata),
+                                        fields=check_fields(fields)))
         return backend.read(partial(read_one, backend, store, self.name, key, raw, tx))
 
     def scan(self, prefix: str = "", *, tx: int | None = None, after: str | None = None,
-             limit: int | None = None, at: datetime | float | None = None) -> Scan:
+             limit: int | None = None, at: datetime | float | None = None, metadata: bool = False,
+             fields: Iterable[str] | None = None) -> Scan:
         """Records of keys starting with ``prefix`` at ``tx``, in UTF-8 byte order of keys.
 
         ``after`` (exclusive) resumes from a previous page's last key; ``limit`` caps the count.
         The returned :class:`~engine.scan.Scan` is iterable and tells the tx it reads in ``.tx``.
+        Expired values are skipped (a latest scan evaluates expiry at the time it is created);
+        ``metadata`` and ``fields`` as for :meth:`read`.
         """
+        chosen = check_fields(fields)
         if type(prefix) is not str:
             raise InvalidParameters("prefix must be a str", parameter="prefix")
         try:
@@ -130,9 +167,16 @@ class Namespace:
                                     parameter="limit")
         store = self._store
         backend = store._backend
-        snap, ns = backend.read(lambda txn: (resolve_tx(txn, backend.meta, tx, at_us, backend.dbs),
-                                             store._ns_prefix(txn, self.name)))
-        return Scan(backend.read, backend.versions, ns, snap, prefix, after, limit, backend.meta)
+        latest = tx is None and at_us is None
+
+        def start(txn: Any) -> tuple[int, bytes | None, int]:
+            snap = resolve_tx(txn, backend.meta, tx, at_us, backend.dbs)
+            when = latest_eval_us(txn, backend.meta, store._now_us()) if latest else tx_time(txn, backend.dbs, snap)
+            return snap, store._ns_prefix(txn, self.name), when
+
+        snap, ns, when = backend.read(start)
+        return Scan(backend.read, backend.versions, ns, snap, prefix, after, limit, backend.meta, dbs=backend.dbs,
+                    eval_us=when, metadata=bool(metadata), fields=chosen)
 
     # -- the past -----------------------------------------------------------------------------
 

@@ -13,6 +13,12 @@ class Record(NamedTuple):
     ``tx`` is the tx of the key's last change at or before the read tx. A cleared key has
     ``cleared=True`` and ``value=None`` (a stored JSON ``null`` is ``value=None, cleared=False``).
     ``binary`` is True when the value is ``bytes``.
+
+    The last four fields are filled only when a read asks for them (``metadata=True``,
+    ``fields=[...]``); otherwise they are None, so ``Record(key, value, tx)`` still compares equal
+    to what a plain read returns. ``metadata``: the JSON stored with the value (None if none);
+    ``created_at``: when the key was created (its first put after it last did not exist);
+    ``updated_at``: the commit time of ``tx``; ``expire_time``: when the value expires (None: never).
     """
 
     key: str
@@ -20,6 +26,10 @@ class Record(NamedTuple):
     tx: int
     binary: bool = False
     cleared: bool = False
+    metadata: Any = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    expire_time: datetime | None = None
 
 
 class ReadResult(NamedTuple):
@@ -30,10 +40,19 @@ class ReadResult(NamedTuple):
 
 
 class Item(NamedTuple):
-    """A key and the value to store under it (an element of the iterable ``put`` accepts)."""
+    """A key and the value to store under it (an element of the iterable ``put`` accepts).
+
+    Optional, per item (they override ``put``'s batch-wide options of the same name):
+    ``expiration``: epoch seconds at which the value expires; ``ttl``: seconds from the commit
+    (wins over ``expiration`` when both are given); ``metadata``: any JSON up to
+    ``Limits.max_metadata_bytes`` serialised, stored (and versioned) with the value.
+    """
 
     key: str
     value: Any
+    expiration: float | None = None
+    ttl: float | None = None
+    metadata: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +80,10 @@ class Limits:
     max_key_bytes: int = 512
     max_value_bytes: int = 25 * 1024 * 1024
     max_note_bytes: int = 4096
+    #: Shortest ``ttl`` (and earliest ``expiration``, counted from now) accepted, in seconds.
+    min_ttl: float = 1.0
+    #: Largest metadata accepted, measured as its compact JSON encoding (Cloudflare's limit).
+    max_metadata_bytes: int = 1024
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_key_bytes <= 512:

@@ -34,6 +34,7 @@ from .encoding import (
     range_start,
     unpack_u64_from,
 )
+from .expiry import ReadView
 from .records import Record
 from .snapshot import check_horizon, decode_version
 
@@ -48,6 +49,10 @@ class Scan:
     ``prefix`` keeps keys that start with it; ``after`` starts strictly after that key (the
     cursor of the previous page); ``limit`` stops after that many records. Iterating again
     starts over and returns the same records.
+
+    ``eval_us`` is the time expiry is evaluated at (fixed when the scan is created: see
+    :mod:`engine.expiry`); None skips expiry (every value shown). ``metadata`` and ``fields``
+    fill the optional record fields, as for reads.
     """
 
     def __init__(
@@ -60,8 +65,17 @@ class Scan:
         after: str | None = None,
         limit: int | None = None,
         meta_db: Any = None,
+        *,
+        dbs: dict[str, Any] | None = None,
+        eval_us: int | None = None,
+        metadata: bool = False,
+        fields: frozenset[str] = frozenset(),
     ) -> None:
         self.tx = tx
+        self._dbs = dbs
+        self._eval_us = eval_us
+        self._metadata = metadata
+        self._fields = fields
         self._meta = meta_db
         self._read = read
         self._db = versions_db
@@ -117,6 +131,12 @@ class Scan:
         while heap:
             yield heapq.heappop(heap)[1]
 
+    def _view(self, txn: Any) -> ReadView | None:
+        if self._dbs is None:
+            return None
+        return ReadView(txn, self._dbs, eval_us=-1 if self._eval_us is None else self._eval_us,
+                        metadata=self._metadata, fields=self._fields)
+
     def _chunk(self, txn: Any, bound: bytes, pos: bytes, out: list[Any]) -> tuple[bytes, bool]:
         """Read up to CHUNK keyparts from ``pos``; live records go to ``out`` (bucket keys as
         ``(key, record)`` pairs). Returns where to resume and whether the range is exhausted."""
@@ -124,6 +144,7 @@ class Scan:
         if self._meta is not None:  # a compaction may have raised the horizon since the last chunk
             check_horizon(txn, self._meta, at)
         seek_at = inv_tx(at)
+        view = self._view(txn)
         cur = txn.cursor(db=self._db)
         set_range = cur.set_range
         ok = set_range(pos)
@@ -141,22 +162,27 @@ class Scan:
                     continue  # no version <= T: the cursor is already on the next keypart
             raw = cur.value()
             vtx = TX_MAX - unpack_u64_from(k, len(kp))[0]
-            if is_long(kp):
-                op, _, full = decode_record(raw)
-                if op != DELETE and full is not None:
-                    rec = decode_version(full, vtx, raw)
-                    assert rec is not None
-                    out.append((full, rec))
-            elif not is_delete(raw):
-                rec = decode_version(key_of_short(kp), vtx, raw)
-                assert rec is not None
-                out.append(rec)
+            _emit(kp, vtx, raw, view, out)
             pos = kp + NO_TX
             n += 1
             if n >= CHUNK:
                 return pos, False
             ok = set_range(pos)
         return pos, True
+
+
+def _emit(kp: bytes, vtx: int, raw: bytes, view: ReadView | None, out: list[Any]) -> None:
+    """Append the record a version shows (a bucket key's as a ``(key, record)`` pair), if live."""
+    if is_long(kp):
+        op, _, full = decode_record(raw)
+        if op != DELETE and full is not None:
+            rec = decode_version(full, vtx, raw, view, kp)
+            if rec is not None:
+                out.append((full, rec))
+    elif not is_delete(raw):
+        rec = decode_version(key_of_short(kp), vtx, raw, view, kp)
+        if rec is not None:
+            out.append(rec)
 
 
 def live_keys(txn: Any, versions_db: Any, ns_prefix: bytes) -> list[str]:

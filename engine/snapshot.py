@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from . import schema, txlog
-from .codec import CLEAR, DELETE, MARK, decode_record, is_delete, unpack_value
+from .codec import CLEAR, DELETE, MARK, decode_rich, is_delete, unpack_value
 from .encoding import SHORT_MAX, TERMINATOR, TX_MAX, inv_tx, keypart, unpack_u64_from
 from .errors import FutureTx, InvalidParameters, TxCompacted
+from .expiry import ReadView
 from .records import Record
 
 
@@ -45,28 +46,40 @@ def check_horizon(txn: Any, meta_db: Any, tx: int) -> int:
     return tx
 
 
-def decode_version(key: str, vtx: int, raw: bytes) -> Record | None:
-    """The record a version shows at a read, or None for a delete."""
+def decode_version(key: str, vtx: int, raw: bytes, view: ReadView | None = None, kp: bytes = b"") -> Record | None:
+    """The record a version shows at a read, or None for a delete (or, given a ``view``, a value
+    expired at the view's time). ``view`` also says which optional fields to fill; ``kp`` is the
+    version's keypart (needed to derive ``created_at``)."""
     if raw[0] != MARK:
         value = unpack_value(raw)
-        return Record(key, value, vtx, type(value) is bytes, False)
-    op, packed, _ = decode_record(raw)
+        rec = Record(key, value, vtx, type(value) is bytes, False)
+        return rec if view is None or not view.fields else view.dress(rec, kp, None, None, None)
+    op, packed, _, expire_us, metadata, created_us = decode_rich(raw)
     if op == DELETE:
         return None
+    if expire_us is not None and view is not None and expire_us <= view.eval_us():
+        return None
     if op == CLEAR:
-        return Record(key, None, vtx, False, True)
-    value = unpack_value(packed)
-    return Record(key, value, vtx, type(value) is bytes, False)
+        rec = Record(key, None, vtx, False, True)
+    else:
+        value = unpack_value(packed)
+        rec = Record(key, value, vtx, type(value) is bytes, False)
+    if view is None or not (view.fields or view.metadata):
+        return rec
+    return view.dress(rec, kp, expire_us, metadata, created_us)
 
 
-def read_keys(txn: Any, versions_db: Any, prefix: bytes, keys: list[str], raws: list[bytes], at: int) -> list[Record]:
-    """Records of ``keys`` (UTF-8 in ``raws``) at tx ``at``, in order, absent and deleted left out."""
+def read_keys(txn: Any, versions_db: Any, prefix: bytes, keys: list[str], raws: list[bytes], at: int,
+              view: ReadView) -> list[Record]:
+    """Records of ``keys`` (UTF-8 in ``raws``) at tx ``at``, in order, absent, deleted and expired
+    left out."""
     cur = txn.cursor(db=versions_db)
     seek = inv_tx(at)
     set_range, item = cur.set_range, cur.item
     out: list[Record] = []
     append = out.append
     new = tuple.__new__  # Record(...) would run NamedTuple's Python-level __new__ per record
+    plain = not view.fields  # plain records need no extra work unless fields are asked for
     for key, raw in zip(keys, raws, strict=True):
         kp = keypart(prefix, raw) if b"\x00" in raw or len(raw) > SHORT_MAX else prefix + raw + TERMINATOR
         if not set_range(kp + seek):
@@ -75,17 +88,18 @@ def read_keys(txn: Any, versions_db: Any, prefix: bytes, keys: list[str], raws: 
         if not k.startswith(kp):
             continue
         vtx = TX_MAX - unpack_u64_from(k, len(kp))[0]
-        if rec[0] != MARK:  # the hot path: a plain put of a short key
+        if rec[0] != MARK and plain:  # the hot path: a plain put of a short key
             value = unpack_value(rec)
-            append(new(Record, (key, value, vtx, type(value) is bytes, False)))
+            append(new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None)))
             continue
-        found = decode_version(key, vtx, rec)
+        found = decode_version(key, vtx, rec, view, kp)
         if found is not None:
             append(found)
     return out
 
 
-def read_one(backend: Any, store: Any, name: str, key: str, raw: bytes, tx: Any, txn: Any) -> Record | None:
+def read_one(backend: Any, store: Any, name: str, key: str, raw: bytes, tx: Any, txn: Any,
+             metadata: bool = False, fields: frozenset[str] = frozenset()) -> Record | None:
     """One key at ``tx`` (latest if None): :func:`read_keys` without the batch bookkeeping."""
     at = resolve_tx(txn, backend.meta, tx)
     prefix = store._ns_prefix(txn, name)
@@ -98,7 +112,12 @@ def read_one(backend: Any, store: Any, name: str, key: str, raw: bytes, tx: Any,
     k, rec = cur.item()
     if not k.startswith(kp):
         return None
-    return decode_version(key, TX_MAX - unpack_u64_from(k, len(kp))[0], rec)
+    vtx = TX_MAX - unpack_u64_from(k, len(kp))[0]
+    if rec[0] != MARK and not fields:
+        value = unpack_value(rec)
+        return Record(key, value, vtx, type(value) is bytes, False)
+    view = ReadView.for_read(txn, backend.dbs, at, tx is None, store._now_us, metadata=metadata, fields=fields)
+    return decode_version(key, vtx, rec, view, kp)
 
 
 def current_tx(txn: Any, versions_db: Any, prefix: bytes, raw: bytes) -> tuple[int, bytes | None]:
@@ -112,10 +131,15 @@ def current_tx(txn: Any, versions_db: Any, prefix: bytes, raw: bytes) -> tuple[i
     return 0, None
 
 
-def live_tx(txn: Any, versions_db: Any, prefix: bytes, raw: bytes) -> int:
-    """The tx of the key's record at the latest tx as a read shows it (0 if absent or deleted)."""
+def live_tx(txn: Any, versions_db: Any, prefix: bytes, raw: bytes, now_us: int) -> int:
+    """The tx of the key's record at the latest tx as a read at time ``now_us`` shows it (0 if
+    absent, deleted or expired)."""
     vtx, rec = current_tx(txn, versions_db, prefix, raw)
     if rec is None or is_delete(rec):
         return 0
+    if rec[0] == MARK:
+        expire_us = decode_rich(rec)[3]
+        if expire_us is not None and expire_us <= now_us:
+            return 0
     return vtx
 

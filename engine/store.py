@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any
 
 from . import backup as _backup
-from . import compaction, feed, retention, schema, txlog
+from . import compaction, expiry, feed, retention, schema, txlog
 from .backend import Backend
 from .codec import DELETE
 from .compaction import CompactionReport
@@ -45,10 +45,15 @@ class Store:
     * ``retention``: how much history to keep (see :mod:`engine.retention`): None keeps
       everything; an ``int`` N keeps the last N txs readable; a ``timedelta`` keeps every tx of
       that span; a :class:`~engine.retention.Retention` says both. A daemon thread applies it.
+    * ``clock``: a function returning now as epoch seconds (default ``time.time``): commit times
+      and expiry are evaluated with it. For tests (and simulations) that must not sleep.
     """
 
-    def __init__(self, backend: Backend, limits: Limits, retention_policy: Retention | None = None) -> None:
+    def __init__(self, backend: Backend, limits: Limits, retention_policy: Retention | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
         self._backend = backend
+        self._clock = clock
+        self._ns_names: dict[bytes, str] = {}
         self.limits = limits
         self.path = backend.path
         self._ns_ids: dict[str, int] = {}
@@ -63,11 +68,19 @@ class Store:
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, sync: bool = True, map_size: int = 1 << 30,
              max_readers: int = 1024, limits: Limits | None = None,
-             retention: Retention | int | timedelta | None = None) -> Store:
+             retention: Retention | int | timedelta | None = None,
+             clock: Callable[[], float] | None = None) -> Store:
         """Open (creating if needed) the store in directory ``path``."""
         policy = Retention.of(retention)
+        if clock is not None and not callable(clock):
+            raise InvalidParameters("clock must be a function returning epoch seconds", parameter="clock")
         backend = Backend(os.fspath(path), sync=sync, map_size=map_size, max_readers=max_readers)
-        return cls(backend, limits or Limits(), policy)
+        return cls(backend, limits or Limits(), policy, clock)
+
+    def _now_us(self) -> int:
+        """Now, in UTC microseconds, by the store's clock."""
+        clock = self._clock
+        return txlog.wall_clock_us() if clock is None else round(clock() * 1_000_000)
 
     def __enter__(self) -> Store:
         return self
@@ -119,7 +132,7 @@ class Store:
             raw = txn.get(name.encode(), db=self._backend.namespaces)
             if raw is not None and not schema.NamespaceEntry.decode(raw).dropped:
                 raise NamespaceExists(f"namespace {name!r} already exists", namespace=name)
-            now = txlog.commit_time(txn, self._backend.meta)
+            now = txlog.commit_time(txn, self._backend.meta, self._now_us())
             entry = self._entry_for_write(txn, name, now)
             txn.put(name.encode(), entry.encode(), db=self._backend.namespaces)
             return entry.info(name)
@@ -206,6 +219,34 @@ class Store:
         check_tx(tx)
         return feed.wait_for(lambda: self.latest_tx, tx, timeout)
 
+    # -- expiry -------------------------------------------------------------------------------
+
+    def expire(self, *, sync: bool | None = None) -> int:
+        """Record every expiry that is due as a delete; return how many keys it deleted.
+
+        Expired values are already invisible to reads; this writes their deletes into the history
+        (txs of up to 1,000 deletes with note ``{"expired": true}``), so namespace ``key_count``
+        and ``size_bytes`` become exact and history, diff and the change feed show them. Every
+        write also records up to 64 due expiries before its own tx. See :mod:`engine.expiry`.
+        """
+        total = 0
+        while True:
+            def run(txn: Any) -> tuple[int, bool]:
+                now = self._now_us()
+                batch, more = expiry.sweep(self, txn, now, expiry.SWEEP_PER_TX)
+                if batch is None:
+                    return 0, more
+                apply_batch(self, txn, batch, expiry.EXPIRED_NOTE, now_us=now)
+                return sum(len(r.keys) for r in batch.runs), more
+            count, more = self._backend.write(run, sync=sync)
+            total += count
+            if not more:
+                return total
+
+    def next_expiry(self) -> datetime | None:
+        """When the earliest expiry not yet recorded falls due (None if none is pending)."""
+        return self._backend.read(lambda txn: expiry.next_expiry(txn, self._backend.dbs))
+
     # -- housekeeping -------------------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
@@ -279,6 +320,16 @@ class Store:
             ns_id = self._ns_ids[name] = schema.NamespaceEntry.decode(raw).id
             self._prefixes[name] = ns_prefix(ns_id)
         return ns_id
+
+    def _ns_name(self, txn: Any, prefix: bytes) -> str | None:
+        """The name of the namespace whose 4-byte id prefix is ``prefix`` (None if unknown)."""
+        name = self._ns_names.get(prefix)
+        if name is None:
+            for raw_name, raw in txn.cursor(db=self._backend.namespaces):
+                found = bytes(raw_name).decode()
+                self._ns_names[ns_prefix(schema.NamespaceEntry.decode(raw).id)] = found
+            name = self._ns_names.get(prefix)
+        return name
 
     def _ns_prefix(self, txn: Any, name: str) -> bytes | None:
         prefix = self._prefixes.get(name)

@@ -44,8 +44,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import compaction, schema, txlog
-from .codec import CLEAR, OP_NAMES, PUT, decode_record, pack_value, unpack_value
+from . import compaction, expiry, schema, txlog
+from .codec import CLEAR, OP_NAMES, PUT, decode_rich, pack_value, unpack_value
 from .encoding import inv_tx, keypart
 from .errors import EngineError, InvalidParameters, TxCompacted, ValueTooLarge
 from .snapshot import resolve_tx
@@ -163,8 +163,12 @@ def _history_rows(store: Store, txn: Any, start: int, end: int, namespace: str |
                     ops.append({"namespace": ns, "op": OP_NAMES[op], "key": key})
                     continue
                 raw = txn.get(keypart(prefix, key.encode()) + suffix, db=backend.versions)
-                packed = decode_record(bytes(raw))[1]
-                ops.append(_value_fields({"namespace": ns, "op": "put", "key": key}, unpack_value(packed)))
+                _, packed, _, expire_us, metadata, created_us = decode_rich(bytes(raw))
+                put = _value_fields({"namespace": ns, "op": "put", "key": key}, unpack_value(packed))
+                if created_us is not None:  # an extended put: replaying it needs its options
+                    put["expire_us"] = expire_us
+                    put["metadata"] = metadata
+                ops.append(put)
         if ops or namespace is None:
             rows.append({"tx": tx, "time_us": time_us, "time": schema.time_of(time_us).isoformat(), "note": note,
                          "ops": ops})
@@ -410,7 +414,23 @@ def _history_batch(row: dict[str, Any], rename: dict[str, str], limits: Any) -> 
             if len(packed) > limits.max_value_bytes:
                 raise ValueTooLarge(f"value is {len(packed)} bytes encoded; the limit is {limits.max_value_bytes}")
             run.packed.append(packed)
+            _put_options(run, op_row, limits)
     return Batch(runs)
+
+
+def _put_options(run: Run, op_row: dict[str, Any], limits: Any) -> None:
+    """The expiry and metadata of a replayed put (exported by :func:`_history_rows`), if any."""
+    if "expire_us" in op_row or "metadata" in op_row:
+        expire_us, metadata = op_row.get("expire_us"), op_row.get("metadata")
+        if expire_us is not None and (type(expire_us) is not int or not 0 <= expire_us < 1 << 64):
+            raise InvalidParameters(f"expire_us must be microseconds, not {expire_us!r}", parameter="expire_us")
+        if metadata is not None:
+            expiry.check_metadata(metadata, limits.max_metadata_bytes)
+        if run.opts is None:
+            run.opts = [None] * (len(run.keys) - 1)
+        run.opts.append((None, expire_us, metadata))
+    elif run.opts is not None:
+        run.opts.append(None)
 
 
 def import_history(store: Store, rows: Iterable[dict[str, Any]], *, renumber: bool = False,

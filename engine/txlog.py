@@ -70,9 +70,14 @@ def check_note(note: Any, max_bytes: int) -> dict[str, Any] | None:
     return note
 
 
-def commit_time(txn: Any, meta_db: Any) -> int:
-    """Now in UTC microseconds, but never before the previous tx's time."""
-    now = time.time_ns() // 1000
+def wall_clock_us() -> int:
+    """Now, in UTC microseconds (the default clock of a store)."""
+    return time.time_ns() // 1000
+
+
+def commit_time(txn: Any, meta_db: Any, now_us: int | None = None) -> int:
+    """Now (``now_us``, or the wall clock) in UTC microseconds, but never before the previous tx's time."""
+    now = time.time_ns() // 1000 if now_us is None else now_us
     last = schema.get_u64(txn, meta_db, schema.LAST_TIME_US)
     now = max(now, last)
     schema.put_u64(txn, meta_db, schema.LAST_TIME_US, now)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import schema, txlog
+from . import expiry, schema, txlog
 from .codec import (
     CLEAR,
     CLEAR_RECORD,
@@ -25,6 +25,7 @@ from .codec import (
     extended_record,
     is_delete,
     pack_value,
+    rich_record,
 )
 from .encoding import SHORT_MAX, TERMINATOR, inv_tx, keypart, ns_prefix
 from .errors import (
@@ -49,6 +50,8 @@ class Run:
     """Validated operations of one kind on one namespace, as columns (cheap to build and apply).
 
     ``packed`` holds the encoded values of a put run and is empty for clears and deletes.
+    ``opts`` (puts only) is None for a run of plain puts, else one entry per key: None (plain) or
+    the validated ``(ttl_us, expire_us, metadata)`` of :func:`engine.expiry.check_opts`.
     """
 
     namespace: str
@@ -56,6 +59,7 @@ class Run:
     keys: list[str] = field(default_factory=list)
     raws: list[bytes] = field(default_factory=list)
     packed: list[bytes] = field(default_factory=list)
+    opts: list[expiry.Opts | None] | None = None
 
 
 @dataclass(slots=True)
@@ -94,11 +98,17 @@ def _check_size(count: int, limits: Limits) -> None:
 
 
 def prepare_puts(namespace: str, items: Mapping[str, Any] | Iterable[Item | tuple[str, Any]],
-                 limits: Limits) -> Batch:
-    """Validate and encode a put of several items; raise listing every bad item."""
+                 limits: Limits, options: tuple[Any, Any, Any] | None = None, now_us: int = 0) -> Batch:
+    """Validate and encode a put of several items; raise listing every bad item.
+
+    ``options`` is the batch-wide ``(ttl, expiration, metadata)``; :class:`Item` fields override
+    it per item (``now_us``: the time ``expiration`` is checked against).
+    """
     from_mapping = isinstance(items, Mapping)
-    pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
+    pairs: list[Any] = list(items.items()) if isinstance(items, Mapping) else list(items)
     _check_size(len(pairs), limits)
+    if options is not None or (not from_mapping and any(type(p) is Item for p in pairs)):
+        return _prepare_rich(namespace, pairs, from_mapping, limits, options, now_us)
     max_key, max_value = limits.max_key_bytes, limits.max_value_bytes
     try:
         # Optimistic pass in comprehensions (valid batches are the usual case); any doubt sends
@@ -113,6 +123,52 @@ def prepare_puts(namespace: str, items: Mapping[str, Any] | Iterable[Item | tupl
         pass
     _report_bad_items(pairs, limits)
     raise AssertionError("unreachable: _report_bad_items raises")  # pragma: no cover
+
+
+def _prepare_rich(namespace: str, pairs: list[Any], from_mapping: bool, limits: Limits,
+                  options: tuple[Any, Any, Any] | None, now_us: int) -> Batch:
+    """A put where some items carry an expiry or metadata (item by item: not the hot path)."""
+    batch_ttl, batch_exp, batch_meta = options or (None, None, None)
+    run = Run(namespace, PUT, opts=[])
+    assert run.opts is not None
+    errors: list[dict[str, Any]] = []
+    first: EngineError | None = None
+    seen: set[str] = set()
+    for index, pair in enumerate(pairs):
+        key: Any = pair
+        try:
+            ttl, expiration, metadata = batch_ttl, batch_exp, batch_meta
+            if type(pair) is Item:
+                key, value = pair.key, pair.value
+                if pair.ttl is not None or pair.expiration is not None:
+                    ttl, expiration = pair.ttl, pair.expiration
+                if pair.metadata is not None:
+                    metadata = pair.metadata
+            else:
+                try:
+                    key, value = pair
+                except (TypeError, ValueError):
+                    raise InvalidParameters("an item must be an Item(key, value) or a (key, value) pair") from None
+            raw = key_bytes(key, limits.max_key_bytes)
+            packed = pack_value(value)
+            if len(packed) > limits.max_value_bytes:
+                raise ValueTooLarge(f"value is {len(packed)} bytes encoded; the limit is {limits.max_value_bytes}")
+            opts = expiry.check_opts(ttl, expiration, metadata, limits, now_us)
+            if not from_mapping and key in seen:
+                raise DuplicateKey(f"key {key!r} appears more than once in one write")
+            seen.add(key)
+            run.keys.append(key)
+            run.raws.append(raw)
+            run.packed.append(packed)
+            run.opts.append(opts)
+        except EngineError as exc:
+            first = first or exc
+            errors.append(_item_error(index, key, exc))
+    if first is not None:
+        _raise_item_errors(errors, first)
+    if not any(o is not None for o in run.opts):
+        run.opts = None
+    return Batch([run])
 
 
 def _report_bad_items(pairs: list[Any], limits: Limits) -> None:
@@ -168,13 +224,27 @@ def prepare_keys(namespace: str, keys: Iterable[str], op: int, limits: Limits) -
 
 
 def commit(store: Store, batch: Batch, *, note: dict[str, Any] | None, sync: bool | None) -> int:
-    """Write ``batch`` as the next tx and return it. Raises :class:`Conflict` if an expect fails."""
+    """Write ``batch`` as the next tx and return it. Raises :class:`Conflict` if an expect fails.
+
+    First, if expiries are due, up to :data:`engine.expiry.SWEEP_PER_WRITE` of them are recorded
+    as deletes in a tx of their own (note ``{"expired": true}``), in the same LMDB transaction.
+    """
     backend = store._backend
-    return backend.write(lambda txn: apply_batch(store, txn, batch, note), sync=sync)
+    dbs = backend.dbs
+
+    def write(txn: Any) -> int:
+        now = store._now_us()
+        if expiry.due(txn, dbs, now):
+            swept, _ = expiry.sweep(store, txn, now, expiry.SWEEP_PER_WRITE)
+            if swept is not None:
+                apply_batch(store, txn, swept, expiry.EXPIRED_NOTE, now_us=now)
+        return apply_batch(store, txn, batch, note, now_us=now)
+
+    return backend.write(write, sync=sync)
 
 
 def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | None,
-                replay: tuple[int, int] | None = None) -> int:
+                replay: tuple[int, int] | None = None, now_us: int | None = None) -> int:
     """Write ``batch`` as the next tx inside the write transaction ``txn``; return the tx.
 
     ``replay=(tx, time_us)`` (imports of an exported history) demands that the next tx is ``tx``
@@ -183,11 +253,14 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
     backend = store._backend
     meta, versions = backend.meta, backend.versions
     tx = schema.get_u64(txn, meta, schema.LATEST_TX) + 1
-    now = txlog.commit_time(txn, meta) if replay is None else txlog.replay_time(txn, meta, tx, *replay)
+    if replay is None:
+        now = txlog.commit_time(txn, meta, store._now_us() if now_us is None else now_us)
+    else:
+        now = txlog.replay_time(txn, meta, tx, *replay)
     entries: dict[str, schema.NamespaceEntry] = {}
 
     if batch.expects:
-        _check_expects(store, txn, batch.expects)
+        _check_expects(store, txn, batch.expects, now)
 
     cur = txn.cursor(db=versions)
     set_range, item = cur.set_range, cur.item
@@ -204,6 +277,8 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
         for i, kp in enumerate(kps):
             if kp[-1] == 1:  # a long key: its record carries the full key
                 records[i] = extended_record(op, run.keys[i], run.packed[i] if op == PUT else None)
+        if run.opts is not None:  # puts with an expiry or metadata: extended records, indexed
+            _rich_records(txn, backend.dbs, run, kps, records, now)
         run_records.append(records)
         # Each key's newest version keeps the namespace's key_count and size_bytes exact.
         live = 0 if op == DELETE else len(kps)
@@ -233,11 +308,28 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
     return tx
 
 
-def _check_expects(store: Store, txn: Any, expects: list[Expect]) -> None:
+def _rich_records(txn: Any, dbs: dict[str, Any], run: Run, kps: list[bytes], records: list[bytes],
+                  now: int) -> None:
+    """Replace the records of items with options by extended records; index their expiries."""
+    assert run.opts is not None
+    for i, opts in enumerate(run.opts):
+        if opts is None:
+            continue
+        ttl_us, expire_us, metadata = opts
+        if ttl_us is not None:
+            expire_us = now + ttl_us
+        kp = kps[i]
+        created = expiry.creation_for_write(txn, dbs, kp, now)
+        records[i] = rich_record(run.keys[i] if kp[-1] == 1 else None, run.packed[i], expire_us, metadata, created)
+        if expire_us is not None:
+            expiry.index(txn, dbs, expire_us, kp)
+
+
+def _check_expects(store: Store, txn: Any, expects: list[Expect], now: int) -> None:
     conflicts = []
     for exp in expects:
         ns_id = store._ns_id(txn, exp.namespace)
-        actual = 0 if ns_id is None else live_tx(txn, store._backend.versions, ns_prefix(ns_id), exp.raw)
+        actual = 0 if ns_id is None else live_tx(txn, store._backend.versions, ns_prefix(ns_id), exp.raw, now)
         if actual != exp.tx:
             conflicts.append(
                 {"namespace": exp.namespace, "key": exp.key, "expected": exp.tx, "actual": actual}
@@ -265,7 +357,7 @@ class Transaction:
         self._store = store
         self._note = txlog.check_note(note, store.limits.max_note_bytes)
         self._sync = sync
-        self._ops: dict[tuple[str, str], tuple[int, bytes, bytes | None]] = {}
+        self._ops: dict[tuple[str, str], tuple[int, bytes, bytes | None, expiry.Opts | None]] = {}
         self._expects: dict[tuple[str, str], Expect] = {}
         self.tx: int | None = None
 
@@ -275,7 +367,7 @@ class Transaction:
         check_namespace(namespace)
         return key_bytes(key, self._store.limits.max_key_bytes)
 
-    def _add(self, namespace: str, key: str, op: tuple[int, bytes, bytes | None]) -> None:
+    def _add(self, namespace: str, key: str, op: tuple[int, bytes, bytes | None, expiry.Opts | None]) -> None:
         ident = (namespace, key)
         self._ops.pop(ident, None)  # keep application order: the key moves to its latest position
         self._ops[ident] = op
@@ -283,19 +375,25 @@ class Transaction:
             limit = self._store.limits.max_batch
             raise BatchTooLarge(f"more than {limit} operations in one transaction", limit=limit)
 
-    def put(self, namespace: str, key: str, value: Any) -> None:
+    def put(self, namespace: str, key: str, value: Any, *, ttl: float | None = None,
+            expiration: float | None = None, metadata: Any = None) -> None:
+        """Store ``value``; ``ttl``/``expiration``/``metadata`` as for :meth:`Namespace.put`."""
         raw = self._key(namespace, key)
         packed = pack_value(value)
-        if len(packed) > self._store.limits.max_value_bytes:
+        limits = self._store.limits
+        if len(packed) > limits.max_value_bytes:
             raise ValueTooLarge(f"value is {len(packed)} bytes encoded; the limit is "
-                                f"{self._store.limits.max_value_bytes}", key=key)
-        self._add(namespace, key, (PUT, raw, packed))
+                                f"{limits.max_value_bytes}", key=key)
+        opts = None
+        if ttl is not None or expiration is not None or metadata is not None:
+            opts = expiry.check_opts(ttl, expiration, metadata, limits, self._store._now_us())
+        self._add(namespace, key, (PUT, raw, packed, opts))
 
     def clear(self, namespace: str, key: str) -> None:
-        self._add(namespace, key, (CLEAR, self._key(namespace, key), None))
+        self._add(namespace, key, (CLEAR, self._key(namespace, key), None, None))
 
     def delete(self, namespace: str, key: str) -> None:
-        self._add(namespace, key, (DELETE, self._key(namespace, key), None))
+        self._add(namespace, key, (DELETE, self._key(namespace, key), None, None))
 
     def expect(self, namespace: str, key: str, *, tx: int) -> None:
         raw = self._key(namespace, key)
@@ -308,14 +406,18 @@ class Transaction:
         if not self._ops:
             raise EmptyBatch("a transaction needs at least one put, clear or delete")
         batch = Batch(expects=list(self._expects.values()))
-        for (namespace, key), (op, raw, packed) in self._ops.items():
+        for (namespace, key), (op, raw, packed, opts) in self._ops.items():
             if not batch.runs or batch.runs[-1].namespace != namespace or batch.runs[-1].op != op:
                 batch.runs.append(Run(namespace, op))
             run = batch.runs[-1]
+            if opts is not None and run.opts is None:
+                run.opts = [None] * len(run.keys)
             run.keys.append(key)
             run.raws.append(raw)
             if packed is not None:
                 run.packed.append(packed)
+            if run.opts is not None:
+                run.opts.append(opts)
         self.tx = commit(self._store, batch, note=self._note, sync=self._sync)
         return self.tx
 

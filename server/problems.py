@@ -24,6 +24,10 @@ from engine import errors
 STATUS_BY_ERROR: dict[type[BaseException], int] = {
     errors.EngineError: 400,
     errors.FutureTx: 400,
+    errors.InvalidExpiration: 400,
+    errors.InvalidExpirationTtl: 400,
+    errors.InvalidMetadata: 400,
+    errors.MetadataTooLarge: 400,
     errors.TxCompacted: 410,
     errors.NamespaceNotFound: 404,
     errors.NamespaceExists: 409,

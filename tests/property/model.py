@@ -11,39 +11,72 @@ from typing import Any
 PUT, CLEAR, DELETE = "put", "clear", "delete"
 
 
+#: A version: (tx, op, value, expire_us or None, metadata or None)
+Version = tuple[int, str, Any, Any, Any]
+
+
 @dataclass
 class Model:
     latest_tx: int = 0
-    #: (namespace, key) -> [(tx, op, value)], oldest first
-    versions: dict[tuple[str, str], list[tuple[int, str, Any]]] = field(default_factory=dict)
+    #: (namespace, key) -> versions, oldest first
+    versions: dict[tuple[str, str], list[Version]] = field(default_factory=dict)
+    #: tx -> commit time (UTC microseconds)
+    times: dict[int, int] = field(default_factory=lambda: {0: 0})
 
-    def commit(self, ops: list[tuple[str, str, str, Any]]) -> int:
-        """Apply ``(namespace, key, op, value)`` operations as the next tx (last op per key wins)."""
+    def commit(self, ops: list[tuple[str, str, str, Any]], now_us: int = 0,
+               extra: dict[tuple[str, str], tuple[Any, Any]] | None = None) -> int:
+        """Apply ``(namespace, key, op, value)`` operations as the next tx (last op per key wins),
+        committed at ``now_us``; ``extra`` gives puts their ``(expire_us, metadata)``."""
         self.latest_tx += 1
+        self.times[self.latest_tx] = max(now_us, self.times[self.latest_tx - 1])
         final: dict[tuple[str, str], tuple[str, Any]] = {}
         for ns, key, op, value in ops:
             final[(ns, key)] = (op, value)
         for ident, (op, value) in final.items():
-            self.versions.setdefault(ident, []).append((self.latest_tx, op, value))
+            expire_us, metadata = (extra or {}).get(ident, (None, None)) if op == PUT else (None, None)
+            self.versions.setdefault(ident, []).append((self.latest_tx, op, value, expire_us, metadata))
         return self.latest_tx
 
-    def record(self, ns: str, key: str, tx: int) -> tuple[Any, int, bool, bool] | None:
-        """``(value, tx, binary, cleared)`` of a key at ``tx``, None if absent or deleted."""
-        found = None
-        for vtx, op, value in self.versions.get((ns, key), []):
-            if vtx > tx:
-                break
-            found = (vtx, op, value)
-        if found is None or found[1] == DELETE:
+    def sweep(self, now_us: int) -> int | None:
+        """What the engine's expiry sweep does at ``now_us``: delete, in a tx of their own, every key
+        whose newest version is a put that has expired. Returns that tx (None if nothing expired)."""
+        due = [ident for ident, vs in self.versions.items()
+               if vs[-1][1] == PUT and vs[-1][3] is not None and vs[-1][3] <= now_us]
+        if not due:
             return None
-        vtx, op, value = found
+        return self.commit([(ns, key, DELETE, None) for ns, key in due], now_us)
+
+    def version(self, ns: str, key: str, tx: int, eval_us: int | None = None) -> Version | None:
+        """The live version of a key at ``tx`` with expiry evaluated at ``eval_us`` (default: the
+        tx's commit time), None if absent, deleted or expired."""
+        found = None
+        for v in self.versions.get((ns, key), []):
+            if v[0] > tx:
+                break
+            found = v
+        when = self.times[tx] if eval_us is None else eval_us
+        if found is None or found[1] == DELETE or (found[3] is not None and found[3] <= when):
+            return None
+        return found
+
+    def record(self, ns: str, key: str, tx: int, eval_us: int | None = None) -> tuple[Any, int, bool, bool] | None:
+        """``(value, tx, binary, cleared)`` of a key at ``tx``, None if absent, deleted or expired."""
+        found = self.version(ns, key, tx, eval_us)
+        if found is None:
+            return None
+        vtx, op, value = found[:3]
         if op == CLEAR:
             return (None, vtx, False, True)
         return (value, vtx, isinstance(value, bytes), False)
 
-    def live_tx(self, ns: str, key: str) -> int:
-        rec = self.record(ns, key, self.latest_tx)
+    def live_tx(self, ns: str, key: str, now_us: int = 0) -> int:
+        rec = self.record(ns, key, self.latest_tx, max(now_us, self.times[self.latest_tx]))
         return 0 if rec is None else rec[1]
+
+    def counted(self, ns: str) -> int:
+        """The namespace's key_count: keys whose newest version is not a delete (expired keys count
+        until their expiry is recorded)."""
+        return sum(1 for (n, _), vs in self.versions.items() if n == ns and vs[-1][1] != DELETE)
 
     def keys(self, ns: str) -> list[str]:
         """Every key ever written in ``ns``, in UTF-8 byte order."""

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from engine import Store, errors
+from engine import Item, Store, errors, expiry
 
 from .model import CLEAR, DELETE, PUT, Model
 from .strategies import NAMESPACES, keys, values
@@ -50,19 +50,48 @@ def assert_records(got: list[Any], want: list[tuple[Any, ...]]) -> None:
         assert same(g[1], w[1]), (g, w)
 
 
+T0 = 1_800_000_000.0
+
+
+class Clock:
+    """The store's clock: time moves only when the ``advance`` rule says so."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+    @property
+    def us(self) -> int:
+        return round(self.now * 1_000_000)
+
+
 class StoreMachine(RuleBasedStateMachine):
     written = Bundle("written")
 
     def __init__(self) -> None:
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="strata-model-")
-        self.store = Store.open(self.dir, sync=False, map_size=1 << 20)  # small map: growth happens
+        self.clock = Clock()
+        # Every write records every due expiry (the model does not emulate the per-write bound).
+        self.sweep_limit, expiry.SWEEP_PER_WRITE = expiry.SWEEP_PER_WRITE, 1 << 30
+        self.store = Store.open(self.dir, sync=False, map_size=1 << 20, clock=self.clock)  # small map: growth
         self.model = Model()
 
     def teardown(self) -> None:
-        self.full_audit()
-        self.store.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.full_audit()
+        finally:
+            expiry.SWEEP_PER_WRITE = self.sweep_limit
+            self.store.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def commit(self, ops: list[tuple[str, str, str, Any]],
+               extra: dict[tuple[str, str], tuple[Any, Any]] | None = None) -> int:
+        """The model's side of a successful engine write: the expiry sweep, then the write."""
+        self.model.sweep(self.clock.us)
+        return self.model.commit(ops, self.clock.us, extra)
 
     @initialize()
     def start(self) -> None:
@@ -74,8 +103,36 @@ class StoreMachine(RuleBasedStateMachine):
           items=st.dictionaries(keys(), values, min_size=1, max_size=6))
     def put(self, ns: str, items: dict[str, Any]) -> tuple[str, str]:
         tx = self.store.namespace(ns).put(items)
-        assert tx == self.model.commit([(ns, k, PUT, v) for k, v in items.items()])
+        assert tx == self.commit([(ns, k, PUT, v) for k, v in items.items()])
         return (ns, next(iter(items)))
+
+    @rule(target=written, ns=st.sampled_from(NAMESPACES),
+          items=st.dictionaries(keys(), values, min_size=1, max_size=4),
+          ttl=st.none() | st.sampled_from([1, 2, 3.5]), per_item=st.booleans(),
+          metadata=st.none() | st.sampled_from([{}, {"a": 1}, [1, "x"], "m", 0]))
+    def put_with_options(self, ns: str, items: dict[str, Any], ttl: float | None, per_item: bool,
+                         metadata: Any) -> tuple[str, str]:
+        target = self.store.namespace(ns)
+        if per_item:
+            tx = target.put([Item(k, v, ttl=ttl, metadata=metadata) for k, v in items.items()])
+        else:
+            tx = target.put(items, ttl=ttl, metadata=metadata)
+        self.model.sweep(self.clock.us)
+        expire_us = None if ttl is None else self.clock.us + round(ttl * 1_000_000)
+        extra = {(ns, k): (expire_us, metadata) for k in items}
+        assert tx == self.model.commit([(ns, k, PUT, v) for k, v in items.items()], self.clock.us, extra)
+        return (ns, next(iter(items)))
+
+    @rule(seconds=st.sampled_from([0.5, 1, 2, 4]))
+    def advance(self, seconds: float) -> None:
+        self.clock.now += seconds
+
+    @rule()
+    def expire(self) -> None:
+        count = self.store.expire()
+        tx = self.model.sweep(self.clock.us)
+        assert count == (0 if tx is None else sum(1 for vs in self.model.versions.values() if vs[-1][0] == tx))
+        assert self.store.latest_tx == self.model.latest_tx
 
     @rule(ns=st.sampled_from(NAMESPACES), extra=st.lists(keys(), max_size=3, unique=True),
           known=st.lists(written, max_size=3, unique=True), delete=st.booleans())
@@ -85,14 +142,14 @@ class StoreMachine(RuleBasedStateMachine):
             return
         target = self.store.namespace(ns)
         tx = target.delete(names) if delete else target.clear(names)
-        assert tx == self.model.commit([(ns, k, DELETE if delete else CLEAR, None) for k in names])
+        assert tx == self.commit([(ns, k, DELETE if delete else CLEAR, None) for k in names])
 
     @rule(ops=st.lists(st.tuples(st.sampled_from(NAMESPACES), keys(), st.sampled_from([PUT, CLEAR, DELETE]), values),
                        min_size=1, max_size=6),
           expect=st.none() | written, wrong=st.booleans())
     def transaction(self, ops: list[tuple[str, str, str, Any]], expect: tuple[str, str] | None, wrong: bool) -> None:
         before = self.store.latest_tx
-        expected_tx = self.model.live_tx(*expect) + (1 if wrong else 0) if expect else None
+        expected_tx = self.model.live_tx(*expect, self.clock.us) + (1 if wrong else 0) if expect else None
         try:
             with self.store.transaction(note={"who": "model"}) as t:
                 for ns, key, op, value in ops:
@@ -107,11 +164,11 @@ class StoreMachine(RuleBasedStateMachine):
                     t.expect(expect[0], expect[1], tx=expected_tx)
         except errors.Conflict as exc:
             assert expect is not None and wrong
-            assert exc.details["conflicts"][0]["actual"] == self.model.live_tx(*expect)
+            assert exc.details["conflicts"][0]["actual"] == self.model.live_tx(*expect, self.clock.us)
             assert self.store.latest_tx == before
             return
         assert not (expect is not None and wrong)
-        assert t.tx == self.model.commit([(ns, k, op, v if op == PUT else None) for ns, k, op, v in ops])
+        assert t.tx == self.commit([(ns, k, op, v if op == PUT else None) for ns, k, op, v in ops])
 
     @rule(ns=st.sampled_from(NAMESPACES), good=st.dictionaries(keys(), values, max_size=3),
           bad=st.sampled_from(["", "x" * 513, "\ud800", 7, None]))
@@ -125,7 +182,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         self.store.close()
-        self.store = Store.open(self.dir, sync=False, map_size=1 << 20)
+        self.store = Store.open(self.dir, sync=False, map_size=1 << 20, clock=self.clock)
         self.full_audit()
 
     def full_audit(self) -> None:
@@ -142,6 +199,20 @@ class StoreMachine(RuleBasedStateMachine):
                 assert_records([as_tuple(r) for r in target.scan(tx=tx)], want)
 
     # -- reads --------------------------------------------------------------------------------
+
+    @rule(ns=st.sampled_from(NAMESPACES), data=st.data())
+    def read_latest_with_metadata(self, ns: str, data: st.DataObject) -> None:
+        known = self.model.keys(ns)
+        names = data.draw(st.lists(st.sampled_from(known), max_size=6) if known else st.just([]))
+        result = self.store.namespace(ns).read(names, metadata=True, fields=["expire_time"])
+        assert result.tx == self.model.latest_tx
+        when = max(self.clock.us, self.model.times[self.model.latest_tx])  # the latest-read rule
+        want = [v for k in dict.fromkeys(names) if (v := self.model.version(ns, k, result.tx, when)) is not None]
+        assert [(r.tx, r.metadata) for r in result.records] == [(v[0], v[4]) for v in want]
+        assert [None if r.expire_time is None else round(r.expire_time.timestamp() * 1_000_000)
+                for r in result.records] == [v[3] for v in want]
+        scanned = self.store.namespace(ns).scan(metadata=True)
+        assert [r.key for r in scanned] == [k for k in known if self.model.version(ns, k, result.tx, when)]
 
     @rule(ns=st.sampled_from(NAMESPACES), data=st.data())
     def read_at_past_tx(self, ns: str, data: st.DataObject) -> None:
@@ -196,6 +267,9 @@ class StoreMachine(RuleBasedStateMachine):
             was, now = self.model.record(ns, key, a), self.model.record(ns, key, b)
             differs = (was is None) != (now is None) or (
                 was is not None and now is not None and (was[3] != now[3] or not same(was[0], now[0])))
+            va, vb = self.model.version(ns, key, a), self.model.version(ns, key, b)
+            if va is not None and vb is not None and (va[3], va[4]) != (vb[3], vb[4]):
+                differs = True  # same value, another expiry or metadata
             assert (key in got) == differs, (key, was, now)
             if differs:
                 kind = got[key][0]
@@ -215,8 +289,7 @@ class StoreMachine(RuleBasedStateMachine):
     @invariant()
     def key_counts_match(self) -> None:
         for info in self.store.namespaces():
-            live = [k for k in self.model.keys(info.name) if self.model.record(info.name, k, self.model.latest_tx)]
-            assert info.key_count == len(live)
+            assert info.key_count == self.model.counted(info.name)
 
 
 StoreMachine.TestCase.settings = settings(
