@@ -10,12 +10,14 @@ One run, in order, all on the same generated data set:
    reads first, then writes; ratios to the floor attached from the same run;
 2. HTTP: gunicorn (Strata server, minimal WSGI apps) and etcd's gateway under wrk;
 3. growth curves (``growth.py``);
-4. outputs (``report.py``): ``<out>/<date>[-quick].json|.md|-*.png``; a full run also refreshes the
+4. time travel and audit (``audit.py``, issue 4): history vs read, tx_at vs store size, put with and
+   without the tx log;
+5. outputs (``report.py``): ``<out>/<date>[-quick].json|.md|-*.png``; a full run also refreshes the
    generated block of docs/benchmarks.md.
 
 The run dict (what the JSON holds): date, mode, config, machine, load_seconds, embedded (list of
-``Measurement``), http (list of ``HttpResult``), growth (list of ``GrowthPoint``), targets, skipped,
-elapsed_s.
+``Measurement``), http (list of ``HttpResult``), growth (list of ``GrowthPoint``), audit (list of
+``AuditPoint``), targets, skipped, elapsed_s.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .audit import QUICK_AUDIT, AuditPlan, run_audit
 from .datasets import Dataset, Workload
 from .growth import GrowthPlan, run_growth
 from .machine import machine_info
@@ -49,7 +52,7 @@ SYSTEMS = {
     "diskcache": DiskcacheKV,
     "etcd": Etcd,
 }
-STAGES = [*SYSTEMS, "http", "growth"]
+STAGES = [*SYSTEMS, "http", "growth", "audit"]
 OPS_PER_TARGET = 14  # progress-bar estimate until the targets report their real ops
 
 
@@ -63,6 +66,7 @@ class Mode:
     http_seconds: float  # per load run; each server gets http_rounds runs, interleaved
     http_rounds: int
     growth: GrowthPlan
+    audit: AuditPlan
 
 
 QUICK = Mode(
@@ -72,11 +76,18 @@ QUICK = Mode(
     2.0,
     1,
     GrowthPlan(versions=(1, 10, 100), keys=(1_000, 10_000), batches=(1, 100, 1_000)),
+    QUICK_AUDIT,
 )
 # Full: 11 interleaved samples per figure and 6 HTTP rounds of 4 s per server, because on the shared
 # 2-core machine single rounds swing by 3-4x (measured: 430 to 2,009 req/s for one server).
 FULL = Mode(
-    100_000, 10, Config(repeats=11, min_time=0.05, warmup_calls=3, max_seconds_per_op=8.0), 4.0, 6, GrowthPlan()
+    100_000,
+    10,
+    Config(repeats=11, min_time=0.05, warmup_calls=3, max_seconds_per_op=8.0),
+    4.0,
+    6,
+    GrowthPlan(),
+    AuditPlan(),
 )
 
 
@@ -187,17 +198,25 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             "http_rounds": mode.http_rounds,
             "connections": args.connections,
             "growth": asdict(mode.growth),
+            "audit": asdict(mode.audit),
         },
         "machine": machine_info(workdir),
         "load_seconds": {},
         "embedded": [],
         "http": [],
         "growth": [],
+        "audit": [],
         "skipped": [],
     }
     n_growth = len(mode.growth.versions) + len(mode.growth.keys) + len(mode.growth.batches)
     n_systems = sum(s in stages for s in SYSTEMS)
-    total = (OPS_PER_TARGET + 1) * n_systems + ("http" in stages) + n_growth * ("growth" in stages)
+    n_audit = 2 + len(mode.audit.tx_at_txs)
+    total = (
+        (OPS_PER_TARGET + 1) * n_systems
+        + ("http" in stages)
+        + n_growth * ("growth" in stages)
+        + n_audit * ("audit" in stages)
+    )
     bar = Progress(total, "benchmarks")
     targets: dict[str, Target] = {}
     try:
@@ -231,6 +250,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             t.close()
         if "growth" in stages:
             result["growth"] = [g.to_dict() for g in run_growth(mode.growth, cfg, workdir, bar, bar.log)]
+        if "audit" in stages:
+            result["audit"] = [a.to_dict() for a in run_audit(mode.audit, cfg, workdir, bar, bar.log)]
     finally:
         for t in targets.values():
             t.close()
@@ -258,9 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     images = result.pop("_images")
     print()
     for t in result["targets"]:
-        val = "not measured" if t["value"] is None else f"{t['value']:.2f}x"
+        unit = t.get("unit", "x")
+        val = "not measured" if t["value"] is None else f"{t['value']:.2f}{unit}"
         verdict = "" if t["met"] is None else (" (met)" if t["met"] else " (NOT met)")
-        print(f"target {t['id']}: {t['what']}: {val}, limit {t['op']} {t['limit']}x{verdict}")
+        print(f"target {t['id']}: {t['what']}: {val}, limit {t['op']} {t['limit']}{unit}{verdict}")
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))
     if args.docs if args.docs is not None else not args.quick:
         doc = ROOT / "docs" / "benchmarks.md"

@@ -86,6 +86,26 @@ def plot_curve(run: dict, outdir: Path, name: str, curve: str, xlabel: str, ylab
     return _save(fig, outdir, name)
 
 
+def plot_tx_at(run: dict, outdir: Path, name: str) -> str | None:
+    """tx_at µs per call vs txs in the store (log x): flat means O(log n) with a tiny constant."""
+    pts = sorted(
+        (a["x"], a["per_op_s"] * 1e6) for a in run.get("audit", []) if a["part"] == "tx_at" and a.get("per_op_s")
+    )
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label="strata embedded: store.tx_at(t)")
+    for x, y in pts:
+        ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0, top=max(y for _, y in pts) * 1.5)
+    ax.set_xlabel("txs in store (log)")
+    ax.set_ylabel("µs per call (lower is better; target < 50)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, outdir, name)
+
+
 def plot_all(run: dict, outdir: Path, stamp: str) -> dict[str, str]:
     made = {
         "embedded": plot_embedded(run, outdir, f"{stamp}-embedded.png"),
@@ -117,5 +137,6 @@ def plot_all(run: dict, outdir: Path, stamp: str) -> dict[str, str]:
             "items/s (log, higher is better)",
             True,
         ),
+        "tx_at": plot_tx_at(run, outdir, f"{stamp}-tx_at.png"),
     }
     return {k: v for k, v in made.items() if v}

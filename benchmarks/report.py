@@ -3,7 +3,9 @@
 Contract:
 - Input is the run dict built by ``harness.run`` (see its docstring for the keys). Nothing here
   measures anything; everything printed is read from that dict, so a JSON file can be re-rendered.
-- ``compute_targets(run)`` evaluates the issue-2 and issue-3 targets as ratios measured in this run.
+- ``compute_targets(run)`` evaluates the issue-2, issue-3 and issue-4 targets as ratios measured in
+  this run (tx_at's is an absolute time: its target dict carries ``unit: " µs"``; the others are
+  ratios).
 - ``write_outputs(run, outdir, stamp)`` writes ``<stamp>.json``, ``<stamp>.md`` and ``<stamp>-*.png``
   into ``outdir`` and returns their paths. ``update_docs(doc, markdown)`` replaces the text between the
   ``RESULTS_BEGIN`` / ``RESULTS_END`` markers of docs/benchmarks.md (the prose around them is written by
@@ -50,19 +52,22 @@ def compute_targets(run: dict) -> list[dict]:
     growth = run.get("growth", [])
     out: list[dict] = []
 
-    def add(tid: str, what: str, value: float | None, limit: float, higher_is_better: bool, detail: str) -> None:
+    def add(
+        tid: str, what: str, value: float | None, limit: float, higher_is_better: bool, detail: str, unit: str = ""
+    ) -> None:
         met = None if value is None else (value >= limit if higher_is_better else value <= limit)
-        out.append(
-            {
-                "id": tid,
-                "what": what,
-                "value": value,
-                "limit": limit,
-                "op": ">=" if higher_is_better else "<=",
-                "met": met,
-                "detail": detail,
-            }
-        )
+        t = {
+            "id": tid,
+            "what": what,
+            "value": value,
+            "limit": limit,
+            "op": ">=" if higher_is_better else "<=",
+            "met": met,
+            "detail": detail,
+        }
+        if unit:
+            t["unit"] = unit
+        out.append(t)
 
     m = emb.get(("strata embedded", "read100_past"))
     f = emb.get(("lmdb floor", "read100_latest"))
@@ -122,7 +127,60 @@ def compute_targets(run: dict) -> list[dict]:
         True,
         f"{s['req_s']:,.0f} vs {etcd['req_s']:,.0f} req/s" if ok and etcd and etcd.get("req_s") else "",
     )
+    if run.get("audit"):
+        _audit_targets(run["audit"], add)
     return out
+
+
+def _audit_targets(points: list[dict], add) -> None:
+    """Issue 4 ("Speed"): history vs read, tx_at per call at the largest store, put with vs without log."""
+    by = {(a["part"], a["op"]): a for a in points if a.get("per_op_s")}
+    h, r = by.get(("history", "history100_newest")), by.get(("history", "read100_past"))
+    v = h["x"] if h else 100_000
+    add(
+        "issue4-history",
+        f"history: 100 newest versions of a key with {v:,} versions vs read of 100 keys at a past tx",
+        h["per_op_s"] / r["per_op_s"] if h and r else None,
+        2.0,
+        False,
+        f"{_us(h['per_op_s'])} µs vs {_us(r['per_op_s'])} µs per call" if h and r else "",
+    )
+    tx = sorted((a["x"], a["per_op_s"]) for a in points if a["part"] == "tx_at" and a.get("per_op_s"))
+    detail = ", ".join(f"{x:,} txs {_us(s)} µs" for x, s in tx)
+    if len(tx) > 1:
+        detail += f" (largest / smallest {tx[-1][1] / tx[0][1]:.2f}{X})"
+    add(
+        "issue4-tx_at",
+        f"tx_at(t) per call on a store with {tx[-1][0]:,} txs" if tx else "tx_at(t) per call",
+        tx[-1][1] * 1e6 if tx else None,
+        50.0,
+        False,
+        detail,
+        unit=" µs",
+    )
+    w, wo = by.get(("txlog", "put100_with_log")), by.get(("txlog", "put100_without_log"))
+    ok = w and wo and w.get("cpu_per_op_s") and wo.get("cpu_per_op_s")
+    val = w["cpu_per_op_s"] / wo["cpu_per_op_s"] if ok else None
+    add(
+        "issue4-txlog",
+        "put of 100 items per tx with the tx log + hash chain vs without (CPU time, sync=False)",
+        val,
+        1.25,
+        False,
+        f"{_us(w['cpu_per_op_s'])} µs vs {_us(wo['cpu_per_op_s'])} µs CPU per put ({_pct(val)}; wall clock "
+        f"{_us(w['per_op_s'])} vs {_us(wo['per_op_s'])} µs, {_pct(w['per_op_s'] / wo['per_op_s'])})"
+        if ok
+        else "",
+    )
+
+
+def _inside(w: dict) -> str:
+    a, put = w.get("append_s"), w.get("per_op_s")
+    return DASH if not a or not put or put <= a else f"{_us(a)} µs ({_pct(put / (put - a))})"
+
+
+def _pct(ratio: float) -> str:
+    return f"{(ratio - 1) * 100:+.0f}%"
 
 
 # ----------------------------------------------------------------------------------------- markdown
@@ -199,6 +257,75 @@ def _growth_table(run: dict, curve: str, xlabel: str, use_rate: bool = False) ->
     return lines
 
 
+def _audit_section(run: dict, img_prefix: str, images: dict[str, str]) -> list[str]:
+    pts = run.get("audit", [])
+    if not pts:
+        return []
+    L = ["### Time travel and audit (issue 4)", ""]
+    skipped = [a for a in pts if a.get("skip")]
+    if skipped and len(skipped) == len(pts):
+        return [*L, f"Skipped: {skipped[0]['skip']}", ""]
+    by = {(a["part"], a["op"]): a for a in pts}
+    hist = [a for a in pts if a["part"] == "history"]
+    read = by.get(("history", "read100_past"))
+    if hist:
+        L += [
+            f"History and reads on one store: 10,000 keys {X} 2 versions plus one key written "
+            f"{hist[0]['x']:,} times (one tx per version, built in {hist[0]['setup_s']:.1f} s, untimed).",
+            "",
+            f"| operation | µs per call | µs per version or key | {X} read of 100 keys |",
+            "|---|---:|---:|---:|",
+        ]
+        labels = {
+            "history100_newest": "history(key, limit=100): the 100 newest versions",
+            "history100_before": "history(key, before=random tx, limit=100): a page from the middle",
+            "read100_past": "read(100 random keys, tx=random past tx)",
+        }
+        for a in hist:
+            r = a["per_op_s"] / read["per_op_s"] if read and read.get("per_op_s") and a.get("per_op_s") else None
+            L.append(
+                f"| {labels.get(a['op'], a['op'])} | {_us(a['per_op_s'])} | {_us(a['per_item_s'])} | "
+                f"{DASH if r is None else f'{r:.2f}{X}'} |"
+            )
+        L.append("")
+    txs = sorted((a for a in pts if a["part"] == "tx_at"), key=lambda a: a["x"])
+    if txs:
+        L += [
+            "`store.tx_at(t)`, t uniform over the store's commit times; one store per size, built with one tiny "
+            "put per tx, all sizes measured interleaved.",
+            "",
+            "| txs in store | µs per tx_at call | store built in (s, untimed) |",
+            "|---:|---:|---:|",
+        ]
+        L += [f"| {a['x']:,} | {_us(a['per_op_s'])} | {a['setup_s'] or 0:.1f} |" for a in txs]
+        L.append("")
+        if "tx_at" in images:
+            L += [f"![tx_at vs txs in store]({img_prefix}{images['tx_at']})", ""]
+    sizes = sorted({a["x"] for a in pts if a["part"] == "txlog"})
+    if sizes:
+        L += [
+            "`put` with the tx log and hash chain (as shipped) and without (`engine.txlog.append` patched to a "
+            "no-op in the benchmark process only; that store does not verify), two identical 10,000-key stores "
+            "opened `sync=False`, interleaved. µs per put: process CPU time (user + sys; the target) and "
+            "wall clock.",
+            "",
+            "| items per put | CPU with log | CPU without | CPU overhead | wall with log | wall without "
+            "| wall overhead | inside `append` (share of the rest) |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for n in sizes:
+            w, wo = by.get(("txlog", f"put{n}_with_log")), by.get(("txlog", f"put{n}_without_log"))
+            if not (w and wo and w.get("cpu_per_op_s") and wo.get("cpu_per_op_s")):
+                continue
+            L.append(
+                f"| {n:,} | {_us(w['cpu_per_op_s'])} | {_us(wo['cpu_per_op_s'])} | "
+                f"{_pct(w['cpu_per_op_s'] / wo['cpu_per_op_s'])} | {_us(w['per_op_s'])} | {_us(wo['per_op_s'])} | "
+                f"{_pct(w['per_op_s'] / wo['per_op_s'])} | {_inside(w)} |"
+            )
+        L.append("")
+    return L
+
+
 def render_markdown(run: dict, img_prefix: str, images: dict[str, str]) -> str:
     cfg, mach = run["config"], run["machine"]
     L = [
@@ -213,15 +340,16 @@ def render_markdown(run: dict, img_prefix: str, images: dict[str, str]) -> str:
         f"{mach['python']}, data on {mach['filesystem']}; load average at start {mach['load_avg_1m_at_start']}. "
         "Versions: " + ", ".join(f"{k} {v}" for k, v in mach["versions"].items()) + ".",
         "",
-        "### Targets (issues 2 and 3), ratios measured in this run",
+        "### Targets (issues 2, 3 and 4), ratios measured in this run",
         "",
         "| target | measured | limit | met | detail |",
         "|---|---:|---:|---|---|",
     ]
     for t in run["targets"]:
-        val = DASH if t["value"] is None else f"{t['value']:.2f}{X}"
+        unit = t.get("unit") or X
+        val = DASH if t["value"] is None else f"{t['value']:.2f}{unit}"
         met = "not measured" if t["met"] is None else ("yes" if t["met"] else "**no**")
-        L.append(f"| {t['what']} | {val} | {t['op']} {t['limit']}{X} | {met} | {t['detail']} |")
+        L.append(f"| {t['what']} | {val} | {t['op']} {t['limit']:g}{unit} | {met} | {t['detail']} |")
     L += [
         "",
         "### Embedded operations",
@@ -248,6 +376,7 @@ def render_markdown(run: dict, img_prefix: str, images: dict[str, str]) -> str:
             L += [*t, ""]
         if curve in images:
             L += [f"![growth: {curve}]({img_prefix}{images[curve]})", ""]
+    L += _audit_section(run, img_prefix, images)
     if run.get("load_seconds"):
         L += ["Load times (untimed setup): " + ", ".join(f"{k} {v:.1f} s" for k, v in run["load_seconds"].items()), ""]
     if run.get("skipped"):

@@ -28,4 +28,9 @@ def test_quick_benchmark_run_produces_results(tmp_path: Path) -> None:
     assert {"get_latest", "read100_past", "put10000_nosync", "history", "tx_at"} <= {r["op"] for r in rows}
     assert all((r["median_s"] > 0 and r["ratio"] is None) or r["ratio"] > 0 for r in rows)
     assert run["targets"], "the issue targets are computed in every run"
+    audit = [a for a in run["audit"] if not a["skip"]]  # issue 4: history, tx_at, put with/without the tx log
+    assert {"history100_newest", "read100_past", "tx_at", "put100_with_log", "put100_without_log"} <= {
+        a["op"] for a in audit}
+    assert all(a["per_op_s"] > 0 for a in audit)
+    assert {"issue4-history", "issue4-tx_at", "issue4-txlog"} <= {t["id"] for t in run["targets"]}
     assert list(tmp_path.glob("*.md")) and list(tmp_path.glob("*.png"))
