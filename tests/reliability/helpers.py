@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import os
 import random
 import select
@@ -215,7 +216,7 @@ def live_map(model: Model) -> dict[tuple[str, str], int]:
     """(namespace, key) -> the tx a read of it returns now (0: absent or deleted)."""
     out = {}
     for ident, versions in model.versions.items():
-        tx, op, _ = versions[-1]
+        tx, op = versions[-1][:2]
         out[ident] = 0 if op == DELETE else tx
     return out
 
@@ -224,7 +225,7 @@ def plan(model: Model, rng: random.Random, n: int, expects: bool = True) -> list
     """``n`` batches that, run in order from the model's state, do what each one says: expectations
     hold except in ``conflict`` batches, whose expectation always fails. ``expects=False`` when
     the model may lack a tx (one in flight at a crash that may surface later): no expectations."""
-    shadow = Model(model.latest_tx, {k: list(v) for k, v in model.versions.items()})
+    shadow = copy.deepcopy(model)
     batches = []
     for _ in range(n):
         b = random_batch(rng, live_map(shadow), shadow.latest_tx, expects)
