@@ -110,17 +110,8 @@ class Backend:
         self.path = path
         self.sync = sync
         try:
-            self.env = lmdb.open(
-                path,
-                map_size=max(map_size, MIN_MAP_SIZE),
-                max_dbs=len(DB_NAMES) + 2,
-                max_readers=max_readers,
-                sync=sync,
-                metasync=False,
-                readahead=False,
-                subdir=True,
-            )
-            self.dbs = {name: self.env.open_db(name.encode()) for name in DB_NAMES}
+            self.env = self._open_env(path, map_size, max_readers, sync)
+            self.dbs = self._open_dbs()
         except lmdb.Error as exc:
             raise translate(exc) from None
         self.versions = self.dbs["versions"]
@@ -130,19 +121,44 @@ class Backend:
         self._gate = Gate()
         self._closed = False
 
+    @staticmethod
+    def _open_env(path: str, map_size: int, max_readers: int, sync: bool) -> Any:
+        def attempt() -> Any:
+            return lmdb.open(path, map_size=max(map_size, MIN_MAP_SIZE), max_dbs=len(DB_NAMES) + 2,
+                             max_readers=max_readers, sync=sync, metasync=False, readahead=False, subdir=True)
+
+        # Opening reads the map size from the file and then begins a transaction: a process that
+        # grows the map in between makes that fail with MDB_MAP_RESIZED. Opening again adopts it.
+        for _ in range(100):
+            try:
+                return attempt()
+            except lmdb.MapResizedError:
+                continue
+        return attempt()
+
+    def _open_dbs(self) -> dict[str, Any]:
+        # Another process may grow the map while this one opens: adopt its size and try again.
+        for _ in range(100):
+            try:
+                return {name: self.env.open_db(name.encode()) for name in DB_NAMES}
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)
+        return {name: self.env.open_db(name.encode()) for name in DB_NAMES}
+
     # -- transactions -------------------------------------------------------------------------
 
     def _begin(self, write: bool) -> Any:
-        try:
-            return self.env.begin(write=write)
-        except lmdb.MapResizedError:
-            self._gate.leave()
+        for _ in range(100):  # another process may grow the map again between two attempts
             try:
-                with self._gate.exclusive():
-                    self.env.set_mapsize(0)  # adopt the size another process grew the map to
-            finally:
-                self._gate.enter()
-            return self.env.begin(write=write)
+                return self.env.begin(write=write)
+            except lmdb.MapResizedError:
+                self._gate.leave()
+                try:
+                    with self._gate.exclusive():
+                        self.env.set_mapsize(0)  # adopt the size another process grew the map to
+                finally:
+                    self._gate.enter()
+        return self.env.begin(write=write)
 
     def read(self, fn: Callable[[Any], T]) -> T:
         """Run ``fn(txn)`` in a read transaction and return its result."""
@@ -191,11 +207,17 @@ class Backend:
             self._grow()
 
     def _grow(self) -> None:
+        """Make room after MDB_MAP_FULL: adopt a map another process already grew, else double ours.
+
+        Doubling the adopted size instead would compound across processes and reopens (every
+        opener that fills its small map doubles a size it never used) until mmap fails.
+        """
         with self._gate.exclusive():
             try:
+                own = self.env.info()["map_size"]
                 self.env.set_mapsize(0)
-                size = self.env.info()["map_size"]
-                self.env.set_mapsize(size * 2)
+                if self.env.info()["map_size"] <= own:
+                    self.env.set_mapsize(own * 2)
             except lmdb.Error as exc:
                 raise translate(exc) from None
 
