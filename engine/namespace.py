@@ -65,7 +65,7 @@ class Namespace:
         options = None
         if ttl is not None or expiration is not None or metadata is not None:
             options = (ttl, expiration, metadata)
-        batch = prepare_puts(self.name, items, store.limits, options, store._now_us())
+        batch = prepare_puts(self.name, items, store.limits, options, store._now_us)
         return commit(store, batch, note=note, sync=sync)
 
     def clear(self, keys: Iterable[str], *, note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
@@ -120,9 +120,10 @@ class Namespace:
             prefix = store._ns_prefix(txn, name)
             if prefix is None or not unique:
                 return ReadResult([], snap)
-            view = ReadView.for_read(txn, backend.dbs, snap, latest, store._now_us, metadata=want_metadata,
-                                     fields=chosen)
-            return ReadResult(read_keys(txn, backend.versions, prefix, unique, raws, snap, view), snap)
+            def view() -> ReadView:  # built only if a record needs it (expiry, metadata, fields)
+                return ReadView.for_read(txn, backend.dbs, snap, latest, store._now_us, metadata=want_metadata,
+                                         fields=chosen)
+            return ReadResult(read_keys(txn, backend.versions, prefix, unique, raws, snap, view, not chosen), snap)
 
         return backend.read(run)
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
-from .codec import DELETE, decode_record, is_delete
+from .codec import DELETE, MARK, decode_record, is_delete, unpack_value
 from .encoding import (
     BUCKET_PREFIX,
     NO_TX,
@@ -145,6 +145,8 @@ class Scan:
             check_horizon(txn, self._meta, at)
         seek_at = inv_tx(at)
         view = self._view(txn)
+        plain = not self._fields
+        new = tuple.__new__
         cur = txn.cursor(db=self._db)
         set_range = cur.set_range
         ok = set_range(pos)
@@ -162,7 +164,12 @@ class Scan:
                     continue  # no version <= T: the cursor is already on the next keypart
             raw = cur.value()
             vtx = TX_MAX - unpack_u64_from(k, len(kp))[0]
-            _emit(kp, vtx, raw, view, out)
+            if raw[0] != MARK and plain and kp[-1] != 1:  # the hot path: a plain put of a short key
+                value = unpack_value(raw)
+                out.append(new(Record, (key_of_short(kp), value, vtx, type(value) is bytes, False, None, None, None,
+                                        None)))
+            else:
+                _emit(kp, vtx, raw, view, out)
             pos = kp + NO_TX
             n += 1
             if n >= CHUNK:

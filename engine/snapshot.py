@@ -7,6 +7,7 @@ rewritten, so the same T gives the same answer in any LMDB transaction, from any
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from . import schema, txlog
@@ -15,6 +16,9 @@ from .encoding import SHORT_MAX, TERMINATOR, TX_MAX, inv_tx, keypart, unpack_u64
 from .errors import FutureTx, InvalidParameters, TxCompacted
 from .expiry import ReadView
 from .records import Record
+
+#: Builds a Record from a full tuple without NamedTuple's Python-level ``__new__`` (hot paths).
+_new = tuple.__new__
 
 
 def resolve_tx(txn: Any, meta_db: Any, tx: Any, at_us: int | None = None, dbs: dict[str, Any] | None = None) -> int:
@@ -52,7 +56,7 @@ def decode_version(key: str, vtx: int, raw: bytes, view: ReadView | None = None,
     version's keypart (needed to derive ``created_at``)."""
     if raw[0] != MARK:
         value = unpack_value(raw)
-        rec = Record(key, value, vtx, type(value) is bytes, False)
+        rec = _new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None))
         return rec if view is None or not view.fields else view.dress(rec, kp, None, None, None)
     op, packed, _, expire_us, metadata, created_us = decode_rich(raw)
     if op == DELETE:
@@ -70,16 +74,17 @@ def decode_version(key: str, vtx: int, raw: bytes, view: ReadView | None = None,
 
 
 def read_keys(txn: Any, versions_db: Any, prefix: bytes, keys: list[str], raws: list[bytes], at: int,
-              view: ReadView) -> list[Record]:
+              make_view: Callable[[], ReadView], plain: bool = True) -> list[Record]:
     """Records of ``keys`` (UTF-8 in ``raws``) at tx ``at``, in order, absent, deleted and expired
-    left out."""
+    left out. ``make_view()`` gives the read's :class:`ReadView`, called only when a record needs
+    it; ``plain`` is False when the view asks for fields that plain records need too."""
     cur = txn.cursor(db=versions_db)
     seek = inv_tx(at)
     set_range, item = cur.set_range, cur.item
     out: list[Record] = []
     append = out.append
     new = tuple.__new__  # Record(...) would run NamedTuple's Python-level __new__ per record
-    plain = not view.fields  # plain records need no extra work unless fields are asked for
+    view: ReadView | None = None
     for key, raw in zip(keys, raws, strict=True):
         kp = keypart(prefix, raw) if b"\x00" in raw or len(raw) > SHORT_MAX else prefix + raw + TERMINATOR
         if not set_range(kp + seek):
@@ -92,6 +97,8 @@ def read_keys(txn: Any, versions_db: Any, prefix: bytes, keys: list[str], raws: 
             value = unpack_value(rec)
             append(new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None)))
             continue
+        if view is None:
+            view = make_view()
         found = decode_version(key, vtx, rec, view, kp)
         if found is not None:
             append(found)
@@ -115,7 +122,7 @@ def read_one(backend: Any, store: Any, name: str, key: str, raw: bytes, tx: Any,
     vtx = TX_MAX - unpack_u64_from(k, len(kp))[0]
     if rec[0] != MARK and not fields:
         value = unpack_value(rec)
-        return Record(key, value, vtx, type(value) is bytes, False)
+        return _new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None))
     view = ReadView.for_read(txn, backend.dbs, at, tx is None, store._now_us, metadata=metadata, fields=fields)
     return decode_version(key, vtx, rec, view, kp)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -80,7 +81,7 @@ class Store:
     def _now_us(self) -> int:
         """Now, in UTC microseconds, by the store's clock."""
         clock = self._clock
-        return txlog.wall_clock_us() if clock is None else round(clock() * 1_000_000)
+        return time.time_ns() // 1000 if clock is None else round(clock() * 1_000_000)
 
     def __enter__(self) -> Store:
         return self

@@ -9,7 +9,7 @@ consecutive and unique with no lock of our own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ from .codec import (
     pack_value,
     rich_record,
 )
-from .encoding import SHORT_MAX, TERMINATOR, inv_tx, keypart, ns_prefix
+from .encoding import SHORT_MAX, TERMINATOR, inv_tx, keypart, ns_prefix, unpack_u64_from
 from .errors import (
     BatchTooLarge,
     Conflict,
@@ -98,17 +98,18 @@ def _check_size(count: int, limits: Limits) -> None:
 
 
 def prepare_puts(namespace: str, items: Mapping[str, Any] | Iterable[Item | tuple[str, Any]],
-                 limits: Limits, options: tuple[Any, Any, Any] | None = None, now_us: int = 0) -> Batch:
+                 limits: Limits, options: tuple[Any, Any, Any] | None = None,
+                 clock: Callable[[], int] | None = None) -> Batch:
     """Validate and encode a put of several items; raise listing every bad item.
 
     ``options`` is the batch-wide ``(ttl, expiration, metadata)``; :class:`Item` fields override
-    it per item (``now_us``: the time ``expiration`` is checked against).
+    it per item (``clock()``: the time in microseconds ``expiration`` is checked against).
     """
     from_mapping = isinstance(items, Mapping)
     pairs: list[Any] = list(items.items()) if isinstance(items, Mapping) else list(items)
     _check_size(len(pairs), limits)
     if options is not None or (not from_mapping and any(type(p) is Item for p in pairs)):
-        return _prepare_rich(namespace, pairs, from_mapping, limits, options, now_us)
+        return _prepare_rich(namespace, pairs, from_mapping, limits, options, clock() if clock else 0)
     max_key, max_value = limits.max_key_bytes, limits.max_value_bytes
     try:
         # Optimistic pass in comprehensions (valid batches are the usual case); any doubt sends
@@ -230,11 +231,12 @@ def commit(store: Store, batch: Batch, *, note: dict[str, Any] | None, sync: boo
     as deletes in a tx of their own (note ``{"expired": true}``), in the same LMDB transaction.
     """
     backend = store._backend
-    dbs = backend.dbs
+    expiry_db = backend.dbs["expiry"]
 
     def write(txn: Any) -> int:
         now = store._now_us()
-        if expiry.due(txn, dbs, now):
+        cur = txn.cursor(db=expiry_db)  # one cursor step on the (usually empty) expiry index
+        if cur.first() and unpack_u64_from(cur.key())[0] <= now:
             swept, _ = expiry.sweep(store, txn, now, expiry.SWEEP_PER_WRITE)
             if swept is not None:
                 apply_batch(store, txn, swept, expiry.EXPIRED_NOTE, now_us=now)
