@@ -27,17 +27,26 @@ _STORAGE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: RFC 3339 date-time (section 5.6): a full date, a time, optional fraction, and a mandatory offset.
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_WRITE_FIELDS = frozenset({"key", "value", "binary"})
+_WRITE_FIELDS = frozenset({"key", "value", "binary", "expiration", "expiration_ttl", "ttl", "metadata"})
+#: Forge's ``"ttl": {"value": N, "unit": ...}`` units, in seconds.
+TTL_UNITS = {"SECONDS": 1, "MINUTES": 60, "HOURS": 3600, "DAYS": 86400}
+READ_FIELDS = ("created_at", "updated_at", "expire_time")
 _ONLY_STR = {str}
 
 
 class WriteItem(NamedTuple):
-    """A checked write item: its position in the request, the key, the value and whether it clears."""
+    """A checked write item: its position in the request, the key, the value and whether it clears.
+
+    ``options`` is ``(expiration, ttl_seconds, metadata)`` when the item carries any of them (the
+    engine checks their ranges); ``ttl_field`` names the member the ttl came from, for errors.
+    """
 
     request_index: int
     key: str
     value: Any
     clear: bool
+    options: tuple[Any, Any, Any] | None = None
+    ttl_field: str = "expiration_ttl"
 
 
 def check_storage(name: str, location: str = "path.storage") -> str:
@@ -238,6 +247,13 @@ def check_write_items(body: Any, max_key_bytes: int = MAX_KEY_BYTES) -> tuple[li
             bad.append(problem)
             continue
         key = item["key"]
+        options, ttl_field = None, "expiration_ttl"
+        if len(item) > 1 and not _WRITE_FIELDS_PLAIN.issuperset(item):
+            parsed = _item_options(item, index, key)
+            if isinstance(parsed, dict):
+                bad.append(parsed)
+                continue
+            options, ttl_field = parsed
         if "value" not in item:
             good.append(WriteItem(index, key, None, True))
         elif item.get("binary") is True:
@@ -247,11 +263,69 @@ def check_write_items(body: Any, max_key_bytes: int = MAX_KEY_BYTES) -> tuple[li
                 bad.append(_item_error(index, key, errors.InvalidValue.code, "a binary value must be a base64 string",
                                        f"/{index}/value", _echo(value)))
                 continue
-            good.append(WriteItem(index, key, raw, False))
+            good.append(WriteItem(index, key, raw, False, options, ttl_field))
         else:
-            good.append(WriteItem(index, key, item["value"], False))
+            good.append(WriteItem(index, key, item["value"], False, options, ttl_field))
         seen.add(key)
     return good, bad
+
+
+_WRITE_FIELDS_PLAIN = frozenset({"key", "value", "binary"})
+
+
+def _number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+def _item_options(item: dict[str, Any], index: int, key: str) -> tuple[tuple[Any, Any, Any] | None, str] | dict[
+        str, Any]:
+    """``((expiration, ttl_seconds, metadata) or None, ttl field)`` of a write item, or its error.
+
+    Types are checked here; ranges (minimum ttl, expiration in the future, metadata size) by the
+    engine. ``expiration_ttl`` and Forge's ``ttl`` object are two spellings of one option.
+    """
+    expiration = item.get("expiration")
+    if expiration is not None and not _number(expiration):
+        return _item_error(index, key, errors.InvalidExpiration.code, "expiration must be epoch seconds (a number)",
+                           f"/{index}/expiration", _echo(expiration))
+    ttl, ttl_field = item.get("expiration_ttl"), "expiration_ttl"
+    if ttl is not None and not _number(ttl):
+        return _item_error(index, key, errors.InvalidExpirationTtl.code, "expiration_ttl must be a number of seconds",
+                           f"/{index}/expiration_ttl", _echo(ttl))
+    forge = item.get("ttl")
+    if forge is not None:
+        if ttl is not None:
+            return _item_error(index, key, INVALID_PARAMETERS, "give expiration_ttl or ttl, not both",
+                               f"/{index}/ttl", _echo(forge))
+        unit = forge.get("unit", "SECONDS") if type(forge) is dict else None
+        amount: Any = forge.get("value") if type(forge) is dict else None
+        if (type(forge) is not dict or set(forge) - {"value", "unit"} or not _number(amount)
+                or type(unit) is not str or unit not in TTL_UNITS):
+            return _item_error(index, key, errors.InvalidExpirationTtl.code,
+                               'ttl must be {"value": number, "unit": "SECONDS" | "MINUTES" | "HOURS" | "DAYS"}',
+                               f"/{index}/ttl", _echo(forge))
+        ttl, ttl_field = amount * TTL_UNITS[unit], "ttl"
+    metadata = item.get("metadata")
+    if expiration is None and ttl is None and metadata is None:
+        return None, ttl_field
+    if "value" not in item:
+        return _item_error(index, key, INVALID_PARAMETERS, "a clear (an item without value) takes no expiration, "
+                           "ttl or metadata", f"/{index}", "object")
+    return (expiration, ttl, metadata), ttl_field
+
+
+def check_read_options(body: dict[str, Any]) -> tuple[bool, list[str] | None]:
+    """``(metadata, fields)`` of a read or scan body: ``"metadata": true`` and ``"fields": [...]``."""
+    metadata = body.get("metadata", False)
+    if type(metadata) is not bool:
+        raise bad_request(INVALID_PARAMETERS, "metadata must be true or false", "/metadata", _echo(metadata))
+    fields = body.get("fields")
+    if fields is None:
+        return metadata, None
+    if type(fields) is not list or any(f not in READ_FIELDS for f in fields):
+        raise bad_request(INVALID_PARAMETERS, f"fields must be an array of {', '.join(READ_FIELDS)}", "/fields",
+                          _echo(fields))
+    return metadata, fields
 
 
 def _item_problem(item: Any, index: int, max_key_bytes: int, seen: set[str]) -> dict[str, Any] | None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from engine import errors
+from engine import Item, errors
 from server.http import JSON_HEADERS, Request, Response, duration, json_response, parse_json, unsupported_media_type
 from server.problems import INVALID_JSON, INVALID_PARAMETERS, KEY_NOT_FOUND, HTTPProblem, bad_request, from_engine_error
 from server.shapes import record_json
@@ -23,6 +24,7 @@ from server.validation import (
     check_fields,
     check_keys,
     check_limit,
+    check_read_options,
     check_storage,
     check_string,
     check_tx,
@@ -39,9 +41,9 @@ if TYPE_CHECKING:
     from server.app import App
 
 _NO_QUERY: frozenset[str] = frozenset()
-_READ_FIELDS = frozenset({"keys", "tx", "at"})
+_READ_FIELDS = frozenset({"keys", "tx", "at", "metadata", "fields"})
 _DELETE_FIELDS = frozenset({"keys"})
-_SCAN_FIELDS = frozenset({"prefix", "after", "limit", "tx"})
+_SCAN_FIELDS = frozenset({"prefix", "after", "limit", "tx", "metadata", "fields"})
 _WRITE_QUERY = frozenset({"atomic"})
 _KEY_QUERY = frozenset({"key"})
 _KEY_GET_QUERY = frozenset({"key", "tx"})
@@ -53,15 +55,19 @@ def read(app: App, req: Request) -> Response:
     """``POST /v4/storage/{storage}/read``: ``{"keys"?, "tx"? | "at"?}`` (or a bare array of keys).
 
     ``at`` (an RFC 3339 time) reads the snapshot of the last tx committed at or before that time;
-    the answer's ``tx`` says which (0 when the time is before the first tx).
+    the answer's ``tx`` says which (0 when the time is before the first tx). ``"metadata": true``
+    adds each record's ``metadata``; ``"fields": ["created_at", "updated_at", "expire_time"]`` adds
+    those times. Expired values are left out (see ``docs/engine.md``, "Expiry and metadata").
     """
     name = check_storage(req.params["storage"])
     req.query(_NO_QUERY)
     body = req.json(empty=_EMPTY)
+    metadata, fields = False, None
     if type(body) is list:
         keys, tx = check_keys(body, ""), None
     else:
         check_fields(body, _READ_FIELDS, 'read takes {"keys": [...], "tx": N} or {"keys": [...], "at": time}')
+        metadata, fields = check_read_options(body)
         raw_keys = body.get("keys")
         keys = [] if raw_keys is None else check_keys(raw_keys, "/keys")
         tx = check_tx(body.get("tx"))
@@ -72,7 +78,7 @@ def read(app: App, req: Request) -> Response:
             tx = tx_at(app, parse_time(body["at"], "/at"))
     store = app.store
     try:
-        result = store.namespace(name).read(keys, tx=tx)
+        result = store.namespace(name).read(keys, tx=tx, metadata=metadata, fields=fields)
     except errors.NamespaceNotFound:  # never written: reads as empty, not as an error
         return _read_answer(req, [], store.latest_tx if tx is None else tx)
     except errors.EngineError as exc:
@@ -81,11 +87,24 @@ def read(app: App, req: Request) -> Response:
         if not problem.errors and isinstance(exc, errors.InvalidKey | errors.KeyTooLong):
             problem.errors = _bad_keys(keys, path, app.max_key_bytes)
         raise problem from None
+    if metadata or fields:
+        return _read_answer(req, [_rich_json(r, metadata, fields) for r in result.records], result.tx)
     # The common record (JSON value, not cleared) is built inline: this loop runs 100s of times
     # per request and a function call per record is a measurable share of the request.
     data = [{"key": r.key, "value": r.value, "tx": r.tx, "binary": False} if not (r.binary or r.cleared)
             else record_json(r) for r in result.records]
     return _read_answer(req, data, result.tx)
+
+
+def _rich_json(rec: Any, metadata: bool, fields: list[str] | None) -> dict[str, Any]:
+    """A record with the optional members a read asked for: ``metadata`` and the ``fields``."""
+    out = record_json(rec)
+    if metadata:
+        out["metadata"] = rec.metadata
+    for name in fields or ():
+        when = getattr(rec, name)  # RFC 3339 UTC, as every time in responses, or null
+        out[name] = None if when is None else orjson.dumps(when, option=orjson.OPT_UTC_Z)[1:-1].decode()
+    return out
 
 
 def tx_at(app: App, when: datetime) -> int:
@@ -108,7 +127,9 @@ def _read_answer(req: Request, data: list[dict[str, Any]], tx: int) -> Response:
 
 
 def write(app: App, req: Request) -> Response:
-    """``POST /v4/storage/{storage}/write``: an array of ``{"key", "value"?, "binary"?}``."""
+    """``POST /v4/storage/{storage}/write``: an array of ``{"key", "value"?, "binary"?}``, each
+    optionally with ``expiration`` (epoch seconds), ``expiration_ttl`` (seconds) or Forge's
+    ``"ttl": {"value", "unit"}``, and ``metadata`` (any JSON up to 1,024 bytes)."""
     name = check_storage(req.params["storage"])
     atomic = query_bool(req.query(_WRITE_QUERY).get("atomic"), "atomic", True)
     body = req.json()
@@ -171,6 +192,11 @@ def _commit(app: App, name: str, items: list[WriteItem], note: dict[str, Any] | 
     transaction. Engine item indexes refer to positions in ``items``."""
     store = app.store
     clears = sum(1 for item in items if item.clear)
+    rich = any(item.options is not None for item in items)
+    if not clears and rich:
+        return int(store.namespace(name).put(
+            [Item(item.key, item.value, *item.options) if item.options else Item(item.key, item.value)
+             for item in items], note=note))
     if not clears:
         return int(store.namespace(name).put({item.key: item.value for item in items}, note=note))
     if clears == len(items):
@@ -181,6 +207,9 @@ def _commit(app: App, name: str, items: list[WriteItem], note: dict[str, Any] | 
             for item in items:
                 if item.clear:
                     t.clear(name, item.key)
+                elif item.options is not None:
+                    expiration, ttl, metadata = item.options
+                    t.put(name, item.key, item.value, expiration=expiration, ttl=ttl, metadata=metadata)
                 else:
                     t.put(name, item.key, item.value)
                 position += 1
@@ -202,11 +231,22 @@ def _item_errors(exc: errors.EngineError, items: list[WriteItem]) -> list[dict[s
             continue
         item = items[position]
         code = str(entry.get("code", exc.code))
-        field = "value" if code in (errors.InvalidValue.code, errors.ValueTooLarge.code) else "key"
+        field = _FIELD_BY_CODE.get(code, "key")
+        if code == errors.InvalidExpirationTtl.code:
+            field = item.ttl_field
         at = item.request_index
         out.append({"index": at, "key": item.key, "code": code, "message": str(entry.get("message", "")),
                     "location": f"/{at}/{field}", "value": item.key if field == "key" else None})
     return out
+
+
+_FIELD_BY_CODE = {
+    errors.InvalidValue.code: "value",
+    errors.ValueTooLarge.code: "value",
+    errors.InvalidExpiration.code: "expiration",
+    errors.InvalidMetadata.code: "metadata",
+    errors.MetadataTooLarge.code: "metadata",
+}
 
 
 def _problem_entry(e: dict[str, Any]) -> dict[str, Any]:
@@ -328,24 +368,28 @@ def scan(app: App, req: Request) -> Response:
     """
     name = check_storage(req.params["storage"])
     req.query(_NO_QUERY)
-    body = check_fields(req.json(empty=_EMPTY), _SCAN_FIELDS, "scan takes {prefix, after, limit, tx}")
+    body = check_fields(req.json(empty=_EMPTY), _SCAN_FIELDS, "scan takes {prefix, after, limit, tx, metadata, fields}")
+    metadata, fields = check_read_options(body)
     prefix = check_string(body, "prefix") or ""
     after = check_string(body, "after")
     limit = check_limit(body.get("limit"))
     tx = check_tx(body.get("tx"))
     store = app.store
     try:
-        result = store.namespace(name).scan(prefix=prefix, tx=tx, after=after, limit=limit + 1)
+        result = store.namespace(name).scan(prefix=prefix, tx=tx, after=after, limit=limit + 1, metadata=metadata,
+                                            fields=fields)
         records = iter(result)
         first = next(records, None)
     except errors.NamespaceNotFound:
         return _read_answer(req, [], store.latest_tx if tx is None else tx)
     except (errors.FutureTx, errors.TxCompacted) as exc:
         raise from_engine_error(exc, tx_location="/tx") from None
-    return 200, JSON_HEADERS, _stream(result, records, first, limit, req.t0)
+    shape = partial(_rich_json, metadata=metadata, fields=fields) if metadata or fields else record_json
+    return 200, JSON_HEADERS, _stream(result, records, first, limit, req.t0, shape)
 
 
-def _stream(result: Any, records: Iterator[Any], first: Any, limit: int, t0: int) -> Iterator[bytes]:
+def _stream(result: Any, records: Iterator[Any], first: Any, limit: int, t0: int,
+            shape: Any = record_json) -> Iterator[bytes]:
     """The scan response body, in pieces of up to ``_STREAM_BATCH`` records."""
     dumps = orjson.dumps
     count = 0
@@ -359,7 +403,7 @@ def _stream(result: Any, records: Iterator[Any], first: Any, limit: int, t0: int
             if count == limit:
                 more = True
                 break
-            batch.append(dumps(record_json(rec)))
+            batch.append(dumps(shape(rec)))
             count += 1
             last_key = rec.key
             if len(batch) == _STREAM_BATCH:

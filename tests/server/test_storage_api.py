@@ -171,7 +171,7 @@ def test_atomic_write_with_a_bad_item_writes_nothing_and_lists_every_bad_item(cl
         {"key": "x" * 513, "value": 3},
         {"key": "b", "value": "not base64!", "binary": True},
         {"key": "ok", "value": 4},
-        {"key": "u", "value": 5, "ttl": 3},
+        {"key": "u", "value": 5, "expires": 3},
         {"value": 6},
         7,
         {"key": "bb", "value": 1, "binary": "yes"},
@@ -183,7 +183,7 @@ def test_atomic_write_with_a_bad_item_writes_nothing_and_lists_every_bad_item(cl
     assert problem["status"] == 400 and problem["title"] == "Bad Request"
     assert {"type", "title", "status", "detail", "errors", "code"} <= set(problem)
     locations = [e["location"] for e in problem["errors"]]
-    assert locations == ["/1/key", "/2/key", "/3/value", "/4/key", "/5/ttl", "/6/key", "/7", "/8/binary", "/9/key"]
+    assert locations == ["/1/key", "/2/key", "/3/value", "/4/key", "/5/expires", "/6/key", "/7", "/8/binary", "/9/key"]
     codes = [e["code"] for e in problem["errors"]]
     assert codes[:5] == ["INVALID_KEY", "KEY_TOO_LONG", "INVALID_VALUE", "DUPLICATE_KEY", "INVALID_PARAMETERS"]
     after = client.read("sample", ["ok"]).json()
