@@ -172,3 +172,10 @@ def test_progress_bars_only_on_a_terminal_and_not_with_quiet(tmp_path: Path, mon
     monkeypatch.setattr(sys, "stderr", piped)
     assert main(["import", str(tmp_path / "a.jsonl"), "--data", str(tmp_path / "dst")]) == 0
     assert piped.getvalue() == ""
+
+
+def test_serve_checks_the_retention_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--data", str(tmp_path / "d"), "--retain-for", "soon"]) == 2
+    assert "not a duration" in capsys.readouterr().err
+    assert main(["serve", "--data", str(tmp_path / "d"), "--retain-txs", "0"]) == 2
+    assert not (tmp_path / "d").exists()  # refused before touching the data directory
