@@ -88,3 +88,5 @@ class Limits:
     def __post_init__(self) -> None:
         if not 1 <= self.max_key_bytes <= 512:
             raise ValueError("max_key_bytes must be between 1 and 512 (the layout's limit)")
+        if not 0 <= self.min_ttl <= 10**10 or self.max_metadata_bytes < 0:
+            raise ValueError("min_ttl must be 0 to 10**10 seconds and max_metadata_bytes >= 0")
