@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -119,15 +118,17 @@ def test_tail_prints_each_tx(store_dir: Path, capsys: pytest.CaptureFixture[str]
 
 def test_tail_follows_writes_of_another_process_until_interrupted(store_dir: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path])}
-    proc = subprocess.Popen([sys.executable, "-m", "server", "tail", "--ns", "s", "--data", str(store_dir)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # --since 5 (the latest tx): however late the child starts, it prints exactly what follows.
+    proc = subprocess.Popen([sys.executable, "-m", "server", "tail", "--ns", "s", "--since", "5", "--data",
+                             str(store_dir)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     try:
-        time.sleep(0.5)  # let it start at the latest tx (txs before it are not printed)
         with Store.open(store_dir) as store:
+            assert store.latest_tx == 5
             store.namespace("o").put({"skip": 1})
             store.namespace("s").put({"live": "yes"}, note={"by": "tail-test"})
         assert proc.stdout is not None
-        first = proc.stdout.readline()  # blocks until tail prints (the test's timeout bounds a hang)
+        first = proc.stdout.readline()  # blocks until tail prints (pytest-timeout bounds a hang)
         assert first.startswith("tx 7 ") and 'note {"by":"tail-test"}' in first
         assert proc.stdout.readline() == '  put    s/live = "yes"\n'
     finally:

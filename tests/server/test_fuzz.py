@@ -27,7 +27,7 @@ bodies = st.one_of(
     json_values,
     st.lists(items, max_size=6),
     st.fixed_dictionaries({}, optional={"keys": st.lists(keys, max_size=5) | json_values,
-                                        "tx": st.integers(-2, 2**64) | json_values,
+                                        "tx": st.integers(-2, 2**64 - 1) | json_values,
                                         "prefix": keys | json_values, "limit": st.integers(-1, 20000) | json_values,
                                         "namespace": keys | json_values}),
 )
