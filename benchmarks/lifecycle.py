@@ -1,6 +1,6 @@
-"""Lifecycle figures for docs/lifecycle.md: import throughput and compaction speed.
+"""Lifecycle figures for docs/lifecycle.md (issue 7): import throughput and compaction speed.
 
-    python docs/bench_lifecycle.py [N]        (N items, default 1,000,000)
+    python -m benchmarks.lifecycle [N]        (N items, default 1,000,000)
 
 1. Import of N items, 100 per tx, ``sync=False`` (``engine.import_snapshot``), against raw
    py-lmdb puts of the same keys and msgpack values, committed every 100 puts, in the same run.
