@@ -123,7 +123,7 @@ def _state(txn: Any, dbs: dict[str, Any], prefix: bytes, key: str, tx: int) -> t
             op, packed, _, expire_us, metadata, _ = decode_rich(raw)
             if op != DELETE:
                 vtx = TX_MAX - unpack_u64_from(k, len(kp))[0]
-                view = ReadView(txn, dbs, lambda: tx_time(txn, dbs, tx))
+                view = None if expire_us is None else ReadView(txn, dbs, lambda: tx_time(txn, dbs, tx))
                 rec = decode_version(key, vtx, raw, view, kp)
                 if rec is not None:
                     return rec, (op, packed, expire_us, metadata)
