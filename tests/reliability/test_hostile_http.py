@@ -83,7 +83,7 @@ CASES = [
     Case("key-as-int", "POST", W, j([{"key": 7, "value": 1}]), code="INVALID_KEY"),
     Case("binary-not-bool", "POST", W, j([{"key": "a", "value": "aGk=", "binary": "yes"}])),
     Case("unknown-field", "POST", R, j({"keys": ["a"], "tx_id": 1})),
-    Case("unknown-item-field", "POST", W, j([{"key": "a", "value": 1, "ttl": 5}])),
+    Case("unknown-item-field", "POST", W, j([{"key": "a", "value": 1, "expires": 5}])),  # "ttl" is a field now
     Case("unknown-query-param", "POST", R + "?atomic=false", j({"keys": ["a"]})),
     Case("repeated-query-param", "GET", "/v4/storage/seed/key?key=a&key=b", None),
     # sizes and keys
