@@ -119,6 +119,7 @@ class Backend:
         self.namespaces = self.dbs["namespaces"]
         self.txlog = self.dbs["txlog"]
         self._gate = Gate()
+        self._write_lock = threading.RLock()
         self._closed = False
 
     @staticmethod
@@ -185,26 +186,36 @@ class Backend:
         """
         if self._closed:
             raise StoreClosed("the store is closed")
-        while True:
-            self._gate.enter()
-            try:
-                txn = self._begin(True)
+        # One writer thread per process (LMDB admits one writer anyway). This lets a failed write
+        # abort with the gate held exclusively: py-lmdb's abort of a write transaction waits until
+        # no other thread of the process is inside an LMDB call, and busy readers can starve it
+        # for seconds.
+        with self._write_lock:
+            while True:
+                self._gate.enter()
+                inside = True
                 try:
-                    result = fn(txn)
-                    txn.commit()
-                except BaseException:
-                    txn.abort()
-                    raise
-                if sync if sync is not None else self.sync:
-                    self.env.sync(True)
-                return result
-            except lmdb.MapFullError:
-                pass  # grow below, outside the gate, then run the write again
-            except lmdb.Error as exc:
-                raise translate(exc, self.path) from None
-            finally:
-                self._gate.leave()
-            self._grow()
+                    txn = self._begin(True)
+                    try:
+                        result = fn(txn)
+                        txn.commit()
+                    except BaseException:
+                        self._gate.leave()
+                        inside = False
+                        with self._gate.exclusive():
+                            txn.abort()
+                        raise
+                    if sync if sync is not None else self.sync:
+                        self.env.sync(True)
+                    return result
+                except lmdb.MapFullError:
+                    pass  # grow below, outside the gate, then run the write again
+                except lmdb.Error as exc:
+                    raise translate(exc, self.path) from None
+                finally:
+                    if inside:
+                        self._gate.leave()
+                self._grow()
 
     def _grow(self) -> None:
         """Make room after MDB_MAP_FULL: adopt a map another process already grew, else double ours.
