@@ -113,7 +113,7 @@ def prepare_puts(namespace: str, items: Mapping[str, Any] | Iterable[Item | tupl
     max_key, max_value = limits.max_key_bytes, limits.max_value_bytes
     try:
         # Optimistic pass in comprehensions (valid batches are the usual case); any doubt sends
-        # the batch to _report_bad_items, which checks item by item and names each bad one.
+        # the batch through the item-by-item path, which names each bad item.
         keys = [key for key, _ in pairs]
         raws = [key.encode() for key in keys]  # AttributeError for non-str keys
         packed = [pack_value(value) for _, value in pairs]
@@ -122,13 +122,13 @@ def prepare_puts(namespace: str, items: Mapping[str, Any] | Iterable[Item | tupl
             return Batch([Run(namespace, PUT, keys, raws, packed)])
     except (EngineError, TypeError, ValueError, AttributeError):
         pass
-    _report_bad_items(pairs, limits)
-    raise AssertionError("unreachable: _report_bad_items raises")  # pragma: no cover
+    return _prepare_rich(namespace, pairs, from_mapping, limits, None, 0)
 
 
 def _prepare_rich(namespace: str, pairs: list[Any], from_mapping: bool, limits: Limits,
                   options: tuple[Any, Any, Any] | None, now_us: int) -> Batch:
-    """A put where some items carry an expiry or metadata (item by item: not the hot path)."""
+    """A put validated item by item: items that carry an expiry or metadata, or a batch the fast
+    pass refused (then it raises, listing every bad item)."""
     batch_ttl, batch_exp, batch_meta = options or (None, None, None)
     run = Run(namespace, PUT, opts=[])
     assert run.opts is not None
@@ -170,32 +170,6 @@ def _prepare_rich(namespace: str, pairs: list[Any], from_mapping: bool, limits: 
     if not any(o is not None for o in run.opts):
         run.opts = None
     return Batch([run])
-
-
-def _report_bad_items(pairs: list[Any], limits: Limits) -> None:
-    """Check every item of a batch the fast pass refused, and raise listing each bad one."""
-    errors: list[dict[str, Any]] = []
-    first: EngineError | None = None
-    seen: set[str] = set()
-    for index, pair in enumerate(pairs):
-        key: Any = pair
-        try:
-            try:
-                key, value = pair
-            except (TypeError, ValueError):
-                raise InvalidParameters("an item must be an Item(key, value) or a (key, value) pair") from None
-            key_bytes(key, limits.max_key_bytes)
-            packed = pack_value(value)
-            if len(packed) > limits.max_value_bytes:
-                raise ValueTooLarge(f"value is {len(packed)} bytes encoded; the limit is {limits.max_value_bytes}")
-            if key in seen:
-                raise DuplicateKey(f"key {key!r} appears more than once in one write")
-            seen.add(key)
-        except EngineError as exc:
-            first = first or exc
-            errors.append(_item_error(index, key, exc))
-    assert first is not None
-    _raise_item_errors(errors, first)
 
 
 def prepare_keys(namespace: str, keys: Iterable[str], op: int, limits: Limits) -> Batch:
