@@ -239,7 +239,7 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
         _check_expects(store, txn, batch.expects, now)
 
     cur = txn.cursor(db=versions)
-    set_range, item = cur.set_range, cur.item
+    put, step, item = cur.put, cur.next, cur.item
     suffix = inv_tx(tx)
     run_records: list[list[bytes]] = []  # what each run stored, for the tx's chain hash
     for run in batch.runs:
@@ -264,13 +264,15 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
         order = sorted(range(len(kps)), key=kps.__getitem__)
         kps = [kps[i] for i in order]
         sorted_records = [records[i] for i in order]
-        for kp in kps:
-            if set_range(kp):
+        for kp, record in zip(kps, sorted_records, strict=True):
+            put(kp + suffix, record)
+            # The cursor rests on the new version, so the key's previous newest version, if any,
+            # is one step away: no second descent of the tree to find it.
+            if step():
                 k, old = item()
                 if k.startswith(kp) and (old[0] != MARK or not is_delete(old)):
                     live -= 1
                     size -= len(kp) + len(old)
-        cur.putmulti(zip([kp + suffix for kp in kps], sorted_records, strict=True))
         entry.key_count += live
         entry.size_bytes += size
 
