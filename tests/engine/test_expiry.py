@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
 from engine import Item, Limits, Record, Store, errors, export_history, import_history
-
-T0 = 1_800_000_000.0  # an arbitrary epoch second, far from the real clock
-
-
-class Clock:
-    """A settable clock: ``store`` reads ``clock()``; tests move it with ``clock.now = ...``."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[Store]:
-    s = Store.open(tmp_path / "store", sync=False, clock=clock)
-    yield s
-    s.close()
+from tests.engine.clock import T0, Clock, clock, store  # noqa: F401 (fixtures)
 
 
 def test_ttl_hides_the_value_the_moment_it_expires(store: Store, clock: Clock) -> None:
