@@ -18,7 +18,7 @@ from .codec import CLEAR, DELETE, OP_NAMES, decode_rich, unpack_value
 from .encoding import TX_MAX, inv_tx, keypart, unpack_u64_from
 from .expiry import ReadView, tx_time
 from .records import Record
-from .snapshot import check_horizon, decode_version
+from .snapshot import check_horizon, decode_version, version_at
 
 DIFF_CHUNK = 512
 
@@ -116,17 +116,15 @@ def _state(txn: Any, dbs: dict[str, Any], prefix: bytes, key: str, tx: int) -> t
     """The record of ``key`` at ``tx`` (expiry evaluated at the tx's commit time, as a read at it
     does) and a comparable content ``(op, encoded value, expiry, metadata)``."""
     kp = keypart(prefix, key.encode())
-    cur = txn.cursor(db=dbs["versions"])
-    if cur.set_range(kp + inv_tx(tx)):
-        k, raw = cur.item()
-        if k.startswith(kp):
-            op, packed, _, expire_us, metadata, _ = decode_rich(raw)
-            if op != DELETE:
-                vtx = TX_MAX - unpack_u64_from(k, len(kp))[0]
-                view = None if expire_us is None else ReadView(txn, dbs, lambda: tx_time(txn, dbs, tx))
-                rec = decode_version(key, vtx, raw, view, kp)
-                if rec is not None:
-                    return rec, (op, packed, expire_us, metadata)
+    found = version_at(txn.cursor(db=dbs["versions"]), kp, tx)
+    if found is not None:
+        vtx, raw = found
+        op, packed, _, expire_us, metadata, _ = decode_rich(raw)
+        if op != DELETE:
+            view = None if expire_us is None else ReadView(txn, dbs, lambda: tx_time(txn, dbs, tx))
+            rec = decode_version(key, vtx, raw, view, kp)
+            if rec is not None:
+                return rec, (op, packed, expire_us, metadata)
     return None, (DELETE, None, None, None)
 
 

@@ -105,6 +105,17 @@ def read_keys(txn: Any, versions_db: Any, prefix: bytes, keys: list[str], raws: 
     return out
 
 
+def version_at(cur: Any, kp: bytes, tx: int | None = None) -> tuple[int, bytes] | None:
+    """``(tx, record)`` of keypart ``kp``'s newest version at or before ``tx`` (its newest of all
+    for None), leaving ``cur`` on it; None if there is none. One seek (see the module docstring)."""
+    if not cur.set_range(kp if tx is None else kp + inv_tx(tx)):
+        return None
+    k, rec = cur.item()
+    if not k.startswith(kp):
+        return None
+    return TX_MAX - unpack_u64_from(k, len(kp))[0], rec
+
+
 def read_one(backend: Any, store: Any, name: str, key: str, raw: bytes, tx: Any, txn: Any,
              metadata: bool = False, fields: frozenset[str] = frozenset()) -> Record | None:
     """One key at ``tx`` (latest if None): :func:`read_keys` without the batch bookkeeping."""
@@ -113,13 +124,10 @@ def read_one(backend: Any, store: Any, name: str, key: str, raw: bytes, tx: Any,
     if prefix is None:
         return None
     kp = keypart(prefix, raw)
-    cur = txn.cursor(db=backend.versions)
-    if not cur.set_range(kp + inv_tx(at)):
+    found = version_at(txn.cursor(db=backend.versions), kp, at)
+    if found is None:
         return None
-    k, rec = cur.item()
-    if not k.startswith(kp):
-        return None
-    vtx = TX_MAX - unpack_u64_from(k, len(kp))[0]
+    vtx, rec = found
     if rec[0] != MARK and not fields:
         value = unpack_value(rec)
         return _new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None))
@@ -129,13 +137,8 @@ def read_one(backend: Any, store: Any, name: str, key: str, raw: bytes, tx: Any,
 
 def current_tx(txn: Any, versions_db: Any, prefix: bytes, raw: bytes) -> tuple[int, bytes | None]:
     """The tx of a key's newest version and its record (``(0, None)`` if it has none)."""
-    cur = txn.cursor(db=versions_db)
-    kp = keypart(prefix, raw)
-    if cur.set_range(kp):
-        k, rec = cur.item()
-        if k.startswith(kp):
-            return TX_MAX - unpack_u64_from(k, len(kp))[0], rec
-    return 0, None
+    found = version_at(txn.cursor(db=versions_db), keypart(prefix, raw))
+    return (0, None) if found is None else found
 
 
 def live_tx(txn: Any, versions_db: Any, prefix: bytes, raw: bytes, now_us: int) -> int:
