@@ -24,6 +24,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import orjson
@@ -119,14 +120,19 @@ class EtcdServer:
 
     def close(self) -> None:
         self.conn.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log.close()
+        stop_process(self.proc, self.log)
+
+
+def stop_process(proc: subprocess.Popen, log: Any) -> None:
+    """Stop a server the harness started (TERM, then KILL after 10 s) and close its log."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    log.close()
 
 
 def txn_range_body(keys: list[str], revision: int) -> dict:

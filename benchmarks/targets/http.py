@@ -29,7 +29,7 @@ from pathlib import Path
 import orjson
 
 from ..datasets import Workload
-from .etcd import EtcdServer, free_port, txn_range_body
+from .etcd import EtcdServer, free_port, stop_process, txn_range_body
 
 
 @dataclass
@@ -83,14 +83,7 @@ class Gunicorn:
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log.close()
+        stop_process(self.proc, self.log)
 
 
 def post(port: int, path: str, body: bytes, timeout: float = 10) -> tuple[int, bytes]:
