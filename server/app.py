@@ -142,6 +142,12 @@ class App:
         """False once this process is shutting down: live streams end so the worker can exit."""
         return not self._closed and getattr(self._worker, "alive", True)
 
+    def long_running(self, method: str, path: str) -> bool:
+        """Whether a request can run for long (a stream, whole-store work): :mod:`server.worker`
+        runs those on a pool thread and answers the others on its event loop. ``path`` as in
+        ``PATH_INFO``."""
+        return self.router.long_running(method, path)
+
     def attach_worker(self, worker: Any) -> None:
         """Called in a gunicorn worker after the fork: open the store and watch ``worker.alive``."""
         self._worker = worker

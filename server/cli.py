@@ -3,9 +3,11 @@
 Each subcommand is one ``add_<name>_arguments(parser)`` plus one ``cmd_<name>(args) -> int``,
 registered in :data:`COMMANDS`; add a subcommand by adding a pair there.
 
-``serve`` runs the WSGI app under gunicorn's gthread workers (``--threads``; 1 means sync
-workers), started programmatically. The app is built in the master (``preload_app``) so workers
-share the metrics memory; each worker opens its own LMDB store after the fork
+``serve`` runs the WSGI app under gunicorn, started programmatically, with
+:class:`server.worker.StrataWorker`: gthread's event loop answering ordinary requests itself, one
+at a time, and a pool of ``--threads`` for SSE streams, whole-store work and slow clients
+(``--threads 1`` runs gunicorn's sync workers). The app is built in the master (``preload_app``) so
+workers share the metrics memory; each worker opens its own LMDB store after the fork
 (``post_worker_init``) and closes it on exit. Without API keys the server refuses a non-loopback
 address unless ``--insecure`` is given.
 
@@ -43,7 +45,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-sync", action="store_true",
                    help="do not fsync each commit (faster; a crash may lose the latest commits)")
     p.add_argument("--threads", type=int, default=16,
-                   help="threads per worker (default 16; gunicorn's gthread workers). 1 runs sync workers, "
+                   help="threads per worker for SSE streams and slow clients (default 16); other requests are "
+                        "answered one at a time on each worker's event loop. 1 runs gunicorn's sync workers, "
                         "which cannot hold SSE streams")
     p.add_argument("--max-streams", type=int, default=None,
                    help="open SSE streams per worker (default: half of --threads), so streams never take "
@@ -98,7 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = {
         "bind": f"{host}:{args.port}",
         "workers": args.workers,
-        "worker_class": "gthread" if args.threads > 1 else "sync",
+        "worker_class": "server.worker.StrataWorker" if args.threads > 1 else "sync",
         "threads": args.threads,
         "preload_app": True,
         "timeout": args.timeout,

@@ -50,6 +50,12 @@ TABLE: list[tuple[str, str, Handler, str | None]] = [
     ("/metrics", "GET", ops.metrics, "read"),
 ]
 
+#: Handlers that can run for long: a stream, or work over a whole namespace or store. The worker runs
+#: them on a pool thread, where they hold up no other request and gunicorn's watchdog does not count
+#: their time (see server.worker); every other request is answered on the worker's event loop.
+LONG_RUNNING: frozenset[Handler] = frozenset({feed.sse, audit.diff, audit.verify, namespaces.drop_namespace,
+                                              admin.compact, admin.backup})
+
 _PARAM = re.compile(r"\{(\w+)\}")
 _NAMESPACE_PARAMS = ("storage", "name")
 UNMATCHED = ("unmatched", "")
@@ -111,6 +117,15 @@ class Router:
             if m is not None:
                 return route, m.groupdict()
         raise HTTPProblem(404, NOT_FOUND, f"no route for {path[:200]!r}")
+
+    def long_running(self, method: str, path: str) -> bool:
+        """Whether ``method path`` is answered by a handler in :data:`LONG_RUNNING`."""
+        try:
+            route, _ = self.match(path)
+        except HTTPProblem:
+            return False
+        endpoint = route.endpoints.get(method)
+        return endpoint is not None and endpoint.handler in LONG_RUNNING
 
     @staticmethod
     def endpoint(route: Route, method: str) -> Endpoint:

@@ -1,8 +1,9 @@
 """HTTP throughput: Strata's server vs a minimal WSGI app vs etcd's JSON gateway, same request.
 
 The request is the issue-3 target: read 100 random keys at a random past tx (etcd: one txn of 100 range
-requests at the matching revision). Each app runs under gunicorn with identical settings (2 workers,
-same worker class), so only the application differs. Load comes from ``wrk -t2 -cN --latency`` with a
+requests at the matching revision). Each app runs under gunicorn with identical settings, the ones
+``strata serve`` uses (2 workers of ``server.worker.StrataWorker``, 16 pool threads), so only the
+application differs. Load comes from ``wrk -t2 -cN --latency`` with a
 generated Lua script cycling through pre-drawn POST bodies, or, when wrk is missing, from a built-in
 threaded Python generator (which saturates long before the servers do on 2 cores: its absolute numbers
 are low, only ratios measured with it mean anything).
@@ -48,6 +49,10 @@ class HttpResult:
         return asdict(self)
 
 
+#: The worker class ``strata serve`` runs (see server/worker.py), used for every app here.
+WORKER_CLASS = "server.worker.StrataWorker"
+
+
 @dataclass
 class Load:
     threads: int = 2
@@ -56,9 +61,10 @@ class Load:
 
 
 class Gunicorn:
-    """gunicorn serving ``app_spec`` (``module:factory(args)``) on loopback with 2 workers."""
+    """gunicorn serving ``app_spec`` (``module:factory(args)``) on loopback, as ``strata serve`` runs."""
 
-    def __init__(self, app_spec: str, workdir: Path, workers: int = 2, worker_class: str = "sync") -> None:
+    def __init__(self, app_spec: str, workdir: Path, workers: int = 2, worker_class: str = WORKER_CLASS,
+                 threads: int = 16) -> None:
         self.port = free_port()
         self.log = open(workdir / f"gunicorn-{self.port}.log", "wb")  # noqa: SIM115 - closed in close()
         root = Path(__file__).resolve().parents[2]  # repo root: engine/, server/, benchmarks/
@@ -72,6 +78,8 @@ class Gunicorn:
             str(workers),
             "-k",
             worker_class,
+            "--threads",
+            str(threads),
             "-b",
             f"127.0.0.1:{self.port}",
             "--log-level",

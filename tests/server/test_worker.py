@@ -1,0 +1,171 @@
+"""``server.worker``: which requests the event loop answers itself, and the promises that choice keeps.
+
+The unit tests pin down :func:`answerable_now` (a whole, buffered, non-streaming request). The live
+tests run ``strata serve`` with one worker, so anything that blocked the event loop would block
+every other client: a stalled client, a silent connection and an open SSE stream must each leave
+the worker answering. Timeouts only guard against hangs; nothing here measures speed
+(``python -m benchmarks`` does).
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+from server.app import App
+from server.worker import MAX_REQUESTS_PER_CONNECTION, answerable_now
+from tests.server.conftest import LiveServer, start_server, stop_server
+from tests.server.sse_client import Subscriber
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+READ = b'{"keys": ["a"]}'
+POST = (b"POST /v4/storage/w/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(READ))
+
+
+@pytest.mark.parametrize("data,expected", [
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", True),
+    (POST + READ, True),
+    (POST + READ + b"GET /healthz HTTP/1.1\r\n", True),  # a pipelined second request behind it
+    (POST + READ[:-1], False),  # body still arriving
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\n", False),  # head still arriving
+    (b"", False),
+    (b"POST /v4/storage/w/write HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", False),
+    (b"POST /x HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n", False),  # the parser judges it
+    (b"POST /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n", True),  # no body to wait for: the parser says 400
+    (b"GET http://x/healthz HTTP/1.1\r\n\r\n", False),  # absolute form: left to the parser, on a thread
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", False),  # a TLS hello on a plain port
+    (b"GET /healthz HTTP/2.0\r\n\r\n", False),
+])
+def test_answerable_now(data: bytes, expected: bool) -> None:
+    assert answerable_now(data) is expected
+
+
+def test_streams_are_left_to_the_pool_however_the_path_is_spelled(app: App) -> None:
+    for path in (b"/v4/storage/feed/sse", b"/v4/storage/feed/sse?start_tx=0", b"/v4/storage/feed/%73se",
+                 b"/v4/storage/%66eed/sse"):
+        assert not answerable_now(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n", app.long_running), path
+    assert answerable_now(b"GET /v4/storage/feed/changes HTTP/1.1\r\n\r\n", app.long_running)
+    assert answerable_now(b"POST /v4/storage/feed/sse HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+                          app.long_running)  # a 405: answered at once
+
+
+@pytest.mark.parametrize("request_line,long", [
+    (b"POST /v4/admin/compact", True),
+    (b"POST /v4/admin/backup", True),
+    (b"GET /v4/verify", True),
+    (b"POST /v4/storage/a/diff", True),
+    (b"DELETE /v4/namespace/storage/a", True),
+    (b"POST /v4/storage/a/read", False),
+    (b"POST /v4/storage/a/write", False),
+    (b"POST /v4/storage/a/scan", False),  # bounded by its limit
+    (b"GET /v4/admin/compaction", False),
+    (b"GET /nowhere", False),  # a 404, answered at once
+])
+def test_whole_store_work_goes_to_the_pool(app: App, request_line: bytes, long: bool) -> None:
+    data = request_line + b" HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"
+    assert answerable_now(data, app.long_running) is not long
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = start_server(tmp_path_factory.mktemp("worker"), "--heartbeat", "0.3", workers=1)
+    yield live
+    stop_server(live.proc)
+
+
+def _write(server: LiveServer, ns: str, key: str, value: object) -> int:
+    status, _, body = server.request("POST", f"/v4/storage/{ns}/write", json=[{"key": key, "value": value}])
+    assert status == 200, body
+    return int(orjson.loads(body)["tx"])
+
+
+def test_a_stalled_client_does_not_block_the_worker(one_worker: LiveServer) -> None:
+    tx = _write(one_worker, "stall", "a", 1)
+    stalled = socket.create_connection(("127.0.0.1", one_worker.port), timeout=30)
+    silent = socket.create_connection(("127.0.0.1", one_worker.port), timeout=30)
+    try:
+        stalled.sendall(POST.replace(b"/w/", b"/stall/") + READ[:5])  # head and part of the body, then nothing
+        for i in range(5):
+            status, _, body = one_worker.request("POST", "/v4/storage/stall/read", json={"keys": ["a"]})
+            assert status == 200 and orjson.loads(body)["data"] == [
+                {"key": "a", "value": 1, "tx": tx, "binary": False}], i
+        stalled.sendall(READ[5:])  # the rest arrives: the request is answered after all
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = stalled.recv(65536)
+            assert chunk, answer
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 ") and b'"value":1' in answer
+    finally:
+        stalled.close()
+        silent.close()
+
+
+def test_keep_alive_until_the_request_cap_then_close(one_worker: LiveServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", one_worker.port, timeout=30)
+    try:
+        conn.connect()
+        first = conn.sock
+        for n in range(1, MAX_REQUESTS_PER_CONNECTION + 1):
+            conn.request("GET", "/healthz")
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 200
+            if n < MAX_REQUESTS_PER_CONNECTION:
+                assert conn.sock is first and (resp.getheader("Connection") or "").lower() != "close", n
+        assert (resp.getheader("Connection") or "").lower() == "close"
+        assert conn.sock is None  # http.client closed it, as the server asked
+    finally:
+        conn.close()
+
+
+def test_an_open_stream_leaves_the_worker_answering(one_worker: LiveServer) -> None:
+    sub = Subscriber(one_worker.port, "/v4/storage/live/sse")
+    try:
+        assert sub.status == 200 and sub.pid is not None
+        txs = [_write(one_worker, "live", f"k{i}", i) for i in range(3)]  # answered while the stream is open
+        status, _, body = one_worker.request("POST", "/v4/storage/live/read", json={"keys": ["k0", "k2"]})
+        assert status == 200 and [r["value"] for r in orjson.loads(body)["data"]] == [0, 2]
+        assert [sub.next_event()["id"] for _ in txs] == txs
+    finally:
+        sub.close()
+
+
+def test_concurrent_clients_on_one_worker_all_get_their_own_answers(one_worker: LiveServer) -> None:
+    import threading
+
+    errors: list[str] = []
+
+    def client(n: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", one_worker.port, timeout=30)
+        try:
+            for i in range(20):
+                key = f"c{n}-{i}"
+                conn.request("POST", "/v4/storage/conc/write", orjson.dumps([{"key": key, "value": [n, i]}]),
+                             {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                tx = orjson.loads(resp.read())["tx"]
+                conn.request("POST", "/v4/storage/conc/read", orjson.dumps({"keys": [key]}),
+                             {"Content-Type": "application/json"})
+                got = orjson.loads(conn.getresponse().read())["data"]
+                if got != [{"key": key, "value": [n, i], "tx": tx, "binary": False}]:
+                    errors.append(f"{key}: {got}")
+        except Exception as exc:
+            errors.append(f"client {n}: {exc!r}")
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    status, _, body = one_worker.request("GET", "/v4/namespace/storage/conc")
+    assert status == 200 and orjson.loads(body)["data"]["stat"]["key_count"] == 160
