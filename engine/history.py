@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from . import schema, txlog
-from .codec import CLEAR, DELETE, OP_NAMES, decode_rich, unpack_value
+from .codec import CLEAR, DELETE, OP_NAMES, decode_rich, put_value
 from .encoding import TX_MAX, inv_tx, keypart, unpack_u64_from
 from .expiry import ReadView, tx_time
 from .records import Record
@@ -97,7 +97,7 @@ def _version(txn: Any, dbs: dict[str, Any], tx: int, raw: bytes) -> Version:
     op, packed, _, expire_us, metadata, _ = decode_rich(raw)
     if op != 0:
         return Version(tx, when, OP_NAMES[op], note=note)
-    value = unpack_value(packed)
+    value = put_value(packed)
     expires = None if expire_us is None else schema.time_of(expire_us)
     return Version(tx, when, "put", value, type(value) is bytes, note, metadata, expires)
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import schema, txlog
-from .codec import CLEAR, DELETE, MARK, decode_rich, is_delete, unpack_value
+from .codec import CLEAR, DELETE, MARK, decode_rich, is_delete, put_value, unpack_value
 from .encoding import SHORT_MAX, TERMINATOR, TX_MAX, inv_tx, keypart, unpack_u64_from
 from .errors import FutureTx, InvalidParameters, TxCompacted
 from .expiry import ReadView
@@ -66,7 +66,7 @@ def decode_version(key: str, vtx: int, raw: bytes, view: ReadView | None = None,
     if op == CLEAR:
         rec = Record(key, None, vtx, False, True)
     else:
-        value = unpack_value(packed)
+        value = put_value(packed)
         rec = Record(key, value, vtx, type(value) is bytes, False)
     if view is None or not (view.fields or view.metadata):
         return rec

@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import compaction, expiry, schema, txlog
-from .codec import CLEAR, OP_NAMES, PUT, decode_rich, pack_value, unpack_value
+from .codec import CLEAR, OP_NAMES, PUT, decode_rich, pack_value, put_value
 from .encoding import inv_tx, keypart
 from .errors import EngineError, InvalidParameters, TxCompacted, ValueTooLarge
 from .snapshot import resolve_tx
@@ -164,7 +164,7 @@ def _history_rows(store: Store, txn: Any, start: int, end: int, namespace: str |
                     continue
                 raw = txn.get(keypart(prefix, key.encode()) + suffix, db=backend.versions)
                 _, packed, _, expire_us, metadata, created_us = decode_rich(bytes(raw))
-                put = _value_fields({"namespace": ns, "op": "put", "key": key}, unpack_value(packed))
+                put = _value_fields({"namespace": ns, "op": "put", "key": key}, put_value(packed))
                 if created_us is not None:  # an extended put: replaying it needs its options
                     put["expire_us"] = expire_us
                     put["metadata"] = metadata

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import given
 
@@ -16,6 +17,13 @@ from tests.property.test_store_model import same
 @given(values)
 def test_values_round_trip_exactly(value: Any) -> None:
     assert same(codec.unpack_value(codec.pack_value(value)), value)
+
+
+@given(values)
+def test_the_fast_decoder_reads_what_msgpack_reads(value: Any) -> None:
+    # Values are written by msgpack and read by ormsgpack: both must see the same value, types included.
+    packed = codec.pack_value(value)
+    assert same(codec.unpack_value(packed), msgpack.unpackb(packed))
 
 
 def _deep(n: int) -> list[Any]:
@@ -55,3 +63,10 @@ def test_records_never_start_like_a_marker() -> None:
     assert codec.is_delete(codec.DELETE_RECORD)
     ext = codec.extended_record(codec.DELETE, "k" * 600, None)
     assert codec.is_delete(ext) and codec.decode_record(ext) == (codec.DELETE, None, "k" * 600)
+
+
+def test_a_put_record_without_a_value_is_reported_as_damaged() -> None:
+    assert codec.put_value(codec.pack_value({"a": 1})) == {"a": 1}
+    with pytest.raises(errors.StorageError) as info:
+        codec.put_value(None)
+    assert info.value.code == "STORAGE_ERROR" and "damaged" in info.value.message
