@@ -88,6 +88,7 @@ def machine_info(workdir: Path) -> dict[str, object]:
         "versions": {
             "lmdb (py-lmdb)": _version("lmdb"),
             "msgpack": _version("msgpack"),
+            "ormsgpack": _version("ormsgpack"),
             "sqlite": sqlite3.sqlite_version,
             "diskcache": _version("diskcache"),
             "gunicorn": _version("gunicorn"),
