@@ -18,7 +18,7 @@ import msgpack
 
 from ..datasets import Dataset, Workload
 from ..measure import Op
-from . import Target, cycle
+from . import Target, cycle, decode
 
 
 class DiskcacheKV(Target):
@@ -46,7 +46,7 @@ class DiskcacheKV(Target):
                     self.cache.set(k, packb(v))
 
     def ops(self) -> list[Op]:
-        cache, unpackb, packb, wl = self.cache, msgpack.unpackb, msgpack.packb, self.wl
+        cache, unpackb, packb, wl = self.cache, decode, msgpack.packb, self.wl
         single, hundred = cycle(wl.singles), cycle(wl.hundreds)
 
         def read100() -> object:

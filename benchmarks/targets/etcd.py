@@ -31,7 +31,7 @@ import orjson
 
 from ..datasets import Dataset, Workload
 from ..measure import Op
-from . import Target, cycle
+from . import Target, cycle, decode
 
 MAX_TXN_OPS = 10_000
 
@@ -164,7 +164,7 @@ class Etcd(Target):
         self.latest_rev = rev
 
     def ops(self) -> list[Op]:
-        call, wl, unpackb, b64d = self.server.call, self.wl, msgpack.unpackb, base64.b64decode
+        call, wl, unpackb, b64d = self.server.call, self.wl, decode, base64.b64decode
         single, hundred = cycle(wl.singles), cycle(wl.hundreds)
         past = cycle([t + 1 for t in wl.past_txs])  # load tx t -> revision t + 1
         starts = cycle([f"k:{s:014d}" for s in wl.scan_starts])

@@ -18,7 +18,7 @@ import msgpack
 
 from ..datasets import Dataset, Workload
 from ..measure import Op
-from . import Target, cycle
+from . import Target, cycle, decode
 
 MAP_SIZE = 8 << 30  # sparse file: only what is written takes disk space
 
@@ -43,7 +43,7 @@ class LmdbFloor(Target):
         self.env.sync(True)
 
     def ops(self) -> list[Op]:
-        env, unpackb, packb = self.env, msgpack.unpackb, msgpack.packb
+        env, unpackb, packb = self.env, decode, msgpack.packb
         wl = self.wl
         single = cycle([k.encode() for k in wl.singles])
         hundred = cycle([[k.encode() for k in ks] for ks in wl.hundreds])

@@ -6,8 +6,8 @@ back ends, chosen by the factory:
 
 - ``create_app(data_dir)``: the same versioned lookups through ``engine.Store`` (what Strata's server
   does minus everything HTTP-side): the issue-3 target compares the server to this.
-- ``create_floor_app(floor_dir)``: raw LMDB ``txn.get`` + msgpack of the newest values (no versions):
-  the ceiling for any Python WSGI app on this machine, for context.
+- ``create_floor_app(floor_dir)``: raw LMDB ``txn.get`` of the newest values (no versions), decoded
+  as every target decodes: the ceiling for any Python WSGI app on this machine, for context.
 
 Served by gunicorn with the same worker settings as the Strata server, so only the app differs.
 """
@@ -46,10 +46,10 @@ def create_app(data_dir: str, namespace: str = "bench") -> Callable[..., Iterabl
 
 def create_floor_app(floor_dir: str) -> Callable[..., Iterable[bytes]]:
     import lmdb
-    import msgpack
+
+    from benchmarks.targets import decode as unpackb
 
     env = lmdb.open(floor_dir, readonly=True, lock=True, max_dbs=1)
-    unpackb = msgpack.unpackb
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         req = _body(environ)

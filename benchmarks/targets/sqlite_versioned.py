@@ -22,7 +22,7 @@ import msgpack
 
 from ..datasets import Dataset, Workload
 from ..measure import Op
-from . import Target, cycle
+from . import Target, cycle, decode
 
 GET_AT = "SELECT value FROM kv WHERE key = ? AND tx <= ? ORDER BY tx DESC LIMIT 1"
 SCAN_AT = "SELECT key, max(tx), value FROM kv WHERE key >= ? AND tx <= ? GROUP BY key ORDER BY key LIMIT 1000"
@@ -62,7 +62,7 @@ class SqliteVersioned(Target):
         return tx
 
     def ops(self) -> list[Op]:
-        db, unpackb, wl = self.db, msgpack.unpackb, self.wl
+        db, unpackb, wl = self.db, decode, self.wl
         single, hundred = cycle(wl.singles), cycle(wl.hundreds)
         past = cycle(wl.past_txs)  # load tx t is SQLite tx t: same numbering as Strata
         starts = cycle([f"k:{s:014d}" for s in wl.scan_starts])
