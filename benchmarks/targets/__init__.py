@@ -24,8 +24,9 @@ from ..measure import Op
 
 T = TypeVar("T")
 
-#: How every target decodes the msgpack bytes it stores: the decoder Strata's engine reads with
-#: (ormsgpack, about twice msgpack's speed), so no system is charged more than another for decoding.
+#: How the systems Strata is compared with decode the msgpack bytes they store: with the decoder
+#: Strata's engine reads with (ormsgpack, about twice msgpack's speed), so none of them is charged
+#: more than Strata for decoding. The floor keeps issue 2's definition (msgpack); see lmdb_floor.
 decode = ormsgpack.unpackb
 
 

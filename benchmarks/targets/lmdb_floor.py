@@ -4,6 +4,11 @@ This is the cheapest possible way to keep these values on LMDB from Python: one 
 msgpack-encoded value. Every other embedded figure is reported as a ratio to it, measured in the same
 run on the same data, so machine speed cancels out.
 
+It decodes with ``msgpack.unpackb``, as issue 2 defines the floor. The engine reads with ormsgpack,
+about twice as fast, so one more op, ``read100_latest_fast``, reads the same 100 keys decoding with
+ormsgpack: the report quotes the read target against it too, so the faster decoder is not mistaken
+for a faster engine.
+
 Durability: the environment is opened with ``sync=False`` and a "sync" write calls ``env.sync(True)``
 after commit (the documented LMDB way to get an fsync'd commit on demand), so both durability modes
 share one environment. ``metasync`` stays on, as in LMDB's default.
@@ -43,7 +48,7 @@ class LmdbFloor(Target):
         self.env.sync(True)
 
     def ops(self) -> list[Op]:
-        env, unpackb, packb = self.env, decode, msgpack.packb
+        env, unpackb, packb = self.env, msgpack.unpackb, msgpack.packb
         wl = self.wl
         single = cycle([k.encode() for k in wl.singles])
         hundred = cycle([[k.encode() for k in ks] for ks in wl.hundreds])
@@ -57,6 +62,11 @@ class LmdbFloor(Target):
             with env.begin() as txn:
                 get = txn.get
                 return [unpackb(get(k)) for k in hundred()]
+
+        def read100_fast() -> object:
+            with env.begin() as txn:
+                get = txn.get
+                return [decode(get(k)) for k in hundred()]
 
         def scan1000() -> object:
             out = []
@@ -85,6 +95,7 @@ class LmdbFloor(Target):
         ops = [
             Op("get_latest", 1, get_latest),
             Op("read100_latest", 100, read100),
+            Op("read100_latest_fast", 100, read100_fast, notes="decoded with ormsgpack, as the engine decodes"),
             Op("scan1000", 1000, scan1000),
         ]
         ops += [make_put(n, s) for s in (True, False) for n in (1, 100, 10_000)]

@@ -47,7 +47,7 @@ def create_app(data_dir: str, namespace: str = "bench") -> Callable[..., Iterabl
 def create_floor_app(floor_dir: str) -> Callable[..., Iterable[bytes]]:
     import lmdb
 
-    from benchmarks.targets import decode as unpackb
+    from benchmarks.targets import decode as unpackb  # the engine's decoder: this app is a ceiling
 
     env = lmdb.open(floor_dir, readonly=True, lock=True, max_dbs=1)
 
