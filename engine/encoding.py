@@ -66,7 +66,7 @@ def tx_of(version_key: bytes) -> int:
 
 def escape(raw: bytes) -> bytes:
     """Order-preserving escape of UTF-8 bytes: ``00`` becomes ``00 FF``."""
-    return raw.replace(b"\x00", b"\x00\xff") if b"\x00" in raw else raw
+    return raw.replace(b"\x00", b"\x00\xff") if 0 in raw else raw
 
 
 def bucket_cut(escaped: bytes) -> bytes:
@@ -77,7 +77,7 @@ def bucket_cut(escaped: bytes) -> bytes:
 
 def keypart(prefix: bytes, raw: bytes) -> bytes:
     """The keypart of a key given the namespace prefix and the key's UTF-8 bytes."""
-    esc = raw.replace(b"\x00", b"\x00\xff") if b"\x00" in raw else raw
+    esc = raw.replace(b"\x00", b"\x00\xff") if 0 in raw else raw
     if len(esc) <= SHORT_MAX:
         return prefix + esc + TERMINATOR
     return prefix + bucket_cut(esc) + BUCKET_MARK + hashlib.sha256(raw).digest()[:HASH_LEN] + LONG_TAIL
@@ -91,7 +91,7 @@ def is_long(kp: bytes) -> bool:
 def key_of_short(kp: bytes) -> str:
     """The key of a short-form keypart (long keys are read from their version record)."""
     esc = kp[NS_ID_LEN:-2]
-    return (esc.replace(b"\x00\xff", b"\x00") if b"\x00" in esc else esc).decode("utf-8")
+    return (esc.replace(b"\x00\xff", b"\x00") if 0 in esc else esc).decode("utf-8")
 
 
 def range_start(prefix: bytes, raw_prefix: bytes) -> bytes:

@@ -247,12 +247,11 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
         entries[run.namespace] = entry
         prefix = ns_prefix(entry.id)
         op, raws = run.op, run.raws
-        kps = [prefix + raw + TERMINATOR if b"\x00" not in raw and len(raw) <= SHORT_MAX else keypart(prefix, raw)
+        kps = [prefix + raw + TERMINATOR if 0 not in raw and len(raw) <= SHORT_MAX else keypart(prefix, raw)
                for raw in raws]
         records = run.packed[:] if op == PUT else [CLEAR_RECORD if op == CLEAR else DELETE_RECORD] * len(raws)
-        for i, kp in enumerate(kps):
-            if kp[-1] == 1:  # a long key: its record carries the full key
-                records[i] = extended_record(op, run.keys[i], run.packed[i] if op == PUT else None)
+        for i in [i for i, kp in enumerate(kps) if kp[-1] == 1]:  # long keys: records carry the full key
+            records[i] = extended_record(op, run.keys[i], run.packed[i] if op == PUT else None)
         if run.opts is not None:  # puts with an expiry or metadata: extended records, indexed
             _rich_records(txn, backend.dbs, run, kps, records, now)
         run_records.append(records)
