@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
+from ormsgpack import unpackb  # the engine's msgpack decoder (see engine/codec.py)
 
 from .records import NamespaceInfo
 
@@ -69,7 +70,7 @@ class NamespaceEntry:
 
     @classmethod
     def decode(cls, raw: bytes) -> NamespaceEntry:
-        return cls(*msgpack.unpackb(raw))
+        return cls(*unpackb(raw))
 
     def encode(self) -> bytes:
         return msgpack.packb(  # type: ignore[no-any-return]

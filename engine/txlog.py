@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 import msgpack
+from ormsgpack import unpackb  # the engine's msgpack decoder (see engine/codec.py)
 
 from . import schema
 from .codec import OP_NAMES, pack_value
@@ -124,14 +125,14 @@ def entry(txn: Any, dbs: dict[str, Any], tx: int) -> tuple[int, dict[str, Any] |
     raw = txn.get(_u64.pack(tx), db=dbs["txlog"])
     if raw is None:
         return None
-    time_us, note, digest = msgpack.unpackb(raw)
+    time_us, note, digest = unpackb(raw)
     return time_us, note, digest
 
 
 def runs_of(txn: Any, dbs: dict[str, Any], tx: int) -> list[list[Any]]:
     """The operation runs of ``tx`` (empty if it was not committed)."""
     raw = txn.get(_u64.pack(tx), db=dbs["txops"])
-    return [] if raw is None else msgpack.unpackb(raw)
+    return [] if raw is None else unpackb(raw)
 
 
 def read(txn: Any, dbs: dict[str, Any], tx: int) -> TxInfo | None:

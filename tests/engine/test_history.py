@@ -120,3 +120,20 @@ def test_wait_for_sees_a_commit_from_another_process(tmp_path: Path) -> None:
         assert store.wait_for(1, timeout=60)
         proc.join(timeout=60)
         assert store.namespace("n").get("from").value == "another process"  # type: ignore[union-attr]
+
+
+def test_the_fast_version_constructor_builds_the_same_frozen_version() -> None:
+    # history() builds Versions without the dataclass __init__; a field added to Version must be
+    # added there too, which this catches.
+    import dataclasses
+
+    from engine.history import Version, _new_version
+
+    names = ["tx", "time", "op", "value", "binary", "note", "metadata", "expire_time"]
+    assert [f.name for f in dataclasses.fields(Version)] == names
+    values = (7, datetime(2026, 1, 2, tzinfo=UTC), "put", {"a": [1]}, False, {"by": "x"}, {"m": 1},
+              datetime(2026, 2, 3, tzinfo=UTC))
+    fast = _new_version(*values)
+    assert fast == Version(*values) and repr(fast) == repr(Version(*values))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.tx = 8  # type: ignore[misc]
