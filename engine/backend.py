@@ -12,6 +12,10 @@ Rules of the road it enforces (py-lmdb's and LMDB's, made safe for Strata's user
   skips that last flush: it survives a process crash (the OS has the pages) but a power loss may
   undo it. A store opened with ``sync=False`` skips every flush (bulk loads, tests).
 * **Errors.** Every ``lmdb.Error`` is translated here into an :mod:`engine.errors` class.
+* **No crossing fork().** An LMDB environment must not be used in a child process: the child
+  shares the parent's reader slots and locks. After ``fork()`` every backend the child inherited
+  refuses to work (``STORE_CLOSED``, saying to open the store again) and its ``close()`` leaves
+  the parent's environment alone.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import os
 import resource
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -31,6 +36,17 @@ T = TypeVar("T")
 
 DB_NAMES = ("versions", "meta", "namespaces", "txlog", "txops", "txtime", "expiry")
 MIN_MAP_SIZE = 1 << 20
+
+#: Every open backend of this process, so a forked child can disable the ones it inherited.
+_open_backends: weakref.WeakSet[Backend] = weakref.WeakSet()
+
+
+def _disable_inherited() -> None:
+    for backend in list(_open_backends):
+        backend._forked = backend._closed = True
+
+
+os.register_at_fork(after_in_child=_disable_inherited)
 
 
 class Gate:
@@ -121,6 +137,8 @@ class Backend:
         self._gate = Gate()
         self._write_lock = threading.RLock()
         self._closed = False
+        self._forked = False  # True in a child process that inherited this backend
+        _open_backends.add(self)
 
     @staticmethod
     def _open_env(path: str, map_size: int, max_readers: int, sync: bool) -> Any:
@@ -161,10 +179,16 @@ class Backend:
                     self._gate.enter()
         return self.env.begin(write=write)
 
+    def _unusable(self) -> StoreClosed:
+        if self._forked:
+            return StoreClosed("this store was opened before the process forked, and an LMDB environment must not "
+                               "cross fork(): open the store again in this process", forked=True)
+        return StoreClosed("the store is closed")
+
     def read(self, fn: Callable[[Any], T]) -> T:
         """Run ``fn(txn)`` in a read transaction and return its result."""
         if self._closed:
-            raise StoreClosed("the store is closed")
+            raise self._unusable()
         gate = self._gate
         gate.enter()
         try:
@@ -185,7 +209,7 @@ class Backend:
         and the transaction). An exception from ``fn`` aborts the transaction: nothing is written.
         """
         if self._closed:
-            raise StoreClosed("the store is closed")
+            raise self._unusable()
         # One writer thread per process (LMDB admits one writer anyway). This lets a failed write
         # abort with the gate held exclusively: py-lmdb's abort of a write transaction waits until
         # no other thread of the process is inside an LMDB call, and busy readers can starve it
@@ -236,6 +260,8 @@ class Backend:
 
     def info(self) -> dict[str, int]:
         """Map size and bytes in use (pages in use times page size)."""
+        if self._closed:
+            raise self._unusable()
         try:
             info = self.env.info()
             stat = self.env.stat()
@@ -246,12 +272,15 @@ class Backend:
 
     def flush(self) -> None:
         """Force every committed write to disk."""
+        if self._closed:
+            raise self._unusable()
         try:
             self.env.sync(True)
         except lmdb.Error as exc:
             raise translate(exc) from None
 
     def close(self) -> None:
+        # A forked child only forgets its copy: closing it would act on the parent's environment.
         if not self._closed:
             self._closed = True
             with self._gate.exclusive():

@@ -55,3 +55,39 @@ def test_two_writers_share_one_gapless_timeline(tmp_path: Path) -> None:
             assert len(records) == KEYS
             assert {r.tx for r in records} == {tx}
             assert len({r.value["batch"] for r in records}) == 1
+
+
+def test_a_store_does_not_cross_fork(tmp_path: Path) -> None:
+    """A child that inherited an open store gets STORE_CLOSED (saying why) instead of using the
+    parent's LMDB environment, and closing it there leaves the parent's store working."""
+    import os
+
+    from engine import errors
+
+    with Store.open(tmp_path / "s") as store:
+        ns = store.namespace("n")
+        tx = ns.put({"a": 1})
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report what each call did, then leave without cleanup handlers
+            outcome = []
+            for call in (lambda: ns.read(["a"]), lambda: ns.put({"b": 2}), lambda: store.latest_tx):
+                try:
+                    call()
+                    outcome.append("worked")
+                except errors.StoreClosed as exc:
+                    outcome.append(f"{exc.code}:{'fork' in exc.message}")
+                except BaseException as exc:
+                    outcome.append(repr(exc))
+            store.close()
+            os.write(write_fd, ",".join(outcome).encode())
+            os._exit(0)
+        os.close(write_fd)
+        _, status = os.waitpid(pid, 0)
+        report = os.read(read_fd, 4096).decode()
+        os.close(read_fd)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert report == "STORE_CLOSED:True,STORE_CLOSED:True,STORE_CLOSED:True", report
+        # The parent's store is untouched by the child's close.
+        assert [r.value for r in ns.read(["a"], tx=tx).records] == [1]
+        assert ns.put({"c": 3}) == tx + 1
