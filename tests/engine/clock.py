@@ -22,6 +22,11 @@ class Clock:
     def __call__(self) -> float:
         return self.now
 
+    @property
+    def us(self) -> int:
+        """The time in integer microseconds, the engine's stored unit."""
+        return round(self.now * 1_000_000)
+
 
 @pytest.fixture
 def clock() -> Clock:

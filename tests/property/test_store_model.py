@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from engine import Item, Store, errors, expiry
+from tests.engine.clock import Clock  # the store's clock: time moves only when the `advance` rule says so
 
 from .model import CLEAR, DELETE, PUT, Model
 from .strategies import NAMESPACES, keys, values
@@ -50,21 +51,6 @@ def assert_records(got: list[Any], want: list[tuple[Any, ...]]) -> None:
         assert same(g[1], w[1]), (g, w)
 
 
-T0 = 1_800_000_000.0
-
-
-class Clock:
-    """The store's clock: time moves only when the ``advance`` rule says so."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-    @property
-    def us(self) -> int:
-        return round(self.now * 1_000_000)
 
 
 class StoreMachine(RuleBasedStateMachine):

@@ -11,27 +11,13 @@ import pytest
 
 from server import create_app
 from server.app import App
+from tests.engine.clock import T0, Clock, clock  # noqa: F401 (fixtures)
 
 from .conftest import Client
-
-T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
