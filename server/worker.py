@@ -21,7 +21,8 @@ Contract of :class:`StrataWorker`:
   still arriving (slow clients, bodies larger than :data:`PEEK_BYTES`, chunked bodies) and TLS.
   So a slow or stalled client never blocks the worker, and a long request is not killed by
   gunicorn's ``--timeout`` watchdog, which the event loop feeds between requests.
-- New connections wait in the poller until their first bytes arrive.
+- New connections wait in the poller until their first bytes arrive (as long as gthread lets them
+  wait, then they are closed).
 - A connection is closed after :data:`MAX_REQUESTS_PER_CONNECTION` requests, with
   ``Connection: close`` on the last answer. Keep-alive connections opened in a burst can all land
   on one worker; as clients reconnect, the worker that polls first accepts, which is the less
@@ -43,7 +44,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn.workers.gthread import DEFAULT_WORKER_DATA_TIMEOUT, TConn, ThreadWorker
 
 MAX_REQUESTS_PER_CONNECTION = 100
 PEEK_BYTES = 64 * 1024
@@ -113,7 +114,8 @@ class StrataWorker(ThreadWorker):  # type: ignore[misc]
         self.nr_conns += 1
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(SEND_TIMEOUT), 0))
         conn = TConn(self.cfg, sock, addr, listener.getsockname())  # non-blocking until it is served
-        conn.timeout = time.monotonic() + self.cfg.keepalive
+        # As long as gthread gives a new connection to send its request: a thread's wait, then keep-alive.
+        conn.timeout = time.monotonic() + DEFAULT_WORKER_DATA_TIMEOUT + self.cfg.keepalive
         self.pending_conns.append(conn)
         self.poller.register(sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn))
 
