@@ -23,7 +23,7 @@ from typing import Any
 from engine import Retention, Store, errors
 from server.auth import KeyRing
 from server.http import Request, problem_response
-from server.lifecycle import RetentionLeader
+from server.lifecycle import LifecycleLeader
 from server.metrics import Metrics
 from server.problems import INTERNAL_ERROR, HTTPProblem, from_engine_error, status_line
 from server.routes import Router
@@ -47,7 +47,8 @@ class App:
     off); ``metrics`` the shared counters; ``max_body`` the request body limit in bytes;
     ``heartbeat`` the seconds between SSE heartbeats; ``max_streams`` the open SSE streams one
     process may hold (None: no cap; ``strata serve`` sets it from its thread count);
-    ``retention`` the policy one process at a time applies in the background (see
+    ``retention`` the policy one process at a time applies in the background, and ``expire_every``
+    the seconds between its expiry sweeps (None: only writes record expiries; see
     :mod:`server.lifecycle`); ``backup_dir`` the only directory ``POST /v4/admin/backup`` writes
     into (default: ``backups`` beside the data directory).
     """
@@ -67,11 +68,13 @@ class App:
         max_streams: int | None = None,
         retention: Retention | None = None,
         backup_dir: str | os.PathLike[str] | None = None,
+        expire_every: float | None = None,
     ) -> None:
         self.data_dir = os.fspath(data_dir)
         self.retention = retention
+        self.expire_every = expire_every or None
         self.backup_dir = Path(backup_dir or Path(self.data_dir).absolute().parent / "backups").absolute()
-        self._retention_leader: RetentionLeader | None = None
+        self._lifecycle_leader: LifecycleLeader | None = None
         self.heartbeat = heartbeat
         self.max_streams = max_streams
         self.max_note_bytes = DEFAULT_MAX_NOTE
@@ -112,9 +115,9 @@ class App:
             self.max_batch = getattr(limits, "max_batch", self.max_batch)
             self.max_key_bytes = getattr(limits, "max_key_bytes", self.max_key_bytes)
             self.max_note_bytes = getattr(limits, "max_note_bytes", self.max_note_bytes)
-            if self.retention is not None:
-                self._retention_leader = RetentionLeader(self._store, self.retention, self.data_dir)
-                self._retention_leader.start()
+            if self.retention is not None or self.expire_every:
+                self._lifecycle_leader = LifecycleLeader(self._store, self.data_dir, self.retention, self.expire_every)
+                self._lifecycle_leader.start()
         return self._store
 
     def _streams(self) -> tuple[TxWatch, StreamSlots]:
@@ -164,9 +167,9 @@ class App:
         if self._watch is not None and self._watch[0] == os.getpid():
             self._watch[1].stop()
         self._watch = None
-        if self._retention_leader is not None and self._store_pid == os.getpid():
-            self._retention_leader.stop()
-        self._retention_leader = None
+        if self._lifecycle_leader is not None and self._store_pid == os.getpid():
+            self._lifecycle_leader.stop()
+        self._lifecycle_leader = None
         if self._store is not None and self._store_pid == os.getpid():
             self._store.close()
         self._store = None
@@ -220,6 +223,7 @@ def create_app(
     max_streams: int | None = None,
     retention: Retention | None = None,
     backup_dir: str | os.PathLike[str] | None = None,
+    expire_every: float | None = None,
 ) -> App:
     """Build the WSGI app serving the store at ``data_dir``.
 
@@ -228,11 +232,12 @@ def create_app(
     ``store_options`` are passed to ``Store.open`` (``map_size``, ``limits``); ``heartbeat`` is
     the seconds between SSE heartbeat comments; ``max_streams`` caps the open SSE streams per process;
     ``retention`` (an :class:`engine.Retention`) is applied in the background by one process at a
-    time; ``backup_dir`` is where ``POST /v4/admin/backup`` may write (default ``DATA/../backups``).
+    time, which also records due expiries as deletes every ``expire_every`` seconds (None: only
+    writes do); ``backup_dir`` is where ``POST /v4/admin/backup`` may write (default ``DATA/../backups``).
     """
     if keys_file is None:
         keys_file = os.environ.get("STRATA_KEYS_FILE") or None
     keyring = KeyRing.load(keys_file) if keys_file is not None else KeyRing([])
     return App(data_dir, keyring=keyring, sync=sync, store_options=store_options, max_body=max_body,
                openapi_path=openapi_path, heartbeat=heartbeat, max_streams=max_streams, retention=retention,
-               backup_dir=backup_dir)
+               backup_dir=backup_dir, expire_every=expire_every)

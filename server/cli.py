@@ -60,6 +60,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retain-for", default=None, metavar="DURATION",
                    help="retention: keep the txs of the last DURATION (30d, 12h, 1d12h); with --retain-txs the "
                         "laxer wins (default: keep everything)")
+    p.add_argument("--expire-every", type=float, default=60.0, metavar="SECONDS",
+                   help="record due expiries as deletes every SECONDS in the background, so key counts and "
+                        "history stay exact without writes (default 60; 0: only writes record them)")
     p.add_argument("--backup-dir", default=None, metavar="DIR",
                    help="the only directory POST /v4/admin/backup writes into (default: 'backups' beside --data)")
 
@@ -68,9 +71,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from server.app import create_app
 
     keys_file = args.keys or os.environ.get("STRATA_KEYS_FILE") or None
-    if args.threads < 1 or args.heartbeat <= 0 or (args.max_streams is not None and args.max_streams < 0):
-        print("strata serve: --threads must be at least 1, --heartbeat above 0 and --max-streams not negative",
-              file=sys.stderr)
+    if (args.threads < 1 or args.heartbeat <= 0 or (args.max_streams is not None and args.max_streams < 0)
+            or not 0 <= args.expire_every < float("inf")):
+        print("strata serve: --threads must be at least 1, --heartbeat above 0, --max-streams and --expire-every "
+              "not negative", file=sys.stderr)
         return 2
     max_streams = args.threads // 2 if args.max_streams is None else args.max_streams
     from server.lifecycle import retention_policy
@@ -87,7 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         app = create_app(args.data, keys_file=keys_file, sync=not args.no_sync, heartbeat=args.heartbeat,
                          max_streams=0 if args.threads == 1 else max_streams, retention=retention,
-                         backup_dir=args.backup_dir)
+                         backup_dir=args.backup_dir, expire_every=args.expire_every or None)
     except KeysFileError as exc:
         print(f"strata serve: {exc}", file=sys.stderr)
         return 2

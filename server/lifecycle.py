@@ -8,18 +8,20 @@ directories), so an absolute path, ``..``, a backslash or a NUL byte can never n
 outside it. The resolved target is checked again after following symlinks already present on
 disk (a symlink inside the backup directory cannot lead out of it either).
 
-**Retention under several workers.** gunicorn runs several worker processes, each with its own
-``Store``. ``Store.open(path, retention=...)`` starts a retention thread in every process that
-opens the store that way; the engine makes concurrent passes safe, but N workers would run N
-redundant passes per interval, each taking LMDB's writer lock. So workers open their store
-*without* a policy and each runs a :class:`RetentionLeader`: a thread that tries, every interval,
-to take an exclusive ``flock`` on ``DATA/strata-retention.lock``; the one worker that holds it runs
-the passes (:func:`engine.retention.apply`), the others only retry the lock (a non-blocking system
-call). The kernel releases the lock when its holder exits or dies, however it dies, so leadership
-moves to another live worker within one interval: after a crash, a ``max_requests`` restart, or a
-graceful reload (``HUP``), where gunicorn starts new workers while the old ones still run, so
-"the first worker to boot" or "worker 0" would leave nobody in charge once the old generation
-exits. The gunicorn master never runs it: it must not open the LMDB environment before forking.
+**Background work under several workers.** Two jobs run in the background of a server: retention
+passes (``--retain-txs`` / ``--retain-for``) and expiry sweeps (``--expire-every``: record the
+expiries that are due as deletes, so namespace ``key_count`` and ``size_bytes`` stay exact and the
+history shows them even when nobody writes). gunicorn runs several worker processes, each with its
+own ``Store``; N workers would run N redundant passes, each taking LMDB's writer lock. So workers
+open their store *without* a policy and each runs a :class:`LifecycleLeader`: a thread that tries,
+every tick, to take an exclusive ``flock`` on ``DATA/strata-lifecycle.lock``; the one worker that
+holds it runs the jobs (:func:`engine.retention.apply`, ``Store.expire``), the others only retry
+the lock (a non-blocking system call). The kernel releases the lock when its holder exits or dies,
+however it dies, so leadership moves to another live worker within one tick: after a crash, a
+``max_requests`` restart, or a graceful reload (``HUP``), where gunicorn starts new workers while
+the old ones still run, so "the first worker to boot" or "worker 0" would leave nobody in charge
+once the old generation exits. The gunicorn master never runs it: it must not open the LMDB
+environment before forking.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import logging
 import os
 import re
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +42,7 @@ from engine import retention as _retention
 
 log = logging.getLogger("strata.server")
 
-LOCK_NAME = "strata-retention.lock"
+LOCK_NAME = "strata-lifecycle.lock"
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 MAX_BACKUP_PATH = 255
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -105,21 +108,27 @@ def backup_target(backup_dir: Path, name: str) -> Path:
     return target
 
 
-class RetentionLeader(threading.Thread):
-    """Runs ``policy`` on ``store`` only while this process holds the retention lock of ``data_dir``
-    (see the module docstring). ``stop()`` ends it between two compaction chunks and releases the lock."""
+class LifecycleLeader(threading.Thread):
+    """Runs retention passes (``policy``) and expiry sweeps (every ``expire_every`` seconds) on
+    ``store``, only while this process holds the lifecycle lock of ``data_dir`` (see the module
+    docstring). ``stop()`` ends it between two compaction chunks and releases the lock."""
 
-    def __init__(self, store: Any, policy: Retention, data_dir: str | os.PathLike[str]) -> None:
-        super().__init__(name="strata-retention-leader", daemon=True)
+    def __init__(self, store: Any, data_dir: str | os.PathLike[str], policy: Retention | None = None,
+                 expire_every: float | None = None) -> None:
+        super().__init__(name="strata-lifecycle-leader", daemon=True)
+        if policy is None and not expire_every:
+            raise ValueError("a LifecycleLeader needs a retention policy or an expiry period")
         self.store = store
         self.policy = policy
+        self.expire_every = expire_every or None
+        self.tick = min(t for t in (policy.interval if policy else None, self.expire_every) if t)
         self.lock_path = Path(data_dir) / LOCK_NAME
         self._fd: int | None = None
         self._stop_event = threading.Event()
 
     @property
     def leading(self) -> bool:
-        """Whether this process holds the lock (and so runs the passes)."""
+        """Whether this process holds the lock (and so runs the jobs)."""
         return self._fd is not None
 
     def _try_lock(self) -> bool:
@@ -132,20 +141,26 @@ class RetentionLeader(threading.Thread):
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
-        log.info("retention: this worker (pid %d) runs the retention passes", os.getpid())
+        log.info("lifecycle: this worker (pid %d) runs retention and expiry", os.getpid())
         return True
 
     def run(self) -> None:
+        last_sweep = time.monotonic()
         try:
-            while not self._stop_event.wait(self.policy.interval):
+            while not self._stop_event.wait(self.tick):
                 try:
                     if self._fd is None and not self._try_lock():
                         continue
-                    _retention.apply(self.store, self.policy, self._stop_event.is_set)
+                    if self.policy is not None:
+                        _retention.apply(self.store, self.policy, self._stop_event.is_set)
+                    if self.expire_every and time.monotonic() - last_sweep >= self.expire_every:
+                        last_sweep = time.monotonic()
+                        if deleted := self.store.expire():
+                            log.info("lifecycle: recorded %d expired keys as deletes", deleted)
                 except errors.StoreClosed:
                     return
-                except (errors.EngineError, OSError) as exc:  # a full disk: try again at the next pass
-                    log.warning("retention pass failed: %s", exc)
+                except (errors.EngineError, OSError) as exc:  # a full disk: try again at the next tick
+                    log.warning("lifecycle pass failed: %s", exc)
         finally:
             self._release()
 

@@ -12,7 +12,7 @@ import pytest
 from engine import Retention, Store
 from server import create_app
 from server.app import App
-from server.lifecycle import LOCK_NAME, RetentionLeader, backup_target, parse_duration
+from server.lifecycle import LOCK_NAME, LifecycleLeader, backup_target, parse_duration
 from tests.server.conftest import Client
 
 READ = "read-key-0123456789"
@@ -184,8 +184,8 @@ def test_only_one_retention_leader_per_data_dir(tmp_path: Path) -> None:
     with Store.open(tmp_path / "data", sync=False) as s1, Store.open(tmp_path / "data2", sync=False) as s2:
         s1.namespace("s").put({"a": 1})
         s1.namespace("s").put({"a": 2})
-        first = RetentionLeader(s1, policy, tmp_path / "data")
-        second = RetentionLeader(s2, policy, tmp_path / "data")  # same lock file: a second worker
+        first = LifecycleLeader(s1, tmp_path / "data", policy)
+        second = LifecycleLeader(s2, tmp_path / "data", policy)  # same lock file: a second worker
         assert first._try_lock() and not second._try_lock()
         first.start()
         deadline_passes = 0
@@ -197,3 +197,30 @@ def test_only_one_retention_leader_per_data_dir(tmp_path: Path) -> None:
         assert not first.leading and second._try_lock()
         second._release()
         assert (tmp_path / "data" / LOCK_NAME).exists()
+
+
+def test_the_lifecycle_leader_records_due_expiries_without_any_write(tmp_path: Path) -> None:
+    """Expired keys become deletes in the history (and leave key_count) with nobody writing."""
+    from tests.engine.clock import T0, Clock
+
+    clock = Clock()
+    with Store.open(tmp_path / "data", sync=False, clock=clock) as store:
+        ns = store.namespace("s")
+        ns.put({"gone": 1}, ttl=5)
+        ns.put({"kept": 2})
+        clock.now = T0 + 10  # "gone" is due; nothing writes after this
+        assert ns.info().key_count == 2
+        leader = LifecycleLeader(store, tmp_path / "data", expire_every=0.01)
+        leader.start()
+        try:
+            for _ in range(2000):  # bounded wait for the first sweep
+                if ns.info().key_count == 1:
+                    break
+                leader._stop_event.wait(0.005)
+        finally:
+            leader.stop()
+        assert ns.info().key_count == 1
+        newest = ns.history("gone", limit=1)[0]
+        assert newest.deleted and newest.note == {"expired": True}
+    with pytest.raises(ValueError, match="retention policy or an expiry period"):
+        LifecycleLeader(None, tmp_path, None, None)

@@ -25,6 +25,11 @@ def test_serve_refuses_a_public_address_without_keys(tmp_path: Path, capsys: pyt
     assert not (tmp_path / "d").exists()  # refused before touching the data directory
 
 
+def test_serve_refuses_a_negative_expiry_period(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--data", str(tmp_path / "d"), "--expire-every", "-1"]) == 2
+    assert "--expire-every" in capsys.readouterr().err
+
+
 def test_serve_reports_a_bad_keys_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     keys = tmp_path / "keys.json"
     keys.write_text('{"keys": [{"key": "short", "scope": "read"}]}')

@@ -7,6 +7,7 @@ import http.client
 import re
 import socket
 import threading
+import time
 
 import orjson
 import pytest
@@ -191,5 +192,30 @@ def test_api_keys_over_http(tmp_path_factory: pytest.TempPathFactory) -> None:
         assert server.request("POST", "/v4/storage/s/read", json=["a"], headers=read_only)[0] == 200
         log = (tmp / "server.log").read_text()
         assert "secret-0123456789" not in log
+    finally:
+        stop_server(server.proc)
+
+
+def test_expired_keys_leave_the_key_count_with_nobody_writing(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``--expire-every``: one of the two workers records the due expiry as a delete in the background."""
+    server = start_server(tmp_path_factory.mktemp("expire"), "--expire-every", "0.2")
+    try:
+        status, _, body = server.request("POST", "/v4/storage/ttl/write", json=[
+            {"key": "short", "value": 1, "expiration_ttl": 1}, {"key": "long", "value": 2}])
+        assert status == 200, body
+        count = None
+        deadline = time.monotonic() + 30  # a hang guard, not a timing assertion
+        while time.monotonic() < deadline:
+            status, _, body = server.request("GET", "/v4/namespace/storage/ttl")
+            count = orjson.loads(body)["data"]["stat"]["key_count"]
+            if count == 1:
+                break
+            time.sleep(0.1)
+        assert count == 1
+        status, _, body = server.request("GET", "/v4/storage/ttl/history?key=short")
+        newest = orjson.loads(body)["data"][0]
+        assert status == 200 and newest["op"] == "delete", newest
+        status, _, body = server.request("GET", f"/v4/tx/{newest['tx']}")
+        assert status == 200 and orjson.loads(body)["note"] == {"expired": True}, body
     finally:
         stop_server(server.proc)
