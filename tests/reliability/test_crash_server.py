@@ -13,6 +13,7 @@ tx) or not there at all; ``verify()`` passes. CI: 8 worker kills and 1 master ki
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import random
 import signal
@@ -52,7 +53,7 @@ class Load:
                 status, _, body = http_request(self.port, "POST", "/v4/storage/crash/write",
                                                orjson.dumps([{"key": k, "value": value} for k in keys]),
                                                {"Content-Type": "application/json"})
-            except OSError:
+            except (OSError, http.client.HTTPException):  # killed mid-answer (IncompleteRead): outcome unknown
                 status, body = 0, b""
             with self.lock:
                 if status == 200:
