@@ -9,6 +9,11 @@ as they are (JSON Lines is one dict per line). The first dict is a header saying
       {"key": "city:1", "value": {"name": "Braavos"}, "tx": 40}
       {"key": "logo", "value": "iVBORw==", "binary": true, "tx": 41}
       {"key": "old", "cleared": true, "tx": 12}
+      {"key": "session:9", "value": "s", "tx": 42, "expire_us": 1795000000000000, "metadata": {"by": "bob"}}
+
+  A put that carries an expiry or metadata has them as ``expire_us`` (UTC microseconds, as the
+  history export) and ``metadata``; the import writes them back (an expiry already past is
+  written too, and reads as expired).
 
 * **history** (:func:`export_history`): every tx in ``(since, until]`` in order, with its commit
   time, note and operations (values included); all namespaces, or only one::
@@ -42,6 +47,7 @@ import binascii
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import compaction, expiry, schema, txlog
@@ -89,6 +95,10 @@ def _value_fields(out: dict[str, Any], value: Any) -> dict[str, Any]:
     return out
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def _value_of(row: dict[str, Any]) -> Any:
     if "value" not in row:
         raise InvalidParameters("a put needs a value", parameter="value")
@@ -115,7 +125,7 @@ def export_snapshot(store: Store, namespace: str, *, tx: int | None = None, pref
     """
     check_namespace(namespace)
     ns = store.namespace(namespace)
-    scan = ns.scan(prefix, tx=tx)
+    scan = ns.scan(prefix, tx=tx, metadata=True, fields=("expire_time",))
     info = ns.info()
     count = info.key_count if info is not None and info.tx <= scan.tx and not prefix else None
     header = {"format": FORMAT, "version": VERSION, "mode": "snapshot", "namespace": namespace, "tx": scan.tx,
@@ -130,8 +140,14 @@ def _snapshot_rows(header: dict[str, Any], scan: Iterable[Any], progress: Progre
     for rec in scan:
         if rec.cleared:
             yield {"key": rec.key, "cleared": True, "tx": rec.tx}
-        else:
-            yield _value_fields({"key": rec.key}, rec.value) | {"tx": rec.tx}
+            continue
+        row = _value_fields({"key": rec.key}, rec.value)
+        row["tx"] = rec.tx
+        if rec.expire_time is not None:
+            row["expire_us"] = (rec.expire_time - _EPOCH) // _MICROSECOND
+        if rec.metadata is not None:
+            row["metadata"] = rec.metadata
+        yield row
         done += 1
         if progress is not None and done % 1000 == 0:
             progress(done, count)
@@ -317,6 +333,7 @@ class _SnapshotBatch:
         self.put.keys.append(key)
         self.put.raws.append(raw)
         self.put.packed.append(packed)
+        _put_options(self.put, row, self.limits)
 
     def batch(self) -> Batch:
         return Batch([run for run in (self.put, self.clear) if run.keys])
@@ -419,7 +436,7 @@ def _history_batch(row: dict[str, Any], rename: dict[str, str], limits: Any) -> 
 
 
 def _put_options(run: Run, op_row: dict[str, Any], limits: Any) -> None:
-    """The expiry and metadata of a replayed put (exported by :func:`_history_rows`), if any."""
+    """The expiry and metadata of an imported put (a history op or a snapshot row), if any."""
     if "expire_us" in op_row or "metadata" in op_row:
         expire_us, metadata = op_row.get("expire_us"), op_row.get("metadata")
         if expire_us is not None and (type(expire_us) is not int or not 0 <= expire_us < 1 << 64):

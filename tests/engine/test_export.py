@@ -78,6 +78,35 @@ def test_snapshot_export_and_import(store: Store, tmp_path: Path) -> None:
         assert other.namespace("src").info() is not None
 
 
+def test_snapshot_keeps_expiry_and_metadata(tmp_path: Path) -> None:
+    """A snapshot export carries each put's expiry (exact microseconds) and metadata; the import
+    writes them back, so the copy expires when the original does and shows the same metadata."""
+    from tests.engine.clock import T0, Clock
+
+    clock = Clock()
+    with Store.open(tmp_path / "s", sync=False, clock=clock) as store:
+        ns = store.namespace("src")
+        ns.put({"session": "s1"}, ttl=100.0000017, metadata={"by": "bob"})
+        ns.put({"plain": 1})
+        ns.put({"tagged": 2}, metadata=["x"])
+        rows = through_json(engine.export_snapshot(store, "src"))
+        by_key = {r["key"]: r for r in rows[1:]}
+        assert by_key["session"]["expire_us"] == round(T0 * 1_000_000) + 100_000_002  # ttl rounded to the µs
+        assert by_key["session"]["metadata"] == {"by": "bob"}
+        assert "expire_us" not in by_key["plain"] and "metadata" not in by_key["plain"]
+        assert by_key["tagged"]["metadata"] == ["x"] and "expire_us" not in by_key["tagged"]
+        engine.import_snapshot(store, rows, namespace="copy")
+        copy = store.namespace("copy")
+        fields = ("expire_time",)
+        for key in ("session", "plain", "tagged"):
+            a = copy.get(key, metadata=True, fields=fields)
+            b = ns.get(key, metadata=True, fields=fields)
+            assert a is not None and b is not None
+            assert (a.value, a.metadata, a.expire_time) == (b.value, b.metadata, b.expire_time), key
+        clock.now = T0 + 101
+        assert [r.key for r in copy.scan()] == ["plain", "tagged"]  # the copy expired with the original
+
+
 def test_one_namespace_history_replays_only_with_renumber(store: Store, tmp_path: Path) -> None:
     random_history(store, 7)
     rows = through_json(engine.export_history(store, "n1"))
