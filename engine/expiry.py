@@ -54,6 +54,7 @@ from .errors import (
     MetadataTooLarge,
 )
 from .records import Limits, Record
+from .validation import finite_number, short_repr
 
 if TYPE_CHECKING:
     from .store import Store
@@ -81,16 +82,16 @@ def check_opts(ttl: Any, expiration: Any, metadata: Any, limits: Limits, now_us:
     """
     ttl_us = expire_us = None
     if ttl is not None:
-        if type(ttl) not in (int, float) or not math.isfinite(ttl) or not limits.min_ttl <= ttl <= MAX_TTL:
+        if not finite_number(ttl) or not limits.min_ttl <= ttl <= MAX_TTL:
             raise InvalidExpirationTtl(f"ttl must be a number of seconds from {limits.min_ttl:g} to {MAX_TTL}, "
-                                       f"not {ttl!r}", min_ttl=limits.min_ttl)
+                                       f"not {short_repr(ttl)}", min_ttl=limits.min_ttl)
         ttl_us = round(ttl * 1_000_000)
     elif expiration is not None:
         earliest = now_us / 1_000_000 + limits.min_ttl
-        if (type(expiration) not in (int, float) or not math.isfinite(expiration)
-                or not earliest <= expiration <= earliest + MAX_TTL):
+        if not finite_number(expiration) or not earliest <= expiration <= earliest + MAX_TTL:
             raise InvalidExpiration(f"expiration must be epoch seconds at least {limits.min_ttl:g} s in the future "
-                                    f"(>= {math.ceil(earliest)}), not {expiration!r}", min_ttl=limits.min_ttl)
+                                    f"(>= {math.ceil(earliest)}), not {short_repr(expiration)}",
+                                    min_ttl=limits.min_ttl)
         expire_us = round(expiration * 1_000_000)
     if metadata is not None:
         check_metadata(metadata, limits.max_metadata_bytes)

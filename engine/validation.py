@@ -44,6 +44,24 @@ def check_tx(tx: Any, name: str = "tx") -> int:
     return tx
 
 
+def finite_number(value: Any) -> bool:
+    """Whether ``value`` is an int or a finite float (bool is not a number here).
+
+    An int is always finite; ``math.isfinite`` would raise OverflowError on one beyond a double.
+    """
+    kind = type(value)
+    return kind is int or (kind is float and math.isfinite(value))
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages (an int of thousands of digits
+    would fill the message, and past 4,300 digits ``repr`` refuses it)."""
+    if type(value) is int and not -10**limit < value < 10**limit:
+        return f"an integer of {len(str(abs(value))) if abs(value) < 10**4000 else 'over 4000'} digits"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def time_us(at: Any, name: str = "at") -> int:
     """A point in time as UTC microseconds: an aware ``datetime`` or epoch seconds (int or float)."""
     if isinstance(at, datetime):
@@ -51,8 +69,8 @@ def time_us(at: Any, name: str = "at") -> int:
             raise InvalidParameters(f"{name} must carry a time zone (a naive datetime is ambiguous)", parameter=name)
         # Before 1970 nothing was committed: clamp to 0 rather than fail on a negative stamp.
         return max(0, round(at.timestamp() * 1_000_000))
-    if type(at) in (int, float) and math.isfinite(at) and at >= 0:
+    if finite_number(at) and at >= 0:
         us: int = round(at * 1_000_000)
         return us
-    raise InvalidParameters(f"{name} must be an aware datetime or non-negative epoch seconds, not {at!r}",
+    raise InvalidParameters(f"{name} must be an aware datetime or non-negative epoch seconds, not {short_repr(at)}",
                             parameter=name)

@@ -13,10 +13,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import orjson
-
 from engine import errors
 from engine.txlog import check_note
+from server.exact_json import OutOfRange, find_out_of_range, loads
 from server.problems import INVALID_PARAMETERS, HTTPProblem, bad_request
 
 MAX_TX = 2**63 - 1
@@ -38,7 +37,8 @@ class WriteItem(NamedTuple):
     """A checked write item: its position in the request, the key, the value and whether it clears.
 
     ``options`` is ``(expiration, ttl_seconds, metadata)`` when the item carries any of them (the
-    engine checks their ranges); ``ttl_field`` names the member the ttl came from, for errors.
+    engine checks their ranges); ``ttl_field`` names the member the ttl came from, and ``sent`` is
+    the item as the request gave it, so an error the engine finds can echo what was sent.
     """
 
     request_index: int
@@ -47,6 +47,7 @@ class WriteItem(NamedTuple):
     clear: bool
     options: tuple[Any, Any, Any] | None = None
     ttl_field: str = "expiration_ttl"
+    sent: dict[str, Any] | None = None
 
 
 def check_storage(name: str, location: str = "path.storage") -> str:
@@ -66,7 +67,7 @@ def check_tx(value: Any, location: str = "/tx") -> int | None:
     if value is None:
         return None
     if type(value) is not int or not 0 <= value <= MAX_TX:
-        raise bad_request(INVALID_PARAMETERS, f"tx must be an integer from 0 to {MAX_TX}", location, _echo(value))
+        raise bad_request(INVALID_PARAMETERS, f"tx must be an integer from 0 to {MAX_TX}", location, echo(value))
     return value
 
 
@@ -103,7 +104,7 @@ def parse_time(value: Any, location: str) -> datetime:
     datetime; anything else (no offset, a number, a date alone) is a 400 problem at ``location``."""
     if type(value) is not str or not _RFC3339.fullmatch(value):
         raise bad_request(INVALID_PARAMETERS, "a time must be an RFC 3339 date-time with an offset, such as "
-                          "2026-11-23T07:31:47Z or 2026-11-23T09:31:47.5+02:00", location, _echo(value))
+                          "2026-11-23T07:31:47Z or 2026-11-23T09:31:47.5+02:00", location, echo(value))
     text = value.upper()
     head, dot, rest = text.partition(".")
     if dot:  # Python keeps microseconds: cut a longer fraction (RFC 3339 allows any number of digits)
@@ -141,18 +142,21 @@ def note_header(environ: dict[str, Any], max_bytes: int) -> dict[str, Any] | Non
         raise bad_request(INVALID_PARAMETERS, f"{NOTE_HEADER} is over {max_bytes} bytes", _NOTE_LOCATION,
                           len(text))
     try:
-        note = orjson.loads(text)
-    except orjson.JSONDecodeError:
+        note, out_of_range = loads(text.encode("utf-8"))
+    except HTTPProblem:
         raise bad_request(INVALID_PARAMETERS, f"{NOTE_HEADER} is not valid JSON", _NOTE_LOCATION,
-                          _echo(text)) from None
+                          echo(text)) from None
     if type(note) is not dict:
         raise bad_request(INVALID_PARAMETERS, f"{NOTE_HEADER} must be a JSON object, such as "
                           '{"by": "alice", "ticket": "OPS-42"}', _NOTE_LOCATION, _kind(note))
+    found = find_out_of_range(note, "") if out_of_range else None
+    if found is not None:  # the engine's code for a value it cannot store; the pointer is within the note
+        raise bad_request(errors.InvalidValue.code, f"{NOTE_HEADER}: {found[1].reason()} at {found[0]}",
+                          _NOTE_LOCATION, echo(found[1]))
     try:
         return check_note(note, max_bytes)  # the engine's own check, so the problem can point here
     except errors.EngineError as exc:
-        raise bad_request(INVALID_PARAMETERS, f"{NOTE_HEADER}: {exc.message}", _NOTE_LOCATION,
-                          _echo(text)) from None
+        raise bad_request(exc.code, f"{NOTE_HEADER}: {exc.message}", _NOTE_LOCATION, echo(text)) from None
 
 
 def query_bool(text: str | None, name: str, default: bool) -> bool:
@@ -177,7 +181,7 @@ def check_fields(body: Any, allowed: frozenset[str], what: str) -> dict[str, Any
             400,
             INVALID_PARAMETERS,
             f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}",
-            [{"location": f"/{name}", "message": "unknown field", "value": _echo(body[name])} for name in unknown],
+            [{"location": f"/{name}", "message": "unknown field", "value": echo(body[name])} for name in unknown],
         )
     return body
 
@@ -192,7 +196,7 @@ def check_keys(value: Any, location: str) -> list[str]:
             400,
             INVALID_PARAMETERS,
             "every key must be a string",
-            [{"location": f"{location}/{i}", "message": "not a string", "value": _echo(value[i])} for i in bad[:100]],
+            [{"location": f"{location}/{i}", "message": "not a string", "value": echo(value[i])} for i in bad[:100]],
         )
     return value
 
@@ -201,7 +205,7 @@ def check_string(body: dict[str, Any], name: str) -> str | None:
     """An optional string field of ``body``."""
     value = body.get(name)
     if value is not None and type(value) is not str:
-        raise bad_request(INVALID_PARAMETERS, f"{name} must be a string", f"/{name}", _echo(value))
+        raise bad_request(INVALID_PARAMETERS, f"{name} must be a string", f"/{name}", echo(value))
     return value
 
 
@@ -211,7 +215,7 @@ def check_limit(value: Any) -> int:
         return SCAN_LIMIT_DEFAULT
     if type(value) is not int or not 1 <= value <= SCAN_LIMIT_MAX:
         raise bad_request(INVALID_PARAMETERS, f"limit must be an integer from 1 to {SCAN_LIMIT_MAX}", "/limit",
-                          _echo(value))
+                          echo(value))
     return value
 
 
@@ -230,11 +234,14 @@ def key_error(key: Any, max_key_bytes: int = MAX_KEY_BYTES) -> tuple[str, str] |
     return None
 
 
-def check_write_items(body: Any, max_key_bytes: int = MAX_KEY_BYTES) -> tuple[list[WriteItem], list[dict[str, Any]]]:
+def check_write_items(body: Any, max_key_bytes: int = MAX_KEY_BYTES, out_of_range: bool = False
+                      ) -> tuple[list[WriteItem], list[dict[str, Any]]]:
     """Split a write body into good items and per-item errors.
 
     Each error is ``{"index", "key", "code", "message", "location", "value"}``. Of two items with
     the same key, the later one is the error (the earlier one may still be written).
+    ``out_of_range`` says the body holds :class:`~server.exact_json.OutOfRange` numbers: an item
+    with one in its value or metadata is an error pointing at it (never a rounded number).
     """
     if type(body) is not list:
         raise bad_request(INVALID_PARAMETERS, "the write body must be a JSON array of items", "", _kind(body))
@@ -254,27 +261,50 @@ def check_write_items(body: Any, max_key_bytes: int = MAX_KEY_BYTES) -> tuple[li
                 bad.append(parsed)
                 continue
             options, ttl_field = parsed
+        if out_of_range:
+            number = _number_problem(item, index, key)
+            if number is not None:
+                bad.append(number)
+                continue
         if "value" not in item:
-            good.append(WriteItem(index, key, None, True))
+            good.append(WriteItem(index, key, None, True, sent=item))
         elif item.get("binary") is True:
             raw = _base64(item["value"])
             if raw is None:
                 value = item["value"]
                 bad.append(_item_error(index, key, errors.InvalidValue.code, "a binary value must be a base64 string",
-                                       f"/{index}/value", _echo(value)))
+                                       f"/{index}/value", echo(value)))
                 continue
-            good.append(WriteItem(index, key, raw, False, options, ttl_field))
+            good.append(WriteItem(index, key, raw, False, options, ttl_field, item))
         else:
-            good.append(WriteItem(index, key, item["value"], False, options, ttl_field))
+            good.append(WriteItem(index, key, item["value"], False, options, ttl_field, item))
         seen.add(key)
     return good, bad
 
 
 _WRITE_FIELDS_PLAIN = frozenset({"key", "value", "binary"})
+#: Where an out-of-range number makes an item unstorable, and the engine's code for it there.
+_NUMBER_FIELDS = (("value", errors.InvalidValue.code), ("metadata", errors.InvalidMetadata.code))
+
+
+def _number_problem(item: dict[str, Any], index: int, key: str) -> dict[str, Any] | None:
+    """The error of an item whose value or metadata holds a number no record can store, or None."""
+    for field, code in _NUMBER_FIELDS:
+        if field in item:
+            found = find_out_of_range(item[field], f"/{index}/{field}")
+            if found is not None:
+                return _item_error(index, key, code, f"{field} is not storable: {found[1].reason()}", found[0],
+                                   echo(found[1]))
+    return None
 
 
 def _number(value: Any) -> bool:
     return type(value) in (int, float)
+
+
+def _not_a_number(message: str, value: Any) -> str:
+    """``message``, or why ``value`` is a number no option can take (beyond 64 bits or a double)."""
+    return value.reason() if type(value) is OutOfRange else message
 
 
 def _item_options(item: dict[str, Any], index: int, key: str) -> tuple[tuple[Any, Any, Any] | None, str] | dict[
@@ -286,24 +316,26 @@ def _item_options(item: dict[str, Any], index: int, key: str) -> tuple[tuple[Any
     """
     expiration = item.get("expiration")
     if expiration is not None and not _number(expiration):
-        return _item_error(index, key, errors.InvalidExpiration.code, "expiration must be epoch seconds (a number)",
-                           f"/{index}/expiration", _echo(expiration))
+        return _item_error(index, key, errors.InvalidExpiration.code,
+                           _not_a_number("expiration must be epoch seconds (a number)", expiration),
+                           f"/{index}/expiration", echo(expiration))
     ttl, ttl_field = item.get("expiration_ttl"), "expiration_ttl"
     if ttl is not None and not _number(ttl):
-        return _item_error(index, key, errors.InvalidExpirationTtl.code, "expiration_ttl must be a number of seconds",
-                           f"/{index}/expiration_ttl", _echo(ttl))
+        return _item_error(index, key, errors.InvalidExpirationTtl.code,
+                           _not_a_number("expiration_ttl must be a number of seconds", ttl),
+                           f"/{index}/expiration_ttl", echo(ttl))
     forge = item.get("ttl")
     if forge is not None:
         if ttl is not None:
             return _item_error(index, key, INVALID_PARAMETERS, "give expiration_ttl or ttl, not both",
-                               f"/{index}/ttl", _echo(forge))
+                               f"/{index}/ttl", echo(forge))
         unit = forge.get("unit", "SECONDS") if type(forge) is dict else None
         amount: Any = forge.get("value") if type(forge) is dict else None
         if (type(forge) is not dict or set(forge) - {"value", "unit"} or not _number(amount)
                 or type(unit) is not str or unit not in TTL_UNITS):
             return _item_error(index, key, errors.InvalidExpirationTtl.code,
                                'ttl must be {"value": number, "unit": "SECONDS" | "MINUTES" | "HOURS" | "DAYS"}',
-                               f"/{index}/ttl", _echo(forge))
+                               f"/{index}/ttl", echo(forge))
         ttl, ttl_field = amount * TTL_UNITS[unit], "ttl"
     metadata = item.get("metadata")
     if expiration is None and ttl is None and metadata is None:
@@ -318,13 +350,13 @@ def check_read_options(body: dict[str, Any]) -> tuple[bool, list[str] | None]:
     """``(metadata, fields)`` of a read or scan body: ``"metadata": true`` and ``"fields": [...]``."""
     metadata = body.get("metadata", False)
     if type(metadata) is not bool:
-        raise bad_request(INVALID_PARAMETERS, "metadata must be true or false", "/metadata", _echo(metadata))
+        raise bad_request(INVALID_PARAMETERS, "metadata must be true or false", "/metadata", echo(metadata))
     fields = body.get("fields")
     if fields is None:
         return metadata, None
     if type(fields) is not list or any(f not in READ_FIELDS for f in fields):
         raise bad_request(INVALID_PARAMETERS, f"fields must be an array of {', '.join(READ_FIELDS)}", "/fields",
-                          _echo(fields))
+                          echo(fields))
     return metadata, fields
 
 
@@ -336,19 +368,19 @@ def _item_problem(item: Any, index: int, max_key_bytes: int, seen: set[str]) -> 
     unknown = [name for name in item if name not in _WRITE_FIELDS]
     if unknown:
         return _item_error(index, key, INVALID_PARAMETERS, f"unknown field {unknown[0]!r}",
-                           f"/{index}/{unknown[0]}", _echo(item[unknown[0]]))
+                           f"/{index}/{unknown[0]}", echo(item[unknown[0]]))
     if "key" not in item:
         return _item_error(index, None, errors.InvalidKey.code, "key is required", f"/{index}/key", None)
     why = key_error(key, max_key_bytes)
     if why is not None:
-        return _item_error(index, key, why[0], why[1], f"/{index}/key", _echo(key))
+        return _item_error(index, key, why[0], why[1], f"/{index}/key", echo(key))
     if key in seen:
         return _item_error(index, key, errors.DuplicateKey.code, "key appears earlier in the same write",
                            f"/{index}/key", key)
     binary = item.get("binary", False)
     if type(binary) is not bool:
         return _item_error(index, key, INVALID_PARAMETERS, "binary must be true or false", f"/{index}/binary",
-                           _echo(binary))
+                           echo(binary))
     return None
 
 
@@ -367,10 +399,12 @@ def _item_error(index: int, key: Any, code: str, message: str, location: str, va
             "location": location, "value": value}
 
 
-def _echo(value: Any) -> Any:
+def echo(value: Any) -> Any:
     """The offending value for an error entry: scalars as they are, containers by their type name."""
     if isinstance(value, (dict, list)):
         return _kind(value)
+    if type(value) is OutOfRange:  # a number JSON cannot carry back: its text as sent
+        value = value.text
     if type(value) is str and len(value) > 200:
         return value[:200] + "..."
     return value
@@ -379,4 +413,4 @@ def _echo(value: Any) -> Any:
 def _kind(value: Any) -> str:
     """A short description of a JSON value's type, for error messages about the wrong type."""
     return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
-            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+            float: "number", OutOfRange: "number", type(None): "null"}.get(type(value), type(value).__name__)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -156,7 +157,7 @@ def tx_at_time(app: App, req: Request) -> Response:
     when = parse_time(query["at"], "query.at")
     found = tx_at(app, when)
     info = app.store.tx_info(found) if found else None
-    return json_response(200, {"tx": found, "time": info.time if info else None, "at": when,
+    return json_response(200, {"tx": found, "time": info.time if info else None, "at": when.astimezone(UTC),
                                "duration": duration(req.t0)})
 
 

@@ -94,9 +94,15 @@ def changes(app: App, req: Request) -> Response:
     limit = query_int(query.get("limit"), "limit", 1, CHANGES_LIMIT_MAX, CHANGES_LIMIT_DEFAULT)
     store = app.store
     _check_not_future(store, since, "query.since")
-    infos, cursor, more = feed_page(store, name, since, limit)
-    return json_response(200, {"data": [tx_event(store, name, i) for i in infos], "count": len(infos),
-                               "cursor": cursor, "more": more, "duration": duration(req.t0)})
+    try:
+        infos, cursor, more = feed_page(store, name, since, limit)
+        data = [tx_event(store, name, i) for i in infos]
+    except errors.TxCompacted as exc:  # a put's value below the horizon: since asked for it
+        problem = from_engine_error(exc)
+        problem.errors = [{"location": "query.since", "message": exc.message, "value": since}]
+        raise problem from None
+    return json_response(200, {"data": data, "count": len(infos), "cursor": cursor, "more": more,
+                               "duration": duration(req.t0)})
 
 
 def _check_not_future(store: Store, tx: int, location: str) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from engine import errors
 from server.auth import KeyRing
 from server.http import Request, Response, duration, json_response
-from server.problems import HTTPProblem, bad_request
+from server.problems import HTTPProblem, bad_request, from_engine_error
 from server.shapes import namespace_json
 from server.validation import check_fields, check_storage, note_header
 
@@ -42,7 +42,10 @@ def create_namespace(app: App, req: Request) -> Response:
     check_storage(name, "/namespace")
     if req.principal is not None:
         KeyRing.authorize(req.principal, "admin", name)
-    info = app.store.create_namespace(name)
+    try:
+        info = app.store.create_namespace(name)
+    except errors.NamespaceExists as exc:
+        raise _pointed(exc, "/namespace", name) from None
     return json_response(201, {"data": namespace_json(info), "duration": duration(req.t0)})
 
 
@@ -61,5 +64,16 @@ def drop_namespace(app: App, req: Request) -> Response:
     """``DELETE /v4/namespace/storage/{name}``: delete all its keys in one tx and forget it."""
     req.query(_NO_QUERY)
     name = check_storage(req.params["name"], "path.name")
-    tx = app.store.drop_namespace(name, note=note_header(req.environ, app.max_note_bytes))
+    note = note_header(req.environ, app.max_note_bytes)
+    try:
+        tx = app.store.drop_namespace(name, note=note)
+    except errors.NamespaceNotFound as exc:
+        raise _pointed(exc, "path.name", name) from None
     return json_response(200, {"tx": tx, "duration": duration(req.t0)})
+
+
+def _pointed(exc: errors.EngineError, location: str, name: str) -> HTTPProblem:
+    """The problem of an engine error about the namespace ``name``, pointing where the request named it."""
+    problem = from_engine_error(exc)
+    problem.errors = [{"location": location, "message": exc.message, "value": name}]
+    return problem

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from engine import Item, errors
-from server.http import JSON_HEADERS, Request, Response, duration, json_response, parse_json, unsupported_media_type
+from server.exact_json import find_out_of_range, loads
+from server.http import JSON_HEADERS, Request, Response, duration, json_response, unsupported_media_type
 from server.problems import INVALID_JSON, INVALID_PARAMETERS, KEY_NOT_FOUND, HTTPProblem, bad_request, from_engine_error
 from server.shapes import record_json
 from server.validation import (
@@ -29,6 +30,7 @@ from server.validation import (
     check_string,
     check_tx,
     check_write_items,
+    echo,
     is_before_epoch,
     key_error,
     note_header,
@@ -38,6 +40,7 @@ from server.validation import (
 )
 
 if TYPE_CHECKING:
+    from engine import Transaction
     from server.app import App
 
 _NO_QUERY: frozenset[str] = frozenset()
@@ -129,10 +132,13 @@ def _read_answer(req: Request, data: list[dict[str, Any]], tx: int) -> Response:
 def write(app: App, req: Request) -> Response:
     """``POST /v4/storage/{storage}/write``: an array of ``{"key", "value"?, "binary"?}``, each
     optionally with ``expiration`` (epoch seconds), ``expiration_ttl`` (seconds) or Forge's
-    ``"ttl": {"value", "unit"}``, and ``metadata`` (any JSON up to 1,024 bytes)."""
+    ``"ttl": {"value", "unit"}``, and ``metadata`` (any JSON up to 1,024 bytes).
+
+    Every bad item is listed with its index in the request, whichever check (the server's or the
+    engine's) finds it: atomic mode refuses the request, partial mode commits the rest in one tx."""
     name = check_storage(req.params["storage"])
     atomic = query_bool(req.query(_WRITE_QUERY).get("atomic"), "atomic", True)
-    body = req.json()
+    body, out_of_range = _json_exact(req)
     if type(body) is list and not body:
         raise bad_request(errors.EmptyBatch.code, "the write has no items", "", "array")
     if type(body) is list and len(body) > app.max_batch:
@@ -140,10 +146,12 @@ def write(app: App, req: Request) -> Response:
                           len(body))
     store = app.store  # opened first: it sets the key limit the items are checked against
     note = note_header(req.environ, app.max_note_bytes)
-    good, bad = check_write_items(body, app.max_key_bytes)
+    good, bad = check_write_items(body, app.max_key_bytes, out_of_range)
     store.namespace(name)  # validates the name through the engine as well
     if atomic:
-        if bad:
+        if bad:  # the engine's findings on the other items belong in the same list
+            bad += _engine_errors(app, name, good, note)
+            bad.sort(key=_by_index)
             raise HTTPProblem(400, bad[0]["code"], f"{len(bad)} of {len(body)} items are invalid; nothing was written",
                               [_problem_entry(e) for e in bad])
         try:
@@ -152,23 +160,41 @@ def write(app: App, req: Request) -> Response:
             item_errors = _item_errors(exc, good)
             if not item_errors:
                 raise
-            raise HTTPProblem(400, exc.code, f"{len(item_errors)} of {len(body)} items are invalid; nothing was "
-                              "written", [_problem_entry(e) for e in item_errors]) from None
+            raise HTTPProblem(400, item_errors[0]["code"], f"{len(item_errors)} of {len(body)} items are invalid; "
+                              "nothing was written", [_problem_entry(e) for e in item_errors]) from None
         return json_response(200, {"tx": tx, "count": len(good), "duration": duration(req.t0)})
     return _write_partial(app, req, name, good, bad, note)
 
 
+def _json_exact(req: Request) -> tuple[Any, bool]:
+    """The JSON body, as :meth:`Request.json` checks it, but parsed by :func:`server.exact_json.loads`:
+    ``(body, whether it holds numbers no value can store)``."""
+    media = req.media_type()
+    if media is not None and media != "application/json" and not media.endswith("+json"):
+        raise unsupported_media_type(media, "application/json")
+    raw = req.body()
+    if not raw:
+        raise bad_request(INVALID_JSON, "the request body is empty; this endpoint needs JSON", "body", None)
+    return loads(raw)
+
+
+def _by_index(entry: dict[str, Any]) -> int:
+    return int(entry["index"])
+
+
 def _write_partial(app: App, req: Request, name: str, good: list[WriteItem], bad: list[dict[str, Any]],
                    note: dict[str, Any] | None) -> Response:
-    """Commit the good items in one tx; if the engine still refuses some, drop them and retry once.
+    """Commit the good items in one tx, setting aside every item the engine refuses.
 
-    A second refusal (or any error that is not about items, such as STORAGE_FULL) fails the
-    request as a whole: nothing was written, and the problem says why.
+    The engine lists every item it refuses at once, so this normally commits on the second try;
+    each retry drops at least one item, so it ends. An error that is not about items (such as
+    STORAGE_FULL) fails the request as a whole: nothing was written, and the problem says why.
     """
     tx = None
-    if good:
+    while good:
         try:
             tx = _commit(app, name, good, note)
+            break
         except errors.EngineError as exc:
             item_errors = _item_errors(exc, good)
             if not item_errors:
@@ -176,20 +202,20 @@ def _write_partial(app: App, req: Request, name: str, good: list[WriteItem], bad
             bad += item_errors
             dropped = {e["index"] for e in item_errors}
             good = [item for item in good if item.request_index not in dropped]
-            tx = _commit(app, name, good, note) if good else None
-    bad.sort(key=lambda e: e["index"])
+    bad.sort(key=_by_index)
     return json_response(200, {
         "tx": tx,
         "succeeded": len(good),
         "failed": len(bad),
-        "errors": [{"index": e["index"], "key": e["key"], "code": e["code"], "message": e["message"]} for e in bad],
+        "errors": [{"index": e["index"], "key": e["key"], "code": e["code"], "message": e["message"],
+                    "location": e["location"], "value": e["value"]} for e in bad],
         "duration": duration(req.t0),
     })
 
 
 def _commit(app: App, name: str, items: list[WriteItem], note: dict[str, Any] | None) -> int:
     """Write ``items`` in one tx: ``put`` when all store values, ``clear`` when all clear, else a
-    transaction. Engine item indexes refer to positions in ``items``."""
+    transaction. Each path raises listing every bad item; indexes are positions in ``items``."""
     store = app.store
     clears = sum(1 for item in items if item.clear)
     rich = any(item.options is not None for item in items)
@@ -201,29 +227,49 @@ def _commit(app: App, name: str, items: list[WriteItem], note: dict[str, Any] | 
         return int(store.namespace(name).put({item.key: item.value for item in items}, note=note))
     if clears == len(items):
         return int(store.namespace(name).clear([item.key for item in items], note=note))
-    position = 0  # which item is being added, should the engine refuse it on the spot
+    return int(_staged(app, name, items, note).commit())
+
+
+def _staged(app: App, name: str, items: list[WriteItem], note: dict[str, Any] | None) -> Transaction:
+    """A transaction holding ``items``, not committed yet; or raise listing every item the engine
+    refuses (each call checks its own item, so the refusals are collected, not stopped at the first)."""
+    t = app.store.transaction(note=note)
+    item_errors: list[dict[str, Any]] = []
+    first: errors.EngineError | None = None
+    for position, item in enumerate(items):
+        try:
+            if item.clear:
+                t.clear(name, item.key)
+            elif item.options is not None:
+                expiration, ttl, metadata = item.options
+                t.put(name, item.key, item.value, expiration=expiration, ttl=ttl, metadata=metadata)
+            else:
+                t.put(name, item.key, item.value)
+        except errors.EngineError as exc:
+            first = first or exc
+            item_errors.append({"index": position, "key": item.key, "code": exc.code, "message": exc.message})
+    if first is not None:
+        count = len(item_errors)
+        message = first.message if count == 1 else f"{count} items are invalid; the first: {first.message}"
+        raise type(first)(message, errors=item_errors)
+    return t
+
+
+def _engine_errors(app: App, name: str, items: list[WriteItem], note: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """What the engine would refuse among ``items``, found without writing (the staged transaction
+    is dropped uncommitted)."""
+    if not items:
+        return []
     try:
-        with store.transaction(note=note) as t:
-            for item in items:
-                if item.clear:
-                    t.clear(name, item.key)
-                elif item.options is not None:
-                    expiration, ttl, metadata = item.options
-                    t.put(name, item.key, item.value, expiration=expiration, ttl=ttl, metadata=metadata)
-                else:
-                    t.put(name, item.key, item.value)
-                position += 1
+        _staged(app, name, items, note)
     except errors.EngineError as exc:
-        if "errors" not in exc.details and position < len(items):
-            # Raised by one call, not at commit: it is about the item being added.
-            exc.details["errors"] = [{"index": position, "key": items[position].key, "code": exc.code,
-                                      "message": exc.message}]
-        raise
-    return int(t.tx)
+        return _item_errors(exc, items)
+    return []
 
 
 def _item_errors(exc: errors.EngineError, items: list[WriteItem]) -> list[dict[str, Any]]:
-    """The engine's per-item errors, re-indexed to positions in the request body."""
+    """The engine's per-item errors, re-indexed to positions in the request body, each pointing at
+    the member it is about and echoing what the request sent there."""
     out = []
     for entry in exc.details.get("errors") or ():
         position = entry.get("index")
@@ -235,8 +281,15 @@ def _item_errors(exc: errors.EngineError, items: list[WriteItem]) -> list[dict[s
         if code == errors.InvalidExpirationTtl.code:
             field = item.ttl_field
         at = item.request_index
+        location, value = f"/{at}/{field}", item.key
+        if field != "key":
+            sent = item.sent or {}
+            value = sent.get(field)
+            if field == "ttl" and type(value) is dict:  # Forge's {"value", "unit"}: the amount is out of range
+                location, value = f"{location}/value", value.get("value")
+            value = echo(value)
         out.append({"index": at, "key": item.key, "code": code, "message": str(entry.get("message", "")),
-                    "location": f"/{at}/{field}", "value": item.key if field == "key" else None})
+                    "location": location, "value": value})
     return out
 
 
@@ -267,6 +320,8 @@ def delete(app: App, req: Request) -> Response:
             raise bad_request(INVALID_PARAMETERS, "keys is required", "/keys", None)
         keys, path = check_keys(body["keys"], "/keys"), "/keys"
     note = note_header(req.environ, app.max_note_bytes)
+    if not keys:  # about the list itself, so it points there
+        raise bad_request(errors.EmptyBatch.code, "a delete needs at least one key", path, "array")
     try:
         tx = app.store.namespace(name).delete(keys, note=note)
     except errors.EngineError as exc:
@@ -331,7 +386,11 @@ def put_key(app: App, req: Request) -> Response:
         raw = req.body()
         if not raw:
             raise bad_request(INVALID_JSON, "the body is empty; send a JSON value", "body", None)
-        value = parse_json(raw)
+        value, out_of_range = loads(raw)
+        found = find_out_of_range(value, "") if out_of_range else None
+        if found is not None:  # a JSON Pointer into the body (the body is the value)
+            raise bad_request(errors.InvalidValue.code, f"value is not storable: {found[1].reason()}",
+                              found[0] or "body", echo(found[1]))
     else:
         raise unsupported_media_type(media, "application/octet-stream or application/json")
     note = note_header(req.environ, app.max_note_bytes)

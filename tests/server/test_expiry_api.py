@@ -90,7 +90,7 @@ def test_item_errors_are_located(client: Client) -> None:
         ({"key": "a", "value": 1, "expiration": T0 - 100}, "INVALID_EXPIRATION", "/0/expiration"),
         ({"key": "a", "value": 1, "expiration": True}, "INVALID_EXPIRATION", "/0/expiration"),
         ({"key": "a", "value": 1, "ttl": {"value": 1, "unit": "WEEKS"}}, "INVALID_EXPIRATION_TTL", "/0/ttl"),
-        ({"key": "a", "value": 1, "ttl": {"value": 0.5}}, "INVALID_EXPIRATION_TTL", "/0/ttl"),
+        ({"key": "a", "value": 1, "ttl": {"value": 0.5}}, "INVALID_EXPIRATION_TTL", "/0/ttl/value"),
         ({"key": "a", "value": 1, "ttl": 60}, "INVALID_EXPIRATION_TTL", "/0/ttl"),
         ({"key": "a", "value": 1, "ttl": {"value": 60}, "expiration_ttl": 60}, "INVALID_PARAMETERS", "/0/ttl"),
         ({"key": "a", "value": 1, "metadata": "x" * 1023}, "METADATA_TOO_LARGE", "/0/metadata"),

@@ -210,7 +210,7 @@ def test_partial_write_commits_good_items_in_one_tx(client: Client) -> None:
     assert out["succeeded"] == 2 and out["failed"] == 4
     assert [(e["index"], e["code"]) for e in out["errors"]] == [
         (1, "INVALID_KEY"), (3, "INVALID_VALUE"), (4, "INVALID_VALUE"), (5, "DUPLICATE_KEY")]
-    assert all(set(e) == {"index", "key", "code", "message"} for e in out["errors"])
+    assert all(set(e) == {"index", "key", "code", "message", "location", "value"} for e in out["errors"])
     data = client.read("sample", ["a", "c", "big", "d"]).json()["data"]
     assert data == [{"key": "a", "value": 1, "tx": out["tx"], "binary": False}, {"key": "c", "tx": out["tx"]}]
 
