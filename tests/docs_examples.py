@@ -527,7 +527,8 @@ class Segment:
         self.env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                     "PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]),
                     "CURL_HOME": str(root), "NO_COLOR": "1", "COLUMNS": "100", "TZ": "UTC"}
-        self.env.pop("STRATA_KEYS_FILE", None)
+        for name in [n for n in self.env if n.startswith("STRATA_")]:  # the doc's commands say what they use
+            del self.env[name]
         self.server: DocServer | None = None
         self.renaming = Renaming()
         self.python_outputs: dict[int, str] = {}
