@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -124,8 +126,25 @@ class Progress:
             self.bar.close()
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+#: What a run imports beyond Strata's own dependencies: the ``bench`` extra of pyproject.toml.
+BENCH_MODULES = ("matplotlib", "diskcache", "tqdm")
+BENCH_EXTRA = "pip install -e '.[bench]'"
+
+
+def missing_modules() -> list[str]:
+    """The modules of the ``bench`` extra that cannot be imported here."""
+    missing = []
+    for name in BENCH_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
+def parse_args(argv: list[str] | None, prog: str = "python -m benchmarks") -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=prog, description="Benchmark Strata against raw LMDB, SQLite, diskcache and "
+                                "etcd, embedded and over HTTP; write JSON, Markdown and plots.")
     p.add_argument("--quick", action="store_true", help="small data, few repeats: under a minute (CI)")
     p.add_argument("--keys", type=int, help="number of keys (default 100,000; quick 5,000)")
     p.add_argument("--versions", type=int, help="versions per key (default 10; quick 5)")
@@ -264,8 +283,13 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m benchmarks") -> int:
+    args = parse_args(argv, prog)
+    missing = missing_modules()
+    if missing:  # checked before the run: plots come last, after minutes of measuring
+        print(f"{prog}: the benchmarks need {', '.join(missing)}, from the bench extra: {BENCH_EXTRA}",
+              file=sys.stderr)
+        return 2
     base = args.workdir
     if base is not None:
         Path(base).mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -24,6 +25,11 @@ from .txlog import TxInfo
 from .txn import Batch, Run, Transaction, apply_batch
 from .validation import check_namespace, check_tx, time_us
 from .verify import VerifyReport, verify
+
+#: Namespace handles kept for reuse by :meth:`Store.namespace`. A server asks for whatever name a
+#: request carries, existing or not; an unbounded cache grew a worker by 20 MiB per 100,000 names.
+#: Beyond the bound the oldest handle is dropped (a handle is just the store and a validated name).
+MAX_NAMESPACE_HANDLES = 1024
 
 
 class Store:
@@ -59,7 +65,8 @@ class Store:
         self.path = backend.path
         self._ns_ids: dict[str, int] = {}
         self._prefixes: dict[str, bytes] = {}
-        self._handles: dict[str, Namespace] = {}
+        self._handles: dict[str, Namespace] = {}  # at most MAX_NAMESPACE_HANDLES, oldest dropped first
+        self._handles_lock = threading.Lock()
         self.retention = retention_policy
         self._retention_thread: retention.RetentionThread | None = None
         if retention_policy is not None:
@@ -99,7 +106,11 @@ class Store:
         """The namespace called ``name`` (validated; nothing is created until it is written)."""
         handle = self._handles.get(name)
         if handle is None:
-            handle = self._handles[check_namespace(name)] = Namespace(self, name)
+            handle = Namespace(self, check_namespace(name))
+            with self._handles_lock:
+                while len(self._handles) >= MAX_NAMESPACE_HANDLES:
+                    del self._handles[next(iter(self._handles))]
+                self._handles[name] = handle
         return handle
 
     def namespaces(self) -> list[NamespaceInfo]:

@@ -34,11 +34,13 @@ from server.auth import KeysFileError
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="./data", help="store directory (created if missing; default ./data)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
-    p.add_argument("--workers", type=int, default=max(2, min(8, os.cpu_count() or 2)),
-                   help="gunicorn worker processes (default: CPUs, 2 to 8)")
+    # No argparse defaults for these four: a flag wins over $STRATA_*, which wins over the default
+    # (server.serve_config resolves them).
+    p.add_argument("--data", default=None, help="store directory (created if missing; default $STRATA_DATA or ./data)")
+    p.add_argument("--host", default=None, help="address to listen on (default $STRATA_HOST or 127.0.0.1)")
+    p.add_argument("--port", default=None, help="port, 1 to 65535 (default $STRATA_PORT or 8080)")
+    p.add_argument("--workers", default=None,
+                   help="gunicorn worker processes (default $STRATA_WORKERS, or CPUs, 2 to 8)")
     p.add_argument("--keys", default=None, help="API keys file (default $STRATA_KEYS_FILE; none: auth off)")
     p.add_argument("--insecure", action="store_true",
                    help="allow a non-loopback address without API keys")
@@ -67,49 +69,74 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="the only directory POST /v4/admin/backup writes into (default: 'backups' beside --data)")
 
 
+def _check_serve_options(args: argparse.Namespace) -> str | None:
+    """Why the options other than the address and data directory cannot work, or None."""
+    if (args.threads < 1 or args.heartbeat <= 0 or (args.max_streams is not None and args.max_streams < 0)
+            or not 0 <= args.expire_every < float("inf") or args.timeout < 0):
+        return ("--threads must be at least 1, --heartbeat above 0, --max-streams, --expire-every and --timeout "
+                "not negative")
+    max_streams = args.threads // 2 if args.max_streams is None else args.max_streams
+    if args.threads > 1 and max_streams >= args.threads:
+        return (f"--max-streams {max_streams} would let streams take all {args.threads} threads of a worker; give "
+                "fewer streams or more threads")
+    return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Check everything that can be checked (values, the data directory, the address), then run
+    gunicorn; nothing is created on disk before the checks pass."""
     from server.app import create_app
+    from server.lifecycle import retention_policy
+    from server.serve_config import ServeConfigError, check_bindable, check_data_dir, resolve
 
     keys_file = args.keys or os.environ.get("STRATA_KEYS_FILE") or None
-    if (args.threads < 1 or args.heartbeat <= 0 or (args.max_streams is not None and args.max_streams < 0)
-            or not 0 <= args.expire_every < float("inf")):
-        print("strata serve: --threads must be at least 1, --heartbeat above 0, --max-streams and --expire-every "
-              "not negative", file=sys.stderr)
+    problem = _check_serve_options(args)
+    if problem is not None:
+        print(f"strata serve: {problem}", file=sys.stderr)
         return 2
     max_streams = args.threads // 2 if args.max_streams is None else args.max_streams
-    from server.lifecycle import retention_policy
-
     try:
+        config = resolve(args, os.environ)
         retention = retention_policy(args.retain_txs, args.retain_for)
-    except ValueError as exc:
-        print(f"strata serve: {exc}", file=sys.stderr)
-        return 2
-    if args.threads > 1 and max_streams >= args.threads:
-        print(f"strata serve: --max-streams {max_streams} would let streams take all {args.threads} threads of a "
-              "worker; give fewer streams or more threads", file=sys.stderr)
-        return 2
-    try:
-        app = create_app(args.data, keys_file=keys_file, sync=not args.no_sync, heartbeat=args.heartbeat,
+        app = create_app(config.data, keys_file=keys_file, sync=not args.no_sync, heartbeat=args.heartbeat,
                          max_streams=0 if args.threads == 1 else max_streams, retention=retention,
                          backup_dir=args.backup_dir, expire_every=args.expire_every or None)
-    except KeysFileError as exc:
+    except (ServeConfigError, ValueError, KeysFileError) as exc:
         print(f"strata serve: {exc}", file=sys.stderr)
         return 2
-    if not app.keyring.enabled and not args.insecure and not is_loopback(args.host):
-        print(f"strata serve: refusing to listen on {args.host} without API keys; give --keys FILE "
+    if not app.keyring.enabled and not args.insecure and not is_loopback(config.host):
+        print(f"strata serve: refusing to listen on {config.host} without API keys; give --keys FILE "
               "(or STRATA_KEYS_FILE), or --insecure to accept that anyone who can reach it may write",
               file=sys.stderr)
         return 2
-    os.makedirs(args.data, exist_ok=True)
-    host = f"[{args.host}]" if ":" in args.host else args.host
+    try:
+        check_data_dir(config.data)
+        check_bindable(config.host, config.port)
+        os.makedirs(config.data, exist_ok=True)
+    except ServeConfigError as exc:
+        print(f"strata serve: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"strata serve: cannot create --data {config.data}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    auth = (f"API keys required ({len(app.keyring)} from {keys_file})" if app.keyring.enabled
+            else "API keys not required (auth off)")
+    started = (f"strata serve: data {os.path.abspath(config.data)}, listening on {config.url}, "
+               f"{config.workers} worker(s) x {args.threads} thread(s), {auth}")
+    host = f"[{config.host}]" if ":" in config.host else config.host
     options = {
-        "bind": f"{host}:{args.port}",
-        "workers": args.workers,
+        "bind": f"{host}:{config.port}",
+        "workers": config.workers,
         "worker_class": "server.worker.StrataWorker" if args.threads > 1 else "sync",
         "threads": args.threads,
         "preload_app": True,
         "timeout": args.timeout,
         "accesslog": args.access_log,
+        # gunicorn 25+ opens a control socket at one path per user ($XDG_RUNTIME_DIR or ~/.gunicorn):
+        # every instance on the machine would share it, and stopping one removes another's. Strata
+        # does not use gunicornc, so it is off (the setting is skipped where gunicorn lacks it).
+        "control_socket_disable": True,
+        "when_ready": lambda server: server.log.info("%s", started),
         "post_worker_init": app.attach_worker,
         "worker_exit": lambda server, worker: app.close(),
     }
@@ -118,14 +145,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=None, help="store directory (default: a temporary one)")
+    p.add_argument("--data", default=None,
+                   help="a new or empty directory to keep the demo store in (default: a temporary one, removed after)")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """The demo commits txs, and a tx stays in the hash chain forever: it runs only on a fresh store,
+    never on data someone keeps (a non-empty ``--data`` is refused, rather than silently redirected
+    to a temporary directory, so that the user learns where the demo did *not* write)."""
     import tempfile
+    from pathlib import Path
 
     from engine import Store
 
+    if args.data is not None:
+        data = Path(args.data)
+        if data.exists() and (not data.is_dir() or any(data.iterdir())):
+            print(f"strata demo: {args.data} is not empty; the demo commits txs that would stay in that store's "
+                  "hash chain forever. Give a new directory (--data ./demo-store) or no --data for a temporary one",
+                  file=sys.stderr)
+            return 2
     with tempfile.TemporaryDirectory() as tmp, Store.open(args.data or tmp, sync=False) as store:
         ns = store.namespace("demo")
         t1 = ns.put({"city:1": {"name": "Braavos"}, "city:2": {"name": "Oldtown"}, "logo": b"\x89PNG"})
@@ -195,7 +234,7 @@ def add_history_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("key", help="the key")
     p.add_argument("--ns", required=True, help="namespace")
     _add_data(p)
-    p.add_argument("--limit", type=int, default=20, help="versions to show (default 20)")
+    p.add_argument("--limit", type=int, default=20, help="versions to show, at least 1 (default 20)")
     p.add_argument("--order", choices=("desc", "asc"), default="desc", help="desc: newest first (default)")
     p.add_argument("--before", type=int, default=None, help="only versions with tx < BEFORE")
     p.add_argument("--after", type=int, default=None, help="only versions with tx > AFTER")
@@ -204,6 +243,9 @@ def add_history_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_history(args: argparse.Namespace) -> int:
     from engine import errors
 
+    if args.limit < 1:
+        print(f"strata history: --limit must be at least 1, not {args.limit}", file=sys.stderr)
+        return 2
     store = _open_store(args, "history")
     if store is None:
         return 2
@@ -348,12 +390,19 @@ def cmd_tail(args: argparse.Namespace) -> int:
     from engine import errors
     from server.handlers.feed import feed_page
 
+    if args.since is not None and args.since < 0:
+        print(f"strata tail: --since must be a tx, 0 or above, not {args.since}", file=sys.stderr)
+        return 2
     store = _open_store(args, "tail")
     if store is None:
         return 2
     with store:
         try:
-            since = store.latest_tx if args.since is None else args.since
+            latest = store.latest_tx
+            if args.since is not None and args.since > latest:  # as GET .../changes?since= answers
+                raise errors.FutureTx(f"--since {args.since} is above the latest tx {latest}", tx=args.since,
+                                      latest_tx=latest)
+            since = latest if args.since is None else args.since
             while True:
                 if args.ns is None:  # every tx, in order (the feed's namespace filter is off)
                     latest = store.latest_tx
@@ -405,10 +454,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     harness = _bench_harness()
     if harness is None:
         return 2
-    return int(harness(list(args.args)))
+    return int(harness(list(args.args), prog="strata bench"))
 
 
-def _bench_harness() -> Callable[[list[str]], int] | None:
+def _bench_harness() -> Callable[..., int] | None:
     """``benchmarks.harness.main``: importable as is, or from the repository root (the parent of
     ``server/``), since ``benchmarks/`` is not an installed package."""
     import importlib
@@ -432,7 +481,7 @@ def _bench_harness() -> Callable[[list[str]], int] | None:
         except ModuleNotFoundError as missing:
             print(f"strata bench: the benchmarks need {missing.name!r}: pip install -e '.[bench]'", file=sys.stderr)
             return None
-    harness: Callable[[list[str]], int] = module.main
+    harness: Callable[..., int] = module.main
     return harness
 
 
@@ -470,8 +519,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def version() -> str:
+    """The installed distribution's version (``strata-kv``), or ``unknown`` when run from a
+    checkout that was never installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("strata-kv")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="strata", description="Strata: a versioned key-value store on LMDB")
+    parser.add_argument("--version", action="version", version=f"strata {version()}")
     sub = parser.add_subparsers(dest="command")
     for name, (add_arguments, _, help_text) in COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text, description=help_text))
@@ -483,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":  # everything after it belongs to the harness, options included
         return cmd_bench(argparse.Namespace(command="bench", args=argv[1:]))
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "serve")
     args = build_parser().parse_args(argv)
     return COMMANDS[args.command][1](args)

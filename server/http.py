@@ -4,7 +4,8 @@ A handler gets a :class:`Request` and returns a :data:`Response` tuple ``(status
 where ``body`` is an iterable of bytes (a one-element list, or a generator for streamed answers).
 Bodies are read only when a handler asks, and never beyond ``max_body`` bytes: a declared
 ``Content-Length`` over the limit is refused with 413 before a byte is read, and a chunked (or
-lying) body is cut off as soon as it passes the limit.
+lying) body is cut off as soon as it passes the limit. A body the server cannot de-chunk
+(malformed chunk framing, cut off before the last chunk) is a 400 ``INVALID_PARAMETERS``.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class Request:
                 raise too_large(self.max_body)
             if length == 0 or stream is None:
                 return b""
-            data = stream.read(length)
+            data = _read(stream, length)
             if len(data) < length:
                 raise bad_request(INVALID_PARAMETERS, "the body is shorter than its Content-Length",
                                   "header.Content-Length", length)
@@ -112,7 +113,7 @@ class Request:
         parts: list[bytes] = []
         total = 0
         while True:
-            chunk = stream.read(_READ_CHUNK)
+            chunk = _read(stream, _READ_CHUNK)
             if not chunk:
                 return b"".join(parts)
             total += len(chunk)
@@ -132,6 +133,26 @@ class Request:
                 raise bad_request(INVALID_JSON, "the request body is empty; this endpoint needs JSON", "body", None)
             return empty
         return parse_json(raw)
+
+
+def _read(stream: Any, size: int) -> bytes:
+    """``stream.read(size)``, with a failure of the server's body reader as a 400 problem.
+
+    The WSGI server de-chunks a chunked body while the app reads it, so a malformed chunk (a bad
+    chunk size or extension, no CRLF after the data) or a body cut off before its last chunk
+    surfaces here, as the server's own exception type. It is the client's fault, not the app's:
+    400 ``INVALID_PARAMETERS`` at ``body``, never a logged 500. (gunicorn closes the connection
+    after such an answer: where the next request would start is unknown.)
+    """
+    try:
+        return bytes(stream.read(size))
+    except OSError:  # the client went away or stalled mid-body
+        raise bad_request(INVALID_PARAMETERS, "the request body ended before it was complete", "body",
+                          None) from None
+    except Exception as exc:
+        reason = (str(exc) or type(exc).__name__)[:200]
+        raise bad_request(INVALID_PARAMETERS, f"the request body could not be read: {reason}", "body",
+                          None) from None
 
 
 def parse_json(raw: bytes) -> Any:

@@ -6,7 +6,11 @@
   was interrupted. The answer is the engine's ``CompactionReport`` with ``mode`` and ``duration``.
 * ``GET /v4/admin/compaction``: the horizon, versions freed so far, pending work, the policy.
 * ``POST /v4/admin/backup``: ``{"path": "NAME"}`` writes a hot backup to ``NAME`` *inside the
-  server's backup directory* (see :mod:`server.lifecycle` for the path rules).
+  server's backup directory* (see :mod:`server.lifecycle` for the path rules). A name already
+  taken, or a file where a directory of the path must go, is 409 ``CONFLICT``: of concurrent
+  backups to one new name exactly one gets 201. Each backup first removes the partial
+  directories that killed backups left anywhere in the backup directory
+  (:func:`engine.backup.remove_abandoned_partials`).
 
 These act on every namespace, so a key limited to some namespaces gets 403 even with admin scope.
 """
@@ -15,9 +19,11 @@ from __future__ import annotations
 
 import errno
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine import errors
+from engine.backup import remove_abandoned_partials
 from server.http import Request, Response, duration, json_response
 from server.lifecycle import backup_target, policy_json
 from server.problems import FORBIDDEN, INVALID_PARAMETERS, HTTPProblem, bad_request, from_engine_error
@@ -97,15 +103,33 @@ def backup(app: App, req: Request) -> Response:
         target = backup_target(app.backup_dir, name)
     except ValueError as exc:
         raise bad_request(INVALID_PARAMETERS, f"invalid backup path: {exc}", "/path", name[:200]) from None
+    remove_abandoned_partials(app.backup_dir, recursive=True)
     try:
         info = app.store.backup(target)
-    except errors.InvalidParameters as exc:  # the target exists and is not empty
-        problem = from_engine_error(exc)
-        problem.errors = [{"location": "/path", "message": "exists", "value": name}]
-        problem.extra.pop("path", None)  # do not echo the server's directory layout back
-        problem.detail = f"backup {name!r} exists (and is not an empty directory); choose another path"
-        raise problem from None
+    except errors.Conflict as exc:  # something is in the way, or another backup took the name first
+        raise _backup_conflict(app, name, exc) from None
     except OSError as exc:
         code, status = ("STORAGE_FULL", 507) if exc.errno == errno.ENOSPC else ("STORAGE_ERROR", 500)
         raise HTTPProblem(status, code, f"the backup could not be written: {exc.strerror or exc}") from None
     return json_response(201, {"name": name, **info.to_dict(), "duration": duration(req.t0)})
+
+
+def _backup_conflict(app: App, name: str, exc: errors.Conflict) -> HTTPProblem:
+    """409 ``CONFLICT`` naming what is in the way, relative to the backup directory: the server's
+    own directory layout is never echoed back."""
+    problem = from_engine_error(exc)
+    problem.extra = {}  # "path" and "blocking" are server paths
+    blocking = Path(str(exc.details.get("blocking", ""))).resolve()
+    root = app.backup_dir.resolve()
+    where = blocking.relative_to(root).as_posix() if blocking.is_relative_to(root) else name
+    if blocking == root:
+        message = "the server's backup directory is a file"
+        problem.detail = "the server's backup directory (strata serve --backup-dir) is a file, not a directory"
+    elif where == name:
+        message = "exists (another backup, or something else, holds this name)"
+        problem.detail = f"backup {name!r} exists and is not an empty directory; choose another path"
+    else:
+        message = f"{where!r} is a file, not a directory"
+        problem.detail = f"backup {name!r} cannot be written: {where!r} in the backup directory is a file"
+    problem.errors = [{"location": "/path", "message": message, "value": name}]
+    return problem

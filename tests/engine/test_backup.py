@@ -66,18 +66,18 @@ def test_backup_and_restore_refuse_to_overwrite(tmp_path: Path, store: Store) ->
     store.namespace("t").put({"a": 1})
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("keep me")
-    with pytest.raises(errors.InvalidParameters):
+    with pytest.raises(errors.Conflict):
         store.backup(tmp_path / "full")
     assert (tmp_path / "full" / "x").read_text() == "keep me"
     (tmp_path / "empty").mkdir()
     info = store.backup(tmp_path / "empty")  # an empty directory is fine
     assert info.tx == 1
-    with pytest.raises(errors.InvalidParameters):
+    with pytest.raises(errors.Conflict):
         engine.restore(tmp_path / "empty", tmp_path / "full")
     with pytest.raises(errors.InvalidParameters):
         engine.restore(tmp_path / "full", tmp_path / "new")  # not a backup
     assert not (tmp_path / "new").exists()
-    with pytest.raises(errors.InvalidParameters):
+    with pytest.raises(errors.Conflict):
         engine.restore(tmp_path / "empty", store.path)  # the live store is not empty
     # No partial directories are left behind.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "full", "store"]

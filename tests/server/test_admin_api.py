@@ -116,7 +116,7 @@ def test_backup_into_the_backup_dir_restores_to_the_same_head(client: Client, ap
         assert restored.head() == (head["tx"], head["hash"])
     # the same name again: refused, nothing overwritten, no server path echoed back
     again = client.post("/v4/admin/backup", json={"path": "nightly/b1"})
-    assert again.status == 400 and again.code == "INVALID_PARAMETERS" and str(tmp_path) not in again.body.decode()
+    assert again.status == 409 and again.code == "CONFLICT" and str(tmp_path) not in again.body.decode()
     # no path: a timestamped name
     auto = client.post("/v4/admin/backup")
     assert auto.status == 201 and auto.json()["name"].startswith("backup-")

@@ -38,8 +38,12 @@ def test_serve_reports_a_bad_keys_file(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_serve_defaults() -> None:
+    from server.serve_config import resolve
+
     args = build_parser().parse_args(["serve"])
-    assert (args.data, args.host, args.port, args.insecure, args.keys) == ("./data", "127.0.0.1", 8080, False, None)
+    assert (args.insecure, args.keys) == (False, None)
+    config = resolve(args, {})  # no flag and no STRATA_* variable: the defaults
+    assert (config.data, config.host, config.port) == ("./data", "127.0.0.1", 8080)
 
 
 def test_demo_prints_records_at_an_old_tx(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
