@@ -1,4 +1,4 @@
-"""Time travel and audit (issue 4, "Speed"): history, tx_at and the cost of the tx log, as ratios
+"""Time travel and audit : history, tx_at and the cost of the tx log, as ratios
 measured in one run.
 
 Three parts, each on fresh stores opened ``Store.open(path, sync=False)`` (no flush at all: these

@@ -4,7 +4,7 @@ Three curves, each point measured on a fresh store in its own directory (removed
 
 - ``versions``: 16 hot keys, each written V times (one tx per version, sync=False bulk load). We time
   ``get`` of one key at the newest tx and at the key's *oldest* tx (tx 1), plus the floor's ``get`` on a
-  16-key LMDB. The V = 1,000 point gives the issue-2 ratio "oldest / newest <= 1.2x".
+  16-key LMDB. The V = 1,000 point gives the ratio "oldest / newest <= 1.2x".
 - ``keys``: N keys with one version each; ``read`` of 100 random keys, Strata vs the floor holding the
   same N keys (per key).
 - ``batch``: write throughput (items/s) of ``put`` batches of 1..10,000 items, sync on and off, Strata

@@ -10,7 +10,7 @@ One run, in order, all on the same generated data set:
    reads first, then writes; ratios to the floor attached from the same run;
 2. HTTP: gunicorn (Strata server, minimal WSGI apps) and etcd's gateway under wrk;
 3. growth curves (``growth.py``);
-4. time travel and audit (``audit.py``, issue 4): history vs read, tx_at vs store size, put with and
+4. time travel and audit (``audit.py``): history vs read, tx_at vs store size, put with and
    without the tx log;
 5. outputs (``report.py``): ``<out>/<date>[-quick].json|.md|-*.png``; a full run also refreshes the
    generated block of docs/benchmarks.md.

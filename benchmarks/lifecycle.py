@@ -1,4 +1,4 @@
-"""Lifecycle figures for docs/lifecycle.md (issue 7): import throughput and compaction speed.
+"""Lifecycle figures for docs/lifecycle.md: import throughput and compaction speed.
 
     python -m benchmarks.lifecycle [N]        (N items, default 1,000,000)
 

@@ -3,7 +3,7 @@
 Contract:
 - Input is the run dict built by ``harness.run`` (see its docstring for the keys). Nothing here
   measures anything; everything printed is read from that dict, so a JSON file can be re-rendered.
-- ``compute_targets(run)`` evaluates the issue-2, issue-3 and issue-4 targets as ratios measured in
+- ``compute_targets(run)`` evaluates the embedded, HTTP and time-travel targets as ratios measured in
   this run (tx_at's is an absolute time: its target dict carries ``unit: " µs"``; the others are
   ratios).
 - ``write_outputs(run, outdir, stamp)`` writes ``<stamp>.json``, ``<stamp>.md`` and ``<stamp>-*.png``
@@ -138,7 +138,7 @@ def compute_targets(run: dict) -> list[dict]:
 
 
 def _audit_targets(points: list[dict], add) -> None:
-    """Issue 4 ("Speed"): history vs read, tx_at per call at the largest store, put with vs without log."""
+    """Time travel: history vs read, tx_at per call at the largest store, put with vs without log."""
     by = {(a["part"], a["op"]): a for a in points if a.get("per_op_s")}
     h, r = by.get(("history", "history100_newest")), by.get(("history", "read100_past"))
     v = h["x"] if h else 100_000
@@ -266,7 +266,7 @@ def _audit_section(run: dict, img_prefix: str, images: dict[str, str]) -> list[s
     pts = run.get("audit", [])
     if not pts:
         return []
-    L = ["### Time travel and audit (issue 4)", ""]
+    L = ["### Time travel and audit", ""]
     skipped = [a for a in pts if a.get("skip")]
     if skipped and len(skipped) == len(pts):
         return [*L, f"Skipped: {skipped[0]['skip']}", ""]
@@ -345,7 +345,7 @@ def render_markdown(run: dict, img_prefix: str, images: dict[str, str]) -> str:
         f"{mach['python']}, data on {mach['filesystem']}; load average at start {mach['load_avg_1m_at_start']}. "
         "Versions: " + ", ".join(f"{k} {v}" for k, v in mach["versions"].items()) + ".",
         "",
-        "### Targets (issues 2, 3 and 4), ratios measured in this run",
+        "### Targets, ratios measured in this run",
         "",
         "| target | measured | limit | met | detail |",
         "|---|---:|---:|---|---|",
