@@ -154,7 +154,9 @@ class Store:
         """Delete every live key of ``name`` in one tx and forget the namespace. Returns the tx.
 
         Versions are kept: reads at earlier txs still see the namespace's data. Writing to the
-        name again brings it back with a new ``created_at``.
+        name again brings it back with a new ``created_at``. A namespace with no live keys is
+        forgotten without a tx (nothing any read sees changes): the latest tx is returned and
+        ``note`` is discarded.
         """
         check_namespace(name)
         note = txlog.check_note(note, self.limits.max_note_bytes)
@@ -165,10 +167,14 @@ class Store:
             if raw is None or schema.NamespaceEntry.decode(raw).dropped:
                 raise NamespaceNotFound(f"namespace {name!r} does not exist", namespace=name)
             keys = live_keys(txn, backend.versions, ns_prefix(schema.NamespaceEntry.decode(raw).id))
-            run = Run(name, DELETE, keys, [k.encode() for k in keys])
-            tx = apply_batch(self, txn, Batch([run]), note)
+            if keys:
+                tx = apply_batch(self, txn, Batch([Run(name, DELETE, keys, [k.encode() for k in keys])]), note)
+            else:
+                tx = schema.get_u64(txn, backend.meta, schema.LATEST_TX)
             entry = schema.NamespaceEntry.decode(txn.get(name.encode(), db=backend.namespaces))
-            entry.dropped, entry.key_count, entry.size_bytes, entry.tx = True, 0, 0, tx
+            entry.dropped, entry.key_count, entry.size_bytes = True, 0, 0
+            if keys:
+                entry.tx = tx
             txn.put(name.encode(), entry.encode(), db=backend.namespaces)
             return tx
         return backend.write(drop, sync=sync)
@@ -208,7 +214,9 @@ class Store:
         """Re-derive every tx's hash from the stored versions and the log; report the first bad tx.
 
         With ``receipt`` (a ``(tx, hash)`` from :meth:`head`), also check the chain still passes
-        through it. Reads every version the log names: O(total operations).
+        through it; a receipt for a tx above the latest raises ``FUTURE_TX`` (no store issued
+        it). ``checked`` never exceeds the latest tx. Reads every version the log names:
+        O(total operations).
         """
         if receipt is not None:
             check_tx(receipt[0], "receipt")

@@ -5,7 +5,7 @@ as they are (JSON Lines is one dict per line). The first dict is a header saying
 
 * **snapshot** (:func:`export_snapshot`): the live records of one namespace at one tx::
 
-      {"format": "strata-export", "version": 1, "mode": "snapshot", "namespace": "ns", "tx": 42, "count": 2}
+      {"format": "strata-export", "version": 2, "mode": "snapshot", "namespace": "ns", "tx": 42, "count": 2}
       {"key": "city:1", "value": {"name": "Braavos"}, "tx": 40}
       {"key": "logo", "value": "iVBORw==", "binary": true, "tx": 41}
       {"key": "old", "cleared": true, "tx": 12}
@@ -13,15 +13,25 @@ as they are (JSON Lines is one dict per line). The first dict is a header saying
 
   A put that carries an expiry or metadata has them as ``expire_us`` (UTC microseconds, as the
   history export) and ``metadata``; the import writes them back (an expiry already past is
-  written too, and reads as expired).
+  written too, and reads as expired). The namespace must exist (``NAMESPACE_NOT_FOUND``; at an
+  explicit past ``tx``, it must have existed once); importing the export creates it even when it
+  holds no records.
 
 * **history** (:func:`export_history`): every tx in ``(since, until]`` in order, with its commit
   time, note and operations (values included); all namespaces, or only one::
 
-      {"format": "strata-export", "version": 1, "mode": "history", "namespace": null, "since": 0, "until": 9, ...}
+      {"format": "strata-export", "version": 2, "mode": "history", "namespace": null, "since": 0, "until": 9,
+       "txs": 9, "namespaces": ["ns", "empty"]}
       {"tx": 1, "time_us": 1795..., "time": "2026-11-23T09:00:00.000001+00:00", "note": {"by": "alice"},
        "ops": [{"namespace": "ns", "op": "put", "key": "a", "value": 1},
                {"namespace": "ns", "op": "delete", "key": "b"}]}
+
+  ``namespaces`` is the sorted list of namespaces that exist at ``until`` (created but empty ones
+  included, dropped ones not; only the exported one, if any, for a one-namespace export), or null
+  when ``until`` is not the latest tx (the store keeps no past list). Stores written before
+  writes that change nothing stopped taking a tx hold txs that dropped an empty namespace: such
+  a tx has the op ``{"namespace": "gone", "op": "delete", "keys": []}`` (an operation on no key),
+  so that its replay logs the same and the hash chain comes out identical.
 
 ``bytes`` values are base64 with ``"binary": true``; every other value is its JSON self, exactly
 (msgpack and JSON agree on ints, floats, strings, lists and ordered dicts).
@@ -29,15 +39,30 @@ as they are (JSON Lines is one dict per line). The first dict is a header saying
 :func:`import_snapshot` writes a snapshot's records as new txs (``batch`` records per tx).
 :func:`import_history` replays txs in order *with their tx numbers, times and notes*: into an
 empty store, an export of the whole history reproduces every tx and therefore the same hash chain
-(``head()`` equal). ``renumber=True`` instead commits each as the next tx, now (for a one-namespace
-history, whose tx numbers have gaps, or a non-empty target). :func:`import_rows` reads the header
+(``head()`` equal), every read at every tx, and the namespace list (missing namespaces are created
+and dropped ones dropped, neither taking a tx). ``renumber=True`` instead commits each as the next
+tx, now, as an ordinary write would (for a one-namespace history, whose tx numbers have gaps, a
+history exported with ``since`` after a compaction, or a non-empty target). :func:`import_rows` reads the header
 and calls the right one. All take ``progress(done, total)`` (total may be None): items for
 snapshots, txs for histories. Several txs are written per LMDB transaction (up to
 :data:`OPS_PER_WRITE` operations), so an import of small txs costs little more than raw puts.
 
 Reads are done in chunks, each in its own short read transaction, so a slow consumer never pins
 pages. A history export needs the versions of every tx it covers: from below the compaction
-horizon it raises ``TX_COMPACTED`` (export a snapshot at the horizon instead).
+horizon it raises ``TX_COMPACTED`` (start it at the horizon with ``since=horizon - 1``, or export
+a snapshot at the horizon).
+
+**Histories that start after tx 0** (``since > 0``) replay only onto a store at tx ``since``: a
+copy of the source up to that tx (or a store an earlier part of the same export was imported
+into). An empty store cannot take them with their tx numbers: the txs up to ``since`` and the
+keys they last wrote are not in the export, so reads at the replayed tx numbers would not be the
+source's. Such an import is refused with ``INVALID_PARAMETERS`` before anything is written;
+``renumber=True`` imports it as new txs 1, 2, ... of its own timeline.
+
+Older exports (``"version": 1``) import as before; their txs that dropped an empty namespace
+have ``"ops": []`` and are replayed as txs with no operation: the tx numbers, times and every read
+match, but the dropped namespace's name is missing, so the hash of that tx (and of every later
+one) differs from the source's. Export again with this version for an identical chain.
 """
 
 from __future__ import annotations
@@ -52,8 +77,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import compaction, expiry, schema, txlog
 from .codec import CLEAR, OP_NAMES, PUT, decode_rich, pack_value, put_value
-from .encoding import inv_tx, keypart
-from .errors import EngineError, InvalidParameters, TxCompacted, ValueTooLarge
+from .encoding import inv_tx, keypart, ns_prefix
+from .errors import EngineError, InvalidParameters, NamespaceNotFound, TxCompacted, ValueTooLarge
+from .scan import live_keys
 from .snapshot import resolve_tx
 from .txn import Batch, Run, apply_batch
 from .validation import check_namespace, check_tx, key_bytes
@@ -62,7 +88,10 @@ if TYPE_CHECKING:
     from .store import Store
 
 FORMAT = "strata-export"
-VERSION = 1
+#: The version this module writes. 2 added the header's ``namespaces`` and ops on no key.
+VERSION = 2
+#: The versions it reads.
+READABLE_VERSIONS = (1, 2)
 #: Operations written per LMDB write transaction by an import (several txs each).
 OPS_PER_WRITE = 10_000
 HISTORY_CHUNK = 256
@@ -126,11 +155,31 @@ def export_snapshot(store: Store, namespace: str, *, tx: int | None = None, pref
     check_namespace(namespace)
     ns = store.namespace(namespace)
     scan = ns.scan(prefix, tx=tx, metadata=True, fields=("expire_time",))
+    _check_exists(store, namespace, latest=tx is None)
     info = ns.info()
     count = info.key_count if info is not None and info.tx <= scan.tx and not prefix else None
     header = {"format": FORMAT, "version": VERSION, "mode": "snapshot", "namespace": namespace, "tx": scan.tx,
               "prefix": prefix, "count": count}
     return _snapshot_rows(header, scan, progress, count)
+
+
+def _check_exists(store: Store, namespace: str, *, latest: bool) -> None:
+    """Raise NAMESPACE_NOT_FOUND unless ``namespace`` exists (``latest``) or ever existed."""
+    def run(txn: Any) -> bool:
+        raw = txn.get(namespace.encode(), db=store._backend.namespaces)
+        return raw is not None and (not latest or not schema.NamespaceEntry.decode(raw).dropped)
+    if not store._backend.read(run):
+        raise NamespaceNotFound(f"namespace {namespace!r} does not exist", namespace=namespace)
+
+
+def _namespace_names(store: Store, txn: Any, only: str | None) -> list[str]:
+    """The namespaces that exist in ``txn``'s view (``only``: that one, if it exists), sorted."""
+    names = []
+    for raw_name, raw in txn.cursor(db=store._backend.namespaces):
+        name = bytes(raw_name).decode()
+        if not schema.NamespaceEntry.decode(raw).dropped and only in (None, name):
+            names.append(name)
+    return sorted(names, key=str.encode)
 
 
 def _snapshot_rows(header: dict[str, Any], scan: Iterable[Any], progress: Progress | None,
@@ -174,6 +223,8 @@ def _history_rows(store: Store, txn: Any, start: int, end: int, namespace: str |
                 continue
             prefix = store._ns_prefix(txn, ns)
             assert prefix is not None
+            if not keys:  # a run of no key: an empty namespace dropped by an older version
+                ops.append({"namespace": ns, "op": OP_NAMES[op], "keys": []})
             for key in keys:
                 if op != PUT:
                     ops.append({"namespace": ns, "op": OP_NAMES[op], "key": key})
@@ -195,20 +246,30 @@ def export_history(store: Store, namespace: str | None = None, *, since: int = 0
                    progress: Progress | None = None) -> Iterator[dict[str, Any]]:
     """The header, then one dict per tx in ``(since, until]`` (until: the latest tx if None).
 
-    With ``namespace``, only txs that touched it, with only its operations (their tx numbers then
-    have gaps: import such a history with ``renumber=True``). ``TX_COMPACTED`` (raised at the call)
-    if ``since + 1`` is below the compaction horizon.
+    With ``namespace`` (which must have existed once: ``NAMESPACE_NOT_FOUND``), only txs that
+    touched it, with only its operations (their tx numbers then have gaps: import such a history
+    with ``renumber=True``). ``TX_COMPACTED`` (raised at the call) if ``since + 1`` is below the
+    compaction horizon; the error's ``horizon`` says where a history can start (``since =
+    horizon - 1``). The header's ``namespaces`` lists the namespaces at ``until`` (None unless it
+    is the latest tx).
     """
     if namespace is not None:
         check_namespace(namespace)
+        _check_exists(store, namespace, latest=False)
     check_tx(since, "since")
     backend = store._backend
-    end: int = backend.read(lambda txn: resolve_tx(txn, backend.meta, until))
+
+    def ends(txn: Any) -> tuple[int, list[str] | None]:
+        end = resolve_tx(txn, backend.meta, until)
+        latest = schema.get_u64(txn, backend.meta, schema.LATEST_TX)
+        return end, (_namespace_names(store, txn, namespace) if end == latest else None)
+
+    end, names = backend.read(ends)
     if since > end:
         raise InvalidParameters(f"since ({since}) is after until ({end})", parameter="since")
     backend.read(lambda txn: _history_rows(store, txn, since + 1, since + 1, None))  # the horizon check
     header = {"format": FORMAT, "version": VERSION, "mode": "history", "namespace": namespace, "since": since,
-              "until": end, "txs": end - since}
+              "until": end, "txs": end - since, "namespaces": names}
     return _history_iter(store, header, namespace, since, end, progress)
 
 
@@ -228,11 +289,13 @@ def _history_iter(store: Store, header: dict[str, Any], namespace: str | None, s
 
 
 def export(store: Store, namespace: str | None = None, *, tx: int | None = None, history: bool = False,
-           progress: Progress | None = None) -> Iterator[dict[str, Any]]:
-    """:func:`export_history` (``history=True``; ``tx`` is then the last tx) or
-    :func:`export_snapshot` of ``namespace`` at ``tx``."""
+           since: int = 0, progress: Progress | None = None) -> Iterator[dict[str, Any]]:
+    """:func:`export_history` (``history=True``; ``tx`` is then the last tx, ``since`` the tx
+    after which it starts) or :func:`export_snapshot` of ``namespace`` at ``tx``."""
     if history:
-        return export_history(store, namespace, until=tx, progress=progress)
+        return export_history(store, namespace, since=since, until=tx, progress=progress)
+    if since:
+        raise InvalidParameters("since applies to history exports", parameter="since")
     if namespace is None:
         raise InvalidParameters("a snapshot export needs a namespace", parameter="namespace")
     return export_snapshot(store, namespace, tx=tx, progress=progress)
@@ -243,9 +306,19 @@ def export(store: Store, namespace: str | None = None, *, tx: int | None = None,
 
 def _write_many(store: Store, pending: list[tuple[Batch, dict[str, Any] | None, tuple[int, int] | None]],
                 sync: bool | None) -> list[int]:
-    """Commit several batches, each as its own tx, in one LMDB write transaction."""
+    """Commit several batches, each as its own tx, in one LMDB write transaction; return the txs
+    taken (a batch of only no-op deletes, when not replayed, takes none)."""
+    meta = store._backend.meta
+
     def run(txn: Any) -> list[int]:
-        return [apply_batch(store, txn, batch, note, replay) for batch, note, replay in pending]
+        out = []
+        for batch, note, replay in pending:
+            before = schema.get_u64(txn, meta, schema.LATEST_TX)
+            # A replay writes exactly what it is given; a new tx drops no-op deletes as any write does.
+            tx = apply_batch(store, txn, batch, note, replay, skip_noops=replay is None)
+            if tx > before:
+                out.append(tx)
+        return out
     return store._backend.write(run, sync=sync)
 
 
@@ -275,6 +348,8 @@ class _Writer:
             self.flush()
 
     def _written(self, txs: list[int]) -> None:
+        if not txs:
+            return
         self.first = self.first or txs[0]
         self.last = txs[-1]
         self.txs += len(txs)
@@ -344,6 +419,7 @@ def import_snapshot(store: Store, rows: Iterable[dict[str, Any]], *, namespace: 
                     progress: Progress | None = None, total: int | None = None) -> ImportReport:
     """Write the records of a snapshot export into ``namespace`` (default: the header's), ``batch``
     records per tx. Records with ``"cleared": true`` are written as clears. Returns what was written.
+    The namespace is created (no tx) if it does not exist, even when there is no record.
 
     Atomic per tx, not as a whole: after a failure, the txs already written stay (the error's
     ``details["row"]`` says where to resume). ``sync=False`` (default) skips the per-write flush;
@@ -374,6 +450,7 @@ def import_snapshot(store: Store, rows: Iterable[dict[str, Any]], *, namespace: 
     if current.seen:
         writer.add(current.batch(), note, None, len(current.seen), index)
     report = writer.report()
+    store._backend.write(lambda txn: _create_missing(store, txn, [namespace]))  # also for no record
     if sync is None or sync:
         store.sync()
     return report
@@ -396,18 +473,22 @@ def _split_header(rows: Iterable[dict[str, Any]]) -> tuple[dict[str, Any] | None
 
 
 def _check_header(header: dict[str, Any], mode: str) -> None:
-    if header.get("format") != FORMAT or header.get("version") != VERSION:
-        raise InvalidParameters(f"not a {FORMAT} version {VERSION} header: {header!r}", parameter="header")
+    if header.get("format") != FORMAT or header.get("version") not in READABLE_VERSIONS:
+        raise InvalidParameters(f"not a {FORMAT} header of version {' or '.join(map(str, READABLE_VERSIONS))}: "
+                                f"{header!r}", parameter="header")
     if header.get("mode") != mode:
         raise InvalidParameters(f"this is a {header.get('mode')} export, not a {mode} export", parameter="header")
 
 
-def _history_batch(row: dict[str, Any], rename: dict[str, str], limits: Any) -> Batch:
+def _history_batch(row: dict[str, Any], rename: dict[str, str], limits: Any, replay: bool) -> Batch:
+    """The runs of one exported tx. A replay keeps ops on no key (``"keys": []``) as empty runs and
+    takes ``"ops": []``, so the tx logs what the source's did; otherwise both are left out."""
     ops = row.get("ops")
-    if type(ops) is not list or not ops:
-        raise InvalidParameters("a tx needs a non-empty list of ops", parameter="ops")
+    if type(ops) is not list:
+        raise InvalidParameters("a tx needs a list of ops", parameter="ops")
     runs: list[Run] = []
     seen: set[tuple[str, str]] = set()
+    sealed = False  # the last run is a run of no key: the next op starts a run of its own
     for op_row in ops:
         if type(op_row) is not dict:
             raise InvalidParameters("each op must be a JSON object", parameter="ops")
@@ -415,14 +496,20 @@ def _history_batch(row: dict[str, Any], rename: dict[str, str], limits: Any) -> 
         op = _OPS.get(op_row.get("op"))  # type: ignore[arg-type]
         if op is None:
             raise InvalidParameters(f"op must be put, clear or delete, not {op_row.get('op')!r}", parameter="op")
+        if "key" not in op_row and op_row.get("keys") == []:
+            if replay:
+                runs.append(Run(ns, op))
+                sealed = True
+            continue
         key = op_row.get("key")
         raw = key_bytes(key, limits.max_key_bytes)
         assert type(key) is str
         if (ns, key) in seen:
             raise InvalidParameters(f"key {key!r} of {ns!r} appears twice in one tx", key=key)
         seen.add((ns, key))
-        if not runs or runs[-1].namespace != ns or runs[-1].op != op:
+        if sealed or not runs or runs[-1].namespace != ns or runs[-1].op != op:
             runs.append(Run(ns, op))
+            sealed = False
         run = runs[-1]
         run.keys.append(key)
         run.raws.append(raw)
@@ -458,8 +545,16 @@ def import_history(store: Store, rows: Iterable[dict[str, Any]], *, renumber: bo
     Without ``renumber``, tx ``n`` of the export must become tx ``n`` here (so the store must be at
     tx ``n - 1``: import a whole-store history into an empty store) and keeps its commit time and
     note: the hash chain, and ``head()``, come out identical. With ``renumber``, each tx is
-    committed as the next one, now, with its note. ``rename`` maps namespace names (which changes
-    the hashes). A failing row raises with ``details["row"]``; the txs before it stay written.
+    committed as the next one, now, with its note, as an ordinary write: deletes that change
+    nothing here are left out, and a tx left with nothing takes no tx. ``rename`` maps namespace
+    names (which changes the hashes). A failing row raises with ``details["row"]``; the txs before
+    it stay written. A header whose ``since`` is above the store's latest tx is refused up front
+    unless ``renumber`` (see the module docstring).
+
+    The header's ``namespaces`` (the list at the export's end) is applied once every tx is in,
+    without taking a tx: missing namespaces are created; existing ones not in the list that hold
+    no live key are dropped. Its scope is the exported namespace (renamed) for a one-namespace
+    export, else the whole store, where only a replay (not ``renumber``) drops.
     """
     rename = rename or {}
     limits = store.limits
@@ -467,6 +562,7 @@ def import_history(store: Store, rows: Iterable[dict[str, Any]], *, renumber: bo
     if header is not None:
         _check_header(header, "history")
         total = total if total is not None else header.get("txs")
+        _check_since(store, header, renumber)
     writer: _Writer | None = None
     for index, row in enumerate(body, start=start):
         if type(row) is not dict:
@@ -474,7 +570,7 @@ def import_history(store: Store, rows: Iterable[dict[str, Any]], *, renumber: bo
         if writer is None:
             writer = _Writer(store, sync, progress, total)
         try:
-            batch = _history_batch(row, rename, limits)
+            batch = _history_batch(row, rename, limits, not renumber)
             note = txlog.check_note(row.get("note"), limits.max_note_bytes)
             replay = None
             if not renumber:
@@ -486,12 +582,64 @@ def import_history(store: Store, rows: Iterable[dict[str, Any]], *, renumber: bo
             writer.flush()
             raise _row_error(index, exc) from None
         writer.add(batch, note, replay, 1, index)
-    if writer is None:
-        return ImportReport(0, 0, 0, 0, 0.0)
-    report = writer.report()
+    report = writer.report() if writer is not None else ImportReport(0, 0, 0, 0, 0.0)
+    if header is not None:
+        _apply_namespaces(store, header, rename, renumber)
     if sync is None or sync:
         store.sync()
     return report
+
+
+def _check_since(store: Store, header: dict[str, Any], renumber: bool) -> None:
+    since = header.get("since")
+    if renumber or type(since) is not int or since <= 0:
+        return
+    latest = store.latest_tx
+    if latest < since:
+        raise InvalidParameters(
+            f"row 0: this history starts after tx {since}; replaying keeps its tx numbers, so it continues a "
+            f"store at tx {since} (a copy of the source up to it), and this store is at tx {latest}: the txs "
+            f"up to {since} and the keys they wrote are not in the export. Import it with renumber "
+            "(strata import --renumber) to commit its txs as new ones", parameter="since", row=0, since=since,
+            latest_tx=latest)
+
+
+def _create_missing(store: Store, txn: Any, names: Iterable[str]) -> None:
+    """Create (or bring back) each of ``names`` that does not exist, without a tx."""
+    namespaces = store._backend.namespaces
+    now = store._now_us()  # only the namespace's created_at: the tx clock's floor is left alone
+    for name in sorted(names):
+        raw = txn.get(name.encode(), db=namespaces)
+        if raw is None or schema.NamespaceEntry.decode(raw).dropped:
+            txn.put(name.encode(), store._entry_for_write(txn, name, now).encode(), db=namespaces)
+
+
+def _apply_namespaces(store: Store, header: dict[str, Any], rename: dict[str, str], renumber: bool) -> None:
+    """Make the namespace list match the header's ``namespaces`` within the export's scope."""
+    wanted = header.get("namespaces")
+    if type(wanted) is not list:
+        return  # a version 1 export, or one that does not end at the source's latest tx
+    exported = header.get("namespace")
+    if not renumber and exported is None and header.get("until") != store.latest_tx:
+        return  # a partial replay (more rows to come): the list describes the end
+    names = {check_namespace(rename.get(n, n)) for n in wanted}
+    scope = None if exported is None else {rename.get(exported, exported)}
+    may_drop = scope is not None or not renumber
+    backend = store._backend
+
+    def run(txn: Any) -> None:
+        _create_missing(store, txn, names)
+        if not may_drop:
+            return
+        for raw_name, raw in list(txn.cursor(db=backend.namespaces)):
+            name = bytes(raw_name).decode()
+            entry = schema.NamespaceEntry.decode(raw)
+            if (entry.dropped or name in names or (scope is not None and name not in scope)
+                    or live_keys(txn, backend.versions, ns_prefix(entry.id))):
+                continue
+            entry.dropped, entry.key_count, entry.size_bytes = True, 0, 0
+            txn.put(raw_name, entry.encode(), db=backend.namespaces)
+    backend.write(run)
 
 
 def import_rows(store: Store, rows: Iterable[dict[str, Any]], *, namespace: str | None = None,

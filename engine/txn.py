@@ -5,6 +5,18 @@ Every write (``Namespace.put/clear/delete``, :class:`Transaction`, dropping a na
 rejected call has nothing to roll back and costs no tx. Inside the transaction the tx counter is
 read and incremented; LMDB admits one writer at a time across all processes, so txs are
 consecutive and unique with no lock of our own.
+
+**A write that changes nothing takes no tx** (etcd's rule). A delete of a key whose newest stored
+version is absent or already a delete is a *no-op*: it is dropped from the write, inside the write
+transaction (so the answer is exact even with other processes writing). Puts and clears always
+make a version. A write whose operations are all no-ops commits nothing: no tx, no log entry, its
+note discarded; it returns the latest tx, at which every key it deletes is indeed absent. A write
+with some real operations logs only those. ``expect`` conditions are checked first either way (a
+failed one is still :class:`~engine.errors.Conflict`). A key whose newest version is a put that
+has expired but whose expiry is not yet recorded (see :mod:`engine.expiry`) is *not* a no-op:
+its delete commits a tx, as the expiry sweep would. Reads at every existing tx keep their answers
+either way; taking a tx makes the answer's tx one at which the key is absent, while the latest
+tx may predate the expiry and still show the value.
 """
 
 from __future__ import annotations
@@ -203,6 +215,8 @@ def commit(store: Store, batch: Batch, *, note: dict[str, Any] | None, sync: boo
 
     First, if expiries are due, up to :data:`engine.expiry.SWEEP_PER_WRITE` of them are recorded
     as deletes in a tx of their own (note ``{"expired": true}``), in the same LMDB transaction.
+    No-op deletes are dropped (see the module docstring); if nothing is left, no tx is taken and
+    the latest tx is returned.
     """
     backend = store._backend
     expiry_db = backend.dbs["expiry"]
@@ -214,29 +228,36 @@ def commit(store: Store, batch: Batch, *, note: dict[str, Any] | None, sync: boo
             swept, _ = expiry.sweep(store, txn, now, expiry.SWEEP_PER_WRITE)
             if swept is not None:
                 apply_batch(store, txn, swept, expiry.EXPIRED_NOTE, now_us=now)
-        return apply_batch(store, txn, batch, note, now_us=now)
+        return apply_batch(store, txn, batch, note, now_us=now, skip_noops=True)
 
     return backend.write(write, sync=sync)
 
 
 def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | None,
-                replay: tuple[int, int] | None = None, now_us: int | None = None) -> int:
+                replay: tuple[int, int] | None = None, now_us: int | None = None,
+                skip_noops: bool = False) -> int:
     """Write ``batch`` as the next tx inside the write transaction ``txn``; return the tx.
 
     ``replay=(tx, time_us)`` (imports of an exported history) demands that the next tx is ``tx``
-    and commits it at ``time_us`` instead of now, so the hash chain comes out identical.
+    and commits it at ``time_us`` instead of now, so the hash chain comes out identical; a replay
+    writes exactly the runs given, even none or empty ones (txs of stores written before the no-op
+    rule). ``skip_noops`` (ordinary writes) drops no-op deletes first and, if nothing is left,
+    writes nothing and returns the latest tx.
     """
     backend = store._backend
     meta, versions = backend.meta, backend.versions
-    tx = schema.get_u64(txn, meta, schema.LATEST_TX) + 1
-    if replay is None:
-        now = txlog.commit_time(txn, meta, store._now_us() if now_us is None else now_us)
-    else:
-        now = txlog.replay_time(txn, meta, tx, *replay)
+    latest = schema.get_u64(txn, meta, schema.LATEST_TX)
+    tx = latest + 1
+    now = _commit_time(store, txn, tx, replay, now_us)
     entries: dict[str, schema.NamespaceEntry] = {}
 
     if batch.expects:
         _check_expects(store, txn, batch.expects, now)
+    if skip_noops:
+        batch = without_noops(store, txn, batch, now)
+        if not batch.runs:
+            return latest  # nothing written: not even the clock floor moves
+    schema.put_u64(txn, meta, schema.LAST_TIME_US, now)
 
     cur = txn.cursor(db=versions)
     put, step, item = cur.put, cur.next, cur.item
@@ -283,6 +304,63 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
     txlog.append(txn, backend.dbs, tx, now, note, runs, run_records)
     schema.put_u64(txn, meta, schema.LATEST_TX, tx)
     return tx
+
+
+def _commit_time(store: Store, txn: Any, tx: int, replay: tuple[int, int] | None, now_us: int | None) -> int:
+    """The commit time of ``tx``: the replayed one, or now, never before the previous tx's."""
+    meta = store._backend.meta
+    if replay is not None:
+        return txlog.replay_time(txn, meta, tx, *replay)
+    return max(store._now_us() if now_us is None else now_us, schema.get_u64(txn, meta, schema.LAST_TIME_US))
+
+
+def without_noops(store: Store, txn: Any, batch: Batch, now: int) -> Batch:
+    """``batch`` without its no-op deletes: keys whose newest version (in ``txn``) is absent or a
+    delete. Runs left empty are dropped and neighbours of one namespace and op merged, so the
+    runs stay what the tx log and a history export regroup them into."""
+    if all(run.op != DELETE for run in batch.runs):
+        return batch
+    versions = store._backend.versions
+    cur = txn.cursor(db=versions)
+    runs: list[Run] = []
+    for run in batch.runs:
+        if run.op == DELETE:
+            ns_id = store._ns_id(txn, run.namespace)
+            if ns_id is None:
+                continue
+            prefix = ns_prefix(ns_id)
+            keep = [i for i, raw in enumerate(run.raws) if not _absent(cur, keypart(prefix, raw), now)]
+            if len(keep) < len(run.keys):
+                run = Run(run.namespace, DELETE, [run.keys[i] for i in keep], [run.raws[i] for i in keep])
+            if not run.keys:
+                continue
+        if runs and runs[-1].namespace == run.namespace and runs[-1].op == run.op:
+            runs[-1] = _merged(runs[-1], run)
+        else:
+            runs.append(run)
+    return Batch(runs, batch.expects)
+
+
+def _absent(cur: Any, kp: bytes, now: int) -> bool:
+    """Whether the key of keypart ``kp`` has no newest version or a delete as its newest version.
+
+    A put that has expired by ``now`` does not count as absent: its expiry is not recorded yet,
+    so a delete of it changes what a read at the new tx sees compared with the latest tx.
+    """
+    if not cur.set_range(kp):
+        return True
+    k, raw = cur.item()
+    if not k.startswith(kp):
+        return True
+    return is_delete(bytes(raw))
+
+
+def _merged(a: Run, b: Run) -> Run:
+    """Two runs of one namespace and op as one (``a`` first)."""
+    opts: list[expiry.Opts | None] | None = None
+    if a.opts is not None or b.opts is not None:
+        opts = (a.opts or [None] * len(a.keys)) + (b.opts or [None] * len(b.keys))
+    return Run(a.namespace, a.op, a.keys + b.keys, a.raws + b.raws, a.packed + b.packed, opts)
 
 
 def _rich_records(txn: Any, dbs: dict[str, Any], run: Run, kps: list[bytes], records: list[bytes],

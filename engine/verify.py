@@ -8,7 +8,8 @@ no version the log does not account for, and that the stored head matches the ch
 
 A receipt ``(tx, hash)`` taken earlier from :meth:`Store.head` can be passed in: verification
 then also proves that the history up to that tx is the history the receipt was issued for, even
-if someone rewrote the whole chain after it.
+if someone rewrote the whole chain after it. A receipt for a tx above the latest cannot have come
+from this store's head: :func:`verify` raises ``FUTURE_TX`` before checking anything.
 
 **Below the compaction horizon** the versions a tx wrote may be gone, so its hash cannot be
 recomputed. There the check is of the log alone: every entry present, times never decreasing,
@@ -25,6 +26,7 @@ from typing import Any
 
 from . import schema, txlog
 from .encoding import NO_TX, TX_LEN, inv_tx, keypart, ns_prefix, tx_of
+from .errors import FutureTx
 from .schema import NamespaceEntry
 
 CHUNK = 1000
@@ -103,6 +105,9 @@ def verify(read: Any, dbs: dict[str, Any], receipt: tuple[int, str] | None = Non
     meta = dbs["meta"]
     latest, horizon = read(lambda txn: (schema.get_u64(txn, meta, schema.LATEST_TX),
                                         schema.get_u64(txn, meta, schema.HORIZON)))
+    if receipt is not None and receipt[0] > latest:
+        raise FutureTx(f"the receipt names tx {receipt[0]}, but the latest committed tx is {latest}",
+                       tx=receipt[0], latest_tx=latest, parameter="receipt")
     ids = read(lambda txn: _ns_ids(txn, dbs))
     prev, last_time, versions = txlog.GENESIS, 0, 0
     try:
@@ -120,11 +125,9 @@ def verify(read: Any, dbs: dict[str, Any], receipt: tuple[int, str] | None = Non
                     if receipt is not None and receipt[0] == tx and prev.hex() != receipt[1].lower():
                         raise _Bad(tx, "the chain no longer matches the receipt: history up to it was rewritten")
             read(chunk)
-        if receipt is not None and receipt[0] > latest:
-            raise _Bad(receipt[0], f"the receipt names tx {receipt[0]} but the store ends at tx {latest}")
         read(lambda txn: _check_totals(txn, dbs, ids, latest, prev, versions))
     except _Bad as bad:
-        return VerifyReport(False, bad.tx - 1, latest, prev.hex(), bad.tx, bad.problem, horizon)
+        return VerifyReport(False, min(bad.tx - 1, latest), latest, prev.hex(), bad.tx, bad.problem, horizon)
     return VerifyReport(True, latest, latest, prev.hex(), horizon=horizon)
 
 

@@ -182,9 +182,23 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     which.add_argument("--history", action="store_true",
                        help="every tx, in order, with times and notes (without --ns: the whole store, which "
                             "'strata import' replays into an empty store with the same tx numbers and head)")
+    p.add_argument("--since", type=int, default=None, metavar="TX",
+                   help="with --history: start after tx TX (after a compaction, the horizon minus 1); such a "
+                        "history imports into a store at tx TX, or anywhere with 'strata import --renumber'")
     p.add_argument("--out", default="-", help="output file, JSON Lines ('-', the default: stdout)")
     _add_data(p)
     _add_quiet(p)
+
+
+def _export_problem(args: argparse.Namespace) -> str | None:
+    """Why these export options cannot work, or None."""
+    if not args.history and args.ns is None:
+        return "a snapshot needs --ns NAMESPACE (or give --history)"
+    if args.since is not None and not args.history:
+        return "--since applies to --history exports"
+    if args.since is not None and args.since < 0:
+        return f"--since must be a tx (0 or more), not {args.since}"
+    return None
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -192,8 +206,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from engine import errors, export
 
-    if not args.history and args.ns is None:
-        print("strata export: a snapshot needs --ns NAMESPACE (or give --history)", file=sys.stderr)
+    problem = _export_problem(args)
+    if problem is not None:
+        print(f"strata export: {problem}", file=sys.stderr)
         return 2
     store = _open_store(args, "export")
     if store is None:
@@ -205,7 +220,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         unit, desc = ("tx", "export history") if args.history else ("key", f"export {args.ns}")
         with _Progress(args, unit, desc) as progress:
             try:
-                it = export(store, args.ns, tx=args.tx, history=args.history, progress=progress)
+                it = export(store, args.ns, tx=args.tx, history=args.history, since=args.since or 0,
+                            progress=progress)
                 header = next(it)
                 progress(0, header.get("txs") if args.history else header.get("count"))
                 out: IO[bytes] = sys.stdout.buffer if partial is None else open(partial, "wb")  # noqa: SIM115
@@ -222,6 +238,9 @@ def cmd_export(args: argparse.Namespace) -> int:
                 progress.close()
                 if partial is not None:
                     partial.unlink(missing_ok=True)
+                if isinstance(exc, errors.TxCompacted) and args.history and "horizon" in exc.details:
+                    exc = errors.TxCompacted(f"{exc.message} (give --since {exc.details['horizon'] - 1})",
+                                             **exc.details)
                 return _engine_failed("export", exc)
             except BaseException:
                 if partial is not None:
@@ -229,7 +248,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                 raise
     if partial is not None:
         os.replace(partial, args.out)
-    what = (f"{rows} tx(s) up to tx {header['until']}" if args.history
+    after = f" after tx {header['since']}" if args.history and header.get("since") else ""
+    what = (f"{rows} tx(s){after} up to tx {header['until']}" if args.history
             else f"{rows} record(s) of {args.ns} at tx {header['tx']}")
     print(f"exported {what} to {'stdout' if to_stdout else args.out}", file=sys.stderr if to_stdout else sys.stdout)
     return 0

@@ -59,7 +59,7 @@ def test_snapshot_export_and_import(store: Store, tmp_path: Path) -> None:
     tx = ns.put({"d": "later"})
     ns.delete(["c"])
     rows = through_json(engine.export_snapshot(store, "src", tx=tx))
-    assert rows[0] == {"format": "strata-export", "version": 1, "mode": "snapshot", "namespace": "src", "tx": tx,
+    assert rows[0] == {"format": "strata-export", "version": 2, "mode": "snapshot", "namespace": "src", "tx": tx,
                        "prefix": "", "count": None}
     assert {"key": "b", "value": "AAFiaW5hcnk=", "binary": True, "tx": 1} in rows
     assert {"key": "a", "cleared": True, "tx": 2} in rows
@@ -177,3 +177,140 @@ def test_bad_rows_name_the_row_and_keep_earlier_txs(store: Store) -> None:
     with pytest.raises(errors.InvalidParameters):
         engine.import_snapshot(store, [{"format": "strata-export", "version": 1, "mode": "history"}])
     assert engine.import_history(store, []).txs == 0
+
+
+# -- the namespace list, txs of older versions, and histories that start after tx 0 -----------
+
+
+def _legacy_empty_drop(store: Store, name: str) -> None:
+    """What dropping an empty namespace did before such drops stopped taking a tx: a tx whose one
+    run names the namespace and no key, and the namespace marked dropped."""
+    from engine.codec import DELETE
+    from engine.schema import NamespaceEntry
+    from engine.txn import Batch, Run, apply_batch
+
+    def write(txn: Any) -> None:
+        apply_batch(store, txn, Batch([Run(name, DELETE)]), None)
+        entry = NamespaceEntry.decode(txn.get(name.encode(), db=store._backend.namespaces))
+        entry.dropped = True
+        txn.put(name.encode(), entry.encode(), db=store._backend.namespaces)
+    store._backend.write(write)
+
+
+def test_history_reproduces_the_namespace_list(store: Store, tmp_path: Path) -> None:
+    store.namespace("kept").put({"a": 1})
+    store.namespace("gone").put({"b": 2})
+    store.drop_namespace("gone")
+    store.create_namespace("empty")
+    store.create_namespace("dropped-empty")
+    store.drop_namespace("dropped-empty")
+    rows = through_json(engine.export_history(store))
+    assert rows[0]["version"] == 2 and rows[0]["namespaces"] == ["empty", "kept"]
+    with Store.open(tmp_path / "dst", sync=False) as dst:
+        engine.import_rows(dst, rows)
+        assert dst.head() == store.head()
+        assert [n.name for n in dst.namespaces()] == ["empty", "kept"]
+        assert dst.namespace_info("gone") is None
+        assert dst.namespace("gone").get("b", tx=2) is not None  # its past stays readable
+        assert dst.latest_tx == 3 and dst.verify().ok
+
+
+def test_a_store_with_only_empty_namespaces_exports_them(store: Store, tmp_path: Path) -> None:
+    store.create_namespace("empty")
+    rows = through_json(engine.export_history(store))
+    assert rows[0]["txs"] == 0 and rows[0]["namespaces"] == ["empty"]
+    with Store.open(tmp_path / "dst", sync=False) as dst:
+        assert engine.import_rows(dst, rows).txs == 0
+        assert [n.name for n in dst.namespaces()] == ["empty"] and dst.latest_tx == 0
+    snap = through_json(engine.export_snapshot(store, "empty"))
+    with Store.open(tmp_path / "dst2", sync=False) as dst:
+        assert engine.import_rows(dst, snap).txs == 0
+        assert [n.name for n in dst.namespaces()] == ["empty"] and dst.latest_tx == 0
+
+
+def test_a_tx_that_dropped_an_empty_namespace_replays_with_the_same_hash(store: Store, tmp_path: Path) -> None:
+    store.namespace("n").put({"a": 1})
+    store.create_namespace("gone")
+    _legacy_empty_drop(store, "gone")
+    store.namespace("n").put({"a": 2})
+    rows = through_json(engine.export_history(store))
+    assert rows[2]["ops"] == [{"namespace": "gone", "op": "delete", "keys": []}]
+    with Store.open(tmp_path / "dst", sync=False) as dst:
+        report = engine.import_rows(dst, rows)
+        assert (report.first_tx, report.last_tx, report.txs) == (1, 3, 3)
+        assert dst.head() == store.head() and dst.verify().ok
+        assert [n.name for n in dst.namespaces()] == ["n"]
+    # renumbered, the tx that changes nothing takes no tx
+    with Store.open(tmp_path / "dst2", sync=False) as dst:
+        report = engine.import_rows(dst, rows, renumber=True)
+        assert report.txs == 2 and dst.latest_tx == 2
+
+
+def test_an_old_export_with_a_tx_of_no_ops_imports(store: Store, tmp_path: Path) -> None:
+    """Version 1 files wrote such a tx as ``"ops": []``: it replays as a tx with no operation, so
+    tx numbers, times and reads match; the namespace's name is not in the file, so the hash of
+    that tx and of those after it cannot."""
+    store.namespace("n").put({"a": 1})
+    store.create_namespace("gone")
+    _legacy_empty_drop(store, "gone")
+    store.namespace("n").put({"a": 2})
+    rows = through_json(engine.export_history(store))
+    rows[0]["version"] = 1
+    del rows[0]["namespaces"]
+    rows[2]["ops"] = []
+    with Store.open(tmp_path / "dst", sync=False) as dst:
+        report = engine.import_rows(dst, rows)
+        assert (report.first_tx, report.last_tx, report.txs) == (1, 3, 3)
+        assert dst.latest_tx == 3 and dst.verify().ok
+        assert [dst.tx_info(tx).time_us for tx in (1, 2, 3)] == [store.tx_info(tx).time_us for tx in (1, 2, 3)]
+        assert dst.tx_info(2).operations == []
+        assert [dst.namespace("n").get("a", tx=tx) for tx in (1, 2, 3)] == [
+            store.namespace("n").get("a", tx=tx) for tx in (1, 2, 3)]
+        assert dst.head()[1] != store.head()[1]
+
+
+def test_export_of_a_namespace_that_does_not_exist(store: Store) -> None:
+    store.namespace("n").put({"a": 1})
+    for call in (lambda: engine.export_snapshot(store, "nope"), lambda: engine.export_history(store, "nope"),
+                 lambda: engine.export(store, "nope")):
+        with pytest.raises(errors.NamespaceNotFound):
+            call()
+    store.namespace("n").delete(["a"])
+    store.drop_namespace("n")
+    with pytest.raises(errors.NamespaceNotFound):
+        engine.export_snapshot(store, "n")  # not at the latest tx
+    assert [r["key"] for r in list(engine.export_snapshot(store, "n", tx=1))[1:]] == ["a"]  # it existed at tx 1
+    assert len(list(engine.export_history(store, "n"))) == 3
+
+
+def test_a_history_since_the_horizon_imports_renumbered_or_onto_a_copy(store: Store, tmp_path: Path) -> None:
+    from tests.conftest import fingerprint
+
+    ns = store.namespace("n")
+    for i in range(10):
+        ns.put({"k": i, f"only{i}": i})
+    early = list(engine.export_history(store, until=4))
+    store.compact(5)
+    with pytest.raises(errors.TxCompacted) as exc:
+        engine.export_history(store)
+    assert exc.value.details["horizon"] == 5
+    rows = through_json(engine.export(store, history=True, since=4))
+    assert rows[0]["since"] == 4 and [r["tx"] for r in rows[1:]] == [5, 6, 7, 8, 9, 10]
+    # Into an empty store its tx numbers would claim reads it cannot answer: refused, nothing written.
+    with Store.open(tmp_path / "empty", sync=False) as dst:
+        before = fingerprint(dst)
+        with pytest.raises(errors.InvalidParameters) as refused:
+            engine.import_rows(dst, rows)
+        assert refused.value.details["row"] == 0 and "renumber" in refused.value.message
+        assert fingerprint(dst) == before
+        report = engine.import_rows(dst, rows, renumber=True)  # as new txs of its own timeline
+        assert (report.first_tx, report.last_tx) == (1, 6)
+        assert dst.namespace("n").get("k").value == 9 and dst.namespace("n").get("only0") is None
+    # Onto a copy of the source up to tx 4, the replay continues the chain exactly.
+    with Store.open(tmp_path / "copy", sync=False) as dst:
+        engine.import_rows(dst, early)
+        engine.import_rows(dst, rows)
+        assert dst.head() == store.head() and dst.verify().ok
+        assert [r.key for r in dst.namespace("n").scan(tx=6)] == [r.key for r in ns.scan(tx=6)]
+    with pytest.raises(errors.InvalidParameters):
+        engine.export(store, "n", since=4)  # a snapshot has no since

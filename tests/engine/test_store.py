@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine import Item, ReadResult, Record, Store, errors
+from tests.conftest import fingerprint
 
 
 def test_the_documented_walkthrough(tmp_path: Path) -> None:
@@ -31,7 +32,10 @@ def test_the_documented_walkthrough(tmp_path: Path) -> None:
             t.delete("other", "c")
             t.expect("sample", "a", tx=0)
         assert t.tx == store.latest_tx == 4
-        assert [n.name for n in store.namespaces()] == ["other", "sample"]
+        # "other"/"c" never existed: its delete is a no-op, so it is not logged and "other" is not created
+        assert [(o.namespace, o.key, o.op) for o in store.tx_info(4).operations] == [
+            ("sample", "a", "put"), ("sample", "b", "clear")]
+        assert [n.name for n in store.namespaces()] == ["sample"]
 
 
 def test_reads_survive_reopen_unchanged(tmp_path: Path) -> None:
@@ -111,11 +115,11 @@ def test_tx_log_records_time_note_and_operations(store: Store) -> None:
     ns.put({"a": 1, "b": 2}, note={"by": "alice"})
     with store.transaction(note={"by": "bob"}) as t:
         t.clear("n", "a")
-        t.delete("m", "z")
+        t.delete("n", "b")
     first, second = store.tx_info(1), store.tx_info(2)
     assert first is not None and second is not None
     assert first.note == {"by": "alice"} and second.note == {"by": "bob"}
-    assert [(o.namespace, o.key, o.op) for o in second.operations] == [("n", "a", "clear"), ("m", "z", "delete")]
+    assert [(o.namespace, o.key, o.op) for o in second.operations] == [("n", "a", "clear"), ("n", "b", "delete")]
     assert first.time <= second.time and first.time_us <= second.time_us
     assert store.tx_info(3) is None
 
@@ -147,3 +151,138 @@ def test_store_is_a_context_manager_and_closes(tmp_path: Path) -> None:
         store.namespace("n").put({"a": 1})
     with pytest.raises(errors.StoreClosed):
         store.namespace("n").get("a")
+
+
+# -- the no-op rule: a write that changes nothing takes no tx and answers with the latest tx ----
+
+
+def test_delete_of_a_key_never_written_takes_no_tx(store: Store) -> None:
+    ns = store.namespace("n")
+    ns.put({"a": 1})
+    before = fingerprint(store)
+    assert ns.delete(["never"], note={"by": "alice"}) == 1
+    assert store.namespace("elsewhere").delete(["x", "y"]) == 1
+    assert store.latest_tx == 1 and store.tx_info(2) is None
+    assert ns.history("never") == []
+    assert [n.name for n in store.namespaces()] == ["n"]  # no namespace is created by a no-op
+    assert fingerprint(store) == before  # not even the clock floor moved
+
+
+def test_delete_of_a_deleted_key_takes_no_tx(store: Store) -> None:
+    ns = store.namespace("n")
+    ns.put({"a": 1, "b": 2})
+    assert ns.delete(["a"]) == 2
+    assert ns.delete(["a"]) == 2
+    assert [v.tx for v in ns.history("a")] == [2, 1]
+    assert store.drop_namespace("n") == 3
+    assert store.namespace("n").delete(["a", "b"]) == 3  # a dropped namespace stays dropped
+    assert store.namespaces() == []
+
+
+def test_a_write_with_some_real_operations_logs_only_those(store: Store) -> None:
+    ns = store.namespace("n")
+    ns.put({"a": 1, "b": 2})
+    assert ns.delete(["x", "a", "y"], note={"by": "bob"}) == 2
+    info = store.tx_info(2)
+    assert info is not None and info.note == {"by": "bob"}
+    assert [(o.key, o.op) for o in info.operations] == [("a", "delete")]
+    assert ns.history("x") == [] and ns.history("y") == []
+
+
+def test_puts_and_clears_always_take_a_tx(store: Store) -> None:
+    ns = store.namespace("n")
+    assert ns.clear(["never"]) == 1
+    assert ns.put({"a": 1}) == 2
+    assert ns.put({"a": 1}) == 3  # the same value again is still a version, as in etcd
+    assert ns.clear(["never"]) == 4
+
+
+def test_a_transaction_of_no_ops_takes_no_tx_but_checks_expect(store: Store) -> None:
+    ns = store.namespace("n")
+    ns.put({"a": 1})
+    with store.transaction(note={"by": "carol"}) as t:
+        t.delete("n", "never")
+        t.put("n", "b", 1)
+        t.delete("n", "b")  # the last operation on a key wins: a delete of a key with no version
+        t.expect("n", "a", tx=1)
+    assert t.tx == 1 and store.latest_tx == 1 and ns.history("b") == []
+    before = fingerprint(store)
+    with pytest.raises(errors.Conflict), store.transaction() as t2:
+        t2.delete("n", "never")
+        t2.expect("n", "a", tx=0)
+    assert t2.tx is None and fingerprint(store) == before
+
+
+def test_no_op_deletes_between_runs_keep_the_log_regroupable(store: Store, tmp_path: Path) -> None:
+    """Dropping a no-op run between two runs of one namespace and op merges them, as a history
+    export's import regroups them: the replayed chain is the same."""
+    import engine
+
+    store.namespace("a").put({"k": 0})
+    with store.transaction() as t:
+        t.put("a", "x", 1)
+        t.delete("b", "nothing")
+        t.put("a", "z", 2, metadata={"m": 1})
+        t.delete("a", "k")
+    runs = store._backend.read(lambda txn: engine.txlog.runs_of(txn, store._backend.dbs, 2))
+    assert runs == [["a", 0, ["x", "z"]], ["a", 2, ["k"]]]
+    assert store.verify().ok
+    with Store.open(tmp_path / "copy", sync=False) as copy:
+        engine.import_rows(copy, list(engine.export_history(store)))
+        assert copy.head() == store.head()
+
+
+def test_dropping_an_empty_namespace_takes_no_tx(store: Store) -> None:
+    store.create_namespace("empty")
+    store.namespace("full").put({"a": 1})
+    assert store.drop_namespace("empty", note={"by": "dave"}) == 1
+    assert store.latest_tx == 1 and store.tx_info(2) is None
+    assert store.namespace_info("empty") is None
+    assert [n.name for n in store.namespaces()] == ["full"]
+    with pytest.raises(errors.NamespaceNotFound):
+        store.drop_namespace("empty")
+    store.namespace("full").delete(["a"])  # no live keys left: dropping it is a no-op too
+    assert store.drop_namespace("full") == 2 and store.namespaces() == []
+
+
+def test_dropping_a_namespace_with_live_keys_takes_one_tx(store: Store) -> None:
+    ns = store.namespace("n")
+    ns.put({"a": 1, "b": 2})
+    ns.delete(["b"])
+    assert store.drop_namespace("n", note={"by": "erin"}) == 3
+    info = store.tx_info(3)
+    assert info is not None and [(o.key, o.op) for o in info.operations] == [("a", "delete")]
+
+
+def test_delete_of_an_expired_key_whose_expiry_is_not_recorded_takes_a_tx(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its delete is real: the answer's tx is one at which the key is absent, while at the latest
+    tx (committed before the expiry) a read still returns the value."""
+    from engine import expiry
+    from tests.engine.clock import Clock
+
+    clock = Clock()
+    with Store.open(tmp_path / "s", sync=False, clock=clock) as s:
+        ns = s.namespace("n")
+        ns.put({"a": 1}, ttl=1)
+        clock.now += 2
+        monkeypatch.setattr(expiry, "SWEEP_PER_WRITE", 0)  # writes record no expiry on the way
+        assert ns.get("a") is None and ns.get("a", tx=1) is not None
+        assert ns.delete(["a"]) == 2
+        assert ns.get("a", tx=2) is None
+        assert [(v.tx, v.op) for v in ns.history("a")] == [(2, "delete"), (1, "put")]
+        assert ns.delete(["a"]) == 2  # now a no-op
+
+
+def test_delete_of_an_expired_key_recorded_by_the_same_write_takes_no_tx_of_its_own(
+        tmp_path: Path) -> None:
+    from tests.engine.clock import Clock
+
+    clock = Clock()
+    with Store.open(tmp_path / "s", sync=False, clock=clock) as s:
+        ns = s.namespace("n")
+        ns.put({"a": 1}, ttl=1)
+        clock.now += 2
+        assert ns.delete(["a"], note={"by": "frank"}) == 2  # the sweep's tx: the key is absent there
+        info = s.tx_info(2)
+        assert info is not None and info.note == {"expired": True} and s.latest_tx == 2

@@ -9,7 +9,7 @@ import lmdb
 import msgpack
 import pytest
 
-from engine import Store
+from engine import Store, errors
 from engine.encoding import inv_tx, keypart, ns_prefix
 
 
@@ -143,3 +143,16 @@ def test_stray_version_is_reported(tmp_path: Path) -> None:
     with Store.open(tmp_path, sync=False) as store:
         report = store.verify()
         assert not report.ok and report.bad_tx == 6 and "accounts" in (report.problem or "")
+
+
+def test_a_receipt_past_the_head_is_future_tx(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s", sync=False) as store:
+        for i in range(6):
+            store.namespace("n").put({"k": i})
+        tx, digest = store.head()
+        with pytest.raises(errors.FutureTx) as exc:
+            store.verify(receipt=(50, digest))
+        assert exc.value.details["tx"] == 50 and exc.value.details["latest_tx"] == 6
+        report = store.verify(receipt=(3, "00" * 32))
+        assert not report.ok and report.bad_tx == 3 and report.checked == 2
+        assert store.verify(receipt=(tx, digest)).checked == 6

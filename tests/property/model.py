@@ -26,12 +26,20 @@ class Model:
     def commit(self, ops: list[tuple[str, str, str, Any]], now_us: int = 0,
                extra: dict[tuple[str, str], tuple[Any, Any]] | None = None) -> int:
         """Apply ``(namespace, key, op, value)`` operations as the next tx (last op per key wins),
-        committed at ``now_us``; ``extra`` gives puts their ``(expire_us, metadata)``."""
-        self.latest_tx += 1
-        self.times[self.latest_tx] = max(now_us, self.times[self.latest_tx - 1])
+        committed at ``now_us``; ``extra`` gives puts their ``(expire_us, metadata)``.
+
+        The no-op rule: a delete of a key whose newest version is absent or a delete changes
+        nothing and is left out; if nothing is left, no tx is taken and the latest tx returned.
+        """
         final: dict[tuple[str, str], tuple[str, Any]] = {}
         for ns, key, op, value in ops:
             final[(ns, key)] = (op, value)
+        final = {ident: (op, value) for ident, (op, value) in final.items()
+                 if op != DELETE or (self.versions.get(ident) or [(0, DELETE)])[-1][1] != DELETE}
+        if not final:
+            return self.latest_tx
+        self.latest_tx += 1
+        self.times[self.latest_tx] = max(now_us, self.times[self.latest_tx - 1])
         for ident, (op, value) in final.items():
             expire_us, metadata = (extra or {}).get(ident, (None, None)) if op == PUT else (None, None)
             self.versions.setdefault(ident, []).append((self.latest_tx, op, value, expire_us, metadata))
