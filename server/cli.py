@@ -339,6 +339,8 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_verify(args: argparse.Namespace) -> int:
     import re
 
+    from engine import errors
+
     receipt = None
     if args.receipt is not None:
         m = re.fullmatch(r"(\d+):([0-9a-fA-F]{64})", args.receipt.strip())
@@ -350,7 +352,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if store is None:
         return 2
     with store:
-        report = store.verify(receipt)
+        try:
+            report = store.verify(receipt)
+        except errors.EngineError as exc:  # a receipt past the head is FUTURE_TX
+            return _engine_failed("verify", exc)
     against = f" and receipt {receipt[0]}:{receipt[1][:16]}..." if receipt else ""
     if report.ok:
         print(f"OK: {report.checked} txs verified{against}; head tx {report.head_tx} hash {report.head_hash}")

@@ -90,6 +90,10 @@ def test_head_and_verify_with_a_receipt_then_tampering(store_dir: Path, capsys: 
     code, out, _ = run(capsys, "verify", "--data", str(store_dir), "--receipt", f"3:{'0' * 64}")
     assert code == 1 and out.startswith("FAILED at tx 3:")
     assert run(capsys, "verify", "--data", str(store_dir), "--receipt", "3-abc")[0] == 2
+    # a receipt past the head names no tx of this store: an error, not "txs 1 to 49 verified"
+    code, out, err = run(capsys, "verify", "--data", str(store_dir), "--receipt", f"50:{digest}")
+    assert (code, out) == (2, "")
+    assert err.startswith("strata verify: FUTURE_TX: ") and "50" in err and "Traceback" not in err
     # flip one byte of a stored value behind the engine's back: verify names the tx that wrote it
     env = lmdb.open(str(store_dir), max_dbs=16, subdir=True)
     with env.begin(write=True) as txn:
