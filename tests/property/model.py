@@ -31,11 +31,7 @@ class Model:
         The no-op rule: a delete of a key whose newest version is absent or a delete changes
         nothing and is left out; if nothing is left, no tx is taken and the latest tx returned.
         """
-        final: dict[tuple[str, str], tuple[str, Any]] = {}
-        for ns, key, op, value in ops:
-            final[(ns, key)] = (op, value)
-        final = {ident: (op, value) for ident, (op, value) in final.items()
-                 if op != DELETE or (self.versions.get(ident) or [(0, DELETE)])[-1][1] != DELETE}
+        final = {(ns, key): (op, value) for ns, key, op, value in self.changes(ops)}
         if not final:
             return self.latest_tx
         self.latest_tx += 1
@@ -44,6 +40,15 @@ class Model:
             expire_us, metadata = (extra or {}).get(ident, (None, None)) if op == PUT else (None, None)
             self.versions.setdefault(ident, []).append((self.latest_tx, op, value, expire_us, metadata))
         return self.latest_tx
+
+    def changes(self, ops: list[tuple[str, str, str, Any]]) -> list[tuple[str, str, str, Any]]:
+        """The operations of ``ops`` that change something: the last one per key, without the
+        deletes of keys whose newest version is absent or a delete (what the tx log will name)."""
+        final: dict[tuple[str, str], tuple[str, Any]] = {}
+        for ns, key, op, value in ops:
+            final[(ns, key)] = (op, value)
+        return [(ns, key, op, value) for (ns, key), (op, value) in final.items()
+                if op != DELETE or (self.versions.get((ns, key)) or [(0, DELETE)])[-1][1] != DELETE]
 
     def sweep(self, now_us: int) -> int | None:
         """What the engine's expiry sweep does at ``now_us``: delete, in a tx of their own, every key
