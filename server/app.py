@@ -146,9 +146,9 @@ class App:
         return not self._closed and getattr(self._worker, "alive", True)
 
     def long_running(self, method: str, path: str) -> bool:
-        """Whether a request can run for long (a stream, whole-store work): :mod:`server.worker`
-        runs those on a pool thread and answers the others on its event loop. ``path`` as in
-        ``PATH_INFO``."""
+        """Whether a request can run or wait for long (a stream, whole-store work, a write, an answer
+        whose size a limit sets; :data:`server.routes.LONG_RUNNING`): :mod:`server.worker` runs those
+        on a pool thread and answers the others on its event loop. ``path`` as in ``PATH_INFO``."""
         return self.router.long_running(method, path)
 
     def attach_worker(self, worker: Any) -> None:

@@ -4,8 +4,9 @@ Each subcommand is one ``add_<name>_arguments(parser)`` plus one ``cmd_<name>(ar
 registered in :data:`COMMANDS`; add a subcommand by adding a pair there.
 
 ``serve`` runs the WSGI app under gunicorn, started programmatically, with
-:class:`server.worker.StrataWorker`: gthread's event loop answering ordinary requests itself, one
-at a time, and a pool of ``--threads`` for SSE streams, whole-store work and slow clients
+:class:`server.worker.StrataWorker`: gthread's event loop reading every head and answering small
+requests itself, one at a time, and a pool of ``--threads`` for writes, SSE streams, whole-store work
+and large requests or answers
 (``--threads 1`` runs gunicorn's sync workers). The app is built in the master (``preload_app``) so
 workers share the metrics memory; each worker opens its own LMDB store after the fork
 (``post_worker_init``) and closes it on exit. Without API keys the server refuses a non-loopback
@@ -47,15 +48,19 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-sync", action="store_true",
                    help="do not fsync each commit (faster; a crash may lose the latest commits)")
     p.add_argument("--threads", type=int, default=16,
-                   help="threads per worker for SSE streams and slow clients (default 16); other requests are "
-                        "answered one at a time on each worker's event loop. 1 runs gunicorn's sync workers, "
-                        "which cannot hold SSE streams")
+                   help="threads per worker for writes, SSE streams, whole-store work and large requests or answers "
+                        "(default 16); small requests are answered one at a time on each worker's event loop. "
+                        "1 runs gunicorn's sync workers, which cannot hold SSE streams")
     p.add_argument("--max-streams", type=int, default=None,
                    help="open SSE streams per worker (default: half of --threads), so streams never take "
                         "every thread")
     p.add_argument("--heartbeat", type=float, default=15.0,
                    help="seconds between SSE heartbeat comments (default 15)")
     p.add_argument("--timeout", type=int, default=30, help="gunicorn worker timeout in seconds (default 30)")
+    p.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="a request head must arrive within SECONDS, else 408 and the connection is closed (default 10)")
+    p.add_argument("--body-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="a request body must arrive within SECONDS of its head, else 408 (default 60)")
     p.add_argument("--access-log", default=None, help="access log file ('-' for stderr; default: none)")
     p.add_argument("--retain-txs", type=int, default=None, metavar="N",
                    help="retention: keep the last N txs readable, compacting older versions in the background")
@@ -72,9 +77,10 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 def _check_serve_options(args: argparse.Namespace) -> str | None:
     """Why the options other than the address and data directory cannot work, or None."""
     if (args.threads < 1 or args.heartbeat <= 0 or (args.max_streams is not None and args.max_streams < 0)
-            or not 0 <= args.expire_every < float("inf") or args.timeout < 0):
-        return ("--threads must be at least 1, --heartbeat above 0, --max-streams, --expire-every and --timeout "
-                "not negative")
+            or not 0 <= args.expire_every < float("inf") or args.timeout < 0
+            or not 0 < args.header_timeout < float("inf") or not 0 < args.body_timeout < float("inf")):
+        return ("--threads must be at least 1, --heartbeat, --header-timeout and --body-timeout above 0, "
+                "--max-streams, --expire-every and --timeout not negative")
     max_streams = args.threads // 2 if args.max_streams is None else args.max_streams
     if args.threads > 1 and max_streams >= args.threads:
         return (f"--max-streams {max_streams} would let streams take all {args.threads} threads of a worker; give "
@@ -88,6 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from server.app import create_app
     from server.lifecycle import retention_policy
     from server.serve_config import ServeConfigError, check_bindable, check_data_dir, resolve
+    from server.worker import StrataWorker
 
     keys_file = args.keys or os.environ.get("STRATA_KEYS_FILE") or None
     problem = _check_serve_options(args)
@@ -127,7 +134,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = {
         "bind": f"{host}:{config.port}",
         "workers": config.workers,
-        "worker_class": "server.worker.StrataWorker" if args.threads > 1 else "sync",
+        "worker_class": StrataWorker.configured(args.header_timeout, args.body_timeout) if args.threads > 1 else "sync",
         "threads": args.threads,
         "preload_app": True,
         "timeout": args.timeout,

@@ -5,7 +5,8 @@ where ``body`` is an iterable of bytes (a one-element list, or a generator for s
 Bodies are read only when a handler asks, and never beyond ``max_body`` bytes: a declared
 ``Content-Length`` over the limit is refused with 413 before a byte is read, and a chunked (or
 lying) body is cut off as soon as it passes the limit. A body the server cannot de-chunk
-(malformed chunk framing, cut off before the last chunk) is a 400 ``INVALID_PARAMETERS``.
+(malformed chunk framing, cut off before the last chunk) is a 400 ``INVALID_PARAMETERS``; one that
+does not arrive before the server's read deadline is a 408 ``REQUEST_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from server.problems import (
     INVALID_PARAMETERS,
     PAYLOAD_TOO_LARGE,
     PROBLEM_CONTENT_TYPE,
+    REQUEST_TIMEOUT,
     UNSUPPORTED_MEDIA_TYPE,
     HTTPProblem,
     bad_request,
@@ -146,6 +148,8 @@ def _read(stream: Any, size: int) -> bytes:
     """
     try:
         return bytes(stream.read(size))
+    except TimeoutError:  # the server's body deadline passed (strata serve --body-timeout)
+        raise HTTPProblem(408, REQUEST_TIMEOUT, "the request body did not arrive in time") from None
     except OSError:  # the client went away or stalled mid-body
         raise bad_request(INVALID_PARAMETERS, "the request body ended before it was complete", "body",
                           None) from None

@@ -50,6 +50,7 @@ INVALID_PARAMETERS = errors.InvalidParameters.code
 INTERNAL_ERROR = "INTERNAL_ERROR"
 TX_NOT_FOUND = "TX_NOT_FOUND"
 TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
+REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 _RESERVED = frozenset({"type", "title", "status", "detail", "instance", "errors", "code"})

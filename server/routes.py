@@ -50,11 +50,18 @@ TABLE: list[tuple[str, str, Handler, str | None]] = [
     ("/metrics", "GET", ops.metrics, "read"),
 ]
 
-#: Handlers that can run for long: a stream, or work over a whole namespace or store. The worker runs
-#: them on a pool thread, where they hold up no other request and gunicorn's watchdog does not count
-#: their time (see server.worker); every other request is answered on the worker's event loop.
-LONG_RUNNING: frozenset[Handler] = frozenset({feed.sse, audit.diff, audit.verify, namespaces.drop_namespace,
-                                              admin.compact, admin.backup})
+#: Handlers the worker runs on a pool thread (see server.worker), where they hold up no other request and
+#: gunicorn's watchdog does not count their time; every other request is answered on the worker's event
+#: loop, so it must do work bounded by the request's size. On the pool: streams and whole-store work;
+#: answers whose size a limit or the data sets (scan, history, the change feed, a tx's operations); and
+#: every write, which may wait for the store's write lock and which, arriving together, the engine can
+#: commit together.
+LONG_RUNNING: frozenset[Handler] = frozenset({
+    feed.sse, audit.diff, audit.verify, namespaces.drop_namespace, admin.compact, admin.backup,
+    storage.scan, audit.history, feed.changes, audit.tx,
+    storage.write, storage.delete, storage.put_key, storage.delete_key, namespaces.create_namespace,
+})
+
 
 _PARAM = re.compile(r"\{(\w+)\}")
 _NAMESPACE_PARAMS = ("storage", "name")

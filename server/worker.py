@@ -1,44 +1,60 @@
-"""The gunicorn worker ``strata serve`` runs: gthread's event loop, answering requests on its own thread.
+"""The gunicorn worker ``strata serve`` runs: gthread's event loop, answering small requests on its own thread.
 
 Why not gunicorn's plain gthread worker: py-lmdb releases the GIL around every cursor call, about
 200 of them in a 100-key read. When several threads of one process run requests, each release
 hands the GIL to another thread, and the call that released it then waits to get it back. On 2
 cores with 8 concurrent clients on one worker, 16 gthread threads answered 390 reads of 100 keys
 per second where a single thread answered 1,300. The GIL runs one thread of Python at a time
-anyway, so answering one request at a time per process loses nothing: parallelism comes from
-processes (``--workers``).
+anyway, so answering small requests one at a time per process loses nothing: parallelism comes
+from processes (``--workers``).
 
 Why not the sync worker: it closes the connection after every answer (a TCP handshake per
 request, about a fifth of the cost of a 100-key read over loopback), and an SSE stream would
 hold its only thread for as long as the client listens.
 
-Contract of :class:`StrataWorker`:
+Contract of :class:`StrataWorker`: nothing a client does or fails to do blocks the event loop,
+which answers the cheap requests and feeds gunicorn's ``--timeout`` watchdog.
 
-- A request whose head and body are already in the socket's receive buffer is answered on the
-  event-loop thread, one at a time, and the connection is kept alive.
-- Anything that may take long or have to wait goes to gthread's thread pool (``--threads``):
-  SSE streams and whole-store work (the app's ``long_running(method, path)`` says which), requests
-  still arriving (slow clients, bodies larger than :data:`PEEK_BYTES`, chunked bodies) and TLS.
-  So a slow or stalled client never blocks the worker, and a long request is not killed by
-  gunicorn's ``--timeout`` watchdog, which the event loop feeds between requests.
-- New connections wait in the poller until their first bytes arrive (as long as gthread lets them
-  wait, then they are closed).
+- **Heads are read by the loop.** A connection stays in the poller, its bytes read without
+  blocking and kept, until the whole head of a request has arrived (and, for a request the loop
+  may answer, its small body). A head not complete :attr:`StrataWorker.header_timeout` seconds
+  after the connection opened (or after the first byte of a kept-alive connection's next request)
+  gets a 408 ``REQUEST_TIMEOUT`` and the connection is closed; a head over :data:`MAX_HEAD_BYTES`
+  gets a 431. No thread waits for a head.
+- **The loop answers only bounded work.** A request whose head and ``Content-Length`` body have
+  arrived, at most :data:`PEEK_BYTES` in all, without a chunked body or a ``Content-Length`` the
+  loop cannot read for sure, and that the app's ``long_running(method, path)`` does not claim,
+  is answered on the loop, one at a time, and the connection is kept alive.
+- **Everything else goes to gthread's thread pool** (``--threads``): writes (so concurrent writes
+  of one process reach the engine together, and one waiting for the store's write lock holds a
+  thread, not the loop), SSE streams, whole-store work, answers whose size a limit or the data
+  sets, large or chunked bodies, TLS. A pool request is not killed by the watchdog. Its body must
+  arrive within :attr:`StrataWorker.body_timeout` seconds of its head (else the app answers 408).
+- **Answers never block the loop.** An answer made on the loop is collected in memory, then sent
+  without blocking; what the client does not take at once is sent from the poller as the socket
+  drains. Every answer, from the loop or a pool thread, must be taken within :data:`SEND_TIMEOUT`
+  seconds plus one second per :data:`MIN_SEND_RATE` bytes, or the connection is closed.
+- **Closing never blocks the loop.** A closed connection lingers in the poller (write side shut,
+  unread input drained) for at most :data:`LINGER_TIMEOUT` seconds, so the client gets the whole
+  answer and no reset.
+- **Connections are bounded.** A worker holds at most ``worker_connections`` (gunicorn's setting,
+  1,000 by default), lowered to fit the process's open-file limit, which the worker first raises
+  to its hard limit. At the bound it stops accepting: new connections wait in the listen backlog
+  (or go to another worker) until deadlines free slots.
 - A connection is closed after :data:`MAX_REQUESTS_PER_CONNECTION` requests, with
   ``Connection: close`` on the last answer. Keep-alive connections opened in a burst can all land
   on one worker; as clients reconnect, the worker that polls first accepts, which is the less
   busy one (a worker accepts only between requests), so the load spreads over the workers.
-- Sends time out after :data:`SEND_TIMEOUT` seconds without progress: a client that stops
-  reading its answer gets its connection closed instead of stalling the worker until gunicorn's
-  watchdog kills it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import re
+import resource
 import selectors
 import socket
-import struct
 import time
 from functools import partial
 from typing import Any
@@ -46,35 +62,64 @@ from urllib.parse import unquote_to_bytes
 
 from gunicorn.workers.gthread import DEFAULT_WORKER_DATA_TIMEOUT, TConn, ThreadWorker
 
+from server.problems import REQUEST_TIMEOUT, HTTPProblem
+
 MAX_REQUESTS_PER_CONNECTION = 100
-PEEK_BYTES = 64 * 1024
+PEEK_BYTES = 64 * 1024  # the largest request (head and body) the loop answers itself
+MAX_HEAD_BYTES = 64 * 1024  # a longer head gets 431 (nginx's default limit is 32 KiB)
+HEADER_TIMEOUT = 10.0
+BODY_TIMEOUT = 60.0
 SEND_TIMEOUT = 10.0
+MIN_SEND_RATE = 64 * 1024  # bytes per second an answer may take beyond SEND_TIMEOUT
+LINGER_TIMEOUT = 2.0  # gunicorn's own graceful-close linger
+_RESERVED_FDS = 64  # files a worker keeps for LMDB, logs, pipes, beyond its connections
 
 _REQUEST_LINE = re.compile(rb"([A-Z]{1,16}) (/[^ ?#]*)[^ ]* HTTP/1\.[01]\r\n")
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,15})[ \t]*(?=\r\n)", re.IGNORECASE)
-_CHUNKED = re.compile(rb"\r\ntransfer-encoding:", re.IGNORECASE)
+_CONTENT_LENGTH = re.compile(rb"\r\n[ \t]*content-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
+_PLAIN_LENGTH = re.compile(rb"[ \t]*(\d{1,15})[ \t]*")
+_CHUNKED = re.compile(rb"\r\n[ \t]*transfer-encoding[ \t]*:", re.IGNORECASE)
+_INCOMPLETE = -2
+POOL = -1
 
 
-def answerable_now(data: bytes, long_running: Any = None) -> bool:
-    """Whether ``data``, peeked from a socket, starts with a whole HTTP/1.x request that can be
-    answered right away: head and Content-Length body complete, no chunked body, and not long
-    running (``long_running(method, path)`` true). Anything unusual says False: the thread pool,
-    which can wait, takes it, and gunicorn's parser judges it there."""
+def request_size(data: bytes, long_running: Any = None) -> int:
+    """How many bytes of ``data`` (a connection's input, from the start of a request) the loop needs
+    to answer that request itself; :data:`POOL` when the loop must not answer it (it goes to the
+    thread pool, whose parser judges it), ``-2`` while the head is incomplete.
+
+    The loop answers a request only when it can prove its length: an HTTP/1.x request line with an
+    origin-form path, at most one ``Content-Length``, of 1 to 15 plain digits, no
+    ``Transfer-Encoding``, head and body within :data:`PEEK_BYTES`, and ``long_running(method,
+    path)`` false. Anything else, however odd, goes to the pool."""
     end = data.find(b"\r\n\r\n")
     if end < 0:
-        return False
+        return _INCOMPLETE
     head = data[: end + 2]
     line = _REQUEST_LINE.match(head)
     if line is None or _CHUNKED.search(head):
-        return False
+        return POOL
     lengths = _CONTENT_LENGTH.findall(head)
-    if len(lengths) > 1 or len(data) < end + 4 + (int(lengths[0]) if lengths else 0):
-        return False
+    body = 0
+    if lengths:
+        plain = _PLAIN_LENGTH.fullmatch(lengths[0]) if len(lengths) == 1 else None
+        if plain is None:
+            return POOL
+        body = int(plain.group(1))
+    size = end + 4 + body
+    if size > PEEK_BYTES:
+        return POOL
     if long_running is not None:
         method, path = line.group(1).decode(), unquote_to_bytes(line.group(2)).decode("latin-1")
         if long_running(method, path):
-            return False
-    return True
+            return POOL
+    return size
+
+
+def answerable_now(data: bytes, long_running: Any = None) -> bool:
+    """Whether ``data`` starts with a whole request the loop may answer right away (see
+    :func:`request_size`)."""
+    size = request_size(data, long_running)
+    return 0 <= size <= len(data)
 
 
 class _Answered:
@@ -92,47 +137,280 @@ class _Answered:
         return False
 
 
+class ConnSocket:
+    """A connection's socket as gunicorn's parser and response see it.
+
+    On the loop (``outbox`` set) sends are collected in ``outbox`` and the socket stays
+    non-blocking. On a pool thread, reads end at ``read_deadline`` (``TimeoutError``) and each send
+    must finish within :data:`SEND_TIMEOUT` plus one second per :data:`MIN_SEND_RATE` bytes.
+    Everything else is the socket's own."""
+
+    __slots__ = ("outbox", "read_deadline", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.outbox: bytearray | None = None
+        self.read_deadline: float | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        if self.outbox is None:
+            self.sock.setblocking(flag)
+
+    def settimeout(self, value: float | None) -> None:
+        if self.outbox is None:
+            self.sock.settimeout(value)
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        deadline = self.read_deadline
+        if self.outbox is not None or deadline is None or flags:
+            return self.sock.recv(size, flags)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(errno.ETIMEDOUT, "the request did not arrive in time")
+        self.sock.settimeout(remaining)
+        return self.sock.recv(size)
+
+    def send(self, data: Any) -> int:
+        self.sendall(data)
+        return len(data)
+
+    def sendall(self, data: Any) -> None:
+        if self.outbox is not None:
+            self.outbox += data
+            return
+        view = memoryview(data).cast("B")
+        deadline = time.monotonic() + SEND_TIMEOUT + len(view) / MIN_SEND_RATE
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(errno.ETIMEDOUT, "the client did not take its answer in time")
+            self.sock.settimeout(remaining)
+            view = view[self.sock.send(view):]
+
+
 class StrataWorker(ThreadWorker):  # type: ignore[misc]
-    """gthread with buffered requests answered on the event-loop thread; see the module docstring."""
+    """gthread with heads read and small requests answered on the event loop; see the module docstring.
+
+    ``header_timeout`` and ``body_timeout`` are seconds (``strata serve --header-timeout`` and
+    ``--body-timeout`` set them on a subclass, see :meth:`configured`)."""
+
+    header_timeout = HEADER_TIMEOUT
+    body_timeout = BODY_TIMEOUT
+
+    @classmethod
+    def configured(cls, header_timeout: float, body_timeout: float) -> type[StrataWorker]:
+        """This worker class with other deadlines (a class: gunicorn builds the workers)."""
+        return type(cls.__name__, (cls,), {"header_timeout": header_timeout, "body_timeout": body_timeout,
+                                           "__module__": cls.__module__})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._inline = not self.cfg.is_ssl
+        self._inline = not self.cfg.is_ssl and getattr(self.cfg, "http2_cleartext", None) not in (
+            "prior-knowledge", "both")
         self._long_running: Any = None
+        # Connections the loop waits on, with their deadline and what to do when it passes.
+        self._deadlines: dict[TConn, tuple[float, Any]] = {}
+
+    def init_process(self) -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+                soft = hard
+            except (ValueError, OSError):
+                pass
+        if soft != resource.RLIM_INFINITY:
+            self.worker_connections = max(1, min(self.worker_connections, soft - _RESERVED_FDS))
+        self.max_keepalived = self.worker_connections - self.cfg.threads
+        super().init_process()
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
         self._long_running = getattr(self.wsgi, "long_running", None)  # the Strata app's; None: any app
 
+    # -- accepting and reading heads ---------------------------------------------------------
+
     def accept(self, listener: socket.socket) -> None:
         try:
             sock, addr = listener.accept()
         except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                self.log.warning("cannot accept a connection: %s; holding %d", exc.strerror, self.nr_conns)
+                self.worker_connections = max(1, self.nr_conns)  # stop accepting instead of spinning
+                return
             if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
             return
         self.nr_conns += 1
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(SEND_TIMEOUT), 0))
-        conn = TConn(self.cfg, sock, addr, listener.getsockname())  # non-blocking until it is served
-        # As long as gthread gives a new connection to send its request: a thread's wait, then keep-alive.
-        conn.timeout = time.monotonic() + DEFAULT_WORKER_DATA_TIMEOUT + self.cfg.keepalive
-        self.pending_conns.append(conn)
-        self.poller.register(sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn))
+        conn = TConn(self.cfg, ConnSocket(sock), addr, listener.getsockname())  # non-blocking until served
+        if not self._inline:  # TLS or HTTP/2: gthread's path, the pool waits for the first bytes
+            conn.timeout = time.monotonic() + DEFAULT_WORKER_DATA_TIMEOUT + self.cfg.keepalive
+            self.pending_conns.append(conn)
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn))
+            return
+        conn.head = bytearray()
+        conn.head_deadline = time.monotonic() + self.header_timeout
+        self._read_head(conn)
 
     def enqueue_req(self, conn: TConn) -> None:
-        if not self._inline or conn.is_http2 or (conn.parser is not None and conn.parser.unreader.buf.getvalue()):
-            return super().enqueue_req(conn)  # bytes already read ahead, or TLS/HTTP/2: gthread's path
-        try:
-            data = conn.sock.recv(PEEK_BYTES, socket.MSG_PEEK)
-        except OSError:
-            data = None
-        if data is None or (data and not answerable_now(data, self._long_running)):
+        """A kept-alive connection became readable, or bytes of its next request are already read."""
+        if not self._inline or conn.is_http2:
             return super().enqueue_req(conn)
-        conn.data_ready = True  # b"" (the client closed) is answered inline too: handle() just closes
-        self.finish_request(conn, _Answered(self.handle(conn)))
+        conn.head = bytearray(conn.parser.unreader.take_buffered() if conn.parser is not None else b"")
+        conn.head_deadline = time.monotonic() + self.header_timeout
+        conn.sock.read_deadline = None
+        self._read_head(conn)
+
+    def _read_head(self, conn: TConn) -> None:
+        """Read what has arrived; answer, hand to the pool, or wait in the poller for more."""
+        head: bytearray = conn.head
+        size = request_size(head, self._long_running)
+        while size == _INCOMPLETE or len(head) < size:
+            if len(head) > MAX_HEAD_BYTES:
+                return self._refuse(conn, b"431 Request Header Fields Too Large")
+            try:
+                chunk = conn.sock.sock.recv(PEEK_BYTES)
+            except BlockingIOError:
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:  # the client closed (or failed) before sending a whole request
+                return self._close(conn)
+            head += chunk
+            size = request_size(head, self._long_running)
+        if size == _INCOMPLETE or len(head) < size:
+            self._wait(conn, selectors.EVENT_READ, self._on_head_readable, conn.head_deadline, self._head_expired)
+            return
+        conn.head = None
+        conn.data_ready = True
+        if conn.parser is None:
+            conn.init()
+        conn.parser.unreader.unread(bytes(head))
+        if size == POOL:
+            conn.sock.read_deadline = time.monotonic() + self.body_timeout
+            return super().enqueue_req(conn)
+        self._answer(conn)
+
+    def _on_head_readable(self, conn: TConn, _sock: Any) -> None:
+        self._unwait(conn)
+        self._read_head(conn)
+
+    def _head_expired(self, conn: TConn) -> None:
+        body = HTTPProblem(408, REQUEST_TIMEOUT, f"the request head did not arrive within {self.header_timeout:g} s"
+                           ).body()
+        self._refuse(conn, b"408 Request Timeout", body)
+
+    def _refuse(self, conn: TConn, status: bytes, body: bytes = b"") -> None:
+        """Answer without the app (best effort, never blocking) and close."""
+        kind = b"application/problem+json" if body else b"text/plain"
+        answer = (b"HTTP/1.1 %s\r\nConnection: close\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
+                  % (status, kind, len(body), body))
+        with contextlib.suppress(OSError):
+            conn.sock.sock.send(answer)
+        self._linger(conn)
+
+    # -- answering on the loop ----------------------------------------------------------------
+
+    def _answer(self, conn: TConn) -> None:
+        sock: ConnSocket = conn.sock
+        sock.outbox = out = bytearray()
+        sock.sock.setblocking(False)  # a read past the buffered request fails instead of waiting
+        try:
+            keepalive = self.handle(conn)
+        finally:
+            sock.outbox = None
+        self._send(conn, memoryview(out), keepalive, time.monotonic() + SEND_TIMEOUT + len(out) / MIN_SEND_RATE)
+
+    def _send(self, conn: TConn, view: memoryview, keepalive: bool, deadline: float) -> None:
+        """Send what the socket takes now; wait in the poller to send the rest, until ``deadline``."""
+        try:
+            while view:
+                view = view[conn.sock.sock.send(view):]
+        except BlockingIOError:
+            pass
+        except OSError:
+            return self._close(conn)
+        if not view:
+            return self.finish_request(conn, _Answered(keepalive))
+        self._wait(conn, selectors.EVENT_WRITE, partial(self._on_writable, view, keepalive, deadline), deadline,
+                   self._close)
+
+    def _on_writable(self, view: memoryview, keepalive: bool, deadline: float, conn: TConn, _sock: Any) -> None:
+        self._unwait(conn)
+        self._send(conn, view, keepalive, deadline)
 
     def handle_request(self, req: Any, conn: TConn) -> Any:
         conn.requests = getattr(conn, "requests", 0) + 1
         if conn.requests >= MAX_REQUESTS_PER_CONNECTION:
             req.must_close = True  # answered with "Connection: close"
-        return super().handle_request(req, conn)
+        keepalive = super().handle_request(req, conn)
+        deadline = conn.sock.read_deadline
+        if deadline is not None and time.monotonic() >= deadline:
+            return False  # its body did not arrive in time: no draining the rest, close
+        return keepalive
+
+    # -- closing ------------------------------------------------------------------------------
+
+    def finish_request(self, conn: TConn, fs: Any) -> None:
+        try:
+            result = fs.result() if not fs.cancelled() else False
+        except Exception:
+            result = False
+        if result:
+            return super().finish_request(conn, fs)  # kept alive (or its next request already read), or deferred
+        self._linger(conn)
+
+    def _linger(self, conn: TConn) -> None:
+        """Close after the client has had the whole answer: shut the write side, drain and drop its
+        input until it closes or :data:`LINGER_TIMEOUT` passes (gunicorn does this blocking)."""
+        try:
+            conn.sock.sock.shutdown(socket.SHUT_WR)
+            conn.sock.sock.setblocking(False)
+        except OSError:
+            return self._close(conn)
+        conn.drained = 0
+        self._wait(conn, selectors.EVENT_READ, self._on_lingering_readable, time.monotonic() + LINGER_TIMEOUT,
+                   self._close)
+
+    def _on_lingering_readable(self, conn: TConn, _sock: Any) -> None:
+        try:
+            data = conn.sock.sock.recv(PEEK_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        conn.drained += len(data)
+        if not data or conn.drained > PEEK_BYTES:
+            self._unwait(conn)
+            self._close(conn)
+
+    def _close(self, conn: TConn) -> None:
+        self._unwait(conn)
+        self.nr_conns -= 1
+        conn.close()
+
+    # -- waiting in the poller, with deadlines --------------------------------------------------
+
+    def _wait(self, conn: TConn, events: int, callback: Any, deadline: float, expired: Any) -> None:
+        self.poller.register(conn.sock, events, partial(callback, conn))
+        self._deadlines[conn] = (deadline, expired)
+
+    def _unwait(self, conn: TConn) -> None:
+        if self._deadlines.pop(conn, None) is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.poller.unregister(conn.sock)
+
+    def murder_pending(self) -> None:
+        """gthread's sweep of expired connections (each loop turn, at least once a second), and ours."""
+        super().murder_pending()
+        now = time.monotonic()
+        expired = [(conn, then) for conn, (deadline, then) in self._deadlines.items() if deadline <= now]
+        for conn, then in expired:
+            self._unwait(conn)
+            then(conn)
