@@ -105,6 +105,28 @@ def test_moving_the_horizon_in_steps_frees_what_one_step_would(tmp_path: Path) -
     assert results[0]["freed_versions"] == results[1]["freed_versions"]
 
 
+def test_a_second_step_frees_the_tombstone_kept_exactly_at_the_earlier_horizon(store: Store) -> None:
+    """A delete at exactly the old horizon is kept by the first step (a read there sees it) and
+    is freeable by the next: the next step's window must start at the old horizon, not after it."""
+    ns = store.namespace("t")
+    ns.put({"k": 1, "other": 1})  # tx 1
+    ns.delete(["k"])              # tx 2: exactly the first horizon
+    for tx in (3, 4, 5):
+        ns.put({"other": tx})
+    before = versions(store)
+    assert len(before) == 6
+    first = store.compact(2)
+    assert first.freed == 1  # k@1; the tombstone k@2 is what a read at 2 sees
+    assert [tx_of(k) for k, _ in versions(store)] == [2, 5, 4, 3, 1]  # k first: "k" < "other"
+    second = store.compact(4)
+    assert second.freed == 3  # the tombstone k@2, other@3, other@1
+    assert [tx_of(k) for k, _ in versions(store)] == [5, 4]
+    assert versions(store) == expected_after(before, 4)
+    assert store.compaction_status()["freed_versions"] == 4
+    assert ns.get("k", tx=4) is None and ns.get("other", tx=4) is not None
+    assert store.verify().ok
+
+
 def test_reads_below_the_horizon_and_the_audit_api(store: Store) -> None:
     ns = store.namespace("t")
     for i in range(1, 11):

@@ -154,6 +154,35 @@ def test_expect_sees_an_expired_key_as_absent_even_before_it_is_recorded(store: 
     assert ns.get(last) is None
 
 
+def test_expect_at_the_exact_expiry_instant_sees_the_key_absent(store: Store, clock: Clock) -> None:
+    """More keys fall due than one write's sweep records, so the expected key is still carrying its
+    expiry when the expect is checked: the check itself must apply the read rule (gone iff
+    ``expire_us <= now``) at the very microsecond the value expires."""
+    from engine import expiry
+    ns = store.namespace("n")
+    ns.put({f"k{i:04}": i for i in range(expiry.SWEEP_PER_WRITE + 1)}, ttl=1)  # tx 1, all expire at T0 + 1
+    last = f"k{expiry.SWEEP_PER_WRITE:04}"  # sorts after the ones a sweep records first
+    clock.now = T0 + 1 - 0.000001  # one microsecond before: still there, still at tx 1
+    with store.transaction() as t:
+        t.expect("n", last, tx=1)
+        t.put("n", "before", 1)
+    assert t.tx == 2
+    clock.now = T0 + 1  # the exact instant: expire_us == now
+    with store.transaction() as t:
+        t.expect("n", last, tx=0)
+        t.put("n", "at", 1)
+    assert t.tx == 4  # tx 3 recorded the first SWEEP_PER_WRITE expiries
+    swept = store.tx_info(3)
+    assert swept is not None and swept.note == {"expired": True}
+    assert last not in [op.key for op in swept.operations]  # the expect saw it unrecorded
+    assert len(swept.operations) == expiry.SWEEP_PER_WRITE
+    with pytest.raises(errors.Conflict) as exc, store.transaction() as t:
+        t.expect("n", last, tx=1)
+        t.put("n", "late", 1)
+    assert exc.value.code == "CONFLICT"
+    assert exc.value.details["conflicts"] == [{"namespace": "n", "key": last, "expected": 1, "actual": 0}]
+
+
 def test_long_keys_expire_too(store: Store, clock: Clock) -> None:
     ns = store.namespace("n")
     long_key = "x" * 510
