@@ -134,13 +134,13 @@ def test_reads_below_the_horizon_and_the_audit_api(store: Store) -> None:
     ns.delete(["k"])  # tx 11
     store.compact(6)
     assert store.horizon == 6
-    with pytest.raises(errors.TxCompacted):
+    with pytest.raises(errors.TxCompacted, match="tx 5 was compacted away: the oldest readable tx is 6"):
         ns.get("k", tx=5)
-    with pytest.raises(errors.TxCompacted):
+    with pytest.raises(errors.TxCompacted, match="tx 3 was compacted away: the oldest readable tx is 6"):
         list(ns.scan(tx=3))
-    with pytest.raises(errors.TxCompacted):
+    with pytest.raises(errors.TxCompacted, match="tx 0 was compacted away: the oldest readable tx is 6"):
         ns.read(["k"], at=0)  # a time before the horizon's tx
-    with pytest.raises(errors.TxCompacted):
+    with pytest.raises(errors.TxCompacted, match="tx 2 was compacted away: the oldest readable tx is 6"):
         list(ns.diff(2, 8))
     assert [c.key for c in ns.diff(6, 11)] == ["k", "only10", "only7", "only8", "only9"]
     # History keeps what survives: every version >= the horizon and the one visible at it.
@@ -151,7 +151,7 @@ def test_reads_below_the_horizon_and_the_audit_api(store: Store) -> None:
     assert info is not None and [op.key for op in info.operations] == ["k", "only1"]
     assert [c.tx for c in store.changes(0, limit=3)] == [1, 2, 3]
     assert store.tx_at(info.time) == 1
-    with pytest.raises(errors.FutureTx):
+    with pytest.raises(errors.FutureTx, match="cannot compact before tx 12: the latest committed tx is 11"):
         store.compact(store.latest_tx + 1)
     assert store.compact(3).freed == 0 and store.horizon == 6  # the horizon never moves back
     assert store.compact(store.latest_tx).horizon == 11  # compact everything but the latest state
@@ -166,7 +166,7 @@ def test_a_scan_started_before_a_compaction_refuses_to_half_answer(store: Store)
     scan = iter(ns.scan(tx=1))
     assert next(scan).key == "k0000"
     store.compact(2)
-    with pytest.raises(errors.TxCompacted):
+    with pytest.raises(errors.TxCompacted, match="tx 1 was compacted away: the oldest readable tx is 2"):
         list(scan)
 
 
@@ -267,7 +267,7 @@ def test_compaction_killed_midway_leaves_a_consistent_store_and_resumes(tmp_path
         assert 0 < status["freed_versions"] < len(before) - len(expected_after(before, horizon))
         for tx in range(horizon, latest + 1):
             assert ns.read(keys, tx=tx) == states[tx]
-        with pytest.raises(errors.TxCompacted):
+        with pytest.raises(errors.TxCompacted, match=f"tx {horizon - 1} was compacted away"):
             ns.read(keys, tx=horizon - 1)
         assert store.verify().ok
         report = store.compact()  # resume

@@ -33,9 +33,13 @@ def test_history_pages_in_both_orders(store: Store) -> None:
 
 def test_history_rejects_bad_arguments(store: Store) -> None:
     ns = store.namespace("n")
-    for kwargs in ({"order": "sideways"}, {"limit": -1}, {"before": -2}, {"limit": 10_001}):
-        with pytest.raises(errors.InvalidParameters):
+    for kwargs, message in (({"order": "sideways"}, "order must be 'asc' or 'desc', not 'sideways'"),
+                            ({"limit": -1}, "limit must be an integer from 0 to 10000, not -1"),
+                            ({"before": -2}, "before must be a non-negative integer, not -2"),
+                            ({"limit": 10_001}, "limit must be an integer from 0 to 10000, not 10001")):
+        with pytest.raises(errors.InvalidParameters, match=message) as info:
             ns.history("k", **kwargs)  # type: ignore[arg-type]
+        assert info.value.code == "INVALID_PARAMETERS"
 
 
 def test_tx_at_finds_the_last_tx_at_or_before_a_time(store: Store) -> None:
@@ -52,9 +56,9 @@ def test_tx_at_finds_the_last_tx_at_or_before_a_time(store: Store) -> None:
     assert ns.get("k", at=stamps[2]).value >= 2  # type: ignore[union-attr]
     assert ns.read(["k"], at=stamps[0] - timedelta(seconds=1)).tx == 0
     assert store.tx_at(datetime(1960, 1, 1, tzinfo=UTC)) == 0  # before the epoch: nothing yet
-    with pytest.raises(errors.InvalidParameters):
+    with pytest.raises(errors.InvalidParameters, match="at must carry a time zone"):
         store.tx_at(datetime(2026, 1, 1))  # naive: ambiguous
-    with pytest.raises(errors.InvalidParameters):
+    with pytest.raises(errors.InvalidParameters, match="give tx or at, not both"):
         ns.read(["k"], tx=1, at=stamps[0])
 
 
@@ -84,9 +88,9 @@ def test_diff_reports_only_what_changed(store: Store) -> None:
     assert list(ns.diff(3, 3)) == []
     change = next(c for c in ns.diff(base, store.latest_tx) if c.key == "changes")
     assert change.before.value == 1 and change.after.value == 2  # type: ignore[union-attr]
-    with pytest.raises(errors.InvalidParameters):
+    with pytest.raises(errors.InvalidParameters, match=r"from_tx \(3\) is after to_tx \(2\)"):
         list(ns.diff(3, 2))
-    with pytest.raises(errors.FutureTx):
+    with pytest.raises(errors.FutureTx, match="tx 99 is in the future: the latest committed tx is 6"):
         list(ns.diff(0, 99))
 
 
@@ -135,5 +139,5 @@ def test_the_fast_version_constructor_builds_the_same_frozen_version() -> None:
               datetime(2026, 2, 3, tzinfo=UTC))
     fast = _new_version(*values)
     assert fast == Version(*values) and repr(fast) == repr(Version(*values))
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'tx'"):
         fast.tx = 8  # type: ignore[misc]

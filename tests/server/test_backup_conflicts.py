@@ -166,5 +166,5 @@ def test_an_engine_backup_removes_dead_partials_beside_its_target(tmp_path: Path
         assert live.stdin is not None
         live.stdin.close()
         live.wait()
-    with pytest.raises(errors.Conflict):
+    with pytest.raises(errors.Conflict, match=r"backup target .*new' exists and is not an empty directory"):
         store.backup(tmp_path / "bk" / "new")
