@@ -1,7 +1,9 @@
 """Fixtures for the pytest-benchmark micro-benchmarks (``pytest benchmarks/``).
 
-These are not tests of correctness and are not collected by plain ``pytest`` (testpaths is tests/).
-Set-up (loading stores) happens in session-scoped fixtures so only the operation is timed. The data set
+These are not tests of correctness: ``pytest benchmarks/`` measures. Plain ``pytest`` (testpaths is
+tests/) runs them once each, unmeasured, in a child ``pytest benchmarks/ --benchmark-disable`` on a
+small data set (tests/test_bench_harness.py), so they cannot rot unnoticed. Set-up (loading stores)
+happens in session-scoped fixtures so only the operation is timed. The data set
 is smaller than the harness's (10,000 keys x 10 versions by default, ``STRATA_BENCH_KEYS`` to change)
 so the suite runs in about a minute; the harness (``python -m benchmarks``) publishes the real figures.
 """

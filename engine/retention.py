@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -81,7 +80,7 @@ class Retention:
 def apply(store: Store, policy: Retention, should_stop: Any = None) -> CompactionReport | None:
     """One retention pass: compact up to the policy's horizon (and finish a pending compaction)."""
     backend = store._backend
-    now_us = time.time_ns() // 1000
+    now_us = store._now_us()  # the store's clock, which also stamped the commit times compared with it
 
     def plan(txn: Any) -> tuple[int, int, bool]:
         return (policy.horizon(txn, backend.dbs, now_us), compaction.horizon(txn, backend.meta),

@@ -53,7 +53,7 @@ class Store:
       everything; an ``int`` N keeps the last N txs readable; a ``timedelta`` keeps every tx of
       that span; a :class:`~engine.retention.Retention` says both. A daemon thread applies it.
     * ``clock``: a function returning now as epoch seconds (default ``time.time``): commit times
-      and expiry are evaluated with it. For tests (and simulations) that must not sleep.
+      expiry and retention's time spans are evaluated with it. For tests (and simulations) that must not sleep.
     """
 
     def __init__(self, backend: Backend, limits: Limits, retention_policy: Retention | None = None,

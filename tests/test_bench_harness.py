@@ -1,4 +1,5 @@
-"""The benchmark harness keeps working: a quick run completes and writes its report.
+"""The benchmark harness and the micro-benchmarks keep working: a quick harness run completes and
+writes its report, and every micro-benchmark of benchmarks/ runs once.
 
 No timing is asserted (speed is measured, not tested); this only proves every stage still runs
 against the current engine and server and produces the table and plots docs/benchmarks.md uses.
@@ -6,7 +7,10 @@ against the current engine and server and produces the table and plots docs/benc
 
 from __future__ import annotations
 
+import ast
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,3 +38,20 @@ def test_quick_benchmark_run_produces_results(tmp_path: Path) -> None:
     assert all(a["per_op_s"] > 0 for a in audit)
     assert {"issue4-history", "issue4-tx_at", "issue4-txlog"} <= {t["id"] for t in run["targets"]}
     assert list(tmp_path.glob("*.md")) and list(tmp_path.glob("*.png"))
+
+
+def test_micro_benchmarks_run_once_each(tmp_path: Path) -> None:
+    """``pytest benchmarks/`` with ``--benchmark-disable``: each benchmark's function runs once, its
+    assertions included, on a small data set (a separate session: its fixtures and options are its own)."""
+    bench_file = ROOT / "benchmarks" / "test_engine_bench.py"
+    names = [node.name for node in ast.parse(bench_file.read_text()).body
+             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")]
+    env = {**os.environ, "STRATA_BENCH_KEYS": "1000"}
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "benchmarks/", "--benchmark-disable", "-q", "-p", "no:cacheprovider",
+         f"--basetemp={tmp_path / 'bench'}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    summary = out.stdout.strip().splitlines()[-1]
+    assert re.match(rf"{len(names)} passed in ", summary), summary  # none skipped, none failed

@@ -66,18 +66,19 @@ def test_backup_and_restore_refuse_to_overwrite(tmp_path: Path, store: Store) ->
     store.namespace("t").put({"a": 1})
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("keep me")
-    with pytest.raises(errors.Conflict):
+    with pytest.raises(errors.Conflict, match=r"backup target .* exists and is not an empty directory") as exc:
         store.backup(tmp_path / "full")
+    assert exc.value.code == "CONFLICT"
     assert (tmp_path / "full" / "x").read_text() == "keep me"
     (tmp_path / "empty").mkdir()
     info = store.backup(tmp_path / "empty")  # an empty directory is fine
     assert info.tx == 1
-    with pytest.raises(errors.Conflict):
+    with pytest.raises(errors.Conflict, match=r"restore target .*full' exists and is not an empty directory"):
         engine.restore(tmp_path / "empty", tmp_path / "full")
-    with pytest.raises(errors.InvalidParameters):
-        engine.restore(tmp_path / "full", tmp_path / "new")  # not a backup
+    with pytest.raises(errors.InvalidParameters, match=r"is not a backup \(no data.mdb in it\)"):
+        engine.restore(tmp_path / "full", tmp_path / "new")
     assert not (tmp_path / "new").exists()
-    with pytest.raises(errors.Conflict):
+    with pytest.raises(errors.Conflict, match=r"restore target .*store' exists and is not an empty directory"):
         engine.restore(tmp_path / "empty", store.path)  # the live store is not empty
     # No partial directories are left behind.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "full", "store"]
@@ -88,7 +89,7 @@ def test_restore_detects_a_backup_that_does_not_match_its_manifest(tmp_path: Pat
     store.backup(tmp_path / "bak")
     manifest = tmp_path / "bak" / engine.backup.MANIFEST
     manifest.write_text(manifest.read_text().replace('"tx": 1', '"tx": 2'))
-    with pytest.raises(errors.StorageError):
+    with pytest.raises(errors.StorageError, match=r"store is at tx 1 .* but the backup's manifest says tx 2"):
         engine.restore(tmp_path / "bak", tmp_path / "restored")
 
 

@@ -105,6 +105,28 @@ def test_moving_the_horizon_in_steps_frees_what_one_step_would(tmp_path: Path) -
     assert results[0]["freed_versions"] == results[1]["freed_versions"]
 
 
+def test_a_second_step_frees_the_tombstone_kept_exactly_at_the_earlier_horizon(store: Store) -> None:
+    """A delete at exactly the old horizon is kept by the first step (a read there sees it) and
+    is freeable by the next: the next step's window must start at the old horizon, not after it."""
+    ns = store.namespace("t")
+    ns.put({"k": 1, "other": 1})  # tx 1
+    ns.delete(["k"])              # tx 2: exactly the first horizon
+    for tx in (3, 4, 5):
+        ns.put({"other": tx})
+    before = versions(store)
+    assert len(before) == 6
+    first = store.compact(2)
+    assert first.freed == 1  # k@1; the tombstone k@2 is what a read at 2 sees
+    assert [tx_of(k) for k, _ in versions(store)] == [2, 5, 4, 3, 1]  # k first: "k" < "other"
+    second = store.compact(4)
+    assert second.freed == 3  # the tombstone k@2, other@3, other@1
+    assert [tx_of(k) for k, _ in versions(store)] == [5, 4]
+    assert versions(store) == expected_after(before, 4)
+    assert store.compaction_status()["freed_versions"] == 4
+    assert ns.get("k", tx=4) is None and ns.get("other", tx=4) is not None
+    assert store.verify().ok
+
+
 def test_reads_below_the_horizon_and_the_audit_api(store: Store) -> None:
     ns = store.namespace("t")
     for i in range(1, 11):
@@ -112,13 +134,13 @@ def test_reads_below_the_horizon_and_the_audit_api(store: Store) -> None:
     ns.delete(["k"])  # tx 11
     store.compact(6)
     assert store.horizon == 6
-    with pytest.raises(errors.TxCompacted):
+    with pytest.raises(errors.TxCompacted, match="tx 5 was compacted away: the oldest readable tx is 6"):
         ns.get("k", tx=5)
-    with pytest.raises(errors.TxCompacted):
+    with pytest.raises(errors.TxCompacted, match="tx 3 was compacted away: the oldest readable tx is 6"):
         list(ns.scan(tx=3))
-    with pytest.raises(errors.TxCompacted):
+    with pytest.raises(errors.TxCompacted, match="tx 0 was compacted away: the oldest readable tx is 6"):
         ns.read(["k"], at=0)  # a time before the horizon's tx
-    with pytest.raises(errors.TxCompacted):
+    with pytest.raises(errors.TxCompacted, match="tx 2 was compacted away: the oldest readable tx is 6"):
         list(ns.diff(2, 8))
     assert [c.key for c in ns.diff(6, 11)] == ["k", "only10", "only7", "only8", "only9"]
     # History keeps what survives: every version >= the horizon and the one visible at it.
@@ -129,7 +151,7 @@ def test_reads_below_the_horizon_and_the_audit_api(store: Store) -> None:
     assert info is not None and [op.key for op in info.operations] == ["k", "only1"]
     assert [c.tx for c in store.changes(0, limit=3)] == [1, 2, 3]
     assert store.tx_at(info.time) == 1
-    with pytest.raises(errors.FutureTx):
+    with pytest.raises(errors.FutureTx, match="cannot compact before tx 12: the latest committed tx is 11"):
         store.compact(store.latest_tx + 1)
     assert store.compact(3).freed == 0 and store.horizon == 6  # the horizon never moves back
     assert store.compact(store.latest_tx).horizon == 11  # compact everything but the latest state
@@ -144,7 +166,7 @@ def test_a_scan_started_before_a_compaction_refuses_to_half_answer(store: Store)
     scan = iter(ns.scan(tx=1))
     assert next(scan).key == "k0000"
     store.compact(2)
-    with pytest.raises(errors.TxCompacted):
+    with pytest.raises(errors.TxCompacted, match="tx 1 was compacted away: the oldest readable tx is 2"):
         list(scan)
 
 
@@ -245,7 +267,7 @@ def test_compaction_killed_midway_leaves_a_consistent_store_and_resumes(tmp_path
         assert 0 < status["freed_versions"] < len(before) - len(expected_after(before, horizon))
         for tx in range(horizon, latest + 1):
             assert ns.read(keys, tx=tx) == states[tx]
-        with pytest.raises(errors.TxCompacted):
+        with pytest.raises(errors.TxCompacted, match=f"tx {horizon - 1} was compacted away"):
             ns.read(keys, tx=horizon - 1)
         assert store.verify().ok
         report = store.compact()  # resume

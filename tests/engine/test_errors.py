@@ -123,8 +123,9 @@ def test_closed_store_refuses_calls(tmp_path: Any) -> None:
     s.close()
     s.close()  # closing twice is fine
     for action in (lambda: sample.put({"a": 1}), lambda: sample.read(["a"]), lambda: s.latest_tx):
-        with pytest.raises(errors.StoreClosed):
+        with pytest.raises(errors.StoreClosed, match="the store is closed") as info:
             action()
+        assert info.value.code == "STORE_CLOSED"
 
 
 def test_no_lmdb_exception_escapes() -> None:

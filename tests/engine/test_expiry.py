@@ -154,6 +154,35 @@ def test_expect_sees_an_expired_key_as_absent_even_before_it_is_recorded(store: 
     assert ns.get(last) is None
 
 
+def test_expect_at_the_exact_expiry_instant_sees_the_key_absent(store: Store, clock: Clock) -> None:
+    """More keys fall due than one write's sweep records, so the expected key is still carrying its
+    expiry when the expect is checked: the check itself must apply the read rule (gone iff
+    ``expire_us <= now``) at the very microsecond the value expires."""
+    from engine import expiry
+    ns = store.namespace("n")
+    ns.put({f"k{i:04}": i for i in range(expiry.SWEEP_PER_WRITE + 1)}, ttl=1)  # tx 1, all expire at T0 + 1
+    last = f"k{expiry.SWEEP_PER_WRITE:04}"  # sorts after the ones a sweep records first
+    clock.now = T0 + 1 - 0.000001  # one microsecond before: still there, still at tx 1
+    with store.transaction() as t:
+        t.expect("n", last, tx=1)
+        t.put("n", "before", 1)
+    assert t.tx == 2
+    clock.now = T0 + 1  # the exact instant: expire_us == now
+    with store.transaction() as t:
+        t.expect("n", last, tx=0)
+        t.put("n", "at", 1)
+    assert t.tx == 4  # tx 3 recorded the first SWEEP_PER_WRITE expiries
+    swept = store.tx_info(3)
+    assert swept is not None and swept.note == {"expired": True}
+    assert last not in [op.key for op in swept.operations]  # the expect saw it unrecorded
+    assert len(swept.operations) == expiry.SWEEP_PER_WRITE
+    with pytest.raises(errors.Conflict) as exc, store.transaction() as t:
+        t.expect("n", last, tx=1)
+        t.put("n", "late", 1)
+    assert exc.value.code == "CONFLICT"
+    assert exc.value.details["conflicts"] == [{"namespace": "n", "key": last, "expected": 1, "actual": 0}]
+
+
 def test_long_keys_expire_too(store: Store, clock: Clock) -> None:
     ns = store.namespace("n")
     long_key = "x" * 510
@@ -189,20 +218,22 @@ def test_validation_codes(store: Store, clock: Clock) -> None:
     with pytest.raises(errors.InvalidExpirationTtl) as info:
         ns.put({"a": 1}, ttl=0.5)
     assert info.value.code == "INVALID_EXPIRATION_TTL"
-    for bad in ("10", True, float("nan"), -5, 1e20):
-        with pytest.raises(errors.InvalidExpirationTtl):
+    for bad, shown in (("10", "'10'"), (True, "True"), (float("nan"), "nan"), (-5, "-5"), (1e20, r"1e\+20")):
+        with pytest.raises(errors.InvalidExpirationTtl, match=f"^ttl must be a number of seconds from 1 to "
+                                                             f"10000000000, not {shown}$"):
             ns.put({"a": 1}, ttl=bad)  # type: ignore[arg-type]
-    with pytest.raises(errors.InvalidExpiration) as exp_info:
+    with pytest.raises(errors.InvalidExpiration,
+                       match=r"at least 1 s in the future \(>= 1800000001\), not 1800000000\.0") as exp_info:
         ns.put({"a": 1}, expiration=T0)  # not in the future
     assert exp_info.value.code == "INVALID_EXPIRATION"
-    with pytest.raises(errors.InvalidExpiration):
+    with pytest.raises(errors.InvalidExpiration, match=r"expiration must be epoch seconds .* not 'soon'"):
         ns.put({"a": 1}, expiration="soon")  # type: ignore[arg-type]
-    with pytest.raises(errors.InvalidExpirationTtl) as batch:
+    with pytest.raises(errors.InvalidExpirationTtl, match=r"ttl must be a number of seconds .* not 0$") as batch:
         ns.put([Item("ok", 1, ttl=5), Item("bad", 2, ttl=0)])
     assert [(e["index"], e["key"], e["code"]) for e in batch.value.details["errors"]] == [
         (1, "bad", "INVALID_EXPIRATION_TTL")]
     t = store.transaction()
-    with pytest.raises(errors.InvalidExpirationTtl):
+    with pytest.raises(errors.InvalidExpirationTtl, match=r"ttl must be a number of seconds .* not 0$"):
         t.put("n", "a", 1, ttl=0)
     assert store.latest_tx == 0
     assert errors.BY_CODE["INVALID_EXPIRATION"] is errors.InvalidExpiration
@@ -212,9 +243,9 @@ def test_validation_codes(store: Store, clock: Clock) -> None:
 def test_min_ttl_is_configurable(tmp_path: Path, clock: Clock) -> None:
     with Store.open(tmp_path / "s", sync=False, clock=clock, limits=Limits(min_ttl=60)) as store:
         ns = store.namespace("n")
-        with pytest.raises(errors.InvalidExpirationTtl):
+        with pytest.raises(errors.InvalidExpirationTtl, match="ttl must be a number of seconds from 60 to"):
             ns.put({"a": 1}, ttl=59)
-        with pytest.raises(errors.InvalidExpiration):
+        with pytest.raises(errors.InvalidExpiration, match="at least 60 s in the future"):
             ns.put({"a": 1}, expiration=T0 + 59)
         ns.put({"a": 1}, ttl=60)
         ns.put({"b": 1}, expiration=T0 + 60)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import Store, errors
+from engine import Record, Store, errors
+from tests.engine.clock import T0, Clock
 
 
 def test_history_pages_in_both_orders(store: Store) -> None:
@@ -33,41 +34,61 @@ def test_history_pages_in_both_orders(store: Store) -> None:
 
 def test_history_rejects_bad_arguments(store: Store) -> None:
     ns = store.namespace("n")
-    for kwargs in ({"order": "sideways"}, {"limit": -1}, {"before": -2}, {"limit": 10_001}):
-        with pytest.raises(errors.InvalidParameters):
+    for kwargs, message in (({"order": "sideways"}, "order must be 'asc' or 'desc', not 'sideways'"),
+                            ({"limit": -1}, "limit must be an integer from 0 to 10000, not -1"),
+                            ({"before": -2}, "before must be a non-negative integer, not -2"),
+                            ({"limit": 10_001}, "limit must be an integer from 0 to 10000, not 10001")):
+        with pytest.raises(errors.InvalidParameters, match=message) as info:
             ns.history("k", **kwargs)  # type: ignore[arg-type]
+        assert info.value.code == "INVALID_PARAMETERS"
 
 
-def test_tx_at_finds_the_last_tx_at_or_before_a_time(store: Store) -> None:
-    ns = store.namespace("n")
-    stamps = []
-    for i in range(5):
-        ns.put({"k": i})
-        stamps.append(store.tx_info(i + 1).time)  # type: ignore[union-attr]
-    assert store.tx_at(stamps[0] - timedelta(seconds=1)) == 0
-    for i, stamp in enumerate(stamps):
-        assert store.tx_at(stamp) >= i + 1
-        assert store.tx_at(stamp.timestamp()) >= i + 1
-    assert store.tx_at(datetime.now(UTC) + timedelta(days=1)) == 5
-    assert ns.get("k", at=stamps[2]).value >= 2  # type: ignore[union-attr]
-    assert ns.read(["k"], at=stamps[0] - timedelta(seconds=1)).tx == 0
-    assert store.tx_at(datetime(1960, 1, 1, tzinfo=UTC)) == 0  # before the epoch: nothing yet
-    with pytest.raises(errors.InvalidParameters):
-        store.tx_at(datetime(2026, 1, 1))  # naive: ambiguous
-    with pytest.raises(errors.InvalidParameters):
-        ns.read(["k"], tx=1, at=stamps[0])
+def test_tx_at_finds_the_last_tx_at_or_before_a_time(tmp_path: Path) -> None:
+    clock = Clock()
+    with Store.open(tmp_path / "s", sync=False, clock=clock) as store:
+        ns = store.namespace("n")
+        stamps = []
+        for i in range(5):
+            clock.now = T0 + i  # tx i + 1 commits at T0 + i: one tx per time, so each answer is exact
+            ns.put({"k": i})
+            stamps.append(store.tx_info(i + 1).time)  # type: ignore[union-attr]
+        assert stamps[3] == datetime.fromtimestamp(T0 + 3, UTC)
+        assert store.tx_at(stamps[0] - timedelta(seconds=1)) == 0
+        assert store.tx_at(stamps[0] - timedelta(microseconds=1)) == 0
+        for i, stamp in enumerate(stamps):
+            assert store.tx_at(stamp) == i + 1
+            assert store.tx_at(stamp.timestamp()) == i + 1
+            assert store.tx_at(stamp - timedelta(microseconds=1)) == i  # the tx before it
+            assert store.tx_at(stamp + timedelta(seconds=0.5)) == i + 1
+        assert store.tx_at(T0 + 1000) == 5
+        assert ns.get("k", at=stamps[2]) == Record("k", 2, 3)
+        assert ns.get("k", at=stamps[2] - timedelta(microseconds=1)) == Record("k", 1, 2)
+        assert ns.read(["k"], at=stamps[0] - timedelta(seconds=1)).tx == 0
+        assert store.tx_at(datetime(1960, 1, 1, tzinfo=UTC)) == 0  # before the epoch: nothing yet
+        ns.put({"k": 5})  # tx 6 at the same time as tx 5: the last tx at that time wins
+        assert store.tx_at(stamps[4]) == 6 and store.tx_at(stamps[4] - timedelta(microseconds=1)) == 4
+        with pytest.raises(errors.InvalidParameters, match="at must carry a time zone"):
+            store.tx_at(datetime(2026, 1, 1))  # naive: ambiguous
+        with pytest.raises(errors.InvalidParameters, match="give tx or at, not both"):
+            ns.read(["k"], tx=1, at=stamps[0])
 
 
-def test_commit_times_never_go_backwards(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    ns = store.namespace("n")
-    ns.put({"k": 1})
-    real = time.time_ns
-    monkeypatch.setattr(time, "time_ns", lambda: real() - 3600 * 10**9)  # the clock steps back an hour
-    ns.put({"k": 2})
-    first, second = store.tx_info(1), store.tx_info(2)
-    assert first is not None and second is not None and second.time_us >= first.time_us
-    assert store.tx_at(first.time) == 2  # both txs share the clamped time
-    assert store.verify().ok
+def test_commit_times_never_go_backwards(tmp_path: Path) -> None:
+    clock = Clock()
+    with Store.open(tmp_path / "s", sync=False, clock=clock) as store:
+        ns = store.namespace("n")
+        ns.put({"k": 1})
+        clock.now = T0 - 3600  # the clock steps back an hour
+        ns.put({"k": 2})
+        first, second = store.tx_info(1), store.tx_info(2)
+        assert first is not None and second is not None
+        assert first.time_us == second.time_us == clock.us + 3600 * 10**6  # clamped to the previous tx's time
+        assert store.tx_at(first.time) == 2  # both txs share the clamped time
+        clock.now = T0 + 1
+        ns.put({"k": 3})
+        third = store.tx_info(3)
+        assert third is not None and third.time_us == clock.us  # the clock is followed again once ahead
+        assert store.verify().ok
 
 
 def test_diff_reports_only_what_changed(store: Store) -> None:
@@ -84,9 +105,9 @@ def test_diff_reports_only_what_changed(store: Store) -> None:
     assert list(ns.diff(3, 3)) == []
     change = next(c for c in ns.diff(base, store.latest_tx) if c.key == "changes")
     assert change.before.value == 1 and change.after.value == 2  # type: ignore[union-attr]
-    with pytest.raises(errors.InvalidParameters):
+    with pytest.raises(errors.InvalidParameters, match=r"from_tx \(3\) is after to_tx \(2\)"):
         list(ns.diff(3, 2))
-    with pytest.raises(errors.FutureTx):
+    with pytest.raises(errors.FutureTx, match="tx 99 is in the future: the latest committed tx is 6"):
         list(ns.diff(0, 99))
 
 
@@ -135,5 +156,5 @@ def test_the_fast_version_constructor_builds_the_same_frozen_version() -> None:
               datetime(2026, 2, 3, tzinfo=UTC))
     fast = _new_version(*values)
     assert fast == Version(*values) and repr(fast) == repr(Version(*values))
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'tx'"):
         fast.tx = 8  # type: ignore[misc]

@@ -51,7 +51,7 @@ def test_metadata_kinds_and_limits(store: Store) -> None:
 
 def test_metadata_limit_is_configurable(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s", sync=False, limits=Limits(max_metadata_bytes=10)) as store, \
-            pytest.raises(errors.MetadataTooLarge):
+            pytest.raises(errors.MetadataTooLarge, match="metadata is 22 bytes as JSON; the limit is 10"):
         store.namespace("n").put({"a": 1}, metadata="x" * 20)
 
 
@@ -131,9 +131,9 @@ def test_scan_fields(store: Store, clock: Clock) -> None:
 
 def test_bad_fields(store: Store) -> None:
     ns = store.namespace("n")
-    with pytest.raises(errors.InvalidParameters):
+    with pytest.raises(errors.InvalidParameters, match=r"unknown fields \['nope'\]: choose from \['created_at'"):
         ns.read(["a"], fields=["nope"])
-    with pytest.raises(errors.InvalidParameters):
+    with pytest.raises(errors.InvalidParameters, match=r"unknown fields \['1'\]"):
         ns.get("a", fields=[1])  # type: ignore[list-item]
-    with pytest.raises(errors.InvalidParameters):
+    with pytest.raises(errors.InvalidParameters, match=r"fields must be a list of \['created_at'"):
         ns.scan(fields=5)  # type: ignore[arg-type]

@@ -10,35 +10,50 @@ from pathlib import Path
 import pytest
 
 from engine import Retention, Store, errors
+from tests.engine.clock import T0, Clock
 
 
-def test_policies_choose_the_horizon(store: Store) -> None:
-    ns = store.namespace("t")
-    for i in range(30):
-        ns.put({"k": i})
-    report = store.apply_retention(10)  # keep the last 10 txs readable
-    assert report is not None and report.horizon == 21
-    assert ns.get("k", tx=21) is not None
-    with pytest.raises(errors.TxCompacted):
-        ns.get("k", tx=20)
-    assert store.apply_retention(10) is None  # nothing new to do
-    assert store.apply_retention(Retention(txs=100)) is None  # a laxer policy never moves it back
-    # A duration keeps every tx committed within it, and the state as of its start.
-    assert store.apply_retention(timedelta(days=1)) is None
-    time.sleep(0.01)
-    report = store.apply_retention(Retention(seconds=0.001))
-    assert report is not None and report.horizon == 30 == store.latest_tx
-    assert store.verify().ok
-    with pytest.raises(errors.InvalidParameters):
-        store.apply_retention()  # this store has no policy of its own
+def test_policies_choose_the_horizon(tmp_path: Path) -> None:
+    clock = Clock()
+    with Store.open(tmp_path / "s", sync=False, clock=clock) as store:
+        ns = store.namespace("t")
+        for i in range(30):
+            clock.now = T0 + i  # tx i + 1 commits at T0 + i
+            ns.put({"k": i})
+        report = store.apply_retention(10)  # keep the last 10 txs readable
+        assert report is not None and report.horizon == 21
+        assert ns.get("k", tx=21) is not None
+        with pytest.raises(errors.TxCompacted, match="tx 20 was compacted away: the oldest readable tx is 21"):
+            ns.get("k", tx=20)
+        assert store.apply_retention(10) is None  # nothing new to do
+        assert store.apply_retention(Retention(txs=100)) is None  # a laxer policy never moves it back
+        # A duration keeps every tx committed within it, and the state as of its start.
+        clock.now = T0 + 40
+        assert store.apply_retention(timedelta(seconds=30)) is None  # the state as of T0 + 10: tx 11 < 21
+        report = store.apply_retention(Retention(seconds=14.5))  # the state as of T0 + 25.5: tx 26 (T0 + 25)
+        assert report is not None and report.horizon == 26
+        report = store.apply_retention(Retention(seconds=15, txs=100))  # both: the lower horizon
+        assert report is None and store.horizon == 26
+        clock.now = T0 + 1000
+        report = store.apply_retention(Retention(seconds=1))
+        assert report is not None and report.horizon == 30 == store.latest_tx
+        assert store.verify().ok
+        with pytest.raises(errors.InvalidParameters, match="no retention policy: pass one, or open the store"):
+            store.apply_retention()  # this store has no policy of its own
 
 
 def test_bad_policies_are_refused(tmp_path: Path) -> None:
-    for policy in (0, -1, "1", 1.5):
-        with pytest.raises(ValueError):
+    for policy, message in ((0, "txs must be a positive integer, not 0"), (-1, "txs must be a positive integer"),
+                            ("1", "retention must be None, a Retention, an int .* not '1'"),
+                            (1.5, "retention must be None, a Retention, an int .* not 1.5")):
+        with pytest.raises(ValueError, match=message):
             Store.open(tmp_path / "s", retention=policy)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="a Retention needs txs or seconds"):
         Retention()
+    with pytest.raises(ValueError, match="seconds must be positive, not 0"):
+        Retention(seconds=0)
+    with pytest.raises(ValueError, match="interval must be positive, not -1"):
+        Retention(txs=1, interval=-1)
 
 
 def test_the_background_thread_applies_the_policy(tmp_path: Path) -> None:

@@ -99,13 +99,17 @@ class LineReader:
 
 
 def feed(proc: subprocess.Popen[bytes], frames: list[bytes]) -> None:
-    """Write frames to the child's stdin (in a thread: the pipe fills); stop quietly if it died."""
+    """Write frames to the child's stdin (in a thread: the pipe fills); stop quietly if it died.
+    The pipe is closed either way (a child killed mid-write leaves unflushed bytes behind)."""
     assert proc.stdin is not None
-    with contextlib.suppress(BrokenPipeError, OSError, ValueError):
-        for f in frames:
-            proc.stdin.write(f)
-        proc.stdin.flush()
-        proc.stdin.close()
+    try:
+        with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+            for f in frames:
+                proc.stdin.write(f)
+            proc.stdin.flush()
+    finally:
+        with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+            proc.stdin.close()  # closes the descriptor even when flushing the rest fails
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
@@ -296,13 +300,13 @@ def start_synced_server(tmp: Path, *extra: str, workers: int = 2, fsize_limit: i
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_limit, fsize_limit))
 
     port = free_port()
-    log = open(tmp / f"server-{port}.log", "wb")  # noqa: SIM115 - kept open for the server's lifetime
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve", "--data", str(tmp / "data"), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(workers), *extra],
-        cwd=REPO, env=child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=limit,
-    )
+    with open(tmp / f"server-{port}.log", "wb") as log:  # the server writes to its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "--data", str(tmp / "data"), "--host", "127.0.0.1",
+             "--port", str(port), "--workers", str(workers), *extra],
+            cwd=REPO, env=child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=limit,
+        )
     deadline = time.monotonic() + 60  # a start-up guard, not a timing assertion
     while True:
         if proc.poll() is not None:

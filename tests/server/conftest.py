@@ -182,14 +182,14 @@ class LiveServer:
 def start_server(tmp: Path, *extra: str, workers: int = 2) -> LiveServer:
     port = free_port()
     data = tmp / "data"
-    log = open(tmp / "server.log", "wb")  # noqa: SIM115 - kept open for the server's lifetime
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *sys.path])}
     env.pop("STRATA_KEYS_FILE", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve", "--data", str(data), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(workers), "--no-sync", *extra],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    with open(tmp / "server.log", "wb") as log:  # the server writes to its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "--data", str(data), "--host", "127.0.0.1",
+             "--port", str(port), "--workers", str(workers), "--no-sync", *extra],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
     # Wait until it answers (a start-up guard, not a timing assertion: it only bounds a hang).
     deadline = time.monotonic() + 60
     while True:

@@ -146,8 +146,11 @@ def test_backup_path_cannot_escape_through_a_symlink(client: Client, tmp_path: P
 
 def test_backup_target_rules(tmp_path: Path) -> None:
     assert backup_target(tmp_path, "a/b-1.2_x") == tmp_path.resolve() / "a" / "b-1.2_x"
-    for bad in ("/abs", "..", "a/..", "-/.x"):
-        with pytest.raises(ValueError):
+    for bad, message in (("/abs", "must be relative to the server's backup directory, not absolute"),
+                         ("..", "must not contain empty, '.' or '..' segments"),
+                         ("a/..", "must not contain empty, '.' or '..' segments"),
+                         ("-/.x", "each path segment must be 1 to 128 characters .* and not start with a dot")):
+        with pytest.raises(ValueError, match=message):
             backup_target(tmp_path, bad)
 
 
@@ -173,9 +176,11 @@ def test_parse_duration() -> None:
     assert parse_duration("1d12h").total_seconds() == 36 * 3600
     assert parse_duration("90m").total_seconds() == 5400 and parse_duration("3600").total_seconds() == 3600
     assert parse_duration("2w").total_seconds() == 14 * 86400 and parse_duration("1.5h").total_seconds() == 5400
-    for bad in ("", "d", "30x", "0s", "1d 2h", "-1d", "h12"):
-        with pytest.raises(ValueError):
+    for bad in ("", "d", "30x", "1d 2h", "-1d", "h12"):
+        with pytest.raises(ValueError, match=f"^'{bad}' is not a duration: use a number with a unit s, m, h, d or w"):
             parse_duration(bad)
+    with pytest.raises(ValueError, match="a duration must be above zero, not '0s'"):
+        parse_duration("0s")
 
 
 def test_only_one_retention_leader_per_data_dir(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import pytest
 
 from server import create_app
 from server.app import App
+from tests.engine.clock import T0, Clock
 from tests.server.conftest import Client
 from tests.server.test_auth import ADMIN, READ, SCOPED, WRITE, write_keys
 
@@ -97,26 +98,46 @@ def test_history_rejects_bad_parameters(client: Client, query: dict[str, str], l
 # -- read at a time ----------------------------------------------------------------------------
 
 
-def test_read_at_a_time_reads_the_snapshot_then(client: Client, app: App) -> None:
-    before_all = datetime.now(UTC) - timedelta(seconds=1)
-    t1 = client.write("s", [{"key": "a", "value": "first"}]).json()["tx"]
-    time.sleep(0.002)
-    between = datetime.now(UTC)
-    time.sleep(0.002)
-    client.write("s", [{"key": "a", "value": "second"}])
-    r = client.post("/v4/storage/s/read", json={"keys": ["a"], "at": _rfc3339(between)})
-    assert r.status == 200 and r.json()["tx"] == t1
-    assert r.json()["data"] == [{"key": "a", "value": "first", "tx": t1, "binary": False}]
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def clocked(tmp_path: Path, clock: Clock) -> Iterator[Client]:
+    """A client of an app whose store commits at the times of ``clock`` (exact, no sleeping)."""
+    application = create_app(tmp_path / "clocked", sync=False, store_options={"clock": clock})
+    yield Client(application)
+    application.close()
+
+
+def test_read_at_a_time_reads_the_snapshot_then(clocked: Client, clock: Clock) -> None:
+    client = clocked
+    t1 = client.write("s", [{"key": "a", "value": "first"}]).json()["tx"]  # at T0
+    clock.now = T0 + 2
+    client.write("s", [{"key": "a", "value": "second"}])  # tx 2 at T0 + 2
+
+    def read_at(at: str) -> Any:
+        r = client.post("/v4/storage/s/read", json={"keys": ["a"], "at": at})
+        assert r.status == 200, r
+        return r.json()
+
+    between = read_at(_rfc3339(datetime.fromtimestamp(T0 + 1, UTC)))
+    assert between["tx"] == t1 == 1
+    assert between["data"] == [{"key": "a", "value": "first", "tx": t1, "binary": False}]
+    assert read_at(_rfc3339(datetime.fromtimestamp(T0 + 2, UTC) - timedelta(microseconds=1)))["tx"] == 1
+    assert read_at(_rfc3339(datetime.fromtimestamp(T0 + 2, UTC)))["tx"] == 2  # the commit instant itself
     # the exact commit time of tx 1 (from the log) reads tx 1; an offset other than Z means the same instant
     committed = client.get(f"/v4/tx/{t1}").json()["time"]
-    assert client.post("/v4/storage/s/read", json={"keys": ["a"], "at": committed}).json()["tx"] == t1
+    assert datetime.fromisoformat(committed) == datetime.fromtimestamp(T0, UTC)
+    assert read_at(committed)["tx"] == t1
     plus_two = datetime.fromisoformat(committed).astimezone(timezone(timedelta(hours=2))).isoformat()
-    assert client.post("/v4/storage/s/read", json={"keys": ["a"], "at": plus_two}).json()["tx"] == t1
-    early = client.post("/v4/storage/s/read", json={"keys": ["a"], "at": _rfc3339(before_all)}).json()
+    assert read_at(plus_two)["tx"] == t1
+    early = read_at(_rfc3339(datetime.fromtimestamp(T0, UTC) - timedelta(microseconds=1)))
     assert early["tx"] == 0 and early["data"] == []
-    ancient = client.post("/v4/storage/s/read", json={"keys": ["a"], "at": "1900-01-01T00:00:00Z"}).json()
+    ancient = read_at("1900-01-01T00:00:00Z")
     assert ancient["tx"] == 0 and ancient["data"] == []
-    future = client.post("/v4/storage/s/read", json={"keys": ["a"], "at": "2999-01-01T00:00:00Z"}).json()
+    future = read_at("2999-01-01T00:00:00Z")
     assert future["tx"] == 2 and future["data"][0]["value"] == "second"
 
 
@@ -216,12 +237,16 @@ def test_tx_not_committed_or_invalid(client: Client, path: str, status: int, cod
     assert r.status == status and r.code == code and r.json()["errors"][0]["location"] == "path.tx"
 
 
-def test_tx_at_a_time(client: Client) -> None:
+def test_tx_at_a_time(clocked: Client, clock: Clock) -> None:
+    client = clocked
     empty = client.get("/v4/tx", query={"at": "2026-01-01T00:00:00Z"}).json()
     assert empty["tx"] == 0 and empty["time"] is None and empty["at"] == "2026-01-01T00:00:00Z"
-    client.write("s", [{"key": "a", "value": 1}])
-    now = client.get("/v4/tx", query={"at": _rfc3339(datetime.now(UTC) + timedelta(seconds=1))}).json()
-    assert now["tx"] == 1 and now["time"] == client.get("/v4/tx/1").json()["time"]
+    client.write("s", [{"key": "a", "value": 1}])  # tx 1 at T0
+    clock.now = T0 + 5
+    client.write("s", [{"key": "a", "value": 2}])  # tx 2 at T0 + 5
+    at_first = client.get("/v4/tx", query={"at": _rfc3339(datetime.fromtimestamp(T0 + 4.999999, UTC))}).json()
+    assert at_first["tx"] == 1 and at_first["time"] == client.get("/v4/tx/1").json()["time"]
+    assert client.get("/v4/tx", query={"at": _rfc3339(datetime.fromtimestamp(T0 + 5, UTC))}).json()["tx"] == 2
     assert client.get("/v4/tx", query={"at": "1969-07-20T20:17:40Z"}).json()["tx"] == 0
     for query, location in (({}, "query.at"), ({"at": "noon"}, "query.at"), ({"at": "2026-01-01"}, "query.at"),
                             ({"at": "2026-01-01T00:00:00Z", "tx": "1"}, "query.tx")):

@@ -110,27 +110,30 @@ def test_keys_are_never_logged(secured: App, caplog: pytest.LogCaptureFixture) -
 
 
 @pytest.mark.parametrize(
-    "content",
+    ("content", "message"),
     [
-        b"not json",
-        b"[]",
-        b'{"keys": {}}',
-        b'{"keys": [], "extra": 1}',
-        b'{"keys": [{"key": "short", "scope": "read"}]}',
-        b'{"keys": [{"key": "long-enough-secret-123", "scope": "root"}]}',
-        b'{"keys": [{"key": "long-enough-secret-123"}]}',
-        b'{"keys": [{"key": "long-enough-secret-123", "key_sha256": "00", "scope": "read"}]}',
-        b'{"keys": [{"key_sha256": "zz", "scope": "read"}]}',
-        b'{"keys": [{"key": "long-enough-secret-123", "scope": "read", "namespaces": "a"}]}',
-        b'{"keys": [{"key": "long-enough-secret-123", "scope": "read", "color": "red"}]}',
-        b'{"keys": [{"key": "long-enough-secret-123", "scope": "read"}, '
-        b'{"key": "long-enough-secret-123", "scope": "admin"}]}',
+        (b"not json", "is not JSON"),
+        (b"[]", r"must be an object \{"),
+        (b'{"keys": {}}', r"must be an object \{"),
+        (b'{"keys": [], "extra": 1}', r"must be an object \{"),
+        (b'{"keys": [{"key": "short", "scope": "read"}]}', r"keys\[0\]\.key must be a string of at least 16"),
+        (b'{"keys": [{"key": "long-enough-secret-123", "scope": "root"}]}', r"keys\[0\]\.scope must be one of"),
+        (b'{"keys": [{"key": "long-enough-secret-123"}]}', r"keys\[0\]\.scope must be one of"),
+        (b'{"keys": [{"key": "long-enough-secret-123", "key_sha256": "00", "scope": "read"}]}',
+         r"keys\[0\] needs exactly one of 'key' and 'key_sha256'"),
+        (b'{"keys": [{"key_sha256": "zz", "scope": "read"}]}', r"keys\[0\]\.key_sha256 must be 64 hex digits"),
+        (b'{"keys": [{"key": "long-enough-secret-123", "scope": "read", "namespaces": "a"}]}',
+         r"keys\[0\]\.namespaces must be a list of namespace names"),
+        (b'{"keys": [{"key": "long-enough-secret-123", "scope": "read", "color": "red"}]}',
+         r"keys\[0\] has unknown fields \['color'\]"),
+        (b'{"keys": [{"key": "long-enough-secret-123", "scope": "read"}, '
+         b'{"key": "long-enough-secret-123", "scope": "admin"}]}', "the same key is listed twice"),
     ],
 )
-def test_malformed_keys_files_are_refused(tmp_path: Path, content: bytes) -> None:
+def test_malformed_keys_files_are_refused(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "keys.json"
     path.write_bytes(content)
-    with pytest.raises(KeysFileError):
+    with pytest.raises(KeysFileError, match=message):
         KeyRing.load(path)
 
 

@@ -130,10 +130,16 @@ def hold_partial(target: Path) -> tuple[subprocess.Popen[str], Path]:
     return proc, partial
 
 
+def release(proc: subprocess.Popen[str]) -> None:
+    """Let a holder finish: leaving ``with`` closes its stdin (its cue to exit) and stdout, then waits."""
+    with proc:
+        pass
+
+
 def killed_partial(target: Path) -> Path:
     proc, partial = hold_partial(target)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    release(proc)
     assert partial.is_dir()  # what a killed backup leaves behind
     return partial
 
@@ -149,9 +155,7 @@ def test_a_backup_removes_partials_of_killed_backups_but_not_of_live_ones(server
         assert not dead_here.exists() and not dead_root.exists()
         assert live_partial.is_dir()  # its writer is alive: never removed
     finally:
-        assert live.stdin is not None
-        live.stdin.close()
-        live.wait()
+        release(live)
 
 
 def test_an_engine_backup_removes_dead_partials_beside_its_target(tmp_path: Path, store: Store) -> None:
@@ -163,8 +167,6 @@ def test_an_engine_backup_removes_dead_partials_beside_its_target(tmp_path: Path
         assert not dead.exists() and live_partial.is_dir()
         assert engine.backup.remove_abandoned_partials(tmp_path / "bk") == []  # the live one stays
     finally:
-        assert live.stdin is not None
-        live.stdin.close()
-        live.wait()
-    with pytest.raises(errors.Conflict):
+        release(live)
+    with pytest.raises(errors.Conflict, match=r"backup target .*new' exists and is not an empty directory"):
         store.backup(tmp_path / "bk" / "new")

@@ -135,7 +135,7 @@ def test_compact(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.startswith("horizon 10: freed ")
     with Store.open(src) as store:
         assert store.horizon == 10
-        with pytest.raises(errors.TxCompacted):
+        with pytest.raises(errors.TxCompacted, match="tx 9 was compacted away: the oldest readable tx is 10"):
             store.namespace("a").read(["k0"], tx=9)
     assert head_text(src, capsys) == before and main(["verify", "--data", str(src)]) == 0
     # a history export from below the horizon is refused, and no partial file is left

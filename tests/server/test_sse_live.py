@@ -2,21 +2,26 @@
 
 Subscribers are opened until two are served by different worker processes (each stream's first
 comment names its worker), so every write, whichever worker takes it, must cross to the other
-worker's subscriber. Timeouts here only guard against hangs; speed is measured by
+worker's subscriber. Timeouts here only guard against hangs (generous ones: a busy machine may not
+schedule a worker for seconds, see ``tests/server/sse_client.py``); speed is measured by
 ``tests/server/sse_latency.py``, not asserted.
 """
 
 from __future__ import annotations
 
+import os
 import queue
+import signal
 import threading
+import time
 from collections.abc import Iterator
 
 import orjson
 import pytest
 
+from tests.reliability.helpers import children_of
 from tests.server.conftest import LiveServer, http_request, start_server, stop_server
-from tests.server.sse_client import Subscriber, subscribers_on_two_workers
+from tests.server.sse_client import HANG_GUARD, Subscriber, open_stream, subscribers_on_two_workers
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -55,8 +60,33 @@ def test_writes_reach_subscribers_on_both_workers(server: LiveServer) -> None:
             sub.close()
 
 
+def test_two_workers_are_found_while_one_is_not_scheduled(server: LiveServer) -> None:
+    """What a busy machine does to the stream tests: one worker gets no CPU for a while, the other
+    accepts every connection, and the streams closed meanwhile hold its slots until its next tick.
+    The search must wait that out (refusals included) instead of failing."""
+    deadline = time.monotonic() + HANG_GUARD  # /healthz answered: the second worker may still be booting
+    while len(workers := children_of(server.proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGSTOP)
+    resume = threading.Timer(2.0, os.kill, (workers[0], signal.SIGCONT))
+    resume.start()
+    try:
+        subs = subscribers_on_two_workers(server.port, "/v4/storage/frozen/sse")
+    finally:
+        resume.join()
+        os.kill(workers[0], signal.SIGCONT)  # idempotent; also if the timer never ran
+    try:
+        assert sorted(s.pid for s in subs) == workers
+        tx = _write(server, "frozen", [{"key": "a", "value": 1}])
+        assert [s.next_event()["id"] for s in subs] == [tx, tx]
+    finally:
+        for sub in subs:
+            sub.close()
+
+
 def test_last_event_id_resumes_without_gaps_or_repeats(server: LiveServer) -> None:
-    first = Subscriber(server.port, "/v4/storage/resume/sse")
+    first = open_stream(server.port, "/v4/storage/resume/sse")
     txs = [_write(server, "resume", [{"key": "a", "value": i}]) for i in range(3)]
     assert [first.next_event()["id"] for _ in range(3)] == txs
     first.close()
@@ -66,7 +96,7 @@ def test_last_event_id_resumes_without_gaps_or_repeats(server: LiveServer) -> No
     for round_ in range(4):
         missed = [_write(server, "resume", [{"key": "a", "value": round_}]), _write(server, "noise", [{"key": "z"}]),
                   _write(server, "resume", [{"key": "b", "value": "m"}])]
-        again = Subscriber(server.port, "/v4/storage/resume/sse?start_tx=0", headers={"Last-Event-ID": str(last)})
+        again = open_stream(server.port, "/v4/storage/resume/sse?start_tx=0", headers={"Last-Event-ID": str(last)})
         try:
             got = [again.next_event() for _ in range(2)]
             assert [e["id"] for e in got] == [missed[0], missed[2]]
@@ -82,18 +112,18 @@ def test_last_event_id_resumes_without_gaps_or_repeats(server: LiveServer) -> No
 def test_start_tx_replays_then_follows_and_heartbeats_flow(server: LiveServer) -> None:
     base = orjson.loads(http_request(server.port, "GET", "/healthz")[2])["tx"]
     mine = [_write(server, "replay", [{"key": "r", "value": i}]) for i in range(5)]
-    sub = Subscriber(server.port, f"/v4/storage/replay/sse?start_tx={mine[1]}")
+    sub = open_stream(server.port, f"/v4/storage/replay/sse?start_tx={mine[1]}")
     try:
         assert [sub.next_event()["id"] for _ in range(3)] == mine[2:]
         # nothing new: heartbeat comments keep coming (every 0.3 s on this server)
         comments: list[str] = []
         while "heartbeat" not in comments:
-            comments.append(sub.comments.get(timeout=15))
+            comments.append(sub.comments.get(timeout=HANG_GUARD))
         follow = _write(server, "replay", [{"key": "r", "value": "next"}])
         assert sub.next_event()["id"] == follow
     finally:
         sub.close()
-    everything = Subscriber(server.port, "/v4/storage/replay/sse?start_tx=0")
+    everything = open_stream(server.port, "/v4/storage/replay/sse?start_tx=0")
     try:
         assert [everything.next_event()["id"] for _ in range(6)] == [*mine, follow]
         assert all(tx > base for tx in mine)
@@ -123,7 +153,7 @@ def test_streams_never_take_every_thread(tmp_path_factory: pytest.TempPathFactor
         for t in threads:
             t.start()
         for t in threads:
-            t.join(30)
+            t.join(HANG_GUARD)
         assert [results.get_nowait() for _ in range(4)] == [200] * 4
         assert http_request(live.port, "GET", "/healthz")[0] == 200
         for sub in opened:
