@@ -15,8 +15,8 @@ Rules of the road it enforces (py-lmdb's and LMDB's, made safe for Strata's user
   commit and one flush (:meth:`Backend.write`, :mod:`engine.group_commit`): each runs in a nested
   transaction (LMDB refuses those with ``MDB_WRITEMAP``, which is why the environment never uses
   it), so each keeps its own tx, rollback and error, and none returns before the group's flush.
-* **Aborts.** Aborting a write or nested transaction holds the gate exclusively (see
-  :meth:`Backend._abort`): py-lmdb's abort waits until no other thread is inside LMDB.
+* **Aborts.** Aborting a write or nested transaction waits until the writer is alone in the
+  gate (:meth:`Gate.alone`): py-lmdb's abort waits until no other thread is inside LMDB.
 * **Errors.** Every ``lmdb.Error`` is translated here into an :mod:`engine.errors` class.
 * **No crossing fork().** An LMDB environment must not be used in a child process: the child
   shares the parent's reader slots and locks. After ``fork()`` every backend the child inherited
@@ -56,11 +56,7 @@ def _disable_inherited() -> None:
 os.register_at_fork(after_in_child=_disable_inherited)
 
 # What a group commit attempt leaves to do (see Backend._commit_group).
-_DONE, _GROW, _SPLIT, _RERUN = range(4)
-
-
-class _StaleParent(Exception):
-    """Another thread resized the map while a group's transaction was open: run the group again."""
+_DONE, _GROW, _SPLIT = range(3)
 
 
 class Gate:
@@ -75,18 +71,37 @@ class Gate:
         self._cond = threading.Condition(self._lock)
         self._active = 0
         self._resizing = False
-        self.resizes = 0  # exclusive sections entered so far: tells a writer whether one came between
+        self._alone = False  # a thread inside waits to be the only one (see alone())
 
     def enter(self) -> None:
         with self._lock:
-            while self._resizing:
+            while self._resizing or self._alone:
                 self._cond.wait()
             self._active += 1
 
     def leave(self) -> None:
         with self._lock:
             self._active -= 1
-            if self._resizing and not self._active:
+            if (self._resizing or self._alone) and self._active <= 1:
+                self._cond.notify_all()
+
+    @contextmanager
+    def alone(self) -> Iterator[None]:
+        """For a thread inside the gate: wait until no other thread is, keeping newcomers out.
+
+        Unlike leaving and taking :meth:`exclusive`, no resize can slip in meanwhile (one waiting
+        for ``exclusive`` keeps waiting for this thread to leave), so a write transaction this
+        thread holds open stays valid. One thread at a time may use it (the committing writer).
+        """
+        with self._lock:
+            self._alone = True
+            while self._active > 1:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._alone = False
                 self._cond.notify_all()
 
     @contextmanager
@@ -95,7 +110,6 @@ class Gate:
             while self._resizing:
                 self._cond.wait()
             self._resizing = True
-            self.resizes += 1
             while self._active:
                 self._cond.wait()
         try:
@@ -268,9 +282,8 @@ class Backend:
                 return any(member.sync and member.done for member in group)
             if then == _GROW:
                 self._grow()
-            elif then == _SPLIT:  # too many dirty pages for one transaction: one commit each
+            else:  # _SPLIT: too many dirty pages for one transaction: one commit each
                 return any([self._commit_group([member]) for member in group])
-            # _RERUN: the parent transaction may be stale; run the group again as it is
 
     def _flush_group(self, group: list[Member[Any]]) -> None:
         """Flush the committed ``group`` to disk (the meta page: :meth:`_commit_group`'s commit
@@ -321,40 +334,28 @@ class Backend:
             result = member.fn(child)
             child.commit()
         except BaseException as exc:
-            self._abort(child, nested=True)
+            self._abort(child)
             if isinstance(exc, lmdb.MapFullError | lmdb.TxnFullError) or not isinstance(exc, Exception):
                 raise  # the whole group's business
             member.fail(translate(exc, self.path) if isinstance(exc, lmdb.Error) else exc)
             return
         member.succeed(result)
 
-    def _abort(self, txn: Any, *, nested: bool = False) -> None:
-        """Abort a write (or nested) transaction with the gate held exclusively, then re-enter.
+    def _abort(self, txn: Any) -> None:
+        """Abort a write (or nested) transaction once no other thread is inside the gate.
 
         py-lmdb's abort of any write transaction waits until no other thread of the process is
-        inside an LMDB call, and busy readers can starve it for seconds: the exclusive gate keeps
-        them out meanwhile. While this thread is out of the gate, another thread may resize the
-        map (adopting another process's growth), which invalidates the open parent transaction:
-        a nested abort then raises :class:`_StaleParent` and the group runs again.
+        inside an LMDB call, and busy readers can starve it for seconds: :meth:`Gate.alone` keeps
+        newcomers out meanwhile. This thread stays inside, so the group's transaction stays valid
+        while one of its nested transactions is aborted.
         """
-        gate = self._gate
-        resizes = gate.resizes
-        gate.leave()
-        try:
-            with gate.exclusive():
-                txn.abort()
-                stale = gate.resizes != resizes + 1
-        finally:
-            gate.enter()
-        if nested and stale:
-            raise _StaleParent
+        with self._gate.alone():
+            txn.abort()
 
     def _after_abort(self, group: list[Member[Any]], exc: BaseException) -> int:
         """What an aborted attempt means: grow, split, rerun, or (set the members' errors) done."""
         if isinstance(exc, lmdb.MapFullError):
             return _GROW
-        if isinstance(exc, _StaleParent):
-            return _RERUN
         if isinstance(exc, lmdb.TxnFullError) and len(group) > 1:
             return _SPLIT
         if not isinstance(exc, Exception):

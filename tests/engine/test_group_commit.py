@@ -311,3 +311,39 @@ def test_nested_transactions_are_allowed_by_the_environment(tmp_path: Path) -> N
         other = lmdb.open(str(tmp_path / "w"), writemap=True)
         with other.begin(write=True) as parent:
             other.begin(write=True, parent=parent)
+
+
+def test_a_resize_waits_for_a_group_that_rolls_a_member_back(durable: Store) -> None:
+    """Rolling back a member waits until the committing thread is alone in the gate. A thread
+    waiting to resize the map (adopting another process's growth) must not get in meanwhile: it
+    would find the group's write transaction open. It resizes after the group, and the group's
+    outcomes are as if it had not waited."""
+    ns = durable.namespace("n")
+    backend = durable._backend
+    resizer: list[threading.Thread] = []
+    errors: list[BaseException] = []
+
+    def grow() -> None:
+        try:
+            backend._grow()
+        except BaseException as exc:
+            errors.append(exc)
+
+    def failing_while_a_resize_waits(txn: Any) -> None:
+        resizer.append(threading.Thread(target=grow))
+        resizer[0].start()
+        while not backend._gate._resizing:  # the resize now waits for this group to leave
+            time.sleep(0.0005)
+        raise ZeroDivisionError("fails, so its nested transaction is rolled back")
+
+    map_size = durable.stats()["map_size"]
+    with Gathering(durable) as g:
+        g.add("a", lambda: ns.put({"a": 1}))
+        g.add("bad", lambda: backend.write(failing_while_a_resize_waits, cost=1))
+        g.add("b", lambda: ns.put({"b": 1}))
+    resizer[0].join()
+    assert errors == [] and len(resizer) == 1
+    assert (g.results["a"], g.results["b"]) == (1, 2)
+    assert type(g.results["bad"]) is ZeroDivisionError
+    assert durable.stats()["map_size"] == 2 * map_size
+    assert ns.get("a").tx == 1 and ns.get("b").tx == 2 and durable.verify().ok  # type: ignore[union-attr]
