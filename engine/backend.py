@@ -247,7 +247,8 @@ class Backend:
         here: nothing of it is written.
 
         **Group commit.** Writes that threads of this process submit while another write is
-        committing wait in a queue; the next commit takes all of them (at most
+        committing wait in a queue; the next commit takes all of them, and before committing the
+        ones that queued while they ran (at most
         :data:`engine.group_commit.MAX_GROUP_COST` operations, by ``cost``: the number of items
         the write stores; None, unknown, commits the write alone) in one LMDB write transaction,
         each ``fn`` in a nested transaction of its own, in queue order, then commits once and
@@ -313,6 +314,10 @@ class Backend:
                     group[0].succeed(group[0].fn(txn))
                 else:
                     for member in group:
+                        self._run_nested(txn, member)
+                ran = len(group)
+                if self._groups.more(group):  # writes that queued while these ran join the commit
+                    for member in group[ran:]:
                         self._run_nested(txn, member)
                 txn.commit()
             except BaseException as exc:

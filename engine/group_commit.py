@@ -1,10 +1,11 @@
 """Group commit: the writes that wait at the same moment share one commit (leader and followers).
 
 A thread that submits a write while no group is being committed becomes the *leader*: it takes
-its own write plus every write already queued (up to :data:`MAX_GROUP_COST` operations), hands
-them to the committer, and when the committer returns it wakes every member with its own result or
-exception. A thread that submits while a group is in progress queues its write and sleeps; when
-that group is done, the first queued write's thread is woken as the next leader. There is no
+its own write plus every write already queued (up to :data:`MAX_GROUP_COST` operations) and hands
+them to the committer, which runs them and, before committing, takes the writes that queued
+meanwhile. When the committer is done, the leader wakes the next leader (the first queued
+write's thread), then, after the group's flush, every member with its own result or exception.
+A thread that submits while a group is in progress queues its write and sleeps. There is no
 timer anywhere: a group is whatever was already waiting, so an uncontended write is a group of
 one and pays two lock round trips for it, as the plain write lock it replaces did. bbolt's
 ``DB.Batch`` combines concurrent updates the same way (with a timer, which this avoids).
@@ -83,7 +84,8 @@ class GroupCommit:
       :class:`RuntimeError` saying so (nothing unflushed is acknowledged), the leader's caller
       gets the exception, and the queue moves on: no thread waits for a group that is gone.
     * A group holds at most :data:`MAX_GROUP_COST` summed member costs, its first member always
-      included; a group of one is its leader's own write. A write submitted from inside a
+      included; a group of one is its leader's own write. The committer may call :meth:`more`
+      once it has run the members, to add the writes that queued meanwhile. A write submitted from inside a
       committing ``fn`` raises :class:`RuntimeError` (it would wait for itself).
     * Not for use across ``fork()``: its lock may be held by a thread the child does not have
       (:class:`engine.backend.Backend` refuses to write after a fork before reaching it).
@@ -126,11 +128,23 @@ class GroupCommit:
             queue = self._queue
             if queue and queue[0] is own:
                 queue.popleft()
-            group, total = [own], own.cost
-            while queue and total + queue[0].cost <= MAX_GROUP_COST:
-                total += queue[0].cost
-                group.append(queue.popleft())
+            group = [own]
+            self._extend(group)
             return group
+
+    def _extend(self, group: list[Member[Any]]) -> bool:
+        """Move queued writes into ``group`` while they fit its cost; whether any did. Lock held."""
+        queue, total, before = self._queue, sum(m.cost for m in group), len(group)
+        while queue and total + queue[0].cost <= MAX_GROUP_COST:
+            total += queue[0].cost
+            group.append(queue.popleft())
+        return len(group) > before
+
+    def more(self, group: list[Member[Any]]) -> bool:
+        """For the committer, once it has run ``group``'s members and before it commits: add the
+        writes queued meanwhile (within the cost bound). Whether it added any."""
+        with self._lock:
+            return self._extend(group)
 
     def _lead(self, own: Member[Any]) -> None:
         group = self._take(own)

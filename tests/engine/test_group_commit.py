@@ -100,6 +100,41 @@ def test_queued_writes_share_one_commit_and_one_flush(durable: Store) -> None:
     assert durable.verify().ok
 
 
+def test_writes_queued_while_a_group_runs_join_its_commit(durable: Store) -> None:
+    """Before committing, the leader takes the writes that queued while its members ran: no
+    timer, just what is waiting by then."""
+    ns = durable.namespace("n")
+    backend = durable._backend
+    entered, release = threading.Event(), threading.Event()
+
+    def small_held_write(txn: Any) -> int:  # one operation: the queue can join its group
+        entered.set()
+        release.wait()
+        return 0
+
+    first = threading.Thread(target=backend.write, args=(small_held_write,), kwargs={"cost": 1})
+    first.start()
+    entered.wait()
+    results: dict[str, Any] = {}
+
+    def put(i: int) -> None:
+        results[f"w{i}"] = ns.put({f"k{i}": i})
+
+    threads = []
+    for i in range(5):
+        before = len(backend._groups._queue)
+        threads.append(threading.Thread(target=put, args=(i,)))
+        threads[-1].start()
+        while len(backend._groups._queue) == before:
+            time.sleep(0.0005)
+    release.set()
+    for th in [first, *threads]:
+        th.join()
+    assert counters(durable) == (6, 1, 1)  # the held write and the five queued: one commit, one flush
+    assert [results[f"w{i}"] for i in range(5)] == [1, 2, 3, 4, 5]
+    assert durable.verify().ok
+
+
 def test_members_see_each_other_in_queue_order(durable: Store) -> None:
     """The chain hash and latest_tx are read and written inside each member: later members see
     earlier ones, so expects, counters and the chain come out as if written one by one."""
