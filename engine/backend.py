@@ -270,8 +270,6 @@ class Backend:
                 for member in group:
                     member.fail(closed)
                 return False
-            for member in group:
-                member.reset()
             try:
                 then = self._attempt(group)
             except lmdb.Error as exc:  # beginning the transaction failed: every member's error
@@ -280,7 +278,11 @@ class Backend:
                     member.fail(error)
                 return False
             if then == _DONE:
+                if len(group) == 1:
+                    return group[0].sync and group[0].done
                 return any(member.sync and member.done for member in group)
+            for member in group:  # the attempt is discarded: so are the outcomes it set
+                member.reset()
             if then == _GROW:
                 self._grow()
             else:  # _SPLIT: too many dirty pages for one transaction: one commit each
@@ -327,7 +329,7 @@ class Backend:
                         forget()
                 return self._after_abort(group, exc)
             self.commits += 1  # only the committing leader counts these: no lock
-            self.writes += sum(member.done for member in group)
+            self.writes += group[0].done if len(group) == 1 else sum(member.done for member in group)
             return _DONE
         finally:
             gate.leave()

@@ -129,7 +129,8 @@ class GroupCommit:
             if queue and queue[0] is own:
                 queue.popleft()
             group = [own]
-            self._extend(group)
+            if queue:
+                self._extend(group)
             return group
 
     def _extend(self, group: list[Member[Any]]) -> bool:
@@ -143,6 +144,8 @@ class GroupCommit:
     def more(self, group: list[Member[Any]]) -> bool:
         """For the committer, once it has run ``group``'s members and before it commits: add the
         writes queued meanwhile (within the cost bound). Whether it added any."""
+        if not self._queue:  # the usual answer, without the lock: a write queued just now joins the next group
+            return False
         with self._lock:
             return self._extend(group)
 
