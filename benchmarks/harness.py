@@ -12,12 +12,13 @@ One run, in order, all on the same generated data set:
 3. growth curves (``growth.py``);
 4. time travel and audit (``audit.py``): history vs read, tx_at vs store size, put with and
    without the tx log;
-5. outputs (``report.py``): ``<out>/<date>[-quick].json|.md|-*.png``; a full run also refreshes the
+5. group commit (``group_commit.py``): durable 1-item puts from 16 threads vs one thread;
+6. outputs (``report.py``): ``<out>/<date>[-quick].json|.md|-*.png``; a full run also refreshes the
    generated block of docs/benchmarks.md.
 
 The run dict (what the JSON holds): date, mode, config, machine, load_seconds, embedded (list of
 ``Measurement``), http (list of ``HttpResult``), growth (list of ``GrowthPoint``), audit (list of
-``AuditPoint``), targets, skipped, elapsed_s.
+``AuditPoint``), groups (list of ``GroupPoint``), targets, skipped, elapsed_s.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 
 from .audit import QUICK_AUDIT, AuditPlan, run_audit
 from .datasets import Dataset, Workload
+from .group_commit import QUICK_GROUPS, GroupPlan, run_groups
 from .growth import GrowthPlan, run_growth
 from .machine import machine_info
 from .measure import Config, Measurement, attach_ratios, measure_interleaved
@@ -54,7 +56,7 @@ SYSTEMS = {
     "diskcache": DiskcacheKV,
     "etcd": Etcd,
 }
-STAGES = [*SYSTEMS, "http", "growth", "audit"]
+STAGES = [*SYSTEMS, "http", "growth", "audit", "groups"]
 OPS_PER_TARGET = 14  # progress-bar estimate until the targets report their real ops
 
 
@@ -69,6 +71,7 @@ class Mode:
     http_rounds: int
     growth: GrowthPlan
     audit: AuditPlan
+    groups: GroupPlan
 
 
 QUICK = Mode(
@@ -79,6 +82,7 @@ QUICK = Mode(
     1,
     GrowthPlan(versions=(1, 10, 100), keys=(1_000, 10_000), batches=(1, 100, 1_000)),
     QUICK_AUDIT,
+    QUICK_GROUPS,
 )
 # Full: 11 interleaved samples per figure and 6 HTTP rounds of 4 s per server, because on the shared
 # 2-core machine single rounds swing by 3-4x (measured: 430 to 2,009 req/s for one server).
@@ -90,6 +94,7 @@ FULL = Mode(
     6,
     GrowthPlan(),
     AuditPlan(),
+    GroupPlan(),
 )
 
 
@@ -189,6 +194,17 @@ def _measure_targets(targets: dict[str, Target], cfg: Config, bar: Progress, pla
     return measure_interleaved(reads, cfg, bar.update) + measure_interleaved(writes, cfg, bar.update)
 
 
+def _run_engine_stages(stages: list[str], mode: Mode, workdir: Path, bar: Progress, result: dict) -> None:
+    """The stages on stores of their own: growth curves, time travel and audit, group commit."""
+    cfg = mode.cfg
+    if "growth" in stages:
+        result["growth"] = [g.to_dict() for g in run_growth(mode.growth, cfg, workdir, bar, bar.log)]
+    if "audit" in stages:
+        result["audit"] = [a.to_dict() for a in run_audit(mode.audit, cfg, workdir, bar, bar.log)]
+    if "groups" in stages:
+        result["groups"] = [g.to_dict() for g in run_groups(mode.groups, workdir, bar.update, bar.log)]
+
+
 def run(args: argparse.Namespace, workdir: Path) -> dict:
     mode = QUICK if args.quick else FULL
     ds = Dataset(
@@ -218,6 +234,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             "connections": args.connections,
             "growth": asdict(mode.growth),
             "audit": asdict(mode.audit),
+            "groups": asdict(mode.groups),
         },
         "machine": machine_info(workdir),
         "load_seconds": {},
@@ -225,6 +242,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         "http": [],
         "growth": [],
         "audit": [],
+        "groups": [],
         "skipped": [],
     }
     n_growth = len(mode.growth.versions) + len(mode.growth.keys) + len(mode.growth.batches)
@@ -235,6 +253,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         + ("http" in stages)
         + n_growth * ("growth" in stages)
         + n_audit * ("audit" in stages)
+        + mode.groups.rounds * len(mode.groups.threads) * ("groups" in stages)
     )
     bar = Progress(total, "benchmarks")
     targets: dict[str, Target] = {}
@@ -267,10 +286,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             bar.update(1)
         for t in targets.values():
             t.close()
-        if "growth" in stages:
-            result["growth"] = [g.to_dict() for g in run_growth(mode.growth, cfg, workdir, bar, bar.log)]
-        if "audit" in stages:
-            result["audit"] = [a.to_dict() for a in run_audit(mode.audit, cfg, workdir, bar, bar.log)]
+        _run_engine_stages(stages, mode, workdir, bar, result)
     finally:
         for t in targets.values():
             t.close()

@@ -134,7 +134,28 @@ def compute_targets(run: dict) -> list[dict]:
     )
     if run.get("audit"):
         _audit_targets(run["audit"], add)
+    if run.get("groups"):
+        _group_targets(run["groups"], add)
     return out
+
+
+def _group_targets(points: list[dict], add) -> None:
+    """Group commit: durable 1-item puts from the most threads measured vs from one thread."""
+    by = {p["threads"]: p for p in points if p.get("writes_s")}
+    most = by[max(by)] if by else None
+    one = by.get(1)
+    ok = most is not None and one is not None and most is not one
+    fd = most and most.get("fdatasyncs_per_write")
+    add(
+        "issue13-groups",
+        f"embedded durable 1-item puts: {most['threads'] if most else 16} threads vs one thread (writes/s)",
+        most["ratio"] if ok else None,
+        8.0,
+        True,
+        (f"{most['writes_s']:,.0f} vs {one['writes_s']:,.0f} puts/s; {most['commits_per_write']:.2f} commits "
+         f"and {most['syncs_per_write']:.2f} env flushes per write"
+         + (f", {fd:.2f} fdatasyncs per write (strace)" if fd else "")) if ok else "",
+    )
 
 
 def _audit_targets(points: list[dict], add) -> None:
@@ -331,6 +352,29 @@ def _audit_section(run: dict, img_prefix: str, images: dict[str, str]) -> list[s
     return L
 
 
+def _groups_section(run: dict) -> list[str]:
+    pts = [p for p in run.get("groups", []) if p.get("writes_s")]
+    if not pts:
+        return []
+    rounds = len(pts[0]["samples"])
+    L = [
+        "### Durable writes from many threads (group commit)",
+        "",
+        f"Durable 1-item puts (default store, `sync=True`), closed loop, median of {rounds} interleaved "
+        "samples. Concurrent writes share one LMDB commit and one flush; fdatasyncs counted with "
+        "`strace -f -c` in a separate run.",
+        "",
+        "| threads | puts/s | vs one thread | commits per write | env flushes per write | fdatasyncs per write |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in pts:
+        fd = DASH if p.get("fdatasyncs_per_write") is None else f"{p['fdatasyncs_per_write']:.2f}"
+        ratio = DASH if p.get("ratio") is None else f"{p['ratio']:.2f}{X}"
+        L.append(f"| {p['threads']} | {p['writes_s']:,.0f} | {ratio} | {p['commits_per_write']:.2f} | "
+                 f"{p['syncs_per_write']:.2f} | {fd} |")
+    return [*L, ""]
+
+
 def render_markdown(run: dict, img_prefix: str, images: dict[str, str]) -> str:
     cfg, mach = run["config"], run["machine"]
     L = [
@@ -382,6 +426,7 @@ def render_markdown(run: dict, img_prefix: str, images: dict[str, str]) -> str:
         if curve in images:
             L += [f"![growth: {curve}]({img_prefix}{images[curve]})", ""]
     L += _audit_section(run, img_prefix, images)
+    L += _groups_section(run)
     if run.get("load_seconds"):
         L += ["Load times (untimed setup): " + ", ".join(f"{k} {v:.1f} s" for k, v in run["load_seconds"].items()), ""]
     if run.get("skipped"):

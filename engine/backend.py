@@ -11,6 +11,12 @@ Rules of the road it enforces (py-lmdb's and LMDB's, made safe for Strata's user
   and a durable write then flushes the meta page with ``env.sync(True)``. A ``sync=False`` write
   skips that last flush: it survives a process crash (the OS has the pages) but a power loss may
   undo it. A store opened with ``sync=False`` skips every flush (bulk loads, tests).
+* **Group commit.** Concurrent writes of this process share one LMDB write transaction, one
+  commit and one flush (:meth:`Backend.write`, :mod:`engine.group_commit`): each runs in a nested
+  transaction (LMDB refuses those with ``MDB_WRITEMAP``, which is why the environment never uses
+  it), so each keeps its own tx, rollback and error, and none returns before the group's flush.
+* **Aborts.** Aborting a write or nested transaction waits until the writer is alone in the
+  gate (:meth:`Gate.alone`): py-lmdb's abort waits until no other thread is inside LMDB.
 * **Errors.** Every ``lmdb.Error`` is translated here into an :mod:`engine.errors` class.
 * **No crossing fork().** An LMDB environment must not be used in a child process: the child
   shares the parent's reader slots and locks. After ``fork()`` every backend the child inherited
@@ -31,6 +37,7 @@ from typing import Any, TypeVar
 import lmdb
 
 from .errors import EngineError, StorageError, StorageFull, StoreClosed
+from .group_commit import GroupCommit, Member
 
 T = TypeVar("T")
 
@@ -48,6 +55,9 @@ def _disable_inherited() -> None:
 
 os.register_at_fork(after_in_child=_disable_inherited)
 
+# What a group commit attempt leaves to do (see Backend._commit_group).
+_DONE, _GROW, _SPLIT = range(3)
+
 
 class Gate:
     """A readers-writer gate: many transactions at once, or one map resize alone.
@@ -61,17 +71,37 @@ class Gate:
         self._cond = threading.Condition(self._lock)
         self._active = 0
         self._resizing = False
+        self._alone = False  # a thread inside waits to be the only one (see alone())
 
     def enter(self) -> None:
         with self._lock:
-            while self._resizing:
+            while self._resizing or self._alone:
                 self._cond.wait()
             self._active += 1
 
     def leave(self) -> None:
         with self._lock:
             self._active -= 1
-            if self._resizing and not self._active:
+            if (self._resizing or self._alone) and self._active <= 1:
+                self._cond.notify_all()
+
+    @contextmanager
+    def alone(self) -> Iterator[None]:
+        """For a thread inside the gate: wait until no other thread is, keeping newcomers out.
+
+        Unlike leaving and taking :meth:`exclusive`, no resize can slip in meanwhile (one waiting
+        for ``exclusive`` keeps waiting for this thread to leave), so a write transaction this
+        thread holds open stays valid. One thread at a time may use it (the committing writer).
+        """
+        with self._lock:
+            self._alone = True
+            while self._active > 1:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._alone = False
                 self._cond.notify_all()
 
     @contextmanager
@@ -135,7 +165,14 @@ class Backend:
         self.namespaces = self.dbs["namespaces"]
         self.txlog = self.dbs["txlog"]
         self._gate = Gate()
-        self._write_lock = threading.RLock()
+        self._groups = GroupCommit(self._commit_group, self._flush_group)
+        #: Since opening, in this process: LMDB write commits, flushes (``env.sync``) made for
+        #: durable writes, and writes committed. ``writes / commits`` is the mean group size.
+        self.commits = self.syncs = self.writes = 0
+        self._syncs_lock = threading.Lock()
+        #: Called after a group of several writes was rolled back as a whole (to be run again, or
+        #: failed): caches filled from inside its transaction may name what never committed.
+        self.on_group_rollback: list[Callable[[], None]] = []
         self._closed = False
         self._forked = False  # True in a child process that inherited this backend
         _open_backends.add(self)
@@ -202,44 +239,139 @@ class Backend:
         finally:
             gate.leave()
 
-    def write(self, fn: Callable[[Any], T], *, sync: bool | None = None) -> T:
+    def write(self, fn: Callable[[Any], T], *, sync: bool | None = None, cost: int | None = None) -> T:
         """Run ``fn(txn)`` in a write transaction and commit; grow the map and rerun if it is full.
 
         ``fn`` must be safe to run again (it is, in Strata: it derives everything from its inputs
-        and the transaction). An exception from ``fn`` aborts the transaction: nothing is written.
+        and the transaction). An exception from ``fn`` rolls back what ``fn`` wrote and is raised
+        here: nothing of it is written.
+
+        **Group commit.** Writes that threads of this process submit while another write is
+        committing wait in a queue; the next commit takes all of them, and before committing the
+        ones that queued while they ran (at most
+        :data:`engine.group_commit.MAX_GROUP_COST` operations, by ``cost``: the number of items
+        the write stores; None, unknown, commits the write alone) in one LMDB write transaction,
+        each ``fn`` in a nested transaction of its own, in queue order, then commits once and
+        flushes once if any member asked for a flush. Each member gets its own result or exception
+        and returns only after that flush. A failing ``fn`` rolls back its nested transaction
+        alone. A full map aborts the whole group; the map grows and the group runs again. A lone
+        write (nothing waiting) runs ``fn`` directly in the transaction, as without grouping.
+        ``fn`` must not start another write (that raises ``RuntimeError``).
         """
         if self._closed:
             raise self._unusable()
-        # One writer thread per process (LMDB admits one writer anyway). This lets a failed write
-        # abort with the gate held exclusively: py-lmdb's abort of a write transaction waits until
-        # no other thread of the process is inside an LMDB call, and busy readers can starve it
-        # for seconds.
-        with self._write_lock:
-            while True:
-                self._gate.enter()
-                inside = True
-                try:
-                    txn = self._begin(True)
-                    try:
-                        result = fn(txn)
-                        txn.commit()
-                    except BaseException:
-                        self._gate.leave()
-                        inside = False
-                        with self._gate.exclusive():
-                            txn.abort()
-                        raise
-                    if sync if sync is not None else self.sync:
-                        self.env.sync(True)
-                    return result
-                except lmdb.MapFullError:
-                    pass  # grow below, outside the gate, then run the write again
-                except lmdb.Error as exc:
-                    raise translate(exc, self.path) from None
-                finally:
-                    if inside:
-                        self._gate.leave()
+        return self._groups.submit(fn, sync=self.sync if sync is None else sync, cost=cost)
+
+    def _commit_group(self, group: list[Member[Any]]) -> bool:
+        """Commit ``group`` and set every member's outcome; whether it now needs :meth:`_flush_group`."""
+        while True:
+            if self._closed:
+                closed = self._unusable()
+                for member in group:
+                    member.fail(closed)
+                return False
+            try:
+                then = self._attempt(group)
+            except lmdb.Error as exc:  # beginning the transaction failed: every member's error
+                error = translate(exc, self.path)
+                for member in group:
+                    member.fail(error)
+                return False
+            if then == _DONE:
+                if len(group) == 1:
+                    return group[0].sync and group[0].done
+                return any(member.sync and member.done for member in group)
+            for member in group:  # the attempt is discarded: so are the outcomes it set
+                member.reset()
+            if then == _GROW:
                 self._grow()
+            else:  # _SPLIT: too many dirty pages for one transaction: one commit each
+                return any([self._commit_group([member]) for member in group])
+
+    def _flush_group(self, group: list[Member[Any]]) -> None:
+        """Flush the committed ``group`` to disk (the meta page: :meth:`_commit_group`'s commit
+        already flushed the data pages). Runs while the next group commits: LMDB allows a flush
+        beside a write transaction, and a flush covers every commit that returned before it."""
+        gate = self._gate
+        gate.enter()  # no remap or close while flushing
+        try:
+            self.env.sync(True)
+        except lmdb.Error as exc:  # committed, but not known to be durable: acknowledge none
+            error = translate(exc, self.path)
+            for member in group:
+                member.fail(error)
+        finally:
+            gate.leave()
+        with self._syncs_lock:  # two groups' flushes may overlap
+            self.syncs += 1
+
+    def _attempt(self, group: list[Member[Any]]) -> int:
+        """One try at committing ``group``; what to do next (:data:`_DONE`, :data:`_GROW`, ...)."""
+        gate = self._gate
+        gate.enter()
+        try:
+            txn = self._begin(True)
+            try:
+                if len(group) == 1:  # a lone write: no nested transaction, today's single path
+                    group[0].succeed(group[0].fn(txn))
+                else:
+                    for member in group:
+                        self._run_nested(txn, member)
+                ran = len(group)
+                if self._groups.more(group):  # writes that queued while these ran join the commit
+                    for member in group[ran:]:
+                        self._run_nested(txn, member)
+                txn.commit()
+            except BaseException as exc:
+                self._abort(txn)
+                if len(group) > 1:
+                    for forget in self.on_group_rollback:
+                        forget()
+                return self._after_abort(group, exc)
+            self.commits += 1  # only the committing leader counts these: no lock
+            self.writes += group[0].done if len(group) == 1 else sum(member.done for member in group)
+            return _DONE
+        finally:
+            gate.leave()
+
+    def _run_nested(self, txn: Any, member: Member[Any]) -> None:
+        """Run one member of a group in a nested transaction of ``txn``: its failure is its own."""
+        child = self.env.begin(write=True, parent=txn)
+        try:
+            result = member.fn(child)
+            child.commit()
+        except BaseException as exc:
+            self._abort(child)
+            if isinstance(exc, lmdb.MapFullError | lmdb.TxnFullError) or not isinstance(exc, Exception):
+                raise  # the whole group's business
+            member.fail(translate(exc, self.path) if isinstance(exc, lmdb.Error) else exc)
+            return
+        member.succeed(result)
+
+    def _abort(self, txn: Any) -> None:
+        """Abort a write (or nested) transaction once no other thread is inside the gate.
+
+        py-lmdb's abort of any write transaction waits until no other thread of the process is
+        inside an LMDB call, and busy readers can starve it for seconds: :meth:`Gate.alone` keeps
+        newcomers out meanwhile. This thread stays inside, so the group's transaction stays valid
+        while one of its nested transactions is aborted.
+        """
+        with self._gate.alone():
+            txn.abort()
+
+    def _after_abort(self, group: list[Member[Any]], exc: BaseException) -> int:
+        """What an aborted attempt means: grow, split, rerun, or (set the members' errors) done."""
+        if isinstance(exc, lmdb.MapFullError):
+            return _GROW
+        if isinstance(exc, lmdb.TxnFullError) and len(group) > 1:
+            return _SPLIT
+        if not isinstance(exc, Exception):
+            raise exc  # an interrupt: GroupCommit tells the members
+        error = translate(exc, self.path) if isinstance(exc, lmdb.Error) else exc
+        for member in group:  # a lone write's own error, or a group's failed commit
+            if member.error is None:
+                member.fail(error)
+        return _DONE
 
     def _grow(self) -> None:
         """Make room after MDB_MAP_FULL: adopt a map another process already grew, else double ours.

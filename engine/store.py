@@ -67,6 +67,9 @@ class Store:
         self._prefixes: dict[str, bytes] = {}
         self._handles: dict[str, Namespace] = {}  # at most MAX_NAMESPACE_HANDLES, oldest dropped first
         self._handles_lock = threading.Lock()
+        # A group commit's member may cache the id of a namespace an earlier member created; if
+        # the whole group is rolled back, that id may go to another name on the rerun.
+        backend.on_group_rollback.append(self._forget_namespace_ids)
         self.retention = retention_policy
         self._retention_thread: retention.RetentionThread | None = None
         if retention_policy is not None:
@@ -270,8 +273,13 @@ class Store:
     # -- housekeeping -------------------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        """``latest_tx``, ``map_size``, ``used_bytes`` and ``readers`` of the environment."""
-        return {"latest_tx": self.latest_tx, **self._backend.info()}
+        """``latest_tx``, ``map_size``, ``used_bytes`` and ``readers`` of the environment, and this
+        process's write counters since the store was opened: ``writes`` (acknowledged),
+        ``commits`` (LMDB commits: concurrent writes share one, see :mod:`engine.group_commit`)
+        and ``syncs`` (flushes made for durable writes)."""
+        backend = self._backend
+        counters = {"writes": backend.writes, "commits": backend.commits, "syncs": backend.syncs}
+        return {"latest_tx": self.latest_tx, **backend.info(), **counters}
 
     def compact(self, before_tx: int | None = None, *, progress: Callable[[int, int], None] | None = None,
                 chunk_keys: int = compaction.CHUNK_KEYS) -> CompactionReport:
@@ -340,6 +348,11 @@ class Store:
             ns_id = self._ns_ids[name] = schema.NamespaceEntry.decode(raw).id
             self._prefixes[name] = ns_prefix(ns_id)
         return ns_id
+
+    def _forget_namespace_ids(self) -> None:
+        self._ns_ids.clear()
+        self._prefixes.clear()
+        self._ns_names.clear()
 
     def _ns_name(self, txn: Any, prefix: bytes) -> str | None:
         """The name of the namespace whose 4-byte id prefix is ``prefix`` (None if unknown)."""

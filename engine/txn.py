@@ -230,7 +230,9 @@ def commit(store: Store, batch: Batch, *, note: dict[str, Any] | None, sync: boo
                 apply_batch(store, txn, swept, expiry.EXPIRED_NOTE, now_us=now)
         return apply_batch(store, txn, batch, note, now_us=now, skip_noops=True)
 
-    return backend.write(write, sync=sync)
+    # The cost that bounds a group commit: the operations this write stores (plus the expects it reads).
+    cost = sum(len(run.keys) for run in batch.runs) + len(batch.expects)
+    return backend.write(write, sync=sync, cost=cost)
 
 
 def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | None,

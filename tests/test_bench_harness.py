@@ -36,7 +36,9 @@ def test_quick_benchmark_run_produces_results(tmp_path: Path) -> None:
     assert {"history100_newest", "read100_past", "tx_at", "put100_with_log", "put100_without_log"} <= {
         a["op"] for a in audit}
     assert all(a["per_op_s"] > 0 for a in audit)
-    assert {"issue4-history", "issue4-tx_at", "issue4-txlog"} <= {t["id"] for t in run["targets"]}
+    assert {"issue4-history", "issue4-tx_at", "issue4-txlog", "issue13-groups"} <= {t["id"] for t in run["targets"]}
+    groups = {g["threads"]: g for g in run["groups"]}  # durable puts from 16 threads vs one
+    assert set(groups) == {1, 16} and all(g["writes_s"] > 0 and g["commits_per_write"] <= 1 for g in groups.values())
     assert list(tmp_path.glob("*.md")) and list(tmp_path.glob("*.png"))
 
 

@@ -1,0 +1,182 @@
+"""Group commit: the writes that wait at the same moment share one commit (leader and followers).
+
+A thread that submits a write while no group is being committed becomes the *leader*: it takes
+its own write plus every write already queued (up to :data:`MAX_GROUP_COST` operations) and hands
+them to the committer, which runs them and, before committing, takes the writes that queued
+meanwhile. When the committer is done, the leader wakes the next leader (the first queued
+write's thread), then, after the group's flush, every member with its own result or exception.
+A thread that submits while a group is in progress queues its write and sleeps. There is no
+timer anywhere: a group is whatever was already waiting, so an uncontended write is a group of
+one and pays two lock round trips for it, as the plain write lock it replaces did. bbolt's
+``DB.Batch`` combines concurrent updates the same way (with a timer, which this avoids).
+
+What :class:`GroupCommit` leaves to its committer (:class:`engine.backend.Backend` supplies it)
+is everything about storage: running each member in its own nested transaction, one commit, one
+flush. Its own contract is about order, outcomes and wake-ups: see the class docstring.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+#: The most operations (items written) one group may hold. A write that alone declares more, or
+#: declares no cost at all (``cost=None``: unknown, e.g. dropping a namespace or a compaction
+#: chunk), is committed in a group of its own. Bounds the size of one LMDB transaction.
+MAX_GROUP_COST = 10_000
+
+
+class Member(Generic[T]):
+    """One submitted write: what to run, whether it wants a flush, and its outcome once committed.
+
+    The committer sets exactly one of :attr:`result` (with :attr:`done`) or :attr:`error` per
+    member; :meth:`reset` clears both before it reruns a group.
+    """
+
+    __slots__ = ("_thread", "_wake", "cost", "done", "error", "fn", "lead", "result", "sync")
+
+    def __init__(self, fn: Callable[[Any], T], sync: bool, cost: int | None) -> None:
+        self.fn = fn
+        self.sync = sync
+        self.cost = MAX_GROUP_COST if cost is None else cost
+        self.result: T | None = None
+        self.error: BaseException | None = None
+        self.done = False
+        self.lead = False  # set when this member's thread must lead the next group
+        self._wake: threading.Lock | None = None
+        self._thread = 0  # the submitting thread's ident, once queued
+
+    def reset(self) -> None:
+        self.result, self.error, self.done = None, None, False
+
+    def succeed(self, result: T) -> None:
+        self.result, self.error, self.done = result, None, True
+
+    def fail(self, error: BaseException) -> None:
+        self.result, self.error, self.done = None, error, False
+
+    def outcome(self) -> T:
+        """The member's result, or its exception raised in the calling thread."""
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]  # done: the committer set the result
+
+
+class GroupCommit:
+    """Combine concurrent writes of one process into groups committed together.
+
+    Contract (``commit_group`` and ``flush_group`` are the committer's two halves):
+
+    * ``submit(fn, sync=, cost=)`` returns only after the group holding the write went through
+      ``commit_group(group)`` and, if that returned True, ``flush_group(group)``: the member's
+      outcome (``fn``'s result, or its exception raised in the caller's thread) is final by then,
+      so nothing is acknowledged before the flush that makes it durable.
+    * Groups are committed one at a time, members in submission order (a group is a contiguous
+      run of the queue), so what the committer numbers in order is gapless and in queue order.
+      A group's flush runs after the next group's leader is woken: the next commit overlaps it.
+    * ``commit_group`` must set every member's outcome (:meth:`Member.succeed` or
+      :meth:`Member.fail`); ``flush_group`` may turn them into failures. If either raises
+      instead (an interrupt in the leader's thread), the other members get a
+      :class:`RuntimeError` saying so (nothing unflushed is acknowledged), the leader's caller
+      gets the exception, and the queue moves on: no thread waits for a group that is gone.
+    * A group holds at most :data:`MAX_GROUP_COST` summed member costs, its first member always
+      included; a group of one is its leader's own write. The committer may call :meth:`more`
+      once it has run the members, to add the writes that queued meanwhile. A write submitted from inside a
+      committing ``fn`` raises :class:`RuntimeError` (it would wait for itself).
+    * Not for use across ``fork()``: its lock may be held by a thread the child does not have
+      (:class:`engine.backend.Backend` refuses to write after a fork before reaching it).
+    """
+
+    def __init__(self, commit_group: Callable[[list[Member[Any]]], bool],
+                 flush_group: Callable[[list[Member[Any]]], None]) -> None:
+        self._commit_group = commit_group
+        self._flush_group = flush_group
+        self._lock = threading.Lock()
+        self._queue: deque[Member[Any]] = deque()
+        self._busy = False  # a leader is committing a group; invariant: queue non-empty => busy
+        self._leader = 0  # the leading thread's ident, while busy
+
+    def submit(self, fn: Callable[[Any], T], *, sync: bool, cost: int | None) -> T:
+        member = Member(fn, sync, cost)
+        with self._lock:
+            if self._busy:
+                thread = threading.get_ident()
+                if self._leader == thread:  # queueing would wait for itself forever
+                    raise RuntimeError("a write function must not start another write")
+                wake = member._wake = threading.Lock()
+                wake.acquire()
+                member._thread = thread
+                self._queue.append(member)
+            else:
+                self._busy = True
+                self._leader = threading.get_ident()
+                wake = None
+        if wake is not None:
+            wake.acquire()  # released by the leader: either done, or this thread leads next
+            if not member.lead:
+                return member.outcome()
+        self._lead(member)
+        return member.outcome()
+
+    def _take(self, own: Member[Any]) -> list[Member[Any]]:
+        """The next group: ``own`` (the head of the queue, if queued) and the writes behind it."""
+        with self._lock:
+            queue = self._queue
+            if queue and queue[0] is own:
+                queue.popleft()
+            group = [own]
+            if queue:
+                self._extend(group)
+            return group
+
+    def _extend(self, group: list[Member[Any]]) -> bool:
+        """Move queued writes into ``group`` while they fit its cost; whether any did. Lock held."""
+        queue, total, before = self._queue, sum(m.cost for m in group), len(group)
+        while queue and total + queue[0].cost <= MAX_GROUP_COST:
+            total += queue[0].cost
+            group.append(queue.popleft())
+        return len(group) > before
+
+    def more(self, group: list[Member[Any]]) -> bool:
+        """For the committer, once it has run ``group``'s members and before it commits: add the
+        writes queued meanwhile (within the cost bound). Whether it added any."""
+        if not self._queue:  # the usual answer, without the lock: a write queued just now joins the next group
+            return False
+        with self._lock:
+            return self._extend(group)
+
+    def _lead(self, own: Member[Any]) -> None:
+        group = self._take(own)
+        try:
+            try:
+                flush = self._commit_group(group)
+            finally:
+                self._hand_off()  # the next group commits while this one flushes
+            if flush:
+                self._flush_group(group)
+        except BaseException as exc:
+            for member in group:  # even one that committed: its flush is not known to have happened
+                if member is not own:
+                    member.fail(RuntimeError("the thread committing this write was interrupted; "
+                                             "it may or may not have committed"))
+            own.fail(exc)
+        finally:
+            for member in group:
+                if member is not own and member._wake is not None:
+                    member._wake.release()
+
+    def _hand_off(self) -> None:
+        """Wake the first queued write's thread to lead the next group, or mark the queue idle."""
+        with self._lock:
+            if self._queue:
+                successor = self._queue[0]
+                successor.lead = True
+                self._leader = successor._thread
+                assert successor._wake is not None
+                successor._wake.release()
+            else:
+                self._busy, self._leader = False, 0
