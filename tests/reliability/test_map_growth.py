@@ -71,5 +71,5 @@ def test_sigkill_during_writes_with_map_growth(tmp_path: Path, monkeypatch: pyte
     import tests.reliability.test_crash as crash
 
     monkeypatch.setattr(crash, "MAP_SIZE", 1 << 20)
-    stats = run_crashes(tmp_path, kills=60)
+    stats = run_crashes(tmp_path, kills=30)
     assert stats["map_size"] > 1 << 20

@@ -98,7 +98,7 @@ def soak(tmp: Path, seconds: float) -> dict[str, Any]:
 
 
 def test_soak(tmp_path: Path) -> None:
-    soak(tmp_path, 30)
+    soak(tmp_path, 15)
 
 
 @pytest.mark.long
