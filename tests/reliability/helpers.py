@@ -14,6 +14,7 @@ import copy
 import os
 import random
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -110,6 +111,35 @@ def feed(proc: subprocess.Popen[bytes], frames: list[bytes]) -> None:
     finally:
         with contextlib.suppress(BrokenPipeError, OSError, ValueError):
             proc.stdin.close()  # closes the descriptor even when flushing the rest fails
+
+
+def kill_at_random(proc: subprocess.Popen[bytes], rng: random.Random, stats: dict[str, int], *, max_acks: int,
+                   settle: float) -> list[Any]:
+    """SIGKILL a writer child at a random moment and return every ack it wrote.
+
+    One time in ten the kill lands during start-up (``Store.open`` or the first commits); otherwise
+    after 1 to ``max_acks`` - 1 acks and a random pause of up to ``settle`` seconds, so it lands
+    mid-commit or mid-flush. The child is reaped and its pipe closed whatever happens.
+    """
+    lines = LineReader(proc)
+    acks: list[Any] = []
+    try:
+        assert lines.read_n(1, 60) == [["open"]], "the writer did not start"
+        if rng.random() < 0.1:
+            stats["early_kills"] += 1
+            time.sleep(rng.uniform(0, 0.05))
+        else:
+            acks += lines.read_n(rng.randrange(1, max_acks), 60)
+            assert acks, "the writer acknowledged nothing: is the write lock held by a dead process?"
+            time.sleep(rng.uniform(0, settle))
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+        acks += lines.drain()
+        proc.stdout.close()  # type: ignore[union-attr]
+    stats["kills"] += 1
+    return acks
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:

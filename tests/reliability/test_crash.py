@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +38,13 @@ import pytest
 from engine import Store
 from tests.property.model import Model
 from tests.reliability.helpers import (
-    LineReader,
     check_snapshot,
     check_tx,
     check_verify,
     effective_ops,
     feed,
     frame,
+    kill_at_random,
     plan,
     spawn,
 )
@@ -89,24 +87,7 @@ class CrashRun:
         batches = plan(self.model, self.rng, BATCHES_PER_CHILD, expects=self.pending is None)
         proc = spawn("applier", str(self.path), str(MAP_SIZE))
         threading.Thread(target=feed, args=(proc, [frame(b) for b in batches]), daemon=True).start()
-        lines = LineReader(proc)
-        acks: list[Any] = []
-        try:
-            assert lines.read_n(1, 60) == [["open"]], "the writer did not start"
-            if self.rng.random() < 0.1:
-                self.stats["early_kills"] += 1
-                time.sleep(self.rng.uniform(0, 0.05))  # during Store.open or the first commits
-            else:
-                acks += lines.read_n(self.rng.randrange(1, 40), 60)
-                assert acks, "the writer acknowledged nothing: is the write lock held by a dead process?"
-                time.sleep(self.rng.uniform(0, 0.01))
-            os.kill(proc.pid, signal.SIGKILL)
-        finally:
-            proc.kill()
-            proc.wait(timeout=60)
-            acks += lines.drain()
-            proc.stdout.close()  # type: ignore[union-attr]
-        self.stats["kills"] += 1
+        acks = kill_at_random(proc, self.rng, self.stats, max_acks=40, settle=0.01)
         for batch, (_, tx, head_hash) in zip(batches, acks, strict=False):
             if tx is None:
                 assert batch.get("conflict"), "a batch with a valid expectation was refused"

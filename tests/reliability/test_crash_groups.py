@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,7 @@ import pytest
 
 from engine import Store
 from tests.reliability.group_writer import SHARED, write_keys
-from tests.reliability.helpers import LineReader, spawn
+from tests.reliability.helpers import kill_at_random, spawn
 
 THREADS = 8
 
@@ -47,24 +45,7 @@ class GroupCrashRun:
 
     def cycle(self, generation: int) -> None:
         proc = spawn("group_writer", str(self.path), str(generation), str(THREADS))
-        lines = LineReader(proc)
-        acks: list[Any] = []
-        try:
-            assert lines.read_n(1, 60) == [["open"]], "the writer did not start"
-            if self.rng.random() < 0.1:
-                self.stats["early_kills"] += 1
-                time.sleep(self.rng.uniform(0, 0.05))  # during Store.open or the first groups
-            else:
-                acks += lines.read_n(self.rng.randrange(1, 60), 60)
-                assert acks, "the writer acknowledged nothing"
-                time.sleep(self.rng.uniform(0, 0.005))
-            os.kill(proc.pid, signal.SIGKILL)
-        finally:
-            proc.kill()
-            proc.wait(timeout=60)
-            acks += lines.drain()
-            proc.stdout.close()  # type: ignore[union-attr]
-        self.stats["kills"] += 1
+        acks = kill_at_random(proc, self.rng, self.stats, max_acks=60, settle=0.005)
         with Store.open(self.path) as store:
             self.check(store, generation, acks)
 
