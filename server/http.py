@@ -126,15 +126,19 @@ class Request:
     def json(self, empty: Any = None) -> Any:
         """The body parsed as JSON. No ``Content-Type`` is taken as JSON; any other non-JSON type is
         a 415 problem. An empty body returns ``empty`` (or is a 400 problem when ``empty`` is None)."""
+        raw = self.json_bytes(empty is not None)
+        return parse_json(raw) if raw else empty
+
+    def json_bytes(self, allow_empty: bool = False) -> bytes:
+        """The raw body of a JSON request, for a caller with a parser of its own: the same 415 for a
+        non-JSON ``Content-Type`` and 400 for an empty body (unless ``allow_empty``) as :meth:`json`."""
         media = self.media_type()
         if media is not None and media != "application/json" and not media.endswith("+json"):
             raise unsupported_media_type(media, "application/json")
         raw = self.body()
-        if not raw:
-            if empty is None:
-                raise bad_request(INVALID_JSON, "the request body is empty; this endpoint needs JSON", "body", None)
-            return empty
-        return parse_json(raw)
+        if not raw and not allow_empty:
+            raise bad_request(INVALID_JSON, "the request body is empty; this endpoint needs JSON", "body", None)
+        return raw
 
 
 def _read(stream: Any, size: int) -> bytes:
