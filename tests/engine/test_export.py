@@ -131,7 +131,7 @@ def test_replay_refuses_a_store_that_is_not_at_the_right_tx(store: Store, tmp_pa
     rows = list(engine.export_history(store))
     with Store.open(tmp_path / "dst", sync=False) as dst:
         dst.namespace("x").put({"y": 1})
-        with pytest.raises(errors.InvalidParameters):
+        with pytest.raises(errors.InvalidParameters, match="cannot replay tx 1: the next tx of this store is 2"):
             engine.import_history(dst, rows)
         assert dst.latest_tx == 1
         # Resuming an interrupted replay: the rows after the store's tx go in.
@@ -148,13 +148,13 @@ def test_history_export_below_the_horizon_is_refused(store: Store) -> None:
     for i in range(10):
         ns.put({"k": i})
     store.compact(5)
-    with pytest.raises(errors.TxCompacted):
+    with pytest.raises(errors.TxCompacted, match="tx 1 was compacted away: a history export can start at tx 5"):
         engine.export_history(store)
     rows = list(engine.export_history(store, since=4))
     assert [r["tx"] for r in rows[1:]] == [5, 6, 7, 8, 9, 10]
     snap = list(engine.export_snapshot(store, "n1", tx=5))
     assert snap[1]["value"] == 4
-    with pytest.raises(errors.TxCompacted):
+    with pytest.raises(errors.TxCompacted, match="tx 4 was compacted away: the oldest readable tx is 5"):
         engine.export_snapshot(store, "n1", tx=4)
 
 
@@ -164,17 +164,17 @@ def test_bad_rows_name_the_row_and_keep_earlier_txs(store: Store) -> None:
         engine.import_snapshot(store, rows, namespace="t", batch=1)
     assert exc.value.details["row"] == 1
     assert store.namespace("t").get("a") is not None  # the first tx was written
-    with pytest.raises(errors.InvalidParameters):
+    with pytest.raises(errors.InvalidParameters, match="row 1: key 'x' appears twice in one snapshot"):
         engine.import_snapshot(store, [{"key": "x", "value": 1}, {"key": "x", "value": 2}], namespace="t")
-    with pytest.raises(errors.InvalidValue):
+    with pytest.raises(errors.InvalidValue, match="row 0: value is not storable: nan is not a finite number"):
         engine.import_snapshot(store, [{"key": "x", "value": float("nan")}], namespace="t")
-    with pytest.raises(errors.InvalidParameters):
+    with pytest.raises(errors.InvalidParameters, match="row 0: a put needs a value"):
         engine.import_snapshot(store, [{"key": "x"}], namespace="t")
-    with pytest.raises(errors.InvalidParameters):
+    with pytest.raises(errors.InvalidParameters, match="row 0: op must be put, clear or delete, not 'zap'"):
         engine.import_history(store, [{"tx": 3, "time_us": 1, "ops": [{"namespace": "t", "op": "zap", "key": "k"}]}])
-    with pytest.raises(errors.InvalidParameters):
+    with pytest.raises(errors.InvalidParameters, match="the first row is not a strata-export header"):
         engine.import_rows(store, [{"key": "no header"}])
-    with pytest.raises(errors.InvalidParameters):
+    with pytest.raises(errors.InvalidParameters, match="this is a history export, not a snapshot export"):
         engine.import_snapshot(store, [{"format": "strata-export", "version": 1, "mode": "history"}])
     assert engine.import_history(store, []).txs == 0
 
@@ -273,11 +273,11 @@ def test_export_of_a_namespace_that_does_not_exist(store: Store) -> None:
     store.namespace("n").put({"a": 1})
     for call in (lambda: engine.export_snapshot(store, "nope"), lambda: engine.export_history(store, "nope"),
                  lambda: engine.export(store, "nope")):
-        with pytest.raises(errors.NamespaceNotFound):
+        with pytest.raises(errors.NamespaceNotFound, match="namespace 'nope' does not exist"):
             call()
     store.namespace("n").delete(["a"])
     store.drop_namespace("n")
-    with pytest.raises(errors.NamespaceNotFound):
+    with pytest.raises(errors.NamespaceNotFound, match="namespace 'n' does not exist"):
         engine.export_snapshot(store, "n")  # not at the latest tx
     assert [r["key"] for r in list(engine.export_snapshot(store, "n", tx=1))[1:]] == ["a"]  # it existed at tx 1
     assert len(list(engine.export_history(store, "n"))) == 3

@@ -198,7 +198,7 @@ def test_a_failing_member_rolls_back_alone(durable: Store) -> None:
 
 def test_a_rejected_write_never_joins_a_group(durable: Store) -> None:
     with Store.open(durable.path + "-limits", limits=type(durable.limits)(max_value_bytes=10)) as limited:
-        with pytest.raises(ValueTooLarge):
+        with pytest.raises(ValueTooLarge, match="value is 102 bytes encoded; the limit is 10"):
             limited.namespace("n").put({"k": "x" * 100})
         assert counters(limited) == (0, 0, 0)
 
@@ -342,7 +342,7 @@ def test_nested_transactions_are_allowed_by_the_environment(tmp_path: Path) -> N
         with env.begin(write=True) as parent:
             child = env.begin(write=True, parent=parent)
             child.abort()
-    with pytest.raises(lmdb.Error):
+    with pytest.raises(lmdb.Error, match="MDB_BAD_TXN"):
         other = lmdb.open(str(tmp_path / "w"), writemap=True)
         with other.begin(write=True) as parent:
             other.begin(write=True, parent=parent)

@@ -125,7 +125,7 @@ def test_tx_log_records_time_note_and_operations(store: Store) -> None:
 
 
 def test_transaction_discards_everything_on_exception(store: Store) -> None:
-    with pytest.raises(RuntimeError), store.transaction() as t:
+    with pytest.raises(RuntimeError, match="changed my mind"), store.transaction() as t:
         t.put("n", "a", 1)
         raise RuntimeError("changed my mind")
     assert store.latest_tx == 0 and t.tx is None
@@ -149,7 +149,7 @@ def test_sync_is_the_default(tmp_path: Path) -> None:
 def test_store_is_a_context_manager_and_closes(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s") as store:
         store.namespace("n").put({"a": 1})
-    with pytest.raises(errors.StoreClosed):
+    with pytest.raises(errors.StoreClosed, match="the store is closed"):
         store.namespace("n").get("a")
 
 
@@ -207,7 +207,8 @@ def test_a_transaction_of_no_ops_takes_no_tx_but_checks_expect(store: Store) -> 
         t.expect("n", "a", tx=1)
     assert t.tx == 1 and store.latest_tx == 1 and ns.history("b") == []
     before = fingerprint(store)
-    with pytest.raises(errors.Conflict), store.transaction() as t2:
+    with pytest.raises(errors.Conflict, match="key 'a' in 'n' was last changed at tx 1, not 0"), \
+            store.transaction() as t2:
         t2.delete("n", "never")
         t2.expect("n", "a", tx=0)
     assert t2.tx is None and fingerprint(store) == before
@@ -239,7 +240,7 @@ def test_dropping_an_empty_namespace_takes_no_tx(store: Store) -> None:
     assert store.latest_tx == 1 and store.tx_info(2) is None
     assert store.namespace_info("empty") is None
     assert [n.name for n in store.namespaces()] == ["full"]
-    with pytest.raises(errors.NamespaceNotFound):
+    with pytest.raises(errors.NamespaceNotFound, match="namespace 'empty' does not exist"):
         store.drop_namespace("empty")
     store.namespace("full").delete(["a"])  # no live keys left: dropping it is a no-op too
     assert store.drop_namespace("full") == 2 and store.namespaces() == []
