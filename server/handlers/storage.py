@@ -298,7 +298,7 @@ _FIELD_BY_CODE = {
 
 def _problem_entry(e: dict[str, Any]) -> dict[str, Any]:
     return {"location": e["location"], "message": e["message"], "value": e["value"], "index": e["index"],
-            "code": e["code"]}
+            "key": e["key"], "code": e["code"]}
 
 
 def delete(app: App, req: Request) -> Response:

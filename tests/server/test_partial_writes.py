@@ -34,9 +34,9 @@ def test_atomic_mixed_batch_lists_every_bad_item(app: App, client: Client) -> No
     before = fingerprint(app.store)
     r = client.write("s", MIXED)
     assert r.status == 400 and r.code == "INVALID_EXPIRATION_TTL"
-    assert [(e["index"], e["location"], e["value"], e["code"]) for e in r.json()["errors"]] == [
-        (1, "/1/expiration_ttl", 0.5, "INVALID_EXPIRATION_TTL"),
-        (2, "/2/expiration_ttl", 0.5, "INVALID_EXPIRATION_TTL")]
+    assert [(e["index"], e["key"], e["location"], e["value"], e["code"]) for e in r.json()["errors"]] == [
+        (1, "a", "/1/expiration_ttl", 0.5, "INVALID_EXPIRATION_TTL"),
+        (2, "b", "/2/expiration_ttl", 0.5, "INVALID_EXPIRATION_TTL")]
     assert fingerprint(app.store) == before
 
 
@@ -48,9 +48,9 @@ def test_atomic_lists_the_engines_findings_with_the_servers(app: App, client: Cl
              {"key": "c"}, {"key": "t", "value": 1, "ttl": {"value": 0}}]
     r = client.write("s", items)
     assert r.status == 400 and r.code == "METADATA_TOO_LARGE"
-    assert [(e["index"], e["code"], e["location"]) for e in r.json()["errors"]] == [
-        (1, "METADATA_TOO_LARGE", "/1/metadata"), (2, "INVALID_KEY", "/2/key"),
-        (4, "INVALID_EXPIRATION_TTL", "/4/ttl/value")]
+    assert [(e["index"], e["key"], e["code"], e["location"]) for e in r.json()["errors"]] == [
+        (1, "m", "METADATA_TOO_LARGE", "/1/metadata"), (2, "", "INVALID_KEY", "/2/key"),
+        (4, "t", "INVALID_EXPIRATION_TTL", "/4/ttl/value")]
     assert fingerprint(app.store) == before
 
 
