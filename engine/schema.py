@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgpack
@@ -51,9 +51,15 @@ def put_u32(txn: Any, db: Any, key: bytes, value: int) -> None:
     txn.put(key, _u32.pack(value), db=db)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The last microsecond a datetime can show (9999-12-31T23:59:59.999999Z): no stored time may pass it.
+MAX_TIME_US = 253_402_300_799_999_999
+
+
 def time_of(us: int) -> datetime:
     """A stored microsecond timestamp as an aware UTC datetime."""
-    return datetime.fromtimestamp(us / 1_000_000, UTC)
+    # Integer arithmetic: a float of the seconds rounds the last microseconds of year 9999 into 10000.
+    return _EPOCH + timedelta(microseconds=us)
 
 
 @dataclass(slots=True)

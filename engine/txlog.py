@@ -93,9 +93,11 @@ def replay_time(txn: Any, meta_db: Any, next_tx: int, tx: int, time_us: int) -> 
                                 "history into an empty store, or renumber it)", parameter="tx", tx=tx,
                                 next_tx=next_tx)
     last = schema.get_u64(txn, meta_db, schema.LAST_TIME_US)
-    if type(time_us) is not int or not last <= time_us < 1 << 64:
+    # A time past the year 9999 would be stored but could never be shown as a date (tx_info, HTTP).
+    if type(time_us) is not int or not last <= time_us <= schema.MAX_TIME_US:
         raise InvalidParameters(f"cannot replay tx {tx} at time {time_us!r}: it must be an integer no earlier "
-                                f"than the previous tx's ({last})", parameter="time_us", tx=tx)
+                                f"than the previous tx's ({last}) and no later than the year 9999 "
+                                f"({schema.MAX_TIME_US})", parameter="time_us", tx=tx)
     schema.put_u64(txn, meta_db, schema.LAST_TIME_US, time_us)
     return time_us
 

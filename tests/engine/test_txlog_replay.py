@@ -3,13 +3,15 @@ accepted, and the exact error, with its details, for those that are not. A refus
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 import engine
-from engine import Store, txlog
+from engine import Store
 from engine.errors import InvalidParameters
+from engine.schema import MAX_TIME_US
 from tests.conftest import fingerprint
 
 from .clock import T0, Clock, clock, store  # noqa: F401  (fixtures)
@@ -47,15 +49,15 @@ def test_a_tx_that_is_not_the_next_is_refused_with_both_numbers(one_tx: Store) -
 def test_a_time_before_the_previous_tx_is_refused(one_tx: Store, clock: Clock) -> None:
     error = refusal(one_tx, row(2, clock.us - 1))
     assert str(error) == (f"row 0: cannot replay tx 2 at time {clock.us - 1}: it must be an integer no earlier "
-                          f"than the previous tx's ({clock.us})")
+                          f"than the previous tx's ({clock.us}) and no later than the year 9999 ({MAX_TIME_US})")
     assert error.details == {"row": 0, "parameter": "time_us", "tx": 2}
 
 
-@pytest.mark.parametrize("time_us", [U64_LIMIT, U64_LIMIT + 1, 2 * U64_LIMIT])
-def test_a_time_past_u64_is_refused(one_tx: Store, clock: Clock, time_us: int) -> None:
+@pytest.mark.parametrize("time_us", [MAX_TIME_US + 1, U64_LIMIT - 1, U64_LIMIT, 2 * U64_LIMIT])
+def test_a_time_past_the_year_9999_is_refused(one_tx: Store, clock: Clock, time_us: int) -> None:
     error = refusal(one_tx, row(2, time_us))
     assert str(error) == (f"row 0: cannot replay tx 2 at time {time_us}: it must be an integer no earlier "
-                          f"than the previous tx's ({clock.us})")
+                          f"than the previous tx's ({clock.us}) and no later than the year 9999 ({MAX_TIME_US})")
     assert error.details == {"row": 0, "parameter": "time_us", "tx": 2}
 
 
@@ -65,11 +67,11 @@ def test_the_previous_time_itself_and_later_are_accepted(one_tx: Store, clock: C
     assert one_tx.tx_info(2).time_us == clock.us + offset  # type: ignore[union-attr]
 
 
-def test_the_largest_u64_time_is_accepted_and_becomes_the_floor(one_tx: Store) -> None:
-    engine.import_history(one_tx, [row(2, U64_LIMIT - 1)])
-    # Read from the log itself: tx_info cannot show a time past the year 9999 as a datetime.
-    entry = one_tx._backend.read(lambda txn: txlog.entry(txn, one_tx._backend.dbs, 2))
-    assert entry is not None and entry[0] == U64_LIMIT - 1
+def test_the_last_showable_time_is_accepted_shown_and_becomes_the_floor(one_tx: Store) -> None:
+    engine.import_history(one_tx, [row(2, MAX_TIME_US)])
+    info = one_tx.tx_info(2)
+    assert info is not None and info.time_us == MAX_TIME_US
+    assert info.time == datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
     # The floor moved with the replayed time: the next replay cannot go back below it.
-    error = refusal(one_tx, row(3, U64_LIMIT - 2))
+    error = refusal(one_tx, row(3, MAX_TIME_US - 1))
     assert error.details == {"row": 0, "parameter": "time_us", "tx": 3}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import engine
 from engine import Store, txlog
-from engine.schema import time_of
+from engine.schema import MAX_TIME_US, time_of
 
 from .clock import T0, Clock, clock, store  # noqa: F401  (fixtures)
 
@@ -39,14 +39,14 @@ def _tx_at(store: Store, time_us: int) -> int:
 
 def test_tx_at_the_last_microseconds_of_u64(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "s", sync=False)
-    # A replayed history may carry any u64 commit time, up to the largest.
+    # A replayed history may carry commit times up to the last microsecond of the year 9999.
     put = [{"namespace": "t", "op": "put", "key": "a", "value": 1}]
-    engine.import_history(store, [{"tx": 1, "time_us": U64_MAX - 1, "note": None, "ops": put},
-                                  {"tx": 2, "time_us": U64_MAX, "note": None, "ops": put}])
+    engine.import_history(store, [{"tx": 1, "time_us": MAX_TIME_US - 1, "note": None, "ops": put},
+                                  {"tx": 2, "time_us": MAX_TIME_US, "note": None, "ops": put}])
     try:
-        assert [_tx_at(store, t) for t in (0, U64_MAX - 2, U64_MAX - 1, U64_MAX)] == [0, 0, 1, 2]
-        # Past u64 (epoch seconds whose microseconds overflow): the latest tx, not an error.
-        assert _tx_at(store, 1 << 64) == 2
+        assert [_tx_at(store, t) for t in (0, MAX_TIME_US - 2, MAX_TIME_US - 1, MAX_TIME_US)] == [0, 0, 1, 2]
+        # Up to and past u64 (epoch seconds whose microseconds overflow): the latest tx, not an error.
+        assert [_tx_at(store, t) for t in (U64_MAX - 1, U64_MAX, 1 << 64)] == [2, 2, 2]
         assert store.tx_at(1.8446744073709552e13) == 2
     finally:
         store.close()
