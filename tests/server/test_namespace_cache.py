@@ -10,9 +10,10 @@ from tests.server.conftest import Client
 MAX_NAMESPACE_HANDLES = getattr(store_module, "MAX_NAMESPACE_HANDLES", 1024)
 
 
-def test_100000_never_written_names_do_not_grow_the_cache_past_its_bound(client: Client, app: App) -> None:
+def test_ten_times_the_bound_of_never_written_names_do_not_grow_the_cache_past_it(client: Client, app: App) -> None:
+    # Ten times the bound shows the eviction at work as well as a hundred times would, in a tenth of the time.
     assert client.write("kept", [{"key": "k", "value": 1}]).status == 200
-    for i in range(100_000):
+    for i in range(10 * MAX_NAMESPACE_HANDLES):
         r = client.get(f"/v4/storage/never-{i}/key", query={"key": "k"})
         assert r.status == 404, r
         # _handles is the only per-name cache of a worker's store (ids and prefixes are cached only
