@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import base64
 import re
-import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +22,7 @@ import pytest
 
 from engine import Store
 from tests.conftest import fingerprint
-from tests.server.conftest import LiveServer, http_request, start_server, stop_server
+from tests.server.conftest import LiveServer, http_request, raw, start_server, stop_server
 
 ADMIN, READER, WRITER, SCOPED = ("admin-secret-0123456789", "reader-secret-0123456789",
                                  "writer-secret-0123456789", "scoped-secret-0123456789")
@@ -191,31 +189,6 @@ def send(server: LiveServer, case: Case) -> tuple[int, dict[str, str], bytes]:
     if "Content-Length" in headers:  # a lie http.client would correct: write the request by hand
         return raw(server.port, case.method, case.path, headers, case.body or b"", shutdown=False)
     return http_request(server.port, case.method, case.path, case.body, headers)
-
-
-def raw(port: int, method: str, path: str, headers: dict[str, str], body: bytes, *, shutdown: bool = True,
-        trickle: float = 0.0) -> tuple[int, dict[str, str], bytes]:
-    """Send a request byte for byte (headers as given, no Content-Length fix-up); ``trickle``
-    sends the body one byte at a time with that pause; ``shutdown`` half-closes after the body."""
-    head = f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
-    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(head.encode())
-        if trickle:
-            for i in range(len(body)):
-                sock.sendall(body[i:i + 1])
-                time.sleep(trickle)
-        else:
-            sock.sendall(body)
-        if shutdown:
-            sock.shutdown(socket.SHUT_WR)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head_bytes, _, payload = data.partition(b"\r\n\r\n")
-    lines = head_bytes.decode("latin-1").split("\r\n")
-    hdrs = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    return int(lines[0].split()[1]), hdrs, payload
 
 
 def problem_code(headers: dict[str, str], body: bytes) -> str | None:

@@ -219,3 +219,28 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     server = start_server(tmp_path_factory.mktemp("live"))
     yield server
     stop_server(server.proc)
+
+
+def raw(port: int, method: str, path: str, headers: dict[str, str], body: bytes, *, shutdown: bool = True,
+        trickle: float = 0.0) -> tuple[int, dict[str, str], bytes]:
+    """Send a request byte for byte (headers as given, no Content-Length fix-up); ``trickle``
+    sends the body one byte at a time with that pause; ``shutdown`` half-closes after the body."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head.encode())
+        if trickle:
+            for i in range(len(body)):
+                sock.sendall(body[i:i + 1])
+                time.sleep(trickle)
+        else:
+            sock.sendall(body)
+        if shutdown:
+            sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head_bytes, _, payload = data.partition(b"\r\n\r\n")
+    lines = head_bytes.decode("latin-1").split("\r\n")
+    hdrs = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), hdrs, payload

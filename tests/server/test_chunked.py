@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.server.conftest import LiveServer, start_server, stop_server
+from tests.server.conftest import LiveServer, raw, start_server, stop_server
 
 WRITE = "/v4/storage/chunky/write"
 GOOD = b'[{"key": "k", "value": 1}]'
@@ -24,18 +23,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 def send_chunked(port: int, body: bytes) -> tuple[int, dict[str, str], bytes]:
     """POST ``body`` (already chunk-framed, byte for byte) and read the answer to the end."""
-    head = (f"POST {WRITE} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(head + body)
-        sock.shutdown(socket.SHUT_WR)
-        data = b""
-        while part := sock.recv(65536):
-            data += part
-    head_bytes, _, payload = data.partition(b"\r\n\r\n")
-    lines = head_bytes.decode("latin-1").split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    return int(lines[0].split()[1]), headers, payload
+    return raw(port, "POST", WRITE, {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}, body)
 
 
 def head(server: LiveServer) -> tuple[int, str]:
