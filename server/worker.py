@@ -194,6 +194,17 @@ class ConnSocket:
             view = view[self.sock.send(view):]
 
 
+def _recv_now(conn: TConn) -> bytes | None:
+    """What has arrived on a non-blocking connection: None when nothing has yet, b"" when the
+    client closed or the socket failed (both end the connection)."""
+    try:
+        return conn.sock.sock.recv(PEEK_BYTES)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
 class StrataWorker(ThreadWorker):  # type: ignore[misc]
     """gthread with heads read and small requests answered on the event loop; see the module docstring.
 
@@ -274,12 +285,9 @@ class StrataWorker(ThreadWorker):  # type: ignore[misc]
         while size == _INCOMPLETE or len(head) < size:
             if len(head) > MAX_HEAD_BYTES:
                 return self._refuse(conn, b"431 Request Header Fields Too Large")
-            try:
-                chunk = conn.sock.sock.recv(PEEK_BYTES)
-            except BlockingIOError:
+            chunk = _recv_now(conn)
+            if chunk is None:
                 break
-            except OSError:
-                chunk = b""
             if not chunk:  # the client closed (or failed) before sending a whole request
                 return self._close(conn)
             head += chunk
@@ -379,12 +387,9 @@ class StrataWorker(ThreadWorker):  # type: ignore[misc]
                    self._close)
 
     def _on_lingering_readable(self, conn: TConn, _sock: Any) -> None:
-        try:
-            data = conn.sock.sock.recv(PEEK_BYTES)
-        except BlockingIOError:
+        data = _recv_now(conn)
+        if data is None:
             return
-        except OSError:
-            data = b""
         conn.drained += len(data)
         if not data or conn.drained > PEEK_BYTES:
             self._unwait(conn)

@@ -11,6 +11,7 @@ import hashlib
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import lmdb
 import msgpack
@@ -93,22 +94,22 @@ def _u64(n: int) -> bytes:
 Tamper = Callable[[lmdb.Transaction, lmdb.Environment], None]
 
 
-def _rewrite_log(tx: int, change: Callable[[list[object]], None]) -> Tamper:
+def _rewrite(db_name: bytes, tx: int, change: Callable[[list[Any]], None]) -> Tamper:
+    """Decode the msgpack entry of ``tx`` in ``db_name`` (txlog or txops), change it, write it back."""
     def run(txn: lmdb.Transaction, env: lmdb.Environment) -> None:
-        db = env.open_db(b"txlog", txn=txn)
+        db = env.open_db(db_name, txn=txn)
         entry = msgpack.unpackb(txn.get(_u64(tx), db=db))
         change(entry)
         txn.put(_u64(tx), msgpack.packb(entry, use_bin_type=True), db=db)
     return run
 
 
-def _rewrite_ops(tx: int, change: Callable[[list[list[object]]], None]) -> Tamper:
-    def run(txn: lmdb.Transaction, env: lmdb.Environment) -> None:
-        db = env.open_db(b"txops", txn=txn)
-        runs = msgpack.unpackb(txn.get(_u64(tx), db=db))
-        change(runs)
-        txn.put(_u64(tx), msgpack.packb(runs, use_bin_type=True), db=db)
-    return run
+def _rewrite_log(tx: int, change: Callable[[list[Any]], None]) -> Tamper:
+    return _rewrite(b"txlog", tx, change)
+
+
+def _rewrite_ops(tx: int, change: Callable[[list[Any]], None]) -> Tamper:
+    return _rewrite(b"txops", tx, change)
 
 
 def _rewrite_record(key: str, tx: int, new: bytes) -> Tamper:
