@@ -78,6 +78,7 @@ _REQUEST_LINE = re.compile(rb"([A-Z]{1,16}) (/[^ ?#]*)[^ ]* HTTP/1\.[01]\r\n")
 _CONTENT_LENGTH = re.compile(rb"\r\n[ \t]*content-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
 _PLAIN_LENGTH = re.compile(rb"[ \t]*(\d{1,15})[ \t]*")
 _CHUNKED = re.compile(rb"\r\n[ \t]*transfer-encoding[ \t]*:", re.IGNORECASE)
+_FIXED_LENGTH = re.compile(rb"\r\ncontent-length:", re.IGNORECASE)  # as gunicorn writes an answer's head
 _INCOMPLETE = -2
 POOL = -1
 
@@ -142,15 +143,19 @@ class ConnSocket:
 
     On the loop (``outbox`` set) sends are collected in ``outbox`` and the socket stays
     non-blocking. On a pool thread, reads end at ``read_deadline`` (``TimeoutError``) and each send
-    must finish within :data:`SEND_TIMEOUT` plus one second per :data:`MIN_SEND_RATE` bytes.
-    Everything else is the socket's own."""
+    must finish within :data:`SEND_TIMEOUT` plus one second per :data:`MIN_SEND_RATE` bytes. There,
+    the head of an answer with a ``Content-Length`` is held until its body is sent, and both go in
+    one ``sendmsg``: gunicorn writes them apart, and each loopback send costs the server about as
+    much as it costs the client to receive. :meth:`flush` sends a head still held (an answer without
+    a body). Everything else is the socket's own."""
 
-    __slots__ = ("outbox", "read_deadline", "sock")
+    __slots__ = ("held", "outbox", "read_deadline", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.outbox: bytearray | None = None
         self.read_deadline: float | None = None
+        self.held: bytes | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sock, name)
@@ -184,14 +189,34 @@ class ConnSocket:
         if self.outbox is not None:
             self.outbox += data
             return
-        view = memoryview(data).cast("B")
-        deadline = time.monotonic() + SEND_TIMEOUT + len(view) / MIN_SEND_RATE
-        while view:
+        held = self.held
+        if held is None:
+            if data[:7] == b"HTTP/1." and _FIXED_LENGTH.search(data) is not None:
+                self.held = bytes(data)  # a head whose body follows: send them together
+                return
+            return self._send([memoryview(data).cast("B")])
+        self.held = None
+        self._send([memoryview(held), memoryview(data).cast("B")])
+
+    def flush(self) -> None:
+        """Send the head still held, if any (on a pool thread, once the answer is complete)."""
+        held, self.held = self.held, None
+        if held is not None:
+            self._send([memoryview(held)])
+
+    def _send(self, views: list[memoryview]) -> None:
+        """Send ``views`` in order, blocking, within the send deadline."""
+        deadline = time.monotonic() + SEND_TIMEOUT + sum(map(len, views)) / MIN_SEND_RATE
+        while views:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(errno.ETIMEDOUT, "the client did not take its answer in time")
             self.sock.settimeout(remaining)
-            view = view[self.sock.send(view):]
+            sent = self.sock.sendmsg(views) if len(views) > 1 else self.sock.send(views[0])
+            while views and sent >= len(views[0]):
+                sent -= len(views.pop(0))
+            if views:
+                views[0] = views[0][sent:]
 
 
 def _recv_now(conn: TConn) -> bytes | None:
@@ -353,11 +378,21 @@ class StrataWorker(ThreadWorker):  # type: ignore[misc]
         self._unwait(conn)
         self._send(conn, view, keepalive, deadline)
 
+    def handle(self, conn: TConn) -> Any:
+        try:
+            return super().handle(conn)
+        finally:  # gunicorn's error answers (a 400 from its parser, a 500) are written after handle_request
+            with contextlib.suppress(OSError):
+                conn.sock.flush()
+
     def handle_request(self, req: Any, conn: TConn) -> Any:
         conn.requests = getattr(conn, "requests", 0) + 1
         if conn.requests >= MAX_REQUESTS_PER_CONNECTION:
             req.must_close = True  # answered with "Connection: close"
-        keepalive = super().handle_request(req, conn)
+        try:
+            keepalive = super().handle_request(req, conn)
+        finally:
+            conn.sock.flush()
         deadline = conn.sock.read_deadline
         if deadline is not None and time.monotonic() >= deadline:
             return False  # its body did not arrive in time: no draining the rest, close

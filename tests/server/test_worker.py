@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from server.app import App
-from server.worker import MAX_REQUESTS_PER_CONNECTION, answerable_now
+from server.worker import MAX_REQUESTS_PER_CONNECTION, ConnSocket, answerable_now
 from tests.server.conftest import LiveServer, start_server, stop_server
 from tests.server.sse_client import Subscriber
 
@@ -26,6 +26,51 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptio
 READ = b'{"keys": ["a"]}'
 POST = (b"POST /v4/storage/w/read HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n" % len(READ))
+
+
+def _pending(sock: socket.socket) -> bytes:
+    """What has arrived on ``sock`` so far, without waiting."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1 << 16)
+    except BlockingIOError:
+        return b""
+    finally:
+        sock.setblocking(True)
+
+
+def test_a_pool_answer_head_waits_for_its_body_and_both_go_in_one_send() -> None:
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        conn = ConnSocket(ours)
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n"
+        conn.sendall(head)
+        assert _pending(peer) == b""  # held: nothing on the wire yet
+        conn.sendall(b'{"tx": 12}\n')
+        assert _pending(peer) == head + b'{"tx": 12}\n'  # one datagram-sized read: head and body together
+        conn.flush()
+        assert _pending(peer) == b""  # nothing was left held
+
+
+def test_a_held_head_without_a_body_is_sent_by_flush() -> None:
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        conn = ConnSocket(ours)
+        head = b"HTTP/1.1 304 Not Modified\r\ncontent-length: 0\r\n\r\n"
+        conn.sendall(head)
+        assert _pending(peer) == b""
+        conn.flush()
+        assert _pending(peer) == head
+
+
+def test_a_streamed_answer_head_is_sent_at_once() -> None:
+    """An SSE stream's head (no Content-Length) must reach the client before any event exists."""
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        conn = ConnSocket(ours)
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        conn.sendall(head)
+        assert _pending(peer) == head
 
 
 @pytest.mark.parametrize("data,expected", [
