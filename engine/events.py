@@ -198,24 +198,25 @@ def apply_runs(store: Store, txn: Any, runs: list[StreamRun], note: dict[str, An
 
 
 def read_after(txn: Any, dbs: dict[str, Any], stream_id: int, after: tuple[int, int | None], end_tx: int,
-               limit: int) -> tuple[list[Event], bool]:
+               limit: int) -> tuple[list[Event], bool, bool]:
     """Events of ``stream_id`` after position ``after`` (``(tx, None)``: after all of tx; ``(tx,
-    i)``: after event i of tx) up to ``end_tx``, at most ``limit``; and whether more follow."""
+    i)``: after event i of tx) up to ``end_tx``, at most ``limit``; whether more follow; and
+    whether the next one is of the same tx as the last returned (the page split a publish)."""
     tx, index = after
     start = event_key(stream_id, tx, index + 1) if index is not None else event_key(stream_id, tx + 1, 0)
     cur = txn.cursor(db=dbs["events"])
     out: list[Event] = []
     if not cur.set_range(start):
-        return out, False
+        return out, False, False
     for key, record in cur.iternext():
         sid, etx, eindex = _key.unpack(key)
         if sid != stream_id or etx > end_tx:
-            return out, False
+            return out, False, False
         if len(out) >= limit:
-            return out, True
+            return out, True, etx == out[-1].tx
         data = unpack_value(record)
         out.append(Event(etx, eindex, data, type(data) is bytes))
-    return out, False
+    return out, False, False
 
 
 def free_below(txn: Any, dbs: dict[str, Any], horizon: int, budget: int = FREE_PER_WRITE) -> tuple[int, bool]:

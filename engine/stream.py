@@ -28,12 +28,15 @@ class StreamPage(NamedTuple):
     """A page of events in publish order. ``cursor`` is where the next page starts (pass it as
     ``cursor=``): ``"T:I"`` after event I of tx T when ``more`` events are waiting, else ``"T"``
     with T the last tx the page covered (``end_tx``, or the latest tx when it was read). ``tx`` is
-    the latest committed tx when the page was read."""
+    the latest committed tx when the page was read; ``split`` whether the next event is of the same
+    tx as the page's last one (the page ended inside a publish)."""
 
     events: list[Event]
     cursor: str
     more: bool
     tx: int
+    #: Whether the next event is of the same tx as the page's last one (the page split a publish).
+    split: bool = False
 
 
 def parse_cursor(text: Any, name: str = "cursor") -> tuple[int, int | None]:
@@ -118,15 +121,15 @@ class Stream:
         end = latest if end_tx is None else end_tx
         entry = events.entry_of(txn, dbs, self.name)
         found: list[Event] = []
-        more = False
+        more = split = False
         if entry is not None and not entry.dropped:
             start = after if after[0] >= entry.base_tx else (entry.base_tx, None)
-            found, more = events.read_after(txn, dbs, entry.id, start, end, limit)
+            found, more, split = events.read_after(txn, dbs, entry.id, start, end, limit)
         if more:
             cursor = format_cursor(found[-1].tx, found[-1].index)
         else:
             cursor = format_cursor(end, None) if end >= after[0] else format_cursor(*after)
-        return StreamPage(found, cursor, more, latest)
+        return StreamPage(found, cursor, more, latest, split)
 
     def follow(self, start_tx: int | None = None, *, cursor: str | None = None,
                timeout: float | None = None) -> Iterator[Event]:
