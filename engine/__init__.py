@@ -12,12 +12,14 @@ from . import errors
 from .backup import BackupInfo, restore
 from .compaction import CompactionReport
 from .errors import EngineError
+from .events import Event, StreamInfo
 from .history import Change, Version
 from .namespace import Namespace
 from .records import Item, Limits, NamespaceInfo, ReadResult, Record
 from .retention import Retention
 from .scan import Scan
 from .store import Store
+from .stream import Stream, StreamPage
 from .transfer import (
     ImportReport,
     export,
@@ -36,6 +38,7 @@ __all__ = [
     "Change",
     "CompactionReport",
     "EngineError",
+    "Event",
     "ImportReport",
     "Item",
     "Limits",
@@ -47,6 +50,9 @@ __all__ = [
     "Retention",
     "Scan",
     "Store",
+    "Stream",
+    "StreamInfo",
+    "StreamPage",
     "Transaction",
     "TxInfo",
     "VerifyReport",

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from . import schema, txlog
+from . import events, schema, txlog
 from .codec import is_delete
 from .encoding import inv_tx, keypart, tx_of
 from .errors import FutureTx
@@ -214,6 +214,13 @@ def compact(store: Store, before_tx: int | None, *, progress: Progress | None = 
             total = target - next_tx + 1 + done
         if progress is not None:
             progress(txs, max(total, txs))
+    # Stream events below the horizon (see engine/events.py; the events database is its own progress):
+    # counted in meta.compacted_events, not in this report's versions.
+    target = backend.read(lambda txn: horizon(txn, backend.meta))
+    done = not backend.read(lambda txn: events.any_below(txn, backend.dbs, target))
+    while not done and not (should_stop is not None and should_stop()):
+        _, done = backend.write(lambda txn: events.free_below(txn, backend.dbs, target), sync=False)
+        chunks = chunks or 1  # something was written: flush it below
     if chunks and backend.sync:
         backend.flush()
     now = backend.read(lambda txn: (horizon(txn, backend.meta), txn.get(STATE, db=backend.meta) is not None))

@@ -12,15 +12,18 @@ from typing import Any
 
 from . import backup as _backup
 from . import compaction, expiry, feed, retention, schema, txlog
+from . import stream as _stream
 from .backend import Backend
 from .codec import DELETE
 from .compaction import CompactionReport
 from .encoding import ns_prefix
 from .errors import InvalidParameters, NamespaceExists, NamespaceNotFound
+from .events import StreamInfo
 from .namespace import Namespace
 from .records import Limits, NamespaceInfo
 from .retention import Retention
 from .scan import live_keys
+from .stream import Stream
 from .txlog import TxInfo
 from .txn import Batch, Run, Transaction, apply_batch
 from .validation import check_namespace, check_tx, time_us
@@ -181,6 +184,28 @@ class Store:
             txn.put(name.encode(), entry.encode(), db=backend.namespaces)
             return tx
         return backend.write(drop, sync=sync)
+
+    # -- streams (events on the same timeline; see engine/stream.py) ---------------------------
+
+    def stream(self, name: str) -> Stream:
+        """The stream called ``name`` (validated; nothing is created until it is published to)."""
+        return Stream(self, check_namespace(name))
+
+    def streams(self) -> list[StreamInfo]:
+        """Every stream that exists (created or published to, not dropped), by name."""
+        return _stream.streams(self)
+
+    def stream_info(self, name: str) -> StreamInfo | None:
+        """What stream ``name`` holds at the latest tx, or None if it does not exist."""
+        return _stream.stream_info(self, name)
+
+    def create_stream(self, name: str) -> StreamInfo:
+        """Create an empty stream (no tx is consumed). Raises NAMESPACE_EXISTS if it exists."""
+        return _stream.create_stream(self, name)
+
+    def drop_stream(self, name: str, *, note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
+        """Forget stream ``name`` and its events (one tx if it has any); see :func:`engine.stream.drop_stream`."""
+        return _stream.drop_stream(self, name, note=note, sync=sync)
 
     # -- transactions and the timeline ---------------------------------------------------------
 

@@ -59,7 +59,9 @@ keys they last wrote are not in the export, so reads at the replayed tx numbers 
 source's. Such an import is refused with ``INVALID_PARAMETERS`` before anything is written;
 ``renumber=True`` imports it as new txs 1, 2, ... of its own timeline.
 
-Older exports (``"version": 1``) import as before; their txs that dropped an empty namespace
+A whole-store history also carries the stream txs (publishes and drops) and the header's
+``streams`` (format version 3, see :mod:`engine.stream_transfer`); version 2 exports, which have
+neither, import as before. Older exports (``"version": 1``) import as before; their txs that dropped an empty namespace
 have ``"ops": []`` and are replayed as txs with no operation: the tx numbers, times and every read
 match, but the dropped namespace's name is missing, so the hash of that tx (and of every later
 one) differs from the source's. Export again with this version for an identical chain.
@@ -75,7 +77,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from . import compaction, expiry, schema, txlog
+from . import compaction, events, expiry, schema, stream_transfer, txlog
 from .codec import CLEAR, OP_NAMES, PUT, decode_rich, pack_value, put_value
 from .encoding import inv_tx, keypart, ns_prefix
 from .errors import EngineError, InvalidParameters, NamespaceNotFound, TxCompacted, ValueTooLarge
@@ -88,10 +90,11 @@ if TYPE_CHECKING:
     from .store import Store
 
 FORMAT = "strata-export"
-#: The version this module writes. 2 added the header's ``namespaces`` and ops on no key.
-VERSION = 2
+#: The version this module writes. 2 added the header's ``namespaces`` and ops on no key; 3 the
+#: stream ops and the header's ``streams`` (see :mod:`engine.stream_transfer`).
+VERSION = 3
 #: The versions it reads.
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 #: Operations written per LMDB write transaction by an import (several txs each).
 OPS_PER_WRITE = 10_000
 HISTORY_CHUNK = 256
@@ -236,6 +239,8 @@ def _history_rows(store: Store, txn: Any, start: int, end: int, namespace: str |
                     put["expire_us"] = expire_us
                     put["metadata"] = metadata
                 ops.append(put)
+        if namespace is None:  # a whole-store export: the tx's stream runs too
+            ops += stream_transfer.history_ops(txn, dbs, tx, txlog.stream_runs_of(txn, dbs, tx))
         if ops or namespace is None:
             rows.append({"tx": tx, "time_us": time_us, "time": schema.time_of(time_us).isoformat(), "note": note,
                          "ops": ops})
@@ -259,17 +264,19 @@ def export_history(store: Store, namespace: str | None = None, *, since: int = 0
     check_tx(since, "since")
     backend = store._backend
 
-    def ends(txn: Any) -> tuple[int, list[str] | None]:
+    def ends(txn: Any) -> tuple[int, list[str] | None, list[str] | None]:
         end = resolve_tx(txn, backend.meta, until)
         latest = schema.get_u64(txn, backend.meta, schema.LATEST_TX)
-        return end, (_namespace_names(store, txn, namespace) if end == latest else None)
+        at_end = end == latest and namespace is None
+        return (end, (_namespace_names(store, txn, namespace) if end == latest else None),
+                stream_transfer.names(txn, backend.dbs) if at_end else None)
 
-    end, names = backend.read(ends)
+    end, names, stream_names = backend.read(ends)
     if since > end:
         raise InvalidParameters(f"since ({since}) is after until ({end})", parameter="since")
     backend.read(lambda txn: _history_rows(store, txn, since + 1, since + 1, None))  # the horizon check
     header = {"format": FORMAT, "version": VERSION, "mode": "history", "namespace": namespace, "since": since,
-              "until": end, "txs": end - since, "namespaces": names}
+              "until": end, "txs": end - since, "namespaces": names, "streams": stream_names}
     return _history_iter(store, header, namespace, since, end, progress)
 
 
@@ -304,8 +311,8 @@ def export(store: Store, namespace: str | None = None, *, tx: int | None = None,
 # -- import -------------------------------------------------------------------------------------
 
 
-def _write_many(store: Store, pending: list[tuple[Batch, dict[str, Any] | None, tuple[int, int] | None]],
-                sync: bool | None) -> list[int]:
+def _write_many(store: Store, pending: list[tuple[Batch | list[events.StreamRun], dict[str, Any] | None,
+                                                 tuple[int, int] | None]], sync: bool | None) -> list[int]:
     """Commit several batches, each as its own tx, in one LMDB write transaction; return the txs
     taken (a batch of only no-op deletes, when not replayed, takes none)."""
     meta = store._backend.meta
@@ -314,6 +321,9 @@ def _write_many(store: Store, pending: list[tuple[Batch, dict[str, Any] | None, 
         out = []
         for batch, note, replay in pending:
             before = schema.get_u64(txn, meta, schema.LATEST_TX)
+            if isinstance(batch, list):  # a stream tx (a publish or a drop)
+                out.append(events.apply_runs(store, txn, batch, note, replay))
+                continue
             # A replay writes exactly what it is given; a new tx drops no-op deletes as any write does.
             tx = apply_batch(store, txn, batch, note, replay, skip_noops=replay is None)
             if tx > before:
@@ -331,16 +341,16 @@ class _Writer:
 
     def __init__(self, store: Store, sync: bool | None, progress: Progress | None, total: int | None) -> None:
         self.store, self.sync, self.progress, self.total = store, sync, progress, total
-        self.pending: list[tuple[Batch, dict[str, Any] | None, tuple[int, int] | None]] = []
+        self.pending: list[tuple[Batch | list[events.StreamRun], dict[str, Any] | None, tuple[int, int] | None]] = []
         self.rows: list[int] = []
         self.ops = self.items = self.done = self.txs = self.first = self.last = 0
         self.started = time.perf_counter()
 
-    def add(self, batch: Batch, note: dict[str, Any] | None, replay: tuple[int, int] | None, done: int,
-            row: int) -> None:
+    def add(self, batch: Batch | list[events.StreamRun], note: dict[str, Any] | None, replay: tuple[int, int] | None,
+            done: int, row: int) -> None:
         self.pending.append((batch, note, replay))
         self.rows.append(row)
-        n = sum(len(run.keys) for run in batch.runs)
+        n = sum(len(r.records) for r in batch) if isinstance(batch, list) else sum(len(r.keys) for r in batch.runs)
         self.ops += n
         self.items += n
         self.done += done
@@ -570,7 +580,11 @@ def import_history(store: Store, rows: Iterable[dict[str, Any]], *, renumber: bo
         if writer is None:
             writer = _Writer(store, sync, progress, total)
         try:
-            batch = _history_batch(row, rename, limits, not renumber)
+            batch: Batch | list[events.StreamRun]
+            if stream_transfer.is_stream_tx(row.get("ops")):
+                batch = stream_transfer.parse_ops(row["ops"], limits)
+            else:
+                batch = _history_batch(row, rename, limits, not renumber)
             note = txlog.check_note(row.get("note"), limits.max_note_bytes)
             replay = None
             if not renumber:
@@ -585,6 +599,8 @@ def import_history(store: Store, rows: Iterable[dict[str, Any]], *, renumber: bo
     report = writer.report() if writer is not None else ImportReport(0, 0, 0, 0, 0.0)
     if header is not None:
         _apply_namespaces(store, header, rename, renumber)
+        if type(header.get("streams")) is list and (renumber or header.get("until") == store.latest_tx):
+            stream_transfer.apply_names(store, header["streams"], may_drop=not renumber)
     if sync is None or sync:
         store.sync()
     return report

@@ -5,6 +5,8 @@ Written in the same LMDB transaction as the versions, in three databases (keys u
 * ``txlog``: tx -> msgpack ``[time_us, note, hash]``. Small, so reading a tx's time is cheap.
 * ``txops``: tx -> msgpack ``runs``: the operations in the order applied, as runs
   ``[namespace, op, [key, ...]]`` (op: 0 put, 1 clear, 2 delete). A put of 10,000 keys is one run.
+  Stream txs log ``[stream, 3, count]`` (a publish) or ``[stream, 4, 0]`` (a drop) instead; a tx
+  holds storage runs or stream runs, never both (see :mod:`engine.events`).
 * ``txtime``: ``time_us | tx`` -> empty. Times never decrease with tx (the commit time is clamped
   to the previous tx's when the clock steps back), so "the last tx at or before time t" is one
   seek: :func:`tx_at` is O(log n).
@@ -131,10 +133,27 @@ def entry(txn: Any, dbs: dict[str, Any], tx: int) -> tuple[int, dict[str, Any] |
     return time_us, note, digest
 
 
-def runs_of(txn: Any, dbs: dict[str, Any], tx: int) -> list[list[Any]]:
-    """The operation runs of ``tx`` (empty if it was not committed)."""
+#: Run ops from this one on are stream operations (see :mod:`engine.events`): ``[stream, 3, count]``
+#: publishes ``count`` events, ``[stream, 4, 0]`` drops a stream. Storage runs have op 0, 1 or 2.
+FIRST_STREAM_OP = 3
+
+
+def all_runs_of(txn: Any, dbs: dict[str, Any], tx: int) -> list[list[Any]]:
+    """Every run of ``tx`` as logged, storage and stream runs (empty if it was not committed)."""
     raw = txn.get(_u64.pack(tx), db=dbs["txops"])
     return [] if raw is None else unpackb(raw)
+
+
+def runs_of(txn: Any, dbs: dict[str, Any], tx: int) -> list[list[Any]]:
+    """The storage operation runs of ``tx`` (empty if it was not committed): what history, diffs,
+    the change feed, export and compaction walk. Stream runs are left out (:func:`stream_runs_of`)."""
+    runs = all_runs_of(txn, dbs, tx)
+    return [run for run in runs if run[1] < FIRST_STREAM_OP] if runs and runs[-1][1] >= FIRST_STREAM_OP else runs
+
+
+def stream_runs_of(txn: Any, dbs: dict[str, Any], tx: int) -> list[list[Any]]:
+    """The stream runs of ``tx``: ``[stream, op, count]`` (see :mod:`engine.events`)."""
+    return [run for run in all_runs_of(txn, dbs, tx) if run[1] >= FIRST_STREAM_OP]
 
 
 def read(txn: Any, dbs: dict[str, Any], tx: int) -> TxInfo | None:

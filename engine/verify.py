@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import schema, txlog
+from . import events, schema, txlog
 from .encoding import NO_TX, TX_LEN, inv_tx, keypart, ns_prefix, tx_of
 from .errors import FutureTx
 from .schema import NamespaceEntry
@@ -57,8 +57,8 @@ def _ns_ids(txn: Any, dbs: dict[str, Any]) -> dict[str, int]:
     return {bytes(k).decode(): NamespaceEntry.decode(v).id for k, v in txn.cursor(db=dbs["namespaces"])}
 
 
-def _check_tx(txn: Any, dbs: dict[str, Any], ids: dict[str, int], tx: int, prev: bytes, last_time: int) -> tuple[
-        bytes, int, int]:
+def _check_tx(txn: Any, dbs: dict[str, Any], ids: dict[str, int], stream_ids: dict[str, int], tx: int, prev: bytes,
+              last_time: int) -> tuple[bytes, int, int]:
     """Recompute the hash of ``tx``; return (hash, time_us, number of versions it wrote)."""
     found = txlog.entry(txn, dbs, tx)
     if found is None:
@@ -66,11 +66,17 @@ def _check_tx(txn: Any, dbs: dict[str, Any], ids: dict[str, int], tx: int, prev:
     time_us, note, stored = found
     if time_us < last_time:
         raise _Bad(tx, "commit time is earlier than the previous tx's")
-    runs = txlog.runs_of(txn, dbs, tx)
+    runs = txlog.all_runs_of(txn, dbs, tx)
     records: list[list[bytes]] = []
     suffix = inv_tx(tx)
     count = 0
-    for namespace, _, keys in runs:
+    for namespace, op, keys in runs:
+        if op >= txlog.FIRST_STREAM_OP:  # a publish or a stream drop: its records are events
+            event_records = events.run_records(txn, dbs, stream_ids, tx, [namespace, op, keys])
+            if isinstance(event_records, str):
+                raise _Bad(tx, event_records)
+            records.append(event_records)
+            continue
         if namespace not in ids:
             raise _Bad(tx, f"namespace {namespace!r} of this tx is not registered")
         prefix = ns_prefix(ids[namespace])
@@ -109,23 +115,26 @@ def verify(read: Any, dbs: dict[str, Any], receipt: tuple[int, str] | None = Non
         raise FutureTx(f"the receipt names tx {receipt[0]}, but the latest committed tx is {latest}",
                        tx=receipt[0], latest_tx=latest, parameter="receipt")
     ids = read(lambda txn: _ns_ids(txn, dbs))
-    prev, last_time, versions = txlog.GENESIS, 0, 0
+    stream_ids = read(lambda txn: events.ids(txn, dbs))
+    prev, last_time, versions, logged_events = txlog.GENESIS, 0, 0, 0
     try:
         for start in range(1, latest + 1, CHUNK):
             def chunk(txn: Any, start: int = start) -> None:
-                nonlocal prev, last_time, versions, horizon
+                nonlocal prev, last_time, versions, horizon, logged_events
                 # Read in this chunk's transaction: a compaction may have raised it meanwhile.
                 horizon = max(horizon, schema.get_u64(txn, meta, schema.HORIZON))
                 for tx in range(start, min(start + CHUNK, latest + 1)):
                     if tx < horizon:
                         prev, last_time, count = _check_log(txn, dbs, tx, last_time)
                     else:
-                        prev, last_time, count = _check_tx(txn, dbs, ids, tx, prev, last_time)
+                        prev, last_time, count = _check_tx(txn, dbs, ids, stream_ids, tx, prev, last_time)
                     versions += count
+                    logged_events += events.logged_events(txlog.stream_runs_of(txn, dbs, tx))
                     if receipt is not None and receipt[0] == tx and prev.hex() != receipt[1].lower():
                         raise _Bad(tx, "the chain no longer matches the receipt: history up to it was rewritten")
             read(chunk)
         read(lambda txn: _check_totals(txn, dbs, ids, latest, prev, versions))
+        read(lambda txn: _check_events(txn, dbs, latest, logged_events))
     except _Bad as bad:
         return VerifyReport(False, min(bad.tx - 1, latest), latest, prev.hex(), bad.tx, bad.problem, horizon)
     return VerifyReport(True, latest, latest, prev.hex(), horizon=horizon)
@@ -145,6 +154,21 @@ def _check_totals(txn: Any, dbs: dict[str, Any], ids: dict[str, int], latest: in
         versions += sum(len(keys) for _, _, keys in txlog.runs_of(txn, dbs, tx))
     if txn.stat(dbs["versions"])["entries"] != versions - schema.get_u64(txn, dbs["meta"], schema.COMPACTED_VERSIONS):
         raise _Bad(_stray_version_tx(txn, dbs, ids), "a version exists that no tx log entry accounts for")
+
+
+def _check_events(txn: Any, dbs: dict[str, Any], latest: int, logged: int) -> None:
+    """The events database holds exactly the events the log accounts for, minus those compaction freed."""
+    now = schema.get_u64(txn, dbs["meta"], schema.LATEST_TX)
+    for tx in range(latest + 1, now + 1):
+        logged += events.logged_events(txlog.stream_runs_of(txn, dbs, tx))
+    if txn.stat(dbs["events"])["entries"] != logged - schema.get_u64(txn, dbs["meta"], events.COMPACTED_EVENTS):
+        stray = 0
+        for key, _ in txn.cursor(db=dbs["events"]):
+            _, tx, index = events.split_key(bytes(key))
+            if not any(run[1] == events.PUBLISH and index < run[2] for run in txlog.stream_runs_of(txn, dbs, tx)):
+                stray = tx
+                break
+        raise _Bad(stray or latest, "an event exists that no tx log entry accounts for")
 
 
 def _stray_version_tx(txn: Any, dbs: dict[str, Any], ids: dict[str, int]) -> int:

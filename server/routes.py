@@ -13,15 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.handlers import admin, audit, feed, namespaces, ops, storage
+from server.handlers import admin, audit, feed, namespaces, ops, storage, streams
 from server.http import Request, Response
 from server.problems import METHOD_NOT_ALLOWED, NOT_FOUND, HTTPProblem
 
 Handler = Callable[[Any, Request], Response]
 
 #: (path template, method, handler, scope). Scope None = public; else an API-key scope
-#: ("read" < "write" < "admin"). A ``{storage}`` or ``{name}`` segment is the namespace the key
-#: must be allowed to use.
+#: ("read" < "write" < "admin"). A ``{storage}``, ``{stream}`` or ``{name}`` segment is the namespace
+#: (or stream) the key must be allowed to use: a key's list of namespaces limits its streams too.
 TABLE: list[tuple[str, str, Handler, str | None]] = [
     ("/v4/storage/{storage}/read", "POST", storage.read, "read"),
     ("/v4/storage/{storage}/write", "POST", storage.write, "write"),
@@ -42,6 +42,13 @@ TABLE: list[tuple[str, str, Handler, str | None]] = [
     ("/v4/namespace/storage", "POST", namespaces.create_namespace, "admin"),
     ("/v4/namespace/storage/{name}", "GET", namespaces.get_namespace, "read"),
     ("/v4/namespace/storage/{name}", "DELETE", namespaces.drop_namespace, "admin"),
+    ("/v4/stream/{stream}/write", "POST", streams.write, "write"),
+    ("/v4/stream/{stream}", "GET", streams.read, "read"),
+    ("/v4/stream/{stream}/sse", "GET", streams.sse, "read"),
+    ("/v4/namespace/stream", "GET", streams.list_streams, "read"),
+    ("/v4/namespace/stream", "POST", streams.create_stream, "admin"),
+    ("/v4/namespace/stream/{name}", "GET", streams.get_stream, "read"),
+    ("/v4/namespace/stream/{name}", "DELETE", streams.drop_stream, "admin"),
     ("/v4/admin/compact", "POST", admin.compact, "admin"),
     ("/v4/admin/compaction", "GET", admin.compaction_status, "admin"),
     ("/v4/admin/backup", "POST", admin.backup, "admin"),
@@ -60,11 +67,12 @@ LONG_RUNNING: frozenset[Handler] = frozenset({
     feed.sse, audit.diff, audit.verify, namespaces.drop_namespace, admin.compact, admin.backup,
     storage.scan, audit.history, feed.changes, audit.tx,
     storage.write, storage.delete, storage.put_key, storage.delete_key, namespaces.create_namespace,
+    streams.sse, streams.read, streams.write, streams.create_stream, streams.drop_stream,
 })
 
 
 _PARAM = re.compile(r"\{(\w+)\}")
-_NAMESPACE_PARAMS = ("storage", "name")
+_NAMESPACE_PARAMS = ("storage", "stream", "name")
 UNMATCHED = ("unmatched", "")
 
 

@@ -59,7 +59,7 @@ def test_snapshot_export_and_import(store: Store, tmp_path: Path) -> None:
     tx = ns.put({"d": "later"})
     ns.delete(["c"])
     rows = through_json(engine.export_snapshot(store, "src", tx=tx))
-    assert rows[0] == {"format": "strata-export", "version": 2, "mode": "snapshot", "namespace": "src", "tx": tx,
+    assert rows[0] == {"format": "strata-export", "version": 3, "mode": "snapshot", "namespace": "src", "tx": tx,
                        "prefix": "", "count": None}
     assert {"key": "b", "value": "AAFiaW5hcnk=", "binary": True, "tx": 1} in rows
     assert {"key": "a", "cleared": True, "tx": 2} in rows
@@ -205,7 +205,7 @@ def test_history_reproduces_the_namespace_list(store: Store, tmp_path: Path) -> 
     store.create_namespace("dropped-empty")
     store.drop_namespace("dropped-empty")
     rows = through_json(engine.export_history(store))
-    assert rows[0]["version"] == 2 and rows[0]["namespaces"] == ["empty", "kept"]
+    assert rows[0]["version"] == 3 and rows[0]["namespaces"] == ["empty", "kept"]
     with Store.open(tmp_path / "dst", sync=False) as dst:
         engine.import_rows(dst, rows)
         assert dst.head() == store.head()

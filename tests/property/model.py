@@ -22,6 +22,19 @@ class Model:
     versions: dict[tuple[str, str], list[Version]] = field(default_factory=dict)
     #: tx -> commit time (UTC microseconds)
     times: dict[int, int] = field(default_factory=lambda: {0: 0})
+    #: stream -> events (tx, index, data), in publish order
+    events: dict[str, list[tuple[int, int, Any]]] = field(default_factory=dict)
+
+    def publish(self, stream: str, data: list[Any], now_us: int = 0) -> int:
+        """A stream publish: the next tx, holding ``data`` as events 0, 1, ..."""
+        self.latest_tx += 1
+        self.times[self.latest_tx] = max(now_us, self.times[self.latest_tx - 1])
+        self.events.setdefault(stream, []).extend((self.latest_tx, i, d) for i, d in enumerate(data))
+        return self.latest_tx
+
+    def stream_events(self, stream: str, start_tx: int, end_tx: int) -> list[tuple[int, int, Any]]:
+        """The events of ``stream`` with ``start_tx < tx <= end_tx``."""
+        return [e for e in self.events.get(stream, []) if start_tx < e[0] <= end_tx]
 
     def commit(self, ops: list[tuple[str, str, str, Any]], now_us: int = 0,
                extra: dict[tuple[str, str], tuple[Any, Any]] | None = None) -> int:

@@ -263,6 +263,30 @@ class StoreMachine(RuleBasedStateMachine):
                                 else "cleared" if now[3] else "changed")
 
     @precondition(lambda self: self.model.latest_tx > 0)
+    # -- streams: events on the same timeline ---------------------------------------------------
+
+    @rule(stream=st.sampled_from(NAMESPACES), data=st.lists(values, min_size=1, max_size=4))
+    def publish(self, stream: str, data: list[Any]) -> None:
+        assert self.store.stream(stream).publish(data) == self.model.publish(stream, data, self.clock.us)
+
+    @rule(stream=st.sampled_from(NAMESPACES), data=st.data(), limit=st.integers(min_value=1, max_value=4))
+    def read_stream(self, stream: str, data: st.DataObject, limit: int) -> None:
+        latest = self.model.latest_tx
+        start = data.draw(st.integers(min_value=0, max_value=latest), label="start_tx")
+        end = data.draw(st.integers(min_value=start, max_value=latest), label="end_tx")
+        got: list[tuple[int, int, Any]] = []
+        page = self.store.stream(stream).read(start, end, limit)
+        while True:
+            got += [(e.tx, e.index, e.data) for e in page.events]
+            assert all(e.binary == isinstance(e.data, bytes) for e in page.events)
+            if not page.more:
+                break
+            assert len(page.events) == limit
+            page = self.store.stream(stream).read(end_tx=end, limit=limit, cursor=page.cursor)
+        want = self.model.stream_events(stream, start, end)
+        assert len(got) == len(want) and all(same(list(g), list(w)) for g, w in zip(got, want, strict=True))
+        assert page.cursor == str(end)
+
     @rule()
     def future_tx_is_refused(self) -> None:
         with pytest.raises(errors.FutureTx):
@@ -271,6 +295,11 @@ class StoreMachine(RuleBasedStateMachine):
     @invariant()
     def latest_tx_matches(self) -> None:
         assert self.store.latest_tx == self.model.latest_tx
+
+    @invariant()
+    def event_counts_match(self) -> None:
+        assert {i.name: i.event_count for i in self.store.streams()} == {
+            name: len(events) for name, events in self.model.events.items()}
 
     @invariant()
     def key_counts_match(self) -> None:

@@ -82,7 +82,7 @@ class Subscriber:
                     self.pid = int(m.group(1))
                     self._opened.set()
             elif name == "id":
-                event["id"] = int(value)
+                event["id"] = int(value) if value.isdigit() else value  # a stream event may be "TX:INDEX"
             elif name == "data":
                 event["data"] = orjson.loads(value)
         if "data" in event:

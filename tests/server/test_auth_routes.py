@@ -37,6 +37,13 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("POST", "/v4/namespace/storage"): "admin",
     ("GET", "/v4/namespace/storage/{name}"): "read",
     ("DELETE", "/v4/namespace/storage/{name}"): "admin",
+    ("POST", "/v4/stream/{stream}/write"): "write",
+    ("GET", "/v4/stream/{stream}"): "read",
+    ("GET", "/v4/stream/{stream}/sse"): "read",
+    ("GET", "/v4/namespace/stream"): "read",
+    ("POST", "/v4/namespace/stream"): "admin",
+    ("GET", "/v4/namespace/stream/{name}"): "read",
+    ("DELETE", "/v4/namespace/stream/{name}"): "admin",
     ("POST", "/v4/admin/compact"): "admin",
     ("GET", "/v4/admin/compaction"): "admin",
     ("POST", "/v4/admin/backup"): "admin",
@@ -63,7 +70,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def _path(template: str) -> str:
-    return template.replace("{storage}", "sample").replace("{name}", "sample").replace("{tx}", "1")
+    return (template.replace("{storage}", "sample").replace("{stream}", "sample").replace("{name}", "sample")
+            .replace("{tx}", "1"))
 
 
 def _status(app: App, method: str, template: str, token: str | None) -> tuple[int, str | None]:
