@@ -41,7 +41,8 @@ from .group_commit import GroupCommit, Member
 
 T = TypeVar("T")
 
-DB_NAMES = ("versions", "meta", "namespaces", "txlog", "txops", "txtime", "expiry", "streams", "events")
+DB_NAMES = ("versions", "meta", "namespaces", "txlog", "txops", "txtime", "expiry", "streams", "events",
+            "idempotency")
 MIN_MAP_SIZE = 1 << 20
 
 #: Every open backend of this process, so a forked child can disable the ones it inherited.

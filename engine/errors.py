@@ -140,6 +140,13 @@ class Conflict(EngineError):
     code = "CONFLICT"
 
 
+class IdempotencyKeyReused(EngineError):
+    """An idempotency key already answered a different request (another method, path, query, body
+    or condition) within its lifetime: a new request needs a new key (see :mod:`engine.idempotency`)."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
+
+
 class StorageFull(EngineError):
     """The disk (or a file-size limit) refused to grow the store. The store stays readable."""
 
@@ -181,6 +188,7 @@ BY_CODE: dict[str, type[EngineError]] = {
         EmptyBatch,
         DuplicateKey,
         Conflict,
+        IdempotencyKeyReused,
         StorageFull,
         StoreClosed,
         StorageError,

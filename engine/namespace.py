@@ -8,9 +8,11 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .codec import CLEAR, DELETE
+from .conditions import expects_of
 from .errors import BatchTooLarge, InvalidParameters
 from .expiry import ReadView, check_fields, latest_eval_us, tx_time
 from .history import Change, Version, diff, history
+from .idempotency import Claim
 from .records import Item, NamespaceInfo, ReadResult, Record
 from .scan import Scan
 from .snapshot import read_keys, read_one, resolve_tx
@@ -52,13 +54,19 @@ class Namespace:
 
     def put(self, items: Mapping[str, Any] | Iterable[Item | tuple[str, Any]], *,
             note: dict[str, Any] | None = None, sync: bool | None = None, ttl: float | None = None,
-            expiration: float | None = None, metadata: Any = None) -> int:
+            expiration: float | None = None, metadata: Any = None, expect: Mapping[str, int] | None = None,
+            idempotency: Claim | None = None) -> int:
         """Store values: a ``{key: value}`` mapping or an iterable of :class:`Item`. Returns the tx.
 
         ``ttl`` (seconds from the commit, >= ``Limits.min_ttl``), ``expiration`` (epoch seconds,
         ignored if ``ttl`` is given) and ``metadata`` (any JSON, <= ``Limits.max_metadata_bytes``)
         apply to every item that does not set its own (an :class:`Item`'s ``ttl``/``expiration``
         replace both batch options; its ``metadata`` replaces the batch's).
+
+        Every write method also takes ``expect={key: tx}``: commit only if each key's record at
+        the latest tx has that tx (0: no record), else raise ``CONFLICT`` and write nothing (see
+        :mod:`engine.conditions`); and ``idempotency``, a :class:`~engine.idempotency.Claim` that
+        makes a retry answer what the first attempt answered (see :mod:`engine.idempotency`).
         """
         store = self._store
         note = check_note(note, store.limits.max_note_bytes)
@@ -66,19 +74,28 @@ class Namespace:
         if ttl is not None or expiration is not None or metadata is not None:
             options = (ttl, expiration, metadata)
         batch = prepare_puts(self.name, items, store.limits, options, store._now_us)
-        return commit(store, batch, note=note, sync=sync)
+        batch.expects = expects_of(self.name, expect, store.limits)
+        return commit(store, batch, note=note, sync=sync, idempotency=idempotency)
 
-    def clear(self, keys: Iterable[str], *, note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
-        """Clear values: each key stays, with no value (reads return ``cleared=True``). Returns the tx."""
+    def clear(self, keys: Iterable[str], *, note: dict[str, Any] | None = None, sync: bool | None = None,
+              expect: Mapping[str, int] | None = None, idempotency: Claim | None = None) -> int:
+        """Clear values: each key stays, with no value (reads return ``cleared=True``). Returns the tx.
+        ``expect`` and ``idempotency`` as for :meth:`put`."""
+        return self._keys(keys, CLEAR, note, sync, expect, idempotency)
+
+    def delete(self, keys: Iterable[str], *, note: dict[str, Any] | None = None, sync: bool | None = None,
+               expect: Mapping[str, int] | None = None, idempotency: Claim | None = None) -> int:
+        """Delete keys: later snapshots leave them out; earlier ones still have them. Returns the tx.
+        ``expect`` and ``idempotency`` as for :meth:`put`."""
+        return self._keys(keys, DELETE, note, sync, expect, idempotency)
+
+    def _keys(self, keys: Iterable[str], op: int, note: dict[str, Any] | None, sync: bool | None,
+              expect: Mapping[str, int] | None, idempotency: Claim | None) -> int:
         store = self._store
         note = check_note(note, store.limits.max_note_bytes)
-        return commit(store, prepare_keys(self.name, keys, CLEAR, store.limits), note=note, sync=sync)
-
-    def delete(self, keys: Iterable[str], *, note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
-        """Delete keys: later snapshots leave them out; earlier ones still have them. Returns the tx."""
-        store = self._store
-        note = check_note(note, store.limits.max_note_bytes)
-        return commit(store, prepare_keys(self.name, keys, DELETE, store.limits), note=note, sync=sync)
+        batch = prepare_keys(self.name, keys, op, store.limits)
+        batch.expects = expects_of(self.name, expect, store.limits)
+        return commit(store, batch, note=note, sync=sync, idempotency=idempotency)
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from . import backup as _backup
 from . import compaction, expiry, feed, retention, schema, txlog
+from . import idempotency as _idempotency
 from . import stream as _stream
 from .backend import Backend
 from .codec import DELETE
@@ -28,6 +29,16 @@ from .txlog import TxInfo
 from .txn import Batch, Run, Transaction, apply_batch
 from .validation import check_namespace, check_tx, time_us
 from .verify import VerifyReport, verify
+
+
+def _ttl_us(ttl: Any) -> int:
+    """An idempotency ttl (seconds or a timedelta, 1 s to 10 years) in microseconds."""
+    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
+    if type(seconds) not in (int, float) or not 1 <= seconds <= 10 * 366 * 86400:
+        raise InvalidParameters(f"idempotency_ttl must be 1 second to 10 years, not {ttl!r}",
+                                parameter="idempotency_ttl")
+    return round(seconds * 1_000_000)
+
 
 #: Namespace handles kept for reuse by :meth:`Store.namespace`. A server asks for whatever name a
 #: request carries, existing or not; an unbounded cache grew a worker by 20 MiB per 100,000 names.
@@ -57,12 +68,17 @@ class Store:
       that span; a :class:`~engine.retention.Retention` says both. A daemon thread applies it.
     * ``clock``: a function returning now as epoch seconds (default ``time.time``): commit times
       expiry and retention's time spans are evaluated with it. For tests (and simulations) that must not sleep.
+    * ``idempotency_ttl``: how long an idempotent write's answer is kept for its retries (seconds or
+      a ``timedelta``; default 24 hours; see :mod:`engine.idempotency`).
     """
 
     def __init__(self, backend: Backend, limits: Limits, retention_policy: Retention | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 idempotency_ttl: float | timedelta = _idempotency.DEFAULT_TTL_SECONDS) -> None:
         self._backend = backend
         self._clock = clock
+        #: How long (microseconds) an idempotent write's answer is kept (see :mod:`engine.idempotency`).
+        self.idempotency_ttl_us = _ttl_us(idempotency_ttl)
         self._ns_names: dict[bytes, str] = {}
         self.limits = limits
         self.path = backend.path
@@ -83,13 +99,15 @@ class Store:
     def open(cls, path: str | os.PathLike[str], *, sync: bool = True, map_size: int = 1 << 30,
              max_readers: int = 1024, limits: Limits | None = None,
              retention: Retention | int | timedelta | None = None,
-             clock: Callable[[], float] | None = None) -> Store:
+             clock: Callable[[], float] | None = None,
+             idempotency_ttl: float | timedelta = _idempotency.DEFAULT_TTL_SECONDS) -> Store:
         """Open (creating if needed) the store in directory ``path``."""
         policy = Retention.of(retention)
         if clock is not None and not callable(clock):
             raise InvalidParameters("clock must be a function returning epoch seconds", parameter="clock")
+        _ttl_us(idempotency_ttl)  # checked before the directory is touched
         backend = Backend(os.fspath(path), sync=sync, map_size=map_size, max_readers=max_readers)
-        return cls(backend, limits or Limits(), policy, clock)
+        return cls(backend, limits or Limits(), policy, clock, idempotency_ttl)
 
     def _now_us(self) -> int:
         """Now, in UTC microseconds, by the store's clock."""
@@ -142,8 +160,11 @@ class Store:
             return None if entry.dropped else entry.info(name)
         return self._backend.read(run)
 
-    def create_namespace(self, name: str) -> NamespaceInfo:
-        """Create an empty namespace (no tx is consumed). Raises NAMESPACE_EXISTS if it exists."""
+    def create_namespace(self, name: str, *, idempotency: _idempotency.Claim | None = None) -> NamespaceInfo:
+        """Create an empty namespace (no tx is consumed). Raises NAMESPACE_EXISTS if it exists.
+
+        ``idempotency``: a :class:`~engine.idempotency.Claim`, recorded with the creation (a retry
+        under its key raises :class:`~engine.idempotency.Replay`)."""
         check_namespace(name)
 
         def run(txn: Any) -> NamespaceInfo:
@@ -154,15 +175,16 @@ class Store:
             entry = self._entry_for_write(txn, name, now)
             txn.put(name.encode(), entry.encode(), db=self._backend.namespaces)
             return entry.info(name)
-        return self._backend.write(run)
+        return _idempotency.run(self, idempotency, run)
 
-    def drop_namespace(self, name: str, *, note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
+    def drop_namespace(self, name: str, *, note: dict[str, Any] | None = None, sync: bool | None = None,
+                       idempotency: _idempotency.Claim | None = None) -> int:
         """Delete every live key of ``name`` in one tx and forget the namespace. Returns the tx.
 
         Versions are kept: reads at earlier txs still see the namespace's data. Writing to the
         name again brings it back with a new ``created_at``. A namespace with no live keys is
         forgotten without a tx (nothing any read sees changes): the latest tx is returned and
-        ``note`` is discarded.
+        ``note`` is discarded. ``idempotency`` as for :meth:`create_namespace`.
         """
         check_namespace(name)
         note = txlog.check_note(note, self.limits.max_note_bytes)
@@ -183,7 +205,7 @@ class Store:
                 entry.tx = tx
             txn.put(name.encode(), entry.encode(), db=backend.namespaces)
             return tx
-        return backend.write(drop, sync=sync)
+        return _idempotency.run(self, idempotency, drop, sync=sync)
 
     # -- streams (events on the same timeline; see engine/stream.py) ---------------------------
 
@@ -209,9 +231,11 @@ class Store:
 
     # -- transactions and the timeline ---------------------------------------------------------
 
-    def transaction(self, *, note: dict[str, Any] | None = None, sync: bool | None = None) -> Transaction:
-        """Several operations on several namespaces as one tx: ``with store.transaction() as t:``."""
-        return Transaction(self, note=note, sync=sync)
+    def transaction(self, *, note: dict[str, Any] | None = None, sync: bool | None = None,
+                    idempotency: _idempotency.Claim | None = None) -> Transaction:
+        """Several operations on several namespaces as one tx: ``with store.transaction() as t:``
+        (``idempotency``: see :mod:`engine.idempotency`)."""
+        return Transaction(self, note=note, sync=sync, idempotency=idempotency)
 
     @property
     def latest_tx(self) -> int:

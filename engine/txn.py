@@ -49,6 +49,8 @@ from .errors import (
     InvalidParameters,
     ValueTooLarge,
 )
+from .idempotency import Claim
+from .idempotency import run as run_idempotent
 from .records import Item, Limits
 from .snapshot import live_tx
 from .validation import check_namespace, check_tx, key_bytes
@@ -210,19 +212,24 @@ def prepare_keys(namespace: str, keys: Iterable[str], op: int, limits: Limits) -
     return Batch([run])
 
 
-def commit(store: Store, batch: Batch, *, note: dict[str, Any] | None, sync: bool | None) -> int:
+def commit(store: Store, batch: Batch, *, note: dict[str, Any] | None, sync: bool | None,
+           idempotency: Claim | None = None) -> int:
     """Write ``batch`` as the next tx and return it. Raises :class:`Conflict` if an expect fails.
 
-    First, if expiries are due, up to :data:`engine.expiry.SWEEP_PER_WRITE` of them are recorded
-    as deletes in a tx of their own (note ``{"expired": true}``), in the same LMDB transaction.
-    No-op deletes are dropped (see the module docstring); if nothing is left, no tx is taken and
-    the latest tx is returned.
+    Expects are checked first, before anything is written (at the time the tx would commit, so an
+    expired value counts as absent exactly when reads stop showing it). Then, if expiries are due,
+    up to :data:`engine.expiry.SWEEP_PER_WRITE` of them are recorded as deletes in a tx of their
+    own (note ``{"expired": true}``), in the same LMDB transaction. No-op deletes are dropped (see
+    the module docstring); if nothing is left, no tx is taken and the latest tx is returned.
+    ``idempotency``: see :mod:`engine.idempotency` (a failed expect is recorded and raised).
     """
     backend = store._backend
     expiry_db = backend.dbs["expiry"]
 
     def write(txn: Any) -> int:
         now = store._now_us()
+        if batch.expects:  # a refusal writes nothing, not even the expiry sweep below
+            _check_expects(store, txn, batch.expects, max(now, schema.get_u64(txn, backend.meta, schema.LAST_TIME_US)))
         cur = txn.cursor(db=expiry_db)  # one cursor step on the (usually empty) expiry index
         if cur.first() and unpack_u64_from(cur.key())[0] <= now:
             swept, _ = expiry.sweep(store, txn, now, expiry.SWEEP_PER_WRITE)
@@ -232,7 +239,7 @@ def commit(store: Store, batch: Batch, *, note: dict[str, Any] | None, sync: boo
 
     # The cost that bounds a group commit: the operations this write stores (plus the expects it reads).
     cost = sum(len(run.keys) for run in batch.runs) + len(batch.expects)
-    return backend.write(write, sync=sync, cost=cost)
+    return run_idempotent(store, idempotency, write, sync=sync, cost=cost)
 
 
 def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | None,
@@ -407,11 +414,14 @@ class Transaction:
     ``expect(ns, key, tx=N)`` makes the commit conditional: the key's record at the latest tx
     must have tx N (0: the key is absent or deleted), else nothing is written and
     :class:`~engine.errors.Conflict` is raised. An exception inside the block discards
-    everything. After a successful block, :attr:`tx` holds the committed tx.
+    everything. After a successful block, :attr:`tx` holds the committed tx. ``idempotency``
+    makes the commit idempotent (see :mod:`engine.idempotency`).
     """
 
-    def __init__(self, store: Store, *, note: dict[str, Any] | None = None, sync: bool | None = None) -> None:
+    def __init__(self, store: Store, *, note: dict[str, Any] | None = None, sync: bool | None = None,
+                 idempotency: Claim | None = None) -> None:
         self._store = store
+        self._idempotency = idempotency
         self._note = txlog.check_note(note, store.limits.max_note_bytes)
         self._sync = sync
         self._ops: dict[tuple[str, str], tuple[int, bytes, bytes | None, expiry.Opts | None]] = {}
@@ -475,7 +485,7 @@ class Transaction:
                 run.packed.append(packed)
             if run.opts is not None:
                 run.opts.append(opts)
-        self.tx = commit(self._store, batch, note=self._note, sync=self._sync)
+        self.tx = commit(self._store, batch, note=self._note, sync=self._sync, idempotency=self._idempotency)
         return self.tx
 
     def __enter__(self) -> Transaction:

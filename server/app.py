@@ -21,8 +21,10 @@ from time import perf_counter_ns
 from typing import Any
 
 from engine import Retention, Store, errors
+from engine.idempotency import Replay
 from server.auth import KeyRing
 from server.http import Request, problem_response
+from server.idempotency import replayed, reused
 from server.lifecycle import LifecycleLeader
 from server.metrics import Metrics
 from server.problems import INTERNAL_ERROR, HTTPProblem, from_engine_error, status_line
@@ -194,6 +196,10 @@ class App:
             status, headers, body = endpoint.handler(self, request)
         except HTTPProblem as problem:
             status, headers, body = problem_response(problem, path)
+        except Replay as replay:  # a retry under an idempotency key: the first answer, nothing written
+            status, headers, body = replayed(replay.answer)
+        except errors.IdempotencyKeyReused as exc:
+            status, headers, body = problem_response(reused(exc), path)
         except errors.EngineError as exc:
             status, headers, body = problem_response(from_engine_error(exc), path)
             if status >= 500:

@@ -72,6 +72,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                         "history stay exact without writes (default 60; 0: only writes record them)")
     p.add_argument("--backup-dir", default=None, metavar="DIR",
                    help="the only directory POST /v4/admin/backup writes into (default: 'backups' beside --data)")
+    p.add_argument("--idempotency-ttl", default="24h", metavar="DURATION",
+                   help="how long a write's answer is kept for retries with the same Idempotency-Key (1s to 10 years, "
+                        "such as 24h, 7d, 3600; default 24h)")
 
 
 def _check_serve_options(args: argparse.Namespace) -> str | None:
@@ -92,7 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Check everything that can be checked (values, the data directory, the address), then run
     gunicorn; nothing is created on disk before the checks pass."""
     from server.app import create_app
-    from server.lifecycle import retention_policy
+    from server.lifecycle import idempotency_ttl, retention_policy
     from server.serve_config import ServeConfigError, check_bindable, check_data_dir, resolve
     from server.worker import StrataWorker
 
@@ -107,7 +110,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         retention = retention_policy(args.retain_txs, args.retain_for)
         app = create_app(config.data, keys_file=keys_file, sync=not args.no_sync, heartbeat=args.heartbeat,
                          max_streams=0 if args.threads == 1 else max_streams, retention=retention,
-                         backup_dir=args.backup_dir, expire_every=args.expire_every or None)
+                         backup_dir=args.backup_dir, expire_every=args.expire_every or None,
+                         store_options={"idempotency_ttl": idempotency_ttl(args.idempotency_ttl)})
     except (ServeConfigError, ValueError, KeysFileError) as exc:
         print(f"strata serve: {exc}", file=sys.stderr)
         return 2

@@ -66,6 +66,17 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def idempotency_ttl(text: str) -> float:
+    """``--idempotency-ttl`` in seconds (a duration of 1 s to 10 years); ValueError naming the flag."""
+    try:
+        seconds = parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise ValueError(f"--idempotency-ttl: {exc}") from None
+    if not 1 <= seconds <= 10 * 366 * 86400:
+        raise ValueError(f"--idempotency-ttl must be 1 second to 10 years, not {text!r}")
+    return seconds
+
+
 def retention_policy(txs: int | None, duration: str | None) -> Retention | None:
     """The policy of ``--retain-txs`` / ``--retain-for`` (both: the laxer wins), None for neither.
     ValueError with a readable message for a bad value."""

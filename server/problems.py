@@ -32,6 +32,7 @@ STATUS_BY_ERROR: dict[type[BaseException], int] = {
     errors.NamespaceNotFound: 404,
     errors.NamespaceExists: 409,
     errors.Conflict: 409,
+    errors.IdempotencyKeyReused: 422,
     errors.StorageFull: 507,
     errors.StoreClosed: 503,
     errors.StorageError: 500,

@@ -28,6 +28,7 @@ TABLE: list[tuple[str, str, Handler, str | None]] = [
     ("/v4/storage/{storage}/delete", "POST", storage.delete, "write"),
     ("/v4/storage/{storage}/scan", "POST", storage.scan, "read"),
     ("/v4/storage/{storage}/key", "GET", storage.get_key, "read"),
+    ("/v4/storage/{storage}/key", "HEAD", storage.head_key, "read"),
     ("/v4/storage/{storage}/key", "POST", storage.put_key, "write"),
     ("/v4/storage/{storage}/key", "DELETE", storage.delete_key, "write"),
     ("/v4/storage/{storage}/history", "GET", audit.history, "read"),

@@ -26,7 +26,8 @@ _STORAGE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: RFC 3339 date-time (section 5.6): a full date, a time, optional fraction, and a mandatory offset.
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_WRITE_FIELDS = frozenset({"key", "value", "binary", "expiration", "expiration_ttl", "ttl", "metadata"})
+_WRITE_FIELDS = frozenset({"key", "value", "binary", "expiration", "expiration_ttl", "ttl", "metadata", "if_match",
+                           "if_none_match"})
 #: Forge's ``"ttl": {"value": N, "unit": ...}`` units, in seconds.
 TTL_UNITS = {"SECONDS": 1, "MINUTES": 60, "HOURS": 3600, "DAYS": 86400}
 READ_FIELDS = ("created_at", "updated_at", "expire_time")
@@ -39,6 +40,8 @@ class WriteItem(NamedTuple):
     ``options`` is ``(expiration, ttl_seconds, metadata)`` when the item carries any of them (the
     engine checks their ranges); ``ttl_field`` names the member the ttl came from, and ``sent`` is
     the item as the request gave it, so an error the engine finds can echo what was sent.
+    ``condition`` is the tx its ``if_match`` names (0 for ``if_none_match``), None without one
+    (see :mod:`server.conditions`).
     """
 
     request_index: int
@@ -48,6 +51,7 @@ class WriteItem(NamedTuple):
     options: tuple[Any, Any, Any] | None = None
     ttl_field: str = "expiration_ttl"
     sent: dict[str, Any] | None = None
+    condition: int | None = None
 
 
 def check_storage(name: str, location: str = "path.storage") -> str:

@@ -16,8 +16,20 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from engine import Item, errors
+from engine import idempotency as idempotent_writes
+from server import conditions
 from server.exact_json import find_out_of_range, loads
-from server.http import JSON_HEADERS, Request, Response, duration, json_response, unsupported_media_type
+from server.http import (
+    JSON_HEADERS,
+    Request,
+    Response,
+    duration,
+    json_response,
+    parse_json,
+    problem_response,
+    unsupported_media_type,
+)
+from server.idempotency import Idempotent
 from server.problems import INVALID_JSON, INVALID_PARAMETERS, KEY_NOT_FOUND, HTTPProblem, bad_request, from_engine_error
 from server.shapes import record_json
 from server.validation import (
@@ -135,10 +147,14 @@ def write(app: App, req: Request) -> Response:
     ``"ttl": {"value", "unit"}``, and ``metadata`` (any JSON up to 1,024 bytes).
 
     Every bad item is listed with its index in the request, whichever check (the server's or the
-    engine's) finds it: atomic mode refuses the request, partial mode commits the rest in one tx."""
+    engine's) finds it: atomic mode refuses the request, partial mode commits the rest in one tx.
+    ``if_match``/``if_none_match`` make items conditional (:mod:`server.conditions`): in atomic mode
+    a failed one is 412 and nothing is written, in partial mode its item is set aside."""
     name = check_storage(req.params["storage"])
     atomic = query_bool(req.query(_WRITE_QUERY).get("atomic"), "atomic", True)
-    body, out_of_range = _json_exact(req)
+    raw = req.json_bytes()
+    idem = Idempotent(app, req, raw)
+    body, out_of_range = loads(raw)
     if type(body) is list and not body:
         raise bad_request(errors.EmptyBatch.code, "the write has no items", "", "array")
     if type(body) is list and len(body) > app.max_batch:
@@ -146,7 +162,7 @@ def write(app: App, req: Request) -> Response:
                           len(body))
     store = app.store  # opened first: it sets the key limit the items are checked against
     note = note_header(req.environ, app.max_note_bytes)
-    good, bad = check_write_items(body, app.max_key_bytes, out_of_range)
+    good, bad = _with_conditions(check_write_items(body, app.max_key_bytes, out_of_range))
     store.namespace(name)  # validates the name through the engine as well
     if atomic:
         if bad:  # the engine's findings on the other items belong in the same list
@@ -154,22 +170,66 @@ def write(app: App, req: Request) -> Response:
             bad.sort(key=_by_index)
             raise HTTPProblem(400, bad[0]["code"], f"{len(bad)} of {len(body)} items are invalid; nothing was written",
                               [_problem_entry(e) for e in bad])
+        made: list[Response] = []  # the answer, made once: inside the write transaction when it is recorded
+
+        def answer(tx: Any, refusal: errors.EngineError | None) -> Response:
+            if isinstance(refusal, errors.Conflict):
+                made.append(problem_response(_failed(refusal, good, len(body)), req.path))
+            else:
+                made.append(json_response(200, {"tx": tx, "count": len(good), "duration": duration(req.t0)}))
+            return made[-1]
+
         try:
-            tx = _commit(app, name, good, note)
+            tx = _commit(app, name, good, note, idem.claim(answer))
+        except errors.Conflict as exc:
+            raise _failed(exc, good, len(body)) from None
         except errors.EngineError as exc:
             item_errors = _item_errors(exc, good)
             if not item_errors:
                 raise
             raise HTTPProblem(400, item_errors[0]["code"], f"{len(item_errors)} of {len(body)} items are invalid; "
                               "nothing was written", [_problem_entry(e) for e in item_errors]) from None
-        return json_response(200, {"tx": tx, "count": len(good), "duration": duration(req.t0)})
-    return _write_partial(app, req, name, good, bad, note)
+        return made[-1] if made else answer(tx, None)
+    return _write_partial(app, req, name, good, bad, note, idem)
 
 
-def _json_exact(req: Request) -> tuple[Any, bool]:
-    """The JSON body, checked as :meth:`Request.json` checks it but parsed by
-    :func:`server.exact_json.loads`: ``(body, whether it holds numbers no value can store)``."""
-    return loads(req.json_bytes())
+def _with_conditions(checked: tuple[list[WriteItem], list[dict[str, Any]]]
+                     ) -> tuple[list[WriteItem], list[dict[str, Any]]]:
+    """The checked items with their ``if_match``/``if_none_match`` parsed; a bad condition makes its item bad."""
+    good, bad = checked
+    out: list[WriteItem] = []
+    for item in good:
+        sent = item.sent or {}
+        if conditions.IF_MATCH not in sent and conditions.IF_NONE_MATCH not in sent:
+            out.append(item)
+            continue
+        condition, error = conditions.item_condition(sent, item.request_index)
+        if error is not None:
+            bad.append(error)
+        else:
+            out.append(item._replace(condition=condition))
+    return out, bad
+
+
+def _condition_maps(items: list[WriteItem]) -> tuple[dict[str, int], dict[str, str]]:
+    """For each conditional item's key: its index in the request and where its condition was given."""
+    index_of = {item.key: item.request_index for item in items if item.condition is not None}
+    location_of = {item.key: f"/{item.request_index}/{_member(item.condition)}"
+                   for item in items if item.condition is not None}
+    return index_of, location_of
+
+
+def _member(condition: int | None) -> str:
+    return conditions.IF_NONE_MATCH if condition == 0 else conditions.IF_MATCH
+
+
+def _failed(exc: errors.Conflict, items: list[WriteItem], total: int) -> HTTPProblem:
+    return conditions.precondition_failed([{**_problem_entry(e), "expected": e["expected"], "found": e["found"]}
+                                           for e in _conflict_errors(exc, items)], total)
+
+
+def _conflict_errors(exc: errors.Conflict, items: list[WriteItem]) -> list[dict[str, Any]]:
+    return conditions.item_conflicts(exc, *_condition_maps(items))
 
 
 def _by_index(entry: dict[str, Any]) -> int:
@@ -177,57 +237,91 @@ def _by_index(entry: dict[str, Any]) -> int:
 
 
 def _write_partial(app: App, req: Request, name: str, good: list[WriteItem], bad: list[dict[str, Any]],
-                   note: dict[str, Any] | None) -> Response:
-    """Commit the good items in one tx, setting aside every item the engine refuses.
+                   note: dict[str, Any] | None, idem: Idempotent) -> Response:
+    """Commit the good items in one tx, setting aside every item the engine refuses or whose
+    condition fails.
 
     The engine lists every item it refuses at once, so this normally commits on the second try;
     each retry drops at least one item, so it ends. An error that is not about items (such as
     STORAGE_FULL) fails the request as a whole: nothing was written, and the problem says why.
+    With an idempotency key, the answer is recorded with the commit (or, when no item is left to
+    commit after the engine was asked, on its own).
     """
     tx = None
+    made: list[Response] = []
+
+    def answer(result: Any, refusal: errors.EngineError | None) -> Response:
+        made.append(_partial_answer(req, result, len(good), bad))
+        return made[-1]
+
+    claim = idem.claim(answer, recorded=())
+    asked = bool(good)
     while good:
         try:
-            tx = _commit(app, name, good, note)
+            tx = _commit(app, name, good, note, claim)
             break
+        except errors.Conflict as exc:
+            item_errors = _conflict_errors(exc, good)
         except errors.EngineError as exc:
             item_errors = _item_errors(exc, good)
             if not item_errors:
                 raise
-            bad += item_errors
-            dropped = {e["index"] for e in item_errors}
-            good = [item for item in good if item.request_index not in dropped]
-    bad.sort(key=_by_index)
-    return json_response(200, {
-        "tx": tx,
-        "succeeded": len(good),
-        "failed": len(bad),
-        "errors": [{"index": e["index"], "key": e["key"], "code": e["code"], "message": e["message"],
-                    "location": e["location"], "value": e["value"]} for e in bad],
-        "duration": duration(req.t0),
-    })
+        bad += item_errors
+        dropped = {e["index"] for e in item_errors}
+        good = [item for item in good if item.request_index not in dropped]
+    if asked and not good and claim is not None:
+        idempotent_writes.run(app.store, claim, _nothing)
+    return made[-1] if made else answer(tx, None)
 
 
-def _commit(app: App, name: str, items: list[WriteItem], note: dict[str, Any] | None) -> int:
+def _nothing(txn: Any) -> None:
+    return None
+
+
+def _partial_answer(req: Request, tx: int | None, succeeded: int, bad: list[dict[str, Any]]) -> Response:
+    failed = sorted(bad, key=_by_index)
+    entries = []
+    for e in failed:
+        entry = {"index": e["index"], "key": e["key"], "code": e["code"], "message": e["message"],
+                 "location": e["location"], "value": e["value"]}
+        if "found" in e:
+            entry["expected"], entry["found"] = e["expected"], e["found"]
+        entries.append(entry)
+    return json_response(200, {"tx": tx, "succeeded": succeeded, "failed": len(failed), "errors": entries,
+                               "duration": duration(req.t0)})
+
+
+def _commit(app: App, name: str, items: list[WriteItem], note: dict[str, Any] | None,
+            claim: idempotent_writes.Claim | None = None) -> int:
     """Write ``items`` in one tx: ``put`` when all store values, ``clear`` when all clear, else a
-    transaction. Each path raises listing every bad item; indexes are positions in ``items``."""
+    transaction, with the items' conditions and the request's idempotency ``claim``. Each path
+    raises listing every bad item; indexes are positions in ``items``."""
     store = app.store
     clears = sum(1 for item in items if item.clear)
     rich = any(item.options is not None for item in items)
+    expect = {item.key: item.condition for item in items if item.condition is not None} or None
     if not clears and rich:
         return int(store.namespace(name).put(
             [Item(item.key, item.value, *item.options) if item.options else Item(item.key, item.value)
-             for item in items], note=note))
+             for item in items], note=note, expect=expect, idempotency=claim))
     if not clears:
-        return int(store.namespace(name).put({item.key: item.value for item in items}, note=note))
+        return int(store.namespace(name).put({item.key: item.value for item in items}, note=note, expect=expect,
+                                             idempotency=claim))
     if clears == len(items):
-        return int(store.namespace(name).clear([item.key for item in items], note=note))
-    return int(_staged(app, name, items, note).commit())
+        return int(store.namespace(name).clear([item.key for item in items], note=note, expect=expect,
+                                               idempotency=claim))
+    return int(_staged(app, name, items, note, claim).commit())
 
 
-def _staged(app: App, name: str, items: list[WriteItem], note: dict[str, Any] | None) -> Transaction:
-    """A transaction holding ``items``, not committed yet; or raise listing every item the engine
-    refuses (each call checks its own item, so the refusals are collected, not stopped at the first)."""
-    t = app.store.transaction(note=note)
+def _staged(app: App, name: str, items: list[WriteItem], note: dict[str, Any] | None,
+            claim: idempotent_writes.Claim | None = None) -> Transaction:
+    """A transaction holding ``items`` and their conditions, not committed yet; or raise listing
+    every item the engine refuses (each call checks its own item, so the refusals are collected,
+    not stopped at the first)."""
+    t = app.store.transaction(note=note, idempotency=claim)
+    for item in items:
+        if item.condition is not None:
+            t.expect(name, item.key, tx=item.condition)
     item_errors: list[dict[str, Any]] = []
     first: errors.EngineError | None = None
     for position, item in enumerate(items):
@@ -302,25 +396,88 @@ def _problem_entry(e: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete(app: App, req: Request) -> Response:
-    """``POST /v4/storage/{storage}/delete``: ``{"keys": [...]}`` (or a bare array) in one tx."""
+    """``POST /v4/storage/{storage}/delete``: ``{"keys": [...]}`` (or a bare array) in one tx. A key
+    may be given as ``{"key", "if_match"?, "if_none_match"?}`` to make its delete conditional: a
+    failed condition is 412 and nothing is deleted."""
     name = check_storage(req.params["storage"])
     req.query(_NO_QUERY)
-    body = req.json()
+    raw = req.json_bytes()
+    idem = Idempotent(app, req, raw)
+    body = parse_json(raw)
     if type(body) is list:
-        keys, path = check_keys(body, ""), ""
+        path, listed = "", body
     else:
         check_fields(body, _DELETE_FIELDS, 'delete takes {"keys": [...]}')
         if "keys" not in body:
             raise bad_request(INVALID_PARAMETERS, "keys is required", "/keys", None)
-        keys, path = check_keys(body["keys"], "/keys"), "/keys"
+        path, listed = "/keys", body["keys"]
+    keys, expect, index_of, location_of = _delete_keys(listed, path)
     note = note_header(req.environ, app.max_note_bytes)
     if not keys:  # about the list itself, so it points there
         raise bad_request(errors.EmptyBatch.code, "a delete needs at least one key", path, "array")
+    made: list[Response] = []
+
+    def answer(tx: Any, refusal: errors.EngineError | None) -> Response:
+        if isinstance(refusal, errors.Conflict):
+            made.append(problem_response(_delete_failed(refusal, index_of, location_of, len(keys)), req.path))
+        else:
+            made.append(json_response(200, {"tx": tx, "count": len(keys), "duration": duration(req.t0)}))
+        return made[-1]
+
     try:
-        tx = app.store.namespace(name).delete(keys, note=note)
+        tx = app.store.namespace(name).delete(keys, note=note, expect=expect, idempotency=idem.claim(answer))
+    except errors.Conflict as exc:
+        raise _delete_failed(exc, index_of, location_of, len(keys)) from None
     except errors.EngineError as exc:
         raise from_engine_error(exc, item_path=path) from None
-    return json_response(200, {"tx": tx, "count": len(keys), "duration": duration(req.t0)})
+    return made[-1] if made else answer(tx, None)
+
+
+def _delete_keys(value: Any, path: str) -> tuple[list[str], dict[str, int] | None, dict[str, int], dict[str, str]]:
+    """``(keys, expect, index of each conditional key, location of its condition)`` of a delete's
+    list: strings, or objects ``{"key", "if_match"?, "if_none_match"?}``."""
+    if type(value) is not list or all(type(k) is str for k in value):
+        return check_keys(value, path), None, {}, {}
+    keys: list[Any] = []
+    expect: dict[str, int] = {}
+    index_of: dict[str, int] = {}
+    location_of: dict[str, str] = {}
+    bad: list[dict[str, Any]] = []
+    for i, entry in enumerate(value):
+        if type(entry) is not dict:
+            keys.append(entry)
+            continue
+        unknown = [f for f in entry if f not in _DELETE_ITEM_FIELDS]
+        key = entry.get("key")
+        if unknown or type(key) is not str:
+            where = f"{path}/{i}/{unknown[0]}" if unknown else f"{path}/{i}/key"
+            bad.append({"location": where, "message": f"unknown field {unknown[0]!r}" if unknown
+                        else "key must be a string", "value": echo(entry[unknown[0]] if unknown else key)})
+            continue
+        condition, error = conditions.item_condition(entry, i)
+        if error is not None:
+            bad.append({"location": f"{path}{error['location']}", "message": error["message"],
+                        "value": error["value"]})
+            continue
+        keys.append(key)
+        if condition is not None:
+            expect[key], index_of[key] = condition, i
+            member = conditions.IF_NONE_MATCH if condition == 0 else conditions.IF_MATCH
+            location_of[key] = f"{path}/{i}/{member}"
+    if bad:
+        raise HTTPProblem(400, INVALID_PARAMETERS, 'every key must be a string or {"key", "if_match"?, '
+                          '"if_none_match"?}', bad[:100])
+    return check_keys(keys, path), expect or None, index_of, location_of
+
+
+_DELETE_ITEM_FIELDS = frozenset({"key", conditions.IF_MATCH, conditions.IF_NONE_MATCH})
+
+
+def _delete_failed(exc: errors.Conflict, index_of: dict[str, int], location_of: dict[str, str],
+                   total: int) -> HTTPProblem:
+    entries = conditions.item_conflicts(exc, index_of, location_of)
+    return conditions.precondition_failed([{**_problem_entry(e), "expected": e["expected"], "found": e["found"]}
+                                           for e in entries], total)
 
 
 def _query_key(query: dict[str, str]) -> str:
@@ -342,7 +499,8 @@ def _single(exc: errors.EngineError) -> HTTPProblem:
 
 
 def get_key(app: App, req: Request) -> Response:
-    """``GET /v4/storage/{storage}/key?key=K[&tx=N]``: the record, or a 404 problem."""
+    """``GET /v4/storage/{storage}/key?key=K[&tx=N]``: the record with ``ETag: "<tx>"``, or a 404
+    problem; 304 (no body) when ``If-None-Match`` names the record's ETag (or is ``*``)."""
     name = check_storage(req.params["storage"])
     query = req.query(_KEY_GET_QUERY)
     key = _query_key(query)
@@ -359,13 +517,31 @@ def get_key(app: App, req: Request) -> Response:
         raise HTTPProblem(404, KEY_NOT_FOUND, f"key {key[:200]!r} has no record in {name!r}" +
                           ("" if tx is None else f" at tx {tx}"),
                           [{"location": "query.key", "message": "not found", "value": key[:200]}])
+    tag = conditions.etag(rec.tx)
+    if conditions.not_modified(req.environ, rec.tx):
+        return 304, [("ETag", tag)], []
     out = record_json(rec)
     out["duration"] = duration(req.t0)
-    return json_response(200, out)
+    status, headers, body = json_response(200, out)
+    return status, [*headers, ("ETag", tag)], body
+
+
+def head_key(app: App, req: Request) -> Response:
+    """``HEAD /v4/storage/{storage}/key?key=K[&tx=N]``: the status and headers ``GET`` answers (200
+    with ``ETag`` and the ``Content-Length`` of its body, 304, 404), without a body."""
+    try:
+        status, headers, body = get_key(app, req)
+    except HTTPProblem as problem:
+        status, headers, body = problem_response(problem, req.path)
+    if status == 304:
+        return status, headers, []
+    size = sum(len(part) for part in body)
+    return status, [*headers, ("Content-Length", str(size))], []
 
 
 def put_key(app: App, req: Request) -> Response:
-    """``POST /v4/storage/{storage}/key?key=K``: the raw body is the value.
+    """``POST /v4/storage/{storage}/key?key=K``: the raw body is the value. The answer carries the
+    new record's ``ETag``; ``If-Match: "<tx>"`` / ``If-None-Match: *`` make the write conditional.
 
     ``application/octet-stream`` (or no Content-Type, which RFC 9110 lets a recipient treat as
     octet-stream) stores bytes; ``application/json`` or ``*+json`` stores the parsed JSON value.
@@ -374,10 +550,14 @@ def put_key(app: App, req: Request) -> Response:
     key = _query_key(req.query(_KEY_QUERY))
     media = req.media_type()
     value: Any
-    if media is None or media == "application/octet-stream":
-        value = req.body()
-    elif media == "application/json" or media.endswith("+json"):
-        raw = req.body()
+    binary = media is None or media == "application/octet-stream"
+    if not binary and media != "application/json" and not str(media).endswith("+json"):
+        raise unsupported_media_type(str(media), "application/octet-stream or application/json")
+    raw = req.body()
+    idem = Idempotent(app, req, raw)
+    if binary:
+        value = raw
+    else:
         if not raw:
             raise bad_request(INVALID_JSON, "the body is empty; send a JSON value", "body", None)
         value, out_of_range = loads(raw)
@@ -385,30 +565,68 @@ def put_key(app: App, req: Request) -> Response:
         if found is not None:  # a JSON Pointer into the body (the body is the value)
             raise bad_request(errors.InvalidValue.code, f"value is not storable: {found[1].reason()}",
                               found[0] or "body", echo(found[1]))
-    else:
-        raise unsupported_media_type(media, "application/octet-stream or application/json")
     note = note_header(req.environ, app.max_note_bytes)
+    condition = conditions.header_condition(req.environ)
+    made: list[Response] = []
+
+    def answer(tx: Any, refusal: errors.EngineError | None) -> Response:
+        if isinstance(refusal, errors.Conflict):
+            made.append(problem_response(_header_failed(refusal, key, condition, req), req.path))
+        else:  # the new record's ETag, for the next conditional write
+            status, headers, body = json_response(200, {"tx": tx, "duration": duration(req.t0)})
+            made.append((status, [*headers, ("ETag", conditions.etag(tx))], body))
+        return made[-1]
+
     try:
-        tx = app.store.namespace(name).put({key: value}, note=note)
+        tx = app.store.namespace(name).put({key: value}, note=note, expect=_header_expect(key, condition),
+                                           idempotency=idem.claim(answer))
+    except errors.Conflict as exc:
+        raise _header_failed(exc, key, condition, req) from None
     except errors.EngineError as exc:
         problem = _single(exc)
         for entry in problem.errors:
             if entry["location"].endswith("/value"):
                 entry["location"], entry["value"] = "body", None
         raise problem from None
-    return json_response(200, {"tx": tx, "duration": duration(req.t0)})
+    return made[-1] if made else answer(tx, None)
+
+
+def _header_expect(key: str, condition: tuple[int, str] | None) -> dict[str, int] | None:
+    return None if condition is None else {key: condition[0]}
+
+
+def _header_failed(exc: errors.Conflict, key: str, condition: tuple[int, str] | None, req: Request) -> HTTPProblem:
+    assert condition is not None  # only a conditional write conflicts
+    header = condition[1]
+    sent = req.environ.get("HTTP_IF_MATCH" if header == "If-Match" else "HTTP_IF_NONE_MATCH", "")
+    return conditions.header_conflict(exc, key, header, sent)
 
 
 def delete_key(app: App, req: Request) -> Response:
-    """``DELETE /v4/storage/{storage}/key?key=K``: delete one key (gone from later snapshots)."""
+    """``DELETE /v4/storage/{storage}/key?key=K``: delete one key (gone from later snapshots);
+    ``If-Match: "<tx>"`` / ``If-None-Match: *`` make it conditional (412 when the condition fails)."""
     name = check_storage(req.params["storage"])
     key = _query_key(req.query(_KEY_QUERY))
+    idem = Idempotent(app, req, b"")
     note = note_header(req.environ, app.max_note_bytes)
+    condition = conditions.header_condition(req.environ)
+    made: list[Response] = []
+
+    def answer(tx: Any, refusal: errors.EngineError | None) -> Response:
+        if isinstance(refusal, errors.Conflict):
+            made.append(problem_response(_header_failed(refusal, key, condition, req), req.path))
+        else:
+            made.append(json_response(200, {"tx": tx, "duration": duration(req.t0)}))
+        return made[-1]
+
     try:
-        tx = app.store.namespace(name).delete([key], note=note)
+        tx = app.store.namespace(name).delete([key], note=note, expect=_header_expect(key, condition),
+                                              idempotency=idem.claim(answer))
+    except errors.Conflict as exc:
+        raise _header_failed(exc, key, condition, req) from None
     except errors.EngineError as exc:
         raise _single(exc) from None
-    return json_response(200, {"tx": tx, "duration": duration(req.t0)})
+    return made[-1] if made else answer(tx, None)
 
 
 def scan(app: App, req: Request) -> Response:

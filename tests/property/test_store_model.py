@@ -2,12 +2,14 @@
 
 Every step is followed by checks of ``latest_tx``; reads at random past txs and scans with random
 prefixes, cursors and limits are rules of their own, so hypothesis interleaves them with writes,
-failed writes, conflicts and close/reopen. Set ``STRATA_LONG=1`` (the ``long`` marker's mode)
-for many more examples.
+failed writes, conflicts, conditional writes (``expect`` with the current tx, a stale one and 0, on
+present, cleared, deleted, expired and absent keys), idempotent retries and close/reopen. Set
+``STRATA_LONG=1`` (the ``long`` marker's mode) for many more examples.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from engine import Item, Store, errors, expiry
+from engine.idempotency import Claim, Replay
 from tests.engine.clock import Clock  # the store's clock: time moves only when the `advance` rule says so
 
 from .model import CLEAR, DELETE, PUT, Model
@@ -64,6 +67,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.sweep_limit, expiry.SWEEP_PER_WRITE = expiry.SWEEP_PER_WRITE, 1 << 30
         self.store = Store.open(self.dir, sync=False, map_size=1 << 20, clock=self.clock)  # small map: growth
         self.model = Model()
+        self.claims: list[Claim] = []  # idempotency claims used so far (each key once)
 
     def teardown(self) -> None:
         try:
@@ -155,6 +159,56 @@ class StoreMachine(RuleBasedStateMachine):
             return
         assert not (expect is not None and wrong)
         assert t.tx == self.commit([(ns, k, op, v if op == PUT else None) for ns, k, op, v in ops])
+
+    @rule(target=written, data=st.data(), ns=st.sampled_from(NAMESPACES), op=st.sampled_from([PUT, CLEAR, DELETE]),
+          value=values, kind=st.sampled_from(["current", "stale", "none"]))
+    def conditional_write(self, data: st.DataObject, ns: str, op: str, value: Any, kind: str) -> tuple[str, str]:
+        """A put, clear or delete of one key with ``expect``: the current tx, a stale one, or 0 ("*"),
+        on keys present, cleared, deleted, expired or never written."""
+        known = self.model.keys(ns)
+        key = data.draw(st.sampled_from(known) | keys() if known else keys())
+        current = self.model.live_tx(ns, key, self.clock.us)
+        if kind == "current":
+            expected = current
+        elif kind == "none":
+            expected = 0
+        else:  # another tx the key had, or one it never had
+            past = [v[0] for v in self.model.versions.get((ns, key), []) if v[0] != current]
+            expected = data.draw(st.sampled_from(past)) if past else current + 1
+        before = self.store.latest_tx
+        target = self.store.namespace(ns)
+        try:
+            if op == PUT:
+                tx = target.put({key: value}, expect={key: expected})
+            else:
+                tx = (target.delete if op == DELETE else target.clear)([key], expect={key: expected})
+        except errors.Conflict as exc:
+            assert expected != current
+            assert exc.details["conflicts"] == [{"namespace": ns, "key": key, "expected": expected, "actual": current}]
+            assert self.store.latest_tx == before  # not even the expiry sweep
+            return (ns, key)
+        assert expected == current
+        assert tx == self.commit([(ns, key, op, value if op == PUT else None)])
+        return (ns, key)
+
+    @rule(ns=st.sampled_from(NAMESPACES), items=st.dictionaries(keys(), values, min_size=1, max_size=3),
+          name=st.sampled_from(["k1", "k2", "k3"]))
+    def idempotent_write(self, ns: str, items: dict[str, Any], name: str) -> None:
+        """A write under an idempotency key and its retry: the retry writes nothing and answers the
+        first answer; a key already used for another write is refused."""
+        fingerprint = hashlib.sha256(repr((ns, sorted(items.items(), key=repr))).encode()).digest()
+        claim = Claim(f"{name}-{len(self.claims)}", fingerprint, lambda tx, _: str(tx).encode())
+        tx = self.store.namespace(ns).put(items, idempotency=claim)
+        assert tx == self.commit([(ns, k, PUT, v) for k, v in items.items()])
+        with pytest.raises(Replay) as replay:
+            self.store.namespace(ns).put(items, idempotency=claim)
+        assert replay.value.answer == str(tx).encode() and self.store.latest_tx == tx
+        if self.claims:
+            other = Claim(self.claims[-1].key, b"\0" * 32, claim.answer)
+            with pytest.raises(errors.IdempotencyKeyReused):
+                self.store.namespace(ns).put(items, idempotency=other)
+            assert self.store.latest_tx == tx
+        self.claims.append(claim)
 
     @rule(ns=st.sampled_from(NAMESPACES), good=st.dictionaries(keys(), values, max_size=3),
           bad=st.sampled_from(["", "x" * 513, "\ud800", 7, None]))

@@ -23,6 +23,7 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("POST", "/v4/storage/{storage}/delete"): "write",
     ("POST", "/v4/storage/{storage}/scan"): "read",
     ("GET", "/v4/storage/{storage}/key"): "read",
+    ("HEAD", "/v4/storage/{storage}/key"): "read",
     ("POST", "/v4/storage/{storage}/key"): "write",
     ("DELETE", "/v4/storage/{storage}/key"): "write",
     ("GET", "/v4/storage/{storage}/history"): "read",

@@ -30,6 +30,25 @@ def test_serve_refuses_a_negative_expiry_period(tmp_path: Path, capsys: pytest.C
     assert "--expire-every" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("ttl", ["0", "soon", "0.5s", "4000d"])
+def test_serve_refuses_a_bad_idempotency_ttl(tmp_path: Path, capsys: pytest.CaptureFixture[str], ttl: str) -> None:
+    assert main(["serve", "--data", str(tmp_path / "d"), "--idempotency-ttl", ttl]) == 2
+    assert "--idempotency-ttl" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+def test_idempotency_ttl_reaches_the_store(tmp_path: Path) -> None:
+    from server import create_app
+    from server.lifecycle import idempotency_ttl
+
+    assert idempotency_ttl("7d") == 7 * 86400 and idempotency_ttl("3600") == 3600
+    app = create_app(tmp_path / "d", sync=False, store_options={"idempotency_ttl": idempotency_ttl("2h")})
+    try:
+        assert app.store.idempotency_ttl_us == 2 * 3600 * 1_000_000
+    finally:
+        app.close()
+
+
 def test_serve_reports_a_bad_keys_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     keys = tmp_path / "keys.json"
     keys.write_text('{"keys": [{"key": "short", "scope": "read"}]}')

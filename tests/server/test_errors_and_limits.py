@@ -30,7 +30,7 @@ def test_unknown_path_is_a_404_problem(client: Client) -> None:
 def test_wrong_method_is_405_with_allow(client: Client) -> None:
     cases = {
         f"{NS}/read": ("GET", "POST"),
-        f"{NS}/key": ("PUT", "DELETE, GET, POST"),
+        f"{NS}/key": ("PUT", "DELETE, GET, HEAD, POST"),
         "/v4/namespace/storage": ("DELETE", "GET, POST"),
         "/v4/namespace/storage/x": ("POST", "DELETE, GET"),
         "/healthz": ("POST", "GET"),

@@ -78,7 +78,7 @@ def test_histogram_buckets_are_cumulative() -> None:
 
 def test_every_route_and_code_is_documented() -> None:
     doc = (DEFAULT_OPENAPI.parent / "http-api.md").read_text()
-    headings = set(re.findall(r"^### (GET|POST|DELETE|PUT) (\S+?)(?:\?|$)", doc, re.M))
+    headings = set(re.findall(r"^### (GET|HEAD|POST|DELETE|PUT) (\S+?)(?:\?|$)", doc, re.M))
     assert headings == {(method, template) for template, method, _, _ in TABLE}
     for code in errors.BY_CODE:
         if code != "ENGINE_ERROR":
