@@ -16,6 +16,7 @@ from .history import Change, Version
 from .namespace import Namespace
 from .records import Item, Limits, NamespaceInfo, ReadResult, Record
 from .retention import Retention
+from .revert import RevertResult
 from .scan import Scan
 from .store import Store
 from .transfer import (
@@ -45,6 +46,7 @@ __all__ = [
     "ReadResult",
     "Record",
     "Retention",
+    "RevertResult",
     "Scan",
     "Store",
     "Transaction",
