@@ -203,8 +203,17 @@ def _write_partial(app: App, req: Request, name: str, good: list[WriteItem], bad
         "failed": len(bad),
         "errors": [{"index": e["index"], "key": e["key"], "code": e["code"], "message": e["message"],
                     "location": e["location"], "value": e["value"]} for e in bad],
+        "unsuccessful_keys": unsuccessful_keys(bad, good if tx is not None else []),
         "duration": duration(req.t0),
     })
+
+
+def unsuccessful_keys(bad: list[dict[str, Any]], written: list[WriteItem]) -> list[str]:
+    """Cloudflare's ``unsuccessful_keys``: the keys of the failed items that no written item wrote
+    (a later duplicate of a written key fails, but its key was written), each once, in request
+    order. A failed item without a string key has no key to name; its error still lists it."""
+    done = {item.key for item in written}
+    return list(dict.fromkeys(e["key"] for e in bad if type(e["key"]) is str and e["key"] not in done))
 
 
 def _commit(app: App, name: str, items: list[WriteItem], note: dict[str, Any] | None) -> int:
