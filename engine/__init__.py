@@ -17,6 +17,7 @@ from .history import Change, Version
 from .namespace import Namespace
 from .records import Item, Limits, NamespaceInfo, ReadResult, Record
 from .retention import Retention
+from .revert import RevertResult
 from .scan import Scan
 from .store import Store
 from .stream import Stream, StreamPage
@@ -48,6 +49,7 @@ __all__ = [
     "ReadResult",
     "Record",
     "Retention",
+    "RevertResult",
     "Scan",
     "Store",
     "Stream",

@@ -14,6 +14,7 @@ from .expiry import ReadView, check_fields, latest_eval_us, tx_time
 from .history import Change, Version, diff, history
 from .idempotency import Claim
 from .records import Item, NamespaceInfo, ReadResult, Record
+from .revert import RevertResult, revert
 from .scan import Scan
 from .snapshot import read_keys, read_one, resolve_tx
 from .txlog import check_note
@@ -240,6 +241,17 @@ class Namespace:
         prefix = backend.read(lambda txn: (resolve_tx(txn, backend.meta, to_tx), resolve_tx(txn, backend.meta, from_tx),
                                            store._ns_prefix(txn, self.name))[2])
         return diff(backend.read, backend.dbs, self.name, prefix, from_tx, to_tx)
+
+    def revert(self, to_tx: int, *, keys: Iterable[str] | None = None, prefix: str | None = None,
+               dry_run: bool = False, note: dict[str, Any] | None = None, sync: bool | None = None) -> RevertResult:
+        """One new tx after which the namespace (or its ``keys``, or its keys under ``prefix``) reads
+        as it did at ``to_tx``: values, binary flags, metadata and expiry times restored, keys
+        created since deleted, cleared ones cleared again (see :mod:`engine.revert` for the rule on
+        values that have expired since). Takes no tx if nothing differs. ``dry_run=True`` writes
+        nothing and returns the changes it would make. ``note`` is kept with a ``"revert"`` member added.
+        """
+        return revert(self._store, self.name, to_tx, keys=keys, prefix=prefix, dry_run=dry_run, note=note,
+                      sync=sync)
 
     def info(self) -> NamespaceInfo | None:
         """Key count, size and times at the latest tx; None if the namespace does not exist."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.handlers import admin, audit, feed, namespaces, ops, storage, streams
+from server.handlers import revert as revert_handler
 from server.http import Request, Response
 from server.problems import METHOD_NOT_ALLOWED, NOT_FOUND, HTTPProblem
 
@@ -34,6 +35,7 @@ TABLE: list[tuple[str, str, Handler, str | None]] = [
     ("/v4/storage/{storage}/history", "GET", audit.history, "read"),
     ("/v4/storage/{storage}/diff", "POST", audit.diff, "read"),
     ("/v4/storage/{storage}/changes", "GET", feed.changes, "read"),
+    ("/v4/storage/{storage}/revert", "POST", revert_handler.revert, "write"),
     ("/v4/storage/{storage}/sse", "GET", feed.sse, "read"),
     ("/v4/tx", "GET", audit.tx_at_time, "read"),
     ("/v4/tx/{tx}", "GET", audit.tx, "read"),
@@ -69,6 +71,7 @@ LONG_RUNNING: frozenset[Handler] = frozenset({
     storage.scan, audit.history, feed.changes, audit.tx,
     storage.write, storage.delete, storage.put_key, storage.delete_key, namespaces.create_namespace,
     streams.sse, streams.read, streams.write, streams.create_stream, streams.drop_stream,
+    revert_handler.revert,  # a write whose plan reads the log of every tx since to_tx
 })
 
 

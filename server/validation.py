@@ -28,6 +28,8 @@ _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WRITE_FIELDS = frozenset({"key", "value", "binary", "expiration", "expiration_ttl", "ttl", "metadata", "if_match",
                            "if_none_match"})
+#: Cloudflare's bulk write names the binary flag ``base64``: the same flag, under either name.
+_WRITE_ALIASES = frozenset({"base64"})
 #: Forge's ``"ttl": {"value": N, "unit": ...}`` units, in seconds.
 TTL_UNITS = {"SECONDS": 1, "MINUTES": 60, "HOURS": 3600, "DAYS": 86400}
 READ_FIELDS = ("created_at", "updated_at", "expire_time")
@@ -272,7 +274,7 @@ def check_write_items(body: Any, max_key_bytes: int = MAX_KEY_BYTES, out_of_rang
                 continue
         if "value" not in item:
             good.append(WriteItem(index, key, None, True, sent=item))
-        elif item.get("binary") is True:
+        elif item.get("binary", item.get("base64")) is True:
             raw = _base64(item["value"])
             if raw is None:
                 value = item["value"]
@@ -286,7 +288,7 @@ def check_write_items(body: Any, max_key_bytes: int = MAX_KEY_BYTES, out_of_rang
     return good, bad
 
 
-_WRITE_FIELDS_PLAIN = frozenset({"key", "value", "binary"})
+_WRITE_FIELDS_PLAIN = frozenset({"key", "value", "binary", "base64"})
 #: Where an out-of-range number makes an item unstorable, and the engine's code for it there.
 _NUMBER_FIELDS = (("value", errors.InvalidValue.code), ("metadata", errors.InvalidMetadata.code))
 
@@ -369,7 +371,7 @@ def _item_problem(item: Any, index: int, max_key_bytes: int, seen: set[str]) -> 
     if type(item) is not dict:
         return _item_error(index, None, INVALID_PARAMETERS, "an item must be an object", f"/{index}", _kind(item))
     key = item.get("key")
-    unknown = [name for name in item if name not in _WRITE_FIELDS]
+    unknown = [name for name in item if name not in _WRITE_FIELDS and name not in _WRITE_ALIASES]
     if unknown:
         return _item_error(index, key, INVALID_PARAMETERS, f"unknown field {unknown[0]!r}",
                            f"/{index}/{unknown[0]}", echo(item[unknown[0]]))
@@ -381,10 +383,14 @@ def _item_problem(item: Any, index: int, max_key_bytes: int, seen: set[str]) -> 
     if key in seen:
         return _item_error(index, key, errors.DuplicateKey.code, "key appears earlier in the same write",
                            f"/{index}/key", key)
-    binary = item.get("binary", False)
-    if type(binary) is not bool:
-        return _item_error(index, key, INVALID_PARAMETERS, "binary must be true or false", f"/{index}/binary",
-                           echo(binary))
+    for flag in ("binary", "base64"):
+        if flag in item and type(item[flag]) is not bool:
+            return _item_error(index, key, INVALID_PARAMETERS, f"{flag} must be true or false", f"/{index}/{flag}",
+                               echo(item[flag]))
+    if "binary" in item and "base64" in item and item["binary"] is not item["base64"]:
+        return _item_error(index, key, INVALID_PARAMETERS, "binary and base64 are one flag under two names "
+                           "(base64 is Cloudflare's); they disagree here: give one of them", f"/{index}/base64",
+                           item["base64"])
     return None
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import socket
 import time
@@ -36,7 +37,10 @@ if TYPE_CHECKING:
     from engine import Record, Store, TxInfo
     from server.app import App
 
-_CHANGES_QUERY = frozenset({"since", "limit"})
+_CHANGES_QUERY = frozenset({"since", "limit", "wait"})
+#: The longest ``changes?wait=`` may hold a request, in seconds.
+MAX_WAIT = 60.0
+_SECONDS = re.compile(r"\d{1,2}(\.\d{1,6})?")
 _SSE_QUERY = frozenset({"start_tx"})
 CHANGES_LIMIT_DEFAULT = 100
 CHANGES_LIMIT_MAX = 1000
@@ -83,19 +87,24 @@ def feed_page(store: Store, name: str, since: int, limit: int) -> tuple[list[TxI
 
 
 def changes(app: App, req: Request) -> Response:
-    """``GET /v4/storage/{storage}/changes?since=TX&limit=N``: txs after ``since`` touching it.
+    """``GET /v4/storage/{storage}/changes?since=TX&limit=N[&wait=S]``: txs after ``since`` touching it.
 
     ``cursor`` is where the next call continues (``since=cursor``); ``more`` says whether another
-    page is waiting now (false: poll later, or use ``/sse``).
+    page is waiting now (false: poll later, or use ``/sse``). ``wait`` (a long poll, 0 to 60 s): when
+    no such tx exists yet, answer as soon as one is committed, or with an empty page after ``wait``
+    seconds (see :func:`_long_poll`).
     """
     name = check_storage(req.params["storage"])
     query = req.query(_CHANGES_QUERY)
     since = query_tx_param(query.get("since"), "since") or 0
     limit = query_int(query.get("limit"), "limit", 1, CHANGES_LIMIT_MAX, CHANGES_LIMIT_DEFAULT)
+    wait = _wait_seconds(query.get("wait"))
     store = app.store
     _check_not_future(store, since, "query.since")
     try:
         infos, cursor, more = feed_page(store, name, since, limit)
+        if not infos and wait > 0:
+            infos, cursor, more = _long_poll(app, name, cursor, limit, wait)
         data = [tx_event(store, name, i) for i in infos]
     except errors.TxCompacted as exc:  # a put's value below the horizon: since asked for it
         problem = from_engine_error(exc)
@@ -103,6 +112,50 @@ def changes(app: App, req: Request) -> Response:
         raise problem from None
     return json_response(200, {"data": data, "count": len(infos), "cursor": cursor, "more": more,
                                "duration": duration(req.t0)})
+
+
+def _wait_seconds(text: str | None) -> float:
+    """The ``wait`` query parameter: seconds from 0 to :data:`MAX_WAIT` (default 0: answer at once)."""
+    if text is None:
+        return 0.0
+    wait = float(text) if _SECONDS.fullmatch(text) else -1.0
+    if not 0 <= wait <= MAX_WAIT:
+        raise bad_request(INVALID_PARAMETERS, f"wait must be a number of seconds from 0 to {MAX_WAIT:g}",
+                          "query.wait", text[:200])
+    return wait
+
+
+def _long_poll(app: App, name: str, cursor: int, limit: int, wait: float) -> tuple[list[TxInfo], int, bool]:
+    """Wait up to ``wait`` seconds for a tx after ``cursor`` touching ``name``; its page, or an empty
+    one at the deadline (or when the worker stops).
+
+    The wait holds this pool thread (a WSGI handler answers by returning), so it takes one of the
+    worker's stream slots, as an SSE stream does: when all are in use the answer is 503
+    ``TOO_MANY_STREAMS`` with ``Retry-After``, and threads are left for other requests. Waiting costs
+    no polling of its own: the worker's one :class:`~server.watch.TxWatch` wakes it.
+    """
+    slots = app.stream_slots
+    if not slots.acquire():
+        raise HTTPProblem(503, TOO_MANY_STREAMS, f"this worker already holds {slots.limit} streams and long polls "
+                          "(the most it may while keeping threads for other requests); retry, poll without wait, "
+                          "or raise --threads/--max-streams", headers=[("Retry-After", "1")],
+                          extra={"limit": slots.limit})
+    try:
+        store, watch = app.store, app.watch
+        deadline = time.monotonic() + wait
+        infos: list[TxInfo] = []
+        more = False
+        while app.serving:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if watch.wait(cursor, min(left, STREAM_TICK)) > cursor:
+                infos, cursor, more = feed_page(store, name, cursor, limit)
+                if infos:
+                    break
+        return infos, cursor, more
+    finally:
+        slots.release()
 
 
 def _check_not_future(store: Store, tx: int, location: str) -> None:

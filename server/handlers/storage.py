@@ -251,7 +251,7 @@ def _write_partial(app: App, req: Request, name: str, good: list[WriteItem], bad
     made: list[Response] = []
 
     def answer(result: Any, refusal: errors.EngineError | None) -> Response:
-        made.append(_partial_answer(req, result, len(good), bad))
+        made.append(_partial_answer(req, result, good, bad))
         return made[-1]
 
     claim = idem.claim(answer, recorded=())
@@ -278,7 +278,7 @@ def _nothing(txn: Any) -> None:
     return None
 
 
-def _partial_answer(req: Request, tx: int | None, succeeded: int, bad: list[dict[str, Any]]) -> Response:
+def _partial_answer(req: Request, tx: int | None, written: list[WriteItem], bad: list[dict[str, Any]]) -> Response:
     failed = sorted(bad, key=_by_index)
     entries = []
     for e in failed:
@@ -287,8 +287,17 @@ def _partial_answer(req: Request, tx: int | None, succeeded: int, bad: list[dict
         if "found" in e:
             entry["expected"], entry["found"] = e["expected"], e["found"]
         entries.append(entry)
-    return json_response(200, {"tx": tx, "succeeded": succeeded, "failed": len(failed), "errors": entries,
+    return json_response(200, {"tx": tx, "succeeded": len(written), "failed": len(failed), "errors": entries,
+                               "unsuccessful_keys": unsuccessful_keys(failed, written if tx is not None else []),
                                "duration": duration(req.t0)})
+
+
+def unsuccessful_keys(bad: list[dict[str, Any]], written: list[WriteItem]) -> list[str]:
+    """Cloudflare's ``unsuccessful_keys``: the keys of the failed items that no written item wrote
+    (a later duplicate of a written key fails, but its key was written), each once, in request
+    order. A failed item without a string key has no key to name; its error still lists it."""
+    done = {item.key for item in written}
+    return list(dict.fromkeys(e["key"] for e in bad if type(e["key"]) is str and e["key"] not in done))
 
 
 def _commit(app: App, name: str, items: list[WriteItem], note: dict[str, Any] | None,

@@ -119,3 +119,28 @@ class Model:
             if rec is not None:
                 out.append((key, *rec))
         return out
+
+    def revert_plan(self, ns: str, to_tx: int, keys: list[str] | None, prefix: str | None,
+                    eval_us: int) -> list[tuple[str, str, Any, Any, Any]]:
+        """What a revert of ``ns`` to ``to_tx`` writes at time ``eval_us``: ``(key, op, value,
+        expire_us, metadata)`` for each key in scope whose live version at ``to_tx`` differs (by
+        op, exact value, expiry and metadata) from its live version now, both judged at ``eval_us``
+        (a value expired by then counts as absent); in UTF-8 key order."""
+        names = self.keys(ns) if keys is None else sorted(set(keys), key=lambda k: k.encode())
+        out = []
+        for key in names:
+            if prefix is not None and not key.startswith(prefix):
+                continue
+            then = self.version(ns, key, to_tx, eval_us)
+            now = self.version(ns, key, self.latest_tx, eval_us)
+            if repr(then and then[1:]) == repr(now and now[1:]):
+                continue
+            out.append((key, DELETE, None, None, None) if then is None else (key, *then[1:]))
+        return out
+
+    def revert(self, ns: str, to_tx: int, keys: list[str] | None, prefix: str | None, now_us: int) -> int:
+        """Apply what :meth:`revert_plan` says, as one tx committed at ``now_us`` (no tx if nothing)."""
+        eval_us = max(now_us, self.times[self.latest_tx])
+        plan = self.revert_plan(ns, to_tx, keys, prefix, eval_us)
+        extra = {(ns, key): (expire_us, metadata) for key, op, _, expire_us, metadata in plan if op == PUT}
+        return self.commit([(ns, key, op, value) for key, op, value, _, _ in plan], now_us, extra)

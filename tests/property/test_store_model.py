@@ -210,6 +210,35 @@ class StoreMachine(RuleBasedStateMachine):
             assert self.store.latest_tx == tx
         self.claims.append(claim)
 
+    @rule(ns=st.sampled_from(NAMESPACES), data=st.data(), scope=st.sampled_from(["all", "keys", "prefix"]),
+          dry_run=st.booleans())
+    def revert(self, ns: str, data: st.DataObject, scope: str, dry_run: bool) -> None:
+        to_tx = data.draw(st.integers(min_value=0, max_value=self.model.latest_tx))
+        known = self.model.keys(ns)
+        chosen = data.draw(st.lists(st.sampled_from(known) if known else keys(), min_size=1, max_size=4)
+                           ) if scope == "keys" else None
+        prefix = data.draw(st.sampled_from(["", "a", "b/", "k" * 470])) if scope == "prefix" else None
+        result = self.store.namespace(ns).revert(to_tx, keys=chosen, prefix=prefix, dry_run=dry_run)
+        if dry_run:
+            when = max(self.clock.us, self.model.times[self.model.latest_tx])
+            plan = self.model.revert_plan(ns, to_tx, chosen, prefix, when)
+            assert result.tx == self.model.latest_tx and not result.committed
+        else:
+            self.model.sweep(self.clock.us)
+            when = max(self.clock.us, self.model.times[self.model.latest_tx])
+            plan = self.model.revert_plan(ns, to_tx, chosen, prefix, when)
+            assert result.tx == self.model.revert(ns, to_tx, chosen, prefix, self.clock.us)
+            assert result.committed == bool(plan)
+        assert [c.key for c in result.changes] == [step[0] for step in plan]
+        for change, (_, op, value, expire_us, metadata) in zip(result.changes, plan, strict=True):
+            after = change.after
+            assert (after is None) == (op == DELETE)
+            if after is not None:
+                assert after.cleared == (op == CLEAR) and same(after.value, value)
+                assert same(after.metadata, metadata)
+                assert (None if after.expire_time is None else round(after.expire_time.timestamp() * 1_000_000)
+                        ) == expire_us
+
     @rule(ns=st.sampled_from(NAMESPACES), good=st.dictionaries(keys(), values, max_size=3),
           bad=st.sampled_from(["", "x" * 513, "\ud800", 7, None]))
     def rejected_write(self, ns: str, good: dict[str, Any], bad: Any) -> None:

@@ -29,6 +29,7 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("GET", "/v4/storage/{storage}/history"): "read",
     ("POST", "/v4/storage/{storage}/diff"): "read",
     ("GET", "/v4/storage/{storage}/changes"): "read",
+    ("POST", "/v4/storage/{storage}/revert"): "write",
     ("GET", "/v4/storage/{storage}/sse"): "read",
     ("GET", "/v4/tx"): "read",
     ("GET", "/v4/tx/{tx}"): "read",

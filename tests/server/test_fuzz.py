@@ -131,6 +131,11 @@ def check_write(model: StoreModel, ns: str, query: str, body: Any, doc: dict[str
         failed = set()
         assert doc["count"] == len(body), doc
     good = [item for i, item in enumerate(body) if i not in failed]
+    if query == "atomic=false":  # Cloudflare's unsuccessful_keys: failed keys no written item wrote
+        written = {item["key"] for item in good} if doc["tx"] is not None else set()
+        assert doc["unsuccessful_keys"] == list(dict.fromkeys(
+            body[i]["key"] for i in sorted(failed) if type(body[i]) is dict and type(body[i].get("key")) is str
+            and body[i]["key"] not in written)), doc
     if not good:
         assert doc["tx"] is None, doc
         return
