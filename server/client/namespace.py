@@ -16,6 +16,7 @@ from urllib.parse import quote
 from engine import errors
 from engine.history import Change, Version
 from engine.records import Item, NamespaceInfo, ReadResult, Record
+from engine.revert import RevertResult
 from engine.txlog import TxInfo
 from engine.validation import check_namespace
 
@@ -182,10 +183,54 @@ class RemoteNamespace:
         answer = self._http.json("POST", self._path + "/diff", {"from_tx": from_tx, "to_tx": to_tx})
         return iter([shapes.change(doc) for doc in answer["data"]])
 
-    def changes(self, since: int = 0, *, limit: int = 100) -> list[TxInfo]:
+    def revert(self, to_tx: int, *, keys: Iterable[str] | None = None, prefix: str | None = None,
+               dry_run: bool = False, note: dict[str, Any] | None = None, sync: bool | None = None,
+               idempotency_key: str | None = None) -> RevertResult:
+        """One new tx after which the namespace (or its ``keys``, or its keys under ``prefix``) reads
+        as it did at ``to_tx`` (see :meth:`engine.Namespace.revert`); ``dry_run=True`` writes nothing.
+
+        The server answers a committed revert with its tx and count; the changes are then read at
+        fixed txs (the keys the revert's tx wrote, before it and at ``to_tx``), so they describe
+        exactly that tx whatever was written since."""
+        body: dict[str, Any] = {"to_tx": to_tx}
+        if keys is not None:
+            if isinstance(keys, str | bytes):
+                raise errors.InvalidParameters("keys must be a list of str, not a single string", parameter="keys")
+            body["keys"] = list(keys)
+        if prefix is not None:
+            body["prefix"] = prefix
+        if dry_run:
+            body["dry_run"] = True
+            answer = self._http.json("POST", self._path + "/revert", body)
+            return RevertResult(answer["from_tx"], to_tx, [shapes.change(c) for c in answer["data"]], False)
+        answer = self._store._write(self._path + "/revert", body, note, idempotency_key)
+        tx = int(answer["tx"])
+        if not answer["count"]:
+            return RevertResult(tx, to_tx, [], False)
+        return RevertResult(tx, to_tx, self._written_by(tx, to_tx), True)
+
+    def _written_by(self, tx: int, to_tx: int) -> list[Change]:
+        """The changes of revert tx ``tx``: each key it wrote, its record before and at ``to_tx``."""
+        (event,) = self.changes(tx - 1, limit=1)
+        names = sorted({op.key for op in event.operations}, key=lambda k: k.encode())
+        options: dict[str, Any] = {"metadata": True, "fields": ["expire_time"]}
+        before = {r.key: r for r in self.read(names, tx=tx - 1, **options).records}
+        after = {r.key: r for r in self.read(names, tx=to_tx, **options).records}
+        out = []
+        for key in names:
+            was, now = before.get(key), after.get(key)
+            kind = "added" if was is None else "deleted" if now is None else "cleared" if now.cleared else "changed"
+            out.append(Change(key, kind, was, now))
+        return out
+
+    def changes(self, since: int = 0, *, limit: int = 100, wait: float | None = None) -> list[TxInfo]:
         """The txs after ``since`` that touched this namespace (at most ``limit``, up to 1,000), as
-        :meth:`engine.Store.changes` with ``namespace=`` this one."""
-        answer = self._http.json("GET", self._path + "/changes", query={"since": since, "limit": limit})
+        :meth:`engine.Store.changes` with ``namespace=`` this one. ``wait`` (up to 60 seconds) makes
+        it a long poll: when there is none yet, the server answers as soon as one commits, or with
+        an empty list after ``wait``."""
+        query = {"since": since, "limit": limit, "wait": wait}
+        answer = self._http.json("GET", self._path + "/changes", query=query,
+                                 read_timeout=None if not wait else self._http.timeout.read_timeout + wait)
         return [shapes.tx_info(doc, self.name) for doc in answer["data"]]
 
     def follow(self, since: int | None = None, *, read_timeout: float = 60.0) -> Iterator[TxInfo]:

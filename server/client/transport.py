@@ -71,19 +71,21 @@ class Transport:
 
     def json(self, method: str, path: str, body: Any = None, *, query: Mapping[str, Any] | None = None,
              write: bool = False, headers: Mapping[str, str] | None = None,
-             raw: bytes | None = None, content_type: str = JSON) -> Any:
+             raw: bytes | None = None, content_type: str = JSON, read_timeout: float | None = None) -> Any:
         """Send a request and return the decoded JSON answer (None for an empty one); raise the
         engine exception of a problem document. ``write`` marks a request that changes the store:
         retried only when ``headers`` hold an ``Idempotency-Key``."""
         if raw is None and body is not None:
             raw = orjson.dumps(body)
+        timeout = None if read_timeout is None else urllib3.Timeout(connect=self.timeout.connect_timeout,
+                                                                   read=read_timeout)
         _, _, data = self.send(method, self.path(path, query), raw, headers, write=write,
-                                    content_type=content_type if raw is not None else None)
+                               content_type=content_type if raw is not None else None, timeout=timeout)
         return orjson.loads(data) if data else None
 
     def send(self, method: str, url: str, body: bytes | None, headers: Mapping[str, str] | None = None, *,
              write: bool = False, content_type: str | None = None, ok: frozenset[int] = frozenset(),
-             ) -> tuple[int, Any, bytes]:
+             timeout: urllib3.Timeout | None = None) -> tuple[int, Any, bytes]:
         """``(status, headers, body)`` of a 2xx answer (or of a status in ``ok``), after the retries
         the rules above allow; a problem answer raises its engine exception."""
         sent = dict(self.headers)
@@ -96,7 +98,7 @@ class Transport:
         while True:
             try:
                 resp = self.pool.urlopen(method, url, body=body, headers=sent, retries=False, redirect=False,
-                                         timeout=self.timeout, preload_content=True)
+                                         timeout=timeout or self.timeout, preload_content=True)
             except (NewConnectionError, ConnectTimeoutError) as exc:  # nothing was sent: any request may go again
                 attempt = self._pause(attempt, exc)
                 continue

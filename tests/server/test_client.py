@@ -329,3 +329,33 @@ def test_connect_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert remote._http.headers["Authorization"] == "Bearer secret"
     with pytest.raises(ValueError):
         connect("ftp://x")
+
+
+def test_revert_and_its_dry_run(store: RemoteStore) -> None:
+    ns = fresh(store)
+    tx1 = ns.put({"a": 1, "b": b"\x01"}, metadata={"v": 1})
+    ns.put({"a": 2, "c": 3})
+    ns.clear(["b"])
+    plan = ns.revert(tx1, dry_run=True)
+    assert (plan.tx, plan.committed, [(c.key, c.kind) for c in plan.changes]) == (
+        store.latest_tx, False, [("a", "changed"), ("b", "changed"), ("c", "deleted")])
+    done = ns.revert(tx1, note={"by": "ops"})
+    assert done.committed and done.tx == store.latest_tx
+    assert done.changes == plan.changes
+    assert [(r.key, r.value, r.metadata) for r in ns.read(["a", "b", "c"], metadata=True).records] == [
+        ("a", 1, {"v": 1}), ("b", b"\x01", {"v": 1})]
+    assert store.tx_info(done.tx).note == {"by": "ops", "revert": {"to_tx": tx1}}
+    again = ns.revert(tx1)
+    assert (again.tx, again.committed, again.changes) == (done.tx, False, [])
+
+
+def test_a_long_poll_answers_when_a_tx_commits(store: RemoteStore) -> None:
+    ns = fresh(store)
+    since = ns.put({"a": 1})
+    assert ns.changes(since, wait=0.05) == []
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(ns.changes(since, wait=30)))
+    thread.start()
+    tx = ns.put({"a": 2})
+    thread.join(60)
+    assert [i.tx for i in result[0]] == [tx]
