@@ -48,10 +48,10 @@ TABLE: list[tuple[str, str, Handler, str | None]] = [
     ("/v4/stream/{stream}/write", "POST", streams.write, "write"),
     ("/v4/stream/{stream}", "GET", streams.read, "read"),
     ("/v4/stream/{stream}/sse", "GET", streams.sse, "read"),
-    ("/v4/namespace/stream", "GET", streams.list_streams, "read"),
-    ("/v4/namespace/stream", "POST", streams.create_stream, "admin"),
-    ("/v4/namespace/stream/{name}", "GET", streams.get_stream, "read"),
-    ("/v4/namespace/stream/{name}", "DELETE", streams.drop_stream, "admin"),
+    ("/v4/namespace/stream", "GET", namespaces.list_streams, "read"),
+    ("/v4/namespace/stream", "POST", namespaces.create_stream, "admin"),
+    ("/v4/namespace/stream/{name}", "GET", namespaces.get_stream, "read"),
+    ("/v4/namespace/stream/{name}", "DELETE", namespaces.drop_stream, "admin"),
     ("/v4/admin/compact", "POST", admin.compact, "admin"),
     ("/v4/admin/compaction", "GET", admin.compaction_status, "admin"),
     ("/v4/admin/backup", "POST", admin.backup, "admin"),
@@ -70,7 +70,7 @@ LONG_RUNNING: frozenset[Handler] = frozenset({
     feed.sse, audit.diff, audit.verify, namespaces.drop_namespace, admin.compact, admin.backup,
     storage.scan, audit.history, feed.changes, audit.tx,
     storage.write, storage.delete, storage.put_key, storage.delete_key, namespaces.create_namespace,
-    streams.sse, streams.read, streams.write, streams.create_stream, streams.drop_stream,
+    streams.sse, streams.read, streams.write, namespaces.create_stream, namespaces.drop_stream,
     revert_handler.revert,  # a write whose plan reads the log of every tx since to_tx
 })
 
