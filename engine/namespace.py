@@ -243,15 +243,17 @@ class Namespace:
         return diff(backend.read, backend.dbs, self.name, prefix, from_tx, to_tx)
 
     def revert(self, to_tx: int, *, keys: Iterable[str] | None = None, prefix: str | None = None,
-               dry_run: bool = False, note: dict[str, Any] | None = None, sync: bool | None = None) -> RevertResult:
+               dry_run: bool = False, note: dict[str, Any] | None = None, sync: bool | None = None,
+               idempotency: Claim | None = None) -> RevertResult:
         """One new tx after which the namespace (or its ``keys``, or its keys under ``prefix``) reads
         as it did at ``to_tx``: values, binary flags, metadata and expiry times restored, keys
         created since deleted, cleared ones cleared again (see :mod:`engine.revert` for the rule on
         values that have expired since). Takes no tx if nothing differs. ``dry_run=True`` writes
         nothing and returns the changes it would make. ``note`` is kept with a ``"revert"`` member added.
+        ``idempotency`` as for :meth:`put` (not with ``dry_run``, which records nothing).
         """
         return revert(self._store, self.name, to_tx, keys=keys, prefix=prefix, dry_run=dry_run, note=note,
-                      sync=sync)
+                      sync=sync, idempotency=idempotency)
 
     def info(self) -> NamespaceInfo | None:
         """Key count, size and times at the latest tx; None if the namespace does not exist."""

@@ -31,6 +31,13 @@ namespace in parts, by ``prefix`` or ``keys``. The plan is computed inside the w
 per tx after ``to_tx`` plus two seeks per touched key (with ``keys``: two seeks per key, no log
 reads), and holds the store's write lock meanwhile.
 
+**Idempotency.** ``idempotency=`` (a :class:`~engine.idempotency.Claim`) makes a revert's retry
+answer the first attempt's :class:`RevertResult` (as :class:`~engine.idempotency.Replay`) and write
+nothing. The refusals found inside the write transaction (``FUTURE_TX``, ``TX_COMPACTED``, and
+``BATCH_TOO_LARGE`` once the plan exceeds the tx limit) are found before anything is written, even
+the expiry sweep, so a claim may record them (``Claim.recorded``). A dry run takes no claim: it
+writes nothing, so there is nothing to record (``INVALID_PARAMETERS``).
+
 **The note.** The tx's note is the caller's note (if any) plus a member ``"revert"``:
 ``{"to_tx": N}`` with the ``prefix`` given, or the number of ``keys`` named.
 """
@@ -42,6 +49,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import expiry, schema
+from . import idempotency as _idempotency
 from .codec import CLEAR, DELETE, PUT, decode_rich, put_value
 from .encoding import keypart
 from .errors import BatchTooLarge, InvalidParameters
@@ -221,14 +229,18 @@ def batch_of(name: str, steps: list[_Step]) -> Batch:
 
 
 def revert(store: Store, name: str, to_tx: Any, *, keys: Iterable[str] | None = None, prefix: str | None = None,
-           dry_run: bool = False, note: dict[str, Any] | None = None, sync: bool | None = None) -> RevertResult:
+           dry_run: bool = False, note: dict[str, Any] | None = None, sync: bool | None = None,
+           idempotency: _idempotency.Claim | None = None) -> RevertResult:
     """Make namespace ``name`` (or its ``keys``, or its keys under ``prefix``) read as at ``to_tx``
     in one new tx; see the module docstring. ``dry_run=True`` writes nothing and says what it would
     write. Raises ``FUTURE_TX``, ``TX_COMPACTED``, ``BATCH_TOO_LARGE`` or ``INVALID_PARAMETERS``
-    before writing anything."""
+    before writing anything. ``idempotency``: see the module docstring."""
     check_tx(to_tx, "to_tx")
     if type(dry_run) is not bool:
         raise InvalidParameters(f"dry_run must be True or False, not {dry_run!r}", parameter="dry_run")
+    if dry_run and idempotency is not None:
+        raise InvalidParameters("a dry run writes nothing, so it records no idempotency claim: give idempotency "
+                                "only to a revert that writes", parameter="idempotency")
     limits = store.limits
     chosen, raws = check_scope(keys, prefix, limits.max_batch, limits.max_key_bytes)
     full_note = revert_note(note, to_tx, chosen, prefix, limits.max_note_bytes)
@@ -244,17 +256,20 @@ def revert(store: Store, name: str, to_tx: Any, *, keys: Iterable[str] | None = 
 
     def write(txn: Any) -> RevertResult:
         now = store._now_us()
+        # The revert's commit time, which is also when a latest read right after it evaluates expiry.
+        eval_us = max(now, schema.get_u64(txn, backend.meta, schema.LAST_TIME_US))
+        # Planned before the expiry sweep, so that a refusal writes nothing at all. The plan does not
+        # depend on the sweep: it counts a value expired at eval_us (>= now) as absent, swept or not.
+        steps = plan(store, txn, name, to_tx, chosen, raws, prefix, eval_us)
         # Due expiries are recorded first, in a tx of their own, as every write does (engine.txn.commit).
         if expiry.due(txn, backend.dbs, now):
             swept, _ = expiry.sweep(store, txn, now, expiry.SWEEP_PER_WRITE)
             if swept is not None:
                 apply_batch(store, txn, swept, expiry.EXPIRED_NOTE, now_us=now)
-        # The revert's commit time, which is also when a latest read right after it evaluates expiry.
-        eval_us = max(now, schema.get_u64(txn, backend.meta, schema.LAST_TIME_US))
-        steps = plan(store, txn, name, to_tx, chosen, raws, prefix, eval_us)
         if not steps:
             return RevertResult(schema.get_u64(txn, backend.meta, schema.LATEST_TX), to_tx, [], False)
         tx = apply_batch(store, txn, batch_of(name, steps), full_note, now_us=eval_us)
         return RevertResult(tx, to_tx, [s.change for s in steps], True)
 
-    return backend.write(write, sync=sync)  # cost unknown until planned: it commits alone
+    # The cost is unknown until planned: it commits alone.
+    return _idempotency.run(store, idempotency, write, sync=sync)

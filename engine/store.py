@@ -221,13 +221,16 @@ class Store:
         """What stream ``name`` holds at the latest tx, or None if it does not exist."""
         return _stream.stream_info(self, name)
 
-    def create_stream(self, name: str) -> StreamInfo:
-        """Create an empty stream (no tx is consumed). Raises NAMESPACE_EXISTS if it exists."""
-        return _stream.create_stream(self, name)
+    def create_stream(self, name: str, *, idempotency: _idempotency.Claim | None = None) -> StreamInfo:
+        """Create an empty stream (no tx is consumed). Raises NAMESPACE_EXISTS if it exists.
+        ``idempotency`` as for :meth:`create_namespace`."""
+        return _stream.create_stream(self, name, idempotency=idempotency)
 
-    def drop_stream(self, name: str, *, note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
-        """Forget stream ``name`` and its events (one tx if it has any); see :func:`engine.stream.drop_stream`."""
-        return _stream.drop_stream(self, name, note=note, sync=sync)
+    def drop_stream(self, name: str, *, note: dict[str, Any] | None = None, sync: bool | None = None,
+                    idempotency: _idempotency.Claim | None = None) -> int:
+        """Forget stream ``name`` and its events (one tx if it has any); see :func:`engine.stream.drop_stream`.
+        ``idempotency`` as for :meth:`create_namespace`."""
+        return _stream.drop_stream(self, name, note=note, sync=sync, idempotency=idempotency)
 
     # -- transactions and the timeline ---------------------------------------------------------
 

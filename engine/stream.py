@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import events, schema
+from . import idempotency as _idempotency
 from .errors import FutureTx, InvalidParameters, NamespaceExists, NamespaceNotFound, TxCompacted
 from .events import Event, StreamInfo, StreamRun
 from .txlog import check_note
@@ -76,13 +77,16 @@ class Stream:
     def __repr__(self) -> str:
         return f"Stream({self.name!r})"
 
-    def publish(self, items: Iterable[Any], *, note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
-        """Publish ``items`` (a list of JSON values or ``bytes``) as one tx; return the tx."""
+    def publish(self, items: Iterable[Any], *, note: dict[str, Any] | None = None, sync: bool | None = None,
+                idempotency: _idempotency.Claim | None = None) -> int:
+        """Publish ``items`` (a list of JSON values or ``bytes``) as one tx; return the tx.
+        ``idempotency``: a :class:`~engine.idempotency.Claim` recorded with the publish (a retry under
+        its key raises :class:`~engine.idempotency.Replay` and publishes nothing)."""
         store = self._store
         note = check_note(note, store.limits.max_note_bytes)
         run = StreamRun(self.name, events.PUBLISH, events.prepare(items, store.limits))
-        return store._backend.write(lambda txn: events.apply_runs(store, txn, [run], note), sync=sync,
-                                    cost=len(run.records))
+        return _idempotency.run(store, idempotency, lambda txn: events.apply_runs(store, txn, [run], note), sync=sync,
+                                cost=len(run.records))
 
     def read(self, start_tx: int | None = None, end_tx: int | None = None, limit: int = READ_LIMIT_DEFAULT, *,
              cursor: str | None = None) -> StreamPage:
@@ -156,9 +160,10 @@ class Stream:
         """What the stream holds, or None if it does not exist."""
         return stream_info(self._store, self.name)
 
-    def drop(self, *, note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
+    def drop(self, *, note: dict[str, Any] | None = None, sync: bool | None = None,
+             idempotency: _idempotency.Claim | None = None) -> int:
         """Drop the stream (see :func:`drop_stream`)."""
-        return drop_stream(self._store, self.name, note=note, sync=sync)
+        return drop_stream(self._store, self.name, note=note, sync=sync, idempotency=idempotency)
 
 
 def streams(store: Store) -> list[StreamInfo]:
@@ -186,8 +191,10 @@ def stream_info(store: Store, name: str) -> StreamInfo | None:
     return store._backend.read(run)
 
 
-def create_stream(store: Store, name: str) -> StreamInfo:
-    """Create an empty stream (no tx is consumed); ``NAMESPACE_EXISTS`` if it exists."""
+def create_stream(store: Store, name: str, *, idempotency: _idempotency.Claim | None = None) -> StreamInfo:
+    """Create an empty stream (no tx is consumed); ``NAMESPACE_EXISTS`` if it exists. ``idempotency``:
+    a :class:`~engine.idempotency.Claim` recorded with the creation (``NAMESPACE_EXISTS`` is found
+    before anything is written, so a claim may record it)."""
     check_namespace(name)
     dbs = store._backend.dbs
 
@@ -199,16 +206,18 @@ def create_stream(store: Store, name: str) -> StreamInfo:
         entry = events.entry_for_write(txn, dbs, name, now)
         txn.put(name.encode(), entry.encode(), db=dbs["streams"])
         return entry.info(name)
-    return store._backend.write(run)
+    return _idempotency.run(store, idempotency, run)
 
 
-def drop_stream(store: Store, name: str, *, note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
+def drop_stream(store: Store, name: str, *, note: dict[str, Any] | None = None, sync: bool | None = None,
+                idempotency: _idempotency.Claim | None = None) -> int:
     """Forget stream ``name`` and every event in it; return the tx of the drop.
 
     A stream with events is dropped by a tx of its own (logged, noted, hash-chained); readers
     never see those events again (they stay on disk, in the chain and in history exports, until
     compaction frees them). A stream without events is forgotten without a tx (the latest tx is
-    returned, ``note`` discarded). ``NAMESPACE_NOT_FOUND`` if it does not exist.
+    returned, ``note`` discarded). ``NAMESPACE_NOT_FOUND`` if it does not exist (found before
+    anything is written: an ``idempotency`` claim may record it, as for :func:`create_stream`).
     """
     check_namespace(name)
     note = check_note(note, store.limits.max_note_bytes)
@@ -223,4 +232,4 @@ def drop_stream(store: Store, name: str, *, note: dict[str, Any] | None = None, 
         entry.dropped = True
         txn.put(name.encode(), entry.encode(), db=dbs["streams"])
         return schema.get_u64(txn, dbs["meta"], schema.LATEST_TX)
-    return store._backend.write(drop, sync=sync)
+    return _idempotency.run(store, idempotency, drop, sync=sync)

@@ -1,11 +1,13 @@
 """The ``Idempotency-Key`` header of the write routes: a retry gets the first answer, and nothing is written.
 
-``write``, ``delete``, ``POST``/``DELETE .../key`` and creating and dropping a namespace take an
-optional ``Idempotency-Key: <1-255 visible ASCII characters>`` (the IETF draft's quoted form
-``"..."`` is the same key). The engine records the answer in the same LMDB write transaction as the
-write (:mod:`engine.idempotency`), so across workers, restarts, crashes between commit and answer,
-backups and restores, one key commits at most once. This module turns requests into claims and
-stored answers back into responses:
+Every write route takes an optional ``Idempotency-Key: <1-255 visible ASCII characters>``: ``write``,
+``delete``, ``POST``/``DELETE .../key``, ``revert``, creating and dropping a namespace, publishing to
+a stream (``POST /v4/stream/{stream}/write``) and creating and dropping a stream namespace. (The
+whole-store admin operations, ``compact`` and ``backup``, ignore it: both are safe to repeat.) The
+IETF draft's quoted form ``"..."`` is the same key. The engine records the answer in the same LMDB
+write transaction as the write (:mod:`engine.idempotency`), so across workers, restarts, crashes
+between commit and answer, backups and restores, one key commits at most once. This module turns
+requests into claims and stored answers back into responses:
 
 * The **fingerprint** is a SHA-256 of the method, path, query string, body, and the headers that
   change what a write does (``Content-Type``, ``X-Strata-Note``, ``If-Match``, ``If-None-Match``).
@@ -14,8 +16,10 @@ stored answers back into responses:
   off): two clients' keys never collide.
 * **What is stored**: every answer of a request that reached the store's write transaction, the
   refusals found there included (412 ``CONFLICT``, 409 ``NAMESPACE_EXISTS``, 404
-  ``NAMESPACE_NOT_FOUND`` of a drop). Requests refused before (400 validation, 401, 403, 413, 415)
-  and 5xx answers store nothing: fixed and sent again under the same key, they run.
+  ``NAMESPACE_NOT_FOUND`` of a drop, a revert's ``FUTURE_TX``, ``TX_COMPACTED`` and
+  ``BATCH_TOO_LARGE``). Requests refused before (400 validation, 401, 403, 413, 415) and 5xx
+  answers store nothing: fixed and sent again under the same key, they run. A revert's dry run
+  writes nothing: its key is checked (:func:`key_of`) but neither looked up nor stored.
 * A **replayed** answer is byte for byte the first one (status, ``Content-Type``, ``ETag``, body,
   its ``tx`` and ``duration`` included) plus ``Idempotent-Replayed: true``.
 """

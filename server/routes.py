@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.handlers import admin, audit, feed, namespaces, ops, storage, streams
+from server.handlers import admin, audit, feed, keys, namespaces, ops, storage, streams, writes
 from server.handlers import revert as revert_handler
 from server.http import Request, Response
 from server.problems import METHOD_NOT_ALLOWED, NOT_FOUND, HTTPProblem
@@ -25,13 +25,13 @@ Handler = Callable[[Any, Request], Response]
 #: (or stream) the key must be allowed to use: a key's list of namespaces limits its streams too.
 TABLE: list[tuple[str, str, Handler, str | None]] = [
     ("/v4/storage/{storage}/read", "POST", storage.read, "read"),
-    ("/v4/storage/{storage}/write", "POST", storage.write, "write"),
-    ("/v4/storage/{storage}/delete", "POST", storage.delete, "write"),
+    ("/v4/storage/{storage}/write", "POST", writes.write, "write"),
+    ("/v4/storage/{storage}/delete", "POST", writes.delete, "write"),
     ("/v4/storage/{storage}/scan", "POST", storage.scan, "read"),
-    ("/v4/storage/{storage}/key", "GET", storage.get_key, "read"),
-    ("/v4/storage/{storage}/key", "HEAD", storage.head_key, "read"),
-    ("/v4/storage/{storage}/key", "POST", storage.put_key, "write"),
-    ("/v4/storage/{storage}/key", "DELETE", storage.delete_key, "write"),
+    ("/v4/storage/{storage}/key", "GET", keys.get_key, "read"),
+    ("/v4/storage/{storage}/key", "HEAD", keys.head_key, "read"),
+    ("/v4/storage/{storage}/key", "POST", keys.put_key, "write"),
+    ("/v4/storage/{storage}/key", "DELETE", keys.delete_key, "write"),
     ("/v4/storage/{storage}/history", "GET", audit.history, "read"),
     ("/v4/storage/{storage}/diff", "POST", audit.diff, "read"),
     ("/v4/storage/{storage}/changes", "GET", feed.changes, "read"),
@@ -48,10 +48,10 @@ TABLE: list[tuple[str, str, Handler, str | None]] = [
     ("/v4/stream/{stream}/write", "POST", streams.write, "write"),
     ("/v4/stream/{stream}", "GET", streams.read, "read"),
     ("/v4/stream/{stream}/sse", "GET", streams.sse, "read"),
-    ("/v4/namespace/stream", "GET", streams.list_streams, "read"),
-    ("/v4/namespace/stream", "POST", streams.create_stream, "admin"),
-    ("/v4/namespace/stream/{name}", "GET", streams.get_stream, "read"),
-    ("/v4/namespace/stream/{name}", "DELETE", streams.drop_stream, "admin"),
+    ("/v4/namespace/stream", "GET", namespaces.list_streams, "read"),
+    ("/v4/namespace/stream", "POST", namespaces.create_stream, "admin"),
+    ("/v4/namespace/stream/{name}", "GET", namespaces.get_stream, "read"),
+    ("/v4/namespace/stream/{name}", "DELETE", namespaces.drop_stream, "admin"),
     ("/v4/admin/compact", "POST", admin.compact, "admin"),
     ("/v4/admin/compaction", "GET", admin.compaction_status, "admin"),
     ("/v4/admin/backup", "POST", admin.backup, "admin"),
@@ -69,8 +69,8 @@ TABLE: list[tuple[str, str, Handler, str | None]] = [
 LONG_RUNNING: frozenset[Handler] = frozenset({
     feed.sse, audit.diff, audit.verify, namespaces.drop_namespace, admin.compact, admin.backup,
     storage.scan, audit.history, feed.changes, audit.tx,
-    storage.write, storage.delete, storage.put_key, storage.delete_key, namespaces.create_namespace,
-    streams.sse, streams.read, streams.write, streams.create_stream, streams.drop_stream,
+    writes.write, writes.delete, keys.put_key, keys.delete_key, namespaces.create_namespace,
+    streams.sse, streams.read, streams.write, namespaces.create_stream, namespaces.drop_stream,
     revert_handler.revert,  # a write whose plan reads the log of every tx since to_tx
 })
 

@@ -3,8 +3,9 @@
 A record is ``{"key", "value", "tx", "binary"}``; a binary value is base64 text with
 ``"binary": true``; a cleared key is ``{"key", "tx"}`` only (the seed's shape: no ``value`` member,
 which is how a client tells "cleared" from "holds JSON null"). A namespace is ``{"name",
-"created_at", "updated_at", "tx", "stat": {"key_count", "size_bytes"}}``; the datetimes are left as
-``datetime`` objects for orjson to write as RFC 3339 UTC.
+"created_at", "updated_at", "tx", "stat": {"key_count", "size_bytes"}}``, a stream the same with
+``"stat": {"event_count", "size_bytes"}``; the datetimes are left as ``datetime`` objects for orjson
+to write as RFC 3339 UTC.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from base64 import b64encode
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from engine.events import StreamInfo
     from engine.history import Change, Version
     from engine.records import NamespaceInfo, Record
     from engine.txlog import TxInfo
@@ -36,6 +38,12 @@ def namespace_json(info: NamespaceInfo) -> dict[str, Any]:
         "tx": info.tx,
         "stat": {"key_count": info.key_count, "size_bytes": info.size_bytes},
     }
+
+
+def stream_json(info: StreamInfo) -> dict[str, Any]:
+    """The response form of one stream namespace."""
+    return {"name": info.name, "created_at": info.created_at, "updated_at": info.updated_at, "tx": info.tx,
+            "stat": {"event_count": info.event_count, "size_bytes": info.size_bytes}}
 
 
 def version_json(version: Version) -> dict[str, Any]:

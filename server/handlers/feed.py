@@ -16,14 +16,11 @@ tx log on disk, not from memory). New txs from any process are noticed by the pe
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import select
-import socket
 import time
 from base64 import b64encode
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -31,6 +28,7 @@ import orjson
 from engine import errors
 from server.http import Request, Response, duration, json_response
 from server.problems import INVALID_PARAMETERS, TOO_MANY_STREAMS, HTTPProblem, bad_request, from_engine_error
+from server.sse import SSE_HEADERS, STREAM_TICK, EventStream, client_left, open_stream
 from server.validation import MAX_TX, check_storage, query_int, query_tx_param
 
 if TYPE_CHECKING:
@@ -45,9 +43,6 @@ _SSE_QUERY = frozenset({"start_tx"})
 CHANGES_LIMIT_DEFAULT = 100
 CHANGES_LIMIT_MAX = 1000
 STREAM_PAGE = 100  # txs read per step of a stream
-STREAM_TICK = 1.0  # the longest a stream waits before rechecking that the worker is still serving
-SSE_HEADERS = [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"),
-               ("X-Accel-Buffering", "no")]
 
 
 def tx_event(store: Store, name: str, info: TxInfo) -> dict[str, Any]:
@@ -202,49 +197,12 @@ def sse(app: App, req: Request) -> Response:
     else:
         after = int(store.latest_tx)
     _check_not_compacted(store, after, "header.Last-Event-ID" if last_id else "query.start_tx")
-    slots = app.stream_slots
-    if not slots.acquire():
-        raise HTTPProblem(503, TOO_MANY_STREAMS, f"this worker already serves {slots.limit} streams (the most it "
-                          "may while keeping threads for other requests); retry, or raise --threads/--max-streams",
-                          headers=[("Retry-After", "5")], extra={"limit": slots.limit})
-    sock = req.environ.get("gunicorn.socket")
-    if sock is not None:  # small events must not wait for the peer's delayed ACK (Nagle)
-        with contextlib.suppress(OSError, AttributeError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return 200, SSE_HEADERS, EventStream(app, name, after, sock)
+    sock = open_stream(app, req)
+    return 200, SSE_HEADERS, ChangeEvents(app, name, after, sock)
 
 
-def _client_left(sock: Any) -> bool:
-    """Whether the client closed its end (a readable socket with nothing to read): checked while
-    a stream is idle, so a slot is freed within a tick instead of at the next heartbeat's failed write."""
-    if sock is None:
-        return False
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable) and sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
-        return False
-    except (OSError, ValueError):
-        return True
-
-
-class EventStream:
-    """The body of an SSE response. ``close()`` (called by the WSGI server when the client leaves
-    or the stream ends) gives the stream slot back, even if no byte was ever sent."""
-
-    def __init__(self, app: App, name: str, after: int, sock: Any = None) -> None:
-        self.app, self.name, self.after, self.sock = app, name, after, sock
-        self._events = self._run()
-        self._closed = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self._events
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._events.close()
-            self.app.stream_slots.release()
+class ChangeEvents(EventStream):
+    """The body of a namespace's SSE response: one event per tx touching it (see :func:`sse`)."""
 
     def _run(self) -> Generator[bytes, None, None]:
         app, name = self.app, self.name
@@ -272,7 +230,7 @@ class EventStream:
             if more:
                 continue
             left = beat_at - time.monotonic()
-            if left > 0 and watch.wait(cursor, min(left, STREAM_TICK)) <= cursor and _client_left(self.sock):
+            if left > 0 and watch.wait(cursor, min(left, STREAM_TICK)) <= cursor and client_left(self.sock):
                 return
             if time.monotonic() >= beat_at:
                 yield b": heartbeat\n\n"

@@ -1,21 +1,27 @@
-"""Namespaces: list, create, inspect and drop (``/v4/namespace/storage[/{name}]``).
+"""Namespaces and stream namespaces: list, create, inspect and drop (``/v4/namespace/storage[/{name}]``
+and ``/v4/namespace/stream[/{name}]``).
 
-A key limited to some namespaces sees only those in the list and may create or drop only those.
-Dropping deletes every live key in one tx (past reads at older txs still work) and forgets the
-namespace; the answer carries that tx. Both take ``Idempotency-Key`` (:mod:`server.idempotency`);
-a 409 of a create and a 404 of a drop are recorded as their answers too.
+Both kinds answer in the same shapes (a stream's ``stat`` counts events instead of keys) and follow
+the same rules, so one set of functions serves both, parametrized by a :class:`Kind`. A key limited
+to some namespaces sees only those in the list (its streams too) and may create or drop only those.
+Dropping a namespace deletes every live key in one tx (past reads at older txs still work) and
+forgets it; dropping a stream forgets its events (one tx if it has any); the answer carries that
+tx. Create and drop take ``Idempotency-Key`` (:mod:`server.idempotency`); a 409 of a create and a
+404 of a drop are recorded as their answers too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine import errors
+from engine import Store, errors
 from server.auth import KeyRing
 from server.http import Request, Response, duration, json_response, parse_json, problem_response
 from server.idempotency import Idempotent
 from server.problems import HTTPProblem, bad_request, from_engine_error
-from server.shapes import namespace_json
+from server.shapes import namespace_json, stream_json
 from server.validation import check_fields, check_storage, note_header
 
 if TYPE_CHECKING:
@@ -25,17 +31,35 @@ _NO_QUERY: frozenset[str] = frozenset()
 _CREATE_FIELDS = frozenset({"namespace"})
 
 
-def list_namespaces(app: App, req: Request) -> Response:
-    """``GET /v4/namespace/storage``: every namespace this key may see, by name."""
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """What the routes of one kind of namespace call: the store's methods for it, the response
+    shape of one, and the ``noun`` a 404 names it by."""
+
+    noun: str
+    listing: Callable[[Store], list[Any]]
+    info: Callable[[Store, str], Any]
+    create: Callable[..., Any]
+    drop: Callable[..., int]
+    shape: Callable[[Any], dict[str, Any]]
+
+
+STORAGE = Kind("namespace", Store.namespaces, Store.namespace_info, Store.create_namespace, Store.drop_namespace,
+               namespace_json)
+STREAMS = Kind("stream", Store.streams, Store.stream_info, Store.create_stream, Store.drop_stream, stream_json)
+
+
+def list_all(kind: Kind, app: App, req: Request) -> Response:
+    """``GET``: every namespace of ``kind`` this key may see, by name."""
     req.query(_NO_QUERY)
-    infos = app.store.namespaces()
+    infos = kind.listing(app.store)
     allowed = req.principal.namespaces if req.principal is not None else None
-    data = [namespace_json(i) for i in infos if allowed is None or i.name in allowed]
+    data = [kind.shape(i) for i in infos if allowed is None or i.name in allowed]
     return json_response(200, {"data": data, "duration": duration(req.t0)})
 
 
-def create_namespace(app: App, req: Request) -> Response:
-    """``POST /v4/namespace/storage`` with ``{"namespace": name}``: 201, or 409 if it exists."""
+def create(kind: Kind, app: App, req: Request) -> Response:
+    """``POST`` with ``{"namespace": name}``: 201, or 409 if it exists."""
     req.query(_NO_QUERY)
     raw = req.json_bytes()
     idem = Idempotent(app, req, raw)
@@ -52,29 +76,29 @@ def create_namespace(app: App, req: Request) -> Response:
         if refusal is not None:
             made.append(problem_response(_pointed(refusal, "/namespace", name), req.path))
         else:
-            made.append(json_response(201, {"data": namespace_json(info), "duration": duration(req.t0)}))
+            made.append(json_response(201, {"data": kind.shape(info), "duration": duration(req.t0)}))
         return made[-1]
 
     try:
-        info = app.store.create_namespace(name, idempotency=idem.claim(answer, recorded=(errors.NamespaceExists,)))
+        info = kind.create(app.store, name, idempotency=idem.claim(answer, recorded=(errors.NamespaceExists,)))
     except errors.NamespaceExists as exc:
         raise _pointed(exc, "/namespace", name) from None
     return made[-1] if made else answer(info, None)
 
 
-def get_namespace(app: App, req: Request) -> Response:
-    """``GET /v4/namespace/storage/{name}``: one namespace, or a 404 problem."""
+def get(kind: Kind, app: App, req: Request) -> Response:
+    """``GET .../{name}``: one namespace of ``kind``, or a 404 problem."""
     req.query(_NO_QUERY)
     name = check_storage(req.params["name"], "path.name")
-    info = app.store.namespace_info(name)
+    info = kind.info(app.store, name)
     if info is None:
-        raise HTTPProblem(404, errors.NamespaceNotFound.code, f"namespace {name!r} does not exist",
+        raise HTTPProblem(404, errors.NamespaceNotFound.code, f"{kind.noun} {name!r} does not exist",
                           [{"location": "path.name", "message": "not found", "value": name}])
-    return json_response(200, {"data": namespace_json(info), "duration": duration(req.t0)})
+    return json_response(200, {"data": kind.shape(info), "duration": duration(req.t0)})
 
 
-def drop_namespace(app: App, req: Request) -> Response:
-    """``DELETE /v4/namespace/storage/{name}``: delete all its keys in one tx and forget it."""
+def drop(kind: Kind, app: App, req: Request) -> Response:
+    """``DELETE .../{name}``: drop it in one tx (none if there is nothing to delete) and forget it."""
     req.query(_NO_QUERY)
     name = check_storage(req.params["name"], "path.name")
     idem = Idempotent(app, req, b"")
@@ -89,8 +113,8 @@ def drop_namespace(app: App, req: Request) -> Response:
         return made[-1]
 
     try:
-        tx = app.store.drop_namespace(name, note=note,
-                                      idempotency=idem.claim(answer, recorded=(errors.NamespaceNotFound,)))
+        tx = kind.drop(app.store, name, note=note,
+                       idempotency=idem.claim(answer, recorded=(errors.NamespaceNotFound,)))
     except errors.NamespaceNotFound as exc:
         raise _pointed(exc, "path.name", name) from None
     return made[-1] if made else answer(tx, None)
@@ -101,3 +125,46 @@ def _pointed(exc: errors.EngineError, location: str, name: str) -> HTTPProblem:
     problem = from_engine_error(exc)
     problem.errors = [{"location": location, "message": exc.message, "value": name}]
     return problem
+
+
+# -- the routes --------------------------------------------------------------------------------
+
+
+def list_namespaces(app: App, req: Request) -> Response:
+    """``GET /v4/namespace/storage``: every namespace this key may see, by name."""
+    return list_all(STORAGE, app, req)
+
+
+def create_namespace(app: App, req: Request) -> Response:
+    """``POST /v4/namespace/storage`` with ``{"namespace": name}``: 201, or 409 if it exists."""
+    return create(STORAGE, app, req)
+
+
+def get_namespace(app: App, req: Request) -> Response:
+    """``GET /v4/namespace/storage/{name}``: one namespace, or a 404 problem."""
+    return get(STORAGE, app, req)
+
+
+def drop_namespace(app: App, req: Request) -> Response:
+    """``DELETE /v4/namespace/storage/{name}``: delete all its keys in one tx and forget it."""
+    return drop(STORAGE, app, req)
+
+
+def list_streams(app: App, req: Request) -> Response:
+    """``GET /v4/namespace/stream``: every stream this key may see, by name."""
+    return list_all(STREAMS, app, req)
+
+
+def create_stream(app: App, req: Request) -> Response:
+    """``POST /v4/namespace/stream`` with ``{"namespace": name}``: 201, or 409 if it exists."""
+    return create(STREAMS, app, req)
+
+
+def get_stream(app: App, req: Request) -> Response:
+    """``GET /v4/namespace/stream/{name}``: one stream, or a 404 problem."""
+    return get(STREAMS, app, req)
+
+
+def drop_stream(app: App, req: Request) -> Response:
+    """``DELETE /v4/namespace/stream/{name}``: forget the stream and its events (one tx if it has any)."""
+    return drop(STREAMS, app, req)

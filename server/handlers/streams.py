@@ -9,7 +9,10 @@
   (usually the only) event of a tx, ``<tx>:<index>`` for the others, so ``Last-Event-ID`` resumes
   exactly after the last event received, also in the middle of a tx of many events.
 * ``GET/POST /v4/namespace/stream``, ``GET/DELETE /v4/namespace/stream/{name}``: as the storage
-  namespaces; a stream is ``{"name", "created_at", "updated_at", "tx", "stat": {"event_count", "size_bytes"}}``.
+  namespaces, served by :mod:`server.handlers.namespaces`.
+
+``write`` takes ``Idempotency-Key`` (:mod:`server.idempotency`): a retry gets the first answer,
+its ``tx`` included, and publishes nothing.
 
 Streams and storage namespaces are separate: stream ``orders`` is not namespace ``orders``. API
 keys apply to them as to namespaces (same scopes, the same list of allowed names).
@@ -17,9 +20,7 @@ keys apply to them as to namespaces (same scopes, the same list of allowed names
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import time
 from base64 import b64encode
 from collections.abc import Generator
@@ -30,22 +31,21 @@ import orjson
 from engine import errors
 from engine.events import prepare
 from engine.stream import format_cursor, parse_cursor
-from server.auth import KeyRing
 from server.exact_json import find_out_of_range, loads
-from server.handlers.feed import SSE_HEADERS, STREAM_TICK, EventStream, _client_left
 from server.http import Request, Response, duration, json_response
-from server.problems import INVALID_PARAMETERS, TOO_MANY_STREAMS, HTTPProblem, bad_request, from_engine_error
-from server.validation import MAX_TX, _base64, check_fields, check_storage, echo, note_header, query_int, query_tx_param
+from server.idempotency import Idempotent
+from server.problems import INVALID_PARAMETERS, HTTPProblem, bad_request, from_engine_error
+from server.sse import SSE_HEADERS, STREAM_TICK, EventStream, client_left, open_stream
+from server.validation import MAX_TX, _base64, check_storage, echo, note_header, query_int, query_tx_param
 
 if TYPE_CHECKING:
-    from engine import Event, StreamInfo
+    from engine import Event
     from server.app import App
 
 _NO_QUERY: frozenset[str] = frozenset()
 _READ_QUERY = frozenset({"start_tx", "end_tx", "limit", "cursor"})
 _SSE_QUERY = frozenset({"start_tx"})
 _ITEM_FIELDS = frozenset({"data", "binary"})
-_CREATE_FIELDS = frozenset({"namespace"})
 READ_LIMIT_DEFAULT = 100
 READ_LIMIT_MAX = 1000
 SSE_PAGE = 100
@@ -56,12 +56,6 @@ def event_json(event: Event) -> dict[str, Any]:
     if event.binary:
         return {"tx": event.tx, "index": event.index, "data": b64encode(event.data).decode("ascii"), "binary": True}
     return {"tx": event.tx, "index": event.index, "data": event.data, "binary": False}
-
-
-def stream_json(info: StreamInfo) -> dict[str, Any]:
-    """The response form of one stream namespace."""
-    return {"name": info.name, "created_at": info.created_at, "updated_at": info.updated_at, "tx": info.tx,
-            "stat": {"event_count": info.event_count, "size_bytes": info.size_bytes}}
 
 
 def _item_error(index: int, code: str, message: str, location: str, value: Any) -> dict[str, Any]:
@@ -111,7 +105,9 @@ def write(app: App, req: Request) -> Response:
     """``POST /v4/stream/{stream}/write``: publish the array's events as one tx."""
     name = check_storage(req.params["stream"], "path.stream")
     req.query(_NO_QUERY)
-    body, out_of_range = loads(req.json_bytes())
+    raw = req.json_bytes()
+    idem = Idempotent(app, req, raw)
+    body, out_of_range = loads(raw)
     if type(body) is list and not body:
         raise bad_request(errors.EmptyBatch.code, "the write has no events", "", "array")
     if type(body) is list and len(body) > app.max_batch:
@@ -121,14 +117,20 @@ def write(app: App, req: Request) -> Response:
     items, bad = _check_items(body, out_of_range)
     stream = store.stream(name)
     if not bad:
+        made: list[Response] = []  # the answer, made once: inside the write transaction when it is recorded
+
+        def answer(tx: Any, refusal: errors.EngineError | None) -> Response:
+            made.append(json_response(200, {"tx": tx, "count": len(items), "duration": duration(req.t0)}))
+            return made[-1]
+
         try:
-            tx = stream.publish(items, note=note)
+            tx = stream.publish(items, note=note, idempotency=idem.claim(answer, recorded=()))
         except errors.EngineError as exc:
             if not exc.details.get("errors"):
                 raise
             bad = _engine_errors(exc, items)
         else:
-            return json_response(200, {"tx": tx, "count": len(items), "duration": duration(req.t0)})
+            return made[-1] if made else answer(tx, None)
     else:
         bad_indexes = {e["index"] for e in bad}
         try:  # the engine's findings on the other items belong in the same list
@@ -147,13 +149,6 @@ def _engine_errors(exc: errors.EngineError, items: list[Any]) -> list[dict[str, 
         shown = "binary" if type(value) is bytes else echo(value)
         out.append(_item_error(index, entry["code"], entry["message"], f"/{index}/data", shown))
     return out
-
-
-def _check_not_future(store: Any, tx: int, location: str) -> None:
-    latest = int(store.latest_tx)
-    if tx > latest:
-        exc = errors.FutureTx(f"tx {tx} is in the future: the latest committed tx is {latest}", tx=tx, latest_tx=latest)
-        raise from_engine_error(exc, tx_location=location)
 
 
 def read(app: App, req: Request) -> Response:
@@ -212,15 +207,7 @@ def sse(app: App, req: Request) -> Response:
         store.stream(name).read(cursor=format_cursor(*after), limit=1)  # FUTURE_TX, TX_COMPACTED before any byte
     except (errors.FutureTx, errors.TxCompacted) as exc:
         raise from_engine_error(exc, tx_location=location) from None
-    slots = app.stream_slots
-    if not slots.acquire():
-        raise HTTPProblem(503, TOO_MANY_STREAMS, f"this worker already serves {slots.limit} streams (the most it "
-                          "may while keeping threads for other requests); retry, or raise --threads/--max-streams",
-                          headers=[("Retry-After", "5")], extra={"limit": slots.limit})
-    sock = req.environ.get("gunicorn.socket")
-    if sock is not None:
-        with contextlib.suppress(OSError, AttributeError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock = open_stream(app, req)
     return 200, SSE_HEADERS, StreamEvents(app, name, format_cursor(*after), sock)
 
 
@@ -261,65 +248,8 @@ class StreamEvents(EventStream):
             if page.more:
                 continue
             left = beat_at - time.monotonic()
-            if left > 0 and watch.wait(page.tx, min(left, STREAM_TICK)) <= page.tx and _client_left(self.sock):
+            if left > 0 and watch.wait(page.tx, min(left, STREAM_TICK)) <= page.tx and client_left(self.sock):
                 return
             if time.monotonic() >= beat_at:
                 yield b": heartbeat\n\n"
                 beat_at = time.monotonic() + heartbeat
-
-
-# -- stream namespaces -------------------------------------------------------------------------
-
-
-def list_streams(app: App, req: Request) -> Response:
-    """``GET /v4/namespace/stream``: every stream this key may see, by name."""
-    req.query(_NO_QUERY)
-    allowed = req.principal.namespaces if req.principal is not None else None
-    data = [stream_json(i) for i in app.store.streams() if allowed is None or i.name in allowed]
-    return json_response(200, {"data": data, "duration": duration(req.t0)})
-
-
-def create_stream(app: App, req: Request) -> Response:
-    """``POST /v4/namespace/stream`` with ``{"namespace": name}``: 201, or 409 if it exists."""
-    req.query(_NO_QUERY)
-    body = check_fields(req.json(), _CREATE_FIELDS, 'create takes {"namespace": "name"}')
-    name = body.get("namespace")
-    if type(name) is not str:
-        raise bad_request(errors.InvalidNamespace.code, "namespace must be a string", "/namespace", name)
-    check_storage(name, "/namespace")
-    if req.principal is not None:
-        KeyRing.authorize(req.principal, "admin", name)
-    try:
-        info = app.store.create_stream(name)
-    except errors.NamespaceExists as exc:
-        raise _pointed(exc, "/namespace", name) from None
-    return json_response(201, {"data": stream_json(info), "duration": duration(req.t0)})
-
-
-def get_stream(app: App, req: Request) -> Response:
-    """``GET /v4/namespace/stream/{name}``: one stream, or a 404 problem."""
-    req.query(_NO_QUERY)
-    name = check_storage(req.params["name"], "path.name")
-    info = app.store.stream_info(name)
-    if info is None:
-        raise HTTPProblem(404, errors.NamespaceNotFound.code, f"stream {name!r} does not exist",
-                          [{"location": "path.name", "message": "not found", "value": name}])
-    return json_response(200, {"data": stream_json(info), "duration": duration(req.t0)})
-
-
-def drop_stream(app: App, req: Request) -> Response:
-    """``DELETE /v4/namespace/stream/{name}``: forget the stream and its events (one tx if it has any)."""
-    req.query(_NO_QUERY)
-    name = check_storage(req.params["name"], "path.name")
-    note = note_header(req.environ, app.max_note_bytes)
-    try:
-        tx = app.store.drop_stream(name, note=note)
-    except errors.NamespaceNotFound as exc:
-        raise _pointed(exc, "path.name", name) from None
-    return json_response(200, {"tx": tx, "duration": duration(req.t0)})
-
-
-def _pointed(exc: errors.EngineError, location: str, name: str) -> HTTPProblem:
-    problem = from_engine_error(exc)
-    problem.errors = [{"location": location, "message": exc.message, "value": name}]
-    return problem

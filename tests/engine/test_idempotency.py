@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from engine import Store, errors, idempotency
+from engine import Limits, Store, errors, idempotency
 from engine.idempotency import Claim, Replay
 from tests.conftest import fingerprint
 from tests.engine.clock import Clock, clock, store  # noqa: F401 (fixtures)
@@ -160,3 +160,86 @@ def test_backup_and_restore_keep_the_records(store: Store, tmp_path: Path) -> No
         with pytest.raises(Replay):
             restored.namespace("n").put({"a": 1}, idempotency=claim("k"))
         assert restored.latest_tx == 1
+
+
+def test_a_publish_is_idempotent(store: Store) -> None:
+    stream = store.stream("s")
+    assert stream.publish([{"n": 1}, b"\x00"], idempotency=claim("p")) == 1
+    before = fingerprint(store)
+    with pytest.raises(Replay) as info:
+        stream.publish([{"n": 1}, b"\x00"], idempotency=claim("p"))
+    assert info.value.answer == b"(1, None)" and fingerprint(store) == before
+    with pytest.raises(errors.IdempotencyKeyReused):
+        stream.publish([{"n": 2}], idempotency=claim("p", b"other"))
+    assert [e.data for e in stream.read(0).events] == [{"n": 1}, b"\x00"]
+
+
+def test_stream_create_and_drop_record_answers_and_refusals(store: Store) -> None:
+    create = Claim("c", b"\0" * 32, lambda r, e: (e.code if e else r.name).encode(),
+                   recorded=(errors.NamespaceExists,))
+    assert store.create_stream("x", idempotency=create).name == "x"
+    with pytest.raises(Replay) as info:
+        store.create_stream("x", idempotency=create)
+    assert info.value.answer == b"x"
+    exists = Claim("e", b"\1" * 32, create.answer, recorded=(errors.NamespaceExists,))
+    with pytest.raises(errors.NamespaceExists):
+        store.create_stream("x", idempotency=exists)
+    with pytest.raises(Replay) as info:
+        store.create_stream("x", idempotency=exists)
+    assert info.value.answer == b"NAMESPACE_EXISTS"
+    store.stream("y").publish([1])
+    drop = Claim("d", b"\2" * 32, lambda r, e: repr(r if e is None else e.code).encode(),
+                 recorded=(errors.NamespaceNotFound,))
+    assert store.stream("y").drop(idempotency=drop) == 2
+    with pytest.raises(Replay) as info:
+        store.drop_stream("y", idempotency=drop)
+    assert info.value.answer == b"2" and store.latest_tx == 2 and store.stream_info("y") is None
+    gone = Claim("g", b"\3" * 32, drop.answer, recorded=(errors.NamespaceNotFound,))
+    with pytest.raises(errors.NamespaceNotFound):
+        store.drop_stream("y", idempotency=gone)
+    store.stream("y").publish([2])  # the stream exists again, but the retry gets the first answer
+    with pytest.raises(Replay) as info:
+        store.drop_stream("y", idempotency=gone)
+    assert info.value.answer == b"'NAMESPACE_NOT_FOUND'" and store.stream_info("y") is not None
+
+
+def test_a_revert_is_idempotent(store: Store) -> None:
+    ns = store.namespace("n")
+    ns.put({"a": 1})
+    ns.put({"a": 2, "b": 3})
+    answer = Claim("r", b"\0" * 32, lambda r, e: repr((r.tx, r.count)).encode())
+    assert ns.revert(1, idempotency=answer).tx == 3
+    ns.put({"a": 5})
+    before = fingerprint(store)
+    with pytest.raises(Replay) as info:  # a second revert to tx 1 would write; the retry writes nothing
+        ns.revert(1, idempotency=answer)
+    assert info.value.answer == b"(3, 2)" and fingerprint(store) == before
+
+
+def test_a_dry_run_takes_no_claim(store: Store) -> None:
+    store.namespace("n").put({"a": 1})
+    with pytest.raises(errors.InvalidParameters) as info:
+        store.namespace("n").revert(0, dry_run=True, idempotency=claim("d"))
+    assert info.value.details == {"parameter": "idempotency"} and records(store) == 0
+
+
+def test_a_revert_refused_in_the_write_is_recorded_and_writes_nothing_else(tmp_path: Path, clock: Clock) -> None:
+    with Store.open(tmp_path / "s", sync=False, clock=clock, limits=Limits(max_batch=2)) as small:
+        ns = small.namespace("n")
+        ns.put({"a": 1, "b": 2})
+        ns.put({"c": 3})
+        ns.put({"gone": 4}, ttl=1)
+        clock.now += 2  # an expiry is due: a revert that writes would first record it in a tx
+        too_big = Claim("big", b"\0" * 32, lambda r, e: (e.code if e else "ok").encode(),
+                        recorded=(errors.BatchTooLarge, errors.FutureTx))
+        before = small.latest_tx
+        with pytest.raises(errors.BatchTooLarge):
+            ns.revert(0, idempotency=too_big)  # a, b and c (gone has expired): 3 keys > 2
+        assert small.latest_tx == before and records(small) == 1  # not even the expiry sweep's tx
+        with pytest.raises(Replay) as info:
+            ns.revert(0, idempotency=too_big)
+        assert info.value.answer == b"BATCH_TOO_LARGE"
+        future = Claim("future", b"\1" * 32, too_big.answer, recorded=(errors.FutureTx,))
+        with pytest.raises(errors.FutureTx):
+            ns.revert(9, idempotency=future)
+        assert small.latest_tx == before and records(small) == 2

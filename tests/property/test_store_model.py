@@ -210,6 +210,14 @@ class StoreMachine(RuleBasedStateMachine):
             assert self.store.latest_tx == tx
         self.claims.append(claim)
 
+    def _claim(self, name: str, request: Any) -> Claim:
+        """A new idempotency claim (a key never used before) whose answer is the write's tx."""
+        fingerprint = hashlib.sha256(repr((name, request)).encode()).digest()
+        claim = Claim(f"{name}-{len(self.claims)}", fingerprint, lambda result, _: str(getattr(result, "tx", result)
+                                                                                      ).encode())
+        self.claims.append(claim)
+        return claim
+
     @rule(ns=st.sampled_from(NAMESPACES), data=st.data(), scope=st.sampled_from(["all", "keys", "prefix"]),
           dry_run=st.booleans())
     def revert(self, ns: str, data: st.DataObject, scope: str, dry_run: bool) -> None:
@@ -218,7 +226,13 @@ class StoreMachine(RuleBasedStateMachine):
         chosen = data.draw(st.lists(st.sampled_from(known) if known else keys(), min_size=1, max_size=4)
                            ) if scope == "keys" else None
         prefix = data.draw(st.sampled_from(["", "a", "b/", "k" * 470])) if scope == "prefix" else None
-        result = self.store.namespace(ns).revert(to_tx, keys=chosen, prefix=prefix, dry_run=dry_run)
+        claim = None if dry_run else self._claim("revert", (ns, to_tx, chosen, prefix))
+        result = self.store.namespace(ns).revert(to_tx, keys=chosen, prefix=prefix, dry_run=dry_run,
+                                                 idempotency=claim)
+        if claim is not None:  # its retry writes nothing and answers the first tx
+            with pytest.raises(Replay) as replay:
+                self.store.namespace(ns).revert(to_tx, keys=chosen, prefix=prefix, idempotency=claim)
+            assert replay.value.answer == str(result.tx).encode() and self.store.latest_tx == result.tx
         if dry_run:
             when = max(self.clock.us, self.model.times[self.model.latest_tx])
             plan = self.model.revert_plan(ns, to_tx, chosen, prefix, when)
@@ -348,9 +362,16 @@ class StoreMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.model.latest_tx > 0)
     # -- streams: events on the same timeline ---------------------------------------------------
 
-    @rule(stream=st.sampled_from(NAMESPACES), data=st.lists(values, min_size=1, max_size=4))
-    def publish(self, stream: str, data: list[Any]) -> None:
-        assert self.store.stream(stream).publish(data) == self.model.publish(stream, data, self.clock.us)
+    @rule(stream=st.sampled_from(NAMESPACES), data=st.lists(values, min_size=1, max_size=4), retried=st.booleans())
+    def publish(self, stream: str, data: list[Any], retried: bool) -> None:
+        """A publish, or one under an idempotency key and its retry, which publishes nothing."""
+        claim = self._claim("publish", (stream, data)) if retried else None
+        tx = self.store.stream(stream).publish(data, idempotency=claim)
+        assert tx == self.model.publish(stream, data, self.clock.us)
+        if claim is not None:
+            with pytest.raises(Replay) as replay:
+                self.store.stream(stream).publish(data, idempotency=claim)
+            assert replay.value.answer == str(tx).encode() and self.store.latest_tx == tx
 
     @rule(stream=st.sampled_from(NAMESPACES), data=st.data(), limit=st.integers(min_value=1, max_value=4))
     def read_stream(self, stream: str, data: st.DataObject, limit: int) -> None:

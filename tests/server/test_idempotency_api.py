@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from server import create_app
+from server.routes import TABLE
 from tests.conftest import fingerprint
 from tests.server.conftest import Client
 from tests.server.test_auth import write_keys
@@ -73,26 +74,102 @@ def test_partial_writes_record_their_answer(client: Client) -> None:
     assert client.write("s", none, query="atomic=false", headers=idem("q")).body == first.body
 
 
+#: Routes that change what the store holds but take no Idempotency-Key: whole-store operations,
+#: themselves safe to retry (a compaction to a horizon already reached does nothing; a backup to a
+#: name already taken is a 409 that writes nothing).
+NOT_WRITES = {("POST", "/v4/admin/compact"), ("POST", "/v4/admin/backup")}
+
+
+def write_routes() -> set[tuple[str, str]]:
+    """Every route that may write, from the route table: any method but GET and HEAD that needs more
+    than the read scope (the auth test holds each route's scope to its promise)."""
+    return {(method, path) for path, method, _, scope in TABLE
+            if method not in ("GET", "HEAD") and scope not in (None, "read")} - NOT_WRITES
+
+
 def test_every_write_route_replays(client: Client) -> None:
-    calls: list[tuple[str, str, dict[str, Any]]] = [
-        ("POST", f"{NS}/write", {"json": [{"key": "a", "value": 1}]}),
-        ("POST", f"{NS}/delete", {"json": {"keys": ["a"]}}),
-        ("POST", f"{NS}/key", {"query": "key=b", "body": b"\x00raw", "content_type": "application/octet-stream"}),
-        ("DELETE", f"{NS}/key", {"query": "key=b"}),
-        ("POST", "/v4/namespace/storage", {"json": {"namespace": "made"}}),
-        ("DELETE", "/v4/namespace/storage/made", {}),
-        ("DELETE", "/v4/namespace/storage/made", {}),  # another key: a 404, recorded too
+    """Each write route, sent twice under one key: the same status and bytes, replayed, no new tx.
+    A new write route fails this test until it takes Idempotency-Key and has a call here."""
+    calls: list[tuple[str, str, str, dict[str, Any]]] = [
+        ("POST", "/v4/storage/{storage}/write", f"{NS}/write", {"json": [{"key": "a", "value": 1}]}),
+        ("POST", "/v4/storage/{storage}/delete", f"{NS}/delete", {"json": {"keys": ["a"]}}),
+        ("POST", "/v4/storage/{storage}/key", f"{NS}/key",
+         {"query": "key=b", "body": b"\x00raw", "content_type": "application/octet-stream"}),
+        ("DELETE", "/v4/storage/{storage}/key", f"{NS}/key", {"query": "key=b"}),
+        ("POST", "/v4/storage/{storage}/revert", f"{NS}/revert", {"json": {"to_tx": 1}}),
+        ("POST", "/v4/namespace/storage", "/v4/namespace/storage", {"json": {"namespace": "made"}}),
+        ("DELETE", "/v4/namespace/storage/{name}", "/v4/namespace/storage/made", {}),
+        ("DELETE", "/v4/namespace/storage/{name}", "/v4/namespace/storage/made", {}),  # a 404, recorded too
+        ("POST", "/v4/stream/{stream}/write", "/v4/stream/st/write", {"json": [{"data": {"n": 1}}]}),
+        ("POST", "/v4/namespace/stream", "/v4/namespace/stream", {"json": {"namespace": "st"}}),  # a 409
+        ("DELETE", "/v4/namespace/stream/{name}", "/v4/namespace/stream/st", {}),
+        ("DELETE", "/v4/namespace/stream/{name}", "/v4/namespace/stream/st", {}),  # a 404, recorded too
     ]
-    for i, (method, path, kw) in enumerate(calls):
+    assert {(method, template) for method, template, _, _ in calls} == write_routes()
+    statuses = []
+    for i, (method, _, path, kw) in enumerate(calls):
         first = client.request(method, path, headers=idem(f"r{i}"), **kw)
         tx = client.app.store.latest_tx
         again = client.request(method, path, headers=idem(f"r{i}"), **kw)
         assert (again.status, again.body) == (first.status, first.body), path
         assert again.headers["idempotent-replayed"] == "true" and client.app.store.latest_tx == tx
         assert again.headers.get("etag") == first.headers.get("etag")
-    assert client.app.store.latest_tx == 4
+        statuses.append(first.status)
+    assert statuses == [200, 200, 200, 200, 200, 201, 200, 404, 200, 409, 200, 404]
+    assert client.app.store.latest_tx == 7  # write, delete, put, delete, revert, publish, stream drop
 
 
+def test_a_publish_retried_publishes_once(client: Client) -> None:
+    events = [{"data": {"n": 1}}, {"data": "AAE=", "binary": True}]
+    first = client.post("/v4/stream/st/write", json=events, headers=idem("pub"))
+    assert first.status == 200 and first.json()["tx"] == 1 and first.json()["count"] == 2
+    before = fingerprint(client.app.store)
+    again = client.post("/v4/stream/st/write", json=events, headers=idem("pub"))
+    assert (again.status, again.body, again.headers["idempotent-replayed"]) == (200, first.body, "true")
+    reused = client.post("/v4/stream/st/write", json=events[:1], headers=idem("pub"))
+    assert reused.status == 422 and reused.code == "IDEMPOTENCY_KEY_REUSED"
+    assert fingerprint(client.app.store) == before
+    assert client.get("/v4/stream/st", query="start_tx=0").json()["count"] == 2
+    bad = client.post("/v4/stream/st/write", json=[{"data": 1, "binary": True}], headers=idem("bad"))
+    assert bad.status == 400  # refused before the write: not recorded, the fixed request runs
+    fixed = client.post("/v4/stream/st/write", json=[{"data": 1}], headers=idem("bad"))
+    assert (fixed.status, fixed.json()["tx"]) == (200, 2) and "idempotent-replayed" not in fixed.headers
+
+
+def test_a_revert_retried_reverts_once_and_its_refusals_are_recorded(client: Client) -> None:
+    client.write("s", [{"key": "a", "value": 1}])
+    client.write("s", [{"key": "a", "value": 2}, {"key": "b", "value": 3}])
+    first = client.post(f"{NS}/revert", json={"to_tx": 1}, headers=idem("rv"))
+    assert (first.status, first.json()["tx"], first.json()["count"]) == (200, 3, 2)
+    client.write("s", [{"key": "a", "value": 5}])  # a second revert to 1 would write again; the retry does not
+    before = fingerprint(client.app.store)
+    again = client.post(f"{NS}/revert", json={"to_tx": 1}, headers=idem("rv"))
+    assert (again.status, again.body, again.headers["idempotent-replayed"]) == (200, first.body, "true")
+    assert fingerprint(client.app.store) == before
+    future = client.post(f"{NS}/revert", json={"to_tx": 9}, headers=idem("future"))
+    assert future.status == 400 and future.code == "FUTURE_TX"
+    for _ in range(5):
+        client.write("s", [{"key": "c", "value": 1}])  # tx 9 exists now: the retry still gets the first answer
+    retried = client.post(f"{NS}/revert", json={"to_tx": 9}, headers=idem("future"))
+    assert (retried.status, retried.body, retried.headers["idempotent-replayed"]) == (400, future.body, "true")
+
+
+def test_a_dry_run_with_a_key_records_nothing(client: Client) -> None:
+    client.write("s", [{"key": "a", "value": 1}])
+    client.write("s", [{"key": "a", "value": 2}])
+    before = fingerprint(client.app.store)
+    dry = client.post(f"{NS}/revert", json={"to_tx": 1, "dry_run": True}, headers=idem("d"))
+    assert dry.status == 200 and dry.json()["count"] == 1 and "idempotent-replayed" not in dry.headers
+    assert fingerprint(client.app.store) == before  # no record, no tx
+    client.write("s", [{"key": "b", "value": 1}])
+    fresh = client.post(f"{NS}/revert", json={"to_tx": 1, "dry_run": True}, headers=idem("d"))
+    assert fresh.json()["count"] == 2 and "idempotent-replayed" not in fresh.headers  # today's diff, not replayed
+    real = client.post(f"{NS}/revert", json={"to_tx": 1}, headers=idem("d"))  # the key is still free
+    assert (real.status, real.json()["tx"], real.json()["count"]) == (200, 4, 2)
+    after = client.post(f"{NS}/revert", json={"to_tx": 1, "dry_run": True}, headers=idem("d"))
+    assert (after.status, after.json()["count"]) == (200, 0)  # not looked up: no 422 for the used key
+    bad = client.post(f"{NS}/revert", json={"to_tx": 1, "dry_run": True}, headers=idem("a b"))
+    assert bad.status == 400 and bad.json()["errors"][0]["location"] == "header.Idempotency-Key"
 @pytest.mark.parametrize("key", ["", "a b", "x" * 256, "caf\u00e9"])
 def test_bad_keys_are_400(client: Client, key: str) -> None:
     r = client.write("s", [{"key": "a", "value": 1}],
