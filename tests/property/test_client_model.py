@@ -10,8 +10,10 @@ Same rules, same model, same expected records: only the line that opens the stor
   below renames and shifts txs both ways, so the rules draw the same txs whatever ran before (a draw
   that depended on the server's tx would make hypothesis's replays differ);
 * over HTTP a transaction writes one namespace (puts and clears, or deletes) and a condition guards
-  an item of the same write, so the transaction rule draws those; idempotent retries use the
-  client's ``Idempotency-Key`` instead of engine claims.
+  an item of the same write, so the transaction rule draws those; an engine idempotency claim
+  becomes the request's ``Idempotency-Key`` (its retry answers the first answer, shown to the rules
+  as the engine's ``Replay``), and ``idempotent_write`` gives way to ``idempotent_retry``, whose
+  "key reused" case needs a different request, which over HTTP is a different body.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -28,6 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule
 
 from engine import errors
+from engine.idempotency import Claim, Replay
 from server.client import connect
 from tests.engine.clock import Clock
 from tests.property import test_store_model as base
@@ -54,6 +57,21 @@ class _View:
 
     def __init__(self, base: int, prefix: str) -> None:
         self.base, self.prefix = base, prefix
+        self.sent: set[str] = set()
+
+    def claimed(self, claim: Claim | None, call: Callable[[str | None], Any]) -> Any:
+        """``call(idempotency_key)`` for an engine claim: the claim's key (made the example's own) as
+        the request's Idempotency-Key. A second call under one claim is the client's retry of a write
+        whose answer was lost: the server answers it with the first answer, and this raises the
+        engine's :class:`Replay` with it, as the embedded store does."""
+        if claim is None:
+            return call(None)
+        key = self.prefix + claim.key
+        result = call(key)
+        if key not in self.sent:
+            self.sent.add(key)
+            return result
+        raise Replay(claim.answer(result, None))
 
     def up(self, tx: int | None) -> int | None:
         return None if tx is None else tx + self.base
@@ -127,18 +145,21 @@ class _Namespace:
     def diff(self, from_tx: int, to_tx: int) -> Iterator[Any]:
         return (self.v.change(c) for c in self.inner.diff(from_tx + self.v.base, to_tx + self.v.base))
 
-    def revert(self, to_tx: int, **kwargs: Any) -> Any:
-        result = self.inner.revert(to_tx + self.v.base, **kwargs)
-        return dataclasses.replace(result, tx=self.v.down(result.tx), to_tx=to_tx,
-                                   changes=[self.v.change(c) for c in result.changes])
+    def revert(self, to_tx: int, *, idempotency: Claim | None = None, **kwargs: Any) -> Any:
+        def call(key: str | None) -> Any:
+            result = self.inner.revert(to_tx + self.v.base, idempotency_key=key, **kwargs)
+            return dataclasses.replace(result, tx=self.v.down(result.tx), to_tx=to_tx,
+                                       changes=[self.v.change(c) for c in result.changes])
+
+        return self.v.claimed(idempotency, call)
 
 
 class _Stream:
     def __init__(self, view: _View, inner: Any) -> None:
         self.v, self.inner = view, inner
 
-    def publish(self, data: list[Any]) -> int:
-        return self.v.down(self.inner.publish(data))
+    def publish(self, data: list[Any], *, idempotency: Claim | None = None) -> int:
+        return self.v.claimed(idempotency, lambda key: self.v.down(self.inner.publish(data, idempotency_key=key)))
 
     def read(self, start_tx: int | None = None, end_tx: int | None = None, limit: int = 100, *,
              cursor: str | None = None) -> Any:
@@ -222,6 +243,7 @@ class ClientMachine(base.StoreMachine):
         self.store = _Store(self.url, f"m{next(_examples)}-")
         self.model = Model()
         self.idempotency_keys: list[tuple[str, int]] = []
+        self.claims: list[Claim] = []
 
     def teardown(self) -> None:
         try:
