@@ -16,6 +16,9 @@ address unless ``--insecure`` is given.
 default ``./data``), not through a server: they work beside a running ``strata serve`` (LMDB lets
 many processes open one store) and on a copy of a store taken for an audit.
 
+``get``, ``put``, ``rm``, ``read``, ``scan`` and ``ns`` (in :mod:`server.cli_data`) work on the store's
+files or, with ``--url``, on a server through :mod:`server.client`.
+
 ``backup``, ``restore``, ``export``, ``import`` and ``compact`` (in :mod:`server.cli_lifecycle`)
 work on the store directly too, with progress bars on a terminal. ``serve --retain-txs N`` /
 ``--retain-for 30d`` compacts in the background, in one worker at a time (:mod:`server.lifecycle`).
@@ -30,6 +33,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from server import cli_data
 from server import cli_lifecycle as lifecycle
 from server.auth import KeysFileError
 
@@ -522,6 +526,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[a
                "txs with their numbers)"),
     "compact": (lifecycle.add_compact_arguments, lifecycle.cmd_compact, "free old versions below a horizon "
                 "(or per a retention policy)"),
+    **cli_data.COMMANDS,
 }
 
 

@@ -1,0 +1,176 @@
+"""A remote store: the surface of :class:`engine.Store` that makes sense over HTTP.
+
+``connect(url)`` returns a :class:`RemoteStore`; code written against ``engine.Store`` runs against a
+server by changing the line that opens the store. Namespaces, transactions, streams, the tx log, the
+chain head and verification are here; what only a process holding the files can do (``compact``,
+``backup`` to a path of the caller, ``expire``, ``close`` of the files) is not.
+
+Writes carry an ``Idempotency-Key`` the client makes (a random UUID per call, the same on every
+retry of that call), so a write whose answer was lost is retried and commits once: the server
+answers the retry with the first answer.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+from engine import errors
+from engine.events import StreamInfo
+from engine.records import NamespaceInfo
+from engine.txlog import TxInfo
+from engine.validation import check_namespace
+from engine.verify import VerifyReport
+
+from . import shapes
+from .namespace import RemoteNamespace, rfc3339
+from .problems import ServerError
+from .stream import RemoteStream
+from .transaction import RemoteTransaction
+from .transport import Transport
+
+NOTE_HEADER = "X-Strata-Note"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+class RemoteStore:
+    """A Strata server at ``url``, used as a store. ``key`` is an API key (sent as a bearer token);
+    ``timeout``, ``retries`` and the rest are :class:`~server.client.transport.Transport`'s."""
+
+    def __init__(self, url: str, key: str | None = None, **transport: Any) -> None:
+        self._http = Transport(url, key=key, **transport)
+        self.url = self._http.url
+
+    def __repr__(self) -> str:
+        return f"RemoteStore({self.url!r})"
+
+    def __enter__(self) -> RemoteStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections (the server keeps running)."""
+        self._http.close()
+
+    def _write(self, path: str, body: Any, note: dict[str, Any] | None, idempotency_key: str | None,
+               method: str = "POST") -> Any:
+        """One write request: the note header, and an idempotency key that makes it safe to retry."""
+        headers = {IDEMPOTENCY_HEADER: idempotency_key or uuid.uuid4().hex}
+        if note is not None:
+            if type(note) is not dict:
+                raise errors.InvalidParameters(f"note must be a dict, not {type(note).__name__}", parameter="note")
+            headers[NOTE_HEADER] = json.dumps(note, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+        return self._http.json(method, path, body, write=True, headers=headers)
+
+    # -- namespaces ---------------------------------------------------------------------------
+
+    def namespace(self, name: str) -> RemoteNamespace:
+        """The namespace ``name`` (nothing is sent until it is used)."""
+        return RemoteNamespace(self, name)
+
+    def namespaces(self) -> list[NamespaceInfo]:
+        """Every namespace this key may see, by name."""
+        return [shapes.namespace_info(d) for d in self._http.json("GET", "/v4/namespace/storage")["data"]]
+
+    def namespace_info(self, name: str) -> NamespaceInfo | None:
+        """One namespace, or None if it does not exist."""
+        try:
+            answer = self._http.json("GET", f"/v4/namespace/storage/{quote(check_namespace(name), safe='')}")
+        except errors.NamespaceNotFound:
+            return None
+        return shapes.namespace_info(answer["data"])
+
+    def create_namespace(self, name: str) -> NamespaceInfo:
+        """Create an empty namespace; ``NAMESPACE_EXISTS`` if it exists."""
+        answer = self._write("/v4/namespace/storage", {"namespace": check_namespace(name)}, None, None)
+        return shapes.namespace_info(answer["data"])
+
+    def drop_namespace(self, name: str, *, note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
+        """Delete every key of ``name`` in one tx and forget it; ``NAMESPACE_NOT_FOUND`` if it does not exist."""
+        path = f"/v4/namespace/storage/{quote(check_namespace(name), safe='')}"
+        return int(self._write(path, None, note, None, method="DELETE")["tx"])
+
+    # -- streams ------------------------------------------------------------------------------
+
+    def stream(self, name: str) -> RemoteStream:
+        return RemoteStream(self, name)
+
+    def streams(self) -> list[StreamInfo]:
+        return [shapes.stream_info(d) for d in self._http.json("GET", "/v4/namespace/stream")["data"]]
+
+    def stream_info(self, name: str) -> StreamInfo | None:
+        try:
+            answer = self._http.json("GET", f"/v4/namespace/stream/{quote(check_namespace(name), safe='')}")
+        except errors.NamespaceNotFound:
+            return None
+        return shapes.stream_info(answer["data"])
+
+    def create_stream(self, name: str) -> StreamInfo:
+        answer = self._write("/v4/namespace/stream", {"namespace": check_namespace(name)}, None, None)
+        return shapes.stream_info(answer["data"])
+
+    def drop_stream(self, name: str, *, note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
+        path = f"/v4/namespace/stream/{quote(check_namespace(name), safe='')}"
+        return int(self._write(path, None, note, None, method="DELETE")["tx"])
+
+    # -- transactions and the tx log ------------------------------------------------------------
+
+    def transaction(self, *, note: dict[str, Any] | None = None, sync: bool | None = None,
+                    idempotency_key: str | None = None) -> RemoteTransaction:
+        """A transaction committed as one write (see :mod:`server.client.transaction` for what HTTP allows)."""
+        return RemoteTransaction(self, note=note, sync=sync, idempotency_key=idempotency_key)
+
+    @property
+    def latest_tx(self) -> int:
+        """The latest committed tx (one request)."""
+        return self.head()[0]
+
+    def head(self) -> tuple[int, str]:
+        """``(latest tx, its chain hash)``: a receipt to keep for :meth:`verify`."""
+        answer = self._http.json("GET", "/v4/head")
+        return int(answer["tx"]), str(answer["hash"])
+
+    def verify(self, receipt: tuple[int, str] | None = None) -> VerifyReport:
+        """Have the server re-derive the hash chain (an admin key's right); ``ok`` says whether it is intact."""
+        query = None if receipt is None else {"receipt_tx": receipt[0], "receipt_hash": receipt[1]}
+        a = self._http.json("GET", "/v4/verify", query=query)
+        return VerifyReport(a["ok"], a["checked"], a["head_tx"], a["head_hash"], a.get("bad_tx"), a.get("problem"))
+
+    def tx_at(self, at: datetime | float) -> int:
+        """The last tx committed at or before ``at`` (0 if none)."""
+        return int(self._http.json("GET", "/v4/tx", query={"at": rfc3339(at)})["tx"])
+
+    def tx_info(self, tx: int) -> TxInfo | None:
+        """A committed tx's time, note, operations and hash; None if it was not committed."""
+        try:
+            return shapes.tx_info(self._http.json("GET", f"/v4/tx/{int(tx)}"))
+        except ServerError as exc:
+            if exc.code == "TX_NOT_FOUND":
+                return None
+            raise
+
+    def changes(self, since: int = 0, *, limit: int = 1000, namespace: str | None = None) -> list[TxInfo]:
+        """The txs after ``since`` that touched ``namespace`` (over HTTP the feed is per namespace,
+        so ``namespace`` is required)."""
+        if namespace is None:
+            raise errors.InvalidParameters("over HTTP the change feed is per namespace: give namespace=",
+                                           parameter="namespace")
+        return self.namespace(namespace).changes(since, limit=limit)
+
+
+def connect(url: str | None = None, key: str | None = None, **transport: Any) -> RemoteStore:
+    """A :class:`RemoteStore` for the server at ``url`` (default ``$STRATA_URL``, else
+    ``http://127.0.0.1:8080``) with API key ``key`` (default ``$STRATA_KEY``, else none).
+    No request is made until the store is used."""
+    import os
+
+    url = url or os.environ.get("STRATA_URL") or "http://127.0.0.1:8080"
+    key = key if key is not None else (os.environ.get("STRATA_KEY") or None)
+    return RemoteStore(url, key, **transport)
