@@ -47,11 +47,20 @@ def stream_json(info: StreamInfo) -> dict[str, Any]:
 
 
 def version_json(version: Version) -> dict[str, Any]:
-    """One version of a key's history: ``{"tx", "time", "op"}`` plus ``value``/``binary`` for a put."""
-    if version.op != "put":
-        return {"tx": version.tx, "time": version.time, "op": version.op}
-    value = b64encode(version.value).decode("ascii") if version.binary else version.value
-    return {"tx": version.tx, "time": version.time, "op": "put", "value": value, "binary": version.binary}
+    """One version of a key's history: ``{"tx", "time", "op"}``, plus ``value``/``binary`` for a put,
+    and, when there are any, the tx's ``note`` (who changed it) and a put's ``metadata`` and
+    ``expire_time``: an auditor reads who and what from one answer."""
+    doc: dict[str, Any] = {"tx": version.tx, "time": version.time, "op": version.op}
+    if version.op == "put":
+        doc["value"] = b64encode(version.value).decode("ascii") if version.binary else version.value
+        doc["binary"] = version.binary
+        if version.metadata is not None:
+            doc["metadata"] = version.metadata
+        if version.expire_time is not None:
+            doc["expire_time"] = version.expire_time
+    if version.note is not None:
+        doc["note"] = version.note
+    return doc
 
 
 def change_json(change: Change) -> dict[str, Any]:

@@ -54,8 +54,9 @@ def version(doc: dict[str, Any]) -> Version:
     moment = when(doc["time"])
     assert moment is not None
     if doc["op"] != "put":
-        return Version(doc["tx"], moment, doc["op"])
-    return Version(doc["tx"], moment, "put", value_of(doc), bool(doc.get("binary")))
+        return Version(doc["tx"], moment, doc["op"], note=doc.get("note"))
+    return Version(doc["tx"], moment, "put", value_of(doc), bool(doc.get("binary")), doc.get("note"),
+                   doc.get("metadata"), when(doc.get("expire_time")))
 
 
 def change(doc: dict[str, Any]) -> Change:

@@ -58,6 +58,20 @@ def test_history_lists_every_version_newest_first(client: Client, timeline: dict
     assert times == sorted(times, reverse=True) and body["data"][0]["time"].endswith("Z")
 
 
+def test_history_says_who_changed_a_key_and_with_what_metadata(client: Client) -> None:
+    """Each version carries its tx's note, and a put its metadata and expiry, when they exist."""
+    note = {"X-Strata-Note": orjson.dumps({"by": "alice", "ticket": 7}).decode()}
+    put = client.write("h", [{"key": "k", "value": 1, "metadata": {"src": "etl"}, "expiration": 4102444800}],
+                       headers=note).json()["tx"]
+    cleared = client.write("h", [{"key": "k"}]).json()["tx"]
+    data = _history(client, "h", key="k").json()["data"]
+    assert data == [
+        {"tx": cleared, "time": data[0]["time"], "op": "clear"},
+        {"tx": put, "time": data[1]["time"], "op": "put", "value": 1, "binary": False, "metadata": {"src": "etl"},
+         "expire_time": "2100-01-01T00:00:00Z", "note": {"by": "alice", "ticket": 7}},
+    ]
+
+
 def test_history_pages_by_tx_in_both_orders(client: Client, timeline: dict[str, int]) -> None:
     page = _history(client, "s", key="k", limit="2").json()
     assert [v["tx"] for v in page["data"]] == [6, 5] and page["cursor"] == 5

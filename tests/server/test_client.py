@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,14 @@ def test_history_pages_with_the_cursor(store: RemoteStore, monkeypatch: pytest.M
     assert [(v.tx, v.value) for v in got] == [(tx, i) for i, tx in reversed(list(enumerate(txs)))]
     assert [v.tx for v in ns.history("h", order="asc", after=txs[0], limit=3)] == txs[1:4]
     assert [v.value for v in ns.iter_history("h")] == [4, 3, 2, 1, 0]
+
+
+def test_history_versions_carry_note_metadata_and_expiry(store: RemoteStore) -> None:
+    ns = fresh(store)
+    when = datetime(2100, 1, 1, tzinfo=UTC)
+    tx = ns.put([Item("m", {"v": 1}, metadata={"src": "etl"}, expiration=when.timestamp())], note={"by": "alice"})
+    (version,) = ns.history("m")
+    assert version == Version(tx, version.time, "put", {"v": 1}, False, {"by": "alice"}, {"src": "etl"}, when)
 
 
 def test_diff_changes_and_the_tx_log(store: RemoteStore) -> None:
