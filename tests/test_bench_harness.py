@@ -51,7 +51,7 @@ def test_micro_benchmarks_run_once_each(tmp_path: Path) -> None:
     env = {**os.environ, "STRATA_BENCH_KEYS": "1000"}
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "benchmarks/", "--benchmark-disable", "-q", "-p", "no:cacheprovider",
-         f"--basetemp={tmp_path / 'bench'}"],
+         "-n", "0", f"--basetemp={tmp_path / 'bench'}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
