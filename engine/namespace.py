@@ -19,7 +19,7 @@ from .scan import Scan
 from .snapshot import read_keys, read_one, resolve_tx
 from .txlog import check_note
 from .txn import commit, prepare_keys, prepare_puts
-from .validation import check_tx, key_bytes, time_us
+from .validation import check_prefix, check_tx, key_bytes, time_us
 
 if TYPE_CHECKING:
     from .store import Store
@@ -172,12 +172,7 @@ class Namespace:
         ``metadata`` and ``fields`` as for :meth:`read`.
         """
         chosen = check_fields(fields)
-        if type(prefix) is not str:
-            raise InvalidParameters("prefix must be a str", parameter="prefix")
-        try:
-            prefix.encode()
-        except UnicodeEncodeError:
-            raise InvalidParameters("prefix is not valid Unicode (lone surrogate)", parameter="prefix") from None
+        check_prefix(prefix)
         at_us = None if at is None else time_us(at)
         if after is not None:
             key_bytes(after, self._store.limits.max_key_bytes)

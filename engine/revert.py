@@ -58,7 +58,7 @@ from .records import Record
 from .snapshot import resolve_tx, version_at
 from .txlog import check_note
 from .txn import Batch, Run, apply_batch
-from .validation import check_tx, key_bytes
+from .validation import check_prefix, check_tx, key_bytes
 
 if TYPE_CHECKING:
     from .store import Store
@@ -105,12 +105,7 @@ def check_scope(keys: Iterable[str] | None, prefix: str | None, max_keys: int,
     if keys is not None and prefix is not None:
         raise InvalidParameters("give keys or prefix, not both", parameter="prefix")
     if prefix is not None:
-        if type(prefix) is not str:
-            raise InvalidParameters("prefix must be a str", parameter="prefix")
-        try:
-            prefix.encode()
-        except UnicodeEncodeError:
-            raise InvalidParameters("prefix is not valid Unicode (lone surrogate)", parameter="prefix") from None
+        check_prefix(prefix)
     if keys is None:
         return None, None
     if isinstance(keys, str | bytes):

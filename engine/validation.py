@@ -37,6 +37,17 @@ def key_bytes(key: Any, max_bytes: int) -> bytes:
     return raw
 
 
+def check_prefix(prefix: Any) -> str:
+    """``prefix`` if it is a str that encodes to UTF-8 (no lone surrogate), else ``INVALID_PARAMETERS``."""
+    if type(prefix) is not str:
+        raise InvalidParameters("prefix must be a str", parameter="prefix")
+    try:
+        prefix.encode()
+    except UnicodeEncodeError:
+        raise InvalidParameters("prefix is not valid Unicode (lone surrogate)", parameter="prefix") from None
+    return prefix
+
+
 def check_tx(tx: Any, name: str = "tx") -> int:
     """A tx argument: a non-negative int (bool is not an int here)."""
     if type(tx) is not int or tx < 0:

@@ -39,38 +39,41 @@ def _pending(sock: socket.socket) -> bytes:
         sock.setblocking(True)
 
 
-def test_a_pool_answer_head_waits_for_its_body_and_both_go_in_one_send() -> None:
+@pytest.fixture
+def wire() -> Iterator[tuple[ConnSocket, socket.socket]]:
+    """A pool thread's view of a connection, and the client's end of it."""
     ours, peer = socket.socketpair()
     with ours, peer:
-        conn = ConnSocket(ours)
-        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n"
-        conn.sendall(head)
-        assert _pending(peer) == b""  # held: nothing on the wire yet
-        conn.sendall(b'{"tx": 12}\n')
-        assert _pending(peer) == head + b'{"tx": 12}\n'  # one datagram-sized read: head and body together
-        conn.flush()
-        assert _pending(peer) == b""  # nothing was left held
+        yield ConnSocket(ours), peer
 
 
-def test_a_held_head_without_a_body_is_sent_by_flush() -> None:
-    ours, peer = socket.socketpair()
-    with ours, peer:
-        conn = ConnSocket(ours)
-        head = b"HTTP/1.1 304 Not Modified\r\ncontent-length: 0\r\n\r\n"
-        conn.sendall(head)
-        assert _pending(peer) == b""
-        conn.flush()
-        assert _pending(peer) == head
+def test_a_pool_answer_head_waits_for_its_body_and_both_go_in_one_send(
+        wire: tuple[ConnSocket, socket.socket]) -> None:
+    conn, peer = wire
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n"
+    conn.sendall(head)
+    assert _pending(peer) == b""  # held: nothing on the wire yet
+    conn.sendall(b'{"tx": 12}\n')
+    assert _pending(peer) == head + b'{"tx": 12}\n'  # one read: head and body arrived together
+    conn.flush()
+    assert _pending(peer) == b""  # nothing was left held
 
 
-def test_a_streamed_answer_head_is_sent_at_once() -> None:
+def test_a_held_head_without_a_body_is_sent_by_flush(wire: tuple[ConnSocket, socket.socket]) -> None:
+    conn, peer = wire
+    head = b"HTTP/1.1 304 Not Modified\r\ncontent-length: 0\r\n\r\n"
+    conn.sendall(head)
+    assert _pending(peer) == b""
+    conn.flush()
+    assert _pending(peer) == head
+
+
+def test_a_streamed_answer_head_is_sent_at_once(wire: tuple[ConnSocket, socket.socket]) -> None:
     """An SSE stream's head (no Content-Length) must reach the client before any event exists."""
-    ours, peer = socket.socketpair()
-    with ours, peer:
-        conn = ConnSocket(ours)
-        head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-        conn.sendall(head)
-        assert _pending(peer) == head
+    conn, peer = wire
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    conn.sendall(head)
+    assert _pending(peer) == head
 
 
 @pytest.mark.parametrize("data,expected", [
