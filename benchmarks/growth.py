@@ -25,7 +25,7 @@ import msgpack
 
 from .datasets import Dataset, Workload, key
 from .measure import Config, Op, measure_interleaved
-from .targets import cycle
+from .targets import cycle, decode
 from .targets.lmdb_floor import MAP_SIZE
 from .targets.strata_embedded import engine_skip_reason, open_store
 
@@ -74,7 +74,7 @@ def _floor_env(path: Path, items: list[tuple[str, object]]) -> lmdb.Environment:
 
 
 def _floor_get(env: lmdb.Environment, keys: list[str]) -> Op:
-    nxt, unpackb = cycle([k.encode() for k in keys]), msgpack.unpackb
+    nxt, unpackb = cycle([k.encode() for k in keys]), decode
 
     def get() -> object:
         with env.begin() as txn:
@@ -111,7 +111,7 @@ def keys_curve(n: int, cfg: Config, workdir: Path, strata: bool) -> list[GrowthP
     ds = Dataset(n, 1)
     wl = Workload(ds, pool=128)
     env = _floor_env(workdir / "floor", list(ds.latest()))
-    hundred, unpackb = cycle([[k.encode() for k in ks] for ks in wl.hundreds]), msgpack.unpackb
+    hundred, unpackb = cycle([[k.encode() for k in ks] for ks in wl.hundreds]), decode
 
     def floor_read() -> object:
         with env.begin() as txn:

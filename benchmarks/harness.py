@@ -9,16 +9,19 @@ One run, in order, all on the same generated data set:
    then every operation measured round-robin across systems (``measure.measure_interleaved``):
    reads first, then writes; ratios to the floor attached from the same run;
 2. HTTP: gunicorn (Strata server, minimal WSGI apps) and etcd's gateway under wrk;
-3. growth curves (``growth.py``);
-4. time travel and audit (``audit.py``): history vs read, tx_at vs store size, put with and
+3. reads per value shape (``shapes.py``): Strata's point reads vs the floor in CPU time, on 30-byte
+   strings and ~100-byte dicts;
+4. growth curves (``growth.py``);
+5. time travel and audit (``audit.py``): history vs read, tx_at vs store size, put with and
    without the tx log;
-5. group commit (``group_commit.py``): durable 1-item puts from 16 threads vs one thread;
-6. outputs (``report.py``): ``<out>/<date>[-quick].json|.md|-*.png``; a full run also refreshes the
+6. group commit (``group_commit.py``): durable 1-item puts from 16 threads vs one thread;
+7. outputs (``report.py``): ``<out>/<date>[-quick].json|.md|-*.png``; a full run also refreshes the
    generated block of docs/benchmarks.md.
 
 The run dict (what the JSON holds): date, mode, config, machine, load_seconds, embedded (list of
 ``Measurement``), http (list of ``HttpResult``), growth (list of ``GrowthPoint``), audit (list of
-``AuditPoint``), groups (list of ``GroupPoint``), targets, skipped, elapsed_s.
+``AuditPoint``), groups (list of ``GroupPoint``), reads (list of ``ShapePoint``), bytes_per_version
+(Strata's backup size over the versions it holds), targets, skipped, elapsed_s.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from .growth import GrowthPlan, run_growth
 from .machine import machine_info
 from .measure import Config, Measurement, attach_ratios, measure_interleaved
 from .report import compute_targets, render_markdown, update_docs, write_outputs
+from .shapes import QUICK_SHAPES, ShapePlan, run_shapes
 from .targets import Target
 from .targets.diskcache_kv import DiskcacheKV
 from .targets.etcd import Etcd
@@ -56,7 +60,7 @@ SYSTEMS = {
     "diskcache": DiskcacheKV,
     "etcd": Etcd,
 }
-STAGES = [*SYSTEMS, "http", "growth", "audit", "groups"]
+STAGES = [*SYSTEMS, "reads", "http", "growth", "audit", "groups"]
 OPS_PER_TARGET = 14  # progress-bar estimate until the targets report their real ops
 
 
@@ -72,6 +76,7 @@ class Mode:
     growth: GrowthPlan
     audit: AuditPlan
     groups: GroupPlan
+    shapes: ShapePlan
 
 
 QUICK = Mode(
@@ -83,6 +88,7 @@ QUICK = Mode(
     GrowthPlan(versions=(1, 10, 100), keys=(1_000, 10_000), batches=(1, 100, 1_000)),
     QUICK_AUDIT,
     QUICK_GROUPS,
+    QUICK_SHAPES,
 )
 # Full: 11 interleaved samples per figure and 6 HTTP rounds of 4 s per server, because on the shared
 # 2-core machine single rounds swing by 3-4x (measured: 430 to 2,009 req/s for one server).
@@ -95,6 +101,7 @@ FULL = Mode(
     GrowthPlan(),
     AuditPlan(),
     GroupPlan(),
+    ShapePlan(),
 )
 
 
@@ -197,6 +204,8 @@ def _measure_targets(targets: dict[str, Target], cfg: Config, bar: Progress, pla
 def _run_engine_stages(stages: list[str], mode: Mode, workdir: Path, bar: Progress, result: dict) -> None:
     """The stages on stores of their own: growth curves, time travel and audit, group commit."""
     cfg = mode.cfg
+    if "reads" in stages:
+        result["reads"] = [p.to_dict() for p in run_shapes(mode.shapes, workdir, bar.update, bar.log)]
     if "growth" in stages:
         result["growth"] = [g.to_dict() for g in run_growth(mode.growth, cfg, workdir, bar, bar.log)]
     if "audit" in stages:
@@ -235,6 +244,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             "growth": asdict(mode.growth),
             "audit": asdict(mode.audit),
             "groups": asdict(mode.groups),
+            "shapes": asdict(mode.shapes),
         },
         "machine": machine_info(workdir),
         "load_seconds": {},
@@ -243,6 +253,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         "growth": [],
         "audit": [],
         "groups": [],
+        "reads": [],
+        "bytes_per_version": None,
         "skipped": [],
     }
     n_growth = len(mode.growth.versions) + len(mode.growth.keys) + len(mode.growth.batches)
@@ -254,6 +266,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         + n_growth * ("growth" in stages)
         + n_audit * ("audit" in stages)
         + mode.groups.rounds * len(mode.groups.threads) * ("groups" in stages)
+        + mode.shapes.rounds * ("reads" in stages)
     )
     bar = Progress(total, "benchmarks")
     targets: dict[str, Target] = {}
@@ -264,6 +277,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
                 if _setup_target(t, ds, wl, workdir, bar, result):
                     targets[name] = t
                 bar.update(1)
+        result["bytes_per_version"] = getattr(targets.get("strata"), "bytes_per_version", None)
         result["embedded"] = [m.to_dict() for m in _measure_targets(targets, cfg, bar, OPS_PER_TARGET * n_systems)]
         for name, t in targets.items():
             if name != "etcd":  # etcd stays up for the HTTP stage; stores are closed before gunicorn opens them

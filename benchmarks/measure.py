@@ -29,7 +29,7 @@ OPS: dict[str, tuple[str, str | None]] = {
     "get_past": ("get 1 key, random past tx", "get_latest"),
     "read100_latest": ("read 100 keys, latest", "read100_latest"),
     "read100_past": ("read 100 keys, random past tx", "read100_latest"),
-    "read100_latest_fast": ("read 100 keys, latest, decoded with ormsgpack (floor only)", "read100_latest"),
+    "read100_latest_msgpack": ("read 100 keys, latest, decoded with msgpack-python (floor only)", "read100_latest"),
     "scan1000": ("scan 1,000 keys, latest", "scan1000"),
     "scan1000_past": ("scan 1,000 keys, random past tx", "scan1000"),
     "history": ("history of 1 key (all versions)", None),

@@ -69,22 +69,7 @@ def compute_targets(run: dict) -> list[dict]:
             t["unit"] = unit
         out.append(t)
 
-    m = emb.get(("strata embedded", "read100_past"))
-    f = emb.get(("lmdb floor", "read100_latest"))
-    fast = emb.get(("lmdb floor", "read100_latest_fast"))
-    also = ""
-    if m and fast and fast.get("per_item_s") and m.get("per_item_s"):
-        also = (f"; {m['per_item_s'] / fast['per_item_s']:.2f}{X} a floor decoding with ormsgpack as the engine "
-                f"does ({_us(fast['per_item_s'])} µs/key)")
-    add(
-        "issue2-read",
-        "read 100 keys at a random past tx, per key vs floor",
-        m and m.get("ratio"),
-        2.5,
-        False,
-        f"{_us(m and m['per_item_s'])} µs/key vs floor {_us(f and f['per_item_s'])} µs/key{also}" if m else "",
-    )
-
+    _read_targets(run.get("reads", []), add)
     vpoints = {(g["x"], g["op"]): g for g in growth if g["curve"] == "versions" and g["system"] == "strata embedded"}
     xs = sorted({x for x, _ in vpoints if x <= 1000})
     v = 1000 if 1000 in xs else (xs[-1] if xs else None)
@@ -99,17 +84,7 @@ def compute_targets(run: dict) -> list[dict]:
         f"{_us(old and old['per_op_s'])} µs vs {_us(new and new['per_op_s'])} µs" if val else "",
     )
 
-    m = emb.get(("strata embedded", "put10000_nosync"))
-    f = emb.get(("lmdb floor", "put10000_nosync"))
-    add(
-        "issue2-put",
-        "put 10,000 items in one call (sync=False), per item vs floor",
-        m and m.get("ratio"),
-        3.0,
-        False,
-        f"{_us(m and m['per_item_s'])} µs/item vs floor {_us(f and f['per_item_s'])} µs/item" if m else "",
-    )
-
+    _write_targets(run, emb, add)
     s, mini, etcd = (
         http.get("strata server (gunicorn)"),
         http.get("minimal WSGI (engine)"),
@@ -137,6 +112,51 @@ def compute_targets(run: dict) -> list[dict]:
     if run.get("groups"):
         _group_targets(run["groups"], add)
     return out
+
+
+def _read_targets(points: list[dict], add) -> None:
+    """Reads at the latest and a past tx, per value shape, CPU time vs the floor (``shapes.py``)."""
+    from .shapes import SHAPES
+
+    by = {(p["shape"], p["op"]): p for p in points if p["system"] == "strata embedded" and p.get("per_item_s")}
+    floor = {(p["shape"], p["op"]): p for p in points if p["system"] == "lmdb floor" and p.get("per_item_s")}
+    for shape, (label, _) in SHAPES.items():
+        f100, fget = floor.get((shape, "read100")), floor.get((shape, "get"))
+        for op, what, limit in (("read100_latest", "read of 100 keys at the latest tx", 1.5),
+                                ("read100_past", "read of 100 keys at a random past tx", 2.5),
+                                ("get_latest", "get at the latest tx", 2.0)):
+            m = by.get((shape, op))
+            base = f100 if op.startswith("read100") else fget
+            add(f"issue17-{op}-{shape}", f"{what}, per key vs floor, {label} (CPU time)", m and m.get("ratio"),
+                limit, False,
+                f"{_us(m['per_item_s'])} µs vs floor {_us(base['per_item_s'])} µs per key" if m and base else "")
+        one, get = by.get((shape, "read1_latest")), by.get((shape, "get_latest"))
+        ok = one is not None and get is not None
+        add(f"issue17-read1-{shape}", f"read([k]) vs get(k) at the latest tx, {label} (CPU time)",
+            one["per_op_s"] / get["per_op_s"] if ok else None, 1.0, False,
+            f"{_us(one['per_op_s'])} µs vs {_us(get['per_op_s'])} µs per call" if ok else "")
+
+
+def _write_targets(run: dict, emb: dict, add) -> None:
+    """Puts vs the floor, durable and not, and bytes on disk per version."""
+    cfg = run.get("config", {})
+    versions = cfg.get("n_keys", 0) * cfg.get("versions", 0)
+    rows = (("put10000_nosync", f"put 10,000 items in one call (sync=False) into a store of {versions:,} versions, "
+             "per item vs floor", 3.0),
+            ("put1_sync", "durable put of 1 item (default store vs LMDB's synced commit) vs floor", 1.5),
+            ("put1_nosync", "put of 1 item without fsync vs floor", 2.0))
+    for op, what, limit in rows:
+        m, f = emb.get(("strata embedded", op)), emb.get(("lmdb floor", op))
+        add(f"issue17-{op}", what, m and m.get("ratio"), limit, False,
+            f"{_us(m['per_item_s'])} µs vs floor {_us(f and f['per_item_s'])} µs per item" if m else "")
+    m, q = emb.get(("strata embedded", "put1_sync")), emb.get(("sqlite versioned", "put1_sync"))
+    ok = m and q and m.get("per_item_s") and q.get("per_item_s")
+    add("issue17-put1-sqlite", "durable put of 1 item vs SQLite's versioned table (synchronous=FULL)",
+        m["per_item_s"] / q["per_item_s"] if ok else None, 1.0, False,
+        f"{_us(m['per_item_s'])} µs vs {_us(q['per_item_s'])} µs" if ok else "")
+    bpv = run.get("bytes_per_version")
+    add("issue17-bytes", f"bytes on disk per version after a backup ({versions:,} versions)", bpv, 150.0, False,
+        f"{bpv:.0f} B per version" if bpv else "", unit=" B")
 
 
 def _group_targets(points: list[dict], add) -> None:
@@ -425,6 +445,14 @@ def render_markdown(run: dict, img_prefix: str, images: dict[str, str]) -> str:
             L += [*t, ""]
         if curve in images:
             L += [f"![growth: {curve}]({img_prefix}{images[curve]})", ""]
+    if run.get("reads"):
+        from .shapes import table
+
+        c = run["config"].get("shapes", {})
+        L += ["### Reads per value shape (CPU time)", "",
+              f"{c.get('keys', 0):,} keys {X} {c.get('versions', 0)} versions per shape, loaded into a fresh floor "
+              f"and a fresh Strata store; median process CPU time per call over {c.get('rounds', 0)} interleaved "
+              "rounds; the floor decodes with ormsgpack, as the engine does.", "", *table(run["reads"]), ""]
     L += _audit_section(run, img_prefix, images)
     L += _groups_section(run)
     if run.get("load_seconds"):

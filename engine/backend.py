@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import resource
+import struct
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -38,12 +39,14 @@ import lmdb
 
 from .errors import EngineError, StorageError, StorageFull, StoreClosed
 from .group_commit import GroupCommit, Member
+from .schema import HORIZON, LATEST_TX
 
 T = TypeVar("T")
 
 DB_NAMES = ("versions", "meta", "namespaces", "txlog", "txops", "txtime", "expiry", "streams", "events",
             "idempotency")
 MIN_MAP_SIZE = 1 << 20
+_u64_from = struct.Struct(">Q").unpack_from  # meta's u64 entries (engine/schema.py's layout)
 
 #: Every open backend of this process, so a forked child can disable the ones it inherited.
 _open_backends: weakref.WeakSet[Backend] = weakref.WeakSet()
@@ -176,6 +179,8 @@ class Backend:
         self.on_group_rollback: list[Callable[[], None]] = []
         self._closed = False
         self._forked = False  # True in a child process that inherited this backend
+        #: (LMDB snapshot id, latest tx, horizon) of the last read transaction that asked (read_txs).
+        self._read_txs: tuple[int, int, int] = (-1, 0, 0)
         _open_backends.add(self)
 
     @staticmethod
@@ -228,9 +233,21 @@ class Backend:
         if self._closed:
             raise self._unusable()
         gate = self._gate
-        gate.enter()
+        # Gate.enter's fast path inlined: every read passes here, and the method call and context
+        # manager were a measurable share of a point read (same lock, same state, same waits).
+        lock = gate._lock
+        lock.acquire()
+        if gate._resizing or gate._alone:
+            lock.release()
+            gate.enter()
+        else:
+            gate._active += 1
+            lock.release()
         try:
-            txn = self._begin(False)
+            try:
+                txn = self.env.begin()
+            except lmdb.MapResizedError:
+                txn = self._begin(False)
             try:
                 return fn(txn)
             finally:
@@ -238,7 +255,31 @@ class Backend:
         except lmdb.Error as exc:
             raise translate(exc) from None
         finally:
-            gate.leave()
+            with lock:  # Gate.leave, inlined
+                gate._active -= 1
+                if (gate._resizing or gate._alone) and gate._active <= 1:
+                    gate._cond.notify_all()
+
+    def read_txs(self, txn: Any) -> tuple[int, int]:
+        """``(latest tx, compaction horizon)`` of the read transaction ``txn`` (horizon 0: none).
+
+        Remembered per LMDB snapshot: LMDB gives every committed write transaction the next id, and
+        a read transaction sees exactly the state of the commit its id names, so two read
+        transactions with one id see the same meta entries. A hit costs one ``txn.id()`` instead
+        of two ``get``s. Only read transactions may ask (a write transaction's id names state that
+        may still be rolled back).
+        """
+        snap_id = txn.id()
+        cached = self._read_txs
+        if cached[0] == snap_id:
+            return cached[1], cached[2]
+        meta = self.meta
+        raw = txn.get(LATEST_TX, db=meta)
+        latest = _u64_from(raw)[0] if raw is not None else 0
+        raw = txn.get(HORIZON, db=meta)
+        horizon = _u64_from(raw)[0] if raw is not None else 0
+        self._read_txs = (snap_id, latest, horizon)  # one tuple: threads see all of it or none
+        return latest, horizon
 
     def write(self, fn: Callable[[Any], T], *, sync: bool | None = None, cost: int | None = None) -> T:
         """Run ``fn(txn)`` in a write transaction and commit; grow the map and rerun if it is full.

@@ -16,13 +16,26 @@ from .idempotency import Claim
 from .records import Item, NamespaceInfo, ReadResult, Record
 from .revert import RevertResult, revert
 from .scan import Scan
-from .snapshot import read_keys, read_one, resolve_tx
+from .snapshot import read_keys, read_one, read_one_at, resolve_read, resolve_tx
 from .txlog import check_note
 from .txn import commit, prepare_keys, prepare_puts
 from .validation import check_prefix, check_tx, key_bytes, time_us
 
 if TYPE_CHECKING:
+    from .backend import Backend
     from .store import Store
+
+#: Builds a NamedTuple from a full tuple without its Python-level ``__new__`` (hot paths).
+_new = tuple.__new__
+_NO_FIELDS: frozenset[str] = frozenset()
+
+
+def _read_single(backend: Backend, store: Store, name: str, key: str, raw: bytes, tx: Any, at_us: int | None,
+                 metadata: bool, fields: frozenset[str], txn: Any) -> ReadResult:
+    """``read([key])``: the snapshot's tx, then the key as :func:`~engine.snapshot.read_one_at` reads it."""
+    snap = resolve_read(backend, txn, tx) if at_us is None else resolve_tx(txn, backend.meta, tx, at_us, backend.dbs)
+    rec = read_one_at(backend, store, name, key, raw, snap, txn, metadata, fields, tx is None and at_us is None)
+    return _new(ReadResult, ([] if rec is None else [rec], snap))
 
 
 class Namespace:
@@ -110,11 +123,18 @@ class Namespace:
         ``Record.metadata``; ``fields`` (any of ``created_at``, ``updated_at``, ``expire_time``)
         fills those fields.
         """
+        store = self._store
+        if type(keys) is list and len(keys) == 1 and at is None and fields is None:  # read([k]): as cheap as get(k)
+            key = keys[0]
+            raw = key.encode() if type(key) is str and key.isascii() else b""  # else the general path checks it
+            if 0 < len(raw) <= store.limits.max_key_bytes and store.limits.max_read_keys:
+                backend = store._backend
+                return backend.read(partial(_read_single, backend, store, self.name, key, raw, tx, None,
+                                            bool(metadata), _NO_FIELDS))
         at_us = None if at is None else time_us(at)
         chosen = check_fields(fields)
         if isinstance(keys, str | bytes):
             raise InvalidParameters("keys must be a list of str, not a single string")
-        store = self._store
         limits = store.limits
         unique = list(dict.fromkeys(keys))
         if len(unique) > limits.max_read_keys:
@@ -132,16 +152,21 @@ class Namespace:
 
         latest = tx is None and at_us is None
         want_metadata = bool(metadata)
+        if len(raws) == 1:  # one key: the point-read path get takes, so read([k]) costs what get(k) does
+            return backend.read(partial(_read_single, backend, store, name, unique[0], raws[0], tx, at_us,
+                                        want_metadata, chosen))
 
         def run(txn: Any) -> ReadResult:
-            snap = resolve_tx(txn, backend.meta, tx, at_us, backend.dbs)
+            snap = resolve_read(backend, txn, tx) if at_us is None else resolve_tx(txn, backend.meta, tx, at_us,
+                                                                                   backend.dbs)
             prefix = store._ns_prefix(txn, name)
             if prefix is None or not unique:
-                return ReadResult([], snap)
+                return _new(ReadResult, ([], snap))
             def view() -> ReadView:  # built only if a record needs it (expiry, metadata, fields)
                 return ReadView.for_read(txn, backend.dbs, snap, latest, store._now_us, metadata=want_metadata,
                                          fields=chosen)
-            return ReadResult(read_keys(txn, backend.versions, prefix, unique, raws, snap, view, not chosen), snap)
+            records = read_keys(txn, backend.versions, prefix, unique, raws, snap, view, not chosen)
+            return _new(ReadResult, (records, snap))
 
         return backend.read(run)
 
@@ -153,7 +178,13 @@ class Namespace:
         if at is not None or type(key) is not str:
             records = self.read([key], tx=tx, at=at, metadata=metadata, fields=fields).records
             return records[0] if records else None
-        raw = key_bytes(key, store.limits.max_key_bytes)
+        max_key = store.limits.max_key_bytes
+        try:
+            raw = key.encode()
+        except UnicodeEncodeError:
+            raw = b""  # key_bytes below raises, naming the problem
+        if not 0 < len(raw) <= max_key:
+            key_bytes(key, max_key)
         backend = store._backend
         # The single-key path skips the batch machinery: a point read is the common case.
         if metadata or fields:

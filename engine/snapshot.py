@@ -12,7 +12,7 @@ from typing import Any
 
 from . import schema, txlog
 from .codec import CLEAR, DELETE, MARK, decode_rich, is_delete, put_value, unpack_value
-from .encoding import SHORT_MAX, TERMINATOR, TX_MAX, inv_tx, keypart, unpack_u64_from
+from .encoding import SHORT_MAX, TERMINATOR, TX_MAX, inv_tx, keypart, pack_u64, unpack_u64_from
 from .errors import FutureTx, InvalidParameters, TxCompacted
 from .expiry import ReadView
 from .records import Record
@@ -32,11 +32,32 @@ def resolve_tx(txn: Any, meta_db: Any, tx: Any, at_us: int | None = None, dbs: d
         return check_horizon(txn, meta_db, txlog.tx_at(txn, dbs, at_us))
     if tx is None:
         return latest  # the latest tx is never below the horizon
+    check_readable(tx, latest)
+    return check_horizon(txn, meta_db, tx)
+
+
+def resolve_read(backend: Any, txn: Any, tx: Any) -> int:
+    """:func:`resolve_tx` without ``at_us``, for a read transaction of ``backend``: the snapshot's
+    latest tx and horizon come from :meth:`Backend.read_txs` (no meta lookups when remembered)."""
+    latest, horizon = backend.read_txs(txn)
+    if tx is None:
+        return latest  # type: ignore[no-any-return]
+    check_readable(tx, latest)
+    if tx < horizon:
+        raise _compacted(tx, horizon)
+    return tx  # type: ignore[no-any-return]
+
+
+def check_readable(tx: Any, latest: int) -> None:
+    """Raise unless ``tx`` is an integer from 0 to ``latest``."""
     if type(tx) is not int or tx < 0:
         raise InvalidParameters(f"tx must be a non-negative integer or None, not {tx!r}", parameter="tx")
     if tx > latest:
         raise FutureTx(f"tx {tx} is in the future: the latest committed tx is {latest}", tx=tx, latest_tx=latest)
-    return check_horizon(txn, meta_db, tx)
+
+
+def _compacted(tx: int, horizon: int) -> TxCompacted:
+    return TxCompacted(f"tx {tx} was compacted away: the oldest readable tx is {horizon}", tx=tx, horizon=horizon)
 
 
 def check_horizon(txn: Any, meta_db: Any, tx: int) -> int:
@@ -45,8 +66,7 @@ def check_horizon(txn: Any, meta_db: Any, tx: int) -> int:
     if raw is not None:
         horizon = unpack_u64_from(raw)[0]
         if tx < horizon:
-            raise TxCompacted(f"tx {tx} was compacted away: the oldest readable tx is {horizon}",
-                              tx=tx, horizon=horizon)
+            raise _compacted(tx, horizon)
     return tx
 
 
@@ -123,19 +143,35 @@ def version_at(cur: Any, kp: bytes, tx: int | None = None) -> tuple[int, bytes] 
 def read_one(backend: Any, store: Any, name: str, key: str, raw: bytes, tx: Any, txn: Any,
              metadata: bool = False, fields: frozenset[str] = frozenset()) -> Record | None:
     """One key at ``tx`` (latest if None): :func:`read_keys` without the batch bookkeeping."""
-    at = resolve_tx(txn, backend.meta, tx)
-    prefix = store._ns_prefix(txn, name)
+    # The latest needs no lookup of the latest tx: in this snapshot every version is at or
+    # before it, so the key's newest version is the one a read at the latest tx sees.
+    at = None if tx is None else resolve_read(backend, txn, tx)
+    return read_one_at(backend, store, name, key, raw, at, txn, metadata, fields)
+
+
+def read_one_at(backend: Any, store: Any, name: str, key: str, raw: bytes, at: int | None, txn: Any,
+                metadata: bool = False, fields: frozenset[str] = frozenset(),
+                latest: bool | None = None) -> Record | None:
+    """One key at the resolved tx ``at`` (None: the snapshot's newest); ``latest`` says whether
+    expiry is evaluated as for a read at the latest tx (default: ``at is None``)."""
+    prefix = store._prefixes.get(name) or store._ns_prefix(txn, name)
     if prefix is None:
         return None
-    kp = keypart(prefix, raw)
-    found = version_at(txn.cursor(db=backend.versions), kp, at)
-    if found is None:
+    kp = prefix + raw + TERMINATOR if len(raw) <= SHORT_MAX and 0 not in raw else keypart(prefix, raw)
+    cur = txn.cursor(db=backend.versions)
+    if not cur.set_range(kp if at is None else kp + pack_u64(TX_MAX - at)):  # kp | inv_tx(at)
         return None
-    vtx, rec = found
+    k, rec = cur.item()
+    if not k.startswith(kp):
+        return None
+    vtx = TX_MAX - unpack_u64_from(k, len(kp))[0]
     if rec[0] != MARK and not fields:
         value = unpack_value(rec)
         return _new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None))
-    view = ReadView.for_read(txn, backend.dbs, at, tx is None, store._now_us, metadata=metadata, fields=fields)
+    if latest is None:
+        latest = at is None
+    view = ReadView.for_read(txn, backend.dbs, 0 if at is None else at, latest, store._now_us, metadata=metadata,
+                             fields=fields)
     return decode_version(key, vtx, rec, view, kp)
 
 

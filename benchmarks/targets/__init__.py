@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 #: How the systems Strata is compared with decode the msgpack bytes they store: with the decoder
 #: Strata's engine reads with (ormsgpack, about twice msgpack's speed), so none of them is charged
-#: more than Strata for decoding. The floor keeps issue 2's definition (msgpack); see lmdb_floor.
+#: more than Strata for decoding. The floor decodes with it too (see lmdb_floor).
 decode = ormsgpack.unpackb
 
 
