@@ -41,6 +41,12 @@ which answers the cheap requests and feeds gunicorn's ``--timeout`` watchdog.
   1,000 by default), lowered to fit the process's open-file limit, which the worker first raises
   to its hard limit. At the bound it stops accepting: new connections wait in the listen backlog
   (or go to another worker) until deadlines free slots.
+- **Well-formed requests skip gunicorn's HTTP code.** A request whose whole head and body are
+  buffered and that :func:`server.fast_http.parse` accepts (strict HTTP/1.1, no ambiguous framing)
+  is answered by :mod:`server.fast_http` instead of gunicorn's parser and ``Response``, on the loop
+  or on the pool as above, with the same environ, the same answer bytes and the same keep-alive
+  bookkeeping; the bytes after it are the next request's, as on gunicorn's path. Everything else
+  goes to gunicorn's parser. Off with TLS, HTTP/2, an access log, PROXY protocol or request hooks.
 - A connection is closed after :data:`MAX_REQUESTS_PER_CONNECTION` requests, with
   ``Connection: close`` on the last answer. Keep-alive connections opened in a burst can all land
   on one worker; as clients reconnect, the worker that polls first accepts, which is the less
