@@ -11,6 +11,8 @@ import pytest
 from gunicorn.config import Config
 from gunicorn.http.parser import RequestParser
 from gunicorn.http.wsgi import Response, WSGIErrorsWrapper, create
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from server import fast_http
 
@@ -212,3 +214,31 @@ def test_an_app_error_after_the_head_propagates() -> None:
 def test_the_date_is_formatted_once_a_second() -> None:
     first = fast_http.http_date()
     assert fast_http.http_date() is first or fast_http.http_date() != first
+
+
+_PIECES = [b"GET", b"POST", b"HEAD", b"get", b" ", b"  ", b"\t", b"/", b"//", b"/a", b"%2F", b"?", b"#", b"*",
+           b"http://x", b"HTTP/1.1", b"HTTP/1.0", b"\r\n", b"\n", b"\r", b":", b" :", b"Host", b"Content-Length",
+           b"Transfer-Encoding", b"chunked", b"Connection", b"close", b"Expect", b"X-A", b"X_A", b"0", b"1", b"12",
+           b"\x00", b"\x7f", b"\xe9", b",", b"-", b"ab"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(_PIECES), max_size=30), st.lists(st.sampled_from(_PIECES), max_size=12))
+def test_what_the_fast_parser_accepts_gunicorn_reads_the_same_way(head: list[bytes], fields: list[bytes]) -> None:
+    """Random heads, and random fields after a well-formed request line: whenever the fast parser
+    accepts one, gunicorn accepts it too, with the same environ, body and end."""
+    cfg = _cfg()
+    for data in (b"".join(head) + b"\r\n\r\n", b"POST /a HTTP/1.1\r\n" + b"".join(fields) + b"\r\n\r\n"):
+        data += b"GET /next HTTP/1.1\r\n\r\n"
+        req = fast_http.parse(data, scheme_headers=frozenset(cfg.secure_scheme_headers))
+        if req is None:
+            continue
+        parser = RequestParser(cfg, [data], CLIENT)
+        theirs = next(iter(parser))
+        _, env = create(theirs, "sock", CLIENT, SERVER, cfg)
+        env["wsgi.multithread"] = True
+        ours = fast_http.environ(req, "sock", CLIENT, SERVER, fast_http.base_environ(env["wsgi.errors"], True))
+        ours["wsgi.early_hints"] = env["wsgi.early_hints"]
+        assert ours.pop("wsgi.input").read() == env.pop("wsgi.input").read()
+        assert ours == env
+        assert parser.unreader.take_buffered() == data[req.size:]
