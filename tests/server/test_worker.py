@@ -295,3 +295,31 @@ def test_an_ambiguous_length_is_refused_and_nothing_behind_it_is_answered(one_wo
                      + b"0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         answers = _answers(sock)
     assert [status for status, _ in answers] == [b"HTTP/1.1 400 Bad Request"]
+
+
+@pytest.mark.parametrize("setting,value", [
+    (None, None),
+    ("accesslog", "-"),
+    ("proxy_protocol", "v1"),
+    ("pre_request", lambda worker, req: None),
+    ("post_request", lambda worker, req, environ, resp: None),
+    ("inline", False),  # TLS or HTTP/2
+])
+def test_the_fast_path_is_off_where_gunicorn_must_see_every_request(setting: str | None, value: object) -> None:
+    from gunicorn.config import Config
+
+    from server.worker import StrataWorker
+
+    worker = object.__new__(StrataWorker)
+    worker.cfg = Config()
+    worker._inline = True
+    if setting == "inline":
+        worker._inline = value
+    elif setting is not None:
+        worker.cfg.set(setting, value)
+    fast = worker._fast_path_config()
+    assert (fast is None) == (setting is not None)
+    if fast is not None:
+        assert fast["limits"] == {"max_line": 4094, "max_fields": 64, "max_field_size": 8190,
+                                  "scheme_headers": frozenset({"X-FORWARDED-PROTOCOL", "X-FORWARDED-PROTO",
+                                                               "X-FORWARDED-SSL"})}
