@@ -41,6 +41,12 @@ which answers the cheap requests and feeds gunicorn's ``--timeout`` watchdog.
   1,000 by default), lowered to fit the process's open-file limit, which the worker first raises
   to its hard limit. At the bound it stops accepting: new connections wait in the listen backlog
   (or go to another worker) until deadlines free slots.
+- **Well-formed requests skip gunicorn's HTTP code.** A request whose whole head and body are
+  buffered and that :func:`server.fast_http.parse` accepts (strict HTTP/1.1, no ambiguous framing)
+  is answered by :mod:`server.fast_http` instead of gunicorn's parser and ``Response``, on the loop
+  or on the pool as above, with the same environ, the same answer bytes and the same keep-alive
+  bookkeeping; the bytes after it are the next request's, as on gunicorn's path. Everything else
+  goes to gunicorn's parser. Off with TLS, HTTP/2, an access log, PROXY protocol or request hooks.
 - A connection is closed after :data:`MAX_REQUESTS_PER_CONNECTION` requests, with
   ``Connection: close`` on the last answer. Keep-alive connections opened in a burst can all land
   on one worker; as clients reconnect, the worker that polls first accepts, which is the less
@@ -51,6 +57,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import re
 import resource
 import selectors
@@ -60,8 +67,10 @@ from functools import partial
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from gunicorn.http.wsgi import WSGIErrorsWrapper
 from gunicorn.workers.gthread import DEFAULT_WORKER_DATA_TIMEOUT, TConn, ThreadWorker
 
+from server import fast_http
 from server.problems import REQUEST_TIMEOUT, HTTPProblem
 
 MAX_REQUESTS_PER_CONNECTION = 100
@@ -198,6 +207,16 @@ class ConnSocket:
         self.held = None
         self._send([memoryview(held), memoryview(data).cast("B")])
 
+    def send_parts(self, parts: list[bytes]) -> None:
+        """Send ``parts`` in order (a fast-path answer: its head with its first body bytes), in one
+        ``sendmsg`` on a pool thread, into ``outbox`` on the loop."""
+        outbox = self.outbox
+        if outbox is not None:
+            for part in parts:
+                outbox += part
+            return
+        self._send([memoryview(part) for part in parts])
+
     def flush(self) -> None:
         """Send the head still held, if any (on a pool thread, once the answer is complete)."""
         held, self.held = self.held, None
@@ -250,6 +269,7 @@ class StrataWorker(ThreadWorker):  # type: ignore[misc]
         self._inline = not self.cfg.is_ssl and getattr(self.cfg, "http2_cleartext", None) not in (
             "prior-knowledge", "both")
         self._long_running: Any = None
+        self._fast: dict[str, Any] | None = None  # the fast path's settings, once the app is loaded
         # Connections the loop waits on, with their deadline and what to do when it passes.
         self._deadlines: dict[TConn, tuple[float, Any]] = {}
 
@@ -269,6 +289,32 @@ class StrataWorker(ThreadWorker):  # type: ignore[misc]
     def load_wsgi(self) -> None:
         super().load_wsgi()
         self._long_running = getattr(self.wsgi, "long_running", None)  # the Strata app's; None: any app
+        self._fast = self._fast_path_config()
+
+    def _fast_path_config(self) -> dict[str, Any] | None:
+        """The fast path's settings (see :mod:`server.fast_http`), or None when gunicorn must serve every
+        request: TLS or HTTP/2, an access log (its line is gunicorn's), PROXY protocol, uwsgi,
+        request hooks, a ``SCRIPT_NAME``."""
+        cfg = self.cfg
+        settings = cfg.settings
+        hooks_default = all(settings[name].value is settings[name].default for name in ("pre_request", "post_request"))
+        logged = (cfg.accesslog or cfg.logconfig or getattr(cfg, "logconfig_dict", None)
+                  or getattr(cfg, "logconfig_json", None) or cfg.syslog)
+        if (not self._inline or logged or not hooks_default or cfg.proxy_protocol != "off"
+                or getattr(cfg, "protocol", "http") != "http" or os.environ.get("SCRIPT_NAME")):
+            return None
+        line = cfg.limit_request_line
+        fields = cfg.limit_request_fields
+        field_size = cfg.limit_request_field_size
+        return {
+            "base": fast_http.base_environ(WSGIErrorsWrapper(cfg), cfg.workers > 1),
+            "limits": {
+                "max_line": 8190 if line <= 0 or line > 8190 else line,
+                "max_fields": min(fast_http.MAX_FIELDS, fields if fields > 0 else fast_http.MAX_FIELDS),
+                "max_field_size": field_size if field_size > 0 else 8190,
+                "scheme_headers": frozenset(cfg.secure_scheme_headers),
+            },
+        }
 
     # -- accepting and reading heads ---------------------------------------------------------
 
@@ -324,6 +370,15 @@ class StrataWorker(ThreadWorker):  # type: ignore[misc]
         conn.data_ready = True
         if conn.parser is None:
             conn.init()
+        fast = self._fast
+        if fast is not None and type(conn.client) is tuple and type(conn.server) is tuple:
+            req = fast_http.parse(head, **fast["limits"])
+            if req is not None:  # wholly buffered: the fast path, on the loop or (writes, long work) the pool
+                if req.size < len(head):  # pipelined bytes: the next request's, read as today
+                    conn.parser.unreader.unread(bytes(head[req.size:]))
+                if size == POOL:
+                    return self._submit(conn, req)
+                return self._answer(conn, partial(self._answer_fast, req))
         conn.parser.unreader.unread(bytes(head))
         if size == POOL:
             conn.sock.read_deadline = time.monotonic() + self.body_timeout
@@ -350,12 +405,12 @@ class StrataWorker(ThreadWorker):  # type: ignore[misc]
 
     # -- answering on the loop ----------------------------------------------------------------
 
-    def _answer(self, conn: TConn) -> None:
+    def _answer(self, conn: TConn, handle: Any = None) -> None:
         sock: ConnSocket = conn.sock
         sock.outbox = out = bytearray()
         sock.sock.setblocking(False)  # a read past the buffered request fails instead of waiting
         try:
-            keepalive = self.handle(conn)
+            keepalive = (handle or self.handle)(conn)
         finally:
             sock.outbox = None
         self._send(conn, memoryview(out), keepalive, time.monotonic() + SEND_TIMEOUT + len(out) / MIN_SEND_RATE)
@@ -377,6 +432,37 @@ class StrataWorker(ThreadWorker):  # type: ignore[misc]
     def _on_writable(self, view: memoryview, keepalive: bool, deadline: float, conn: TConn, _sock: Any) -> None:
         self._unwait(conn)
         self._send(conn, view, keepalive, deadline)
+
+    def _submit(self, conn: TConn, req: fast_http.FastRequest) -> None:
+        """Answer ``req`` on a pool thread (gthread's ``enqueue_req`` with the fast path's handler)."""
+        fs = self.tpool.submit(self._answer_fast, req, conn)
+        fs.add_done_callback(lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
+
+    def _answer_fast(self, req: fast_http.FastRequest, conn: TConn) -> bool:
+        """Answer a request :func:`fast_http.parse` accepted; whether to keep the connection. The
+        bookkeeping is gthread's ``handle_request``'s (``max_requests``, keep-alive bounds) and ours
+        (:data:`MAX_REQUESTS_PER_CONNECTION`)."""
+        conn.requests = getattr(conn, "requests", 0) + 1
+        close = conn.requests >= MAX_REQUESTS_PER_CONNECTION
+        self.nr += 1
+        if self.nr >= self.max_requests:
+            if self.alive:
+                self.log.info("Autorestarting worker after current request.")
+                self.alive = False
+            close = True
+        if not self.alive or not self.cfg.keepalive or len(self.keepalived_conns) >= self.max_keepalived:
+            close = True
+        sock: ConnSocket = conn.sock
+        resp = fast_http.FastResponse(req, sock.send_parts, close)
+        env = fast_http.environ(req, sock, conn.client, conn.server, self._fast["base"])  # type: ignore[index]
+        env["wsgi.early_hints"] = fast_http.early_hints(req, sock, resp)
+        try:
+            return resp.answer(self.wsgi, env)
+        except OSError:
+            return False  # the client left or did not take its answer in time
+        except Exception:
+            self.log.exception("Error handling request")  # after the head was sent: close
+            return False
 
     def handle(self, conn: TConn) -> Any:
         try:

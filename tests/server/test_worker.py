@@ -230,3 +230,96 @@ def test_concurrent_clients_on_one_worker_all_get_their_own_answers(one_worker: 
     assert errors == []
     status, _, body = one_worker.request("GET", "/v4/namespace/storage/conc")
     assert status == 200 and orjson.loads(body)["data"]["stat"]["key_count"] == 160
+
+
+def _answers(sock: socket.socket) -> list[tuple[bytes, bytes]]:
+    """Every answer on ``sock`` until the server closes it: (status line, body), in order."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    answers = []
+    while data:
+        head, _, data = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        fields = (line.partition(b": ") for line in lines[1:])
+        length = next(int(value) for name, _, value in fields if name.lower() == b"content-length")
+        answers.append((lines[0], data[:length]))
+        data = data[length:]
+    return answers
+
+
+def test_pipelined_requests_are_answered_in_order_whichever_path_each_takes(one_worker: LiveServer) -> None:
+    """The fast path (on the loop and on the pool) and gunicorn's (a chunked body, HTTP/1.0) share one
+    connection: each request's leftover bytes are the next request's."""
+    tx = _write(one_worker, "pipe", "a", 1)
+    write = orjson.dumps([{"key": "b", "value": 2}])
+    read = orjson.dumps({"keys": ["a", "b"]})
+    requests = (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"  # fast, on the loop
+        b"POST /v4/storage/pipe/write HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(write), write)  # fast, on the pool
+        + b"POST /v4/storage/pipe/read HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(read), read)
+        + b"POST /v4/storage/pipe/read HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"%X\r\n%s\r\n0\r\n\r\n" % (len(read), read)  # gunicorn's parser: a chunked body
+        + b"GET /healthz HTTP/1.0\r\n\r\n")  # gunicorn's parser: HTTP/1.0, which closes
+    with socket.create_connection(("127.0.0.1", one_worker.port), timeout=30) as sock:
+        sock.sendall(requests)
+        answers = _answers(sock)
+    assert [status for status, _ in answers] == [b"HTTP/1.1 200 OK"] * 4 + [b"HTTP/1.0 200 OK"]
+    written = orjson.loads(answers[1][1])["tx"]
+    assert written == tx + 1
+    data = [{"key": "a", "value": 1, "tx": tx, "binary": False},
+            {"key": "b", "value": 2, "tx": written, "binary": False}]
+    assert orjson.loads(answers[2][1])["data"] == data and orjson.loads(answers[3][1])["data"] == data
+
+
+def test_a_client_asking_to_close_gets_connection_close(one_worker: LiveServer) -> None:
+    with socket.create_connection(("127.0.0.1", one_worker.port), timeout=30) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.count(b"HTTP/1.1 ") == 1 and b"\r\nConnection: close\r\n" in data
+
+
+@pytest.mark.parametrize("smuggled", [
+    b"Content-Length: 4\r\nContent-Length: 0\r\n\r\n",
+    b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"Content-Length : 4\r\n\r\n",
+    b"X-A: b\r\n Content-Length: 4\r\n\r\n",
+])
+def test_an_ambiguous_length_is_refused_and_nothing_behind_it_is_answered(one_worker: LiveServer,
+                                                                          smuggled: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", one_worker.port), timeout=30) as sock:
+        sock.sendall(b"POST /v4/storage/pipe/read HTTP/1.1\r\nHost: x\r\n" + smuggled
+                     + b"0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answers = _answers(sock)
+    assert [status for status, _ in answers] == [b"HTTP/1.1 400 Bad Request"]
+
+
+@pytest.mark.parametrize("setting,value", [
+    (None, None),
+    ("accesslog", "-"),
+    ("proxy_protocol", "v1"),
+    ("pre_request", lambda worker, req: None),
+    ("post_request", lambda worker, req, environ, resp: None),
+    ("inline", False),  # TLS or HTTP/2
+])
+def test_the_fast_path_is_off_where_gunicorn_must_see_every_request(setting: str | None, value: object) -> None:
+    from gunicorn.config import Config
+
+    from server.worker import StrataWorker
+
+    worker = object.__new__(StrataWorker)
+    worker.cfg = Config()
+    worker._inline = True
+    if setting == "inline":
+        worker._inline = value
+    elif setting is not None:
+        worker.cfg.set(setting, value)
+    fast = worker._fast_path_config()
+    assert (fast is None) == (setting is not None)
+    if fast is not None:
+        assert fast["limits"] == {"max_line": 4094, "max_fields": 64, "max_field_size": 8190,
+                                  "scheme_headers": frozenset({"X-FORWARDED-PROTOCOL", "X-FORWARDED-PROTO",
+                                                               "X-FORWARDED-SSL"})}
