@@ -42,7 +42,7 @@ from .group_commit import GroupCommit, Member
 T = TypeVar("T")
 
 DB_NAMES = ("versions", "meta", "namespaces", "txlog", "txops", "txtime", "expiry", "streams", "events",
-            "idempotency")
+            "idempotency", "txtree")
 MIN_MAP_SIZE = 1 << 20
 
 #: Every open backend of this process, so a forked child can disable the ones it inherited.

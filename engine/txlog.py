@@ -30,7 +30,7 @@ from typing import Any
 import msgpack
 from ormsgpack import unpackb  # the engine's msgpack decoder (see engine/codec.py)
 
-from . import schema
+from . import schema, txtree
 from .codec import OP_NAMES, pack_value
 from .errors import InvalidParameters
 
@@ -104,18 +104,27 @@ def replay_time(txn: Any, meta_db: Any, next_tx: int, tx: int, time_us: int) -> 
     return time_us
 
 
+def canonical_entry(tx: int, time_us: int, note: dict[str, Any] | None, runs: list[list[Any]],
+                    records: list[list[bytes]]) -> bytes:
+    """The bytes the chain hashes after the predecessor's hash, and the tx's Merkle leaf data."""
+    body = [tx, time_us, note, [[*run, recs] for run, recs in zip(runs, records, strict=True)]]
+    return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+
+
 def chain_hash(prev: bytes, tx: int, time_us: int, note: dict[str, Any] | None, runs: list[list[Any]],
                records: list[list[bytes]]) -> bytes:
     """The hash of a tx given its predecessor's, its log entry and the records it stored."""
-    body = [tx, time_us, note, [[*run, recs] for run, recs in zip(runs, records, strict=True)]]
-    return hashlib.sha256(prev + msgpack.packb(body, use_bin_type=True)).digest()
+    return hashlib.sha256(prev + canonical_entry(tx, time_us, note, runs, records)).digest()
 
 
 def append(txn: Any, dbs: dict[str, Any], tx: int, time_us: int, note: dict[str, Any] | None,
            runs: list[list[Any]], records: list[list[bytes]]) -> bytes:
-    """Write the log entry of ``tx`` and advance the chain. Runs in the tx's write transaction."""
+    """Write the log entry of ``tx``, advance the chain and add its leaf to the Merkle tree
+    (:mod:`engine.txtree`). Runs in the tx's write transaction."""
     prev = txn.get(HEAD_HASH, db=dbs["meta"]) or GENESIS
-    digest = chain_hash(prev, tx, time_us, note, runs, records)
+    data = canonical_entry(tx, time_us, note, runs, records)
+    digest = hashlib.sha256(prev + data).digest()
+    txtree.append(txn, dbs["txtree"], tx, data)
     key = _u64.pack(tx)
     txn.put(key, msgpack.packb([time_us, note, digest], use_bin_type=True), db=dbs["txlog"])
     txn.put(key, msgpack.packb(runs, use_bin_type=True), db=dbs["txops"])

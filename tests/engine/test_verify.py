@@ -29,7 +29,7 @@ def _build(path: Path) -> tuple[str, int, str]:
 
 
 def _raw(path: Path) -> lmdb.Environment:
-    return lmdb.open(str(path), max_dbs=10, sync=False)
+    return lmdb.open(str(path), max_dbs=16, sync=False)
 
 
 def _version_key(env: lmdb.Environment, key: str, tx: int) -> bytes:
