@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -288,11 +289,17 @@ class Store:
         With ``receipt`` (a ``(tx, hash)`` from :meth:`head`), also check the chain still passes
         through it; a receipt for a tx above the latest raises ``FUTURE_TX`` (no store issued
         it). ``checked`` never exceeds the latest tx. Reads every version the log names:
-        O(total operations).
+        O(total operations). Once the chain checks out, the Merkle tree is checked too: each leaf
+        against the recomputed log entry (at or above the horizon), each node against its children.
         """
         if receipt is not None:
             check_tx(receipt[0], "receipt")
-        return verify(self._backend.read, self._backend.dbs, receipt)
+        report = verify(self._backend.read, self._backend.dbs, receipt)
+        if report.ok:  # then the Merkle tree over the same log (see engine.txtree_build.check)
+            bad = txtree_build.check(self._backend, report.head_tx, report.horizon)
+            if bad is not None:
+                report = dataclasses.replace(report, ok=False, checked=bad[0] - 1, bad_tx=bad[0], problem=bad[1])
+        return report
 
     def changes(self, since: int = 0, *, limit: int = 1000, namespace: str | None = None) -> list[TxInfo]:
         """Committed txs after ``since``, in tx order, each with its operations (at most ``limit``).

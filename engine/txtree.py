@@ -81,11 +81,11 @@ def append(txn: Any, db: Any, tx: int, entry: bytes) -> None:
     prev = txn.get(_u64.pack(tx - 1), db=db) if tx > 1 else b""
     if prev is None:
         return  # an older store whose tree is still being built (or cannot be): the builder covers tx
-    nodes = merkle.append_nodes(merkle.leaf_hash(entry), tx - 1, _reader(txn, db, {tx - 1: prev}))
+    nodes = merkle.append_nodes(merkle.leaf_hash(entry), tx - 1, subtree_reader(txn, db, {tx - 1: prev}))
     txn.put(_u64.pack(tx), b"".join(nodes), db=db)
 
 
-def _reader(txn: Any, db: Any, cache: dict[int, bytes] | None = None) -> merkle.SubtreeHash:
+def subtree_reader(txn: Any, db: Any, cache: dict[int, bytes] | None = None) -> merkle.SubtreeHash:
     """``subtree(level, end)`` over ``txtree``: the stored hash ``level`` of ``txtree[end]``."""
     seen: dict[int, bytes] = {} if cache is None else cache
 
@@ -108,7 +108,7 @@ def size(txn: Any, db: Any) -> int:
 
 def root(txn: Any, db: Any, tree_size: int) -> bytes:
     """The root of the tree of the first ``tree_size`` txs (the tree must hold them)."""
-    return merkle.root_hash(_reader(txn, db), tree_size)
+    return merkle.root_hash(subtree_reader(txn, db), tree_size)
 
 
 def head(txn: Any, dbs: dict[str, Any], chain_head: bytes) -> Head:
@@ -142,7 +142,7 @@ def inclusion_proof(txn: Any, dbs: dict[str, Any], tx: int, tree_size: int | Non
     _check_size(txn, dbs, tree_size, "size")
     if type(tx) is not int or not 1 <= tx <= tree_size:
         raise InvalidParameters(f"tx must be an integer from 1 to the size {tree_size}, not {tx!r}", parameter="tx")
-    subtree = _reader(txn, dbs["txtree"])
+    subtree = subtree_reader(txn, dbs["txtree"])
     path = merkle.inclusion_path(subtree, tx - 1, tree_size)
     return InclusionProof(tx, tree_size, subtree(0, tx).hex(), [h.hex() for h in path])
 
@@ -158,5 +158,5 @@ def consistency_proof(txn: Any, dbs: dict[str, Any], from_size: int, to_size: in
     if type(from_size) is not int or not 1 <= from_size <= to_size:
         raise InvalidParameters(f"from must be an integer from 1 to {to_size} (the size proved to extend it), "
                                 f"not {from_size!r}", parameter="from")
-    path = merkle.consistency_path(_reader(txn, dbs["txtree"]), from_size, to_size)
+    path = merkle.consistency_path(subtree_reader(txn, dbs["txtree"]), from_size, to_size)
     return ConsistencyProof(from_size, to_size, [h.hex() for h in path])

@@ -1,4 +1,5 @@
-"""Building the Merkle tree of a store that had txs before it had a tree (see :mod:`engine.txtree`).
+"""Building the Merkle tree of a store that had txs before it had a tree, and checking it (see
+:mod:`engine.txtree`).
 
 :func:`catch_up` runs when a store is opened: if ``txtree`` ends before the latest tx, it recomputes
 the missing leaves from the log and the stored records (as ``verify()`` does) and appends them,
@@ -11,6 +12,11 @@ A leaf is only built if the tx's canonical entry still hashes to the chain hash 
 tree never certifies a record the chain does not. Building stops at the first tx whose records are
 gone (compacted before the tree existed) or do not match the chain; the tree then stays a prefix,
 and proofs beyond it raise ``TX_COMPACTED``. Every open tries again from there (one tx's work).
+
+:func:`check` (run by ``Store.verify()`` once the chain checks out) walks the stored tree: every
+entry has its ``tz(tx) + 1`` hashes, each node is the hash of its two children, and each leaf at or
+above the compaction horizon is the hash of the tx's canonical entry recomputed from the records.
+So a rewritten leaf or node, even with every node above it recomputed, is named by its tx.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import events, schema, txlog, txtree
+from . import events, merkle, schema, txlog, txtree
 from .encoding import inv_tx, keypart, ns_prefix
 from .schema import NamespaceEntry
 
@@ -98,3 +104,45 @@ def catch_up(backend: Backend, progress: Callable[[int, int], None] | None = Non
             progress(*backend.read(behind))
         if finished:
             return added
+
+
+def _check_chunk(txn: Any, dbs: dict[str, Any], start: int, stop: int, horizon: int) -> tuple[int, str] | None:
+    db = dbs["txtree"]
+    ids = {bytes(k).decode(): NamespaceEntry.decode(v).id for k, v in txn.cursor(db=dbs["namespaces"])}
+    stream_ids = events.ids(txn, dbs)
+    subtree = txtree.subtree_reader(txn, db)
+    for tx in range(start, stop + 1):
+        raw = txn.get(tx.to_bytes(8, "big"), db=db)
+        if raw is None:
+            return tx, "the Merkle tree has no entry for this tx"
+        levels = (tx & -tx).bit_length()
+        if len(raw) != merkle.HASH_LEN * levels:
+            return tx, f"the Merkle tree entry of this tx is {len(raw)} bytes, not {merkle.HASH_LEN * levels}"
+        leaf = bytes(raw[:merkle.HASH_LEN])
+        if tx >= horizon:
+            found = txlog.entry(txn, dbs, tx)
+            runs = txlog.all_runs_of(txn, dbs, tx)
+            records = None if found is None else _records(txn, dbs, ids, stream_ids, tx, runs)
+            if found is None or records is None:
+                return tx, "the tx's records are missing, so its Merkle leaf cannot be checked"
+            if merkle.leaf_hash(txlog.canonical_entry(tx, found[0], found[1], runs, records)) != leaf:
+                return tx, "the Merkle leaf does not match the tx's log entry and records"
+        if b"".join(merkle.append_nodes(leaf, tx - 1, subtree)) != bytes(raw):
+            return tx, "a Merkle tree node ending at this tx is not the hash of its children"
+    return None
+
+
+def check(backend: Backend, latest: int, horizon: int) -> tuple[int, str] | None:
+    """The first tx (up to ``latest``) whose stored tree entry is wrong, and what is wrong; None if
+    none is. A store whose tree stops early (compacted before it had one) is checked as far as it goes."""
+    dbs = backend.dbs
+    built = min(latest, backend.read(lambda txn: txtree.size(txn, dbs["txtree"])))
+    for start in range(1, built + 1, CHUNK):
+        stop = min(built, start + CHUNK - 1)
+
+        def run(txn: Any, start: int = start, stop: int = stop) -> tuple[int, str] | None:
+            return _check_chunk(txn, dbs, start, stop, horizon)
+        bad = backend.read(run)
+        if bad is not None:
+            return bad
+    return None

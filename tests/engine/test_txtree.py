@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import lmdb
@@ -234,3 +235,51 @@ def test_a_replayed_history_has_the_same_tree(tmp_path: Path) -> None:
         import_history(copy, rows)
         assert copy.head().root == head.root and copy.head() == head
     assert _tree_bytes(tmp_path / "a") == _tree_bytes(tmp_path / "b")
+
+
+def _rewrite_tree(store: Store, tx: int, change: Callable[[bytes], bytes]) -> None:
+    db = store._backend.dbs["txtree"]
+    key = struct.pack(">Q", tx)
+    store._backend.write(lambda txn: txn.put(key, change(bytes(txn.get(key, db=db))), db=db))
+
+
+def _rebuild_above(store: Store, tx: int, leaf: bytes) -> None:
+    """Replace tx's leaf and recompute every stored node from there on: a consistent forged tree."""
+    whole = _tree_bytes(store)
+    leaves = [whole[t][:32] for t in sorted(whole)]
+    leaves[tx - 1] = leaf
+    forged: dict[int, bytes] = {}
+
+    def subtree(level: int, end: int) -> bytes:
+        return forged[end][32 * level:32 * level + 32]
+    for t in range(1, len(leaves) + 1):
+        forged[t] = b"".join(merkle.append_nodes(leaves[t - 1], t - 1, subtree))
+    db = store._backend.dbs["txtree"]
+    store._backend.write(lambda txn: [txn.put(struct.pack(">Q", t), v, db=db) for t, v in forged.items()])
+
+
+def test_verify_checks_the_tree_leaf_by_leaf_and_node_by_node(store: Store) -> None:
+    _mixed(store, 12)
+    assert store.verify().ok
+    _rewrite_tree(store, 8, lambda raw: raw[:40] + bytes([raw[40] ^ 1]) + raw[41:])  # node over txs 7..8
+    report = store.verify()
+    assert (report.ok, report.bad_tx, report.checked) == (False, 8, 7)
+    assert report.problem == "a Merkle tree node ending at this tx is not the hash of its children"
+    _rebuild_above(store, 8, _tree_bytes(store)[8][:32])  # repaired
+    assert store.verify().ok
+    _rebuild_above(store, 5, bytes(32))  # a forged leaf with every node above it recomputed
+    report = store.verify()
+    assert (report.ok, report.bad_tx) == (False, 5)
+    assert report.problem == "the Merkle leaf does not match the tx's log entry and records"
+    _rewrite_tree(store, 3, lambda raw: raw + raw)
+    assert store.verify().problem == "the Merkle tree entry of this tx is 64 bytes, not 32"
+
+
+def test_verify_checks_the_tree_below_the_horizon_by_its_nodes(store: Store) -> None:
+    _mixed(store, 12)
+    store.compact(11)
+    assert store.verify().ok  # leaves below 11 cannot be recomputed (records freed), nodes still are
+    _rewrite_tree(store, 4, lambda raw: bytes(32) + raw[32:])
+    report = store.verify()
+    assert (report.ok, report.bad_tx) == (False, 4)
+    assert report.problem == "a Merkle tree node ending at this tx is not the hash of its children"
