@@ -390,11 +390,13 @@ def cmd_head(args: argparse.Namespace) -> int:
     if store is None:
         return 2
     with store:
-        tx, digest = store.head()
+        head = store.head()
+        tx, digest = head
         info = store.tx_info(tx) if tx else None
     print(f"tx {tx}")
     print(f"time {_time(info.time) if info else '-'}")
     print(f"hash {digest}")
+    print(f"root {head.root or '-'}")  # the Merkle tree of the first `tx` txs: what proofs are checked against
     print(f"receipt {tx}:{digest}")
     return 0
 
