@@ -47,6 +47,21 @@ class Head(tuple[int, str]):
     def size(self) -> int:
         return self[0]
 
+    def __eq__(self, other: object) -> bool:
+        """Equal to the pair ``(tx, hash)``; two heads are equal only if their roots are too."""
+        if isinstance(other, Head) and other.root != self.root:
+            return False
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
+
+    def __repr__(self) -> str:
+        return f"Head(tx={self[0]}, hash={self[1]!r}, root={self.root!r})"
+
     def to_dict(self) -> dict[str, Any]:
         return {"tx": self[0], "hash": self[1], "size": self[0], "root": self.root}
 

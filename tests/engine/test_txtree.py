@@ -16,7 +16,7 @@ import lmdb
 import msgpack
 import pytest
 
-from engine import Store, errors, export_history, import_history, merkle, txtree_build
+from engine import Head, Store, errors, export_history, import_history, merkle, txtree_build
 from engine.encoding import inv_tx, keypart, ns_prefix
 from tests.engine.test_chain_vectors import TX1_BODY, TX2_BODY, TX3_BODY
 from tests.engine.test_chain_vectors import _build as build_three
@@ -283,3 +283,13 @@ def test_verify_checks_the_tree_below_the_horizon_by_its_nodes(store: Store) -> 
     report = store.verify()
     assert (report.ok, report.bad_tx) == (False, 4)
     assert report.problem == "a Merkle tree node ending at this tx is not the hash of its children"
+
+
+def test_a_head_is_the_receipt_pair_and_heads_differ_by_root() -> None:
+    a, b = Head(3, "ab" * 32, "01" * 32), Head(3, "ab" * 32, "02" * 32)
+    pair = (3, "ab" * 32)
+    assert a == pair and pair == a and tuple(a) == pair
+    assert a != b and (a == b) is False and a == Head(3, "ab" * 32, "01" * 32)
+    assert repr(a) == f"Head(tx=3, hash={'ab' * 32!r}, root={'01' * 32!r})"
+    tx, digest = a
+    assert (tx, digest, a.size, a.tx, a.hash) == (3, "ab" * 32, 3, 3, "ab" * 32)
