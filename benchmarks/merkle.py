@@ -151,19 +151,26 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.merkle", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="sizes 1,000 and 10,000, fewer repeats")
     p.add_argument("--sizes", help="comma-separated tx counts for the proof stores (default 100000,1000000)")
+    p.add_argument("--parts", default="put,proofs", help="which measurements: put, proofs (default both)")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([1_000, 10_000] if args.quick
                                                                         else [100_000, 1_000_000])
     cfg = Config(repeats=3 if args.quick else 11)
     workdir = Path(tempfile.mkdtemp(prefix="strata-merkle-bench-"))
+    parts = set(args.parts.split(","))
+    puts: list[dict[str, object]] = []
+    rows: list[dict[str, object]] = []
     try:
-        puts = put_overhead(workdir, cfg)
-        none = next(r for r in puts if str(r["op"]).endswith(" none"))
+        if "put" in parts:
+            puts = put_overhead(workdir, cfg)
+        none = next((r for r in puts if str(r["op"]).endswith(" none")), None)
         for r in puts:
+            assert none is not None
             print(f"{r['op']:<22} CPU {r['cpu_us']:8.1f} µs ({r['cpu_us'] / none['cpu_us']:.2f}x none)  "  # type: ignore[operator]
                   f"wall {r['wall_us']:8.1f} µs ({r['wall_us'] / none['wall_us']:.2f}x)  samples {r['samples']}")  # type: ignore[operator]
-        rows = proofs_and_verification(workdir, sizes, 5 if args.quick else 9)
+        if "proofs" in parts:
+            rows = proofs_and_verification(workdir, sizes, 5 if args.quick else 9)
         for r in rows:
             print(f"{r['op']:<26} at {r['txs']:>9,} txs: CPU {r['cpu_us']:7.2f} µs, wall {r['wall_us']:7.2f} µs")
     finally:

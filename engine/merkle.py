@@ -64,6 +64,9 @@ def range_hash(subtree: SubtreeHash, start: int, end: int) -> bytes:
     """``MTH(D[start:end])`` for a range a tree or proof uses: ``start`` a multiple of a power of two
     at least ``end - start``. It is the complete subtrees of ``end - start``'s binary digits, biggest
     first, folded from the right."""
+    width = end - start
+    if width & (width - 1) == 0 and width:  # one complete subtree: the common case, one lookup
+        return subtree(width.bit_length() - 1, end)
     blocks: list[bytes] = []
     at = start
     for level in range((end - start).bit_length() - 1, -1, -1):

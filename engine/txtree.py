@@ -100,18 +100,19 @@ def append(txn: Any, db: Any, tx: int, entry: bytes) -> None:
     txn.put(_u64.pack(tx), b"".join(nodes), db=db)
 
 
-def subtree_reader(txn: Any, db: Any, cache: dict[int, bytes] | None = None) -> merkle.SubtreeHash:
-    """``subtree(level, end)`` over ``txtree``: the stored hash ``level`` of ``txtree[end]``."""
-    seen: dict[int, bytes] = {} if cache is None else cache
+def subtree_reader(txn: Any, db: Any, known: dict[int, bytes] | None = None) -> merkle.SubtreeHash:
+    """``subtree(level, end)`` over ``txtree``: the stored hash ``level`` of ``txtree[end]`` (one get;
+    ``known``: entries already read). A proof makes one call per path element, so this is the hot path."""
+    get, pack = txn.get, _u64.pack
 
     def subtree(level: int, end: int) -> bytes:
-        raw = seen.get(end)
+        raw = known.get(end) if known else None
         if raw is None:
-            raw = txn.get(_u64.pack(end), db=db)
+            raw = get(pack(end), db=db)
             if raw is None:
                 raise TxCompacted(f"the Merkle tree has no entry for tx {end}", tx=end)
-            seen[end] = raw
-        return bytes(raw[level * HASH_LEN:(level + 1) * HASH_LEN])
+        at = level * HASH_LEN
+        return bytes(raw[at:at + HASH_LEN])
     return subtree
 
 
@@ -140,6 +141,8 @@ def _check_size(txn: Any, dbs: dict[str, Any], tree_size: int, parameter: str) -
     if tree_size > latest:
         raise FutureTx(f"{parameter} {tree_size} is above the latest committed tx ({latest})", tx=tree_size,
                        latest_tx=latest, parameter=parameter)
+    if txn.get(_u64.pack(tree_size), db=dbs["txtree"]) is not None:  # the tree is a prefix: 1..tree_size
+        return
     built = size(txn, dbs["txtree"])
     if tree_size > built:
         raise TxCompacted(f"the Merkle tree covers txs 1 to {built} only: this store was compacted before it had "
