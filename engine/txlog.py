@@ -16,6 +16,10 @@ op, [key, ...], [record, ...]], ...]]))`` where ``record`` is the exact version 
 tx stored for each key, and ``hash(0)`` is 32 zero bytes. Flipping a byte of a stored value,
 dropping a version or rewriting a log entry changes the hash of that tx, and an auditor holding a
 receipt ``(tx, hash)`` from :func:`head` can prove nothing before it was rewritten at all.
+
+**The Merkle tree.** The same bytes the chain hashes after ``hash(tx - 1)`` (:func:`canonical_entry`)
+are the tx's leaf in the Merkle tree over the log; :func:`append` adds it in the same transaction
+(:mod:`engine.txtree`), so O(log n) proofs cover exactly what the chain covers.
 """
 
 from __future__ import annotations
