@@ -32,15 +32,19 @@ from .transfer import (
 )
 from .txlog import Operation, TxInfo
 from .txn import Transaction
+from .txtree import ConsistencyProof, Head, InclusionProof
 from .verify import VerifyReport
 
 __all__ = [
     "BackupInfo",
     "Change",
     "CompactionReport",
+    "ConsistencyProof",
     "EngineError",
     "Event",
+    "Head",
     "ImportReport",
+    "InclusionProof",
     "Item",
     "Limits",
     "Namespace",

@@ -44,7 +44,7 @@ from .schema import HORIZON, LATEST_TX
 T = TypeVar("T")
 
 DB_NAMES = ("versions", "meta", "namespaces", "txlog", "txops", "txtime", "expiry", "streams", "events",
-            "idempotency")
+            "idempotency", "txtree")
 MIN_MAP_SIZE = 1 << 20
 _u64_from = struct.Struct(">Q").unpack_from  # meta's u64 entries (engine/schema.py's layout)
 

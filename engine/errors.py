@@ -165,6 +165,14 @@ class StorageError(EngineError):
     code = "STORAGE_ERROR"
 
 
+class ProofFailed(EngineError):
+    """A Merkle proof did not verify, or the answer carrying it was not for what was asked (another
+    tx, another size, a head that does not extend the trusted one). Raised by clients that check
+    proofs themselves (:mod:`server.client.proofs`): the server's answer must not be used."""
+
+    code = "PROOF_FAILED"
+
+
 #: Every error class by its code, for clients (and the server) that map codes back to classes.
 BY_CODE: dict[str, type[EngineError]] = {
     cls.code: cls
@@ -192,5 +200,6 @@ BY_CODE: dict[str, type[EngineError]] = {
         StorageFull,
         StoreClosed,
         StorageError,
+        ProofFailed,
     )
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -11,7 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from . import backup as _backup
-from . import compaction, expiry, feed, retention, schema, txlog
+from . import compaction, expiry, feed, retention, schema, txlog, txtree, txtree_build
 from . import idempotency as _idempotency
 from . import stream as _stream
 from .backend import Backend
@@ -27,6 +28,7 @@ from .scan import live_keys
 from .stream import Stream
 from .txlog import TxInfo
 from .txn import Batch, Run, Transaction, apply_batch
+from .txtree import ConsistencyProof, Head, InclusionProof
 from .validation import check_namespace, check_tx, time_us
 from .verify import VerifyReport, verify
 
@@ -89,6 +91,7 @@ class Store:
         # A group commit's member may cache the id of a namespace an earlier member created; if
         # the whole group is rolled back, that id may go to another name on the rerun.
         backend.on_group_rollback.append(self._forget_namespace_ids)
+        txtree_build.catch_up(backend)  # a store older than its Merkle tree: build the missing leaves
         self.retention = retention_policy
         self._retention_thread: retention.RetentionThread | None = None
         if retention_policy is not None:
@@ -256,14 +259,29 @@ class Store:
         when = time_us(at)
         return self._backend.read(lambda txn: txlog.tx_at(txn, self._backend.dbs, when))
 
-    def head(self) -> tuple[int, str]:
-        """``(latest tx, its chain hash in hex)``: a receipt an auditor can keep and verify later."""
+    def head(self) -> Head:
+        """``(latest tx, its chain hash in hex)``: a receipt an auditor can keep and verify later.
+
+        It also carries the Merkle tree's ``size`` (the latest tx) and ``root`` (hex), read in the
+        same transaction: what :meth:`inclusion_proof` and :meth:`consistency_proof` prove against.
+        """
         dbs = self._backend.dbs
 
-        def run(txn: Any) -> tuple[int, str]:
-            digest = txn.get(txlog.HEAD_HASH, db=dbs["meta"]) or txlog.GENESIS
-            return schema.get_u64(txn, dbs["meta"], schema.LATEST_TX), bytes(digest).hex()
+        def run(txn: Any) -> Head:
+            return txtree.head(txn, dbs, bytes(txn.get(txlog.HEAD_HASH, db=dbs["meta"]) or txlog.GENESIS))
         return self._backend.read(run)
+
+    def inclusion_proof(self, tx: int, size: int | None = None) -> InclusionProof:
+        """RFC 9162 proof that ``tx`` is leaf ``tx - 1`` of the tree of ``size`` txs (default: the
+        latest). ``FUTURE_TX`` if ``size`` is above the latest tx; ``INVALID_PARAMETERS`` unless
+        ``1 <= tx <= size``. O(log n) reads."""
+        return self._backend.read(lambda txn: txtree.inclusion_proof(txn, self._backend.dbs, tx, size))
+
+    def consistency_proof(self, first: int, second: int | None = None) -> ConsistencyProof:
+        """RFC 9162 proof that the tree of ``second`` txs (default: the latest) extends the tree of
+        ``first`` txs unchanged. ``FUTURE_TX`` if ``second`` is above the latest tx;
+        ``INVALID_PARAMETERS`` unless ``1 <= first <= second``. O(log n) reads."""
+        return self._backend.read(lambda txn: txtree.consistency_proof(txn, self._backend.dbs, first, second))
 
     def verify(self, receipt: tuple[int, str] | None = None) -> VerifyReport:
         """Re-derive every tx's hash from the stored versions and the log; report the first bad tx.
@@ -271,11 +289,17 @@ class Store:
         With ``receipt`` (a ``(tx, hash)`` from :meth:`head`), also check the chain still passes
         through it; a receipt for a tx above the latest raises ``FUTURE_TX`` (no store issued
         it). ``checked`` never exceeds the latest tx. Reads every version the log names:
-        O(total operations).
+        O(total operations). Once the chain checks out, the Merkle tree is checked too: each leaf
+        against the recomputed log entry (at or above the horizon), each node against its children.
         """
         if receipt is not None:
             check_tx(receipt[0], "receipt")
-        return verify(self._backend.read, self._backend.dbs, receipt)
+        report = verify(self._backend.read, self._backend.dbs, receipt)
+        if report.ok:  # then the Merkle tree over the same log (see engine.txtree_build.check)
+            bad = txtree_build.check(self._backend, report.head_tx, report.horizon)
+            if bad is not None:
+                report = dataclasses.replace(report, ok=False, checked=bad[0] - 1, bad_tx=bad[0], problem=bad[1])
+        return report
 
     def changes(self, since: int = 0, *, limit: int = 1000, namespace: str | None = None) -> list[TxInfo]:
         """Committed txs after ``since``, in tx order, each with its operations (at most ``limit``).

@@ -16,6 +16,10 @@ op, [key, ...], [record, ...]], ...]]))`` where ``record`` is the exact version 
 tx stored for each key, and ``hash(0)`` is 32 zero bytes. Flipping a byte of a stored value,
 dropping a version or rewriting a log entry changes the hash of that tx, and an auditor holding a
 receipt ``(tx, hash)`` from :func:`head` can prove nothing before it was rewritten at all.
+
+**The Merkle tree.** The same bytes the chain hashes after ``hash(tx - 1)`` (:func:`canonical_entry`)
+are the tx's leaf in the Merkle tree over the log; :func:`append` adds it in the same transaction
+(:mod:`engine.txtree`), so O(log n) proofs cover exactly what the chain covers.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 import msgpack
 from ormsgpack import unpackb  # the engine's msgpack decoder (see engine/codec.py)
 
-from . import schema
+from . import schema, txtree
 from .codec import OP_NAMES, pack_value
 from .errors import InvalidParameters
 
@@ -104,18 +108,27 @@ def replay_time(txn: Any, meta_db: Any, next_tx: int, tx: int, time_us: int) -> 
     return time_us
 
 
+def canonical_entry(tx: int, time_us: int, note: dict[str, Any] | None, runs: list[list[Any]],
+                    records: list[list[bytes]]) -> bytes:
+    """The bytes the chain hashes after the predecessor's hash, and the tx's Merkle leaf data."""
+    body = [tx, time_us, note, [[*run, recs] for run, recs in zip(runs, records, strict=True)]]
+    return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+
+
 def chain_hash(prev: bytes, tx: int, time_us: int, note: dict[str, Any] | None, runs: list[list[Any]],
                records: list[list[bytes]]) -> bytes:
     """The hash of a tx given its predecessor's, its log entry and the records it stored."""
-    body = [tx, time_us, note, [[*run, recs] for run, recs in zip(runs, records, strict=True)]]
-    return hashlib.sha256(prev + msgpack.packb(body, use_bin_type=True)).digest()
+    return hashlib.sha256(prev + canonical_entry(tx, time_us, note, runs, records)).digest()
 
 
 def append(txn: Any, dbs: dict[str, Any], tx: int, time_us: int, note: dict[str, Any] | None,
            runs: list[list[Any]], records: list[list[bytes]]) -> bytes:
-    """Write the log entry of ``tx`` and advance the chain. Runs in the tx's write transaction."""
+    """Write the log entry of ``tx``, advance the chain and add its leaf to the Merkle tree
+    (:mod:`engine.txtree`). Runs in the tx's write transaction."""
     prev = txn.get(HEAD_HASH, db=dbs["meta"]) or GENESIS
-    digest = chain_hash(prev, tx, time_us, note, runs, records)
+    data = canonical_entry(tx, time_us, note, runs, records)
+    digest = hashlib.sha256(prev + data).digest()
+    txtree.append(txn, dbs["txtree"], tx, data)
     key = _u64.pack(tx)
     txn.put(key, msgpack.packb([time_us, note, digest], use_bin_type=True), db=dbs["txlog"])
     txn.put(key, msgpack.packb(runs, use_bin_type=True), db=dbs["txops"])

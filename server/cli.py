@@ -349,6 +349,9 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
     _add_data(p)
     p.add_argument("--receipt", default=None, metavar="TX:HASH",
                    help="a receipt kept from 'strata head' (or GET /v4/head): prove history up to it is unchanged")
+    p.add_argument("--from-head", default=None, metavar="FILE",
+                   help="a head kept as JSON with size and root (GET /v4/head's answer, or a client's trusted-head "
+                        "file): check, in O(log n) with a Merkle consistency proof, that the log extends it")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -356,6 +359,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     from engine import errors
 
+    if args.from_head is not None:
+        if args.receipt is not None:
+            print("strata verify: give --receipt or --from-head, not both", file=sys.stderr)
+            return 2
+        return _verify_from_head(args)
     receipt = None
     if args.receipt is not None:
         m = re.fullmatch(r"(\d+):([0-9a-fA-F]{64})", args.receipt.strip())
@@ -381,6 +389,45 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _verify_from_head(args: argparse.Namespace) -> int:
+    """``strata verify --from-head FILE``: one consistency proof from the kept head to the latest tx."""
+    import json
+    import re
+
+    from engine import merkle
+
+    try:
+        kept = json.loads(open(args.from_head).read())  # noqa: SIM115 - a small file read at once
+        size, root = kept["size"], kept["root"]
+        if type(size) is not int or size < 1 or type(root) is not str or not re.fullmatch(r"[0-9a-f]{64}", root):
+            raise ValueError
+    except (OSError, ValueError, KeyError, TypeError):
+        print(f"strata verify: --from-head {args.from_head} must be a JSON file with a size (1 or more) and a root "
+              "(64 lowercase hex digits), as GET /v4/head answers", file=sys.stderr)
+        return 2
+    store = _open_store(args, "verify")
+    if store is None:
+        return 2
+    with store:
+        head = store.head()
+        if head.root is None:
+            print("strata verify: this store's Merkle tree does not reach its latest tx (it was compacted before it "
+                  "had one): use --receipt", file=sys.stderr)
+            return 2
+        if head.size < size:
+            print(f"FAILED: the log has {head.size} txs, fewer than the {size} of the kept head: it was truncated "
+                  "or replaced")
+            return 1
+        path = [bytes.fromhex(h) for h in store.consistency_proof(size, head.size).path]
+    if not merkle.verify_consistency(size, head.size, bytes.fromhex(root), bytes.fromhex(head.root), path):
+        print(f"FAILED: the log of {head.size} txs does not extend the kept head of {size} txs (root {root[:16]}...): "
+              "history up to it was rewritten")
+        return 1
+    print(f"OK: the log of {head.size} txs extends the kept head of {size} txs (root {root[:16]}...), "
+          f"{len(path)} hashes; head root {head.root}")
+    return 0
+
+
 def add_head_arguments(p: argparse.ArgumentParser) -> None:
     _add_data(p)
 
@@ -390,11 +437,13 @@ def cmd_head(args: argparse.Namespace) -> int:
     if store is None:
         return 2
     with store:
-        tx, digest = store.head()
+        head = store.head()
+        tx, digest = head
         info = store.tx_info(tx) if tx else None
     print(f"tx {tx}")
     print(f"time {_time(info.time) if info else '-'}")
     print(f"hash {digest}")
+    print(f"root {head.root or '-'}")  # the Merkle tree of the first `tx` txs: what proofs are checked against
     print(f"receipt {tx}:{digest}")
     return 0
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.handlers import admin, audit, feed, keys, namespaces, ops, storage, streams, writes
+from server.handlers import admin, audit, feed, keys, namespaces, ops, proofs, storage, streams, writes
 from server.handlers import revert as revert_handler
 from server.http import Request, Response
 from server.problems import METHOD_NOT_ALLOWED, NOT_FOUND, HTTPProblem
@@ -40,6 +40,8 @@ TABLE: list[tuple[str, str, Handler, str | None]] = [
     ("/v4/tx", "GET", audit.tx_at_time, "read"),
     ("/v4/tx/{tx}", "GET", audit.tx, "read"),
     ("/v4/head", "GET", audit.head, "read"),
+    ("/v4/proof/inclusion", "GET", proofs.inclusion, "read"),
+    ("/v4/proof/consistency", "GET", proofs.consistency, "read"),
     ("/v4/verify", "GET", audit.verify, "admin"),
     ("/v4/namespace/storage", "GET", namespaces.list_namespaces, "read"),
     ("/v4/namespace/storage", "POST", namespaces.create_namespace, "admin"),

@@ -13,6 +13,7 @@ answers the retry with the first answer.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from datetime import datetime
 from types import TracebackType
@@ -23,12 +24,14 @@ from engine import errors
 from engine.events import StreamInfo
 from engine.records import NamespaceInfo
 from engine.txlog import TxInfo
+from engine.txtree import Head, InclusionProof
 from engine.validation import check_namespace
 from engine.verify import VerifyReport
 
-from . import shapes
+from . import proofs, shapes
 from .namespace import RemoteNamespace, rfc3339
 from .problems import ServerError
+from .proofs import Verifier
 from .stream import RemoteStream
 from .transaction import RemoteTransaction
 from .transport import Transport
@@ -130,12 +133,39 @@ class RemoteStore:
     @property
     def latest_tx(self) -> int:
         """The latest committed tx (one request)."""
-        return self.head()[0]
+        return int(self._http.json("GET", "/v4/head")["tx"])
 
-    def head(self) -> tuple[int, str]:
-        """``(latest tx, its chain hash)``: a receipt to keep for :meth:`verify`."""
-        answer = self._http.json("GET", "/v4/head")
-        return int(answer["tx"]), str(answer["hash"])
+    def head(self) -> Head:
+        """``(latest tx, its chain hash)``: a receipt to keep for :meth:`verify`; also the Merkle tree's
+        ``size`` and ``root``, every field checked (``PROOF_FAILED`` if one is malformed)."""
+        return proofs.head_of(self._http.json("GET", "/v4/head"))
+
+    def verify_consistency(self, old_head: Head, new_head: Head | None = None) -> Head:
+        """Check, with a proof this client verifies, that the log of ``new_head`` (default: the server's
+        head now) extends the log of ``old_head`` unchanged; return ``new_head``. ``PROOF_FAILED`` if
+        the proof fails or the server's log is shorter than ``old_head``'s."""
+        new = self.head() if new_head is None else new_head
+        if new.size < old_head.size:
+            raise errors.ProofFailed(f"the server's log has {new.size} txs, fewer than the {old_head.size} of the "
+                                     "trusted head: it was truncated or replaced", size=old_head.size, to=new.size)
+        if old_head.size == 0:  # every log extends the empty one
+            return new
+        answer = self._http.json("GET", "/v4/proof/consistency", query={"from": old_head.size, "to": new.size})
+        proofs.check_consistency(answer, old_head, new)
+        return new
+
+    def verify_inclusion(self, tx: int, head: Head, leaf_hash: bytes | None = None) -> InclusionProof:
+        """Check, with a proof this client verifies, that tx ``tx`` is in the log of ``head`` (and, if
+        given, that its leaf hash is ``leaf_hash``). ``PROOF_FAILED`` if not."""
+        if type(tx) is not int or not 1 <= tx <= head.size:
+            raise errors.InvalidParameters(f"tx must be an integer from 1 to the head's size {head.size}, not {tx!r}",
+                                           parameter="tx")
+        answer = self._http.json("GET", "/v4/proof/inclusion", query={"tx": tx, "size": head.size})
+        return proofs.check_inclusion(answer, tx, head, leaf_hash)
+
+    def verifier(self, state_file: str | os.PathLike[str] | None = None, *, trust: Head | None = None) -> Verifier:
+        """A :class:`~server.client.proofs.Verifier`: the head this client trusts, kept in ``state_file``."""
+        return Verifier(self, state_file, trust=trust)
 
     def verify(self, receipt: tuple[int, str] | None = None) -> VerifyReport:
         """Have the server re-derive the hash chain (an admin key's right); ``ok`` says whether it is intact."""

@@ -162,14 +162,17 @@ def tx_at_time(app: App, req: Request) -> Response:
 
 
 def head(app: App, req: Request) -> Response:
-    """``GET /v4/head``: the latest tx and its chain hash (a receipt to keep for :func:`verify`)."""
+    """``GET /v4/head``: the latest tx and its chain hash (a receipt to keep for :func:`verify`), and the
+    Merkle tree's ``size`` (= ``tx``) and ``root`` (hex; null if the store's tree is not built), which
+    the proofs of :mod:`server.handlers.proofs` are checked against."""
     _whole_log(req)
     req.query(_NO_QUERY)
     store = app.store
-    latest, digest = store.head()
+    found = store.head()
+    latest, digest = found
     info = store.tx_info(latest) if latest else None
     return json_response(200, {"tx": latest, "hash": digest, "time": info.time if info else None,
-                               "duration": duration(req.t0)})
+                               "size": found.size, "root": found.root, "duration": duration(req.t0)})
 
 
 def verify(app: App, req: Request) -> Response:

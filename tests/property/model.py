@@ -24,6 +24,8 @@ class Model:
     times: dict[int, int] = field(default_factory=lambda: {0: 0})
     #: stream -> events (tx, index, data), in publish order
     events: dict[str, list[tuple[int, int, Any]]] = field(default_factory=dict)
+    #: size -> the Merkle root the store's head had at that size: append-only, so it never changes
+    roots: dict[int, bytes] = field(default_factory=dict)
 
     def publish(self, stream: str, data: list[Any], now_us: int = 0) -> int:
         """A stream publish: the next tx, holding ``data`` as events 0, 1, ..."""

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from engine import Item, Store, errors, expiry
+from engine import Item, Store, errors, expiry, merkle
 from engine.idempotency import Claim, Replay
 from tests.engine.clock import Clock  # the store's clock: time moves only when the `advance` rule says so
 
@@ -395,6 +395,30 @@ class StoreMachine(RuleBasedStateMachine):
     def future_tx_is_refused(self) -> None:
         with pytest.raises(errors.FutureTx):
             self.store.namespace(NAMESPACES[0]).read(["a"], tx=self.model.latest_tx + 1)
+
+    @invariant()
+    def merkle_head_extends_every_earlier_one(self) -> None:
+        """The head's root at each size, once seen, is what every later proof is checked against."""
+        head = self.store.head()
+        assert head.size == self.model.latest_tx and head.root is not None
+        root = self.model.roots.setdefault(head.size, bytes.fromhex(head.root))
+        assert root == bytes.fromhex(head.root)
+
+    @rule(data=st.data())
+    def merkle_proofs_verify_against_earlier_heads(self, data: st.DataObject) -> None:
+        sizes = sorted(s for s in self.model.roots if s > 0)
+        if not sizes:
+            return
+        second = data.draw(st.sampled_from(sizes), label="size")
+        first = data.draw(st.sampled_from([s for s in sizes if s <= second]), label="from")
+        tx = data.draw(st.integers(1, second), label="tx")
+        roots = self.model.roots
+        proof = self.store.inclusion_proof(tx, second)
+        assert (proof.tx, proof.size) == (tx, second)
+        assert merkle.verify_inclusion(bytes.fromhex(proof.leaf_hash), tx - 1, second,
+                                       [bytes.fromhex(p) for p in proof.path], roots[second])
+        path = [bytes.fromhex(p) for p in self.store.consistency_proof(first, second).path]
+        assert merkle.verify_consistency(first, second, roots[first], roots[second], path)
 
     @invariant()
     def latest_tx_matches(self) -> None:

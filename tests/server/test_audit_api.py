@@ -269,8 +269,9 @@ def test_tx_at_a_time(clocked: Client, clock: Clock) -> None:
 
 
 def test_head_of_an_empty_store(client: Client) -> None:
-    assert client.get("/v4/head").json() | {"duration": ""} == {"tx": 0, "hash": "0" * 64, "time": None,
-                                                                "duration": ""}
+    assert client.get("/v4/head").json() | {"duration": ""} == {
+        "tx": 0, "hash": "0" * 64, "time": None, "size": 0, "duration": "",
+        "root": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}  # SHA-256 of nothing
 
 
 def test_verify_with_and_without_a_receipt(client: Client) -> None:

@@ -34,6 +34,8 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("GET", "/v4/tx"): "read",
     ("GET", "/v4/tx/{tx}"): "read",
     ("GET", "/v4/head"): "read",
+    ("GET", "/v4/proof/inclusion"): "read",
+    ("GET", "/v4/proof/consistency"): "read",
     ("GET", "/v4/verify"): "admin",
     ("GET", "/v4/namespace/storage"): "read",
     ("POST", "/v4/namespace/storage"): "admin",

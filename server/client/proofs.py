@@ -1,0 +1,138 @@
+"""Merkle proofs the client checks itself, and the head it trusts (see docs/client.md, "Verifying the log").
+
+The server's proofs (``GET /v4/proof/inclusion``, ``GET /v4/proof/consistency``) are checked here
+with :mod:`engine.merkle`, never by the server being audited. Every field of an answer is checked
+against what was asked (the tx, the size, the sizes of a consistency proof) before its path is: a
+valid proof of another tx or another size is refused (immudb's advisory GHSA-672p-m5jq-mrh8 was a
+client that accepted exactly that). Any failure raises :class:`~engine.errors.ProofFailed`
+(``PROOF_FAILED``) and nothing of the answer is used.
+
+:class:`Verifier` keeps the last head it trusts, optionally in a small JSON state file
+(``{"size", "root", "hash"}``), and moves it forward only through a verified consistency proof: a
+server that rewrites, truncates or forks its log after the client saw it cannot make it trust the
+new log. The first head is taken as given (``trust=``), or trusted on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine import merkle
+from engine.errors import ProofFailed
+from engine.txtree import ConsistencyProof, Head, InclusionProof
+
+if TYPE_CHECKING:
+    from .store import RemoteStore
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _hash(value: Any, what: str) -> bytes:
+    if type(value) is not str or not _HEX64.fullmatch(value):
+        raise ProofFailed(f"the server's {what} is not 64 lowercase hex digits: {str(value)[:80]!r}", field=what)
+    return bytes.fromhex(value)
+
+
+def _path(answer: dict[str, Any]) -> list[bytes]:
+    path = answer.get("path")
+    if type(path) is not list:
+        raise ProofFailed("the server's proof has no path list", field="path")
+    return [_hash(p, "path element") for p in path]
+
+
+def _exact(answer: dict[str, Any], field: str, asked: int) -> None:
+    got = answer.get(field)
+    if type(got) is not int or got != asked:
+        raise ProofFailed(f"asked for a proof with {field} {asked}, the server answered one with {field} {got!r}",
+                          field=field, asked=asked, answered=got)
+
+
+def head_of(answer: dict[str, Any]) -> Head:
+    """A head from ``GET /v4/head``, every field checked: ``size == tx``, hashes of 64 hex digits."""
+    tx = answer.get("tx")
+    if type(tx) is not int or tx < 0:
+        raise ProofFailed(f"the server's head has no valid tx: {tx!r}", field="tx")
+    _exact(answer, "size", tx)
+    _hash(answer.get("hash"), "head hash")
+    root = answer.get("root")
+    if root is None:
+        raise ProofFailed("the server's head has no Merkle root (its store was compacted before it had a tree)",
+                          field="root")
+    _hash(root, "head root")
+    return Head(tx, answer["hash"], root)
+
+
+def check_inclusion(answer: dict[str, Any], tx: int, head: Head, leaf_hash: bytes | None = None) -> InclusionProof:
+    """The proof in ``answer`` shows tx ``tx`` in the tree of ``head`` (and, if given, with ``leaf_hash``)."""
+    _exact(answer, "tx", tx)
+    _exact(answer, "size", head.size)
+    leaf = _hash(answer.get("leaf_hash"), "leaf hash")
+    path = _path(answer)
+    if leaf_hash is not None and leaf != leaf_hash:
+        raise ProofFailed(f"tx {tx}'s leaf hash is {leaf.hex()}, not the {leaf_hash.hex()} expected", tx=tx)
+    if head.root is None or not merkle.verify_inclusion(leaf, tx - 1, head.size, path, bytes.fromhex(head.root)):
+        raise ProofFailed(f"the inclusion proof of tx {tx} does not verify against the trusted root of size "
+                          f"{head.size}", tx=tx, size=head.size)
+    return InclusionProof(tx, head.size, leaf.hex(), [p.hex() for p in path])
+
+
+def check_consistency(answer: dict[str, Any], old: Head, new: Head) -> ConsistencyProof:
+    """The proof in ``answer`` shows the tree of ``new`` extends the tree of ``old``."""
+    _exact(answer, "from", old.size)
+    _exact(answer, "to", new.size)
+    path = _path(answer)
+    if old.root is None or new.root is None or not merkle.verify_consistency(
+            old.size, new.size, bytes.fromhex(old.root), bytes.fromhex(new.root), path):
+        raise ProofFailed(f"the consistency proof from size {old.size} to {new.size} does not verify: the log "
+                          "the server shows now does not extend the one trusted", size=old.size, to=new.size)
+    return ConsistencyProof(old.size, new.size, [p.hex() for p in path])
+
+
+class Verifier:
+    """The head a client trusts for ``store``, moved forward only by verified consistency proofs.
+
+    ``state_file``: where the trusted head is kept across runs (read if it exists; written, atomically,
+    each time the head moves). ``trust``: the head to start from (one kept from an earlier run, read
+    off a signed head...); without it or a state file, the first head the server gives is trusted.
+    """
+
+    def __init__(self, store: RemoteStore, state_file: str | os.PathLike[str] | None = None, *,
+                 trust: Head | None = None) -> None:
+        self._store = store
+        self._path = None if state_file is None else Path(state_file)
+        self.head: Head | None = trust
+        if trust is None and self._path is not None and self._path.exists():
+            saved = json.loads(self._path.read_text())
+            self.head = head_of({"tx": saved.get("size"), "size": saved.get("size"), "hash": saved.get("hash"),
+                                 "root": saved.get("root")})
+
+    def _save(self) -> None:
+        if self._path is None or self.head is None:
+            return
+        tmp = self._path.with_name(f".{self._path.name}.tmp-{os.getpid()}")
+        with open(tmp, "w") as out:
+            json.dump({"size": self.head.size, "root": self.head.root, "hash": self.head.hash}, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self._path)
+
+    def refresh(self) -> Head:
+        """Fetch the server's head and trust it if it extends the trusted one (a verified
+        consistency proof); ``PROOF_FAILED`` otherwise, and the trusted head stays as it was."""
+        new = self._store.head()
+        if self.head is not None:
+            self._store.verify_consistency(self.head, new)
+        self.head = new
+        self._save()
+        return new
+
+    def prove(self, tx: int, leaf_hash: bytes | None = None) -> InclusionProof:
+        """Tx ``tx`` is in the log the trusted head covers (refreshing it first if ``tx`` is newer)."""
+        if self.head is None or tx > self.head.size:
+            self.refresh()
+        assert self.head is not None
+        return self._store.verify_inclusion(tx, self.head, leaf_hash)
