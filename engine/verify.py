@@ -144,11 +144,18 @@ def _check_totals(txn: Any, dbs: dict[str, Any], ids: dict[str, int], latest: in
     for tx in range(latest + 1, now + 1):
         versions += sum(len(keys) for _, _, keys in txlog.runs_of(txn, dbs, tx))
     if txn.stat(dbs["versions"])["entries"] != versions - schema.get_u64(txn, dbs["meta"], schema.COMPACTED_VERSIONS):
-        raise _Bad(_stray_version_tx(txn, dbs, ids), "a version exists that no tx log entry accounts for")
+        stray = _stray_version_tx(txn, dbs, ids)
+        if stray is None:
+            # Every version is accounted for, yet the count is off: a version below the horizon was removed
+            # (above it, _check_tx names the tx whose version is missing) or the count was rewritten. Which tx
+            # lost it cannot be told, so the whole store is reported, as for the head.
+            raise _Bad(latest, "the version count does not match the tx log and the versions compaction freed")
+        raise _Bad(stray, "a version exists that no tx log entry accounts for")
 
 
-def _stray_version_tx(txn: Any, dbs: dict[str, Any], ids: dict[str, int]) -> int:
-    """The tx of the first version not listed in its tx's log entry (slow path: only on failure)."""
+def _stray_version_tx(txn: Any, dbs: dict[str, Any], ids: dict[str, int]) -> int | None:
+    """The tx of the first version not listed in its tx's log entry, None if every version is listed
+    (slow path: only on failure)."""
     names = {v: k for k, v in ids.items()}
     listed: dict[int, set[bytes]] = {}
     for k, _ in txn.cursor(db=dbs["versions"]):
@@ -163,7 +170,7 @@ def _stray_version_tx(txn: Any, dbs: dict[str, Any], ids: dict[str, int]) -> int
             listed[tx] = parts
         if k[:-TX_LEN] not in listed[tx] or int.from_bytes(k[:4], "big") not in names:
             return tx
-    return 0
+    return None
 
 
 __all__ = ["NO_TX", "VerifyReport", "verify"]

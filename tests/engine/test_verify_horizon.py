@@ -1,0 +1,164 @@
+"""What ``verify`` reports, exactly, for a damaged log below and above the compaction horizon, and
+for a version count that no stray version explains."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgpack
+import pytest
+
+from engine import Store, schema
+from engine.encoding import inv_tx, keypart
+from engine.verify import VerifyReport, verify
+
+from .clock import T0, Clock, clock, store  # noqa: F401  (fixtures)
+
+NO_ENTRY = "the tx log has no entry for this tx"
+EARLIER = "commit time is earlier than the previous tx's"
+
+
+def _ten_txs(store: Store, clock: Clock) -> None:
+    """Txs 1..10, one second apart, each a put of its own key and of ``k``."""
+    ns = store.namespace("t")
+    for i in range(1, 11):
+        clock.now = T0 + i
+        ns.put({"k": i, f"only{i}": i})
+
+
+def _write(store: Store, fn: Any) -> None:
+    backend = store._backend
+    backend.write(lambda txn: fn(txn, backend.dbs))
+
+
+def _rewrite_time(store: Store, tx: int, time_us: int) -> None:
+    def run(txn: Any, dbs: dict[str, Any]) -> None:
+        key = struct.pack(">Q", tx)
+        _, note, digest = msgpack.unpackb(txn.get(key, db=dbs["txlog"]))
+        txn.put(key, msgpack.packb([time_us, note, digest], use_bin_type=True), db=dbs["txlog"])
+
+    _write(store, run)
+
+
+# tx 3 is below the horizon 6 (only its log is checked) and tx 8 above it (its hash is recomputed).
+@pytest.mark.parametrize("tx", [3, 8])
+def test_a_missing_log_entry_is_named_with_its_problem(store: Store, clock: Clock, tx: int) -> None:
+    _ten_txs(store, clock)
+    store.compact(6)
+    link = store.tx_info(tx - 1).hash  # type: ignore[union-attr]
+    _write(store, lambda txn, dbs: txn.delete(struct.pack(">Q", tx), db=dbs["txlog"]))
+    report = store.verify()
+    assert (report.ok, report.bad_tx, report.problem) == (False, tx, NO_ENTRY)
+    assert (report.checked, report.head_tx, report.head_hash, report.horizon) == (tx - 1, 10, link, 6)
+
+
+@pytest.mark.parametrize("tx", [3, 8])
+def test_a_commit_time_before_the_previous_one_is_named_with_its_problem(store: Store, clock: Clock,
+                                                                         tx: int) -> None:
+    _ten_txs(store, clock)
+    store.compact(6)
+    link = store.tx_info(tx - 1).hash  # type: ignore[union-attr]
+    _rewrite_time(store, tx, round((T0 + tx - 1) * 1_000_000) - 1)  # one microsecond before tx - 1's
+    report = store.verify()
+    assert (report.ok, report.bad_tx, report.problem) == (False, tx, EARLIER)
+    assert (report.checked, report.head_hash, report.horizon) == (tx - 1, link, 6)
+
+
+def test_commit_times_equal_to_the_previous_ones_verify_below_and_above_the_horizon(store: Store) -> None:
+    """The clock does not move: every tx commits at the same microsecond, which is in order."""
+    ns = store.namespace("t")
+    for i in range(10):
+        ns.put({"k": i, f"only{i}": i})
+    assert len({store.tx_info(tx).time_us for tx in range(1, 11)}) == 1  # type: ignore[union-attr]
+    store.compact(6)
+    report = store.verify()
+    assert (report.ok, report.checked, report.bad_tx, report.problem, report.horizon) == (True, 10, None, None, 6)
+
+
+def test_a_time_moved_back_to_the_previous_one_below_the_horizon_still_verifies(store: Store, clock: Clock) -> None:
+    _ten_txs(store, clock)
+    store.compact(6)
+    _rewrite_time(store, 3, store.tx_info(2).time_us)  # type: ignore[union-attr]
+    assert store.verify().ok  # below the horizon the time is not hashed: only its order is checked
+
+
+COUNT_OFF = "the version count does not match the tx log and the versions compaction freed"
+
+
+def test_a_version_removed_below_the_horizon_is_reported_at_the_latest_tx(store: Store, clock: Clock) -> None:
+    """Compaction kept ``only1`` (tx 1: a read at the horizon sees it); removing it leaves no version
+    unaccounted for, only a count that is one short. No tx can be named, so the latest is."""
+    _ten_txs(store, clock)
+    store.compact(6)
+    head = store.head()[1]
+
+    def remove(txn: Any, dbs: dict[str, Any]) -> None:
+        assert txn.delete(keypart(store._ns_prefix(txn, "t"), b"only1") + inv_tx(1), db=dbs["versions"])
+
+    _write(store, remove)
+    report = store.verify()
+    assert (report.ok, report.bad_tx, report.problem) == (False, 10, COUNT_OFF)
+    assert (report.checked, report.head_tx, report.head_hash, report.horizon) == (9, 10, head, 6)
+
+
+@pytest.mark.parametrize("delta", [-1, 1])
+def test_a_rewritten_count_of_compacted_versions_is_reported(store: Store, clock: Clock, delta: int) -> None:
+    _ten_txs(store, clock)
+    store.compact(6)
+
+    def rewrite(txn: Any, dbs: dict[str, Any]) -> None:
+        freed = schema.get_u64(txn, dbs["meta"], schema.COMPACTED_VERSIONS)
+        assert freed == 5  # k's versions of txs 1..5
+        schema.put_u64(txn, dbs["meta"], schema.COMPACTED_VERSIONS, freed + delta)
+
+    _write(store, rewrite)
+    report = store.verify()
+    assert (report.ok, report.bad_tx, report.problem, report.checked) == (False, 10, COUNT_OFF, 9)
+
+
+def _verify_while_committing(store: Store, commit: Any) -> VerifyReport:
+    """``verify`` with ``commit()`` run just before its last read transaction (the totals check),
+    as if another writer committed while it walked the chain."""
+    backend = store._backend
+    calls = 0
+
+    def read(fn: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 4:  # latest and horizon, namespace ids, the one chunk of txs, then the totals
+            commit()
+        return backend.read(fn)
+
+    report = verify(read, backend.dbs)
+    assert calls == 4
+    return report
+
+
+def test_txs_committed_while_verify_runs_are_accounted_for(store: Store, clock: Clock) -> None:
+    _ten_txs(store, clock)
+    start_head = store.head()[1]
+    ns = store.namespace("t")
+    report = _verify_while_committing(store, lambda: ns.put({"x": 1, "y": 2, "z": 3}))
+    assert store.latest_tx == 11
+    assert (report.ok, report.checked, report.head_tx, report.head_hash, report.bad_tx) == (
+        True, 10, 10, start_head, None)
+    assert store.verify().ok
+
+
+def test_a_stray_version_next_to_a_tx_committed_while_verify_runs_is_still_caught(store: Store,
+                                                                                   clock: Clock) -> None:
+    _ten_txs(store, clock)
+    ns = store.namespace("t")
+
+    def commit_and_smuggle() -> None:
+        tx = ns.put({"x": 1})
+
+        def smuggle(txn: Any, dbs: dict[str, Any]) -> None:
+            txn.put(keypart(store._ns_prefix(txn, "t"), b"smuggled") + inv_tx(tx), b"\x01", db=dbs["versions"])
+
+        _write(store, smuggle)
+
+    report = _verify_while_committing(store, commit_and_smuggle)
+    assert (report.ok, report.bad_tx) == (False, 11)
+    assert report.problem == "a version exists that no tx log entry accounts for"
