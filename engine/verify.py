@@ -135,7 +135,9 @@ def _check_totals(txn: Any, dbs: dict[str, Any], ids: dict[str, int], latest: in
     now = schema.get_u64(txn, dbs["meta"], schema.LATEST_TX)
     if now > latest:  # txs committed while verify ran: the head is the newest one's logged hash
         found = txlog.entry(txn, dbs, now)
-        head = found[2] if found is not None else b""
+        if found is None:
+            raise _Bad(now, "the tx log has no entry for this tx")
+        head = found[2]
     stored_head = txn.get(txlog.HEAD_HASH, db=dbs["meta"]) or txlog.GENESIS
     if stored_head != head:
         raise _Bad(latest, "the stored head hash does not match the chain")

@@ -162,3 +162,15 @@ def test_a_stray_version_next_to_a_tx_committed_while_verify_runs_is_still_caugh
     report = _verify_while_committing(store, commit_and_smuggle)
     assert (report.ok, report.bad_tx) == (False, 11)
     assert report.problem == "a version exists that no tx log entry accounts for"
+
+
+def test_a_tx_committed_while_verify_runs_without_its_log_entry_is_named(store: Store, clock: Clock) -> None:
+    _ten_txs(store, clock)
+    ns = store.namespace("t")
+
+    def commit_and_unlog() -> None:
+        tx = ns.put({"x": 1})
+        _write(store, lambda txn, dbs: txn.delete(struct.pack(">Q", tx), db=dbs["txlog"]))
+
+    report = _verify_while_committing(store, commit_and_unlog)
+    assert (report.ok, report.bad_tx, report.problem, report.checked, report.head_tx) == (False, 11, NO_ENTRY, 10, 10)
