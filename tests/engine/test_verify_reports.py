@@ -1,5 +1,6 @@
-"""What ``verify`` reports, exactly, for a damaged log below and above the compaction horizon, and
-for a version count that no stray version explains."""
+"""What ``verify`` reports, exactly (tx, problem, checked, head): a damaged log below and above the
+compaction horizon, a version count that no stray version explains, a rewritten head hash, and txs
+committed while it runs."""
 
 from __future__ import annotations
 
@@ -174,3 +175,29 @@ def test_a_tx_committed_while_verify_runs_without_its_log_entry_is_named(store: 
 
     report = _verify_while_committing(store, commit_and_unlog)
     assert (report.ok, report.bad_tx, report.problem, report.checked, report.head_tx) == (False, 11, NO_ENTRY, 10, 10)
+
+
+HEAD_OFF = "the stored head hash does not match the chain"
+
+
+@pytest.mark.parametrize("stored", [bytes(32), b"\x01" * 32, None])
+def test_a_rewritten_or_missing_head_hash_is_reported_at_the_latest_tx(store: Store, clock: Clock,
+                                                                      stored: bytes | None) -> None:
+    _ten_txs(store, clock)
+    head = store.head()[1]
+
+    def rewrite(txn: Any, dbs: dict[str, Any]) -> None:
+        if stored is None:
+            assert txn.delete(b"head_hash", db=dbs["meta"])
+        else:
+            txn.put(b"head_hash", stored, db=dbs["meta"])
+
+    _write(store, rewrite)
+    report = store.verify()
+    assert (report.ok, report.bad_tx, report.problem) == (False, 10, HEAD_OFF)
+    assert (report.checked, report.head_tx, report.head_hash) == (9, 10, head)
+
+
+def test_an_empty_store_verifies(store: Store) -> None:
+    report = store.verify()
+    assert (report.ok, report.checked, report.head_tx, report.head_hash, report.bad_tx) == (True, 0, 0, "00" * 32, None)
