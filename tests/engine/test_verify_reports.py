@@ -201,3 +201,38 @@ def test_a_rewritten_or_missing_head_hash_is_reported_at_the_latest_tx(store: St
 def test_an_empty_store_verifies(store: Store) -> None:
     report = store.verify()
     assert (report.ok, report.checked, report.head_tx, report.head_hash, report.bad_tx) == (True, 0, 0, "00" * 32, None)
+
+
+def test_a_tx_naming_an_unregistered_namespace_is_named_with_its_problem(store: Store, clock: Clock) -> None:
+    _ten_txs(store, clock)
+
+    def rename(txn: Any, dbs: dict[str, Any]) -> None:
+        key = struct.pack(">Q", 8)
+        runs = msgpack.unpackb(txn.get(key, db=dbs["txops"]))
+        runs[0][0] = "ghost"
+        txn.put(key, msgpack.packb(runs, use_bin_type=True), db=dbs["txops"])
+
+    _write(store, rename)
+    report = store.verify()
+    assert (report.ok, report.bad_tx, report.checked) == (False, 8, 7)
+    assert report.problem == "namespace 'ghost' of this tx is not registered"
+
+
+def test_operations_logged_past_the_latest_tx_are_not_counted(store: Store, clock: Clock) -> None:
+    """The version count covers the txs up to the latest one its transaction sees. An operations entry
+    past it (no commit leaves one: it is written with the tx's log entry and latest tx) is not
+    counted, whether or not txs committed while verify ran."""
+    _ten_txs(store, clock)
+
+    def plant(tx: int) -> None:
+        _write(store, lambda txn, dbs: txn.put(struct.pack(">Q", tx), msgpack.packb([["t", 0, ["k"]]]),
+                                               db=dbs["txops"]))
+
+    plant(11)
+    assert store.verify().ok
+    ns = store.namespace("t")
+
+    def commit_and_plant() -> None:
+        plant(ns.put({"x": 1}) + 1)
+
+    assert _verify_while_committing(store, commit_and_plant).ok
