@@ -103,13 +103,14 @@ def _check_log(txn: Any, dbs: dict[str, Any], tx: int, last_time: int) -> tuple[
 def verify(read: Any, dbs: dict[str, Any], receipt: tuple[int, str] | None = None) -> VerifyReport:
     """Check the whole chain. ``read`` runs a function in a read transaction (Backend.read)."""
     meta = dbs["meta"]
-    latest, horizon = read(lambda txn: (schema.get_u64(txn, meta, schema.LATEST_TX),
-                                        schema.get_u64(txn, meta, schema.HORIZON)))
+    latest = read(lambda txn: schema.get_u64(txn, meta, schema.LATEST_TX))
     if receipt is not None and receipt[0] > latest:
         raise FutureTx(f"the receipt names tx {receipt[0]}, but the latest committed tx is {latest}",
                        tx=receipt[0], latest_tx=latest, parameter="receipt")
     ids = read(lambda txn: _ns_ids(txn, dbs))
-    prev, last_time, versions = txlog.GENESIS, 0, 0
+    # The horizon is read in each chunk's transaction (a compaction may raise it meanwhile); with no
+    # tx at all there is none to read, and none is below it.
+    prev, last_time, versions, horizon = txlog.GENESIS, 0, 0, 0
     try:
         for start in range(1, latest + 1, CHUNK):
             def chunk(txn: Any, start: int = start) -> None:

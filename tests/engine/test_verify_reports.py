@@ -12,6 +12,7 @@ import pytest
 
 from engine import Store, schema
 from engine.encoding import inv_tx, keypart
+from engine.errors import FutureTx
 from engine.verify import VerifyReport, verify
 
 from .clock import T0, Clock, clock, store  # noqa: F401  (fixtures)
@@ -236,3 +237,26 @@ def test_operations_logged_past_the_latest_tx_are_not_counted(store: Store, cloc
         plant(ns.put({"x": 1}) + 1)
 
     assert _verify_while_committing(store, commit_and_plant).ok
+
+
+def test_a_changed_value_is_named_with_its_problem(store: Store, clock: Clock) -> None:
+    _ten_txs(store, clock)
+    link = store.tx_info(6).hash  # type: ignore[union-attr]
+
+    def flip(txn: Any, dbs: dict[str, Any]) -> None:
+        vkey = keypart(store._ns_prefix(txn, "t"), b"only7") + inv_tx(7)
+        value = bytearray(txn.get(vkey, db=dbs["versions"]))
+        value[-1] ^= 0x01
+        txn.put(vkey, bytes(value), db=dbs["versions"])
+
+    _write(store, flip)
+    report = store.verify()
+    assert (report.ok, report.bad_tx, report.checked, report.head_hash) == (False, 7, 6, link)
+    assert report.problem == "the hash does not match: a stored value or the tx log entry was changed"
+
+
+def test_a_receipt_past_the_latest_tx_is_refused_with_its_parameter(store: Store, clock: Clock) -> None:
+    _ten_txs(store, clock)
+    with pytest.raises(FutureTx, match=r"^the receipt names tx 11, but the latest committed tx is 10$") as exc:
+        store.verify(receipt=(11, "00" * 32))
+    assert exc.value.details == {"tx": 11, "latest_tx": 10, "parameter": "receipt"}
