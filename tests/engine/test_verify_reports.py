@@ -5,6 +5,7 @@ committed while it runs."""
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -201,7 +202,8 @@ def test_a_rewritten_or_missing_head_hash_is_reported_at_the_latest_tx(store: St
 
 def test_an_empty_store_verifies(store: Store) -> None:
     report = store.verify()
-    assert (report.ok, report.checked, report.head_tx, report.head_hash, report.bad_tx) == (True, 0, 0, "00" * 32, None)
+    assert (report.ok, report.checked, report.head_tx, report.head_hash, report.bad_tx, report.horizon) == (
+        True, 0, 0, "00" * 32, None, 0)
 
 
 def test_a_tx_naming_an_unregistered_namespace_is_named_with_its_problem(store: Store, clock: Clock) -> None:
@@ -260,3 +262,38 @@ def test_a_receipt_past_the_latest_tx_is_refused_with_its_parameter(store: Store
     with pytest.raises(FutureTx, match=r"^the receipt names tx 11, but the latest committed tx is 10$") as exc:
         store.verify(receipt=(11, "00" * 32))
     assert exc.value.details == {"tx": 11, "latest_tx": 10, "parameter": "receipt"}
+
+
+def test_a_tx_committed_at_the_epoch_verifies(tmp_path: Path) -> None:
+    """Time 0 (1970-01-01T00:00:00Z) is a valid commit time, in order after no tx at all."""
+    with Store.open(tmp_path / "s", sync=False, clock=Clock(0.0)) as epoch:
+        epoch.namespace("t").put({"k": 1})
+        epoch.namespace("t").put({"k": 2})
+        assert [epoch.tx_info(tx).time_us for tx in (1, 2)] == [0, 0]  # type: ignore[union-attr]
+        report = epoch.verify()
+        assert (report.ok, report.checked, report.bad_tx, report.horizon) == (True, 2, None, 0)
+
+
+def _read_transactions(store: Store) -> int:
+    backend = store._backend
+    calls = 0
+
+    def read(fn: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return backend.read(fn)
+
+    assert verify(read, backend.dbs).ok
+    return calls
+
+
+def test_verify_reads_txs_a_thousand_per_transaction(store: Store) -> None:
+    """Besides the latest tx, the namespace ids and the totals (3 read transactions), one per
+    thousand txs: a long verify never holds one read transaction (and LMDB's old pages) for long."""
+    assert _read_transactions(store) == 3
+    ns = store.namespace("t")
+    for i in range(1000):
+        ns.put({"k": i})
+    assert _read_transactions(store) == 4
+    ns.put({"k": 1000})
+    assert _read_transactions(store) == 5
