@@ -297,3 +297,40 @@ def test_verify_reads_txs_a_thousand_per_transaction(store: Store) -> None:
     assert _read_transactions(store) == 4
     ns.put({"k": 1000})
     assert _read_transactions(store) == 5
+
+
+def test_at_the_horizon_data_is_rehashed(store: Store, clock: Clock) -> None:
+    """The horizon's own tx is re-hashed from its versions: a changed value there is named."""
+    _ten_txs(store, clock)
+    store.compact(6)
+
+    def flip(txn: Any, dbs: dict[str, Any]) -> None:
+        vkey = keypart(store._ns_prefix(txn, "t"), b"only6") + inv_tx(6)
+        txn.put(vkey, bytes(txn.get(vkey, db=dbs["versions"]))[:-1] + b"\x00", db=dbs["versions"])
+
+    _write(store, flip)
+    report = store.verify()
+    assert (report.ok, report.bad_tx, report.checked, report.horizon) == (False, 6, 5, 6)
+    assert report.problem == "the hash does not match: a stored value or the tx log entry was changed"
+
+
+def test_a_rewritten_hash_just_below_the_horizon_shows_at_the_horizon(store: Store, clock: Clock) -> None:
+    _ten_txs(store, clock)
+    store.compact(6)
+
+    def rewrite(txn: Any, dbs: dict[str, Any]) -> None:
+        key = struct.pack(">Q", 5)
+        time_us, note, _ = msgpack.unpackb(txn.get(key, db=dbs["txlog"]))
+        txn.put(key, msgpack.packb([time_us, note, b"\x05" * 32], use_bin_type=True), db=dbs["txlog"])
+
+    _write(store, rewrite)
+    report = store.verify()
+    assert (report.ok, report.bad_tx, report.checked, report.head_hash) == (False, 6, 5, "05" * 32)
+
+
+def test_a_receipt_that_no_longer_matches_is_named_with_its_problem(store: Store, clock: Clock) -> None:
+    _ten_txs(store, clock)
+    report = store.verify(receipt=(4, "AB" * 32))
+    assert (report.ok, report.bad_tx, report.checked) == (False, 4, 3)
+    assert report.problem == "the chain no longer matches the receipt: history up to it was rewritten"
+    assert store.verify(receipt=(4, store.tx_info(4).hash.upper())).ok  # type: ignore[union-attr]
