@@ -50,10 +50,11 @@ def check_horizon(txn: Any, meta_db: Any, tx: int) -> int:
     return tx
 
 
-def decode_version(key: str, vtx: int, raw: bytes, view: ReadView | None = None, kp: bytes = b"") -> Record | None:
+def decode_version(key: str, vtx: int, raw: bytes, view: ReadView | None, kp: bytes) -> Record | None:
     """The record a version shows at a read, or None for a delete (or, given a ``view``, a value
     expired at the view's time). ``view`` also says which optional fields to fill; ``kp`` is the
-    version's keypart (needed to derive ``created_at``)."""
+    version's keypart (needed to derive ``created_at``: no default, which would silently give the
+    version's own tx time)."""
     if raw[0] != MARK:
         value = unpack_value(raw)
         rec = _new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None))

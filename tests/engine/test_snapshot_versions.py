@@ -1,0 +1,42 @@
+"""The version lookups of engine/snapshot.py called directly: their documented answers for a key
+with no version, a deleted key and a key whose value expires, exactly at the expiry instant."""
+
+from __future__ import annotations
+
+from engine import Store
+from engine.snapshot import current_tx, live_tx
+
+from .clock import T0, Clock, clock, store  # noqa: F401  (fixtures)
+
+
+def _lookups(store: Store, key: str, now_us: int) -> tuple[tuple[int, bytes | None], int]:
+    backend = store._backend
+
+    def run(txn: object) -> tuple[tuple[int, bytes | None], int]:
+        prefix = store._ns_prefix(txn, "t")
+        assert prefix is not None
+        vtx, rec = current_tx(txn, backend.versions, prefix, key.encode())
+        return (vtx, None if rec is None else bytes(rec)), live_tx(txn, backend.versions, prefix, key.encode(), now_us)
+
+    return backend.read(run)
+
+
+def test_a_key_with_no_version_has_tx_0_and_no_record(store: Store, clock: Clock) -> None:
+    store.namespace("t").put({"other": 1})
+    assert _lookups(store, "never", clock.us) == ((0, None), 0)
+
+
+def test_a_deleted_key_has_its_delete_as_current_and_no_live_tx(store: Store, clock: Clock) -> None:
+    ns = store.namespace("t")
+    ns.put({"k": 1})
+    tx = ns.delete(["k"])
+    (vtx, rec), live = _lookups(store, "k", clock.us)
+    assert (vtx, rec is not None, live) == (tx, True, 0)
+
+
+def test_a_value_is_live_until_the_microsecond_before_it_expires(store: Store, clock: Clock) -> None:
+    tx = store.namespace("t").put({"k": 1}, ttl=10)
+    expires = round((T0 + 10) * 1_000_000)
+    assert _lookups(store, "k", expires - 1)[1] == tx
+    assert _lookups(store, "k", expires)[1] == 0
+    assert _lookups(store, "k", expires)[0][0] == tx  # the version is still the current one
