@@ -75,7 +75,7 @@ def decode_version(key: str, vtx: int, raw: bytes, view: ReadView | None, kp: by
 
 
 def read_keys(txn: Any, versions_db: Any, prefix: bytes, keys: list[str], raws: list[bytes], at: int,
-              make_view: Callable[[], ReadView], plain: bool = True) -> list[Record]:
+              make_view: Callable[[], ReadView], plain: bool) -> list[Record]:
     """Records of ``keys`` (UTF-8 in ``raws``) at tx ``at``, in order, absent, deleted and expired
     left out. ``make_view()`` gives the read's :class:`ReadView`, called only when a record needs
     it; ``plain`` is False when the view asks for fields that plain records need too."""
