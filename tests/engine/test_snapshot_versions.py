@@ -40,3 +40,13 @@ def test_a_value_is_live_until_the_microsecond_before_it_expires(store: Store, c
     assert _lookups(store, "k", expires - 1)[1] == tx
     assert _lookups(store, "k", expires)[1] == 0
     assert _lookups(store, "k", expires)[0][0] == tx  # the version is still the current one
+
+
+def test_keys_with_nul_bytes_read_back_one_by_one_and_in_a_batch(store: Store) -> None:
+    """A 00 byte is escaped in the keypart: a read must escape it too, in the batch read's inline
+    short-key path as in the one-key path, and keys with 01 (never escaped) next to them."""
+    keys = ["a\x00b", "\x00", "a\x00", "\x00\x01", "a\x01b", "n" * 498 + "\x00"]
+    ns = store.namespace("t")
+    tx = ns.put({k: i for i, k in enumerate(keys)})
+    assert [(r.key, r.value, r.tx) for r in ns.read(keys).records] == [(k, i, tx) for i, k in enumerate(keys)]
+    assert [(ns.get(k).key, ns.get(k).value) for k in keys] == [(k, i) for i, k in enumerate(keys)]  # type: ignore[union-attr]
