@@ -3,7 +3,12 @@ with no version, a deleted key and a key whose value expires, exactly at the exp
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from engine import Store
+from engine.errors import EngineError
 from engine.snapshot import current_tx, live_tx
 
 from .clock import T0, Clock, clock, store  # noqa: F401  (fixtures)
@@ -50,3 +55,44 @@ def test_keys_with_nul_bytes_read_back_one_by_one_and_in_a_batch(store: Store) -
     tx = ns.put({k: i for i, k in enumerate(keys)})
     assert [(r.key, r.value, r.tx) for r in ns.read(keys).records] == [(k, i, tx) for i, k in enumerate(keys)]
     assert [(ns.get(k).key, ns.get(k).value) for k in keys] == [(k, i) for i, k in enumerate(keys)]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"tx": 4}, {"code": "FUTURE_TX", "message": "tx 4 is in the future: the latest committed tx is 3",
+                 "tx": 4, "latest_tx": 3}),
+    ({"tx": -1}, {"code": "INVALID_PARAMETERS", "message": "tx must be a non-negative integer or None, not -1",
+                  "parameter": "tx"}),
+    ({"tx": 1.0}, {"code": "INVALID_PARAMETERS",
+                   "message": "tx must be a non-negative integer or None, not 1.0", "parameter": "tx"}),
+    ({"tx": True}, {"code": "INVALID_PARAMETERS",
+                    "message": "tx must be a non-negative integer or None, not True", "parameter": "tx"}),
+    ({"tx": 1, "at": T0}, {"code": "INVALID_PARAMETERS", "message": "give tx or at, not both", "parameter": "at"}),
+])
+def test_the_tx_a_read_asks_for_is_refused_exactly(store: Store, kwargs: dict[str, Any],
+                                                    error: dict[str, Any]) -> None:
+    ns = store.namespace("t")
+    for i in range(3):
+        ns.put({"k": i})
+    with pytest.raises(EngineError) as exc:
+        ns.read(["k"], **kwargs)
+    assert exc.value.to_dict() == error
+    with pytest.raises(EngineError) as exc:
+        ns.get("k", **kwargs)
+    assert exc.value.to_dict() == error
+
+
+def test_reads_at_tx_0_the_latest_and_a_time(store: Store, clock: Clock) -> None:
+    ns = store.namespace("t")
+    for i in range(1, 4):
+        clock.now = T0 + i
+        ns.put({"k": i})
+    assert ns.read(["k"], tx=0) == ([], 0)
+    assert ns.get("k", tx=0) is None
+    assert [(r.value, r.tx) for r in ns.read(["k"], tx=3).records] == [(3, 3)]
+    assert ns.read(["k"], at=T0 + 2.5).tx == 2
+    assert ns.read(["k"], at=T0).tx == 0
+    store.compact(2)
+    with pytest.raises(EngineError) as exc:
+        ns.read(["k"], at=T0 + 1.5)
+    assert exc.value.to_dict() == {"code": "TX_COMPACTED", "message": "tx 1 was compacted away: the oldest "
+                                   "readable tx is 2", "tx": 1, "horizon": 2}
