@@ -9,7 +9,7 @@ import pytest
 
 from engine import Store
 from engine.errors import EngineError
-from engine.snapshot import current_tx, live_tx
+from engine.snapshot import current_tx, live_tx, read_keys
 
 from .clock import T0, Clock, clock, store  # noqa: F401  (fixtures)
 
@@ -96,3 +96,22 @@ def test_reads_at_tx_0_the_latest_and_a_time(store: Store, clock: Clock) -> None
         ns.read(["k"], at=T0 + 1.5)
     assert exc.value.to_dict() == {"code": "TX_COMPACTED", "message": "tx 1 was compacted away: the oldest "
                                    "readable tx is 2", "tx": 1, "horizon": 2}
+    with pytest.raises(EngineError) as exc:
+        ns.get("k", tx=1)
+    assert exc.value.to_dict()["tx"] == 1
+    assert ns.get("k", tx=2).value == 2  # type: ignore[union-attr]
+
+
+def test_read_keys_refuses_keys_and_encodings_of_different_lengths(store: Store) -> None:
+    """``keys`` and their UTF-8 ``raws`` go together one for one: a mismatch is a caller's bug,
+    refused rather than silently dropping keys."""
+    store.namespace("t").put({"a": 1, "b": 2})
+    backend = store._backend
+
+    def run(txn: object) -> None:
+        prefix = store._ns_prefix(txn, "t")
+        assert prefix is not None
+        with pytest.raises(ValueError, match="zip"):
+            read_keys(txn, backend.versions, prefix, ["a", "b"], [b"a"], 1, lambda: None, True)  # type: ignore[arg-type,return-value]
+
+    backend.read(run)
