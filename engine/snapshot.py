@@ -70,10 +70,11 @@ def check_horizon(txn: Any, meta_db: Any, tx: int) -> int:
     return tx
 
 
-def decode_version(key: str, vtx: int, raw: bytes, view: ReadView | None = None, kp: bytes = b"") -> Record | None:
+def decode_version(key: str, vtx: int, raw: bytes, view: ReadView | None, kp: bytes) -> Record | None:
     """The record a version shows at a read, or None for a delete (or, given a ``view``, a value
     expired at the view's time). ``view`` also says which optional fields to fill; ``kp`` is the
-    version's keypart (needed to derive ``created_at``)."""
+    version's keypart (needed to derive ``created_at``: no default, which would silently give the
+    version's own tx time)."""
     if raw[0] != MARK:
         value = unpack_value(raw)
         rec = _new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None))
@@ -94,7 +95,7 @@ def decode_version(key: str, vtx: int, raw: bytes, view: ReadView | None = None,
 
 
 def read_keys(txn: Any, versions_db: Any, prefix: bytes, keys: list[str], raws: list[bytes], at: int,
-              make_view: Callable[[], ReadView], plain: bool = True) -> list[Record]:
+              make_view: Callable[[], ReadView], plain: bool) -> list[Record]:
     """Records of ``keys`` (UTF-8 in ``raws``) at tx ``at``, in order, absent, deleted and expired
     left out. ``make_view()`` gives the read's :class:`ReadView`, called only when a record needs
     it; ``plain`` is False when the view asks for fields that plain records need too."""

@@ -109,14 +109,15 @@ def _check_log(txn: Any, dbs: dict[str, Any], tx: int, last_time: int) -> tuple[
 def verify(read: Any, dbs: dict[str, Any], receipt: tuple[int, str] | None = None) -> VerifyReport:
     """Check the whole chain. ``read`` runs a function in a read transaction (Backend.read)."""
     meta = dbs["meta"]
-    latest, horizon = read(lambda txn: (schema.get_u64(txn, meta, schema.LATEST_TX),
-                                        schema.get_u64(txn, meta, schema.HORIZON)))
+    latest = read(lambda txn: schema.get_u64(txn, meta, schema.LATEST_TX))
     if receipt is not None and receipt[0] > latest:
         raise FutureTx(f"the receipt names tx {receipt[0]}, but the latest committed tx is {latest}",
                        tx=receipt[0], latest_tx=latest, parameter="receipt")
     ids = read(lambda txn: _ns_ids(txn, dbs))
     stream_ids = read(lambda txn: events.ids(txn, dbs))
-    prev, last_time, versions, logged_events = txlog.GENESIS, 0, 0, 0
+    # The horizon is read in each chunk's transaction (a compaction may raise it meanwhile); with no
+    # tx at all there is none to read, and none is below it.
+    prev, last_time, versions, horizon, logged_events = txlog.GENESIS, 0, 0, 0, 0
     try:
         for start in range(1, latest + 1, CHUNK):
             def chunk(txn: Any, start: int = start) -> None:
@@ -144,7 +145,9 @@ def _check_totals(txn: Any, dbs: dict[str, Any], ids: dict[str, int], latest: in
     now = schema.get_u64(txn, dbs["meta"], schema.LATEST_TX)
     if now > latest:  # txs committed while verify ran: the head is the newest one's logged hash
         found = txlog.entry(txn, dbs, now)
-        head = found[2] if found is not None else b""
+        if found is None:
+            raise _Bad(now, "the tx log has no entry for this tx")
+        head = found[2]
     stored_head = txn.get(txlog.HEAD_HASH, db=dbs["meta"]) or txlog.GENESIS
     if stored_head != head:
         raise _Bad(latest, "the stored head hash does not match the chain")
@@ -153,7 +156,13 @@ def _check_totals(txn: Any, dbs: dict[str, Any], ids: dict[str, int], latest: in
     for tx in range(latest + 1, now + 1):
         versions += sum(len(keys) for _, _, keys in txlog.runs_of(txn, dbs, tx))
     if txn.stat(dbs["versions"])["entries"] != versions - schema.get_u64(txn, dbs["meta"], schema.COMPACTED_VERSIONS):
-        raise _Bad(_stray_version_tx(txn, dbs, ids), "a version exists that no tx log entry accounts for")
+        stray = _stray_version_tx(txn, dbs, ids)
+        if stray is None:
+            # Every version is accounted for, yet the count is off: a version below the horizon was removed
+            # (above it, _check_tx names the tx whose version is missing) or the count was rewritten. Which tx
+            # lost it cannot be told, so the whole store is reported, as for the head.
+            raise _Bad(latest, "the version count does not match the tx log and the versions compaction freed")
+        raise _Bad(stray, "a version exists that no tx log entry accounts for")
 
 
 def _check_events(txn: Any, dbs: dict[str, Any], latest: int, logged: int) -> None:
@@ -171,8 +180,9 @@ def _check_events(txn: Any, dbs: dict[str, Any], latest: int, logged: int) -> No
         raise _Bad(stray or latest, "an event exists that no tx log entry accounts for")
 
 
-def _stray_version_tx(txn: Any, dbs: dict[str, Any], ids: dict[str, int]) -> int:
-    """The tx of the first version not listed in its tx's log entry (slow path: only on failure)."""
+def _stray_version_tx(txn: Any, dbs: dict[str, Any], ids: dict[str, int]) -> int | None:
+    """The tx of the first version not listed in its tx's log entry, None if every version is listed
+    (slow path: only on failure)."""
     names = {v: k for k, v in ids.items()}
     listed: dict[int, set[bytes]] = {}
     for k, _ in txn.cursor(db=dbs["versions"]):
@@ -187,7 +197,7 @@ def _stray_version_tx(txn: Any, dbs: dict[str, Any], ids: dict[str, int]) -> int
             listed[tx] = parts
         if k[:-TX_LEN] not in listed[tx] or int.from_bytes(k[:4], "big") not in names:
             return tx
-    return 0
+    return None
 
 
 __all__ = ["NO_TX", "VerifyReport", "verify"]

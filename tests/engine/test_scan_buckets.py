@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from engine import Store
 
 STEM = "z" * 496
@@ -45,3 +47,15 @@ def test_a_prefix_longer_than_the_bucket_stem_finds_its_long_keys(store: Store) 
         expected = sorted((k for k in keys if k.startswith("k" * length)), key=str.encode)
         assert [r.key for r in ns.scan(prefix="k" * length)] == expected, length
     assert [r.key for r in ns.scan(prefix="k" * 489 + "j")] == ["k" * 489 + "j" + "k" * 10]
+
+
+@pytest.mark.parametrize("tail", ["", "a", "aa", "a" * 16])
+def test_paging_after_a_short_key_that_names_a_bucket_finds_the_long_keys_in_it(store: Store, tail: str) -> None:
+    """The bucket of a long key is named by its first 481 bytes and sorts before a longer short key
+    with that beginning: paging after such a key (482 to 497 bytes) must still visit the bucket."""
+    ns = store.namespace("t")
+    long_key = "z" * 481 + "b" * 30  # long (511 bytes): bucketed under "z" * 481
+    after = "z" * 481 + tail
+    ns.put({long_key: 1, after: 0})
+    assert [r.key for r in ns.scan(after=after)] == [long_key]
+    assert [r.key for r in ns.scan(prefix="z", after=after, limit=1)] == [long_key]

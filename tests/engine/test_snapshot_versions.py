@@ -1,0 +1,117 @@
+"""The version lookups of engine/snapshot.py called directly: their documented answers for a key
+with no version, a deleted key and a key whose value expires, exactly at the expiry instant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from engine import Store
+from engine.errors import EngineError
+from engine.snapshot import current_tx, live_tx, read_keys
+
+from .clock import T0, Clock, clock, store  # noqa: F401  (fixtures)
+
+
+def _lookups(store: Store, key: str, now_us: int) -> tuple[tuple[int, bytes | None], int]:
+    backend = store._backend
+
+    def run(txn: object) -> tuple[tuple[int, bytes | None], int]:
+        prefix = store._ns_prefix(txn, "t")
+        assert prefix is not None
+        vtx, rec = current_tx(txn, backend.versions, prefix, key.encode())
+        return (vtx, None if rec is None else bytes(rec)), live_tx(txn, backend.versions, prefix, key.encode(), now_us)
+
+    return backend.read(run)
+
+
+def test_a_key_with_no_version_has_tx_0_and_no_record(store: Store, clock: Clock) -> None:
+    store.namespace("t").put({"other": 1})
+    assert _lookups(store, "never", clock.us) == ((0, None), 0)
+
+
+def test_a_deleted_key_has_its_delete_as_current_and_no_live_tx(store: Store, clock: Clock) -> None:
+    ns = store.namespace("t")
+    ns.put({"k": 1})
+    tx = ns.delete(["k"])
+    (vtx, rec), live = _lookups(store, "k", clock.us)
+    assert (vtx, rec is not None, live) == (tx, True, 0)
+
+
+def test_a_value_is_live_until_the_microsecond_before_it_expires(store: Store, clock: Clock) -> None:
+    tx = store.namespace("t").put({"k": 1}, ttl=10)
+    expires = round((T0 + 10) * 1_000_000)
+    assert _lookups(store, "k", expires - 1)[1] == tx
+    assert _lookups(store, "k", expires)[1] == 0
+    assert _lookups(store, "k", expires)[0][0] == tx  # the version is still the current one
+
+
+def test_keys_with_nul_bytes_read_back_one_by_one_and_in_a_batch(store: Store) -> None:
+    """A 00 byte is escaped in the keypart: a read must escape it too, in the batch read's inline
+    short-key path as in the one-key path, and keys with 01 (never escaped) next to them."""
+    keys = ["a\x00b", "\x00", "a\x00", "\x00\x01", "a\x01b", "n" * 498 + "\x00"]
+    ns = store.namespace("t")
+    tx = ns.put({k: i for i, k in enumerate(keys)})
+    assert [(r.key, r.value, r.tx) for r in ns.read(keys).records] == [(k, i, tx) for i, k in enumerate(keys)]
+    assert [(ns.get(k).key, ns.get(k).value) for k in keys] == [(k, i) for i, k in enumerate(keys)]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"tx": 4}, {"code": "FUTURE_TX", "message": "tx 4 is in the future: the latest committed tx is 3",
+                 "tx": 4, "latest_tx": 3}),
+    ({"tx": -1}, {"code": "INVALID_PARAMETERS", "message": "tx must be a non-negative integer or None, not -1",
+                  "parameter": "tx"}),
+    ({"tx": 1.0}, {"code": "INVALID_PARAMETERS",
+                   "message": "tx must be a non-negative integer or None, not 1.0", "parameter": "tx"}),
+    ({"tx": True}, {"code": "INVALID_PARAMETERS",
+                    "message": "tx must be a non-negative integer or None, not True", "parameter": "tx"}),
+    ({"tx": 1, "at": T0}, {"code": "INVALID_PARAMETERS", "message": "give tx or at, not both", "parameter": "at"}),
+])
+def test_the_tx_a_read_asks_for_is_refused_exactly(store: Store, kwargs: dict[str, Any],
+                                                    error: dict[str, Any]) -> None:
+    ns = store.namespace("t")
+    for i in range(3):
+        ns.put({"k": i})
+    with pytest.raises(EngineError) as exc:
+        ns.read(["k"], **kwargs)
+    assert exc.value.to_dict() == error
+    with pytest.raises(EngineError) as exc:
+        ns.get("k", **kwargs)
+    assert exc.value.to_dict() == error
+
+
+def test_reads_at_tx_0_the_latest_and_a_time(store: Store, clock: Clock) -> None:
+    ns = store.namespace("t")
+    for i in range(1, 4):
+        clock.now = T0 + i
+        ns.put({"k": i})
+    assert ns.read(["k"], tx=0) == ([], 0)
+    assert ns.get("k", tx=0) is None
+    assert [(r.value, r.tx) for r in ns.read(["k"], tx=3).records] == [(3, 3)]
+    assert ns.read(["k"], at=T0 + 2.5).tx == 2
+    assert ns.read(["k"], at=T0).tx == 0
+    store.compact(2)
+    with pytest.raises(EngineError) as exc:
+        ns.read(["k"], at=T0 + 1.5)
+    assert exc.value.to_dict() == {"code": "TX_COMPACTED", "message": "tx 1 was compacted away: the oldest "
+                                   "readable tx is 2", "tx": 1, "horizon": 2}
+    with pytest.raises(EngineError) as exc:
+        ns.get("k", tx=1)
+    assert exc.value.to_dict()["tx"] == 1
+    assert ns.get("k", tx=2).value == 2  # type: ignore[union-attr]
+
+
+def test_read_keys_refuses_keys_and_encodings_of_different_lengths(store: Store) -> None:
+    """``keys`` and their UTF-8 ``raws`` go together one for one: a mismatch is a caller's bug,
+    refused rather than silently dropping keys."""
+    store.namespace("t").put({"a": 1, "b": 2})
+    backend = store._backend
+
+    def run(txn: object) -> None:
+        prefix = store._ns_prefix(txn, "t")
+        assert prefix is not None
+        with pytest.raises(ValueError, match="zip"):
+            read_keys(txn, backend.versions, prefix, ["a", "b"], [b"a"], 1, lambda: None, True)  # type: ignore[arg-type,return-value]
+
+    backend.read(run)
