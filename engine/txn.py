@@ -228,8 +228,8 @@ def commit(store: Store, batch: Batch, *, note: dict[str, Any] | None, sync: boo
 
     def write(txn: Any) -> int:
         now = store._now_us()
-        if batch.expects:  # a refusal writes nothing, not even the expiry sweep below
-            _check_expects(store, txn, batch.expects, max(now, schema.get_u64(txn, backend.meta, schema.LAST_TIME_US)))
+        if batch.expects:  # checked once, here: a refusal writes nothing, not even the expiry sweep below
+            _check_expects(store, txn, batch.expects, _commit_time(store, txn, 0, None, now))
         cur = txn.cursor(db=expiry_db)  # one cursor step on the (usually empty) expiry index
         if cur.first() and unpack_u64_from(cur.key())[0] <= now:
             swept, _ = expiry.sweep(store, txn, now, expiry.SWEEP_PER_WRITE)
@@ -251,7 +251,8 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
     and commits it at ``time_us`` instead of now, so the hash chain comes out identical; a replay
     writes exactly the runs given, even none or empty ones (txs of stores written before the no-op
     rule). ``skip_noops`` (ordinary writes) drops no-op deletes first and, if nothing is left,
-    writes nothing and returns the latest tx.
+    writes nothing and returns the latest tx. ``batch.expects`` are not checked here: :func:`commit`
+    checks them once, before the expiry sweep.
     """
     backend = store._backend
     meta, versions = backend.meta, backend.versions
@@ -260,8 +261,6 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
     now = _commit_time(store, txn, tx, replay, now_us)
     entries: dict[str, schema.NamespaceEntry] = {}
 
-    if batch.expects:
-        _check_expects(store, txn, batch.expects, now)
     if skip_noops:
         batch = without_noops(store, txn, batch, now)
         if not batch.runs:
