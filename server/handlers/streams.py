@@ -117,11 +117,8 @@ def write(app: App, req: Request) -> Response:
     items, bad = _check_items(body, out_of_range)
     stream = store.stream(name)
     if not bad:
-        made: list[Response] = []  # the answer, made once: inside the write transaction when it is recorded
-
         def answer(tx: Any, refusal: errors.EngineError | None) -> Response:
-            made.append(json_response(200, {"tx": tx, "count": len(items), "duration": duration(req.t0)}))
-            return made[-1]
+            return json_response(200, {"tx": tx, "count": len(items), "duration": duration(req.t0)})
 
         try:
             tx = stream.publish(items, note=note, idempotency=idem.claim(answer, recorded=()))
@@ -130,7 +127,7 @@ def write(app: App, req: Request) -> Response:
                 raise
             bad = _engine_errors(exc, items)
         else:
-            return made[-1] if made else answer(tx, None)
+            return idem.answered(tx)
     else:
         bad_indexes = {e["index"] for e in bad}
         try:  # the engine's findings on the other items belong in the same list
