@@ -36,7 +36,16 @@ from server.http import Request, Response, duration, json_response
 from server.idempotency import Idempotent
 from server.problems import INVALID_PARAMETERS, HTTPProblem, bad_request, from_engine_error
 from server.sse import SSE_HEADERS, STREAM_TICK, EventStream, client_left, open_stream
-from server.validation import MAX_TX, _base64, check_storage, echo, note_header, query_int, query_tx_param
+from server.validation import (
+    MAX_TX,
+    _base64,
+    check_batch_size,
+    check_storage,
+    echo,
+    note_header,
+    query_int,
+    query_tx_param,
+)
 
 if TYPE_CHECKING:
     from engine import Event
@@ -108,10 +117,7 @@ def write(app: App, req: Request) -> Response:
     raw = req.json_bytes()
     idem = Idempotent(app, req, raw)
     body, out_of_range = loads(raw)
-    if type(body) is list and not body:
-        raise bad_request(errors.EmptyBatch.code, "the write has no events", "", "array")
-    if type(body) is list and len(body) > app.max_batch:
-        raise bad_request(errors.BatchTooLarge.code, f"a write may hold at most {app.max_batch} events", "", len(body))
+    check_batch_size(body, app.max_batch, "events")
     store = app.store
     note = note_header(req.environ, app.max_note_bytes)
     items, bad = _check_items(body, out_of_range)

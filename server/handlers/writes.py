@@ -22,6 +22,7 @@ from server.idempotency import Idempotent
 from server.problems import INVALID_PARAMETERS, HTTPProblem, bad_request, from_engine_error
 from server.validation import (
     WriteItem,
+    check_batch_size,
     check_fields,
     check_keys,
     check_storage,
@@ -54,11 +55,7 @@ def write(app: App, req: Request) -> Response:
     raw = req.json_bytes()
     idem = Idempotent(app, req, raw)
     body, out_of_range = loads(raw)
-    if type(body) is list and not body:
-        raise bad_request(errors.EmptyBatch.code, "the write has no items", "", "array")
-    if type(body) is list and len(body) > app.max_batch:
-        raise bad_request(errors.BatchTooLarge.code, f"a write may hold at most {app.max_batch} items", "",
-                          len(body))
+    check_batch_size(body, app.max_batch, "items")
     store = app.store  # opened first: it sets the key limit the items are checked against
     note = note_header(req.environ, app.max_note_bytes)
     good, bad = _with_conditions(check_write_items(body, app.max_key_bytes, out_of_range))
