@@ -256,7 +256,7 @@ def revert(store: Store, name: str, to_tx: Any, *, keys: Iterable[str] | None = 
         # Planned before the expiry sweep, so that a refusal writes nothing at all. The plan does not
         # depend on the sweep: it counts a value expired at eval_us (>= now) as absent, swept or not.
         steps = plan(store, txn, name, to_tx, chosen, raws, prefix, eval_us)
-        sweep_due(store, txn, now)  # as every write does, in a tx of its own
+        sweep_due(store, txn, backend.dbs["expiry"], now)  # as every write does, in a tx of its own
         if not steps:
             return RevertResult(schema.get_u64(txn, backend.meta, schema.LATEST_TX), to_tx, [], False)
         tx = apply_batch(store, txn, batch_of(name, steps), full_note, now_us=eval_us)
