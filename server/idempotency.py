@@ -101,9 +101,12 @@ class Idempotent:
         self._answer: Callable[[Any, errors.EngineError | None], Response] | None = None
         #: The response ``answer`` made inside the write transaction, when one was recorded.
         self.made: Response | None = None
-        self.scope = req.principal.digest.hex() if req.principal is not None else ""
-        self.fingerprint = fingerprint(req, body) if self.key is not None else b""
-        if self.key is not None:
+        self.scope = ""
+        self.fingerprint = b""
+        if self.key is not None:  # without the header (most writes) nothing else is computed
+            if req.principal is not None:
+                self.scope = req.principal.digest.hex()
+            self.fingerprint = fingerprint(req, body)
             claim = Claim(self.key, self.fingerprint, _never, self.scope)
             try:
                 check_first(self.store, claim)
