@@ -35,7 +35,7 @@ import hashlib
 import re
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import Conflict, EngineError, IdempotencyKeyReused, InvalidParameters
@@ -81,6 +81,8 @@ class Claim:
     answer: Answer
     scope: str = ""
     recorded: tuple[type[EngineError], ...] = (Conflict,)
+    #: ``sha256(scope)[:8] | key``: the record's name (see the layout above), hashed once per claim.
+    ident: bytes = field(init=False, repr=False, compare=False, default=b"")
 
     def __post_init__(self) -> None:
         check_key(self.key)
@@ -88,10 +90,7 @@ class Claim:
             raise InvalidParameters(f"fingerprint must be {FINGERPRINT_BYTES} bytes", parameter="fingerprint")
         if type(self.scope) is not str:
             raise InvalidParameters("scope must be a str", parameter="scope")
-
-    @property
-    def ident(self) -> bytes:
-        return hashlib.sha256(self.scope.encode()).digest()[:8] + self.key.encode("ascii")
+        object.__setattr__(self, "ident", hashlib.sha256(self.scope.encode()).digest()[:8] + self.key.encode("ascii"))
 
 
 def check_key(key: Any) -> str:
@@ -107,16 +106,17 @@ class _Refused:
     error: EngineError
 
 
-def find(txn: Any, db: Any, claim: Claim, now_us: int) -> None:
+def find(txn: Any, db: Any, claim: Claim, now_us: int) -> bytes | None:
     """Raise :class:`Replay` if a live record of ``claim``'s key holds the same fingerprint,
-    :class:`IdempotencyKeyReused` if it holds another; return if there is none (or it expired)."""
+    :class:`IdempotencyKeyReused` if it holds another; if there is none, return None, if it
+    expired, return it (for :func:`record` to replace)."""
     raw = txn.get(_RECORD + claim.ident, db=db)
     if raw is None:
-        return
+        return None
     raw = bytes(raw)
     _, expires_us, fingerprint = _head.unpack_from(raw)
     if expires_us <= now_us:
-        return
+        return raw
     if fingerprint != claim.fingerprint:
         raise IdempotencyKeyReused(
             f"idempotency key {claim.key!r} was used for a different request; use a new key for a new request",
@@ -124,14 +124,14 @@ def find(txn: Any, db: Any, claim: Claim, now_us: int) -> None:
     raise Replay(raw[_head.size:])
 
 
-def record(txn: Any, db: Any, claim: Claim, answer: bytes, now_us: int, ttl_us: int) -> None:
+def record(txn: Any, db: Any, claim: Claim, answer: bytes, now_us: int, ttl_us: int, stale: bytes | None) -> None:
     """Store ``answer`` under ``claim``'s key until ``now_us + ttl_us`` (after sweeping a few expired
-    records). Replaces an expired record of the same key."""
+    records). ``stale`` is what :func:`find` returned in this transaction: the expired record of the
+    same key this one replaces, or None."""
     sweep(txn, db, now_us, SWEEP_PER_WRITE)
     ident = claim.ident
-    old = txn.get(_RECORD + ident, db=db)
-    if old is not None:  # expired (find() let it through): its index entry goes with it
-        txn.delete(_BY_EXPIRY + bytes(old)[8:16] + ident, db=db)
+    if stale is not None:  # its index entry goes with it (a no-op if the sweep just deleted both)
+        txn.delete(_BY_EXPIRY + stale[8:16] + ident, db=db)
     expires = _u64.pack(now_us + ttl_us)
     txn.put(_RECORD + ident, _head.pack(now_us, now_us + ttl_us, claim.fingerprint) + answer, db=db)
     txn.put(_BY_EXPIRY + expires + ident, b"", db=db)
@@ -172,13 +172,13 @@ def guarded(store: Store, claim: Claim, fn: Callable[[Any], T]) -> Callable[[Any
 
     def write(txn: Any) -> T | _Refused:
         now = store._now_us()
-        find(txn, db, claim, now)
+        stale = find(txn, db, claim, now)
         try:
             result = fn(txn)
         except claim.recorded as exc:
-            record(txn, db, claim, claim.answer(None, exc), now, store.idempotency_ttl_us)
+            record(txn, db, claim, claim.answer(None, exc), now, store.idempotency_ttl_us, stale)
             return _Refused(exc)
-        record(txn, db, claim, claim.answer(result, None), now, store.idempotency_ttl_us)
+        record(txn, db, claim, claim.answer(result, None), now, store.idempotency_ttl_us, stale)
         return result
 
     return write

@@ -57,7 +57,7 @@ from .history import Change, changed_keys
 from .records import Record
 from .snapshot import resolve_tx, version_at
 from .txlog import check_note
-from .txn import Batch, Run, apply_batch
+from .txn import Batch, Run, apply_batch, sweep_due
 from .validation import check_prefix, check_tx, key_bytes
 
 if TYPE_CHECKING:
@@ -252,15 +252,11 @@ def revert(store: Store, name: str, to_tx: Any, *, keys: Iterable[str] | None = 
     def write(txn: Any) -> RevertResult:
         now = store._now_us()
         # The revert's commit time, which is also when a latest read right after it evaluates expiry.
-        eval_us = max(now, schema.get_u64(txn, backend.meta, schema.LAST_TIME_US))
+        eval_us = expiry.latest_eval_us(txn, backend.meta, now)
         # Planned before the expiry sweep, so that a refusal writes nothing at all. The plan does not
         # depend on the sweep: it counts a value expired at eval_us (>= now) as absent, swept or not.
         steps = plan(store, txn, name, to_tx, chosen, raws, prefix, eval_us)
-        # Due expiries are recorded first, in a tx of their own, as every write does (engine.txn.commit).
-        if expiry.due(txn, backend.dbs, now):
-            swept, _ = expiry.sweep(store, txn, now, expiry.SWEEP_PER_WRITE)
-            if swept is not None:
-                apply_batch(store, txn, swept, expiry.EXPIRED_NOTE, now_us=now)
+        sweep_due(store, txn, backend.dbs["expiry"], now)  # as every write does, in a tx of its own
         if not steps:
             return RevertResult(schema.get_u64(txn, backend.meta, schema.LATEST_TX), to_tx, [], False)
         tx = apply_batch(store, txn, batch_of(name, steps), full_note, now_us=eval_us)

@@ -223,23 +223,30 @@ def commit(store: Store, batch: Batch, *, note: dict[str, Any] | None, sync: boo
     the module docstring); if nothing is left, no tx is taken and the latest tx is returned.
     ``idempotency``: see :mod:`engine.idempotency` (a failed expect is recorded and raised).
     """
-    backend = store._backend
-    expiry_db = backend.dbs["expiry"]
+    expiry_db = store._backend.dbs["expiry"]
 
     def write(txn: Any) -> int:
         now = store._now_us()
-        if batch.expects:  # a refusal writes nothing, not even the expiry sweep below
-            _check_expects(store, txn, batch.expects, max(now, schema.get_u64(txn, backend.meta, schema.LAST_TIME_US)))
-        cur = txn.cursor(db=expiry_db)  # one cursor step on the (usually empty) expiry index
-        if cur.first() and unpack_u64_from(cur.key())[0] <= now:
-            swept, _ = expiry.sweep(store, txn, now, expiry.SWEEP_PER_WRITE)
-            if swept is not None:
-                apply_batch(store, txn, swept, expiry.EXPIRED_NOTE, now_us=now)
+        if batch.expects:  # checked once, here: a refusal writes nothing, not even the expiry sweep below
+            _check_expects(store, txn, batch.expects, _commit_time(store, txn, 0, None, now))
+        sweep_due(store, txn, expiry_db, now)
         return apply_batch(store, txn, batch, note, now_us=now, skip_noops=True)
 
     # The cost that bounds a group commit: the operations this write stores (plus the expects it reads).
     cost = sum(len(run.keys) for run in batch.runs) + len(batch.expects)
     return run_idempotent(store, idempotency, write, sync=sync, cost=cost)
+
+
+def sweep_due(store: Store, txn: Any, expiry_db: Any, now: int) -> None:
+    """What every write does first in its write transaction: record up to
+    :data:`engine.expiry.SWEEP_PER_WRITE` expiries due at ``now`` as deletes, in a tx of their own
+    (note ``{"expired": true}``). Costs one cursor step on the (usually empty) expiry index
+    ``expiry_db`` when none is due (:func:`engine.expiry.due`'s check, inlined: every write passes here)."""
+    cur = txn.cursor(db=expiry_db)
+    if cur.first() and unpack_u64_from(cur.key())[0] <= now:
+        swept, _ = expiry.sweep(store, txn, now, expiry.SWEEP_PER_WRITE)
+        if swept is not None:
+            apply_batch(store, txn, swept, expiry.EXPIRED_NOTE, now_us=now)
 
 
 def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | None,
@@ -251,7 +258,8 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
     and commits it at ``time_us`` instead of now, so the hash chain comes out identical; a replay
     writes exactly the runs given, even none or empty ones (txs of stores written before the no-op
     rule). ``skip_noops`` (ordinary writes) drops no-op deletes first and, if nothing is left,
-    writes nothing and returns the latest tx.
+    writes nothing and returns the latest tx. ``batch.expects`` are not checked here: :func:`commit`
+    checks them once, before the expiry sweep.
     """
     backend = store._backend
     meta, versions = backend.meta, backend.versions
@@ -260,8 +268,6 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
     now = _commit_time(store, txn, tx, replay, now_us)
     entries: dict[str, schema.NamespaceEntry] = {}
 
-    if batch.expects:
-        _check_expects(store, txn, batch.expects, now)
     if skip_noops:
         batch = without_noops(store, txn, batch, now)
         if not batch.runs:

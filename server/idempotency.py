@@ -90,16 +90,23 @@ class Idempotent:
     """The idempotency of one request: ``Idempotent(app, req, body)`` reads the header and, when
     there is one, answers a retry at once (raising :class:`engine.idempotency.Replay`, which the app
     turns into the stored response) or refuses a reused key (422); ``claim(answer)`` then gives the
-    :class:`~engine.idempotency.Claim` to pass to the engine's write (None without the header)."""
+    :class:`~engine.idempotency.Claim` to pass to the engine's write (None without the header), and
+    after the write :meth:`answered` the response to send: the one recorded with it, made once."""
 
-    __slots__ = ("fingerprint", "key", "scope", "store")
+    __slots__ = ("_answer", "fingerprint", "key", "made", "scope", "store")
 
     def __init__(self, app: App, req: Request, body: bytes) -> None:
         self.key = key_of(req)
         self.store = app.store
-        self.scope = req.principal.digest.hex() if req.principal is not None else ""
-        self.fingerprint = fingerprint(req, body) if self.key is not None else b""
-        if self.key is not None:
+        self._answer: Callable[[Any, errors.EngineError | None], Response] | None = None
+        #: The response ``answer`` made inside the write transaction, when one was recorded.
+        self.made: Response | None = None
+        self.scope = ""
+        self.fingerprint = b""
+        if self.key is not None:  # without the header (most writes) nothing else is computed
+            if req.principal is not None:
+                self.scope = req.principal.digest.hex()
+            self.fingerprint = fingerprint(req, body)
             claim = Claim(self.key, self.fingerprint, _never, self.scope)
             try:
                 check_first(self.store, claim)
@@ -109,10 +116,22 @@ class Idempotent:
     def claim(self, answer: Callable[[Any, errors.EngineError | None], Response],
               recorded: tuple[type[errors.EngineError], ...] = (errors.Conflict,)) -> Claim | None:
         """The claim whose stored answer is ``encode(answer(result, refusal))``; None without a key."""
+        self._answer, self.made = answer, None
         if self.key is None:
             return None
-        return Claim(self.key, self.fingerprint, lambda result, error: encode(answer(result, error)), self.scope,
-                     recorded)
+        return Claim(self.key, self.fingerprint, self._record, self.scope, recorded)
+
+    def _record(self, result: Any, error: errors.EngineError | None) -> bytes:
+        assert self._answer is not None
+        self.made = self._answer(result, error)
+        return encode(self.made)
+
+    def answered(self, result: Any) -> Response:
+        """The answer to a write that returned ``result``: the one made inside its write transaction
+        when it was recorded (byte for byte what a retry gets, its ``duration`` included), else the
+        ``answer`` given to :meth:`claim`, made now."""
+        assert self._answer is not None, "claim() first"
+        return self.made if self.made is not None else self._answer(result, None)
 
 
 def _never(result: Any, error: Any) -> bytes:

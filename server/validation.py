@@ -240,6 +240,15 @@ def key_error(key: Any, max_key_bytes: int = MAX_KEY_BYTES) -> tuple[str, str] |
     return None
 
 
+def check_batch_size(body: Any, max_batch: int, noun: str) -> None:
+    """Refuse a write's array that is empty or holds more than ``max_batch`` ``noun`` (items, events);
+    anything else is left to the item checks."""
+    if type(body) is list and not body:
+        raise bad_request(errors.EmptyBatch.code, f"the write has no {noun}", "", "array")
+    if type(body) is list and len(body) > max_batch:
+        raise bad_request(errors.BatchTooLarge.code, f"a write may hold at most {max_batch} {noun}", "", len(body))
+
+
 def check_write_items(body: Any, max_key_bytes: int = MAX_KEY_BYTES, out_of_range: bool = False
                       ) -> tuple[list[WriteItem], list[dict[str, Any]]]:
     """Split a write body into good items and per-item errors.

@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from engine import errors
@@ -38,6 +39,8 @@ from .transport import Transport
 
 NOTE_HEADER = "X-Strata-Note"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+T = TypeVar("T")
 
 
 class RemoteStore:
@@ -80,25 +83,19 @@ class RemoteStore:
 
     def namespaces(self) -> list[NamespaceInfo]:
         """Every namespace this key may see, by name."""
-        return [shapes.namespace_info(d) for d in self._http.json("GET", "/v4/namespace/storage")["data"]]
+        return self._list("storage", shapes.namespace_info)
 
     def namespace_info(self, name: str) -> NamespaceInfo | None:
         """One namespace, or None if it does not exist."""
-        try:
-            answer = self._http.json("GET", f"/v4/namespace/storage/{quote(check_namespace(name), safe='')}")
-        except errors.NamespaceNotFound:
-            return None
-        return shapes.namespace_info(answer["data"])
+        return self._info("storage", name, shapes.namespace_info)
 
     def create_namespace(self, name: str) -> NamespaceInfo:
         """Create an empty namespace; ``NAMESPACE_EXISTS`` if it exists."""
-        answer = self._write("/v4/namespace/storage", {"namespace": check_namespace(name)}, None, None)
-        return shapes.namespace_info(answer["data"])
+        return self._create("storage", name, shapes.namespace_info)
 
     def drop_namespace(self, name: str, *, note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
         """Delete every key of ``name`` in one tx and forget it; ``NAMESPACE_NOT_FOUND`` if it does not exist."""
-        path = f"/v4/namespace/storage/{quote(check_namespace(name), safe='')}"
-        return int(self._write(path, None, note, None, method="DELETE")["tx"])
+        return self._drop("storage", name, note)
 
     # -- streams ------------------------------------------------------------------------------
 
@@ -106,21 +103,34 @@ class RemoteStore:
         return RemoteStream(self, name)
 
     def streams(self) -> list[StreamInfo]:
-        return [shapes.stream_info(d) for d in self._http.json("GET", "/v4/namespace/stream")["data"]]
+        return self._list("stream", shapes.stream_info)
 
     def stream_info(self, name: str) -> StreamInfo | None:
-        try:
-            answer = self._http.json("GET", f"/v4/namespace/stream/{quote(check_namespace(name), safe='')}")
-        except errors.NamespaceNotFound:
-            return None
-        return shapes.stream_info(answer["data"])
+        return self._info("stream", name, shapes.stream_info)
 
     def create_stream(self, name: str) -> StreamInfo:
-        answer = self._write("/v4/namespace/stream", {"namespace": check_namespace(name)}, None, None)
-        return shapes.stream_info(answer["data"])
+        return self._create("stream", name, shapes.stream_info)
 
     def drop_stream(self, name: str, *, note: dict[str, Any] | None = None, sync: bool | None = None) -> int:
-        path = f"/v4/namespace/stream/{quote(check_namespace(name), safe='')}"
+        return self._drop("stream", name, note)
+
+    # The routes of both kinds of namespace: /v4/namespace/{kind}[/{name}] (kind: storage or stream).
+
+    def _list(self, kind: str, shape: Callable[[dict[str, Any]], T]) -> list[T]:
+        return [shape(d) for d in self._http.json("GET", f"/v4/namespace/{kind}")["data"]]
+
+    def _info(self, kind: str, name: str, shape: Callable[[dict[str, Any]], T]) -> T | None:
+        try:
+            answer = self._http.json("GET", f"/v4/namespace/{kind}/{quote(check_namespace(name), safe='')}")
+        except errors.NamespaceNotFound:
+            return None
+        return shape(answer["data"])
+
+    def _create(self, kind: str, name: str, shape: Callable[[dict[str, Any]], T]) -> T:
+        return shape(self._write(f"/v4/namespace/{kind}", {"namespace": check_namespace(name)}, None, None)["data"])
+
+    def _drop(self, kind: str, name: str, note: dict[str, Any] | None) -> int:
+        path = f"/v4/namespace/{kind}/{quote(check_namespace(name), safe='')}"
         return int(self._write(path, None, note, None, method="DELETE")["tx"])
 
     # -- transactions and the tx log ------------------------------------------------------------

@@ -113,15 +113,13 @@ def put_key(app: App, req: Request) -> Response:
                               found[0] or "body", echo(found[1]))
     note = note_header(req.environ, app.max_note_bytes)
     condition = conditions.header_condition(req.environ)
-    made: list[Response] = []
 
     def answer(tx: Any, refusal: errors.EngineError | None) -> Response:
         if isinstance(refusal, errors.Conflict):
-            made.append(problem_response(_header_failed(refusal, key, condition, req), req.path))
+            return problem_response(_header_failed(refusal, key, condition, req), req.path)
         else:  # the new record's ETag, for the next conditional write
             status, headers, body = json_response(200, {"tx": tx, "duration": duration(req.t0)})
-            made.append((status, [*headers, ("ETag", conditions.etag(tx))], body))
-        return made[-1]
+            return status, [*headers, ("ETag", conditions.etag(tx))], body
 
     try:
         tx = app.store.namespace(name).put({key: value}, note=note, expect=_header_expect(key, condition),
@@ -134,7 +132,7 @@ def put_key(app: App, req: Request) -> Response:
             if entry["location"].endswith("/value"):
                 entry["location"], entry["value"] = "body", None
         raise problem from None
-    return made[-1] if made else answer(tx, None)
+    return idem.answered(tx)
 
 
 def _header_expect(key: str, condition: tuple[int, str] | None) -> dict[str, int] | None:
@@ -156,14 +154,12 @@ def delete_key(app: App, req: Request) -> Response:
     idem = Idempotent(app, req, b"")
     note = note_header(req.environ, app.max_note_bytes)
     condition = conditions.header_condition(req.environ)
-    made: list[Response] = []
 
     def answer(tx: Any, refusal: errors.EngineError | None) -> Response:
         if isinstance(refusal, errors.Conflict):
-            made.append(problem_response(_header_failed(refusal, key, condition, req), req.path))
+            return problem_response(_header_failed(refusal, key, condition, req), req.path)
         else:
-            made.append(json_response(200, {"tx": tx, "duration": duration(req.t0)}))
-        return made[-1]
+            return json_response(200, {"tx": tx, "duration": duration(req.t0)})
 
     try:
         tx = app.store.namespace(name).delete([key], note=note, expect=_header_expect(key, condition),
@@ -172,4 +168,4 @@ def delete_key(app: App, req: Request) -> Response:
         raise _header_failed(exc, key, condition, req) from None
     except errors.EngineError as exc:
         raise _single(exc) from None
-    return made[-1] if made else answer(tx, None)
+    return idem.answered(tx)

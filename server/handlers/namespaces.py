@@ -70,20 +70,18 @@ def create(kind: Kind, app: App, req: Request) -> Response:
     check_storage(name, "/namespace")
     if req.principal is not None:
         KeyRing.authorize(req.principal, "admin", name)
-    made: list[Response] = []
 
     def answer(info: Any, refusal: errors.EngineError | None) -> Response:
         if refusal is not None:
-            made.append(problem_response(_pointed(refusal, "/namespace", name), req.path))
+            return problem_response(_pointed(refusal, "/namespace", name), req.path)
         else:
-            made.append(json_response(201, {"data": kind.shape(info), "duration": duration(req.t0)}))
-        return made[-1]
+            return json_response(201, {"data": kind.shape(info), "duration": duration(req.t0)})
 
     try:
         info = kind.create(app.store, name, idempotency=idem.claim(answer, recorded=(errors.NamespaceExists,)))
     except errors.NamespaceExists as exc:
         raise _pointed(exc, "/namespace", name) from None
-    return made[-1] if made else answer(info, None)
+    return idem.answered(info)
 
 
 def get(kind: Kind, app: App, req: Request) -> Response:
@@ -103,21 +101,19 @@ def drop(kind: Kind, app: App, req: Request) -> Response:
     name = check_storage(req.params["name"], "path.name")
     idem = Idempotent(app, req, b"")
     note = note_header(req.environ, app.max_note_bytes)
-    made: list[Response] = []
 
     def answer(tx: Any, refusal: errors.EngineError | None) -> Response:
         if refusal is not None:
-            made.append(problem_response(_pointed(refusal, "path.name", name), req.path))
+            return problem_response(_pointed(refusal, "path.name", name), req.path)
         else:
-            made.append(json_response(200, {"tx": tx, "duration": duration(req.t0)}))
-        return made[-1]
+            return json_response(200, {"tx": tx, "duration": duration(req.t0)})
 
     try:
         tx = kind.drop(app.store, name, note=note,
                        idempotency=idem.claim(answer, recorded=(errors.NamespaceNotFound,)))
     except errors.NamespaceNotFound as exc:
         raise _pointed(exc, "path.name", name) from None
-    return made[-1] if made else answer(tx, None)
+    return idem.answered(tx)
 
 
 def _pointed(exc: errors.EngineError, location: str, name: str) -> HTTPProblem:

@@ -95,17 +95,15 @@ def revert(app: App, req: Request) -> Response:
     if keys is not None and prefix is not None:
         raise bad_request(INVALID_PARAMETERS, "give keys or prefix, not both", "/prefix", echo(prefix))
     note = note_header(req.environ, app.max_note_bytes)
-    made: list[Response] = []  # the answer, made once: inside the write transaction when it is recorded
 
     def answer(result: Any, refusal: errors.EngineError | None) -> Response:
         if refusal is not None:
-            made.append(problem_response(_refused(refusal, body, keys), req.path))
+            return problem_response(_refused(refusal, body, keys), req.path)
         elif dry_run:
-            made.append(json_response(200, {"data": [_change(c) for c in result.changes], "count": result.count,
-                                             "from_tx": result.tx, "to_tx": to_tx, "duration": duration(req.t0)}))
+            return json_response(200, {"data": [_change(c) for c in result.changes], "count": result.count,
+                                        "from_tx": result.tx, "to_tx": to_tx, "duration": duration(req.t0)})
         else:
-            made.append(json_response(200, {"tx": result.tx, "count": result.count, "duration": duration(req.t0)}))
-        return made[-1]
+            return json_response(200, {"tx": result.tx, "count": result.count, "duration": duration(req.t0)})
 
     claim = None if idem is None else idem.claim(answer, recorded=_RECORDED)
     try:
@@ -113,7 +111,7 @@ def revert(app: App, req: Request) -> Response:
                                               idempotency=claim)
     except errors.EngineError as exc:
         raise _refused(exc, body, keys) from None
-    return made[-1] if made else answer(result, None)
+    return answer(result, None) if idem is None else idem.answered(result)
 
 
 #: The refusals a revert finds in its write transaction, before it writes anything: recorded.

@@ -36,7 +36,16 @@ from server.http import Request, Response, duration, json_response
 from server.idempotency import Idempotent
 from server.problems import INVALID_PARAMETERS, HTTPProblem, bad_request, from_engine_error
 from server.sse import SSE_HEADERS, STREAM_TICK, EventStream, client_left, open_stream
-from server.validation import MAX_TX, _base64, check_storage, echo, note_header, query_int, query_tx_param
+from server.validation import (
+    MAX_TX,
+    _base64,
+    check_batch_size,
+    check_storage,
+    echo,
+    note_header,
+    query_int,
+    query_tx_param,
+)
 
 if TYPE_CHECKING:
     from engine import Event
@@ -108,20 +117,14 @@ def write(app: App, req: Request) -> Response:
     raw = req.json_bytes()
     idem = Idempotent(app, req, raw)
     body, out_of_range = loads(raw)
-    if type(body) is list and not body:
-        raise bad_request(errors.EmptyBatch.code, "the write has no events", "", "array")
-    if type(body) is list and len(body) > app.max_batch:
-        raise bad_request(errors.BatchTooLarge.code, f"a write may hold at most {app.max_batch} events", "", len(body))
+    check_batch_size(body, app.max_batch, "events")
     store = app.store
     note = note_header(req.environ, app.max_note_bytes)
     items, bad = _check_items(body, out_of_range)
     stream = store.stream(name)
     if not bad:
-        made: list[Response] = []  # the answer, made once: inside the write transaction when it is recorded
-
         def answer(tx: Any, refusal: errors.EngineError | None) -> Response:
-            made.append(json_response(200, {"tx": tx, "count": len(items), "duration": duration(req.t0)}))
-            return made[-1]
+            return json_response(200, {"tx": tx, "count": len(items), "duration": duration(req.t0)})
 
         try:
             tx = stream.publish(items, note=note, idempotency=idem.claim(answer, recorded=()))
@@ -130,7 +133,7 @@ def write(app: App, req: Request) -> Response:
                 raise
             bad = _engine_errors(exc, items)
         else:
-            return made[-1] if made else answer(tx, None)
+            return idem.answered(tx)
     else:
         bad_indexes = {e["index"] for e in bad}
         try:  # the engine's findings on the other items belong in the same list

@@ -22,6 +22,7 @@ from server.idempotency import Idempotent
 from server.problems import INVALID_PARAMETERS, HTTPProblem, bad_request, from_engine_error
 from server.validation import (
     WriteItem,
+    check_batch_size,
     check_fields,
     check_keys,
     check_storage,
@@ -54,11 +55,7 @@ def write(app: App, req: Request) -> Response:
     raw = req.json_bytes()
     idem = Idempotent(app, req, raw)
     body, out_of_range = loads(raw)
-    if type(body) is list and not body:
-        raise bad_request(errors.EmptyBatch.code, "the write has no items", "", "array")
-    if type(body) is list and len(body) > app.max_batch:
-        raise bad_request(errors.BatchTooLarge.code, f"a write may hold at most {app.max_batch} items", "",
-                          len(body))
+    check_batch_size(body, app.max_batch, "items")
     store = app.store  # opened first: it sets the key limit the items are checked against
     note = note_header(req.environ, app.max_note_bytes)
     good, bad = _with_conditions(check_write_items(body, app.max_key_bytes, out_of_range))
@@ -69,14 +66,12 @@ def write(app: App, req: Request) -> Response:
             bad.sort(key=_by_index)
             raise HTTPProblem(400, bad[0]["code"], f"{len(bad)} of {len(body)} items are invalid; nothing was written",
                               [_problem_entry(e) for e in bad])
-        made: list[Response] = []  # the answer, made once: inside the write transaction when it is recorded
 
         def answer(tx: Any, refusal: errors.EngineError | None) -> Response:
             if isinstance(refusal, errors.Conflict):
-                made.append(problem_response(_failed(refusal, good, len(body)), req.path))
+                return problem_response(_failed(refusal, good, len(body)), req.path)
             else:
-                made.append(json_response(200, {"tx": tx, "count": len(good), "duration": duration(req.t0)}))
-            return made[-1]
+                return json_response(200, {"tx": tx, "count": len(good), "duration": duration(req.t0)})
 
         try:
             tx = _commit(app, name, good, note, idem.claim(answer))
@@ -88,7 +83,7 @@ def write(app: App, req: Request) -> Response:
                 raise
             raise HTTPProblem(400, item_errors[0]["code"], f"{len(item_errors)} of {len(body)} items are invalid; "
                               "nothing was written", [_problem_entry(e) for e in item_errors]) from None
-        return made[-1] if made else answer(tx, None)
+        return idem.answered(tx)
     return _write_partial(app, req, name, good, bad, note, idem)
 
 
@@ -147,11 +142,9 @@ def _write_partial(app: App, req: Request, name: str, good: list[WriteItem], bad
     commit after the engine was asked, on its own).
     """
     tx = None
-    made: list[Response] = []
 
     def answer(result: Any, refusal: errors.EngineError | None) -> Response:
-        made.append(_partial_answer(req, result, good, bad))
-        return made[-1]
+        return _partial_answer(req, result, good, bad)
 
     claim = idem.claim(answer, recorded=())
     asked = bool(good)
@@ -170,7 +163,7 @@ def _write_partial(app: App, req: Request, name: str, good: list[WriteItem], bad
         good = [item for item in good if item.request_index not in dropped]
     if asked and not good and claim is not None:
         idempotent_writes.run(app.store, claim, _nothing)
-    return made[-1] if made else answer(tx, None)
+    return idem.answered(tx)
 
 
 def _nothing(txn: Any) -> None:
@@ -323,14 +316,12 @@ def delete(app: App, req: Request) -> Response:
     note = note_header(req.environ, app.max_note_bytes)
     if not keys:  # about the list itself, so it points there
         raise bad_request(errors.EmptyBatch.code, "a delete needs at least one key", path, "array")
-    made: list[Response] = []
 
     def answer(tx: Any, refusal: errors.EngineError | None) -> Response:
         if isinstance(refusal, errors.Conflict):
-            made.append(problem_response(_delete_failed(refusal, index_of, location_of, len(keys)), req.path))
+            return problem_response(_delete_failed(refusal, index_of, location_of, len(keys)), req.path)
         else:
-            made.append(json_response(200, {"tx": tx, "count": len(keys), "duration": duration(req.t0)}))
-        return made[-1]
+            return json_response(200, {"tx": tx, "count": len(keys), "duration": duration(req.t0)})
 
     try:
         tx = app.store.namespace(name).delete(keys, note=note, expect=expect, idempotency=idem.claim(answer))
@@ -338,7 +329,7 @@ def delete(app: App, req: Request) -> Response:
         raise _delete_failed(exc, index_of, location_of, len(keys)) from None
     except errors.EngineError as exc:
         raise from_engine_error(exc, item_path=path) from None
-    return made[-1] if made else answer(tx, None)
+    return idem.answered(tx)
 
 
 def _delete_keys(value: Any, path: str) -> tuple[list[str], dict[str, int] | None, dict[str, int], dict[str, str]]:
