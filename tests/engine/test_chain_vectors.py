@@ -19,6 +19,7 @@ import pytest
 
 from engine import Store
 from engine.encoding import inv_tx, keypart, ns_prefix
+from tests.engine.raw import open_raw
 
 GENESIS = bytes(32)
 
@@ -157,7 +158,7 @@ TAMPERS = {
 def test_rewriting_one_covered_field_is_named_by_verify(tmp_path: Path, name: str) -> None:
     tx, tamper = TAMPERS[name]
     _build(tmp_path)
-    env = lmdb.open(str(tmp_path), max_dbs=10, sync=False)
+    env = open_raw(tmp_path)
     with env.begin(write=True) as txn:
         tamper(txn, env)
     env.close()

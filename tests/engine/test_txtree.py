@@ -18,6 +18,7 @@ import pytest
 
 from engine import Head, Store, errors, export_history, import_history, merkle, txtree_build
 from engine.encoding import inv_tx, keypart, ns_prefix
+from tests.engine.raw import open_raw
 from tests.engine.test_chain_vectors import TX1_BODY, TX2_BODY, TX3_BODY
 from tests.engine.test_chain_vectors import _build as build_three
 
@@ -31,7 +32,7 @@ ROOT3 = sha(b"\x01" + sha(b"\x01" + LEAVES[0] + LEAVES[1]) + LEAVES[2])
 
 
 def _raw(path: Path) -> lmdb.Environment:
-    return lmdb.open(str(path), max_dbs=16, sync=False)
+    return open_raw(path)
 
 
 def _tree_bytes(where: Path | Store) -> dict[int, bytes]:

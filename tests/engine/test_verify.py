@@ -11,6 +11,7 @@ import pytest
 
 from engine import Store, errors
 from engine.encoding import inv_tx, keypart, ns_prefix
+from tests.engine.raw import open_raw
 
 
 def _build(path: Path) -> tuple[str, int, str]:
@@ -29,7 +30,7 @@ def _build(path: Path) -> tuple[str, int, str]:
 
 
 def _raw(path: Path) -> lmdb.Environment:
-    return lmdb.open(str(path), max_dbs=16, sync=False)
+    return open_raw(path)
 
 
 def _version_key(env: lmdb.Environment, key: str, tx: int) -> bytes:

@@ -10,11 +10,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import lmdb
 import pytest
 
 from engine import Store
 from server.cli import main
+from tests.engine.raw import open_raw
 from tests.server.conftest import REPO
 
 
@@ -95,7 +95,7 @@ def test_head_and_verify_with_a_receipt_then_tampering(store_dir: Path, capsys: 
     assert (code, out) == (2, "")
     assert err.startswith("strata verify: FUTURE_TX: ") and "50" in err and "Traceback" not in err
     # flip one byte of a stored value behind the engine's back: verify names the tx that wrote it
-    env = lmdb.open(str(store_dir), max_dbs=16, subdir=True)
+    env = open_raw(store_dir)
     with env.begin(write=True) as txn:
         versions = env.open_db(b"versions", txn=txn)
         cur = txn.cursor(db=versions)
