@@ -19,7 +19,7 @@ import pytest
 
 from engine import Store
 from engine.encoding import inv_tx, keypart, ns_prefix
-from tests.engine.raw import open_raw
+from tests.engine.raw import tamper as rewrite_raw
 
 GENESIS = bytes(32)
 
@@ -158,10 +158,7 @@ TAMPERS = {
 def test_rewriting_one_covered_field_is_named_by_verify(tmp_path: Path, name: str) -> None:
     tx, tamper = TAMPERS[name]
     _build(tmp_path)
-    env = open_raw(tmp_path)
-    with env.begin(write=True) as txn:
-        tamper(txn, env)
-    env.close()
+    rewrite_raw(tmp_path, tamper)
     with Store.open(tmp_path, sync=False) as store:
         report = store.verify()
         assert not report.ok

@@ -14,7 +14,7 @@ import msgpack
 import pytest
 
 from engine import Store
-from tests.engine.raw import open_raw
+from tests.engine.raw import tamper as rewrite_raw
 
 # tx 1: at 1.0 s, put {"a": 1} in namespace "ns" (the known answer of test_chain_vectors.py).
 H1 = hashlib.sha256(bytes(32) + bytes.fromhex("94" "01" "ce000f4240" "c0" "91" "94" "a26e73" "00" "91a161" "91c40101"))
@@ -103,10 +103,7 @@ TAMPERS: dict[str, tuple[int, Tamper, str]] = {
 def test_rewriting_an_event_is_named_by_verify(tmp_path: Path, name: str) -> None:
     tx, tamper, problem = TAMPERS[name]
     _build(tmp_path, drop=False)
-    env = open_raw(tmp_path)
-    with env.begin(write=True) as txn:
-        tamper(txn, env)
-    env.close()
+    rewrite_raw(tmp_path, tamper)
     with Store.open(tmp_path, sync=False) as store:
         report = store.verify()
         assert not report.ok
