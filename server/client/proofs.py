@@ -8,7 +8,8 @@ client that accepted exactly that). Any failure raises :class:`~engine.errors.Pr
 (``PROOF_FAILED``) and nothing of the answer is used.
 
 :class:`Verifier` keeps the last head it trusts, optionally in a small JSON state file
-(``{"size", "root", "hash"}``), and moves it forward only through a verified consistency proof: a
+(``{"size", "root", "hash"}``, and ``"signed"``: the server's signed head, when the client was given
+its public key), and moves it forward only through a verified consistency proof: a
 server that rewrites, truncates or forks its log after the client saw it cannot make it trust the
 new log. The first head is taken as given (``trust=``), or trusted on first use.
 """
@@ -18,11 +19,13 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine import merkle
+from engine import merkle, signed_head
 from engine.errors import ProofFailed
+from engine.signed_head import SignedHead
 from engine.txtree import ConsistencyProof, Head, InclusionProof
 
 if TYPE_CHECKING:
@@ -51,8 +54,12 @@ def _exact(answer: dict[str, Any], field: str, asked: int) -> None:
                           field=field, asked=asked, answered=got)
 
 
-def head_of(answer: dict[str, Any]) -> Head:
-    """A head from ``GET /v4/head``, every field checked: ``size == tx``, hashes of 64 hex digits."""
+def head_of(answer: dict[str, Any], keys: Mapping[str, bytes] | None = None) -> Head:
+    """A head from ``GET /v4/head``, every field checked: ``size == tx``, hashes of 64 hex digits.
+
+    With ``keys`` (trusted public keys by key id, :func:`engine.signed_head.trusted_keys`), the head
+    must carry a ``signed`` member whose signature one of them verifies and whose size, root and hash
+    are the head's; the returned head keeps it (``Head.signed``) as evidence."""
     tx = answer.get("tx")
     if type(tx) is not int or tx < 0:
         raise ProofFailed(f"the server's head has no valid tx: {tx!r}", field="tx")
@@ -63,7 +70,25 @@ def head_of(answer: dict[str, Any]) -> Head:
         raise ProofFailed("the server's head has no Merkle root (its store was compacted before it had a tree)",
                           field="root")
     _hash(root, "head root")
-    return Head(tx, answer["hash"], root)
+    head = Head(tx, answer["hash"], root)
+    return head if keys is None else signed(head, answer.get("signed"), keys)
+
+
+def signed(head: Head, member: Any, keys: Mapping[str, bytes]) -> Head:
+    """``head`` with the signed head ``member`` attached, once its signature verifies with a trusted key
+    and it signs exactly ``head`` (size, root and chain hash); ``PROOF_FAILED`` otherwise."""
+    if member is None:
+        raise ProofFailed(f"the server's head of size {head.size} is not signed, and signed heads are required "
+                          "(a public key was given)", field="signed")
+    sig = SignedHead.from_dict(member)
+    signed_head.verify(sig, keys)
+    pairs: tuple[tuple[str, object, object], ...] = (("size", sig.size, head.size), ("root", sig.root, head.root),
+                                                     ("hash", sig.hash, head.hash))
+    for name, got, want in pairs:
+        if got != want:
+            raise ProofFailed(f"the signed head's {name} {got!r} is not the head's {want!r}: the signature is for "
+                              "another head", field=f"signed.{name}")
+    return Head(head.tx, head.hash, head.root, sig)
 
 
 def check_inclusion(answer: dict[str, Any], tx: int, head: Head, leaf_hash: bytes | None = None) -> InclusionProof:
@@ -109,13 +134,19 @@ class Verifier:
             saved = json.loads(self._path.read_text())
             self.head = head_of({"tx": saved.get("size"), "size": saved.get("size"), "hash": saved.get("hash"),
                                  "root": saved.get("root")})
+            keys = store._public_keys
+            if keys is not None:  # a kept signed head is checked again: the file is evidence, not trust
+                self.head = signed(self.head, saved.get("signed"), keys)
 
     def _save(self) -> None:
         if self._path is None or self.head is None:
             return
         tmp = self._path.with_name(f".{self._path.name}.tmp-{os.getpid()}")
         with open(tmp, "w") as out:
-            json.dump({"size": self.head.size, "root": self.head.root, "hash": self.head.hash}, out)
+            kept: dict[str, Any] = {"size": self.head.size, "root": self.head.root, "hash": self.head.hash}
+            if self.head.signed is not None:
+                kept["signed"] = self.head.signed.to_dict()
+            json.dump(kept, out)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, self._path)
