@@ -19,14 +19,19 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine import merkle, signed_head
-from engine.errors import ProofFailed
+from engine.errors import InvalidParameters, ProofFailed
+from engine.records import ReadResult
 from engine.signed_head import SignedHead
 from engine.txtree import ConsistencyProof, Head, InclusionProof
+
+from . import proved_reads
+from .namespace import records_of
 
 if TYPE_CHECKING:
     from .store import RemoteStore
@@ -160,6 +165,47 @@ class Verifier:
         self.head = new
         self._save()
         return new
+
+    def accept(self, head: Head) -> None:
+        """Check a head the server answered with (a proof read's) against the trusted one: a longer log
+        must extend the trusted one (a verified consistency proof, and then it is trusted and saved), a
+        shorter one must be a prefix of it; ``PROOF_FAILED`` otherwise. The first head is trusted."""
+        if self.head is None:
+            self.head = head
+        elif head.size >= self.head.size:
+            self._store.verify_consistency(self.head, head)
+            self.head = head
+        else:
+            self._store.verify_consistency(head, self.head)
+            return
+        self._save()
+
+    def read(self, namespace: str, keys: Iterable[str], *, tx: int | None = None, at: datetime | float | None = None,
+             metadata: bool = False, fields: Iterable[str] | None = None) -> ReadResult:
+        """Read ``keys`` of ``namespace`` with proofs and check every record against the trusted head
+        (:mod:`server.client.proved_reads`): ``PROOF_FAILED`` instead of a record that does not prove
+        out. The answer's head is taken as :meth:`accept` says (signed, if the store has a public key).
+        ``fields`` may not hold ``created_at``, which no single log entry proves."""
+        chosen = frozenset(fields or ())
+        if chosen & proved_reads.UNPROVABLE_FIELDS:
+            raise InvalidParameters("a verified read cannot prove created_at (the server derives it from older "
+                                    "versions): ask for it without verified=True", parameter="fields")
+        remote = self._store.namespace(namespace)
+        wanted, answer = remote.read_answer(keys, tx, at, metadata, fields, proof=True)
+        proof = answer.get("proof")
+        if type(proof) is not dict or type(proof.get("head")) is not dict:
+            raise ProofFailed("the answer to a read with proofs carries no proof head", field="proof")
+        head = head_of({"tx": proof["head"].get("size"), **proof["head"]}, self._store._public_keys)
+        self.accept(head)
+        if tx is not None and answer.get("tx") != tx:
+            raise ProofFailed(f"asked for a read at tx {tx}, the server answered one at tx {answer.get('tx')!r}",
+                              field="tx", asked=tx)
+        try:
+            result = records_of(answer)
+        except (KeyError, TypeError, ValueError):
+            raise ProofFailed("the answer's records are malformed", field="data") from None
+        proved_reads.check(answer, remote.name, wanted, result.records, result.tx, head, bool(metadata), chosen)
+        return result
 
     def prove(self, tx: int, leaf_hash: bytes | None = None) -> InclusionProof:
         """Tx ``tx`` is in the log the trusted head covers (refreshing it first if ``tx`` is newer)."""

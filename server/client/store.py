@@ -53,6 +53,7 @@ class RemoteStore:
         self._http = Transport(url, key=key, **transport)
         self.url = self._http.url
         self._public_keys = None if public_key is None else signed_head.trusted_keys(public_key)
+        self._verifier: Verifier | None = None
 
     def __repr__(self) -> str:
         return f"RemoteStore({self.url!r})"
@@ -179,8 +180,17 @@ class RemoteStore:
         return proofs.check_inclusion(answer, tx, head, leaf_hash)
 
     def verifier(self, state_file: str | os.PathLike[str] | None = None, *, trust: Head | None = None) -> Verifier:
-        """A :class:`~server.client.proofs.Verifier`: the head this client trusts, kept in ``state_file``."""
-        return Verifier(self, state_file, trust=trust)
+        """A :class:`~server.client.proofs.Verifier`: the head this client trusts, kept in ``state_file``.
+        It becomes the one :meth:`trusted` returns (the one verified reads check against)."""
+        self._verifier = Verifier(self, state_file, trust=trust)
+        return self._verifier
+
+    def trusted(self) -> Verifier:
+        """The verifier verified reads (``namespace.read(keys, verified=True)``) check against: the last
+        one :meth:`verifier` made, else one, in memory only, that trusts the first head it is shown."""
+        if self._verifier is None:
+            self._verifier = Verifier(self)
+        return self._verifier
 
     def verify(self, receipt: tuple[int, str] | None = None) -> VerifyReport:
         """Have the server re-derive the hash chain (an admin key's right); ``ok`` says whether it is intact."""
