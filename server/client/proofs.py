@@ -140,8 +140,8 @@ class Verifier:
             self.head = head_of({"tx": saved.get("size"), "size": saved.get("size"), "hash": saved.get("hash"),
                                  "root": saved.get("root")})
             keys = store._public_keys
-            if keys is not None:  # a kept signed head is checked again: the file is evidence, not trust
-                self.head = signed(self.head, saved.get("signed"), keys)
+            if keys is not None and saved.get("signed") is not None:  # kept evidence is checked again
+                self.head = signed(self.head, saved["signed"], keys)
 
     def _save(self) -> None:
         if self._path is None or self.head is None:

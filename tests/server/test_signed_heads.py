@@ -106,6 +106,11 @@ def test_a_client_with_the_public_key_checks_and_keeps_signed_heads(
         assert again.head is not None and again.head.signed == first.signed
         moved = again.refresh()
         assert moved.size == first.size + 1 and json.loads(state.read_text())["signed"]["size"] == moved.size
+        unsigned = tmp_path / "unsigned.json"  # kept before the client had the key: trusted as it was kept
+        unsigned.write_text(json.dumps({k: v for k, v in kept.items() if k != "signed"}))
+        older = store.verifier(unsigned)
+        assert older.head == first and older.head.signed is None  # type: ignore[union-attr]
+        assert older.refresh().signed is not None and "signed" in json.loads(unsigned.read_text())
     with connect(url, public_key=signed_head.generate()[1]) as stranger:
         with pytest.raises(errors.ProofFailed, match=r"^the head is signed by key [0-9a-f]{32}, which is not a"):
             stranger.head()
