@@ -118,10 +118,12 @@ def _entry(txn: Any, dbs: dict[str, Any], tx: int, used: int, limit: int) -> byt
     size = used
     suffix = inv_tx(tx)
     ids: dict[str, int] = {}
+    stream_ids: dict[str, int] | None = None
     for run in runs:
         name, op = run[0], run[1]
         if op >= txlog.FIRST_STREAM_OP:
-            got = events.run_records(txn, dbs, events.ids(txn, dbs), tx, run)
+            stream_ids = events.ids(txn, dbs) if stream_ids is None else stream_ids
+            got = events.run_records(txn, dbs, stream_ids, tx, run)
             recs = None if isinstance(got, str) else got
         else:
             if name not in ids:

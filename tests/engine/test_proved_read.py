@@ -116,3 +116,17 @@ def test_an_entry_whose_records_were_compacted_cannot_be_proven(tmp_path: Path) 
         with pytest.raises(errors.TxCompacted, match=r"^tx 1's records were compacted away"):
             ns.proved_read(["kept"])
         assert [e.tx for e in ns.proved_read(["changed", "other"]).entries] == [2, 3]
+
+
+def test_a_dropped_namespace_proves_its_drop(tmp_path: Path) -> None:
+    with Store.open(tmp_path, sync=False) as s:
+        ns = s.namespace("ns")
+        ns.put({"a": 1, "b": 2})  # tx 1
+        s.drop_namespace("ns")    # tx 2: deletes a and b
+        ns.put({"a": 3})          # tx 3
+        for tx, versions, entries in ((1, [("a", 1), ("b", 1)], [1]), (2, [("a", 2), ("b", 2)], [2]),
+                                      (3, [("a", 3), ("b", 2)], [2, 3])):
+            result = ns.proved_read(["a", "b"], tx=tx)
+            assert result.records == ns.read(["a", "b"], tx=tx).records
+            assert (result.versions, [e.tx for e in result.entries]) == (versions, entries)
+            _check(result)
