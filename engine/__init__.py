@@ -15,6 +15,7 @@ from .errors import EngineError
 from .events import Event, StreamInfo
 from .history import Change, Version
 from .namespace import Namespace
+from .proved_read import ProvedEntry, ProvedRead
 from .records import Item, Limits, NamespaceInfo, ReadResult, Record
 from .retention import Retention
 from .revert import RevertResult
@@ -50,6 +51,8 @@ __all__ = [
     "Namespace",
     "NamespaceInfo",
     "Operation",
+    "ProvedEntry",
+    "ProvedRead",
     "ReadResult",
     "Record",
     "Retention",

@@ -173,6 +173,13 @@ class ProofFailed(EngineError):
     code = "PROOF_FAILED"
 
 
+class ProofTooLarge(EngineError):
+    """A read with proofs would need more log entry bytes than ``Limits.max_proof_bytes`` (the key was
+    written by a very large tx, or the read names too many txs): read it without proofs, or in parts."""
+
+    code = "PROOF_TOO_LARGE"
+
+
 #: Every error class by its code, for clients (and the server) that map codes back to classes.
 BY_CODE: dict[str, type[EngineError]] = {
     cls.code: cls
@@ -201,5 +208,6 @@ BY_CODE: dict[str, type[EngineError]] = {
         StoreClosed,
         StorageError,
         ProofFailed,
+        ProofTooLarge,
     )
 }

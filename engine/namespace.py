@@ -13,6 +13,7 @@ from .errors import BatchTooLarge, InvalidParameters
 from .expiry import ReadView, check_fields, latest_eval_us, tx_time
 from .history import Change, Version, diff, history
 from .idempotency import Claim
+from .proved_read import ProvedRead, proved_read
 from .records import Item, NamespaceInfo, ReadResult, Record
 from .revert import RevertResult, revert
 from .scan import Scan
@@ -133,20 +134,7 @@ class Namespace:
                                             bool(metadata), _NO_FIELDS))
         at_us = None if at is None else time_us(at)
         chosen = check_fields(fields)
-        if isinstance(keys, str | bytes):
-            raise InvalidParameters("keys must be a list of str, not a single string")
-        limits = store.limits
-        unique = list(dict.fromkeys(keys))
-        if len(unique) > limits.max_read_keys:
-            raise BatchTooLarge(f"{len(unique)} keys in one read; the limit is {limits.max_read_keys}",
-                                count=len(unique), limit=limits.max_read_keys)
-        max_key = limits.max_key_bytes
-        try:
-            raws = [k.encode() for k in unique]
-            if raws and not 0 < min(map(len, raws)) <= max(map(len, raws)) <= max_key:
-                raise ValueError
-        except (AttributeError, TypeError, ValueError):  # UnicodeEncodeError is a ValueError
-            raws = [key_bytes(k, max_key) for k in unique]  # raises, naming the bad key
+        unique, raws = self._read_keys(keys)
         backend = store._backend
         name = self.name
 
@@ -169,6 +157,34 @@ class Namespace:
             return _new(ReadResult, (records, snap))
 
         return backend.read(run)
+
+    def _read_keys(self, keys: Iterable[str]) -> tuple[list[str], list[bytes]]:
+        """The keys of a read, each once in request order, and their UTF-8 bytes, all checked."""
+        if isinstance(keys, str | bytes):
+            raise InvalidParameters("keys must be a list of str, not a single string")
+        limits = self._store.limits
+        unique = list(dict.fromkeys(keys))
+        if len(unique) > limits.max_read_keys:
+            raise BatchTooLarge(f"{len(unique)} keys in one read; the limit is {limits.max_read_keys}",
+                                count=len(unique), limit=limits.max_read_keys)
+        max_key = limits.max_key_bytes
+        try:
+            raws = [k.encode() for k in unique]
+            if raws and not 0 < min(map(len, raws)) <= max(map(len, raws)) <= max_key:
+                raise ValueError
+        except (AttributeError, TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+            raws = [key_bytes(k, max_key) for k in unique]  # raises, naming the bad key
+        return unique, raws
+
+    def proved_read(self, keys: Iterable[str], *, tx: int | None = None, metadata: bool = False,
+                    fields: Iterable[str] | None = None) -> ProvedRead:
+        """:meth:`read` at ``tx`` (latest if None) with, for every key, the tx of the version the read
+        saw and, once per such tx, its canonical log entry and Merkle inclusion path to the head of the
+        same snapshot: what a client needs to check each record itself (:mod:`engine.proved_read`).
+        ``TX_COMPACTED`` if an entry cannot be rebuilt, ``PROOF_TOO_LARGE`` past ``Limits.max_proof_bytes``."""
+        chosen = check_fields(fields)
+        unique, raws = self._read_keys(keys)
+        return proved_read(self._store, self.name, unique, raws, tx, bool(metadata), chosen)
 
     def get(self, key: str, *, tx: int | None = None, at: datetime | float | None = None,
             metadata: bool = False, fields: Iterable[str] | None = None) -> Record | None:

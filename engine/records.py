@@ -84,6 +84,9 @@ class Limits:
     min_ttl: float = 1.0
     #: Largest metadata accepted, measured as its compact JSON encoding (Cloudflare's limit).
     max_metadata_bytes: int = 1024
+    #: Largest sum of tx log entries one read with proofs may answer (``PROOF_TOO_LARGE`` past it):
+    #: room for one value at ``max_value_bytes`` and its tx's other records.
+    max_proof_bytes: int = 32 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_key_bytes <= 512:

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import merkle, schema
 from .errors import FutureTx, InvalidParameters, TxCompacted
+
+if TYPE_CHECKING:
+    from .signed_head import SignedHead
 
 _u64 = struct.Struct(">Q")
 HASH_LEN = merkle.HASH_LEN
@@ -26,13 +29,18 @@ HASH_LEN = merkle.HASH_LEN
 
 class Head(tuple[int, str]):
     """What :meth:`Store.head` returns: the receipt ``(tx, hash)`` (it unpacks and compares as that
-    pair) with the tree's ``size`` (= ``tx``) and ``root`` (hex; None if the tree is not built)."""
+    pair) with the tree's ``size`` (= ``tx``) and ``root`` (hex; None if the tree is not built).
+
+    ``signed``: the server's signature over this head (:mod:`engine.signed_head`), when a client
+    checked one; evidence to keep, not part of equality."""
 
     root: str | None
+    signed: SignedHead | None
 
-    def __new__(cls, tx: int, hash: str, root: str | None) -> Head:
+    def __new__(cls, tx: int, hash: str, root: str | None, signed: SignedHead | None = None) -> Head:
         self = super().__new__(cls, (tx, hash))
         self.root = root
+        self.signed = signed
         return self
 
     @property
@@ -63,7 +71,10 @@ class Head(tuple[int, str]):
         return f"Head(tx={self[0]}, hash={self[1]!r}, root={self.root!r})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tx": self[0], "hash": self[1], "size": self[0], "root": self.root}
+        out = {"tx": self[0], "hash": self[1], "size": self[0], "root": self.root}
+        if self.signed is not None:
+            out["signed"] = self.signed.to_dict()
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from time import perf_counter_ns
@@ -22,6 +23,8 @@ from typing import Any
 
 from engine import Retention, Store, errors
 from engine.idempotency import Replay
+from engine.signed_head import HeadSigner
+from engine.txtree import Head
 from server.auth import KeyRing
 from server.http import Request, problem_response
 from server.idempotency import replayed, reused
@@ -52,7 +55,8 @@ class App:
     ``retention`` the policy one process at a time applies in the background, and ``expire_every``
     the seconds between its expiry sweeps (None: only writes record expiries; see
     :mod:`server.lifecycle`); ``backup_dir`` the only directory ``POST /v4/admin/backup`` writes
-    into (default: ``backups`` beside the data directory).
+    into (default: ``backups`` beside the data directory); ``signer`` the key that signs the heads
+    it serves (``GET /v4/head``, proof reads; None: heads are not signed).
     """
 
     def __init__(
@@ -71,8 +75,10 @@ class App:
         retention: Retention | None = None,
         backup_dir: str | os.PathLike[str] | None = None,
         expire_every: float | None = None,
+        signer: HeadSigner | None = None,
     ) -> None:
         self.data_dir = os.fspath(data_dir)
+        self.signer = signer
         self.retention = retention
         self.expire_every = expire_every or None
         self.backup_dir = Path(backup_dir or Path(self.data_dir).absolute().parent / "backups").absolute()
@@ -99,6 +105,13 @@ class App:
         self._watch: tuple[int, TxWatch, StreamSlots] | None = None
         self._worker: Any = None
         self._closed = False
+
+    def sign_head(self, head: Head) -> dict[str, Any] | None:
+        """The server's signature over ``head``, made now, as the JSON member ``signed`` of an answer;
+        None when the server has no signing key or the head no root (its tree is not built)."""
+        if self.signer is None or head.root is None:
+            return None
+        return self.signer.sign(head.size, head.root, head.hash, time.time_ns() // 1000).to_dict()
 
     @property
     def store(self) -> Any:
@@ -230,6 +243,7 @@ def create_app(
     retention: Retention | None = None,
     backup_dir: str | os.PathLike[str] | None = None,
     expire_every: float | None = None,
+    signing_key: str | os.PathLike[str] | None = None,
 ) -> App:
     """Build the WSGI app serving the store at ``data_dir``.
 
@@ -239,11 +253,14 @@ def create_app(
     the seconds between SSE heartbeat comments; ``max_streams`` caps the open SSE streams per process;
     ``retention`` (an :class:`engine.Retention`) is applied in the background by one process at a
     time, which also records due expiries as deletes every ``expire_every`` seconds (None: only
-    writes do); ``backup_dir`` is where ``POST /v4/admin/backup`` may write (default ``DATA/../backups``).
+    writes do); ``backup_dir`` is where ``POST /v4/admin/backup`` may write (default ``DATA/../backups``);
+    ``signing_key`` is an Ed25519 private key file (PKCS#8 PEM, ``strata keygen``) that signs every head
+    served (:class:`engine.signed_head.KeyFileError`, a ValueError, if it cannot be used).
     """
     if keys_file is None:
         keys_file = os.environ.get("STRATA_KEYS_FILE") or None
     keyring = KeyRing.load(keys_file) if keys_file is not None else KeyRing([])
     return App(data_dir, keyring=keyring, sync=sync, store_options=store_options, max_body=max_body,
                openapi_path=openapi_path, heartbeat=heartbeat, max_streams=max_streams, retention=retention,
-               backup_dir=backup_dir, expire_every=expire_every)
+               backup_dir=backup_dir, expire_every=expire_every,
+               signer=None if signing_key is None else HeadSigner.load(signing_key))

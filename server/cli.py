@@ -33,7 +33,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from server import cli_data
+from server import cli_data, cli_signing
 from server import cli_lifecycle as lifecycle
 from server.auth import KeysFileError
 
@@ -76,6 +76,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                         "history stay exact without writes (default 60; 0: only writes record them)")
     p.add_argument("--backup-dir", default=None, metavar="DIR",
                    help="the only directory POST /v4/admin/backup writes into (default: 'backups' beside --data)")
+    p.add_argument("--signing-key", default=None, metavar="FILE",
+                   help="an Ed25519 private key (PEM, from strata keygen): sign every head served (GET /v4/head, "
+                        "proof reads) so auditors can keep them as evidence")
     p.add_argument("--idempotency-ttl", default="24h", metavar="DURATION",
                    help="how long a write's answer is kept for retries with the same Idempotency-Key (1s to 10 years, "
                         "such as 24h, 7d, 3600; default 24h)")
@@ -115,7 +118,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = create_app(config.data, keys_file=keys_file, sync=not args.no_sync, heartbeat=args.heartbeat,
                          max_streams=0 if args.threads == 1 else max_streams, retention=retention,
                          backup_dir=args.backup_dir, expire_every=args.expire_every or None,
-                         store_options={"idempotency_ttl": idempotency_ttl(args.idempotency_ttl)})
+                         store_options={"idempotency_ttl": idempotency_ttl(args.idempotency_ttl)},
+                         signing_key=args.signing_key)
     except (ServeConfigError, ValueError, KeysFileError) as exc:
         print(f"strata serve: {exc}", file=sys.stderr)
         return 2
@@ -136,8 +140,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     auth = (f"API keys required ({len(app.keyring)} from {keys_file})" if app.keyring.enabled
             else "API keys not required (auth off)")
+    signing = "" if app.signer is None else f", heads signed by key {app.signer.key_id}"
     started = (f"strata serve: data {os.path.abspath(config.data)}, listening on {config.url}, "
-               f"{config.workers} worker(s) x {args.threads} thread(s), {auth}")
+               f"{config.workers} worker(s) x {args.threads} thread(s), {auth}{signing}")
     host = f"[{config.host}]" if ":" in config.host else config.host
     options = {
         "bind": f"{host}:{config.port}",
@@ -352,6 +357,9 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-head", default=None, metavar="FILE",
                    help="a head kept as JSON with size and root (GET /v4/head's answer, or a client's trusted-head "
                         "file): check, in O(log n) with a Merkle consistency proof, that the log extends it")
+    p.add_argument("--public-key", default=None, metavar="KEY",
+                   help="with --from-head: the server's public key (64 hex digits, or a file from strata keygen); "
+                        "the kept head must then carry the server's signature, and it is checked first")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -405,6 +413,12 @@ def _verify_from_head(args: argparse.Namespace) -> int:
         print(f"strata verify: --from-head {args.from_head} must be a JSON file with a size (1 or more) and a root "
               "(64 lowercase hex digits), as GET /v4/head answers", file=sys.stderr)
         return 2
+    signer = ""
+    if args.public_key is not None:
+        checked = _check_kept_signature(args, kept)
+        if isinstance(checked, int):
+            return checked
+        signer = checked
     store = _open_store(args, "verify")
     if store is None:
         return 2
@@ -423,9 +437,36 @@ def _verify_from_head(args: argparse.Namespace) -> int:
         print(f"FAILED: the log of {head.size} txs does not extend the kept head of {size} txs (root {root[:16]}...): "
               "history up to it was rewritten")
         return 1
-    print(f"OK: the log of {head.size} txs extends the kept head of {size} txs (root {root[:16]}...), "
+    print(f"OK: the log of {head.size} txs extends the kept head of {size} txs (root {root[:16]}...{signer}), "
           f"{len(path)} hashes; head root {head.root}")
     return 0
+
+
+def _check_kept_signature(args: argparse.Namespace, kept: dict[str, Any]) -> str | int:
+    """``--public-key``: the kept head's signature checked; what to say of it, or the exit status (1: it
+    does not verify or signs another head, 2: no usable key or no signed head in the file)."""
+    from engine import errors, signed_head
+
+    try:
+        keys = signed_head.trusted_keys(args.public_key)
+    except signed_head.KeyFileError as exc:
+        print(f"strata verify: --public-key: {exc}", file=sys.stderr)
+        return 2
+    if kept.get("signed") is None:
+        print(f"strata verify: {args.from_head} holds no signed head (keep GET /v4/head's answer from a server "
+              "started with --signing-key, or a client's trusted-head file)", file=sys.stderr)
+        return 2
+    try:
+        sig = signed_head.SignedHead.from_dict(kept["signed"])
+        signed_head.verify(sig, keys)
+    except errors.ProofFailed as exc:
+        print(f"FAILED: the kept head's signature: {exc.message}")
+        return 1
+    if (sig.size, sig.root) != (kept["size"], kept["root"]):
+        print(f"FAILED: the kept head's signature is for size {sig.size} root {sig.root[:16]}..., not the head "
+              "the file gives")
+        return 1
+    return f", signed by key {sig.key_id} at {signed_head.time_text(sig.time_us)}"
 
 
 def add_head_arguments(p: argparse.ArgumentParser) -> None:
@@ -563,6 +604,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[a
     "verify": (add_verify_arguments, cmd_verify, "re-derive the hash chain (and check a kept receipt); "
                "exit 1 if the store was tampered with"),
     "head": (add_head_arguments, cmd_head, "the latest tx and its chain hash: a receipt to keep"),
+    "keygen": (cli_signing.add_keygen_arguments, cli_signing.cmd_keygen, "an Ed25519 key pair for serve "
+               "--signing-key: the server signs the heads it serves, auditors check them with the public key"),
     "tail": (add_tail_arguments, cmd_tail, "follow the change feed, printing each tx (Ctrl-C stops)"),
     "bench": (add_bench_arguments, cmd_bench, "run the benchmark harness (benchmarks.harness)"),
     "backup": (lifecycle.add_backup_arguments, lifecycle.cmd_backup, "a hot, consistent copy of the store into "

@@ -33,6 +33,7 @@ STATUS_BY_ERROR: dict[type[BaseException], int] = {
     errors.NamespaceExists: 409,
     errors.Conflict: 409,
     errors.IdempotencyKeyReused: 422,
+    errors.ProofTooLarge: 422,
     errors.StorageFull: 507,
     errors.StoreClosed: 503,
     errors.StorageError: 500,

@@ -16,12 +16,16 @@ The conventions a doc follows (README.md, "Development", says the same for write
   the above, so an example cannot escape the check by accident.
 * ``<!-- fresh store -->`` on a line of its own: the examples after it start again from a new, empty
   store (a new server, a new Python interpreter).
+* ``<!-- serve: ARGS -->`` on the line before a ``sh`` block: the doc's server is restarted, on the same
+  store, as ``strata serve ... ARGS`` before the block runs (``--signing-key signing.key``, a key an
+  earlier block made); it keeps those options until the next such marker or the segment's end.
 
 Outputs are compared exactly, except for what differs from run to run:
 
 * masked: ``duration``, the ``seconds`` a compaction or import took, the pid of an SSE comment;
 * renamed consistently: times (RFC 3339, Python ``datetime`` reprs, ``time_us``) and SHA-256 hashes
-  (also as a 16-digit prefix followed by ``...``). The first time a doc shows a value, it stands for
+  (also as a 16-digit prefix followed by ``...``), and hex strings of 32 and 128 digits (key ids and
+  Ed25519 signatures). The first time a doc shows a value, it stands for
   the value the run printed there; wherever the doc shows it again, the run must print that same value,
   and a value the doc shows in a later *command* (a receipt's hash, a time) is replaced by the run's.
   A time in a command that no output showed is mapped to a run time in the same order relative to the
@@ -46,6 +50,7 @@ import io
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -68,6 +73,7 @@ BLOCK_TIMEOUT = 60  # a guard against a hung example, not a timing assertion
 _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*(.*?)\s*$")
 _NOT_RUN = re.compile(r"^\s*<!--\s*not run:\s*(.*?)\s*-->\s*$")
 _FRESH = re.compile(r"^\s*<!--\s*fresh store\s*-->\s*$")
+_SERVE = re.compile(r"^\s*<!--\s*serve:\s*(.*?)\s*-->\s*$")
 
 
 # --------------------------------------------------------------------------- parsing
@@ -85,6 +91,7 @@ class Block:
     fence: str
     not_run: str | None = None
     segment: int = 0
+    serve_args: str | None = None
 
     @property
     def number(self) -> int:
@@ -141,9 +148,11 @@ def parse_blocks(text: str) -> list[Block]:
         while prev >= 0 and not lines[prev].strip():
             prev -= 1
         marker = _NOT_RUN.match(lines[prev]) if prev >= 0 else None
+        serve = _SERVE.match(lines[prev]) if prev >= 0 else None
         blocks.append(Block(lang=words[0].lower() if words else "", attrs=words[1:], body=body, open_line=i,
                             close_line=j, indent=indent, fence=fence,
-                            not_run=marker.group(1) if marker else None, segment=segment))
+                            not_run=marker.group(1) if marker else None, segment=segment,
+                            serve_args=serve.group(1) if serve else None))
         i = j + 1
     return blocks
 
@@ -174,6 +183,8 @@ def plan(blocks: list[Block]) -> tuple[list[Step], list[str]]:
                             "(sh, python, file=NAME) nor marked <!-- not run: REASON -->")
             last = None
             continue
+        if block.serve_args is not None and block.lang not in SHELL_LANGS:
+            problems.append(f"line {block.number}: a 'serve:' marker must come before a sh block")
         last = Step(block, None)
         steps.append(last)
     return steps, problems
@@ -186,7 +197,7 @@ _RFC3339 = re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?
 _PYTIME = re.compile(r"datetime\.datetime\((\d+(?:, \d+){2,6}), tzinfo=(datetime\.timezone\.utc|"
                      r"datetime\.timezone\(datetime\.timedelta\(0\), 'UTC'\))\)")
 _TIME_US = re.compile(r"(?<=time_us=)\d{13,}|(?<=\"time_us\":)\d{13,}")
-_HASH = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+_HASH = re.compile(r"(?<![0-9a-f])(?:[0-9a-f]{128}|[0-9a-f]{64}|[0-9a-f]{32})(?![0-9a-f])")
 _HASH_PREFIX = re.compile(r"(?<![0-9a-f])[0-9a-f]{16}(?=\.\.\.)")
 # Masked: any value matches; the groups around the value are kept.
 _MASKS = [
@@ -470,15 +481,15 @@ def _free_port() -> int:
 class DocServer:
     """A ``strata serve`` of this checkout (one worker) on a free port, with its store in ``directory/data``."""
 
-    def __init__(self, directory: Path, env: dict[str, str]) -> None:
+    def __init__(self, directory: Path, env: dict[str, str], extra: list[str] | None = None) -> None:
         import http.client
 
         self.port = _free_port()
         self.log_path = directory.parent / "server.log"
-        log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the server's lifetime
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the server's lifetime
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server", "serve", "--data", str(directory / "data"), "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", "1", "--no-sync"],
+             "--port", str(self.port), "--workers", "1", "--no-sync", *(extra or [])],
             cwd=directory, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         deadline = time.monotonic() + 60  # a start-up guard: it only bounds a hang
@@ -544,6 +555,10 @@ class Segment:
         return printed
 
     def run_shell(self, block: Block) -> str:
+        if block.serve_args is not None:
+            if self.server is not None:
+                self.server.stop()
+            self.server = DocServer(self.shell_dir, self.env, shlex.split(block.serve_args))
         if self.server is None:
             self.server = DocServer(self.shell_dir, self.env)
         command = self.renaming.to_run(block.body)

@@ -33,6 +33,16 @@ _PLAIN_RECORD = (False, False, None, None, None, None)  # binary, cleared and th
 CHANGES_PAGE = 1000
 
 
+def records_of(answer: dict[str, Any]) -> ReadResult:
+    """The records of a read answer."""
+    # The common record (JSON, not cleared, no optional member) is built inline, as a tuple: this
+    # loop runs once per key read and a call per record is a measurable share of a read.
+    new, plain, record = tuple.__new__, _PLAIN_RECORD, shapes.record
+    return ReadResult([new(Record, (d["key"], d["value"], d["tx"], *plain))
+                       if len(d) == 4 and d.get("binary") is False else record(d) for d in answer["data"]],
+                      answer["tx"])
+
+
 def rfc3339(at: datetime | float) -> str:
     """A time argument (aware datetime or epoch seconds) as the RFC 3339 UTC text the API takes."""
     if isinstance(at, datetime):
@@ -95,8 +105,19 @@ class RemoteNamespace:
     # -- reads --------------------------------------------------------------------------------
 
     def read(self, keys: Iterable[str], *, tx: int | None = None, at: datetime | float | None = None,
-             metadata: bool = False, fields: Iterable[str] | None = None) -> ReadResult:
-        """Records of ``keys`` at ``tx`` (or time ``at``), in request order, absent keys left out."""
+             metadata: bool = False, fields: Iterable[str] | None = None, verified: bool = False) -> ReadResult:
+        """Records of ``keys`` at ``tx`` (or time ``at``), in request order, absent keys left out.
+
+        ``verified=True`` asks for proofs and checks every record against the head the store's
+        verifier trusts (:meth:`server.client.proofs.Verifier.read`), raising ``PROOF_FAILED`` rather
+        than returning a record it cannot prove."""
+        if verified:
+            return self._store.trusted().read(self.name, keys, tx=tx, at=at, metadata=metadata, fields=fields)
+        return records_of(self.read_answer(keys, tx, at, metadata, fields)[1])
+
+    def read_answer(self, keys: Iterable[str], tx: int | None, at: datetime | float | None, metadata: bool,
+                    fields: Iterable[str] | None, proof: bool = False) -> tuple[list[str], dict[str, Any]]:
+        """The keys asked (each once, in order) and the server's answer to reading them."""
         if isinstance(keys, str | bytes):
             raise errors.InvalidParameters("keys must be a list of str, not a single string")
         wanted = list(dict.fromkeys(keys))
@@ -109,18 +130,14 @@ class RemoteNamespace:
             body["metadata"] = True
         if fields:
             body["fields"] = list(fields)
+        if proof:
+            body["proof"] = True
         try:
             raw = orjson.dumps(body)
         except TypeError:  # orjson refuses a lone surrogate: name the key as the engine does
             writes.raise_item_errors([(i, k, p) for i, k in enumerate(wanted) if (p := writes._key_problem(k))])
             raise
-        answer = self._http.json("POST", self._path + "/read", raw=raw)
-        # The common record (JSON, not cleared, no optional member) is built inline, as a tuple: this
-        # loop runs once per key read and a call per record is a measurable share of a read.
-        new, plain, record = tuple.__new__, _PLAIN_RECORD, shapes.record
-        return ReadResult([new(Record, (d["key"], d["value"], d["tx"], *plain))
-                           if len(d) == 4 and d.get("binary") is False else record(d) for d in answer["data"]],
-                          answer["tx"])
+        return wanted, self._http.json("POST", self._path + "/read", raw=raw)
 
     def get(self, key: str, *, tx: int | None = None, at: datetime | float | None = None,
             metadata: bool = False, fields: Iterable[str] | None = None) -> Record | None:

@@ -8,7 +8,8 @@ client that accepted exactly that). Any failure raises :class:`~engine.errors.Pr
 (``PROOF_FAILED``) and nothing of the answer is used.
 
 :class:`Verifier` keeps the last head it trusts, optionally in a small JSON state file
-(``{"size", "root", "hash"}``), and moves it forward only through a verified consistency proof: a
+(``{"size", "root", "hash"}``, and ``"signed"``: the server's signed head, when the client was given
+its public key), and moves it forward only through a verified consistency proof: a
 server that rewrites, truncates or forks its log after the client saw it cannot make it trust the
 new log. The first head is taken as given (``trust=``), or trusted on first use.
 """
@@ -18,12 +19,19 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine import merkle
-from engine.errors import ProofFailed
+from engine import merkle, signed_head
+from engine.errors import InvalidParameters, ProofFailed
+from engine.records import ReadResult
+from engine.signed_head import SignedHead
 from engine.txtree import ConsistencyProof, Head, InclusionProof
+
+from . import proved_reads
+from .namespace import records_of
 
 if TYPE_CHECKING:
     from .store import RemoteStore
@@ -51,8 +59,12 @@ def _exact(answer: dict[str, Any], field: str, asked: int) -> None:
                           field=field, asked=asked, answered=got)
 
 
-def head_of(answer: dict[str, Any]) -> Head:
-    """A head from ``GET /v4/head``, every field checked: ``size == tx``, hashes of 64 hex digits."""
+def head_of(answer: dict[str, Any], keys: Mapping[str, bytes] | None = None) -> Head:
+    """A head from ``GET /v4/head``, every field checked: ``size == tx``, hashes of 64 hex digits.
+
+    With ``keys`` (trusted public keys by key id, :func:`engine.signed_head.trusted_keys`), the head
+    must carry a ``signed`` member whose signature one of them verifies and whose size, root and hash
+    are the head's; the returned head keeps it (``Head.signed``) as evidence."""
     tx = answer.get("tx")
     if type(tx) is not int or tx < 0:
         raise ProofFailed(f"the server's head has no valid tx: {tx!r}", field="tx")
@@ -63,7 +75,25 @@ def head_of(answer: dict[str, Any]) -> Head:
         raise ProofFailed("the server's head has no Merkle root (its store was compacted before it had a tree)",
                           field="root")
     _hash(root, "head root")
-    return Head(tx, answer["hash"], root)
+    head = Head(tx, answer["hash"], root)
+    return head if keys is None else signed(head, answer.get("signed"), keys)
+
+
+def signed(head: Head, member: Any, keys: Mapping[str, bytes]) -> Head:
+    """``head`` with the signed head ``member`` attached, once its signature verifies with a trusted key
+    and it signs exactly ``head`` (size, root and chain hash); ``PROOF_FAILED`` otherwise."""
+    if member is None:
+        raise ProofFailed(f"the server's head of size {head.size} is not signed, and signed heads are required "
+                          "(a public key was given)", field="signed")
+    sig = SignedHead.from_dict(member)
+    signed_head.verify(sig, keys)
+    pairs: tuple[tuple[str, object, object], ...] = (("size", sig.size, head.size), ("root", sig.root, head.root),
+                                                     ("hash", sig.hash, head.hash))
+    for name, got, want in pairs:
+        if got != want:
+            raise ProofFailed(f"the signed head's {name} {got!r} is not the head's {want!r}: the signature is for "
+                              "another head", field=f"signed.{name}")
+    return Head(head.tx, head.hash, head.root, sig)
 
 
 def check_inclusion(answer: dict[str, Any], tx: int, head: Head, leaf_hash: bytes | None = None) -> InclusionProof:
@@ -109,13 +139,19 @@ class Verifier:
             saved = json.loads(self._path.read_text())
             self.head = head_of({"tx": saved.get("size"), "size": saved.get("size"), "hash": saved.get("hash"),
                                  "root": saved.get("root")})
+            keys = store._public_keys
+            if keys is not None and saved.get("signed") is not None:  # kept evidence is checked again
+                self.head = signed(self.head, saved["signed"], keys)
 
     def _save(self) -> None:
         if self._path is None or self.head is None:
             return
         tmp = self._path.with_name(f".{self._path.name}.tmp-{os.getpid()}")
         with open(tmp, "w") as out:
-            json.dump({"size": self.head.size, "root": self.head.root, "hash": self.head.hash}, out)
+            kept: dict[str, Any] = {"size": self.head.size, "root": self.head.root, "hash": self.head.hash}
+            if self.head.signed is not None:
+                kept["signed"] = self.head.signed.to_dict()
+            json.dump(kept, out)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, self._path)
@@ -129,6 +165,47 @@ class Verifier:
         self.head = new
         self._save()
         return new
+
+    def accept(self, head: Head) -> None:
+        """Check a head the server answered with (a proof read's) against the trusted one: a longer log
+        must extend the trusted one (a verified consistency proof, and then it is trusted and saved), a
+        shorter one must be a prefix of it; ``PROOF_FAILED`` otherwise. The first head is trusted."""
+        if self.head is None:
+            self.head = head
+        elif head.size >= self.head.size:
+            self._store.verify_consistency(self.head, head)
+            self.head = head
+        else:
+            self._store.verify_consistency(head, self.head)
+            return
+        self._save()
+
+    def read(self, namespace: str, keys: Iterable[str], *, tx: int | None = None, at: datetime | float | None = None,
+             metadata: bool = False, fields: Iterable[str] | None = None) -> ReadResult:
+        """Read ``keys`` of ``namespace`` with proofs and check every record against the trusted head
+        (:mod:`server.client.proved_reads`): ``PROOF_FAILED`` instead of a record that does not prove
+        out. The answer's head is taken as :meth:`accept` says (signed, if the store has a public key).
+        ``fields`` may not hold ``created_at``, which no single log entry proves."""
+        chosen = frozenset(fields or ())
+        if chosen & proved_reads.UNPROVABLE_FIELDS:
+            raise InvalidParameters("a verified read cannot prove created_at (the server derives it from older "
+                                    "versions): ask for it without verified=True", parameter="fields")
+        remote = self._store.namespace(namespace)
+        wanted, answer = remote.read_answer(keys, tx, at, metadata, fields, proof=True)
+        proof = answer.get("proof")
+        if type(proof) is not dict or type(proof.get("head")) is not dict:
+            raise ProofFailed("the answer to a read with proofs carries no proof head", field="proof")
+        head = head_of({"tx": proof["head"].get("size"), **proof["head"]}, self._store._public_keys)
+        self.accept(head)
+        if tx is not None and answer.get("tx") != tx:
+            raise ProofFailed(f"asked for a read at tx {tx}, the server answered one at tx {answer.get('tx')!r}",
+                              field="tx", asked=tx)
+        try:
+            result = records_of(answer)
+        except (KeyError, TypeError, ValueError):
+            raise ProofFailed("the answer's records are malformed", field="data") from None
+        proved_reads.check(answer, remote.name, wanted, result.records, result.tx, head, bool(metadata), chosen)
+        return result
 
     def prove(self, tx: int, leaf_hash: bytes | None = None) -> InclusionProof:
         """Tx ``tx`` is in the log the trusted head covers (refreshing it first if ``tx`` is newer)."""

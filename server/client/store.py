@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from engine import errors
+from engine import errors, signed_head
 from engine.events import StreamInfo
 from engine.records import NamespaceInfo
 from engine.txlog import TxInfo
@@ -45,11 +45,15 @@ T = TypeVar("T")
 
 class RemoteStore:
     """A Strata server at ``url``, used as a store. ``key`` is an API key (sent as a bearer token);
+    ``public_key`` the server's head-signing public key (64 hex digits, raw bytes, a PEM or a key file;
+    or a list of them): every head then must carry a signature one of them verifies (see :meth:`head`);
     ``timeout``, ``retries`` and the rest are :class:`~server.client.transport.Transport`'s."""
 
-    def __init__(self, url: str, key: str | None = None, **transport: Any) -> None:
+    def __init__(self, url: str, key: str | None = None, *, public_key: Any = None, **transport: Any) -> None:
         self._http = Transport(url, key=key, **transport)
         self.url = self._http.url
+        self._public_keys = None if public_key is None else signed_head.trusted_keys(public_key)
+        self._verifier: Verifier | None = None
 
     def __repr__(self) -> str:
         return f"RemoteStore({self.url!r})"
@@ -147,8 +151,10 @@ class RemoteStore:
 
     def head(self) -> Head:
         """``(latest tx, its chain hash)``: a receipt to keep for :meth:`verify`; also the Merkle tree's
-        ``size`` and ``root``, every field checked (``PROOF_FAILED`` if one is malformed)."""
-        return proofs.head_of(self._http.json("GET", "/v4/head"))
+        ``size`` and ``root``, every field checked (``PROOF_FAILED`` if one is malformed). Given a
+        ``public_key``, the head's signature too: ``PROOF_FAILED`` if it is missing, does not verify,
+        names an unknown key or signs another head; ``Head.signed`` keeps it."""
+        return proofs.head_of(self._http.json("GET", "/v4/head"), self._public_keys)
 
     def verify_consistency(self, old_head: Head, new_head: Head | None = None) -> Head:
         """Check, with a proof this client verifies, that the log of ``new_head`` (default: the server's
@@ -174,8 +180,17 @@ class RemoteStore:
         return proofs.check_inclusion(answer, tx, head, leaf_hash)
 
     def verifier(self, state_file: str | os.PathLike[str] | None = None, *, trust: Head | None = None) -> Verifier:
-        """A :class:`~server.client.proofs.Verifier`: the head this client trusts, kept in ``state_file``."""
-        return Verifier(self, state_file, trust=trust)
+        """A :class:`~server.client.proofs.Verifier`: the head this client trusts, kept in ``state_file``.
+        It becomes the one :meth:`trusted` returns (the one verified reads check against)."""
+        self._verifier = Verifier(self, state_file, trust=trust)
+        return self._verifier
+
+    def trusted(self) -> Verifier:
+        """The verifier verified reads (``namespace.read(keys, verified=True)``) check against: the last
+        one :meth:`verifier` made, else one, in memory only, that trusts the first head it is shown."""
+        if self._verifier is None:
+            self._verifier = Verifier(self)
+        return self._verifier
 
     def verify(self, receipt: tuple[int, str] | None = None) -> VerifyReport:
         """Have the server re-derive the hash chain (an admin key's right); ``ok`` says whether it is intact."""
@@ -205,12 +220,14 @@ class RemoteStore:
         return self.namespace(namespace).changes(since, limit=limit)
 
 
-def connect(url: str | None = None, key: str | None = None, **transport: Any) -> RemoteStore:
+def connect(url: str | None = None, key: str | None = None, *, public_key: Any = None,
+            **transport: Any) -> RemoteStore:
     """A :class:`RemoteStore` for the server at ``url`` (default ``$STRATA_URL``, else
-    ``http://127.0.0.1:8080``) with API key ``key`` (default ``$STRATA_KEY``, else none).
+    ``http://127.0.0.1:8080``) with API key ``key`` (default ``$STRATA_KEY``, else none); with
+    ``public_key``, heads must be signed by that key (see :meth:`RemoteStore.head`).
     No request is made until the store is used."""
     import os
 
     url = url or os.environ.get("STRATA_URL") or "http://127.0.0.1:8080"
     key = key if key is not None else (os.environ.get("STRATA_KEY") or None)
-    return RemoteStore(url, key, **transport)
+    return RemoteStore(url, key, public_key=public_key, **transport)

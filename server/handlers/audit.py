@@ -164,15 +164,20 @@ def tx_at_time(app: App, req: Request) -> Response:
 def head(app: App, req: Request) -> Response:
     """``GET /v4/head``: the latest tx and its chain hash (a receipt to keep for :func:`verify`), and the
     Merkle tree's ``size`` (= ``tx``) and ``root`` (hex; null if the store's tree is not built), which
-    the proofs of :mod:`server.handlers.proofs` are checked against."""
+    the proofs of :mod:`server.handlers.proofs` are checked against. With a signing key, ``signed``:
+    the server's Ed25519 signature over them (:mod:`engine.signed_head`)."""
     _whole_log(req)
     req.query(_NO_QUERY)
     store = app.store
     found = store.head()
     latest, digest = found
     info = store.tx_info(latest) if latest else None
-    return json_response(200, {"tx": latest, "hash": digest, "time": info.time if info else None,
-                               "size": found.size, "root": found.root, "duration": duration(req.t0)})
+    out = {"tx": latest, "hash": digest, "time": info.time if info else None, "size": found.size, "root": found.root}
+    signed = app.sign_head(found)
+    if signed is not None:
+        out["signed"] = signed
+    out["duration"] = duration(req.t0)
+    return json_response(200, out)
 
 
 def verify(app: App, req: Request) -> Response:

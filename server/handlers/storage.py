@@ -6,6 +6,7 @@ are in :mod:`server.handlers.writes`, single keys in :mod:`server.handlers.keys`
 
 from __future__ import annotations
 
+from base64 import b64encode
 from collections.abc import Iterator
 from datetime import datetime
 from functools import partial
@@ -14,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from engine import errors
+from engine.proved_read import ProvedRead
 from server.http import JSON_HEADERS, Request, Response, duration, json_response
-from server.problems import INVALID_PARAMETERS, HTTPProblem, from_engine_error
+from server.problems import INVALID_PARAMETERS, HTTPProblem, bad_request, from_engine_error
 from server.shapes import record_json
 from server.validation import (
     check_fields,
@@ -25,6 +27,7 @@ from server.validation import (
     check_storage,
     check_string,
     check_tx,
+    echo,
     is_before_epoch,
     key_error,
     parse_time,
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
     from server.app import App
 
 _NO_QUERY: frozenset[str] = frozenset()
-_READ_FIELDS = frozenset({"keys", "tx", "at", "metadata", "fields"})
+_READ_FIELDS = frozenset({"keys", "tx", "at", "metadata", "fields", "proof"})
 _SCAN_FIELDS = frozenset({"prefix", "after", "limit", "tx", "metadata", "fields"})
 _EMPTY: dict[str, Any] = {}
 _STREAM_BATCH = 256
@@ -47,16 +50,20 @@ def read(app: App, req: Request) -> Response:
     the answer's ``tx`` says which (0 when the time is before the first tx). ``"metadata": true``
     adds each record's ``metadata``; ``"fields": ["created_at", "updated_at", "expire_time"]`` adds
     those times. Expired values are left out (see ``docs/engine.md``, "Expiry and metadata").
+    ``"proof": true`` adds ``proof``: what a client needs to check each record itself (:func:`_proof_json`).
     """
     name = check_storage(req.params["storage"])
     req.query(_NO_QUERY)
     body = req.json(empty=_EMPTY)
-    metadata, fields = False, None
+    metadata, fields, proof = False, None, False
     if type(body) is list:
         keys, tx = check_keys(body, ""), None
     else:
         check_fields(body, _READ_FIELDS, 'read takes {"keys": [...], "tx": N} or {"keys": [...], "at": time}')
         metadata, fields = check_read_options(body)
+        proof = body.get("proof", False)
+        if type(proof) is not bool:
+            raise bad_request(INVALID_PARAMETERS, "proof must be true or false", "/proof", echo(proof))
         raw_keys = body.get("keys")
         keys = [] if raw_keys is None else check_keys(raw_keys, "/keys")
         tx = check_tx(body.get("tx"))
@@ -66,6 +73,8 @@ def read(app: App, req: Request) -> Response:
                                   [{"location": "/at", "message": "tx is given too", "value": body["at"]}])
             tx = tx_at(app, parse_time(body["at"], "/at"))
     store = app.store
+    if proof:
+        return _proved_read(app, req, name, keys, tx, metadata, fields, "/keys" if type(body) is dict else "")
     try:
         result = store.namespace(name).read(keys, tx=tx, metadata=metadata, fields=fields)
     except errors.NamespaceNotFound:  # never written: reads as empty, not as an error
@@ -83,6 +92,36 @@ def read(app: App, req: Request) -> Response:
     data = [{"key": r.key, "value": r.value, "tx": r.tx, "binary": False} if not (r.binary or r.cleared)
             else record_json(r) for r in result.records]
     return _read_answer(req, data, result.tx)
+
+
+def _proved_read(app: App, req: Request, name: str, keys: list[str], tx: int | None, metadata: bool,
+                 fields: list[str] | None, path: str) -> Response:
+    """A read with ``"proof": true``: the records, and ``proof`` (see :func:`_proof_json`)."""
+    try:
+        result = app.store.namespace(name).proved_read(keys, tx=tx, metadata=metadata, fields=fields)
+    except errors.EngineError as exc:
+        problem = from_engine_error(exc, item_path=path, tx_location="/tx")
+        if not problem.errors and isinstance(exc, errors.InvalidKey | errors.KeyTooLong):
+            problem.errors = _bad_keys(keys, path, app.max_key_bytes)
+        raise problem from None
+    data = [_rich_json(r, metadata, fields) if metadata or fields else record_json(r) for r in result.records]
+    return json_response(200, {"data": data, "count": len(data), "tx": result.tx, "proof": _proof_json(app, result),
+                               "duration": duration(req.t0)})
+
+
+def _proof_json(app: App, result: ProvedRead) -> dict[str, Any]:
+    """``{"head": {"size", "root", "hash", "signed"?}, "versions": [{"key", "tx"}], "entries": [{"tx",
+    "entry", "path"}]}``: the head of the read's snapshot (signed with the server's key, if it has one),
+    the tx of the version each key's read saw (null: none), and once per such tx its canonical log entry
+    (base64) and Merkle inclusion path (hex) to the head (see :mod:`engine.proved_read`)."""
+    head = result.head
+    head_json: dict[str, Any] = {"size": head.size, "root": head.root, "hash": head.hash}
+    signed = app.sign_head(head)
+    if signed is not None:
+        head_json["signed"] = signed
+    return {"head": head_json, "versions": [{"key": key, "tx": vtx} for key, vtx in result.versions],
+            "entries": [{"tx": e.tx, "entry": b64encode(e.entry).decode("ascii"), "path": e.path}
+                        for e in result.entries]}
 
 
 def _rich_json(rec: Any, metadata: bool, fields: list[str] | None) -> dict[str, Any]:

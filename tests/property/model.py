@@ -87,6 +87,12 @@ class Model:
             return None
         return found
 
+    def version_tx(self, ns: str, key: str, tx: int) -> int | None:
+        """The tx of a key's newest version at or before ``tx`` of any kind (a delete, an expired put),
+        None if it has none: what a read with proofs proves."""
+        txs = [v[0] for v in self.versions.get((ns, key), []) if v[0] <= tx]
+        return txs[-1] if txs else None
+
     def record(self, ns: str, key: str, tx: int, eval_us: int | None = None) -> tuple[Any, int, bool, bool] | None:
         """``(value, tx, binary, cleared)`` of a key at ``tx``, None if absent, deleted or expired."""
         found = self.version(ns, key, tx, eval_us)

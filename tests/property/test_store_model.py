@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -419,6 +420,31 @@ class StoreMachine(RuleBasedStateMachine):
                                        [bytes.fromhex(p) for p in proof.path], roots[second])
         path = [bytes.fromhex(p) for p in self.store.consistency_proof(first, second).path]
         assert merkle.verify_consistency(first, second, roots[first], roots[second], path)
+
+    @rule(ns=st.sampled_from(NAMESPACES), data=st.data())
+    def proved_read_matches_read_and_verifies(self, ns: str, data: st.DataObject) -> None:
+        """A read with proofs answers what a read does, names each key's newest version (deletes and
+        expired puts too), and each entry is its tx's leaf in the tree of a head seen before."""
+        latest = self.model.latest_tx
+        tx = data.draw(st.none() | st.integers(min_value=0, max_value=latest), label="tx")
+        known = [k for (n, k) in self.model.versions if n == ns]
+        names = data.draw(st.lists(st.sampled_from(known), max_size=5) if known else st.just([]))
+        names += data.draw(st.lists(keys(), max_size=1))
+        namespace = self.store.namespace(ns)
+        result = namespace.proved_read(names, tx=tx)
+        assert (result.records, result.tx) == tuple(namespace.read(names, tx=tx))
+        want = [(k, self.model.version_tx(ns, k, result.tx)) for k in dict.fromkeys(names)]
+        assert result.versions == want
+        assert [e.tx for e in result.entries] == sorted({v for _, v in want if v is not None})
+        if not result.entries:
+            return
+        root = self.model.roots.setdefault(result.head.size, bytes.fromhex(result.head.root))  # type: ignore[arg-type]
+        for e in result.entries:
+            assert merkle.verify_inclusion(merkle.leaf_hash(e.entry), e.tx - 1, result.head.size,
+                                           [bytes.fromhex(p) for p in e.path], root)
+            runs = msgpack.unpackb(e.entry)[3]
+            written = {k for run in runs if run[0] == ns and run[1] < 3 for k in run[2]}
+            assert {k for k, v in want if v == e.tx} <= written
 
     @invariant()
     def latest_tx_matches(self) -> None:
