@@ -38,6 +38,11 @@ function el(tag, attrs, ...children) {
 
 const $ = (id) => document.getElementById(id);
 
+/** Replace a node's children (null and false children are left out, as in el()). */
+function fill(node, ...children) {
+  node.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 function showError(message) {
   const box = $("error");
   box.textContent = message || "";
@@ -369,7 +374,7 @@ function revertControl(ns, tx) {
           el("a", { href: link("ns", ns) }, "Show the latest state")));
         } catch (err) { showError(err.message); apply.disabled = false; }
       } }, `Apply: revert ${plan.count} key(s) to tx ${tx}`);
-      box.replaceChildren(el("p", {}, `A revert to tx ${tx} would change ${plan.count} key(s):`),
+      fill(box, el("p", {}, `A revert to tx ${tx} would change ${plan.count} key(s):`),
         diffTable(plan.data), plan.count ? apply : null,
         el("button", { type: "button", onclick: () => box.replaceWith(revertControl(ns, tx)) }, "Cancel"));
     } catch (err) { showError(err.message); start.disabled = false; }
@@ -577,11 +582,10 @@ async function viewIntegrity() {
     result.replaceChildren(el("p", { class: "muted" }, "Verifying every tx…"));
     try {
       const v = await api("GET", `v4/verify${q}`);
-      result.replaceChildren(el("p", { class: v.ok ? "ok" : "bad", id: "verify-verdict" },
+      fill(result, el("p", { class: v.ok ? "ok" : "bad", id: "verify-verdict" },
         v.ok ? `Intact: ${v.checked} tx(s) checked, head tx ${v.head_tx}.`
-          : `NOT intact: tx ${v.bad_tx} does not match (${v.problem}); ${v.checked} tx(s) checked before it.`),
-      v.ok ? null : el("p", {}, el("a", { href: "#/integrity", id: "bad-tx" }, `First bad tx: ${v.bad_tx}`)),
-      v.receipt ? el("p", {}, `Receipt tx ${v.receipt.tx} checked.`) : null);
+          : `NOT intact: the first bad tx is ${v.bad_tx}: ${v.problem} (${v.checked} tx(s) checked before it).`),
+      v.receipt ? el("p", { id: "verify-receipt" }, `Against the receipt of tx ${v.receipt.tx} (hash ${v.receipt.hash}).`) : null);
     } catch (err) { result.replaceChildren(); showError(err.message); }
     f.querySelector("button").disabled = false;
   } },

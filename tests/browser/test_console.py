@@ -334,8 +334,18 @@ def test_each_key_sees_only_the_controls_its_scope_allows(console: Console) -> N
     assert _controls(console) == ["verify-form", "verify"]
     console.find("#verify").click()
     verdict = console.find("#verify-verdict")
-    assert verdict.text.startswith("Intact: ") and verdict.get_attribute("class") == "ok"
+    latest = console.latest()
+    assert verdict.text == f"Intact: {latest} tx(s) checked, head tx {latest}."
+    assert verdict.get_attribute("class") == "ok"
     console.shot("integrity")
+    # A receipt the chain does not pass through: verify names the tx, and the console shows it.
+    console.fill('#verify-form input[name="rtx"]', "2")
+    console.fill('#verify-form input[name="rhash"]', "0" * 64)
+    console.find("#verify").click()
+    console.until(lambda d: d.find_element(By.ID, "verify-verdict").get_attribute("class") == "bad")
+    assert console.find("#verify-verdict").text.startswith(
+        "NOT intact: the first bad tx is 2: the chain no longer matches the receipt")
+    assert console.find("#verify-receipt").text == f"Against the receipt of tx 2 (hash {'0' * 64})."
 
 
 def test_a_shared_url_reopens_the_same_view(console: Console) -> None:
