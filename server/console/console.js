@@ -138,7 +138,10 @@ function preview(record) {
   if (!("value" in record)) return el("span", { class: "badge cleared" }, "cleared");
   if (record.binary) return el("span", { class: "muted" }, `binary, ${bytesOf(record.value).length} bytes`);
   const text = jsonText(record.value);
-  return el("code", { class: "preview" }, text.length > 120 ? text.slice(0, 119) + "…" : text);
+  if (text.length <= 120) return el("code", { class: "preview" }, text);
+  // Too long for a cell: the start, and the whole value pretty-printed one click away.
+  return el("details", { class: "long" }, el("summary", {}, el("code", { class: "preview" }, text.slice(0, 119) + "…")),
+    el("pre", { class: "value" }, jsonText(record.value, 2)));
 }
 
 /** A record's value in full: JSON pretty-printed; bytes as size, hex and base64. */

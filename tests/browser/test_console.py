@@ -186,11 +186,16 @@ def test_a_namespace_moves_to_an_old_tx_and_to_a_time(console: Console) -> None:
 
 
 def test_the_prefix_filter_and_the_scan_cursor_page_through_one_snapshot(console: Console) -> None:
-    first = write(console.srv, "pages", [{"key": f"item:{i:03}", "value": i} for i in range(150)]
+    long = {"text": "y" * 200}
+    first = write(console.srv, "pages", [{"key": f"item:{i:03}", "value": i or long} for i in range(150)]
                   + [{"key": "other", "value": 0}])
     console.open(f"#/ns/pages?prefix=item%3A&tx={first}")
     console.heading(f"pages at tx {first}")
     assert console.find("#page-count").text == "100 keys on this page with prefix “item:”"
+    cell = console.find("#keys tbody tr td.value-cell details.long")  # a long value: its start, then all of it
+    assert cell.find_element(By.TAG_NAME, "summary").text == json.dumps(long, separators=(",", ":"))[:119] + "…"
+    cell.find_element(By.TAG_NAME, "summary").click()
+    assert cell.find_element(By.TAG_NAME, "pre").text == json.dumps(long, indent=2)
     write(console.srv, "pages", [{"key": "item:149", "value": "later"}])  # the next page still reads tx `first`
     console.find("#next-page").click()
     console.until(lambda d: d.find_element(By.ID, "page-count").text == "50 keys on this page with prefix “item:”")
