@@ -141,7 +141,9 @@ def console(server: tuple[LiveServer, dict[int, str]], browser: Any, shots: Path
 
 def test_a_key_is_typed_once_kept_for_the_tab_and_never_put_in_a_url(console: Console) -> None:
     console.open("#/namespaces", scope=None)
-    console.find("#api-key")
+    console.fill("#api-key", "")
+    assert [console.find(css).is_displayed() for css in ("#nav", "#who")] == [False, False]
+    assert console.all("#main *") == []
     console.shot("sign-in")
     console.fill("#api-key", "not-a-key-0123456789\n")
     console.until(lambda d: d.find_element(By.ID, "error").text == "That API key is not known to this server.")
@@ -151,6 +153,7 @@ def test_a_key_is_typed_once_kept_for_the_tab_and_never_put_in_a_url(console: Co
     rows = {r[0]: r[1:4] for r in console.rows("#namespaces")}
     assert (rows["ledger"], rows["web"]) == (["2", "79", "6"], ["3", "234", "3"])
     assert console.find("#who-text").text == "Key auditor · read"
+    assert console.find("#nav").is_displayed() and console.find("#sign-out").is_displayed()
     assert not console.find("#error").is_displayed()
     assert console.driver.execute_script("return sessionStorage.getItem('strata.console.key')") == KEYS["read"]
     assert KEYS["read"] not in console.driver.current_url
