@@ -378,7 +378,7 @@ function revertControl(ns, tx) {
         } catch (err) { showError(err.message); apply.disabled = false; }
       } }, `Apply: revert ${plan.count} key(s) to tx ${tx}`);
       fill(box, el("p", {}, `A revert to tx ${tx} would change ${plan.count} key(s):`),
-        diffTable(plan.data), plan.count ? apply : null,
+        diffTable(plan.data, ns), plan.count ? apply : null,
         el("button", { type: "button", onclick: () => box.replaceWith(revertControl(ns, tx)) }, "Cancel"));
     } catch (err) { showError(err.message); start.disabled = false; }
   } }, `Revert ${ns} to tx ${tx}…`);
@@ -439,9 +439,10 @@ async function viewHistory(route) {
 
 // ---------------------------------------------------------------- diff
 
-function diffTable(entries) {
+function diffTable(entries, ns) {
   const rows = entries.map((d) => el("tr", { "data-key": d.key, "data-kind": d.kind },
-    el("th", { scope: "row" }, el("code", {}, d.key)), el("td", {}, el("span", { class: `badge ${d.kind}` }, d.kind)),
+    el("th", { scope: "row" }, ns ? el("a", { href: link("history", ns, { key: d.key }), title: "History of this key" },
+      el("code", {}, d.key)) : el("code", {}, d.key)), el("td", {}, el("span", { class: `badge ${d.kind}` }, d.kind)),
     el("td", { class: "value-cell" }, preview(d.before)), el("td", { class: "value-cell" }, preview(d.after))));
   return table(["Key", "Change", "Before", "After"], rows, { class: "diff" });
 }
@@ -468,7 +469,7 @@ async function viewDiff(route) {
   for (const d of answer.data) counts[d.kind] = (counts[d.kind] || 0) + 1;
   out.push(el("p", { id: "diff-summary" }, `From tx ${answer.from_tx} to tx ${answer.to_tx}: ${answer.count} key(s) differ`,
     Object.keys(counts).length ? ` (${Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(", ")})` : ""));
-  if (answer.count) out.push(diffTable(answer.data));
+  if (answer.count) out.push(diffTable(answer.data, ns));
   return out;
 }
 

@@ -252,6 +252,10 @@ def test_a_diff_between_two_txs(console: Console) -> None:
                                           ["acct:2", "cleared", '{"balance":50}', "cleared"]]
     assert console.driver.current_url.endswith("#/diff/ledger?from=1&to=5")
     console.shot("diff")
+    console.find('table.diff tr[data-key="acct:2"] a').click()  # a changed key leads to its history
+    console.heading("History of acct:2")
+    console.driver.back()
+    console.until(lambda d: d.find_element(By.ID, "diff-summary").text.startswith("From tx 1 to tx 5: 2 key(s)"))
     console.open("#/diff/ledger?from=0&to=6")
     console.until(lambda d: d.find_element(By.ID, "diff-summary").text.startswith("From tx 0 to tx 6: 2 key(s)"))
     assert [r[:2] for r in console.rows("table.diff")] == [["acct:1", "added"], ["acct:2", "added"]]
