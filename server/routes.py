@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from server.handlers import admin, audit, feed, keys, namespaces, ops, proofs, storage, streams, writes
+from server.handlers import admin, audit, console, feed, keys, namespaces, ops, proofs, storage, streams, writes
 from server.handlers import revert as revert_handler
 from server.http import Request, Response
 from server.problems import METHOD_NOT_ALLOWED, NOT_FOUND, HTTPProblem
@@ -60,6 +60,9 @@ TABLE: list[tuple[str, str, Handler, str | None]] = [
     ("/healthz", "GET", ops.healthz, None),
     ("/openapi.json", "GET", ops.openapi, None),
     ("/metrics", "GET", ops.metrics, "read"),
+    ("/v4/whoami", "GET", console.whoami, "read"),
+    ("/console", "GET", console.page, None),
+    ("/console/{file}", "GET", console.asset, None),
 ]
 
 #: Handlers the worker runs on a pool thread (see server.worker), where they hold up no other request and

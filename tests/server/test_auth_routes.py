@@ -54,6 +54,9 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("GET", "/healthz"): None,
     ("GET", "/openapi.json"): None,
     ("GET", "/metrics"): "read",
+    ("GET", "/v4/whoami"): "read",
+    ("GET", "/console"): None,
+    ("GET", "/console/{file}"): None,
 }
 KEYS = {"read": "read-key-0123456789", "write": "write-key-0123456789", "admin": "admin-key-0123456789"}
 OTHER_NS = "other-ns-admin-0123456789"  # an admin key for another namespace only
@@ -75,7 +78,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def _path(template: str) -> str:
     return (template.replace("{storage}", "sample").replace("{stream}", "sample").replace("{name}", "sample")
-            .replace("{tx}", "1"))
+            .replace("{tx}", "1").replace("{file}", "console.js"))
 
 
 def _status(app: App, method: str, template: str, token: str | None) -> tuple[int, str | None]:
