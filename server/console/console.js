@@ -565,6 +565,15 @@ function liveMessage(live, block) {
 
 // ---------------------------------------------------------------- integrity
 
+// The console shows the signature but cannot check it: only a public key the auditor already trusts
+// proves who signed, and that check belongs to `strata verify --from-head --public-key` or the client.
+function signature(signed) {
+  if (!signed) return el("span", { class: "muted", id: "head-unsigned" }, "not signed (this server signs no heads)");
+  return el("span", {}, "Ed25519 by key ", el("code", { id: "head-key-id" }, signed.key_id), " over tx ",
+    el("span", { id: "head-signed-size" }, String(signed.size)), " at ", timeNode(signed.time), " ",
+    el("code", { class: "hash", id: "head-signature" }, signed.signature));
+}
+
 async function viewIntegrity() {
   const head = await api("GET", "v4/head");
   const out = [el("h2", {}, "Integrity"),
@@ -572,7 +581,7 @@ async function viewIntegrity() {
     dl([["Head tx", el("span", { id: "head-tx" }, String(head.tx))], ["Hash", el("code", { id: "head-hash", class: "hash" }, head.hash || "none")],
       ["Committed", timeNode(head.time)], ["Merkle tree size", String(head.size)],
       ["Merkle root", el("code", { class: "hash", id: "head-root" }, head.root || "none")],
-      ["Signature", el("span", { class: "muted" }, "not signed (this server signs no heads)")]])];
+      ["Signature", signature(head.signed)]])];
   if (!can("admin") || (state.who.namespaces && state.who.auth)) {
     out.push(el("p", { class: "muted" }, "Verifying the whole chain needs an admin key for every namespace."));
     return out;

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from server import cli
 from tests.server.conftest import LiveServer, start_server
 
 KEYS = {"read": "console-read-0123456789", "write": "console-write-0123456789",
@@ -63,10 +64,11 @@ def chromium(width: int = 1280, height: int = 900) -> Any:
 
 
 def serve(tmp: Path) -> LiveServer:
-    """A 2-worker ``strata serve`` with a read, a write and an admin key."""
+    """A 2-worker ``strata serve`` with a read, a write and an admin key, signing its heads."""
     keys = [{"name": NAMES[scope], "key": key, "scope": scope} for scope, key in KEYS.items()]
     (tmp / "keys.json").write_bytes(orjson.dumps({"keys": keys}))
-    return start_server(tmp, "--keys", str(tmp / "keys.json"))
+    assert cli.main(["keygen", "--out", str(tmp / "signing.key")]) == 0
+    return start_server(tmp, "--keys", str(tmp / "keys.json"), "--signing-key", str(tmp / "signing.key"))
 
 
 def call(server: LiveServer, method: str, path: str, body: Any = ..., note: dict[str, Any] | None = None,

@@ -329,6 +329,9 @@ def test_each_key_sees_only_the_controls_its_scope_allows(console: Console) -> N
     console.heading("Integrity")
     assert console.find("#head-tx").text == str(head["tx"]) and console.find("#head-hash").text == head["hash"]
     assert console.find("#head-root").text == head["root"]
+    assert console.find("#head-key-id").text == head["signed"]["key_id"]
+    assert int(console.find("#head-signed-size").text) >= head["signed"]["size"]
+    assert len(console.find("#head-signature").text) == 128
     assert _controls(console) == []
 
     console.open("#/ns/ledger?tx=1", scope="write")
