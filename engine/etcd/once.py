@@ -1,0 +1,82 @@
+"""Commit a txn exactly once, however often it is retried: etcd's half of Strata's retry safety.
+
+A write whose answer was lost (the member died after taking it) may or may not have committed, and a
+blind retry of a committed one would commit it twice: a second tx. :func:`commit_once` makes the retry
+safe with a *request key*, a key named after the request's id that only this request ever creates:
+
+* the txn is guarded by ``create_revision(request_key) == 0`` ("no one committed this request yet") and
+  puts ``request_value`` at ``request_key`` along with ``success``; its ``failure`` branch reads the
+  request key back;
+* when the answer is lost (``StorageUnavailable`` with ``outcome="unknown"``) the same guarded txn is
+  sent again, until an answer comes or the client's ``retry_timeout`` has passed. If the first attempt had
+  committed, the guard now fails and the read-back shows the request key: the call returns the revision
+  it committed at, ``replayed=True``, instead of committing again.
+
+The same holds across processes: a client that retries a request id after a crash gets the tx of the
+first commit. ``request_value`` must therefore be the same bytes on every attempt of one request (fix its
+time and note once per request); a request key holding other bytes means the id was reused for another
+request: ``IDEMPOTENCY_KEY_REUSED``. A replayed commit returns no ``responses`` (they were the lost
+answer's). The request key must outlive every retry of its request: deleting it re-opens the request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from .. import errors
+from .client import EtcdClient
+from .kv import Compare, Put, Range, RangeResult, Request, Response, show_key
+
+
+class Commit(NamedTuple):
+    """``succeeded``: the request committed (now or earlier); ``revision``: its revision (or, when the
+    caller's compares failed, the revision they were checked at); ``responses``: those of the branch that
+    ran, without the request key's own; ``replayed``: it had already committed before this call's txn."""
+
+    succeeded: bool
+    revision: int
+    responses: list[Response]
+    replayed: bool
+
+
+def commit_once(
+    client: EtcdClient,
+    request_key: bytes,
+    request_value: bytes,
+    compare: Sequence[Compare] = (),
+    success: Sequence[Request] = (),
+    failure: Sequence[Request] = (),
+) -> Commit:
+    """Run the txn (``compare``, ``success``, ``failure``) and put ``request_value`` at ``request_key`` in
+    the same revision, at most once per request key; see the module docstring for retries and errors."""
+    guard = [Compare(request_key, "CREATE", "==", 0), *compare]
+    then = [Put(request_key, request_value), *success]
+    otherwise = [Range(request_key), *failure]
+    deadline = time.monotonic() + client.transport.retry_timeout
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            result = client.txn(guard, then, otherwise)
+            break
+        except errors.StorageUnavailable as exc:
+            if exc.details.get("outcome") != "unknown" or time.monotonic() > deadline:
+                exc.details.update(request_key=show_key(request_key), attempts=attempts)
+                if attempts > 1:
+                    exc.details["outcome"] = "unknown"  # an earlier attempt may have committed
+                raise
+    if result.succeeded:
+        return Commit(True, result.revision, result.responses[1:], False)
+    first = result.responses[0]
+    assert isinstance(first, RangeResult)
+    if first.kvs:
+        kv = first.kvs[0]
+        if kv.value != request_value:
+            raise errors.IdempotencyKeyReused(
+                f"request {show_key(request_key)!r} already committed a different request at revision "
+                f"{kv.mod_revision}",
+                request_key=show_key(request_key), revision=kv.mod_revision)  # fmt: skip
+        return Commit(True, kv.mod_revision, [], True)
+    return Commit(False, result.revision, result.responses[1:], False)
