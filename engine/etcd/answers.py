@@ -17,7 +17,7 @@ etcd answer                                               Strata
 ``duplicate key given in txn request``                    ``DUPLICATE_KEY``
 ``key is not provided``                                   ``INVALID_KEY``
 no leader, not leader, leader changed, too many requests,  :class:`Refusal`, ``applied=False``: nothing
-unhealthy cluster                                         was proposed; try the next member
+unhealthy cluster, raft proposal dropped                  was proposed; try the next member
 any other unavailable / timeout / cancelled answer        :class:`Refusal`, ``applied=None``: a write
                                                           may have been proposed and may still commit
 anything else                                             ``STORAGE_ERROR`` with etcd's words
@@ -46,6 +46,7 @@ _NOT_PROPOSED = (
     "etcdserver: too many requests",
     "etcdserver: unhealthy cluster",
     "etcdserver: not capable",
+    "raft proposal dropped",  # raft had no leader to hand the proposal to (gRPC code 2, HTTP 500)
 )
 _TOO_LARGE = ("request is too large", "message larger than max")
 # gRPC codes the gateway passes through for "this member cannot serve it now".

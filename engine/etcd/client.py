@@ -111,8 +111,14 @@ class EtcdClient:
         ctx = Context(revision, puts, len(compare) + max(len(success), len(failure)), self.max_request_bytes)
         answer = self.transport.call("/v3/kv/txn", body, write=write, ctx=ctx)
         rev = header_revision(answer)
-        responses = [response_of(r, rev) for r in answer.get("responses", ())]
-        return TxnResult(bool(answer.get("succeeded", False)), rev, responses)
+        succeeded = bool(answer.get("succeeded", False))
+        ran = success if succeeded else failure
+        # A range at a past revision read that revision; the header tells the store's latest.
+        responses = [
+            response_of(r, op.revision if isinstance(op, Range) and op.revision else rev)
+            for r, op in zip(answer.get("responses", ()), ran, strict=True)
+        ]
+        return TxnResult(succeeded, rev, responses)
 
     def put(self, key: bytes, value: bytes, *, lease: int = 0, prev_kv: bool = False) -> PutResult:
         """Write one key; its revision (and the previous version when ``prev_kv``)."""
@@ -151,7 +157,8 @@ class EtcdClient:
             raise errors.InvalidParameters("limit and revision must be >= 0, page_size >= 1")
         first = self._range_page(Range(key, range_end, revision or 0, self._page(limit, 0, page_size),
                                        keys_only, serializable=serializable))  # fmt: skip
-        kvs, rev, total = first.kvs, first.revision, first.total
+        # Later pages read at the first page's revision: one snapshot however many pages.
+        kvs, rev, total = first.kvs, revision or first.revision, first.total
         more = first.more
         while more and range_end is not None and (limit is None or len(kvs) < limit):
             page = self._range_page(Range(kvs[-1].key + b"\0", range_end, rev, self._page(limit, len(kvs), page_size),
@@ -167,9 +174,8 @@ class EtcdClient:
     def _range_page(self, op: Range) -> RangeResult:
         ctx = Context(op.revision, (), 1, self.max_request_bytes)
         answer = self.transport.call("/v3/kv/range", op.to_json(), write=False, ctx=ctx)
-        return RangeResult(
-            kvs_of(answer), header_revision(answer), bool(answer.get("more", False)), int(answer.get("count", 0))
-        )
+        read_at = op.revision or header_revision(answer)  # the header holds the latest, not the one read
+        return RangeResult(kvs_of(answer), read_at, bool(answer.get("more", False)), int(answer.get("count", 0)))
 
     def watch(
         self,

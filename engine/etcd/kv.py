@@ -187,8 +187,9 @@ def kvs_of(answer: Json, field: str = "kvs") -> list[KeyValue]:
 
 
 class RangeResult(NamedTuple):
-    """A range's answer: the key-values in key order, the revision read, whether more keys were left
-    out (``limit``) and ``total``, how many keys the whole range holds at that revision."""
+    """A range's answer: the key-values in key order, the revision read at (the one asked for, else the
+    latest when it was served), whether more keys were left out (``limit``) and ``total``, how many keys
+    the whole range holds at that revision."""
 
     kvs: list[KeyValue]
     revision: int

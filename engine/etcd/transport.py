@@ -14,11 +14,11 @@ Contract of :meth:`Transport.call`:
   commit: the call raises :class:`~engine.errors.StorageUnavailable` with ``outcome="unknown"`` at once
   and does not retry, because a blind retry could commit twice. :mod:`engine.etcd.once` makes such a
   retry safe.
-* Retries are bounded by ``retry_timeout`` seconds in all (each round over the members waits a little
-  longer, from 50 ms up to 500 ms); then it raises ``StorageUnavailable`` naming every member tried and
-  what each said, with ``outcome="not_written"`` for writes.
-* Every request has a connect timeout and a read timeout (``request_timeout``); a watch stream has only
-  the connect timeout unless it asks for an idle timeout.
+* A call takes at most ``retry_timeout`` seconds, retries included (each round over the members waits a
+  little longer, from 50 ms up to 500 ms); then it raises ``StorageUnavailable`` naming every member tried
+  and what each said, with ``outcome="not_written"`` for writes.
+* Every attempt has a connect timeout and a read timeout (``request_timeout``), both cut to what is left
+  of ``retry_timeout``; a watch stream has only the connect timeout unless it asks for an idle timeout.
 
 Connections are pooled per member (``pool_size`` kept-alive connections each, enough for that many
 threads); a member whose connection broke gets a fresh pool, so the dead sockets of a killed member are
@@ -99,7 +99,6 @@ class Transport:
         JSON answer, or the engine error the cluster's answer maps to."""
         payload = orjson.dumps(body)
         ctx = ctx or Context()
-        timeout = urllib3.Timeout(connect=self.connect_timeout, read=self.request_timeout)
         deadline = time.monotonic() + self.retry_timeout
         tried: dict[str, str] = {}
         pause = 0.05
@@ -108,6 +107,11 @@ class Transport:
             for step in range(len(self.endpoints)):
                 index = (start + step) % len(self.endpoints)
                 endpoint = self.endpoints[index]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                # No attempt outlives the call's deadline: retry_timeout bounds the whole call.
+                timeout = urllib3.Timeout(connect=min(self.connect_timeout, left), read=min(self.request_timeout, left))
                 try:
                     resp = self._pools[index].urlopen("POST", path, body=payload, headers=_HEADERS, timeout=timeout)
                 except ConnectTimeoutError as exc:  # never connected (refused, unreachable): nothing was sent

@@ -34,9 +34,10 @@ from .transport import Transport
 
 
 class Watch(Iterator[Revision]):
-    """Follows ``[key, range_end)`` from ``start_revision`` (0: from the moment it first connects).
+    """Follows ``[key, range_end)`` from ``start_revision`` (0: every change after the revision the store
+    has when the constructor returns; the stream is opened before it returns).
 
-    ``next_revision`` is where it would resume (0 until the first stream tells the current revision);
+    ``next_revision`` is where it would resume;
     ``endpoint`` is the member it streams from; ``reconnects`` counts the streams opened after the first."""
 
     def __init__(
@@ -61,6 +62,9 @@ class Watch(Iterator[Revision]):
         self._buffer = b""
         self._pending: deque[Revision] = deque()
         self._closed = False
+        if not start_revision:  # "from now": from the revision etcd has when the stream is created
+            while not self.next_revision:
+                self._fill()
 
     def __iter__(self) -> Watch:
         return self
