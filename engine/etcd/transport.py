@@ -17,8 +17,12 @@ Contract of :meth:`Transport.call`:
 * A call takes at most ``retry_timeout`` seconds, retries included (each round over the members waits a
   little longer, from 50 ms up to 500 ms); then it raises ``StorageUnavailable`` naming every member tried
   and what each said, with ``outcome="not_written"`` for writes.
-* Every attempt has a connect timeout and a read timeout (``request_timeout``), both cut to what is left
-  of ``retry_timeout``; a watch stream has only the connect timeout unless it asks for an idle timeout.
+* Every attempt has a connect timeout and a read timeout (``request_timeout``, 2 s by default), both cut
+  to what is left of ``retry_timeout``; a watch stream has only the connect timeout unless it asks for an
+  idle timeout. The read timeout is what bounds a write stall when the leader dies: a follower holds a
+  write it forwarded to the dead leader until etcd's own timeout (5 s + 2 election timeouts, 7 s by
+  default) while a new leader is usually elected in 1-2 s. A write answered later than that is reported
+  ``outcome="unknown"``, which :mod:`engine.etcd.once` retries safely; raise it for very slow disks.
 
 Connections are pooled per member (``pool_size`` kept-alive connections each, enough for that many
 threads); a member whose connection broke gets a fresh pool, so the dead sockets of a killed member are
@@ -59,7 +63,7 @@ class Transport:
         endpoints: Sequence[str],
         *,
         connect_timeout: float = 1.0,
-        request_timeout: float = 5.0,
+        request_timeout: float = 2.0,
         retry_timeout: float = 10.0,
         pool_size: int = 32,
     ) -> None:

@@ -62,5 +62,6 @@ class AnswerDroppingProxy:
             upstream.close()
 
     def close(self) -> None:
+        self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() the serving thread is blocked in
         self._listener.close()
         self._thread.join(timeout=10)
