@@ -10,7 +10,8 @@ whole one.
 
 Errors: ``TX_COMPACTED`` (``details["compact_revision"]``: the oldest revision still there) when the
 revision to resume from was compacted away; ``STORAGE_UNAVAILABLE`` when no member accepts a stream
-within the client's ``retry_timeout``. ``close()`` (from any thread) ends the iteration.
+within the client's ``retry_timeout``, or when streams keep ending before any answer on every member
+(two rounds). ``close()`` (from any thread) ends the iteration.
 
 A member cut off from the others keeps an open watch silent rather than failing it (the gateway has no
 "require leader" switch); with ``idle_timeout`` set the watch asks for progress notifications and treats
@@ -21,6 +22,7 @@ must be longer than that interval.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -30,7 +32,7 @@ from urllib3.exceptions import HTTPError
 
 from .. import errors
 from .kv import Event, Revision, b64, show_key
-from .transport import Transport
+from .transport import Transport, unavailable
 
 
 class Watch(Iterator[Revision]):
@@ -62,6 +64,9 @@ class Watch(Iterator[Revision]):
         self._buffer = b""
         self._pending: deque[Revision] = deque()
         self._closed = False
+        self._answered = False
+        self._barren: dict[str, str] = {}  # member -> why, for streams that ended before any answer
+        self._barren_streams = 0
         if not start_revision:  # "from now": from the revision etcd has when the stream is created
             while not self.next_revision:
                 self._fill()
@@ -109,6 +114,7 @@ class Watch(Iterator[Revision]):
             "/v3/watch", {"create_request": request}, self._idle_timeout
         )
         self._buffer = b""
+        self._answered = False
         self.reconnects += 1
 
     def _drop(self) -> None:
@@ -123,15 +129,33 @@ class Watch(Iterator[Revision]):
             self._open()
         line = self._read_line()
         if line is None:  # the stream ended or broke: resume elsewhere from next_revision
-            if not self._closed and self.endpoint is not None:
-                self._transport.mark_failed(self.endpoint)
-            self._drop()
+            self._broken("the stream ended")
             return
         message = orjson.loads(line)
         if "error" in message:  # the gateway reports a broken gRPC stream in-band
-            self._drop()
+            self._broken(f"the stream failed: {message['error']}")
             return
+        self._answered, self._barren, self._barren_streams = True, {}, 0
         self._take(message.get("result", {}))
+
+    def _broken(self, why: str) -> None:
+        """Drop the stream and let the next ``_fill`` resume on another member. Streams that keep
+        ending before any answer (a proxy that cuts them, a member refusing watches) are not reopened
+        forever: after two rounds over the members, ``STORAGE_UNAVAILABLE`` names each one."""
+        endpoint, answered = self.endpoint, self._answered
+        self._drop()
+        if self._closed or endpoint is None:
+            return
+        self._transport.mark_failed(endpoint)
+        if answered:
+            return
+        self._barren[endpoint] = why
+        self._barren_streams += 1
+        if self._barren_streams >= 2 * len(self._transport.endpoints):
+            tried, self._barren, self._barren_streams = self._barren, {}, 0
+            self.close()
+            raise unavailable("/v3/watch", tried, None)
+        time.sleep(min(0.05 * self._barren_streams, 0.5))  # no hot loop against a member that cuts streams
 
     def _read_line(self) -> bytes | None:
         while b"\n" not in self._buffer:

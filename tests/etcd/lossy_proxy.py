@@ -3,7 +3,9 @@ answer: it closes the client's connection instead of relaying what the member sa
 
 This is the fault that makes a write's outcome unknown (the member took it, maybe committed it, and the
 client never hears back), produced for real: the request reaches etcd intact. ``forwarded`` counts the
-requests passed on; ``drop`` (True by default) can be turned off to relay answers normally.
+requests passed on; ``drop`` (True by default) can be turned off to relay answers normally. A watch
+(``/v3/watch``, a stream) is not forwarded: it gets a 200 and its connection is closed, a stream cut
+before its first answer.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ class AnswerDroppingProxy:
         length = int(headers.get("Content-Length", headers.get("content-length", "0")))
         while len(body) < length:
             body += conn.recv(65536)
+        if path.startswith("/v3/watch"):  # a stream cut before its first answer: headers, then close
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            return
         upstream = http.client.HTTPConnection(*self.target, timeout=10)
         try:
             upstream.request(method, path, body, {"Content-Type": "application/json"})

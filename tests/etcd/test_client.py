@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import orjson
 import pytest
 
 from engine import errors
@@ -30,6 +31,7 @@ from engine.etcd import (
     commit_once,
     prefix_end,
 )
+from engine.etcd.answers import Context, Refusal, error_of
 
 from .cluster import EtcdCluster, etcd_binary, free_port
 
@@ -317,3 +319,30 @@ def test_commit_once_with_a_failed_compare_writes_nothing(etcd: EtcdClient, pref
     won = commit_once(etcd, req, b"r", [Compare(data, "MOD", "==", rev)], [Put(data, b"w")])
     assert won == (True, rev + 1, [PutResult(rev + 1, None)], False)
 
+
+
+@pytest.mark.parametrize(("status", "message", "code", "expected"), [
+    (503, "etcdserver: no leader", 14, Refusal("etcdserver: no leader", applied=False)),
+    (503, "etcdserver: not leader", 14, Refusal("etcdserver: not leader", applied=False)),
+    (503, "etcdserver: leader changed", 14, Refusal("etcdserver: leader changed", applied=False)),
+    (429, "etcdserver: too many requests", 8, Refusal("etcdserver: too many requests", applied=False)),
+    (500, "raft proposal dropped", 2, Refusal("raft proposal dropped", applied=False)),
+    (503, "etcdserver: request timed out", 14, Refusal("etcdserver: request timed out", applied=None)),
+    (503, "etcdserver: request timed out, possibly due to previous leader failure", 14,
+     Refusal("etcdserver: request timed out, possibly due to previous leader failure", applied=None)),
+    (503, "etcdserver: server stopped", 14, Refusal("etcdserver: server stopped", applied=None)),
+    (504, "context deadline exceeded", 4, Refusal("context deadline exceeded", applied=None)),
+    (500, "etcdserver: corrupt cluster", 15, errors.StorageError),
+    (429, "etcdserver: mvcc: database space exceeded", 8, errors.StorageFull),
+], ids=lambda v: str(v)[:40])
+def test_every_etcd_answer_has_one_meaning(status: int, message: str, code: int, expected: object) -> None:
+    # The gateway's own error bodies, as etcd 3.4 words them: which ones may be retried on another member
+    # even for a write (applied=False: never proposed), which leave a write's outcome unknown (None).
+    body = orjson.dumps({"error": message, "message": message, "code": code})
+    answer = error_of(status, body, Context())
+    if isinstance(expected, Refusal):
+        assert answer == expected
+    else:
+        assert type(answer) is expected and answer.details["etcd"] == message  # type: ignore[union-attr]
+    assert error_of(502, b"<html>Bad Gateway</html>", Context()) == Refusal(
+        "HTTP 502: <html>Bad Gateway</html>", applied=None)

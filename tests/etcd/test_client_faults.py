@@ -216,3 +216,28 @@ def test_range_requests_are_retried_on_another_member_after_a_lost_answer(
     with EtcdClient([proxy.url, *etcd_cluster.endpoints]) as client:
         assert client.txn((), [Range(prefix + b"k")]).responses[0].kvs[0].mod_revision == rev  # type: ignore[union-attr]
         assert proxy.forwarded == 1 and client.transport.current == etcd_cluster.endpoints[0]
+
+
+def test_a_watch_whose_stream_is_cut_resumes_on_another_member(
+    etcd_cluster: EtcdCluster, proxy: AnswerDroppingProxy, prefix: bytes
+) -> None:
+    with EtcdClient(etcd_cluster.endpoints) as direct:
+        first = direct.put(prefix + b"a", b"1").revision
+        direct.put(prefix + b"b", b"2")
+    with EtcdClient([proxy.url, *etcd_cluster.endpoints]) as client, client.watch(
+        prefix, prefix_end(prefix), first
+    ) as watch:
+        assert [(r.revision, r.events[0].kv.value) for r in (next(watch), next(watch))] == [
+            (first, b"1"), (first + 1, b"2")]
+        assert watch.reconnects == 1 and watch.endpoint == etcd_cluster.endpoints[0]
+
+
+def test_a_watch_whose_streams_are_cut_everywhere_fails_naming_the_endpoints(
+    proxy: AnswerDroppingProxy, prefix: bytes
+) -> None:
+    with EtcdClient([proxy.url]) as client:
+        watch = client.watch(prefix, prefix_end(prefix), 1)
+        with pytest.raises(errors.StorageUnavailable) as cut:
+            next(watch)
+        assert cut.value.details == {"endpoints": [{"endpoint": proxy.url, "error": "the stream ended"}]}
+        assert proxy.forwarded == 0 and list(watch) == []
