@@ -11,7 +11,8 @@ etcd answer                                               Strata
 ``request is too large``, gRPC ``message larger than max``  ``VALUE_TOO_LARGE`` if one put alone is over
                                                           the request limit, else ``BATCH_TOO_LARGE``
 ``too many operations in txn request``                    ``BATCH_TOO_LARGE``
-``mvcc: database space exceeded`` (the NOSPACE alarm)     ``STORAGE_FULL``
+``mvcc: database space exceeded`` (the NOSPACE alarm)     ``STORAGE_FULL`` (a write's outcome is unknown:
+                                                          etcd applies the one that crosses the quota)
 ``mvcc: required revision has been compacted``            ``TX_COMPACTED``
 ``mvcc: required revision is a future revision``          ``FUTURE_TX``
 ``duplicate key given in txn request``                    ``DUPLICATE_KEY``

@@ -60,7 +60,7 @@ class EtcdClient:
         endpoints: Sequence[str],
         *,
         connect_timeout: float = 1.0,
-        request_timeout: float = 2.0,
+        request_timeout: float = 5.0,
         retry_timeout: float = 10.0,
         pool_size: int = 32,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,

@@ -12,6 +12,10 @@ safe with a *request key*, a key named after the request's id that only this req
   committed, the guard now fails and the read-back shows the request key: the call returns the revision
   it committed at, ``replayed=True``, instead of committing again.
 
+A txn refused with ``STORAGE_FULL`` (etcd's NOSPACE alarm) may also have committed: etcd applies the
+write that crosses the quota and still refuses it. The request key is read back (reads work under the
+alarm): present, the call returns its commit; absent, ``STORAGE_FULL`` with ``outcome="not_written"``.
+
 The same holds across processes: a client that retries a request id after a crash gets the tx of the
 first commit. ``request_value`` must therefore be the same bytes on every attempt of one request (fix its
 time and note once per request); a request key holding other bytes means the id was reused for another
@@ -27,13 +31,15 @@ from typing import NamedTuple
 
 from .. import errors
 from .client import EtcdClient
-from .kv import Compare, Put, Range, RangeResult, Request, Response, show_key
+from .kv import Compare, KeyValue, Put, Range, RangeResult, Request, Response, show_key
 
 
 class Commit(NamedTuple):
     """``succeeded``: the request committed (now or earlier); ``revision``: its revision (or, when the
     caller's compares failed, the revision they were checked at); ``responses``: those of the branch that
-    ran, without the request key's own; ``replayed``: it had already committed before this call's txn."""
+    ran, without the request key's own; ``replayed``: the commit was learnt by reading the request key
+    back (it had committed before this call, or an attempt of this call committed and its answer was
+    lost or was etcd's NOSPACE refusal); ``responses`` is then empty."""
 
     succeeded: bool
     revision: int
@@ -61,6 +67,12 @@ def commit_once(
         try:
             result = client.txn(guard, then, otherwise)
             break
+        except errors.StorageFull as exc:  # NOSPACE: this very txn may have committed; reads still work
+            committed = _read_back(client, request_key, request_value)
+            if committed is not None:
+                return committed
+            exc.details.update(outcome="not_written", request_key=show_key(request_key), attempts=attempts)
+            raise
         except errors.StorageUnavailable as exc:
             if exc.details.get("outcome") != "unknown" or time.monotonic() > deadline:
                 exc.details.update(request_key=show_key(request_key), attempts=attempts)
@@ -72,11 +84,19 @@ def commit_once(
     first = result.responses[0]
     assert isinstance(first, RangeResult)
     if first.kvs:
-        kv = first.kvs[0]
-        if kv.value != request_value:
-            raise errors.IdempotencyKeyReused(
-                f"request {show_key(request_key)!r} already committed a different request at revision "
-                f"{kv.mod_revision}",
-                request_key=show_key(request_key), revision=kv.mod_revision)  # fmt: skip
-        return Commit(True, kv.mod_revision, [], True)
+        return _replay(request_key, request_value, first.kvs[0])
     return Commit(False, result.revision, result.responses[1:], False)
+
+
+def _read_back(client: EtcdClient, request_key: bytes, request_value: bytes) -> Commit | None:
+    """The commit of ``request_key`` if it is there (a read, retried on any member), else None."""
+    kvs = client.range(request_key).kvs
+    return _replay(request_key, request_value, kvs[0]) if kvs else None
+
+
+def _replay(request_key: bytes, request_value: bytes, kv: KeyValue) -> Commit:
+    if kv.value != request_value:
+        raise errors.IdempotencyKeyReused(
+            f"request {show_key(request_key)!r} already committed a different request at revision {kv.mod_revision}",
+            request_key=show_key(request_key), revision=kv.mod_revision)  # fmt: skip
+    return Commit(True, kv.mod_revision, [], True)

@@ -142,7 +142,9 @@ def leader_kill_under_writers(cluster: EtcdCluster, prefix: bytes, threads: int,
     leader = cluster.leader()
     # The leader first: the writers' requests are in flight on it when it dies.
     endpoints = [leader.client_url, *(m.client_url for m in cluster.members if m is not leader)]
-    client = EtcdClient(endpoints, pool_size=threads + readers + 4)
+    # A 2 s read timeout: writes a follower forwarded to the dead leader are given up (outcome unknown,
+    # retried safely by commit_once) long before etcd's own 7 s timeout.
+    client = EtcdClient(endpoints, pool_size=threads + readers + 4, request_timeout=2.0)
     start = latest(client)
     writers = Writers(client, prefix, threads)
     reads: list[int] = []
