@@ -17,16 +17,16 @@ write that crosses the quota and still refuses it. The request key is read back 
 alarm): present, the call returns its commit; absent, ``STORAGE_FULL`` with ``outcome="not_written"``.
 
 The same holds across processes: a client that retries a request id after a crash gets the tx of the
-first commit. ``request_value`` must therefore be the same bytes on every attempt of one request (fix its
-time and note once per request); a request key holding other bytes means the id was reused for another
-request: ``IDEMPOTENCY_KEY_REUSED``. A replayed commit returns no ``responses`` (they were the lost
-answer's). The request key must outlive every retry of its request: deleting it re-opens the request.
+first commit. A request key holding another request's value (by default: other bytes; see
+``same_request``) means the id was reused for another request: ``IDEMPOTENCY_KEY_REUSED``. A replayed
+commit returns no ``responses`` (they were the lost answer's). The request key must outlive every retry
+of its request: deleting it re-opens the request.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from .. import errors
@@ -54,9 +54,16 @@ def commit_once(
     compare: Sequence[Compare] = (),
     success: Sequence[Request] = (),
     failure: Sequence[Request] = (),
+    *,
+    same_request: Callable[[bytes], bool] | None = None,
 ) -> Commit:
     """Run the txn (``compare``, ``success``, ``failure``) and put ``request_value`` at ``request_key`` in
-    the same revision, at most once per request key; see the module docstring for retries and errors."""
+    the same revision, at most once per request key; see the module docstring for retries and errors.
+
+    ``same_request(stored)`` says whether the value found at the request key is this request's (default:
+    the same bytes); a record that also holds what differs between attempts (a commit time taken by
+    another process) compares only the request's fingerprint."""
+    matches = same_request or (lambda stored: stored == request_value)
     guard = [Compare(request_key, "CREATE", "==", 0), *compare]
     then = [Put(request_key, request_value), *success]
     otherwise = [Range(request_key), *failure]
@@ -68,7 +75,7 @@ def commit_once(
             result = client.txn(guard, then, otherwise)
             break
         except errors.StorageFull as exc:  # NOSPACE: this very txn may have committed; reads still work
-            committed = _read_back(client, request_key, request_value)
+            committed = _read_back(client, request_key, matches)
             if committed is not None:
                 return committed
             exc.details.update(outcome="not_written", request_key=show_key(request_key), attempts=attempts)
@@ -84,18 +91,18 @@ def commit_once(
     first = result.responses[0]
     assert isinstance(first, RangeResult)
     if first.kvs:
-        return _replay(request_key, request_value, first.kvs[0])
+        return _replay(request_key, matches, first.kvs[0])
     return Commit(False, result.revision, result.responses[1:], False)
 
 
-def _read_back(client: EtcdClient, request_key: bytes, request_value: bytes) -> Commit | None:
+def _read_back(client: EtcdClient, request_key: bytes, matches: Callable[[bytes], bool]) -> Commit | None:
     """The commit of ``request_key`` if it is there (a read, retried on any member), else None."""
     kvs = client.range(request_key).kvs
-    return _replay(request_key, request_value, kvs[0]) if kvs else None
+    return _replay(request_key, matches, kvs[0]) if kvs else None
 
 
-def _replay(request_key: bytes, request_value: bytes, kv: KeyValue) -> Commit:
-    if kv.value != request_value:
+def _replay(request_key: bytes, matches: Callable[[bytes], bool], kv: KeyValue) -> Commit:
+    if not matches(kv.value):
         raise errors.IdempotencyKeyReused(
             f"request {show_key(request_key)!r} already committed a different request at revision {kv.mod_revision}",
             request_key=show_key(request_key), revision=kv.mod_revision)  # fmt: skip

@@ -333,6 +333,22 @@ def test_commit_once_commits_then_replays_and_refuses_a_reused_request_key(etcd:
     assert latest(etcd) == first.revision and etcd.range(data).kvs[0].version == 1
 
 
+def test_commit_once_can_recognise_its_request_by_fingerprint(etcd: EtcdClient, prefix: bytes) -> None:
+    # A record holding a commit time differs between two processes' attempts of one request: only its
+    # fingerprint (here the part before "|") names the request.
+    req, data = prefix + b"req/1", prefix + b"data"
+
+    def same(stored: bytes) -> bool:
+        return stored.split(b"|")[0] == b"fp-1"
+
+    first = commit_once(etcd, req, b"fp-1|time=1", (), [Put(data, b"v")], same_request=same)
+    assert commit_once(etcd, req, b"fp-1|time=2", (), [Put(data, b"v")], same_request=same) == (
+        True, first.revision, [], True)
+    with pytest.raises(errors.IdempotencyKeyReused):
+        commit_once(etcd, req, b"fp-2|time=3", (), [Put(data, b"w")], same_request=lambda s: s.startswith(b"fp-2"))
+    assert etcd.range(data).kvs[0].version == 1
+
+
 def test_commit_once_with_a_failed_compare_writes_nothing(etcd: EtcdClient, prefix: bytes) -> None:
     req, data = prefix + b"req/1", prefix + b"data"
     rev = etcd.put(data, b"v").revision
