@@ -195,7 +195,10 @@ class Transport:
     def call_one(self, endpoint: str, path: str, body: dict[str, Any]) -> Any:
         """POST to one given member, no failover (status of that member). ``StorageUnavailable`` if it
         does not answer; its engine error if it refuses."""
-        index = self.endpoints.index(f"http://{':'.join(map(str, parse_endpoint(endpoint)))}")
+        host, port = parse_endpoint(endpoint)
+        if f"http://{host}:{port}" not in self.endpoints:
+            raise errors.InvalidParameters(f"{endpoint} is not one of {self.endpoints}", endpoint=endpoint)
+        index = self.endpoints.index(f"http://{host}:{port}")
         timeout = urllib3.Timeout(connect=self.connect_timeout, read=self.request_timeout)
         try:
             resp = self._pools[index].urlopen("POST", path, body=orjson.dumps(body), headers=_HEADERS, timeout=timeout)

@@ -315,6 +315,8 @@ def test_bad_endpoints_and_arguments_are_invalid_parameters() -> None:
             client.range(b"k", revision=-1)
         with pytest.raises(errors.InvalidParameters):
             client.watch(b"k", start_revision=-1)
+        with pytest.raises(errors.InvalidParameters):
+            client.status("http://h3:2379")
 
 
 # -- commit exactly once -------------------------------------------------------------------------
