@@ -153,6 +153,18 @@ class StorageFull(EngineError):
     code = "STORAGE_FULL"
 
 
+class StorageUnavailable(EngineError):
+    """A storage cluster could not be reached: every endpoint refused, timed out or had no leader.
+
+    ``details["endpoints"]`` lists each endpoint tried with what it answered. ``details["outcome"]`` says
+    what became of a write: ``"not_written"`` (no member accepted it) or ``"unknown"`` (a member took it and
+    the answer was lost; it may have committed). Retry an ``"unknown"`` write with the same request id: a
+    retry-safe commit returns the tx it already got instead of committing twice. Reads are always safe to
+    retry."""
+
+    code = "STORAGE_UNAVAILABLE"
+
+
 class StoreClosed(EngineError):
     """The store was closed; open it again to use it."""
 
@@ -205,6 +217,7 @@ BY_CODE: dict[str, type[EngineError]] = {
         Conflict,
         IdempotencyKeyReused,
         StorageFull,
+        StorageUnavailable,
         StoreClosed,
         StorageError,
         ProofFailed,

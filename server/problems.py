@@ -35,6 +35,7 @@ STATUS_BY_ERROR: dict[type[BaseException], int] = {
     errors.IdempotencyKeyReused: 422,
     errors.ProofTooLarge: 422,
     errors.StorageFull: 507,
+    errors.StorageUnavailable: 503,
     errors.StoreClosed: 503,
     errors.StorageError: 500,
 }

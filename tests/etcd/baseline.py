@@ -1,0 +1,127 @@
+"""Raw etcd figures through engine.etcd on a fresh 3-member loopback cluster: the baseline a Strata-on-etcd
+row will be compared with (issue targets: Strata's 100-key read at a past tx within 1.5x, its durable
+1-item writes at least 0.7x of these).
+
+    python -m tests.etcd.baseline [--seconds 5] [--keys 1000]
+
+Figures, each over ``--seconds`` of wall time (after a 1 s warm-up):
+
+* ``put1``: txns of one 100-byte put (the durable 1-item write), at 1 and 16 client threads sharing one
+  client, in txns/s;
+* ``put1_once``: the same put through ``commit_once`` (the guard compare and the request-key put a
+  retry-safe Strata commit adds), at 1 and 16 threads;
+* ``read100_past``: one txn of 100 range requests at a past revision (random keys of ``--keys``), one
+  client thread, in microseconds per read (median and p90).
+
+Prints one JSON line with the figures, the machine's load average before and after, and etcd's version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.etcd import EtcdClient, Put, Range, commit_once
+
+from .cluster import EtcdCluster
+
+VALUE = b"v" * 100
+
+
+def rate(threads: int, seconds: float, op: Callable[[int, int], None]) -> float:
+    """Calls of ``op(thread, i)`` per second over ``seconds``, ``threads`` threads, after a 1 s warm-up."""
+    counts = [0] * threads
+    measuring = threading.Event()
+    stop = threading.Event()
+
+    def run(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            op(n, i)
+            i += 1
+            if measuring.is_set():
+                counts[n] += 1
+
+    pool = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
+    for t in pool:
+        t.start()
+    time.sleep(1.0)
+    measuring.set()
+    start = time.perf_counter()
+    time.sleep(seconds)
+    done, elapsed = sum(counts), time.perf_counter() - start
+    stop.set()
+    for t in pool:
+        t.join()
+    return done / elapsed
+
+
+def writes(client: EtcdClient, seconds: float) -> dict[str, float]:
+    """put1 and put1_once at 1 and 16 threads, txns/s."""
+    out: dict[str, float] = {}
+    for threads in (1, 16):
+        def plain(n: int, i: int, t: int = threads) -> None:
+            client.txn((), [Put(b"w/%02d/%02d/%08d" % (t, n, i), VALUE)])
+
+        def once(n: int, i: int, t: int = threads) -> None:
+            name = b"%02d/%02d/%08d" % (t, n, i)
+            commit_once(client, b"req/" + name, b"r", (), [Put(b"o/" + name, VALUE)])
+
+        out[f"put1_t{threads}_txn_per_s"] = rate(threads, seconds, plain)
+        out[f"put1_once_t{threads}_txn_per_s"] = rate(threads, seconds, once)
+    return out
+
+
+def reads(client: EtcdClient, nkeys: int, seconds: float) -> dict[str, float]:
+    """read100_past: one txn of 100 ranges at a past revision, microseconds (median, p90)."""
+    keys = [b"k/%06d" % i for i in range(nkeys)]
+    past = 0
+    for version in range(3):  # three versions of every key; read at the second
+        for start in range(0, len(keys), 100):
+            batch = keys[start : start + 100]
+            rev = client.txn((), [Put(k, b"%d:%s" % (version, VALUE)) for k in batch]).revision
+        past = rev if version == 1 else past
+    rng = random.Random(7)
+    samples = []
+    for _ in range(int(seconds * 200)):
+        batch = rng.sample(keys, 100)
+        t0 = time.perf_counter()
+        result = client.txn((), [Range(k, revision=past) for k in batch])
+        samples.append((time.perf_counter() - t0) * 1e6)
+        assert all(r.kvs[0].value.startswith(b"1:") for r in result.responses)  # type: ignore[union-attr]
+    samples.sort()
+    p90 = samples[len(samples) * 9 // 10]
+    return {"read100_past_us_median": statistics.median(samples), "read100_past_us_p90": p90}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--keys", type=int, default=1000)
+    args = parser.parse_args()
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="etcd-baseline-") as tmp:
+        cluster = EtcdCluster.start(Path(tmp), 3)
+        try:
+            with EtcdClient(cluster.endpoints, pool_size=40) as client:
+                figures = {**writes(client, args.seconds), **reads(client, args.keys, args.seconds)}
+                version = client.status().version
+        finally:
+            cluster.stop()
+    print(json.dumps({
+        "etcd": version, "members": 3, "seconds": args.seconds, "keys": args.keys,
+        "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
+        **{k: round(v, 1) for k, v in figures.items()},
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
