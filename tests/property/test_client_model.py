@@ -260,6 +260,9 @@ class ClientMachine(base.StoreMachine):
     # example's txs. The client's proofs are checked against a live server in test_client_proofs.
     def merkle_head_extends_every_earlier_one(self) -> None: ...
     def merkle_proofs_verify_against_earlier_heads(self, data: st.DataObject) -> None: ...
+    # Likewise a read's proofs name txs of the whole log; verified reads have their own live tests
+    # (test_proved_reads).
+    def proved_read_matches_read_and_verifies(self, ns: str, data: st.DataObject) -> None: ...
 
     @rule(target=base.StoreMachine.written, ns=st.sampled_from(NAMESPACES),
           items=st.dictionaries(keys(), values, min_size=1, max_size=4), ttl=st.none(), per_item=st.booleans(),
