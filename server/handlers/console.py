@@ -4,8 +4,12 @@ The files are plain HTML, CSS and JavaScript shipped inside the package (``serve
 data), read once per process on first use and answered from memory. Contract:
 
 - ``GET /console`` answers ``index.html``; ``GET /console/{file}`` answers one of the files of that
-  directory by its exact name (anything else: 404 ``NOT_FOUND`` at ``path.file``). Neither needs an
-  API key: the files hold no data; every call the console makes to the API carries the user's key.
+  directory by its exact name (anything else: 404 ``NOT_FOUND`` at ``path.file``). ``GET /console/``
+  (a typed or pasted trailing slash) is a permanent redirect, 308 with ``Location: ../console`` (relative,
+  so it stays right behind a proxy that mounts the server under a prefix; the browser keeps the URL's
+  ``#`` fragment, hence the view, across it); like ``/console`` it takes no query parameter. None of
+  them needs an API key: the files hold no data; every call the console makes to the API carries the
+  user's key.
 - Every answer carries a Content-Security-Policy that allows scripts, styles, images and fetches from
   this origin only (no inline script or style, no ``eval``), no framing, no plugins, no ``<base>``,
   plus ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer``.
@@ -117,6 +121,12 @@ def page(app: App, req: Request) -> Response:
     """``GET /console``: the console's page."""
     req.query(_NO_QUERY)
     return _answer(req, assets()[INDEX], _REVALIDATE)
+
+
+def slash(app: App, req: Request) -> Response:
+    """``GET /console/``: 308 to ``/console`` (see the module docstring)."""
+    req.query(_NO_QUERY)
+    return 308, [("Location", "../console"), *_SECURITY], []
 
 
 def asset(app: App, req: Request) -> Response:

@@ -376,6 +376,15 @@ def test_a_shared_url_reopens_the_same_view(console: Console) -> None:
     assert console.find("#diff-from").get_attribute("value") == "1"
 
 
+def test_a_trailing_slash_redirects_to_the_console_keeping_the_view(console: Console) -> None:
+    console.open("#/namespaces")
+    console.heading("Namespaces")
+    console.driver.get(console.base + "/#/ns/ledger?tx=1&key=acct%3A1")
+    console.heading("ledger at tx 1 past: latest is 6")
+    assert console.driver.current_url == console.base + "#/ns/ledger?tx=1&key=acct%3A1"
+    assert console.find("#record h3").text == "Record acct:1 at tx 1"
+
+
 def test_it_works_by_keyboard_and_fits_a_phone(console: Console) -> None:
     latest = console.latest()
     console.open("#/ns/ledger", width=390)

@@ -9,6 +9,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 
@@ -71,6 +72,19 @@ def test_a_file_the_console_does_not_have_is_404(client: Client, name: str) -> N
     r = client.get(f"/console/{name}")
     assert r.status == 404 and r.code == "NOT_FOUND"
     assert r.json()["errors"] == [{"location": "path.file", "message": "no such file", "value": name}]
+
+
+def test_a_trailing_slash_is_a_permanent_redirect_to_the_page(client: Client) -> None:
+    r = client.get("/console/")
+    assert (r.status, r.body) == (308, b"")
+    assert r.headers["location"] == "../console"
+    assert urljoin("http://h/console/", r.headers["location"]) == "http://h/console"
+    assert urljoin("http://h/prefix/console/", r.headers["location"]) == "http://h/prefix/console"
+    assert {k: r.headers[k] for k in SECURITY} == SECURITY
+    assert "content-type" not in r.headers
+    assert client.get("/console/", query={"key": "x"}).code == "INVALID_PARAMETERS"
+    r = client.request("POST", "/console/")
+    assert (r.status, r.code, r.headers["allow"]) == (405, "METHOD_NOT_ALLOWED", "GET")
 
 
 def test_unknown_query_parameters_are_refused(client: Client) -> None:
