@@ -9,6 +9,7 @@ Output: a table on a terminal; JSON Lines when piped or with ``-o json`` (one re
 answer per line, in the HTTP API's shapes: binary values as base64 with ``"binary": true``), so
 ``strata scan --ns users --prefix user: -o json | jq`` works. Errors go to stderr as ``CODE: message``
 (and one line per bad item), with exit status 2; ``get`` of a key with no record exits 1.
+``strata read --verified`` proves every record it prints (:mod:`server.cli_verified_read`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import orjson
 
 from engine import errors
+from server import cli_verified_read
 from server.shapes import namespace_json, record_json
 
 VALUE_WIDTH = 60
@@ -201,9 +203,12 @@ def add_read_arguments(p: argparse.ArgumentParser) -> None:
     when.add_argument("--tx", type=int, default=None, help="read at this tx (default: the latest)")
     when.add_argument("--at", default=None, help="read as of this RFC 3339 time")
     _add_target(p)
+    cli_verified_read.add_arguments(p)
 
 
 def cmd_read(args: argparse.Namespace) -> int:
+    if cli_verified_read.wanted(args):
+        return cli_verified_read.cmd(args)
     try:
         with _store(args) as store:
             result = store.namespace(args.ns).read(args.keys, **_tx_or_at(args))

@@ -62,6 +62,7 @@ TABLE: list[tuple[str, str, Handler, str | None]] = [
     ("/metrics", "GET", ops.metrics, "read"),
     ("/v4/whoami", "GET", console.whoami, "read"),
     ("/console", "GET", console.page, None),
+    ("/console/", "GET", console.slash, None),
     ("/console/{file}", "GET", console.asset, None),
 ]
 

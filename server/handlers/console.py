@@ -4,15 +4,24 @@ The files are plain HTML, CSS and JavaScript shipped inside the package (``serve
 data), read once per process on first use and answered from memory. Contract:
 
 - ``GET /console`` answers ``index.html``; ``GET /console/{file}`` answers one of the files of that
-  directory by its exact name (anything else: 404 ``NOT_FOUND`` at ``path.file``). Neither needs an
-  API key: the files hold no data; every call the console makes to the API carries the user's key.
+  directory by its exact name (anything else: 404 ``NOT_FOUND`` at ``path.file``). ``GET /console/``
+  (a typed or pasted trailing slash) is a permanent redirect, 308 with ``Location: ../console`` (relative,
+  so it stays right behind a proxy that mounts the server under a prefix; the browser keeps the URL's
+  ``#`` fragment, hence the view, across it); like ``/console`` it takes no query parameter. None of
+  them needs an API key: the files hold no data; every call the console makes to the API carries the
+  user's key.
 - Every answer carries a Content-Security-Policy that allows scripts, styles, images and fetches from
   this origin only (no inline script or style, no ``eval``), no framing, no plugins, no ``<base>``,
   plus ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer``.
 - Caching: every answer has a strong ``ETag`` (the content's SHA-256) and a matching ``If-None-Match``
-  answers 304. ``index.html`` names its assets with ``?v=<etag>``; an asset asked for with the ``v`` of
-  its current content is cacheable for a year (``immutable``), anything else is ``no-cache`` (the
-  browser revalidates it on every use), so a new release is picked up at the next page load.
+  answers 304. Files name each other with ``?v=<etag>``: in any text file, ``{{v:NAME}}`` is replaced by
+  the ETag digest of file NAME as served (``index.html`` names its script, style and icon so, and each
+  JavaScript module names the modules it imports so). An asset asked for with the ``v`` of its current
+  content is cacheable for a year (``immutable``), anything else is ``no-cache`` (the browser
+  revalidates it on every use), so a new release is picked up at the next page load. Since a file's
+  ETag is taken after its placeholders are filled, a change to one module changes the version of every
+  module that imports it, up to ``index.html``; the placeholders must therefore not form a cycle
+  (loading refuses one, and a placeholder naming no file, with a ``ValueError``).
 - ``GET /v4/whoami`` (any valid key): ``{"auth", "name", "scope", "namespaces"}`` of the key the request
   came with, so the console shows only the controls that key may use; with auth off, ``auth`` is false
   and ``scope`` is ``admin`` (every route is open).
@@ -21,6 +30,7 @@ data), read once per process on first use and answered from memory. Contract:
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +58,7 @@ _IMMUTABLE = "public, max-age=31536000, immutable"
 _REVALIDATE = "no-cache"
 _NO_QUERY: frozenset[str] = frozenset()
 _VERSION_QUERY = frozenset({"v"})
+_PLACEHOLDER = re.compile(r"\{\{v:([\w.-]+)\}\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +75,7 @@ _assets: dict[str, Asset] | None = None
 
 
 def assets(directory: Path = CONSOLE_DIR) -> dict[str, Asset]:
-    """The console's files by name, read once (``index.html`` with its assets' ``?v=`` filled in)."""
+    """The console's files by name, read once (with the ``?v=`` of the files they name filled in)."""
     global _assets
     with _lock:
         if _assets is None:
@@ -73,16 +84,32 @@ def assets(directory: Path = CONSOLE_DIR) -> dict[str, Asset]:
 
 
 def load(directory: Path) -> dict[str, Asset]:
-    """Read every file of ``directory`` with a known extension; in ``index.html``, each
-    ``{{v:NAME}}`` becomes the ETag digest of file NAME (the cache-busting version)."""
+    """Read every file of ``directory`` with a known extension; in each text file, each ``{{v:NAME}}``
+    becomes the ETag digest of file NAME as served (the cache-busting version), NAME's own
+    placeholders filled first."""
+    raw = {path.name: path.read_bytes() for path in sorted(directory.iterdir())
+           if path.is_file() and path.suffix in _TYPES}
     found: dict[str, Asset] = {}
-    for path in sorted(directory.iterdir()):
-        if path.is_file() and path.suffix in _TYPES and path.name != INDEX:
-            found[path.name] = _asset(path.read_bytes(), _TYPES[path.suffix])
-    index = (directory / INDEX).read_text("utf-8")
-    for name, asset in found.items():
-        index = index.replace("{{v:" + name + "}}", asset.etag.strip('"'))
-    found[INDEX] = _asset(index.encode("utf-8"), _TYPES[".html"])
+
+    def resolve(name: str, chain: tuple[str, ...]) -> Asset:
+        if name in found:
+            return found[name]
+        if name in chain:
+            raise ValueError(f"the console's files name each other in a cycle: {' -> '.join((*chain, name))}")
+        body = raw[name]
+        suffix = Path(name).suffix
+        if _TYPES[suffix].startswith("text/"):
+            def version(m: re.Match[str]) -> str:
+                named = m.group(1)
+                if named not in raw:
+                    raise ValueError(f"{name} names {named!r}, which the console does not have")
+                return resolve(named, (*chain, name)).etag.strip('"')
+            body = _PLACEHOLDER.sub(version, body.decode("utf-8")).encode("utf-8")
+        found[name] = _asset(body, _TYPES[suffix])
+        return found[name]
+
+    for name in raw:
+        resolve(name, ())
     return found
 
 
@@ -94,6 +121,12 @@ def page(app: App, req: Request) -> Response:
     """``GET /console``: the console's page."""
     req.query(_NO_QUERY)
     return _answer(req, assets()[INDEX], _REVALIDATE)
+
+
+def slash(app: App, req: Request) -> Response:
+    """``GET /console/``: 308 to ``/console`` (see the module docstring)."""
+    req.query(_NO_QUERY)
+    return 308, [("Location", "../console"), *_SECURITY], []
 
 
 def asset(app: App, req: Request) -> Response:

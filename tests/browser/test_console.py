@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from urllib.parse import quote
 
 import pytest
 
+from server.handlers.console import CONSOLE_DIR
 from tests.browser.harness import KEYS, XSS_IMG, XSS_SCRIPT, BrowserMissing, call, chromium, seed, serve, write
 from tests.server.conftest import LiveServer, stop_server
 
@@ -374,6 +376,27 @@ def test_a_shared_url_reopens_the_same_view(console: Console) -> None:
     console.open("#/diff/ledger?from=1&to=5")
     console.until(lambda d: d.find_element(By.ID, "diff-summary").text.startswith("From tx 1 to tx 5: 2 key(s)"))
     assert console.find("#diff-from").get_attribute("value") == "1"
+
+
+def test_a_trailing_slash_redirects_to_the_console_keeping_the_view(console: Console) -> None:
+    console.open("#/namespaces")
+    console.heading("Namespaces")
+    console.driver.get(console.base + "/#/ns/ledger?tx=1&key=acct%3A1")
+    console.heading("ledger at tx 1 past: latest is 6")
+    assert console.driver.current_url == console.base + "#/ns/ledger?tx=1&key=acct%3A1"
+    assert console.find("#record h3").text == "Record acct:1 at tx 1"
+
+
+def test_every_module_is_loaded_once_under_its_version(console: Console) -> None:
+    console.open("#/namespaces")
+    console.driver.refresh()  # a fresh document: its resource entries are this load's
+    console.heading("Namespaces")
+    loaded = console.driver.execute_script(
+        "return performance.getEntriesByType('resource').map((e) => e.name).filter((n) => n.endsWith('.js') "
+        "|| n.includes('.js?'))")
+    names = [re.fullmatch(re.escape(console.base) + r"/([\w-]+\.js)\?v=[0-9a-f]{32}", url) for url in loaded]
+    assert all(names), loaded
+    assert sorted(m.group(1) for m in names if m) == sorted(p.name for p in CONSOLE_DIR.glob("*.js"))
 
 
 def test_it_works_by_keyboard_and_fits_a_phone(console: Console) -> None:

@@ -56,6 +56,7 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("GET", "/metrics"): "read",
     ("GET", "/v4/whoami"): "read",
     ("GET", "/console"): None,
+    ("GET", "/console/"): None,
     ("GET", "/console/{file}"): None,
 }
 KEYS = {"read": "read-key-0123456789", "write": "write-key-0123456789", "admin": "admin-key-0123456789"}

@@ -9,11 +9,12 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 
 from server import create_app
-from server.handlers.console import CONSOLE_DIR, CSP
+from server.handlers.console import CONSOLE_DIR, CSP, load
 from tests.server.conftest import Client
 from tests.server.test_auth import write_keys
 
@@ -50,7 +51,9 @@ def test_the_page_names_each_asset_by_its_current_version(client: Client) -> Non
         r = client.get(f"/console/{name}", query={"v": version})
         assert r.status == 200 and r.headers["etag"] == f'"{version}"'
         assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
-        assert r.body == (CONSOLE_DIR / name).read_bytes()
+        # The file as shipped, its imports' placeholders filled with their versions.
+        shipped = (CONSOLE_DIR / name).read_bytes()
+        assert re.sub(rb"\?v=[0-9a-f]{32}", b"", r.body) == re.sub(rb"\?v=\{\{v:[\w.-]+\}\}", b"", shipped)
 
 
 @pytest.mark.parametrize(("name", "content_type"), [("console.js", "text/javascript; charset=utf-8"),
@@ -69,6 +72,19 @@ def test_a_file_the_console_does_not_have_is_404(client: Client, name: str) -> N
     r = client.get(f"/console/{name}")
     assert r.status == 404 and r.code == "NOT_FOUND"
     assert r.json()["errors"] == [{"location": "path.file", "message": "no such file", "value": name}]
+
+
+def test_a_trailing_slash_is_a_permanent_redirect_to_the_page(client: Client) -> None:
+    r = client.get("/console/")
+    assert (r.status, r.body) == (308, b"")
+    assert r.headers["location"] == "../console"
+    assert urljoin("http://h/console/", r.headers["location"]) == "http://h/console"
+    assert urljoin("http://h/prefix/console/", r.headers["location"]) == "http://h/prefix/console"
+    assert {k: r.headers[k] for k in SECURITY} == SECURITY
+    assert "content-type" not in r.headers
+    assert client.get("/console/", query={"key": "x"}).code == "INVALID_PARAMETERS"
+    r = client.request("POST", "/console/")
+    assert (r.status, r.code, r.headers["allow"]) == (405, "METHOD_NOT_ALLOWED", "GET")
 
 
 def test_unknown_query_parameters_are_refused(client: Client) -> None:
@@ -108,17 +124,87 @@ def test_whoami_names_the_callers_key(secured: Client) -> None:
     assert secured.get("/console/console.js").status == 200
 
 
+MODULES = sorted(p.name for p in CONSOLE_DIR.glob("*.js"))
+# An import, as every module writes it: the file beside it, at the version the server fills in.
+IMPORT = re.compile(r'^import \{ [\w$, ]+ \} from "\./([\w-]+\.js)\?v=\{\{v:\1\}\}";$')
+
+
 def test_the_files_have_no_inline_code_for_the_policy_to_allow() -> None:
     page = (CONSOLE_DIR / "index.html").read_text()
-    assert re.findall(r"<script\b[^>]*>", page) == ['<script src="console/console.js?v={{v:console.js}}" defer>']
+    assert re.findall(r"<script\b[^>]*>", page) == [
+        '<script type="module" src="console/console.js?v={{v:console.js}}">']
     assert not re.search(r"<style\b|\sstyle=|\son\w+=|javascript:", page, re.I)
 
 
-def test_the_script_never_parses_data_as_html() -> None:
-    script = (CONSOLE_DIR / "console.js").read_text()
+@pytest.mark.parametrize("name", MODULES)
+def test_no_script_parses_data_as_html(name: str) -> None:
+    script = (CONSOLE_DIR / name).read_text()
     sinks = re.findall(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|"
-                       r"setTimeout\(\s*[\"'`]|\.style\.|createContextualFragment|srcdoc", script)
+                       r"setTimeout\(\s*[\"'`]|\.style\.|createContextualFragment|srcdoc|\bimport\(", script)
     assert sinks == []
+
+
+def _imports(name: str) -> list[str]:
+    lines = [line for line in (CONSOLE_DIR / name).read_text().splitlines() if line.startswith(("import", "export *"))]
+    matches = [IMPORT.match(line) for line in lines]
+    assert all(matches), [line for line, m in zip(lines, matches, strict=True) if not m]
+    return [m.group(1) for m in matches if m]
+
+
+def test_every_module_is_imported_by_its_versioned_name_from_the_entry_module() -> None:
+    # One URL per module (a module under two URLs would run twice, with two copies of its state),
+    # and no file shipped that the page never loads.
+    reached, todo = set(), ["console.js"]
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo.extend(_imports(name))
+    assert sorted(reached) == MODULES
+    assert len(MODULES) >= 10 and all(len((CONSOLE_DIR / m).read_text().splitlines()) <= 300 for m in MODULES)
+
+
+def test_a_module_is_served_with_its_imports_current_versions_and_cached_for_a_year(client: Client) -> None:
+    page = client.get("/console").body.decode()
+    versions = dict(re.findall(r'src="console/([\w.]+)\?v=([0-9a-f]{32})"', page))
+    todo = ["console.js"]
+    while todo:
+        name = todo.pop()
+        r = client.get(f"/console/{name}", query={"v": versions[name]})
+        assert (r.status, r.headers["etag"]) == (200, f'"{versions[name]}"')
+        assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert r.headers["content-type"] == "text/javascript; charset=utf-8"
+        assert b"{{v:" not in r.body
+        for imported, version in re.findall(r'from "\./([\w-]+\.js)\?v=([0-9a-f]{32})";', r.body.decode()):
+            assert versions.setdefault(imported, version) == version
+            if imported not in todo:
+                todo.append(imported)
+    assert sorted(versions) == MODULES
+
+
+def test_a_change_to_a_module_changes_the_version_of_every_module_importing_it(tmp_path: Path) -> None:
+    for path in CONSOLE_DIR.iterdir():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    before = load(tmp_path)
+    with (tmp_path / "json.js").open("a") as f:
+        f.write("// a new release\n")
+    after = load(tmp_path)
+    changed = {name for name in before if before[name].etag != after[name].etag}
+    # json.js is imported by api.js and values.js, which everything else builds on.
+    assert {"json.js", "api.js", "values.js", "console.js", "index.html"} <= changed
+    assert changed.isdisjoint({"dom.js", "console.css", "favicon.svg"})
+    assert after["api.js"].body.count(after["json.js"].etag.strip('"').encode()) == 1
+
+
+def test_a_cycle_or_an_unknown_name_among_the_files_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text('<script type="module" src="console/a.js?v={{v:a.js}}"></script>')
+    (tmp_path / "a.js").write_text('import { b } from "./b.js?v={{v:b.js}}";\n')
+    (tmp_path / "b.js").write_text('import { a } from "./a.js?v={{v:a.js}}";\n')
+    with pytest.raises(ValueError, match=r"^the console's files name each other in a cycle: a\.js -> b\.js -> a\.js$"):
+        load(tmp_path)
+    (tmp_path / "b.js").write_text('import { c } from "./c.js?v={{v:c.js}}";\n')
+    with pytest.raises(ValueError, match=r"^b\.js names 'c\.js', which the console does not have$"):
+        load(tmp_path)
 
 
 def test_a_non_editable_install_ships_every_console_file() -> None:
