@@ -44,7 +44,7 @@ from .schema import HORIZON, LATEST_TX
 T = TypeVar("T")
 
 DB_NAMES = ("versions", "meta", "namespaces", "txlog", "txops", "txtime", "expiry", "streams", "events",
-            "idempotency", "txtree")
+            "idempotency", "txtree", "latest")
 MIN_MAP_SIZE = 1 << 20
 _u64_from = struct.Struct(">Q").unpack_from  # meta's u64 entries (engine/schema.py's layout)
 
@@ -168,6 +168,7 @@ class Backend:
         self.meta = self.dbs["meta"]
         self.namespaces = self.dbs["namespaces"]
         self.txlog = self.dbs["txlog"]
+        self.latest = self.dbs["latest"]  # each key's newest version (engine/latest.py)
         self._gate = Gate()
         self._groups = GroupCommit(self._commit_group, self._flush_group)
         #: Since opening, in this process: LMDB write commits, flushes (``env.sync``) made for

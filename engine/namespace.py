@@ -33,8 +33,14 @@ _NO_FIELDS: frozenset[str] = frozenset()
 def _read_single(backend: Backend, store: Store, name: str, key: str, raw: bytes, tx: Any, at_us: int | None,
                  metadata: bool, fields: frozenset[str], txn: Any) -> ReadResult:
     """``read([key])``: the snapshot's tx, then the key as :func:`~engine.snapshot.read_one_at` reads it."""
-    snap = resolve_read(backend, txn, tx) if at_us is None else resolve_tx(txn, backend.meta, tx, at_us, backend.dbs)
-    rec = read_one_at(backend, store, name, key, raw, snap, txn, metadata, fields, tx is None and at_us is None)
+    if at_us is None:
+        snap = resolve_read(backend, txn, tx)
+        newest = snap == backend.read_txs(txn)[0]  # remembered for this snapshot by resolve_read
+    else:
+        snap = resolve_tx(txn, backend.meta, tx, at_us, backend.dbs)
+        newest = False
+    rec = read_one_at(backend, store, name, key, raw, snap, txn, metadata, fields, tx is None and at_us is None,
+                      newest)
     return _new(ReadResult, ([] if rec is None else [rec], snap))
 
 
@@ -142,8 +148,8 @@ class Namespace:
                                 count=len(unique), limit=limits.max_read_keys)
         max_key = limits.max_key_bytes
         try:
-            raws = [k.encode() for k in unique]
-            if raws and not 0 < min(map(len, raws)) <= max(map(len, raws)) <= max_key:
+            raws = list(map(str.encode, unique))  # TypeError for a key that is not a str
+            if raws and not (all(raws) and max(map(len, raws)) <= max_key):  # all(): no empty key
                 raise ValueError
         except (AttributeError, TypeError, ValueError):  # UnicodeEncodeError is a ValueError
             raws = [key_bytes(k, max_key) for k in unique]  # raises, naming the bad key
@@ -165,7 +171,9 @@ class Namespace:
             def view() -> ReadView:  # built only if a record needs it (expiry, metadata, fields)
                 return ReadView.for_read(txn, backend.dbs, snap, latest, store._now_us, metadata=want_metadata,
                                          fields=chosen)
-            records = read_keys(txn, backend.versions, prefix, unique, raws, snap, view, not chosen)
+            # At the snapshot's latest tx (remembered by resolve_read), the latest-version index answers.
+            index = backend.latest if at_us is None and snap == backend.read_txs(txn)[0] else None
+            records = read_keys(txn, backend.versions, prefix, unique, raws, snap, view, not chosen, index)
             return _new(ReadResult, (records, snap))
 
         return backend.read(run)
@@ -221,7 +229,7 @@ class Namespace:
 
         snap, ns, when = backend.read(start)
         return Scan(backend.read, backend.versions, ns, snap, prefix, after, limit, backend.meta, dbs=backend.dbs,
-                    eval_us=when, metadata=bool(metadata), fields=chosen)
+                    eval_us=when, metadata=bool(metadata), fields=chosen, latest_db=backend.latest)
 
     # -- the past -----------------------------------------------------------------------------
 
