@@ -45,35 +45,23 @@ def _read_single(backend: Backend, store: Store, name: str, key: str, raw: bytes
     return _new(ReadResult, ([] if rec is None else [rec], snap))
 
 
-def _read_latest(store: Store, name: str, key: str, raw: bytes) -> ReadResult | None:
-    """``read([key])`` at the latest tx as ``get`` reads it (one call to the backend, one decode),
-    when the namespace's prefix is known, the key is short with no NUL and its record a plain put
-    or absent; else None (the general path reads it)."""
-    prefix = store._prefixes.get(name)
-    if prefix is None or len(raw) > SHORT_MAX or 0 in raw:
-        return None
+def _read_one_key(store: Store, name: str, key: Any, tx: Any, metadata: bool) -> ReadResult:
+    """``read([key], tx=tx, metadata=metadata)`` by the point-read path: at the latest tx, when
+    the namespace's prefix is known and the key is short with no NUL, as ``get`` reads it (one
+    backend call, one decode of a plain put's index entry)."""
+    raw = key.encode()
     backend = store._backend
-    found, latest = backend.get(backend.latest, b"".join((prefix, raw, TERMINATOR)), True)
-    if found is None:
-        return _new(ReadResult, ([], latest))
-    if found[1] == MARK:  # not a plain put: expiry or fields may need the read's view
-        return None
-    value, vtx = unpack_value(found)  # the entry is msgpack [value, tx] (engine/latest.py)
-    record = _new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None))
-    return _new(ReadResult, ([record], latest))
-
-
-def _read_one_key(store: Store, name: str, key: Any, tx: Any, metadata: bool) -> ReadResult | None:
-    """``read([key], tx=tx, metadata=metadata)`` by the point-read path, or None when the key needs
-    the general path's checks (not an ASCII str of an allowed length)."""
-    raw = key.encode() if type(key) is str and key.isascii() else b""
-    if not (0 < len(raw) <= store.limits.max_key_bytes and store.limits.max_read_keys):
-        return None
-    if tx is None and not metadata:
-        result = _read_latest(store, name, key, raw)
-        if result is not None:
-            return result
-    backend = store._backend
+    if tx is None and not metadata and len(raw) <= SHORT_MAX and 0 not in raw:
+        prefix = store._prefixes.get(name)
+        if prefix is not None:
+            found, latest = backend.get(backend.latest, b"".join((prefix, raw, TERMINATOR)), True)
+            if found is None:
+                return _new(ReadResult, ([], latest))
+            if found[1] != MARK:  # a plain put: the entry is msgpack [value, tx] (engine/latest.py)
+                value, vtx = unpack_value(found)
+                record = _new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None))
+                return _new(ReadResult, ([record], latest))
+            # not a plain put: expiry or fields may need the read's view
     return backend.read(partial(_read_single, backend, store, name, key, raw, tx, None, metadata, _NO_FIELDS))
 
 
@@ -164,9 +152,10 @@ class Namespace:
         """
         store = self._store
         if type(keys) is list and len(keys) == 1 and at is None and fields is None:  # read([k]): as cheap as get(k)
-            result = _read_one_key(store, self.name, keys[0], tx, bool(metadata))
-            if result is not None:
-                return result
+            key = keys[0]
+            if type(key) is str and key.isascii() and 0 < len(key) <= store.limits.max_key_bytes \
+                    and store.limits.max_read_keys:  # else the general path checks it
+                return _read_one_key(store, self.name, key, tx, bool(metadata))
         at_us = None if at is None else time_us(at)
         chosen = check_fields(fields)
         if isinstance(keys, str | bytes):
@@ -213,6 +202,20 @@ class Namespace:
         """The record of one key at ``tx`` (latest if None) or time ``at``; None if absent, deleted
         or expired. ``metadata`` and ``fields`` as for :meth:`read`."""
         store = self._store
+        if tx is None and at is None and not metadata and fields is None and type(key) is str and key.isascii():
+            # The commonest read of all: one get on the latest-version index, one decode.
+            prefix = store._prefixes.get(self.name)
+            raw = key.encode()
+            if prefix is not None and 0 < len(raw) <= SHORT_MAX and len(raw) <= store.limits.max_key_bytes \
+                    and 0 not in raw:
+                backend = store._backend
+                found = backend.get(backend.latest, b"".join((prefix, raw, TERMINATOR)))[0]
+                if found is None:
+                    return None
+                if found[1] != MARK:  # a plain put: the entry is msgpack [value, tx] (engine/latest.py)
+                    value, vtx = unpack_value(found)
+                    return _new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None))
+                # Anything else may need the read's view (expiry): the general path reads it again.
         if at is not None or type(key) is not str:
             records = self.read([key], tx=tx, at=at, metadata=metadata, fields=fields).records
             return records[0] if records else None
@@ -224,16 +227,6 @@ class Namespace:
         if not 0 < len(raw) <= max_key:
             key_bytes(key, max_key)
         backend = store._backend
-        if tx is None and not metadata and not fields:  # the commonest read of all
-            prefix = store._prefixes.get(self.name)
-            if prefix is not None and len(raw) <= SHORT_MAX and 0 not in raw:
-                found = backend.get(backend.latest, b"".join((prefix, raw, TERMINATOR)))[0]
-                if found is None:
-                    return None
-                if found[1] != MARK:  # a plain put: the entry is msgpack [value, tx] (engine/latest.py)
-                    value, vtx = unpack_value(found)
-                    return _new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None))
-                # Anything else may need the read's view (expiry): the general path reads it again.
         # The single-key path skips the batch machinery: a point read is the common case.
         if metadata or fields:
             return backend.read(partial(read_one, backend, store, self.name, key, raw, tx, metadata=bool(metadata),

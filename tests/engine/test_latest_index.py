@@ -11,7 +11,7 @@ import lmdb
 import msgpack
 import pytest
 
-from engine import Store, export_history, import_rows
+from engine import Store, errors, export_history, import_rows
 from engine import latest as latest_index
 from engine import scan as scan_module
 from engine.encoding import inv_tx, keypart, ns_prefix
@@ -272,3 +272,15 @@ def test_open_raw_sees_the_index_database(tmp_path: Path) -> None:
             assert txn.stat(env.open_db(b"latest", txn=txn, create=False))["entries"] == 1
     finally:
         env.close()
+
+
+def test_point_reads_of_a_closed_store_are_refused_on_the_lean_path(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "s", sync=False)
+    ns = s.namespace("t")
+    ns.put({"a": 1})
+    assert ns.get("a") is not None  # the namespace's prefix is now known: get takes the lean path
+    s.close()
+    for call in (lambda: ns.get("a"), lambda: ns.read(["a"])):
+        with pytest.raises(errors.StoreClosed) as exc:
+            call()
+        assert exc.value.to_dict() == {"code": "STORE_CLOSED", "message": "the store is closed"}
