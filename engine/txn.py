@@ -119,8 +119,8 @@ def prepare_puts(namespace: str, items: Mapping[str, Any] | Iterable[Item | tupl
     ``options`` is the batch-wide ``(ttl, expiration, metadata)``; :class:`Item` fields override
     it per item (``clock()``: the time in microseconds ``expiration`` is checked against).
     """
-    from_mapping = isinstance(items, Mapping)
-    pairs: list[Any] = list(items.items()) if isinstance(items, Mapping) else list(items)
+    from_mapping = type(items) is dict or isinstance(items, Mapping)  # an ABC check costs ~1 us; dicts skip it
+    pairs: list[Any] = list(items.items()) if from_mapping else list(items)  # type: ignore[union-attr]
     _check_size(len(pairs), limits)
     if options is not None or (not from_mapping and any(type(p) is Item for p in pairs)):
         return _prepare_rich(namespace, pairs, from_mapping, limits, options, clock() if clock else 0)
