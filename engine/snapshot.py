@@ -109,20 +109,28 @@ def read_keys(txn: Any, versions_db: Any, prefix: bytes, keys: list[str], raws: 
         newest = _read_newest_plain(txn, latest_db, prefix, keys, raws)  # short keys, no NUL: the usual batch
         if newest is not None:
             return newest
-    kps = [prefix + raw + TERMINATOR if len(raw) <= SHORT_MAX and 0 not in raw else keypart(prefix, raw)
+    join = b"".join  # one allocation where prefix + raw + TERMINATOR makes two
+    kps = [join((prefix, raw, TERMINATOR)) if len(raw) <= SHORT_MAX and 0 not in raw else keypart(prefix, raw)
            for raw in raws]
     if latest_db is not None:
         return _read_newest(txn, latest_db, keys, kps, make_view, plain)
     cur = txn.cursor(db=versions_db)
     seek = inv_tx(at)
     set_range, item = cur.set_range, cur.item
+    new = tuple.__new__  # Record(...) would run NamedTuple's Python-level __new__ per record
+    if plain:  # the common case: every version found a plain put
+        # Any other record starts with C1, which msgpack never emits: its decode raises ValueError and
+        # the batch is read again below, the general way.
+        try:
+            return [new(Record, (key, (value := unpack_value(found[1])),
+                                 TX_MAX - unpack_u64_from(found[0], len(kp))[0], type(value) is bytes, False, None,
+                                 None, None, None))
+                    for key, kp in zip(keys, kps, strict=True)
+                    if set_range(kp + seek) and (found := item())[0].startswith(kp)]
+        except ValueError:
+            pass
     hits = [(key, kp, found) for key, kp in zip(keys, kps, strict=True)
             if set_range(kp + seek) and (found := item())[0].startswith(kp)]
-    new = tuple.__new__  # Record(...) would run NamedTuple's Python-level __new__ per record
-    if plain and all(found[1][0] != MARK for _, _, found in hits):  # plain puts only: the common case
-        return [new(Record, (key, (value := unpack_value(found[1])), TX_MAX - unpack_u64_from(found[0], len(kp))[0],
-                             type(value) is bytes, False, None, None, None, None))
-                for key, kp, found in hits]
     out: list[Record] = []
     view: ReadView | None = None
     for key, kp, (k, rec) in hits:
