@@ -393,8 +393,9 @@ class Store:
         """A consistent hot copy of the whole store into the new directory ``path``.
 
         The copy holds the store as of the latest tx when it starts (``BackupInfo.tx`` and
-        ``.hash``); readers and writers keep working meanwhile. It is LMDB's compacting copy, so
-        it holds only pages in use. Refuses a ``path`` that exists and is not an empty directory.
+        ``.hash``); readers and writers keep working meanwhile. It is a dense rebuild (every
+        database appended in key order), so it holds only full pages in use. Refuses a ``path``
+        that exists and is not an empty directory.
         """
         return _backup.backup(self, path)
 
