@@ -439,6 +439,13 @@ class StoreMachine(RuleBasedStateMachine):
         while pos is not None:
             bad, pos = backend.read(lambda txn, at=pos: latest_index.check(txn, backend.dbs, at))
             assert bad is None
+        # The namespace counters are kept from the entries each write replaced: they sum the entries.
+        for info in self.store.namespaces():
+            prefix = backend.read(lambda txn, name=info.name: self.store._ns_prefix(txn, name))
+            entries = backend.read(lambda txn, p=prefix: [(bytes(k), len(v)) for k, v in txn.cursor(db=backend.latest)
+                                                          if bytes(k).startswith(p)])
+            assert (info.key_count, info.size_bytes) == (
+                len(entries), sum(len(k) + n - latest_index.FRAMING for k, n in entries))
 
     @invariant()
     def key_counts_match(self) -> None:
