@@ -24,13 +24,16 @@ LMDB transaction; the old entry it gets back says whether the key was live, whic
 is a delete (see :mod:`engine.compaction`), so it never touches the index. Streams do not use
 versions.
 
-**Stores older than the index** are migrated when opened (:func:`catch_up`): one pass over the
-versions, :data:`CHUNK` keyparts per write transaction, resuming from ``meta.latest_build`` (the
-position to continue from) after a crash; the last chunk sets ``meta.layout`` to :data:`LAYOUT`.
-Every chunk puts or removes each entry it visits, so a rebuild over any earlier partial state is
-exact. A store whose ``meta.layout`` is already :data:`LAYOUT` costs one read transaction per open;
-so does a new store, whose first tx (if it writes versions) sets ``meta.layout`` in its own
-transaction: nothing to build.
+**Stores older than the index, or written without it,** get it built when opened
+(:func:`catch_up`): every tx this engine commits (stream publishes too) sets ``meta.indexed_tx``
+to itself, so ``meta.indexed_tx != meta.latest_tx`` (or ``meta.layout`` below :data:`LAYOUT`)
+means versions were written by an engine that does not keep the index (an older release, say
+after a rollback) and the index may be stale. The build clears the index, then makes one pass
+over the versions, :data:`CHUNK` keyparts per write transaction, resuming from
+``meta.latest_build`` (the position to continue from) after a crash; the last chunk sets
+``meta.layout`` to :data:`LAYOUT` and ``meta.indexed_tx`` to the latest tx. A store whose index is
+current costs one read transaction per open; so does a new store, whose first tx sets
+``meta.layout``.
 
 :func:`check` (run by ``verify()``) compares the index with the versions, key by key.
 """
@@ -49,7 +52,7 @@ if TYPE_CHECKING:
     from .backend import Backend
 
 #: ``meta.layout`` (u32): the on-disk layout version. Absent: a store written before the index (1).
-LAYOUT_KEY = b"layout"
+LAYOUT_KEY = schema.LAYOUT
 LAYOUT = 2
 #: ``meta.latest_build``: where a pending migration resumes (a position in keypart order).
 BUILD = b"latest_build"
@@ -95,9 +98,12 @@ def _newest(txn: Any, versions_db: Any, pos: bytes) -> Iterator[tuple[bytes, byt
 def _build_chunk(txn: Any, dbs: dict[str, Any]) -> bool:
     """Index up to :data:`CHUNK` keyparts from the saved position; whether the index is complete."""
     meta, latest = dbs["meta"], dbs["latest"]
-    if schema.get_u32(txn, meta, LAYOUT_KEY) >= LAYOUT:
+    if _current(txn, meta):
         return True  # another process finished it
-    pos = bytes(txn.get(BUILD, db=meta) or b"")
+    pos: bytes | None = txn.get(BUILD, db=meta)
+    if pos is None:  # a new build: entries of keys that have no version left must go too
+        txn.drop(latest, delete=False)
+        pos = b""
     for n, (kp, inv, rec) in enumerate(_newest(txn, dbs["versions"], pos)):
         if n >= CHUNK:
             txn.put(BUILD, kp, db=meta)
@@ -108,19 +114,23 @@ def _build_chunk(txn: Any, dbs: dict[str, Any]) -> bool:
             txn.put(kp, entry(TX_MAX - unpack_u64_from(inv)[0], rec), db=latest)
     txn.delete(BUILD, db=meta)
     schema.put_u32(txn, meta, LAYOUT_KEY, LAYOUT)
+    schema.put_u64(txn, meta, schema.INDEXED_TX, schema.get_u64(txn, meta, schema.LATEST_TX))
     return True
+
+
+def _current(txn: Any, meta: Any) -> bool:
+    """Whether the index is exact: the layout has it and no tx was committed without keeping it.
+    A store with no tx has no version to index (its first tx sets the layout)."""
+    latest = schema.get_u64(txn, meta, schema.LATEST_TX)
+    if latest == 0:
+        return True
+    return schema.get_u32(txn, meta, LAYOUT_KEY) >= LAYOUT and schema.get_u64(txn, meta, schema.INDEXED_TX) == latest
 
 
 def catch_up(backend: Backend) -> bool:
     """Build the index of a store written before it; whether there was anything to do."""
     dbs = backend.dbs
-
-    def current(txn: Any) -> bool:
-        meta = dbs["meta"]
-        # A store with no tx yet has no version to index: its first tx sets the layout (apply_batch).
-        return schema.get_u32(txn, meta, LAYOUT_KEY) >= LAYOUT or schema.get_u64(txn, meta, schema.LATEST_TX) == 0
-
-    if backend.read(current):
+    if backend.read(lambda txn: _current(txn, dbs["meta"])):
         return False
     # sync=False: a lost chunk (power loss) is redone at the next open; the marker commits last.
     while not backend.write(lambda txn: _build_chunk(txn, dbs), sync=False):

@@ -274,7 +274,7 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
             return latest  # nothing written: not even the clock floor moves
     schema.put_u64(txn, meta, schema.LAST_TIME_US, now)
     if latest == 0:  # a new store: its layout has the latest-version index from the start
-        schema.put_u32(txn, meta, latest_index.LAYOUT_KEY, latest_index.LAYOUT)
+        schema.put_u32(txn, meta, schema.LAYOUT, latest_index.LAYOUT)
 
     put = txn.cursor(db=versions).put
     index = txn.cursor(db=backend.latest)  # each key's newest version (engine/latest.py)
@@ -323,6 +323,7 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
     runs = [[r.namespace, r.op, r.keys] for r in batch.runs]
     txlog.append(txn, backend.dbs, tx, now, note, runs, run_records)
     schema.put_u64(txn, meta, schema.LATEST_TX, tx)
+    schema.put_u64(txn, meta, schema.INDEXED_TX, tx)  # the latest-version index is exact at tx
     return tx
 
 

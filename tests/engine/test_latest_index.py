@@ -284,3 +284,34 @@ def test_point_reads_of_a_closed_store_are_refused_on_the_lean_path(tmp_path: Pa
         with pytest.raises(errors.StoreClosed) as exc:
             call()
         assert exc.value.to_dict() == {"code": "STORE_CLOSED", "message": "the store is closed"}
+
+
+def test_a_store_written_without_the_index_gets_it_rebuilt_on_open(tmp_path: Path) -> None:
+    """An engine that does not keep the index (an older release, after a rollback) commits txs
+    without moving meta.indexed_tx: the next open sees it behind the latest tx and rebuilds the
+    index from scratch, dropping entries of keys whose versions are gone."""
+    path = tmp_path / "s"
+    with Store.open(path, sync=False) as s:
+        ns = s.namespace("t")
+        ns.put({"a": 1, "b": 2})
+        ns.delete(["b"])
+        want = _entries(s)
+
+    def stale(txn: Any, env: lmdb.Environment) -> None:
+        latest, meta = env.open_db(b"latest", txn=txn), env.open_db(b"meta", txn=txn)
+        txn.put(keypart(ns_prefix(1), b"gone"), latest_index.entry(1, b"\x05"), db=latest)  # no version at all
+        txn.put(keypart(ns_prefix(1), b"a"), latest_index.entry(1, b"\x09"), db=latest)
+        txn.put(b"indexed_tx", (1).to_bytes(8, "big"), db=meta)  # behind the latest tx, 2
+    tamper(path, stale)
+    with Store.open(path, sync=False) as s:
+        assert _entries(s) == want
+        assert s._backend.read(lambda txn: bytes(txn.get(b"indexed_tx", db=s._backend.meta))) == (2).to_bytes(8, "big")
+        _check(s)
+
+
+def test_a_stream_publish_keeps_the_index_current(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s", sync=False) as s:
+        s.namespace("t").put({"a": 1})
+        s.stream("e").publish([1, 2])
+    with Store.open(tmp_path / "s", sync=False) as s:
+        assert s._backend.commits == 0  # nothing rebuilt
