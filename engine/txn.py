@@ -276,7 +276,7 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
     if latest == 0:  # a new store: its layout has the latest-version index from the start
         schema.put_u32(txn, meta, schema.LAYOUT, latest_index.LAYOUT)
 
-    put = txn.cursor(db=versions).put
+    putmulti = txn.cursor(db=versions).putmulti
     index = txn.cursor(db=backend.latest)  # each key's newest version (engine/latest.py)
     replace, pop = index.replace, index.pop
     suffix = inv_tx(tx)
@@ -307,12 +307,15 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
             sorted_records = [records[i] for i in order]
         else:
             sorted_records = records
-        for kp, record in zip(kps, sorted_records, strict=True):
-            put(kp + suffix, record)
-            old = pop(kp) if op == DELETE else replace(kp, HEAD + record + tail)
-            if old is not None:
-                live -= 1
-                size -= len(kp) + len(old) - FRAMING
+        # Comprehensions and putmulti (a C loop): the per-item work is C calls (see read_keys).
+        putmulti(zip([kp + suffix for kp in kps], sorted_records, strict=True))
+        if op == DELETE:
+            olds = [pop(kp) for kp in kps]
+        else:
+            olds = [replace(kp, HEAD + record + tail) for kp, record in zip(kps, sorted_records, strict=True)]
+        replaced = [len(kp) + len(old) - FRAMING for kp, old in zip(kps, olds, strict=True) if old is not None]
+        live -= len(replaced)
+        size -= sum(replaced)
         entry.key_count += live
         entry.size_bytes += size
 
