@@ -202,12 +202,14 @@ class Namespace:
         """The record of one key at ``tx`` (latest if None) or time ``at``; None if absent, deleted
         or expired. ``metadata`` and ``fields`` as for :meth:`read`."""
         store = self._store
-        if tx is None and at is None and not metadata and fields is None and type(key) is str and key.isascii():
+        prefix = store._prefixes.get(self.name)
+        if prefix is not None and tx is None and at is None and fields is None and not metadata and type(key) is str:
             # The commonest read of all: one get on the latest-version index, one decode.
-            prefix = store._prefixes.get(self.name)
-            raw = key.encode()
-            if prefix is not None and 0 < len(raw) <= SHORT_MAX and len(raw) <= store.limits.max_key_bytes \
-                    and 0 not in raw:
+            try:
+                raw = key.encode()
+            except UnicodeEncodeError:
+                raw = b""  # the general path below raises, naming the problem
+            if 0 < len(raw) <= SHORT_MAX and len(raw) <= store.limits.max_key_bytes and 0 not in raw:
                 backend = store._backend
                 found = backend.get(backend.latest, b"".join((prefix, raw, TERMINATOR)))[0]
                 if found is None:
