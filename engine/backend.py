@@ -31,6 +31,7 @@ import resource
 import struct
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import islice
@@ -69,27 +70,42 @@ _DONE, _GROW, _SPLIT = range(3)
 class Gate:
     """A readers-writer gate: many transactions at once, or one map resize alone.
 
-    The fast path is one plain lock acquire and release, cheaper than a Condition's, because
-    every read passes through it.
+    Every read passes through it, so entering and leaving take no lock: a thread inside holds a
+    token in ``_inside`` (a deque, whose ``append`` and ``pop`` are single C calls, atomic under the
+    GIL). A thread that needs the others out (a resize, :meth:`alone`) sets its flag under
+    ``_lock``, then waits on ``_cond`` until few enough tokens are left. The order of the steps makes
+    that safe: an entering thread appends its token *before* it looks at the flags (and backs out,
+    to wait for them to clear, if one is set), and a leaving thread pops its token *before* it looks
+    at them (and wakes the waiters if one is set). So a flag set before a thread looked is seen by
+    it, and a token appended before a waiter counted is counted; the GIL orders each step. (A lock
+    acquired and released twice per read cost about 0.3 us more.)
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._active = 0
+        self._inside: deque[None] = deque()  # one token per thread inside
         self._resizing = False
         self._alone = False  # a thread inside waits to be the only one (see alone())
 
     def enter(self) -> None:
+        self._inside.append(None)
+        if self._resizing or self._alone:
+            self.back_out()
+
+    def back_out(self) -> None:
+        """For a thread that just appended its token and then saw a flag: leave, wait until no
+        resize or :meth:`alone` is under way, and enter again."""
+        self.leave()
         with self._lock:
             while self._resizing or self._alone:
                 self._cond.wait()
-            self._active += 1
+            self._inside.append(None)  # under the lock, flags clear: a new flag will count this token
 
     def leave(self) -> None:
-        with self._lock:
-            self._active -= 1
-            if (self._resizing or self._alone) and self._active <= 1:
+        self._inside.pop()
+        if self._resizing or self._alone:
+            with self._lock:
                 self._cond.notify_all()
 
     @contextmanager
@@ -102,7 +118,7 @@ class Gate:
         """
         with self._lock:
             self._alone = True
-            while self._active > 1:
+            while len(self._inside) > 1:
                 self._cond.wait()
         try:
             yield
@@ -117,7 +133,7 @@ class Gate:
             while self._resizing:
                 self._cond.wait()
             self._resizing = True
-            while self._active:
+            while self._inside:
                 self._cond.wait()
         try:
             yield
@@ -237,16 +253,12 @@ class Backend:
         if self._closed:
             raise self._unusable()
         gate = self._gate
-        # Gate.enter's fast path inlined: every read passes here, and the method call and context
-        # manager were a measurable share of a point read (same lock, same state, same waits).
-        lock = gate._lock
-        lock.acquire()
+        # Gate.enter and Gate.leave inlined: every read passes here, and the method calls were a
+        # measurable share of a point read (same token, same order of steps, same waits).
+        inside = gate._inside
+        inside.append(None)
         if gate._resizing or gate._alone:
-            lock.release()
-            gate.enter()
-        else:
-            gate._active += 1
-            lock.release()
+            gate.back_out()
         try:
             try:
                 txn = self.env.begin()
@@ -259,9 +271,9 @@ class Backend:
         except lmdb.Error as exc:
             raise translate(exc) from None
         finally:
-            with lock:  # Gate.leave, inlined
-                gate._active -= 1
-                if (gate._resizing or gate._alone) and gate._active <= 1:
+            inside.pop()  # Gate.leave, inlined
+            if gate._resizing or gate._alone:
+                with gate._lock:
                     gate._cond.notify_all()
 
     def get(self, db: Any, key: bytes, latest: bool = False) -> tuple[bytes | None, int]:
@@ -272,14 +284,10 @@ class Backend:
         if self._closed:
             raise self._unusable()
         gate = self._gate
-        lock = gate._lock
-        lock.acquire()
+        inside = gate._inside  # Gate.enter, inlined as in read()
+        inside.append(None)
         if gate._resizing or gate._alone:
-            lock.release()
-            gate.enter()
-        else:
-            gate._active += 1
-            lock.release()
+            gate.back_out()
         try:
             try:
                 txn = self.env.begin()
@@ -296,9 +304,9 @@ class Backend:
         except lmdb.Error as exc:
             raise translate(exc) from None
         finally:
-            with lock:
-                gate._active -= 1
-                if (gate._resizing or gate._alone) and gate._active <= 1:
+            inside.pop()  # Gate.leave, inlined
+            if gate._resizing or gate._alone:
+                with gate._lock:
                     gate._cond.notify_all()
 
     def read_txs(self, txn: Any) -> tuple[int, int]:
