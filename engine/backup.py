@@ -1,10 +1,12 @@
 """Hot backups and restores of a whole store.
 
 :func:`backup` writes a consistent copy of the store as of one tx while readers and writers keep
-working: LMDB's compacting copy (``mdb_env_copy2`` with ``MDB_CP_COMPACT``) walks the B-trees of
-one read transaction and writes only the pages in use, renumbered, so the copy is also defragmented
-(free pages are left behind). Writers are never blocked; this process's map growth waits until the
-copy ends (the copy holds the gate of :mod:`engine.backend` like any read).
+working: a dense rebuild (:meth:`Backend.copy_dense`) walks each database of one read transaction
+in key order and appends its entries (``MDB_APPEND``) to a new environment, so every B-tree page of
+the copy is full and free pages are left behind (LMDB's compacting copy, ``mdb_env_copy2``, would
+keep each page as full as it was, about two thirds after random inserts). Writers are never
+blocked; this process's map growth waits until the copy ends (the copy holds the gate of
+:mod:`engine.backend` like any read).
 
 A backup is a directory holding ``data.mdb`` and ``strata-backup.json`` (the tx and chain hash it
 holds, and when it was taken). It is written under a temporary name, flushed, then renamed into
@@ -196,7 +198,7 @@ def backup(store: Store, path: str | os.PathLike[str]) -> BackupInfo:
     with _partial_dir(target) as tmp:
         def copy(txn: Any) -> tuple[int, bytes]:
             # The copy and the head come from one read transaction: the copy holds exactly this tx.
-            backend.env.copy(str(tmp), compact=True, txn=txn)
+            backend.copy_dense(txn, str(tmp))
             return (schema.get_u64(txn, meta, schema.LATEST_TX),
                     bytes(txn.get(txlog.HEAD_HASH, db=meta) or txlog.GENESIS))
 

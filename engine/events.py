@@ -194,6 +194,7 @@ def apply_runs(store: Store, txn: Any, runs: list[StreamRun], note: dict[str, An
     txlog.append(txn, dbs, tx, now, note, [[run.stream, run.op, len(run.records)] for run in runs],
                  [run.records for run in runs])
     schema.put_u64(txn, meta, schema.LATEST_TX, tx)
+    schema.put_u64(txn, meta, schema.INDEXED_TX, tx)  # no version written: the latest-version index stays exact
     return tx
 
 

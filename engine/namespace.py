@@ -7,8 +7,9 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from .codec import CLEAR, DELETE
+from .codec import CLEAR, DELETE, MARK, unpack_value
 from .conditions import expects_of
+from .encoding import SHORT_MAX, TERMINATOR
 from .errors import BatchTooLarge, InvalidParameters
 from .expiry import ReadView, check_fields, latest_eval_us, tx_time
 from .history import Change, Version, diff, history
@@ -34,9 +35,35 @@ _NO_FIELDS: frozenset[str] = frozenset()
 def _read_single(backend: Backend, store: Store, name: str, key: str, raw: bytes, tx: Any, at_us: int | None,
                  metadata: bool, fields: frozenset[str], txn: Any) -> ReadResult:
     """``read([key])``: the snapshot's tx, then the key as :func:`~engine.snapshot.read_one_at` reads it."""
-    snap = resolve_read(backend, txn, tx) if at_us is None else resolve_tx(txn, backend.meta, tx, at_us, backend.dbs)
-    rec = read_one_at(backend, store, name, key, raw, snap, txn, metadata, fields, tx is None and at_us is None)
+    if at_us is None:
+        snap = resolve_read(backend, txn, tx)
+        newest = snap == backend.read_txs(txn)[0]  # remembered for this snapshot by resolve_read
+    else:
+        snap = resolve_tx(txn, backend.meta, tx, at_us, backend.dbs)
+        newest = False
+    rec = read_one_at(backend, store, name, key, raw, snap, txn, metadata, fields, tx is None and at_us is None,
+                      newest)
     return _new(ReadResult, ([] if rec is None else [rec], snap))
+
+
+def _read_one_key(store: Store, name: str, key: Any, tx: Any, metadata: bool) -> ReadResult:
+    """``read([key], tx=tx, metadata=metadata)`` by the point-read path: at the latest tx, when
+    the namespace's prefix is known and the key is short with no NUL, as ``get`` reads it (one
+    backend call, one decode of a plain put's index entry)."""
+    raw = key.encode()
+    backend = store._backend
+    if tx is None and not metadata and len(raw) <= SHORT_MAX and 0 not in raw:
+        prefix = store._prefixes.get(name)
+        if prefix is not None:
+            found, latest = backend.get(backend.latest, b"".join((prefix, raw, TERMINATOR)), True)
+            if found is None:
+                return _new(ReadResult, ([], latest))
+            if found[1] != MARK:  # a plain put: the entry is msgpack [value, tx] (engine/latest.py)
+                value, vtx = unpack_value(found)
+                record = _new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None))
+                return _new(ReadResult, ([record], latest))
+            # not a plain put: expiry or fields may need the read's view
+    return backend.read(partial(_read_single, backend, store, name, key, raw, tx, None, metadata, _NO_FIELDS))
 
 
 class Namespace:
@@ -127,11 +154,9 @@ class Namespace:
         store = self._store
         if type(keys) is list and len(keys) == 1 and at is None and fields is None:  # read([k]): as cheap as get(k)
             key = keys[0]
-            raw = key.encode() if type(key) is str and key.isascii() else b""  # else the general path checks it
-            if 0 < len(raw) <= store.limits.max_key_bytes and store.limits.max_read_keys:
-                backend = store._backend
-                return backend.read(partial(_read_single, backend, store, self.name, key, raw, tx, None,
-                                            bool(metadata), _NO_FIELDS))
+            if type(key) is str and key.isascii() and 0 < len(key) <= store.limits.max_key_bytes \
+                    and store.limits.max_read_keys:  # else the general path checks it
+                return _read_one_key(store, self.name, key, tx, bool(metadata))
         at_us = None if at is None else time_us(at)
         chosen = check_fields(fields)
         unique, raws = self._read_keys(keys)
@@ -153,7 +178,9 @@ class Namespace:
             def view() -> ReadView:  # built only if a record needs it (expiry, metadata, fields)
                 return ReadView.for_read(txn, backend.dbs, snap, latest, store._now_us, metadata=want_metadata,
                                          fields=chosen)
-            records = read_keys(txn, backend.versions, prefix, unique, raws, snap, view, not chosen)
+            # At the snapshot's latest tx (remembered by resolve_read), the latest-version index answers.
+            index = backend.latest if at_us is None and snap == backend.read_txs(txn)[0] else None
+            records = read_keys(txn, backend.versions, prefix, unique, raws, snap, view, not chosen, index)
             return _new(ReadResult, (records, snap))
 
         return backend.read(run)
@@ -169,8 +196,8 @@ class Namespace:
                                 count=len(unique), limit=limits.max_read_keys)
         max_key = limits.max_key_bytes
         try:
-            raws = [k.encode() for k in unique]
-            if raws and not 0 < min(map(len, raws)) <= max(map(len, raws)) <= max_key:
+            raws = list(map(str.encode, unique))  # TypeError for a key that is not a str
+            if raws and not (all(raws) and max(map(len, raws)) <= max_key):  # all(): no empty key
                 raise ValueError
         except (AttributeError, TypeError, ValueError):  # UnicodeEncodeError is a ValueError
             raws = [key_bytes(k, max_key) for k in unique]  # raises, naming the bad key
@@ -191,6 +218,22 @@ class Namespace:
         """The record of one key at ``tx`` (latest if None) or time ``at``; None if absent, deleted
         or expired. ``metadata`` and ``fields`` as for :meth:`read`."""
         store = self._store
+        prefix = store._prefixes.get(self.name)
+        if prefix is not None and tx is None and at is None and fields is None and not metadata and type(key) is str:
+            # The commonest read of all: one get on the latest-version index, one decode.
+            try:
+                raw = key.encode()
+            except UnicodeEncodeError:
+                raw = b""  # the general path below raises, naming the problem
+            if 0 < len(raw) <= SHORT_MAX and len(raw) <= store.limits.max_key_bytes and 0 not in raw:
+                backend = store._backend
+                found = backend.get(backend.latest, b"".join((prefix, raw, TERMINATOR)))[0]
+                if found is None:
+                    return None
+                if found[1] != MARK:  # a plain put: the entry is msgpack [value, tx] (engine/latest.py)
+                    value, vtx = unpack_value(found)
+                    return _new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None))
+                # Anything else may need the read's view (expiry): the general path reads it again.
         if at is not None or type(key) is not str:
             records = self.read([key], tx=tx, at=at, metadata=metadata, fields=fields).records
             return records[0] if records else None
@@ -237,7 +280,7 @@ class Namespace:
 
         snap, ns, when = backend.read(start)
         return Scan(backend.read, backend.versions, ns, snap, prefix, after, limit, backend.meta, dbs=backend.dbs,
-                    eval_us=when, metadata=bool(metadata), fields=chosen)
+                    eval_us=when, metadata=bool(metadata), fields=chosen, latest_db=backend.latest)
 
     # -- the past -----------------------------------------------------------------------------
 

@@ -35,7 +35,9 @@ from .encoding import (
     unpack_u64_from,
 )
 from .expiry import ReadView
+from .latest import split
 from .records import Record
+from .schema import LATEST_TX, get_u64
 from .snapshot import check_horizon, decode_version
 
 CHUNK = 512
@@ -70,8 +72,10 @@ class Scan:
         eval_us: int | None = None,
         metadata: bool = False,
         fields: frozenset[str] = frozenset(),
+        latest_db: Any = None,
     ) -> None:
         self.tx = tx
+        self._latest_db = latest_db
         self._dbs = dbs
         self._eval_us = eval_us
         self._metadata = metadata
@@ -143,6 +147,8 @@ class Scan:
         at = self.tx
         if self._meta is not None:  # a compaction may have raised the horizon since the last chunk
             check_horizon(txn, self._meta, at)
+            if self._latest_db is not None and get_u64(txn, self._meta, LATEST_TX) == at:
+                return self._newest_chunk(txn, bound, pos, out)
         seek_at = inv_tx(at)
         view = self._view(txn)
         plain = not self._fields
@@ -177,6 +183,34 @@ class Scan:
             ok = set_range(pos)
         return pos, True
 
+    def _newest_chunk(self, txn: Any, bound: bytes, pos: bytes, out: list[Any]) -> tuple[bytes, bool]:
+        """:meth:`_chunk` when :attr:`tx` is this transaction's latest tx: the keys' newest versions
+        are the latest-version index's entries, in the same keypart order, one cursor step each
+        (a position ``kp | suffix`` compares with other keyparts as ``kp`` does: none is a prefix of
+        another)."""
+        view = self._view(txn)
+        plain = not self._fields
+        new = tuple.__new__
+        cur = txn.cursor(db=self._latest_db)
+        ok = cur.set_range(pos)
+        n = 0
+        while ok:
+            kp, found = cur.item()
+            if not kp.startswith(bound):
+                return pos, True
+            if found[1] != MARK and plain and kp[-1] != 1:  # the hot path: a plain put of a short key
+                value, vtx = unpack_value(found)  # the entry is msgpack [value, tx] (engine/latest.py)
+                out.append(new(Record, (key_of_short(kp), value, vtx, type(value) is bytes, False, None, None, None,
+                                        None)))
+            else:
+                _emit(kp, *split(found), view, out)
+            pos = kp + NO_TX
+            n += 1
+            if n >= CHUNK:
+                return pos, False
+            ok = cur.next()
+        return pos, True
+
 
 def _emit(kp: bytes, vtx: int, raw: bytes, view: ReadView | None, out: list[Any]) -> None:
     """Append the record a version shows (a bucket key's as a ``(key, record)`` pair), if live."""
@@ -192,22 +226,22 @@ def _emit(kp: bytes, vtx: int, raw: bytes, view: ReadView | None, out: list[Any]
             out.append(rec)
 
 
-def live_keys(txn: Any, versions_db: Any, ns_prefix: bytes) -> list[str]:
-    """Every key of a namespace that is live at the latest tx, in no particular order.
+def live_keys(txn: Any, latest_db: Any, ns_prefix: bytes) -> list[str]:
+    """Every key of a namespace that is live at the latest tx, in no particular order, from the
+    latest-version index ``latest_db`` (which lists exactly the keys whose newest version is not a
+    delete).
 
     Runs inside one transaction (a write transaction, when dropping a namespace), so the answer
     is exact for the tx that transaction will commit.
     """
-    cur = txn.cursor(db=versions_db)
+    cur = txn.cursor(db=latest_db)
     out: list[str] = []
     ok = cur.set_range(ns_prefix)
     while ok:
-        k, raw = cur.item()
-        if not k.startswith(ns_prefix):
+        kp, found = cur.item()
+        if not kp.startswith(ns_prefix):
             break
-        kp = k[:-8]  # the first entry of a keypart is its newest version
-        op, _, full = decode_record(raw)
-        if op != DELETE:
-            out.append(full if full is not None else key_of_short(kp))
-        ok = cur.set_range(kp + NO_TX)
+        full = decode_record(split(found)[1])[2] if is_long(kp) else None
+        out.append(full if full is not None else key_of_short(kp))
+        ok = cur.next()
     return out

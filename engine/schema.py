@@ -28,6 +28,10 @@ NEXT_NS_ID = b"next_ns_id"
 HORIZON = b"horizon"
 COMPACTION = b"compaction"
 COMPACTED_VERSIONS = b"compacted_versions"
+#: The latest-version index (see :mod:`engine.latest`): the layout version (u32) and the tx the
+#: index was last kept exact at (u64), which every tx this engine commits sets to itself.
+LAYOUT = b"layout"
+INDEXED_TX = b"indexed_tx"
 
 _u64 = struct.Struct(">Q")
 _u32 = struct.Struct(">I")

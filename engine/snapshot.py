@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from . import schema, txlog
-from .codec import CLEAR, DELETE, MARK, decode_rich, is_delete, put_value, unpack_value
+from .codec import CLEAR, DELETE, MARK, decode_rich, put_value, unpack_value
 from .encoding import SHORT_MAX, TERMINATOR, TX_MAX, inv_tx, keypart, pack_u64, unpack_u64_from
 from .errors import FutureTx, InvalidParameters, TxCompacted
 from .expiry import ReadView
+from .latest import split
 from .records import Record
 
 #: Builds a Record from a full tuple without NamedTuple's Python-level ``__new__`` (hot paths).
@@ -95,25 +96,41 @@ def decode_version(key: str, vtx: int, raw: bytes, view: ReadView | None, kp: by
 
 
 def read_keys(txn: Any, versions_db: Any, prefix: bytes, keys: list[str], raws: list[bytes], at: int,
-              make_view: Callable[[], ReadView], plain: bool) -> list[Record]:
+              make_view: Callable[[], ReadView], plain: bool, latest_db: Any = None) -> list[Record]:
     """Records of ``keys`` (UTF-8 in ``raws``) at tx ``at``, in order, absent, deleted and expired
     left out. ``make_view()`` gives the read's :class:`ReadView`, called only when a record needs
-    it; ``plain`` is False when the view asks for fields that plain records need too."""
-    cur = txn.cursor(db=versions_db)
-    seek = inv_tx(at)
-    set_range, item = cur.set_range, cur.item
+    it; ``plain`` is False when the view asks for fields that plain records need too.
+    ``latest_db``, the latest-version index, may be given when ``at`` is the snapshot's latest tx:
+    each key is then one ``get`` on it instead of a seek among every version."""
     # The hot path of every read, written as comprehensions: the per-key work is C calls, which a
     # comprehension runs with less interpreter overhead than a loop body (about 10% of a read).
     # ``0 not in raw`` tests for a NUL byte with memchr; ``b"\x00" not in raw`` costs 9x more (3.11).
-    kps = [prefix + raw + TERMINATOR if len(raw) <= SHORT_MAX and 0 not in raw else keypart(prefix, raw)
+    if latest_db is not None and plain and max(map(len, raws), default=0) <= SHORT_MAX and 0 not in b"".join(raws):
+        newest = _read_newest_plain(txn, latest_db, prefix, keys, raws)  # short keys, no NUL: the usual batch
+        if newest is not None:
+            return newest
+    join = b"".join  # one allocation where prefix + raw + TERMINATOR makes two
+    kps = [join((prefix, raw, TERMINATOR)) if len(raw) <= SHORT_MAX and 0 not in raw else keypart(prefix, raw)
            for raw in raws]
+    if latest_db is not None:
+        return _read_newest(txn, latest_db, keys, kps, make_view, plain)
+    cur = txn.cursor(db=versions_db)
+    seek = inv_tx(at)
+    set_range, item = cur.set_range, cur.item
+    new = tuple.__new__  # Record(...) would run NamedTuple's Python-level __new__ per record
+    if plain:  # the common case: every version found a plain put
+        # Any other record starts with C1, which msgpack never emits: its decode raises ValueError and
+        # the batch is read again below, the general way.
+        try:
+            return [new(Record, (key, (value := unpack_value(found[1])),
+                                 TX_MAX - unpack_u64_from(found[0], len(kp))[0], type(value) is bytes, False, None,
+                                 None, None, None))
+                    for key, kp in zip(keys, kps, strict=True)
+                    if set_range(kp + seek) and (found := item())[0].startswith(kp)]
+        except ValueError:
+            pass
     hits = [(key, kp, found) for key, kp in zip(keys, kps, strict=True)
             if set_range(kp + seek) and (found := item())[0].startswith(kp)]
-    new = tuple.__new__  # Record(...) would run NamedTuple's Python-level __new__ per record
-    if plain and all(found[1][0] != MARK for _, _, found in hits):  # plain puts only: the common case
-        return [new(Record, (key, (value := unpack_value(found[1])), TX_MAX - unpack_u64_from(found[0], len(kp))[0],
-                             type(value) is bytes, False, None, None, None, None))
-                for key, kp, found in hits]
     out: list[Record] = []
     view: ReadView | None = None
     for key, kp, (k, rec) in hits:
@@ -122,6 +139,49 @@ def read_keys(txn: Any, versions_db: Any, prefix: bytes, keys: list[str], raws: 
             value = unpack_value(rec)
             out.append(new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None)))
             continue
+        if view is None:
+            view = make_view()
+        record = decode_version(key, vtx, rec, view, kp)
+        if record is not None:
+            out.append(record)
+    return out
+
+
+def _read_newest_plain(txn: Any, latest_db: Any, prefix: bytes, keys: list[str],
+                       raws: list[bytes]) -> list[Record] | None:
+    """:func:`read_keys` at the snapshot's latest tx, from the latest-version index, of short keys
+    without NUL (keypart ``prefix | raw | 00 00``) when every one found is a plain put; else None.
+
+    The entry of a plain put is the msgpack of ``[value, tx]`` (:mod:`engine.latest`): one decode
+    per key. Any other entry has ``C1`` at byte 1, which msgpack never emits, so its decode raises
+    ``ValueError`` and the caller reads the batch the general way. An entry is never empty, so a
+    found one is true.
+    """
+    get, join = txn.get, b"".join  # join: one allocation where prefix + raw + TERMINATOR makes two
+    new = tuple.__new__
+    try:
+        return [new(Record, (key, (pair := unpack_value(found))[0], pair[1], type(pair[0]) is bytes, False, None,
+                             None, None, None))
+                for key, raw in zip(keys, raws, strict=True)
+                if (found := get(join((prefix, raw, TERMINATOR)), None, latest_db))]
+    except ValueError:
+        return None
+
+
+def _read_newest(txn: Any, latest_db: Any, keys: list[str], kps: list[bytes], make_view: Callable[[], ReadView],
+                 plain: bool) -> list[Record]:
+    """:func:`read_keys` at the snapshot's latest tx, from the latest-version index."""
+    get = txn.get
+    new = tuple.__new__
+    hits = [(key, kp, found) for key, kp in zip(keys, kps, strict=True) if (found := get(kp, None, latest_db))]
+    out: list[Record] = []
+    view: ReadView | None = None
+    for key, kp, found in hits:
+        if found[1] != MARK and plain:
+            value, vtx = unpack_value(found)
+            out.append(new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None)))
+            continue
+        vtx, rec = split(found)
         if view is None:
             view = make_view()
         record = decode_version(key, vtx, rec, view, kp)
@@ -146,26 +206,39 @@ def read_one(backend: Any, store: Any, name: str, key: str, raw: bytes, tx: Any,
     """One key at ``tx`` (latest if None): :func:`read_keys` without the batch bookkeeping."""
     # The latest needs no lookup of the latest tx: in this snapshot every version is at or
     # before it, so the key's newest version is the one a read at the latest tx sees.
-    at = None if tx is None else resolve_read(backend, txn, tx)
-    return read_one_at(backend, store, name, key, raw, at, txn, metadata, fields)
+    if tx is None:
+        return read_one_at(backend, store, name, key, raw, None, txn, metadata, fields)
+    at = resolve_read(backend, txn, tx)
+    return read_one_at(backend, store, name, key, raw, at, txn, metadata, fields, False,
+                       at == backend.read_txs(txn)[0])
 
 
 def read_one_at(backend: Any, store: Any, name: str, key: str, raw: bytes, at: int | None, txn: Any,
                 metadata: bool = False, fields: frozenset[str] = frozenset(),
-                latest: bool | None = None) -> Record | None:
+                latest: bool | None = None, newest: bool = False) -> Record | None:
     """One key at the resolved tx ``at`` (None: the snapshot's newest); ``latest`` says whether
-    expiry is evaluated as for a read at the latest tx (default: ``at is None``)."""
+    expiry is evaluated as for a read at the latest tx (default: ``at is None``); ``newest``, that
+    ``at`` is the snapshot's latest tx (so the latest-version index has the answer)."""
     prefix = store._prefixes.get(name) or store._ns_prefix(txn, name)
     if prefix is None:
         return None
     kp = prefix + raw + TERMINATOR if len(raw) <= SHORT_MAX and 0 not in raw else keypart(prefix, raw)
-    cur = txn.cursor(db=backend.versions)
-    if not cur.set_range(kp if at is None else kp + pack_u64(TX_MAX - at)):  # kp | inv_tx(at)
-        return None
-    k, rec = cur.item()
-    if not k.startswith(kp):
-        return None
-    vtx = TX_MAX - unpack_u64_from(k, len(kp))[0]
+    if at is None or newest:  # the snapshot's newest: one get on the latest-version index (engine/latest.py)
+        found = txn.get(kp, None, backend.latest)
+        if found is None:
+            return None
+        if found[1] != MARK and not fields:  # a plain put: the entry is msgpack [value, tx]
+            value, vtx = unpack_value(found)
+            return _new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None))
+        vtx, rec = split(found)
+    else:
+        cur = txn.cursor(db=backend.versions)
+        if not cur.set_range(kp + pack_u64(TX_MAX - at)):  # kp | inv_tx(at)
+            return None
+        k, rec = cur.item()
+        if not k.startswith(kp):
+            return None
+        vtx = TX_MAX - unpack_u64_from(k, len(kp))[0]
     if rec[0] != MARK and not fields:
         value = unpack_value(rec)
         return _new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None))
@@ -182,15 +255,15 @@ def current_tx(txn: Any, versions_db: Any, prefix: bytes, raw: bytes) -> tuple[i
     return (0, None) if found is None else found
 
 
-def live_tx(txn: Any, versions_db: Any, prefix: bytes, raw: bytes, now_us: int) -> int:
+def live_tx(txn: Any, latest_db: Any, prefix: bytes, raw: bytes, now_us: int) -> int:
     """The tx of the key's record at the latest tx as a read at time ``now_us`` shows it (0 if
-    absent, deleted or expired)."""
-    vtx, rec = current_tx(txn, versions_db, prefix, raw)
-    if rec is None or is_delete(rec):
+    absent, deleted or expired), from the latest-version index ``latest_db``."""
+    found = txn.get(keypart(prefix, raw), db=latest_db)
+    if found is None:  # no version, or a delete: the index has no entry
         return 0
+    vtx, rec = split(found)
     if rec[0] == MARK:
         expire_us = decode_rich(rec)[3]
         if expire_us is not None and expire_us <= now_us:
             return 0
     return vtx
-

@@ -14,6 +14,7 @@ from typing import Any
 from . import backup as _backup
 from . import compaction, expiry, feed, retention, schema, txlog, txtree, txtree_build
 from . import idempotency as _idempotency
+from . import latest as latest_index
 from . import stream as _stream
 from .backend import Backend
 from .codec import DELETE
@@ -91,6 +92,7 @@ class Store:
         # A group commit's member may cache the id of a namespace an earlier member created; if
         # the whole group is rolled back, that id may go to another name on the rerun.
         backend.on_group_rollback.append(self._forget_namespace_ids)
+        latest_index.catch_up(backend)  # a store older than the latest-version index: build it
         txtree_build.catch_up(backend)  # a store older than its Merkle tree: build the missing leaves
         self.retention = retention_policy
         self._retention_thread: retention.RetentionThread | None = None
@@ -197,7 +199,7 @@ class Store:
             raw = txn.get(name.encode(), db=backend.namespaces)
             if raw is None or schema.NamespaceEntry.decode(raw).dropped:
                 raise NamespaceNotFound(f"namespace {name!r} does not exist", namespace=name)
-            keys = live_keys(txn, backend.versions, ns_prefix(schema.NamespaceEntry.decode(raw).id))
+            keys = live_keys(txn, backend.latest, ns_prefix(schema.NamespaceEntry.decode(raw).id))
             if keys:
                 tx = apply_batch(self, txn, Batch([Run(name, DELETE, keys, [k.encode() for k in keys])]), note)
             else:
@@ -391,8 +393,9 @@ class Store:
         """A consistent hot copy of the whole store into the new directory ``path``.
 
         The copy holds the store as of the latest tx when it starts (``BackupInfo.tx`` and
-        ``.hash``); readers and writers keep working meanwhile. It is LMDB's compacting copy, so
-        it holds only pages in use. Refuses a ``path`` that exists and is not an empty directory.
+        ``.hash``); readers and writers keep working meanwhile. It is a dense rebuild (every
+        database appended in key order), so it holds only full pages in use. Refuses a ``path``
+        that exists and is not an empty directory.
         """
         return _backup.backup(self, path)
 

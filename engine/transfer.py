@@ -651,7 +651,7 @@ def _apply_namespaces(store: Store, header: dict[str, Any], rename: dict[str, st
             name = bytes(raw_name).decode()
             entry = schema.NamespaceEntry.decode(raw)
             if (entry.dropped or name in names or (scope is not None and name not in scope)
-                    or live_keys(txn, backend.versions, ns_prefix(entry.id))):
+                    or live_keys(txn, backend.latest, ns_prefix(entry.id))):
                 continue
             entry.dropped, entry.key_count, entry.size_bytes = True, 0, 0
             txn.put(raw_name, entry.encode(), db=backend.namespaces)

@@ -27,15 +27,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import expiry, schema, txlog
+from . import latest as latest_index
 from .codec import (
     CLEAR,
     CLEAR_RECORD,
     DELETE,
     DELETE_RECORD,
-    MARK,
     PUT,
     extended_record,
-    is_delete,
     pack_value,
     rich_record,
 )
@@ -51,6 +50,7 @@ from .errors import (
 )
 from .idempotency import Claim
 from .idempotency import run as run_idempotent
+from .latest import FRAMING, HEAD
 from .records import Item, Limits
 from .snapshot import live_tx
 from .validation import check_namespace, check_tx, key_bytes
@@ -119,8 +119,8 @@ def prepare_puts(namespace: str, items: Mapping[str, Any] | Iterable[Item | tupl
     ``options`` is the batch-wide ``(ttl, expiration, metadata)``; :class:`Item` fields override
     it per item (``clock()``: the time in microseconds ``expiration`` is checked against).
     """
-    from_mapping = isinstance(items, Mapping)
-    pairs: list[Any] = list(items.items()) if isinstance(items, Mapping) else list(items)
+    from_mapping = type(items) is dict or isinstance(items, Mapping)  # an ABC check costs ~1 us; dicts skip it
+    pairs: list[Any] = list(items.items()) if from_mapping else list(items)  # type: ignore[union-attr]
     _check_size(len(pairs), limits)
     if options is not None or (not from_mapping and any(type(p) is Item for p in pairs)):
         return _prepare_rich(namespace, pairs, from_mapping, limits, options, clock() if clock else 0)
@@ -273,10 +273,14 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
         if not batch.runs:
             return latest  # nothing written: not even the clock floor moves
     schema.put_u64(txn, meta, schema.LAST_TIME_US, now)
+    if latest == 0:  # a new store: its layout has the latest-version index from the start
+        schema.put_u32(txn, meta, schema.LAYOUT, latest_index.LAYOUT)
 
-    cur = txn.cursor(db=versions)
-    put, step, item = cur.put, cur.next, cur.item
+    putmulti = txn.cursor(db=versions).putmulti
+    index = txn.cursor(db=backend.latest)  # each key's newest version (engine/latest.py)
+    replace, pop = index.replace, index.pop
     suffix = inv_tx(tx)
+    tail = latest_index.tail(tx)
     run_records: list[list[bytes]] = []  # what each run stored, for the tx's chain hash
     for run in batch.runs:
         entry = entries.get(run.namespace) or store._entry_for_write(txn, run.namespace, now)
@@ -291,23 +295,27 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
         if run.opts is not None:  # puts with an expiry or metadata: extended records, indexed
             _rich_records(txn, backend.dbs, run, kps, records, now)
         run_records.append(records)
-        # Each key's newest version keeps the namespace's key_count and size_bytes exact.
+        # The index entry each version replaces (or a delete removes) is the key's previous newest
+        # version if it was live: that keeps the namespace's key_count and size_bytes exact.
         live = 0 if op == DELETE else len(kps)
         size = 0 if op == DELETE else sum(map(len, kps)) + sum(map(len, records))
-        # Sorted, the lookups and inserts walk the B-tree in order: each touches pages the previous
-        # one just brought into cache, which matters once the store outgrows the CPU caches.
-        order = sorted(range(len(kps)), key=kps.__getitem__)
-        kps = [kps[i] for i in order]
-        sorted_records = [records[i] for i in order]
-        for kp, record in zip(kps, sorted_records, strict=True):
-            put(kp + suffix, record)
-            # The cursor rests on the new version, so the key's previous newest version, if any,
-            # is one step away: no second descent of the tree to find it.
-            if step():
-                k, old = item()
-                if k.startswith(kp) and (old[0] != MARK or not is_delete(old)):
-                    live -= 1
-                    size -= len(kp) + len(old)
+        # Sorted, the inserts walk the B-trees in order: each touches pages the previous one just
+        # brought into cache, which matters once the store outgrows the CPU caches.
+        if len(kps) > 1:
+            order = sorted(range(len(kps)), key=kps.__getitem__)
+            kps = [kps[i] for i in order]
+            sorted_records = [records[i] for i in order]
+        else:
+            sorted_records = records
+        # Comprehensions and putmulti (a C loop): the per-item work is C calls (see read_keys).
+        putmulti(zip([kp + suffix for kp in kps], sorted_records, strict=True))
+        if op == DELETE:
+            olds = [pop(kp) for kp in kps]
+        else:
+            olds = [replace(kp, HEAD + record + tail) for kp, record in zip(kps, sorted_records, strict=True)]
+        replaced = [len(kp) + len(old) - FRAMING for kp, old in zip(kps, olds, strict=True) if old is not None]
+        live -= len(replaced)
+        size -= sum(replaced)
         entry.key_count += live
         entry.size_bytes += size
 
@@ -318,6 +326,7 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
     runs = [[r.namespace, r.op, r.keys] for r in batch.runs]
     txlog.append(txn, backend.dbs, tx, now, note, runs, run_records)
     schema.put_u64(txn, meta, schema.LATEST_TX, tx)
+    schema.put_u64(txn, meta, schema.INDEXED_TX, tx)  # the latest-version index is exact at tx
     return tx
 
 
@@ -335,8 +344,7 @@ def without_noops(store: Store, txn: Any, batch: Batch, now: int) -> Batch:
     runs stay what the tx log and a history export regroup them into."""
     if all(run.op != DELETE for run in batch.runs):
         return batch
-    versions = store._backend.versions
-    cur = txn.cursor(db=versions)
+    index = store._backend.latest
     runs: list[Run] = []
     for run in batch.runs:
         if run.op == DELETE:
@@ -344,7 +352,10 @@ def without_noops(store: Store, txn: Any, batch: Batch, now: int) -> Batch:
             if ns_id is None:
                 continue
             prefix = ns_prefix(ns_id)
-            keep = [i for i, raw in enumerate(run.raws) if not _absent(cur, keypart(prefix, raw), now)]
+            # The latest-version index has an entry iff the key's newest version is not a delete. A put
+            # that has expired by now is still there: its expiry is not recorded yet, so a delete of it
+            # changes what a read at the new tx sees compared with the latest tx.
+            keep = [i for i, raw in enumerate(run.raws) if txn.get(keypart(prefix, raw), db=index) is not None]
             if len(keep) < len(run.keys):
                 run = Run(run.namespace, DELETE, [run.keys[i] for i in keep], [run.raws[i] for i in keep])
             if not run.keys:
@@ -354,20 +365,6 @@ def without_noops(store: Store, txn: Any, batch: Batch, now: int) -> Batch:
         else:
             runs.append(run)
     return Batch(runs, batch.expects)
-
-
-def _absent(cur: Any, kp: bytes, now: int) -> bool:
-    """Whether the key of keypart ``kp`` has no newest version or a delete as its newest version.
-
-    A put that has expired by ``now`` does not count as absent: its expiry is not recorded yet,
-    so a delete of it changes what a read at the new tx sees compared with the latest tx.
-    """
-    if not cur.set_range(kp):
-        return True
-    k, raw = cur.item()
-    if not k.startswith(kp):
-        return True
-    return is_delete(bytes(raw))
 
 
 def _merged(a: Run, b: Run) -> Run:
@@ -399,7 +396,7 @@ def _check_expects(store: Store, txn: Any, expects: list[Expect], now: int) -> N
     conflicts = []
     for exp in expects:
         ns_id = store._ns_id(txn, exp.namespace)
-        actual = 0 if ns_id is None else live_tx(txn, store._backend.versions, ns_prefix(ns_id), exp.raw, now)
+        actual = 0 if ns_id is None else live_tx(txn, store._backend.latest, ns_prefix(ns_id), exp.raw, now)
         if actual != exp.tx:
             conflicts.append(
                 {"namespace": exp.namespace, "key": exp.key, "expected": exp.tx, "actual": actual}

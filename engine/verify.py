@@ -4,7 +4,8 @@
 version records the tx says it wrote, recomputes ``hash(tx)`` from ``hash(tx - 1)`` (see
 :mod:`engine.txlog`), and compares it with the stored one. The first tx whose data or log entry
 does not match is reported, with what was wrong. Then it checks that the versions database holds
-no version the log does not account for, and that the stored head matches the chain.
+no version the log does not account for, that the stored head matches the chain, and that the
+latest-version index (:mod:`engine.latest`) lists exactly each key's newest version.
 
 A receipt ``(tx, hash)`` taken earlier from :meth:`Store.head` can be passed in: verification
 then also proves that the history up to that tx is the history the receipt was issued for, even
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import events, schema, txlog
+from . import latest as latest_index
 from .encoding import NO_TX, TX_LEN, inv_tx, keypart, ns_prefix, tx_of
 from .errors import FutureTx
 from .schema import NamespaceEntry
@@ -136,6 +138,11 @@ def verify(read: Any, dbs: dict[str, Any], receipt: tuple[int, str] | None = Non
             read(chunk)
         read(lambda txn: _check_totals(txn, dbs, ids, latest, prev, versions))
         read(lambda txn: _check_events(txn, dbs, latest, logged_events))
+        pos: bytes | None = b""
+        while pos is not None:  # a few thousand keys per read transaction, like the txs above
+            bad, pos = read(lambda txn, at=pos: latest_index.check(txn, dbs, at))
+            if bad is not None:
+                raise _Bad(*bad)
     except _Bad as bad:
         return VerifyReport(False, min(bad.tx - 1, latest), latest, prev.hex(), bad.tx, bad.problem, horizon)
     return VerifyReport(True, latest, latest, prev.hex(), horizon=horizon)

@@ -73,7 +73,7 @@ class StrataEmbedded(Target):
         self.bytes_per_version = self._bytes_per_version(workdir / "strata-backup")
 
     def _bytes_per_version(self, path: Path) -> float:
-        """Bytes on disk per stored version after the store's own backup (LMDB's compacting copy)."""
+        """Bytes on disk per stored version after the store's own backup (a dense rebuild: every page full)."""
         self.store.backup(path)
         size = (path / "data.mdb").stat().st_size
         shutil.rmtree(path, ignore_errors=True)

@@ -97,3 +97,39 @@ def test_backup_of_an_empty_store(tmp_path: Path, store: Store) -> None:
     info = store.backup(tmp_path / "bak")
     assert info.tx == 0 and info.size_bytes > 0
     assert engine.restore(tmp_path / "bak", tmp_path / "r").tx == 0
+
+
+def test_a_backup_holds_every_entry_of_every_database_in_full_pages(tmp_path: Path) -> None:
+    """The dense rebuild (Backend.copy_dense) copies each database entry for entry, appending in key
+    order, so its B-trees need fewer pages than the store's, whose keys arrived in random order."""
+    import random
+
+    from engine.backend import DB_NAMES
+    from tests.engine.raw import open_raw
+
+    rnd = random.Random(7)
+    with Store.open(tmp_path / "src", sync=False) as store:
+        ns = store.namespace("t")
+        for _ in range(6):
+            ns.put({f"k{rnd.randrange(10**9):09d}": "v" * 40 for _ in range(800)})
+        store.stream("s").publish([{"n": 1}])
+        store.backup(tmp_path / "b")
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["data.mdb", "strata-backup.json"]
+
+    def contents(path: Path) -> dict[str, tuple[list[tuple[bytes, bytes]], int]]:
+        env = open_raw(path)
+        try:
+            with env.begin() as txn:
+                out = {}
+                for name in DB_NAMES:
+                    db = env.open_db(name.encode(), txn=txn, create=False)
+                    out[name] = ([(bytes(k), bytes(v)) for k, v in txn.cursor(db=db)], txn.stat(db)["leaf_pages"])
+                return out
+        finally:
+            env.close()
+
+    src, copy = contents(tmp_path / "src"), contents(tmp_path / "b")
+    assert {name: entries for name, (entries, _) in copy.items()} == {name: e for name, (e, _) in src.items()}
+    assert copy["versions"][1] < src["versions"][1]
+    restored = Store.restore(tmp_path / "b", tmp_path / "r")
+    assert restored.tx == 7

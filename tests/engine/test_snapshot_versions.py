@@ -21,7 +21,7 @@ def _lookups(store: Store, key: str, now_us: int) -> tuple[tuple[int, bytes | No
         prefix = store._ns_prefix(txn, "t")
         assert prefix is not None
         vtx, rec = current_tx(txn, backend.versions, prefix, key.encode())
-        return (vtx, None if rec is None else bytes(rec)), live_tx(txn, backend.versions, prefix, key.encode(), now_us)
+        return (vtx, None if rec is None else bytes(rec)), live_tx(txn, backend.latest, prefix, key.encode(), now_us)
 
     return backend.read(run)
 

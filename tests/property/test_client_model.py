@@ -263,6 +263,8 @@ class ClientMachine(base.StoreMachine):
     # Likewise a read's proofs name txs of the whole log; verified reads have their own live tests
     # (test_proved_reads).
     def proved_read_matches_read_and_verifies(self, ns: str, data: st.DataObject) -> None: ...
+    # The server's LMDB file is another process's: its latest-version index is checked by the embedded machine.
+    def latest_index_lists_each_keys_newest_version(self) -> None: ...
 
     @rule(target=base.StoreMachine.written, ns=st.sampled_from(NAMESPACES),
           items=st.dictionaries(keys(), values, min_size=1, max_size=4), ttl=st.none(), per_item=st.booleans(),

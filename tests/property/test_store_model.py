@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from engine import Item, Store, errors, expiry, merkle
+from engine import latest as latest_index
 from engine.idempotency import Claim, Replay
 from tests.engine.clock import Clock  # the store's clock: time moves only when the `advance` rule says so
 
@@ -454,6 +455,23 @@ class StoreMachine(RuleBasedStateMachine):
     def event_counts_match(self) -> None:
         assert {i.name: i.event_count for i in self.store.streams()} == {
             name: len(events) for name, events in self.model.events.items()}
+
+    @invariant()
+    def latest_index_lists_each_keys_newest_version(self) -> None:
+        """Reads at the latest tx come from the latest-version index: after every step it holds
+        exactly each key's newest version that is not a delete, byte for byte."""
+        backend = self.store._backend
+        pos: bytes | None = b""
+        while pos is not None:
+            bad, pos = backend.read(lambda txn, at=pos: latest_index.check(txn, backend.dbs, at))
+            assert bad is None
+        # The namespace counters are kept from the entries each write replaced: they sum the entries.
+        for info in self.store.namespaces():
+            prefix = backend.read(lambda txn, name=info.name: self.store._ns_prefix(txn, name))
+            entries = backend.read(lambda txn, p=prefix: [(bytes(k), len(v)) for k, v in txn.cursor(db=backend.latest)
+                                                          if bytes(k).startswith(p)])
+            assert (info.key_count, info.size_bytes) == (
+                len(entries), sum(len(k) + n - latest_index.FRAMING for k, n in entries))
 
     @invariant()
     def key_counts_match(self) -> None:
