@@ -326,6 +326,11 @@ def test_a_record_tampered_through_raw_lmdb_is_refused(tmp_path: Path) -> None:
         record = bytes(txn.get(vkey, db=versions))
         assert b"three" in record
         txn.put(vkey, record.replace(b"three", b"four!"), db=versions)
+        # The latest-version index holds a second copy of a newest record: a thorough forger rewrites both.
+        latest, ikey = env.open_db(b"latest", txn=txn), keypart(prefix, b"c")
+        indexed = bytes(txn.get(ikey, db=latest))
+        assert b"three" in indexed
+        txn.put(ikey, indexed.replace(b"three", b"four!"), db=latest)
     tamper(tmp_path / "data", change)
     app = create_app(tmp_path / "data", sync=False)
     httpd, _ = _serve(app)
