@@ -160,11 +160,14 @@ class App:
         """False once this process is shutting down: live streams end so the worker can exit."""
         return not self._closed and getattr(self._worker, "alive", True)
 
-    def long_running(self, method: str, path: str) -> bool:
+    def long_running(self, method: str, path: str, body: bytes | bytearray | None = None) -> bool:
         """Whether a request can run or wait for long (a stream, whole-store work, a write, an answer
-        whose size a limit sets; :data:`server.routes.LONG_RUNNING`): :mod:`server.worker` runs those
-        on a pool thread and answers the others on its event loop. ``path`` as in ``PATH_INFO``."""
-        return self.router.long_running(method, path)
+        whose size a limit sets; :data:`server.routes.LONG_RUNNING`; a read that may ask for proofs,
+        judged from ``body``, its whole raw body: :data:`server.routes.LONG_RUNNING_BODIES`):
+        :mod:`server.worker` runs those on a pool thread and answers the others on its event loop.
+        ``path`` as in ``PATH_INFO``. Without ``body`` (not all here yet) a read is not judged long:
+        the worker asks again once the body is whole."""
+        return self.router.long_running(method, path, body)
 
     def attach_worker(self, worker: Any) -> None:
         """Called in a gunicorn worker after the fork: open the store and watch ``worker.alive``."""

@@ -80,6 +80,13 @@ LONG_RUNNING: frozenset[Handler] = frozenset({
     revert_handler.revert,  # a write whose plan reads the log of every tx since to_tx
 })
 
+#: Handlers whose work depends on the request's body, with a cheap judge of the raw body (no JSON
+#: parsing: it runs on the event loop for every such request) that is true when the request may run
+#: long. A read is bounded by its size unless it asks for proofs, which rebuild whole log entries.
+LONG_RUNNING_BODIES: dict[Handler, Callable[[bytes | bytearray], bool]] = {
+    storage.read: storage.may_ask_for_proof,
+}
+
 
 _PARAM = re.compile(r"\{(\w+)\}")
 _NAMESPACE_PARAMS = ("storage", "stream", "name")
@@ -143,14 +150,21 @@ class Router:
                 return route, m.groupdict()
         raise HTTPProblem(404, NOT_FOUND, f"no route for {path[:200]!r}")
 
-    def long_running(self, method: str, path: str) -> bool:
-        """Whether ``method path`` is answered by a handler in :data:`LONG_RUNNING`."""
+    def long_running(self, method: str, path: str, body: bytes | bytearray | None = None) -> bool:
+        """Whether ``method path`` is answered by a handler in :data:`LONG_RUNNING`, or by one in
+        :data:`LONG_RUNNING_BODIES` whose judge finds ``body`` (the whole request body) may run long.
+        Without ``body`` such a handler is not judged long: ask again once the body is whole."""
         try:
             route, _ = self.match(path)
         except HTTPProblem:
             return False
         endpoint = route.endpoints.get(method)
-        return endpoint is not None and endpoint.handler in LONG_RUNNING
+        if endpoint is None:
+            return False
+        if endpoint.handler in LONG_RUNNING:
+            return True
+        judge = LONG_RUNNING_BODIES.get(endpoint.handler)
+        return judge is not None and body is not None and judge(body)
 
     @staticmethod
     def endpoint(route: Route, method: str) -> Endpoint:

@@ -23,13 +23,15 @@ which answers the cheap requests and feeds gunicorn's ``--timeout`` watchdog.
   gets a 431. No thread waits for a head.
 - **The loop answers only bounded work.** A request whose head and ``Content-Length`` body have
   arrived, at most :data:`PEEK_BYTES` in all, without a chunked body or a ``Content-Length`` the
-  loop cannot read for sure, and that the app's ``long_running(method, path)`` does not claim,
-  is answered on the loop, one at a time, and the connection is kept alive.
+  loop cannot read for sure, and that the app's ``long_running(method, path, body)`` does not
+  claim (from the method and path, and once the body is whole, a cheap look at its bytes: a read
+  asking for proofs is long), is answered on the loop, one at a time, and the connection is kept alive.
 - **Everything else goes to gthread's thread pool** (``--threads``): writes (so concurrent writes
   of one process reach the engine together, and one waiting for the store's write lock holds a
   thread, not the loop), SSE streams, whole-store work, answers whose size a limit or the data
-  sets, large or chunked bodies, TLS. A pool request is not killed by the watchdog. Its body must
-  arrive within :attr:`StrataWorker.body_timeout` seconds of its head (else the app answers 408).
+  sets, reads with proofs (whole log entries), large or chunked bodies, TLS. A pool request is not
+  killed by the watchdog. Its body must arrive within :attr:`StrataWorker.body_timeout` seconds of
+  its head (else the app answers 408).
 - **Answers never block the loop.** An answer made on the loop is collected in memory, then sent
   without blocking; what the client does not take at once is sent from the poller as the socket
   drains. Every answer, from the loop or a pool thread, must be taken within :data:`SEND_TIMEOUT`
@@ -100,7 +102,9 @@ def request_size(data: bytes, long_running: Any = None) -> int:
     The loop answers a request only when it can prove its length: an HTTP/1.x request line with an
     origin-form path, at most one ``Content-Length``, of 1 to 15 plain digits, no
     ``Transfer-Encoding``, head and body within :data:`PEEK_BYTES`, and ``long_running(method,
-    path)`` false. Anything else, however odd, goes to the pool."""
+    path, body)`` false, where ``body`` is the request's body once ``data`` holds all of it and
+    None before (so a request the app judges long from its body, such as a read with proofs, needs
+    its size until the body is whole, then :data:`POOL`). Anything else, however odd, goes to the pool."""
     end = data.find(b"\r\n\r\n")
     if end < 0:
         return _INCOMPLETE
@@ -120,7 +124,9 @@ def request_size(data: bytes, long_running: Any = None) -> int:
         return POOL
     if long_running is not None:
         method, path = line.group(1).decode(), unquote_to_bytes(line.group(2)).decode("latin-1")
-        if long_running(method, path):
+        # Once the whole body is here the app judges it too (a read asking for proofs is long); before,
+        # the method and path alone: the loop keeps reading and asks again with the body.
+        if long_running(method, path, data[end + 4:size] if size <= len(data) else None):
             return POOL
     return size
 

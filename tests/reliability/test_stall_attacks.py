@@ -1,4 +1,4 @@
-"""No client can stall ``strata serve``: five attacks, each against a real server with one worker.
+"""No client can stall ``strata serve``: six attacks, each against a real server with one worker.
 
 One worker makes the property strict: anything that blocked its event loop would block every other
 client. Each test starts the attack, then probes: 20 rounds of ``GET /healthz`` and a 100-key
@@ -285,4 +285,57 @@ def test_connections_sending_their_heads_a_byte_at_a_time(tmp_path: Path) -> Non
             dripper.join(30)
             for sock in attackers:
                 sock.close()
+    assert_no_worker_killed(tmp_path)
+
+
+# -- 6. reads with proofs over huge txs --------------------------------------------------------------
+
+def test_pipelined_reads_with_proofs_over_huge_txs(tmp_path: Path) -> None:
+    seed_probe_keys(tmp_path / "data")
+    with Store.open(tmp_path / "data", sync=False) as store:
+        big = store.namespace("big")
+        for t in range(3):  # a proof read of one key of each rebuilds 3 log entries of 10 MB (of max_proof_bytes)
+            big.put({f"t{t}-{i:05d}": "v" * 1000 for i in range(10_000)})
+    keys = ["t0-00000", "t1-00000", "t2-00000"]
+    with serving(tmp_path) as live:
+        read = post("/v4/storage/big/read", orjson.dumps({"keys": keys, "proof": True}))
+        stop = threading.Event()
+
+        def prover() -> list[bytes]:
+            """Two proof reads sent together, their answers read (bodies skipped, the first one kept),
+            again until stopped: the status lines, then the first answer's body."""
+            statuses, first = [], b""
+            sink = memoryview(bytearray(1 << 20))
+            with raw(live.port) as sock, sock.makefile("rb") as answers:
+                while not stop.is_set():
+                    sock.sendall(read * 2)
+                    for _ in range(2):
+                        statuses.append(answers.readline())
+                        length = 0
+                        while (line := answers.readline()) != b"\r\n":
+                            if line.lower().startswith(b"content-length:"):
+                                length = int(line.split(b":")[1])
+                        if not first:
+                            first = answers.read(length)
+                            continue
+                        while length:
+                            length -= answers.readinto(sink[:min(length, len(sink))])
+            return [*statuses, first]
+
+        # 8 connections: a loop answering their reads itself would leave a probe behind 8 of them.
+        provers = [run_in_thread(prover) for _ in range(8)]
+        time.sleep(0.2)  # the proof reads are under way
+        try:
+            assert_not_stalled(probe(live.port, rounds=ROUNDS, gap=0.05))
+        finally:
+            stop.set()
+            for thread, _ in provers:
+                thread.join(60)
+        for _, result in provers:
+            assert result and not isinstance(result[0], BaseException), result
+            *statuses, first = result[0]
+            assert statuses and set(statuses) == {b"HTTP/1.1 200 OK\r\n"}, statuses
+            answer = orjson.loads(first)
+            assert [r["key"] for r in answer["data"]] == keys
+            assert [e["tx"] for e in answer["proof"]["entries"]] == [2, 3, 4]  # tx 1 wrote the probe keys
     assert_no_worker_killed(tmp_path)

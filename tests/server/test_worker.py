@@ -10,6 +10,7 @@ the worker answering. Timeouts only guard against hangs; nothing here measures s
 from __future__ import annotations
 
 import http.client
+import itertools
 import socket
 from collections.abc import Iterator
 
@@ -17,7 +18,8 @@ import orjson
 import pytest
 
 from server.app import App
-from server.worker import MAX_REQUESTS_PER_CONNECTION, ConnSocket, answerable_now
+from server.handlers.storage import may_ask_for_proof
+from server.worker import MAX_REQUESTS_PER_CONNECTION, POOL, ConnSocket, answerable_now, request_size
 from tests.server.conftest import LiveServer, start_server, stop_server
 from tests.server.sse_client import Subscriber
 
@@ -131,6 +133,45 @@ def test_streams_are_left_to_the_pool_however_the_path_is_spelled(app: App) -> N
 def test_whole_store_work_goes_to_the_pool(app: App, request_line: bytes, long: bool) -> None:
     data = request_line + b" HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"
     assert answerable_now(data, app.long_running) is not long
+
+
+def _read_request(body: bytes, path: bytes = b"/v4/storage/a/read") -> bytes:
+    return b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (path, len(body), body)
+
+
+@pytest.mark.parametrize("body,long", [
+    (b'{"keys": ["a", "b"]}', False),
+    (b'["a", "b"]', False),
+    (b'{"keys": ["a"], "tx": 3, "metadata": true, "fields": ["created_at"]}', False),
+    (b'{"keys": ["a\\u00e9"]}', False),  # an escape, but not of "proof"
+    (b'{"keys": ["a"], "proof": true}', True),
+    (b'{"proof":true,"keys":["a"]}', True),
+    (b'{"keys": ["a"], "\\u0070ro\\u006Ff": true}', True),  # JSON's other spellings of the name
+    (b'{"keys": ["a"], "proof": false}', True),  # false positives: a hop to the pool, the same answer
+    (b'{"keys": ["proof"]}', True),
+    (b'["proof"]', True),
+    (b'{"keys": ["a"], "proofs": true}', False),  # not the member (a 400 from the handler, on the loop)
+])
+def test_a_read_that_may_ask_for_proofs_goes_to_the_pool(app: App, body: bytes, long: bool) -> None:
+    data = _read_request(body)
+    assert request_size(data, app.long_running) == (POOL if long else len(data))
+    assert request_size(data + b"GET /healthz HTTP/1.1\r\n\r\n", app.long_running) == (POOL if long else len(data))
+    # Until its body is whole a read is judged by its path: the loop reads on, then judges the body.
+    assert request_size(data[:-3], app.long_running) == len(data)
+    # Only a read's body is judged: elsewhere "proof" means nothing to the loop.
+    other = _read_request(body, b"/v4/storage/a/nowhere")
+    assert request_size(other, app.long_running) == len(other)
+
+
+def test_every_json_spelling_of_the_proof_member_is_caught() -> None:
+    letters = [("p", ["\\u0070"]), ("r", ["\\u0072"]), ("o", ["\\u006f", "\\u006F"]), ("o", ["\\u006f", "\\u006F"]),
+               ("f", ["\\u0066"])]
+    spellings = ["".join(s) for s in itertools.product(*[[c, *escapes] for c, escapes in letters])]
+    assert len(spellings) == 72
+    for spelling in spellings:
+        body = b'{"keys": ["a"], "%s": true}' % spelling.encode()
+        assert orjson.loads(body) == {"keys": ["a"], "proof": True}, spelling
+        assert may_ask_for_proof(body) and may_ask_for_proof(bytearray(body)), spelling
 
 
 @pytest.fixture(scope="module")
