@@ -3,7 +3,8 @@
 ``size_bytes`` sums, over the live keys, the bytes of each key's newest version as stored (docs/design.md,
 "Version keys"): its keypart (short form: 4-byte namespace id, escaped key, ``00 00``; long form:
 4 + 481 + 2 + 15 + 1 = 503 bytes) and its record (a plain put: the msgpack value; a clear: ``C1 01``;
-a long key's put: ``C1 03`` and msgpack ``[op, key, packed value]``).
+a long key's put: ``C1 03`` and msgpack ``[op, key, packed value]``; a put with metadata or an
+expiry: ``C1 03`` and msgpack ``[op, key or None, packed, expire_us, metadata, created_us]``).
 """
 
 from __future__ import annotations
@@ -43,3 +44,7 @@ def test_key_count_and_size_follow_each_write(store: Store) -> None:
         t.put("n", "c", 22)  # the same key again: one version, the last value
     assert counts(store) == (1, 7 + 1)
     assert [(r.key, r.value) for r in ns.scan()] == [("c", 22)]
+    ns.put({"d": 1}, metadata={"m": 1})
+    # C1 03, fixarray(6): op 0, no key (C0: a short key is read from its keypart), bin8 of the packed
+    # value (C4 01 01), no expiry (C0), {"m": 1} (81 A1 6D 01), created_us as uint64 (CF + 8 bytes).
+    assert counts(store) == (2, 8 + 7 + 2 + 1 + 1 + 1 + 3 + 1 + 4 + 9)
