@@ -126,3 +126,19 @@ def test_transaction_misuse(small: Store) -> None:
         "code": "INVALID_PARAMETERS", "message": "this transaction has already committed"}
     assert refused(small, lambda: t2.expect("n", "d", tx=0)) == {
         "code": "INVALID_PARAMETERS", "message": "this transaction has already committed"}
+
+
+def test_a_value_of_exactly_max_value_bytes_is_accepted_on_every_path(small: Store) -> None:
+    ns = small.namespace("n")
+    at_limit = "x" * 15  # msgpack: the fixstr header AF + 15 bytes = 16, the limit
+    assert ns.put({"p": at_limit}) == 3
+    assert ns.put([Item("q", at_limit, metadata={"m": 1})]) == 4
+    with small.transaction() as t:
+        t.put("n", "r", at_limit, metadata={"m": 2})
+    assert t.tx == 5
+    assert [(r.key, r.value) for r in ns.scan()] == [("a", 2), ("p", at_limit), ("q", at_limit), ("r", at_limit)]
+    too_large = "value is 17 bytes encoded; the limit is 16"
+    assert refused(small, lambda: ns.put([Item("s", at_limit + "x", metadata={"m": 3})])) == {
+        "code": "VALUE_TOO_LARGE", "message": too_large,
+        "errors": [{"index": 0, "key": "s", "code": "VALUE_TOO_LARGE", "message": too_large}],
+    }
