@@ -269,6 +269,28 @@ def test_group_size_is_bounded_by_operations(durable: Store) -> None:
     assert [g.results[n] for n in ("a", "b", "c", "drop", "d")] == [2, 3, 4, 5, 6]
 
 
+def test_expects_count_in_the_cost_that_bounds_a_group(durable: Store) -> None:
+    """A write costs the items it stores plus the expects it reads: a transaction of one put and
+    ``half - 1`` expects does not fit in a group beside a put of ``half`` items."""
+    ns = durable.namespace("n")
+    half = MAX_GROUP_COST // 2 + 1
+
+    def guarded() -> int | None:
+        with durable.transaction() as t:
+            t.put("n", "t", 1)
+            for i in range(half - 1):
+                t.expect("n", f"e{i}", tx=0)
+        return t.tx
+
+    before = counters(durable)
+    with Gathering(durable) as g:
+        g.add("a", lambda: ns.put({f"a{i}": i for i in range(half)}))
+        g.add("t", guarded)
+    _, commits, _ = (a - b for a, b in zip(counters(durable), before, strict=True))
+    assert commits == 3  # held, [a], [t]
+    assert [g.results[n] for n in ("a", "t")] == [1, 2]
+
+
 def test_a_write_inside_a_write_is_refused(durable: Store) -> None:
     backend = durable._backend
     with pytest.raises(RuntimeError, match="must not start another write"):

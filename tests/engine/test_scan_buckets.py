@@ -8,10 +8,13 @@ a page must resume exactly after the key it ended on.
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from engine import Store
+from engine import Record, Store
+from tests.engine.clock import T0, Clock
 
 STEM = "z" * 496
 # Inside the bucket these two sort by SHA-256, which puts "...ba" first: the reverse of byte order.
@@ -59,3 +62,30 @@ def test_paging_after_a_short_key_that_names_a_bucket_finds_the_long_keys_in_it(
     ns.put({long_key: 1, after: 0})
     assert [r.key for r in ns.scan(after=after)] == [long_key]
     assert [r.key for r in ns.scan(prefix="z", after=after, limit=1)] == [long_key]
+
+
+def test_a_scan_fills_created_at_of_long_keys_from_their_older_versions(tmp_path: Path) -> None:
+    """A long key's plain put stores no creation time: the scan derives it from the key's versions,
+    which it finds by the version's keypart, as a read does."""
+    clock = Clock()
+    with Store.open(tmp_path / "s", sync=False, clock=clock) as store:
+        _created_at_through_scans(store, clock)
+
+
+def _created_at_through_scans(store: Store, clock: Clock) -> None:
+    ns = store.namespace("n")
+    long_key, short_key = "z" * 510, "y"
+    tx1 = ns.put({long_key: 1, short_key: 1})
+    clock.now = T0 + 5
+    tx2 = ns.put({long_key: 2, short_key: 2})
+    first, then = datetime.fromtimestamp(T0, UTC), datetime.fromtimestamp(T0 + 5, UTC)
+    fields = ["created_at", "updated_at"]
+    assert list(ns.scan(fields=fields)) == [
+        Record(short_key, 2, tx2, created_at=first, updated_at=then),
+        Record(long_key, 2, tx2, created_at=first, updated_at=then),
+    ]
+    assert list(ns.scan(tx=tx1, fields=fields)) == [
+        Record(short_key, 1, tx1, created_at=first, updated_at=first),
+        Record(long_key, 1, tx1, created_at=first, updated_at=first),
+    ]
+    assert [r.created_at for r in ns.read([long_key], fields=fields).records] == [first]
