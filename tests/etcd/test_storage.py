@@ -1,0 +1,373 @@
+"""engine.etcd.storage.EtcdStorage on a real 3-member etcd cluster: the write path (one tx = one etcd txn,
+the exact bytes stored, expect, no-op deletes, etcd's limits, retry safety), the tx numbering around
+housekeeping txns, reads at any tx, scans, history and the tx log, with exact answers.
+
+Every test has its own store prefix on the module's cluster. The module's cluster runs with
+``--max-txn-ops 32`` so the operation limit is reached with small batches.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import msgpack
+import ormsgpack
+import pytest
+
+from engine import errors
+from engine.codec import CLEAR_RECORD, DELETE, DELETE_RECORD, PUT, extended_record, pack_value
+from engine.etcd import EtcdClient, Range
+from engine.etcd.commit import EtcdLimits, commit, fingerprint
+from engine.etcd.kv import Compare, Put, Txn, TxnResult, request_json, response_of
+from engine.etcd.storage import EtcdStorage
+from engine.etcd.txlog import TxEntry
+from engine.history import Version
+from engine.records import Limits, ReadResult, Record
+from engine.txlog import Operation
+from engine.txn import prepare_puts
+from tests.engine.clock import T0, Clock
+
+MAX_TXN_OPS = 32
+ETCD_ARGS = ["--max-txn-ops", str(MAX_TXN_OPS)]
+US = round(T0 * 1_000_000)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def storage(etcd: EtcdClient, request: pytest.FixtureRequest, clock: Clock) -> Iterator[EtcdStorage]:
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", request.node.name)
+    yield EtcdStorage.open(etcd, f"t/{name}", etcd_limits=EtcdLimits(max_txn_ops=MAX_TXN_OPS), clock=clock)
+
+
+def revision(etcd: EtcdClient) -> int:
+    return etcd.range(b"\0").revision
+
+
+def rec(key: str, value: object, tx: int, cleared: bool = False) -> Record:
+    return Record(key, value, tx, type(value) is bytes, cleared)
+
+
+def at(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, UTC)
+
+
+# -- the write path ------------------------------------------------------------------------------------
+
+
+def test_txs_are_numbered_from_one_and_each_is_one_etcd_revision(storage: EtcdStorage, etcd: EtcdClient) -> None:
+    assert storage.latest_tx == 0
+    start = revision(etcd)
+    assert start == storage.timeline.base
+    assert storage.put("a", {"k1": 1, "k2": "two"}) == 1
+    assert storage.put("b", {"k1": b"\x00bin"}) == 2
+    assert storage.clear("a", ["k1"]) == 3
+    assert storage.delete("a", ["k2"]) == 4
+    assert revision(etcd) == start + 4
+    assert storage.latest_tx == 4
+
+
+def test_records_are_the_lmdb_engines_bytes(storage: EtcdStorage, etcd: EtcdClient) -> None:
+    long_key = "L" * 500  # over 497 bytes: LMDB's long form, whose record names the key
+    storage.put("ns", {"plain": {"a": [1, 2.5, None]}, long_key: "v", "short": 1})
+    storage.clear("ns", ["plain"])
+    storage.delete("ns", [long_key, "short"])
+    layout = storage.layout
+
+    def value(key: bytes, rev: int = 0) -> bytes | None:
+        kvs = etcd.range(key, revision=rev or None).kvs
+        return kvs[0].value if kvs else None
+
+    first = storage.timeline.revision_of(1)
+    assert value(layout.data("ns", b"plain"), first) == pack_value({"a": [1, 2.5, None]})
+    assert value(layout.data("ns", long_key.encode()), first) == extended_record(PUT, long_key, pack_value("v"))
+    assert value(layout.data("ns", b"plain")) == CLEAR_RECORD
+    assert value(layout.data("ns", long_key.encode())) is None  # a delete is an etcd delete
+    assert value(layout.marker("ns", long_key.encode())) == extended_record(DELETE, long_key, None)
+    assert value(layout.marker("ns", b"short")) == DELETE_RECORD
+    assert value(layout.marker("ns", b"plain")) is None
+
+
+def test_the_bookkeeping_entry_registry_and_namespace_keys(storage: EtcdStorage, etcd: EtcdClient,
+                                                           clock: Clock) -> None:
+    storage.put("a", {"x": 1}, note={"by": "me"})
+    clock.now += 1
+    with storage.transaction() as t:
+        t.put("a", "y", 2)
+        t.delete("a", "x")
+        t.put("b", "z", 3)
+    assert t.tx == 2
+    start, end = storage.layout.requests
+    entries = etcd.range(start, end).kvs
+    assert len(entries) == 2
+    log = sorted((kv.mod_revision, msgpack.unpackb(kv.value)) for kv in entries)
+    r1, r2 = storage.timeline.revision_of(1), storage.timeline.revision_of(2)
+    assert [r for r, _ in log] == [r1, r2]
+    assert [[*e[:3], e[4]] for _, e in log] == [
+        [US, {"by": "me"}, [["a", PUT, ["x"]]], None],
+        [US + 1_000_000, None, [["a", PUT, ["y"]], ["a", DELETE, ["x"]], ["b", PUT, ["z"]]], None],
+    ]
+    assert [len(e[3]) for _, e in log] == [16, 16]  # the request's fingerprint
+    registries = etcd.range(*storage.layout.registries).kvs
+    registry = {kv.key: (kv.mod_revision, ormsgpack.unpackb(kv.value)) for kv in registries}
+    assert registry == {storage.layout.registry("a"): (r1, {"created_us": US}),
+                        storage.layout.registry("b"): (r2, {"created_us": US + 1_000_000})}
+    assert etcd.range(storage.layout.updated("a")).kvs[0].mod_revision == r2
+    assert etcd.range(storage.layout.updated("b")).kvs[0].mod_revision == r2
+    assert storage.namespaces() == ["a", "b"]
+
+
+def test_expect_conflict_is_the_lmdb_engines_and_writes_nothing(storage: EtcdStorage, etcd: EtcdClient) -> None:
+    storage.put("a", {"k": 1})
+    storage.put("a", {"k": 2})
+    before = revision(etcd)
+    with pytest.raises(errors.Conflict) as info:
+        storage.put("a", {"k": 3, "n": 0}, expect={"n": 0, "k": 1, "gone": 5})
+    assert info.value.message == "2 expectation(s) failed; key 'k' in 'a' was last changed at tx 2, not 1"
+    assert info.value.details == {"conflicts": [{"namespace": "a", "key": "k", "expected": 1, "actual": 2},
+                                                {"namespace": "a", "key": "gone", "expected": 5, "actual": 0}]}
+    assert revision(etcd) == before
+    assert storage.put("a", {"k": 3}, expect={"k": 2, "n": 0}) == 3
+    assert storage.delete("a", ["k"], expect={"k": 3}) == 4
+    assert storage.put("a", {"k": 5}, expect={"k": 0}) == 5
+
+
+def test_no_op_deletes_take_no_tx(storage: EtcdStorage, etcd: EtcdClient) -> None:
+    storage.put("a", {"k": 1, "j": 2})
+    storage.delete("a", ["j"])
+    before = revision(etcd)
+    assert storage.delete("a", ["j", "never"]) == 2  # only no-ops: no tx, the latest answers
+    assert storage.delete("other", ["x"]) == 2  # a namespace never written
+    assert revision(etcd) == before
+    assert storage.delete("a", ["never", "k", "j"], note={"n": 1}) == 3
+    entry = storage.tx_info(3)
+    assert entry is not None
+    assert (entry.note, entry.operations) == ({"n": 1}, [Operation("a", "k", "delete")])
+    with storage.transaction() as t:  # the delete is left out; the neighbouring puts merge into one run
+        t.put("a", "p", 1)
+        t.delete("a", "never")
+        t.put("a", "q", 2)
+    assert t.tx == 4
+    assert [(o.key, o.op) for o in storage.tx_info(4).operations] == [("p", "put"), ("q", "put")]  # type: ignore[union-attr]
+    # A failed expect wins over a no-op (as on LMDB: conditions are checked first).
+    with pytest.raises(errors.Conflict):
+        storage.delete("a", ["never"], expect={"p": 1})
+
+
+def test_bad_input_raises_the_engines_errors_and_writes_nothing(storage: EtcdStorage, etcd: EtcdClient) -> None:
+    before = revision(etcd)
+    with pytest.raises(errors.InvalidValue, match="value is not storable"):
+        storage.put("a", {"k": float("nan")})
+    with pytest.raises(errors.InvalidNamespace):
+        storage.put("a/b", {"k": 1})
+    with pytest.raises(errors.EmptyBatch):
+        storage.delete("a", [])
+    with pytest.raises(errors.KeyTooLong):
+        storage.put("a", {"k" * 513: 1})
+    with pytest.raises(errors.InvalidParameters, match="note must be a JSON object"):
+        storage.put("a", {"k": 1}, note="x")  # type: ignore[arg-type]
+    with pytest.raises(errors.EmptyBatch):
+        storage.transaction().commit()
+    assert revision(etcd) == before
+
+
+def test_etcds_limits_are_batch_and_value_too_large_before_sending(storage: EtcdStorage, etcd: EtcdClient) -> None:
+    before = revision(etcd)
+    # 28 puts + bookkeeping + P/u + the registry's nested txn + the housekeeping range = 32, + 1 for nesting
+    with pytest.raises(errors.BatchTooLarge) as info:
+        storage.put("a", {f"k{i}": i for i in range(28)})
+    assert info.value.details == {"count": 28, "ops": 33, "limit": MAX_TXN_OPS}
+    assert storage.put("a", {f"k{i}": i for i in range(27)}) == 1
+    with pytest.raises(errors.BatchTooLarge) as info:  # deletes count twice (the marker) and compare
+        storage.delete("a", [f"k{i}" for i in range(14)])
+    assert info.value.details["ops"] == 33
+    big = "x" * (storage.etcd_limits.max_request_bytes - 8000)
+    with pytest.raises(errors.ValueTooLarge) as info:
+        storage.put("a", {"big": big})
+    assert info.value.details["limit"] == storage.etcd_limits.max_request_bytes - 8192
+    with pytest.raises(errors.BatchTooLarge):  # each fits alone, not together
+        storage.put("a", {"h1": big[:800_000], "h2": big[:800_000]})
+    assert revision(etcd) == before + 1
+
+
+def test_a_retried_request_commits_once(storage: EtcdStorage, etcd: EtcdClient) -> None:
+    batch = prepare_puts("a", {"k": 1}, Limits())
+    limits = EtcdLimits(max_txn_ops=MAX_TXN_OPS)
+    assert commit(storage.timeline, batch, None, US, limits, request_id=b"req-1") == 1
+    before = revision(etcd)
+    # The same request again (a retry after a lost answer): its first commit's tx, no second write.
+    assert commit(storage.timeline, batch, None, US + 5, limits, request_id=b"req-1") == 1
+    assert revision(etcd) == before
+    with pytest.raises(errors.IdempotencyKeyReused):  # the id reused for another request
+        commit(storage.timeline, prepare_puts("a", {"k": 2}, Limits()), None, US, limits, request_id=b"req-1")
+    assert fingerprint(batch, None) != fingerprint(batch, {"n": 1})
+
+
+def test_housekeeping_txns_take_no_tx_number(storage: EtcdStorage, etcd: EtcdClient) -> None:
+    assert storage.put("a", {"k": 1}) == 1
+    hk1 = storage.timeline.housekeeping()
+    hk2 = storage.timeline.housekeeping([Put(storage.layout.prefix + b"/sys/x", b"")])
+    assert (hk1, hk2) == (storage.timeline.revision_of(1) + 1, storage.timeline.revision_of(1) + 2)
+    assert storage.latest_tx == 1
+    assert storage.put("a", {"k": 2}) == 2
+    assert storage.timeline.revision_of(2) == hk2 + 1
+    hk3 = storage.timeline.housekeeping()
+    assert storage.put("a", {"k": 3}, expect={"k": 2}) == 3
+    # A fresh opener learns the housekeeping revisions from P/sys/hk's versions.
+    other = EtcdStorage.open(etcd, storage.layout.prefix.decode())
+    assert other.timeline.base == storage.timeline.base
+    assert [other.timeline.revision_of(t) for t in (1, 2, 3)] == [hk1 - 1, hk2 + 1, hk3 + 1]
+    assert [other.read("a", ["k"], tx=t).records for t in (1, 2, 3)] == [[rec("k", 1, 1)], [rec("k", 2, 2)],
+                                                                           [rec("k", 3, 3)]]
+    assert other.history("a", "k", order="asc") == storage.history("a", "k", order="asc")
+    assert [v.tx for v in other.history("a", "k")] == [3, 2, 1]
+    assert other.latest_tx == 3
+    with pytest.raises(errors.Conflict):
+        storage.timeline.housekeeping(compare=[Compare(storage.layout.meta, "VERSION", "==", 7)])
+
+
+def test_opening_an_existing_store_keeps_its_base(storage: EtcdStorage, etcd: EtcdClient) -> None:
+    storage.put("a", {"k": 1})
+    again = EtcdStorage.open(etcd, storage.layout.prefix.decode())
+    assert again.timeline.base == storage.timeline.base
+    assert again.latest_tx == 1
+    etcd.put(b"t/wrong/meta", ormsgpack.packb({"format": 99}))
+    with pytest.raises(errors.StorageError, match="has layout format 99"):
+        EtcdStorage.open(etcd, "t/wrong")
+
+
+def test_a_nested_txn_in_json_and_back() -> None:
+    nested = Txn((Compare(b"k", "CREATE", "==", 0),), (Put(b"k", b"v"),), (Range(b"k"),))
+    assert request_json(nested) == {"request_txn": {
+        "compare": [{"key": "aw==", "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+        "success": [{"request_put": {"key": "aw==", "value": "dg=="}}],
+        "failure": [{"request_range": {"key": "aw=="}}]}}
+    assert nested.ops == 1
+    answer = {"response_txn": {"succeeded": True, "responses": [{"response_put": {}}]}}
+    assert response_of(answer, 9) == TxnResult(True, 9, [response_of({"response_put": {}}, 9)])
+
+
+# -- reads ---------------------------------------------------------------------------------------------
+
+
+def test_reads_at_every_tx(storage: EtcdStorage) -> None:
+    storage.put("a", {"k": 1, "j": "x"})
+    storage.put("a", {"k": b"\x01"})
+    storage.clear("a", ["j"])
+    storage.delete("a", ["k"])
+    keys = ["k", "j", "none", "k"]
+    assert [storage.read("a", keys, tx=t) for t in range(5)] == [
+        ReadResult([], 0),
+        ReadResult([rec("k", 1, 1), rec("j", "x", 1)], 1),
+        ReadResult([rec("k", b"\x01", 2), rec("j", "x", 1)], 2),
+        ReadResult([rec("k", b"\x01", 2), rec("j", None, 3, cleared=True)], 3),
+        ReadResult([rec("j", None, 3, cleared=True)], 4),
+    ]
+    assert storage.read("a", keys) == ReadResult([rec("j", None, 3, cleared=True)], 4)
+    assert storage.read("b", keys, tx=2) == ReadResult([], 2)
+    assert storage.get("a", "k", tx=2) == rec("k", b"\x01", 2)
+    assert storage.get("a", "k") is None
+
+
+def test_read_errors_are_the_engines(storage: EtcdStorage) -> None:
+    storage.put("a", {"k": 1})
+    with pytest.raises(errors.FutureTx) as info:
+        storage.read("a", ["k"], tx=2)
+    assert (info.value.message, info.value.details) == (
+        "tx 2 is in the future: the latest committed tx is 1", {"tx": 2, "latest_tx": 1})
+    for bad in (-1, True, "1"):
+        with pytest.raises(errors.InvalidParameters, match="tx must be a non-negative integer or None"):
+            storage.read("a", ["k"], tx=bad)  # type: ignore[arg-type]
+    with pytest.raises(errors.InvalidParameters, match="keys must be a list of str"):
+        storage.read("a", "k")
+    with pytest.raises(errors.InvalidKey):
+        storage.read("a", [""])
+    with pytest.raises(errors.BatchTooLarge):
+        EtcdStorage(storage.client, storage.layout, storage.timeline.base,
+                    limits=Limits(max_read_keys=2)).read("a", ["a", "b", "c"])
+
+
+def test_a_read_of_more_keys_than_one_txn_holds_is_one_snapshot(storage: EtcdStorage) -> None:
+    for start in range(0, 300, 25):
+        storage.put("a", {f"k{i:03d}": i for i in range(start, start + 25)})
+    keys = [f"k{i:03d}" for i in range(299, -1, -1)]
+    result = storage.read("a", keys, tx=6)
+    assert result == ReadResult([rec(f"k{i:03d}", i, i // 25 + 1) for i in range(149, -1, -1)], 6)
+    assert len(storage.read("a", keys).records) == 300
+
+
+def test_scans_with_prefix_after_and_limit_at_a_tx(storage: EtcdStorage) -> None:
+    storage.put("a", {"b1": 1, "a1": 2, "b2": 3, "b\x00": 4, "bé": 5, "c": 6})
+    storage.delete("a", ["b2"])
+    storage.put("ab", {"b9": 0})  # another namespace whose name starts with "a"
+    assert [r.key for r in storage.scan("a", tx=1).records] == ["a1", "b\x00", "b1", "b2", "bé", "c"]
+    assert storage.scan("a", "b", tx=2) == ReadResult([rec("b\x00", 4, 1), rec("b1", 1, 1), rec("bé", 5, 1)], 2)
+    assert [r.key for r in storage.scan("a", "b", after="b\x00").records] == ["b1", "bé"]
+    assert [r.key for r in storage.scan("a", after="b1", limit=2, tx=1).records] == ["b2", "bé"]
+    assert storage.scan("a", limit=0) == ReadResult([], 3)
+    assert storage.scan("zz") == ReadResult([], 3)
+    with pytest.raises(errors.InvalidParameters, match="limit must be a non-negative integer"):
+        storage.scan("a", limit=-1)
+    with pytest.raises(errors.FutureTx):
+        storage.scan("a", tx=4)
+
+
+def test_a_scan_pages_past_a_thousand_keys_at_one_tx(storage: EtcdStorage) -> None:
+    for start in range(0, 1050, 25):
+        storage.put("a", {f"k{i:04d}": i for i in range(start, start + 25)})
+    storage.delete("a", ["k0000"])
+    found = storage.scan("a", tx=42).records
+    assert [r.value for r in found] == list(range(1050))
+    assert [r.value for r in storage.scan("a", after="k0010", limit=1010).records] == list(range(11, 1021))
+    assert len(storage.scan("a").records) == 1049
+
+
+# -- history and the log -------------------------------------------------------------------------------
+
+
+def test_history_both_orders_with_deletes(storage: EtcdStorage, clock: Clock) -> None:
+    storage.put("a", {"k": 1}, note={"n": 1})
+    clock.now += 1
+    storage.put("a", {"other": 1})
+    clock.now += 1
+    storage.delete("a", ["k"])
+    clock.now += 1
+    storage.put("a", {"k": b"\x02"})
+    clock.now += 1
+    storage.clear("a", ["k"])
+    v = [Version(1, at(US), "put", 1, False, {"n": 1}), Version(3, at(US + 2_000_000), "delete"),
+         Version(4, at(US + 3_000_000), "put", b"\x02", True), Version(5, at(US + 4_000_000), "clear")]
+    assert storage.history("a", "k") == v[::-1]
+    assert storage.history("a", "k", order="asc") == v
+    assert storage.history("a", "k", before=5, after=1) == [v[2], v[1]]
+    assert storage.history("a", "k", after=1, limit=2, order="asc") == [v[1], v[2]]
+    assert storage.history("a", "k", before=99, limit=1) == [v[3]]
+    assert storage.history("a", "k", after=5) == []
+    assert storage.history("a", "k", limit=0) == []
+    assert storage.history("a", "none") == []
+    assert storage.history("zz", "k", order="asc") == []
+    with pytest.raises(errors.InvalidParameters, match="order must be 'asc' or 'desc'"):
+        storage.history("a", "k", order="up")
+    with pytest.raises(errors.InvalidParameters, match="limit must be an integer from 0 to 10000"):
+        storage.history("a", "k", limit=10_001)
+
+
+def test_the_tx_log(storage: EtcdStorage, clock: Clock) -> None:
+    storage.put("a", {"x": 1, "y": 2}, note={"who": "w"})
+    clock.now += 2.5
+    with storage.transaction(note={"t": [1]}) as t:
+        t.clear("a", "x")
+        t.put("b", "z", None)
+    assert storage.tx_info(1) == TxEntry(1, at(US), US, {"who": "w"}, [Operation("a", "x", "put"),
+                                                                       Operation("a", "y", "put")])
+    assert storage.tx_info(2) == TxEntry(2, at(US + 2_500_000), US + 2_500_000, {"t": [1]},
+                                         [Operation("a", "x", "clear"), Operation("b", "z", "put")])
+    assert storage.tx_info(0) is None
+    assert storage.tx_info(3) is None
+    with pytest.raises(errors.InvalidParameters):
+        storage.tx_info(-1)
