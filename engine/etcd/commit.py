@@ -9,6 +9,7 @@ validation, so bad input raises the same errors), :func:`commit` sends::
     success: put P/tx/<id> = msgpack [time_us, note, runs, fingerprint, None]
              put P/d/ns/k = record (puts, clears) / delete P/d/ns/k + put P/m/ns/k = record (deletes)
              put P/u/ns; txn {create_revision(P/n/ns) == 0 -> put P/n/ns} per namespace touched
+             put P/log = <id>                      # the log index (engine.etcd.layout)
              range P/sys/hk                        # -> tx = R - base - count (engine.etcd.timeline)
     failure: range P/tx/<id>; range each compared key; range P/sys/hk
 
@@ -23,7 +24,7 @@ and returns the latest tx. Runs left empty are dropped and neighbours of one nam
 the tx log of the LMDB backend regroups them.
 
 etcd's own limits, checked before sending (nothing is written): a txn of more operations than the
-cluster's ``--max-txn-ops`` (items + delete markers + 3 + 2 per namespace, and a compare per delete and
+cluster's ``--max-txn-ops`` (items + delete markers + 4 + 2 per namespace, and a compare per delete and
 expect) is ``BATCH_TOO_LARGE``; a put whose key and record alone do not fit in ``--max-request-bytes``
 (less :data:`RESERVED_BYTES` for the rest of the txn) is ``VALUE_TOO_LARGE``, a txn over it
 ``BATCH_TOO_LARGE``.
@@ -129,7 +130,7 @@ class Plan:
 
 
 def plan(timeline: Timeline, runs: list[Run], expects: list[Expect], note: dict[str, Any] | None,
-         now_us: int, request_fingerprint: bytes) -> Plan:
+         now_us: int, request_id: bytes, request_fingerprint: bytes) -> Plan:
     """The txn writing ``runs`` under ``expects`` (see the module docstring)."""
     layout = timeline.layout
     compare: list[Compare] = []
@@ -160,6 +161,7 @@ def plan(timeline: Timeline, runs: list[Run], expects: list[Expect], note: dict[
         success.append(Put(layout.updated(ns), b""))
         registry = layout.registry(ns)
         success.append(Txn((Compare(registry, "CREATE", "==", 0),), (Put(registry, created),)))
+    success.append(Put(layout.log, request_id))
     success.append(Range(layout.housekeeping))
     logged = [[r.namespace, r.op, r.keys] for r in runs]
     entry = msgpack.packb([now_us, note, logged, request_fingerprint, None], use_bin_type=True)
@@ -203,7 +205,7 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
     items = sum(len(run.keys) for run in batch.runs)
     runs = list(batch.runs)
     for _ in range(MAX_ATTEMPTS):
-        p = plan(timeline, runs, batch.expects, note, now_us, request_fp)
+        p = plan(timeline, runs, batch.expects, note, now_us, request_id, request_fp)
         check_limits(p, request_key, limits, items)
         result = commit_once(timeline.client, request_key, p.entry, p.compare, p.success, p.failure,
                              same_request=lambda stored: _fingerprint_of(stored) == request_fp)

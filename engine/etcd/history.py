@@ -7,16 +7,19 @@ deletes of that key, which a range never shows, and also versions of its **delet
 * **newest first**: one txn of two ranges (data key and marker) at revision r gives the key's newest
   version at or below r (the larger of the two mod revisions); the next is read at that revision - 1.
   One round trip per version returned, as the LMDB walk is one cursor step per version.
-* **oldest first**: one txn of the same two ranges at ``revision(before - 1)`` gives the revision of the
-  last version to return; a watch on the data key from ``revision(after + 1)`` then yields every put and
-  delete in order (a watch does show deletes) until that revision or ``limit``.
+* **oldest first**: the same walk back from ``revision(before - 1)``, reversed, when the range holds at
+  most :data:`WALK` versions; beyond, a watch on the data key from ``revision(after + 1)`` yields every
+  put and delete in order (a watch does show deletes) up to the newest one or ``limit`` (a watch that
+  starts in the past costs up to 100 ms: etcd's sync loop serves it).
 
-Each version's commit time and note come from its tx's log entry (:mod:`engine.etcd.txlog`: one short
-watch per version). The answers are :class:`engine.history.Version` values equal to the LMDB backend's,
+The versions' commit times and notes come from their txs' log entries (:mod:`engine.etcd.txlog`: two
+txns for all of them). The answers are :class:`engine.history.Version` values equal to the LMDB backend's,
 decoded from the same record bytes.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from .. import errors, schema
 from ..codec import DELETE, DELETE_RECORD, OP_NAMES, decode_rich, extended_record, put_value
@@ -25,9 +28,12 @@ from ..history import Version
 from ..validation import check_tx, key_bytes
 from .kv import KeyValue, Range, RangeResult
 from .timeline import Timeline
-from .txlog import time_and_note
+from .txlog import times_and_notes
 
 MAX_LIMIT = 10_000
+#: Oldest first walks back (one round trip per version) through at most this many versions, then
+#: watches forward instead: a watch that starts in the past waits for etcd's 100 ms sync loop.
+WALK = 16
 
 
 def delete_record(key: str, raw: bytes) -> bytes:
@@ -35,9 +41,9 @@ def delete_record(key: str, raw: bytes) -> bytes:
     return extended_record(DELETE, key, None) if len(escape(raw)) > SHORT_MAX else DELETE_RECORD
 
 
-def version(timeline: Timeline, revision: int, record: bytes) -> Version:
-    """The :class:`Version` written at ``revision`` with ``record`` (time and note from the log)."""
-    time_us, note = time_and_note(timeline, revision)
+def version(timeline: Timeline, revision: int, record: bytes, logged: tuple[int, dict[str, Any] | None]) -> Version:
+    """The :class:`Version` written at ``revision`` with ``record``; ``logged``: its tx's time and note."""
+    time_us, note = logged
     tx = timeline.tx_of(revision)
     op, packed, _, expire_us, metadata, _ = decode_rich(record)
     if op != 0:
@@ -45,6 +51,12 @@ def version(timeline: Timeline, revision: int, record: bytes) -> Version:
     value = put_value(packed)
     expires = None if expire_us is None else schema.time_of(expire_us)
     return Version(tx, schema.time_of(time_us), "put", value, type(value) is bytes, note, metadata, expires)
+
+
+def versions(timeline: Timeline, found: list[tuple[int, bytes]]) -> list[Version]:
+    """``(revision, record)`` pairs as :class:`Version` values, their log entries read in two txns."""
+    logged = times_and_notes(timeline, [revision for revision, _ in found])
+    return [version(timeline, revision, record, logged.get(revision, (0, None))) for revision, record in found]
 
 
 def check(key: str, before: int | None, after: int | None, limit: int, order: str, max_key_bytes: int) -> bytes:
@@ -71,36 +83,40 @@ def history(timeline: Timeline, namespace: str, key: str, raw: bytes, *, before:
     layout = timeline.layout
     data, marker = layout.data(namespace, raw), layout.marker(namespace, raw)
     low = timeline.revision_of(lo)
-    newest = _newest(timeline, data, marker, timeline.revision_of(hi))
-    if newest is None or newest[0] < low:
-        return []
     if newest_first:
-        out: list[Version] = []
-        while newest is not None and newest[0] >= low and len(out) < limit:
-            out.append(version(timeline, *newest))
-            newest = _newest(timeline, data, marker, newest[0] - 1)
-        return out
-    return _oldest_first(timeline, key, raw, data, low, newest[0], limit)
+        return versions(timeline, _walk_back(timeline, data, marker, timeline.revision_of(hi), low, limit))
+    walked = _walk_back(timeline, data, marker, timeline.revision_of(hi), low, WALK + 1)
+    if len(walked) <= WALK:  # every version in range: the walk, reversed
+        return versions(timeline, walked[::-1][:limit])
+    return versions(timeline, _watch_forward(key, raw, timeline, data, low, walked[0][0], limit))
 
 
-def _newest(timeline: Timeline, data: bytes, marker: bytes, revision: int) -> tuple[int, bytes] | None:
-    """``(revision, record)`` of the key's newest version at or below ``revision``, or None."""
-    if revision <= timeline.base:
-        return None
-    result = timeline.client.txn((), [Range(data, revision=revision), Range(marker, revision=revision)])
-    found: list[KeyValue] = []
-    for answer in result.responses:
-        assert isinstance(answer, RangeResult)
-        found += answer.kvs
-    if not found:
-        return None
-    kv = max(found, key=lambda kv: kv.mod_revision)
-    return kv.mod_revision, kv.value
+def _walk_back(timeline: Timeline, data: bytes, marker: bytes, top: int, low: int,
+               limit: int) -> list[tuple[int, bytes]]:
+    """``(revision, record)`` of the key's versions from revision ``top`` down to ``low``, newest first,
+    at most ``limit``: one txn of two ranges (data key, marker) per version."""
+    out: list[tuple[int, bytes]] = []
+    revision = top
+    while len(out) < limit and revision >= low:
+        result = timeline.client.txn((), [Range(data, revision=revision), Range(marker, revision=revision)])
+        found: list[KeyValue] = []
+        for answer in result.responses:
+            assert isinstance(answer, RangeResult)
+            found += answer.kvs
+        if not found:
+            break
+        kv = max(found, key=lambda kv: kv.mod_revision)
+        if kv.mod_revision < low:
+            break
+        out.append((kv.mod_revision, kv.value))
+        revision = kv.mod_revision - 1
+    return out
 
 
-def _oldest_first(timeline: Timeline, key: str, raw: bytes, data: bytes, low: int, last: int,
-                  limit: int) -> list[Version]:
-    """Versions of the data key from revision ``low`` to ``last``, oldest first: one watch."""
+def _watch_forward(key: str, raw: bytes, timeline: Timeline, data: bytes, low: int, last: int,
+                   limit: int) -> list[tuple[int, bytes]]:
+    """Versions of the data key from revision ``low`` to ``last``, oldest first, at most ``limit``: one
+    watch (it shows deletes too)."""
     found: list[tuple[int, bytes]] = []
     with timeline.client.watch(data, None, low) as watch:
         for rev in watch:
@@ -109,4 +125,4 @@ def _oldest_first(timeline: Timeline, key: str, raw: bytes, data: bytes, low: in
                 found.append((rev.revision, record))
             if rev.revision >= last or len(found) >= limit:
                 break
-    return [version(timeline, revision, record) for revision, record in found[:limit]]
+    return found[:limit]

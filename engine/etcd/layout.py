@@ -18,6 +18,9 @@ key                             value                                           
 ``P/tx/<request id>``           msgpack ``[time_us, note, runs, fingerprint,     every tx (the bookkeeping
                                 answer]``: the tx log entry and the request's    put), guarded by
                                 retry-safety key at once                         ``create_revision == 0``
+``P/log``                       the request id of the tx written at its mod      every tx
+                                revision: **the log index** (a range at
+                                ``revision(T)`` names T's bookkeeping key)
 ``P/n/<ns>``                    msgpack ``{"created_us": t}``                    the first tx writing ``ns``
                                                                                  (a nested txn)
 ``P/u/<ns>``                    empty; its mod revision is ``ns``'s last tx      every tx touching ``ns``
@@ -35,6 +38,11 @@ Why these bytes:
 * **The request id** is raw bytes after ``P/tx/`` (16 random bytes per call, or later the caller's
   scoped idempotency key): the bookkeeping key is written once and never updated, so etcd's
   compaction (which keeps every key's newest version) never frees a tx's log entry.
+* **The log index** ``P/log``: the bookkeeping key is named after the request, so finding tx T's entry
+  needs T's request id; every tx also puts its id at ``P/log``, so one range at ``revision(T)`` gives
+  it. (A watch on ``P/tx/`` from ``revision(T)`` would find it too, but etcd serves a watch that starts
+  in the past from a sync loop that runs every 100 ms: measured 100 ms per lookup.) It costs one
+  small put per tx; all writers put it without any compare, so it adds no contention.
 * **No tx number in any key**: a writer cannot know its tx before etcd applies its txn (tx =
   revision - base - housekeeping count, see :mod:`engine.etcd.timeline`), so every position in time
   is an etcd revision and tx numbers are computed from revisions.
@@ -103,6 +111,11 @@ class Layout:
     def request(self, request_id: bytes) -> bytes:
         """The bookkeeping key (log entry and retry-safety key) of the tx of request ``request_id``."""
         return self.prefix + b"/tx/" + request_id
+
+    @property
+    def log(self) -> bytes:
+        """The log index: each tx puts its request id here (a range at a tx's revision names its entry)."""
+        return self.prefix + b"/log"
 
     @property
     def requests(self) -> tuple[bytes, bytes]:

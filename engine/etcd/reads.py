@@ -29,8 +29,6 @@ from ..validation import check_prefix, key_bytes
 from .kv import KeyValue, Range, RangeResult, prefix_end
 from .timeline import Timeline, count_of
 
-#: etcd's default ``--max-txn-ops``: a read txn holds one range fewer (the housekeeping range).
-MAX_TXN_OPS = 128
 #: Keys per page of a scan.
 PAGE = 1000
 
@@ -52,12 +50,11 @@ def record_of(timeline: Timeline, key: str, kv: KeyValue) -> Record | None:
     return decode_version(key, timeline.tx_of(kv.mod_revision), kv.value, None, b"")
 
 
-def snapshot(timeline: Timeline, tx: int | None, ranges: list[Range],
-             max_txn_ops: int = MAX_TXN_OPS) -> tuple[int, int, list[RangeResult]]:
+def snapshot(timeline: Timeline, tx: int | None, ranges: list[Range]) -> tuple[int, int, list[RangeResult]]:
     """``(tx, revision, answers)``: ``ranges`` (their revision left 0) read at ``revision(tx)`` (the
-    latest for None) in one txn (more past ``max_txn_ops``), with the latest tx checked and the
+    latest for None) in one txn (more past the cluster's ``--max-txn-ops``), with the latest tx checked and the
     housekeeping list made current."""
-    per_txn = max_txn_ops - 1
+    per_txn = timeline.max_txn_ops - 1  # and the housekeeping range
     if tx is not None:
         check_readable(tx, tx)  # INVALID_PARAMETERS for a tx that is not a non-negative int
     for _ in range(3):
@@ -92,12 +89,11 @@ def _at(r: Range, revision: int) -> Range:
     return Range(r.key, r.range_end, revision, r.limit, r.keys_only, r.count_only, r.serializable)
 
 
-def read(timeline: Timeline, namespace: str, keys: Iterable[str], tx: int | None, limits: Limits,
-         max_txn_ops: int = MAX_TXN_OPS) -> ReadResult:
+def read(timeline: Timeline, namespace: str, keys: Iterable[str], tx: int | None, limits: Limits) -> ReadResult:
     """Records of ``keys`` of ``namespace`` at ``tx`` (latest if None), as :meth:`engine.Namespace.read`."""
     unique, raws = read_keys_of(keys, limits)
     layout = timeline.layout
-    snap, _, answers = snapshot(timeline, tx, [Range(layout.data(namespace, raw)) for raw in raws], max_txn_ops)
+    snap, _, answers = snapshot(timeline, tx, [Range(layout.data(namespace, raw)) for raw in raws])
     records = []
     for key, answer in zip(unique, answers, strict=True):
         if answer.kvs:

@@ -72,7 +72,7 @@ class EtcdStorage:
         self.limits = limits or Limits()
         self.etcd_limits = etcd_limits or EtcdLimits(max_request_bytes=client.max_request_bytes)
         self._clock = clock
-        self.timeline = Timeline(client, layout, base)
+        self.timeline = Timeline(client, layout, base, self.etcd_limits.max_txn_ops)
         self.timeline.refresh()
 
     @classmethod
@@ -145,7 +145,7 @@ class EtcdStorage:
     def read(self, namespace: str, keys: Iterable[str], *, tx: int | None = None) -> ReadResult:
         """Records of ``keys`` at ``tx`` (latest if None), as :meth:`engine.Namespace.read`."""
         check_namespace(namespace)
-        return reads.read(self.timeline, namespace, keys, tx, self.limits, self.etcd_limits.max_txn_ops)
+        return reads.read(self.timeline, namespace, keys, tx, self.limits)
 
     def get(self, namespace: str, key: str, *, tx: int | None = None) -> Record | None:
         """The record of one key at ``tx`` (latest if None), as :meth:`engine.Namespace.get`."""

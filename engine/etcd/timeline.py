@@ -40,10 +40,11 @@ def count_of(kvs: Sequence[KeyValue]) -> int:
 
 
 class Timeline:
-    """The tx <-> revision mapping of one store (``base`` and the housekeeping revisions). Thread-safe."""
+    """The tx <-> revision mapping of one store (``base`` and the housekeeping revisions), with what every
+    operation on the store needs: its client, its layout, the cluster's ``--max-txn-ops``. Thread-safe."""
 
-    def __init__(self, client: EtcdClient, layout: Layout, base: int) -> None:
-        self.client, self.layout, self.base = client, layout, base
+    def __init__(self, client: EtcdClient, layout: Layout, base: int, max_txn_ops: int = 128) -> None:
+        self.client, self.layout, self.base, self.max_txn_ops = client, layout, base, max_txn_ops
         self._housekeeping: list[int] = []  # revisions of the housekeeping txns known so far, ascending
         self._lock = threading.Lock()
 

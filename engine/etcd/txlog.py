@@ -3,9 +3,9 @@
 The entry is msgpack ``[time_us, note, runs, fingerprint, answer]`` (runs as the LMDB log stores them:
 ``[namespace, op, [key, ...]]``, op 0 put, 1 clear, 2 delete), written in the tx's own txn, so its mod
 revision is the tx's revision. Its key is named after the request, not the tx (a writer cannot know its
-tx before etcd applies the txn), so the entry of tx T is found by revision: a watch on ``P/tx/`` from
-``revision(T)`` yields exactly one event per tx, in order, and the first one is T's. etcd's watch reads
-its history by revision, so this costs one short stream however long the log is.
+tx before etcd applies the txn); the tx also puts its request id at the log index ``P/log``, so the
+entry of the tx at revision R is two ranges: ``P/log`` at R (whose mod revision must be R), then the
+entry. Entries of many revisions take two txns (more past ``--max-txn-ops``).
 
 :class:`TxEntry` is :class:`engine.txlog.TxInfo` without the hash: the hash chain is computed after the
 fact by the sealer (not built yet), so no entry carries one. Times are the writer's clock as written;
@@ -15,6 +15,7 @@ machines cannot do inside their txn: the sealer will apply that clamp (not built
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,7 @@ from .. import schema
 from ..codec import OP_NAMES
 from ..txlog import Operation
 from ..validation import check_tx
-from .kv import KeyValue
+from .kv import Range, RangeResult
 from .timeline import Timeline
 
 
@@ -47,16 +48,25 @@ def decode(tx: int, value: bytes) -> TxEntry:
     return TxEntry(tx, schema.time_of(time_us), time_us, note, operations)
 
 
-def record_at(timeline: Timeline, revision: int) -> KeyValue | None:
-    """The bookkeeping key-value written at ``revision`` (None if no tx was written there): the first
-    event of a watch on the log from ``revision``."""
-    start, end = timeline.layout.requests
-    with timeline.client.watch(start, end, revision) as watch:
-        for rev in watch:
-            if rev.revision != revision:
-                return None
-            return rev.events[0].kv
-    return None  # pragma: no cover - a watch ends only when closed
+def _ranges(timeline: Timeline, ops: list[Range]) -> list[RangeResult]:
+    out: list[RangeResult] = []
+    step = timeline.max_txn_ops
+    for start in range(0, len(ops), step):
+        result = timeline.client.txn((), ops[start:start + step])
+        out += [r for r in result.responses if isinstance(r, RangeResult)]
+    return out
+
+
+def records_at(timeline: Timeline, revisions: Iterable[int]) -> dict[int, bytes]:
+    """The bookkeeping records written at ``revisions`` (a revision with no tx is left out)."""
+    wanted = sorted(set(revisions))
+    log = timeline.layout.log
+    ids = {}
+    for revision, answer in zip(wanted, _ranges(timeline, [Range(log, revision=r) for r in wanted]), strict=True):
+        if answer.kvs and answer.kvs[0].mod_revision == revision:
+            ids[revision] = answer.kvs[0].value
+    found = _ranges(timeline, [Range(timeline.layout.request(i)) for i in ids.values()])
+    return {revision: answer.kvs[0].value for revision, answer in zip(ids, found, strict=True) if answer.kvs}
 
 
 def entry(timeline: Timeline, tx: int) -> TxEntry | None:
@@ -65,14 +75,14 @@ def entry(timeline: Timeline, tx: int) -> TxEntry | None:
     latest, _ = timeline.latest()
     if not 1 <= tx <= latest:
         return None
-    kv = record_at(timeline, timeline.revision_of(tx))
-    return None if kv is None else decode(tx, kv.value)
+    record = records_at(timeline, [timeline.revision_of(tx)])
+    return decode(tx, next(iter(record.values()))) if record else None
 
 
-def time_and_note(timeline: Timeline, revision: int) -> tuple[int, dict[str, Any] | None]:
-    """``(time_us, note)`` of the tx written at ``revision``, for a version's history entry."""
-    kv = record_at(timeline, revision)
-    if kv is None:
-        return 0, None
-    time_us, note = ormsgpack.unpackb(kv.value)[:2]
-    return time_us, note
+def times_and_notes(timeline: Timeline, revisions: Iterable[int]) -> dict[int, tuple[int, dict[str, Any] | None]]:
+    """``{revision: (time_us, note)}`` of the txs written at ``revisions``, for a key's history."""
+    out = {}
+    for revision, record in records_at(timeline, revisions).items():
+        time_us, note = ormsgpack.unpackb(record)[:2]
+        out[revision] = (time_us, note)
+    return out

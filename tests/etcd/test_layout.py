@@ -18,6 +18,7 @@ def test_every_key_of_the_layout() -> None:
     assert layout.marker("ns", b"k\x00x") == b"team/s1/m/ns/k\x00x"
     assert layout.request(b"\x01\xff") == b"team/s1/tx/\x01\xff"
     assert layout.requests == (b"team/s1/tx/", b"team/s1/tx0")
+    assert layout.log == b"team/s1/log"
     assert layout.registry("ns") == b"team/s1/n/ns"
     assert layout.registries == (b"team/s1/n/", b"team/s1/n0")
     assert layout.updated("ns") == b"team/s1/u/ns"

@@ -178,21 +178,23 @@ def test_bad_input_raises_the_engines_errors_and_writes_nothing(storage: EtcdSto
 
 def test_etcds_limits_are_batch_and_value_too_large_before_sending(storage: EtcdStorage, etcd: EtcdClient) -> None:
     before = revision(etcd)
-    # 28 puts + bookkeeping + P/u + the registry's nested txn + the housekeeping range = 32, + 1 for nesting
+    # 27 puts + bookkeeping + log index + P/u + the registry's nested txn + the housekeeping range = 32,
+    # + 1 for the nesting
     with pytest.raises(errors.BatchTooLarge) as info:
-        storage.put("a", {f"k{i}": i for i in range(28)})
-    assert info.value.details == {"count": 28, "ops": 33, "limit": MAX_TXN_OPS}
-    assert storage.put("a", {f"k{i}": i for i in range(27)}) == 1
+        storage.put("a", {f"k{i}": i for i in range(27)})
+    assert info.value.details == {"count": 27, "ops": 33, "limit": MAX_TXN_OPS}
+    assert storage.put("a", {f"k{i}": i for i in range(26)}) == 1
     with pytest.raises(errors.BatchTooLarge) as info:  # deletes count twice (the marker) and compare
         storage.delete("a", [f"k{i}" for i in range(14)])
-    assert info.value.details["ops"] == 33
+    assert info.value.details["ops"] == 34
+    assert storage.delete("a", [f"k{i}" for i in range(12)]) == 2
     big = "x" * (storage.etcd_limits.max_request_bytes - 8000)
     with pytest.raises(errors.ValueTooLarge) as info:
         storage.put("a", {"big": big})
     assert info.value.details["limit"] == storage.etcd_limits.max_request_bytes - 8192
     with pytest.raises(errors.BatchTooLarge):  # each fits alone, not together
         storage.put("a", {"h1": big[:800_000], "h2": big[:800_000]})
-    assert revision(etcd) == before + 1
+    assert revision(etcd) == before + 2
 
 
 def test_a_retried_request_commits_once(storage: EtcdStorage, etcd: EtcdClient) -> None:
@@ -355,6 +357,22 @@ def test_history_both_orders_with_deletes(storage: EtcdStorage, clock: Clock) ->
         storage.history("a", "k", order="up")
     with pytest.raises(errors.InvalidParameters, match="limit must be an integer from 0 to 10000"):
         storage.history("a", "k", limit=10_001)
+
+
+def test_oldest_first_past_the_walk_watches_forward(storage: EtcdStorage, clock: Clock) -> None:
+    for i in range(20):
+        clock.now += 1
+        if i % 7 == 6:
+            storage.delete("a", ["k"], note={"i": i})
+        else:
+            storage.put("a", {"k": i}, note={"i": i})
+    versions = storage.history("a", "k", limit=100)
+    assert [(v.tx, v.op, v.note) for v in versions] == [
+        (20 - i, "delete" if (19 - i) % 7 == 6 else "put", {"i": 19 - i}) for i in range(20)]
+    assert [v.time for v in versions] == [at(US + (20 - i) * 1_000_000) for i in range(20)]
+    assert storage.history("a", "k", order="asc") == versions[::-1]  # 20 versions: past the walk, a watch
+    assert storage.history("a", "k", order="asc", after=1, limit=3) == versions[::-1][1:4]
+    assert storage.history("a", "k", order="asc", after=2, before=20, limit=100) == versions[::-1][2:19]
 
 
 def test_the_tx_log(storage: EtcdStorage, clock: Clock) -> None:
