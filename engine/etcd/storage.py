@@ -72,6 +72,7 @@ class EtcdStorage:
         self.limits = limits or Limits()
         self.etcd_limits = etcd_limits or EtcdLimits(max_request_bytes=client.max_request_bytes)
         self._clock = clock
+        self._registered: set[str] = set()  # namespaces whose registry entry exists (never removed yet)
         self.timeline = Timeline(client, layout, base, self.etcd_limits.max_txn_ops)
         self.timeline.refresh()
 
@@ -102,7 +103,8 @@ class EtcdStorage:
 
     def commit(self, batch: Batch, *, note: dict[str, Any] | None = None) -> int:
         """Write a validated batch as the next tx (see :mod:`engine.etcd.commit`); returns the tx."""
-        return _commit.commit(self.timeline, batch, note, self._now_us(), self.etcd_limits)
+        return _commit.commit(self.timeline, batch, note, self._now_us(), self.etcd_limits,
+                              registered=self._registered)
 
     def put(self, namespace: str, items: Mapping[str, Any] | Iterable[Item | tuple[str, Any]], *,
             note: dict[str, Any] | None = None, expect: Mapping[str, int] | None = None) -> int:

@@ -51,8 +51,9 @@ class Timeline:
     # -- the mapping -------------------------------------------------------------------------------
 
     def tx_of(self, revision: int) -> int:
-        """The tx a revision of a tx is (the revision must be a tx's, or the read revision of a snapshot:
-        then it is the latest tx at or below it). Refreshes the housekeeping list if it may be stale."""
+        """The tx written at ``revision`` (for a revision that is no tx's, such as a snapshot's read
+        revision: the latest tx at or below it). Exact when the housekeeping list is current up to
+        ``revision``: callers :meth:`learn` the count seen by the same read first."""
         known = self._housekeeping
         return revision - self.base - bisect.bisect_right(known, revision)
 
