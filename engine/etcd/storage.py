@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ormsgpack
 
@@ -39,6 +39,7 @@ from ..codec import CLEAR, DELETE
 from ..conditions import expects_of
 from ..history import Version
 from ..records import Item, Limits, ReadResult, Record
+from ..storage_ops import StorageOps
 from ..txlog import check_note
 from ..txn import Batch, prepare_keys, prepare_puts
 from ..validation import check_namespace
@@ -180,3 +181,8 @@ class EtcdStorage:
 
 def _now_us(clock: Callable[[], float] | None) -> int:
     return time.time_ns() // 1000 if clock is None else round(clock() * 1_000_000)
+
+
+if TYPE_CHECKING:
+    def _implements_the_boundary(storage: EtcdStorage) -> StorageOps:
+        return storage  # mypy checks that EtcdStorage has every operation of the boundary

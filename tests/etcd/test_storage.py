@@ -30,6 +30,9 @@ from engine.txlog import Operation
 from engine.txn import prepare_puts
 from tests.engine.clock import T0, Clock
 
+from .cluster import EtcdCluster
+from .lossy_proxy import AnswerDroppingProxy
+
 MAX_TXN_OPS = 32
 ETCD_ARGS = ["--max-txn-ops", str(MAX_TXN_OPS)]
 US = round(T0 * 1_000_000)
@@ -247,6 +250,26 @@ def test_concurrent_compare_and_set_loses_no_update(storage: EtcdStorage) -> Non
     final = storage.get("a", "n")
     assert final == rec("n", 12, 13)
     assert [v.value for v in storage.history("a", "n", order="asc")] == list(range(13))
+
+
+def test_a_commit_whose_answer_was_lost_is_that_tx_not_a_second_one(
+        storage: EtcdStorage, etcd: EtcdClient, etcd_cluster: EtcdCluster) -> None:
+    storage.put("a", {"k": 1})
+    proxy = AnswerDroppingProxy(etcd_cluster.endpoints[0])
+    try:
+        with EtcdClient([proxy.url, *etcd_cluster.endpoints]) as lossy:
+            proxy.drop = False
+            other = EtcdStorage.open(lossy, storage.layout.prefix.decode())
+            proxy.drop = True
+            before, forwarded = revision(etcd), proxy.forwarded
+            # The member commits the txn, the proxy loses the answer, commit_once asks again elsewhere and
+            # finds the request key: the tx that committed, not a second one.
+            assert other.put("a", {"k": 2}, note={"once": True}) == 2
+            assert proxy.forwarded == forwarded + 1
+    finally:
+        proxy.close()
+    assert revision(etcd) == before + 1
+    assert [(v.tx, v.value, v.note) for v in storage.history("a", "k")] == [(2, 2, {"once": True}), (1, 1, None)]
 
 
 def test_housekeeping_txns_take_no_tx_number(storage: EtcdStorage, etcd: EtcdClient) -> None:
