@@ -6,8 +6,8 @@ the ones built so far, with the answers every backend owes (the LMDB engine's ow
 ``tests/etcd/test_differential.py`` holds the etcd backend to them). It is not wired into
 :class:`engine.Store` yet; :class:`engine.etcd.storage.EtcdStorage` implements it (mypy checks that).
 
-Still to add as they are built: expiry and metadata on writes, reads by time and ``tx_at``, ``diff``'s
-``changed_keys``, the change feed, namespace info and drop, streams, the hash chain and proofs,
+Still to add as they are built: expiry and metadata on writes, reads by time and ``tx_at``, the change
+feed, namespace info and drop, streams, the hash chain and proofs,
 compaction, idempotency keys, backup.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
-from .history import Version
+from .history import Change, Version
 from .records import Limits, ReadResult
 from .txlog import Operation
 from .txn import Batch
@@ -66,6 +66,10 @@ class StorageOps(Protocol):
     def history(self, namespace: str, key: str, *, before: int | None = None, after: int | None = None,
                 limit: int = 100, order: str = "desc") -> list[Version]:
         """Versions of ``key`` with ``after < tx < before``, newest (``desc``) or oldest first."""
+        ...
+
+    def diff(self, namespace: str, from_tx: int, to_tx: int) -> Iterable[Change]:
+        """Keys whose content differs between the snapshots at ``from_tx`` and ``to_tx``, in key order."""
         ...
 
     def tx_info(self, tx: int) -> LogEntry | None:

@@ -16,12 +16,12 @@ Contract (what holds today):
   limits give ``BATCH_TOO_LARGE`` / ``VALUE_TOO_LARGE`` before anything is sent.
 * **Reads** at the latest or any past tx (:meth:`read`, :meth:`get`, :meth:`scan`): the LMDB engine's
   records, ``FUTURE_TX`` above the latest tx; one etcd round trip for up to ``--max-txn-ops`` - 1 keys.
-* **History** (:meth:`history`) in both orders, deletes included, and **the tx log** (:meth:`tx_info`:
-  time, note, operations; :meth:`latest_tx`).
+* **History** (:meth:`history`) in both orders, deletes included, :meth:`diff` between two txs, and
+  **the tx log** (:meth:`tx_info`: time, note, operations; :meth:`latest_tx`).
 
 Not yet (each raises ``NotImplementedError`` or is simply absent): the hash chain, receipts and
 ``verify`` (the sealer), commit-time clamping across writers (the sealer), expiry and metadata, reads by
-time (``tx_at``), ``diff``, the change feed, namespace info and drop, streams, compaction, caller
+time (``tx_at``), the change feed, namespace info and drop, streams, compaction, caller
 idempotency keys, backup, ``Store.open("etcd://...")``. The tx numbering needs a cluster no one else
 writes to (revisions are cluster-wide); foreign writes are not detected yet.
 """
@@ -37,13 +37,14 @@ import ormsgpack
 from .. import errors
 from ..codec import CLEAR, DELETE
 from ..conditions import expects_of
-from ..history import Version
+from ..history import Change, Version
 from ..records import Item, Limits, ReadResult, Record
 from ..storage_ops import StorageOps
 from ..txlog import check_note
 from ..txn import Batch, prepare_keys, prepare_puts
 from ..validation import check_namespace
 from . import commit as _commit
+from . import diff as _diff
 from . import history as _history
 from . import reads, txlog
 from .client import EtcdClient
@@ -168,6 +169,12 @@ class EtcdStorage:
         raw = _history.check(key, before, after, limit, order, self.limits.max_key_bytes)
         return _history.history(self.timeline, namespace, key, raw, before=before, after=after, limit=limit,
                                 newest_first=order == "desc")
+
+    def diff(self, namespace: str, from_tx: int, to_tx: int) -> list[Change]:
+        """Keys whose content differs between the snapshots at ``from_tx`` and ``to_tx``, in key order,
+        as :meth:`engine.Namespace.diff` yields them."""
+        check_namespace(namespace)
+        return _diff.diff(self.timeline, namespace, from_tx, to_tx)
 
     def tx_info(self, tx: int) -> TxEntry | None:
         """Commit time, note and operations of ``tx``; None if it was not committed (no hash yet)."""

@@ -1,6 +1,7 @@
 """The same random histories on the LMDB engine and on EtcdStorage (a real 3-member etcd cluster) give
 identical answers: the tx of every commit, the error of every refused write (and nothing written),
-every read and scan at every tx, every key's history in both orders, and every tx's log entry.
+every read and scan at every tx, every key's history in both orders, diffs between txs, and every tx's
+log entry.
 
 Each example writes a fresh store prefix on the module's one cluster (examples run one after another, so
 nothing else writes the cluster while one runs: the tx numbering needs that) and a fresh LMDB store in a
@@ -122,6 +123,15 @@ def compare_reads(store: Store, storage: EtcdStorage, latest: int) -> None:
     assert storage.tx_info(latest + 1) is None
 
 
+def compare_diffs(store: Store, storage: EtcdStorage, latest: int) -> None:
+    pairs = {(0, latest), (latest // 2, latest), *((t, t + 1) for t in range(latest))}
+    for ns in NAMESPACES:
+        for a, b in sorted(pairs):
+            assert storage.diff(ns, a, b) == list(store.namespace(ns).diff(a, b)), (ns, a, b)
+    for bad in ((1, 0), (0, latest + 1), (-1, 0)):
+        assert outcome(lambda: storage.diff("a", *bad)) == outcome(lambda: list(store.namespace("a").diff(*bad)))  # noqa: B023
+
+
 def compare_histories(store: Store, storage: EtcdStorage, latest: int) -> None:
     for ns in NAMESPACES:
         handle = store.namespace(ns)
@@ -158,6 +168,7 @@ def test_random_histories_answer_alike_on_lmdb_and_etcd(etcd: EtcdClient, histor
         assert storage.latest_tx == latest
         compare_reads(store, storage, latest)
         compare_histories(store, storage, latest)
+        compare_diffs(store, storage, latest)
         assert storage.namespaces() == [info.name for info in store.namespaces()]
 
 
@@ -185,3 +196,4 @@ def test_a_fixed_history_with_every_kind_of_write(etcd: EtcdClient) -> None:
         assert results == [1, 2, 2, errors.Conflict, 3, errors.InvalidValue, 4]
         compare_reads(store, storage, 4)
         compare_histories(store, storage, 4)
+        compare_diffs(store, storage, 4)

@@ -24,7 +24,7 @@ from engine.etcd.commit import EtcdLimits, commit, fingerprint
 from engine.etcd.kv import Compare, Put, Txn, TxnResult, request_json, response_of
 from engine.etcd.storage import EtcdStorage
 from engine.etcd.txlog import TxEntry
-from engine.history import Version
+from engine.history import Change, Version
 from engine.records import Limits, ReadResult, Record
 from engine.txlog import Operation
 from engine.txn import prepare_puts
@@ -435,6 +435,27 @@ def test_oldest_first_past_the_walk_watches_forward(storage: EtcdStorage, clock:
     assert storage.history("a", "k", order="asc") == versions[::-1]  # 20 versions: past the walk, a watch
     assert storage.history("a", "k", order="asc", after=1, limit=3) == versions[::-1][1:4]
     assert storage.history("a", "k", order="asc", after=2, before=20, limit=100) == versions[::-1][2:19]
+
+
+def test_diff_between_two_txs(storage: EtcdStorage) -> None:
+    storage.put("a", {"same": 1, "gone": 2, "cl": 3, "ch": 4})
+    storage.put("a", {"same": 1, "new": 5, "ch": 6})  # "same" is put again with its value: no change
+    storage.delete("a", ["gone"])
+    storage.clear("a", ["cl"])
+    storage.put("b", {"new": 0})
+    assert storage.diff("a", 1, 5) == [
+        Change("ch", "changed", rec("ch", 4, 1), rec("ch", 6, 2)),
+        Change("cl", "cleared", rec("cl", 3, 1), rec("cl", None, 4, cleared=True)),
+        Change("gone", "deleted", rec("gone", 2, 1), None),
+        Change("new", "added", None, rec("new", 5, 2)),
+    ]
+    assert [(c.key, c.kind) for c in storage.diff("a", 0, 2)] == [
+        ("ch", "added"), ("cl", "added"), ("gone", "added"), ("new", "added"), ("same", "added")]
+    assert storage.diff("a", 4, 5) == storage.diff("a", 3, 3) == storage.diff("zz", 0, 5) == []
+    with pytest.raises(errors.FutureTx):
+        storage.diff("a", 0, 6)
+    with pytest.raises(errors.InvalidParameters, match=r"from_tx \(2\) is after to_tx \(1\)"):
+        storage.diff("a", 2, 1)
 
 
 def test_the_tx_log(storage: EtcdStorage, clock: Clock) -> None:
