@@ -103,9 +103,14 @@ class EtcdStorage:
 
     # -- writes ----------------------------------------------------------------------------------------
 
-    def commit(self, batch: Batch, *, note: dict[str, Any] | None = None) -> int:
-        """Write a validated batch as the next tx (see :mod:`engine.etcd.commit`); returns the tx."""
-        return _commit.commit(self.timeline, batch, note, self._now_us(), self.etcd_limits,
+    def commit(self, batch: Batch, *, note: dict[str, Any] | None = None, request_id: bytes | None = None) -> int:
+        """Write a validated batch as the next tx (see :mod:`engine.etcd.commit`); returns the tx.
+
+        ``request_id`` (default: 16 random bytes, so only this call's own retries are safe) names the
+        request: calling again with the id of a request that committed returns its tx and writes nothing
+        (``IDEMPOTENCY_KEY_REUSED`` if the id named another request). A caller that got
+        ``STORAGE_UNAVAILABLE`` with ``outcome="unknown"`` retries with the same id."""
+        return _commit.commit(self.timeline, batch, note, self._now_us(), self.etcd_limits, request_id,
                               registered=self._registered)
 
     def put(self, namespace: str, items: Mapping[str, Any] | Iterable[Item | tuple[str, Any]], *,
