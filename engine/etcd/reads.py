@@ -27,7 +27,7 @@ from ..records import Limits, ReadResult, Record
 from ..snapshot import check_readable, decode_version
 from ..validation import check_prefix, key_bytes
 from .kv import KeyValue, Range, RangeResult, prefix_end
-from .timeline import Timeline, count_of
+from .timeline import MAX_REVISION, Timeline, count_of
 
 #: Keys per page of a scan.
 PAGE = 1000
@@ -57,6 +57,8 @@ def snapshot(timeline: Timeline, tx: int | None, ranges: list[Range]) -> tuple[i
     per_txn = timeline.max_txn_ops - 1  # and the housekeeping range
     if tx is not None:
         check_readable(tx, tx)  # INVALID_PARAMETERS for a tx that is not a non-negative int
+        if timeline.revision_of(tx) > MAX_REVISION:  # etcd could not even parse it: surely in the future
+            check_readable(tx, timeline.latest()[0])
     for _ in range(3):
         revision = 0 if tx is None else timeline.revision_of(tx)
         ops = [Range(timeline.layout.housekeeping), *(_at(r, revision) for r in ranges[:per_txn])]

@@ -33,6 +33,10 @@ from .client import EtcdClient
 from .kv import Compare, KeyValue, Put, Range, RangeResult, Request, Response
 from .layout import Layout
 
+#: Revisions are int64 in etcd: a tx whose revision would be beyond this cannot exist (and etcd could
+#: not parse a request naming it), so callers answer for it without asking etcd.
+MAX_REVISION = (1 << 63) - 1
+
 
 def count_of(kvs: Sequence[KeyValue]) -> int:
     """The housekeeping count a range of ``P/sys/hk`` shows (0 when the key was never written)."""

@@ -136,6 +136,9 @@ def test_expect_conflict_is_the_lmdb_engines_and_writes_nothing(storage: EtcdSto
     assert info.value.details == {"conflicts": [{"namespace": "a", "key": "k", "expected": 1, "actual": 2},
                                                 {"namespace": "a", "key": "gone", "expected": 5, "actual": 0}]}
     assert revision(etcd) == before
+    with pytest.raises(errors.Conflict) as info:  # a tx beyond etcd's int64 revisions: no request can name it
+        storage.put("a", {"k": 3}, expect={"k": 2**70})
+    assert info.value.details == {"conflicts": [{"namespace": "a", "key": "k", "expected": 2**70, "actual": 2}]}
     assert storage.put("a", {"k": 3}, expect={"k": 2, "n": 0}) == 3
     assert storage.delete("a", ["k"], expect={"k": 3}) == 4
     assert storage.put("a", {"k": 5}, expect={"k": 0}) == 5
@@ -344,6 +347,8 @@ def test_read_errors_are_the_engines(storage: EtcdStorage) -> None:
         storage.read("a", ["k"], tx=2)
     assert (info.value.message, info.value.details) == (
         "tx 2 is in the future: the latest committed tx is 1", {"tx": 2, "latest_tx": 1})
+    with pytest.raises(errors.FutureTx, match="the latest committed tx is 1"):
+        storage.read("a", ["k"], tx=2**70)
     for bad in (-1, True, "1"):
         with pytest.raises(errors.InvalidParameters, match="tx must be a non-negative integer or None"):
             storage.read("a", ["k"], tx=bad)  # type: ignore[arg-type]
@@ -454,6 +459,8 @@ def test_diff_between_two_txs(storage: EtcdStorage) -> None:
     assert storage.diff("a", 4, 5) == storage.diff("a", 3, 3) == storage.diff("zz", 0, 5) == []
     with pytest.raises(errors.FutureTx):
         storage.diff("a", 0, 6)
+    assert storage.history("a", "ch", before=2**70, after=2**65) == []
+    assert storage.tx_info(2**70) is None
     with pytest.raises(errors.InvalidParameters, match=r"from_tx \(2\) is after to_tx \(1\)"):
         storage.diff("a", 2, 1)
 
