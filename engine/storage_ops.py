@@ -6,14 +6,14 @@ the ones built so far, with the answers every backend owes (the LMDB engine's ow
 ``tests/etcd/test_differential.py`` holds the etcd backend to them). It is not wired into
 :class:`engine.Store` yet; :class:`engine.etcd.storage.EtcdStorage` implements it (mypy checks that).
 
-Still to add as they are built: expiry and metadata on writes, reads by time and ``tx_at``, the change
-feed, namespace info and drop, streams, the hash chain and proofs,
+Still to add as they are built: expiry and metadata on writes, reads by time and ``tx_at``,
+``wait_for``, namespace info and drop, streams, the hash chain and proofs,
 compaction, idempotency keys, backup.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -74,6 +74,11 @@ class StorageOps(Protocol):
 
     def tx_info(self, tx: int) -> LogEntry | None:
         """The log entry of ``tx``; None if it was not committed."""
+        ...
+
+    def changes(self, since: int = 0, *, limit: int = 1000, namespace: str | None = None) -> Sequence[LogEntry]:
+        """Committed txs after ``since`` in tx order, at most ``limit``; with ``namespace``, only the txs
+        that touched it, with only its operations."""
         ...
 
     def namespaces(self) -> list[str]:

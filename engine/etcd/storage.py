@@ -17,11 +17,11 @@ Contract (what holds today):
 * **Reads** at the latest or any past tx (:meth:`read`, :meth:`get`, :meth:`scan`): the LMDB engine's
   records, ``FUTURE_TX`` above the latest tx; one etcd round trip for up to ``--max-txn-ops`` - 1 keys.
 * **History** (:meth:`history`) in both orders, deletes included, :meth:`diff` between two txs, and
-  **the tx log** (:meth:`tx_info`: time, note, operations; :meth:`latest_tx`).
+  **the tx log** (:meth:`tx_info`: time, note, operations; :meth:`changes`; :meth:`latest_tx`).
 
 Not yet (each raises ``NotImplementedError`` or is simply absent): the hash chain, receipts and
 ``verify`` (the sealer), commit-time clamping across writers (the sealer), expiry and metadata, reads by
-time (``tx_at``), the change feed, namespace info and drop, streams, compaction, caller
+time (``tx_at``), waiting for a tx (``wait_for``), namespace info and drop, streams, compaction, caller
 idempotency keys, backup, ``Store.open("etcd://...")``. The tx numbering needs a cluster no one else
 writes to (revisions are cluster-wide); foreign writes are not detected yet.
 """
@@ -42,7 +42,7 @@ from ..records import Item, Limits, ReadResult, Record
 from ..storage_ops import StorageOps
 from ..txlog import check_note
 from ..txn import Batch, prepare_keys, prepare_puts
-from ..validation import check_namespace
+from ..validation import check_namespace, check_tx
 from . import commit as _commit
 from . import diff as _diff
 from . import history as _history
@@ -184,6 +184,17 @@ class EtcdStorage:
     def tx_info(self, tx: int) -> TxEntry | None:
         """Commit time, note and operations of ``tx``; None if it was not committed (no hash yet)."""
         return txlog.entry(self.timeline, tx)
+
+    def changes(self, since: int = 0, *, limit: int = 1000, namespace: str | None = None) -> list[TxEntry]:
+        """Committed txs after ``since``, in tx order, at most ``limit`` (with ``namespace``: only the txs
+        that touched it, with only its operations), as :meth:`engine.Store.changes` (no hash yet)."""
+        check_tx(since, "since")
+        if type(limit) is not int or not 1 <= limit <= 10_000:
+            raise errors.InvalidParameters(f"limit must be an integer from 1 to 10000, not {limit!r}",
+                                           parameter="limit")
+        if namespace is not None:
+            check_namespace(namespace)
+        return txlog.changes(self.timeline, since, limit, namespace)
 
     def namespaces(self) -> list[str]:
         """The names of every namespace ever written, in name order (drop is not built yet)."""

@@ -79,6 +79,31 @@ def entry(timeline: Timeline, tx: int) -> TxEntry | None:
     return decode(tx, next(iter(record.values()))) if record else None
 
 
+def changes(timeline: Timeline, since: int, limit: int, namespace: str | None) -> list[TxEntry]:
+    """Txs after ``since`` in order, at most ``limit``; with ``namespace``, only the txs touching it, with
+    only its operations (:meth:`engine.Store.changes`, checked by the caller). Reads the log in windows
+    of ``--max-txn-ops`` txs, two txns each."""
+    latest, _ = timeline.latest()
+    out: list[TxEntry] = []
+    tx = since
+    while tx < latest and len(out) < limit:
+        window = range(tx + 1, min(latest, tx + timeline.max_txn_ops) + 1)
+        revisions = {timeline.revision_of(t): t for t in window}
+        found = records_at(timeline, revisions)
+        for revision, t in revisions.items():
+            if revision not in found or len(out) >= limit:
+                continue
+            entry = decode(t, found[revision])
+            if namespace is not None:
+                ops = [op for op in entry.operations if op.namespace == namespace]
+                if not ops:
+                    continue
+                entry = TxEntry(entry.tx, entry.time, entry.time_us, entry.note, ops)
+            out.append(entry)
+        tx = window[-1]
+    return out
+
+
 def times_and_notes(timeline: Timeline, revisions: Iterable[int]) -> dict[int, tuple[int, dict[str, Any] | None]]:
     """``{revision: (time_us, note)}`` of the txs written at ``revisions``, for a key's history."""
     out = {}

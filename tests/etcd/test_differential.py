@@ -1,7 +1,7 @@
 """The same random histories on the LMDB engine and on EtcdStorage (a real 3-member etcd cluster) give
 identical answers: the tx of every commit, the error of every refused write (and nothing written),
-every read and scan at every tx, every key's history in both orders, diffs between txs, and every tx's
-log entry.
+every read and scan at every tx, every key's history in both orders, diffs between txs, every tx's
+log entry and the change feed.
 
 Each example writes a fresh store prefix on the module's one cluster (examples run one after another, so
 nothing else writes the cluster while one runs: the tx numbering needs that) and a fresh LMDB store in a
@@ -121,6 +121,11 @@ def compare_reads(store: Store, storage: EtcdStorage, latest: int) -> None:
             assert (entry.tx, entry.time, entry.time_us, entry.note, entry.operations) == (
                 info.tx, info.time, info.time_us, info.note, info.operations)
     assert storage.tx_info(latest + 1) is None
+    for since, limit, ns in ((0, 1000, None), (1, 2, None), (0, 1000, "a"), (0, 2, "b"), (latest, 5, None)):
+        feed = [(e.tx, e.time, e.time_us, e.note, e.operations) for e in storage.changes(since, limit=limit,
+                                                                                         namespace=ns)]
+        assert feed == [(i.tx, i.time, i.time_us, i.note, i.operations)
+                        for i in store.changes(since, limit=limit, namespace=ns)], (since, limit, ns)
 
 
 def compare_diffs(store: Store, storage: EtcdStorage, latest: int) -> None:

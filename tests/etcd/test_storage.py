@@ -219,6 +219,15 @@ def test_a_retried_request_commits_once(storage: EtcdStorage, etcd: EtcdClient) 
     assert fingerprint(batch, None) != fingerprint(batch, {"n": 1})
 
 
+def test_changes_read_the_log_in_windows(storage: EtcdStorage) -> None:
+    for i in range(70):  # over two windows of 32 txs (the module's --max-txn-ops)
+        storage.put("a" if i % 3 else "b", {f"k{i}": i})
+    assert [e.tx for e in storage.changes()] == list(range(1, 71))
+    assert [e.tx for e in storage.changes(5, limit=40)] == list(range(6, 46))
+    assert [e.operations[0].key for e in storage.changes(namespace="b", limit=30)] == [f"k{i}" for i in range(0, 70, 3)]
+    assert [e.tx for e in storage.changes(60, namespace="b")] == [61, 64, 67, 70]
+
+
 def test_concurrent_writers_get_dense_unique_txs(storage: EtcdStorage) -> None:
     def write(n: int) -> list[tuple[int, str]]:
         return [(storage.put("a", {f"w{n}-{i}": i}), f"w{n}-{i}") for i in range(5)]
@@ -477,5 +486,13 @@ def test_the_tx_log(storage: EtcdStorage, clock: Clock) -> None:
                                          [Operation("a", "x", "clear"), Operation("b", "z", "put")])
     assert storage.tx_info(0) is None
     assert storage.tx_info(3) is None
+    assert storage.changes() == [storage.tx_info(1), storage.tx_info(2)]
+    assert storage.changes(1) == [storage.tx_info(2)]
+    assert storage.changes(limit=1) == [storage.tx_info(1)]
+    assert storage.changes(namespace="b") == [TxEntry(2, at(US + 2_500_000), US + 2_500_000, {"t": [1]},
+                                                      [Operation("b", "z", "put")])]
+    assert storage.changes(2) == storage.changes(namespace="c") == []
+    with pytest.raises(errors.InvalidParameters, match="limit must be an integer from 1 to 10000"):
+        storage.changes(limit=0)
     with pytest.raises(errors.InvalidParameters):
         storage.tx_info(-1)
