@@ -7,7 +7,7 @@ the ones built so far, with the answers every backend owes (the LMDB engine's ow
 :class:`engine.Store` yet; :class:`engine.etcd.storage.EtcdStorage` implements it (mypy checks that).
 
 Still to add as they are built: expiry and metadata on writes, reads by time and ``tx_at``,
-``wait_for``, namespace info and drop, streams, the hash chain and proofs,
+``wait_for``, creating and dropping namespaces, streams, the hash chain and proofs,
 compaction, idempotency keys, backup.
 """
 
@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from .history import Change, Version
-from .records import Limits, ReadResult
+from .records import Limits, NamespaceInfo, ReadResult
 from .txlog import Operation
 from .txn import Batch
 
@@ -83,4 +83,8 @@ class StorageOps(Protocol):
 
     def namespaces(self) -> list[str]:
         """The names of the namespaces that exist, in name order."""
+        ...
+
+    def namespace_info(self, name: str) -> NamespaceInfo | None:
+        """What ``name`` holds at the latest tx, or None if it does not exist."""
         ...

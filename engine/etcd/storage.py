@@ -18,12 +18,15 @@ Contract (what holds today):
   records, ``FUTURE_TX`` above the latest tx; one etcd round trip for up to ``--max-txn-ops`` - 1 keys.
 * **History** (:meth:`history`) in both orders, deletes included, :meth:`diff` between two txs, and
   **the tx log** (:meth:`tx_info`: time, note, operations; :meth:`changes`; :meth:`latest_tx`).
+* **Namespaces**: :meth:`namespaces`, :meth:`namespace_info` (``size_bytes`` costs a range of the
+  namespace's keys, see :mod:`engine.etcd.namespaces`).
 
 Not yet (each raises ``NotImplementedError`` or is simply absent): the hash chain, receipts and
 ``verify`` (the sealer), commit-time clamping across writers (the sealer), expiry and metadata, reads by
-time (``tx_at``), waiting for a tx (``wait_for``), namespace info and drop, streams, compaction, caller
-idempotency keys, backup, ``Store.open("etcd://...")``. The tx numbering needs a cluster no one else
-writes to (revisions are cluster-wide); foreign writes are not detected yet.
+time (``tx_at``), waiting for a tx (``wait_for``), creating and dropping namespaces, streams,
+compaction, the engine's idempotency (``Claim``: recorded answers and refusals; :meth:`commit` takes a
+request id, the retry-safety half of it), backup, ``Store.open("etcd://...")``. The tx numbering needs
+a cluster no one else writes to (revisions are cluster-wide); foreign writes are not detected yet.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from .. import errors
 from ..codec import CLEAR, DELETE
 from ..conditions import expects_of
 from ..history import Change, Version
-from ..records import Item, Limits, ReadResult, Record
+from ..records import Item, Limits, NamespaceInfo, ReadResult, Record
 from ..storage_ops import StorageOps
 from ..txlog import check_note
 from ..txn import Batch, prepare_keys, prepare_puts
@@ -46,6 +49,7 @@ from ..validation import check_namespace, check_tx
 from . import commit as _commit
 from . import diff as _diff
 from . import history as _history
+from . import namespaces as _namespaces
 from . import reads, txlog
 from .client import EtcdClient
 from .commit import EtcdLimits
@@ -198,8 +202,13 @@ class EtcdStorage:
 
     def namespaces(self) -> list[str]:
         """The names of every namespace ever written, in name order (drop is not built yet)."""
-        start, end = self.layout.registries
-        return [self.layout.namespace_of_registry(kv.key) for kv in self.client.range(start, end, keys_only=True).kvs]
+        return _namespaces.names(self.timeline)
+
+    def namespace_info(self, name: str) -> NamespaceInfo | None:
+        """What ``name`` holds at the latest tx, or None if it was never written, as
+        :meth:`engine.Store.namespace_info` (``size_bytes`` costs a range of its keys here)."""
+        check_namespace(name)
+        return _namespaces.info(self.timeline, name)
 
 
 def _now_us(clock: Callable[[], float] | None) -> int:

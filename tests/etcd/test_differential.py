@@ -175,6 +175,8 @@ def test_random_histories_answer_alike_on_lmdb_and_etcd(etcd: EtcdClient, histor
         compare_histories(store, storage, latest)
         compare_diffs(store, storage, latest)
         assert storage.namespaces() == [info.name for info in store.namespaces()]
+        for ns in NAMESPACES:
+            assert storage.namespace_info(ns) == store.namespace_info(ns)
 
 
 def test_a_fixed_history_with_every_kind_of_write(etcd: EtcdClient) -> None:
@@ -202,3 +204,4 @@ def test_a_fixed_history_with_every_kind_of_write(etcd: EtcdClient) -> None:
         compare_reads(store, storage, 4)
         compare_histories(store, storage, 4)
         compare_diffs(store, storage, 4)
+        assert [storage.namespace_info(ns) for ns in NAMESPACES] == [store.namespace_info(ns) for ns in NAMESPACES]

@@ -25,7 +25,7 @@ from engine.etcd.kv import Compare, Put, Txn, TxnResult, request_json, response_
 from engine.etcd.storage import EtcdStorage
 from engine.etcd.txlog import TxEntry
 from engine.history import Change, Version
-from engine.records import Limits, ReadResult, Record
+from engine.records import Limits, NamespaceInfo, ReadResult, Record
 from engine.txlog import Operation
 from engine.txn import prepare_puts
 from tests.engine.clock import T0, Clock
@@ -315,6 +315,25 @@ def test_opening_an_existing_store_keeps_its_base(storage: EtcdStorage, etcd: Et
     etcd.put(b"t/wrong/meta", ormsgpack.packb({"format": 99}))
     with pytest.raises(errors.StorageError, match="has layout format 99"):
         EtcdStorage.open(etcd, "t/wrong")
+
+
+def test_namespace_info_is_the_lmdb_engines(storage: EtcdStorage, clock: Clock) -> None:
+    assert storage.namespace_info("a") is None
+    storage.put("a", {"k": 1, "ab": "xy"})
+    # Sizes as LMDB counts them: keypart (4-byte id + key + 00 00) and record: 7 + 1 and 8 + 3.
+    assert storage.namespace_info("a") == NamespaceInfo("a", at(US), at(US), 1, 2, 19)
+    clock.now += 1
+    storage.clear("a", ["k"])  # the clear record is 2 bytes
+    clock.now += 1
+    storage.put("b", {"x": 0})
+    clock.now += 1
+    storage.delete("a", ["ab"])
+    assert storage.namespace_info("a") == NamespaceInfo("a", at(US), at(US + 3_000_000), 4, 1, 9)
+    assert storage.namespace_info("b") == NamespaceInfo("b", at(US + 2_000_000), at(US + 2_000_000), 3, 1, 8)
+    storage.delete("a", ["k"])
+    assert storage.namespace_info("a") == NamespaceInfo("a", at(US), at(US + 3_000_000), 5, 0, 0)
+    with pytest.raises(errors.InvalidNamespace):
+        storage.namespace_info("a/b")
 
 
 def test_a_nested_txn_in_json_and_back() -> None:
