@@ -18,12 +18,13 @@ Contract (what holds today):
   records, ``FUTURE_TX`` above the latest tx; one etcd round trip for up to ``--max-txn-ops`` - 1 keys.
 * **History** (:meth:`history`) in both orders, deletes included, :meth:`diff` between two txs, and
   **the tx log** (:meth:`tx_info`: time, note, operations; :meth:`changes`; :meth:`latest_tx`).
-* **Namespaces**: :meth:`namespaces`, :meth:`namespace_info` (``size_bytes`` costs a range of the
+* **Namespaces**: :meth:`namespaces`, :meth:`create_namespace` (a housekeeping txn: no tx number),
+  :meth:`namespace_info` (``size_bytes`` costs a range of the
   namespace's keys, see :mod:`engine.etcd.namespaces`).
 
 Not yet (each raises ``NotImplementedError`` or is simply absent): the hash chain, receipts and
 ``verify`` (the sealer), commit-time clamping across writers (the sealer), expiry and metadata, reads by
-time (``tx_at``), waiting for a tx (``wait_for``), creating and dropping namespaces, streams,
+time (``tx_at``), waiting for a tx (``wait_for``), dropping namespaces, streams,
 compaction, the engine's idempotency (``Claim``: recorded answers and refusals; :meth:`commit` takes a
 request id, the retry-safety half of it), backup, ``Store.open("etcd://...")``. The tx numbering needs
 a cluster no one else writes to (revisions are cluster-wide); foreign writes are not detected yet.
@@ -203,6 +204,14 @@ class EtcdStorage:
     def namespaces(self) -> list[str]:
         """The names of every namespace ever written, in name order (drop is not built yet)."""
         return _namespaces.names(self.timeline)
+
+    def create_namespace(self, name: str) -> NamespaceInfo:
+        """Create an empty namespace (no tx is consumed: a housekeeping txn); ``NAMESPACE_EXISTS`` if it
+        exists, as :meth:`engine.Store.create_namespace`."""
+        check_namespace(name)
+        info = _namespaces.create(self.timeline, name, self._now_us())
+        self._registered.add(name)
+        return info
 
     def namespace_info(self, name: str) -> NamespaceInfo | None:
         """What ``name`` holds at the latest tx, or None if it was never written, as

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -20,7 +21,8 @@ from hypothesis import strategies as st
 from engine import Store, errors
 from engine.etcd import EtcdClient
 from engine.etcd.storage import EtcdStorage
-from tests.engine.clock import Clock
+from engine.records import NamespaceInfo
+from tests.engine.clock import T0, Clock
 
 NAMESPACES = ["a", "b"]
 LONG = "L" * 500  # over 497 bytes: LMDB's long-key form, whose records name the key
@@ -41,7 +43,10 @@ writes = st.one_of(
     st.tuples(st.just("ns"), st.lists(operations, min_size=1, max_size=3), expects),
     st.tuples(st.just("bad"), st.lists(operations, min_size=1, max_size=2), expects),
 )
-histories = st.lists(writes, min_size=1, max_size=6)
+# Creating a namespace is a housekeeping txn on etcd: a revision that is no tx, which every later tx
+# number and every read at a tx must step over.
+creates = st.tuples(st.just("create"), st.sampled_from(NAMESPACES), st.just([]))
+histories = st.lists(st.one_of(writes, creates), min_size=1, max_size=6)
 
 
 def current_tx(store: Store, ns: str, key: str) -> int:
@@ -100,7 +105,11 @@ def apply_bad(target: Any, ops: list[tuple[str, str, str, Any]], conds: list[tup
     return apply_txn(target, ops + bad, conds, note)
 
 
-APPLY = {"txn": apply_txn, "ns": apply_ns, "bad": apply_bad}
+def apply_create(target: Any, ns: str, conds: list[tuple[str, str, int]], note: dict[str, Any]) -> Any:
+    return target.create_namespace(ns)
+
+
+APPLY = {"txn": apply_txn, "ns": apply_ns, "bad": apply_bad, "create": apply_create}
 
 
 def compare_reads(store: Store, storage: EtcdStorage, latest: int) -> None:
@@ -184,14 +193,20 @@ def test_a_fixed_history_with_every_kind_of_write(etcd: EtcdClient) -> None:
     clock = Clock()
     storage = EtcdStorage.open(etcd, f"diff/{next(_prefixes)}", clock=clock)
     steps: list[Any] = [
+        ("create", "b", []),
         ("txn", [("a", "put", "k", 1), ("b", "put", LONG, b"x"), ("a", "put", "ké", {"x": 1})], []),
         ("ns", [("a", "delete", "k", None), ("a", "delete", "kk", None)], [("a", "k", "current")]),
         ("ns", [("a", "delete", "kk", None)], []),
+        ("create", "b", []),
+        ("create", "a", []),
         ("txn", [("a", "put", "k", 2)], [("a", "ké", "wrong")]),
         ("txn", [("b", "clear", LONG, None), ("a", "put", "k\x00", None)], [("a", "k", "zero")]),
         ("bad", [("a", "put", "k", 3)], []),
         ("ns", [("b", "delete", LONG, None)], [("b", LONG, "current")]),
     ]
+    def at(seconds: float) -> datetime:
+        return datetime.fromtimestamp(seconds, UTC)
+
     with tempfile.TemporaryDirectory() as tmp, Store.open(tmp, sync=False, clock=clock) as store:
         results = []
         for i, (kind, ops, wanted) in enumerate(steps):
@@ -200,7 +215,9 @@ def test_a_fixed_history_with_every_kind_of_write(etcd: EtcdClient) -> None:
             expected = outcome(lambda: APPLY[kind](store, ops, conds, {"i": i}))  # noqa: B023
             assert outcome(lambda: APPLY[kind](storage, ops, conds, {"i": i})) == expected  # noqa: B023
             results.append(expected[1] if expected[0] == "tx" else expected[1][0])
-        assert results == [1, 2, 2, errors.Conflict, 3, errors.InvalidValue, 4]
+        created = NamespaceInfo("b", at(T0 + 1), at(T0 + 1), 0, 0, 0)
+        assert results == [created, 1, 2, 2, errors.NamespaceExists, errors.NamespaceExists, errors.Conflict, 3,
+                           errors.InvalidValue, 4]
         compare_reads(store, storage, 4)
         compare_histories(store, storage, 4)
         compare_diffs(store, storage, 4)

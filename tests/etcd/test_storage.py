@@ -336,6 +336,23 @@ def test_namespace_info_is_the_lmdb_engines(storage: EtcdStorage, clock: Clock) 
         storage.namespace_info("a/b")
 
 
+def test_creating_a_namespace_is_housekeeping_not_a_tx(storage: EtcdStorage, etcd: EtcdClient, clock: Clock) -> None:
+    storage.put("a", {"k": 1})
+    before = revision(etcd)
+    assert storage.create_namespace("new") == NamespaceInfo("new", at(US), at(US), 0, 0, 0)
+    assert revision(etcd) == before + 1  # a revision, but no tx
+    assert storage.latest_tx == 1
+    assert storage.namespace_info("new") == NamespaceInfo("new", at(US), at(US), 0, 0, 0)
+    with pytest.raises(errors.NamespaceExists) as info:
+        storage.create_namespace("a")
+    assert (info.value.message, info.value.details) == ("namespace 'a' already exists", {"namespace": "a"})
+    clock.now += 1
+    assert storage.put("new", {"x": 1}) == 2
+    assert storage.namespace_info("new") == NamespaceInfo("new", at(US), at(US + 1_000_000), 2, 1, 8)
+    assert storage.timeline.revision_of(2) == before + 2
+    assert storage.namespaces() == ["a", "new"]
+
+
 def test_a_nested_txn_in_json_and_back() -> None:
     nested = Txn((Compare(b"k", "CREATE", "==", 0),), (Put(b"k", b"v"),), (Range(b"k"),))
     assert request_json(nested) == {"request_txn": {
