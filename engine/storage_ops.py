@@ -7,7 +7,7 @@ the ones built so far, with the answers every backend owes (the LMDB engine's ow
 :class:`engine.Store` yet; :class:`engine.etcd.storage.EtcdStorage` implements it (mypy checks that).
 
 Still to add as they are built: expiry and metadata on writes, reads by time and ``tx_at``,
-``wait_for``, creating and dropping namespaces, streams, the hash chain and proofs,
+dropping namespaces, streams, the hash chain and proofs,
 compaction, idempotency keys, backup.
 """
 
@@ -81,10 +81,18 @@ class StorageOps(Protocol):
         that touched it, with only its operations."""
         ...
 
+    def wait_for(self, tx: int, timeout: float | None = None) -> bool:
+        """Block until ``tx`` is committed (by any process); False if ``timeout`` seconds pass first."""
+        ...
+
     def namespaces(self) -> list[str]:
         """The names of the namespaces that exist, in name order."""
         ...
 
     def namespace_info(self, name: str) -> NamespaceInfo | None:
         """What ``name`` holds at the latest tx, or None if it does not exist."""
+        ...
+
+    def create_namespace(self, name: str) -> NamespaceInfo:
+        """Create an empty namespace, taking no tx; ``NAMESPACE_EXISTS`` if it exists."""
         ...

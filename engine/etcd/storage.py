@@ -17,14 +17,15 @@ Contract (what holds today):
 * **Reads** at the latest or any past tx (:meth:`read`, :meth:`get`, :meth:`scan`): the LMDB engine's
   records, ``FUTURE_TX`` above the latest tx; one etcd round trip for up to ``--max-txn-ops`` - 1 keys.
 * **History** (:meth:`history`) in both orders, deletes included, :meth:`diff` between two txs, and
-  **the tx log** (:meth:`tx_info`: time, note, operations; :meth:`changes`; :meth:`latest_tx`).
+  **the tx log** (:meth:`tx_info`: time, note, operations; :meth:`changes`; :meth:`latest_tx`;
+  :meth:`wait_for`).
 * **Namespaces**: :meth:`namespaces`, :meth:`create_namespace` (a housekeeping txn: no tx number),
   :meth:`namespace_info` (``size_bytes`` costs a range of the
   namespace's keys, see :mod:`engine.etcd.namespaces`).
 
 Not yet (each raises ``NotImplementedError`` or is simply absent): the hash chain, receipts and
 ``verify`` (the sealer), commit-time clamping across writers (the sealer), expiry and metadata, reads by
-time (``tx_at``), waiting for a tx (``wait_for``), dropping namespaces, streams,
+time (``tx_at``), dropping namespaces, streams,
 compaction, the engine's idempotency (``Claim``: recorded answers and refusals; :meth:`commit` takes a
 request id, the retry-safety half of it), backup, ``Store.open("etcd://...")``. The tx numbering needs
 a cluster no one else writes to (revisions are cluster-wide); foreign writes are not detected yet.
@@ -200,6 +201,12 @@ class EtcdStorage:
         if namespace is not None:
             check_namespace(namespace)
         return txlog.changes(self.timeline, since, limit, namespace)
+
+    def wait_for(self, tx: int, timeout: float | None = None) -> bool:
+        """Block until ``tx`` is committed (by any process); False if ``timeout`` seconds pass first, as
+        :meth:`engine.Store.wait_for` (a watch, no polling: see :func:`engine.etcd.txlog.wait_for`)."""
+        check_tx(tx)
+        return txlog.wait_for(self.timeline, tx, timeout)
 
     def namespaces(self) -> list[str]:
         """The names of every namespace ever written, in name order (drop is not built yet)."""

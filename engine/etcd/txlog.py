@@ -15,6 +15,7 @@ machines cannot do inside their txn: the sealer will apply that clamp (not built
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -102,6 +103,33 @@ def changes(timeline: Timeline, since: int, limit: int, namespace: str | None) -
             out.append(entry)
         tx = window[-1]
     return out
+
+
+def wait_for(timeline: Timeline, tx: int, timeout: float | None) -> bool:
+    """Block until ``tx`` is committed (by any process); False if ``timeout`` seconds pass first.
+
+    No polling: a watch on the log index ``P/log`` from the revision after the one the latest tx was
+    read at wakes on each tx committed since (a watch that starts at the next revision is served as
+    soon as it is written, not by etcd's 100 ms loop for watches that start in the past); a timer closes
+    it at the deadline."""
+    latest, revision = timeline.latest()
+    if latest >= tx:
+        return True
+    if timeout is not None and timeout <= 0:
+        return False
+    watch = timeline.client.watch(timeline.layout.log, None, revision + 1)
+    timer = None if timeout is None else threading.Timer(timeout, watch.close)
+    try:
+        if timer is not None:
+            timer.start()
+        # Housekeeping txns never put P/log, but one may have landed unseen in between (the cached list
+        # would count one tx too many), so the count of txs is confirmed with a read before answering.
+        # The watch ends only when the timer closes it: then False.
+        return any(timeline.tx_of(rev.revision) >= tx and timeline.latest()[0] >= tx for rev in watch)
+    finally:
+        if timer is not None:
+            timer.cancel()
+        watch.close()
 
 
 def times_and_notes(timeline: Timeline, revisions: Iterable[int]) -> dict[int, tuple[int, dict[str, Any] | None]]:

@@ -228,6 +228,24 @@ def test_changes_read_the_log_in_windows(storage: EtcdStorage) -> None:
     assert [e.tx for e in storage.changes(60, namespace="b")] == [61, 64, 67, 70]
 
 
+def test_wait_for_a_tx_committed_by_another_writer(storage: EtcdStorage, etcd: EtcdClient) -> None:
+    storage.put("a", {"k": 1})
+    assert storage.wait_for(1) is True
+    assert storage.wait_for(0, timeout=0) is True
+    assert storage.wait_for(2, timeout=0) is False
+    assert storage.wait_for(2, timeout=0.05) is False  # the timer closes the watch
+    other = EtcdStorage.open(etcd, storage.layout.prefix.decode())
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(storage.wait_for, 3, 60)
+        other.put("a", {"k": 2})
+        other.timeline.housekeeping()  # a revision that is no tx does not wake it as tx 3
+        other.put("a", {"k": 3})
+        assert waiting.result() is True
+    assert storage.latest_tx == 3
+    with pytest.raises(errors.InvalidParameters):
+        storage.wait_for(-1)
+
+
 def test_concurrent_writers_get_dense_unique_txs(storage: EtcdStorage) -> None:
     def write(n: int) -> list[tuple[int, str]]:
         return [(storage.put("a", {f"w{n}-{i}": i}), f"w{n}-{i}") for i in range(5)]
