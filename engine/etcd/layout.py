@@ -22,7 +22,8 @@ key                             value                                           
                                 revision: **the log index** (a range at
                                 ``revision(T)`` names T's bookkeeping key)
 ``P/n/<ns>``                    msgpack ``{"created_us": t}``                    the first tx writing ``ns``
-                                                                                 (a nested txn)
+                                                                                 (a nested txn), or
+                                                                                 ``create_namespace``
 ``P/u/<ns>``                    empty; its mod revision is ``ns``'s last tx      every tx touching ``ns``
 ``P/sys/hk``                    msgpack count of housekeeping txns so far        every housekeeping txn
 ==============================  ===============================================  ==========================
