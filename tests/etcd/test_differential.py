@@ -1,7 +1,8 @@
 """The same random histories on the LMDB engine and on EtcdStorage (a real 3-member etcd cluster) give
-identical answers: the tx of every commit, the error of every refused write (and nothing written),
+identical answers: the tx of every commit, the error of every refused write (and nothing written), every
+namespace creation (a housekeeping txn on etcd: a revision that is no tx),
 every read and scan at every tx, every key's history in both orders, diffs between txs, every tx's
-log entry and the change feed.
+log entry, the change feed, the namespaces and their info.
 
 Each example writes a fresh store prefix on the module's one cluster (examples run one after another, so
 nothing else writes the cluster while one runs: the tx numbering needs that) and a fresh LMDB store in a
