@@ -9,7 +9,6 @@ validation, so bad input raises the same errors), :func:`commit` sends::
     success: put P/tx/<id> = msgpack [time_us, note, runs, fingerprint, None]
              put P/d/ns/k = record (puts, clears) / delete P/d/ns/k + put P/m/ns/k = record (deletes)
              put P/u/ns; txn {create_revision(P/n/ns) == 0 -> put P/n/ns} per namespace touched
-                                                   # (the txn left out once the ns is known registered)
              put P/log = <id>                      # the log index (engine.etcd.layout)
              range P/sys/hk                        # -> tx = R - base - count (engine.etcd.timeline)
     failure: range P/tx/<id>; range each compared key; range P/sys/hk
@@ -39,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence, Set
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,15 +127,12 @@ class Plan:
     failure: list[Request]
     checked: list[bytes]
     entry: bytes
-    #: Namespace registrations left out as already known: counted toward the limits all the same, so
-    #: whether a batch fits does not depend on what this process has seen.
-    skipped: int = 0
 
 
 def plan(timeline: Timeline, runs: list[Run], expects: list[Expect], note: dict[str, Any] | None,
-         now_us: int, request_id: bytes, request_fingerprint: bytes, registered: Set[str] = frozenset()) -> Plan:
-    """The txn writing ``runs`` under ``expects`` (see the module docstring); namespaces in
-    ``registered`` are known to have their registry entry already, so no nested txn checks it."""
+         now_us: int, request_id: bytes, request_fingerprint: bytes) -> Plan:
+    """The txn writing ``runs`` under ``expects`` (see the module docstring). Every namespace's registry
+    is checked by a nested txn, every time: a process cannot know that no other process dropped it."""
     layout = timeline.layout
     compare: list[Compare] = []
     checked: dict[bytes, None] = {}
@@ -165,25 +161,22 @@ def plan(timeline: Timeline, runs: list[Run], expects: list[Expect], note: dict[
             else:
                 success.append(Put(key, record))
     created = ormsgpack.packb({"created_us": now_us})
-    skipped = 0
     for ns in namespaces:
         success.append(Put(layout.updated(ns), b""))
-        skipped += ns in registered
-        if ns not in registered:
-            registry = layout.registry(ns)
-            success.append(Txn((Compare(registry, "CREATE", "==", 0),), (Put(registry, created),)))
+        registry = layout.registry(ns)
+        success.append(Txn((Compare(registry, "CREATE", "==", 0),), (Put(registry, created),)))
     success.append(Put(layout.log, request_id))
     success.append(Range(layout.housekeeping))
     logged = [[r.namespace, r.op, r.keys] for r in runs]
     entry = msgpack.packb([now_us, note, logged, request_fingerprint, None], use_bin_type=True)
     failure: list[Request] = [*(Range(k) for k in checked), Range(layout.housekeeping)]
-    return Plan(compare, success, failure, list(checked), entry, skipped)
+    return Plan(compare, success, failure, list(checked), entry)
 
 
 def check_limits(p: Plan, request_key: bytes, limits: EtcdLimits, items: int) -> None:
     """``BATCH_TOO_LARGE`` / ``VALUE_TOO_LARGE`` for a txn etcd would refuse (before sending it)."""
-    nested = p.skipped > 0 or any(isinstance(op, Txn) for op in p.success)
-    ops = max(len(p.compare) + 1, len(p.success) + p.skipped + 1, len(p.failure) + 1) + (1 if nested else 0)
+    nested = any(isinstance(op, Txn) for op in p.success)
+    ops = max(len(p.compare) + 1, len(p.success) + 1, len(p.failure) + 1) + (1 if nested else 0)
     if ops > limits.max_txn_ops:
         raise errors.BatchTooLarge(
             f"a write of {items} operations needs {ops} etcd txn operations; the cluster allows "
@@ -206,25 +199,21 @@ def check_limits(p: Plan, request_key: bytes, limits: EtcdLimits, items: int) ->
 
 
 def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us: int,
-           limits: EtcdLimits, request_id: bytes | None = None, registered: set[str] | None = None) -> int:
+           limits: EtcdLimits, request_id: bytes | None = None) -> int:
     """Write ``batch`` as the next tx and return it; see the module docstring for the rules and errors.
     ``request_id`` (default: 16 random bytes) names the request: a call with an id that already
-    committed the same request returns that commit's tx. ``registered``: the namespaces known to have
-    their registry entry (a registry entry is never removed), updated after a commit; their writes
-    skip the nested txn that registers a namespace."""
-    known: set[str] = set() if registered is None else registered
+    committed the same request returns that commit's tx."""
     request_id = request_id or os.urandom(16)
     request_key = timeline.layout.request(request_id)
     request_fp = fingerprint(batch, note)
     items = sum(len(run.keys) for run in batch.runs)
     runs = list(batch.runs)
     for _ in range(MAX_ATTEMPTS):
-        p = plan(timeline, runs, batch.expects, note, now_us, request_id, request_fp, known)
+        p = plan(timeline, runs, batch.expects, note, now_us, request_id, request_fp)
         check_limits(p, request_key, limits, items)
         result = commit_once(timeline.client, request_key, p.entry, p.compare, p.success, p.failure,
                              same_request=lambda stored: _fingerprint_of(stored) == request_fp)
         if result.succeeded:
-            known.update(run.namespace for run in runs)
             if result.replayed:
                 timeline.refresh()
                 return timeline.tx_of(result.revision)

@@ -80,7 +80,6 @@ class EtcdStorage:
         self.limits = limits or Limits()
         self.etcd_limits = etcd_limits or EtcdLimits(max_request_bytes=client.max_request_bytes)
         self._clock = clock
-        self._registered: set[str] = set()  # namespaces whose registry entry exists (never removed yet)
         self.timeline = Timeline(client, layout, base, self.etcd_limits.max_txn_ops)
         self.timeline.refresh()
 
@@ -116,8 +115,7 @@ class EtcdStorage:
         request: calling again with the id of a request that committed returns its tx and writes nothing
         (``IDEMPOTENCY_KEY_REUSED`` if the id named another request). A caller that got
         ``STORAGE_UNAVAILABLE`` with ``outcome="unknown"`` retries with the same id."""
-        return _commit.commit(self.timeline, batch, note, self._now_us(), self.etcd_limits, request_id,
-                              registered=self._registered)
+        return _commit.commit(self.timeline, batch, note, self._now_us(), self.etcd_limits, request_id)
 
     def put(self, namespace: str, items: Mapping[str, Any] | Iterable[Item | tuple[str, Any]], *,
             note: dict[str, Any] | None = None, expect: Mapping[str, int] | None = None) -> int:
@@ -216,9 +214,7 @@ class EtcdStorage:
         """Create an empty namespace (no tx is consumed: a housekeeping txn); ``NAMESPACE_EXISTS`` if it
         exists, as :meth:`engine.Store.create_namespace`."""
         check_namespace(name)
-        info = _namespaces.create(self.timeline, name, self._now_us())
-        self._registered.add(name)
-        return info
+        return _namespaces.create(self.timeline, name, self._now_us())
 
     def namespace_info(self, name: str) -> NamespaceInfo | None:
         """What ``name`` holds at the latest tx, or None if it was never written, as

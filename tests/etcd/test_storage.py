@@ -193,8 +193,6 @@ def test_etcds_limits_are_batch_and_value_too_large_before_sending(storage: Etcd
     assert storage.put("a", {f"k{i}": i for i in range(26)}) == 1
     with pytest.raises(errors.BatchTooLarge) as info:  # deletes count twice (the marker) and compare
         storage.delete("a", [f"k{i}" for i in range(14)])
-    # The same limit once "a" is known registered (its nested txn is no longer sent): what fits does not
-    # depend on what this process has seen.
     assert info.value.details["ops"] == 34
     assert storage.delete("a", [f"k{i}" for i in range(12)]) == 2
     big = "x" * (storage.etcd_limits.max_request_bytes - 8000)
