@@ -7,7 +7,7 @@ the ones built so far, with the answers every backend owes (the LMDB engine's ow
 :class:`engine.Store` yet; :class:`engine.etcd.storage.EtcdStorage` implements it (mypy checks that).
 
 Still to add as they are built: expiry and metadata on writes, reads by time and ``tx_at``,
-dropping namespaces, streams, the hash chain and proofs,
+streams, the hash chain and proofs,
 compaction, idempotency keys, backup.
 """
 
@@ -95,4 +95,8 @@ class StorageOps(Protocol):
 
     def create_namespace(self, name: str) -> NamespaceInfo:
         """Create an empty namespace, taking no tx; ``NAMESPACE_EXISTS`` if it exists."""
+        ...
+
+    def drop_namespace(self, name: str, *, note: dict[str, Any] | None = None) -> int:
+        """Delete every live key of ``name`` in one tx (none if it has none) and forget the namespace."""
         ...

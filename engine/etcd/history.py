@@ -4,12 +4,14 @@ A key's puts and clears are the versions of its data key ``P/d/<ns>/<key>``; its
 deletes of that key, which a range never shows, and also versions of its **delete marker**
 ``P/m/<ns>/<key>`` (see :mod:`engine.etcd.layout`). So:
 
-* **newest first**: one txn of two ranges (data key and marker) at revision r gives the key's newest
-  version at or below r (the larger of the two mod revisions); the next is read at that revision - 1.
-  One round trip per version returned, as the LMDB walk is one cursor step per version.
+* **newest first**: one txn of ranges of the data key, its marker and the namespace's drop marker at
+  revision r gives the key's newest version at or below r (the largest mod revision; a drop counts if
+  the key existed just before it); the next is read at that revision - 1. One round trip per version
+  returned, as the LMDB walk is one cursor step per version.
 * **oldest first**: the same walk back from ``revision(before - 1)``, reversed, when the range holds at
   most :data:`WALK` versions; beyond, a watch on the data key from ``revision(after + 1)`` yields every
-  put and delete in order (a watch does show deletes) up to the newest one or ``limit`` (a watch that
+  put and delete in order (a watch does show deletes, a drop's range delete included) up to the newest
+  one or ``limit`` (a watch that
   starts in the past costs up to 100 ms: etcd's sync loop serves it).
 
 The versions' commit times and notes come from their txs' log entries (:mod:`engine.etcd.txlog`: two
@@ -26,7 +28,7 @@ from ..codec import DELETE, DELETE_RECORD, OP_NAMES, decode_rich, extended_recor
 from ..encoding import SHORT_MAX, escape
 from ..history import Version
 from ..validation import check_tx, key_bytes
-from .kv import KeyValue, Range, RangeResult
+from .kv import Range, RangeResult
 from .timeline import Timeline
 from .txlog import times_and_notes
 
@@ -80,36 +82,44 @@ def history(timeline: Timeline, namespace: str, key: str, raw: bytes, *, before:
     lo = 1 if after is None else after + 1
     if hi < lo or limit == 0:
         return []
-    layout = timeline.layout
-    data, marker = layout.data(namespace, raw), layout.marker(namespace, raw)
-    low = timeline.revision_of(lo)
+    low, top = timeline.revision_of(lo), timeline.revision_of(hi)
     if newest_first:
-        return versions(timeline, _walk_back(timeline, data, marker, timeline.revision_of(hi), low, limit))
-    walked = _walk_back(timeline, data, marker, timeline.revision_of(hi), low, WALK + 1)
+        return versions(timeline, _walk_back(timeline, key, raw, namespace, top, low, limit))
+    walked = _walk_back(timeline, key, raw, namespace, top, low, WALK + 1)
     if len(walked) <= WALK:  # every version in range: the walk, reversed
         return versions(timeline, walked[::-1][:limit])
+    data = timeline.layout.data(namespace, raw)
     return versions(timeline, _watch_forward(key, raw, timeline, data, low, walked[0][0], limit))
 
 
-def _walk_back(timeline: Timeline, data: bytes, marker: bytes, top: int, low: int,
+def _walk_back(timeline: Timeline, key: str, raw: bytes, namespace: str, top: int, low: int,
                limit: int) -> list[tuple[int, bytes]]:
     """``(revision, record)`` of the key's versions from revision ``top`` down to ``low``, newest first,
-    at most ``limit``: one txn of two ranges (data key, marker) per version."""
+    at most ``limit``: one txn of three ranges (data key, its delete marker, the namespace's drop marker)
+    per version. A drop counts as a delete of the key when the key existed just before it (one more
+    range says), as LMDB's drop writes a delete version for every live key."""
+    layout = timeline.layout
+    data, marker, dropped = layout.data(namespace, raw), layout.marker(namespace, raw), layout.dropped(namespace)
     out: list[tuple[int, bytes]] = []
     revision = top
     while len(out) < limit and revision >= low:
-        result = timeline.client.txn((), [Range(data, revision=revision), Range(marker, revision=revision)])
-        found: list[KeyValue] = []
-        for answer in result.responses:
+        result = timeline.client.txn((), [Range(data, revision=revision), Range(marker, revision=revision),
+                                          Range(dropped, revision=revision)])
+        found: list[tuple[int, bytes, bool]] = []
+        for i, answer in enumerate(result.responses):
             assert isinstance(answer, RangeResult)
-            found += answer.kvs
+            found += [(kv.mod_revision, kv.value, i == 2) for kv in answer.kvs]
         if not found:
             break
-        kv = max(found, key=lambda kv: kv.mod_revision)
-        if kv.mod_revision < low:
+        newest, record, is_drop = max(found)
+        if newest < low:
             break
-        out.append((kv.mod_revision, kv.value))
-        revision = kv.mod_revision - 1
+        revision = newest - 1
+        if is_drop:
+            if not timeline.client.range(data, revision=newest - 1).kvs:
+                continue  # the key did not exist when its namespace was dropped: no version of it
+            record = delete_record(key, raw)
+        out.append((newest, record))
     return out
 
 

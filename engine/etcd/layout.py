@@ -15,6 +15,9 @@ key                             value                                           
 ``P/m/<ns>/<key>``              the delete's version record (``C1 02``, or the   every tx that deletes the
                                 extended form of a long key): the **delete       key
                                 marker**, one version per delete
+``P/m/<ns>``                    ``C1 02``: the **drop marker**, one version per  every drop of ``ns`` with
+                                drop (a drop deletes every key with one range    live keys
+                                delete, not one marker per key)
 ``P/tx/<request id>``           msgpack ``[time_us, note, runs, fingerprint,     every tx (the bookkeeping
                                 answer]``: the tx log entry and the request's    put), guarded by
                                 retry-safety key at once                         ``create_revision == 0``
@@ -108,6 +111,10 @@ class Layout:
     def marker(self, namespace: str, raw: bytes) -> bytes:
         """The delete marker of key ``raw`` of ``namespace``."""
         return b"".join((self.prefix, b"/m/", namespace.encode(), b"/", raw))
+
+    def dropped(self, namespace: str) -> bytes:
+        """The namespace's drop marker (no trailing ``/``: never a key's marker): one version per drop."""
+        return self.prefix + b"/m/" + namespace.encode()
 
     def request(self, request_id: bytes) -> bytes:
         """The bookkeeping key (log entry and retry-safety key) of the tx of request ``request_id``."""

@@ -20,12 +20,12 @@ Contract (what holds today):
   **the tx log** (:meth:`tx_info`: time, note, operations; :meth:`changes`; :meth:`latest_tx`;
   :meth:`wait_for`).
 * **Namespaces**: :meth:`namespaces`, :meth:`create_namespace` (a housekeeping txn: no tx number),
-  :meth:`namespace_info` (``size_bytes`` costs a range of the
+  :meth:`drop_namespace`, :meth:`namespace_info` (``size_bytes`` costs a range of the
   namespace's keys, see :mod:`engine.etcd.namespaces`).
 
 Not yet (each raises ``NotImplementedError`` or is simply absent): the hash chain, receipts and
 ``verify`` (the sealer), commit-time clamping across writers (the sealer), expiry and metadata, reads by
-time (``tx_at``), dropping namespaces, streams,
+time (``tx_at``), streams,
 compaction, the engine's idempotency (``Claim``: recorded answers and refusals; :meth:`commit` takes a
 request id, the retry-safety half of it), backup, ``Store.open("etcd://...")``. The tx numbering needs
 a cluster no one else writes to (revisions are cluster-wide); foreign writes are not detected yet.
@@ -215,6 +215,13 @@ class EtcdStorage:
         exists, as :meth:`engine.Store.create_namespace`."""
         check_namespace(name)
         return _namespaces.create(self.timeline, name, self._now_us())
+
+    def drop_namespace(self, name: str, *, note: dict[str, Any] | None = None) -> int:
+        """Delete every live key of ``name`` in one tx and forget the namespace; returns the tx (the
+        latest tx, and no tx taken, when it has no live keys), as :meth:`engine.Store.drop_namespace`."""
+        check_namespace(name)
+        note = check_note(note, self.limits.max_note_bytes)
+        return _namespaces.drop(self.timeline, name, note, self._now_us(), self.etcd_limits)
 
     def namespace_info(self, name: str) -> NamespaceInfo | None:
         """What ``name`` holds at the latest tx, or None if it was never written, as

@@ -1,6 +1,6 @@
 """The same random histories on the LMDB engine and on EtcdStorage (a real 3-member etcd cluster) give
 identical answers: the tx of every commit, the error of every refused write (and nothing written), every
-namespace creation (a housekeeping txn on etcd: a revision that is no tx),
+namespace creation (a housekeeping txn on etcd: a revision that is no tx) and drop,
 every read and scan at every tx, every key's history in both orders, diffs between txs, every tx's
 log entry, the change feed, the namespaces and their info.
 
@@ -46,8 +46,8 @@ writes = st.one_of(
 )
 # Creating a namespace is a housekeeping txn on etcd: a revision that is no tx, which every later tx
 # number and every read at a tx must step over.
-creates = st.tuples(st.just("create"), st.sampled_from(NAMESPACES), st.just([]))
-histories = st.lists(st.one_of(writes, creates), min_size=1, max_size=6)
+creates = st.tuples(st.sampled_from(["create", "drop"]), st.sampled_from(NAMESPACES), st.just([]))
+histories = st.lists(st.one_of(writes, writes, creates), min_size=1, max_size=7)
 
 
 def current_tx(store: Store, ns: str, key: str) -> int:
@@ -110,7 +110,11 @@ def apply_create(target: Any, ns: str, conds: list[tuple[str, str, int]], note: 
     return target.create_namespace(ns)
 
 
-APPLY = {"txn": apply_txn, "ns": apply_ns, "bad": apply_bad, "create": apply_create}
+def apply_drop(target: Any, ns: str, conds: list[tuple[str, str, int]], note: dict[str, Any]) -> Any:
+    return target.drop_namespace(ns, note=note)
+
+
+APPLY = {"txn": apply_txn, "ns": apply_ns, "bad": apply_bad, "create": apply_create, "drop": apply_drop}
 
 
 def compare_reads(store: Store, storage: EtcdStorage, latest: int) -> None:
@@ -204,6 +208,11 @@ def test_a_fixed_history_with_every_kind_of_write(etcd: EtcdClient) -> None:
         ("txn", [("b", "clear", LONG, None), ("a", "put", "k\x00", None)], [("a", "k", "zero")]),
         ("bad", [("a", "put", "k", 3)], []),
         ("ns", [("b", "delete", LONG, None)], [("b", LONG, "current")]),
+        ("drop", "a", []),
+        ("drop", "a", []),
+        ("drop", "b", []),
+        ("txn", [("a", "put", "k", 9)], []),
+        ("create", "b", []),
     ]
     def at(seconds: float) -> datetime:
         return datetime.fromtimestamp(seconds, UTC)
@@ -217,9 +226,10 @@ def test_a_fixed_history_with_every_kind_of_write(etcd: EtcdClient) -> None:
             assert outcome(lambda: APPLY[kind](storage, ops, conds, {"i": i})) == expected  # noqa: B023
             results.append(expected[1] if expected[0] == "tx" else expected[1][0])
         created = NamespaceInfo("b", at(T0 + 1), at(T0 + 1), 0, 0, 0)
+        recreated = NamespaceInfo("b", at(T0 + 15), at(T0 + 10), 4, 0, 0)  # keeps its last tx, as on LMDB
         assert results == [created, 1, 2, 2, errors.NamespaceExists, errors.NamespaceExists, errors.Conflict, 3,
-                           errors.InvalidValue, 4]
-        compare_reads(store, storage, 4)
-        compare_histories(store, storage, 4)
-        compare_diffs(store, storage, 4)
+                           errors.InvalidValue, 4, 5, errors.NamespaceNotFound, 5, 6, recreated]
+        compare_reads(store, storage, 6)
+        compare_histories(store, storage, 6)
+        compare_diffs(store, storage, 6)
         assert [storage.namespace_info(ns) for ns in NAMESPACES] == [store.namespace_info(ns) for ns in NAMESPACES]

@@ -16,6 +16,7 @@ def test_every_key_of_the_layout() -> None:
     assert layout.data("ns", "k/é".encode()) == b"team/s1/d/ns/k/\xc3\xa9"
     assert layout.data_prefix("ns") == b"team/s1/d/ns/"
     assert layout.marker("ns", b"k\x00x") == b"team/s1/m/ns/k\x00x"
+    assert layout.dropped("ns") == b"team/s1/m/ns"
     assert layout.request(b"\x01\xff") == b"team/s1/tx/\x01\xff"
     assert layout.requests == (b"team/s1/tx/", b"team/s1/tx0")
     assert layout.log == b"team/s1/log"
@@ -36,6 +37,8 @@ def test_a_namespace_data_range_holds_only_its_keys() -> None:
     start = layout.data_prefix("a")
     assert not layout.data("ab", b"k").startswith(start)
     assert not layout.marker("a", b"k").startswith(start)
+    assert not layout.marker("a", b"k").startswith(layout.dropped("a") + b"\x00")
+    assert layout.dropped("a") < layout.marker("a", b"k")
     assert layout.data("a", b"k").startswith(start)
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from engine import errors
 from engine.codec import CLEAR_RECORD, DELETE, DELETE_RECORD, PUT, extended_record, pack_value
-from engine.etcd import EtcdClient, Range
+from engine.etcd import EtcdClient, Range, prefix_end
 from engine.etcd.commit import EtcdLimits, commit, fingerprint
 from engine.etcd.kv import Compare, Put, Txn, TxnResult, request_json, response_of
 from engine.etcd.storage import EtcdStorage
@@ -367,6 +367,41 @@ def test_creating_a_namespace_is_housekeeping_not_a_tx(storage: EtcdStorage, etc
     assert storage.namespace_info("new") == NamespaceInfo("new", at(US), at(US + 1_000_000), 2, 1, 8)
     assert storage.timeline.revision_of(2) == before + 2
     assert storage.namespaces() == ["a", "new"]
+
+
+def test_dropping_a_namespace(storage: EtcdStorage, etcd: EtcdClient, clock: Clock) -> None:
+    storage.put("a", {"k": 1, "gone": 2, "k\x00": 3, "z": 4})
+    storage.delete("a", ["gone"])
+    storage.put("b", {"k": 0})
+    clock.now += 1
+    before = revision(etcd)
+    assert storage.drop_namespace("a", note={"why": "test"}) == 4
+    assert revision(etcd) == before + 1  # one txn, whatever the number of keys
+    layout = storage.layout
+    assert etcd.range(layout.data_prefix("a"), prefix_end(layout.data_prefix("a"))).kvs == []
+    assert etcd.range(layout.dropped("a")).kvs[0].value == DELETE_RECORD
+    assert etcd.range(layout.marker("a", b"k")).kvs == []  # no marker per key: the drop marker stands for them
+    assert storage.tx_info(4) == TxEntry(4, at(US + 1_000_000), US + 1_000_000, {"why": "test"},
+                                         [Operation("a", k, "delete") for k in ("k", "k\x00", "z")])
+    assert storage.namespace_info("a") is None
+    assert storage.namespaces() == ["b"]
+    assert storage.read("a", ["k", "z"]).records == []
+    assert storage.read("a", ["k", "z"], tx=3).records == [rec("k", 1, 1), rec("z", 4, 1)]
+    # A key's history counts the drop as its delete only if it existed just before.
+    assert [(v.tx, v.op) for v in storage.history("a", "k")] == [(4, "delete"), (1, "put")]
+    assert [(v.tx, v.op) for v in storage.history("a", "gone")] == [(2, "delete"), (1, "put")]
+    assert [(v.tx, v.op) for v in storage.history("a", "k", order="asc")] == [(1, "put"), (4, "delete")]
+    with pytest.raises(errors.NamespaceNotFound) as info:
+        storage.drop_namespace("a")
+    assert (info.value.message, info.value.details) == ("namespace 'a' does not exist", {"namespace": "a"})
+    clock.now += 1
+    assert storage.put("a", {"k": 5}) == 5  # a write brings it back, created anew
+    assert storage.namespace_info("a") == NamespaceInfo("a", at(US + 2_000_000), at(US + 2_000_000), 5, 1, 8)
+    assert [(v.tx, v.op) for v in storage.history("a", "k")] == [(5, "put"), (4, "delete"), (1, "put")]
+    storage.delete("a", ["k"])
+    assert storage.drop_namespace("a") == 6  # no live keys: forgotten without a tx
+    assert storage.latest_tx == 6
+    assert storage.namespaces() == ["b"]
 
 
 def test_a_nested_txn_in_json_and_back() -> None:
