@@ -29,9 +29,11 @@ expect) is ``BATCH_TOO_LARGE``; a put whose key and record alone do not fit in `
 (less :data:`RESERVED_BYTES` for the rest of the txn) is ``VALUE_TOO_LARGE``, a txn over it
 ``BATCH_TOO_LARGE``.
 
-Not yet: puts with an expiry or metadata (``NotImplementedError``), the expiry sweep, caller idempotency
-keys (every call gets a random request id: its own retries are safe, a caller's retry is a new request),
-recorded refusals.
+Request ids: 16 random bytes per call unless the caller gives one (``request_id``): a retry with the
+same id, after an answer was lost, returns the tx that committed instead of writing a second one.
+
+Not yet: puts with an expiry or metadata (``NotImplementedError``), the expiry sweep, the engine's
+idempotency claims (scoped keys, recorded answers and refusals).
 """
 
 from __future__ import annotations
