@@ -4,6 +4,13 @@ Modules, one concept each: :mod:`~engine.etcd.kv` (the messages), :mod:`~engine.
 refusals as engine errors), :mod:`~engine.etcd.transport` (HTTP, failover, retries, timeouts),
 :mod:`~engine.etcd.client` (the calls), :mod:`~engine.etcd.watch` (a resuming watch),
 :mod:`~engine.etcd.once` (commit a txn exactly once under retries).
+
+A Strata store on etcd, over that client: :mod:`~engine.etcd.layout` (the keys under a store's prefix),
+:mod:`~engine.etcd.timeline` (tx numbers from revisions), :mod:`~engine.etcd.commit` (one tx = one etcd
+txn), :mod:`~engine.etcd.transaction` (multi-namespace txs), :mod:`~engine.etcd.reads` (reads and scans
+at any tx), :mod:`~engine.etcd.history`, :mod:`~engine.etcd.diff`, :mod:`~engine.etcd.txlog` (log entries,
+the change feed, waiting for a tx), :mod:`~engine.etcd.namespaces`, and :mod:`~engine.etcd.storage`
+(``EtcdStorage``, all of it behind the operations of :mod:`engine.storage_ops`).
 """
 
 from .client import EtcdClient

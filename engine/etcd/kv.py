@@ -5,7 +5,8 @@ quirks this module hides: keys and values are base64 strings; 64-bit integers ar
 (``"revision": "42"``); fields at their protobuf default (``0``, ``false``, empty, the first enum member)
 are left out, so an absent ``succeeded`` means False and an event without ``type`` is a PUT.
 
-Requests (what a txn may hold): :class:`Compare`, :class:`Put`, :class:`Range`, :class:`DeleteRange`.
+Requests (what a txn may hold): :class:`Compare`, :class:`Put`, :class:`Range`, :class:`DeleteRange`,
+:class:`Txn` (a nested txn).
 Answers: :class:`KeyValue`, :class:`RangeResult`, :class:`PutResult`, :class:`DeleteResult`,
 :class:`TxnResult`, :class:`Status`, :class:`Event`. Keys are ``bytes`` everywhere; a ``range_end`` of
 ``None`` means the single key, ``b"\\0"`` means every key from ``key`` on (etcd's convention), and
@@ -145,9 +146,32 @@ class DeleteRange:
         return out
 
 
-Request = Put | Range | DeleteRange
+@dataclass(frozen=True, slots=True)
+class Txn:
+    """A txn nested in a txn's branch: applied at the outer txn's revision, taking no revision of its own
+    (checked on etcd 3.4). Its answer is a :class:`TxnResult`."""
 
-_REQUEST_FIELD = {Put: "request_put", Range: "request_range", DeleteRange: "request_delete_range"}
+    compare: tuple[Compare, ...] = ()
+    success: tuple[Request, ...] = ()
+    failure: tuple[Request, ...] = ()
+
+    def to_json(self) -> Json:
+        return {
+            "compare": [c.to_json() for c in self.compare],
+            "success": [request_json(op) for op in self.success],
+            "failure": [request_json(op) for op in self.failure],
+        }
+
+    @property
+    def ops(self) -> int:
+        """Operations this txn counts toward etcd's ``--max-txn-ops`` in its parent's branch."""
+        return max(len(self.compare), len(self.success), len(self.failure))
+
+
+Request = Put | Range | DeleteRange | Txn
+
+_REQUEST_FIELD = {Put: "request_put", Range: "request_range", DeleteRange: "request_delete_range",
+                  Txn: "request_txn"}
 
 
 def request_json(op: Request) -> Json:
@@ -210,9 +234,6 @@ class DeleteResult(NamedTuple):
     prev_kvs: list[KeyValue]
 
 
-Response = RangeResult | PutResult | DeleteResult
-
-
 class TxnResult(NamedTuple):
     """A txn's answer: whether the compares held, the store's revision after it (the txn's own revision
     when it wrote something, else the revision it read at) and one response per executed operation."""
@@ -220,6 +241,9 @@ class TxnResult(NamedTuple):
     succeeded: bool
     revision: int
     responses: list[Response]
+
+
+Response = RangeResult | PutResult | DeleteResult | TxnResult
 
 
 def response_of(op: Json, revision: int) -> Response:
@@ -230,6 +254,10 @@ def response_of(op: Json, revision: int) -> Response:
     if "response_put" in op:
         prev = op["response_put"].get("prev_kv")
         return PutResult(revision, KeyValue.from_json(prev) if prev else None)
+    if "response_txn" in op:  # a nested txn: its responses are read at the outer txn's revision
+        r = op["response_txn"]
+        return TxnResult(bool(r.get("succeeded", False)), revision,
+                         [response_of(inner, revision) for inner in r.get("responses", ())])
     r = op["response_delete_range"]
     return DeleteResult(revision, int(r.get("deleted", 0)), kvs_of(r, "prev_kvs"))
 

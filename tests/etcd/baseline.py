@@ -13,6 +13,14 @@ Figures, each over ``--seconds`` of wall time (after a 1 s warm-up):
 * ``read100_past``: one txn of 100 range requests at a past revision (random keys of ``--keys``), one
   client thread, in microseconds per read (median and p90).
 
+and the Strata-on-etcd rows beside them, same cluster, same run (:class:`engine.etcd.storage.EtcdStorage`):
+
+* ``strata_put1``: ``storage.put(ns, {key: value})`` of one value that packs to 100 bytes (a Strata tx:
+  the raw put plus the request key, the log index, the namespace keys and the housekeeping range),
+  at 1 and 16 threads, in txs/s;
+* ``strata_read100_past``: ``storage.read(ns, 100 keys, tx=past)`` (random keys of ``--keys``, three
+  versions each, read at the second: one txn, decoded into records), in microseconds (median, p90).
+
 Prints one JSON line with the figures, the machine's load average before and after, and etcd's version.
 """
 
@@ -30,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.etcd import EtcdClient, Put, Range, commit_once
+from engine.etcd.storage import EtcdStorage
 
 from .cluster import EtcdCluster
 
@@ -102,6 +111,41 @@ def reads(client: EtcdClient, nkeys: int, seconds: float) -> dict[str, float]:
     return {"read100_past_us_median": statistics.median(samples), "read100_past_us_p90": p90}
 
 
+def strata_writes(client: EtcdClient, seconds: float) -> dict[str, float]:
+    """strata_put1 at 1 and 16 threads, txs/s."""
+    storage = EtcdStorage.open(client, "bench/w")
+    value = "v" * 97  # msgpack: 2 bytes of header + 97 = 99 bytes, the raw rows' 100-byte value
+    out: dict[str, float] = {}
+    for threads in (1, 16):
+        def put(n: int, i: int, t: int = threads) -> None:
+            storage.put("ns", {f"{t:02d}/{n:02d}/{i:08d}": value})
+
+        out[f"strata_put1_t{threads}_tx_per_s"] = rate(threads, seconds, put)
+    return out
+
+
+def strata_reads(client: EtcdClient, nkeys: int, seconds: float) -> dict[str, float]:
+    """strata_read100_past: storage.read of 100 keys at a past tx, microseconds (median, p90)."""
+    storage = EtcdStorage.open(client, "bench/r")
+    keys = [f"k/{i:06d}" for i in range(nkeys)]
+    past = 0
+    for version in range(3):
+        for start in range(0, len(keys), 100):
+            tx = storage.put("ns", {k: f"{version}:" + "v" * 95 for k in keys[start:start + 100]})
+        past = tx if version == 1 else past
+    rng = random.Random(7)
+    samples = []
+    for _ in range(int(seconds * 200)):
+        batch = rng.sample(keys, 100)
+        t0 = time.perf_counter()
+        result = storage.read("ns", batch, tx=past)
+        samples.append((time.perf_counter() - t0) * 1e6)
+        assert len(result.records) == 100 and all(r.value.startswith("1:") for r in result.records)
+    samples.sort()
+    return {"strata_read100_past_us_median": statistics.median(samples),
+            "strata_read100_past_us_p90": samples[len(samples) * 9 // 10]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -112,7 +156,8 @@ def main() -> None:
         cluster = EtcdCluster.start(Path(tmp), 3)
         try:
             with EtcdClient(cluster.endpoints, pool_size=40) as client:
-                figures = {**writes(client, args.seconds), **reads(client, args.keys, args.seconds)}
+                figures = {**writes(client, args.seconds), **strata_writes(client, args.seconds),
+                           **reads(client, args.keys, args.seconds), **strata_reads(client, args.keys, args.seconds)}
                 version = client.status().version
         finally:
             cluster.stop()

@@ -1,0 +1,140 @@
+"""Reads at any tx on etcd: resolve a tx, read keys at it, scan a namespace at it.
+
+A read at tx T is etcd ranges at ``revision(T)`` (:mod:`engine.etcd.timeline`): etcd's MVCC keeps every
+version until it is compacted, so a past read costs what a latest one does. A read of N keys is **one
+round trip**: one txn of ``range P/sys/hk`` (at the latest revision: it gives the latest tx, for
+``FUTURE_TX``, and tells whether the cached housekeeping list is current) and the N ranges at
+``revision(T)``. Past ``--max-txn-ops`` ranges the keys are read by several txns at that same revision,
+which MVCC makes one snapshot. A scan is one range over ``P/d/<ns>/<prefix>`` at the revision, paged at
+that revision.
+
+Answers are the LMDB backend's: the same :class:`~engine.records.Record` (``tx`` is the tx of the key's
+last change at or before T), decoded from the same record bytes by the same function
+(:func:`engine.snapshot.decode_version`), keys in request order (reads) or UTF-8 byte order (scans),
+absent and deleted keys left out, ``FUTURE_TX`` worded as the LMDB backend words it.
+
+Not yet: expiry (values with an expiry are not written on etcd yet), ``metadata`` and ``fields``, reads
+by time (``at``), ``TX_COMPACTED`` (no compaction yet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .. import errors
+from ..records import Limits, ReadResult, Record
+from ..snapshot import check_readable, decode_version
+from ..validation import check_prefix, key_bytes
+from .kv import KeyValue, Range, RangeResult, prefix_end
+from .timeline import MAX_REVISION, Timeline, count_of
+
+#: Keys per page of a scan.
+PAGE = 1000
+
+
+def read_keys_of(keys: Iterable[str], limits: Limits) -> tuple[list[str], list[bytes]]:
+    """The keys of a read, each once in request order, and their UTF-8 bytes, checked as
+    :meth:`engine.Namespace.read` checks them (same errors)."""
+    if isinstance(keys, str | bytes):
+        raise errors.InvalidParameters("keys must be a list of str, not a single string")
+    unique = list(dict.fromkeys(keys))
+    if len(unique) > limits.max_read_keys:
+        raise errors.BatchTooLarge(f"{len(unique)} keys in one read; the limit is {limits.max_read_keys}",
+                                   count=len(unique), limit=limits.max_read_keys)
+    return unique, [key_bytes(k, limits.max_key_bytes) for k in unique]
+
+
+def record_of(timeline: Timeline, key: str, kv: KeyValue) -> Record | None:
+    """The record a data key's version shows (None for a delete record, which etcd never holds)."""
+    return decode_version(key, timeline.tx_of(kv.mod_revision), kv.value, None, b"")
+
+
+def snapshot(timeline: Timeline, tx: int | None, ranges: list[Range]) -> tuple[int, int, list[RangeResult]]:
+    """``(tx, revision, answers)``: ``ranges`` (their revision left 0) read at ``revision(tx)`` (the
+    latest for None) in one txn (more past the cluster's ``--max-txn-ops``), with the latest tx checked and the
+    housekeeping list made current."""
+    per_txn = timeline.max_txn_ops - 1  # and the housekeeping range
+    if tx is not None:
+        check_readable(tx, tx)  # INVALID_PARAMETERS for a tx that is not a non-negative int
+        if timeline.revision_of(tx) > MAX_REVISION:  # etcd could not even parse it: surely in the future
+            check_readable(tx, timeline.latest()[0])
+    for _ in range(3):
+        revision = 0 if tx is None else timeline.revision_of(tx)
+        ops = [Range(timeline.layout.housekeeping), *(_at(r, revision) for r in ranges[:per_txn])]
+        try:
+            result = timeline.client.txn((), ops)
+        except errors.FutureTx:  # a revision etcd does not have yet: a tx above the latest
+            latest, _ = timeline.latest()
+            check_readable(tx, latest)
+            continue  # the latest moved up to tx meanwhile: read again
+        hk = result.responses[0]
+        assert isinstance(hk, RangeResult)
+        count = count_of(hk.kvs)
+        stale = timeline.count_below(result.revision) != count
+        timeline.learn(count, result.revision)
+        latest = result.revision - timeline.base - count
+        if tx is not None:
+            check_readable(tx, latest)
+            if stale and timeline.revision_of(tx) != revision:
+                continue  # the cached housekeeping list was behind: revision(tx) moved
+        read_at = revision or result.revision
+        answers = [r for r in result.responses[1:] if isinstance(r, RangeResult)]
+        for start in range(per_txn, len(ranges), per_txn):
+            more = timeline.client.txn((), [_at(r, read_at) for r in ranges[start:start + per_txn]])
+            answers += [r for r in more.responses if isinstance(r, RangeResult)]
+        return (latest if tx is None else tx), read_at, answers
+    raise errors.StorageError("the etcd read did not settle: housekeeping txns kept landing in between")
+
+
+def _at(r: Range, revision: int) -> Range:
+    return Range(r.key, r.range_end, revision, r.limit, r.keys_only, r.count_only, r.serializable)
+
+
+def read(timeline: Timeline, namespace: str, keys: Iterable[str], tx: int | None, limits: Limits) -> ReadResult:
+    """Records of ``keys`` of ``namespace`` at ``tx`` (latest if None), as :meth:`engine.Namespace.read`."""
+    unique, raws = read_keys_of(keys, limits)
+    layout = timeline.layout
+    snap, _, answers = snapshot(timeline, tx, [Range(layout.data(namespace, raw)) for raw in raws])
+    records = []
+    for key, answer in zip(unique, answers, strict=True):
+        if answer.kvs:
+            rec = record_of(timeline, key, answer.kvs[0])
+            if rec is not None:
+                records.append(rec)
+    return ReadResult(records, snap)
+
+
+def scan(timeline: Timeline, namespace: str, prefix: str, tx: int | None, after: str | None, limit: int | None,
+         limits: Limits) -> ReadResult:
+    """Records of the keys of ``namespace`` starting with ``prefix`` at ``tx`` (latest if None), after
+    ``after`` (exclusive), at most ``limit``, in UTF-8 byte order: :meth:`engine.Namespace.scan`'s
+    records and checks, as a list with the tx read."""
+    check_prefix(prefix)
+    if after is not None:
+        key_bytes(after, limits.max_key_bytes)
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise errors.InvalidParameters(f"limit must be a non-negative integer or None, not {limit!r}",
+                                       parameter="limit")
+    layout = timeline.layout
+    base = layout.data_prefix(namespace)
+    start = base + prefix.encode()
+    end = prefix_end(start)
+    if after is not None:
+        start = max(start, base + after.encode() + b"\0")  # the first key after ``after``
+    if limit == 0:
+        return ReadResult([], snapshot(timeline, tx, [])[0])
+    page = PAGE if limit is None else min(limit, PAGE)
+    snap, revision, answers = snapshot(timeline, tx, [Range(start, end, 0, page)])
+    first = answers[0]
+    kvs = list(first.kvs)
+    if first.more and (limit is None or len(kvs) < limit):
+        rest = timeline.client.range(kvs[-1].key + b"\0", end, revision,
+                                     limit=None if limit is None else limit - len(kvs))
+        kvs += rest.kvs
+    records: list[Any] = []
+    for kv in kvs:
+        rec = record_of(timeline, layout.key_of(namespace, kv.key), kv)
+        if rec is not None:
+            records.append(rec)
+    return ReadResult(records, snap)

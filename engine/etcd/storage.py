@@ -1,0 +1,239 @@
+"""A Strata store's data on an etcd cluster: commit a batch as the next tx, read at any tx, history, log.
+
+:class:`EtcdStorage` is the etcd side of the backend seam (docs/design.md, "Strata on etcd"): the
+Strata-level operations the LMDB engine implements over its own key layout, implemented over etcd's
+native versions instead. It is not plugged under :class:`engine.Store` yet; the differential test
+(``tests/etcd/test_differential.py``) holds it to the LMDB engine's answers.
+
+Contract (what holds today):
+
+* **Writes** (:meth:`put`, :meth:`clear`, :meth:`delete`, :meth:`transaction`, :meth:`commit`): one
+  Strata tx is one etcd txn (:mod:`engine.etcd.commit`), retry-safe (a lost answer is resolved by the
+  request key, never committed twice); txs are numbered 1, 2, 3, ... from the store's base revision
+  (:mod:`engine.etcd.timeline`). Input is validated by the engine's own functions (same errors as the
+  LMDB engine); ``expect`` gives ``CONFLICT`` with the same details; a delete of an absent key is a
+  no-op and a write of only no-ops takes no tx; records are byte for byte the LMDB engine's. etcd's
+  limits give ``BATCH_TOO_LARGE`` / ``VALUE_TOO_LARGE`` before anything is sent.
+* **Reads** at the latest or any past tx (:meth:`read`, :meth:`get`, :meth:`scan`): the LMDB engine's
+  records, ``FUTURE_TX`` above the latest tx; one etcd round trip for up to ``--max-txn-ops`` - 1 keys.
+* **History** (:meth:`history`) in both orders, deletes included, :meth:`diff` between two txs, and
+  **the tx log** (:meth:`tx_info`: time, note, operations; :meth:`changes`; :meth:`latest_tx`;
+  :meth:`wait_for`).
+* **Namespaces**: :meth:`namespaces`, :meth:`create_namespace` (a housekeeping txn: no tx number),
+  :meth:`drop_namespace`, :meth:`namespace_info` (``size_bytes`` costs a range of the
+  namespace's keys, see :mod:`engine.etcd.namespaces`).
+
+Not yet (each raises ``NotImplementedError`` or is simply absent): the hash chain, receipts and
+``verify`` (the sealer), commit-time clamping across writers (the sealer), expiry and metadata, reads by
+time (``tx_at``), streams,
+compaction, the engine's idempotency (``Claim``: recorded answers and refusals; :meth:`commit` takes a
+request id, the retry-safety half of it), backup, ``Store.open("etcd://...")``. The tx numbering needs
+a cluster no one else writes to (revisions are cluster-wide); foreign writes are not detected yet.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import ormsgpack
+
+from .. import errors
+from ..codec import CLEAR, DELETE
+from ..conditions import expects_of
+from ..history import Change, Version
+from ..records import Item, Limits, NamespaceInfo, ReadResult, Record
+from ..storage_ops import StorageOps
+from ..txlog import check_note
+from ..txn import Batch, prepare_keys, prepare_puts
+from ..validation import check_namespace, check_tx
+from . import commit as _commit
+from . import diff as _diff
+from . import history as _history
+from . import namespaces as _namespaces
+from . import reads, txlog
+from .client import EtcdClient
+from .commit import EtcdLimits
+from .kv import Compare, Put, Range, RangeResult
+from .layout import Layout
+from .timeline import Timeline
+from .transaction import EtcdTransaction
+from .txlog import TxEntry
+
+#: Version of the key layout a store's ``P/meta`` records.
+FORMAT = 1
+
+
+class EtcdStorage:
+    """One Strata store under ``prefix`` on the cluster ``client`` talks to; see the module docstring.
+
+    ``limits``: the engine's per-request limits (as for :class:`engine.Store`); ``etcd_limits``: the
+    cluster's own (``--max-txn-ops``, ``--max-request-bytes``; default: etcd's defaults, the request
+    limit taken from the client); ``clock``: now as epoch seconds (default ``time.time``), for commit
+    times. Thread-safe; the client stays the caller's to close."""
+
+    def __init__(self, client: EtcdClient, layout: Layout, base: int, *, limits: Limits | None = None,
+                 etcd_limits: EtcdLimits | None = None, clock: Callable[[], float] | None = None) -> None:
+        self.client = client
+        self.layout = layout
+        self.limits = limits or Limits()
+        self.etcd_limits = etcd_limits or EtcdLimits(max_request_bytes=client.max_request_bytes)
+        self._clock = clock
+        self.timeline = Timeline(client, layout, base, self.etcd_limits.max_txn_ops)
+        self.timeline.refresh()
+
+    @classmethod
+    def open(cls, client: EtcdClient, prefix: str, *, limits: Limits | None = None,
+             etcd_limits: EtcdLimits | None = None, clock: Callable[[], float] | None = None) -> EtcdStorage:
+        """The store at ``prefix``, created (``P/meta`` written: its revision becomes the base) if the
+        prefix holds none. Two processes creating one store at once agree on its base."""
+        layout = Layout.of(prefix)
+        meta = ormsgpack.packb({"format": FORMAT, "created_us": _now_us(clock)})
+        result = client.txn([Compare(layout.meta, "CREATE", "==", 0)], [Put(layout.meta, meta)], [Range(layout.meta)])
+        if result.succeeded:
+            base = result.revision
+        else:
+            found = result.responses[0]
+            assert isinstance(found, RangeResult)
+            stored = ormsgpack.unpackb(found.kvs[0].value)
+            if stored.get("format") != FORMAT:
+                raise errors.StorageError(f"the etcd store at {prefix!r} has layout format {stored.get('format')!r}; "
+                                          f"this engine reads format {FORMAT}", prefix=prefix)
+            base = found.kvs[0].create_revision
+        return cls(client, layout, base, limits=limits, etcd_limits=etcd_limits, clock=clock)
+
+    def _now_us(self) -> int:
+        return _now_us(self._clock)
+
+    # -- writes ----------------------------------------------------------------------------------------
+
+    def commit(self, batch: Batch, *, note: dict[str, Any] | None = None, request_id: bytes | None = None) -> int:
+        """Write a validated batch as the next tx (see :mod:`engine.etcd.commit`); returns the tx.
+
+        ``request_id`` (default: 16 random bytes, so only this call's own retries are safe) names the
+        request: calling again with the id of a request that committed returns its tx and writes nothing
+        (``IDEMPOTENCY_KEY_REUSED`` if the id named another request). A caller that got
+        ``STORAGE_UNAVAILABLE`` with ``outcome="unknown"`` retries with the same id."""
+        return _commit.commit(self.timeline, batch, note, self._now_us(), self.etcd_limits, request_id)
+
+    def put(self, namespace: str, items: Mapping[str, Any] | Iterable[Item | tuple[str, Any]], *,
+            note: dict[str, Any] | None = None, expect: Mapping[str, int] | None = None) -> int:
+        """:meth:`engine.Namespace.put` without expiry and metadata options."""
+        check_namespace(namespace)
+        note = check_note(note, self.limits.max_note_bytes)
+        batch = prepare_puts(namespace, items, self.limits, None, self._now_us)
+        batch.expects = expects_of(namespace, expect, self.limits)
+        return self.commit(batch, note=note)
+
+    def clear(self, namespace: str, keys: Iterable[str], *, note: dict[str, Any] | None = None,
+              expect: Mapping[str, int] | None = None) -> int:
+        """:meth:`engine.Namespace.clear`."""
+        return self._keys(namespace, keys, CLEAR, note, expect)
+
+    def delete(self, namespace: str, keys: Iterable[str], *, note: dict[str, Any] | None = None,
+               expect: Mapping[str, int] | None = None) -> int:
+        """:meth:`engine.Namespace.delete`."""
+        return self._keys(namespace, keys, DELETE, note, expect)
+
+    def _keys(self, namespace: str, keys: Iterable[str], op: int, note: dict[str, Any] | None,
+              expect: Mapping[str, int] | None) -> int:
+        check_namespace(namespace)
+        note = check_note(note, self.limits.max_note_bytes)
+        batch = prepare_keys(namespace, keys, op, self.limits)
+        batch.expects = expects_of(namespace, expect, self.limits)
+        return self.commit(batch, note=note)
+
+    def transaction(self, *, note: dict[str, Any] | None = None) -> EtcdTransaction:
+        """Several operations on several namespaces as one tx (as :meth:`engine.Store.transaction`)."""
+        return EtcdTransaction(self, note=note)
+
+    # -- reads -----------------------------------------------------------------------------------------
+
+    @property
+    def latest_tx(self) -> int:
+        """The latest committed tx (0 for an empty store)."""
+        return self.timeline.latest()[0]
+
+    def read(self, namespace: str, keys: Iterable[str], *, tx: int | None = None) -> ReadResult:
+        """Records of ``keys`` at ``tx`` (latest if None), as :meth:`engine.Namespace.read`."""
+        check_namespace(namespace)
+        return reads.read(self.timeline, namespace, keys, tx, self.limits)
+
+    def get(self, namespace: str, key: str, *, tx: int | None = None) -> Record | None:
+        """The record of one key at ``tx`` (latest if None), as :meth:`engine.Namespace.get`."""
+        records = self.read(namespace, [key], tx=tx).records
+        return records[0] if records else None
+
+    def scan(self, namespace: str, prefix: str = "", *, tx: int | None = None, after: str | None = None,
+             limit: int | None = None) -> ReadResult:
+        """The records :meth:`engine.Namespace.scan` yields, as a list with the tx read."""
+        check_namespace(namespace)
+        return reads.scan(self.timeline, namespace, prefix, tx, after, limit, self.limits)
+
+    def history(self, namespace: str, key: str, *, before: int | None = None, after: int | None = None,
+                limit: int = 100, order: str = "desc") -> list[Version]:
+        """Versions of ``key`` with ``after < tx < before``, as :meth:`engine.Namespace.history`."""
+        check_namespace(namespace)
+        raw = _history.check(key, before, after, limit, order, self.limits.max_key_bytes)
+        return _history.history(self.timeline, namespace, key, raw, before=before, after=after, limit=limit,
+                                newest_first=order == "desc")
+
+    def diff(self, namespace: str, from_tx: int, to_tx: int) -> list[Change]:
+        """Keys whose content differs between the snapshots at ``from_tx`` and ``to_tx``, in key order,
+        as :meth:`engine.Namespace.diff` yields them."""
+        check_namespace(namespace)
+        return _diff.diff(self.timeline, namespace, from_tx, to_tx)
+
+    def tx_info(self, tx: int) -> TxEntry | None:
+        """Commit time, note and operations of ``tx``; None if it was not committed (no hash yet)."""
+        return txlog.entry(self.timeline, tx)
+
+    def changes(self, since: int = 0, *, limit: int = 1000, namespace: str | None = None) -> list[TxEntry]:
+        """Committed txs after ``since``, in tx order, at most ``limit`` (with ``namespace``: only the txs
+        that touched it, with only its operations), as :meth:`engine.Store.changes` (no hash yet)."""
+        check_tx(since, "since")
+        if type(limit) is not int or not 1 <= limit <= 10_000:
+            raise errors.InvalidParameters(f"limit must be an integer from 1 to 10000, not {limit!r}",
+                                           parameter="limit")
+        if namespace is not None:
+            check_namespace(namespace)
+        return txlog.changes(self.timeline, since, limit, namespace)
+
+    def wait_for(self, tx: int, timeout: float | None = None) -> bool:
+        """Block until ``tx`` is committed (by any process); False if ``timeout`` seconds pass first, as
+        :meth:`engine.Store.wait_for` (a watch, no polling: see :func:`engine.etcd.txlog.wait_for`)."""
+        check_tx(tx)
+        return txlog.wait_for(self.timeline, tx, timeout)
+
+    def namespaces(self) -> list[str]:
+        """The names of every namespace ever written, in name order (drop is not built yet)."""
+        return _namespaces.names(self.timeline)
+
+    def create_namespace(self, name: str) -> NamespaceInfo:
+        """Create an empty namespace (no tx is consumed: a housekeeping txn); ``NAMESPACE_EXISTS`` if it
+        exists, as :meth:`engine.Store.create_namespace`."""
+        check_namespace(name)
+        return _namespaces.create(self.timeline, name, self._now_us())
+
+    def drop_namespace(self, name: str, *, note: dict[str, Any] | None = None) -> int:
+        """Delete every live key of ``name`` in one tx and forget the namespace; returns the tx (the
+        latest tx, and no tx taken, when it has no live keys), as :meth:`engine.Store.drop_namespace`."""
+        check_namespace(name)
+        note = check_note(note, self.limits.max_note_bytes)
+        return _namespaces.drop(self.timeline, name, note, self._now_us(), self.etcd_limits)
+
+    def namespace_info(self, name: str) -> NamespaceInfo | None:
+        """What ``name`` holds at the latest tx, or None if it was never written, as
+        :meth:`engine.Store.namespace_info` (``size_bytes`` costs a range of its keys here)."""
+        check_namespace(name)
+        return _namespaces.info(self.timeline, name)
+
+
+def _now_us(clock: Callable[[], float] | None) -> int:
+    return time.time_ns() // 1000 if clock is None else round(clock() * 1_000_000)
+
+
+if TYPE_CHECKING:
+    def _implements_the_boundary(storage: EtcdStorage) -> StorageOps:
+        return storage  # mypy checks that EtcdStorage has every operation of the boundary

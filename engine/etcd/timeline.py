@@ -1,0 +1,128 @@
+"""Strata tx numbers on etcd revisions: ``tx = revision - base - housekeeping revisions below it``.
+
+etcd has one revision counter per cluster and every write txn takes exactly one revision (a txn of many
+puts and deletes included; a failed compare, a delete of nothing, a read-only txn and a nested txn take
+none). A store's **base** is the revision that created its ``P/meta`` key; every later revision is either
+a Strata tx (one bookkeeping put ``P/tx/<request id>``) or a **housekeeping txn** (a write that is not a
+tx: sealed segments, elections, namespace creation, the horizon), and every housekeeping txn puts
+``P/sys/hk = count + 1``. So:
+
+* the writer of a tx learns its own number from its own txn's answer: the txn ranges ``P/sys/hk`` in its
+  success branch, at its own revision ``R``, and gets the count ``c`` of housekeeping revisions below
+  ``R`` (a txn applies at one point of etcd's serial order): ``tx = R - base - c``. No compare on a shared
+  counter, so writers never conflict over the numbering;
+* a reader maps tx ``T`` back to its revision with the list of housekeeping revisions (the versions of
+  ``P/sys/hk``: version ``i`` was written at the ``i``-th housekeeping revision), cached here and
+  refreshed whenever a read sees a count the cache does not know.
+
+The numbering assumes **nothing else writes the cluster** between the store's txs (a dedicated cluster):
+a foreign write takes a revision no one counts and shifts every later tx. This module does not detect
+that yet (the sealer will: every revision must be exactly one tx or one housekeeping txn).
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Sequence
+
+import ormsgpack
+
+from .. import errors
+from .client import EtcdClient
+from .kv import Compare, KeyValue, Put, Range, RangeResult, Request, Response
+from .layout import Layout
+
+#: Revisions are int64 in etcd: a tx whose revision would be beyond this cannot exist (and etcd could
+#: not parse a request naming it), so callers answer for it without asking etcd.
+MAX_REVISION = (1 << 63) - 1
+
+
+def count_of(kvs: Sequence[KeyValue]) -> int:
+    """The housekeeping count a range of ``P/sys/hk`` shows (0 when the key was never written)."""
+    return int(ormsgpack.unpackb(kvs[0].value)) if kvs else 0
+
+
+class Timeline:
+    """The tx <-> revision mapping of one store (``base`` and the housekeeping revisions), with what every
+    operation on the store needs: its client, its layout, the cluster's ``--max-txn-ops``. Thread-safe."""
+
+    def __init__(self, client: EtcdClient, layout: Layout, base: int, max_txn_ops: int = 128) -> None:
+        self.client, self.layout, self.base, self.max_txn_ops = client, layout, base, max_txn_ops
+        self._housekeeping: list[int] = []  # revisions of the housekeeping txns known so far, ascending
+        self._lock = threading.Lock()
+
+    # -- the mapping -------------------------------------------------------------------------------
+
+    def tx_of(self, revision: int) -> int:
+        """The tx written at ``revision`` (for a revision that is no tx's, such as a snapshot's read
+        revision: the latest tx at or below it). Exact when the housekeeping list is current up to
+        ``revision``: callers :meth:`learn` the count seen by the same read first."""
+        known = self._housekeeping
+        return revision - self.base - bisect.bisect_right(known, revision)
+
+    def revision_of(self, tx: int) -> int:
+        """The revision of tx ``tx`` (``base`` for tx 0): ``base + tx`` plus the housekeeping revisions
+        below it."""
+        revision = self.base + tx
+        for h in self._housekeeping:  # ascending: each one at or below the candidate pushes it up by one
+            if h <= revision:
+                revision += 1
+            else:
+                break
+        return revision
+
+    def count_below(self, revision: int) -> int:
+        """How many known housekeeping revisions are at or below ``revision``."""
+        return bisect.bisect_right(self._housekeeping, revision)
+
+    def learn(self, count: int, revision: int) -> None:
+        """A read at ``revision`` saw housekeeping count ``count``: refresh the list if it knows fewer."""
+        if self.count_below(revision) != count:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Reload every housekeeping revision from the versions of ``P/sys/hk`` (one range per version
+        not known yet, walking back from the newest: housekeeping is rare)."""
+        with self._lock:
+            known = self._housekeeping
+            found: list[int] = []
+            rng = self.client.range(self.layout.housekeeping)
+            while rng.kvs:
+                kv = rng.kvs[0]
+                if known and kv.mod_revision <= known[-1]:
+                    break
+                found.append(kv.mod_revision)
+                if kv.version <= 1:
+                    break
+                rng = self.client.range(self.layout.housekeeping, revision=kv.mod_revision - 1)
+            self._housekeeping = known + found[::-1]
+
+    # -- the store's head --------------------------------------------------------------------------
+
+    def latest(self) -> tuple[int, int]:
+        """``(latest tx, the revision it was read at)``: one read-only txn ranging ``P/sys/hk``."""
+        result = self.client.txn((), [Range(self.layout.housekeeping)])
+        rng = result.responses[0]
+        assert isinstance(rng, RangeResult)
+        self.learn(count_of(rng.kvs), result.revision)
+        return result.revision - self.base - count_of(rng.kvs), result.revision
+
+    def housekeeping(self, success: Sequence[Request] = (), compare: Sequence[Compare] = ()) -> int:
+        """Run a housekeeping txn (``success`` if ``compare`` holds) that takes no tx number; returns its
+        revision. Guarded by ``P/sys/hk``'s mod revision, retried while another housekeeping txn lands
+        in between; ``CONFLICT`` if the caller's own ``compare`` fails."""
+        key = self.layout.housekeeping
+        while True:
+            current = self.client.range(key)
+            count = count_of(current.kvs)
+            seen = current.kvs[0].mod_revision if current.kvs else 0
+            guard = [Compare(key, "MOD", "==", seen), *compare]
+            result = self.client.txn(guard, [Put(key, ormsgpack.packb(count + 1)), *success], [Range(key)])
+            if result.succeeded:
+                self.refresh()
+                return result.revision
+            after: Response = result.responses[0]
+            assert isinstance(after, RangeResult)
+            if (after.kvs[0].mod_revision if after.kvs else 0) == seen:
+                raise errors.Conflict("a housekeeping txn's condition failed", revision=result.revision)

@@ -1,0 +1,235 @@
+"""The same random histories on the LMDB engine and on EtcdStorage (a real 3-member etcd cluster) give
+identical answers: the tx of every commit, the error of every refused write (and nothing written), every
+namespace creation (a housekeeping txn on etcd: a revision that is no tx) and drop,
+every read and scan at every tx, every key's history in both orders, diffs between txs, every tx's
+log entry, the change feed, the namespaces and their info.
+
+Each example writes a fresh store prefix on the module's one cluster (examples run one after another, so
+nothing else writes the cluster while one runs: the tx numbering needs that) and a fresh LMDB store in a
+temporary directory; both read the same settable clock, moved one second per write.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine import Store, errors
+from engine.etcd import EtcdClient
+from engine.etcd.storage import EtcdStorage
+from engine.records import NamespaceInfo
+from tests.engine.clock import T0, Clock
+
+NAMESPACES = ["a", "b"]
+LONG = "L" * 500  # over 497 bytes: LMDB's long-key form, whose records name the key
+KEYS = ["k", "k\x00", "ké", "kk", LONG]
+_prefixes = itertools.count()
+
+values = st.one_of(
+    st.integers(-3, 3), st.text(max_size=3), st.binary(max_size=3), st.none(), st.booleans(),
+    st.lists(st.integers(0, 2), max_size=2),
+    st.dictionaries(st.sampled_from(["x", "y"]), st.integers(0, 2), max_size=2),
+)
+operations = st.tuples(st.sampled_from(NAMESPACES), st.sampled_from(["put", "put", "clear", "delete"]),
+                       st.sampled_from(KEYS), values)
+expects = st.lists(st.tuples(st.sampled_from(NAMESPACES), st.sampled_from(KEYS),
+                             st.sampled_from(["current", "current", "zero", "wrong"])), max_size=2)
+writes = st.one_of(
+    st.tuples(st.just("txn"), st.lists(operations, min_size=1, max_size=4), expects),
+    st.tuples(st.just("ns"), st.lists(operations, min_size=1, max_size=3), expects),
+    st.tuples(st.just("bad"), st.lists(operations, min_size=1, max_size=2), expects),
+)
+# Creating a namespace is a housekeeping txn on etcd: a revision that is no tx, which every later tx
+# number and every read at a tx must step over.
+creates = st.tuples(st.sampled_from(["create", "drop"]), st.sampled_from(NAMESPACES), st.just([]))
+histories = st.lists(st.one_of(writes, writes, creates), min_size=1, max_size=7)
+
+
+def current_tx(store: Store, ns: str, key: str) -> int:
+    rec = store.namespace(ns).get(key)
+    return 0 if rec is None else rec.tx
+
+
+def conditions(store: Store, wanted: list[tuple[str, str, str]]) -> list[tuple[str, str, int]]:
+    """Expects resolved against the LMDB store's current state (both stores hold the same)."""
+    out = []
+    for ns, key, kind in wanted:
+        tx = current_tx(store, ns, key)
+        out.append((ns, key, tx if kind == "current" else 0 if kind == "zero" else tx + 1))
+    return out
+
+
+def outcome(call: Any) -> tuple[str, Any]:
+    try:
+        return "tx", call()
+    except errors.EngineError as exc:
+        return "error", (type(exc), exc.message, exc.details)
+
+
+def apply_txn(target: Any, ops: list[tuple[str, str, str, Any]], conds: list[tuple[str, str, int]],
+              note: dict[str, Any]) -> int:
+    with target.transaction(note=note) as t:
+        for ns, kind, key, value in ops:
+            if kind == "put":
+                t.put(ns, key, value)
+            else:
+                getattr(t, kind)(ns, key)
+        for ns, key, tx in conds:
+            t.expect(ns, key, tx=tx)
+    return int(t.tx)
+
+
+def apply_ns(target: Any, ops: list[tuple[str, str, str, Any]], conds: list[tuple[str, str, int]],
+             note: dict[str, Any]) -> int:
+    """One namespace call: the first operation's namespace and kind, over every key the ops name."""
+    ns, kind = ops[0][0], ops[0][1]
+    expect = {key: tx for n, key, tx in conds if n == ns} or None
+    if isinstance(target, Store):
+        handle: Any = target.namespace(ns)
+        if kind == "put":
+            return handle.put({key: value for _, _, key, value in ops}, note=note, expect=expect)  # type: ignore[no-any-return]
+        return getattr(handle, kind)(list(dict.fromkeys(key for _, _, key, _ in ops)), note=note, expect=expect)  # type: ignore[no-any-return]
+    if kind == "put":
+        return target.put(ns, {key: value for _, _, key, value in ops}, note=note, expect=expect)  # type: ignore[no-any-return]
+    return getattr(target, kind)(ns, list(dict.fromkeys(key for _, _, key, _ in ops)), note=note, expect=expect)  # type: ignore[no-any-return]
+
+
+def apply_bad(target: Any, ops: list[tuple[str, str, str, Any]], conds: list[tuple[str, str, int]],
+              note: dict[str, Any]) -> int:
+    """A write the validation refuses: the same error on both, nothing written."""
+    bad = [(ns, "put", key, float("nan")) for ns, _, key, _ in ops[:1]]
+    return apply_txn(target, ops + bad, conds, note)
+
+
+def apply_create(target: Any, ns: str, conds: list[tuple[str, str, int]], note: dict[str, Any]) -> Any:
+    return target.create_namespace(ns)
+
+
+def apply_drop(target: Any, ns: str, conds: list[tuple[str, str, int]], note: dict[str, Any]) -> Any:
+    return target.drop_namespace(ns, note=note)
+
+
+APPLY = {"txn": apply_txn, "ns": apply_ns, "bad": apply_bad, "create": apply_create, "drop": apply_drop}
+
+
+def compare_reads(store: Store, storage: EtcdStorage, latest: int) -> None:
+    for tx in range(latest + 1):
+        for ns in NAMESPACES:
+            handle = store.namespace(ns)
+            assert storage.read(ns, KEYS, tx=tx) == handle.read(KEYS, tx=tx), (ns, tx)
+            expected = handle.scan(tx=tx)
+            assert storage.scan(ns, tx=tx).records == list(expected), (ns, tx)
+            assert storage.scan(ns, tx=tx).tx == expected.tx
+            assert storage.scan(ns, "k", tx=tx, after="k", limit=2).records == list(
+                handle.scan("k", tx=tx, after="k", limit=2)), (ns, tx)
+        info, entry = store.tx_info(tx), storage.tx_info(tx)
+        if info is None:
+            assert entry is None
+        else:
+            assert entry is not None
+            assert (entry.tx, entry.time, entry.time_us, entry.note, entry.operations) == (
+                info.tx, info.time, info.time_us, info.note, info.operations)
+    assert storage.tx_info(latest + 1) is None
+    for since, limit, ns in ((0, 1000, None), (1, 2, None), (0, 1000, "a"), (0, 2, "b"), (latest, 5, None)):
+        feed = [(e.tx, e.time, e.time_us, e.note, e.operations) for e in storage.changes(since, limit=limit,
+                                                                                         namespace=ns)]
+        assert feed == [(i.tx, i.time, i.time_us, i.note, i.operations)
+                        for i in store.changes(since, limit=limit, namespace=ns)], (since, limit, ns)
+
+
+def compare_diffs(store: Store, storage: EtcdStorage, latest: int) -> None:
+    pairs = {(0, latest), (latest // 2, latest), *((t, t + 1) for t in range(latest))}
+    for ns in NAMESPACES:
+        for a, b in sorted(pairs):
+            assert storage.diff(ns, a, b) == list(store.namespace(ns).diff(a, b)), (ns, a, b)
+    for bad in ((1, 0), (0, latest + 1), (-1, 0)):
+        assert outcome(lambda: storage.diff("a", *bad)) == outcome(lambda: list(store.namespace("a").diff(*bad)))  # noqa: B023
+
+
+def compare_histories(store: Store, storage: EtcdStorage, latest: int) -> None:
+    for ns in NAMESPACES:
+        handle = store.namespace(ns)
+        for key in KEYS:
+            desc = handle.history(key)
+            assert storage.history(ns, key) == desc, (ns, key)
+            if not desc:
+                continue
+            assert storage.history(ns, key, order="asc") == handle.history(key, order="asc"), (ns, key)
+            middle = desc[len(desc) // 2].tx
+            assert storage.history(ns, key, before=middle + 1, limit=2) == handle.history(
+                key, before=middle + 1, limit=2)
+            assert storage.history(ns, key, after=middle - 1, limit=2, order="asc") == handle.history(
+                key, after=middle - 1, limit=2, order="asc")
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=histories)
+def test_random_histories_answer_alike_on_lmdb_and_etcd(etcd: EtcdClient, history: list[Any]) -> None:
+    clock = Clock()
+    storage = EtcdStorage.open(etcd, f"diff/{next(_prefixes)}", clock=clock)
+    with tempfile.TemporaryDirectory() as tmp, Store.open(tmp, sync=False, clock=clock) as store:
+        for i, (kind, ops, wanted) in enumerate(history):
+            clock.now += 1
+            conds = conditions(store, wanted)
+            note = {"i": i}
+            before = store.latest_tx
+            expected = outcome(lambda: APPLY[kind](store, ops, conds, note))  # noqa: B023 - called at once
+            got = outcome(lambda: APPLY[kind](storage, ops, conds, note))  # noqa: B023
+            assert got == expected, (kind, ops, conds)
+            if expected[0] == "error":
+                assert store.latest_tx == storage.latest_tx == before
+        latest = store.latest_tx
+        assert storage.latest_tx == latest
+        compare_reads(store, storage, latest)
+        compare_histories(store, storage, latest)
+        compare_diffs(store, storage, latest)
+        assert storage.namespaces() == [info.name for info in store.namespaces()]
+        for ns in NAMESPACES:
+            assert storage.namespace_info(ns) == store.namespace_info(ns)
+
+
+def test_a_fixed_history_with_every_kind_of_write(etcd: EtcdClient) -> None:
+    """One history that surely has a conflict, no-op deletes, a long key, clears and two namespaces."""
+    clock = Clock()
+    storage = EtcdStorage.open(etcd, f"diff/{next(_prefixes)}", clock=clock)
+    steps: list[Any] = [
+        ("create", "b", []),
+        ("txn", [("a", "put", "k", 1), ("b", "put", LONG, b"x"), ("a", "put", "ké", {"x": 1})], []),
+        ("ns", [("a", "delete", "k", None), ("a", "delete", "kk", None)], [("a", "k", "current")]),
+        ("ns", [("a", "delete", "kk", None)], []),
+        ("create", "b", []),
+        ("create", "a", []),
+        ("txn", [("a", "put", "k", 2)], [("a", "ké", "wrong")]),
+        ("txn", [("b", "clear", LONG, None), ("a", "put", "k\x00", None)], [("a", "k", "zero")]),
+        ("bad", [("a", "put", "k", 3)], []),
+        ("ns", [("b", "delete", LONG, None)], [("b", LONG, "current")]),
+        ("drop", "a", []),
+        ("drop", "a", []),
+        ("drop", "b", []),
+        ("txn", [("a", "put", "k", 9)], []),
+        ("create", "b", []),
+    ]
+    def at(seconds: float) -> datetime:
+        return datetime.fromtimestamp(seconds, UTC)
+
+    with tempfile.TemporaryDirectory() as tmp, Store.open(tmp, sync=False, clock=clock) as store:
+        results = []
+        for i, (kind, ops, wanted) in enumerate(steps):
+            clock.now += 1
+            conds = conditions(store, wanted)
+            expected = outcome(lambda: APPLY[kind](store, ops, conds, {"i": i}))  # noqa: B023
+            assert outcome(lambda: APPLY[kind](storage, ops, conds, {"i": i})) == expected  # noqa: B023
+            results.append(expected[1] if expected[0] == "tx" else expected[1][0])
+        created = NamespaceInfo("b", at(T0 + 1), at(T0 + 1), 0, 0, 0)
+        recreated = NamespaceInfo("b", at(T0 + 15), at(T0 + 10), 4, 0, 0)  # keeps its last tx, as on LMDB
+        assert results == [created, 1, 2, 2, errors.NamespaceExists, errors.NamespaceExists, errors.Conflict, 3,
+                           errors.InvalidValue, 4, 5, errors.NamespaceNotFound, 5, 6, recreated]
+        compare_reads(store, storage, 6)
+        compare_histories(store, storage, 6)
+        compare_diffs(store, storage, 6)
+        assert [storage.namespace_info(ns) for ns in NAMESPACES] == [store.namespace_info(ns) for ns in NAMESPACES]
