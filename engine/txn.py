@@ -36,6 +36,7 @@ from .codec import (
     PUT,
     extended_record,
     pack_value,
+    pack_values,
     rich_record,
 )
 from .encoding import SHORT_MAX, TERMINATOR, inv_tx, keypart, ns_prefix, unpack_u64_from
@@ -130,7 +131,7 @@ def prepare_puts(namespace: str, items: Mapping[str, Any] | Iterable[Item | tupl
         # the batch through the item-by-item path, which names each bad item.
         keys = [key for key, _ in pairs]
         raws = [key.encode() for key in keys]  # AttributeError for non-str keys
-        packed = [pack_value(value) for _, value in pairs]
+        packed = pack_values([value for _, value in pairs])
         if (all(type(k) is str for k in keys) and min(map(len, raws)) > 0 and max(map(len, raws)) <= max_key
                 and max(map(len, packed)) <= max_value and (from_mapping or len(set(keys)) == len(keys))):
             return Batch([Run(namespace, PUT, keys, raws, packed)])
@@ -299,14 +300,21 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
         # version if it was live: that keeps the namespace's key_count and size_bytes exact.
         live = 0 if op == DELETE else len(kps)
         size = 0 if op == DELETE else sum(map(len, kps)) + sum(map(len, records))
+        if len(kps) == 1:  # one key (the commonest write): the steps below without building lists
+            kp, record = kps[0], records[0]
+            txn.put(kp + suffix, record, db=versions)
+            old = pop(kp) if op == DELETE else replace(kp, HEAD + record + tail)
+            if old is not None:
+                live -= 1
+                size -= len(kp) + len(old) - FRAMING
+            entry.key_count += live
+            entry.size_bytes += size
+            continue
         # Sorted, the inserts walk the B-trees in order: each touches pages the previous one just
         # brought into cache, which matters once the store outgrows the CPU caches.
-        if len(kps) > 1:
-            order = sorted(range(len(kps)), key=kps.__getitem__)
-            kps = [kps[i] for i in order]
-            sorted_records = [records[i] for i in order]
-        else:
-            sorted_records = records
+        order = sorted(range(len(kps)), key=kps.__getitem__)
+        kps = [kps[i] for i in order]
+        sorted_records = [records[i] for i in order]
         # Comprehensions and putmulti (a C loop): the per-item work is C calls (see read_keys).
         putmulti(zip([kp + suffix for kp in kps], sorted_records, strict=True))
         if op == DELETE:
