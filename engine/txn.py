@@ -41,7 +41,7 @@ from .codec import (
     pack_values,
     rich_record,
 )
-from .encoding import SHORT_MAX, TERMINATOR, inv_tx, keypart, ns_prefix, unpack_u64_from
+from .encoding import SHORT_MAX, TERMINATOR, inv_tx, keypart, ns_prefix, pack_u64, unpack_u64_from
 from .errors import (
     BatchTooLarge,
     Conflict,
@@ -239,7 +239,8 @@ def commit(store: Store, batch: Batch, *, note: dict[str, Any] | None, sync: boo
         return apply_batch(store, txn, batch, note, now_us=now, skip_noops=True)
 
     # The cost that bounds a group commit: the operations this write stores (plus the expects it reads).
-    cost = sum(len(run.keys) for run in batch.runs) + len(batch.expects)
+    runs = batch.runs
+    cost = (len(runs[0].keys) if len(runs) == 1 else sum([len(run.keys) for run in runs])) + len(batch.expects)
     return run_idempotent(store, idempotency, write, sync=sync, cost=cost)
 
 
@@ -339,8 +340,9 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
         txn.put(name.encode(), entry.encode(), db=backend.namespaces)
     runs = [[r.namespace, r.op, r.keys] for r in batch.runs]
     txlog.append(txn, backend.dbs, tx, now, note, runs, run_records)
-    schema.put_u64(txn, meta, schema.LATEST_TX, tx)
-    schema.put_u64(txn, meta, schema.INDEXED_TX, tx)  # the latest-version index is exact at tx
+    packed_tx = pack_u64(tx)
+    txn.put(schema.LATEST_TX, packed_tx, db=meta)
+    txn.put(schema.INDEXED_TX, packed_tx, db=meta)  # the latest-version index is exact at tx
     return tx
 
 
