@@ -23,6 +23,7 @@ key's creation time (UTC microseconds; see :mod:`engine.expiry`).
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import msgpack
@@ -46,6 +47,24 @@ EXTENDED = b"\xc1\x03"
 #: document here). It writes exactly the bytes msgpack-python writes (a property test checks it),
 #: so stores written before read, verify and hash the same.
 unpack_value = ormsgpack.unpackb
+
+
+_packers = threading.local()
+
+
+def packb_exact(obj: Any) -> bytes:
+    """``msgpack.packb(obj, use_bin_type=True)``: the same bytes, from a packer kept per thread.
+
+    ``msgpack.packb`` builds a ``Packer`` (and allocates its buffer) on every call, about 2 us of a
+    one-item write, which calls it several times (the chain hash's entry, the tx log's two entries,
+    the namespace's entry). A packer is not shared between threads; one that fails resets its
+    buffer, so a failed call leaves nothing behind for the next.
+    """
+    try:
+        packer = _packers.packer
+    except AttributeError:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+    return packer.pack(obj)  # type: ignore[no-any-return]
 
 
 def put_value(packed: bytes | None) -> Any:
@@ -114,16 +133,32 @@ def pack_value(value: Any) -> bytes:
         raise InvalidValue(f"value is not storable: {reason}") from None
 
 
+def pack_values(values: list[Any]) -> list[bytes]:
+    """``[pack_value(value) for value in values]``: the same bytes, the same errors, checked in one pass.
+
+    One orjson call validates every value at once (a put of 10,000 values paid about 0.3 us per
+    value for the call per value). If it accepts them all and writes no ``null``, each value alone
+    would pass :func:`pack_value`'s checks too (the list only adds one level of nesting), so each is
+    just encoded; anything else (a ``None``, a NaN, bytes, a value orjson or the encoder refuses)
+    sends the values through :func:`pack_value` one by one, which names what is wrong.
+    """
+    try:
+        if _dumps(values, option=_STRICT).find(b"null") < 0:
+            return [_packb(value, default=_reject, option=_PACK_STRICT) for value in values]
+    except (TypeError, ValueError, OverflowError, UnicodeError, RecursionError):
+        pass
+    return [pack_value(value) for value in values]
+
+
 def extended_record(op: int, key: str, packed: bytes | None) -> bytes:
     """The extended version record (used for long keys)."""
-    return EXTENDED + msgpack.packb([op, key, packed], use_bin_type=True)  # type: ignore[no-any-return]
+    return EXTENDED + packb_exact([op, key, packed])
 
 
 def rich_record(key: str | None, packed: bytes, expire_us: int | None, metadata: Any,
                 created_us: int) -> bytes:
     """The extended record of a put with an expiry and/or metadata (6 fields)."""
-    return EXTENDED + msgpack.packb(  # type: ignore[no-any-return]
-        [PUT, key, packed, expire_us, metadata, created_us], use_bin_type=True)
+    return EXTENDED + packb_exact([PUT, key, packed, expire_us, metadata, created_us])
 
 
 def decode_rich(raw: bytes) -> tuple[int, bytes | None, str | None, int | None, Any, int | None]:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import msgpack
 from ormsgpack import unpackb  # the engine's msgpack decoder (see engine/codec.py)
 
+from .codec import packb_exact
 from .records import NamespaceInfo
 
 LATEST_TX = b"latest_tx"
@@ -83,7 +83,7 @@ class NamespaceEntry:
         return cls(*unpackb(raw))
 
     def encode(self) -> bytes:
-        return msgpack.packb(  # type: ignore[no-any-return]
+        return packb_exact(
             [self.id, self.created_us, self.updated_us, self.tx, self.key_count, self.size_bytes, self.dropped]
         )
 

@@ -31,11 +31,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import msgpack
 from ormsgpack import unpackb  # the engine's msgpack decoder (see engine/codec.py)
 
 from . import schema, txtree
-from .codec import OP_NAMES, pack_value
+from .codec import OP_NAMES, pack_value, packb_exact
 from .errors import InvalidParameters
 
 _u64 = struct.Struct(">Q")
@@ -112,7 +111,7 @@ def canonical_entry(tx: int, time_us: int, note: dict[str, Any] | None, runs: li
                     records: list[list[bytes]]) -> bytes:
     """The bytes the chain hashes after the predecessor's hash, and the tx's Merkle leaf data."""
     body = [tx, time_us, note, [[*run, recs] for run, recs in zip(runs, records, strict=True)]]
-    return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
+    return packb_exact(body)
 
 
 def chain_hash(prev: bytes, tx: int, time_us: int, note: dict[str, Any] | None, runs: list[list[Any]],
@@ -130,8 +129,8 @@ def append(txn: Any, dbs: dict[str, Any], tx: int, time_us: int, note: dict[str,
     digest = hashlib.sha256(prev + data).digest()
     txtree.append(txn, dbs["txtree"], tx, data)
     key = _u64.pack(tx)
-    txn.put(key, msgpack.packb([time_us, note, digest], use_bin_type=True), db=dbs["txlog"])
-    txn.put(key, msgpack.packb(runs, use_bin_type=True), db=dbs["txops"])
+    txn.put(key, packb_exact([time_us, note, digest]), db=dbs["txlog"])
+    txn.put(key, packb_exact(runs), db=dbs["txops"])
     txn.put(_u64.pack(time_us) + key, b"", db=dbs["txtime"])
     txn.put(HEAD_HASH, digest, db=dbs["meta"])
     return digest

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import add, itemgetter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -36,9 +38,10 @@ from .codec import (
     PUT,
     extended_record,
     pack_value,
+    pack_values,
     rich_record,
 )
-from .encoding import SHORT_MAX, TERMINATOR, inv_tx, keypart, ns_prefix, unpack_u64_from
+from .encoding import SHORT_MAX, TERMINATOR, inv_tx, keypart, ns_prefix, pack_u64, unpack_u64_from
 from .errors import (
     BatchTooLarge,
     Conflict,
@@ -128,10 +131,13 @@ def prepare_puts(namespace: str, items: Mapping[str, Any] | Iterable[Item | tupl
     try:
         # Optimistic pass in comprehensions (valid batches are the usual case); any doubt sends
         # the batch through the item-by-item path, which names each bad item.
-        keys = [key for key, _ in pairs]
-        raws = [key.encode() for key in keys]  # AttributeError for non-str keys
-        packed = [pack_value(value) for _, value in pairs]
-        if (all(type(k) is str for k in keys) and min(map(len, raws)) > 0 and max(map(len, raws)) <= max_key
+        if from_mapping:  # pairs of items(): map with a C function, no bytecode per item
+            keys, values = list(map(itemgetter(0), pairs)), list(map(itemgetter(1), pairs))
+        else:  # unpacking: ValueError for anything that is not a pair
+            keys, values = [key for key, _ in pairs], [value for _, value in pairs]
+        raws = list(map(str.encode, keys))  # TypeError for non-str keys
+        packed = pack_values(values)
+        if (set(map(type, keys)) == {str} and min(map(len, raws)) > 0 and max(map(len, raws)) <= max_key
                 and max(map(len, packed)) <= max_value and (from_mapping or len(set(keys)) == len(keys))):
             return Batch([Run(namespace, PUT, keys, raws, packed)])
     except (EngineError, TypeError, ValueError, AttributeError):
@@ -233,7 +239,8 @@ def commit(store: Store, batch: Batch, *, note: dict[str, Any] | None, sync: boo
         return apply_batch(store, txn, batch, note, now_us=now, skip_noops=True)
 
     # The cost that bounds a group commit: the operations this write stores (plus the expects it reads).
-    cost = sum(len(run.keys) for run in batch.runs) + len(batch.expects)
+    runs = batch.runs
+    cost = (len(runs[0].keys) if len(runs) == 1 else sum([len(run.keys) for run in runs])) + len(batch.expects)
     return run_idempotent(store, idempotency, write, sync=sync, cost=cost)
 
 
@@ -299,23 +306,31 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
         # version if it was live: that keeps the namespace's key_count and size_bytes exact.
         live = 0 if op == DELETE else len(kps)
         size = 0 if op == DELETE else sum(map(len, kps)) + sum(map(len, records))
+        if len(kps) == 1:  # one key (the commonest write): the steps below without building lists
+            kp, record = kps[0], records[0]
+            txn.put(kp + suffix, record, db=versions)
+            old = pop(kp) if op == DELETE else replace(kp, HEAD + record + tail)
+            if old is not None:
+                live -= 1
+                size -= len(kp) + len(old) - FRAMING
+            entry.key_count += live
+            entry.size_bytes += size
+            continue
         # Sorted, the inserts walk the B-trees in order: each touches pages the previous one just
         # brought into cache, which matters once the store outgrows the CPU caches.
-        if len(kps) > 1:
-            order = sorted(range(len(kps)), key=kps.__getitem__)
-            kps = [kps[i] for i in order]
-            sorted_records = [records[i] for i in order]
-        else:
-            sorted_records = records
-        # Comprehensions and putmulti (a C loop): the per-item work is C calls (see read_keys).
-        putmulti(zip([kp + suffix for kp in kps], sorted_records, strict=True))
+        order = sorted(range(len(kps)), key=kps.__getitem__)
+        kps = list(map(kps.__getitem__, order))
+        sorted_records = list(map(records.__getitem__, order))
+        # map over C functions and putmulti (a C loop): the per-item work is C calls, no bytecode.
+        putmulti(zip(map(add, kps, repeat(suffix)), sorted_records, strict=True))
         if op == DELETE:
-            olds = [pop(kp) for kp in kps]
+            olds = list(map(pop, kps))
         else:
-            olds = [replace(kp, HEAD + record + tail) for kp, record in zip(kps, sorted_records, strict=True)]
-        replaced = [len(kp) + len(old) - FRAMING for kp, old in zip(kps, olds, strict=True) if old is not None]
-        live -= len(replaced)
-        size -= sum(replaced)
+            olds = list(map(replace, kps, map(b"".join, zip(repeat(HEAD), sorted_records, repeat(tail)))))
+        # An old entry is never empty, so compress() picks exactly the keys that had one.
+        had = len(olds) - olds.count(None)  # keys that were live
+        live -= had
+        size -= sum(map(len, compress(kps, olds))) + sum(map(len, filter(None, olds))) - FRAMING * had
         entry.key_count += live
         entry.size_bytes += size
 
@@ -325,8 +340,9 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
         txn.put(name.encode(), entry.encode(), db=backend.namespaces)
     runs = [[r.namespace, r.op, r.keys] for r in batch.runs]
     txlog.append(txn, backend.dbs, tx, now, note, runs, run_records)
-    schema.put_u64(txn, meta, schema.LATEST_TX, tx)
-    schema.put_u64(txn, meta, schema.INDEXED_TX, tx)  # the latest-version index is exact at tx
+    packed_tx = pack_u64(tx)
+    txn.put(schema.LATEST_TX, packed_tx, db=meta)
+    txn.put(schema.INDEXED_TX, packed_tx, db=meta)  # the latest-version index is exact at tx
     return tx
 
 

@@ -107,7 +107,9 @@ def append(txn: Any, db: Any, tx: int, entry: bytes) -> None:
     prev = txn.get(_u64.pack(tx - 1), db=db) if tx > 1 else b""
     if prev is None:
         return  # an older store whose tree is still being built (or cannot be): the builder covers tx
-    nodes = merkle.append_nodes(merkle.leaf_hash(entry), tx - 1, subtree_reader(txn, db, {tx - 1: prev}))
+    leaf = merkle.leaf_hash(entry)
+    # An odd tx closes no subtree (its leaf is a left child): the entry is the leaf alone.
+    nodes = [leaf] if tx & 1 else merkle.append_nodes(leaf, tx - 1, subtree_reader(txn, db, {tx - 1: prev}))
     txn.put(_u64.pack(tx), b"".join(nodes), db=db)
 
 
