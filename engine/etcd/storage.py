@@ -42,6 +42,7 @@ import ormsgpack
 from .. import errors
 from ..codec import CLEAR, DELETE
 from ..conditions import expects_of
+from ..expiry import check_fields
 from ..history import Change, Version
 from ..records import Item, Limits, NamespaceInfo, ReadResult, Record
 from ..storage_ops import StorageOps
@@ -118,11 +119,16 @@ class EtcdStorage:
         return _commit.commit(self.timeline, batch, note, self._now_us(), self.etcd_limits, request_id)
 
     def put(self, namespace: str, items: Mapping[str, Any] | Iterable[Item | tuple[str, Any]], *,
-            note: dict[str, Any] | None = None, expect: Mapping[str, int] | None = None) -> int:
-        """:meth:`engine.Namespace.put` without expiry and metadata options."""
+            note: dict[str, Any] | None = None, ttl: float | None = None, expiration: float | None = None,
+            metadata: Any = None, expect: Mapping[str, int] | None = None) -> int:
+        """:meth:`engine.Namespace.put`: ``ttl`` (seconds from the commit), ``expiration`` (epoch seconds;
+        ``ttl`` wins) and ``metadata`` for every item that does not set its own (see :class:`Item`)."""
         check_namespace(namespace)
         note = check_note(note, self.limits.max_note_bytes)
-        batch = prepare_puts(namespace, items, self.limits, None, self._now_us)
+        options = None
+        if ttl is not None or expiration is not None or metadata is not None:
+            options = (ttl, expiration, metadata)
+        batch = prepare_puts(namespace, items, self.limits, options, self._now_us)
         batch.expects = expects_of(namespace, expect, self.limits)
         return self.commit(batch, note=note)
 
@@ -155,21 +161,28 @@ class EtcdStorage:
         """The latest committed tx (0 for an empty store)."""
         return self.timeline.latest()[0]
 
-    def read(self, namespace: str, keys: Iterable[str], *, tx: int | None = None) -> ReadResult:
-        """Records of ``keys`` at ``tx`` (latest if None), as :meth:`engine.Namespace.read`."""
+    def read(self, namespace: str, keys: Iterable[str], *, tx: int | None = None, metadata: bool = False,
+             fields: Iterable[str] | None = None) -> ReadResult:
+        """Records of ``keys`` at ``tx`` (latest if None), expired values left out, as
+        :meth:`engine.Namespace.read` (``metadata=True`` and ``fields`` fill those fields)."""
         check_namespace(namespace)
-        return reads.read(self.timeline, namespace, keys, tx, self.limits)
+        chosen = check_fields(fields)
+        return reads.read(self.timeline, namespace, keys, tx, self.limits, self._now_us, bool(metadata), chosen)
 
-    def get(self, namespace: str, key: str, *, tx: int | None = None) -> Record | None:
+    def get(self, namespace: str, key: str, *, tx: int | None = None, metadata: bool = False,
+            fields: Iterable[str] | None = None) -> Record | None:
         """The record of one key at ``tx`` (latest if None), as :meth:`engine.Namespace.get`."""
-        records = self.read(namespace, [key], tx=tx).records
+        records = self.read(namespace, [key], tx=tx, metadata=metadata, fields=fields).records
         return records[0] if records else None
 
     def scan(self, namespace: str, prefix: str = "", *, tx: int | None = None, after: str | None = None,
-             limit: int | None = None) -> ReadResult:
-        """The records :meth:`engine.Namespace.scan` yields, as a list with the tx read."""
+             limit: int | None = None, metadata: bool = False, fields: Iterable[str] | None = None) -> ReadResult:
+        """The records :meth:`engine.Namespace.scan` yields, as a list with the tx read (a latest scan
+        evaluates expiry once, when it reads)."""
         check_namespace(namespace)
-        return reads.scan(self.timeline, namespace, prefix, tx, after, limit, self.limits)
+        chosen = check_fields(fields)
+        return reads.scan(self.timeline, namespace, prefix, tx, after, limit, self.limits, self._now_us,
+                          bool(metadata), chosen)
 
     def history(self, namespace: str, key: str, *, before: int | None = None, after: int | None = None,
                 limit: int = 100, order: str = "desc") -> list[Version]:
