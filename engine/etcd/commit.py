@@ -4,36 +4,50 @@ For a validated :class:`engine.txn.Batch` (the same one the LMDB write path take
 validation, so bad input raises the same errors), :func:`commit` sends::
 
     compare: create_revision(P/tx/<id>) == 0      # retry safety (engine.etcd.once.commit_once)
-             mod_revision(P/d/ns/k) == revision(t) # each expect {k: t}; version == 0 for t = 0
+             mod_revision(P/d/ns/k) == m           # each key read first (below): still version m
+                                                   # (version == 0 if it was absent)
              version(P/d/ns/k) > 0                 # each delete: the key exists (else a no-op)
     success: put P/tx/<id> = msgpack [time_us, note, runs, fingerprint, None]
              put P/d/ns/k = record (puts, clears) / delete P/d/ns/k + put P/m/ns/k = record (deletes)
+             put P/x/<expire_us:016x>/ns/k = ""     # each put with an expiry: the expiry index
              put P/u/ns; txn {create_revision(P/n/ns) == 0 -> put P/n/ns} per namespace touched
              put P/log = <id>                      # the log index (engine.etcd.layout)
              range P/sys/hk                        # -> tx = R - base - count (engine.etcd.timeline)
     failure: range P/tx/<id>; range each compared key; range P/sys/hk
 
 Records are byte for byte what the LMDB write path stores (:mod:`engine.codec`: a bare msgpack value, the
-clear and delete records, the extended record of a long key), so both backends chain the same bytes.
+clear and delete records, the extended record of a long key, the 6-field record of a put with an expiry
+or metadata), so both backends chain the same bytes.
+
+**Keys read first.** The keys an ``expect`` names and those a put with an expiry or metadata writes are
+read (one txn at the latest revision) before the commit: ``expect`` is decided on the key's newest
+version with LMDB's rule (a value expired at the commit time counts as absent, so ``expect={k: 0}``
+holds for it and its stored tx does not), and the put's ``created_us`` is derived from it
+(:func:`engine.etcd.expiry.creation_for_write`). The txn then compares each such key's mod revision with
+the version read; if another writer changed one meanwhile, the failure branch shows the new version and
+the txn is planned again from it (up to :data:`MAX_GUARD_RETRIES` times). Writes with neither read
+nothing first.
 
 The rules of :func:`engine.txn.commit`, kept exactly: ``expect`` conditions are checked first (a failed
 one raises ``CONFLICT`` with the same message and ``details["conflicts"]``, writing nothing); a delete of
 a key that does not exist is a no-op, dropped from the tx (its compare fails, the failure branch shows
 which keys are absent, and the txn is sent again without them); a write left with nothing takes no tx
-and returns the latest tx. Runs left empty are dropped and neighbours of one namespace and op merged, as
-the tx log of the LMDB backend regroups them.
+and returns the latest tx. A delete of a key whose value expired but is still stored is a real delete,
+as on LMDB before its sweep. Runs left empty are dropped and neighbours of one namespace and op merged
+(options kept), as the tx log of the LMDB backend regroups them.
 
 etcd's own limits, checked before sending (nothing is written): a txn of more operations than the
-cluster's ``--max-txn-ops`` (items + delete markers + 4 + 2 per namespace, and a compare per delete and
-expect) is ``BATCH_TOO_LARGE``; a put whose key and record alone do not fit in ``--max-request-bytes``
-(less :data:`RESERVED_BYTES` for the rest of the txn) is ``VALUE_TOO_LARGE``, a txn over it
-``BATCH_TOO_LARGE``.
+cluster's ``--max-txn-ops`` (items + delete markers + expiry entries + 4 + 2 per namespace, and a
+compare per delete and key read first) is ``BATCH_TOO_LARGE``; a put whose key and record alone do not
+fit in ``--max-request-bytes`` (less :data:`RESERVED_BYTES` for the rest of the txn) is
+``VALUE_TOO_LARGE``, a txn over it ``BATCH_TOO_LARGE``.
 
 Request ids: 16 random bytes per call unless the caller gives one (``request_id``): a retry with the
-same id, after an answer was lost, returns the tx that committed instead of writing a second one.
+same id, after an answer was lost, returns the tx that committed instead of writing a second one. The
+request's fingerprint covers its runs, values, options, expects and note.
 
-Not yet: puts with an expiry or metadata (``NotImplementedError``), the expiry sweep, the engine's
-idempotency claims (scoped keys, recorded answers and refusals).
+Not yet: the expiry sweep (see :mod:`engine.etcd.storage`), the engine's idempotency claims (scoped
+keys, recorded answers and refusals).
 """
 
 from __future__ import annotations
@@ -89,7 +103,7 @@ def records_of(run: Run) -> list[bytes]:
 
 
 def fingerprint(batch: Batch, note: dict[str, Any] | None) -> bytes:
-    """What identifies the request (not the attempt): its runs, values, expects and note."""
+    """What identifies the request (not the attempt): its runs, values, options, expects and note."""
     body = [[[r.namespace, r.op, r.keys, r.packed, *([] if r.opts is None else [r.opts])] for r in batch.runs],
             [[e.namespace, e.key, str(e.tx)] for e in batch.expects], note]  # str: a tx may be over 64 bits
     return hashlib.sha256(msgpack.packb(body, use_bin_type=True)).digest()[:16]

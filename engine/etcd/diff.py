@@ -45,7 +45,7 @@ def _states(timeline: Timeline, namespace: str, keys: list[str], tx: int) -> lis
     layout = timeline.layout
     data_keys = [layout.data(namespace, k.encode()) for k in keys]
     _, _, answers = snapshot(timeline, tx, [Range(k) for k in data_keys])
-    view = View.at_tx(timeline, tx)  # expiry at the tx's commit time, as a read at it
+    view = View(timeline, tx)  # expiry at the tx's commit time, as a read at it
     out: list[tuple[Record | None, Any]] = []
     for key, data_key, answer in zip(keys, data_keys, answers, strict=True):
         assert isinstance(answer, RangeResult)

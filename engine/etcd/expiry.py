@@ -29,7 +29,7 @@ before the next write and in ``Store.expire()``; etcd does not yet (see :mod:`en
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import schema
@@ -43,51 +43,58 @@ from .txlog import times_and_notes
 
 
 class Times:
-    """Commit times of the txs written at revisions, read from the log once each (0 for revision 0)."""
+    """Commit times of the txs written at revisions, read from the log once each (0 for revision 0, or
+    for a revision that wrote no tx)."""
 
     def __init__(self, timeline: Timeline) -> None:
         self.timeline = timeline
         self._times: dict[int, int] = {0: 0}
 
     def __call__(self, revision: int) -> int:
-        found = self._times.get(revision)
-        if found is None:
-            logged = times_and_notes(self.timeline, [revision])
-            found = self._times[revision] = logged[revision][0] if revision in logged else 0
-        return found
+        if revision not in self._times:
+            self.fetch([revision])
+        return self._times[revision]
+
+    def fetch(self, revisions: Iterable[int]) -> None:
+        """Read the times of ``revisions`` not known yet, all at once (two txns per ``--max-txn-ops``)."""
+        missing = {r for r in revisions if r not in self._times}
+        if missing:
+            logged = times_and_notes(self.timeline, missing)
+            for revision in missing:
+                self._times[revision] = logged[revision][0] if revision in logged else 0
 
 
 class View:
-    """How one read sees versions: the time expiry is evaluated at (computed on first need: ``eval_fn``
-    is given a :class:`Times`) and which optional fields to fill (:class:`engine.expiry.ReadView`'s twin)."""
+    """How one read at ``tx`` sees versions (:class:`engine.expiry.ReadView`'s twin): the time expiry is
+    evaluated at (``tx``'s commit time, or ``max(now(), it)`` for a latest read: ``now`` given), computed
+    on first need, and which optional fields to fill."""
 
-    def __init__(self, timeline: Timeline, eval_fn: Callable[[Times], int], *, metadata: bool = False,
+    def __init__(self, timeline: Timeline, tx: int, now: Callable[[], int] | None = None, *, metadata: bool = False,
                  fields: frozenset[str] = frozenset()) -> None:
         self.timeline = timeline
         self.times = Times(timeline)
-        self._eval_fn = eval_fn
+        self.revision = timeline.revision_of(tx) if tx else 0
+        self._now = now
         self._eval: int | None = None
         self.metadata = metadata
         self.fields = fields
 
-    @classmethod
-    def at_tx(cls, timeline: Timeline, tx: int, *, metadata: bool = False,
-              fields: frozenset[str] = frozenset()) -> View:
-        """The view of a read at the explicit ``tx``: expiry at its commit time."""
-        return cls(timeline, lambda times: times(timeline.revision_of(tx) if tx else 0), metadata=metadata,
-                   fields=fields)
-
-    @classmethod
-    def latest(cls, timeline: Timeline, tx: int, now: Callable[[], int], *, metadata: bool = False,
-               fields: frozenset[str] = frozenset()) -> View:
-        """The view of a latest read that resolved to ``tx``: expiry at ``max(now, its commit time)``."""
-        return cls(timeline, lambda times: max(now(), times(timeline.revision_of(tx) if tx else 0)),
-                   metadata=metadata, fields=fields)
-
     def eval_us(self) -> int:
         if self._eval is None:
-            self._eval = self._eval_fn(self.times)
+            at = self.times(self.revision)
+            self._eval = at if self._now is None else max(self._now(), at)
         return self._eval
+
+    def prefetch(self, kvs: Iterable[KeyValue]) -> None:
+        """Read at once every time the records ``kvs`` will need (instead of two txns per record)."""
+        wanted: set[int] = set()
+        timed = bool(self.fields & {"created_at", "updated_at"})
+        for kv in kvs:
+            if timed:
+                wanted.update((kv.mod_revision, kv.create_revision))
+            if kv.value[0] == MARK and self._eval is None:  # may carry an expiry: the read time is needed
+                wanted.add(self.revision)
+        self.times.fetch(wanted)
 
     def record(self, key: str, data_key: bytes, kv: KeyValue) -> Record | None:
         """The record ``kv`` (a version of ``data_key``) shows this read; None if it expired (etcd never

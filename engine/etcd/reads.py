@@ -32,7 +32,7 @@ from ..records import Limits, ReadResult
 from ..snapshot import check_readable
 from ..validation import check_prefix, key_bytes
 from .expiry import View
-from .kv import Range, RangeResult, prefix_end
+from .kv import KeyValue, Range, RangeResult, prefix_end
 from .timeline import MAX_REVISION, Timeline, count_of
 
 #: Keys per page of a scan.
@@ -52,11 +52,12 @@ def read_keys_of(keys: Iterable[str], limits: Limits) -> tuple[list[str], list[b
 
 
 def view_of(timeline: Timeline, tx: int | None, snap: int, now: Callable[[], int], metadata: bool,
-            fields: frozenset[str]) -> View:
-    """How a read at ``tx`` (None: the latest) that resolved to ``snap`` sees versions (the read rule)."""
-    if tx is None:
-        return View.latest(timeline, snap, now, metadata=metadata, fields=fields)
-    return View.at_tx(timeline, snap, metadata=metadata, fields=fields)
+            fields: frozenset[str], kvs: list[KeyValue]) -> View:
+    """How a read at ``tx`` (None: the latest) that resolved to ``snap`` sees versions (the read rule),
+    with the log times the versions ``kvs`` need read at once."""
+    view = View(timeline, snap, now if tx is None else None, metadata=metadata, fields=fields)
+    view.prefetch(kvs)
+    return view
 
 
 def snapshot(timeline: Timeline, tx: int | None, ranges: list[Range]) -> tuple[int, int, list[RangeResult]]:
@@ -108,7 +109,7 @@ def read(timeline: Timeline, namespace: str, keys: Iterable[str], tx: int | None
     layout = timeline.layout
     data_keys = [layout.data(namespace, raw) for raw in raws]
     snap, _, answers = snapshot(timeline, tx, [Range(k) for k in data_keys])
-    view = view_of(timeline, tx, snap, now, metadata, fields)
+    view = view_of(timeline, tx, snap, now, metadata, fields, [a.kvs[0] for a in answers if a.kvs])
     records = []
     for key, data_key, answer in zip(unique, data_keys, answers, strict=True):
         if answer.kvs:
@@ -146,7 +147,7 @@ def scan(timeline: Timeline, namespace: str, prefix: str, tx: int | None, after:
         rest = timeline.client.range(kvs[-1].key + b"\0", end, revision,
                                      limit=None if limit is None else limit - len(kvs))
         kvs += rest.kvs
-    view = view_of(timeline, tx, snap, now, metadata, fields)
+    view = view_of(timeline, tx, snap, now, metadata, fields, kvs)
     records: list[Any] = []
     for kv in kvs:
         rec = view.record(layout.key_of(namespace, kv.key), kv.key, kv)

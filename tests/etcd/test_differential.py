@@ -137,8 +137,10 @@ def apply_ns(target: Any, ops: list[tuple[str, str, str, Any]], conds: list[tupl
     if kind == "put":  # the first op's options batch-wide, each later op's as its Item's own
         batch = ops[0][4] if len(ops[0]) > 4 else {}
         last = {op[2]: op for op in ops}
-        items = [Item(key, last[key][3], **(last[key][4] if len(last[key]) > 4 and last[key] is not ops[0] else {}))
-                 for key in keys]
+        items: Any = [Item(key, last[key][3], **(last[key][4] if len(last[key]) > 4 and last[key] is not ops[0]
+                                                 else {})) for key in keys]
+        if not any(len(op) > 4 and op[4] for op in ops):
+            items = {key: last[key][3] for key in keys}  # no options at all: the mapping form
         handle: Any = target.namespace(ns) if isinstance(target, Store) else None
         if handle is not None:
             return handle.put(items, note=note, expect=expect, **batch)  # type: ignore[no-any-return]
