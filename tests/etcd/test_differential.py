@@ -5,7 +5,7 @@ every read and scan at every tx, every key's history in both orders, diffs betwe
 log entry, the change feed, the namespaces and their info. Puts carry expiries (``ttl``, ``expiration``)
 and metadata, batch-wide or per item; the clock moves 0.5 to 2.5 s per write, so values expire between
 writes: every read at a tx applies the read rule at that tx's commit time, latest reads and scans are
-also compared with the clock set just before, at and just after each pending expiry, with
+also compared with the clock set 1 us before and at each pending expiry, with
 ``metadata=True`` and every optional field, and ``expect`` names expired values (absent) and their
 stored tx (a conflict).
 
