@@ -6,9 +6,8 @@ the ones built so far, with the answers every backend owes (the LMDB engine's ow
 ``tests/etcd/test_differential.py`` holds the etcd backend to them). It is not wired into
 :class:`engine.Store` yet; :class:`engine.etcd.storage.EtcdStorage` implements it (mypy checks that).
 
-Still to add as they are built: expiry and metadata on writes, reads by time and ``tx_at``,
-streams, the hash chain and proofs,
-compaction, idempotency keys, backup.
+Still to add as they are built: the expiry sweep, reads by time and ``tx_at``, streams, the hash chain
+and proofs, compaction, idempotency keys, backup.
 """
 
 from __future__ import annotations
@@ -50,17 +49,21 @@ class StorageOps(Protocol):
         ...
 
     def commit(self, batch: Batch, *, note: dict[str, Any] | None = None) -> int:
-        """Write a validated batch as the next tx: expects first (``CONFLICT``), no-op deletes dropped,
-        no tx for a write left with nothing (the latest tx answers)."""
+        """Write a validated batch as the next tx: expects first (``CONFLICT``; a value expired at the commit
+        time counts as absent), no-op deletes dropped, no tx for a write left with nothing (the latest tx
+        answers); puts with an expiry or metadata (``Run.opts``) store the rich record (engine.codec)."""
         ...
 
-    def read(self, namespace: str, keys: Iterable[str], *, tx: int | None = None) -> ReadResult:
-        """Records of ``keys`` at ``tx`` (latest if None), request order, absent keys left out."""
+    def read(self, namespace: str, keys: Iterable[str], *, tx: int | None = None, metadata: bool = False,
+             fields: Iterable[str] | None = None) -> ReadResult:
+        """Records of ``keys`` at ``tx`` (latest if None), request order, absent and expired keys left out
+        (engine.expiry's read rule); ``metadata`` and ``fields`` fill those fields of each record."""
         ...
 
     def scan(self, namespace: str, prefix: str = "", *, tx: int | None = None, after: str | None = None,
-             limit: int | None = None) -> ReadResult:
-        """Records of keys starting with ``prefix`` after ``after``, at most ``limit``, in UTF-8 byte order."""
+             limit: int | None = None, metadata: bool = False, fields: Iterable[str] | None = None) -> ReadResult:
+        """Records of keys starting with ``prefix`` after ``after``, at most ``limit``, in UTF-8 byte order
+        (expired values left out; ``metadata`` and ``fields`` as for :meth:`read`)."""
         ...
 
     def history(self, namespace: str, key: str, *, before: int | None = None, after: int | None = None,

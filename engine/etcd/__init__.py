@@ -8,9 +8,10 @@ refusals as engine errors), :mod:`~engine.etcd.transport` (HTTP, failover, retri
 A Strata store on etcd, over that client: :mod:`~engine.etcd.layout` (the keys under a store's prefix),
 :mod:`~engine.etcd.timeline` (tx numbers from revisions), :mod:`~engine.etcd.commit` (one tx = one etcd
 txn), :mod:`~engine.etcd.transaction` (multi-namespace txs), :mod:`~engine.etcd.reads` (reads and scans
-at any tx), :mod:`~engine.etcd.history`, :mod:`~engine.etcd.diff`, :mod:`~engine.etcd.txlog` (log entries,
-the change feed, waiting for a tx), :mod:`~engine.etcd.namespaces`, and :mod:`~engine.etcd.storage`
-(``EtcdStorage``, all of it behind the operations of :mod:`engine.storage_ops`).
+at any tx), :mod:`~engine.etcd.expiry` (expiry, metadata, creation times: the read rule),
+:mod:`~engine.etcd.history`, :mod:`~engine.etcd.diff`, :mod:`~engine.etcd.txlog` (log entries, the change
+feed, waiting for a tx), :mod:`~engine.etcd.namespaces`, and :mod:`~engine.etcd.storage` (``EtcdStorage``,
+all of it behind the operations of :mod:`engine.storage_ops`).
 """
 
 from .client import EtcdClient

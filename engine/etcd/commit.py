@@ -4,36 +4,50 @@ For a validated :class:`engine.txn.Batch` (the same one the LMDB write path take
 validation, so bad input raises the same errors), :func:`commit` sends::
 
     compare: create_revision(P/tx/<id>) == 0      # retry safety (engine.etcd.once.commit_once)
-             mod_revision(P/d/ns/k) == revision(t) # each expect {k: t}; version == 0 for t = 0
+             mod_revision(P/d/ns/k) == m           # each key read first (below): still version m
+                                                   # (version == 0 if it was absent)
              version(P/d/ns/k) > 0                 # each delete: the key exists (else a no-op)
     success: put P/tx/<id> = msgpack [time_us, note, runs, fingerprint, None]
              put P/d/ns/k = record (puts, clears) / delete P/d/ns/k + put P/m/ns/k = record (deletes)
+             put P/x/<expire_us:016x>/ns/k = ""     # each put with an expiry: the expiry index
              put P/u/ns; txn {create_revision(P/n/ns) == 0 -> put P/n/ns} per namespace touched
              put P/log = <id>                      # the log index (engine.etcd.layout)
              range P/sys/hk                        # -> tx = R - base - count (engine.etcd.timeline)
     failure: range P/tx/<id>; range each compared key; range P/sys/hk
 
 Records are byte for byte what the LMDB write path stores (:mod:`engine.codec`: a bare msgpack value, the
-clear and delete records, the extended record of a long key), so both backends chain the same bytes.
+clear and delete records, the extended record of a long key, the 6-field record of a put with an expiry
+or metadata), so both backends chain the same bytes.
+
+**Keys read first.** The keys an ``expect`` names and those a put with an expiry or metadata writes are
+read (one txn at the latest revision) before the commit: ``expect`` is decided on the key's newest
+version with LMDB's rule (a value expired at the commit time counts as absent, so ``expect={k: 0}``
+holds for it and its stored tx does not), and the put's ``created_us`` is derived from it
+(:func:`engine.etcd.expiry.creation_for_write`). The txn then compares each such key's mod revision with
+the version read; if another writer changed one meanwhile, the failure branch shows the new version and
+the txn is planned again from it (up to :data:`MAX_GUARD_RETRIES` times). Writes with neither read
+nothing first.
 
 The rules of :func:`engine.txn.commit`, kept exactly: ``expect`` conditions are checked first (a failed
 one raises ``CONFLICT`` with the same message and ``details["conflicts"]``, writing nothing); a delete of
 a key that does not exist is a no-op, dropped from the tx (its compare fails, the failure branch shows
 which keys are absent, and the txn is sent again without them); a write left with nothing takes no tx
-and returns the latest tx. Runs left empty are dropped and neighbours of one namespace and op merged, as
-the tx log of the LMDB backend regroups them.
+and returns the latest tx. A delete of a key whose value expired but is still stored is a real delete,
+as on LMDB before its sweep. Runs left empty are dropped and neighbours of one namespace and op merged
+(options kept), as the tx log of the LMDB backend regroups them.
 
 etcd's own limits, checked before sending (nothing is written): a txn of more operations than the
-cluster's ``--max-txn-ops`` (items + delete markers + 4 + 2 per namespace, and a compare per delete and
-expect) is ``BATCH_TOO_LARGE``; a put whose key and record alone do not fit in ``--max-request-bytes``
-(less :data:`RESERVED_BYTES` for the rest of the txn) is ``VALUE_TOO_LARGE``, a txn over it
-``BATCH_TOO_LARGE``.
+cluster's ``--max-txn-ops`` (items + delete markers + expiry entries + 4 + 2 per namespace, and a
+compare per delete and key read first) is ``BATCH_TOO_LARGE``; a put whose key and record alone do not
+fit in ``--max-request-bytes`` (less :data:`RESERVED_BYTES` for the rest of the txn) is
+``VALUE_TOO_LARGE``, a txn over it ``BATCH_TOO_LARGE``.
 
 Request ids: 16 random bytes per call unless the caller gives one (``request_id``): a retry with the
-same id, after an answer was lost, returns the tx that committed instead of writing a second one.
+same id, after an answer was lost, returns the tx that committed instead of writing a second one. The
+request's fingerprint covers its runs, values, options, expects and note.
 
-Not yet: puts with an expiry or metadata (``NotImplementedError``), the expiry sweep, the engine's
-idempotency claims (scoped keys, recorded answers and refusals).
+Not yet: the expiry sweep (see :mod:`engine.etcd.storage`), the engine's idempotency claims (scoped
+keys, recorded answers and refusals).
 """
 
 from __future__ import annotations
@@ -52,9 +66,11 @@ from ..codec import CLEAR_RECORD, DELETE, DELETE_RECORD, PUT, extended_record
 from ..encoding import SHORT_MAX, escape
 from ..txn import Batch, Expect, Run
 from .answers import DEFAULT_MAX_REQUEST_BYTES
+from .expiry import Times, creation_for_write, live_tx, rich
 from .kv import Compare, DeleteRange, KeyValue, Put, Range, RangeResult, Request, Txn
 from .once import commit_once
-from .timeline import MAX_REVISION, Timeline, count_of
+from .reads import snapshot
+from .timeline import Timeline, count_of
 
 #: Bytes of a request kept for everything but one value (bookkeeping entry, markers, framing).
 RESERVED_BYTES = 8192
@@ -62,6 +78,9 @@ RESERVED_BYTES = 8192
 OP_FRAMING = 16
 #: Sends of one request before giving up on a housekeeping cache that will not settle.
 MAX_ATTEMPTS = 5
+#: Sends of one request again because a key it read first (an ``expect``'s, a put with options') was
+#: written meanwhile by another writer.
+MAX_GUARD_RETRIES = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +92,8 @@ class EtcdLimits:
 
 
 def records_of(run: Run) -> list[bytes]:
-    """The version records a run stores, as the LMDB write path encodes them (engine.txn.apply_batch)."""
-    if run.opts is not None:
-        raise NotImplementedError("puts with an expiry or metadata are not built on etcd yet")
+    """The version records of a run's operations without options, as the LMDB write path encodes them
+    (engine.txn.apply_batch); a put with an expiry or metadata gets its record from :func:`plan`."""
     op = run.op
     records = list(run.packed) if op == PUT else [CLEAR_RECORD if op != DELETE else DELETE_RECORD] * len(run.raws)
     for i, raw in enumerate(run.raws):
@@ -85,8 +103,8 @@ def records_of(run: Run) -> list[bytes]:
 
 
 def fingerprint(batch: Batch, note: dict[str, Any] | None) -> bytes:
-    """What identifies the request (not the attempt): its runs, values, expects and note."""
-    body = [[[r.namespace, r.op, r.keys, r.packed] for r in batch.runs],
+    """What identifies the request (not the attempt): its runs, values, options, expects and note."""
+    body = [[[r.namespace, r.op, r.keys, r.packed, *([] if r.opts is None else [r.opts])] for r in batch.runs],
             [[e.namespace, e.key, str(e.tx)] for e in batch.expects], note]  # str: a tx may be over 64 bits
     return hashlib.sha256(msgpack.packb(body, use_bin_type=True)).digest()[:16]
 
@@ -113,8 +131,11 @@ def without(runs: list[Run], absent: set[tuple[str, str]]) -> list[Run]:
             run = Run(run.namespace, DELETE, [run.keys[i] for i in keep], [run.raws[i] for i in keep])
         if out and out[-1].namespace == run.namespace and out[-1].op == run.op:
             last = out[-1]
+            opts = None
+            if last.opts is not None or run.opts is not None:
+                opts = (last.opts or [None] * len(last.keys)) + (run.opts or [None] * len(run.keys))
             out[-1] = Run(last.namespace, last.op, last.keys + run.keys, last.raws + run.raws,
-                          last.packed + run.packed)
+                          last.packed + run.packed, opts)
         else:
             out.append(run)
     return out
@@ -131,28 +152,32 @@ class Plan:
     entry: bytes
 
 
-def plan(timeline: Timeline, runs: list[Run], expects: list[Expect], note: dict[str, Any] | None,
+def plan(timeline: Timeline, runs: list[Run], seen: dict[bytes, KeyValue | None], note: dict[str, Any] | None,
          now_us: int, request_id: bytes, request_fingerprint: bytes) -> Plan:
-    """The txn writing ``runs`` under ``expects`` (see the module docstring). Every namespace's registry
-    is checked by a nested txn, every time: a process cannot know that no other process dropped it."""
+    """The txn writing ``runs`` (see the module docstring). ``seen``: the newest version read before the
+    commit of every key an ``expect`` names or a put with options writes (None: absent); each must still
+    be the newest (a compare), since the expect's answer and the put's ``created_us`` were derived from
+    it. Every namespace's registry is checked by a nested txn, every time: a process cannot know that no
+    other process dropped it."""
     layout = timeline.layout
     compare: list[Compare] = []
     checked: dict[bytes, None] = {}
-    for exp in expects:
-        key = layout.data(exp.namespace, exp.raw)
-        revision = timeline.revision_of(exp.tx)
-        if exp.tx == 0:
-            compare.append(Compare(key, "VERSION", "==", 0))
-        elif revision > MAX_REVISION:  # a tx no store can reach: the condition cannot hold
-            compare.append(Compare(key, "MOD", "<", 0))
-        else:
-            compare.append(Compare(key, "MOD", "==", revision))
+    for key, kv in seen.items():
+        compare.append(Compare(key, "VERSION", "==", 0) if kv is None else Compare(key, "MOD", "==", kv.mod_revision))
         checked[key] = None
     success: list[Request] = []
     namespaces: dict[str, None] = {}
+    times = Times(timeline)
     for run in runs:
         namespaces[run.namespace] = None
         records = records_of(run)
+        for i, opts in enumerate(run.opts or ()):
+            if opts is not None:  # a put with an expiry or metadata: the rich record, its expiry indexed
+                key = layout.data(run.namespace, run.raws[i])
+                created = creation_for_write(timeline, key, seen[key], now_us, times)
+                records[i], expire_us = rich(run.keys[i], run.raws[i], run.packed[i], opts, now_us, created)
+                if expire_us is not None:
+                    success.append(Put(layout.expiry(expire_us, run.namespace, run.raws[i]), b""))
         for raw, record in zip(run.raws, records, strict=True):
             key = layout.data(run.namespace, raw)
             if run.op == DELETE:
@@ -162,17 +187,38 @@ def plan(timeline: Timeline, runs: list[Run], expects: list[Expect], note: dict[
                 success.append(Put(layout.marker(run.namespace, raw), record))
             else:
                 success.append(Put(key, record))
-    created = ormsgpack.packb({"created_us": now_us})
+    created_entry = ormsgpack.packb({"created_us": now_us})
     for ns in namespaces:
         success.append(Put(layout.updated(ns), b""))
         registry = layout.registry(ns)
-        success.append(Txn((Compare(registry, "CREATE", "==", 0),), (Put(registry, created),)))
+        success.append(Txn((Compare(registry, "CREATE", "==", 0),), (Put(registry, created_entry),)))
     success.append(Put(layout.log, request_id))
     success.append(Range(layout.housekeeping))
     logged = [[r.namespace, r.op, r.keys] for r in runs]
     entry = msgpack.packb([now_us, note, logged, request_fingerprint, None], use_bin_type=True)
     failure: list[Request] = [*(Range(k) for k in checked), Range(layout.housekeeping)]
     return Plan(compare, success, failure, list(checked), entry)
+
+
+def guarded_keys(timeline: Timeline, batch: Batch) -> list[bytes]:
+    """The data keys whose newest version a commit of ``batch`` reads first: those an ``expect`` names
+    (an expired value counts as absent) and those a put with an expiry or metadata writes (its
+    ``created_us``)."""
+    layout = timeline.layout
+    keys = {layout.data(e.namespace, e.raw): None for e in batch.expects}
+    for run in batch.runs:
+        for raw, opts in zip(run.raws, run.opts or (), strict=False):
+            if opts is not None:
+                keys[layout.data(run.namespace, raw)] = None
+    return list(keys)
+
+
+def newest(timeline: Timeline, keys: list[bytes]) -> dict[bytes, KeyValue | None]:
+    """The newest version of each data key (None: absent), read at one revision."""
+    if not keys:
+        return {}
+    _, _, answers = snapshot(timeline, None, [Range(k) for k in keys])
+    return {k: (a.kvs[0] if a.kvs else None) for k, a in zip(keys, answers, strict=True)}
 
 
 def check_limits(p: Plan, request_key: bytes, limits: EtcdLimits, items: int) -> None:
@@ -210,8 +256,13 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
     request_fp = fingerprint(batch, note)
     items = sum(len(run.keys) for run in batch.runs)
     runs = list(batch.runs)
-    for _ in range(MAX_ATTEMPTS):
-        p = plan(timeline, runs, batch.expects, note, now_us, request_id, request_fp)
+    seen = newest(timeline, guarded_keys(timeline, batch))
+    settled = 0  # attempts that failed for a reason other than a guarded key changing meanwhile
+    for _ in range(MAX_ATTEMPTS + MAX_GUARD_RETRIES):
+        conflicts = _conflicts(timeline, batch.expects, seen, now_us)
+        if conflicts:
+            raise conflict(conflicts)
+        p = plan(timeline, runs, seen, note, now_us, request_id, request_fp)
         check_limits(p, request_key, limits, items)
         result = commit_once(timeline.client, request_key, p.entry, p.compare, p.success, p.failure,
                              same_request=lambda stored: _fingerprint_of(stored) == request_fp)
@@ -225,17 +276,24 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
         count = count_of(housekeeping.kvs)
         timeline.learn(count, result.revision)
         found = _found(result.responses[:-1], p.checked)
-        conflicts = _conflicts(timeline, batch.expects, found)
-        if conflicts:
-            raise conflict(conflicts)
+        moved = {k: found[k] for k in seen if _revision(found[k]) != _revision(seen[k])}
+        seen.update(moved)
         absent = {(run.namespace, key) for run in runs if run.op == DELETE
                   for key, raw in zip(run.keys, run.raws, strict=True)
                   if found.get(timeline.layout.data(run.namespace, raw)) is None}
         runs = without(runs, absent)
-        if not runs:  # every operation was a no-op delete: no tx, the latest one answers
-            return result.revision - timeline.base - count
-    raise errors.StorageError("the etcd commit did not settle: housekeeping txns kept landing in between",
-                              attempts=MAX_ATTEMPTS)
+        if not runs and not _conflicts(timeline, batch.expects, seen, now_us):
+            return result.revision - timeline.base - count  # only no-op deletes: no tx, the latest answers
+        if not moved:
+            settled += 1
+            if settled >= MAX_ATTEMPTS:
+                break
+    raise errors.StorageError("the etcd commit did not settle: housekeeping txns or other writers kept landing "
+                              "in between", attempts=MAX_ATTEMPTS)
+
+
+def _revision(kv: KeyValue | None) -> int:
+    return 0 if kv is None else kv.mod_revision
 
 
 def _fingerprint_of(stored: bytes) -> bytes | None:
@@ -261,11 +319,13 @@ def _found(responses: Sequence[Any], checked: list[bytes]) -> dict[bytes, KeyVal
     return out
 
 
-def _conflicts(timeline: Timeline, expects: list[Expect], found: dict[bytes, KeyValue | None]) -> list[dict[str, Any]]:
+def _conflicts(timeline: Timeline, expects: list[Expect], seen: dict[bytes, KeyValue | None],
+               now_us: int) -> list[dict[str, Any]]:
+    """The failed ``expects``, given each key's newest version: a value expired at ``now_us`` counts as
+    absent (tx 0), as on LMDB (:func:`engine.snapshot.live_tx`)."""
     out = []
     for exp in expects:
-        kv = found[timeline.layout.data(exp.namespace, exp.raw)]
-        actual = 0 if kv is None else timeline.tx_of(kv.mod_revision)
+        actual = live_tx(timeline, seen[timeline.layout.data(exp.namespace, exp.raw)], now_us)
         if actual != exp.tx:
             out.append({"namespace": exp.namespace, "key": exp.key, "expected": exp.tx, "actual": actual})
     return out

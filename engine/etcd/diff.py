@@ -19,8 +19,9 @@ from ..history import Change
 from ..records import Record
 from ..snapshot import check_readable
 from ..validation import check_tx
+from .expiry import View
 from .kv import Range, RangeResult
-from .reads import record_of, snapshot
+from .reads import snapshot
 from .timeline import Timeline
 from .txlog import records_at
 
@@ -42,14 +43,16 @@ def changed_keys(timeline: Timeline, namespace: str, from_tx: int, to_tx: int) -
 def _states(timeline: Timeline, namespace: str, keys: list[str], tx: int) -> list[tuple[Record | None, Any]]:
     """Each key's record at ``tx`` and its comparable content ``(op, value bytes, expiry, metadata)``."""
     layout = timeline.layout
-    _, _, answers = snapshot(timeline, tx, [Range(layout.data(namespace, k.encode())) for k in keys])
+    data_keys = [layout.data(namespace, k.encode()) for k in keys]
+    _, _, answers = snapshot(timeline, tx, [Range(k) for k in data_keys])
+    view = View(timeline, tx)  # expiry at the tx's commit time, as a read at it
     out: list[tuple[Record | None, Any]] = []
-    for key, answer in zip(keys, answers, strict=True):
+    for key, data_key, answer in zip(keys, data_keys, answers, strict=True):
         assert isinstance(answer, RangeResult)
         if answer.kvs:
             kv = answer.kvs[0]
             op, packed, _, expire_us, metadata, _ = decode_rich(kv.value)
-            rec = record_of(timeline, key, kv)
+            rec = view.record(key, data_key, kv)
             if rec is not None:
                 out.append((rec, (op, packed, expire_us, metadata)))
                 continue

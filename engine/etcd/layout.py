@@ -28,6 +28,9 @@ key                             value                                           
                                                                                  (a nested txn), or
                                                                                  ``create_namespace``
 ``P/u/<ns>``                    empty; its mod revision is ``ns``'s last tx      every tx touching ``ns``
+``P/x/<expire_us:016x>/<ns>/``  empty: **the expiry index**, one entry per       every tx with a put that
+``<key>``                       version that expires (for the sweep: due         carries an expiry
+                                entries in time order)
 ``P/sys/hk``                    msgpack count of housekeeping txns so far        every housekeeping txn
 ==============================  ===============================================  ==========================
 
@@ -140,6 +143,11 @@ class Layout:
         """``(key, range_end)`` of every registry entry."""
         start = self.prefix + b"/n/"
         return start, prefix_end(start)
+
+    def expiry(self, expire_us: int, namespace: str, raw: bytes) -> bytes:
+        """The expiry index entry of the version of key ``raw`` of ``namespace`` expiring at ``expire_us``
+        (hex, fixed width: byte order is time order, so due entries are one range from ``P/x/``)."""
+        return b"".join((self.prefix, b"/x/", b"%016x" % expire_us, b"/", namespace.encode(), b"/", raw))
 
     def updated(self, namespace: str) -> bytes:
         """The key every tx touching ``namespace`` puts (its mod revision is the namespace's last tx)."""

@@ -11,21 +11,27 @@ that revision.
 Answers are the LMDB backend's: the same :class:`~engine.records.Record` (``tx`` is the tx of the key's
 last change at or before T), decoded from the same record bytes by the same function
 (:func:`engine.snapshot.decode_version`), keys in request order (reads) or UTF-8 byte order (scans),
-absent and deleted keys left out, ``FUTURE_TX`` worded as the LMDB backend words it.
+absent, deleted and expired keys left out, ``FUTURE_TX`` worded as the LMDB backend words it.
 
-Not yet: expiry (values with an expiry are not written on etcd yet), ``metadata`` and ``fields``, reads
-by time (``at``), ``TX_COMPACTED`` (no compaction yet).
+Expiry and the optional fields as on LMDB (:mod:`engine.etcd.expiry`): a value whose expiry is at or
+before the read's time is left out (the time of a read at tx T is T's commit time, of a latest read
+``max(now, commit time of the latest tx)``; a scan's pages share one time); ``metadata=True`` and
+``fields`` fill those fields of each record. A record that needs a time costs the log lookups of
+:class:`engine.etcd.expiry.View`; plain records cost nothing more.
+
+Not yet: reads by time (``at``), ``TX_COMPACTED`` (no compaction yet).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import errors
-from ..records import Limits, ReadResult, Record
-from ..snapshot import check_readable, decode_version
+from ..records import Limits, ReadResult
+from ..snapshot import check_readable
 from ..validation import check_prefix, key_bytes
+from .expiry import View
 from .kv import KeyValue, Range, RangeResult, prefix_end
 from .timeline import MAX_REVISION, Timeline, count_of
 
@@ -45,9 +51,13 @@ def read_keys_of(keys: Iterable[str], limits: Limits) -> tuple[list[str], list[b
     return unique, [key_bytes(k, limits.max_key_bytes) for k in unique]
 
 
-def record_of(timeline: Timeline, key: str, kv: KeyValue) -> Record | None:
-    """The record a data key's version shows (None for a delete record, which etcd never holds)."""
-    return decode_version(key, timeline.tx_of(kv.mod_revision), kv.value, None, b"")
+def view_of(timeline: Timeline, tx: int | None, snap: int, now: Callable[[], int], metadata: bool,
+            fields: frozenset[str], kvs: list[KeyValue]) -> View:
+    """How a read at ``tx`` (None: the latest) that resolved to ``snap`` sees versions (the read rule),
+    with the log times the versions ``kvs`` need read at once."""
+    view = View(timeline, snap, now if tx is None else None, metadata=metadata, fields=fields)
+    view.prefetch(kvs)
+    return view
 
 
 def snapshot(timeline: Timeline, tx: int | None, ranges: list[Range]) -> tuple[int, int, list[RangeResult]]:
@@ -91,22 +101,27 @@ def _at(r: Range, revision: int) -> Range:
     return Range(r.key, r.range_end, revision, r.limit, r.keys_only, r.count_only, r.serializable)
 
 
-def read(timeline: Timeline, namespace: str, keys: Iterable[str], tx: int | None, limits: Limits) -> ReadResult:
-    """Records of ``keys`` of ``namespace`` at ``tx`` (latest if None), as :meth:`engine.Namespace.read`."""
+def read(timeline: Timeline, namespace: str, keys: Iterable[str], tx: int | None, limits: Limits,
+         now: Callable[[], int], metadata: bool = False, fields: frozenset[str] = frozenset()) -> ReadResult:
+    """Records of ``keys`` of ``namespace`` at ``tx`` (latest if None), as :meth:`engine.Namespace.read`
+    (``now``: the store's clock in microseconds, for a latest read's expiry)."""
     unique, raws = read_keys_of(keys, limits)
     layout = timeline.layout
-    snap, _, answers = snapshot(timeline, tx, [Range(layout.data(namespace, raw)) for raw in raws])
+    data_keys = [layout.data(namespace, raw) for raw in raws]
+    snap, _, answers = snapshot(timeline, tx, [Range(k) for k in data_keys])
+    view = view_of(timeline, tx, snap, now, metadata, fields, [a.kvs[0] for a in answers if a.kvs])
     records = []
-    for key, answer in zip(unique, answers, strict=True):
+    for key, data_key, answer in zip(unique, data_keys, answers, strict=True):
         if answer.kvs:
-            rec = record_of(timeline, key, answer.kvs[0])
+            rec = view.record(key, data_key, answer.kvs[0])
             if rec is not None:
                 records.append(rec)
     return ReadResult(records, snap)
 
 
 def scan(timeline: Timeline, namespace: str, prefix: str, tx: int | None, after: str | None, limit: int | None,
-         limits: Limits) -> ReadResult:
+         limits: Limits, now: Callable[[], int], metadata: bool = False,
+         fields: frozenset[str] = frozenset()) -> ReadResult:
     """Records of the keys of ``namespace`` starting with ``prefix`` at ``tx`` (latest if None), after
     ``after`` (exclusive), at most ``limit``, in UTF-8 byte order: :meth:`engine.Namespace.scan`'s
     records and checks, as a list with the tx read."""
@@ -132,9 +147,10 @@ def scan(timeline: Timeline, namespace: str, prefix: str, tx: int | None, after:
         rest = timeline.client.range(kvs[-1].key + b"\0", end, revision,
                                      limit=None if limit is None else limit - len(kvs))
         kvs += rest.kvs
+    view = view_of(timeline, tx, snap, now, metadata, fields, kvs)
     records: list[Any] = []
     for kv in kvs:
-        rec = record_of(timeline, layout.key_of(namespace, kv.key), kv)
+        rec = view.record(layout.key_of(namespace, kv.key), kv.key, kv)
         if rec is not None:
             records.append(rec)
     return ReadResult(records, snap)

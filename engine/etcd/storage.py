@@ -16,6 +16,16 @@ Contract (what holds today):
   limits give ``BATCH_TOO_LARGE`` / ``VALUE_TOO_LARGE`` before anything is sent.
 * **Reads** at the latest or any past tx (:meth:`read`, :meth:`get`, :meth:`scan`): the LMDB engine's
   records, ``FUTURE_TX`` above the latest tx; one etcd round trip for up to ``--max-txn-ops`` - 1 keys.
+* **Expiry and metadata** (:mod:`engine.etcd.expiry`): :meth:`put` and :meth:`transaction` take ``ttl``,
+  ``expiration`` and ``metadata`` (batch-wide, or per :class:`~engine.records.Item`), validated by the
+  engine's own function (same errors); the record is LMDB's 6-field extended record byte for byte
+  (``created_us`` included), and each expiring put writes its expiry index entry
+  ``P/x/<expire_us:016x>/<ns>/<key>``. Reads apply LMDB's read rule: an expired value is absent at a
+  tx whose commit time is at or past its expiry, and from a latest read once ``now`` is; ``metadata=True``
+  and ``fields`` (``created_at``, ``updated_at``, ``expire_time``) fill those fields as on LMDB, and
+  :meth:`history` shows each version's metadata and expiry. ``expect`` counts an expired value as
+  absent (``expect={k: 0}`` holds, its stored tx does not), and a delete of it is a real delete (a tx),
+  as on LMDB. Such writes (``expect``, or a put with options) read the keys first: one more round trip.
 * **History** (:meth:`history`) in both orders, deletes included, :meth:`diff` between two txs, and
   **the tx log** (:meth:`tx_info`: time, note, operations; :meth:`changes`; :meth:`latest_tx`;
   :meth:`wait_for`).
@@ -23,12 +33,22 @@ Contract (what holds today):
   :meth:`drop_namespace`, :meth:`namespace_info` (``size_bytes`` costs a range of the
   namespace's keys, see :mod:`engine.etcd.namespaces`).
 
+**No expiry sweep yet.** The LMDB engine records due expiries as deletes in a tx of its own (note
+``{"expired": true}``) before each write (up to 64) and in ``Store.expire()``; this store does not.
+What that means: every read still answers as LMDB's would at the same tx (the read rule hides an
+expired value, at a tx and at now), but an expired version stays stored until it is overwritten or
+deleted, so ``namespace_info``'s ``key_count``/``size_bytes`` keep counting it (as LMDB's do until its
+sweep), history, diff and the change feed show no delete for it, and the expiry index entries stay.
+Once the LMDB engine sweeps, its tx numbers run ahead of the etcd store's for the same writes (the
+differential test turns the LMDB sweep off to compare them).
+
 Not yet (each raises ``NotImplementedError`` or is simply absent): the hash chain, receipts and
-``verify`` (the sealer), commit-time clamping across writers (the sealer), expiry and metadata, reads by
-time (``tx_at``), streams,
-compaction, the engine's idempotency (``Claim``: recorded answers and refusals; :meth:`commit` takes a
-request id, the retry-safety half of it), backup, ``Store.open("etcd://...")``. The tx numbering needs
-a cluster no one else writes to (revisions are cluster-wide); foreign writes are not detected yet.
+``verify`` (the sealer), commit-time clamping across writers (the sealer: commit times, and so the
+expiry read rule at a tx, are the writer's clock as written), the expiry sweep (above), reads by time
+(``tx_at``), streams, compaction, the engine's idempotency (``Claim``: recorded answers and refusals;
+:meth:`commit` takes a request id, the retry-safety half of it), backup, ``Store.open("etcd://...")``.
+The tx numbering needs a cluster no one else writes to (revisions are cluster-wide); foreign writes
+are not detected yet.
 """
 
 from __future__ import annotations
@@ -42,6 +62,7 @@ import ormsgpack
 from .. import errors
 from ..codec import CLEAR, DELETE
 from ..conditions import expects_of
+from ..expiry import check_fields
 from ..history import Change, Version
 from ..records import Item, Limits, NamespaceInfo, ReadResult, Record
 from ..storage_ops import StorageOps
@@ -118,11 +139,16 @@ class EtcdStorage:
         return _commit.commit(self.timeline, batch, note, self._now_us(), self.etcd_limits, request_id)
 
     def put(self, namespace: str, items: Mapping[str, Any] | Iterable[Item | tuple[str, Any]], *,
-            note: dict[str, Any] | None = None, expect: Mapping[str, int] | None = None) -> int:
-        """:meth:`engine.Namespace.put` without expiry and metadata options."""
+            note: dict[str, Any] | None = None, ttl: float | None = None, expiration: float | None = None,
+            metadata: Any = None, expect: Mapping[str, int] | None = None) -> int:
+        """:meth:`engine.Namespace.put`: ``ttl`` (seconds from the commit), ``expiration`` (epoch seconds;
+        ``ttl`` wins) and ``metadata`` for every item that does not set its own (see :class:`Item`)."""
         check_namespace(namespace)
         note = check_note(note, self.limits.max_note_bytes)
-        batch = prepare_puts(namespace, items, self.limits, None, self._now_us)
+        options = None
+        if ttl is not None or expiration is not None or metadata is not None:
+            options = (ttl, expiration, metadata)
+        batch = prepare_puts(namespace, items, self.limits, options, self._now_us)
         batch.expects = expects_of(namespace, expect, self.limits)
         return self.commit(batch, note=note)
 
@@ -155,21 +181,28 @@ class EtcdStorage:
         """The latest committed tx (0 for an empty store)."""
         return self.timeline.latest()[0]
 
-    def read(self, namespace: str, keys: Iterable[str], *, tx: int | None = None) -> ReadResult:
-        """Records of ``keys`` at ``tx`` (latest if None), as :meth:`engine.Namespace.read`."""
+    def read(self, namespace: str, keys: Iterable[str], *, tx: int | None = None, metadata: bool = False,
+             fields: Iterable[str] | None = None) -> ReadResult:
+        """Records of ``keys`` at ``tx`` (latest if None), expired values left out, as
+        :meth:`engine.Namespace.read` (``metadata=True`` and ``fields`` fill those fields)."""
         check_namespace(namespace)
-        return reads.read(self.timeline, namespace, keys, tx, self.limits)
+        chosen = check_fields(fields)
+        return reads.read(self.timeline, namespace, keys, tx, self.limits, self._now_us, bool(metadata), chosen)
 
-    def get(self, namespace: str, key: str, *, tx: int | None = None) -> Record | None:
+    def get(self, namespace: str, key: str, *, tx: int | None = None, metadata: bool = False,
+            fields: Iterable[str] | None = None) -> Record | None:
         """The record of one key at ``tx`` (latest if None), as :meth:`engine.Namespace.get`."""
-        records = self.read(namespace, [key], tx=tx).records
+        records = self.read(namespace, [key], tx=tx, metadata=metadata, fields=fields).records
         return records[0] if records else None
 
     def scan(self, namespace: str, prefix: str = "", *, tx: int | None = None, after: str | None = None,
-             limit: int | None = None) -> ReadResult:
-        """The records :meth:`engine.Namespace.scan` yields, as a list with the tx read."""
+             limit: int | None = None, metadata: bool = False, fields: Iterable[str] | None = None) -> ReadResult:
+        """The records :meth:`engine.Namespace.scan` yields, as a list with the tx read (a latest scan
+        evaluates expiry once, when it reads)."""
         check_namespace(namespace)
-        return reads.scan(self.timeline, namespace, prefix, tx, after, limit, self.limits)
+        chosen = check_fields(fields)
+        return reads.scan(self.timeline, namespace, prefix, tx, after, limit, self.limits, self._now_us,
+                          bool(metadata), chosen)
 
     def history(self, namespace: str, key: str, *, before: int | None = None, after: int | None = None,
                 limit: int = 100, order: str = "desc") -> list[Version]:

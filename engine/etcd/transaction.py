@@ -11,6 +11,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .. import expiry
 from ..codec import CLEAR, DELETE, PUT, pack_value
 from ..errors import BatchTooLarge, EmptyBatch, InvalidParameters, ValueTooLarge
 from ..txlog import check_note
@@ -23,13 +24,13 @@ if TYPE_CHECKING:
 
 class EtcdTransaction:
     """``with storage.transaction(note=...) as t: t.put(ns, k, v); t.delete(ns, k); t.expect(ns, k, tx=3)``;
-    after the block, :attr:`tx` holds the committed tx (see :class:`engine.Transaction`). Expiry and
-    metadata options are not built on etcd yet."""
+    after the block, :attr:`tx` holds the committed tx (see :class:`engine.Transaction`); ``put`` takes
+    ``ttl``, ``expiration`` and ``metadata`` as :meth:`engine.Transaction.put` does."""
 
     def __init__(self, storage: EtcdStorage, *, note: dict[str, Any] | None = None) -> None:
         self._storage = storage
         self._note = check_note(note, storage.limits.max_note_bytes)
-        self._ops: dict[tuple[str, str], tuple[int, bytes, bytes | None]] = {}
+        self._ops: dict[tuple[str, str], tuple[int, bytes, bytes | None, expiry.Opts | None]] = {}
         self._expects: dict[tuple[str, str], Expect] = {}
         self.tx: int | None = None
 
@@ -39,7 +40,7 @@ class EtcdTransaction:
         check_namespace(namespace)
         return key_bytes(key, self._storage.limits.max_key_bytes)
 
-    def _add(self, namespace: str, key: str, op: tuple[int, bytes, bytes | None]) -> None:
+    def _add(self, namespace: str, key: str, op: tuple[int, bytes, bytes | None, expiry.Opts | None]) -> None:
         ident = (namespace, key)
         self._ops.pop(ident, None)  # keep application order: the key moves to its latest position
         self._ops[ident] = op
@@ -47,19 +48,25 @@ class EtcdTransaction:
         if len(self._ops) > limit:
             raise BatchTooLarge(f"more than {limit} operations in one transaction", limit=limit)
 
-    def put(self, namespace: str, key: str, value: Any) -> None:
+    def put(self, namespace: str, key: str, value: Any, *, ttl: float | None = None,
+            expiration: float | None = None, metadata: Any = None) -> None:
+        """Store ``value``; ``ttl``/``expiration``/``metadata`` as for :meth:`EtcdStorage.put`."""
         raw = self._key(namespace, key)
         packed = pack_value(value)
-        limit = self._storage.limits.max_value_bytes
-        if len(packed) > limit:
-            raise ValueTooLarge(f"value is {len(packed)} bytes encoded; the limit is {limit}", key=key)
-        self._add(namespace, key, (PUT, raw, packed))
+        limits = self._storage.limits
+        if len(packed) > limits.max_value_bytes:
+            raise ValueTooLarge(f"value is {len(packed)} bytes encoded; the limit is {limits.max_value_bytes}",
+                                key=key)
+        opts = None
+        if ttl is not None or expiration is not None or metadata is not None:
+            opts = expiry.check_opts(ttl, expiration, metadata, limits, self._storage._now_us())
+        self._add(namespace, key, (PUT, raw, packed, opts))
 
     def clear(self, namespace: str, key: str) -> None:
-        self._add(namespace, key, (CLEAR, self._key(namespace, key), None))
+        self._add(namespace, key, (CLEAR, self._key(namespace, key), None, None))
 
     def delete(self, namespace: str, key: str) -> None:
-        self._add(namespace, key, (DELETE, self._key(namespace, key), None))
+        self._add(namespace, key, (DELETE, self._key(namespace, key), None, None))
 
     def expect(self, namespace: str, key: str, *, tx: int) -> None:
         raw = self._key(namespace, key)
@@ -68,14 +75,18 @@ class EtcdTransaction:
     def batch(self) -> Batch:
         """The batch this transaction commits (runs of consecutive operations of one namespace and op)."""
         batch = Batch(expects=list(self._expects.values()))
-        for (namespace, key), (op, raw, packed) in self._ops.items():
+        for (namespace, key), (op, raw, packed, opts) in self._ops.items():
             if not batch.runs or batch.runs[-1].namespace != namespace or batch.runs[-1].op != op:
                 batch.runs.append(Run(namespace, op))
             run = batch.runs[-1]
+            if opts is not None and run.opts is None:
+                run.opts = [None] * len(run.keys)
             run.keys.append(key)
             run.raws.append(raw)
             if packed is not None:
                 run.packed.append(packed)
+            if run.opts is not None:
+                run.opts.append(opts)
         return batch
 
     def commit(self) -> int:

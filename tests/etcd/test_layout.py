@@ -23,6 +23,14 @@ def test_every_key_of_the_layout() -> None:
     assert layout.registry("ns") == b"team/s1/n/ns"
     assert layout.registries == (b"team/s1/n/", b"team/s1/n0")
     assert layout.updated("ns") == b"team/s1/u/ns"
+    assert layout.expiry(0x1234, "ns", "k\x00é".encode()) == b"team/s1/x/0000000000001234/ns/k\x00\xc3\xa9"
+
+
+def test_expiry_entries_sort_by_time() -> None:
+    layout = Layout.of("p")
+    times = [0, 9, 10, 255, 2**40, 2**64 - 1]
+    keys = [layout.expiry(t, "z", b"a") for t in times] + [layout.expiry(t, "a", b"z") for t in times]
+    assert sorted(keys) == [k for t in times for k in (layout.expiry(t, "a", b"z"), layout.expiry(t, "z", b"a"))]
 
 
 def test_keys_and_names_read_back() -> None:

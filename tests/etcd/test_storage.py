@@ -1,6 +1,8 @@
 """engine.etcd.storage.EtcdStorage on a real 3-member etcd cluster: the write path (one tx = one etcd txn,
 the exact bytes stored, expect, no-op deletes, etcd's limits, retry safety), the tx numbering around
-housekeeping txns, reads at any tx, scans, history and the tx log, with exact answers.
+housekeeping txns, reads at any tx, scans, history and the tx log, puts with an expiry or metadata (the
+records, the expiry index, the read rule at a tx's commit time and at now, ``created_at``, ``expect`` on
+an expired value), with exact answers.
 
 Every test has its own store prefix on the module's cluster. The module's cluster runs with
 ``--max-txn-ops 32`` so the operation limit is reached with small batches.
@@ -18,14 +20,15 @@ import ormsgpack
 import pytest
 
 from engine import errors
-from engine.codec import CLEAR_RECORD, DELETE, DELETE_RECORD, PUT, extended_record, pack_value
+from engine.codec import CLEAR_RECORD, DELETE, DELETE_RECORD, PUT, extended_record, pack_value, rich_record
 from engine.etcd import EtcdClient, Range, prefix_end
-from engine.etcd.commit import EtcdLimits, commit, fingerprint
+from engine.etcd.commit import EtcdLimits, commit, fingerprint, guarded_keys, newest, plan
 from engine.etcd.kv import Compare, Put, Txn, TxnResult, request_json, response_of
+from engine.etcd.once import commit_once
 from engine.etcd.storage import EtcdStorage
 from engine.etcd.txlog import TxEntry
 from engine.history import Change, Version
-from engine.records import Limits, NamespaceInfo, ReadResult, Record
+from engine.records import Item, Limits, NamespaceInfo, ReadResult, Record
 from engine.txlog import Operation
 from engine.txn import prepare_puts
 from tests.engine.clock import T0, Clock
@@ -583,3 +586,163 @@ def test_the_tx_log(storage: EtcdStorage, clock: Clock) -> None:
         storage.changes(limit=0)
     with pytest.raises(errors.InvalidParameters):
         storage.tx_info(-1)
+
+
+# -- expiry and metadata -------------------------------------------------------------------------------
+
+S = 1_000_000  # one second in microseconds
+
+
+def test_puts_with_options_store_lmdbs_rich_records_and_index_their_expiry(storage: EtcdStorage,
+                                                                           etcd: EtcdClient, clock: Clock) -> None:
+    long_key = "L" * 500
+    assert storage.put("a", {"k": 1, long_key: "v"}, ttl=5, metadata={"m": 1}) == 1
+    clock.now += 1
+    assert storage.put("a", [Item("j", b"\x01", expiration=T0 + 30), Item("m", 2, metadata=[1])]) == 2
+    clock.now += 1
+    with storage.transaction() as t:
+        t.put("a", "k", 3, metadata="x")  # created_us: the key's life began at tx 1
+        t.put("a", "plain", 4)
+    layout = storage.layout
+
+    def value(key: bytes) -> bytes:
+        return etcd.range(key).kvs[0].value
+
+    assert value(layout.data("a", long_key.encode())) == rich_record(long_key, pack_value("v"), US + 5 * S,
+                                                                     {"m": 1}, US)
+    assert value(layout.data("a", b"j")) == rich_record(None, pack_value(b"\x01"), US + 30 * S, None, US + S)
+    assert value(layout.data("a", b"m")) == rich_record(None, pack_value(2), None, [1], US + S)
+    assert value(layout.data("a", b"k")) == rich_record(None, pack_value(3), None, "x", US)
+    assert value(layout.data("a", b"plain")) == pack_value(4)
+    index = etcd.range(storage.layout.prefix + b"/x/", prefix_end(storage.layout.prefix + b"/x/")).kvs
+    assert [(kv.key, kv.value, kv.mod_revision) for kv in index] == [
+        (layout.expiry(US + 5 * S, "a", long_key.encode()), b"", storage.timeline.revision_of(1)),
+        (layout.expiry(US + 5 * S, "a", b"k"), b"", storage.timeline.revision_of(1)),
+        (layout.expiry(US + 30 * S, "a", b"j"), b"", storage.timeline.revision_of(2)),
+    ]
+
+
+def test_reads_at_a_tx_apply_the_read_rule_at_its_commit_time(storage: EtcdStorage, clock: Clock) -> None:
+    storage.put("a", {"k": 1}, ttl=2, metadata={"m": 1})  # tx 1 at T0, expires at T0 + 2
+    clock.now += 2 - 0.000001
+    storage.put("a", {"o": 1})  # tx 2, 1 us before the expiry
+    clock.now += 0.000001
+    storage.put("a", {"o": 2})  # tx 3, at the expiry: gone
+    full = Record("k", 1, 1, False, False, {"m": 1}, at(US), at(US), at(US + 2 * S))
+    assert storage.read("a", ["k"], tx=1).records == [rec("k", 1, 1)]
+    assert storage.read("a", ["k", "o"], tx=2, metadata=True, fields=["created_at", "updated_at", "expire_time"]) == \
+        ReadResult([full, Record("o", 1, 2, updated_at=at(US + 2 * S - 1))._replace(
+            created_at=at(US + 2 * S - 1))], 2)
+    assert storage.read("a", ["k"], tx=3) == ReadResult([], 3)
+    assert storage.get("a", "k", tx=2, metadata=True) == rec("k", 1, 1)._replace(metadata={"m": 1})
+    assert storage.get("a", "k", tx=3) is None
+    assert storage.scan("a", tx=2).records == [rec("k", 1, 1), rec("o", 1, 2)]
+    assert storage.scan("a", tx=3).records == [rec("o", 2, 3)]
+    # As on LMDB, a diff compares the keys the txs in between touched: an expiry is no tx until swept.
+    assert storage.diff("a", 2, 3) == [Change("o", "changed", rec("o", 1, 2), rec("o", 2, 3))]
+    assert storage.diff("a", 0, 3) == [Change("o", "added", None, rec("o", 2, 3))]
+    assert storage.history("a", "k") == [Version(1, at(US), "put", 1, False, None, {"m": 1}, at(US + 2 * S))]
+
+
+def test_a_latest_read_evaluates_expiry_at_now(storage: EtcdStorage, clock: Clock) -> None:
+    storage.put("a", {"k": "v", "n": 0}, ttl=3)  # tx 1, expires at T0 + 3
+    clock.now = T0 + 3 - 0.000001
+    assert storage.read("a", ["k"]) == ReadResult([rec("k", "v", 1)], 1)
+    assert [r.key for r in storage.scan("a").records] == ["k", "n"]
+    clock.now = T0 + 3
+    assert storage.read("a", ["k", "n"]) == ReadResult([], 1)  # the latest tx still is 1: no write needed
+    assert storage.scan("a") == ReadResult([], 1)
+    assert storage.read("a", ["k"], tx=1).records == [rec("k", "v", 1)]  # at tx 1's time it was there
+
+
+def test_created_at_is_the_start_of_the_keys_current_life(storage: EtcdStorage, clock: Clock) -> None:
+    def created(key: str = "k") -> datetime | None:
+        found = storage.get("a", key, fields=["created_at"])
+        assert found is not None
+        return found.created_at
+
+    storage.put("a", {"k": 1})  # tx 1 at T0
+    clock.now += 1
+    storage.clear("a", ["k"])  # a clear continues the life
+    clock.now += 1
+    storage.put("a", {"k": 2})
+    assert created() == at(US)  # walked back through plain versions to the first put
+    clock.now += 1
+    storage.put("a", {"k": 3}, metadata=1)  # stores created_us = T0
+    clock.now += 1
+    storage.put("a", {"k": 4})
+    assert created() == at(US)  # found in the rich record on the way back
+    clock.now += 1
+    storage.delete("a", ["k"])
+    clock.now += 1
+    storage.put("a", {"k": 5}, ttl=1)  # tx 7: a new life at T0 + 6, expires at T0 + 7
+    assert storage.get("a", "k", fields=["created_at"]) == Record("k", 5, 7, created_at=at(US + 6 * S))
+    clock.now += 2
+    storage.put("a", {"k": 6})  # the previous value expired before this put: a new life at T0 + 8
+    assert created() == at(US + 8 * S)
+    clock.now += 1
+    storage.put("a", {"k": 7}, metadata=2)  # its record says so
+    assert storage.get("a", "k", metadata=True, fields=["created_at", "updated_at"]) == Record(
+        "k", 7, 9, metadata=2, created_at=at(US + 8 * S), updated_at=at(US + 9 * S))
+    assert storage.get("a", "k", tx=8, fields=["created_at"]) == Record("k", 6, 8, created_at=at(US + 8 * S))
+
+
+def test_expect_counts_an_expired_but_unswept_value_as_absent(storage: EtcdStorage, etcd: EtcdClient,
+                                                              clock: Clock) -> None:
+    storage.put("a", {"k": 1}, ttl=1)  # tx 1, expires at T0 + 1
+    clock.now += 1
+    before = revision(etcd)
+    with pytest.raises(errors.Conflict) as info:
+        storage.put("a", {"k": 2}, expect={"k": 1})  # its stored tx: the value reads as absent now
+    assert info.value.details == {"conflicts": [{"namespace": "a", "key": "k", "expected": 1, "actual": 0}]}
+    assert revision(etcd) == before
+    assert storage.put("a", {"k": 2}, ttl=5, expect={"k": 0}) == 2
+    assert storage.get("a", "k", fields=["created_at"]) == Record("k", 2, 2, created_at=at(US + S))
+    clock.now += 5
+    assert storage.delete("a", ["k"]) == 3  # not a no-op: the expired version is still stored, as on LMDB
+    assert storage.delete("a", ["k"]) == 3  # now it is one
+
+
+def test_a_put_with_options_is_guarded_by_the_version_it_read(storage: EtcdStorage, etcd: EtcdClient) -> None:
+    storage.put("a", {"k": 1})
+    key = storage.layout.data("a", b"k")
+    batch = prepare_puts("a", {"k": 2, "new": 3}, storage.limits, (None, None, {"m": 1}))
+    seen = newest(storage.timeline, guarded_keys(storage.timeline, batch))
+    assert seen[key] is not None
+    assert seen[storage.layout.data("a", b"new")] is None
+    p = plan(storage.timeline, batch.runs, seen, None, US, b"id", b"fp")
+    assert p.compare == [Compare(key, "MOD", "==", storage.timeline.revision_of(1)),
+                         Compare(storage.layout.data("a", b"new"), "VERSION", "==", 0)]
+    assert p.checked == [key, storage.layout.data("a", b"new")]
+    storage.put("a", {"k": 9})  # another writer, between the read and the commit: the txn fails
+    before = revision(etcd)
+    request = storage.layout.request(b"id")
+    assert not commit_once(etcd, request, p.entry, p.compare, p.success, p.failure).succeeded
+    assert revision(etcd) == before
+    assert storage.commit(batch) == 3  # reads again, then commits
+    assert storage.get("a", "k", metadata=True) == Record("k", 2, 3, metadata={"m": 1})
+
+
+def test_bad_options_raise_the_engines_errors_and_write_nothing(storage: EtcdStorage, etcd: EtcdClient) -> None:
+    before = revision(etcd)
+    with pytest.raises(errors.InvalidExpirationTtl, match="ttl must be a number of seconds from 1 to"):
+        storage.put("a", {"k": 1}, ttl=0.5)
+    with pytest.raises(errors.InvalidExpiration, match="expiration must be epoch seconds at least 1 s"):
+        storage.put("a", {"k": 1}, expiration=T0)
+    with pytest.raises(errors.MetadataTooLarge, match="metadata is 1027 bytes as JSON; the limit is 1024"):
+        storage.put("a", {"k": 1}, metadata="x" * 1025)
+    with pytest.raises(errors.InvalidMetadata), storage.transaction() as t:
+        t.put("a", "k", 1, metadata=b"raw")
+    with pytest.raises(errors.InvalidParameters, match="unknown fields"):
+        storage.read("a", ["k"], fields=["size"])
+    assert revision(etcd) == before
+
+
+def test_options_are_part_of_the_request_fingerprint(storage: EtcdStorage) -> None:
+    plain = prepare_puts("a", {"k": 1}, storage.limits)
+    tagged = prepare_puts("a", {"k": 1}, storage.limits, (None, None, {"m": 1}))
+    assert fingerprint(plain, None) != fingerprint(tagged, None)
+    assert storage.commit(tagged, request_id=b"r1") == 1
+    with pytest.raises(errors.IdempotencyKeyReused):
+        storage.commit(plain, request_id=b"r1")
+    assert storage.commit(tagged, request_id=b"r1") == 1
