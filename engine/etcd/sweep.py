@@ -1,0 +1,132 @@
+"""The expiry sweep on etcd: due expiries recorded as deletes, each sweep a tx of its own.
+
+The LMDB engine (:func:`engine.expiry.sweep`) records expiries due at ``now`` as an ordinary delete tx
+with note ``{"expired": true}``. On etcd one txn is one revision is one tx, so a sweep cannot share the
+caller's txn: :func:`sweep` is one etcd txn of its own (the write path of :mod:`engine.etcd.commit`,
+given the deletes)::
+
+    range P/x/ .. P/x/<now + 1:016x>  (limit n + 1)        # the due index entries, oldest first
+    range each entry's data key                              # its newest version, read at one revision
+    txn  compare: create_revision(P/tx/<id>) == 0
+                  mod_revision(P/d/ns/k) == the expiring version's, version > 0   (each key deleted)
+         success: the delete tx (P/tx/<id>, delete P/d/ns/k + put P/m/ns/k, P/u/ns, P/log, ...)
+                  delete P/x/... for every entry swept (stale ones too)
+
+An entry is **stale** (its key was overwritten, deleted or its namespace dropped since) when the key's
+newest version is not a put or clear carrying that very ``expire_us``: it is dropped, not recorded. The
+``mod_revision`` compares make two sweepers (or a sweeper and a writer) never record one expiry twice:
+if a key changed in between, the txn fails and the sweep reads again. A sweep whose entries are all
+stale deletes them in a housekeeping txn (a revision, no tx), as LMDB drops them without a tx.
+
+Order (so the tx log's operations are LMDB's): entries sorted by ``(expire_us, namespace, keypart)``,
+keypart being LMDB's key encoding (:func:`engine.encoding.keypart`, long keys in their hash buckets);
+one run per namespace in first-seen order. LMDB orders namespaces by their numeric id (creation order)
+instead of name: the two agree when namespaces were first created in name order.
+
+Batch size: at most ``limit`` index entries per sweep, and no more than the cluster's ``--max-txn-ops``
+allows (:func:`per_txn`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..codec import CLEAR, DELETE, MARK, PUT, decode_rich
+from ..encoding import keypart
+from ..expiry import EXPIRED_NOTE
+from ..txn import Batch, Run
+from .commit import EtcdLimits, _tx_from, fingerprint, plan
+from .kv import DeleteRange, KeyValue, Range, RangeResult
+from .once import commit_once
+from .reads import snapshot
+from .timeline import Timeline, count_of
+
+#: Attempts of one sweep whose txn failed because a key changed meanwhile, before giving up this round.
+MAX_ATTEMPTS = 20
+#: A namespace id's width in LMDB keyparts (only the order of what follows matters here).
+_NS = b"\0\0\0\0"
+
+
+def per_txn(limits: EtcdLimits) -> int:
+    """Index entries one sweep txn may hold: each swept key costs 2 compares and 3 success operations
+    (delete, marker, index entry), plus 8 for the bookkeeping and 2 per namespace."""
+    return max(1, (limits.max_txn_ops - 12) // 3)
+
+
+def due_entries(timeline: Timeline, now_us: int, limit: int) -> tuple[list[tuple[int, str, bytes, bytes]], bool]:
+    """Up to ``limit`` index entries due at ``now_us`` as ``(expire_us, namespace, raw key, entry key)``,
+    in LMDB's order, and whether more are due."""
+    layout = timeline.layout
+    start = layout.prefix + b"/x/"
+    end = start + b"%016x" % (now_us + 1)
+    found = timeline.client.range(start, end, limit=limit)
+    out = []
+    for kv in found.kvs:
+        rest = kv.key[len(start):]
+        hexed, ns, raw = rest[:16], *rest[17:].split(b"/", 1)
+        out.append((int(hexed, 16), ns.decode(), raw, kv.key))
+    out.sort(key=lambda e: (e[0], e[1], keypart(_NS, e[2])))
+    return out, found.more
+
+
+def _live(kv: KeyValue | None, expire_us: int) -> bool:
+    """Whether ``kv`` (a key's newest version) is the version that expires at ``expire_us``."""
+    if kv is None or kv.value[0] != MARK:
+        return False
+    op, _, _, entry_expire, _, _ = decode_rich(kv.value)
+    return op in (PUT, CLEAR) and entry_expire == expire_us
+
+
+def sweep(timeline: Timeline, now_us: int, limit: int, limits: EtcdLimits) -> tuple[int, bool]:
+    """Record up to ``limit`` expiries due at ``now_us`` as one delete tx (note ``{"expired": true}``);
+    returns ``(keys deleted, whether more entries are due)``. No tx when every entry was stale."""
+    layout = timeline.layout
+    for _ in range(MAX_ATTEMPTS):
+        entries, more = due_entries(timeline, now_us, min(limit, per_txn(limits)))
+        if not entries:
+            return 0, False
+        data_keys = [layout.data(ns, raw) for _, ns, raw, _ in entries]
+        _, _, answers = snapshot(timeline, None, [Range(k) for k in data_keys])
+        runs: dict[str, Run] = {}
+        seen: dict[bytes, KeyValue | None] = {}
+        for (expire_us, ns, raw, _), key, answer in zip(entries, data_keys, answers, strict=True):
+            assert isinstance(answer, RangeResult)
+            kv = answer.kvs[0] if answer.kvs else None
+            if not _live(kv, expire_us) or key in seen:
+                continue
+            seen[key] = kv
+            run = runs.setdefault(ns, Run(ns, DELETE))
+            run.keys.append(raw.decode())
+            run.raws.append(raw)
+        unindex = [DeleteRange(entry) for _, _, _, entry in entries]
+        if not runs:
+            timeline.housekeeping(unindex)
+            continue
+        batch = Batch(list(runs.values()))
+        request_id = os.urandom(16)
+        request_key = layout.request(request_id)
+        p = plan(timeline, batch.runs, seen, EXPIRED_NOTE, now_us, request_id, fingerprint(batch, EXPIRED_NOTE))
+        p.success[-2:-2] = unindex  # before P/log and the housekeeping range, whose answer gives the tx
+        result = commit_once(timeline.client, request_key, p.entry, p.compare, p.success, p.failure)
+        if result.succeeded:
+            _tx_from(timeline, result.revision, result.responses[-1])
+            return len(seen), more
+        housekeeping: Any = result.responses[-1]
+        assert isinstance(housekeeping, RangeResult)
+        timeline.learn(count_of(housekeeping.kvs), result.revision)
+    return 0, True
+
+
+def pending(timeline: Timeline, now_us: int) -> bool:
+    """Whether some index entry is due at ``now_us`` (one range of one key)."""
+    start = timeline.layout.prefix + b"/x/"
+    return bool(timeline.client.range(start, start + b"%016x" % (now_us + 1), limit=1, keys_only=True).kvs)
+
+
+def next_expiry_us(timeline: Timeline) -> int | None:
+    """When the earliest pending index entry falls due (None if there is none)."""
+    start = timeline.layout.prefix + b"/x/"
+    found = timeline.client.range(start, start[:-1] + b"0", limit=1, keys_only=True).kvs
+    return int(found[0].key[len(start):len(start) + 16], 16) if found else None
+
