@@ -18,10 +18,14 @@ newest version is not a put or clear carrying that very ``expire_us``: it is dro
 if a key changed in between, the txn fails and the sweep reads again. A sweep whose entries are all
 stale deletes them in a housekeeping txn (a revision, no tx), as LMDB drops them without a tx.
 
-Order (so the tx log's operations are LMDB's): entries sorted by ``(expire_us, namespace, keypart)``,
-keypart being LMDB's key encoding (:func:`engine.encoding.keypart`, long keys in their hash buckets);
-one run per namespace in first-seen order. LMDB orders namespaces by their numeric id (creation order)
-instead of name: the two agree when namespaces were first created in name order.
+Order (so the tx log's operations are LMDB's): entries sorted by ``(expire_us, namespace id, keypart)``,
+keypart being LMDB's key encoding (:func:`engine.encoding.keypart`, long keys in their hash buckets),
+one run per namespace in first-seen order. LMDB's namespace ids follow the order names were first
+created or written; etcd has no ids, so :func:`namespace_ranks` takes the oldest ``create_revision`` of
+the registry ``P/n/<ns>`` and of ``P/u/<ns>`` (never deleted). They differ only for a namespace created
+empty, dropped and written again later than another one (its registry is gone and ``P/u`` is newer).
+Which entries make the ``limit`` is etcd's key order (hex time, name, raw key): it differs from LMDB's
+only when more than ``limit`` entries are due at once and the cut falls inside one microsecond.
 
 Batch size: at most ``limit`` index entries per sweep, and no more than the cluster's ``--max-txn-ops``
 allows (:func:`per_txn`).
@@ -66,8 +70,26 @@ def due_entries(timeline: Timeline, now_us: int, limit: int) -> tuple[list[tuple
         rest = kv.key[len(start):]
         hexed, ns, raw = rest[:16], *rest[17:].split(b"/", 1)
         out.append((int(hexed, 16), ns.decode(), raw, kv.key))
-    out.sort(key=lambda e: (e[0], e[1], keypart(_NS, e[2])))
+    ranks = namespace_ranks(timeline, {e[1] for e in out})
+    out.sort(key=lambda e: (e[0], ranks[e[1]], keypart(_NS, e[2])))
     return out, found.more
+
+
+def namespace_ranks(timeline: Timeline, names: set[str]) -> dict[str, tuple[int, str]]:
+    """A sort key per namespace in LMDB's namespace id order (the order names were first created or
+    written): the oldest ``create_revision`` of its registry and of ``P/u/<ns>`` (which no drop deletes)."""
+    if len(names) < 2:
+        return {name: (0, name) for name in names}
+    layout = timeline.layout
+    ordered = sorted(names)
+    ranges = [Range(k) for name in ordered for k in (layout.registry(name), layout.updated(name))]
+    answers = timeline.client.txn((), ranges).responses
+    ranks = {}
+    for i, name in enumerate(ordered):
+        revisions = [a.kvs[0].create_revision for a in answers[2 * i:2 * i + 2]
+                     if isinstance(a, RangeResult) and a.kvs]
+        ranks[name] = (min(revisions, default=0), name)
+    return ranks
 
 
 def _live(kv: KeyValue | None, expire_us: int) -> bool:
