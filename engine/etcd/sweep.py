@@ -40,6 +40,7 @@ from ..codec import CLEAR, DELETE, MARK, PUT, decode_rich
 from ..encoding import keypart
 from ..expiry import EXPIRED_NOTE
 from ..txn import Batch, Run
+from . import txlog
 from .commit import EtcdLimits, _tx_from, fingerprint, plan
 from .kv import DeleteRange, KeyValue, Range, RangeResult
 from .once import commit_once
@@ -75,20 +76,29 @@ def due_entries(timeline: Timeline, now_us: int, limit: int) -> tuple[list[tuple
     return out, found.more
 
 
-def namespace_ranks(timeline: Timeline, names: set[str]) -> dict[str, tuple[int, str]]:
+def namespace_ranks(timeline: Timeline, names: set[str]) -> dict[str, tuple[int, int, str]]:
     """A sort key per namespace in LMDB's namespace id order (the order names were first created or
-    written): the oldest ``create_revision`` of its registry and of ``P/u/<ns>`` (which no drop deletes)."""
+    written): the oldest ``create_revision`` of its registry and of ``P/u/<ns>`` (which no drop deletes),
+    then, for namespaces first written by the same tx, their order in its log (LMDB's id order there)."""
     if len(names) < 2:
-        return {name: (0, name) for name in names}
+        return {name: (0, 0, name) for name in names}
     layout = timeline.layout
     ordered = sorted(names)
     ranges = [Range(k) for name in ordered for k in (layout.registry(name), layout.updated(name))]
     answers = timeline.client.txn((), ranges).responses
-    ranks = {}
+    first: dict[str, int] = {}
     for i, name in enumerate(ordered):
         revisions = [a.kvs[0].create_revision for a in answers[2 * i:2 * i + 2]
                      if isinstance(a, RangeResult) and a.kvs]
-        ranks[name] = (min(revisions, default=0), name)
+        first[name] = min(revisions, default=0)
+    ranks = {}
+    for name, revision in first.items():
+        position = 0
+        if revision and list(first.values()).count(revision) > 1:  # first written by one tx: its log's order
+            entry = txlog.entry(timeline, timeline.tx_of(revision))
+            order = list(dict.fromkeys(o.namespace for o in entry.operations)) if entry is not None else []
+            position = order.index(name) if name in order else len(order)
+        ranks[name] = (revision, position, name)
     return ranks
 
 

@@ -48,7 +48,7 @@ values = st.one_of(
     st.dictionaries(st.sampled_from(["x", "y"]), st.integers(0, 2), max_size=2),
 )
 # A put's options: ttl, expiration (seconds after the write's time; made absolute when applied), metadata.
-options = st.one_of(st.none(), st.none(), st.fixed_dictionaries({}, optional={
+options = st.one_of(st.none(), st.none(), st.just({"ttl": 1}), st.fixed_dictionaries({}, optional={
     "ttl": st.sampled_from([1, 1.5, 3]), "expiration_in": st.sampled_from([1, 2.5]),
     "metadata": st.one_of(st.integers(0, 2), st.dictionaries(st.just("m"), st.text(max_size=2), max_size=1)),
 }))
@@ -309,3 +309,37 @@ def test_a_fixed_history_with_every_kind_of_write(etcd: EtcdClient) -> None:
         compare_histories(store, storage, 6)
         compare_diffs(store, storage, 6)
         assert [storage.namespace_info(ns) for ns in NAMESPACES] == [store.namespace_info(ns) for ns in NAMESPACES]
+
+
+def test_a_fixed_history_with_many_sweeps(etcd: EtcdClient) -> None:
+    """Expiries in both namespaces (b written first: LMDB's namespace ids are not name order) due at the
+    same microsecond, a long key, stale entries (overwritten, deleted, dropped), a refused write that
+    sweeps nothing, a drop and a recreation: the sweep txs and everything read around them alike."""
+    clock = Clock()
+    storage = EtcdStorage.open(etcd, f"diff/{next(_prefixes)}", clock=clock)
+    ttl = {"ttl": 1}
+    steps: list[Any] = [
+        ("txn", [("b", "put", "k", 1, ttl), ("a", "put", "kk", 2, ttl), ("a", "put", LONG, 3, ttl),
+                 ("a", "put", "k\x00", 4, ttl), ("b", "put", "ké", 5, ttl)], []),
+        ("ns", [("a", "put", "k", 6, ttl), ("a", "put", "kk", 7, {"ttl": 3})], []),  # kk's first entry stale
+        ("ns", [("b", "delete", "ké", None)], []),  # ké's entry stale
+        ("txn", [("a", "put", "ké", 8, ttl)], [("a", "k", "wrong")]),  # refused: nothing swept
+        ("txn", [("a", "put", "ké", 8, ttl), ("b", "put", LONG, 9, ttl)], []),
+        ("drop", "b", []),  # b's LONG entry stale
+        ("ns", [("a", "clear", "k", None)], []),
+        ("txn", [("b", "put", "k", 10, {"ttl": 1.5})], []),
+        ("ns", [("a", "put", "n", 11)], []),
+        ("ns", [("a", "put", "n", 12)], []),
+    ]
+    with tempfile.TemporaryDirectory() as tmp, Store.open(tmp, sync=False, clock=clock) as store:
+        for i, (kind, ops, wanted) in enumerate(steps):
+            clock.now += 1
+            conds = conditions(store, wanted)
+            expected = outcome(lambda: APPLY[kind](store, ops, conds, {"i": i}))  # noqa: B023
+            assert outcome(lambda: APPLY[kind](storage, ops, conds, {"i": i})) == expected, i  # noqa: B023
+        sweeps = [e.tx for e in store.changes() if e.note == lmdb_expiry.EXPIRED_NOTE]
+        assert len(sweeps) >= 3, sweeps
+        compare_everything(store, storage, clock)
+        clock.now += 5
+        assert storage.expire() == store.expire()
+        compare_everything(store, storage, clock)
