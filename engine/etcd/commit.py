@@ -46,8 +46,10 @@ Request ids: 16 random bytes per call unless the caller gives one (``request_id`
 same id, after an answer was lost, returns the tx that committed instead of writing a second one. The
 request's fingerprint covers its runs, values, options, expects and note.
 
-Not yet: the expiry sweep (see :mod:`engine.etcd.storage`), the engine's idempotency claims (scoped
-keys, recorded answers and refusals).
+``before`` (:meth:`engine.etcd.storage.EtcdStorage.commit` passes the expiry sweep,
+:mod:`engine.etcd.sweep`) runs once the ``expect`` conditions held, before the first send: its txs come
+before this one, and a refused write runs nothing. Not yet: the engine's idempotency claims (scoped keys,
+recorded answers and refusals).
 """
 
 from __future__ import annotations

@@ -33,18 +33,18 @@ Contract (what holds today):
   :meth:`drop_namespace`, :meth:`namespace_info` (``size_bytes`` costs a range of the
   namespace's keys, see :mod:`engine.etcd.namespaces`).
 
-**No expiry sweep yet.** The LMDB engine records due expiries as deletes in a tx of its own (note
-``{"expired": true}``) before each write (up to 64) and in ``Store.expire()``; this store does not.
-What that means: every read still answers as LMDB's would at the same tx (the read rule hides an
-expired value, at a tx and at now), but an expired version stays stored until it is overwritten or
-deleted, so ``namespace_info``'s ``key_count``/``size_bytes`` keep counting it (as LMDB's do until its
-sweep), history, diff and the change feed show no delete for it, and the expiry index entries stay.
-Once the LMDB engine sweeps, its tx numbers run ahead of the etcd store's for the same writes (the
-differential test turns the LMDB sweep off to compare them).
+**The expiry sweep** (:mod:`engine.etcd.sweep`), with the LMDB engine's semantics: every write whose
+``expect`` holds first records up to :data:`engine.expiry.SWEEP_PER_WRITE` (64) due expiries as deletes in
+a tx of their own (note ``{"expired": true}``), right before its own tx and at the same commit time;
+:meth:`expire` records everything due (txs of up to 1,000 keys, fewer when ``--max-txn-ops`` is lower),
+:meth:`next_expiry` says when the next falls due. So tx numbers, history, diff, the log and the change
+feed show the sweep txs as on LMDB, and ``namespace_info`` counts are exact after :meth:`expire`. Each
+sweep's deletes are guarded by the expiring version's ``mod_revision``: concurrent sweepers record each
+expiry once. The write path costs one more round trip (a range of one key of ``P/x/``) per write.
 
 Not yet (each raises ``NotImplementedError`` or is simply absent): the hash chain, receipts and
 ``verify`` (the sealer), commit-time clamping across writers (the sealer: commit times, and so the
-expiry read rule at a tx, are the writer's clock as written), the expiry sweep (above), reads by time
+expiry read rule at a tx, are the writer's clock as written), reads by time
 (``tx_at``), streams, compaction, the engine's idempotency (``Claim``: recorded answers and refusals;
 :meth:`commit` takes a request id, the retry-safety half of it), backup, ``Store.open("etcd://...")``.
 The tx numbering needs a cluster no one else writes to (revisions are cluster-wide); foreign writes
