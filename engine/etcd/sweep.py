@@ -54,9 +54,10 @@ _NS = b"\0\0\0\0"
 
 
 def per_txn(limits: EtcdLimits) -> int:
-    """Index entries one sweep txn may hold: each swept key costs 2 compares and 3 success operations
-    (delete, marker, index entry), plus 8 for the bookkeeping and 2 per namespace."""
-    return max(1, (limits.max_txn_ops - 12) // 3)
+    """Index entries one sweep txn may hold in one namespace: each costs 3 success operations (delete,
+    marker, index entry; its compares fit beside them), plus 6 for the bookkeeping and 2 per namespace
+    (:func:`fitting` cuts a sweep across namespaces further)."""
+    return max(1, (limits.max_txn_ops - 8) // 3)
 
 
 def due_entries(timeline: Timeline, now_us: int, limit: int) -> tuple[list[tuple[int, str, bytes, bytes]], bool]:
@@ -74,6 +75,16 @@ def due_entries(timeline: Timeline, now_us: int, limit: int) -> tuple[list[tuple
     ranks = namespace_ranks(timeline, {e[1] for e in out})
     out.sort(key=lambda e: (e[0], ranks[e[1]], keypart(_NS, e[2])))
     return out, found.more
+
+
+def fitting(entries: list[tuple[int, str, bytes, bytes]], limits: EtcdLimits) -> int:
+    """How many of ``entries`` (in order) one txn holds: 3 operations each, 2 per namespace, 6 more."""
+    names: set[str] = set()
+    for i, (_, ns, _, _) in enumerate(entries):
+        names.add(ns)
+        if 3 * (i + 1) + 2 * len(names) + 6 > limits.max_txn_ops:
+            return i
+    return len(entries)
 
 
 def namespace_ranks(timeline: Timeline, names: set[str]) -> dict[str, tuple[int, int, str]]:
@@ -118,6 +129,9 @@ def sweep(timeline: Timeline, now_us: int, limit: int, limits: EtcdLimits) -> tu
         entries, more = due_entries(timeline, now_us, min(limit, per_txn(limits)))
         if not entries:
             return 0, False
+        room = fitting(entries, limits)
+        if room < len(entries):  # many namespaces: fewer entries fit
+            entries, more = entries[:room], True
         data_keys = [layout.data(ns, raw) for _, ns, raw, _ in entries]
         _, _, answers = snapshot(timeline, None, [Range(k) for k in data_keys])
         runs: dict[str, Run] = {}

@@ -828,9 +828,9 @@ def test_expire_records_everything_due_in_txs_the_cluster_holds(storage: EtcdSto
     assert storage.expire() == 0  # nothing due: no revision
     assert revision(etcd) == before
     clock.now += 1
-    assert storage.expire() == 10  # --max-txn-ops 32: 6 keys per sweep txn
+    assert storage.expire() == 10  # --max-txn-ops 32: 8 keys per sweep txn
     assert [(e.tx, e.note, [o.key for o in e.operations]) for e in storage.changes(2)] == [
-        (3, EXPIRED, [f"k{i}" for i in range(6)]), (4, EXPIRED, [f"k{i}" for i in range(6, 10)])]
+        (3, EXPIRED, [f"k{i}" for i in range(8)]), (4, EXPIRED, ["k8", "k9"])]
     assert storage.next_expiry() == at(US + 9 * S)
     assert index_of(storage, etcd) == [storage.layout.expiry(US + 9 * S, "a", b"later")]
     info = storage.namespace_info("a")
@@ -863,3 +863,14 @@ def test_concurrent_sweepers_record_each_expiry_once(storage: EtcdStorage, etcd:
     assert all(e.note == EXPIRED for e in storage.changes(1))
     assert storage.read("a", [f"k{i}" for i in range(12)]).records == []
     assert index_of(storage, etcd) == []
+
+
+def test_a_sweep_across_many_namespaces_fits_the_txn_limit(storage: EtcdStorage, clock: Clock) -> None:
+    for first, ttl in ((0, 2), (4, 1)):  # txs 1 and 2: one key in each of 8 namespaces, all expiring at T0 + 2
+        with storage.transaction() as t:
+            for i in range(first, first + 4):
+                t.put(f"n{i}", "k", i, ttl=ttl)
+        clock.now += 1
+    assert storage.expire() == 8  # 3 operations per key, 2 per namespace, 6 more: 5 keys per txn at 32
+    assert [[o.namespace for o in e.operations] for e in storage.changes(2)] == [
+        ["n0", "n1", "n2", "n3", "n4"], ["n5", "n6", "n7"]]
