@@ -33,16 +33,18 @@ allows (:func:`per_txn`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
+from .. import errors
 from ..codec import CLEAR, DELETE, MARK, PUT, decode_rich
 from ..encoding import keypart
 from ..expiry import EXPIRED_NOTE
 from ..txn import Batch, Run
 from . import txlog
 from .commit import EtcdLimits, _tx_from, fingerprint, plan
-from .kv import DeleteRange, KeyValue, Range, RangeResult
+from .kv import Compare, DeleteRange, KeyValue, Range, RangeResult
 from .once import commit_once
 from .reads import snapshot
 from .timeline import Timeline, count_of
@@ -60,9 +62,12 @@ def per_txn(limits: EtcdLimits) -> int:
     return max(1, (limits.max_txn_ops - 8) // 3)
 
 
-def due_entries(timeline: Timeline, now_us: int, limit: int) -> tuple[list[tuple[int, str, bytes, bytes]], bool]:
-    """Up to ``limit`` index entries due at ``now_us`` as ``(expire_us, namespace, raw key, entry key)``,
-    in LMDB's order, and whether more are due."""
+Entry = tuple[int, str, bytes, bytes, int]
+
+
+def due_entries(timeline: Timeline, now_us: int, limit: int) -> tuple[list[Entry], bool]:
+    """Up to ``limit`` index entries due at ``now_us`` as ``(expire_us, namespace, raw key, entry key,
+    its mod revision)``, in LMDB's order, and whether more are due."""
     layout = timeline.layout
     start = layout.prefix + b"/x/"
     end = start + b"%016x" % (now_us + 1)
@@ -71,16 +76,16 @@ def due_entries(timeline: Timeline, now_us: int, limit: int) -> tuple[list[tuple
     for kv in found.kvs:
         rest = kv.key[len(start):]
         hexed, ns, raw = rest[:16], *rest[17:].split(b"/", 1)
-        out.append((int(hexed, 16), ns.decode(), raw, kv.key))
+        out.append((int(hexed, 16), ns.decode(), raw, kv.key, kv.mod_revision))
     ranks = namespace_ranks(timeline, {e[1] for e in out})
     out.sort(key=lambda e: (e[0], ranks[e[1]], keypart(_NS, e[2])))
     return out, found.more
 
 
-def fitting(entries: list[tuple[int, str, bytes, bytes]], limits: EtcdLimits) -> int:
+def fitting(entries: list[Entry], limits: EtcdLimits) -> int:
     """How many of ``entries`` (in order) one txn holds: 3 operations each, 2 per namespace, 6 more."""
     names: set[str] = set()
-    for i, (_, ns, _, _) in enumerate(entries):
+    for i, (_, ns, _, _, _) in enumerate(entries):
         names.add(ns)
         if 3 * (i + 1) + 2 * len(names) + 6 > limits.max_txn_ops:
             return i
@@ -132,11 +137,11 @@ def sweep(timeline: Timeline, now_us: int, limit: int, limits: EtcdLimits) -> tu
         room = fitting(entries, limits)
         if room < len(entries):  # many namespaces: fewer entries fit
             entries, more = entries[:room], True
-        data_keys = [layout.data(ns, raw) for _, ns, raw, _ in entries]
+        data_keys = [layout.data(ns, raw) for _, ns, raw, _, _ in entries]
         _, _, answers = snapshot(timeline, None, [Range(k) for k in data_keys])
         runs: dict[str, Run] = {}
         seen: dict[bytes, KeyValue | None] = {}
-        for (expire_us, ns, raw, _), key, answer in zip(entries, data_keys, answers, strict=True):
+        for (expire_us, ns, raw, _, _), key, answer in zip(entries, data_keys, answers, strict=True):
             assert isinstance(answer, RangeResult)
             kv = answer.kvs[0] if answer.kvs else None
             if not _live(kv, expire_us) or key in seen:
@@ -145,15 +150,21 @@ def sweep(timeline: Timeline, now_us: int, limit: int, limits: EtcdLimits) -> tu
             run = runs.setdefault(ns, Run(ns, DELETE))
             run.keys.append(raw.decode())
             run.raws.append(raw)
-        unindex = [DeleteRange(entry) for _, _, _, entry in entries]
+        unindex = [DeleteRange(entry) for _, _, _, entry, _ in entries]
+        still = [Compare(entry, "MOD", "==", revision) for _, _, _, entry, revision in entries]
         if not runs:
-            timeline.housekeeping(unindex)
+            with contextlib.suppress(errors.Conflict):  # an entry swept or written again meanwhile: read again
+                timeline.housekeeping(unindex, still)
+            limit -= len(entries)  # stale entries count against the limit, as on LMDB
+            if limit <= 0:
+                return 0, True
             continue
         batch = Batch(list(runs.values()))
         request_id = os.urandom(16)
         request_key = layout.request(request_id)
         p = plan(timeline, batch.runs, seen, EXPIRED_NOTE, now_us, request_id, fingerprint(batch, EXPIRED_NOTE))
         p.success[-2:-2] = unindex  # before P/log and the housekeeping range, whose answer gives the tx
+        p.compare.extend(still)  # an entry written again meanwhile (same key, same microsecond) stays
         result = commit_once(timeline.client, request_key, p.entry, p.compare, p.success, p.failure)
         if result.succeeded:
             _tx_from(timeline, result.revision, result.responses[-1])
