@@ -46,15 +46,17 @@ Request ids: 16 random bytes per call unless the caller gives one (``request_id`
 same id, after an answer was lost, returns the tx that committed instead of writing a second one. The
 request's fingerprint covers its runs, values, options, expects and note.
 
-Not yet: the expiry sweep (see :mod:`engine.etcd.storage`), the engine's idempotency claims (scoped
-keys, recorded answers and refusals).
+``before`` (:meth:`engine.etcd.storage.EtcdStorage.commit` passes the expiry sweep,
+:mod:`engine.etcd.sweep`) runs once the ``expect`` conditions held, before the first send: its txs come
+before this one, and a refused write runs nothing. Not yet: the engine's idempotency claims (scoped keys,
+recorded answers and refusals).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,10 +249,11 @@ def check_limits(p: Plan, request_key: bytes, limits: EtcdLimits, items: int) ->
 
 
 def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us: int,
-           limits: EtcdLimits, request_id: bytes | None = None) -> int:
+           limits: EtcdLimits, request_id: bytes | None = None, before: Callable[[], None] | None = None) -> int:
     """Write ``batch`` as the next tx and return it; see the module docstring for the rules and errors.
     ``request_id`` (default: 16 random bytes) names the request: a call with an id that already
-    committed the same request returns that commit's tx."""
+    committed the same request returns that commit's tx. ``before`` runs once, after the ``expect``
+    conditions first held and before the first send (the expiry sweep: a refused write sweeps nothing)."""
     request_id = request_id or os.urandom(16)
     request_key = timeline.layout.request(request_id)
     request_fp = fingerprint(batch, note)
@@ -262,6 +265,9 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
         conflicts = _conflicts(timeline, batch.expects, seen, now_us)
         if conflicts:
             raise conflict(conflicts)
+        if before is not None:
+            before()
+            before = None
         p = plan(timeline, runs, seen, note, now_us, request_id, request_fp)
         check_limits(p, request_key, limits, items)
         result = commit_once(timeline.client, request_key, p.entry, p.compare, p.success, p.failure,

@@ -23,8 +23,8 @@ does not): both need the newest version, read before the commit (:func:`engine.e
 then compares ``mod_revision`` with the version read, so the txn fails and is planned again if the key
 changed in between).
 
-**No sweep.** The LMDB engine records expiries as delete txs of their own (note ``{"expired": true}``)
-before the next write and in ``Store.expire()``; etcd does not yet (see :mod:`engine.etcd.storage`).
+**The sweep** that records expiries as delete txs of their own (note ``{"expired": true}``) before a
+write and in ``expire()`` is :mod:`engine.etcd.sweep`.
 """
 
 from __future__ import annotations

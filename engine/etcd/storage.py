@@ -33,18 +33,18 @@ Contract (what holds today):
   :meth:`drop_namespace`, :meth:`namespace_info` (``size_bytes`` costs a range of the
   namespace's keys, see :mod:`engine.etcd.namespaces`).
 
-**No expiry sweep yet.** The LMDB engine records due expiries as deletes in a tx of its own (note
-``{"expired": true}``) before each write (up to 64) and in ``Store.expire()``; this store does not.
-What that means: every read still answers as LMDB's would at the same tx (the read rule hides an
-expired value, at a tx and at now), but an expired version stays stored until it is overwritten or
-deleted, so ``namespace_info``'s ``key_count``/``size_bytes`` keep counting it (as LMDB's do until its
-sweep), history, diff and the change feed show no delete for it, and the expiry index entries stay.
-Once the LMDB engine sweeps, its tx numbers run ahead of the etcd store's for the same writes (the
-differential test turns the LMDB sweep off to compare them).
+**The expiry sweep** (:mod:`engine.etcd.sweep`), with the LMDB engine's semantics: every write whose
+``expect`` holds first records up to :data:`engine.expiry.SWEEP_PER_WRITE` (64) due expiries as deletes in
+a tx of their own (note ``{"expired": true}``), right before its own tx and at the same commit time;
+:meth:`expire` records everything due (txs of up to 1,000 keys, fewer when ``--max-txn-ops`` is lower),
+:meth:`next_expiry` says when the next falls due. So tx numbers, history, diff, the log and the change
+feed show the sweep txs as on LMDB, and ``namespace_info`` counts are exact after :meth:`expire`. Each
+sweep's deletes are guarded by the expiring version's ``mod_revision``: concurrent sweepers record each
+expiry once. The write path costs one more round trip (a range of one key of ``P/x/``) per write.
 
 Not yet (each raises ``NotImplementedError`` or is simply absent): the hash chain, receipts and
 ``verify`` (the sealer), commit-time clamping across writers (the sealer: commit times, and so the
-expiry read rule at a tx, are the writer's clock as written), the expiry sweep (above), reads by time
+expiry read rule at a tx, are the writer's clock as written), reads by time
 (``tx_at``), streams, compaction, the engine's idempotency (``Claim``: recorded answers and refusals;
 :meth:`commit` takes a request id, the retry-safety half of it), backup, ``Store.open("etcd://...")``.
 The tx numbering needs a cluster no one else writes to (revisions are cluster-wide); foreign writes
@@ -55,11 +55,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import ormsgpack
 
-from .. import errors
+from .. import errors, schema
+from .. import expiry as lmdb_expiry
 from ..codec import CLEAR, DELETE
 from ..conditions import expects_of
 from ..expiry import check_fields
@@ -74,6 +76,7 @@ from . import diff as _diff
 from . import history as _history
 from . import namespaces as _namespaces
 from . import reads, txlog
+from . import sweep as _sweep
 from .client import EtcdClient
 from .commit import EtcdLimits
 from .kv import Compare, Put, Range, RangeResult
@@ -136,7 +139,35 @@ class EtcdStorage:
         request: calling again with the id of a request that committed returns its tx and writes nothing
         (``IDEMPOTENCY_KEY_REUSED`` if the id named another request). A caller that got
         ``STORAGE_UNAVAILABLE`` with ``outcome="unknown"`` retries with the same id."""
-        return _commit.commit(self.timeline, batch, note, self._now_us(), self.etcd_limits, request_id)
+        now = self._now_us()
+        return _commit.commit(self.timeline, batch, note, now, self.etcd_limits, request_id,
+                              before=lambda: self._sweep_due(now))
+
+    # -- expiry ----------------------------------------------------------------------------------------
+
+    def _sweep_due(self, now: int) -> None:
+        """What a write does first, as on LMDB: record up to :data:`engine.expiry.SWEEP_PER_WRITE`
+        expiries due at ``now`` as a delete tx of its own, just before the writer's (one range of one key
+        when none is due)."""
+        limit = lmdb_expiry.SWEEP_PER_WRITE
+        if limit > 0 and _sweep.pending(self.timeline, now):
+            _sweep.sweep(self.timeline, now, limit, self.etcd_limits)
+
+    def expire(self) -> int:
+        """Record every expiry that is due as a delete; return how many keys it deleted, as
+        :meth:`engine.Store.expire` (txs of up to :data:`engine.expiry.SWEEP_PER_TX` deletes, fewer when
+        the cluster's ``--max-txn-ops`` is lower; note ``{"expired": true}``; see :mod:`engine.etcd.sweep`)."""
+        total = 0
+        while True:
+            count, more = _sweep.sweep(self.timeline, self._now_us(), lmdb_expiry.SWEEP_PER_TX, self.etcd_limits)
+            total += count
+            if not more:
+                return total
+
+    def next_expiry(self) -> datetime | None:
+        """When the earliest expiry not yet recorded falls due (None if none is pending)."""
+        found = _sweep.next_expiry_us(self.timeline)
+        return None if found is None else schema.time_of(found)
 
     def put(self, namespace: str, items: Mapping[str, Any] | Iterable[Item | tuple[str, Any]], *,
             note: dict[str, Any] | None = None, ttl: float | None = None, expiration: float | None = None,

@@ -9,11 +9,10 @@ also compared with the clock set 1 us before and at each pending expiry, with
 ``metadata=True`` and every optional field, and ``expect`` names expired values (absent) and their
 stored tx (a conflict).
 
-**The expiry sweep is off on the LMDB side** (``engine.expiry.SWEEP_PER_WRITE = 0``, a limit its write
-path reads at each write): the LMDB engine records due expiries as delete txs of their own before the
-next write, which the etcd store does not do yet, so with the sweep on the two would number txs apart
-from the first write after an expiry. Without it both keep expired versions until they are
-overwritten or deleted, and every answer must still agree (the read rule hides them).
+**The expiry sweep runs on both**: every write first records up to 64 due expiries as a delete tx of
+its own (note ``{"expired": true}``), so tx numbers, reads at the sweep txs, history, diff, the log and
+the feed include them; at the end both ``expire()`` everything still due (the same count) and every
+comparison runs again on the swept stores (``key_count``/``size_bytes`` then exact on both).
 
 Each example writes a fresh store prefix on the module's one cluster (examples run one after another, so
 nothing else writes the cluster while one runs: the tx numbering needs that) and a fresh LMDB store in a
@@ -27,8 +26,7 @@ import tempfile
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from engine import Item, Store, errors
@@ -50,7 +48,7 @@ values = st.one_of(
     st.dictionaries(st.sampled_from(["x", "y"]), st.integers(0, 2), max_size=2),
 )
 # A put's options: ttl, expiration (seconds after the write's time; made absolute when applied), metadata.
-options = st.one_of(st.none(), st.none(), st.fixed_dictionaries({}, optional={
+options = st.one_of(st.none(), st.just({"ttl": 1}), st.just({"ttl": 1.5}), st.fixed_dictionaries({}, optional={
     "ttl": st.sampled_from([1, 1.5, 3]), "expiration_in": st.sampled_from([1, 2.5]),
     "metadata": st.one_of(st.integers(0, 2), st.dictionaries(st.just("m"), st.text(max_size=2), max_size=1)),
 }))
@@ -69,12 +67,6 @@ writes = st.one_of(
 creates = st.tuples(st.sampled_from(["create", "drop"]), st.sampled_from(NAMESPACES), st.just([]))
 histories = st.lists(st.one_of(writes, writes, creates), min_size=1, max_size=7)
 advances = st.lists(st.sampled_from([0.5, 1, 1, 2.5]), min_size=1, max_size=7)
-
-
-@pytest.fixture
-def no_lmdb_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The LMDB store records no expiry as a tx of its own (see the module docstring)."""
-    monkeypatch.setattr(lmdb_expiry, "SWEEP_PER_WRITE", 0)
 
 
 def timed(ops: Any, now: float) -> Any:
@@ -240,7 +232,7 @@ def compare_histories(store: Store, storage: EtcdStorage, latest: int) -> None:
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(history=histories, steps=advances)
-def test_random_histories_answer_alike_on_lmdb_and_etcd(etcd: EtcdClient, no_lmdb_sweep: None, history: list[Any],
+def test_random_histories_answer_alike_on_lmdb_and_etcd(etcd: EtcdClient, history: list[Any],
                                                         steps: list[float]) -> None:
     clock = Clock()
     storage = EtcdStorage.open(etcd, f"diff/{next(_prefixes)}", clock=clock)
@@ -256,15 +248,27 @@ def test_random_histories_answer_alike_on_lmdb_and_etcd(etcd: EtcdClient, no_lmd
             assert got == expected, (kind, ops, conds)
             if expected[0] == "error":
                 assert store.latest_tx == storage.latest_tx == before
-        latest = store.latest_tx
-        assert storage.latest_tx == latest
-        compare_reads(store, storage, latest)
-        compare_latest_around_expiries(store, storage, clock)
-        compare_histories(store, storage, latest)
-        compare_diffs(store, storage, latest)
-        assert storage.namespaces() == [info.name for info in store.namespaces()]
-        for ns in NAMESPACES:
-            assert storage.namespace_info(ns) == store.namespace_info(ns)
+        clock.now += 1.5  # a last write, to record (sweep) what fell due since the history's last one
+        assert storage.put("b", {"end": 1}) == store.namespace("b").put({"end": 1})
+        event(f"sweep txs: {min(sum(e.note == lmdb_expiry.EXPIRED_NOTE for e in store.changes()), 2)}")
+        compare_everything(store, storage, clock)
+        assert storage.next_expiry() == store.next_expiry()
+        clock.now += 5  # past every expiry the history can set
+        assert storage.expire() == store.expire()
+        assert storage.next_expiry() is store.next_expiry() is None
+        compare_everything(store, storage, clock)
+
+
+def compare_everything(store: Store, storage: EtcdStorage, clock: Clock) -> None:
+    latest = store.latest_tx
+    assert storage.latest_tx == latest
+    compare_reads(store, storage, latest)
+    compare_latest_around_expiries(store, storage, clock)
+    compare_histories(store, storage, latest)
+    compare_diffs(store, storage, latest)
+    assert storage.namespaces() == [info.name for info in store.namespaces()]
+    for ns in NAMESPACES:
+        assert storage.namespace_info(ns) == store.namespace_info(ns)
 
 
 def test_a_fixed_history_with_every_kind_of_write(etcd: EtcdClient) -> None:
@@ -307,3 +311,37 @@ def test_a_fixed_history_with_every_kind_of_write(etcd: EtcdClient) -> None:
         compare_histories(store, storage, 6)
         compare_diffs(store, storage, 6)
         assert [storage.namespace_info(ns) for ns in NAMESPACES] == [store.namespace_info(ns) for ns in NAMESPACES]
+
+
+def test_a_fixed_history_with_many_sweeps(etcd: EtcdClient) -> None:
+    """Expiries in both namespaces (b written first: LMDB's namespace ids are not name order) due at the
+    same microsecond, a long key, stale entries (overwritten, deleted, dropped), a refused write that
+    sweeps nothing, a drop and a recreation: the sweep txs and everything read around them alike."""
+    clock = Clock()
+    storage = EtcdStorage.open(etcd, f"diff/{next(_prefixes)}", clock=clock)
+    ttl = {"ttl": 1}
+    steps: list[Any] = [
+        ("txn", [("b", "put", "k", 1, ttl), ("a", "put", "kk", 2, ttl), ("a", "put", LONG, 3, ttl),
+                 ("a", "put", "k\x00", 4, ttl), ("b", "put", "ké", 5, ttl)], []),
+        ("ns", [("a", "put", "k", 6, ttl), ("a", "put", "kk", 7, {"ttl": 3})], []),  # kk's first entry stale
+        ("ns", [("b", "delete", "ké", None)], []),  # ké's entry stale
+        ("txn", [("a", "put", "ké", 8, ttl)], [("a", "k", "wrong")]),  # refused: nothing swept
+        ("txn", [("a", "put", "ké", 8, ttl), ("b", "put", LONG, 9, ttl)], []),
+        ("drop", "b", []),  # b's LONG entry stale
+        ("ns", [("a", "clear", "k", None)], []),
+        ("txn", [("b", "put", "k", 10, {"ttl": 1.5})], []),
+        ("ns", [("a", "put", "n", 11)], []),
+        ("ns", [("a", "put", "n", 12)], []),
+    ]
+    with tempfile.TemporaryDirectory() as tmp, Store.open(tmp, sync=False, clock=clock) as store:
+        for i, (kind, ops, wanted) in enumerate(steps):
+            clock.now += 1
+            conds = conditions(store, wanted)
+            expected = outcome(lambda: APPLY[kind](store, ops, conds, {"i": i}))  # noqa: B023
+            assert outcome(lambda: APPLY[kind](storage, ops, conds, {"i": i})) == expected, i  # noqa: B023
+        sweeps = [e.tx for e in store.changes() if e.note == lmdb_expiry.EXPIRED_NOTE]
+        assert len(sweeps) >= 3, sweeps
+        compare_everything(store, storage, clock)
+        clock.now += 5
+        assert storage.expire() == store.expire()
+        compare_everything(store, storage, clock)

@@ -14,12 +14,15 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import msgpack
 import ormsgpack
 import pytest
 
-from engine import errors
+from engine import Store, errors
+from engine import expiry as lmdb_expiry
 from engine.codec import CLEAR_RECORD, DELETE, DELETE_RECORD, PUT, extended_record, pack_value, rich_record
 from engine.etcd import EtcdClient, Range, prefix_end
 from engine.etcd.commit import EtcdLimits, commit, fingerprint, guarded_keys, newest, plan
@@ -54,6 +57,13 @@ def storage(etcd: EtcdClient, request: pytest.FixtureRequest, clock: Clock) -> I
 
 def revision(etcd: EtcdClient) -> int:
     return etcd.range(b"\0").revision
+
+
+@pytest.fixture
+def unswept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes record no due expiry first (engine.expiry.SWEEP_PER_WRITE = 0, which both backends read):
+    for the tests of what reads and writes do while an expired value is still stored."""
+    monkeypatch.setattr(lmdb_expiry, "SWEEP_PER_WRITE", 0)
 
 
 def rec(key: str, value: object, tx: int, cleared: bool = False) -> Record:
@@ -622,7 +632,8 @@ def test_puts_with_options_store_lmdbs_rich_records_and_index_their_expiry(stora
     ]
 
 
-def test_reads_at_a_tx_apply_the_read_rule_at_its_commit_time(storage: EtcdStorage, clock: Clock) -> None:
+def test_reads_at_a_tx_apply_the_read_rule_at_its_commit_time(storage: EtcdStorage, clock: Clock,
+                                                              unswept: None) -> None:
     storage.put("a", {"k": 1}, ttl=2, metadata={"m": 1})  # tx 1 at T0, expires at T0 + 2
     clock.now += 2 - 0.000001
     storage.put("a", {"o": 1})  # tx 2, 1 us before the expiry
@@ -655,7 +666,8 @@ def test_a_latest_read_evaluates_expiry_at_now(storage: EtcdStorage, clock: Cloc
     assert storage.read("a", ["k"], tx=1).records == [rec("k", "v", 1)]  # at tx 1's time it was there
 
 
-def test_created_at_is_the_start_of_the_keys_current_life(storage: EtcdStorage, clock: Clock) -> None:
+def test_created_at_is_the_start_of_the_keys_current_life(storage: EtcdStorage, clock: Clock,
+                                                          unswept: None) -> None:
     def created(key: str = "k") -> datetime | None:
         found = storage.get("a", key, fields=["created_at"])
         assert found is not None
@@ -688,7 +700,7 @@ def test_created_at_is_the_start_of_the_keys_current_life(storage: EtcdStorage, 
 
 
 def test_expect_counts_an_expired_but_unswept_value_as_absent(storage: EtcdStorage, etcd: EtcdClient,
-                                                              clock: Clock) -> None:
+                                                              clock: Clock, unswept: None) -> None:
     storage.put("a", {"k": 1}, ttl=1)  # tx 1, expires at T0 + 1
     clock.now += 1
     before = revision(etcd)
@@ -746,3 +758,119 @@ def test_options_are_part_of_the_request_fingerprint(storage: EtcdStorage) -> No
     with pytest.raises(errors.IdempotencyKeyReused):
         storage.commit(plain, request_id=b"r1")
     assert storage.commit(tagged, request_id=b"r1") == 1
+
+
+# -- the expiry sweep ----------------------------------------------------------------------------------
+
+EXPIRED = {"expired": True}
+LONG_KEY = "L" * 500
+
+
+def index_of(storage: EtcdStorage, etcd: EtcdClient) -> list[bytes]:
+    start = storage.layout.prefix + b"/x/"
+    return [kv.key for kv in etcd.range(start, prefix_end(start)).kvs]
+
+
+def sweep_history(target: Any, clock: Clock) -> list[Any]:
+    """The writes of the per-write sweep test, on either backend (``Store`` or ``EtcdStorage``)."""
+    def put(ns: str, items: dict[str, Any], **opts: Any) -> Any:
+        if isinstance(target, Store):
+            return target.namespace(ns).put(items, **opts)
+        return target.put(ns, items, **opts)
+
+    out = [put("b", {"x": 1}, ttl=2)]  # tx 1 at T0: b (LMDB's namespace id 1) expires at T0 + 2
+    clock.now += 1
+    out.append(put("a", {"k": 1, "j": 2, LONG_KEY: 3}, ttl=1))  # tx 2 at T0 + 1: expires at T0 + 2 too
+    clock.now += 0.5
+    out.append(put("a", {"j": 4}))  # tx 3: j overwritten, its index entry is stale
+    clock.now += 0.5
+    try:
+        put("a", {"n": 0}, expect={"n": 5})
+    except errors.Conflict as exc:
+        out.append(exc.details)  # a refused write records nothing, not even the sweep
+    out.append(put("a", {"n": 0}))  # the sweep is tx 4 at T0 + 2, the write tx 5
+    return out
+
+
+def test_a_write_first_records_due_expiries_as_a_tx_of_its_own(storage: EtcdStorage, etcd: EtcdClient,
+                                                                clock: Clock, tmp_path: Path) -> None:
+    answers = sweep_history(storage, clock)
+    conflict_details = {"conflicts": [{"namespace": "a", "key": "n", "expected": 5, "actual": 0}]}
+    assert answers == [1, 2, 3, conflict_details, 5]
+    swept = TxEntry(4, at(US + 2 * S), US + 2 * S, EXPIRED,
+                    [Operation("b", "x", "delete"), Operation("a", LONG_KEY, "delete"), Operation("a", "k", "delete")])
+    assert storage.tx_info(4) == swept
+    assert storage.changes(3) == [swept, TxEntry(5, at(US + 2 * S), US + 2 * S, None, [Operation("a", "n", "put")])]
+    assert storage.history("a", "k", limit=1) == [Version(4, at(US + 2 * S), "delete", note=EXPIRED)]
+    assert [c.key for c in storage.diff("a", 3, 4)] == [LONG_KEY, "k"]
+    assert storage.read("a", ["k", "j", "n"], tx=4).records == [rec("j", 4, 3)]
+    assert etcd.range(storage.layout.marker("a", b"k")).kvs[0].value == DELETE_RECORD
+    assert index_of(storage, etcd) == []
+    assert storage.next_expiry() is None
+    info = storage.namespace_info("a")
+    assert info is not None and info.key_count == 2  # j and n: exact after the sweep
+    lmdb_clock = Clock()
+    with Store.open(str(tmp_path), sync=False, clock=lmdb_clock) as store:  # the LMDB engine, same writes
+        assert sweep_history(store, lmdb_clock) == answers
+        assert [(e.tx, e.time_us, e.note, e.operations) for e in store.changes()] == [
+            (e.tx, e.time_us, e.note, e.operations) for e in storage.changes()]
+        assert store.namespace("a").history("k") == storage.history("a", "k")
+        assert list(store.namespace("a").diff(3, 4)) == storage.diff("a", 3, 4)
+        assert store.namespace_info("a") == storage.namespace_info("a")
+
+
+def test_expire_records_everything_due_in_txs_the_cluster_holds(storage: EtcdStorage, etcd: EtcdClient,
+                                                                clock: Clock) -> None:
+    storage.put("a", {f"k{i}": i for i in range(10)}, ttl=1)  # tx 1
+    storage.put("a", {"later": 1}, ttl=9)  # tx 2
+    assert storage.next_expiry() == at(US + S)
+    before = revision(etcd)
+    assert storage.expire() == 0  # nothing due: no revision
+    assert revision(etcd) == before
+    clock.now += 1
+    assert storage.expire() == 10  # --max-txn-ops 32: 8 keys per sweep txn
+    assert [(e.tx, e.note, [o.key for o in e.operations]) for e in storage.changes(2)] == [
+        (3, EXPIRED, [f"k{i}" for i in range(8)]), (4, EXPIRED, ["k8", "k9"])]
+    assert storage.next_expiry() == at(US + 9 * S)
+    assert index_of(storage, etcd) == [storage.layout.expiry(US + 9 * S, "a", b"later")]
+    info = storage.namespace_info("a")
+    assert info is not None and info.key_count == 1
+    assert storage.expire() == 0 and storage.latest_tx == 4
+
+
+def test_a_stale_entry_is_dropped_without_a_tx(storage: EtcdStorage, etcd: EtcdClient, clock: Clock) -> None:
+    storage.put("a", {"k": 1, "j": 1}, ttl=1)  # tx 1
+    storage.put("a", {"k": 2})  # tx 2: k no longer expires
+    storage.delete("a", ["j"])  # tx 3
+    clock.now += 1
+    assert storage.expire() == 0
+    assert storage.latest_tx == 3 and index_of(storage, etcd) == []
+    assert storage.put("a", {"n": 1}) == 4  # the housekeeping txn took no tx number
+    assert storage.get("a", "k") == rec("k", 2, 2)
+
+
+def test_concurrent_sweepers_record_each_expiry_once(storage: EtcdStorage, etcd: EtcdClient, clock: Clock) -> None:
+    storage.put("a", {f"k{i}": i for i in range(12)}, ttl=1)  # tx 1
+    clock.now += 1
+    others = [EtcdStorage.open(etcd, storage.layout.prefix.decode(), etcd_limits=EtcdLimits(max_txn_ops=MAX_TXN_OPS),
+                               clock=clock) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        counts = list(pool.map(lambda s: s.expire(), others))
+    assert sum(counts) == 12
+    storage.timeline.refresh()
+    deleted = [o.key for e in storage.changes(1) for o in e.operations]
+    assert sorted(deleted) == sorted(f"k{i}" for i in range(12))
+    assert all(e.note == EXPIRED for e in storage.changes(1))
+    assert storage.read("a", [f"k{i}" for i in range(12)]).records == []
+    assert index_of(storage, etcd) == []
+
+
+def test_a_sweep_across_many_namespaces_fits_the_txn_limit(storage: EtcdStorage, clock: Clock) -> None:
+    for first, ttl in ((0, 2), (4, 1)):  # txs 1 and 2: one key in each of 8 namespaces, all expiring at T0 + 2
+        with storage.transaction() as t:
+            for i in range(first, first + 4):
+                t.put(f"n{i}", "k", i, ttl=ttl)
+        clock.now += 1
+    assert storage.expire() == 8  # 3 operations per key, 2 per namespace, 6 more: 5 keys per txn at 32
+    assert [[o.namespace for o in e.operations] for e in storage.changes(2)] == [
+        ["n0", "n1", "n2", "n3", "n4"], ["n5", "n6", "n7"]]
