@@ -18,7 +18,7 @@ from .proved_read import ProvedRead, proved_read
 from .records import Item, NamespaceInfo, ReadResult, Record
 from .revert import RevertResult, revert
 from .scan import Scan
-from .snapshot import read_keys, read_one, read_one_at, resolve_read, resolve_tx
+from .snapshot import read_batch, read_keys, read_one, read_one_at, resolve_read, resolve_tx
 from .txlog import check_note
 from .txn import commit, prepare_keys, prepare_puts
 from .validation import check_prefix, check_tx, key_bytes, time_us
@@ -157,6 +157,10 @@ class Namespace:
             if type(key) is str and key.isascii() and 0 < len(key) <= store.limits.max_key_bytes \
                     and store.limits.max_read_keys:  # else the general path checks it
                 return _read_one_key(store, self.name, key, tx, bool(metadata))
+        if type(keys) is list and tx is None and at is None and fields is None and not metadata:  # the plain batch
+            result = read_batch(store._backend, store, self.name, keys)
+            if result is not None:
+                return result
         at_us = None if at is None else time_us(at)
         chosen = check_fields(fields)
         unique, raws = self._read_keys(keys)
