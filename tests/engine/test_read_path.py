@@ -150,3 +150,22 @@ def test_plain_batch_of_nul_and_long_keys_reads_the_general_way(store: Store) ->
     tx = ns.put({"x\x00y": 1, "L" * 505: 2, "a": 3})
     assert ns.read(["a", "x\x00y", "L" * 505]).records == [Record("a", 3, tx), Record("x\x00y", 1, tx),
                                                            Record("L" * 505, 2, tx)]
+
+
+def test_get_at_a_past_tx_gives_exact_records_and_errors(store: Store) -> None:
+    txs = _plain_batch(store)
+    ns = store.namespace("p")
+    assert ns.get("a", tx=txs[0]) == Record("a", "x", txs[0])
+    assert ns.get("a", tx=txs[1]) == Record("a", "x", txs[0])
+    assert ns.get("a", tx=txs[2]) == Record("a", "y", txs[2])
+    assert ns.get("b", tx=txs[2]) == Record("b", b"\x01", txs[0], binary=True)
+    assert ns.get("c", tx=txs[0]) == Record("c", {"d": [1, 2]}, txs[0])
+    assert ns.get("c", tx=txs[1]) is None and ns.get("absent", tx=txs[2]) is None and ns.get("a", tx=0) is None
+    assert ns.get("é", tx=txs[2]) == Record("é", 3, txs[0])
+    tx = ns.put({"t": 1}, ttl=3600)
+    assert ns.get("t", tx=tx) == Record("t", 1, tx)  # a rich record: the general path
+    with pytest.raises(errors.FutureTx) as future:
+        ns.get("a", tx=tx + 1)
+    assert (future.value.code, future.value.details) == ("FUTURE_TX", {"tx": tx + 1, "latest_tx": tx})
+    with pytest.raises(errors.InvalidKey):
+        ns.get("", tx=tx)
