@@ -309,6 +309,40 @@ class Backend:
                 with gate._lock:
                     gate._cond.notify_all()
 
+    def seek(self, db: Any, key: bytes) -> tuple[tuple[bytes, bytes] | None, int, int]:
+        """The first entry of ``db`` at or after ``key`` (None past the end), read in a read
+        transaction of its own, with that transaction's latest tx and horizon (:meth:`read_txs`):
+        a whole point read at a past tx in one call. :meth:`get`'s gate and errors, for the same
+        reason (a function call per layer was a measurable share of a point read)."""
+        if self._closed:
+            raise self._unusable()
+        gate = self._gate
+        inside = gate._inside  # Gate.enter, inlined as in read()
+        inside.append(None)
+        if gate._resizing or gate._alone:
+            gate.back_out()
+        try:
+            try:
+                txn = self.env.begin()
+            except lmdb.MapResizedError:
+                txn = self._begin(False)
+            try:
+                cur = txn.cursor(db)
+                found = cur.item() if cur.set_range(key) else None
+                cached = self._read_txs  # read_txs's remembered snapshot, inlined
+                if cached[0] == txn.id():
+                    return found, cached[1], cached[2]
+                return (found, *self.read_txs(txn))
+            finally:
+                txn.abort()
+        except lmdb.Error as exc:
+            raise translate(exc) from None
+        finally:
+            inside.pop()  # Gate.leave, inlined
+            if gate._resizing or gate._alone:
+                with gate._lock:
+                    gate._cond.notify_all()
+
     def read_txs(self, txn: Any) -> tuple[int, int]:
         """``(latest tx, compaction horizon)`` of the read transaction ``txn`` (horizon 0: none).
 

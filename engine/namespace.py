@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from .codec import CLEAR, DELETE, MARK, unpack_value
 from .conditions import expects_of
-from .encoding import SHORT_MAX, TERMINATOR
-from .errors import BatchTooLarge, InvalidParameters
+from .encoding import SHORT_MAX, TERMINATOR, TX_MAX, inv_tx, unpack_u64_from
+from .errors import BatchTooLarge, InvalidParameters, TxCompacted
 from .expiry import ReadView, check_fields, latest_eval_us, tx_time
 from .history import Change, Version, diff, history
 from .idempotency import Claim
@@ -18,7 +18,7 @@ from .proved_read import ProvedRead, proved_read
 from .records import Item, NamespaceInfo, ReadResult, Record
 from .revert import RevertResult, revert
 from .scan import Scan
-from .snapshot import read_keys, read_one, read_one_at, resolve_read, resolve_tx
+from .snapshot import check_readable, read_batch, read_keys, read_one, read_one_at, resolve_read, resolve_tx
 from .txlog import check_note
 from .txn import commit, prepare_keys, prepare_puts
 from .validation import check_prefix, check_tx, key_bytes, time_us
@@ -64,6 +64,38 @@ def _read_one_key(store: Store, name: str, key: Any, tx: Any, metadata: bool) ->
                 return _new(ReadResult, ([record], latest))
             # not a plain put: expiry or fields may need the read's view
     return backend.read(partial(_read_single, backend, store, name, key, raw, tx, None, metadata, _NO_FIELDS))
+
+
+#: What :func:`_get_past` returns when the general path must answer.
+_GENERAL = object()
+
+
+def _get_past(store: Store, key: str, tx: int, prefix: bytes) -> Record | object | None:
+    """``get(key, tx=tx)`` for a short key without NUL whose version at ``tx`` is a plain put (or
+    that has none): one seek among the versions in one backend call, :func:`resolve_read`'s errors
+    for ``tx``; :data:`_GENERAL` for anything else (the general path then answers, or raises)."""
+    # Why not the general path: its layers (read, read_one, resolve_read, read_one_at) cost about as
+    # much as the seek, and a read at an old tx should cost what a read at the latest does.
+    try:
+        raw = key.encode()
+    except UnicodeEncodeError:
+        return _GENERAL
+    if not 0 < len(raw) <= SHORT_MAX or len(raw) > store.limits.max_key_bytes or 0 in raw:
+        return _GENERAL
+    kp = raw.join((prefix, TERMINATOR))
+    backend = store._backend
+    found, latest, horizon = backend.seek(backend.versions, kp + inv_tx(tx))
+    check_readable(tx, latest)
+    if tx < horizon:
+        raise TxCompacted(f"tx {tx} was compacted away: the oldest readable tx is {horizon}", tx=tx, horizon=horizon)
+    if found is None or not found[0].startswith(kp):
+        return None
+    rec = found[1]
+    if rec[0] == MARK:  # not a plain put: expiry and the rest need the read's view
+        return _GENERAL
+    value = unpack_value(rec)
+    return _new(Record, (key, value, TX_MAX - unpack_u64_from(found[0], len(kp))[0], type(value) is bytes, False,
+                         None, None, None, None))
 
 
 class Namespace:
@@ -157,6 +189,10 @@ class Namespace:
             if type(key) is str and key.isascii() and 0 < len(key) <= store.limits.max_key_bytes \
                     and store.limits.max_read_keys:  # else the general path checks it
                 return _read_one_key(store, self.name, key, tx, bool(metadata))
+        if type(keys) is list and tx is None and at is None and fields is None and not metadata:  # the plain batch
+            result = read_batch(store._backend, store, self.name, keys)
+            if result is not None:
+                return result
         at_us = None if at is None else time_us(at)
         chosen = check_fields(fields)
         unique, raws = self._read_keys(keys)
@@ -234,6 +270,11 @@ class Namespace:
                     value, vtx = unpack_value(found)
                     return _new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None))
                 # Anything else may need the read's view (expiry): the general path reads it again.
+        elif prefix is not None and type(tx) is int and tx >= 0 and at is None and fields is None and not metadata \
+                and type(key) is str:
+            record = _get_past(store, key, tx, prefix)
+            if record is not _GENERAL:
+                return record  # type: ignore[return-value]
         if at is not None or type(key) is not str:
             records = self.read([key], tx=tx, at=at, metadata=metadata, fields=fields).records
             return records[0] if records else None

@@ -7,7 +7,10 @@ rewritten, so the same T gives the same answer in any LMDB transaction, from any
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
+from itertools import compress, repeat
+from operator import is_
 from typing import Any
 
 from . import schema, txlog
@@ -16,10 +19,13 @@ from .encoding import SHORT_MAX, TERMINATOR, TX_MAX, inv_tx, keypart, pack_u64, 
 from .errors import FutureTx, InvalidParameters, TxCompacted
 from .expiry import ReadView
 from .latest import split
-from .records import Record
+from .records import ReadResult, Record
 
 #: Builds a Record from a full tuple without NamedTuple's Python-level ``__new__`` (hot paths).
 _new = tuple.__new__
+#: The msgpack header of an array of ``n`` elements (``dd`` + u32, valid for any ``n``): put before
+#: ``n`` concatenated msgpack values, one decode gives them all.
+_array_head = struct.Struct(">BI").pack
 
 
 def resolve_tx(txn: Any, meta_db: Any, tx: Any, at_us: int | None = None, dbs: dict[str, Any] | None = None) -> int:
@@ -145,6 +151,54 @@ def read_keys(txn: Any, versions_db: Any, prefix: bytes, keys: list[str], raws: 
         if record is not None:
             out.append(record)
     return out
+
+
+def read_batch(backend: Any, store: Any, name: str, keys: list[Any]) -> ReadResult | None:
+    """``read(keys)`` at the latest tx of a plain batch (no ``tx``, ``at``, metadata or fields)
+    when every key is a short ``str`` without NUL, the namespace's prefix is known and every key
+    found is a plain put; None otherwise (the caller reads the general way, which also raises for
+    bad keys). Same answer as :func:`read_keys` with the latest-version index: one ``get`` per key.
+    """
+    # Why written this way: every per-key step is a C-level ``map``/``zip`` (no bytecode per key),
+    # and the index entries found (each the msgpack of ``[value, tx]`` for a plain put, see
+    # engine/latest.py) are decoded in ONE ormsgpack call over their concatenation behind an array
+    # header. Any other entry has C1 at byte 1, which msgpack never emits: the one decode then
+    # raises ValueError and the caller reads the batch the general way. Measured with callgrind on
+    # 100 keys of 100,000 x 10 versions: 10,100 instructions per key before, 8,900 after (the
+    # floor's get and decode: 3,750); most of the rest is allocation (keyparts, Records).
+    # (The same treatment of a past read, a seek and item() per key through zip/starmap, measured
+    # no cheaper than read_keys' comprehension: it allocates more per key.)
+    prefix = store._prefixes.get(name)
+    limits = store.limits
+    count = len(keys)
+    if prefix is None or not 1 < count <= limits.max_read_keys:
+        return None
+    try:
+        unique = keys[:] if len(set(keys)) == count else list(dict.fromkeys(keys))  # a copy: the caller's may change
+        raws = list(map(str.encode, unique))
+    except (TypeError, UnicodeEncodeError):  # a key that is not a str, or not encodable: the general path says why
+        return None
+    if not (all(raws) and max(map(len, raws)) <= min(SHORT_MAX, limits.max_key_bytes) and 0 not in b"".join(raws)):
+        return None
+    kps = list(map(bytes.join, raws, repeat((prefix, TERMINATOR))))  # raw.join((prefix, 00 00)): one allocation
+
+    def run(txn: Any) -> tuple[int, list[bytes | None]]:
+        return backend.read_txs(txn)[0], list(map(txn.get, kps, repeat(None), repeat(backend.latest)))
+
+    snap, found = backend.read(run)
+    if not all(found):  # an absent key (or one whose newest version is a delete) has no entry
+        unique, found = list(compress(unique, found)), list(filter(None, found))
+        if not found:
+            return _new(ReadResult, ([], snap))
+    entries: list[bytes] = found  # all() above: no None left
+    try:
+        values, txs = zip(*unpack_value(_array_head(0xDD, len(entries)) + b"".join(entries)), strict=True)
+    except (ValueError, TypeError):  # an entry that is not a plain put's (or not well formed)
+        return None
+    binary = map(is_, map(type, values), repeat(bytes))
+    none = repeat(None)
+    records = list(map(_new, repeat(Record), zip(unique, values, txs, binary, repeat(False), none, none, none, none)))
+    return _new(ReadResult, (records, snap))
 
 
 def _read_newest_plain(txn: Any, latest_db: Any, prefix: bytes, keys: list[str],

@@ -101,3 +101,71 @@ def test_a_commit_by_another_process_is_seen_by_the_next_read(tmp_path: Path) ->
         assert ns.read(["a"]) == ReadResult([Record("a", 2, second)], second)
         assert ns.read(["a", "b"]).tx == second
         assert ns.get("a", tx=first) == Record("a", 1, first)
+
+
+def _plain_batch(store: Store) -> list[int]:
+    ns = store.namespace("p")
+    return [ns.put({"a": "x", "b": b"\x01", "c": {"d": [1, 2]}, "é": 3}), ns.delete(["c"]), ns.put({"a": "y"})]
+
+
+def test_plain_batch_read_gives_exact_records_in_request_order(store: Store) -> None:
+    txs = _plain_batch(store)
+    ns = store.namespace("p")
+    assert ns.read(["é", "absent", "b", "a", "c", "a", "b"]) == ReadResult(
+        [Record("é", 3, txs[0]), Record("b", b"\x01", txs[0], binary=True), Record("a", "y", txs[2])], txs[2])
+    assert ns.read(["absent", "c"]) == ReadResult([], txs[2])
+    assert ns.read(["a", "b"]) == ns.read(["a", "b"], tx=txs[2]) == ns.read(["a", "b"], tx=txs[2], metadata=True)
+    assert store.namespace("never").read(["a", "b"]) == ReadResult([], txs[2])
+
+
+@pytest.mark.parametrize("extra", [{"t": "ttl"}, {"m": "meta"}, {"cl": "clear"}])
+def test_plain_batch_with_a_record_that_is_not_a_plain_put_reads_it_the_general_way(store: Store, extra: dict) -> None:
+    txs = _plain_batch(store)
+    ns = store.namespace("p")
+    key, kind = next(iter(extra.items()))
+    if kind == "ttl":
+        tx = ns.put({key: 1}, ttl=3600)
+        want = Record(key, 1, tx)
+    elif kind == "meta":
+        tx = ns.put({key: 1}, metadata={"z": 1})
+        want = Record(key, 1, tx)
+    else:
+        ns.put({key: 1})
+        tx = ns.clear([key])
+        want = Record(key, None, tx, cleared=True)
+    assert ns.read(["a", key]) == ReadResult([Record("a", "y", txs[2]), want], tx)
+
+
+@pytest.mark.parametrize(("keys", "error"), [
+    (["a", ""], errors.InvalidKey), (["a", 1], errors.InvalidKey), (["a", "\ud800"], errors.InvalidKey),
+    (["a", "L" * 513], errors.KeyTooLong)])
+def test_plain_batch_bad_keys_raise_as_the_general_path_does(store: Store, keys: list, error: type) -> None:
+    _plain_batch(store)
+    with pytest.raises(error):
+        store.namespace("p").read(keys)
+
+
+def test_plain_batch_of_nul_and_long_keys_reads_the_general_way(store: Store) -> None:
+    ns = store.namespace("p")
+    tx = ns.put({"x\x00y": 1, "L" * 505: 2, "a": 3})
+    assert ns.read(["a", "x\x00y", "L" * 505]).records == [Record("a", 3, tx), Record("x\x00y", 1, tx),
+                                                           Record("L" * 505, 2, tx)]
+
+
+def test_get_at_a_past_tx_gives_exact_records_and_errors(store: Store) -> None:
+    txs = _plain_batch(store)
+    ns = store.namespace("p")
+    assert ns.get("a", tx=txs[0]) == Record("a", "x", txs[0])
+    assert ns.get("a", tx=txs[1]) == Record("a", "x", txs[0])
+    assert ns.get("a", tx=txs[2]) == Record("a", "y", txs[2])
+    assert ns.get("b", tx=txs[2]) == Record("b", b"\x01", txs[0], binary=True)
+    assert ns.get("c", tx=txs[0]) == Record("c", {"d": [1, 2]}, txs[0])
+    assert ns.get("c", tx=txs[1]) is None and ns.get("absent", tx=txs[2]) is None and ns.get("a", tx=0) is None
+    assert ns.get("é", tx=txs[2]) == Record("é", 3, txs[0])
+    tx = ns.put({"t": 1}, ttl=3600)
+    assert ns.get("t", tx=tx) == Record("t", 1, tx)  # a rich record: the general path
+    with pytest.raises(errors.FutureTx) as future:
+        ns.get("a", tx=tx + 1)
+    assert (future.value.code, future.value.details) == ("FUTURE_TX", {"tx": tx + 1, "latest_tx": tx})
+    with pytest.raises(errors.InvalidKey):
+        ns.get("", tx=tx)
