@@ -244,3 +244,15 @@ def test_a_key_already_freed_whole_is_visited_again_harmlessly(store: Store) -> 
     assert _report(store.compact(3, chunk_keys=1)) == (3, 2, 4, 3, False)
     assert _left(store) == [("a", 3)]
     assert store.verify().ok
+
+
+def test_a_chunk_takes_exactly_chunk_keys_operations_across_txs(store: Store) -> None:
+    ns = store.namespace("t")
+    ns.put({"a": 1})
+    ns.put({k: 2 for k in "bcdef"})
+    ns.put({"a": 3})
+    calls: list[tuple[int, int]] = []
+    report = store.compact(3, chunk_keys=3, progress=lambda done, total: calls.append((done, total)))
+    # Chunk 1: a of tx 1, then b and c of tx 2 (txs 0 and 1 done); chunk 2: d, e, f; chunk 3: a of tx 3.
+    assert calls == [(2, 4), (3, 4), (4, 4)]
+    assert _report(report) == (3, 1, 4, 3, False)  # a@1 freed
