@@ -65,6 +65,9 @@ def test_compacting_to_the_current_horizon_again_visits_nothing(store: Store) ->
     assert _report(store.compact(3)) == (4, 0, 0, 1, False)
     assert _report(store.compact()) == (4, 0, 0, 1, False)
     assert fingerprint(store) == before
+    calls: list[tuple[int, int]] = []
+    store.compact(4, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 0)]  # no tx to visit, none visited (a progress bar shows it complete)
 
 
 def test_progress_is_called_after_every_chunk_with_the_txs_done_and_the_total(store: Store) -> None:
