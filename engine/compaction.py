@@ -158,7 +158,7 @@ def _chunk(store: Store, txn: Any, budget: int) -> tuple[int, int, bool, tuple[i
     meta = backend.meta
     raw = txn.get(STATE, db=meta)
     if raw is None:
-        return 0, 0, True, (0, 0)
+        return 0, 0, True, (1, 0)  # no walk pending: an empty window (next_tx > target), no tx to do
     first_tx, target, first_skip = msgpack.unpackb(raw)
     next_tx, skip = first_tx, first_skip
     todo: dict[bytes, None] = {}
