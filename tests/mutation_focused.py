@@ -4,7 +4,7 @@
 mutant named by ``MUTANT_UNDER_TEST``), then runs a coverage pass over the whole configured selection and,
 for each mutant, a pytest process. On a loaded machine under ``nice -n 19`` that pass alone can take hours.
 This runner reuses the mutants mutmut wrote, collects the given test files once, and for each mutant runs
-them until one fails (the test that killed the previous mutant first)::
+them until one fails (first the test that killed the previous mutant, then those that name the mutated function)::
 
     python -m tests.mutation_focused server.http tests/server/test_http_request.py
     python -m tests.mutation_focused server.http tests/server/test_http_request.py xǁRequestǁbody__mutmut_62
@@ -16,6 +16,7 @@ equivalent are counted out as in ``tests.mutation``. Exit status: 0, or 1 below 
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import sys
@@ -35,6 +36,19 @@ def mutant_names(module: str) -> list[str]:
     return sorted(names, key=lambda n: (n.rsplit("_", 1)[0], int(n.rsplit("_", 1)[1])))
 
 
+def _function_of(name: str) -> str:
+    """``x_check_tx__mutmut_3`` -> ``check_tx``; ``xǁRequestǁbody__mutmut_9`` -> ``body``."""
+    return name.rsplit("__mutmut_", 1)[0].split("ǁ")[-1].removeprefix("x_")
+
+
+def _source(item: Any) -> str:
+    """The source of a test function (the order only: a test that cannot be read goes last)."""
+    try:
+        return inspect.getsource(item.function)
+    except (OSError, TypeError, AttributeError):
+        return ""
+
+
 class MutantLoop:
     """A pytest plugin that replaces the test loop: every collected test, once per mutant."""
 
@@ -49,11 +63,17 @@ class MutantLoop:
         self.clean_failures = sum(1 for item in items if self._fails(item))
         if self.clean_failures:
             return True
+        sources = {id(item): _source(item) for item in items}
+        function = None
         for name in self.names:
+            if function != _function_of(name):  # a new function: the tests that name it first
+                function = _function_of(name)
+                items.sort(key=lambda item: f"{function}(" not in sources[id(item)])
             os.environ["MUTANT_UNDER_TEST"] = f"{self.module}.{name}"
             killer = next((i for i, item in enumerate(items) if self._fails(item)), None)
             if killer is None:
                 self.survivors.append(name)
+                print(f"survived: {self.module}.{name}", flush=True)
             else:  # the next mutant is most likely of the same function: try this test first
                 items.insert(0, items.pop(killer))
         os.environ["MUTANT_UNDER_TEST"] = ""
@@ -75,7 +95,10 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, str(MUTANTS))
     for name in [m for m in sys.modules if m == "tests" or m.startswith("tests.")]:
         del sys.modules[name]  # this package as imported from the repository, not from mutants/
-    pytest.main(["-q", "-p", "no:randomly", "-n", "0", "-p", "no:cacheprovider", *tests], plugins=[loop])
+    # A failing test is all that is asked: no assertion rewriting, and native tracebacks (pytest's own
+    # formatting of a failure's source and diff costs more than most tests).
+    pytest.main(["-q", "-p", "no:randomly", "-n", "0", "-p", "no:cacheprovider", "--assert=plain", "--tb=native",
+                 *tests], plugins=[loop])
     if loop.clean_failures:
         print(f"{loop.clean_failures} test(s) fail without a mutant: no score", file=sys.stderr)
         return 2

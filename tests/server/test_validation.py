@@ -189,7 +189,8 @@ def test_note_header_that_is_not_json(text: str, shown: str) -> None:
         "INVALID_PARAMETERS", "X-Strata-Note is not valid JSON", NOTE, shown)
 
 
-@pytest.mark.parametrize(("text", "kind"), [("[]", "array"), ("1", "integer"), ("null", "null"), ('"x"', "string")])
+@pytest.mark.parametrize(("text", "kind"), [("[]", "array"), ("1", "integer"), ("null", "null"), ('"x"', "string"),
+                                           ("true", "boolean"), ("1.5", "number"), ("1e999", "number")])
 def test_note_header_that_is_not_an_object(text: str, kind: str) -> None:
     detail = 'X-Strata-Note must be a JSON object, such as {"by": "alice", "ticket": "OPS-42"}'
     assert refusal(lambda: note_header(wsgi(text), 100)) == one("INVALID_PARAMETERS", detail, NOTE, kind)
@@ -331,6 +332,7 @@ def test_write_items_that_are_good() -> None:
         {"key": "k", "value": None, "metadata": "m"},
         {"key": "l", "value": 1, "expiration": None, "expiration_ttl": None, "ttl": None, "metadata": None},
         {"key": "m"},
+        {"key": "n", "value": "AAE=", "binary": True, "expiration_ttl": 60, "metadata": {"m": 2}},
     ]
     good, bad = check_write_items(body)
     assert bad == []
@@ -348,6 +350,7 @@ def test_write_items_that_are_good() -> None:
         WriteItem(10, "k", None, False, (None, None, "m"), "expiration_ttl", body[10]),
         WriteItem(11, "l", 1, False, None, "expiration_ttl", body[11]),
         WriteItem(12, "m", None, True, sent=body[12]),
+        WriteItem(13, "n", b"\x00\x01", False, (None, 60, {"m": 2}), "expiration_ttl", body[13]),
     ]
     assert all(item.condition is None for item in good)
 
@@ -360,7 +363,8 @@ def test_every_ttl_unit(unit: str) -> None:
 
 
 def test_write_body_that_is_not_an_array() -> None:
-    for body, kind in (({"key": "a"}, "object"), ("x", "string"), (None, "null"), (1.5, "number")):
+    for body, kind in (({"key": "a"}, "object"), ("x", "string"), (None, "null"), (1.5, "number"), (False, "boolean"),
+                       (OutOfRange("1e999"), "number")):
         assert refusal(lambda b=body: check_write_items(b)) == one(
             "INVALID_PARAMETERS", "the write body must be a JSON array of items", "", kind)
     assert check_write_items([]) == ([], [])
@@ -438,6 +442,7 @@ def test_write_items_with_bad_options() -> None:
         {"key": "n", "value": 1, "expiration_ttl": OutOfRange("1" * 30)},
         {"key": "o", "value": 1, "ttl": {"unit": "DAYS"}},
         {"key": "p", "value": 1, "ttl": {"value": 1, "unit": "days"}},
+        {"key": "q", "value": 1, "ttl": {"value": 1, "unit": ["DAYS"]}},
     ]
     good, bad = check_write_items(body)
     assert good == []
@@ -463,6 +468,7 @@ def test_write_items_with_bad_options() -> None:
                    "(-9223372036854775808 to 18446744073709551615)", "/13/expiration_ttl", "1" * 30),
         item_error(14, "o", "INVALID_EXPIRATION_TTL", ttl_shape, "/14/ttl", "object"),
         item_error(15, "p", "INVALID_EXPIRATION_TTL", ttl_shape, "/15/ttl", "object"),
+        item_error(16, "q", "INVALID_EXPIRATION_TTL", ttl_shape, "/16/ttl", "object"),
     ]
 
 
