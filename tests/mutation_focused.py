@@ -1,0 +1,118 @@
+"""Run one module's mutants against a few test files in a single pytest session: a fast, conservative score.
+
+``mutmut run`` first writes every mutant into ``mutants/`` (each function behind a trampoline that picks the
+mutant named by ``MUTANT_UNDER_TEST``), then runs a coverage pass over the whole configured selection and,
+for each mutant, a pytest process. On a loaded machine under ``nice -n 19`` that pass alone can take hours.
+This runner reuses the mutants mutmut wrote, collects the given test files once, and for each mutant runs
+them until one fails (first the test that killed the previous mutant, then those that name the mutated function)::
+
+    python -m tests.mutation_focused server.http tests/server/test_http_request.py
+    python -m tests.mutation_focused server.http tests/server/test_http_request.py xǁRequestǁbody__mutmut_62
+
+A mutant these files do not kill may still be killed by another test of the configured selection, so the
+survivors are an upper bound and the score a lower bound of what ``mutmut run`` reports. Survivors judged
+equivalent are counted out as in ``tests.mutation``. Exit status: 0, or 1 below the 95 % target.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _pytest.runner import runtestprotocol
+
+from tests.mutation import MUTANTS, TARGET, load_equivalent
+
+
+def mutant_names(module: str) -> list[str]:
+    """Every mutant of ``module`` in ``mutants/``, in mutmut's order (per function, by serial number)."""
+    source = (MUTANTS / Path(*module.split("."))).with_suffix(".py").read_text()
+    names = set(re.findall(r"def (x\S*?__mutmut_\d+)\(", source))
+    return sorted(names, key=lambda n: (n.rsplit("_", 1)[0], int(n.rsplit("_", 1)[1])))
+
+
+def _function_of(name: str) -> str:
+    """``x_check_tx__mutmut_3`` -> ``check_tx``; ``xǁRequestǁbody__mutmut_9`` -> ``body``."""
+    return name.rsplit("__mutmut_", 1)[0].split("ǁ")[-1].removeprefix("x_")
+
+
+def _source(item: Any) -> str:
+    """The source of a test function (the order only: a test that cannot be read goes last)."""
+    try:
+        return inspect.getsource(item.function)
+    except (OSError, TypeError, AttributeError):
+        return ""
+
+
+class MutantLoop:
+    """A pytest plugin that replaces the test loop: every collected test, once per mutant."""
+
+    def __init__(self, module: str, names: list[str]) -> None:
+        self.module, self.names = module, names
+        self.survivors: list[str] = []
+        self.clean_failures = 0
+
+    def pytest_runtestloop(self, session: Any) -> bool:
+        items = session.items
+        os.environ["MUTANT_UNDER_TEST"] = ""
+        self.clean_failures = sum(1 for item in items if self._fails(item))
+        if self.clean_failures:
+            return True
+        sources = {id(item): _source(item) for item in items}
+        function = None
+        for name in self.names:
+            if function != _function_of(name):  # a new function: the tests that name it first
+                function = _function_of(name)
+                items.sort(key=lambda item: f"{function}(" not in sources[id(item)])
+            os.environ["MUTANT_UNDER_TEST"] = f"{self.module}.{name}"
+            killer = next((i for i, item in enumerate(items) if self._fails(item)), None)
+            if killer is None:
+                self.survivors.append(name)
+                print(f"survived: {self.module}.{name}", flush=True)
+            else:  # the next mutant is most likely of the same function: try this test first
+                items.insert(0, items.pop(killer))
+        os.environ["MUTANT_UNDER_TEST"] = ""
+        return True
+
+    @staticmethod
+    def _fails(item: Any) -> bool:
+        return any(report.failed for report in runtestprotocol(item, nextitem=None, log=False))
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    module, tests, chosen = argv[0], argv[1].split(","), argv[2:]
+    names = chosen or mutant_names(module)
+    loop = MutantLoop(module, names)
+    os.chdir(MUTANTS)  # the mutated copy of the code (and of the tests) is the one imported
+    sys.path.insert(0, str(MUTANTS))
+    for name in [m for m in sys.modules if m == "tests" or m.startswith("tests.")]:
+        del sys.modules[name]  # this package as imported from the repository, not from mutants/
+    # A failing test is all that is asked: no assertion rewriting, and native tracebacks (pytest's own
+    # formatting of a failure's source and diff costs more than most tests).
+    pytest.main(["-q", "-p", "no:randomly", "-n", "0", "-p", "no:cacheprovider", "--assert=plain", "--tb=native",
+                 *tests], plugins=[loop])
+    if loop.clean_failures:
+        print(f"{loop.clean_failures} test(s) fail without a mutant: no score", file=sys.stderr)
+        return 2
+    equivalent = load_equivalent()
+    judged = [n for n in loop.survivors if f"{module}.{n}" not in equivalent]
+    counted = len(names) - (len(loop.survivors) - len(judged))
+    killed = len(names) - len(loop.survivors)
+    score = killed / counted if counted else 1.0
+    print(f"{module}: {len(names)} mutants, {killed} killed, {len(loop.survivors) - len(judged)} survived equivalent, "
+          f"{len(judged)} survived other: {score:.1%}")
+    for name in judged:
+        print(f"  survived: {module}.{name}")
+    return 1 if score < TARGET else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
