@@ -19,12 +19,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import msgpack
 
 from engine import Store, errors
-from tests.property import test_store_model as sm
 from tests.property.model import CLEAR, DELETE, PUT, Model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,6 +36,15 @@ KEY_POOL = [f"k{i}" for i in range(24)] + [
     "a", "a\x00", "a\x00b", "b/c", "é", "\U0001f600", "sp ace",
     "k" * 470 + "x", "k" * 479 + "\x00y", "z" * 496 + "q", "z" * 512,
 ]
+
+
+def _state_machine() -> ModuleType:
+    """The state machine's record comparisons, imported on first use: the writer children import this
+    module too, and the state machine's own imports (hypothesis, pytest) took about half a second of
+    each child's start, most of a crash test's time."""
+    from tests.property import test_store_model
+
+    return test_store_model
 
 
 # -- processes ----------------------------------------------------------------------------------
@@ -292,7 +301,8 @@ def check_tx(store: Store, model: Model, tx: int, ops: list[tuple[str, str, str,
             assert rec is not None and rec.tx == tx, f"tx {tx}: {ns}/{key!r} is {rec}"
             assert rec.cleared == (op == CLEAR), f"tx {tx}: {ns}/{key!r} is {rec}"
             if op == PUT:
-                assert sm.same(rec.value, value), f"tx {tx}: {ns}/{key!r} holds {rec.value!r}, not {value!r}"
+                same = _state_machine().same(rec.value, value)
+                assert same, f"tx {tx}: {ns}/{key!r} holds {rec.value!r}, not {value!r}"
 
 
 def check_snapshot(store: Store, model: Model, tx: int) -> None:
@@ -301,6 +311,7 @@ def check_snapshot(store: Store, model: Model, tx: int) -> None:
         names = model.keys(ns)
         want = [(k, *rec) for k in names if (rec := model.record(ns, k, tx)) is not None]
         target = store.namespace(ns)
+        sm = _state_machine()
         sm.assert_records([sm.as_tuple(r) for r in target.read(names, tx=tx).records], want)
         sm.assert_records([sm.as_tuple(r) for r in target.scan(tx=tx)], want)
 
