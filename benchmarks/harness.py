@@ -2,7 +2,7 @@
 
 Entry point for other code: ``benchmarks.harness.main(argv: list[str] | None = None) -> int``
 (``benchmarks.__main__`` re-exports it). It returns 0 when the run completed, whatever the timings:
-CI runs ``--quick`` only to keep the harness working and asserts no timing.
+CI runs ``--quick`` (on an even smaller data set) only to keep the harness working and asserts no timing.
 
 One run, in order, all on the same generated data set:
 1. embedded targets (floor, Strata, SQLite, diskcache, etcd): all loaded first (load time recorded),
