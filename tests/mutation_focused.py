@@ -64,6 +64,10 @@ class TestTimeout(BaseException):
     ``except Exception`` can swallow it)."""
 
 
+#: The limit of a test's run without a mutant, which measures its own time (only a hang passes it).
+CLEAN_LIMIT = 300.0
+
+
 def _alarm(signum: int, frame: Any) -> None:
     raise TestTimeout("the test passed its time limit")
 
@@ -78,16 +82,20 @@ class MutantLoop:
         self.clean_failures = 0
         self.limits: dict[int, float] = {}
         self.timed_out = False
+        self.ran = False
 
     def pytest_runtestloop(self, session: Any) -> bool:
         items = session.items
         signal.signal(signal.SIGALRM, _alarm)
         os.environ["MUTANT_UNDER_TEST"] = ""
+        self.ran = bool(items)
         for item in items:  # each test's limit: the default, or ten times its own time if that is longer
+            self.limits[id(item)] = CLEAN_LIMIT
             start = time.monotonic()
-            failed = self._fails(item)
+            if self._fails(item):
+                self.clean_failures += 1
+                print(f"fails without a mutant: {item.nodeid}", file=sys.stderr, flush=True)
             self.limits[id(item)] = max(self.timeout, 10 * (time.monotonic() - start))
-            self.clean_failures += failed or self.timed_out
         if self.clean_failures:
             return True
         sources = {id(item): _source(item) for item in items}
@@ -145,6 +153,9 @@ def main(argv: list[str]) -> int:
     # formatting of a failure's source and diff costs more than most tests).
     pytest.main(["-q", "-p", "no:randomly", "-n", "0", "-p", "no:cacheprovider", "--assert=plain", "--tb=native",
                  *tests], plugins=[loop])
+    if not loop.ran:
+        print("no test was collected and run: no score", file=sys.stderr)
+        return 2
     if loop.clean_failures:
         print(f"{loop.clean_failures} test(s) fail (or pass their time limit) without a mutant: no score",
               file=sys.stderr)
