@@ -130,3 +130,44 @@ def test_a_life_continues_from_a_plain_put_and_ends_at_a_delete(store: Store, cl
     k, d = ns.get("k", fields=["created_at"]), ns.get("d", fields=["created_at"])
     assert k is not None and k.created_at == time_of(round(T0 * S))
     assert d is not None and d.created_at == time_of(round(T0 * S) + 7 * S)
+
+
+def test_metadata_is_left_out_unless_asked_for(store: Store) -> None:
+    ns = store.namespace("n")
+    ns.put({"k": 1}, metadata={"m": 1})
+    plain = ns.get("k", fields=["created_at"])
+    assert plain is not None and plain.metadata is None and plain.created_at == time_of(round(T0 * S))
+    asked = ns.get("k", metadata=True)
+    assert asked is not None and asked.metadata == {"m": 1}
+
+
+def test_a_latest_read_with_the_clock_behind_sees_expiry_at_the_latest_tx(
+        store: Store, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(expiry, "SWEEP_PER_WRITE", 0)  # the expiry stays unrecorded
+    ns = store.namespace("n")
+    ns.put({"k": 1}, ttl=1)
+    clock.now = T0 + 2
+    ns.put({"other": 1})
+    clock.now = T0 + 0.5  # behind the latest tx's time, after which k has expired
+    assert ns.get("k") is None
+    assert ns.get("k", fields=["created_at"]) is None
+
+
+def test_the_sweep_goes_on_past_an_entry_of_a_dropped_namespace_with_the_highest_id(
+        store: Store, clock: Clock) -> None:
+    store.namespace("a").put({"x": 1}, ttl=2)
+    store.namespace("b").put({"y": 1}, ttl=1)
+    store.drop_namespace("b")
+    clock.now = T0 + 3
+    assert store.expire() == 1
+    assert store.namespace("a").get("x") is None
+
+
+def test_a_diff_of_expiring_versions_leaves_metadata_out(store: Store) -> None:
+    ns = store.namespace("n")
+    ns.put({"k": 1}, ttl=100, metadata={"m": 1})
+    ns.put({"k": 2}, ttl=100, metadata={"m": 2})
+    (change,) = ns.diff(1, 2)
+    assert change.kind == "changed"
+    assert change.before is not None and change.before.value == 1 and change.before.metadata is None
+    assert change.after is not None and change.after.value == 2 and change.after.metadata is None
