@@ -171,3 +171,22 @@ def test_a_diff_of_expiring_versions_leaves_metadata_out(store: Store) -> None:
     assert change.kind == "changed"
     assert change.before is not None and change.before.value == 1 and change.before.metadata is None
     assert change.after is not None and change.after.value == 2 and change.after.metadata is None
+
+
+def test_a_life_begun_below_the_horizon_keeps_its_creation_time(store: Store, clock: Clock) -> None:
+    """Once a compaction removed the version a life began with, the creation time an extended
+    version carries is all that is left of it."""
+    ns = store.namespace("n")
+    ns.put({"k": 1})  # tx 1 at T0
+    clock.now = T0 + 1
+    ns.put({"k": 2}, metadata={"m": 1})  # tx 2: carries created T0
+    clock.now = T0 + 2
+    ns.put({"k": 3})  # tx 3, plain
+    store.compact(2)
+    for tx in (2, 3, None):
+        rec = ns.get("k", tx=tx, fields=["created_at"])
+        assert rec is not None and rec.created_at == time_of(round(T0 * S)), tx
+    clock.now = T0 + 3
+    ns.put({"k": 4}, metadata={"m": 2})  # tx 4: its creation time read from tx 3 and tx 2
+    rec = ns.get("k", fields=["created_at"])
+    assert rec is not None and rec.created_at == time_of(round(T0 * S))
