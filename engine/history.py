@@ -168,14 +168,17 @@ def diff(read: Any, dbs: dict[str, Any], namespace: str, prefix: bytes | None, f
         chunk = keys[start:start + DIFF_CHUNK]
         pairs = read(lambda txn, chunk=chunk: _states(txn, dbs, prefix, chunk, from_tx, to_tx))
         for key, ((before, was), (after, now)) in zip(chunk, pairs, strict=True):
-            if was == now:
-                continue
-            if before is None:
-                kind = "added"
-            elif after is None:
-                kind = "deleted"
-            elif now[0] == CLEAR:
-                kind = "cleared"
-            else:
-                kind = "changed"
-            yield Change(key, kind, before, after)
+            if was != now:
+                yield Change(key, change_kind(before, after, now), before, after)
+
+
+def change_kind(before: Any, after: Any, now: Any) -> str:
+    """A changed key's kind in a diff, from its record before and after and its stored state after
+    (both backends' diffs name kinds by this one rule)."""
+    if before is None:
+        return "added"
+    if after is None:
+        return "deleted"
+    if now[0] == CLEAR:
+        return "cleared"
+    return "changed"

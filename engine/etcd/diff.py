@@ -14,8 +14,8 @@ from typing import Any
 import ormsgpack
 
 from .. import errors
-from ..codec import CLEAR, DELETE, decode_rich
-from ..history import Change
+from ..codec import DELETE, decode_rich
+from ..history import Change, change_kind
 from ..records import Record
 from ..snapshot import check_readable
 from ..validation import check_tx
@@ -78,15 +78,6 @@ def diff(timeline: Timeline, namespace: str, from_tx: int, to_tx: int) -> list[C
         befores = _states(timeline, namespace, chunk, from_tx)
         afters = _states(timeline, namespace, chunk, to_tx)
         for key, (before, was), (after, now) in zip(chunk, befores, afters, strict=True):
-            if was == now:
-                continue
-            if before is None:
-                kind = "added"
-            elif after is None:
-                kind = "deleted"
-            elif now[0] == CLEAR:
-                kind = "cleared"
-            else:
-                kind = "changed"
-            out.append(Change(key, kind, before, after))
+            if was != now:
+                out.append(Change(key, change_kind(before, after, now), before, after))
     return out
