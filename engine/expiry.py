@@ -17,7 +17,8 @@ database, in the same write transaction, so expired keys are found in time order
   ``E``. A scan fixes ``E`` when it is created, so all its pages (and re-iterations) agree.
 
 **Recording expiries.** Expired versions become ordinary deletes in the history: every write
-through :func:`engine.txn.commit` first sweeps up to :data:`SWEEP_PER_WRITE` due entries of the
+(puts and transactions through :func:`engine.txn.commit`, reverts, stream publishes and drops,
+namespace drops) first sweeps up to :data:`SWEEP_PER_WRITE` due entries of the
 ``expiry`` index and, if any key is still carrying that expiry, commits their deletes as a tx of
 its own (note ``{"expired": true}``) just before the caller's tx, in the same LMDB transaction.
 ``Store.expire()`` sweeps everything due. The sweep's tx commits at a time >= every expiry it

@@ -28,7 +28,7 @@ from .retention import Retention
 from .scan import live_keys
 from .stream import Stream
 from .txlog import TxInfo
-from .txn import Batch, Run, Transaction, apply_batch
+from .txn import Batch, Run, Transaction, apply_batch, record_due_expiries
 from .txtree import ConsistencyProof, Head, InclusionProof
 from .validation import check_namespace, check_tx, time_us
 from .verify import VerifyReport, verify
@@ -199,6 +199,7 @@ class Store:
             raw = txn.get(name.encode(), db=backend.namespaces)
             if raw is None or schema.NamespaceEntry.decode(raw).dropped:
                 raise NamespaceNotFound(f"namespace {name!r} does not exist", namespace=name)
+            record_due_expiries(self, txn)
             keys = live_keys(txn, backend.latest, ns_prefix(schema.NamespaceEntry.decode(raw).id))
             if keys:
                 tx = apply_batch(self, txn, Batch([Run(name, DELETE, keys, [k.encode() for k in keys])]), note)

@@ -15,6 +15,7 @@ from . import idempotency as _idempotency
 from .errors import FutureTx, InvalidParameters, NamespaceExists, NamespaceNotFound, TxCompacted
 from .events import Event, StreamInfo, StreamRun
 from .txlog import check_note
+from .txn import record_due_expiries
 from .validation import check_namespace, check_tx
 
 if TYPE_CHECKING:
@@ -85,8 +86,11 @@ class Stream:
         store = self._store
         note = check_note(note, store.limits.max_note_bytes)
         run = StreamRun(self.name, events.PUBLISH, events.prepare(items, store.limits))
-        return _idempotency.run(store, idempotency, lambda txn: events.apply_runs(store, txn, [run], note), sync=sync,
-                                cost=len(run.records))
+
+        def publish(txn: Any) -> int:
+            record_due_expiries(store, txn)
+            return events.apply_runs(store, txn, [run], note)
+        return _idempotency.run(store, idempotency, publish, sync=sync, cost=len(run.records))
 
     def read(self, start_tx: int | None = None, end_tx: int | None = None, limit: int = READ_LIMIT_DEFAULT, *,
              cursor: str | None = None) -> StreamPage:
@@ -228,6 +232,7 @@ def drop_stream(store: Store, name: str, *, note: dict[str, Any] | None = None, 
         if entry is None or entry.dropped:
             raise NamespaceNotFound(f"stream {name!r} does not exist", namespace=name)
         if entry.event_count:
+            record_due_expiries(store, txn)
             return events.apply_runs(store, txn, [StreamRun(name, events.DROP_STREAM, [])], note)
         entry.dropped = True
         txn.put(name.encode(), entry.encode(), db=dbs["streams"])

@@ -244,6 +244,14 @@ def commit(store: Store, batch: Batch, *, note: dict[str, Any] | None, sync: boo
     return run_idempotent(store, idempotency, write, sync=sync, cost=cost)
 
 
+def record_due_expiries(store: Store, txn: Any) -> None:
+    """:func:`sweep_due` at the store's clock, for the writes that do not go through :func:`commit`
+    (stream publishes and drops, namespace drops): every tx that commits at a time past an expiry
+    has that expiry recorded before it, so a diff or the change feed across it shows the delete
+    that reads at it imply."""
+    sweep_due(store, txn, store._backend.dbs["expiry"], store._now_us())
+
+
 def sweep_due(store: Store, txn: Any, expiry_db: Any, now: int) -> None:
     """What every write does first in its write transaction: record up to
     :data:`engine.expiry.SWEEP_PER_WRITE` expiries due at ``now`` as deletes, in a tx of their own

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -78,7 +79,7 @@ def create(timeline: Timeline, namespace: str, now_us: int) -> NamespaceInfo:
 
 
 def drop(timeline: Timeline, namespace: str, note: dict[str, Any] | None, now_us: int,
-         limits: EtcdLimits) -> int:
+         limits: EtcdLimits, before: Callable[[], None] | None = None) -> int:
     """Delete every live key of ``namespace`` in one tx and forget the namespace; returns the tx, as
     :meth:`engine.Store.drop_namespace` (``NAMESPACE_NOT_FOUND`` if it does not exist).
 
@@ -88,7 +89,8 @@ def drop(timeline: Timeline, namespace: str, note: dict[str, Any] | None, now_us
     the mod revisions of ``P/u/<ns>`` and the registry seen when the keys were listed (a write in
     between: list again). A namespace with no live keys is forgotten by a housekeeping txn, without a
     tx: the latest tx answers and ``note`` is discarded. ``BATCH_TOO_LARGE`` if the log entry naming
-    every key does not fit in one etcd request."""
+    every key does not fit in one etcd request. ``before`` (the expiry sweep every write makes first)
+    runs once the namespace is known to exist, so a refused drop records nothing."""
     layout = timeline.layout
     registry, updated, data = layout.registry(namespace), layout.updated(namespace), layout.data_prefix(namespace)
     end = prefix_end(data)
@@ -99,6 +101,10 @@ def drop(timeline: Timeline, namespace: str, note: dict[str, Any] | None, now_us
         timeline.learn(count_of(hk.kvs), state.revision)
         if not reg.kvs:
             raise errors.NamespaceNotFound(f"namespace {namespace!r} does not exist", namespace=namespace)
+        if before is not None:
+            before()
+            before = None
+            continue  # the sweep may have deleted keys of this namespace: list them again
         guard = [Compare(registry, "MOD", "==", reg.kvs[0].mod_revision),
                  Compare(updated, "MOD", "==", upd.kvs[0].mod_revision if upd.kvs else 0)]
         raws = [kv.key[len(data):] for kv in timeline.client.range(data, end, state.revision, keys_only=True).kvs]

@@ -285,7 +285,8 @@ class EtcdStorage:
         latest tx, and no tx taken, when it has no live keys), as :meth:`engine.Store.drop_namespace`."""
         check_namespace(name)
         note = check_note(note, self.limits.max_note_bytes)
-        return _namespaces.drop(self.timeline, name, note, self._now_us(), self.etcd_limits)
+        now = self._now_us()
+        return _namespaces.drop(self.timeline, name, note, now, self.etcd_limits, before=lambda: self._sweep_due(now))
 
     def namespace_info(self, name: str) -> NamespaceInfo | None:
         """What ``name`` holds at the latest tx, or None if it was never written, as

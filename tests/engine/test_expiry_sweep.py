@@ -67,3 +67,36 @@ def test_ttl_and_expiration_are_accepted_up_to_their_maximum(store: Store) -> No
     assert at.value.to_dict() == {"code": code, "message": message,
                                   "errors": [{"index": 0, "key": "at", "code": code, "message": message}]}
     assert fingerprint(store) == before
+
+
+@pytest.mark.parametrize("write", ["publish", "drop stream", "drop namespace"])
+def test_writes_outside_put_record_due_expiries_first(store: Store, clock: Clock, write: str) -> None:
+    """A publish or a drop past an expiry commits after the expiry's delete, in a tx of its own, so a
+    diff across it shows the key leaving, as a read at it does."""
+    store.stream("s").publish([1])
+    store.namespace("other").put({"keep": 1})
+    ns = store.namespace("n")
+    before = ns.put({"a": 1, "b": 2}, ttl=1)
+    clock.now = T0 + 1  # exactly the expiry instant: due
+    if write == "publish":
+        tx = store.stream("s").publish([2])
+    elif write == "drop stream":
+        tx = store.drop_stream("s")
+    else:
+        tx = store.drop_namespace("other")
+    swept = store.tx_info(before + 1)
+    assert swept is not None and swept.note == {"expired": True} and tx == before + 2
+    assert ns.read(["a", "b"], tx=tx).records == []
+    assert [(c.key, c.kind) for c in ns.diff(before, tx)] == [("a", "deleted"), ("b", "deleted")]
+    assert [(c.key, c.kind) for c in ns.diff(before + 1, tx)] == []
+
+
+def test_a_refused_drop_records_no_expiry(store: Store, clock: Clock) -> None:
+    store.namespace("n").put({"a": 1}, ttl=1)
+    clock.now = T0 + 2
+    print_before = fingerprint(store)
+    with pytest.raises(errors.NamespaceNotFound):
+        store.drop_namespace("missing")
+    with pytest.raises(errors.NamespaceNotFound):
+        store.drop_stream("missing")
+    assert fingerprint(store) == print_before and store.latest_tx == 1
