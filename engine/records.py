@@ -59,10 +59,12 @@ class Item(NamedTuple):
 class NamespaceInfo:
     """What a namespace holds at the latest tx.
 
-    ``tx`` is the latest tx that touched it (0 if none); ``key_count`` counts live keys (put or
-    cleared); ``size_bytes`` sums the bytes of their newest versions as stored: each key's keypart
-    (namespace id, escaped key, end mark: the key's UTF-8 length + 6 for a key of at most 497 bytes,
-    503 for a longer one) and record (not history, not the 8-byte tx suffix).
+    ``tx`` is the latest tx that touched it (0 if none) and ``updated_at`` that tx's commit time
+    (``created_at`` if none: a dropped name created again keeps both from before); ``key_count``
+    counts live keys (put or cleared); ``size_bytes`` sums the bytes of their newest versions as
+    stored: each key's keypart (namespace id, escaped key, end mark: the key's UTF-8 length + 6 for
+    a key of at most 497 bytes, 503 for a longer one) and record (not history, not the 8-byte tx
+    suffix).
     """
 
     name: str

@@ -457,6 +457,8 @@ class Store:
             entry = schema.NamespaceEntry.decode(raw)
             if entry.dropped:
                 entry.dropped, entry.created_us = False, now
+                if entry.tx == 0:  # never written: updated when (re)created, as a new namespace is
+                    entry.updated_us = now
             return entry
         meta = self._backend.meta
         ns_id = schema.get_u32(txn, meta, schema.NEXT_NS_ID) + 1

@@ -246,6 +246,25 @@ def test_dropping_an_empty_namespace_takes_no_tx(store: Store) -> None:
     assert store.drop_namespace("full") == 2 and store.namespaces() == []
 
 
+def test_a_namespace_created_again_is_updated_at_its_creation_unless_a_tx_touched_it(tmp_path: Path) -> None:
+    """``updated_at`` is the commit time of ``tx``, the latest tx that touched the namespace; with none,
+    its creation time, also when a dropped name is created again."""
+    from tests.engine.clock import T0, Clock
+    clock = Clock()
+    with Store.open(tmp_path / "s", sync=False, clock=clock) as store:
+        store.create_namespace("never")
+        store.namespace("once").put({"a": 1})
+        store.namespace("once").delete(["a"])
+        clock.now = T0 + 5
+        assert store.drop_namespace("never") == store.drop_namespace("once") == 2
+        clock.now = T0 + 9
+        never, once = store.create_namespace("never"), store.create_namespace("once")
+        at = datetime.fromtimestamp(T0 + 9, UTC)
+        assert (never.created_at, never.updated_at, never.tx) == (at, at, 0)
+        assert (once.created_at, once.updated_at, once.tx) == (at, datetime.fromtimestamp(T0, UTC), 2)
+        assert store.namespace_info("never") == never and store.namespace_info("once") == once
+
+
 def test_dropping_a_namespace_with_live_keys_takes_one_tx(store: Store) -> None:
     ns = store.namespace("n")
     ns.put({"a": 1, "b": 2})
