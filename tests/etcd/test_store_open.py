@@ -24,8 +24,11 @@ from engine import Item, Namespace, Store, errors, export_history, export_snapsh
 from engine.etcd.store import EtcdStore
 from engine.etcd.url import EtcdUrl
 from engine.idempotency import Claim
+from server.app import App, create_app
+from server.routes import TABLE
 from tests.engine.clock import T0, Clock
-from tests.server.conftest import LiveServer, start_server, stop_server
+from tests.server.conftest import Client, LiveServer, start_server, stop_server
+from tests.server.sse_client import open_stream
 
 from .cluster import EtcdCluster, free_port
 
@@ -217,7 +220,7 @@ def test_each_unsupported_operation_raises_not_supported_and_changes_nothing(on_
                        "(a store opened on a directory)"}
     assert on_etcd.latest_tx == 1 and [n.name for n in on_etcd.namespaces()] == ["a"]
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(errors.NotSupported, match="^retention is not supported"):
+    with pytest.raises(errors.NotSupported, match=r"^retention is not supported"):
         Store.open("etcd://127.0.0.1:1/x", retention=10)  # refused before anything is contacted
 
 
@@ -297,3 +300,83 @@ def test_strata_serve_on_etcd_writes_reads_and_answers_501_for_what_it_lacks(etc
     assert (status, orjson.loads(body)["operation"]) == (501, "head")
     status, _, body = etcd_server.request("GET", "/v4/tx/1")
     assert (status, orjson.loads(body)["hash"], orjson.loads(body)["note"]) == (200, None, None)
+    feed = open_stream(etcd_server.port, "/v4/storage/cities/sse?start_tx=0")
+    try:
+        assert (feed.status, feed.next_event()["data"]["tx"]) == (200, 1)
+        etcd_server.request("POST", "/v4/storage/cities/write", json=[{"key": "c:2", "value": 2}])
+        event = feed.next_event()  # pushed by the worker's watch of the store
+        assert (event["id"], event["data"]["operations"]) == (
+            2, [{"key": "c:2", "op": "put", "value": 2, "binary": False}])
+    finally:
+        feed.close()
+
+
+@pytest.fixture(scope="module")
+def etcd_app(etcd_cluster: EtcdCluster) -> Iterator[App]:
+    app = create_app(url_of(etcd_cluster, "routes"))
+    yield app
+    app.close()
+
+
+SUPPORTED_ROUTES = [
+    ("POST", "/v4/storage/a/write", {"json": [{"key": "k", "value": 1}]}, 200),
+    ("POST", "/v4/storage/a/read", {"json": {"keys": ["k"]}}, 200),
+    ("POST", "/v4/storage/a/scan", {"json": {}}, 200),
+    ("GET", "/v4/storage/a/key", {"query": {"key": "k"}}, 200),
+    ("HEAD", "/v4/storage/a/key", {"query": {"key": "k"}}, 200),
+    ("POST", "/v4/storage/a/key", {"query": {"key": "k2"}, "json": 2}, 200),
+    ("DELETE", "/v4/storage/a/key", {"query": {"key": "k2"}}, 200),
+    ("POST", "/v4/storage/a/delete", {"json": {"keys": ["none"]}}, 200),
+    ("GET", "/v4/storage/a/history", {"query": {"key": "k2"}}, 200),
+    ("POST", "/v4/storage/a/diff", {"json": {"from_tx": 0, "to_tx": 3}}, 200),
+    ("GET", "/v4/storage/a/changes", {}, 200),
+    ("GET", "/v4/tx/1", {}, 200),
+    ("GET", "/v4/namespace/storage", {}, 200),
+    ("POST", "/v4/namespace/storage", {"json": {"namespace": "b"}}, 201),
+    ("GET", "/v4/namespace/storage/a", {}, 200),
+    ("DELETE", "/v4/namespace/storage/b", {}, 200),
+    ("GET", "/v4/admin/compaction", {}, 200),
+    ("GET", "/healthz", {}, 200),
+    ("GET", "/metrics", {}, 200),
+]
+UNSUPPORTED_ROUTES = [
+    ("POST", "/v4/storage/a/revert", {"json": {"to_tx": 0}}, "revert"),
+    ("GET", "/v4/tx", {"query": {"at": "2026-01-01T00:00:00Z"}}, "tx_at"),
+    ("POST", "/v4/storage/a/read", {"json": {"keys": ["k"], "at": "2026-01-01T00:00:00Z"}}, "tx_at"),
+    ("POST", "/v4/storage/a/read", {"json": {"keys": ["k"], "proof": True}}, "proved_read"),
+    ("GET", "/v4/head", {}, "head"),
+    ("GET", "/v4/proof/inclusion", {"query": {"tx": "1"}}, "inclusion_proof"),
+    ("GET", "/v4/proof/consistency", {"query": {"from": "1"}}, "consistency_proof"),
+    ("GET", "/v4/verify", {}, "verify"),
+    ("POST", "/v4/stream/s/write", {"json": [{"data": "e"}]}, "streams"),
+    ("GET", "/v4/stream/s", {}, "streams"),
+    ("GET", "/v4/stream/s/sse", {}, "streams"),
+    ("GET", "/v4/namespace/stream", {}, "streams"),
+    ("POST", "/v4/namespace/stream", {"json": {"namespace": "s"}}, "streams"),
+    ("GET", "/v4/namespace/stream/s", {}, "streams"),
+    ("DELETE", "/v4/namespace/stream/s", {}, "streams"),
+    ("POST", "/v4/admin/compact", {"json": {}}, "compact"),
+    ("POST", "/v4/admin/backup", {"json": {"path": "b1"}}, "backup"),
+    ("POST", "/v4/storage/a/write", {"json": [{"key": "k", "value": 3}], "headers": {"Idempotency-Key": "w-1"}},
+     "idempotency keys"),
+]
+
+
+def test_every_route_on_etcd_answers_or_is_501_not_supported(etcd_app: App) -> None:
+    client = Client(etcd_app)
+    for method, path, options, status in SUPPORTED_ROUTES:
+        response = client.request(method, path, **options)
+        assert (method, path, response.status) == (method, path, status), response.body
+    latest = etcd_app.store.latest_tx
+    for method, path, options, operation in UNSUPPORTED_ROUTES:
+        response = client.request(method, path, **options)
+        assert (method, path, response.status, response.headers["content-type"]) == (
+            method, path, 501, "application/problem+json")
+        problem = response.json()
+        assert (problem["code"], problem["operation"], problem["backend"]) == ("NOT_SUPPORTED", operation, "etcd")
+    assert etcd_app.store.latest_tx == latest
+    covered = {(m, p) for m, p, _, _ in SUPPORTED_ROUTES + UNSUPPORTED_ROUTES}
+    templates = {(m, re.sub(r"\{\w+\}", "X", t)) for t, m, _, _ in TABLE if not t.startswith("/console")}
+    assert {(m, re.sub(r"/v4/(storage|namespace/storage|namespace/stream|stream)/[a-z]+\b", r"/v4/\1/X",
+                   re.sub(r"/v4/tx/1", "/v4/tx/X", p))) for m, p in covered} | {
+        ("GET", "/v4/storage/X/sse"), ("GET", "/openapi.json"), ("GET", "/v4/whoami")} == templates
