@@ -380,3 +380,18 @@ def test_every_route_on_etcd_answers_or_is_501_not_supported(etcd_app: App) -> N
     assert {(m, re.sub(r"/v4/(storage|namespace/storage|namespace/stream|stream)/[a-z]+\b", r"/v4/\1/X",
                    re.sub(r"/v4/tx/1", "/v4/tx/X", p))) for m, p in covered} | {
         ("GET", "/v4/storage/X/sse"), ("GET", "/openapi.json"), ("GET", "/v4/whoami")} == templates
+
+
+def test_strata_serve_refuses_a_bad_etcd_url_and_retention_in_one_line(tmp_path: Path) -> None:
+    from server.serve_config import ServeConfigError, check_etcd_store
+    from tests.server.test_serve_config import refused, run_serve
+
+    with pytest.raises(ServeConfigError) as raised:
+        check_etcd_store("etcd://h1:99999/strata", None)
+    assert str(raised.value) == ("--data etcd://h1:99999/strata: 'etcd://h1:99999/strata' is not an etcd store URL: "
+                                 "the port of 'h1:99999' must be a number from 1 to 65535; the form is "
+                                 "etcd://HOST:PORT,HOST:PORT,.../PREFIX")
+    # One real `strata serve`: the check runs before the data directory would be made, and says why.
+    refused(run_serve(tmp_path, "--data", "etcd://h1:2379/strata", "--retain-txs", "10", "--port", str(free_port())),
+            "--retain-txs and --retain-for need a store on the LMDB backend (a directory)")
+    assert list(tmp_path.iterdir()) == [tmp_path / "xdg"]  # no data directory, no lock file
