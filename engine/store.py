@@ -43,11 +43,12 @@ def _ttl_us(ttl: Any) -> int:
     return round(seconds * 1_000_000)
 
 
-def check_open_options(clock: Any, idempotency_ttl: Any) -> None:
-    """``INVALID_PARAMETERS`` for a ``clock`` or ``idempotency_ttl`` :meth:`Store.open` cannot take (any backend)."""
+def check_open_options(clock: Any, idempotency_ttl: Any) -> int:
+    """``INVALID_PARAMETERS`` for a ``clock`` or ``idempotency_ttl`` :meth:`Store.open` cannot take (any
+    backend); else the ttl in microseconds."""
     if clock is not None and not callable(clock):
         raise InvalidParameters("clock must be a function returning epoch seconds", parameter="clock")
-    _ttl_us(idempotency_ttl)
+    return _ttl_us(idempotency_ttl)
 
 
 #: Namespace handles kept for reuse by :meth:`Store.namespace`. A server asks for whatever name a

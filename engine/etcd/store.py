@@ -79,7 +79,7 @@ class EtcdStore:
         (etcd is always durable); ``limits``, ``clock`` and ``idempotency_ttl`` as for :meth:`engine.Store.open`."""
         from ..store import check_open_options  # the LMDB store's own checks (store imports this module lazily)
 
-        check_open_options(clock, idempotency_ttl)
+        ttl_us = check_open_options(clock, idempotency_ttl)
         if Retention.of(retention) is not None:
             raise NotSupported.needs_lmdb("retention")
         parsed = EtcdUrl.parse(url)
@@ -93,8 +93,6 @@ class EtcdStore:
         except BaseException:
             client.close()
             raise
-        ttl_us = round((idempotency_ttl.total_seconds() if isinstance(idempotency_ttl, timedelta)
-                        else idempotency_ttl) * 1_000_000)
         return cls(parsed, client, storage, ttl_us)
 
     def storage(self) -> EtcdStorage:

@@ -22,9 +22,12 @@ import pytest
 
 from engine import Item, Namespace, Store, errors, export_history, export_snapshot, import_rows
 from engine.etcd.store import EtcdStore
+from engine.etcd.transaction import EtcdTransaction
 from engine.etcd.url import EtcdUrl
 from engine.idempotency import Claim
+from engine.txn import Transaction
 from server.app import App, create_app
+from server.lifecycle import LifecycleLeader
 from server.routes import TABLE
 from tests.engine.clock import T0, Clock
 from tests.server.conftest import Client, LiveServer, start_server, stop_server
@@ -172,8 +175,17 @@ def test_every_public_member_of_the_lmdb_store_exists_on_etcd() -> None:
     def public(cls: type) -> set[str]:
         return {name for name in dir(cls) if not name.startswith("_")}
 
-    assert public(Store) <= public(EtcdStore) | {"open"}
+    assert public(Store) <= public(EtcdStore)
     assert public(Namespace) - {"name"} <= public(EtcdNamespace)
+    assert public(Transaction) <= public(EtcdTransaction)
+
+
+def test_on_etcd_every_server_process_runs_the_expiry_sweep_without_a_lock_file(on_etcd: Store, url: str) -> None:
+    leader = LifecycleLeader(on_etcd, url, None, expire_every=60)
+    assert leader.lock_path is None and not leader.leading
+    assert leader._try_lock() and leader.leading  # no lock to take: concurrent sweeps record each expiry once
+    leader._release()
+    assert not leader.leading
 
 
 def _unsupported(store: Store, path: Path) -> list[tuple[str, Callable[[], Any]]]:
