@@ -177,6 +177,29 @@ class StorageError(EngineError):
     code = "STORAGE_ERROR"
 
 
+class NotSupported(EngineError):
+    """The store's backend does not support this operation yet (a store on etcd: streams, proofs, heads,
+    verify, reads by time, compaction and retention, backup, revert, export and import, idempotency keys;
+    see docs/scale-out.md). ``details["operation"]`` names it, ``details["backend"]`` the store's backend.
+    Nothing was read or written: open the store on the LMDB backend (a directory) for it."""
+
+    code = "NOT_SUPPORTED"
+
+    @classmethod
+    def needs_lmdb(cls, operation: str, backend: str = "etcd") -> NotSupported:
+        """The error for ``operation`` on a store whose backend is ``backend``."""
+        return cls(f"{operation} is not supported on the {backend} backend yet; it needs the LMDB backend "
+                   "(a store opened on a directory)", operation=operation, backend=backend)
+
+    @classmethod
+    def unless_lmdb(cls, store: object, operation: str) -> None:
+        """Raise the error for ``operation`` unless ``store`` is on the LMDB backend (for functions that take
+        a store and reach into LMDB's layout: export, import)."""
+        backend = getattr(store, "backend", "lmdb")
+        if backend != "lmdb":
+            raise cls.needs_lmdb(operation, backend)
+
+
 class ProofFailed(EngineError):
     """A Merkle proof did not verify, or the answer carrying it was not for what was asked (another
     tx, another size, a head that does not extend the trusted one). Raised by clients that check
@@ -220,6 +243,7 @@ BY_CODE: dict[str, type[EngineError]] = {
         StorageUnavailable,
         StoreClosed,
         StorageError,
+        NotSupported,
         ProofFailed,
         ProofTooLarge,
     )

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import compaction, schema, txlog
 from .compaction import CompactionReport
-from .errors import EngineError, StoreClosed
+from .errors import EngineError, NotSupported, StoreClosed
 
 if TYPE_CHECKING:
     from .store import Store
@@ -78,7 +78,9 @@ class Retention:
 
 
 def apply(store: Store, policy: Retention, should_stop: Any = None) -> CompactionReport | None:
-    """One retention pass: compact up to the policy's horizon (and finish a pending compaction)."""
+    """One retention pass: compact up to the policy's horizon (and finish a pending compaction).
+    ``NOT_SUPPORTED`` on a store whose backend does not compact (etcd, for now)."""
+    NotSupported.unless_lmdb(store, "retention")
     backend = store._backend
     now_us = store._now_us()  # the store's clock, which also stamped the commit times compared with it
 

@@ -3,8 +3,9 @@
 LMDB is driven today through Strata's own key layout by nine modules; etcd is versioned natively, so the
 boundary sits higher, at these operations (docs/design.md, "Strata on etcd"). :class:`StorageOps` states
 the ones built so far, with the answers every backend owes (the LMDB engine's own: the differential test
-``tests/etcd/test_differential.py`` holds the etcd backend to them). It is not wired into
-:class:`engine.Store` yet; :class:`engine.etcd.storage.EtcdStorage` implements it (mypy checks that).
+``tests/etcd/test_differential.py`` holds the etcd backend to them). :class:`engine.etcd.storage.EtcdStorage`
+implements it (mypy checks that); ``Store.open("etcd://...")`` returns :class:`engine.etcd.store.EtcdStore`,
+the ``Store`` API over it. The LMDB :class:`engine.Store` does not go through it.
 
 Still to add as they are built: the expiry sweep, reads by time and ``tx_at``, streams, the hash chain
 and proofs, compaction, idempotency keys, backup.

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from . import backup as _backup
 from . import compaction, expiry, feed, retention, schema, txlog, txtree, txtree_build
@@ -41,6 +41,14 @@ def _ttl_us(ttl: Any) -> int:
         raise InvalidParameters(f"idempotency_ttl must be 1 second to 10 years, not {ttl!r}",
                                 parameter="idempotency_ttl")
     return round(seconds * 1_000_000)
+
+
+def check_open_options(clock: Any, idempotency_ttl: Any) -> int:
+    """``INVALID_PARAMETERS`` for a ``clock`` or ``idempotency_ttl`` :meth:`Store.open` cannot take (any
+    backend); else the ttl in microseconds."""
+    if clock is not None and not callable(clock):
+        raise InvalidParameters("clock must be a function returning epoch seconds", parameter="clock")
+    return _ttl_us(idempotency_ttl)
 
 
 #: Namespace handles kept for reuse by :meth:`Store.namespace`. A server asks for whatever name a
@@ -75,6 +83,9 @@ class Store:
       a ``timedelta``; default 24 hours; see :mod:`engine.idempotency`).
     """
 
+    #: Which backend holds the store (``"etcd"`` on :class:`engine.etcd.store.EtcdStore`).
+    backend = "lmdb"
+
     def __init__(self, backend: Backend, limits: Limits, retention_policy: Retention | None = None,
                  clock: Callable[[], float] | None = None,
                  idempotency_ttl: float | timedelta = _idempotency.DEFAULT_TTL_SECONDS) -> None:
@@ -106,11 +117,20 @@ class Store:
              retention: Retention | int | timedelta | None = None,
              clock: Callable[[], float] | None = None,
              idempotency_ttl: float | timedelta = _idempotency.DEFAULT_TTL_SECONDS) -> Store:
-        """Open (creating if needed) the store in directory ``path``."""
+        """Open (creating if needed) the store in directory ``path``.
+
+        An ``etcd://h1:2379,h2:2379,h3:2379/PREFIX`` URL instead opens (creating if needed) the store at
+        ``PREFIX`` on that etcd cluster: an :class:`engine.etcd.store.EtcdStore`, with this class's API,
+        where what the etcd backend does not support yet raises ``NOT_SUPPORTED`` (see docs/scale-out.md;
+        ``map_size`` and ``max_readers`` are LMDB's and do not apply)."""
+        if type(path) is str and path.startswith("etcd:"):
+            from .etcd.store import EtcdStore  # imported only for etcd stores: the LMDB path loads none of it
+
+            # The facade has this class's public API (tests/etcd/test_store_open.py checks every member).
+            return cast(Store, EtcdStore.open(path, sync=sync, limits=limits, retention=retention, clock=clock,
+                                              idempotency_ttl=idempotency_ttl))
         policy = Retention.of(retention)
-        if clock is not None and not callable(clock):
-            raise InvalidParameters("clock must be a function returning epoch seconds", parameter="clock")
-        _ttl_us(idempotency_ttl)  # checked before the directory is touched
+        check_open_options(clock, idempotency_ttl)  # checked before the directory is touched
         backend = Backend(os.fspath(path), sync=sync, map_size=map_size, max_readers=max_readers)
         return cls(backend, limits or Limits(), policy, clock, idempotency_ttl)
 

@@ -80,7 +80,7 @@ from typing import TYPE_CHECKING, Any
 from . import compaction, events, expiry, schema, stream_transfer, txlog
 from .codec import CLEAR, OP_NAMES, PUT, decode_rich, pack_value, put_value
 from .encoding import inv_tx, keypart, ns_prefix
-from .errors import EngineError, InvalidParameters, NamespaceNotFound, TxCompacted, ValueTooLarge
+from .errors import EngineError, InvalidParameters, NamespaceNotFound, NotSupported, TxCompacted, ValueTooLarge
 from .scan import live_keys
 from .snapshot import resolve_tx
 from .txn import Batch, Run, apply_batch
@@ -155,6 +155,7 @@ def export_snapshot(store: Store, namespace: str, *, tx: int | None = None, pref
     Arguments and the tx are checked at the call (``FUTURE_TX``, ``TX_COMPACTED``), not at the
     first ``next()``; the header's ``count`` is the number of records when it is known cheaply.
     """
+    NotSupported.unless_lmdb(store, "export_snapshot")
     check_namespace(namespace)
     ns = store.namespace(namespace)
     scan = ns.scan(prefix, tx=tx, metadata=True, fields=("expire_time",))
@@ -258,6 +259,7 @@ def export_history(store: Store, namespace: str | None = None, *, since: int = 0
     horizon - 1``). The header's ``namespaces`` lists the namespaces at ``until`` (None unless it
     is the latest tx).
     """
+    NotSupported.unless_lmdb(store, "export_history")
     if namespace is not None:
         check_namespace(namespace)
         _check_exists(store, namespace, latest=False)
@@ -299,6 +301,7 @@ def export(store: Store, namespace: str | None = None, *, tx: int | None = None,
            since: int = 0, progress: Progress | None = None) -> Iterator[dict[str, Any]]:
     """:func:`export_history` (``history=True``; ``tx`` is then the last tx, ``since`` the tx
     after which it starts) or :func:`export_snapshot` of ``namespace`` at ``tx``."""
+    NotSupported.unless_lmdb(store, "export")
     if history:
         return export_history(store, namespace, since=since, until=tx, progress=progress)
     if since:
@@ -435,6 +438,7 @@ def import_snapshot(store: Store, rows: Iterable[dict[str, Any]], *, namespace: 
     ``details["row"]`` says where to resume). ``sync=False`` (default) skips the per-write flush;
     with ``sync`` None or True the import is flushed to disk before returning.
     """
+    NotSupported.unless_lmdb(store, "import_snapshot")
     header, body, start = _split_header(rows)
     if header is not None:
         _check_header(header, "snapshot")
@@ -566,6 +570,7 @@ def import_history(store: Store, rows: Iterable[dict[str, Any]], *, renumber: bo
     no live key are dropped. Its scope is the exported namespace (renamed) for a one-namespace
     export, else the whole store, where only a replay (not ``renumber``) drops.
     """
+    NotSupported.unless_lmdb(store, "import_history")
     rename = rename or {}
     limits = store.limits
     header, body, start = _split_header(rows)
@@ -663,6 +668,7 @@ def import_rows(store: Store, rows: Iterable[dict[str, Any]], *, namespace: str 
                 progress: Progress | None = None) -> ImportReport:
     """Import an export whose first row is its header: a snapshot (into ``namespace`` or the
     header's) or a history (``namespace`` then renames the exported one)."""
+    NotSupported.unless_lmdb(store, "import_rows")
     it = iter(rows)
     header = next(it, None)
     if header is None:

@@ -218,7 +218,7 @@ class App:
             status, headers, body = problem_response(reused(exc), path)
         except errors.EngineError as exc:
             status, headers, body = problem_response(from_engine_error(exc), path)
-            if status >= 500:
+            if status >= 500 and status != 501:  # 501: the store's backend lacks the operation, nothing broke
                 log.error("%s %s -> %d %s: %s", environ.get("REQUEST_METHOD"), path[:200], status, exc.code,
                           exc.message)
         except Exception:

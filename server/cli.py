@@ -41,7 +41,8 @@ from server.auth import KeysFileError
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     # No argparse defaults for these four: a flag wins over $STRATA_*, which wins over the default
     # (server.serve_config resolves them).
-    p.add_argument("--data", default=None, help="store directory (created if missing; default $STRATA_DATA or ./data)")
+    p.add_argument("--data", default=None, help="store directory (created if missing; default $STRATA_DATA or ./data), "
+                   "or etcd://HOST:PORT,HOST:PORT,.../PREFIX for a store on an etcd cluster (docs/scale-out.md)")
     p.add_argument("--host", default=None, help="address to listen on (default $STRATA_HOST or 127.0.0.1)")
     p.add_argument("--port", default=None, help="port, 1 to 65535 (default $STRATA_PORT or 8080)")
     p.add_argument("--workers", default=None,
@@ -101,9 +102,10 @@ def _check_serve_options(args: argparse.Namespace) -> str | None:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Check everything that can be checked (values, the data directory, the address), then run
     gunicorn; nothing is created on disk before the checks pass."""
+    from engine.etcd.url import is_etcd_url
     from server.app import create_app
     from server.lifecycle import idempotency_ttl, retention_policy
-    from server.serve_config import ServeConfigError, check_bindable, check_data_dir, resolve
+    from server.serve_config import ServeConfigError, check_bindable, check_data_dir, check_etcd_store, resolve
     from server.worker import StrataWorker
 
     keys_file = args.keys or os.environ.get("STRATA_KEYS_FILE") or None
@@ -128,10 +130,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "(or STRATA_KEYS_FILE), or --insecure to accept that anyone who can reach it may write",
               file=sys.stderr)
         return 2
+    etcd = is_etcd_url(config.data)
     try:
-        check_data_dir(config.data)
+        if etcd:
+            check_etcd_store(config.data, retention)
+        else:
+            check_data_dir(config.data)
         check_bindable(config.host, config.port)
-        os.makedirs(config.data, exist_ok=True)
+        if not etcd:
+            os.makedirs(config.data, exist_ok=True)
     except ServeConfigError as exc:
         print(f"strata serve: {exc}", file=sys.stderr)
         return 2
@@ -141,7 +148,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     auth = (f"API keys required ({len(app.keyring)} from {keys_file})" if app.keyring.enabled
             else "API keys not required (auth off)")
     signing = "" if app.signer is None else f", heads signed by key {app.signer.key_id}"
-    started = (f"strata serve: data {os.path.abspath(config.data)}, listening on {config.url}, "
+    data = config.data if etcd else os.path.abspath(config.data)
+    started = (f"strata serve: data {data}, listening on {config.url}, "
                f"{config.workers} worker(s) x {args.threads} thread(s), {auth}{signing}")
     host = f"[{config.host}]" if ":" in config.host else config.host
     options = {

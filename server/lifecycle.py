@@ -22,6 +22,11 @@ however it dies, so leadership moves to another live worker within one tick: aft
 the old ones still run, so "the first worker to boot" or "worker 0" would leave nobody in charge
 once the old generation exits. The gunicorn master never runs it: it must not open the LMDB
 environment before forking.
+
+**A store on etcd** (``--data etcd://...``) has no data directory to hold a lock file and needs none:
+retention is refused at startup (not supported there yet), and the expiry sweep is safe to run in
+every worker at once (each sweep's deletes are guarded by the expiring version, so concurrent sweepers
+record each expiry once; see :mod:`engine.etcd.sweep`), so every worker leads.
 """
 
 from __future__ import annotations
@@ -133,7 +138,8 @@ class LifecycleLeader(threading.Thread):
         self.policy = policy
         self.expire_every = expire_every or None
         self.tick = min(t for t in (policy.interval if policy else None, self.expire_every) if t)
-        self.lock_path = Path(data_dir) / LOCK_NAME
+        local = getattr(store, "backend", "lmdb") == "lmdb"
+        self.lock_path = Path(data_dir) / LOCK_NAME if local else None  # None: no lock, every process leads
         self._fd: int | None = None
         self._stop_event = threading.Event()
 
@@ -143,6 +149,9 @@ class LifecycleLeader(threading.Thread):
         return self._fd is not None
 
     def _try_lock(self) -> bool:
+        if self.lock_path is None:
+            self._fd = -1  # leading without a lock: nothing to release
+            return True
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -177,7 +186,7 @@ class LifecycleLeader(threading.Thread):
 
     def _release(self) -> None:
         fd, self._fd = self._fd, None
-        if fd is not None:
+        if fd is not None and fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(fd)  # closing the only descriptor releases the flock
 

@@ -38,6 +38,7 @@ STATUS_BY_ERROR: dict[type[BaseException], int] = {
     errors.StorageUnavailable: 503,
     errors.StoreClosed: 503,
     errors.StorageError: 500,
+    errors.NotSupported: 501,
 }
 
 # HTTP-level codes (the engine's codes are on its error classes).

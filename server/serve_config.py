@@ -111,6 +111,21 @@ def check_data_dir(data: str) -> None:
             return
 
 
+def check_etcd_store(url: str, retention: Any) -> None:
+    """ServeConfigError unless the store ``url`` names (``etcd://...``) can be served: the URL is good,
+    no retention policy is asked for (not supported on etcd yet), and the cluster answers (the store is
+    opened once, creating it if its prefix holds none, and closed: the workers open their own)."""
+    from engine import Store, errors
+
+    if retention is not None:
+        raise ServeConfigError("--retain-txs and --retain-for need a store on the LMDB backend (a directory); "
+                               "a store on etcd is not compacted yet (docs/scale-out.md)")
+    try:
+        Store.open(url).close()
+    except errors.EngineError as exc:
+        raise ServeConfigError(f"--data {url}: {exc.message}") from None
+
+
 def check_bindable(host: str, port: int) -> None:
     """ServeConfigError unless ``host:port`` can be bound now (with the options gunicorn uses); the
     probe socket is closed again, so gunicorn binds it next."""

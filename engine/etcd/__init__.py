@@ -12,6 +12,10 @@ at any tx), :mod:`~engine.etcd.expiry` (expiry, metadata, creation times: the re
 :mod:`~engine.etcd.history`, :mod:`~engine.etcd.diff`, :mod:`~engine.etcd.txlog` (log entries, the change
 feed, waiting for a tx), :mod:`~engine.etcd.namespaces`, and :mod:`~engine.etcd.storage` (``EtcdStorage``,
 all of it behind the operations of :mod:`engine.storage_ops`).
+
+What users open: :mod:`~engine.etcd.url` (``etcd://`` store URLs), :mod:`~engine.etcd.store` (``EtcdStore``,
+what ``Store.open("etcd://...")`` returns: ``Store``'s API, ``NOT_SUPPORTED`` for what etcd lacks yet) and
+:mod:`~engine.etcd.namespace` (``EtcdNamespace``, ``Namespace``'s API).
 """
 
 from .client import EtcdClient

@@ -2,8 +2,9 @@
 
 :class:`EtcdStorage` is the etcd side of the backend seam (docs/design.md, "Strata on etcd"): the
 Strata-level operations the LMDB engine implements over its own key layout, implemented over etcd's
-native versions instead. It is not plugged under :class:`engine.Store` yet; the differential test
-(``tests/etcd/test_differential.py``) holds it to the LMDB engine's answers.
+native versions instead. Users reach it through ``Store.open("etcd://...")``, which returns the facade
+:class:`engine.etcd.store.EtcdStore` over it; the differential test (``tests/etcd/test_differential.py``)
+holds it to the LMDB engine's answers.
 
 Contract (what holds today):
 
@@ -46,7 +47,8 @@ Not yet (each raises ``NotImplementedError`` or is simply absent): the hash chai
 ``verify`` (the sealer), commit-time clamping across writers (the sealer: commit times, and so the
 expiry read rule at a tx, are the writer's clock as written), reads by time
 (``tx_at``), streams, compaction, the engine's idempotency (``Claim``: recorded answers and refusals;
-:meth:`commit` takes a request id, the retry-safety half of it), backup, ``Store.open("etcd://...")``.
+:meth:`commit` takes a request id, the retry-safety half of it), backup (the facade raises
+``NOT_SUPPORTED`` for each).
 The tx numbering needs a cluster no one else writes to (revisions are cluster-wide); foreign writes
 are not detected yet.
 """

@@ -40,6 +40,8 @@ class TxEntry:
     time_us: int
     note: dict[str, Any] | None
     operations: list[Operation]
+    #: The tx's chain hash: always None here, the hash chain is not computed on etcd yet (the sealer).
+    hash: str | None = None
 
 
 def decode(tx: int, value: bytes) -> TxEntry:

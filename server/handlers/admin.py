@@ -90,8 +90,10 @@ def compaction_status(app: App, req: Request) -> Response:
 
 def backup(app: App, req: Request) -> Response:
     """``POST /v4/admin/backup`` with ``{"path": "NAME"}`` (optional: ``backup-<UTC time>``): 201
-    and the backup's ``path`` (on the server), ``name``, ``tx``, ``hash``, ``size_bytes``, ``time``."""
+    and the backup's ``path`` (on the server), ``name``, ``tx``, ``hash``, ``size_bytes``, ``time``.
+    501 ``NOT_SUPPORTED`` on a store on etcd, before the backup directory is touched."""
     _whole_store(req)
+    errors.NotSupported.unless_lmdb(app.store, "backup")
     req.query(_NO_QUERY)
     body = check_fields(req.json(empty={}), _BACKUP_FIELDS, 'backup takes {"path": "name"}')
     name = body.get("path")

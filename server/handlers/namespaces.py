@@ -44,9 +44,11 @@ class Kind:
     shape: Callable[[Any], dict[str, Any]]
 
 
-STORAGE = Kind("namespace", Store.namespaces, Store.namespace_info, Store.create_namespace, Store.drop_namespace,
-               namespace_json)
-STREAMS = Kind("stream", Store.streams, Store.stream_info, Store.create_stream, Store.drop_stream, stream_json)
+# Called by name, not as ``Store.namespaces``: the server's store may be on etcd (engine.etcd.store.EtcdStore).
+STORAGE = Kind("namespace", lambda s: s.namespaces(), lambda s, n: s.namespace_info(n),
+               lambda s, n, **o: s.create_namespace(n, **o), lambda s, n, **o: s.drop_namespace(n, **o), namespace_json)
+STREAMS = Kind("stream", lambda s: s.streams(), lambda s, n: s.stream_info(n),
+               lambda s, n, **o: s.create_stream(n, **o), lambda s, n, **o: s.drop_stream(n, **o), stream_json)
 
 
 def list_all(kind: Kind, app: App, req: Request) -> Response:

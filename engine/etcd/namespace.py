@@ -1,0 +1,134 @@
+"""A namespace of a store on etcd: :class:`engine.Namespace`'s API over :class:`~engine.etcd.storage.EtcdStorage`.
+
+Same calls, same arguments, same answers and errors as the LMDB namespace (the differential test holds
+the storage underneath to the LMDB engine's answers; the input checks are the engine's own functions,
+called by the storage). What the etcd backend does not do yet raises ``NOT_SUPPORTED``
+(:class:`engine.errors.NotSupported`) naming the operation, before anything is read or written: reads by
+time (``at=``), ``proved_read``, ``revert`` and idempotency keys (``idempotency=``). ``sync`` is accepted
+and changes nothing: etcd makes every txn durable on a quorum before it answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from ..errors import NotSupported
+from ..history import Change, Version
+from ..records import Item, NamespaceInfo, ReadResult, Record
+
+if TYPE_CHECKING:
+    from .store import EtcdStore
+
+
+class EtcdScan:
+    """What :meth:`EtcdNamespace.scan` returns: an iterable of :class:`~engine.records.Record` in UTF-8 byte
+    order of keys, read at tx :attr:`tx` (as :class:`engine.scan.Scan`). The records were read when the scan
+    was made (paged at one etcd revision), so iterating it twice gives the same records."""
+
+    __slots__ = ("_records", "tx")
+
+    def __init__(self, result: ReadResult) -> None:
+        self._records = result.records
+        self.tx = result.tx
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self._records)
+
+    def __repr__(self) -> str:
+        return f"EtcdScan(tx={self.tx}, records={len(self._records)})"
+
+
+def refuse_claim(idempotency: object) -> None:
+    """``NOT_SUPPORTED`` for a write with an idempotency claim (the etcd commit is retry-safe within a call,
+    but does not keep answers for a caller's later retries yet)."""
+    if idempotency is not None:
+        raise NotSupported.needs_lmdb("idempotency keys")
+
+
+def _refuse_at(at: object) -> None:
+    if at is not None:
+        raise NotSupported.needs_lmdb("reads by time (at=)")
+
+
+class EtcdNamespace:
+    """Reads and writes of one namespace of a store on etcd; get one with :meth:`EtcdStore.namespace`.
+    See :class:`engine.Namespace` for every method's contract and the module docstring for what differs."""
+
+    __slots__ = ("_store", "name")
+
+    def __init__(self, store: EtcdStore, name: str) -> None:
+        self._store = store
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"EtcdNamespace({self.name!r})"
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def put(self, items: Mapping[str, Any] | Iterable[Item | tuple[str, Any]], *,
+            note: dict[str, Any] | None = None, sync: bool | None = None, ttl: float | None = None,
+            expiration: float | None = None, metadata: Any = None, expect: Mapping[str, int] | None = None,
+            idempotency: object = None) -> int:
+        """:meth:`engine.Namespace.put`."""
+        refuse_claim(idempotency)
+        return self._store.storage().put(self.name, items, note=note, ttl=ttl, expiration=expiration,
+                                         metadata=metadata, expect=expect)
+
+    def clear(self, keys: Iterable[str], *, note: dict[str, Any] | None = None, sync: bool | None = None,
+              expect: Mapping[str, int] | None = None, idempotency: object = None) -> int:
+        """:meth:`engine.Namespace.clear`."""
+        refuse_claim(idempotency)
+        return self._store.storage().clear(self.name, keys, note=note, expect=expect)
+
+    def delete(self, keys: Iterable[str], *, note: dict[str, Any] | None = None, sync: bool | None = None,
+               expect: Mapping[str, int] | None = None, idempotency: object = None) -> int:
+        """:meth:`engine.Namespace.delete`."""
+        refuse_claim(idempotency)
+        return self._store.storage().delete(self.name, keys, note=note, expect=expect)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def read(self, keys: Iterable[str], *, tx: int | None = None, at: datetime | float | None = None,
+             metadata: bool = False, fields: Iterable[str] | None = None) -> ReadResult:
+        """:meth:`engine.Namespace.read` (``at``: ``NOT_SUPPORTED``)."""
+        _refuse_at(at)
+        return self._store.storage().read(self.name, keys, tx=tx, metadata=metadata, fields=fields)
+
+    def get(self, key: str, *, tx: int | None = None, at: datetime | float | None = None,
+            metadata: bool = False, fields: Iterable[str] | None = None) -> Record | None:
+        """:meth:`engine.Namespace.get` (``at``: ``NOT_SUPPORTED``)."""
+        _refuse_at(at)
+        return self._store.storage().get(self.name, key, tx=tx, metadata=metadata, fields=fields)
+
+    def scan(self, prefix: str = "", *, tx: int | None = None, after: str | None = None,
+             limit: int | None = None, at: datetime | float | None = None, metadata: bool = False,
+             fields: Iterable[str] | None = None) -> EtcdScan:
+        """:meth:`engine.Namespace.scan` (``at``: ``NOT_SUPPORTED``)."""
+        _refuse_at(at)
+        return EtcdScan(self._store.storage().scan(self.name, prefix, tx=tx, after=after, limit=limit,
+                                                   metadata=metadata, fields=fields))
+
+    def history(self, key: str, *, before: int | None = None, after: int | None = None, limit: int = 100,
+                order: str = "desc") -> list[Version]:
+        """:meth:`engine.Namespace.history`."""
+        return self._store.storage().history(self.name, key, before=before, after=after, limit=limit, order=order)
+
+    def diff(self, from_tx: int, to_tx: int) -> Iterator[Change]:
+        """:meth:`engine.Namespace.diff`."""
+        return iter(self._store.storage().diff(self.name, from_tx, to_tx))
+
+    def info(self) -> NamespaceInfo | None:
+        """:meth:`engine.Namespace.info`."""
+        return self._store.namespace_info(self.name)
+
+    # -- what needs the LMDB backend -----------------------------------------------------------
+
+    def proved_read(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """``NOT_SUPPORTED``: proofs need the hash chain and Merkle tree (not built on etcd yet)."""
+        raise NotSupported.needs_lmdb("proved_read")
+
+    def revert(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """``NOT_SUPPORTED`` (not built on etcd yet)."""
+        raise NotSupported.needs_lmdb("revert")

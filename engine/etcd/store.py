@@ -1,0 +1,264 @@
+"""A Strata store on an etcd cluster, with :class:`engine.Store`'s API: what ``Store.open("etcd://...")`` returns.
+
+:class:`EtcdStore` is a facade over :class:`~engine.etcd.storage.EtcdStorage` (the Strata-level operations,
+held to the LMDB engine's answers by ``tests/etcd/test_differential.py``): the same calls with the same
+arguments, answers and errors as the LMDB store for what the etcd backend does, and for the rest one error,
+``NOT_SUPPORTED`` (:class:`engine.errors.NotSupported`, HTTP 501), naming the operation, raised before
+anything is read or written. The LMDB classes stay untouched: no call on an LMDB store goes through here.
+
+Supported: namespaces (``namespace(name)`` with put, get, read, scan, delete, clear, history, diff,
+info), multi-namespace ``transaction``, ``latest_tx``, ``tx_info`` and ``changes`` (entries carry
+``hash=None``: the hash chain is not computed on etcd yet), ``wait_for`` (a watch), ``namespaces``,
+``namespace_info``, ``create_namespace``, ``drop_namespace``, ``expire``, ``next_expiry``, ``stats``
+(``latest_tx`` and the cluster's database size), ``sync`` (nothing to do: etcd makes every txn durable on a
+quorum before it answers), ``horizon`` (always 0: etcd stores are never compacted yet) and
+``compaction_status``, ``close`` and the context manager.
+
+``NOT_SUPPORTED``: streams, ``tx_at`` and reads by time, ``head``, inclusion and consistency proofs,
+``proved_read``, ``verify``, ``compact``, retention (``retention=`` and ``apply_retention``), ``backup``
+and ``restore``, ``revert``, export and import, and idempotency keys (``idempotency=``).
+
+The store owns its etcd client; after :meth:`close` every call raises ``STORE_CLOSED``. Thread-safe (the
+client and storage are); it may cross a ``fork`` only if it was not used before it (like any HTTP pool).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, NoReturn
+
+from .. import idempotency as _idempotency
+from ..errors import NotSupported, StorageUnavailable, StoreClosed
+from ..records import Limits, NamespaceInfo
+from ..retention import Retention
+from ..validation import check_namespace
+from .client import EtcdClient
+from .namespace import EtcdNamespace, refuse_claim
+from .storage import EtcdStorage
+from .transaction import EtcdTransaction
+from .txlog import TxEntry
+from .url import EtcdUrl
+
+#: Seconds a call keeps trying other members before ``STORAGE_UNAVAILABLE`` (the client's default).
+RETRY_TIMEOUT = 10.0
+#: Read timeout of one attempt: writes go through the retry-safe commit, so giving up early is safe, and
+#: it bounds the stall when the leader dies (docs/design.md, "Strata on etcd").
+REQUEST_TIMEOUT = 2.0
+
+
+class EtcdStore:
+    """A Strata store under a prefix of an etcd cluster; see the module docstring. Open it with
+    ``Store.open("etcd://h1:2379,h2:2379,h3:2379/PREFIX")`` or :meth:`open`."""
+
+    #: Which backend holds the store (``"lmdb"`` on :class:`engine.Store`).
+    backend = "etcd"
+
+    def __init__(self, url: EtcdUrl, client: EtcdClient, storage: EtcdStorage, idempotency_ttl_us: int) -> None:
+        self.url = url
+        self.path = str(url)
+        self._client = client
+        self._storage: EtcdStorage | None = storage
+        self.limits: Limits = storage.limits
+        self.retention: Retention | None = None
+        self.idempotency_ttl_us = idempotency_ttl_us
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, url: str, *, sync: bool = True, limits: Limits | None = None,
+             retention: Retention | int | timedelta | None = None, clock: Callable[[], float] | None = None,
+             idempotency_ttl: float | timedelta = _idempotency.DEFAULT_TTL_SECONDS,
+             retry_timeout: float = RETRY_TIMEOUT) -> EtcdStore:
+        """Open (creating if the prefix holds none) the store ``url`` names (see :mod:`engine.etcd.url`).
+
+        ``INVALID_PARAMETERS`` for a bad URL or option (nothing contacted); ``NOT_SUPPORTED`` for a
+        retention policy; ``STORAGE_UNAVAILABLE`` when no member answers within ``retry_timeout`` seconds
+        (the message names the URL, ``details["endpoints"]`` what each member said). ``sync`` is accepted
+        (etcd is always durable); ``limits``, ``clock`` and ``idempotency_ttl`` as for :meth:`engine.Store.open`."""
+        from ..store import check_open_options  # the LMDB store's own checks (store imports this module lazily)
+
+        ttl_us = check_open_options(clock, idempotency_ttl)
+        if Retention.of(retention) is not None:
+            raise NotSupported.needs_lmdb("retention")
+        parsed = EtcdUrl.parse(url)
+        client = EtcdClient(parsed.endpoints, request_timeout=REQUEST_TIMEOUT, retry_timeout=retry_timeout)
+        try:
+            storage = EtcdStorage.open(client, parsed.prefix, limits=limits, clock=clock)
+        except StorageUnavailable as exc:
+            client.close()
+            raise StorageUnavailable(f"cannot open the store {parsed}: {exc.message}", url=str(parsed),
+                                     **exc.details) from None
+        except BaseException:
+            client.close()
+            raise
+        return cls(parsed, client, storage, ttl_us)
+
+    def storage(self) -> EtcdStorage:
+        """The storage underneath; ``STORE_CLOSED`` once the store is closed."""
+        storage = self._storage
+        if storage is None:
+            raise StoreClosed("the store is closed; open it again to use it")
+        return storage
+
+    def __enter__(self) -> EtcdStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"EtcdStore({self.path!r})"
+
+    def close(self) -> None:
+        """Close the store and its client; later calls raise ``STORE_CLOSED``. Closing twice is fine."""
+        with self._lock:
+            if self._storage is not None:
+                self._storage = None
+                self._client.close()
+
+    # -- namespaces ---------------------------------------------------------------------------
+
+    def namespace(self, name: str) -> EtcdNamespace:
+        """The namespace called ``name`` (validated; nothing is created until it is written)."""
+        return EtcdNamespace(self, check_namespace(name))
+
+    def namespaces(self) -> list[NamespaceInfo]:
+        """Every namespace that exists (created or written, not dropped), by name."""
+        storage = self.storage()
+        infos = (storage.namespace_info(name) for name in storage.namespaces())
+        return [info for info in infos if info is not None]
+
+    def namespace_info(self, name: str) -> NamespaceInfo | None:
+        """What ``name`` holds at the latest tx, or None if it does not exist."""
+        return self.storage().namespace_info(name)
+
+    def create_namespace(self, name: str, *, idempotency: object = None) -> NamespaceInfo:
+        """Create an empty namespace (no tx is consumed); ``NAMESPACE_EXISTS`` if it exists."""
+        refuse_claim(idempotency)
+        return self.storage().create_namespace(name)
+
+    def drop_namespace(self, name: str, *, note: dict[str, Any] | None = None, sync: bool | None = None,
+                       idempotency: object = None) -> int:
+        """Delete every live key of ``name`` in one tx and forget the namespace; returns the tx
+        (``NAMESPACE_NOT_FOUND`` if it does not exist), as :meth:`engine.Store.drop_namespace`."""
+        refuse_claim(idempotency)
+        return self.storage().drop_namespace(name, note=note)
+
+    # -- transactions and the timeline ---------------------------------------------------------
+
+    def transaction(self, *, note: dict[str, Any] | None = None, sync: bool | None = None,
+                    idempotency: object = None) -> EtcdTransaction:
+        """Several operations on several namespaces as one tx, as :meth:`engine.Store.transaction`."""
+        refuse_claim(idempotency)
+        return self.storage().transaction(note=note)
+
+    @property
+    def latest_tx(self) -> int:
+        """The latest committed tx (0 for an empty store)."""
+        return self.storage().latest_tx
+
+    def tx_info(self, tx: int) -> TxEntry | None:
+        """Commit time, note and operations of ``tx`` (``hash`` None); None if it was not committed."""
+        return self.storage().tx_info(tx)
+
+    def changes(self, since: int = 0, *, limit: int = 1000, namespace: str | None = None) -> list[TxEntry]:
+        """Committed txs after ``since``, in tx order (``hash`` None), as :meth:`engine.Store.changes`."""
+        return self.storage().changes(since, limit=limit, namespace=namespace)
+
+    def wait_for(self, tx: int, timeout: float | None = None) -> bool:
+        """Block until ``tx`` is committed (by any process); False if ``timeout`` seconds pass first."""
+        return self.storage().wait_for(tx, timeout)
+
+    # -- expiry and housekeeping ---------------------------------------------------------------
+
+    def expire(self, *, sync: bool | None = None) -> int:
+        """Record every expiry that is due as a delete; return how many keys it deleted."""
+        return self.storage().expire()
+
+    def next_expiry(self) -> datetime | None:
+        """When the earliest expiry not yet recorded falls due (None if none is pending)."""
+        return self.storage().next_expiry()
+
+    def stats(self) -> dict[str, int]:
+        """``latest_tx``, and the cluster member's ``db_size`` (bytes) as ``map_size`` and its
+        ``db_size_in_use`` as ``used_bytes`` (the whole cluster's, not this prefix's alone)."""
+        storage = self.storage()
+        status = self._client.status()
+        return {"latest_tx": storage.latest_tx, "map_size": status.db_size, "used_bytes": status.db_size_in_use}
+
+    def sync(self) -> None:
+        """Nothing to flush: etcd makes every txn durable on a quorum before it answers."""
+        self.storage()
+
+    @property
+    def horizon(self) -> int:
+        """The lowest tx reads can target: always 0 (a store on etcd is never compacted yet)."""
+        self.storage()
+        return 0
+
+    def compaction_status(self) -> dict[str, Any]:
+        """``horizon`` 0, ``freed_versions`` 0, ``pending`` None: a store on etcd is never compacted yet."""
+        self.storage()
+        return {"horizon": 0, "freed_versions": 0, "pending": None}
+
+    # -- what needs the LMDB backend -----------------------------------------------------------
+
+    def stream(self, name: str) -> NoReturn:
+        """``NOT_SUPPORTED`` (streams are not built on etcd yet)."""
+        raise NotSupported.needs_lmdb("streams")
+
+    def streams(self) -> NoReturn:
+        """``NOT_SUPPORTED`` (streams are not built on etcd yet)."""
+        raise NotSupported.needs_lmdb("streams")
+
+    def stream_info(self, name: str) -> NoReturn:
+        """``NOT_SUPPORTED`` (streams are not built on etcd yet)."""
+        raise NotSupported.needs_lmdb("streams")
+
+    def create_stream(self, name: str, **options: Any) -> NoReturn:
+        """``NOT_SUPPORTED`` (streams are not built on etcd yet)."""
+        raise NotSupported.needs_lmdb("streams")
+
+    def drop_stream(self, name: str, **options: Any) -> NoReturn:
+        """``NOT_SUPPORTED`` (streams are not built on etcd yet)."""
+        raise NotSupported.needs_lmdb("streams")
+
+    def tx_at(self, at: datetime | float) -> NoReturn:
+        """``NOT_SUPPORTED`` (reads by time need the sealer's clamped commit times)."""
+        raise NotSupported.needs_lmdb("tx_at")
+
+    def head(self) -> NoReturn:
+        """``NOT_SUPPORTED`` (the hash chain and Merkle tree are not built on etcd yet)."""
+        raise NotSupported.needs_lmdb("head")
+
+    def inclusion_proof(self, tx: int, size: int | None = None) -> NoReturn:
+        """``NOT_SUPPORTED`` (the Merkle tree is not built on etcd yet)."""
+        raise NotSupported.needs_lmdb("inclusion_proof")
+
+    def consistency_proof(self, first: int, second: int | None = None) -> NoReturn:
+        """``NOT_SUPPORTED`` (the Merkle tree is not built on etcd yet)."""
+        raise NotSupported.needs_lmdb("consistency_proof")
+
+    def verify(self, receipt: tuple[int, str] | None = None) -> NoReturn:
+        """``NOT_SUPPORTED`` (the hash chain is not built on etcd yet)."""
+        raise NotSupported.needs_lmdb("verify")
+
+    def compact(self, before_tx: int | None = None, **options: Any) -> NoReturn:
+        """``NOT_SUPPORTED`` (etcd's compaction is cluster-wide; not wired yet)."""
+        raise NotSupported.needs_lmdb("compact")
+
+    def apply_retention(self, policy: Retention | int | timedelta | None = None) -> NoReturn:
+        """``NOT_SUPPORTED`` (retention compacts; see :meth:`compact`)."""
+        raise NotSupported.needs_lmdb("retention")
+
+    def backup(self, path: Any) -> NoReturn:
+        """``NOT_SUPPORTED`` (a backup of a store on etcd is an export with history; not built yet)."""
+        raise NotSupported.needs_lmdb("backup")
+
+    @staticmethod
+    def restore(backup_path: Any, data_dir: Any, *, verify: bool = True) -> NoReturn:
+        """``NOT_SUPPORTED``: restore a backup with :meth:`engine.Store.restore` into a directory."""
+        raise NotSupported.needs_lmdb("restore")

@@ -1,0 +1,409 @@
+"""``Store.open("etcd://...")`` and ``strata serve --data etcd://...`` on a real 3-member etcd cluster.
+
+The engine API through the facade (:class:`engine.etcd.store.EtcdStore`) gives the LMDB store's exact answers
+for the same writes at the same clock; every operation the etcd backend does not support yet raises
+``NOT_SUPPORTED`` naming it (never an AttributeError); bad URLs and an unreachable cluster are clear engine
+errors; one live ``strata serve --data etcd://`` answers a write and a read, and 501 for a stream route.
+
+Every test has its own store prefix on the module's one cluster (tests run one after another in a module,
+so nothing else writes the cluster while one runs: the tx numbering needs that).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from engine import Item, Namespace, Store, errors, export_history, export_snapshot, import_rows
+from engine.etcd.store import EtcdStore
+from engine.etcd.transaction import EtcdTransaction
+from engine.etcd.url import EtcdUrl
+from engine.idempotency import Claim
+from engine.txn import Transaction
+from server.app import App, create_app
+from server.lifecycle import LifecycleLeader
+from server.routes import TABLE
+from tests.engine.clock import T0, Clock
+from tests.server.conftest import Client, LiveServer, start_server, stop_server
+from tests.server.sse_client import open_stream
+
+from .cluster import EtcdCluster, free_port
+
+
+def at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def url_of(cluster: EtcdCluster, prefix: str) -> str:
+    return "etcd://" + ",".join(e.removeprefix("http://") for e in cluster.endpoints) + "/" + prefix
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def url(etcd_cluster: EtcdCluster, request: pytest.FixtureRequest) -> str:
+    return url_of(etcd_cluster, "open/" + re.sub(r"[^A-Za-z0-9._-]", "_", request.node.name))
+
+
+@pytest.fixture
+def on_etcd(url: str, clock: Clock) -> Iterator[Store]:
+    with Store.open(url, clock=clock) as store:
+        yield store
+
+
+@pytest.fixture
+def on_lmdb(tmp_path: Path, clock: Clock) -> Iterator[Store]:
+    with Store.open(tmp_path / "lmdb", clock=clock) as store:
+        yield store
+
+
+def _writes(store: Store, clock: Clock) -> list[Any]:
+    """The same writes on either store; what each returned (txs, errors, infos)."""
+    out: list[Any] = []
+    cities = store.namespace("cities")
+    out.append(cities.put({"c:1": {"name": "Braavos"}, "c:2": "Pentos", "c:3": b"\x00raw"}, note={"by": "ana"}))
+    clock.now += 1
+    out.append(cities.put([Item("c:4", 4, ttl=10), Item("c:5", 5, metadata={"m": 1})], metadata={"all": True}))
+    clock.now += 1
+    out.append(cities.clear(["c:2"]))
+    out.append(cities.delete(["c:3", "c:absent"]))
+    out.append(cities.delete(["c:absent"]))  # a no-op: no tx
+    try:
+        cities.put({"c:1": "x"}, expect={"c:1": 99})
+    except errors.Conflict as exc:
+        out.append(exc.to_dict())
+    try:
+        cities.put({"": 1})
+    except errors.InvalidKey as exc:
+        out.append(exc.to_dict())
+    with store.transaction(note={"t": 1}) as t:
+        t.put("cities", "c:6", [6])
+        t.put("towns", "t:1", "Lys")
+        t.delete("cities", "c:1")
+        t.expect("cities", "c:5", tx=2)
+    out.append(t.tx)
+    out.append(store.create_namespace("empty"))
+    try:
+        store.create_namespace("cities")
+    except errors.NamespaceExists as exc:
+        out.append(exc.to_dict())
+    clock.now += 1
+    out.append(store.namespace("towns").put({"t:2": "Tyrosh"}))
+    out.append(store.drop_namespace("towns", note={"drop": True}))
+    clock.now += 20  # c:4 expires
+    out.append(store.next_expiry())
+    out.append(store.expire())
+    out.append(store.next_expiry())
+    return out
+
+
+def _reads(store: Store) -> list[Any]:
+    """Every read of the engine API the etcd backend supports, at every tx."""
+    out: list[Any] = [store.latest_tx]
+    cities = store.namespace("cities")
+    for tx in range(0, store.latest_tx + 1):
+        out.append(cities.read(["c:1", "c:2", "c:3", "c:4", "c:5", "c:6"], tx=tx))
+        out.append(cities.read(["c:5", "c:4"], tx=tx, metadata=True, fields=["created_at", "updated_at",
+                                                                           "expire_time"]))
+        out.append(cities.get("c:1", tx=tx))
+        scan = cities.scan("c:", tx=tx, after="c:1", limit=3)
+        out.append((scan.tx, list(scan)))
+        out.append((lambda s: (s.tx, list(s)))(store.namespace("towns").scan(tx=tx)))
+    out.append(cities.get("c:5", metadata=True))
+    out.append(list(cities.scan()))
+    for key in ("c:1", "c:2", "c:3", "c:4"):
+        out.append(cities.history(key))
+        out.append(cities.history(key, order="asc", limit=2, after=1))
+    out.append(list(cities.diff(1, store.latest_tx)))
+    out.append(list(cities.diff(2, 4)))
+    for tx in range(1, store.latest_tx + 2):
+        info = store.tx_info(tx)
+        out.append(None if info is None else (info.tx, info.time, info.note, info.operations))
+    out.append([(i.tx, i.time, i.note, i.operations) for i in store.changes(0)])
+    out.append([(i.tx, i.operations) for i in store.changes(2, limit=2, namespace="cities")])
+    out.append(store.namespaces())
+    out.append([store.namespace_info(n) for n in ("cities", "towns", "empty", "never")])
+    out.append(cities.info())
+    out.append(store.wait_for(store.latest_tx, timeout=0))
+    out.append(store.wait_for(store.latest_tx + 1, timeout=0))
+    return out
+
+
+def test_the_engine_api_on_etcd_answers_as_on_lmdb(on_etcd: Store, on_lmdb: Store, clock: Clock) -> None:
+    assert type(on_etcd) is EtcdStore and on_etcd.backend == "etcd" and on_lmdb.backend == "lmdb"
+    start = clock.now
+    written = _writes(on_etcd, clock)
+    clock.now = start
+    assert _writes(on_lmdb, clock) == written
+    assert written[:5] == [1, 2, 3, 4, 4] and written[7] == 5 and written[-4:] == [7, at(T0 + 11), 1, None]
+    assert written[5]["code"] == "CONFLICT" and written[6]["code"] == "INVALID_KEY"
+    assert on_etcd.latest_tx == on_lmdb.latest_tx == 8  # the expiry sweep: tx 8
+    assert _reads(on_etcd) == _reads(on_lmdb)
+    # A few answers spelled out, so equality with LMDB is not equality of two wrong answers.
+    cities = on_etcd.namespace("cities")
+    assert [(r.key, r.value, r.tx) for r in cities.read(["c:1", "c:2", "c:6"], tx=5).records] == [
+        ("c:2", None, 3), ("c:6", [6], 5)]
+    assert [(v.tx, v.op) for v in cities.history("c:4")] == [(8, "delete"), (2, "put")]
+    info = on_etcd.tx_info(8)
+    assert info is not None and (info.note, info.hash, info.time.timestamp()) == ({"expired": True}, None, T0 + 23)
+    assert [n.name for n in on_etcd.namespaces()] == ["cities", "empty"]
+    assert (on_etcd.horizon, on_etcd.compaction_status()) == (0, {"horizon": 0, "freed_versions": 0, "pending": None})
+    stats = on_etcd.stats()
+    assert stats["latest_tx"] == 8 and stats["used_bytes"] > 0
+    on_etcd.sync()
+
+
+def test_reopening_the_url_finds_the_same_store(on_etcd: Store, url: str) -> None:
+    tx = on_etcd.namespace("a").put({"k": 1})
+    with Store.open(url) as again:
+        assert (again.latest_tx, again.namespace("a").get("k")) == (tx, on_etcd.namespace("a").get("k"))
+        assert repr(again) == f"EtcdStore({url!r})" and again.path == url
+
+
+def test_every_public_member_of_the_lmdb_store_exists_on_etcd() -> None:
+    from engine.etcd.namespace import EtcdNamespace
+
+    def public(cls: type) -> set[str]:
+        return {name for name in dir(cls) if not name.startswith("_")}
+
+    assert public(Store) <= public(EtcdStore)
+    assert public(Namespace) - {"name"} <= public(EtcdNamespace)
+    assert public(Transaction) <= public(EtcdTransaction)
+
+
+def test_on_etcd_every_server_process_runs_the_expiry_sweep_without_a_lock_file(on_etcd: Store, url: str) -> None:
+    leader = LifecycleLeader(on_etcd, url, None, expire_every=60)
+    assert leader.lock_path is None and not leader.leading
+    assert leader._try_lock() and leader.leading  # no lock to take: concurrent sweeps record each expiry once
+    leader._release()
+    assert not leader.leading
+
+
+def _unsupported(store: Store, path: Path) -> list[tuple[str, Callable[[], Any]]]:
+    ns = store.namespace("a")
+    claim = Claim("key-1", bytes(32), lambda result, error: b"", "")
+    return [
+        ("streams", lambda: store.stream("s")),
+        ("streams", lambda: store.streams()),
+        ("streams", lambda: store.stream_info("s")),
+        ("streams", lambda: store.create_stream("s")),
+        ("streams", lambda: store.drop_stream("s")),
+        ("tx_at", lambda: store.tx_at(T0)),
+        ("reads by time (at=)", lambda: ns.read(["k"], at=T0)),
+        ("reads by time (at=)", lambda: ns.get("k", at=T0)),
+        ("reads by time (at=)", lambda: ns.scan(at=T0)),
+        ("head", lambda: store.head()),
+        ("inclusion_proof", lambda: store.inclusion_proof(1)),
+        ("consistency_proof", lambda: store.consistency_proof(1)),
+        ("proved_read", lambda: ns.proved_read(["k"])),
+        ("verify", lambda: store.verify()),
+        ("compact", lambda: store.compact(1)),
+        ("retention", lambda: store.apply_retention(10)),
+        ("backup", lambda: store.backup(path / "backup")),
+        ("restore", lambda: EtcdStore.restore(path / "backup", path / "data")),
+        ("revert", lambda: ns.revert(1)),
+        ("export_snapshot", lambda: export_snapshot(store, "a")),
+        ("export_history", lambda: export_history(store)),
+        ("import_rows", lambda: import_rows(store, [])),
+        ("idempotency keys", lambda: ns.put({"k": 2}, idempotency=claim)),
+        ("idempotency keys", lambda: ns.delete(["k"], idempotency=claim)),
+        ("idempotency keys", lambda: store.transaction(idempotency=claim)),
+        ("idempotency keys", lambda: store.create_namespace("b", idempotency=claim)),
+    ]
+
+
+def test_each_unsupported_operation_raises_not_supported_and_changes_nothing(on_etcd: Store, tmp_path: Path) -> None:
+    on_etcd.namespace("a").put({"k": 1})
+    for operation, call in _unsupported(on_etcd, tmp_path):
+        with pytest.raises(errors.NotSupported) as raised:
+            call()
+        assert raised.value.to_dict() == {
+            "code": "NOT_SUPPORTED", "operation": operation, "backend": "etcd",
+            "message": f"{operation} is not supported on the etcd backend yet; it needs the LMDB backend "
+                       "(a store opened on a directory)"}
+    assert on_etcd.latest_tx == 1 and [n.name for n in on_etcd.namespaces()] == ["a"]
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(errors.NotSupported, match=r"^retention is not supported"):
+        Store.open("etcd://127.0.0.1:1/x", retention=10)  # refused before anything is contacted
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("etcd://", "it names no host"),
+    ("etcd:///p", "it names no host"),
+    ("etcd://h1:2379", "it names no store prefix after the hosts (etcd://h1:2379/strata)"),
+    ("etcd://h1:2379/", "it names no store prefix after the hosts (etcd://h1:2379/strata)"),
+    ("etcd://h1:99999/p", "the port of 'h1:99999' must be a number from 1 to 65535"),
+    ("etcd://h1:x/p", "the port of 'h1:x' must be a number from 1 to 65535"),
+    ("etcd://h1:0/p", "the port of 'h1:0' must be a number from 1 to 65535"),
+    ("etcd://h1:2379,,h2/p", "it names an empty host"),
+    ("etcd://h 1/p", "'h 1' is not a host or host:port"),
+    ("etcd://h1/p?x=1", "it has a query or fragment; an etcd store URL takes neither"),
+    ("etcd:/h1/p", "it does not start with etcd://"),
+    ("etcd://h1/a b", "an etcd store prefix is 1-128 characters of A-Z a-z 0-9 . _ - in components separated by "
+                      "'/', not 'a b'"),
+])
+def test_a_bad_url_is_invalid_parameters_saying_why(url: str, why: str) -> None:
+    with pytest.raises(errors.InvalidParameters) as raised:
+        Store.open(url)
+    assert raised.value.message == (f"{url!r} is not an etcd store URL: {why}; the form is "
+                                    "etcd://HOST:PORT,HOST:PORT,.../PREFIX")
+    assert raised.value.details == {"parameter": "path", "url": url}
+
+
+def test_a_url_names_members_and_prefix() -> None:
+    parsed = EtcdUrl.parse("etcd://h1,10.0.0.2:2380,[::1]:32379/team/store-1")
+    assert parsed == EtcdUrl(("http://h1:2379", "http://10.0.0.2:2380", "http://[::1]:32379"), "team/store-1")
+    assert str(parsed) == "etcd://h1:2379,10.0.0.2:2380,[::1]:32379/team/store-1"
+
+
+def test_an_unreachable_cluster_is_storage_unavailable_naming_the_url() -> None:
+    port = free_port()  # nothing listens there
+    with pytest.raises(errors.StorageUnavailable) as raised:
+        EtcdStore.open(f"etcd://127.0.0.1:{port}/p", retry_timeout=0.2)
+    assert raised.value.message.startswith(f"cannot open the store etcd://127.0.0.1:{port}/p: ")
+    assert raised.value.details["url"] == f"etcd://127.0.0.1:{port}/p"
+    assert [e["endpoint"] for e in raised.value.details["endpoints"]] == [f"http://127.0.0.1:{port}"]
+
+
+def test_a_closed_store_raises_store_closed(url: str) -> None:
+    store = Store.open(url)
+    ns = store.namespace("a")
+    store.close()
+    store.close()
+    for call in (lambda: store.latest_tx, lambda: ns.put({"k": 1}), lambda: ns.get("k"), store.namespaces):
+        with pytest.raises(errors.StoreClosed):
+            call()
+
+
+# -- strata serve --data etcd://... -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def etcd_server(etcd_cluster: EtcdCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = start_server(tmp_path_factory.mktemp("serve"), "--data", url_of(etcd_cluster, "serve"))
+    yield server
+    stop_server(server.proc)
+
+
+def test_strata_serve_on_etcd_writes_reads_and_answers_501_for_what_it_lacks(etcd_server: LiveServer) -> None:
+    status, _, body = etcd_server.request("POST", "/v4/storage/cities/write",
+                                          json=[{"key": "c:1", "value": {"name": "Braavos"}}])
+    assert (status, orjson.loads(body)["tx"]) == (200, 1)
+    status, _, body = etcd_server.request("POST", "/v4/storage/cities/read", json={"keys": ["c:1", "c:2"]})
+    answer = orjson.loads(body)
+    assert (status, answer["data"], answer["tx"]) == (200, [{"key": "c:1", "value": {"name": "Braavos"}, "tx": 1,
+                                                             "binary": False}], 1)
+    status, headers, body = etcd_server.request("GET", "/v4/namespace/stream")
+    assert (status, headers["content-type"]) == (501, "application/problem+json")
+    problem = orjson.loads(body)
+    assert (problem["code"], problem["operation"], problem["detail"]) == (
+        "NOT_SUPPORTED", "streams", "streams is not supported on the etcd backend yet; it needs the LMDB backend "
+                                    "(a store opened on a directory)")
+    status, _, body = etcd_server.request("GET", "/v4/head")
+    assert (status, orjson.loads(body)["operation"]) == (501, "head")
+    status, _, body = etcd_server.request("GET", "/v4/tx/1")
+    assert (status, orjson.loads(body)["hash"], orjson.loads(body)["note"]) == (200, None, None)
+    feed = open_stream(etcd_server.port, "/v4/storage/cities/sse?start_tx=0")
+    try:
+        assert (feed.status, feed.next_event()["data"]["tx"]) == (200, 1)
+        etcd_server.request("POST", "/v4/storage/cities/write", json=[{"key": "c:2", "value": 2}])
+        event = feed.next_event()  # pushed by the worker's watch of the store
+        assert (event["id"], event["data"]["operations"]) == (
+            2, [{"key": "c:2", "op": "put", "value": 2, "binary": False}])
+    finally:
+        feed.close()
+
+
+@pytest.fixture(scope="module")
+def etcd_app(etcd_cluster: EtcdCluster) -> Iterator[App]:
+    app = create_app(url_of(etcd_cluster, "routes"))
+    yield app
+    app.close()
+
+
+SUPPORTED_ROUTES = [
+    ("POST", "/v4/storage/a/write", {"json": [{"key": "k", "value": 1}]}, 200),
+    ("POST", "/v4/storage/a/read", {"json": {"keys": ["k"]}}, 200),
+    ("POST", "/v4/storage/a/scan", {"json": {}}, 200),
+    ("GET", "/v4/storage/a/key", {"query": {"key": "k"}}, 200),
+    ("HEAD", "/v4/storage/a/key", {"query": {"key": "k"}}, 200),
+    ("POST", "/v4/storage/a/key", {"query": {"key": "k2"}, "json": 2}, 200),
+    ("DELETE", "/v4/storage/a/key", {"query": {"key": "k2"}}, 200),
+    ("POST", "/v4/storage/a/delete", {"json": {"keys": ["none"]}}, 200),
+    ("GET", "/v4/storage/a/history", {"query": {"key": "k2"}}, 200),
+    ("POST", "/v4/storage/a/diff", {"json": {"from_tx": 0, "to_tx": 3}}, 200),
+    ("GET", "/v4/storage/a/changes", {}, 200),
+    ("GET", "/v4/tx/1", {}, 200),
+    ("GET", "/v4/namespace/storage", {}, 200),
+    ("POST", "/v4/namespace/storage", {"json": {"namespace": "b"}}, 201),
+    ("GET", "/v4/namespace/storage/a", {}, 200),
+    ("DELETE", "/v4/namespace/storage/b", {}, 200),
+    ("GET", "/v4/admin/compaction", {}, 200),
+    ("GET", "/healthz", {}, 200),
+    ("GET", "/metrics", {}, 200),
+]
+UNSUPPORTED_ROUTES = [
+    ("POST", "/v4/storage/a/revert", {"json": {"to_tx": 0}}, "revert"),
+    ("GET", "/v4/tx", {"query": {"at": "2026-01-01T00:00:00Z"}}, "tx_at"),
+    ("POST", "/v4/storage/a/read", {"json": {"keys": ["k"], "at": "2026-01-01T00:00:00Z"}}, "tx_at"),
+    ("POST", "/v4/storage/a/read", {"json": {"keys": ["k"], "proof": True}}, "proved_read"),
+    ("GET", "/v4/head", {}, "head"),
+    ("GET", "/v4/proof/inclusion", {"query": {"tx": "1"}}, "inclusion_proof"),
+    ("GET", "/v4/proof/consistency", {"query": {"from": "1"}}, "consistency_proof"),
+    ("GET", "/v4/verify", {}, "verify"),
+    ("POST", "/v4/stream/s/write", {"json": [{"data": "e"}]}, "streams"),
+    ("GET", "/v4/stream/s", {}, "streams"),
+    ("GET", "/v4/stream/s/sse", {}, "streams"),
+    ("GET", "/v4/namespace/stream", {}, "streams"),
+    ("POST", "/v4/namespace/stream", {"json": {"namespace": "s"}}, "streams"),
+    ("GET", "/v4/namespace/stream/s", {}, "streams"),
+    ("DELETE", "/v4/namespace/stream/s", {}, "streams"),
+    ("POST", "/v4/admin/compact", {"json": {}}, "compact"),
+    ("POST", "/v4/admin/backup", {"json": {"path": "b1"}}, "backup"),
+    ("POST", "/v4/storage/a/write", {"json": [{"key": "k", "value": 3}], "headers": {"Idempotency-Key": "w-1"}},
+     "idempotency keys"),
+]
+
+
+def test_every_route_on_etcd_answers_or_is_501_not_supported(etcd_app: App) -> None:
+    client = Client(etcd_app)
+    for method, path, options, status in SUPPORTED_ROUTES:
+        response = client.request(method, path, **options)
+        assert (method, path, response.status) == (method, path, status), response.body
+    latest = etcd_app.store.latest_tx
+    for method, path, options, operation in UNSUPPORTED_ROUTES:
+        response = client.request(method, path, **options)
+        assert (method, path, response.status, response.headers["content-type"]) == (
+            method, path, 501, "application/problem+json")
+        problem = response.json()
+        assert (problem["code"], problem["operation"], problem["backend"]) == ("NOT_SUPPORTED", operation, "etcd")
+    assert etcd_app.store.latest_tx == latest
+    covered = {(m, p) for m, p, _, _ in SUPPORTED_ROUTES + UNSUPPORTED_ROUTES}
+    templates = {(m, re.sub(r"\{\w+\}", "X", t)) for t, m, _, _ in TABLE if not t.startswith("/console")}
+    assert {(m, re.sub(r"/v4/(storage|namespace/storage|namespace/stream|stream)/[a-z]+\b", r"/v4/\1/X",
+                   re.sub(r"/v4/tx/1", "/v4/tx/X", p))) for m, p in covered} | {
+        ("GET", "/v4/storage/X/sse"), ("GET", "/openapi.json"), ("GET", "/v4/whoami")} == templates
+
+
+def test_strata_serve_refuses_a_bad_etcd_url_and_retention_in_one_line(tmp_path: Path) -> None:
+    from server.serve_config import ServeConfigError, check_etcd_store
+    from tests.server.test_serve_config import refused, run_serve
+
+    with pytest.raises(ServeConfigError) as raised:
+        check_etcd_store("etcd://h1:99999/strata", None)
+    assert str(raised.value) == ("--data etcd://h1:99999/strata: 'etcd://h1:99999/strata' is not an etcd store URL: "
+                                 "the port of 'h1:99999' must be a number from 1 to 65535; the form is "
+                                 "etcd://HOST:PORT,HOST:PORT,.../PREFIX")
+    # One real `strata serve`: the check runs before the data directory would be made, and says why.
+    refused(run_serve(tmp_path, "--data", "etcd://h1:2379/strata", "--retain-txs", "10", "--port", str(free_port())),
+            "--retain-txs and --retain-for need a store on the LMDB backend (a directory)")
+    assert list(tmp_path.iterdir()) == [tmp_path / "xdg"]  # no data directory, no lock file
