@@ -1,6 +1,6 @@
 """Durable 1-item HTTP writes: ``strata serve`` against etcd, at 1, 16 and 64 clients, with fsyncs counted.
 
-``python -m benchmarks.durable_writes [--quick] [--out DIR]``
+``python -m benchmarks.durable_writes [--quick] [--out DIR] [--vs CHECKOUT]``
 
 Both servers run as users run them, durable by default: ``strata serve`` (2 workers, its default
 ``sync``: a returned tx survives power loss) and a one-node etcd 3.4 (its default: the WAL is
@@ -13,6 +13,10 @@ machine hits both alike. The ratio is Strata's req/s over etcd's.
 Then, at 16 clients, a short run of each under ``strace -f -c`` counts the fdatasync and fsync
 calls of the server processes, divided by the writes acknowledged in that run (strace slows every
 system call, so those runs give counts only, never throughput).
+
+``--vs CHECKOUT`` also runs ``strata serve`` from another checkout (say, the commit before a change)
+as a third system, ``strata-vs``, loaded in the same interleaved rounds and counted the same way:
+a before/after comparison under the same machine load.
 
 Writes a JSON and a Markdown table (and a PNG plot when matplotlib is installed) to ``--out``
 (default ``benchmarks/results``), named by date.
@@ -45,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _lua(path: str, kind: str, prefix: str) -> str:
     """A wrk script writing one new key per request (counter per wrk thread, so keys never repeat)."""
-    if kind == "strata":
+    if kind.startswith("strata"):
         body = f'\'[{{"key":"{prefix}\' .. tid .. ":" .. i .. \'","value":"{VALUE}"}}]\''
     else:  # etcd's JSON gateway wants base64; a fixed-width counter keeps it simple: encode in Lua
         body = f'\'{{"key":"\' .. b64("{prefix}" .. tid .. ":" .. i) .. \'","value":"{b64(VALUE)}"}}\''
@@ -105,13 +109,13 @@ def _wrk(port: int, path: str, kind: str, prefix: str, clients: int, seconds: fl
 class Strata:
     """``strata serve`` as a user starts it (durable by default), on a free loopback port."""
 
-    def __init__(self, workdir: Path, workers: int = 2) -> None:
+    def __init__(self, workdir: Path, workers: int = 2, root: Path = ROOT, name: str = "strata") -> None:
         self.port = free_port()
-        self.log = open(workdir / "strata.log", "wb")  # noqa: SIM115 - closed in close()
+        self.log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--data", str(workdir / "strata-data"), "--host", "127.0.0.1",
+            [sys.executable, "-m", "server", "serve", "--data", str(workdir / f"{name}-data"), "--host", "127.0.0.1",
              "--port", str(self.port), "--workers", str(workers)],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=root, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_ready(self.port, "/v4/storage/bench/write", json.dumps([{"key": "probe", "value": 1}]).encode(),
                    self.proc)
 
@@ -119,6 +123,17 @@ class Strata:
         """The worker processes (children of the gunicorn master)."""
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True, check=False)
         return [int(p) for p in out.stdout.split()]
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time of the worker processes so far (from /proc; 0 where unreadable)."""
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+        return total / os.sysconf("SC_CLK_TCK")
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -152,33 +167,56 @@ def _count_syncs(pids: list[int], port: int, path: str, kind: str, seconds: floa
     return {"calls": calls, "writes": writes, "per_write": total / writes if writes else None}
 
 
-def measure(workdir: Path, seconds: float, rounds: int, log: Any = print) -> dict[str, Any]:
+def measure(workdir: Path, seconds: float, rounds: int, log: Any = print, vs: Path | None = None) -> dict[str, Any]:
     etcd = EtcdServer(workdir)
     strata = Strata(workdir)
+    other = Strata(workdir, root=vs, name="strata-vs") if vs is not None else None
     systems = {"strata": (strata.port, "/v4/storage/bench/write"), "etcd": (etcd.port, "/v3/kv/put")}
+    servers = {"strata": strata}
+    if other is not None:
+        servers["strata-vs"] = other
+        systems["strata-vs"] = (other.port, "/v4/storage/bench/write")
     runs: dict[str, dict[int, list[dict[str, Any]]]] = {k: {c: [] for c in CLIENTS} for k in systems}
     try:
         for r in range(rounds):
             for clients in CLIENTS:
                 for kind, (port, path) in systems.items():
+                    server = servers.get(kind)
+                    cpu = server.cpu_seconds() if server is not None else 0.0
                     res = _wrk(port, path, kind, f"r{r}c{clients}", clients, seconds, workdir)
+                    if server is not None and res.get("requests"):  # worker CPU per request, all of it
+                        res["cpu_us"] = (server.cpu_seconds() - cpu) / res["requests"] * 1e6
                     runs[kind][clients].append(res)
+                    cpu_text = f" cpu {res['cpu_us']:.0f} us/write" if "cpu_us" in res else ""
                     log(f"  writes round {r + 1}/{rounds} {kind:6} {clients:3} clients: {res['req_s']:,.0f} req/s "
-                        f"p50 {res.get('p50_ms', 0):.2f} ms p99 {res.get('p99_ms', 0):.2f} ms")
+                        f"p50 {res.get('p50_ms', 0):.2f} ms p99 {res.get('p99_ms', 0):.2f} ms{cpu_text}")
         syncs = {}
         if shutil.which("strace"):
             syncs["strata"] = _count_syncs(strata.pids(), strata.port, systems["strata"][1], "strata", 5, workdir)
             syncs["etcd"] = _count_syncs([etcd.proc.pid], etcd.port, systems["etcd"][1], "etcd", 5, workdir)
+            if other is not None:
+                syncs["strata-vs"] = _count_syncs(other.pids(), other.port, systems["strata-vs"][1], "strata-vs", 5,
+                                                  workdir)
             for kind, s in syncs.items():
-                log(f"  {kind}: {s['calls']} for {s['writes']} writes at 16 clients: {s['per_write']:.3f} per write")
+                per = f"{s['per_write']:.3f}" if s["per_write"] is not None else "-"
+                log(f"  {kind}: {s['calls']} for {s['writes']} writes at 16 clients: {per} per write")
         version = etcd.version()
     finally:
         strata.close()
+        if other is not None:
+            other.close()
         etcd.close()
+    return {"date": dt.date.today().isoformat(), "etcd": version, "seconds": seconds, "rounds": rounds,
+            "cpus": os.cpu_count(), "table": _table(runs), "syncs": syncs, "load": os.getloadavg(),
+            "vs": str(vs) if vs is not None else None}
+
+
+def _table(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """One row per client count: each system's medians over its rounds, and the ratios to etcd."""
     table = []
     for clients in CLIENTS:
         row: dict[str, Any] = {"clients": clients}
-        for kind in systems:
+        for kind in runs:
             ok = runs[kind][clients]
             row[kind] = {
                 "req_s": statistics.median(x["req_s"] for x in ok),
@@ -187,10 +225,13 @@ def measure(workdir: Path, seconds: float, rounds: int, log: Any = print) -> dic
                 "rounds": [x["req_s"] for x in ok],
                 "non_2xx": sum(x["non_2xx"] for x in ok),
             }
+            if all("cpu_us" in x for x in ok):
+                row[kind]["cpu_us"] = statistics.median(x["cpu_us"] for x in ok)
         row["ratio"] = row["strata"]["req_s"] / row["etcd"]["req_s"]
+        if "strata-vs" in runs:
+            row["vs_ratio"] = row["strata-vs"]["req_s"] / row["etcd"]["req_s"]
         table.append(row)
-    return {"date": dt.date.today().isoformat(), "etcd": version, "seconds": seconds, "rounds": rounds,
-            "cpus": os.cpu_count(), "table": table, "syncs": syncs}
+    return table
 
 
 TARGETS = {1: 0.8, 16: 1.0, 64: 1.0}
@@ -210,6 +251,21 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {row['clients']} | {s['req_s']:,.0f} | {s['p50_ms']:.2f} / {s['p99_ms']:.2f} | "
                      f"{e['req_s']:,.0f} | {e['p50_ms']:.2f} / {e['p99_ms']:.2f} | {row['ratio']:.2f}x | "
                      f">= {target}x | {'yes' if row['ratio'] >= target else 'no'} |")
+    if result.get("vs"):
+        lines += ["", f"Against `strata serve` from {result['vs']} (`strata-vs`), same rounds:", "",
+                  "| clients | strata req/s | strata-vs req/s | strata / etcd | strata-vs / etcd "
+                  "| strata / strata-vs | worker CPU per write: strata / strata-vs |",
+                  "|---|---|---|---|---|---|---|"]
+        for row in result["table"]:
+            s, v = row["strata"]["req_s"], row["strata-vs"]["req_s"]
+            cpu = (f"{row['strata']['cpu_us']:.0f} / {row['strata-vs']['cpu_us']:.0f} us"
+                   if "cpu_us" in row["strata"] and "cpu_us" in row["strata-vs"] else "-")
+            lines.append(f"| {row['clients']} | {s:,.0f} | {v:,.0f} | {row['ratio']:.2f}x | {row['vs_ratio']:.2f}x | "
+                         f"{s / v:.2f}x | {cpu} |")
+    load = result.get("load")
+    if load:
+        lines += ["", f"Load average at the end of the run: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+                  "(1 / 5 / 15 min)."]
     if result["syncs"]:
         lines += ["", "| at 16 clients | fdatasync | fsync | writes acknowledged | syncs per write |",
                   "|---|---|---|---|---|"]
@@ -250,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("--vs", type=Path, default=None, help="another checkout whose strata serve runs alongside")
     args = p.parse_args(argv)
     for tool in ("wrk", "etcd"):
         if shutil.which(tool) is None:
@@ -258,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     rounds, seconds = (1, 2.0) if args.quick else (args.rounds, args.seconds)
     with tempfile.TemporaryDirectory(prefix="strata-writes-") as tmp:
-        result = measure(Path(tmp), seconds, rounds)
+        result = measure(Path(tmp), seconds, rounds, vs=args.vs)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"{result['date']}-writes"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")

@@ -227,6 +227,32 @@ def test_keep_alive_until_the_request_cap_then_close(one_worker: LiveServer) -> 
         conn.close()
 
 
+def test_writes_keep_alive_through_the_pool_until_the_request_cap(one_worker: LiveServer) -> None:
+    """A write is answered on a pool thread and its kept-alive connection goes back to the loop:
+    the next request on it is read and answered like the first, up to the cap."""
+    conn = http.client.HTTPConnection("127.0.0.1", one_worker.port, timeout=30)
+    try:
+        conn.connect()
+        first = conn.sock
+        txs = []
+        for n in range(1, MAX_REQUESTS_PER_CONNECTION + 1):
+            conn.request("POST", "/v4/storage/kept/write", orjson.dumps([{"key": f"k{n}", "value": n}]),
+                         {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            body = resp.read()
+            assert resp.status == 200, body
+            txs.append(orjson.loads(body)["tx"])
+            if n < MAX_REQUESTS_PER_CONNECTION:
+                assert conn.sock is first and (resp.getheader("Connection") or "").lower() != "close", n
+        assert (resp.getheader("Connection") or "").lower() == "close"
+        assert conn.sock is None
+        assert txs == list(range(txs[0], txs[0] + MAX_REQUESTS_PER_CONNECTION))
+    finally:
+        conn.close()
+    status, _, body = one_worker.request("GET", "/v4/namespace/storage/kept")
+    assert status == 200 and orjson.loads(body)["data"]["stat"]["key_count"] == MAX_REQUESTS_PER_CONNECTION
+
+
 def test_an_open_stream_leaves_the_worker_answering(one_worker: LiveServer) -> None:
     sub = Subscriber(one_worker.port, "/v4/storage/live/sse")
     try:
