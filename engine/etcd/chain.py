@@ -33,7 +33,6 @@ recomputes the chain from the log and compares it with what was sealed.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -249,9 +248,12 @@ def seal(timeline: Timeline, upto: int) -> Link:
             links.append(prev)
         puts = [*_segment_puts(timeline, head, links),
                 Put(timeline.layout.seal_head, ormsgpack.packb([prev.tx, prev.hash, prev.time_us]))]
-        # A failed compare: another sealer sealed meanwhile; go on from its head.
-        with contextlib.suppress(errors.Conflict):
+        try:
             timeline.housekeeping(puts, [Compare(timeline.layout.seal_head, "MOD", "==", mod)])
+        except errors.Conflict:
+            continue  # another sealer sealed meanwhile: go on from its head
+        if prev.tx >= upto:
+            return prev
 
 
 def links(timeline: Timeline, txs: Iterable[int]) -> dict[int, Link]:

@@ -20,8 +20,10 @@ quorum before it answers), ``horizon`` (always 0: etcd stores are never compacte
 proofs, ``proved_read``, ``compact``, retention (``retention=`` and ``apply_retention``), ``backup``
 and ``restore``, ``revert``, export and import, and idempotency keys (``idempotency=``).
 
-The store owns its etcd client; after :meth:`close` every call raises ``STORE_CLOSED``. Thread-safe (the
-client and storage are); it may cross a ``fork`` only if it was not used before it (like any HTTP pool).
+The store owns its etcd client and a background sealer thread (:mod:`engine.etcd.sealer`); after
+:meth:`close` every call raises ``STORE_CLOSED``. Thread-safe (the client and storage are); it may cross a
+``fork`` only if it was not used before it (like any HTTP pool), and the child runs no sealer thread (its
+readers seal what they ask for).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from ..validation import check_namespace, check_tx
 from ..verify import VerifyReport
 from .client import EtcdClient
 from .namespace import EtcdNamespace, refuse_claim
+from .sealer import INTERVAL as SEAL_INTERVAL
+from .sealer import Sealer
 from .storage import EtcdStorage
 from .transaction import EtcdTransaction
 from .txlog import TxEntry
@@ -60,8 +64,10 @@ class EtcdStore:
     #: Which backend holds the store (``"lmdb"`` on :class:`engine.Store`).
     backend = "etcd"
 
-    def __init__(self, url: EtcdUrl, client: EtcdClient, storage: EtcdStorage, idempotency_ttl_us: int) -> None:
+    def __init__(self, url: EtcdUrl, client: EtcdClient, storage: EtcdStorage, idempotency_ttl_us: int,
+                 sealer: Sealer | None = None) -> None:
         self.url = url
+        self._sealer = sealer
         self.path = str(url)
         self._client = client
         self._storage: EtcdStorage | None = storage
@@ -74,13 +80,15 @@ class EtcdStore:
     def open(cls, url: str, *, sync: bool = True, limits: Limits | None = None,
              retention: Retention | int | timedelta | None = None, clock: Callable[[], float] | None = None,
              idempotency_ttl: float | timedelta = _idempotency.DEFAULT_TTL_SECONDS,
-             retry_timeout: float = RETRY_TIMEOUT) -> EtcdStore:
+             retry_timeout: float = RETRY_TIMEOUT, seal_interval: float | None = SEAL_INTERVAL) -> EtcdStore:
         """Open (creating if the prefix holds none) the store ``url`` names (see :mod:`engine.etcd.url`).
 
         ``INVALID_PARAMETERS`` for a bad URL or option (nothing contacted); ``NOT_SUPPORTED`` for a
         retention policy; ``STORAGE_UNAVAILABLE`` when no member answers within ``retry_timeout`` seconds
         (the message names the URL, ``details["endpoints"]`` what each member said). ``sync`` is accepted
-        (etcd is always durable); ``limits``, ``clock`` and ``idempotency_ttl`` as for :meth:`engine.Store.open`."""
+        (etcd is always durable); ``limits``, ``clock`` and ``idempotency_ttl`` as for :meth:`engine.Store.open`.
+        ``seal_interval``: the background sealer's batch interval in seconds (:mod:`engine.etcd.sealer`);
+        None runs none (readers then seal what they ask for themselves)."""
         from ..store import check_open_options  # the LMDB store's own checks (store imports this module lazily)
 
         ttl_us = check_open_options(clock, idempotency_ttl)
@@ -97,7 +105,8 @@ class EtcdStore:
         except BaseException:
             client.close()
             raise
-        return cls(parsed, client, storage, ttl_us)
+        sealer = None if seal_interval is None else Sealer(storage.timeline, seal_interval).start()
+        return cls(parsed, client, storage, ttl_us, sealer)
 
     def storage(self) -> EtcdStorage:
         """The storage underneath; ``STORE_CLOSED`` once the store is closed."""
@@ -121,6 +130,8 @@ class EtcdStore:
         with self._lock:
             if self._storage is not None:
                 self._storage = None
+                if self._sealer is not None:
+                    self._sealer.close()
                 self._client.close()
 
     # -- namespaces ---------------------------------------------------------------------------

@@ -98,6 +98,17 @@ class Timeline:
                 rng = self.client.range(self.layout.housekeeping, revision=kv.mod_revision - 1)
             self._housekeeping = known + found[::-1]
 
+    def _learn_own(self, count: int, seen_at: int, revision: int) -> None:
+        """Our housekeeping txn landed at ``revision``, right after the ``count`` housekeeping revisions seen
+        at ``seen_at`` (its guard held: none landed in between). If the list knew exactly those, ours is
+        the next one: append it without reading (a seal per batch saves its round trips); else reload."""
+        with self._lock:
+            known = self._housekeeping
+            if bisect.bisect_right(known, seen_at) == count == len(known):
+                self._housekeeping = [*known, revision]
+                return
+        self.refresh()
+
     # -- the store's head --------------------------------------------------------------------------
 
     def latest(self) -> tuple[int, int]:
@@ -120,7 +131,7 @@ class Timeline:
             guard = [Compare(key, "MOD", "==", seen), *compare]
             result = self.client.txn(guard, [Put(key, ormsgpack.packb(count + 1)), *success], [Range(key)])
             if result.succeeded:
-                self.refresh()
+                self._learn_own(count, current.revision, result.revision)
                 return result.revision
             after: Response = result.responses[0]
             assert isinstance(after, RangeResult)

@@ -1,0 +1,88 @@
+"""The background sealer: keeps the hash chain sealed a batch interval behind the latest tx.
+
+Readers seal what they ask for anyway (:func:`engine.etcd.chain.links`), so this thread is about latency,
+not correctness: with it, ``tx_info``, ``changes`` and ``head`` of a tx older than one batch interval
+find its hash sealed and write nothing. Each :class:`~engine.etcd.store.EtcdStore` runs one (every server
+worker, then); several sealers on one store are safe, since a seal is guarded by the sealed head's mod
+revision and sealers computing the same txs write the same bytes.
+
+The loop: seal up to the latest tx; once nothing is left to seal, follow a watch on the log index
+``P/log`` from the revision after the one the latest tx was read at (so no tx committed meanwhile is
+missed, and the watch starts at the next revision: etcd serves a watch that starts in the past only
+from its 100 ms sync loop, one that starts next at once); on the first tx it
+shows, close the watch, wait :attr:`Sealer.interval` seconds for more txs to gather (one seal txn per
+batch, not per tx), and go round again. **Lag bound** in steady state: ``interval`` + one watch delivery
++ one seal (a few txns). A seal that fails (the cluster unreachable, or a tx that cannot be hashed: see
+:func:`engine.etcd.chain.seal`) is logged and retried after :data:`RETRY_SECONDS`; readers asking for
+those txs get the error themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from ..errors import EngineError
+from .chain import seal, sealed_head
+from .timeline import Timeline
+from .watch import Watch
+
+log = logging.getLogger(__name__)
+
+#: Seconds a batch gathers after the first tx the sealer sees (the steady-state receipt lag's main part).
+INTERVAL = 0.05
+#: Seconds before trying again after a seal failed.
+RETRY_SECONDS = 1.0
+
+
+class Sealer:
+    """A daemon thread sealing ``timeline``'s store (see the module docstring); :meth:`close` stops it."""
+
+    def __init__(self, timeline: Timeline, interval: float = INTERVAL) -> None:
+        self.timeline, self.interval = timeline, interval
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._watch: Watch | None = None
+        self._thread = threading.Thread(target=self._run, name="strata-etcd-sealer", daemon=True)
+
+    def start(self) -> Sealer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop the thread and wait for it (a seal under way finishes first)."""
+        self._stop.set()
+        with self._lock:
+            if self._watch is not None:
+                self._watch.close()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                latest, revision = self.timeline.latest()
+                if sealed_head(self.timeline)[0].tx < latest:
+                    seal(self.timeline, latest)
+                    continue  # the seal took a revision: read the latest again before watching
+                self._await_tx(revision + 1)
+            except EngineError as exc:
+                if self._stop.is_set():
+                    return
+                log.warning("sealing the hash chain failed (retrying in %s s): %s", RETRY_SECONDS, exc)
+                self._stop.wait(RETRY_SECONDS)
+                continue
+            self._stop.wait(self.interval)
+
+    def _await_tx(self, start_revision: int) -> None:
+        """Block until a tx is committed at or after ``start_revision`` (or :meth:`close`)."""
+        with self._lock:
+            if self._stop.is_set():
+                return
+            watch = self._watch = self.timeline.client.watch(self.timeline.layout.log, None, start_revision)
+        try:
+            next(watch, None)
+        finally:
+            with self._lock:
+                self._watch = None
+            watch.close()
