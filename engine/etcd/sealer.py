@@ -66,10 +66,13 @@ class Sealer:
                     seal(self.timeline, latest)
                     continue  # the seal took a revision: read the latest again before watching
                 self._await_tx(revision + 1)
-            except EngineError as exc:
+            except Exception as exc:  # a daemon thread: one that died would leave readers to seal alone
                 if self._stop.is_set():
                     return
-                log.warning("sealing the hash chain failed (retrying in %s s): %s", RETRY_SECONDS, exc)
+                if isinstance(exc, EngineError):
+                    log.warning("sealing the hash chain failed (retrying in %s s): %s", RETRY_SECONDS, exc)
+                else:
+                    log.exception("sealing the hash chain failed (retrying in %s s)", RETRY_SECONDS)
                 self._stop.wait(RETRY_SECONDS)
                 continue
             self._stop.wait(self.interval)

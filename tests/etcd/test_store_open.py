@@ -317,6 +317,11 @@ def test_strata_serve_on_etcd_writes_reads_and_answers_501_for_what_it_lacks(etc
     status, _, body = etcd_server.request("GET", "/v4/head")
     assert (status, orjson.loads(body)["tx"], orjson.loads(body)["hash"], orjson.loads(body)["root"]) == (
         200, 1, entry["hash"], None)
+    status, _, body = etcd_server.request("GET", "/v4/storage/cities/changes")
+    assert (status, [(e["tx"], e["hash"]) for e in orjson.loads(body)["data"]]) == (200, [(1, entry["hash"])])
+    status, _, body = etcd_server.request("GET", "/v4/verify")
+    report = orjson.loads(body)
+    assert (status, report["ok"], report["head_tx"], report["head_hash"]) == (200, True, 1, entry["hash"])
     feed = open_stream(etcd_server.port, "/v4/storage/cities/sse?start_tx=0")
     try:
         assert (feed.status, feed.next_event()["data"]["tx"]) == (200, 1)
