@@ -50,6 +50,7 @@ class Timeline:
     def __init__(self, client: EtcdClient, layout: Layout, base: int, max_txn_ops: int = 128) -> None:
         self.client, self.layout, self.base, self.max_txn_ops = client, layout, base, max_txn_ops
         self._housekeeping: list[int] = []  # revisions of the housekeeping txns known so far, ascending
+        self._shifted: list[int] = []  # _housekeeping[i] - i, for revision_of
         self._lock = threading.Lock()
 
     # -- the mapping -------------------------------------------------------------------------------
@@ -63,14 +64,11 @@ class Timeline:
 
     def revision_of(self, tx: int) -> int:
         """The revision of tx ``tx`` (``base`` for tx 0): ``base + tx`` plus the housekeeping revisions
-        below it."""
-        revision = self.base + tx
-        for h in self._housekeeping:  # ascending: each one at or below the candidate pushes it up by one
-            if h <= revision:
-                revision += 1
-            else:
-                break
-        return revision
+        below it. O(log n) in the housekeeping revisions (about one per sealed batch, so many)."""
+        # The i-th housekeeping revision h[i] lies below tx's revision iff h[i] <= base + tx + i, i.e.
+        # h[i] - i <= base + tx; h[i] - i never decreases (revisions are distinct, ascending), so those
+        # are a prefix of the list, found by bisection.
+        return self.base + tx + bisect.bisect_right(self._shifted, self.base + tx)
 
     def count_below(self, revision: int) -> int:
         """How many known housekeeping revisions are at or below ``revision``."""
@@ -96,7 +94,9 @@ class Timeline:
                 if kv.version <= 1:
                     break
                 rng = self.client.range(self.layout.housekeeping, revision=kv.mod_revision - 1)
-            self._housekeeping = known + found[::-1]
+            added = found[::-1]
+            self._shifted = self._shifted + [h - (len(known) + i) for i, h in enumerate(added)]
+            self._housekeeping = known + added
 
     def _learn_own(self, count: int, seen_at: int, revision: int) -> None:
         """Our housekeeping txn landed at ``revision``, right after the ``count`` housekeeping revisions seen
@@ -105,6 +105,7 @@ class Timeline:
         with self._lock:
             known = self._housekeeping
             if bisect.bisect_right(known, seen_at) == count == len(known):
+                self._shifted = [*self._shifted, revision - len(known)]
                 self._housekeeping = [*known, revision]
                 return
         self.refresh()

@@ -32,11 +32,11 @@ from .timeline import Timeline
 
 def verify(timeline: Timeline, receipt: tuple[int, str] | None = None) -> VerifyReport:
     """Check the whole chain (see the module docstring); ``receipt`` as for :meth:`engine.Store.verify`."""
+    head, _ = sealed_head(timeline)  # read first: sealers go on meanwhile, but never past the latest tx
     latest, _ = timeline.latest()
     if receipt is not None and receipt[0] > latest:
         raise FutureTx(f"the receipt names tx {receipt[0]}, but the latest committed tx is {latest}",
                        tx=receipt[0], latest_tx=latest, parameter="receipt")
-    head, _ = sealed_head(timeline)
     prev = GENESIS_LINK
     try:
         if head.tx > latest:

@@ -232,3 +232,18 @@ def test_the_background_sealer_seals_on_its_own_and_stops_with_the_store(etcd_cl
         assert quiet._sealer is None
         tx = quiet.namespace("a").put({"k": 2})
         assert quiet.head() == (tx, quiet.tx_info(tx).hash)  # type: ignore[union-attr]
+
+
+def test_each_tx_maps_to_its_revision_among_many_housekeeping_txns(storage: EtcdStorage, etcd: EtcdClient,
+                                                                   name: str) -> None:
+    revisions = {}
+    for i in range(6):  # seals and namespace creations (housekeeping) between txs, two in a row at times
+        tx = storage.put("a", {"k": i})
+        revisions[tx] = etcd.range(storage.layout.log).kvs[0].mod_revision
+        storage.head()
+        if i % 2:
+            storage.create_namespace(f"n{i}")
+    fresh = EtcdStorage.open(etcd, name)  # learns the housekeeping revisions by reading them
+    for timeline in (storage.timeline, fresh.timeline):
+        assert {tx: timeline.revision_of(tx) for tx in revisions} == revisions
+        assert {timeline.tx_of(r): r for r in revisions.values()} == revisions
