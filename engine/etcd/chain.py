@@ -229,10 +229,11 @@ def _segment_puts(timeline: Timeline, head: Link, links: list[Link]) -> list[Put
     return [Put(layout.segment(start), ormsgpack.packb(entries)) for start, entries in by_segment.items()]
 
 
-def seal(timeline: Timeline, upto: int) -> Link:
+def seal(timeline: Timeline, upto: int, fence: Compare | None = None) -> Link:
     """Seal every tx up to ``upto`` (a committed tx) that is not sealed yet; return the sealed head (at
     or past ``upto``). ``STORAGE_ERROR`` when a tx cannot be hashed (its log entry or a record is gone,
-    or a foreign write broke the numbering): the chain cannot go past it."""
+    or a foreign write broke the numbering): the chain cannot go past it. ``fence``: a compare every seal
+    txn also carries (the sealer seat's, :mod:`engine.etcd.seat`); ``CONFLICT`` when it fails."""
     while True:
         head, mod = sealed_head(timeline)
         if head.tx >= upto:
@@ -248,12 +249,20 @@ def seal(timeline: Timeline, upto: int) -> Link:
             links.append(prev)
         puts = [*_segment_puts(timeline, head, links),
                 Put(timeline.layout.seal_head, ormsgpack.packb([prev.tx, prev.hash, prev.time_us]))]
+        guard = [Compare(timeline.layout.seal_head, "MOD", "==", mod), *([] if fence is None else [fence])]
         try:
-            timeline.housekeeping(puts, [Compare(timeline.layout.seal_head, "MOD", "==", mod)])
+            timeline.housekeeping(puts, guard)
         except errors.Conflict:
+            if fence is not None and not _holds(timeline, fence):
+                raise
             continue  # another sealer sealed meanwhile: go on from its head
         if prev.tx >= upto:
             return prev
+
+
+def _holds(timeline: Timeline, compare: Compare) -> bool:
+    found = timeline.client.range(compare.key)
+    return (found.kvs[0].mod_revision if found.kvs else 0) == compare.value
 
 
 def links(timeline: Timeline, txs: Iterable[int]) -> dict[int, Link]:

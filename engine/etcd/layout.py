@@ -32,6 +32,8 @@ key                             value                                           
 ``<key>``                       version that expires (for the sweep: due         carries an expiry
                                 entries in time order)
 ``P/sys/hk``                    msgpack count of housekeeping txns so far        every housekeeping txn
+``P/sys/sealer``                msgpack ``[holder, lease id]``: the **sealer     the sealer taking the seat
+                                seat** (:mod:`engine.etcd.seat`)                 (a housekeeping txn)
 ``P/seal/<first_tx:016x>``      a **sealed segment**: msgpack ``[[hash, time_us],  the sealer (a housekeeping
                                 ...]`` of txs ``first_tx`` on (at most           txn per seal, see
                                 :data:`engine.etcd.chain.SEGMENT`; ``first_tx``  :mod:`engine.etcd.chain`)
@@ -104,6 +106,11 @@ class Layout:
     @property
     def housekeeping(self) -> bytes:
         return self.prefix + b"/sys/hk"
+
+    @property
+    def sealer(self) -> bytes:
+        """The sealer seat: which process runs the background sealer (:mod:`engine.etcd.seat`)."""
+        return self.prefix + b"/sys/sealer"
 
     @property
     def seal_head(self) -> bytes:

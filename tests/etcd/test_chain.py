@@ -24,6 +24,7 @@ import pytest
 from engine import Store, errors
 from engine.etcd import EtcdClient, chain, prefix_end
 from engine.etcd.chain import Link
+from engine.etcd.seat import Seat
 from engine.etcd.storage import EtcdStorage
 from engine.etcd.store import EtcdStore
 from engine.etcd.timeline import count_of
@@ -247,3 +248,23 @@ def test_each_tx_maps_to_its_revision_among_many_housekeeping_txns(storage: Etcd
     for timeline in (storage.timeline, fresh.timeline):
         assert {tx: timeline.revision_of(tx) for tx in revisions} == revisions
         assert {timeline.tx_of(r): r for r in revisions.values()} == revisions
+
+
+def test_one_process_holds_the_sealer_seat_and_a_replaced_holder_cannot_seal(storage: EtcdStorage, etcd: EtcdClient,
+                                                                            name: str) -> None:
+    first, second = Seat(storage.timeline), Seat(EtcdStorage.open(etcd, name).timeline)
+    count = housekeeping_count(storage)
+    assert first.hold() and housekeeping_count(storage) == count + 1  # taking the seat: a housekeeping txn
+    assert first.hold() and not second.hold() and housekeeping_count(storage) == count + 1  # renewing: none
+    holder, lease = ormsgpack.unpackb(etcd.range(storage.layout.sealer).kvs[0].value)
+    assert (holder, lease) == (first.holder, first.lease) and etcd.lease_ttl(lease) > 0
+    storage.put("a", {"k": 1})
+    assert chain.seal(storage.timeline, 1, first.fence).tx == 1  # the holder seals, fenced
+    first.step_down()  # revokes the lease: the seat is free at once
+    assert etcd.lease_ttl(lease) == -1 and second.hold() and not first.hold()
+    storage.put("a", {"k": 2})
+    with pytest.raises(errors.Conflict):
+        chain.seal(storage.timeline, 2, first.fence)  # replaced: its seal fails on the fence, writes nothing
+    assert chain.sealed_head(storage.timeline)[0].tx == 1
+    assert chain.seal(storage.timeline, 2, second.fence).tx == 2
+    second.step_down()
