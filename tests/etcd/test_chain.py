@@ -261,7 +261,8 @@ def test_one_process_holds_the_sealer_seat_and_a_replaced_holder_cannot_seal(sto
     storage.put("a", {"k": 1})
     assert chain.seal(storage.timeline, 1, first.fence).tx == 1  # the holder seals, fenced
     first.step_down()  # revokes the lease: the seat is free at once
-    assert etcd.lease_ttl(lease) == -1 and second.hold() and not first.hold()
+    assert etcd.lease_ttl(lease) == -1 and etcd.lease_keepalive(lease) == 0  # a revoked lease stays so
+    assert second.hold() and not first.hold()
     storage.put("a", {"k": 2})
     with pytest.raises(errors.Conflict):
         chain.seal(storage.timeline, 2, first.fence)  # replaced: its seal fails on the fence, writes nothing
