@@ -53,8 +53,9 @@ clock as written), reads by time
 (``tx_at``), streams, compaction, the engine's idempotency (``Claim``: recorded answers and refusals;
 :meth:`commit` takes a request id, the retry-safety half of it), backup (the facade raises
 ``NOT_SUPPORTED`` for each).
-The tx numbering needs a cluster no one else writes to (revisions are cluster-wide); foreign writes
-are not detected yet.
+The tx numbering needs a cluster no one else writes to (revisions are cluster-wide); a foreign write
+is detected by the sealer (it stops there with ``STORAGE_ERROR``) and named by :meth:`verify`, not
+refused when it happens.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ tx: sealed segments, elections, namespace creation, the horizon), and every hous
 
 The numbering assumes **nothing else writes the cluster** between the store's txs (a dedicated cluster):
 a foreign write takes a revision no one counts and shifts every later tx. This module does not detect
-that yet (the sealer will: every revision must be exactly one tx or one housekeeping txn).
+that; the sealer does (:mod:`engine.etcd.chain`: a revision it maps to a tx must hold that tx's log
+entry), and :func:`engine.etcd.verify.verify` names the tx number such a write occupies.
 """
 
 from __future__ import annotations
