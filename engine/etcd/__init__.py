@@ -10,8 +10,10 @@ A Strata store on etcd, over that client: :mod:`~engine.etcd.layout` (the keys u
 txn), :mod:`~engine.etcd.transaction` (multi-namespace txs), :mod:`~engine.etcd.reads` (reads and scans
 at any tx), :mod:`~engine.etcd.expiry` (expiry, metadata, creation times: the read rule),
 :mod:`~engine.etcd.history`, :mod:`~engine.etcd.diff`, :mod:`~engine.etcd.txlog` (log entries, the change
-feed, waiting for a tx), :mod:`~engine.etcd.namespaces`, and :mod:`~engine.etcd.storage` (``EtcdStorage``,
-all of it behind the operations of :mod:`engine.storage_ops`).
+feed, waiting for a tx), :mod:`~engine.etcd.namespaces`, the hash chain (:mod:`~engine.etcd.chain`: computed
+and sealed after the fact; :mod:`~engine.etcd.sealer`: the background sealer; :mod:`~engine.etcd.seat`: which
+process seals; :mod:`~engine.etcd.verify`), and :mod:`~engine.etcd.storage` (``EtcdStorage``, all of it
+behind the operations of :mod:`engine.storage_ops`).
 
 What users open: :mod:`~engine.etcd.url` (``etcd://`` store URLs), :mod:`~engine.etcd.store` (``EtcdStore``,
 what ``Store.open("etcd://...")`` returns: ``Store``'s API, ``NOT_SUPPORTED`` for what etcd lacks yet) and

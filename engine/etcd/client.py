@@ -192,6 +192,26 @@ class EtcdClient:
         yielded. See :mod:`engine.etcd.watch`."""
         return Watch(self.transport, key, range_end, start_revision, prev_kv=prev_kv, idle_timeout=idle_timeout)
 
+    # -- leases ------------------------------------------------------------------------------------
+
+    def lease_grant(self, ttl: int) -> int:
+        """A new lease of ``ttl`` seconds (etcd may round a small TTL up); its id. Takes no revision. A
+        retry after a lost answer may grant a second lease, which expires unused."""
+        return int(self.transport.call("/v3/lease/grant", {"TTL": ttl}, write=False)["ID"])
+
+    def lease_keepalive(self, lease: int) -> int:
+        """Renew ``lease``; the seconds it has left (0: it had expired or was revoked, and stays so)."""
+        answer = self.transport.call("/v3/lease/keepalive", {"ID": str(lease)}, write=False)
+        return int(answer.get("result", answer).get("TTL", 0))
+
+    def lease_ttl(self, lease: int) -> int:
+        """The seconds ``lease`` has left; -1 once it expired or was revoked."""
+        return int(self.transport.call("/v3/lease/timetolive", {"ID": str(lease)}, write=False).get("TTL", -1))
+
+    def lease_revoke(self, lease: int) -> None:
+        """End ``lease`` now (attached keys would be deleted: Strata attaches none)."""
+        self.transport.call("/v3/lease/revoke", {"ID": str(lease)}, write=False)
+
     # -- maintenance -------------------------------------------------------------------------------
 
     def status(self, endpoint: str | None = None) -> Status:

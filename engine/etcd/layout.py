@@ -32,6 +32,14 @@ key                             value                                           
 ``<key>``                       version that expires (for the sweep: due         carries an expiry
                                 entries in time order)
 ``P/sys/hk``                    msgpack count of housekeeping txns so far        every housekeeping txn
+``P/sys/sealer``                msgpack ``[holder, lease id]``: the **sealer     the sealer taking the seat
+                                seat** (:mod:`engine.etcd.seat`)                 (a housekeeping txn)
+``P/seal/<first_tx:016x>``      a **sealed segment**: msgpack ``[[hash, time_us],  the sealer (a housekeeping
+                                ...]`` of txs ``first_tx`` on (at most           txn per seal, see
+                                :data:`engine.etcd.chain.SEGMENT`; ``first_tx``  :mod:`engine.etcd.chain`)
+                                is one past a multiple of it), appended to
+``P/seal/head``                 msgpack ``[tx, hash, time_us]``: the **sealed    the sealer, in the same
+                                head**, the last tx whose chain hash is stored   txn as its segments
 ==============================  ===============================================  ==========================
 
 Why these bytes:
@@ -98,6 +106,20 @@ class Layout:
     @property
     def housekeeping(self) -> bytes:
         return self.prefix + b"/sys/hk"
+
+    @property
+    def sealer(self) -> bytes:
+        """The sealer seat: which process runs the background sealer (:mod:`engine.etcd.seat`)."""
+        return self.prefix + b"/sys/sealer"
+
+    @property
+    def seal_head(self) -> bytes:
+        """The sealed head: the last tx whose chain hash is stored (:mod:`engine.etcd.chain`)."""
+        return self.prefix + b"/seal/head"
+
+    def segment(self, first_tx: int) -> bytes:
+        """The sealed segment starting at ``first_tx`` (hex, fixed width: byte order is tx order)."""
+        return self.prefix + b"/seal/" + b"%016x" % first_tx
 
     def data(self, namespace: str, raw: bytes) -> bytes:
         """The key holding the versions of key ``raw`` (its UTF-8 bytes) of ``namespace``."""

@@ -28,8 +28,12 @@ Contract (what holds today):
   absent (``expect={k: 0}`` holds, its stored tx does not), and a delete of it is a real delete (a tx),
   as on LMDB. Such writes (``expect``, or a put with options) read the keys first: one more round trip.
 * **History** (:meth:`history`) in both orders, deletes included, :meth:`diff` between two txs, and
-  **the tx log** (:meth:`tx_info`: time, note, operations; :meth:`changes`; :meth:`latest_tx`;
+  **the tx log** (:meth:`tx_info`: time, note, operations, chain hash; :meth:`changes`; :meth:`latest_tx`;
   :meth:`wait_for`).
+* **The hash chain** (:mod:`engine.etcd.chain`): each tx's hash is the LMDB backend's for the same
+  history, computed after the fact and stored in sealed segments (:meth:`tx_info` and :meth:`changes`
+  seal what they show first); commit times are clamped there as on LMDB. :meth:`head` and :meth:`verify`
+  (:mod:`engine.etcd.verify`).
 * **Namespaces**: :meth:`namespaces`, :meth:`create_namespace` (a housekeeping txn: no tx number),
   :meth:`drop_namespace`, :meth:`namespace_info` (``size_bytes`` costs a range of the
   namespace's keys, see :mod:`engine.etcd.namespaces`).
@@ -43,14 +47,15 @@ feed show the sweep txs as on LMDB, and ``namespace_info`` counts are exact afte
 sweep's deletes are guarded by the expiring version's ``mod_revision``: concurrent sweepers record each
 expiry once. The write path costs one more round trip (a range of one key of ``P/x/``) per write.
 
-Not yet (each raises ``NotImplementedError`` or is simply absent): the hash chain, receipts and
-``verify`` (the sealer), commit-time clamping across writers (the sealer: commit times, and so the
-expiry read rule at a tx, are the writer's clock as written), reads by time
+Not yet (each raises ``NotImplementedError`` or is simply absent): the Merkle tree and its proofs,
+commit-time clamping outside the log (history's times and the expiry read rule at a tx use the writer's
+clock as written), reads by time
 (``tx_at``), streams, compaction, the engine's idempotency (``Claim``: recorded answers and refusals;
 :meth:`commit` takes a request id, the retry-safety half of it), backup (the facade raises
 ``NOT_SUPPORTED`` for each).
-The tx numbering needs a cluster no one else writes to (revisions are cluster-wide); foreign writes
-are not detected yet.
+The tx numbering needs a cluster no one else writes to (revisions are cluster-wide); a foreign write
+is detected by the sealer (it stops there with ``STORAGE_ERROR``) and named by :meth:`verify`, not
+refused when it happens.
 """
 
 from __future__ import annotations
@@ -73,12 +78,14 @@ from ..storage_ops import StorageOps
 from ..txlog import check_note
 from ..txn import Batch, prepare_keys, prepare_puts
 from ..validation import check_namespace, check_tx
+from ..verify import VerifyReport
+from . import chain, reads, txlog
 from . import commit as _commit
 from . import diff as _diff
 from . import history as _history
 from . import namespaces as _namespaces
-from . import reads, txlog
 from . import sweep as _sweep
+from . import verify as _verify
 from .client import EtcdClient
 from .commit import EtcdLimits
 from .kv import Compare, Put, Range, RangeResult
@@ -252,8 +259,30 @@ class EtcdStorage:
         return _diff.diff(self.timeline, namespace, from_tx, to_tx)
 
     def tx_info(self, tx: int) -> TxEntry | None:
-        """Commit time, note and operations of ``tx``; None if it was not committed (no hash yet)."""
-        return txlog.entry(self.timeline, tx)
+        """Commit time (clamped as on LMDB), note, operations and chain hash of ``tx``; None if it was not
+        committed. Seals the chain up to ``tx`` first if it is not yet (:mod:`engine.etcd.chain`)."""
+        entry = txlog.entry(self.timeline, tx)
+        return None if entry is None else self._chained([entry])[0]
+
+    def _chained(self, entries: list[TxEntry]) -> list[TxEntry]:
+        """``entries`` with their chain hash and the clamped commit time the chain hashes."""
+        found = chain.links(self.timeline, (e.tx for e in entries))
+        return [TxEntry(e.tx, schema.time_of(found[e.tx].time_us), found[e.tx].time_us, e.note, e.operations,
+                        found[e.tx].hash.hex()) for e in entries]
+
+    def head(self) -> tuple[int, str]:
+        """``(latest tx, its chain hash in hex)``, sealing up to the latest tx first; ``(0, 64 zeros)``
+        for an empty store, as :meth:`engine.Store.head` (without the Merkle tree's root)."""
+        latest = self.latest_tx
+        head = chain.seal(self.timeline, latest)
+        if head.tx == latest:
+            return latest, head.hash.hex()
+        return latest, chain.sealed_links(self.timeline, latest, latest)[latest].hash.hex()
+
+    def verify(self, receipt: tuple[int, str] | None = None) -> VerifyReport:
+        """Recompute the chain from the log and the records and compare it with the sealed one
+        (:func:`engine.etcd.verify.verify`)."""
+        return _verify.verify(self.timeline, receipt)
 
     def changes(self, since: int = 0, *, limit: int = 1000, namespace: str | None = None) -> list[TxEntry]:
         """Committed txs after ``since``, in tx order, at most ``limit`` (with ``namespace``: only the txs
@@ -264,7 +293,7 @@ class EtcdStorage:
                                            parameter="limit")
         if namespace is not None:
             check_namespace(namespace)
-        return txlog.changes(self.timeline, since, limit, namespace)
+        return self._chained(txlog.changes(self.timeline, since, limit, namespace))
 
     def wait_for(self, tx: int, timeout: float | None = None) -> bool:
         """Block until ``tx`` is committed (by any process); False if ``timeout`` seconds pass first, as

@@ -7,19 +7,23 @@ arguments, answers and errors as the LMDB store for what the etcd backend does, 
 anything is read or written. The LMDB classes stay untouched: no call on an LMDB store goes through here.
 
 Supported: namespaces (``namespace(name)`` with put, get, read, scan, delete, clear, history, diff,
-info), multi-namespace ``transaction``, ``latest_tx``, ``tx_info`` and ``changes`` (entries carry
-``hash=None``: the hash chain is not computed on etcd yet), ``wait_for`` (a watch), ``namespaces``,
+info), multi-namespace ``transaction``, ``latest_tx``, ``tx_info`` and ``changes`` (each entry with its
+chain hash, the LMDB store's for the same history, and the commit time clamped as LMDB clamps it),
+``head`` (tx and hash; ``root`` None) and ``verify`` (:mod:`engine.etcd.chain`, :mod:`engine.etcd.verify`),
+``wait_for`` (a watch), ``namespaces``,
 ``namespace_info``, ``create_namespace``, ``drop_namespace``, ``expire``, ``next_expiry``, ``stats``
 (``latest_tx`` and the cluster's database size), ``sync`` (nothing to do: etcd makes every txn durable on a
 quorum before it answers), ``horizon`` (always 0: etcd stores are never compacted yet) and
 ``compaction_status``, ``close`` and the context manager.
 
-``NOT_SUPPORTED``: streams, ``tx_at`` and reads by time, ``head``, inclusion and consistency proofs,
-``proved_read``, ``verify``, ``compact``, retention (``retention=`` and ``apply_retention``), ``backup``
+``NOT_SUPPORTED``: streams, ``tx_at`` and reads by time, the Merkle tree's inclusion and consistency
+proofs, ``proved_read``, ``compact``, retention (``retention=`` and ``apply_retention``), ``backup``
 and ``restore``, ``revert``, export and import, and idempotency keys (``idempotency=``).
 
-The store owns its etcd client; after :meth:`close` every call raises ``STORE_CLOSED``. Thread-safe (the
-client and storage are); it may cross a ``fork`` only if it was not used before it (like any HTTP pool).
+The store owns its etcd client and a background sealer thread (:mod:`engine.etcd.sealer`); after
+:meth:`close` every call raises ``STORE_CLOSED``. Thread-safe (the client and storage are); it may cross a
+``fork`` only if it was not used before it (like any HTTP pool), and the child runs no sealer thread (its
+readers seal what they ask for).
 """
 
 from __future__ import annotations
@@ -34,9 +38,13 @@ from .. import idempotency as _idempotency
 from ..errors import NotSupported, StorageUnavailable, StoreClosed
 from ..records import Limits, NamespaceInfo
 from ..retention import Retention
-from ..validation import check_namespace
+from ..txtree import Head
+from ..validation import check_namespace, check_tx
+from ..verify import VerifyReport
 from .client import EtcdClient
 from .namespace import EtcdNamespace, refuse_claim
+from .sealer import INTERVAL as SEAL_INTERVAL
+from .sealer import Sealer
 from .storage import EtcdStorage
 from .transaction import EtcdTransaction
 from .txlog import TxEntry
@@ -56,8 +64,10 @@ class EtcdStore:
     #: Which backend holds the store (``"lmdb"`` on :class:`engine.Store`).
     backend = "etcd"
 
-    def __init__(self, url: EtcdUrl, client: EtcdClient, storage: EtcdStorage, idempotency_ttl_us: int) -> None:
+    def __init__(self, url: EtcdUrl, client: EtcdClient, storage: EtcdStorage, idempotency_ttl_us: int,
+                 sealer: Sealer | None = None) -> None:
         self.url = url
+        self._sealer = sealer
         self.path = str(url)
         self._client = client
         self._storage: EtcdStorage | None = storage
@@ -70,13 +80,15 @@ class EtcdStore:
     def open(cls, url: str, *, sync: bool = True, limits: Limits | None = None,
              retention: Retention | int | timedelta | None = None, clock: Callable[[], float] | None = None,
              idempotency_ttl: float | timedelta = _idempotency.DEFAULT_TTL_SECONDS,
-             retry_timeout: float = RETRY_TIMEOUT) -> EtcdStore:
+             retry_timeout: float = RETRY_TIMEOUT, seal_interval: float | None = SEAL_INTERVAL) -> EtcdStore:
         """Open (creating if the prefix holds none) the store ``url`` names (see :mod:`engine.etcd.url`).
 
         ``INVALID_PARAMETERS`` for a bad URL or option (nothing contacted); ``NOT_SUPPORTED`` for a
         retention policy; ``STORAGE_UNAVAILABLE`` when no member answers within ``retry_timeout`` seconds
         (the message names the URL, ``details["endpoints"]`` what each member said). ``sync`` is accepted
-        (etcd is always durable); ``limits``, ``clock`` and ``idempotency_ttl`` as for :meth:`engine.Store.open`."""
+        (etcd is always durable); ``limits``, ``clock`` and ``idempotency_ttl`` as for :meth:`engine.Store.open`.
+        ``seal_interval``: the background sealer's batch interval in seconds (:mod:`engine.etcd.sealer`);
+        None runs none (readers then seal what they ask for themselves)."""
         from ..store import check_open_options  # the LMDB store's own checks (store imports this module lazily)
 
         ttl_us = check_open_options(clock, idempotency_ttl)
@@ -93,7 +105,8 @@ class EtcdStore:
         except BaseException:
             client.close()
             raise
-        return cls(parsed, client, storage, ttl_us)
+        sealer = None if seal_interval is None else Sealer(storage.timeline, seal_interval).start()
+        return cls(parsed, client, storage, ttl_us, sealer)
 
     def storage(self) -> EtcdStorage:
         """The storage underneath; ``STORE_CLOSED`` once the store is closed."""
@@ -117,6 +130,8 @@ class EtcdStore:
         with self._lock:
             if self._storage is not None:
                 self._storage = None
+                if self._sealer is not None:
+                    self._sealer.close()
                 self._client.close()
 
     # -- namespaces ---------------------------------------------------------------------------
@@ -161,16 +176,33 @@ class EtcdStore:
         return self.storage().latest_tx
 
     def tx_info(self, tx: int) -> TxEntry | None:
-        """Commit time, note and operations of ``tx`` (``hash`` None); None if it was not committed."""
+        """Commit time, note, operations and chain hash of ``tx``; None if it was not committed."""
         return self.storage().tx_info(tx)
 
     def changes(self, since: int = 0, *, limit: int = 1000, namespace: str | None = None) -> list[TxEntry]:
-        """Committed txs after ``since``, in tx order (``hash`` None), as :meth:`engine.Store.changes`."""
+        """Committed txs after ``since``, in tx order, as :meth:`engine.Store.changes`."""
         return self.storage().changes(since, limit=limit, namespace=namespace)
 
     def wait_for(self, tx: int, timeout: float | None = None) -> bool:
         """Block until ``tx`` is committed (by any process); False if ``timeout`` seconds pass first."""
         return self.storage().wait_for(tx, timeout)
+
+    # -- the hash chain ------------------------------------------------------------------------
+
+    def head(self) -> Head:
+        """``(latest tx, its chain hash in hex)``: a receipt an auditor can keep and :meth:`verify` later,
+        the same as the LMDB store's for the same history. Seals the chain up to the latest tx first (see
+        :mod:`engine.etcd.chain`). ``root`` is None: the Merkle tree is not built on etcd yet."""
+        tx, digest = self.storage().head()
+        return Head(tx, digest, None)
+
+    def verify(self, receipt: tuple[int, str] | None = None) -> VerifyReport:
+        """Re-derive every tx's hash from the log and the stored records and compare it with the sealed
+        chain; report the first bad tx, as :meth:`engine.Store.verify` (see :mod:`engine.etcd.verify`).
+        With ``receipt``, the chain must still pass through it (``FUTURE_TX`` above the latest tx)."""
+        if receipt is not None:
+            check_tx(receipt[0], "receipt")
+        return self.storage().verify(receipt)
 
     # -- expiry and housekeeping ---------------------------------------------------------------
 
@@ -230,9 +262,6 @@ class EtcdStore:
         """``NOT_SUPPORTED`` (reads by time need the sealer's clamped commit times)."""
         raise NotSupported.needs_lmdb("tx_at")
 
-    def head(self) -> NoReturn:
-        """``NOT_SUPPORTED`` (the hash chain and Merkle tree are not built on etcd yet)."""
-        raise NotSupported.needs_lmdb("head")
 
     def inclusion_proof(self, tx: int, size: int | None = None) -> NoReturn:
         """``NOT_SUPPORTED`` (the Merkle tree is not built on etcd yet)."""
@@ -242,9 +271,6 @@ class EtcdStore:
         """``NOT_SUPPORTED`` (the Merkle tree is not built on etcd yet)."""
         raise NotSupported.needs_lmdb("consistency_proof")
 
-    def verify(self, receipt: tuple[int, str] | None = None) -> NoReturn:
-        """``NOT_SUPPORTED`` (the hash chain is not built on etcd yet)."""
-        raise NotSupported.needs_lmdb("verify")
 
     def compact(self, before_tx: int | None = None, **options: Any) -> NoReturn:
         """``NOT_SUPPORTED`` (etcd's compaction is cluster-wide; not wired yet)."""

@@ -17,7 +17,8 @@ tx: sealed segments, elections, namespace creation, the horizon), and every hous
 
 The numbering assumes **nothing else writes the cluster** between the store's txs (a dedicated cluster):
 a foreign write takes a revision no one counts and shifts every later tx. This module does not detect
-that yet (the sealer will: every revision must be exactly one tx or one housekeeping txn).
+that; the sealer does (:mod:`engine.etcd.chain`: a revision it maps to a tx must hold that tx's log
+entry), and :func:`engine.etcd.verify.verify` names the tx number such a write occupies.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Timeline:
     def __init__(self, client: EtcdClient, layout: Layout, base: int, max_txn_ops: int = 128) -> None:
         self.client, self.layout, self.base, self.max_txn_ops = client, layout, base, max_txn_ops
         self._housekeeping: list[int] = []  # revisions of the housekeeping txns known so far, ascending
+        self._shifted: list[int] = []  # _housekeeping[i] - i, for revision_of
         self._lock = threading.Lock()
 
     # -- the mapping -------------------------------------------------------------------------------
@@ -63,14 +65,11 @@ class Timeline:
 
     def revision_of(self, tx: int) -> int:
         """The revision of tx ``tx`` (``base`` for tx 0): ``base + tx`` plus the housekeeping revisions
-        below it."""
-        revision = self.base + tx
-        for h in self._housekeeping:  # ascending: each one at or below the candidate pushes it up by one
-            if h <= revision:
-                revision += 1
-            else:
-                break
-        return revision
+        below it. O(log n) in the housekeeping revisions (about one per sealed batch, so many)."""
+        # The i-th housekeeping revision h[i] lies below tx's revision iff h[i] <= base + tx + i, i.e.
+        # h[i] - i <= base + tx; h[i] - i never decreases (revisions are distinct, ascending), so those
+        # are a prefix of the list, found by bisection.
+        return self.base + tx + bisect.bisect_right(self._shifted, self.base + tx)
 
     def count_below(self, revision: int) -> int:
         """How many known housekeeping revisions are at or below ``revision``."""
@@ -96,7 +95,21 @@ class Timeline:
                 if kv.version <= 1:
                     break
                 rng = self.client.range(self.layout.housekeeping, revision=kv.mod_revision - 1)
-            self._housekeeping = known + found[::-1]
+            added = found[::-1]
+            self._shifted = self._shifted + [h - (len(known) + i) for i, h in enumerate(added)]
+            self._housekeeping = known + added
+
+    def _learn_own(self, count: int, seen_at: int, revision: int) -> None:
+        """Our housekeeping txn landed at ``revision``, right after the ``count`` housekeeping revisions seen
+        at ``seen_at`` (its guard held: none landed in between). If the list knew exactly those, ours is
+        the next one: append it without reading (a seal per batch saves its round trips); else reload."""
+        with self._lock:
+            known = self._housekeeping
+            if bisect.bisect_right(known, seen_at) == count == len(known):
+                self._shifted = [*self._shifted, revision - len(known)]
+                self._housekeeping = [*known, revision]
+                return
+        self.refresh()
 
     # -- the store's head --------------------------------------------------------------------------
 
@@ -120,7 +133,7 @@ class Timeline:
             guard = [Compare(key, "MOD", "==", seen), *compare]
             result = self.client.txn(guard, [Put(key, ormsgpack.packb(count + 1)), *success], [Range(key)])
             if result.succeeded:
-                self.refresh()
+                self._learn_own(count, current.revision, result.revision)
                 return result.revision
             after: Response = result.responses[0]
             assert isinstance(after, RangeResult)

@@ -7,10 +7,10 @@ tx before etcd applies the txn); the tx also puts its request id at the log inde
 entry of the tx at revision R is two ranges: ``P/log`` at R (whose mod revision must be R), then the
 entry. Entries of many revisions take two txns (more past ``--max-txn-ops``).
 
-:class:`TxEntry` is :class:`engine.txlog.TxInfo` without the hash: the hash chain is computed after the
-fact by the sealer (not built yet), so no entry carries one. Times are the writer's clock as written;
-the LMDB backend clamps a commit time to never precede the previous tx's, which writers on several
-machines cannot do inside their txn: the sealer will apply that clamp (not built yet either).
+:class:`TxEntry` is :class:`engine.txlog.TxInfo`; the entries read here carry no hash and the writer's
+clock as written: the hash chain, and LMDB's clamp of a commit time to never precede the previous tx's
+(which writers on several machines cannot apply inside their txn), are computed after the fact by the
+sealer (:mod:`engine.etcd.chain`), and :class:`engine.etcd.storage.EtcdStorage` adds both.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ class TxEntry:
     time_us: int
     note: dict[str, Any] | None
     operations: list[Operation]
-    #: The tx's chain hash: always None here, the hash chain is not computed on etcd yet (the sealer).
+    #: The tx's chain hash (hex): None in an entry as the log holds it, set by the storage from the sealed
+    #: chain (:mod:`engine.etcd.chain`) before any caller sees it.
     hash: str | None = None
 
 

@@ -18,6 +18,10 @@ and the Strata-on-etcd rows beside them, same cluster, same run (:class:`engine.
 * ``strata_put1``: ``storage.put(ns, {key: value})`` of one value that packs to 100 bytes (a Strata tx:
   the raw put plus the request key, the log index, the namespace keys and the housekeeping range),
   at 1 and 16 threads, in txs/s;
+* ``strata_put1_sealed``: ``strata_put1`` at 16 threads while a background sealer
+  (:mod:`engine.etcd.sealer`) seals the hash chain behind them, in txs/s; ``sealed_backlog_txs``: how
+  many txs were not sealed yet when the writers stopped, and ``sealed_catch_up_ms``: how long the sealer
+  then took to seal them;
 * ``strata_read100_past``: ``storage.read(ns, 100 keys, tx=past)`` (random keys of ``--keys``, three
   versions each, read at the second: one txn, decoded into records), in microseconds (median, p90).
 
@@ -38,6 +42,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.etcd import EtcdClient, Put, Range, commit_once
+from engine.etcd.chain import sealed_head
+from engine.etcd.sealer import Sealer
 from engine.etcd.storage import EtcdStorage
 
 from .cluster import EtcdCluster
@@ -124,6 +130,27 @@ def strata_writes(client: EtcdClient, seconds: float) -> dict[str, float]:
     return out
 
 
+def strata_sealed_writes(client: EtcdClient, seconds: float) -> dict[str, float]:
+    """strata_put1_sealed at 16 threads with a background sealer, and the sealer's backlog at the end."""
+    storage = EtcdStorage.open(client, "bench/s")
+    sealer = Sealer(storage.timeline).start()
+    value = "v" * 97
+    try:
+        def put(n: int, i: int) -> None:
+            storage.put("ns", {f"{n:02d}/{i:08d}": value})
+
+        out = {"strata_put1_sealed_t16_tx_per_s": rate(16, seconds, put)}
+        latest = storage.latest_tx
+        t0 = time.perf_counter()
+        out["sealed_backlog_txs"] = latest - sealed_head(storage.timeline)[0].tx
+        while sealed_head(storage.timeline)[0].tx < latest:
+            time.sleep(0.005)
+        out["sealed_catch_up_ms"] = (time.perf_counter() - t0) * 1000
+    finally:
+        sealer.close()
+    return out
+
+
 def strata_reads(client: EtcdClient, nkeys: int, seconds: float) -> dict[str, float]:
     """strata_read100_past: storage.read of 100 keys at a past tx, microseconds (median, p90)."""
     storage = EtcdStorage.open(client, "bench/r")
@@ -157,6 +184,7 @@ def main() -> None:
         try:
             with EtcdClient(cluster.endpoints, pool_size=40) as client:
                 figures = {**writes(client, args.seconds), **strata_writes(client, args.seconds),
+                           **strata_sealed_writes(client, args.seconds),
                            **reads(client, args.keys, args.seconds), **strata_reads(client, args.keys, args.seconds)}
                 version = client.status().version
         finally:

@@ -163,6 +163,7 @@ APPLY = {"txn": apply_txn, "ns": apply_ns, "bad": apply_bad, "create": apply_cre
 
 
 def compare_reads(store: Store, storage: EtcdStorage, latest: int) -> None:
+    assert storage.head() == tuple(store.head())  # seals every tx (one housekeeping txn), then the same hashes
     for tx in range(latest + 1):
         for ns in NAMESPACES:
             handle = store.namespace(ns)
@@ -179,14 +180,15 @@ def compare_reads(store: Store, storage: EtcdStorage, latest: int) -> None:
             assert entry is None
         else:
             assert entry is not None
-            assert (entry.tx, entry.time, entry.time_us, entry.note, entry.operations) == (
-                info.tx, info.time, info.time_us, info.note, info.operations)
+            assert (entry.tx, entry.time, entry.time_us, entry.note, entry.operations, entry.hash) == (
+                info.tx, info.time, info.time_us, info.note, info.operations, info.hash)
     assert storage.tx_info(latest + 1) is None
     for since, limit, ns in ((0, 1000, None), (1, 2, None), (0, 1000, "a"), (0, 2, "b"), (latest, 5, None)):
-        feed = [(e.tx, e.time, e.time_us, e.note, e.operations) for e in storage.changes(since, limit=limit,
-                                                                                         namespace=ns)]
-        assert feed == [(i.tx, i.time, i.time_us, i.note, i.operations)
+        feed = [(e.tx, e.time, e.time_us, e.note, e.operations, e.hash)
+                for e in storage.changes(since, limit=limit, namespace=ns)]
+        assert feed == [(i.tx, i.time, i.time_us, i.note, i.operations, i.hash)
                         for i in store.changes(since, limit=limit, namespace=ns)], (since, limit, ns)
+    assert storage.verify() == store.verify()
 
 
 def compare_latest_around_expiries(store: Store, storage: EtcdStorage, clock: Clock) -> None:

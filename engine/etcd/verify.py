@@ -1,0 +1,74 @@
+"""Tamper evidence on etcd: re-derive the hash chain from the tx log and the stored records, and compare
+it with the sealed one (:mod:`engine.etcd.chain`).
+
+:func:`verify` walks every tx from 1 to the latest, in windows of ``--max-txn-ops`` txs (a few txns
+each). For each it reads the log entry and the records the tx says it wrote, exactly as the sealer does,
+recomputes the hash from the previous one and, for a sealed tx, compares hash and clamped commit time
+with the sealed ones; the sealed head must be the chain's link at its tx. The first tx that does not
+match is reported in :class:`engine.verify.VerifyReport`, as on LMDB:
+
+* a revision between two txs that holds no log entry (a write to the cluster that is not a Strata tx,
+  e.g. someone's ``etcdctl put`` of a record or log entry) is named by the tx number it occupies: from
+  there on the tx numbering, and so every later hash, is off;
+* a rewritten log entry (read at the latest revision, as :meth:`tx_info` shows it) or sealed hash is
+  named by its tx: its hash no longer matches the sealed one;
+* a record a tx wrote that is gone (its key's version at the tx's revision is another tx's) names the tx.
+
+The versions themselves cannot be rewritten in place through etcd's API (a revision's key-values are
+immutable until etcd compacts them); what can be is the latest state, and every such write takes a
+revision of its own: the first case. Txs not sealed yet are hashed but have nothing to be compared with
+(the sealer hashes what it reads then): verify does not seal. With a receipt ``(tx, hash)``, the chain
+must pass through it (``FUTURE_TX`` for a receipt above the latest tx). No compaction on etcd yet:
+``horizon`` is 0.
+"""
+
+from __future__ import annotations
+
+from ..errors import FutureTx
+from ..verify import VerifyReport
+from .chain import GENESIS_LINK, Broken, Link, materials, next_link, sealed_head, sealed_links
+from .timeline import Timeline
+
+
+def verify(timeline: Timeline, receipt: tuple[int, str] | None = None) -> VerifyReport:
+    """Check the whole chain (see the module docstring); ``receipt`` as for :meth:`engine.Store.verify`."""
+    head, _ = sealed_head(timeline)  # read first: sealers go on meanwhile, but never past the latest tx
+    latest, _ = timeline.latest()
+    if receipt is not None and receipt[0] > latest:
+        raise FutureTx(f"the receipt names tx {receipt[0]}, but the latest committed tx is {latest}",
+                       tx=receipt[0], latest_tx=latest, parameter="receipt")
+    prev = GENESIS_LINK
+    try:
+        if head.tx > latest:
+            raise Broken(latest + 1, f"the sealed head names tx {head.tx}, above the latest tx {latest}")
+        step = timeline.max_txn_ops
+        for start in range(1, latest + 1, step):
+            txs = range(start, min(start + step, latest + 1))
+            sealed = sealed_links(timeline, start, min(txs[-1], head.tx))
+            found, broken = materials(timeline, txs)
+            for m in found:
+                link = next_link(prev, m)
+                _check(link, sealed.get(m.tx), head)
+                prev = link
+                if receipt is not None and receipt[0] == m.tx and link.hash.hex() != receipt[1].lower():
+                    raise Broken(m.tx, "the chain no longer matches the receipt: history up to it was rewritten")
+            if broken is not None:
+                raise broken
+    except Broken as bad:
+        return VerifyReport(False, min(bad.tx - 1, latest), latest, prev.hash.hex(), bad.tx, bad.problem)
+    return VerifyReport(True, latest, latest, prev.hash.hex())
+
+
+def _check(link: Link, sealed: Link | None, head: Link) -> None:
+    """``link`` (recomputed) matches what was sealed for its tx, if it was sealed."""
+    tx = link.tx
+    if tx <= head.tx:
+        if sealed is None:
+            raise Broken(tx, "the sealed chain has no hash for this tx")
+        if sealed.hash != link.hash:
+            raise Broken(tx, "the hash does not match the sealed one: a stored value, the tx log entry or the "
+                             "sealed hash was changed")
+        if sealed.time_us != link.time_us:
+            raise Broken(tx, "the sealed commit time does not match the tx log entry")
+    if tx == head.tx and head.hash != link.hash:
+        raise Broken(tx, "the sealed head hash does not match the chain")
