@@ -68,3 +68,18 @@ def test_an_items_own_expiration_is_checked_against_the_clock() -> None:
     assert info.value.to_dict()["errors"] == [
         {"index": 0, "key": "a", "code": "INVALID_EXPIRATION", "message": info.value.message}]
     assert f"(>= {at + 1})" in info.value.message
+
+
+class StrKey(str):
+    """A str subclass: keys must be exactly str (the item-by-item path's rule), and the fast pass agrees."""
+
+
+def test_the_fast_pass_refuses_what_the_item_by_item_path_refuses() -> None:
+    with pytest.raises(errors.DuplicateKey) as duplicate:
+        prepare_puts("n", [("a", 1), ("a", 2)], LIMITS)
+    assert duplicate.value.to_dict()["errors"] == [
+        {"index": 1, "key": "a", "code": "DUPLICATE_KEY", "message": "key 'a' appears more than once in one write"}]
+    with pytest.raises(errors.InvalidKey) as subclass:
+        prepare_puts("n", [(StrKey("a"), 1)], LIMITS)
+    assert subclass.value.to_dict()["errors"] == [
+        {"index": 0, "key": "a", "code": "INVALID_KEY", "message": "key must be a str, not StrKey"}]
