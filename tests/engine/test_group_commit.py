@@ -291,6 +291,28 @@ def test_expects_count_in_the_cost_that_bounds_a_group(durable: Store) -> None:
     assert [g.results[n] for n in ("a", "t")] == [1, 2]
 
 
+def test_every_run_of_a_transaction_counts_in_its_cost(durable: Store) -> None:
+    """A transaction of several runs (here one put in ``x``, then ``half - 1`` in ``n``) costs the
+    items of all of them, not of its first: it does not fit in a group beside a put of ``half`` items."""
+    ns = durable.namespace("n")
+    half = MAX_GROUP_COST // 2 + 1
+
+    def two_runs() -> int | None:
+        with durable.transaction() as t:
+            t.put("x", "first", 1)
+            for i in range(half - 1):
+                t.put("n", f"t{i}", i)
+        return t.tx
+
+    before = counters(durable)
+    with Gathering(durable) as g:
+        g.add("a", lambda: ns.put({f"a{i}": i for i in range(half)}))
+        g.add("t", two_runs)
+    _, commits, _ = (a - b for a, b in zip(counters(durable), before, strict=True))
+    assert commits == 3  # held, [a], [t]
+    assert [g.results[n] for n in ("a", "t")] == [1, 2]
+
+
 def test_a_write_inside_a_write_is_refused(durable: Store) -> None:
     backend = durable._backend
     with pytest.raises(RuntimeError, match="must not start another write"):

@@ -56,3 +56,30 @@ def test_without_a_clock_an_expiration_is_checked_against_time_zero() -> None:
     assert batch == Batch([Run("n", PUT, ["a"], [b"a"], [pack_value(1)], [(None, 1_000_000, None)])])
     with pytest.raises(errors.InvalidExpiration):
         prepare_puts("n", {"a": 1}, LIMITS, (None, 0.999999, None))
+
+
+def test_an_items_own_expiration_is_checked_against_the_clock() -> None:
+    # A list of Items only (no batch-wide options) takes the item-by-item path with clock(), not time 0.
+    at = 1_000_000_000
+    ok = prepare_puts("n", [Item("a", 1, expiration=at + 1)], LIMITS, clock=lambda: at * 1_000_000)
+    assert ok == Batch([Run("n", PUT, ["a"], [b"a"], [pack_value(1)], [(None, (at + 1) * 1_000_000, None)])])
+    with pytest.raises(errors.InvalidExpiration) as info:
+        prepare_puts("n", [Item("a", 1, expiration=at)], LIMITS, clock=lambda: at * 1_000_000)
+    assert info.value.to_dict()["errors"] == [
+        {"index": 0, "key": "a", "code": "INVALID_EXPIRATION", "message": info.value.message}]
+    assert f"(>= {at + 1})" in info.value.message
+
+
+class StrKey(str):
+    """A str subclass: keys must be exactly str (the item-by-item path's rule), and the fast pass agrees."""
+
+
+def test_the_fast_pass_refuses_what_the_item_by_item_path_refuses() -> None:
+    with pytest.raises(errors.DuplicateKey) as duplicate:
+        prepare_puts("n", [("a", 1), ("a", 2)], LIMITS)
+    assert duplicate.value.to_dict()["errors"] == [
+        {"index": 1, "key": "a", "code": "DUPLICATE_KEY", "message": "key 'a' appears more than once in one write"}]
+    with pytest.raises(errors.InvalidKey) as subclass:
+        prepare_puts("n", [(StrKey("a"), 1)], LIMITS)
+    assert subclass.value.to_dict()["errors"] == [
+        {"index": 0, "key": "a", "code": "INVALID_KEY", "message": "key must be a str, not StrKey"}]
