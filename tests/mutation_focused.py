@@ -16,7 +16,10 @@ equivalent are counted out as in ``tests.mutation``. Exit status: 0, or 1 below 
 Each test runs under a time limit (``--timeout SECONDS``, default 5, or ten times the test's own time without
 a mutant if that is longer): the engine has loops (a compaction walk, the expiry sweep, a scan), and a mutant
 that makes one endless would otherwise hang the whole session. A test stopped by the limit fails, so its mutant
-counts as detected, as ``mutmut run`` counts its timeouts, and is reported apart as a timeout. A test that fails
+counts as detected, as ``mutmut run`` counts its timeouts, and is reported apart as a timeout. The limit
+covers the test's teardown too (a fixture waiting for a thread the stopped test left waiting), and after a
+timeout the test must pass again without a mutant, or the session stops with no score: state a stopped test
+left behind would otherwise "kill" every later mutant by timeout. A test that fails
 or passes the limit without any mutant means no score, as before::
 
     python -m tests.mutation_focused --timeout 10 engine.expiry tests/engine/test_expiry.py
@@ -114,14 +117,31 @@ class MutantLoop:
                 if self.timed_out:
                     self.timeouts.append(name)
                     print(f"timeout: {self.module}.{name}", flush=True)
+                    if not self._still_clean(items[killer]):
+                        return True
                 # the next mutant is most likely of the same function: try this test first
                 items.insert(0, items.pop(killer))
         os.environ["MUTANT_UNDER_TEST"] = ""
         return True
 
+    def _still_clean(self, item: Any) -> bool:
+        """After a timeout, whether ``item`` still passes without a mutant. A test stopped mid-way can
+        leave state behind (a thread waiting on a lock its fixture's teardown then waits for); every
+        later test would then time out and "kill" mutants it never saw, so the session stops, with no
+        score, rather than count them."""
+        os.environ["MUTANT_UNDER_TEST"] = ""
+        if not self._fails(item):
+            return True
+        self.clean_failures += 1
+        print(f"fails without a mutant after a timeout (state left behind): {item.nodeid}; "
+              "run its file apart, or its other tests by node id", file=sys.stderr, flush=True)
+        return False
+
     def _fails(self, item: Any) -> bool:
-        """Whether the test fails (or passes its time limit: then ``timed_out`` is set)."""
-        signal.setitimer(signal.ITIMER_REAL, self.limits.get(id(item), self.timeout))
+        """Whether the test fails (or passes its time limit: then ``timed_out`` is set). The alarm
+        repeats every second after the limit, so a teardown that blocks after the call was stopped is
+        stopped too, rather than hang the session."""
+        signal.setitimer(signal.ITIMER_REAL, self.limits.get(id(item), self.timeout), 1.0)
         try:
             reports = runtestprotocol(item, nextitem=None, log=False)
         except TestTimeout:  # raised outside what pytest records (between its phases)
