@@ -23,6 +23,10 @@ raised before anything was written (a failed ``expect``'s ``CONFLICT``, ``NAMESP
 stored as ``answer(None, exc)`` and then raised, and a write of only no-op deletes or a drop of an empty
 namespace (``answer(latest tx)``). As on LMDB, the claim is looked up once the input is validated and
 before anything is written: a retry with the same fingerprint writes nothing (the expiry sweep included).
+A refusal found in the store's state and not recorded (a drop's ``NAMESPACE_NOT_FOUND`` when the claim
+records only ``CONFLICT``) looks the claim up again before it is raised: an attempt that lost the race to
+a concurrent one under the same key replays it, as it would have on LMDB, where the two run one after
+the other.
 
 **Expiry**: a claim whose ``expires_us`` is at or before the store's clock counts as absent; the next
 write under its key replaces it (guarded by its mod revision). Expired claims that are never used again
@@ -46,6 +50,10 @@ if TYPE_CHECKING:
     from .store import EtcdStore
 
 T = TypeVar("T")
+
+#: Refusals decided by the store's state (what LMDB finds inside its write transaction, after the claim's
+#: look-up): one not recorded is raised only if no concurrent attempt committed the claim meanwhile.
+FOUND_IN_STATE = (errors.Conflict, errors.NamespaceNotFound, errors.NamespaceExists)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +146,9 @@ def run(store: EtcdStore, claim: Claim | None, write: Callable[[ClaimGuard | Non
     except claim.recorded as exc:
         refusal = exc
         guard.record(lambda latest: claim.answer(None, refusal))
+        raise
+    except FOUND_IN_STATE:
+        guard.look()  # a concurrent attempt may have committed first (and changed the state): replay it
         raise
     if not guard.written:
         guard.record(lambda latest: claim.answer(result, None))

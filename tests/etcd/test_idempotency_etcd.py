@@ -193,3 +193,54 @@ def test_the_idempotency_key_header_replays_over_http_on_etcd(url: str) -> None:
         assert app.store.latest_tx == 1
     finally:
         app.close()
+
+
+def test_idempotent_writers_under_contention_each_commit_once_with_their_own_tx(on_etcd: Store) -> None:
+    ns = on_etcd.namespace("a")
+    barrier = threading.Barrier(8)
+    answers: dict[str, Any] = {}
+
+    def idempotent(w: int) -> None:
+        barrier.wait()
+        for i in range(5):
+            key = f"w{w}:{i}"
+            answers[key] = outcome(lambda key=key: ns.put({key: 1}, idempotency=claim(key, "put")))
+
+    def plain(w: int) -> None:
+        barrier.wait()
+        for i in range(5):
+            ns.put({f"p{w}:{i}": i})
+
+    threads = [threading.Thread(target=idempotent, args=(w,)) for w in range(4)]
+    threads += [threading.Thread(target=plain, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert on_etcd.latest_tx == 40 and len(answers) == 20
+    for key, (kind, tx) in answers.items():
+        entry = on_etcd.tx_info(tx)
+        assert kind == "ok" and entry is not None and [op.key for op in entry.operations] == [key]
+
+
+def test_concurrent_creates_and_drops_under_one_key_commit_once(on_etcd: Store) -> None:
+    on_etcd.namespace("full").put({"k": 1})
+    for call in (lambda: on_etcd.create_namespace("n", idempotency=claim("cr", "create n")),
+                 lambda: on_etcd.drop_namespace("full", idempotency=claim("dr", "drop full"))):
+        barrier = threading.Barrier(4)
+        results: list[tuple[Any, ...]] = []
+
+        def attempt(call: Callable[[], Any] = call, barrier: threading.Barrier = barrier,
+                    results: list[tuple[Any, ...]] = results) -> None:
+            barrier.wait()
+            results.append(outcome(call))
+
+        threads = [threading.Thread(target=attempt) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        committed = [r[1] for r in results if r[0] == "ok"]
+        assert len(committed) == 1
+        assert [r for r in results if r[0] != "ok"] == [("replay", repr((committed[0], None)).encode())] * 3
+    assert on_etcd.latest_tx == 2 and [n.name for n in on_etcd.namespaces()] == ["n"]
