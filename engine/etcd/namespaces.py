@@ -24,7 +24,7 @@ from .. import errors, schema
 from ..codec import DELETE, DELETE_RECORD
 from ..encoding import keypart
 from ..records import NamespaceInfo
-from .commit import MAX_ATTEMPTS, RESERVED_BYTES, EtcdLimits
+from .commit import MAX_ATTEMPTS, MAX_GUARD_RETRIES, RESERVED_BYTES, EtcdLimits
 from .kv import Compare, DeleteRange, Put, Range, RangeResult, Request, prefix_end
 from .once import commit_once
 from .timeline import Timeline, count_of
@@ -122,7 +122,9 @@ def drop(timeline: Timeline, namespace: str, note: dict[str, Any] | None, now_us
     end = prefix_end(data)
     if claim is not None:
         claim.look()  # as on LMDB, a retry replays before anything is read or written (the sweep included)
-    for _ in range(MAX_ATTEMPTS):
+    # An idempotent drop is sent again whenever any tx lands in between (its claim's guard compares P/log):
+    # allowed as many attempts as a commit gets for keys that moved.
+    for _ in range(MAX_ATTEMPTS if claim is None else MAX_ATTEMPTS + MAX_GUARD_RETRIES):
         state = timeline.client.txn((), [Range(registry), Range(updated), Range(layout.housekeeping)])
         reg, upd, hk = state.responses
         assert isinstance(reg, RangeResult) and isinstance(upd, RangeResult) and isinstance(hk, RangeResult)

@@ -244,3 +244,30 @@ def test_concurrent_creates_and_drops_under_one_key_commit_once(on_etcd: Store) 
         assert len(committed) == 1
         assert [r for r in results if r[0] != "ok"] == [("replay", repr((committed[0], None)).encode())] * 3
     assert on_etcd.latest_tx == 2 and [n.name for n in on_etcd.namespaces()] == ["n"]
+
+
+def test_idempotent_drops_settle_while_other_namespaces_are_written(on_etcd: Store) -> None:
+    for i in range(6):
+        on_etcd.namespace(f"d{i}").put({"k": i})
+    barrier = threading.Barrier(4)
+    dropped: list[tuple[Any, ...]] = []
+
+    def drops() -> None:
+        barrier.wait()
+        for i in range(6):
+            dropped.append(outcome(lambda i=i: on_etcd.drop_namespace(f"d{i}", idempotency=claim(f"d{i}", "drop"))))
+
+    def plain(w: int) -> None:
+        barrier.wait()
+        for i in range(10):
+            on_etcd.namespace("busy").put({f"{w}:{i}": i})
+
+    threads = [threading.Thread(target=drops)] + [threading.Thread(target=plain, args=(w,)) for w in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [kind for kind, _ in dropped] == ["ok"] * 6 and on_etcd.latest_tx == 6 + 6 + 30
+    for i, (_, tx) in enumerate(dropped):
+        entry = on_etcd.tx_info(tx)
+        assert entry is not None and [(op.namespace, op.key) for op in entry.operations] == [(f"d{i}", "k")]
