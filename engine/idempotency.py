@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import Conflict, EngineError, IdempotencyKeyReused, InvalidParameters, NotSupported
+from .errors import Conflict, EngineError, IdempotencyKeyReused, InvalidParameters
 
 if TYPE_CHECKING:
     from .store import Store
@@ -195,8 +195,12 @@ def check_first(store: Store, claim: Claim) -> None:
     """The read-only early look: raise :class:`Replay` or :class:`IdempotencyKeyReused` as the write
     would. A retry is then answered without parsing, validating or waiting for the write lock; the
     write transaction still checks again (a concurrent first attempt may commit in between).
-    ``NOT_SUPPORTED`` on a store whose backend does not keep idempotency records (etcd, for now)."""
-    NotSupported.unless_lmdb(store, "idempotency keys")
+    On etcd, :func:`engine.etcd.idempotency.check_first`."""
+    if getattr(store, "backend", "lmdb") == "etcd":
+        from .etcd.idempotency import check_first as check_first_on_etcd  # the etcd package imports this module
+
+        check_first_on_etcd(store, claim)  # type: ignore[arg-type]
+        return
     backend = store._backend
     backend.read(lambda txn: find(txn, backend.dbs["idempotency"], claim, store._now_us()))
 

@@ -5,7 +5,8 @@ Every write route takes an optional ``Idempotency-Key: <1-255 visible ASCII char
 a stream (``POST /v4/stream/{stream}/write``) and creating and dropping a stream namespace. (The
 whole-store admin operations, ``compact`` and ``backup``, ignore it: both are safe to repeat.) The
 IETF draft's quoted form ``"..."`` is the same key. The engine records the answer in the same LMDB
-write transaction as the write (:mod:`engine.idempotency`), so across workers, restarts, crashes
+write transaction as the write (:mod:`engine.idempotency`; on etcd in the write's own etcd txn,
+:mod:`engine.etcd.idempotency`), so across workers, restarts, crashes
 between commit and answer, backups and restores, one key commits at most once. This module turns
 requests into claims and stored answers back into responses:
 

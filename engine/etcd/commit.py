@@ -48,8 +48,8 @@ request's fingerprint covers its runs, values, options, expects and note.
 
 ``before`` (:meth:`engine.etcd.storage.EtcdStorage.commit` passes the expiry sweep,
 :mod:`engine.etcd.sweep`) runs once the ``expect`` conditions held, before the first send: its txs come
-before this one, and a refused write runs nothing. Not yet: the engine's idempotency claims (scoped keys,
-recorded answers and refusals).
+before this one, and a refused write runs nothing. ``claim`` adds an idempotency claim to the txn (its
+compares and put: :mod:`engine.etcd.idempotency`).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import ormsgpack
@@ -73,6 +73,9 @@ from .kv import Compare, DeleteRange, KeyValue, Put, Range, RangeResult, Request
 from .once import commit_once
 from .reads import snapshot
 from .timeline import Timeline, count_of
+
+if TYPE_CHECKING:
+    from .idempotency import ClaimGuard
 
 #: Bytes of a request kept for everything but one value (bookkeeping entry, markers, framing).
 RESERVED_BYTES = 8192
@@ -249,11 +252,14 @@ def check_limits(p: Plan, request_key: bytes, limits: EtcdLimits, items: int) ->
 
 
 def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us: int,
-           limits: EtcdLimits, request_id: bytes | None = None, before: Callable[[], None] | None = None) -> int:
+           limits: EtcdLimits, request_id: bytes | None = None, before: Callable[[], None] | None = None,
+           claim: ClaimGuard | None = None) -> int:
     """Write ``batch`` as the next tx and return it; see the module docstring for the rules and errors.
     ``request_id`` (default: 16 random bytes) names the request: a call with an id that already
     committed the same request returns that commit's tx. ``before`` runs once, after the ``expect``
-    conditions first held and before the first send (the expiry sweep: a refused write sweeps nothing)."""
+    conditions first held and before the first send (the expiry sweep: a refused write sweeps nothing).
+    ``claim``: an idempotency claim stored by the same txn (:mod:`engine.etcd.idempotency`), looked up
+    before ``before`` runs (a replay writes nothing)."""
     request_id = request_id or os.urandom(16)
     request_key = timeline.layout.request(request_id)
     request_fp = fingerprint(batch, note)
@@ -266,13 +272,21 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
         if conflicts:
             raise conflict(conflicts)
         if before is not None:
+            if claim is not None:
+                claim.look()
             before()
             before = None
         p = plan(timeline, runs, seen, note, now_us, request_id, request_fp)
+        if claim is not None:  # its put goes before the last request, the range of P/sys/hk the tx is read from
+            compare, puts = claim.guard(lambda latest: latest + 1)
+            p.compare.extend(compare)
+            p.success[-1:-1] = puts
         check_limits(p, request_key, limits, items)
         result = commit_once(timeline.client, request_key, p.entry, p.compare, p.success, p.failure,
                              same_request=lambda stored: _fingerprint_of(stored) == request_fp)
         if result.succeeded:
+            if claim is not None:
+                claim.written = True
             if result.replayed:
                 timeline.refresh()
                 return timeline.tx_of(result.revision)
@@ -290,7 +304,7 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
         runs = without(runs, absent)
         if not runs and not _conflicts(timeline, batch.expects, seen, now_us):
             return result.revision - timeline.base - count  # only no-op deletes: no tx, the latest answers
-        if not moved:
+        if not moved and (claim is None or not claim.moved()):
             settled += 1
             if settled >= MAX_ATTEMPTS:
                 break

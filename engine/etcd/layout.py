@@ -40,6 +40,9 @@ key                             value                                           
                                 is one past a multiple of it), appended to
 ``P/seal/head``                 msgpack ``[tx, hash, time_us]``: the **sealed    the sealer, in the same
                                 head**, the last tx whose chain hash is stored   txn as its segments
+``P/i/<ident>``                 msgpack ``[stored_us, expires_us, fingerprint,   an idempotent write's txn
+                                answer]``: an idempotency claim (``ident``:      (or a housekeeping txn);
+                                ``sha256(scope)[:8] | key``)                     :mod:`engine.etcd.idempotency`
 ==============================  ===============================================  ==========================
 
 Why these bytes:
@@ -50,8 +53,8 @@ Why these bytes:
 * **Markers outside the data range**: etcd's range does not show deleted keys (a tombstone is not a
   key-value), so a key's history could not be walked back across a delete. The marker keeps each
   delete as a version of its own, where scans of ``P/d/`` never see it.
-* **The request id** is raw bytes after ``P/tx/`` (16 random bytes per call, or later the caller's
-  scoped idempotency key): the bookkeeping key is written once and never updated, so etcd's
+* **The request id** is raw bytes after ``P/tx/`` (16 random bytes per call; a caller's idempotency
+  key is a claim of its own, ``P/i/``, which expires): the bookkeeping key is written once and never updated, so etcd's
   compaction (which keeps every key's newest version) never frees a tx's log entry.
 * **The log index** ``P/log``: the bookkeeping key is named after the request, so finding tx T's entry
   needs T's request id; every tx also puts its id at ``P/log``, so one range at ``revision(T)`` gives

@@ -4,7 +4,8 @@ Same calls, same arguments, same answers and errors as the LMDB namespace (the d
 the storage underneath to the LMDB engine's answers; the input checks are the engine's own functions,
 called by the storage). What the etcd backend does not do yet raises ``NOT_SUPPORTED``
 (:class:`engine.errors.NotSupported`) naming the operation, before anything is read or written: reads by
-time (``at=``), ``proved_read``, ``revert`` and idempotency keys (``idempotency=``). ``sync`` is accepted
+time (``at=``), ``proved_read`` and ``revert``. Idempotency keys (``idempotency=``) are stored with the write
+(:mod:`engine.etcd.idempotency`). ``sync`` is accepted
 and changes nothing: etcd makes every txn durable on a quorum before it answers.
 """
 
@@ -16,7 +17,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import NotSupported
 from ..history import Change, Version
+from ..idempotency import Claim
 from ..records import Item, NamespaceInfo, ReadResult, Record
+from .idempotency import run as run_claimed
 
 if TYPE_CHECKING:
     from .store import EtcdStore
@@ -38,13 +41,6 @@ class EtcdScan:
 
     def __repr__(self) -> str:
         return f"EtcdScan(tx={self.tx}, records={len(self._records)})"
-
-
-def refuse_claim(idempotency: object) -> None:
-    """``NOT_SUPPORTED`` for a write with an idempotency claim (the etcd commit is retry-safe within a call,
-    but does not keep answers for a caller's later retries yet)."""
-    if idempotency is not None:
-        raise NotSupported.needs_lmdb("idempotency keys")
 
 
 def _refuse_at(at: object) -> None:
@@ -70,23 +66,23 @@ class EtcdNamespace:
     def put(self, items: Mapping[str, Any] | Iterable[Item | tuple[str, Any]], *,
             note: dict[str, Any] | None = None, sync: bool | None = None, ttl: float | None = None,
             expiration: float | None = None, metadata: Any = None, expect: Mapping[str, int] | None = None,
-            idempotency: object = None) -> int:
+            idempotency: Claim | None = None) -> int:
         """:meth:`engine.Namespace.put`."""
-        refuse_claim(idempotency)
-        return self._store.storage().put(self.name, items, note=note, ttl=ttl, expiration=expiration,
-                                         metadata=metadata, expect=expect)
+        return run_claimed(self._store, idempotency, lambda claim: self._store.storage().put(
+            self.name, items, note=note, ttl=ttl, expiration=expiration, metadata=metadata, expect=expect,
+            claim=claim))
 
     def clear(self, keys: Iterable[str], *, note: dict[str, Any] | None = None, sync: bool | None = None,
-              expect: Mapping[str, int] | None = None, idempotency: object = None) -> int:
+              expect: Mapping[str, int] | None = None, idempotency: Claim | None = None) -> int:
         """:meth:`engine.Namespace.clear`."""
-        refuse_claim(idempotency)
-        return self._store.storage().clear(self.name, keys, note=note, expect=expect)
+        return run_claimed(self._store, idempotency, lambda claim: self._store.storage().clear(
+            self.name, keys, note=note, expect=expect, claim=claim))
 
     def delete(self, keys: Iterable[str], *, note: dict[str, Any] | None = None, sync: bool | None = None,
-               expect: Mapping[str, int] | None = None, idempotency: object = None) -> int:
+               expect: Mapping[str, int] | None = None, idempotency: Claim | None = None) -> int:
         """:meth:`engine.Namespace.delete`."""
-        refuse_claim(idempotency)
-        return self._store.storage().delete(self.name, keys, note=note, expect=expect)
+        return run_claimed(self._store, idempotency, lambda claim: self._store.storage().delete(
+            self.name, keys, note=note, expect=expect, claim=claim))
 
     # -- reads --------------------------------------------------------------------------------
 

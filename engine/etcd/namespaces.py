@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import ormsgpack
@@ -24,11 +24,14 @@ from .. import errors, schema
 from ..codec import DELETE, DELETE_RECORD
 from ..encoding import keypart
 from ..records import NamespaceInfo
-from .commit import MAX_ATTEMPTS, RESERVED_BYTES, EtcdLimits
+from .commit import MAX_ATTEMPTS, MAX_GUARD_RETRIES, RESERVED_BYTES, EtcdLimits
 from .kv import Compare, DeleteRange, Put, Range, RangeResult, Request, prefix_end
 from .once import commit_once
 from .timeline import Timeline, count_of
 from .txlog import records_at
+
+if TYPE_CHECKING:
+    from .idempotency import ClaimGuard
 
 #: A 4-byte namespace id: only its length matters for a keypart's size.
 _NS_ID = b"\0\0\0\0"
@@ -64,22 +67,44 @@ def info(timeline: Timeline, namespace: str) -> NamespaceInfo | None:
                          count.total, size)
 
 
-def create(timeline: Timeline, namespace: str, now_us: int) -> NamespaceInfo:
+def create(timeline: Timeline, namespace: str, now_us: int, claim: ClaimGuard | None = None) -> NamespaceInfo:
     """Create an empty namespace: a housekeeping txn (it takes a revision but no tx number) putting its
-    registry entry if there is none, else ``NAMESPACE_EXISTS`` (:meth:`engine.Store.create_namespace`)."""
+    registry entry if there is none, else ``NAMESPACE_EXISTS`` (:meth:`engine.Store.create_namespace`).
+    ``claim``: an idempotency claim stored by the same txn, its answer made from :func:`_created`."""
     registry = timeline.layout.registry(namespace)
-    try:
-        timeline.housekeeping([Put(registry, ormsgpack.packb({"created_us": now_us}))],
-                              [Compare(registry, "CREATE", "==", 0)])
-    except errors.Conflict:
-        raise errors.NamespaceExists(f"namespace {namespace!r} already exists", namespace=namespace) from None
+    while True:
+        compare, puts = claim.guard(lambda _: _created(timeline, namespace, now_us)) if claim else ([], [])
+        try:
+            timeline.housekeeping([Put(registry, ormsgpack.packb({"created_us": now_us})), *puts],
+                                  [Compare(registry, "CREATE", "==", 0), *compare])
+        except errors.Conflict:
+            if claim is not None and claim.moved():
+                continue  # the claim's guard failed, not the registry's: plan again (or replay)
+            raise errors.NamespaceExists(f"namespace {namespace!r} already exists", namespace=namespace) from None
+        if claim is not None:
+            claim.written = True
+        break
     created = info(timeline, namespace)  # after a drop it keeps the drop's tx and time, as on LMDB
     assert created is not None
     return created
 
 
+def _created(timeline: Timeline, namespace: str, now_us: int) -> NamespaceInfo:
+    """What :func:`info` will answer once ``namespace`` (absent now) is created at ``now_us``: no keys, and
+    the ``tx`` and ``updated_at`` of its last tx if it had one (a dropped namespace), as on LMDB. Exact while
+    no tx commits in between (the claim's guard compares ``P/log``, which every tx writes)."""
+    created = schema.time_of(now_us)
+    updated = timeline.client.range(timeline.layout.updated(namespace))
+    if not updated.kvs:
+        return NamespaceInfo(namespace, created, created, 0, 0, 0)
+    revision = updated.kvs[0].mod_revision
+    logged = records_at(timeline, [revision])
+    updated_us = ormsgpack.unpackb(logged[revision])[0] if revision in logged else 0
+    return NamespaceInfo(namespace, created, schema.time_of(updated_us), timeline.tx_of(revision), 0, 0)
+
+
 def drop(timeline: Timeline, namespace: str, note: dict[str, Any] | None, now_us: int,
-         limits: EtcdLimits, before: Callable[[], None] | None = None) -> int:
+         limits: EtcdLimits, before: Callable[[], None] | None = None, claim: ClaimGuard | None = None) -> int:
     """Delete every live key of ``namespace`` in one tx and forget the namespace; returns the tx, as
     :meth:`engine.Store.drop_namespace` (``NAMESPACE_NOT_FOUND`` if it does not exist).
 
@@ -90,11 +115,16 @@ def drop(timeline: Timeline, namespace: str, note: dict[str, Any] | None, now_us
     between: list again). A namespace with no live keys is forgotten by a housekeeping txn, without a
     tx: the latest tx answers and ``note`` is discarded. ``BATCH_TOO_LARGE`` if the log entry naming
     every key does not fit in one etcd request. ``before`` (the expiry sweep every write makes first)
-    runs once the namespace is known to exist, so a refused drop records nothing."""
+    runs once the namespace is known to exist, so a refused drop records nothing. ``claim``: an idempotency
+    claim stored by the same txn (:mod:`engine.etcd.idempotency`)."""
     layout = timeline.layout
     registry, updated, data = layout.registry(namespace), layout.updated(namespace), layout.data_prefix(namespace)
     end = prefix_end(data)
-    for _ in range(MAX_ATTEMPTS):
+    if claim is not None:
+        claim.look()  # as on LMDB, a retry replays before anything is read or written (the sweep included)
+    # An idempotent drop is sent again whenever any tx lands in between (its claim's guard compares P/log):
+    # allowed as many attempts as a commit gets for keys that moved.
+    for _ in range(MAX_ATTEMPTS if claim is None else MAX_ATTEMPTS + MAX_GUARD_RETRIES):
         state = timeline.client.txn((), [Range(registry), Range(updated), Range(layout.housekeeping)])
         reg, upd, hk = state.responses
         assert isinstance(reg, RangeResult) and isinstance(upd, RangeResult) and isinstance(hk, RangeResult)
@@ -109,10 +139,13 @@ def drop(timeline: Timeline, namespace: str, note: dict[str, Any] | None, now_us
                  Compare(updated, "MOD", "==", upd.kvs[0].mod_revision if upd.kvs else 0)]
         raws = [kv.key[len(data):] for kv in timeline.client.range(data, end, state.revision, keys_only=True).kvs]
         if not raws:
+            compare, puts = claim.guard(lambda latest: latest) if claim is not None else ([], [])
             try:
-                timeline.housekeeping([DeleteRange(registry)], guard)
+                timeline.housekeeping([DeleteRange(registry), *puts], guard + compare)
             except errors.Conflict:
                 continue  # written meanwhile: look again
+            if claim is not None:
+                claim.written = True
             return timeline.latest()[0]
         raws.sort(key=lambda raw: keypart(_NS_ID, raw))  # the order LMDB's index lists them in
         keys = [raw.decode("utf-8") for raw in raws]
@@ -124,12 +157,15 @@ def drop(timeline: Timeline, namespace: str, note: dict[str, Any] | None, now_us
                 f"dropping {len(keys)} keys logs {len(entry)} bytes in one etcd request; the cluster takes at "
                 f"most {limits.max_request_bytes} (its --max-request-bytes): delete some keys first",
                 count=len(keys), size=len(entry), limit=limits.max_request_bytes)  # fmt: skip
+        compare, puts = claim.guard(lambda latest: latest + 1) if claim is not None else ([], [])
         success: list[Request] = [DeleteRange(data, end), Put(layout.dropped(namespace), DELETE_RECORD),
                                   Put(updated, b""), DeleteRange(registry), Put(layout.log, request_id),
-                                  Range(layout.housekeeping)]
-        result = commit_once(timeline.client, layout.request(request_id), entry, guard, success)
+                                  *puts, Range(layout.housekeeping)]
+        result = commit_once(timeline.client, layout.request(request_id), entry, guard + compare, success)
         if not result.succeeded:
             continue  # a write landed after the keys were listed: list them again
+        if claim is not None:
+            claim.written = True
         if result.replayed:
             timeline.refresh()
             return timeline.tx_of(result.revision)

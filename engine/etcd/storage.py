@@ -50,8 +50,7 @@ expiry once. The write path costs one more round trip (a range of one key of ``P
 Not yet (each raises ``NotImplementedError`` or is simply absent): the Merkle tree and its proofs,
 commit-time clamping outside the log (history's times and the expiry read rule at a tx use the writer's
 clock as written), reads by time
-(``tx_at``), streams, compaction, the engine's idempotency (``Claim``: recorded answers and refusals;
-:meth:`commit` takes a request id, the retry-safety half of it), backup (the facade raises
+(``tx_at``), streams, compaction, backup (the facade raises
 ``NOT_SUPPORTED`` for each).
 The tx numbering needs a cluster no one else writes to (revisions are cluster-wide); a foreign write
 is detected by the sealer (it stops there with ``STORAGE_ERROR``) and named by :meth:`verify`, not
@@ -141,16 +140,18 @@ class EtcdStorage:
 
     # -- writes ----------------------------------------------------------------------------------------
 
-    def commit(self, batch: Batch, *, note: dict[str, Any] | None = None, request_id: bytes | None = None) -> int:
+    def commit(self, batch: Batch, *, note: dict[str, Any] | None = None, request_id: bytes | None = None,
+               claim: ClaimGuard | None = None) -> int:
         """Write a validated batch as the next tx (see :mod:`engine.etcd.commit`); returns the tx.
 
         ``request_id`` (default: 16 random bytes, so only this call's own retries are safe) names the
         request: calling again with the id of a request that committed returns its tx and writes nothing
         (``IDEMPOTENCY_KEY_REUSED`` if the id named another request). A caller that got
-        ``STORAGE_UNAVAILABLE`` with ``outcome="unknown"`` retries with the same id."""
+        ``STORAGE_UNAVAILABLE`` with ``outcome="unknown"`` retries with the same id. ``claim``: an
+        idempotency claim the txn stores too (:mod:`engine.etcd.idempotency`)."""
         now = self._now_us()
         return _commit.commit(self.timeline, batch, note, now, self.etcd_limits, request_id,
-                              before=lambda: self._sweep_due(now))
+                              before=lambda: self._sweep_due(now), claim=claim)
 
     # -- expiry ----------------------------------------------------------------------------------------
 
@@ -180,9 +181,10 @@ class EtcdStorage:
 
     def put(self, namespace: str, items: Mapping[str, Any] | Iterable[Item | tuple[str, Any]], *,
             note: dict[str, Any] | None = None, ttl: float | None = None, expiration: float | None = None,
-            metadata: Any = None, expect: Mapping[str, int] | None = None) -> int:
+            metadata: Any = None, expect: Mapping[str, int] | None = None, claim: ClaimGuard | None = None) -> int:
         """:meth:`engine.Namespace.put`: ``ttl`` (seconds from the commit), ``expiration`` (epoch seconds;
-        ``ttl`` wins) and ``metadata`` for every item that does not set its own (see :class:`Item`)."""
+        ``ttl`` wins) and ``metadata`` for every item that does not set its own (see :class:`Item`); ``claim``: an
+        idempotency claim the write's txn stores too (:mod:`engine.etcd.idempotency`; also for the other writes)."""
         check_namespace(namespace)
         note = check_note(note, self.limits.max_note_bytes)
         options = None
@@ -190,25 +192,25 @@ class EtcdStorage:
             options = (ttl, expiration, metadata)
         batch = prepare_puts(namespace, items, self.limits, options, self._now_us)
         batch.expects = expects_of(namespace, expect, self.limits)
-        return self.commit(batch, note=note)
+        return self.commit(batch, note=note, claim=claim)
 
     def clear(self, namespace: str, keys: Iterable[str], *, note: dict[str, Any] | None = None,
-              expect: Mapping[str, int] | None = None) -> int:
+              expect: Mapping[str, int] | None = None, claim: ClaimGuard | None = None) -> int:
         """:meth:`engine.Namespace.clear`."""
-        return self._keys(namespace, keys, CLEAR, note, expect)
+        return self._keys(namespace, keys, CLEAR, note, expect, claim)
 
     def delete(self, namespace: str, keys: Iterable[str], *, note: dict[str, Any] | None = None,
-               expect: Mapping[str, int] | None = None) -> int:
+               expect: Mapping[str, int] | None = None, claim: ClaimGuard | None = None) -> int:
         """:meth:`engine.Namespace.delete`."""
-        return self._keys(namespace, keys, DELETE, note, expect)
+        return self._keys(namespace, keys, DELETE, note, expect, claim)
 
     def _keys(self, namespace: str, keys: Iterable[str], op: int, note: dict[str, Any] | None,
-              expect: Mapping[str, int] | None) -> int:
+              expect: Mapping[str, int] | None, claim: ClaimGuard | None = None) -> int:
         check_namespace(namespace)
         note = check_note(note, self.limits.max_note_bytes)
         batch = prepare_keys(namespace, keys, op, self.limits)
         batch.expects = expects_of(namespace, expect, self.limits)
-        return self.commit(batch, note=note)
+        return self.commit(batch, note=note, claim=claim)
 
     def transaction(self, *, note: dict[str, Any] | None = None) -> EtcdTransaction:
         """Several operations on several namespaces as one tx (as :meth:`engine.Store.transaction`)."""
@@ -305,19 +307,20 @@ class EtcdStorage:
         """The names of every namespace ever written, in name order (drop is not built yet)."""
         return _namespaces.names(self.timeline)
 
-    def create_namespace(self, name: str) -> NamespaceInfo:
+    def create_namespace(self, name: str, *, claim: ClaimGuard | None = None) -> NamespaceInfo:
         """Create an empty namespace (no tx is consumed: a housekeeping txn); ``NAMESPACE_EXISTS`` if it
         exists, as :meth:`engine.Store.create_namespace`."""
         check_namespace(name)
-        return _namespaces.create(self.timeline, name, self._now_us())
+        return _namespaces.create(self.timeline, name, self._now_us(), claim)
 
-    def drop_namespace(self, name: str, *, note: dict[str, Any] | None = None) -> int:
+    def drop_namespace(self, name: str, *, note: dict[str, Any] | None = None, claim: ClaimGuard | None = None) -> int:
         """Delete every live key of ``name`` in one tx and forget the namespace; returns the tx (the
         latest tx, and no tx taken, when it has no live keys), as :meth:`engine.Store.drop_namespace`."""
         check_namespace(name)
         note = check_note(note, self.limits.max_note_bytes)
         now = self._now_us()
-        return _namespaces.drop(self.timeline, name, note, now, self.etcd_limits, before=lambda: self._sweep_due(now))
+        return _namespaces.drop(self.timeline, name, note, now, self.etcd_limits, before=lambda: self._sweep_due(now),
+                                claim=claim)
 
     def namespace_info(self, name: str) -> NamespaceInfo | None:
         """What ``name`` holds at the latest tx, or None if it was never written, as
@@ -331,5 +334,7 @@ def _now_us(clock: Callable[[], float] | None) -> int:
 
 
 if TYPE_CHECKING:
+    from .idempotency import ClaimGuard
+
     def _implements_the_boundary(storage: EtcdStorage) -> StorageOps:
         return storage  # mypy checks that EtcdStorage has every operation of the boundary

@@ -18,7 +18,8 @@ quorum before it answers), ``horizon`` (always 0: etcd stores are never compacte
 
 ``NOT_SUPPORTED``: streams, ``tx_at`` and reads by time, the Merkle tree's inclusion and consistency
 proofs, ``proved_read``, ``compact``, retention (``retention=`` and ``apply_retention``), ``backup``
-and ``restore``, ``revert``, export and import, and idempotency keys (``idempotency=``).
+and ``restore``, ``revert``, export and import. Idempotency keys (``idempotency=``) are stored with the
+write (:mod:`engine.etcd.idempotency`).
 
 The store owns its etcd client and a background sealer thread (:mod:`engine.etcd.sealer`); after
 :meth:`close` every call raises ``STORE_CLOSED``. Thread-safe (the client and storage are); it may cross a
@@ -42,7 +43,8 @@ from ..txtree import Head
 from ..validation import check_namespace, check_tx
 from ..verify import VerifyReport
 from .client import EtcdClient
-from .namespace import EtcdNamespace, refuse_claim
+from .idempotency import run as run_claimed
+from .namespace import EtcdNamespace
 from .sealer import INTERVAL as SEAL_INTERVAL
 from .sealer import Sealer
 from .storage import EtcdStorage
@@ -150,25 +152,25 @@ class EtcdStore:
         """What ``name`` holds at the latest tx, or None if it does not exist."""
         return self.storage().namespace_info(name)
 
-    def create_namespace(self, name: str, *, idempotency: object = None) -> NamespaceInfo:
+    def create_namespace(self, name: str, *, idempotency: _idempotency.Claim | None = None) -> NamespaceInfo:
         """Create an empty namespace (no tx is consumed); ``NAMESPACE_EXISTS`` if it exists."""
-        refuse_claim(idempotency)
-        return self.storage().create_namespace(name)
+        return run_claimed(self, idempotency, lambda claim: self.storage().create_namespace(name, claim=claim))
 
     def drop_namespace(self, name: str, *, note: dict[str, Any] | None = None, sync: bool | None = None,
-                       idempotency: object = None) -> int:
+                       idempotency: _idempotency.Claim | None = None) -> int:
         """Delete every live key of ``name`` in one tx and forget the namespace; returns the tx
         (``NAMESPACE_NOT_FOUND`` if it does not exist), as :meth:`engine.Store.drop_namespace`."""
-        refuse_claim(idempotency)
-        return self.storage().drop_namespace(name, note=note)
+        return run_claimed(self, idempotency, lambda claim: self.storage().drop_namespace(name, note=note, claim=claim))
 
     # -- transactions and the timeline ---------------------------------------------------------
 
     def transaction(self, *, note: dict[str, Any] | None = None, sync: bool | None = None,
-                    idempotency: object = None) -> EtcdTransaction:
+                    idempotency: _idempotency.Claim | None = None) -> EtcdTransaction:
         """Several operations on several namespaces as one tx, as :meth:`engine.Store.transaction`."""
-        refuse_claim(idempotency)
-        return self.storage().transaction(note=note)
+        transaction = self.storage().transaction(note=note)
+        if idempotency is not None:
+            transaction.idempotent(self, idempotency)
+        return transaction
 
     @property
     def latest_tx(self) -> int:

@@ -17,9 +17,12 @@ from ..errors import BatchTooLarge, EmptyBatch, InvalidParameters, ValueTooLarge
 from ..txlog import check_note
 from ..txn import Batch, Expect, Run
 from ..validation import check_namespace, check_tx, key_bytes
+from .idempotency import run as run_claimed
 
 if TYPE_CHECKING:
+    from ..idempotency import Claim
     from .storage import EtcdStorage
+    from .store import EtcdStore
 
 
 class EtcdTransaction:
@@ -33,6 +36,11 @@ class EtcdTransaction:
         self._ops: dict[tuple[str, str], tuple[int, bytes, bytes | None, expiry.Opts | None]] = {}
         self._expects: dict[tuple[str, str], Expect] = {}
         self.tx: int | None = None
+        self._claimed: tuple[EtcdStore, Claim] | None = None
+
+    def idempotent(self, store: EtcdStore, claim: Claim) -> None:
+        """Make the commit idempotent under ``claim`` (:mod:`engine.etcd.idempotency`; ttl from ``store``)."""
+        self._claimed = (store, claim)
 
     def _key(self, namespace: str, key: str) -> bytes:
         if self.tx is not None:
@@ -95,7 +103,12 @@ class EtcdTransaction:
             return self.tx
         if not self._ops:
             raise EmptyBatch("a transaction needs at least one put, clear or delete")
-        self.tx = self._storage.commit(self.batch(), note=self._note)
+        batch = self.batch()
+        if self._claimed is None:
+            self.tx = self._storage.commit(batch, note=self._note)
+        else:
+            store, claim = self._claimed
+            self.tx = run_claimed(store, claim, lambda guard: self._storage.commit(batch, note=self._note, claim=guard))
         return self.tx
 
     def __enter__(self) -> EtcdTransaction:
