@@ -51,6 +51,15 @@ def read_keys_of(keys: Iterable[str], limits: Limits) -> tuple[list[str], list[b
     return unique, [key_bytes(k, limits.max_key_bytes) for k in unique]
 
 
+def check_page(after: str | None, limit: int | None, limits: Limits) -> None:
+    """A scan's ``after`` and ``limit``, checked as :meth:`engine.Namespace.scan` checks them (same errors)."""
+    if after is not None:
+        key_bytes(after, limits.max_key_bytes)
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise errors.InvalidParameters(f"limit must be a non-negative integer or None, not {limit!r}",
+                                       parameter="limit")
+
+
 def view_of(timeline: Timeline, tx: int | None, snap: int, now: Callable[[], int], metadata: bool,
             fields: frozenset[str], kvs: list[KeyValue]) -> View:
     """How a read at ``tx`` (None: the latest) that resolved to ``snap`` sees versions (the read rule),
@@ -126,11 +135,7 @@ def scan(timeline: Timeline, namespace: str, prefix: str, tx: int | None, after:
     ``after`` (exclusive), at most ``limit``, in UTF-8 byte order: :meth:`engine.Namespace.scan`'s
     records and checks, as a list with the tx read."""
     check_prefix(prefix)
-    if after is not None:
-        key_bytes(after, limits.max_key_bytes)
-    if limit is not None and (type(limit) is not int or limit < 0):
-        raise errors.InvalidParameters(f"limit must be a non-negative integer or None, not {limit!r}",
-                                       parameter="limit")
+    check_page(after, limit, limits)
     layout = timeline.layout
     base = layout.data_prefix(namespace)
     start = base + prefix.encode()
