@@ -170,13 +170,10 @@ def test_the_engine_api_on_etcd_answers_as_on_lmdb(on_etcd: Store, on_lmdb: Stor
 
 # -- reads by time: tx_at and at= -----------------------------------------------------------------------
 
-#: One-key puts after the first few txs: the clamped times then span three sealed segments (chain.SEGMENT).
-BULK = 2 * SEGMENT + 8
 
-
-def _timed_writes(store: Store, clock: Clock) -> None:
+def _timed_writes(store: Store, clock: Clock, bulk: int) -> None:
     """Txs whose clock goes forward, stands still and goes back (LMDB clamps such a time to the previous
-    tx's; on etcd the sealer does), over three sealed segments."""
+    tx's; on etcd the sealer does), then ``bulk`` one-key puts, every fifth of them back in time."""
     cities = store.namespace("cities")
     cities.put({"c:1": 1, "c:2": 2}, metadata={"m": 1})  # tx 1 at T0
     clock.now += 1
@@ -186,17 +183,16 @@ def _timed_writes(store: Store, clock: Clock) -> None:
     cities.delete(["c:2"])  # tx 4: the clock went back; clamped to T0 + 1
     clock.now += 10
     cities.clear(["c:3"])  # tx 5 at T0 + 6
-    for i in range(BULK):
-        clock.now += -0.15 if i % 5 == 4 else 0.1  # every fifth goes back: runs of equal clamped times
+    for i in range(bulk):
+        clock.now += -0.15 if i % 5 == 4 else 0.1  # runs of equal clamped times
         cities.put({f"b:{i % 7}": i})
 
 
-def _probes(store: Store) -> list[float]:
-    """Epoch seconds to ask at: each chosen tx's clamped time, 1 µs before and after it, before the first
-    tx and far in the future."""
-    chosen = [*range(1, 12), *range(SEGMENT - 2, SEGMENT + 3), 2 * SEGMENT + 1, store.latest_tx]
+def _probes(store: Store, txs: list[int]) -> list[float]:
+    """Epoch seconds to ask at: before the first tx, 0, far in the future, and each of ``txs``' clamped
+    time, 1 µs before and 1 µs after it."""
     out = [T0 - 1000, 0.0, T0 + 10**6]
-    for tx in chosen:
+    for tx in txs:
         info = store.tx_info(tx)
         assert info is not None
         out += [(info.time_us + d) / 1_000_000 for d in (-1, 0, 1)]
@@ -233,23 +229,32 @@ def _error_of(call: Callable[[], Any]) -> tuple[str, dict[str, Any]]:
     return type(raised.value).__name__, raised.value.to_dict()
 
 
-def test_tx_at_and_reads_at_a_time_on_etcd_answer_as_on_lmdb(url: str, tmp_path: Path) -> None:
+def _tx_at_on_both(url: str, path: Path, bulk: int, txs: list[int]) -> tuple[Store, Store, Clock]:
+    """Open both stores, check ``tx_at`` of the empty store, make the same timed writes on both and
+    check ``tx_at`` at the probes of ``txs`` (epoch seconds and datetimes) and far away; both stay open."""
     clock = Clock()
-    with Store.open(url, clock=clock) as on_etcd, Store.open(tmp_path / "lmdb", clock=clock, sync=False) as on_lmdb:
-        assert on_etcd.tx_at(T0) == on_lmdb.tx_at(T0) == 0  # an empty store
-        _timed_writes(on_etcd, clock)
-        clock.now = T0
-        _timed_writes(on_lmdb, clock)
-        assert on_etcd.latest_tx == on_lmdb.latest_tx == 5 + BULK
-        probes = _probes(on_lmdb)
-        assert _probes(on_etcd) == probes  # the same clamped times
-        found = [(on_lmdb.tx_at(p), on_lmdb.tx_at(at(p))) for p in probes]
-        assert [(on_etcd.tx_at(p), on_etcd.tx_at(at(p))) for p in probes] == found
-        far = [datetime(9999, 12, 31, tzinfo=UTC), datetime(1960, 1, 1, tzinfo=UTC), 1e12]
-        assert [on_etcd.tx_at(w) for w in far] == [on_lmdb.tx_at(w) for w in far] == [5 + BULK, 0, 5 + BULK]
+    on_etcd, on_lmdb = Store.open(url, clock=clock), Store.open(path, clock=clock, sync=False)
+    assert on_etcd.tx_at(T0) == on_lmdb.tx_at(T0) == 0  # an empty store
+    _timed_writes(on_etcd, clock, bulk)
+    clock.now = T0
+    _timed_writes(on_lmdb, clock, bulk)
+    assert on_etcd.latest_tx == on_lmdb.latest_tx == 5 + bulk
+    probes = _probes(on_lmdb, txs)
+    assert _probes(on_etcd, txs) == probes  # the same clamped times
+    found = [(on_lmdb.tx_at(p), on_lmdb.tx_at(at(p))) for p in probes]
+    assert [(on_etcd.tx_at(p), on_etcd.tx_at(at(p))) for p in probes] == found
+    far = [datetime(9999, 12, 31, tzinfo=UTC), datetime(1960, 1, 1, tzinfo=UTC), 1e12]
+    assert [on_etcd.tx_at(w) for w in far] == [on_lmdb.tx_at(w) for w in far] == [5 + bulk, 0, 5 + bulk]
+    return on_etcd, on_lmdb, clock
+
+
+def test_tx_at_and_reads_at_a_time_on_etcd_answer_as_on_lmdb(url: str, tmp_path: Path) -> None:
+    bulk = 6
+    on_etcd, on_lmdb, _ = _tx_at_on_both(url, tmp_path / "lmdb", bulk, list(range(1, 6 + bulk)))
+    with on_etcd, on_lmdb:
         # Spelled out: tx 4's time went back and was clamped to tx 2's and 3's, the last of them answers.
         assert [on_etcd.tx_at(T0 + d) for d in (-1e-6, 0, 0.5, 1, 6 - 1e-6, 6)] == [0, 1, 1, 4, 4, 5]
-        for p in probes[:3 * 11 + 3]:  # the first txs' times, where the reads differ
+        for p in _probes(on_lmdb, list(range(1, 6))):  # the first txs' times, where the reads differ
             assert _reads_at(on_etcd, p) == _reads_at(on_lmdb, p), p
         # At T0 + 1 the state is tx 4's (its time was clamped there): c:2 deleted; a moment before, tx 1's.
         assert on_etcd.namespace("cities").read(["c:1", "c:2"], at=T0 + 1) == ReadResult(
@@ -262,7 +267,17 @@ def test_tx_at_and_reads_at_a_time_on_etcd_answer_as_on_lmdb(url: str, tmp_path:
         assert [_error_of(call) for call in _bad_time_calls(on_etcd)] == bad
         assert [code["code"] for _, code in bad].count("INVALID_PARAMETERS") == len(bad) - 3  # 3 key errors
         assert bad[6][1]["message"] == "give tx or at, not both"
-        assert on_etcd.latest_tx == 5 + BULK  # nothing written by a read or a refusal
+        assert on_etcd.latest_tx == 5 + bulk  # nothing written by a read or a refusal
+
+
+@pytest.mark.long
+def test_tx_at_on_etcd_bisects_three_sealed_segments_as_lmdb_answers(url: str, tmp_path: Path) -> None:
+    bulk = 2 * SEGMENT + 8  # txs in three sealed segments: ~525 etcd writes, ~10 s
+    edges = [1, 2, SEGMENT - 1, SEGMENT, SEGMENT + 1, SEGMENT + 2, 2 * SEGMENT, 2 * SEGMENT + 1, 5 + bulk]
+    on_etcd, on_lmdb, _ = _tx_at_on_both(url, tmp_path / "lmdb", bulk, edges)
+    with on_etcd, on_lmdb:
+        for p in _probes(on_lmdb, [SEGMENT, SEGMENT + 1, 2 * SEGMENT + 1]):
+            assert _reads_at(on_etcd, p) == _reads_at(on_lmdb, p), p
 
 
 def test_get_tx_at_and_a_read_at_a_time_over_http_on_etcd_answer_as_on_lmdb(url: str, tmp_path: Path) -> None:
