@@ -19,7 +19,8 @@ before the read's time is left out (the time of a read at tx T is T's commit tim
 ``fields`` fill those fields of each record. A record that needs a time costs the log lookups of
 :class:`engine.etcd.expiry.View`; plain records cost nothing more.
 
-Not yet: reads by time (``at``), ``TX_COMPACTED`` (no compaction yet).
+Reads by time (``at=``) resolve to a tx first (:mod:`engine.etcd.timeseek`, called by the namespace facade)
+and read at it here. Not yet: ``TX_COMPACTED`` (no compaction yet).
 """
 
 from __future__ import annotations
