@@ -1,7 +1,8 @@
 """``Store.open("etcd://...")`` and ``strata serve --data etcd://...`` on a real 3-member etcd cluster.
 
 The engine API through the facade (:class:`engine.etcd.store.EtcdStore`) gives the LMDB store's exact answers
-for the same writes at the same clock; every operation the etcd backend does not support yet raises
+for the same writes at the same clock (reads by time too: ``tx_at`` and ``at=`` over clamped commit times,
+embedded and over HTTP); every operation the etcd backend does not support yet raises
 ``NOT_SUPPORTED`` naming it (never an AttributeError); bad URLs and an unreachable cluster are clear engine
 errors; one live ``strata serve --data etcd://`` answers a write and a read, and 501 for a stream route.
 
