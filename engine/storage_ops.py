@@ -7,8 +7,8 @@ the ones built so far, with the answers every backend owes (the LMDB engine's ow
 implements it (mypy checks that); ``Store.open("etcd://...")`` returns :class:`engine.etcd.store.EtcdStore`,
 the ``Store`` API over it. The LMDB :class:`engine.Store` does not go through it.
 
-Still to add as they are built: the expiry sweep, reads by time and ``tx_at``, streams, the hash chain
-and proofs, compaction, idempotency keys, backup.
+Still to add as they are built: streams, proofs, compaction, backup (the expiry sweep, the hash chain,
+idempotency keys and ``tx_at`` are built on etcd; some are not in this protocol yet).
 """
 
 from __future__ import annotations
@@ -78,6 +78,11 @@ class StorageOps(Protocol):
 
     def tx_info(self, tx: int) -> LogEntry | None:
         """The log entry of ``tx``; None if it was not committed."""
+        ...
+
+    def tx_at(self, time_us: int) -> int:
+        """The last tx whose commit time (clamped: never before the previous tx's) is at or before
+        ``time_us`` (UTC microseconds, already checked); 0 if none."""
         ...
 
     def changes(self, since: int = 0, *, limit: int = 1000, namespace: str | None = None) -> Sequence[LogEntry]:

@@ -216,6 +216,13 @@ def sealed_links(timeline: Timeline, first: int, last: int) -> dict[int, Link]:
     return out
 
 
+def segment_times(timeline: Timeline, start: int) -> list[int]:
+    """The clamped commit times of the sealed txs of the segment starting at tx ``start`` (one past a
+    multiple of :data:`SEGMENT`), in tx order; empty if that segment holds none yet."""
+    found = timeline.client.range(timeline.layout.segment(start))
+    return [time_us for _, time_us in ormsgpack.unpackb(found.kvs[0].value)] if found.kvs else []
+
+
 def _segment_puts(timeline: Timeline, head: Link, links: list[Link]) -> list[Put]:
     """The segments ``links`` (the txs after ``head``) extend, each as its whole new value."""
     layout = timeline.layout

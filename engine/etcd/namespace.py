@@ -3,9 +3,10 @@
 Same calls, same arguments, same answers and errors as the LMDB namespace (the differential test holds
 the storage underneath to the LMDB engine's answers; the input checks are the engine's own functions,
 called by the storage). What the etcd backend does not do yet raises ``NOT_SUPPORTED``
-(:class:`engine.errors.NotSupported`) naming the operation, before anything is read or written: reads by
-time (``at=``), ``proved_read`` and ``revert``. Idempotency keys (``idempotency=``) are stored with the write
-(:mod:`engine.etcd.idempotency`). ``sync`` is accepted
+(:class:`engine.errors.NotSupported`) naming the operation, before anything is read or written:
+``proved_read`` and ``revert``. A read by time (``at=``) reads at the tx :meth:`EtcdStore.tx_at` finds for it
+(:mod:`engine.etcd.timeseek`), after the LMDB namespace's checks in the LMDB namespace's order. Idempotency
+keys (``idempotency=``) are stored with the write (:mod:`engine.etcd.idempotency`). ``sync`` is accepted
 and changes nothing: etcd makes every txn durable on a quorum before it answers.
 """
 
@@ -15,11 +16,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..errors import NotSupported
+from ..errors import InvalidParameters, NotSupported
+from ..expiry import check_fields
 from ..history import Change, Version
 from ..idempotency import Claim
 from ..records import Item, NamespaceInfo, ReadResult, Record
+from ..validation import check_prefix, time_us
 from .idempotency import run as run_claimed
+from .reads import check_page, read_keys_of
 
 if TYPE_CHECKING:
     from .store import EtcdStore
@@ -41,11 +45,6 @@ class EtcdScan:
 
     def __repr__(self) -> str:
         return f"EtcdScan(tx={self.tx}, records={len(self._records)})"
-
-
-def _refuse_at(at: object) -> None:
-    if at is not None:
-        raise NotSupported.needs_lmdb("reads by time (at=)")
 
 
 class EtcdNamespace:
@@ -88,23 +87,41 @@ class EtcdNamespace:
 
     def read(self, keys: Iterable[str], *, tx: int | None = None, at: datetime | float | None = None,
              metadata: bool = False, fields: Iterable[str] | None = None) -> ReadResult:
-        """:meth:`engine.Namespace.read` (``at``: ``NOT_SUPPORTED``)."""
-        _refuse_at(at)
+        """:meth:`engine.Namespace.read`."""
+        if at is not None:  # the LMDB namespace's order: the time, the fields, the keys, then tx-or-at
+            when = time_us(at)
+            check_fields(fields)
+            read_keys_of(keys, self._store.limits)
+            tx = self._tx_at(tx, when)
         return self._store.storage().read(self.name, keys, tx=tx, metadata=metadata, fields=fields)
 
     def get(self, key: str, *, tx: int | None = None, at: datetime | float | None = None,
             metadata: bool = False, fields: Iterable[str] | None = None) -> Record | None:
-        """:meth:`engine.Namespace.get` (``at``: ``NOT_SUPPORTED``)."""
-        _refuse_at(at)
+        """:meth:`engine.Namespace.get`."""
+        if at is not None:  # as the LMDB namespace: a read of [key]
+            records = self.read([key], tx=tx, at=at, metadata=metadata, fields=fields).records
+            return records[0] if records else None
         return self._store.storage().get(self.name, key, tx=tx, metadata=metadata, fields=fields)
 
     def scan(self, prefix: str = "", *, tx: int | None = None, after: str | None = None,
              limit: int | None = None, at: datetime | float | None = None, metadata: bool = False,
              fields: Iterable[str] | None = None) -> EtcdScan:
-        """:meth:`engine.Namespace.scan` (``at``: ``NOT_SUPPORTED``)."""
-        _refuse_at(at)
+        """:meth:`engine.Namespace.scan`."""
+        if at is not None:  # the LMDB namespace's order: fields, prefix, the time, after and limit, tx-or-at
+            check_fields(fields)
+            check_prefix(prefix)
+            when = time_us(at)
+            check_page(after, limit, self._store.limits)
+            tx = self._tx_at(tx, when)
         return EtcdScan(self._store.storage().scan(self.name, prefix, tx=tx, after=after, limit=limit,
                                                    metadata=metadata, fields=fields))
+
+    def _tx_at(self, tx: int | None, when: int) -> int:
+        """The tx a read at time ``when`` (microseconds) reads at; ``INVALID_PARAMETERS`` if ``tx`` is given
+        too (the LMDB engine's error)."""
+        if tx is not None:
+            raise InvalidParameters("give tx or at, not both", parameter="at")
+        return self._store.storage().tx_at(when)
 
     def history(self, key: str, *, before: int | None = None, after: int | None = None, limit: int = 100,
                 order: str = "desc") -> list[Version]:

@@ -19,7 +19,8 @@ before the read's time is left out (the time of a read at tx T is T's commit tim
 ``fields`` fill those fields of each record. A record that needs a time costs the log lookups of
 :class:`engine.etcd.expiry.View`; plain records cost nothing more.
 
-Not yet: reads by time (``at``), ``TX_COMPACTED`` (no compaction yet).
+Reads by time (``at=``) resolve to a tx first (:mod:`engine.etcd.timeseek`, called by the namespace facade)
+and read at it here. Not yet: ``TX_COMPACTED`` (no compaction yet).
 """
 
 from __future__ import annotations
@@ -49,6 +50,15 @@ def read_keys_of(keys: Iterable[str], limits: Limits) -> tuple[list[str], list[b
         raise errors.BatchTooLarge(f"{len(unique)} keys in one read; the limit is {limits.max_read_keys}",
                                    count=len(unique), limit=limits.max_read_keys)
     return unique, [key_bytes(k, limits.max_key_bytes) for k in unique]
+
+
+def check_page(after: str | None, limit: int | None, limits: Limits) -> None:
+    """A scan's ``after`` and ``limit``, checked as :meth:`engine.Namespace.scan` checks them (same errors)."""
+    if after is not None:
+        key_bytes(after, limits.max_key_bytes)
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise errors.InvalidParameters(f"limit must be a non-negative integer or None, not {limit!r}",
+                                       parameter="limit")
 
 
 def view_of(timeline: Timeline, tx: int | None, snap: int, now: Callable[[], int], metadata: bool,
@@ -126,11 +136,7 @@ def scan(timeline: Timeline, namespace: str, prefix: str, tx: int | None, after:
     ``after`` (exclusive), at most ``limit``, in UTF-8 byte order: :meth:`engine.Namespace.scan`'s
     records and checks, as a list with the tx read."""
     check_prefix(prefix)
-    if after is not None:
-        key_bytes(after, limits.max_key_bytes)
-    if limit is not None and (type(limit) is not int or limit < 0):
-        raise errors.InvalidParameters(f"limit must be a non-negative integer or None, not {limit!r}",
-                                       parameter="limit")
+    check_page(after, limit, limits)
     layout = timeline.layout
     base = layout.data_prefix(namespace)
     start = base + prefix.encode()

@@ -33,7 +33,8 @@ Contract (what holds today):
 * **The hash chain** (:mod:`engine.etcd.chain`): each tx's hash is the LMDB backend's for the same
   history, computed after the fact and stored in sealed segments (:meth:`tx_info` and :meth:`changes`
   seal what they show first); commit times are clamped there as on LMDB. :meth:`head` and :meth:`verify`
-  (:mod:`engine.etcd.verify`).
+  (:mod:`engine.etcd.verify`). **Reads by time**: :meth:`tx_at` bisects those clamped times
+  (:mod:`engine.etcd.timeseek`).
 * **Namespaces**: :meth:`namespaces`, :meth:`create_namespace` (a housekeeping txn: no tx number),
   :meth:`drop_namespace`, :meth:`namespace_info` (``size_bytes`` costs a range of the
   namespace's keys, see :mod:`engine.etcd.namespaces`).
@@ -49,8 +50,7 @@ expiry once. The write path costs one more round trip (a range of one key of ``P
 
 Not yet (each raises ``NotImplementedError`` or is simply absent): the Merkle tree and its proofs,
 commit-time clamping outside the log (history's times and the expiry read rule at a tx use the writer's
-clock as written), reads by time
-(``tx_at``), streams, compaction, backup (the facade raises
+clock as written), streams, compaction, backup (the facade raises
 ``NOT_SUPPORTED`` for each).
 The tx numbering needs a cluster no one else writes to (revisions are cluster-wide); a foreign write
 is detected by the sealer (it stops there with ``STORAGE_ERROR``) and named by :meth:`verify`, not
@@ -78,7 +78,7 @@ from ..txlog import check_note
 from ..txn import Batch, prepare_keys, prepare_puts
 from ..validation import check_namespace, check_tx
 from ..verify import VerifyReport
-from . import chain, reads, txlog
+from . import chain, reads, timeseek, txlog
 from . import commit as _commit
 from . import diff as _diff
 from . import history as _history
@@ -265,6 +265,12 @@ class EtcdStorage:
         committed. Seals the chain up to ``tx`` first if it is not yet (:mod:`engine.etcd.chain`)."""
         entry = txlog.entry(self.timeline, tx)
         return None if entry is None else self._chained([entry])[0]
+
+    def tx_at(self, time_us: int) -> int:
+        """The last tx committed at or before ``time_us`` (UTC microseconds, clamped commit times as on
+        LMDB); 0 if none. Seals the chain up to the latest tx first if it is not yet
+        (:mod:`engine.etcd.timeseek`)."""
+        return timeseek.tx_at(self.timeline, time_us)
 
     def _chained(self, entries: list[TxEntry]) -> list[TxEntry]:
         """``entries`` with their chain hash and the clamped commit time the chain hashes."""

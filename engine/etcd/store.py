@@ -10,13 +10,14 @@ Supported: namespaces (``namespace(name)`` with put, get, read, scan, delete, cl
 info), multi-namespace ``transaction``, ``latest_tx``, ``tx_info`` and ``changes`` (each entry with its
 chain hash, the LMDB store's for the same history, and the commit time clamped as LMDB clamps it),
 ``head`` (tx and hash; ``root`` None) and ``verify`` (:mod:`engine.etcd.chain`, :mod:`engine.etcd.verify`),
-``wait_for`` (a watch), ``namespaces``,
+``tx_at`` and reads by time (``at=``: a bisection over the sealed, clamped commit times,
+:mod:`engine.etcd.timeseek`), ``wait_for`` (a watch), ``namespaces``,
 ``namespace_info``, ``create_namespace``, ``drop_namespace``, ``expire``, ``next_expiry``, ``stats``
 (``latest_tx`` and the cluster's database size), ``sync`` (nothing to do: etcd makes every txn durable on a
 quorum before it answers), ``horizon`` (always 0: etcd stores are never compacted yet) and
 ``compaction_status``, ``close`` and the context manager.
 
-``NOT_SUPPORTED``: streams, ``tx_at`` and reads by time, the Merkle tree's inclusion and consistency
+``NOT_SUPPORTED``: streams, the Merkle tree's inclusion and consistency
 proofs, ``proved_read``, ``compact``, retention (``retention=`` and ``apply_retention``), ``backup``
 and ``restore``, ``revert``, export and import. Idempotency keys (``idempotency=``) are stored with the
 write (:mod:`engine.etcd.idempotency`).
@@ -40,7 +41,7 @@ from ..errors import NotSupported, StorageUnavailable, StoreClosed
 from ..records import Limits, NamespaceInfo
 from ..retention import Retention
 from ..txtree import Head
-from ..validation import check_namespace, check_tx
+from ..validation import check_namespace, check_tx, time_us
 from ..verify import VerifyReport
 from .client import EtcdClient
 from .idempotency import run as run_claimed
@@ -181,6 +182,13 @@ class EtcdStore:
         """Commit time, note, operations and chain hash of ``tx``; None if it was not committed."""
         return self.storage().tx_info(tx)
 
+    def tx_at(self, at: datetime | float) -> int:
+        """The latest tx committed at or before ``at`` (aware datetime or epoch seconds); 0 if none, as
+        :meth:`engine.Store.tx_at` (same checks, same errors). Commit times are the clamped ones ``tx_info``
+        shows; the chain is sealed up to the latest tx first if it is not yet (:mod:`engine.etcd.timeseek`)."""
+        when = time_us(at)
+        return self.storage().tx_at(when)
+
     def changes(self, since: int = 0, *, limit: int = 1000, namespace: str | None = None) -> list[TxEntry]:
         """Committed txs after ``since``, in tx order, as :meth:`engine.Store.changes`."""
         return self.storage().changes(since, limit=limit, namespace=namespace)
@@ -259,10 +267,6 @@ class EtcdStore:
     def drop_stream(self, name: str, **options: Any) -> NoReturn:
         """``NOT_SUPPORTED`` (streams are not built on etcd yet)."""
         raise NotSupported.needs_lmdb("streams")
-
-    def tx_at(self, at: datetime | float) -> NoReturn:
-        """``NOT_SUPPORTED`` (reads by time need the sealer's clamped commit times)."""
-        raise NotSupported.needs_lmdb("tx_at")
 
 
     def inclusion_proof(self, tx: int, size: int | None = None) -> NoReturn:

@@ -1,7 +1,8 @@
 """``Store.open("etcd://...")`` and ``strata serve --data etcd://...`` on a real 3-member etcd cluster.
 
 The engine API through the facade (:class:`engine.etcd.store.EtcdStore`) gives the LMDB store's exact answers
-for the same writes at the same clock; every operation the etcd backend does not support yet raises
+for the same writes at the same clock (reads by time too: ``tx_at`` and ``at=`` over clamped commit times,
+embedded and over HTTP); every operation the etcd backend does not support yet raises
 ``NOT_SUPPORTED`` naming it (never an AttributeError); bad URLs and an unreachable cluster are clear engine
 errors; one live ``strata serve --data etcd://`` answers a write and a read, and 501 for a stream route.
 
@@ -21,9 +22,11 @@ import orjson
 import pytest
 
 from engine import Item, Namespace, Store, errors, export_history, export_snapshot, import_rows
+from engine.etcd.chain import SEGMENT
 from engine.etcd.store import EtcdStore
 from engine.etcd.transaction import EtcdTransaction
 from engine.etcd.url import EtcdUrl
+from engine.records import ReadResult, Record
 from engine.txn import Transaction
 from server.app import App, create_app
 from server.lifecycle import LifecycleLeader
@@ -166,6 +169,150 @@ def test_the_engine_api_on_etcd_answers_as_on_lmdb(on_etcd: Store, on_lmdb: Stor
     on_etcd.sync()
 
 
+# -- reads by time: tx_at and at= -----------------------------------------------------------------------
+
+
+def _timed_writes(store: Store, clock: Clock, bulk: int) -> None:
+    """Txs whose clock goes forward, stands still and goes back (LMDB clamps such a time to the previous
+    tx's; on etcd the sealer does), then ``bulk`` one-key puts, every fifth of them back in time."""
+    cities = store.namespace("cities")
+    cities.put({"c:1": 1, "c:2": 2}, metadata={"m": 1})  # tx 1 at T0
+    clock.now += 1
+    cities.put({"c:1": 11})  # tx 2 at T0 + 1
+    cities.put({"c:3": 3})  # tx 3 at T0 + 1 as well: the clock stood still
+    clock.now -= 5
+    cities.delete(["c:2"])  # tx 4: the clock went back; clamped to T0 + 1
+    clock.now += 10
+    cities.clear(["c:3"])  # tx 5 at T0 + 6
+    for i in range(bulk):
+        clock.now += -0.15 if i % 5 == 4 else 0.1  # runs of equal clamped times
+        cities.put({f"b:{i % 7}": i})
+
+
+def _probes(store: Store, txs: list[int]) -> list[float]:
+    """Epoch seconds to ask at: before the first tx, 0, far in the future, and each of ``txs``' clamped
+    time, 1 µs before and 1 µs after it."""
+    out = [T0 - 1000, 0.0, T0 + 10**6]
+    for tx in txs:
+        info = store.tx_info(tx)
+        assert info is not None
+        out += [(info.time_us + d) / 1_000_000 for d in (-1, 0, 1)]
+    return out
+
+
+def _reads_at(store: Store, p: float) -> list[Any]:
+    cities = store.namespace("cities")
+    return [cities.read(["c:1", "c:2", "c:3"], at=p), cities.get("c:1", at=at(p)),
+            cities.read(["c:2", "c:1"], at=at(p), metadata=True, fields=["created_at", "updated_at"]),
+            *((s.tx, list(s)) for s in (cities.scan("c:", at=p), cities.scan(at=p, after="b:5", limit=3)))]
+
+
+def _bad_time_calls(store: Store) -> list[Callable[[], Any]]:
+    cities = store.namespace("cities")
+    naive = datetime(2027, 1, 1)  # the point: a naive datetime is refused
+    return [
+        lambda: store.tx_at(naive), lambda: store.tx_at(-1), lambda: store.tx_at("now"),
+        lambda: store.tx_at(float("nan")), lambda: store.tx_at(None),  # type: ignore[arg-type]
+        lambda: store.tx_at(float("inf")),
+        lambda: cities.read(["c:1"], tx=1, at=T0), lambda: cities.read(["c:1"], tx=-1, at=T0),
+        lambda: cities.read([""], tx=1, at=T0), lambda: cities.read("c:1", at=T0), lambda: cities.read(["c:1"], at=-1),
+        lambda: cities.read(["c:1"], tx=1, at=T0, fields=["nope"]), lambda: cities.read(["c:1"], at=naive, fields=[1]),
+        lambda: cities.get("c:1", tx=1, at=T0), lambda: cities.get("", at=naive), lambda: cities.get("", tx=1, at=T0),
+        lambda: cities.scan(at=T0, tx=1), lambda: cities.scan(limit=-1, at=T0, tx=1),
+        lambda: cities.scan(1, at="x"), lambda: cities.scan(after="", at=T0),  # type: ignore[arg-type]
+        lambda: cities.scan(at="x", after=""), lambda: cities.scan(at=T0, fields=["nope"], tx=1),
+    ]
+
+
+def _error_of(call: Callable[[], Any]) -> tuple[str, dict[str, Any]]:
+    with pytest.raises(errors.EngineError) as raised:
+        call()
+    return type(raised.value).__name__, raised.value.to_dict()
+
+
+def _tx_at_on_both(url: str, path: Path, bulk: int, txs: list[int]) -> tuple[Store, Store, Clock]:
+    """Open both stores, check ``tx_at`` of the empty store, make the same timed writes on both and
+    check ``tx_at`` at the probes of ``txs`` (epoch seconds and datetimes) and far away; both stay open."""
+    clock = Clock()
+    on_etcd, on_lmdb = Store.open(url, clock=clock), Store.open(path, clock=clock, sync=False)
+    assert on_etcd.tx_at(T0) == on_lmdb.tx_at(T0) == 0  # an empty store
+    _timed_writes(on_etcd, clock, bulk)
+    clock.now = T0
+    _timed_writes(on_lmdb, clock, bulk)
+    assert on_etcd.latest_tx == on_lmdb.latest_tx == 5 + bulk
+    probes = _probes(on_lmdb, txs)
+    assert _probes(on_etcd, txs) == probes  # the same clamped times
+    found = [(on_lmdb.tx_at(p), on_lmdb.tx_at(at(p))) for p in probes]
+    assert [(on_etcd.tx_at(p), on_etcd.tx_at(at(p))) for p in probes] == found
+    far = [datetime(9999, 12, 31, tzinfo=UTC), datetime(1960, 1, 1, tzinfo=UTC), 1e12]
+    assert [on_etcd.tx_at(w) for w in far] == [on_lmdb.tx_at(w) for w in far] == [5 + bulk, 0, 5 + bulk]
+    return on_etcd, on_lmdb, clock
+
+
+def test_tx_at_and_reads_at_a_time_on_etcd_answer_as_on_lmdb(url: str, tmp_path: Path) -> None:
+    bulk = 6
+    on_etcd, on_lmdb, _ = _tx_at_on_both(url, tmp_path / "lmdb", bulk, list(range(1, 6 + bulk)))
+    with on_etcd, on_lmdb:
+        # Spelled out: tx 4's time went back and was clamped to tx 2's and 3's, the last of them answers.
+        assert [on_etcd.tx_at(T0 + d) for d in (-1e-6, 0, 0.5, 1, 6 - 1e-6, 6)] == [0, 1, 1, 4, 4, 5]
+        for p in _probes(on_lmdb, list(range(1, 6))):  # the first txs' times, where the reads differ
+            assert _reads_at(on_etcd, p) == _reads_at(on_lmdb, p), p
+        # At T0 + 1 the state is tx 4's (its time was clamped there): c:2 deleted; a moment before, tx 1's.
+        assert on_etcd.namespace("cities").read(["c:1", "c:2"], at=T0 + 1) == ReadResult(
+            [Record("c:1", 11, 2, False, False, None, None, None, None)], 4)
+        assert on_etcd.namespace("cities").read(["c:1", "c:2"], at=T0 + 1 - 1e-6).records == [
+            Record("c:1", 1, 1, False, False, None, None, None, None), Record("c:2", 2, 1, False, False, None, None,
+                                                                                None, None)]
+        assert on_etcd.namespace("cities").read(["c:1"], at=T0 - 1) == ReadResult([], 0)
+        bad = [_error_of(call) for call in _bad_time_calls(on_lmdb)]
+        assert [_error_of(call) for call in _bad_time_calls(on_etcd)] == bad
+        assert [code["code"] for _, code in bad].count("INVALID_PARAMETERS") == len(bad) - 3  # 3 key errors
+        assert bad[6][1]["message"] == "give tx or at, not both"
+        assert on_etcd.latest_tx == 5 + bulk  # nothing written by a read or a refusal
+
+
+@pytest.mark.long
+def test_tx_at_on_etcd_bisects_three_sealed_segments_as_lmdb_answers(url: str, tmp_path: Path) -> None:
+    bulk = 2 * SEGMENT + 8  # txs in three sealed segments: ~525 etcd writes, ~10 s
+    edges = [1, 2, SEGMENT - 1, SEGMENT, SEGMENT + 1, SEGMENT + 2, 2 * SEGMENT, 2 * SEGMENT + 1, 5 + bulk]
+    on_etcd, on_lmdb, _ = _tx_at_on_both(url, tmp_path / "lmdb", bulk, edges)
+    with on_etcd, on_lmdb:
+        for p in _probes(on_lmdb, [SEGMENT, SEGMENT + 1, 2 * SEGMENT + 1]):
+            assert _reads_at(on_etcd, p) == _reads_at(on_lmdb, p), p
+
+
+def test_get_tx_at_and_a_read_at_a_time_over_http_on_etcd_answer_as_on_lmdb(url: str, tmp_path: Path) -> None:
+    clock = Clock()
+    answers = []
+    for data in (url, str(tmp_path / "lmdb")):
+        clock.now = T0
+        app = create_app(data, store_options={"clock": clock})
+        try:
+            client = Client(app)
+            for step, value in ((0, 1), (1, 2), (-5, 3)):  # the third tx's time is clamped to the second's
+                clock.now += step
+                assert client.request("POST", "/v4/storage/a/write", json=[{"key": "k", "value": value}]).status == 200
+            out = []
+            for when in ("2027-01-15T08:00:00Z", "2027-01-15T08:00:01Z", "2027-01-15T08:00:00.999999Z",
+                         "2027-01-15T09:00:01+01:00", "1969-12-31T23:59:59Z", "9999-12-31T23:59:59Z"):
+                response = client.request("GET", "/v4/tx", query={"at": when})
+                body = response.json()
+                del body["duration"]
+                read = client.request("POST", "/v4/storage/a/read", json={"keys": ["k"], "at": when})
+                out.append((response.status, body, read.status, read.json()["data"], read.json()["tx"]))
+            both = client.request("POST", "/v4/storage/a/read", json={"keys": ["k"], "at": "x", "tx": 1})
+            out.append((both.status, both.json()["code"], both.json()["errors"]))
+            answers.append(out)
+        finally:
+            app.close()
+    assert answers[0] == answers[1]
+    assert [(tx, time) for _, body, _, _, tx in answers[0][:-1] for time in [body["time"]]] == [
+        (1, "2027-01-15T08:00:00Z"), (3, "2027-01-15T08:00:01Z"), (1, "2027-01-15T08:00:00Z"),
+        (3, "2027-01-15T08:00:01Z"), (0, None), (3, "2027-01-15T08:00:01Z")]
+    assert answers[0][1][3] == [{"key": "k", "value": 3, "tx": 3, "binary": False}]
+    assert answers[0][-1][:2] == (400, "INVALID_PARAMETERS")
+
+
 def test_reopening_the_url_finds_the_same_store(on_etcd: Store, url: str) -> None:
     tx = on_etcd.namespace("a").put({"k": 1})
     with Store.open(url) as again:
@@ -200,10 +347,6 @@ def _unsupported(store: Store, path: Path) -> list[tuple[str, Callable[[], Any]]
         ("streams", lambda: store.stream_info("s")),
         ("streams", lambda: store.create_stream("s")),
         ("streams", lambda: store.drop_stream("s")),
-        ("tx_at", lambda: store.tx_at(T0)),
-        ("reads by time (at=)", lambda: ns.read(["k"], at=T0)),
-        ("reads by time (at=)", lambda: ns.get("k", at=T0)),
-        ("reads by time (at=)", lambda: ns.scan(at=T0)),
         ("inclusion_proof", lambda: store.inclusion_proof(1)),
         ("consistency_proof", lambda: store.consistency_proof(1)),
         ("proved_read", lambda: ns.proved_read(["k"])),
@@ -348,6 +491,8 @@ SUPPORTED_ROUTES = [
     ("GET", "/v4/storage/a/changes", {}, 200),
     ("GET", "/v4/tx/1", {}, 200),
     ("GET", "/v4/head", {}, 200),
+    ("GET", "/v4/tx", {"query": {"at": "2026-01-01T00:00:00Z"}}, 200),
+    ("POST", "/v4/storage/a/read", {"json": {"keys": ["k"], "at": "2026-01-01T00:00:00Z"}}, 200),
     ("GET", "/v4/verify", {}, 200),
     ("GET", "/v4/namespace/storage", {}, 200),
     ("POST", "/v4/namespace/storage", {"json": {"namespace": "b"}}, 201),
@@ -360,8 +505,6 @@ SUPPORTED_ROUTES = [
 ]
 UNSUPPORTED_ROUTES = [
     ("POST", "/v4/storage/a/revert", {"json": {"to_tx": 0}}, "revert"),
-    ("GET", "/v4/tx", {"query": {"at": "2026-01-01T00:00:00Z"}}, "tx_at"),
-    ("POST", "/v4/storage/a/read", {"json": {"keys": ["k"], "at": "2026-01-01T00:00:00Z"}}, "tx_at"),
     ("POST", "/v4/storage/a/read", {"json": {"keys": ["k"], "proof": True}}, "proved_read"),
     ("GET", "/v4/proof/inclusion", {"query": {"tx": "1"}}, "inclusion_proof"),
     ("GET", "/v4/proof/consistency", {"query": {"from": "1"}}, "consistency_proof"),
