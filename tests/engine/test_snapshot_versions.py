@@ -3,12 +3,14 @@ with no version, a deleted key and a key whose value expires, exactly at the exp
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from engine import Store
 from engine.errors import EngineError
+from engine.records import Record
 from engine.snapshot import current_tx, live_tx, read_keys
 
 from .clock import T0, Clock, clock, store  # noqa: F401  (fixtures)
@@ -100,6 +102,10 @@ def test_reads_at_tx_0_the_latest_and_a_time(store: Store, clock: Clock) -> None
         ns.get("k", tx=1)
     assert exc.value.to_dict()["tx"] == 1
     assert ns.get("k", tx=2).value == 2  # type: ignore[union-attr]
+    # The horizon's own tx is readable by time too (the check is tx < horizon), and in a scan.
+    assert ns.read(["k"], at=T0 + 2.5) == ([Record("k", 2, 2)], 2)
+    assert ns.get("k", at=T0 + 2) == Record("k", 2, 2)
+    assert list(ns.scan(tx=2)) == [Record("k", 2, 2)]
 
 
 def test_read_keys_refuses_keys_and_encodings_of_different_lengths(store: Store) -> None:
@@ -115,3 +121,35 @@ def test_read_keys_refuses_keys_and_encodings_of_different_lengths(store: Store)
             read_keys(txn, backend.versions, prefix, ["a", "b"], [b"a"], 1, lambda: None, True)  # type: ignore[arg-type,return-value]
 
     backend.read(run)
+
+
+def _at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def test_fields_of_plain_and_rich_values_are_exact_on_every_read_path(store: Store, clock: Clock) -> None:
+    """A plain put and an extended one (expiry, metadata) of bytes and of a str, read with every field
+    and with metadata alone, at the latest tx and at a past one, in a batch and one by one: the exact
+    records (``binary`` and ``cleared`` included, each field from its own version)."""
+    ns = store.namespace("t")
+    clock.now = T0 + 1
+    first = ns.put({"p": b"\x00raw", "s": "str"})
+    clock.now = T0 + 2
+    second = ns.put({"r": b"\x01rich", "q": "text"}, ttl=100, metadata={"m": 1})
+    fields = ["created_at", "updated_at", "expire_time"]
+    dressed = [Record("p", b"\x00raw", first, binary=True, created_at=_at(T0 + 1), updated_at=_at(T0 + 1)),
+               Record("s", "str", first, created_at=_at(T0 + 1), updated_at=_at(T0 + 1)),
+               Record("r", b"\x01rich", second, binary=True, created_at=_at(T0 + 2), updated_at=_at(T0 + 2),
+                      expire_time=_at(T0 + 102)),
+               Record("q", "text", second, created_at=_at(T0 + 2), updated_at=_at(T0 + 2), expire_time=_at(T0 + 102))]
+    plain = [Record("p", b"\x00raw", first, binary=True), Record("s", "str", first),
+             Record("r", b"\x01rich", second, binary=True, metadata={"m": 1}),
+             Record("q", "text", second, metadata={"m": 1})]
+    keys = ["p", "s", "r", "q"]
+    ns.put({"other": 1})  # the reads at `second` are then of a past tx
+    for tx in (None, second):
+        assert ns.read(keys, tx=tx, fields=fields).records == dressed
+        assert [ns.get(k, tx=tx, fields=fields) for k in keys] == dressed
+        assert ns.read(keys, tx=tx, metadata=True).records == plain
+        assert [ns.get(k, tx=tx, metadata=True) for k in keys] == plain
+        assert ns.read(keys, tx=tx).records == [r._replace(metadata=None) for r in plain]
