@@ -250,3 +250,15 @@ def test_read_keys_from_the_latest_index_refuses_keys_and_encodings_of_different
                       backend.latest)
 
     backend.read(run)
+
+
+def test_read_keys_of_no_keys_is_empty_on_both_paths(store: Store) -> None:
+    store.namespace("p").put({"a": 1})
+    backend = store._backend
+
+    def run(txn: Any) -> tuple[list[Record], list[Record]]:
+        prefix = store._ns_prefix(txn, "p")
+        return (read_keys(txn, backend.versions, prefix, [], [], 1, lambda: None, True, backend.latest),  # type: ignore[arg-type,return-value]
+                read_keys(txn, backend.versions, prefix, [], [], 1, lambda: None, True))  # type: ignore[arg-type,return-value]
+
+    assert backend.read(run) == ([], [])
