@@ -6,11 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from engine import Store, errors
-from engine.records import ReadResult, Record
+from engine.encoding import SHORT_MAX
+from engine.records import Limits, ReadResult, Record
+from engine.snapshot import _read_newest_plain, read_batch, read_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -169,3 +172,93 @@ def test_get_at_a_past_tx_gives_exact_records_and_errors(store: Store) -> None:
     assert (future.value.code, future.value.details) == ("FUTURE_TX", {"tx": tx + 1, "latest_tx": tx})
     with pytest.raises(errors.InvalidKey):
         ns.get("", tx=tx)
+
+
+def _batch(store: Store, keys: list, name: str = "p") -> ReadResult | None:
+    return read_batch(store._backend, store, name, keys)
+
+
+def test_read_batch_answers_a_plain_batch_of_short_keys_exactly(store: Store) -> None:
+    """``read_batch`` (the plain batch's one-get-per-key path) called directly: its exact answer for
+    two keys or more, duplicates once in request order, absent and deleted keys left out, a key of
+    exactly the short-key limit and one with a 01 byte (only 00 is escaped) included."""
+    txs = _plain_batch(store)
+    ns = store.namespace("p")
+    tx = ns.put({"\x01": 7, "s" * SHORT_MAX: [1]})
+    ns.get("a")  # a read learns the namespace's prefix
+    assert _batch(store, ["a", "b"]) == ReadResult(
+        [Record("a", "y", txs[2]), Record("b", b"\x01", txs[0], binary=True)], tx)
+    assert _batch(store, ["b", "a", "b", "a"]) == ReadResult([Record("b", b"\x01", txs[0], binary=True),
+                                                              Record("a", "y", txs[2])], tx)
+    assert _batch(store, ["\x01", "s" * SHORT_MAX, "é"]) == ReadResult(
+        [Record("\x01", 7, tx), Record("s" * SHORT_MAX, [1], tx), Record("é", 3, txs[0])], tx)
+    assert _batch(store, ["absent", "a", "c"]) == ReadResult([Record("a", "y", txs[2])], tx)
+    assert _batch(store, ["absent", "c"]) == ReadResult([], tx)
+
+
+@pytest.mark.parametrize("keys", [["a"], [], ["a", ""], ["a", 1], ["a", "\ud800"], ["a", "x\x00y"],
+                                  ["a", "s" * (SHORT_MAX + 1)], ["a", "t"]])
+def test_read_batch_leaves_to_the_general_path_what_it_does_not_answer(store: Store, keys: list) -> None:
+    """None (the caller then reads the general way, which also raises for bad keys) for fewer than two
+    keys, an empty, non-str, unencodable, NUL-holding or long key, or a key whose entry is not a plain put."""
+    _plain_batch(store)
+    store.namespace("p").put({"t": 1}, ttl=3600)
+    store.namespace("p").get("a")  # a read learns the namespace's prefix
+    assert _batch(store, keys) is None
+    assert _batch(store, ["a", "b"], name="never") is None  # no known prefix
+
+
+def test_read_batch_stops_at_the_store_limits(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s", sync=False, limits=Limits(max_read_keys=3, max_key_bytes=4)) as small:
+        tx = small.namespace("p").put({"a": 1, "bb": 2, "dddd": 4})
+        small.namespace("p").get("a")  # a read learns the namespace's prefix
+        assert _batch(small, ["a", "bb", "dddd"], "p") == ReadResult(
+            [Record("a", 1, tx), Record("bb", 2, tx), Record("dddd", 4, tx)], tx)
+        assert _batch(small, ["a", "bb", "dddd", "c"], "p") is None  # more keys than a read takes
+        assert _batch(small, ["a", "eeeee"], "p") is None  # a key longer than the store takes
+
+
+def test_read_newest_plain_gives_plain_records_or_none(store: Store) -> None:
+    """The latest-version index read of short keys: the records when every entry found is a plain
+    put (absent keys left out), None when one is not."""
+    ns = store.namespace("p")
+    first = ns.put({"a": 1, "b": b"\x02"})
+    second = ns.put({"c": "z"})
+    ns.put({"t": 1}, ttl=3600)
+    backend = store._backend
+
+    def run(txn: Any) -> tuple[list[Record] | None, list[Record] | None]:
+        prefix = store._ns_prefix(txn, "p")
+        return (_read_newest_plain(txn, backend.latest, prefix, ["c", "absent", "b"], [b"c", b"absent", b"b"]),
+                _read_newest_plain(txn, backend.latest, prefix, ["a", "t"], [b"a", b"t"]))
+
+    plain, rich = backend.read(run)
+    assert plain == [Record("c", "z", second), Record("b", b"\x02", first, binary=True)]
+    assert rich is None
+
+
+@pytest.mark.parametrize(("raws", "plain"), [([b"a"], True), ([b"a"], False), ([b"a", b"b", b"c"], True)])
+def test_read_keys_from_the_latest_index_refuses_keys_and_encodings_of_different_lengths(
+        store: Store, raws: list[bytes], plain: bool) -> None:
+    store.namespace("p").put({"a": 1, "b": 2})
+    backend = store._backend
+
+    def run(txn: Any) -> None:
+        prefix = store._ns_prefix(txn, "p")
+        with pytest.raises(ValueError, match="zip"):
+            read_keys(txn, backend.versions, prefix, ["a", "b"], raws, 1, lambda: None, plain,  # type: ignore[arg-type,return-value]
+                      backend.latest)
+
+    backend.read(run)
+
+
+def test_read_keys_of_no_keys_is_empty_on_both_paths(store: Store) -> None:
+    store.namespace("p").put({"a": 1})
+    backend = store._backend
+
+    def run(txn: Any) -> tuple[list[Record], list[Record]]:
+        prefix = store._ns_prefix(txn, "p")
+        return (read_keys(txn, backend.versions, prefix, [], [], 1, lambda: None, True, backend.latest),  # type: ignore[arg-type,return-value]
+                read_keys(txn, backend.versions, prefix, [], [], 1, lambda: None, True))  # type: ignore[arg-type,return-value]
+
+    assert backend.read(run) == ([], [])
