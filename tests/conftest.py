@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from engine import Store
+
+# The suite starts hundreds of Python processes (gunicorn servers and workers, crash-test children, CLI
+# runs). With PYTHONDONTWRITEBYTECODE set, as some CI images set it, each one compiled every module it
+# imports from source again: about a third of those processes' CPU time. Let them use and write the
+# bytecode cache (git ignores __pycache__). Loaded before pytest-xdist starts its workers, so they and
+# everything they start inherit it.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 @pytest.fixture
