@@ -74,7 +74,7 @@ from ..expiry import check_fields
 from ..history import Change, Version
 from ..records import Item, Limits, NamespaceInfo, ReadResult, Record
 from ..storage_ops import StorageOps
-from ..txlog import check_note
+from ..txlog import check_note, check_replay
 from ..txn import Batch, prepare_keys, prepare_puts
 from ..validation import check_namespace, check_tx
 from ..verify import VerifyReport
@@ -152,6 +152,21 @@ class EtcdStorage:
         now = self._now_us()
         return _commit.commit(self.timeline, batch, note, now, self.etcd_limits, request_id,
                               before=lambda: self._sweep_due(now), claim=claim)
+
+    def replay(self, batch: Batch, note: dict[str, Any] | None, tx: int, time_us: int) -> int:
+        """Write ``batch`` as tx ``tx`` committed at ``time_us`` (an imported history's tx,
+        :mod:`engine.etcd.replay`): exactly the runs given, no expiry sweep first. ``INVALID_PARAMETERS``
+        with LMDB's words (:func:`engine.txlog.check_replay`) unless ``tx`` is the next tx and the time
+        is not before the latest tx's; nothing is written then. The next tx is checked before the txn is
+        sent and the tx it took after: only a writer racing the import in between (the numbering needs a
+        cluster no one else writes to) makes it take another number, and that is reported, not undone."""
+        latest = self.latest_tx
+        last = self.tx_info(latest) if latest else None
+        check_replay(latest + 1, 0 if last is None else last.time_us, tx, time_us)
+        got = _commit.commit(self.timeline, batch, note, time_us, self.etcd_limits)
+        if got != tx:
+            check_replay(got, 0, tx, time_us)  # raises: the tx this write took is not the one replayed
+        return got
 
     # -- expiry ----------------------------------------------------------------------------------------
 

@@ -357,7 +357,8 @@ def _unsupported(store: Store, path: Path) -> list[tuple[str, Callable[[], Any]]
         ("revert", lambda: ns.revert(1)),
         ("export_snapshot", lambda: export_snapshot(store, "a")),
         ("export_history", lambda: export_history(store)),
-        ("import_rows", lambda: import_rows(store, [])),
+        ("import_snapshot", lambda: import_rows(store, [{"format": "strata-export", "version": 3, "mode": "snapshot",
+                                                         "namespace": "a"}])),
     ]
 
 

@@ -1,0 +1,112 @@
+"""Import of an exported history into a store on etcd, replayed with its tx numbers, times and notes.
+
+:func:`engine.transfer.import_history` hands a store on etcd to :func:`import_history`. The rows are
+parsed and validated by the function the LMDB import uses (:func:`engine.transfer.history_entry`: same
+errors, same ``details["row"]``), then each tx is committed as one etcd txn at the row's commit time
+(:meth:`engine.etcd.storage.EtcdStorage.replay`: no expiry sweep first, the tx it takes checked against
+the row's). Records and log entries are the LMDB write path's, so the sealed chain, and ``head()``, come
+out as the source's.
+
+Unlike the LMDB import, every row is read and checked **before anything is written**: a bad row (LMDB's
+error), a tx number that does not follow the store's latest tx (LMDB's ``cannot replay tx`` error, so an
+import into a non-empty store is refused as on LMDB), a time before the previous tx's, or something the
+etcd backend does not support leaves the store as it was. The parsed history is held in memory meanwhile.
+
+``NOT_SUPPORTED`` (naming what): ``renumber``, stream txs and a header listing streams (streams are not
+built on etcd), and ops on no key / txs with no op (written by LMDB stores of old versions, which etcd's log
+cannot hold without creating the namespace).
+
+The header's ``namespaces`` is applied at the end as on LMDB, without a tx: missing ones created,
+existing ones not listed and holding no key dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import EngineError, NotSupported
+from ..transfer import ImportReport, Progress, _check_header, _check_since, _row_error, _split_header, history_entry
+from ..txlog import check_replay
+from ..txn import Batch
+from ..validation import check_namespace
+
+if TYPE_CHECKING:
+    from .storage import EtcdStorage
+
+
+def import_history(store: Any, rows: Iterable[dict[str, Any]], *, renumber: bool = False,
+                   rename: dict[str, str] | None = None, progress: Progress | None = None,
+                   total: int | None = None) -> ImportReport:
+    """Replay a history export into ``store`` (an :class:`~engine.etcd.store.EtcdStore`); see the module docstring and
+    :func:`engine.transfer.import_history` (whose contract holds, but for what is written before a bad row)."""
+    if renumber:
+        raise NotSupported.needs_lmdb("import_history with renumber")
+    started = time.perf_counter()
+    storage = store.storage()
+    rename = rename or {}
+    header, body, start = _split_header(rows)
+    if header is not None:
+        _check_header(header, "history")
+        if header.get("streams"):
+            raise NotSupported.needs_lmdb("import_history of streams")
+        total = total if total is not None else header.get("txs")
+        _check_since(store, header, renumber)
+    latest = storage.latest_tx
+    last = storage.tx_info(latest) if latest else None
+    next_tx, last_us = latest + 1, (0 if last is None else last.time_us)
+    entries: list[tuple[int, Batch, dict[str, Any] | None, int, int]] = []
+    for index, row in enumerate(body, start=start):
+        try:
+            batch, note, replay = history_entry(row, rename, storage.limits, False)
+            assert replay is not None
+            _check_supported(batch)
+            assert isinstance(batch, Batch)
+            check_replay(next_tx, last_us, *replay)
+        except EngineError as exc:
+            raise _row_error(index, exc) from None
+        next_tx, last_us = replay[0] + 1, replay[1]
+        entries.append((index, batch, note, *replay))
+    names = _wanted(header, rename)
+    items = 0
+    for done, (index, batch, note, tx, time_us) in enumerate(entries, start=1):
+        try:
+            storage.replay(batch, note, tx, time_us)
+        except EngineError as exc:
+            raise _row_error(index, exc) from None
+        items += sum(len(run.keys) for run in batch.runs)
+        if progress is not None and (done % 100 == 0 or done == len(entries)):
+            progress(done, total)
+    if names is not None and (header is not None and header.get("until") == storage.latest_tx):
+        _apply_namespaces(storage, names, header, rename)
+    first, last_tx = (entries[0][3], entries[-1][3]) if entries else (0, 0)
+    return ImportReport(first, last_tx, len(entries), items, time.perf_counter() - started)
+
+
+def _check_supported(batch: Any) -> None:
+    """``NOT_SUPPORTED`` for a tx the etcd backend cannot replay."""
+    if isinstance(batch, list):
+        raise NotSupported.needs_lmdb("import_history of stream txs")
+    if not batch.runs or any(not run.keys for run in batch.runs):
+        raise NotSupported.needs_lmdb("import_history of txs with an op on no key (old LMDB stores)")
+
+
+def _wanted(header: dict[str, Any] | None, rename: dict[str, str]) -> set[str] | None:
+    wanted = None if header is None else header.get("namespaces")
+    if type(wanted) is not list:
+        return None
+    return {check_namespace(rename.get(n, n)) for n in wanted}
+
+
+def _apply_namespaces(storage: EtcdStorage, names: set[str], header: dict[str, Any], rename: dict[str, str]) -> None:
+    """The namespace list of the export's end, as :func:`engine.transfer._apply_namespaces` (a replay)."""
+    exported = header.get("namespace")
+    scope = None if exported is None else {rename.get(exported, exported)}
+    existing = set(storage.namespaces())
+    for name in sorted(names - existing):
+        storage.create_namespace(name)
+    for name in sorted(existing - names):
+        info = storage.namespace_info(name)
+        if (scope is None or name in scope) and info is not None and info.key_count == 0:
+            storage.drop_namespace(name)  # no live key: a housekeeping txn, no tx
