@@ -179,3 +179,27 @@ def test_what_etcd_cannot_replay_is_not_supported_naming_it_and_nothing_written(
         import_rows(on_etcd, snapshot)
     assert raised.value.to_dict() == _not_supported("import_snapshot")
     assert on_etcd.latest_tx == 0
+
+
+def test_an_export_from_etcd_is_the_lmdb_export_and_round_trips_to_lmdb(source: Store, on_etcd: Store,
+                                                                         tmp_path: Path) -> None:
+    import_history(on_etcd, _exported(source))
+    assert list(export_history(on_etcd)) == _exported(source)
+    for since, until in ((0, 7), (7, 13), (13, None)):
+        assert list(export_history(on_etcd, since=since, until=until)) == list(
+            export_history(source, since=since, until=until))
+    assert list(export_history(on_etcd, "cities", since=4)) == list(export_history(source, "cities", since=4))
+    with Store.open(tmp_path / "back", sync=False) as back:
+        assert import_history(back, export_history(on_etcd)).last_tx == 20
+        assert tuple(back.head()) == tuple(on_etcd.head()) == tuple(source.head())
+
+
+def test_an_export_from_etcd_checks_its_arguments_as_on_lmdb(source: Store, on_etcd: Store) -> None:
+    import_history(on_etcd, _exported(source))
+    for call in (lambda s: export_history(s, until=21), lambda s: export_history(s, since=5, until=4),
+                 lambda s: export_history(s, "never"), lambda s: export_history(s, since=-1)):
+        with pytest.raises(errors.EngineError) as on_lmdb:
+            call(source)
+        with pytest.raises(errors.EngineError) as on_etcd_error:
+            call(on_etcd)
+        assert on_etcd_error.value.to_dict() == on_lmdb.value.to_dict()
