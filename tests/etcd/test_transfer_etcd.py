@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from engine import Item, Store, errors, export_history, import_history, import_rows
+from server.cli import main
 from tests.engine.clock import Clock
 
 from .cluster import EtcdCluster
@@ -203,3 +205,25 @@ def test_an_export_from_etcd_checks_its_arguments_as_on_lmdb(source: Store, on_e
         with pytest.raises(errors.EngineError) as on_etcd_error:
             call(on_etcd)
         assert on_etcd_error.value.to_dict() == on_lmdb.value.to_dict()
+
+
+def test_strata_export_and_import_take_an_etcd_url(source: Store, on_etcd: Store, etcd_cluster: EtcdCluster,
+                                                   tmp_path: Path, request: pytest.FixtureRequest,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    url = url_of(etcd_cluster, "import/" + re.sub(r"[^A-Za-z0-9._-]", "_", request.node.name))
+    rows = _exported(source)
+    exported, again = tmp_path / "history.jsonl", tmp_path / "again.jsonl"
+    exported.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+    assert main(["import", str(exported), "--data", url, "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith(f"imported {sum(len(r['ops']) for r in rows[1:])} operation(s) in "
+                                              "20 tx(s) (txs 1 to 20) in ")
+    assert tuple(on_etcd.head()) == tuple(source.head())
+    assert main(["export", "--history", "--data", url, "--out", str(again), "--quiet"]) == 0
+    assert [orjson.loads(line) for line in again.read_bytes().splitlines()] == rows
+    assert main(["import", str(exported), "--data", url, "--quiet"]) == 2  # not empty any more: LMDB's refusal
+    assert "cannot replay tx 1: the next tx of this store is 21" in capsys.readouterr().err
+    assert main(["export", "--ns", "cities", "--data", url, "--quiet"]) == 2
+    assert capsys.readouterr().err == ("strata export: NOT_SUPPORTED: export_snapshot is not supported on the etcd "
+                                       "backend yet; it needs the LMDB backend (a store opened on a directory)\n")
+    assert main(["import", str(exported), "--data", "etcd://h1:99999/p", "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("strata import: INVALID_PARAMETERS: 'etcd://h1:99999/p' is not an etcd")
