@@ -3,9 +3,10 @@
 :func:`engine.transfer.import_history` hands a store on etcd to :func:`import_history`. The rows are
 parsed and validated by the function the LMDB import uses (:func:`engine.transfer.history_entry`: same
 errors, same ``details["row"]``), then each tx is committed as one etcd txn at the row's commit time
-(:meth:`engine.etcd.storage.EtcdStorage.replay`: no expiry sweep first, the tx it takes checked against
-the row's). Records and log entries are the LMDB write path's, so the sealed chain, and ``head()``, come
-out as the source's.
+(:meth:`engine.etcd.storage.EtcdStorage.replay`: no expiry sweep first, the txn guarded by
+:class:`engine.etcd.replay_guard.NextTx` so that it takes the row's tx number or fails).
+Records and log entries are the LMDB write path's, so the sealed chain, and ``head()``, come out as the
+source's.
 
 Unlike the LMDB import, every row is read and checked **before anything is written**: a bad row (LMDB's
 error), a tx number that does not follow the store's latest tx (LMDB's ``cannot replay tx`` error, so an

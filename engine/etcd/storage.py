@@ -89,6 +89,7 @@ from .client import EtcdClient
 from .commit import EtcdLimits
 from .kv import Compare, Put, Range, RangeResult
 from .layout import Layout
+from .replay_guard import NextTx
 from .timeline import Timeline
 from .transaction import EtcdTransaction
 from .txlog import TxEntry
@@ -157,15 +158,18 @@ class EtcdStorage:
         """Write ``batch`` as tx ``tx`` committed at ``time_us`` (an imported history's tx,
         :mod:`engine.etcd.replay`): exactly the runs given, no expiry sweep first. ``INVALID_PARAMETERS``
         with LMDB's words (:func:`engine.txlog.check_replay`) unless ``tx`` is the next tx and the time
-        is not before the latest tx's; nothing is written then. The next tx is checked before the txn is
-        sent and the tx it took after: only a writer racing the import in between (the numbering needs a
-        cluster no one else writes to) makes it take another number, and that is reported, not undone."""
+        is not before the latest tx's; nothing is written then. The txn itself is guarded
+        (:class:`engine.etcd.replay_guard.NextTx`): if another tx commits first, it fails and the replay is
+        refused, so it never takes another number."""
         latest = self.latest_tx
         last = self.tx_info(latest) if latest else None
         check_replay(latest + 1, 0 if last is None else last.time_us, tx, time_us)
-        got = _commit.commit(self.timeline, batch, note, time_us, self.etcd_limits)
-        if got != tx:
-            check_replay(got, 0, tx, time_us)  # raises: the tx this write took is not the one replayed
+        got = _commit.commit(self.timeline, batch, note, time_us, self.etcd_limits, claim=NextTx(self.timeline, tx,
+                                                                                                 time_us))
+        if got != tx:  # only deletes of absent keys: this store is not a copy of the source up to tx - 1
+            raise errors.InvalidParameters(f"cannot replay tx {tx}: it deletes only keys this store does not hold "
+                                           f"(it is not a copy of the exported store up to tx {tx - 1})",
+                                           parameter="tx", tx=tx)
         return got
 
     # -- expiry ----------------------------------------------------------------------------------------

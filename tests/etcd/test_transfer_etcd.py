@@ -18,6 +18,8 @@ import orjson
 import pytest
 
 from engine import Item, Store, errors, export_history, import_history, import_rows
+from engine.etcd.kv import Put
+from engine.etcd.replay_guard import NextTx
 from server.cli import main
 from tests.engine.clock import Clock
 
@@ -227,3 +229,29 @@ def test_strata_export_and_import_take_an_etcd_url(source: Store, on_etcd: Store
                                        "backend yet; it needs the LMDB backend (a store opened on a directory)\n")
     assert main(["import", str(exported), "--data", "etcd://h1:99999/p", "--quiet"]) == 2
     assert capsys.readouterr().err.startswith("strata import: INVALID_PARAMETERS: 'etcd://h1:99999/p' is not an etcd")
+
+
+def test_a_tx_landing_between_the_check_and_the_replayed_txn_makes_it_fail_and_refuse(on_etcd: Store) -> None:
+    storage = on_etcd.storage()
+    guard = NextTx(storage.timeline, 1, 5)
+    compare, puts = guard.guard(lambda latest: latest + 1)
+    assert puts == [] and not guard.moved()
+    on_etcd.namespace("a").put({"k": 1})  # tx 1, by another writer
+    assert guard.moved()
+    assert not storage.timeline.client.txn(compare, [Put(b"import/never", b"")]).succeeded
+    with pytest.raises(errors.InvalidParameters) as raised:
+        guard.guard(lambda latest: latest + 1)
+    assert raised.value.to_dict()["message"] == ("cannot replay tx 1: the next tx of this store is 2 (import a "
+                                                 "history into an empty store, or renumber it)")
+
+
+def test_a_replayed_tx_of_only_absent_deletes_is_refused_taking_no_tx(source: Store, on_etcd: Store) -> None:
+    rows = _exported(source)
+    import_history(on_etcd, rows[:4])
+    gone = {"tx": 4, "time_us": rows[4]["time_us"], "note": None, "ops": [{"namespace": "cities", "op": "delete",
+                                                                          "key": "never"}]}
+    before = tuple(on_etcd.head())
+    assert _refused(on_etcd, [gone], errors.InvalidParameters)["message"] == (
+        "row 0: cannot replay tx 4: it deletes only keys this store does not hold (it is not a copy of the "
+        "exported store up to tx 3)")
+    assert tuple(on_etcd.head()) == before
