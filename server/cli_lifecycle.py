@@ -286,7 +286,7 @@ def add_import_arguments(p: argparse.ArgumentParser) -> None:
                         "non-empty store); without it tx numbers and times are replayed as exported")
     p.add_argument("--data", default="./data",
                    help="store directory (created if missing; default ./data), or etcd://HOST:PORT,.../PREFIX "
-                        "for a store on etcd (history replays only)")
+                        "for a store on etcd (history imports only)")
     _add_quiet(p)
 
 

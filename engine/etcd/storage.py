@@ -172,6 +172,15 @@ class EtcdStorage:
                                            parameter="tx", tx=tx)
         return got
 
+    def renumbered(self, batch: Batch, note: dict[str, Any] | None) -> int | None:
+        """Write an imported tx as the next tx, now (``renumber``): deletes of absent keys left out, None
+        when nothing is left (no tx taken), as the LMDB import writes it (no expiry sweep first)."""
+        if not batch.runs:
+            return None
+        latest = self.latest_tx
+        tx = _commit.commit(self.timeline, batch, note, self._now_us(), self.etcd_limits)
+        return None if tx <= latest else tx
+
     # -- expiry ----------------------------------------------------------------------------------------
 
     def _sweep_due(self, now: int) -> None:
