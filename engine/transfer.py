@@ -259,6 +259,10 @@ def export_history(store: Store, namespace: str | None = None, *, since: int = 0
     horizon - 1``). The header's ``namespaces`` lists the namespaces at ``until`` (None unless it
     is the latest tx).
     """
+    if getattr(store, "backend", "lmdb") == "etcd":
+        from .etcd.history_export import export_history as on_etcd  # the etcd backend imports this module
+
+        return on_etcd(store, namespace, since=since, until=until, progress=progress)
     NotSupported.unless_lmdb(store, "export_history")
     if namespace is not None:
         check_namespace(namespace)
@@ -301,8 +305,7 @@ def export(store: Store, namespace: str | None = None, *, tx: int | None = None,
            since: int = 0, progress: Progress | None = None) -> Iterator[dict[str, Any]]:
     """:func:`export_history` (``history=True``; ``tx`` is then the last tx, ``since`` the tx
     after which it starts) or :func:`export_snapshot` of ``namespace`` at ``tx``."""
-    NotSupported.unless_lmdb(store, "export")
-    if history:
+    if history:  # a store on etcd: export_history and export_snapshot say what it supports
         return export_history(store, namespace, since=since, until=tx, progress=progress)
     if since:
         raise InvalidParameters("since applies to history exports", parameter="since")
@@ -570,6 +573,10 @@ def import_history(store: Store, rows: Iterable[dict[str, Any]], *, renumber: bo
     no live key are dropped. Its scope is the exported namespace (renamed) for a one-namespace
     export, else the whole store, where only a replay (not ``renumber``) drops.
     """
+    if getattr(store, "backend", "lmdb") == "etcd":
+        from .etcd.replay import import_history as on_etcd  # the etcd backend imports this module
+
+        return on_etcd(store, rows, renumber=renumber, rename=rename, progress=progress, total=total)
     NotSupported.unless_lmdb(store, "import_history")
     rename = rename or {}
     limits = store.limits
@@ -580,23 +587,10 @@ def import_history(store: Store, rows: Iterable[dict[str, Any]], *, renumber: bo
         _check_since(store, header, renumber)
     writer: _Writer | None = None
     for index, row in enumerate(body, start=start):
-        if type(row) is not dict:
-            raise InvalidParameters(f"row {index}: each row must be a JSON object", row=index)
         if writer is None:
             writer = _Writer(store, sync, progress, total)
         try:
-            batch: Batch | list[events.StreamRun]
-            if stream_transfer.is_stream_tx(row.get("ops")):
-                batch = stream_transfer.parse_ops(row["ops"], limits)
-            else:
-                batch = _history_batch(row, rename, limits, not renumber)
-            note = txlog.check_note(row.get("note"), limits.max_note_bytes)
-            replay = None
-            if not renumber:
-                tx, time_us = row.get("tx"), row.get("time_us")
-                if type(tx) is not int or type(time_us) is not int:
-                    raise InvalidParameters("a replayed tx needs integer tx and time_us", parameter="tx")
-                replay = (tx, time_us)
+            batch, note, replay = history_entry(row, rename, limits, renumber)
         except EngineError as exc:
             writer.flush()
             raise _row_error(index, exc) from None
@@ -609,6 +603,26 @@ def import_history(store: Store, rows: Iterable[dict[str, Any]], *, renumber: bo
     if sync is None or sync:
         store.sync()
     return report
+
+
+def history_entry(row: Any, rename: dict[str, str], limits: Any, renumber: bool
+                  ) -> tuple[Batch | list[events.StreamRun], dict[str, Any] | None, tuple[int, int] | None]:
+    """One row of a history export, validated: its batch (a stream tx's runs for a stream tx), its
+    note and, unless ``renumber``, ``(tx, time_us)`` to replay it at. Shared by both backends' imports."""
+    if type(row) is not dict:
+        raise InvalidParameters("each row must be a JSON object")
+    batch: Batch | list[events.StreamRun]
+    if stream_transfer.is_stream_tx(row.get("ops")):
+        batch = stream_transfer.parse_ops(row["ops"], limits)
+    else:
+        batch = _history_batch(row, rename, limits, not renumber)
+    note = txlog.check_note(row.get("note"), limits.max_note_bytes)
+    if renumber:
+        return batch, note, None
+    tx, time_us = row.get("tx"), row.get("time_us")
+    if type(tx) is not int or type(time_us) is not int:
+        raise InvalidParameters("a replayed tx needs integer tx and time_us", parameter="tx")
+    return batch, note, (tx, time_us)
 
 
 def _check_since(store: Store, header: dict[str, Any], renumber: bool) -> None:
@@ -668,8 +682,7 @@ def import_rows(store: Store, rows: Iterable[dict[str, Any]], *, namespace: str 
                 progress: Progress | None = None) -> ImportReport:
     """Import an export whose first row is its header: a snapshot (into ``namespace`` or the
     header's) or a history (``namespace`` then renames the exported one)."""
-    NotSupported.unless_lmdb(store, "import_rows")
-    it = iter(rows)
+    it = iter(rows)  # a store on etcd: import_history and import_snapshot say what it supports
     header = next(it, None)
     if header is None:
         return ImportReport(0, 0, 0, 0, 0.0)

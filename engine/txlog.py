@@ -93,18 +93,23 @@ def commit_time(txn: Any, meta_db: Any, now_us: int | None = None) -> int:
 def replay_time(txn: Any, meta_db: Any, next_tx: int, tx: int, time_us: int) -> int:
     """The commit time of a replayed tx: ``time_us``, if ``tx`` is the next tx and the time is not
     earlier than the previous tx's."""
+    check_replay(next_tx, schema.get_u64(txn, meta_db, schema.LAST_TIME_US), tx, time_us)
+    schema.put_u64(txn, meta_db, schema.LAST_TIME_US, time_us)
+    return time_us
+
+
+def check_replay(next_tx: int, last_us: int, tx: int, time_us: int) -> None:
+    """``INVALID_PARAMETERS`` unless ``tx`` is ``next_tx`` and ``time_us`` is an integer from ``last_us``
+    (the previous tx's commit time) to the year 9999: the rule of a replayed tx on either backend."""
     if tx != next_tx:
         raise InvalidParameters(f"cannot replay tx {tx}: the next tx of this store is {next_tx} (import a "
                                 "history into an empty store, or renumber it)", parameter="tx", tx=tx,
                                 next_tx=next_tx)
-    last = schema.get_u64(txn, meta_db, schema.LAST_TIME_US)
     # A time past the year 9999 would be stored but could never be shown as a date (tx_info, HTTP).
-    if type(time_us) is not int or not last <= time_us <= schema.MAX_TIME_US:
+    if type(time_us) is not int or not last_us <= time_us <= schema.MAX_TIME_US:
         raise InvalidParameters(f"cannot replay tx {tx} at time {time_us!r}: it must be an integer no earlier "
-                                f"than the previous tx's ({last}) and no later than the year 9999 "
+                                f"than the previous tx's ({last_us}) and no later than the year 9999 "
                                 f"({schema.MAX_TIME_US})", parameter="time_us", tx=tx)
-    schema.put_u64(txn, meta_db, schema.LAST_TIME_US, time_us)
-    return time_us
 
 
 def canonical_entry(tx: int, time_us: int, note: dict[str, Any] | None, runs: list[list[Any]],

@@ -4,6 +4,8 @@ Registered in :data:`server.cli.COMMANDS` (each an ``add_<name>_arguments`` / ``
 Like the audit commands they work on the store directly (``--data``, default ``./data``), beside a
 running ``strata serve`` if there is one: LMDB lets many processes share a store, backups are hot
 copies, and compaction works in short chunks that interleave with the server's writers.
+``export --history`` and ``import`` of a history also take ``--data etcd://HOST:PORT,.../PREFIX``
+(a store on etcd, see docs/scale-out.md).
 
 Progress bars (tqdm, drawn on stderr, with throughput: ``keys/s``, ``tx/s``, ``MB/s``) appear on
 anything that can take more than a moment, only when stderr is a terminal, and never with
@@ -32,6 +34,17 @@ def _open_store(args: argparse.Namespace, command: str) -> Any:
     from server import cli  # imported here: server.cli imports this module to register the commands
 
     return cli._open_store(args, command)
+
+
+def _on_etcd(data: str) -> bool:
+    """``--data`` names a store on etcd (``etcd://HOST:PORT,.../PREFIX``), not a directory."""
+    return data.startswith("etcd://")
+
+
+def _open_etcd(data: str) -> Any:
+    from engine import Store
+
+    return Store.open(data, sync=False)
 
 
 def _engine_failed(command: str, exc: Exception) -> int:
@@ -186,7 +199,9 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --history: start after tx TX (after a compaction, the horizon minus 1); such a "
                         "history imports into a store at tx TX, or anywhere with 'strata import --renumber'")
     p.add_argument("--out", default="-", help="output file, JSON Lines ('-', the default: stdout)")
-    _add_data(p)
+    p.add_argument("--data", default="./data",
+                   help="store directory (default ./data), or etcd://HOST:PORT,.../PREFIX for a store on etcd "
+                        "(--history only)")
     _add_quiet(p)
 
 
@@ -210,7 +225,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"strata export: {problem}", file=sys.stderr)
         return 2
-    store = _open_store(args, "export")
+    try:
+        store = _open_store(args, "export") if not _on_etcd(args.data) else _open_etcd(args.data)
+    except errors.EngineError as exc:  # a bad etcd:// URL, an unreachable cluster
+        return _engine_failed("export", exc)
     if store is None:
         return 2
     to_stdout = args.out == "-"
@@ -266,7 +284,9 @@ def add_import_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--renumber", action="store_true",
                    help="commit each tx of a history as the next tx, now (a one-namespace history or a "
                         "non-empty store); without it tx numbers and times are replayed as exported")
-    p.add_argument("--data", default="./data", help="store directory (created if missing; default ./data)")
+    p.add_argument("--data", default="./data",
+                   help="store directory (created if missing; default ./data), or etcd://HOST:PORT,.../PREFIX "
+                        "for a store on etcd (history imports only)")
     _add_quiet(p)
 
 
@@ -324,9 +344,13 @@ def cmd_import(args: argparse.Namespace) -> int:
             print(f"strata import: {problem}", file=sys.stderr)
             return 2
         total = None if header is None else header.get("txs" if history else "count")
-        Path(args.data).mkdir(parents=True, exist_ok=True)
-        with Store.open(args.data, sync=False) as store, \
-                _Progress(args, "tx" if history else "key", "import", total) as progress:
+        if not _on_etcd(args.data):
+            Path(args.data).mkdir(parents=True, exist_ok=True)
+        try:
+            opened = Store.open(args.data, sync=False)
+        except errors.EngineError as exc:  # a bad etcd:// URL, an unreachable cluster
+            return _engine_failed("import", exc)
+        with opened as store, _Progress(args, "tx" if history else "key", "import", total) as progress:
             try:
                 if header is not None:
                     report = import_rows(store, _chain(first, rows), namespace=args.ns, renumber=args.renumber,

@@ -13,7 +13,9 @@ at any tx), :mod:`~engine.etcd.expiry` (expiry, metadata, creation times: the re
 feed, waiting for a tx), :mod:`~engine.etcd.namespaces`, the hash chain (:mod:`~engine.etcd.chain`: computed
 and sealed after the fact; :mod:`~engine.etcd.sealer`: the background sealer; :mod:`~engine.etcd.seat`: which
 process seals; :mod:`~engine.etcd.verify`), and :mod:`~engine.etcd.storage` (``EtcdStorage``, all of it
-behind the operations of :mod:`engine.storage_ops`).
+behind the operations of :mod:`engine.storage_ops`). History export and import
+(:func:`engine.transfer.export_history` / :func:`~engine.transfer.import_history` on a store on etcd):
+:mod:`~engine.etcd.history_export` and :mod:`~engine.etcd.replay`.
 
 What users open: :mod:`~engine.etcd.url` (``etcd://`` store URLs), :mod:`~engine.etcd.store` (``EtcdStore``,
 what ``Store.open("etcd://...")`` returns: ``Store``'s API, ``NOT_SUPPORTED`` for what etcd lacks yet) and

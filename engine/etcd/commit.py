@@ -58,7 +58,7 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgpack
 import ormsgpack
@@ -74,8 +74,20 @@ from .once import commit_once
 from .reads import snapshot
 from .timeline import Timeline, count_of
 
-if TYPE_CHECKING:
-    from .idempotency import ClaimGuard
+
+class TxGuard(Protocol):
+    """What :func:`commit` adds to its txn for a caller that must know the tx it will take: compares and
+    puts from :meth:`guard` (given how the tx follows from the latest one), and :meth:`moved` after a
+    failed txn (True: the guard's compares failed, send again). :class:`engine.etcd.idempotency.ClaimGuard`
+    (an idempotency claim) and :class:`engine.etcd.replay.NextTx` (a replayed tx's number) are two."""
+
+    written: bool
+
+    def look(self) -> Any: ...
+
+    def guard(self, result_of: Callable[[int], Any]) -> tuple[list[Compare], list[Request]]: ...
+
+    def moved(self) -> bool: ...
 
 #: Bytes of a request kept for everything but one value (bookkeeping entry, markers, framing).
 RESERVED_BYTES = 8192
@@ -253,7 +265,7 @@ def check_limits(p: Plan, request_key: bytes, limits: EtcdLimits, items: int) ->
 
 def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us: int,
            limits: EtcdLimits, request_id: bytes | None = None, before: Callable[[], None] | None = None,
-           claim: ClaimGuard | None = None) -> int:
+           claim: TxGuard | None = None) -> int:
     """Write ``batch`` as the next tx and return it; see the module docstring for the rules and errors.
     ``request_id`` (default: 16 random bytes) names the request: a call with an id that already
     committed the same request returns that commit's tx. ``before`` runs once, after the ``expect``

@@ -74,7 +74,7 @@ from ..expiry import check_fields
 from ..history import Change, Version
 from ..records import Item, Limits, NamespaceInfo, ReadResult, Record
 from ..storage_ops import StorageOps
-from ..txlog import check_note
+from ..txlog import check_note, check_replay
 from ..txn import Batch, prepare_keys, prepare_puts
 from ..validation import check_namespace, check_tx
 from ..verify import VerifyReport
@@ -89,6 +89,7 @@ from .client import EtcdClient
 from .commit import EtcdLimits
 from .kv import Compare, Put, Range, RangeResult
 from .layout import Layout
+from .replay_guard import NextTx
 from .timeline import Timeline
 from .transaction import EtcdTransaction
 from .txlog import TxEntry
@@ -152,6 +153,33 @@ class EtcdStorage:
         now = self._now_us()
         return _commit.commit(self.timeline, batch, note, now, self.etcd_limits, request_id,
                               before=lambda: self._sweep_due(now), claim=claim)
+
+    def replay(self, batch: Batch, note: dict[str, Any] | None, tx: int, time_us: int) -> int:
+        """Write ``batch`` as tx ``tx`` committed at ``time_us`` (an imported history's tx,
+        :mod:`engine.etcd.replay`): exactly the runs given, no expiry sweep first. ``INVALID_PARAMETERS``
+        with LMDB's words (:func:`engine.txlog.check_replay`) unless ``tx`` is the next tx and the time
+        is not before the latest tx's; nothing is written then. The txn itself is guarded
+        (:class:`engine.etcd.replay_guard.NextTx`): if another tx commits first, it fails and the replay is
+        refused, so it never takes another number."""
+        latest = self.latest_tx
+        last = self.tx_info(latest) if latest else None
+        check_replay(latest + 1, 0 if last is None else last.time_us, tx, time_us)
+        got = _commit.commit(self.timeline, batch, note, time_us, self.etcd_limits, claim=NextTx(self.timeline, tx,
+                                                                                                 time_us))
+        if got != tx:  # only deletes of absent keys: this store is not a copy of the source up to tx - 1
+            raise errors.InvalidParameters(f"cannot replay tx {tx}: it deletes only keys this store does not hold "
+                                           f"(it is not a copy of the exported store up to tx {tx - 1})",
+                                           parameter="tx", tx=tx)
+        return got
+
+    def renumbered(self, batch: Batch, note: dict[str, Any] | None) -> int | None:
+        """Write an imported tx as the next tx, now (``renumber``): deletes of absent keys left out, None
+        when nothing is left (no tx taken), as the LMDB import writes it (no expiry sweep first)."""
+        if not batch.runs:
+            return None
+        latest = self.latest_tx
+        tx = _commit.commit(self.timeline, batch, note, self._now_us(), self.etcd_limits)
+        return None if tx <= latest else tx
 
     # -- expiry ----------------------------------------------------------------------------------------
 

@@ -19,8 +19,9 @@ quorum before it answers), ``horizon`` (always 0: etcd stores are never compacte
 
 ``NOT_SUPPORTED``: streams, the Merkle tree's inclusion and consistency
 proofs, ``proved_read``, ``compact``, retention (``retention=`` and ``apply_retention``), ``backup``
-and ``restore``, ``revert``, export and import. Idempotency keys (``idempotency=``) are stored with the
-write (:mod:`engine.etcd.idempotency`).
+and ``restore``, ``revert``, snapshot export and import (``engine.export_history`` and ``engine.import_history``
+take a store on etcd: :mod:`engine.etcd.history_export`, :mod:`engine.etcd.replay`). Idempotency keys
+(``idempotency=``) are stored with the write (:mod:`engine.etcd.idempotency`).
 
 The store owns its etcd client and a background sealer thread (:mod:`engine.etcd.sealer`); after
 :meth:`close` every call raises ``STORE_CLOSED``. Thread-safe (the client and storage are); it may cross a

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
-from engine import Item, Namespace, Store, errors, export_history, export_snapshot, import_rows
+from engine import Item, Namespace, Store, errors, export_snapshot, import_rows
 from engine.etcd.chain import SEGMENT
 from engine.etcd.store import EtcdStore
 from engine.etcd.transaction import EtcdTransaction
@@ -356,8 +356,8 @@ def _unsupported(store: Store, path: Path) -> list[tuple[str, Callable[[], Any]]
         ("restore", lambda: EtcdStore.restore(path / "backup", path / "data")),
         ("revert", lambda: ns.revert(1)),
         ("export_snapshot", lambda: export_snapshot(store, "a")),
-        ("export_history", lambda: export_history(store)),
-        ("import_rows", lambda: import_rows(store, [])),
+        ("import_snapshot", lambda: import_rows(store, [{"format": "strata-export", "version": 3, "mode": "snapshot",
+                                                         "namespace": "a"}])),
     ]
 
 

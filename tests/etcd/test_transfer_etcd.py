@@ -1,0 +1,279 @@
+"""``import_history`` into a store on etcd (``Store.open("etcd://...")``), on a real 3-member cluster.
+
+An LMDB store's whole history, exported and replayed on an empty etcd prefix, gives the source's txs,
+tx_info (times, notes, operations, hashes), reads at every tx and ``head()``; bad rows are refused with the
+LMDB import's errors and nothing written; an import into a non-empty store is refused as on LMDB; what the
+etcd backend does not support (streams, renumber, ops on no key) is ``NOT_SUPPORTED`` naming it, nothing
+written. Each test has its own store prefix on the module's one cluster.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from engine import Item, Store, errors, export_history, import_history, import_rows
+from engine.etcd.kv import Put
+from engine.etcd.replay_guard import NextTx
+from server.cli import main
+from tests.engine.clock import Clock
+
+from .cluster import EtcdCluster
+from .test_store_open import url_of
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def on_etcd(etcd_cluster: EtcdCluster, request: pytest.FixtureRequest, clock: Clock) -> Iterator[Store]:
+    url = url_of(etcd_cluster, "import/" + re.sub(r"[^A-Za-z0-9._-]", "_", request.node.name))
+    with Store.open(url, clock=clock) as store:
+        yield store
+
+
+@pytest.fixture
+def source(tmp_path: Path, clock: Clock) -> Iterator[Store]:
+    """An LMDB store holding a history of 20 txs over 3 namespaces (ttl, metadata, clears, deletes,
+    transactions over 2 namespaces, a namespace drop, expiry sweep txs, notes, an empty namespace)."""
+    with Store.open(tmp_path / "lmdb", clock=clock) as store:
+        cities, towns = store.namespace("cities"), store.namespace("towns")
+        cities.put({"c:1": {"name": "Braavos"}, "c:2": "Pentos", "c:3": b"\x00raw"}, note={"by": "ana"})  # 1
+        clock.now += 1
+        cities.put([Item("c:4", 4, ttl=40), Item("c:5", 5, metadata={"m": 1})], metadata={"all": True})  # 2
+        clock.now += 1
+        cities.clear(["c:2"])  # 3
+        cities.delete(["c:3"], note={"why": "gone"})  # 4
+        with store.transaction(note={"t": 1}) as t:  # 5
+            t.put("cities", "c:6", [6])
+            t.put("towns", "t:1", "Lys")
+            t.delete("cities", "c:1")
+        store.create_namespace("empty")
+        clock.now += 1
+        towns.put([Item("t:2", "Tyrosh", ttl=5)])  # 6
+        towns.put({"t:3": 3.5})  # 7
+        clock.now += 10  # t:2 expires: the next write sweeps it first (tx 8), then writes (tx 9)
+        cities.put({"c:7": None}, note={"after": "sweep"})  # 8, 9
+        store.drop_namespace("towns", note={"drop": True})  # 10
+        clock.now += 30  # c:4 expires
+        store.expire()  # 11
+        for i in range(12, 19):
+            clock.now += 0.5
+            cities.put([Item(f"k:{i}", i, metadata={"i": i})] if i % 2 else {f"k:{i}": i, "c:5": i})
+        with store.transaction() as t:  # 19
+            t.put("cities", "c:8", 8)
+            t.put("again", "a:1", "back")
+        clock.now += 1
+        cities.delete(["k:12", "k:13"])  # 20
+        yield store
+
+
+def _exported(store: Store) -> list[dict[str, Any]]:
+    return list(export_history(store))
+
+
+def _answers(store: Store) -> list[Any]:
+    """Every read the etcd backend supports, at every tx."""
+    out: list[Any] = [store.latest_tx, tuple(store.head()), store.next_expiry()]
+    for tx in range(0, store.latest_tx + 1):
+        for name in ("cities", "towns", "again"):
+            scan = store.namespace(name).scan(tx=tx, metadata=True, fields=["created_at", "updated_at", "expire_time"])
+            out.append((name, scan.tx, list(scan)))
+    for tx in range(1, store.latest_tx + 2):
+        info = store.tx_info(tx)
+        out.append(None if info is None else (info.tx, info.time, info.time_us, info.note, info.operations, info.hash))
+    for key in ("c:1", "c:4", "c:5", "k:12"):
+        out.append(store.namespace("cities").history(key))
+    out.append(list(store.namespace("cities").diff(3, 17)))
+    out.append([n.name for n in store.namespaces()])
+    out.append([(i.key_count, i.tx) for i in (store.namespace_info(n) for n in ("cities", "again", "empty")) if i])
+    return out
+
+
+def test_a_replayed_lmdb_history_gives_the_same_txs_reads_and_head(source: Store, on_etcd: Store) -> None:
+    rows = _exported(source)
+    report = import_history(on_etcd, rows)
+    assert (report.first_tx, report.last_tx, report.txs) == (1, 20, 20)
+    assert report.items == sum(len(r["ops"]) for r in rows[1:])
+    assert _answers(on_etcd) == _answers(source)
+    assert on_etcd.verify().ok
+
+
+def test_import_rows_dispatches_a_history_and_a_replay_continues_from_since(source: Store, on_etcd: Store) -> None:
+    rows = _exported(source)
+    first = list(export_history(source, until=12))
+    second = list(export_history(source, since=12))
+    assert import_rows(on_etcd, first).last_tx == 12
+    assert import_rows(on_etcd, second).first_tx == 13
+    assert tuple(on_etcd.head()) == tuple(source.head())
+    assert _answers(on_etcd) == _answers(source)
+    assert len(rows) == 21
+
+
+def _refused(store: Store, rows: list[Any], error: type[errors.EngineError]) -> dict[str, Any]:
+    before = (store.latest_tx, [n.name for n in store.namespaces()])
+    with pytest.raises(error) as raised:
+        import_history(store, rows)
+    assert (store.latest_tx, [n.name for n in store.namespaces()]) == before
+    return raised.value.to_dict()
+
+
+def _on_lmdb(tmp_path: Path, rows: list[Any], error: type[errors.EngineError]) -> dict[str, Any]:
+    with Store.open(tmp_path / "target", sync=False) as target, pytest.raises(error) as raised:
+        import_history(target, rows)
+    return raised.value.to_dict()
+
+
+@pytest.mark.parametrize("bad", [
+    lambda rows: rows[5].update(ops=[{"namespace": "cities", "op": "nap", "key": "x"}]),
+    lambda rows: rows[7].update(tx=99),
+    lambda rows: rows[9].update(time_us=rows[8]["time_us"] - 1),
+    lambda rows: rows[3]["ops"].append(dict(rows[3]["ops"][0])),
+    lambda rows: rows[4].update(note="not an object"),
+    lambda rows: rows.insert(6, ["not", "a", "row"]),
+])
+def test_a_bad_row_is_refused_with_lmdbs_error_and_nothing_written(source: Store, on_etcd: Store, tmp_path: Path,
+                                                                  bad: Any) -> None:
+    rows = _exported(source)
+    bad(rows)
+    refused = _refused(on_etcd, rows, errors.InvalidParameters)
+    assert refused == _on_lmdb(tmp_path, rows, errors.InvalidParameters)
+    assert refused["row"] in (3, 4, 5, 6, 7, 9) and on_etcd.latest_tx == 0
+
+
+def test_an_import_into_a_non_empty_store_is_refused_as_on_lmdb(source: Store, on_etcd: Store, tmp_path: Path) -> None:
+    rows = _exported(source)
+    on_etcd.namespace("cities").put({"x": 1})
+    refused = _refused(on_etcd, rows, errors.InvalidParameters)
+    with Store.open(tmp_path / "target", sync=False) as target:
+        target.namespace("cities").put({"x": 1})
+        with pytest.raises(errors.InvalidParameters) as on_lmdb:
+            import_history(target, rows)
+    assert refused == on_lmdb.value.to_dict()
+    assert refused["message"].startswith("row 1: cannot replay tx 1: the next tx of this store is 2")
+
+
+def _not_supported(operation: str) -> dict[str, Any]:
+    return {"code": "NOT_SUPPORTED", "operation": operation, "backend": "etcd",
+            "message": f"{operation} is not supported on the etcd backend yet; it needs the LMDB backend "
+                       "(a store opened on a directory)"}
+
+
+def test_what_etcd_cannot_replay_is_not_supported_naming_it_and_nothing_written(source: Store,
+                                                                                on_etcd: Store) -> None:
+    rows = _exported(source)
+    assert _refused(on_etcd, [{**rows[0], "streams": ["s"]}, *rows[1:]], errors.NotSupported) == _not_supported(
+        "import_history of streams")
+    no_key = [*rows[:4], {**rows[4], "ops": [{"namespace": "gone", "op": "delete", "keys": []}]}, *rows[5:]]
+    refused = _refused(on_etcd, no_key, errors.NotSupported)
+    assert refused["operation"] == "import_history of txs with an op on no key (old LMDB stores)"
+    assert refused["row"] == 4
+    snapshot = [{"format": "strata-export", "version": 3, "mode": "snapshot", "namespace": "a", "tx": 1}]
+    with pytest.raises(errors.NotSupported) as raised:
+        import_rows(on_etcd, snapshot)
+    assert raised.value.to_dict() == _not_supported("import_snapshot")
+    assert on_etcd.latest_tx == 0
+
+
+def test_an_export_from_etcd_is_the_lmdb_export_and_round_trips_to_lmdb(source: Store, on_etcd: Store,
+                                                                         tmp_path: Path) -> None:
+    import_history(on_etcd, _exported(source))
+    assert list(export_history(on_etcd)) == _exported(source)
+    for since, until in ((0, 7), (7, 13), (13, None)):
+        assert list(export_history(on_etcd, since=since, until=until)) == list(
+            export_history(source, since=since, until=until))
+    assert list(export_history(on_etcd, "cities", since=4)) == list(export_history(source, "cities", since=4))
+    with Store.open(tmp_path / "back", sync=False) as back:
+        assert import_history(back, export_history(on_etcd)).last_tx == 20
+        assert tuple(back.head()) == tuple(on_etcd.head()) == tuple(source.head())
+
+
+def test_an_export_from_etcd_checks_its_arguments_as_on_lmdb(source: Store, on_etcd: Store) -> None:
+    import_history(on_etcd, _exported(source))
+    for call in (lambda s: export_history(s, until=21), lambda s: export_history(s, since=5, until=4),
+                 lambda s: export_history(s, "never"), lambda s: export_history(s, since=-1)):
+        with pytest.raises(errors.EngineError) as on_lmdb:
+            call(source)
+        with pytest.raises(errors.EngineError) as on_etcd_error:
+            call(on_etcd)
+        assert on_etcd_error.value.to_dict() == on_lmdb.value.to_dict()
+
+
+def test_strata_export_and_import_take_an_etcd_url(source: Store, on_etcd: Store, etcd_cluster: EtcdCluster,
+                                                   tmp_path: Path, request: pytest.FixtureRequest,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    url = url_of(etcd_cluster, "import/" + re.sub(r"[^A-Za-z0-9._-]", "_", request.node.name))
+    rows = _exported(source)
+    exported, again = tmp_path / "history.jsonl", tmp_path / "again.jsonl"
+    exported.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+    assert main(["import", str(exported), "--data", url, "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith(f"imported {sum(len(r['ops']) for r in rows[1:])} operation(s) in "
+                                              "20 tx(s) (txs 1 to 20) in ")
+    assert tuple(on_etcd.head()) == tuple(source.head())
+    assert main(["export", "--history", "--data", url, "--out", str(again), "--quiet"]) == 0
+    assert [orjson.loads(line) for line in again.read_bytes().splitlines()] == rows
+    assert main(["import", str(exported), "--data", url, "--quiet"]) == 2  # not empty any more: LMDB's refusal
+    assert "cannot replay tx 1: the next tx of this store is 21" in capsys.readouterr().err
+    assert main(["export", "--ns", "cities", "--data", url, "--quiet"]) == 2
+    assert capsys.readouterr().err == ("strata export: NOT_SUPPORTED: export_snapshot is not supported on the etcd "
+                                       "backend yet; it needs the LMDB backend (a store opened on a directory)\n")
+    assert main(["import", str(exported), "--data", "etcd://h1:99999/p", "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("strata import: INVALID_PARAMETERS: 'etcd://h1:99999/p' is not an etcd")
+
+
+def test_a_tx_landing_between_the_check_and_the_replayed_txn_makes_it_fail_and_refuse(on_etcd: Store) -> None:
+    storage = on_etcd.storage()
+    guard = NextTx(storage.timeline, 1, 5)
+    compare, puts = guard.guard(lambda latest: latest + 1)
+    assert puts == [] and not guard.moved()
+    on_etcd.namespace("a").put({"k": 1})  # tx 1, by another writer
+    assert guard.moved()
+    assert not storage.timeline.client.txn(compare, [Put(b"import/never", b"")]).succeeded
+    with pytest.raises(errors.InvalidParameters) as raised:
+        guard.guard(lambda latest: latest + 1)
+    assert raised.value.to_dict()["message"] == ("cannot replay tx 1: the next tx of this store is 2 (import a "
+                                                 "history into an empty store, or renumber it)")
+
+
+def test_a_replayed_tx_of_only_absent_deletes_is_refused_taking_no_tx(source: Store, on_etcd: Store) -> None:
+    rows = _exported(source)
+    import_history(on_etcd, rows[:4])
+    gone = {"tx": 4, "time_us": rows[4]["time_us"], "note": None, "ops": [{"namespace": "cities", "op": "delete",
+                                                                          "key": "never"}]}
+    before = tuple(on_etcd.head())
+    assert _refused(on_etcd, [gone], errors.InvalidParameters)["message"] == (
+        "row 0: cannot replay tx 4: it deletes only keys this store does not hold (it is not a copy of the "
+        "exported store up to tx 3)")
+    assert tuple(on_etcd.head()) == before
+
+
+def _renumbered(store: Store) -> list[Any]:
+    out: list[Any] = [tuple(store.head()), [n.name for n in store.namespaces()]]
+    for tx in range(1, store.latest_tx + 1):
+        info = store.tx_info(tx)
+        assert info is not None
+        out.append((info.time_us, info.note, info.operations, info.hash))
+        out.append([(n, list(store.namespace(n).scan(tx=tx, metadata=True))) for n in ("cities", "towns", "moved")])
+    return out
+
+
+@pytest.mark.parametrize("namespace", [None, "cities"])
+def test_a_renumbered_import_writes_what_it_writes_on_lmdb(source: Store, on_etcd: Store, tmp_path: Path,
+                                                          clock: Clock, namespace: str | None) -> None:
+    rows = list(export_history(source, namespace, since=3))
+    rename = {"cities": "moved"} if namespace else None
+    on_etcd.namespace("towns").put({"mine": 1})  # a non-empty store: renumber adds to it
+    with Store.open(tmp_path / "target", clock=clock) as target:
+        target.namespace("towns").put({"mine": 1})
+        expected = import_history(target, rows, renumber=True, rename=rename)
+        report = import_history(on_etcd, rows, renumber=True, rename=rename)
+        assert (report.first_tx, report.last_tx, report.txs, report.items) == (
+            expected.first_tx, expected.last_tx, expected.txs, expected.items)
+        assert _renumbered(on_etcd) == _renumbered(target)
