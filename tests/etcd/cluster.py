@@ -22,6 +22,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -233,6 +234,12 @@ class EtcdCluster:
     def endpoints(self) -> list[str]:
         """Every member's client URL, in member order (stopped ones included)."""
         return [m.client_url for m in self.members]
+
+    def store_url(self, prefix: str) -> str:
+        """The ``etcd://`` URL of the store at ``prefix`` on this cluster (``Store.open``'s argument); a
+        test's node name is made a valid prefix (its other characters become ``_``)."""
+        prefix = re.sub(r"[^A-Za-z0-9._/-]", "_", prefix)
+        return "etcd://" + ",".join(e.removeprefix("http://") for e in self.endpoints) + "/" + prefix
 
     def leader(self, timeout: float = START_TIMEOUT) -> Member:
         """The running member that is the leader, as a running member reports it (waits for an election)."""

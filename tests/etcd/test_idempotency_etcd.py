@@ -9,7 +9,6 @@ holds the write. One HTTP check with the ``Idempotency-Key`` header through the 
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,9 +27,6 @@ from .cluster import EtcdCluster
 TTL = 60.0
 
 
-def url_of(cluster: EtcdCluster, prefix: str) -> str:
-    return "etcd://" + ",".join(e.removeprefix("http://") for e in cluster.endpoints) + "/" + prefix
-
 
 @pytest.fixture
 def clock() -> Clock:
@@ -39,7 +35,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def url(etcd_cluster: EtcdCluster, request: pytest.FixtureRequest) -> str:
-    return url_of(etcd_cluster, "idem/" + re.sub(r"[^A-Za-z0-9._-]", "_", request.node.name))
+    return etcd_cluster.store_url("idem/" + request.node.name)
 
 
 @pytest.fixture

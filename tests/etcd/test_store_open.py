@@ -42,9 +42,6 @@ def at(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def url_of(cluster: EtcdCluster, prefix: str) -> str:
-    return "etcd://" + ",".join(e.removeprefix("http://") for e in cluster.endpoints) + "/" + prefix
-
 
 @pytest.fixture
 def clock() -> Clock:
@@ -53,7 +50,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def url(etcd_cluster: EtcdCluster, request: pytest.FixtureRequest) -> str:
-    return url_of(etcd_cluster, "open/" + re.sub(r"[^A-Za-z0-9._-]", "_", request.node.name))
+    return etcd_cluster.store_url("open/" + request.node.name)
 
 
 @pytest.fixture
@@ -429,7 +426,7 @@ def test_a_closed_store_raises_store_closed(url: str) -> None:
 
 @pytest.fixture(scope="module")
 def etcd_server(etcd_cluster: EtcdCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = start_server(tmp_path_factory.mktemp("serve"), "--data", url_of(etcd_cluster, "serve"))
+    server = start_server(tmp_path_factory.mktemp("serve"), "--data", etcd_cluster.store_url("serve"))
     yield server
     stop_server(server.proc)
 
@@ -472,7 +469,7 @@ def test_strata_serve_on_etcd_writes_reads_and_answers_501_for_what_it_lacks(etc
 
 @pytest.fixture(scope="module")
 def etcd_app(etcd_cluster: EtcdCluster) -> Iterator[App]:
-    app = create_app(url_of(etcd_cluster, "routes"))
+    app = create_app(etcd_cluster.store_url("routes"))
     yield app
     app.close()
 

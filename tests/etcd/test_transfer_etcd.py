@@ -9,7 +9,6 @@ written. Each test has its own store prefix on the module's one cluster.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from server.cli import main
 from tests.engine.clock import Clock
 
 from .cluster import EtcdCluster
-from .test_store_open import url_of
 
 
 @pytest.fixture
@@ -34,7 +32,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def on_etcd(etcd_cluster: EtcdCluster, request: pytest.FixtureRequest, clock: Clock) -> Iterator[Store]:
-    url = url_of(etcd_cluster, "import/" + re.sub(r"[^A-Za-z0-9._-]", "_", request.node.name))
+    url = etcd_cluster.store_url("import/" + request.node.name)
     with Store.open(url, clock=clock) as store:
         yield store
 
@@ -209,7 +207,7 @@ def test_an_export_from_etcd_checks_its_arguments_as_on_lmdb(source: Store, on_e
 def test_strata_export_and_import_take_an_etcd_url(source: Store, on_etcd: Store, etcd_cluster: EtcdCluster,
                                                    tmp_path: Path, request: pytest.FixtureRequest,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    url = url_of(etcd_cluster, "import/" + re.sub(r"[^A-Za-z0-9._-]", "_", request.node.name))
+    url = etcd_cluster.store_url("import/" + request.node.name)
     rows = _exported(source)
     exported, again = tmp_path / "history.jsonl", tmp_path / "again.jsonl"
     exported.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
