@@ -4,6 +4,7 @@ expiry view it was created with (``eval_us``; None shows every value)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,3 +49,38 @@ def test_a_scan_without_an_expiry_time_shows_every_value(tmp_path: Path) -> None
         assert list(ns.scan()) == [Record("kept", 2, tx)]
     finally:
         store.close()
+
+
+def test_a_scan_of_a_missing_namespace_or_with_limit_zero_is_empty(store: Store) -> None:
+    ns = store.namespace("t")
+    ns.put({"a": 1, "b": 2})
+    assert list(store.namespace("missing").scan()) == []
+    assert list(store.namespace("missing").scan(limit=0)) == []
+    assert list(ns.scan(limit=0)) == []
+    assert list(ns.scan(limit=1)) == [Record("a", 1, 1)]
+
+
+def test_bytes_values_are_flagged_binary_at_a_past_tx_and_at_the_latest(store: Store) -> None:
+    ns = store.namespace("t")
+    ns.put({"a": b"\x00\x01", "b": "s"})
+    ns.put({"c": 1})
+    assert list(ns.scan(tx=1)) == [Record("a", b"\x00\x01", 1, binary=True), Record("b", "s", 1)]
+    assert list(ns.scan()) == [Record("a", b"\x00\x01", 1, binary=True), Record("b", "s", 1), Record("c", 1, 2)]
+
+
+def test_a_scan_at_the_latest_tx_reads_exactly_chunk_keyparts_per_read_transaction(store: Store) -> None:
+    """At the latest tx the scan reads the latest-version index, CHUNK keyparts per read as at a past tx."""
+    ns = store.namespace("t")
+    ns.put({f"k{i:04}": i for i in range(CHUNK + 1)})
+    for tx in (None, 1):
+        scan = ns.scan(tx=tx)
+        read, sizes = scan._read, []
+
+        def counting(chunk: Any, read: Any = read, sizes: list[int] = sizes) -> Any:
+            result = read(chunk)
+            sizes.append(len(chunk.keywords["out"]))
+            return result
+
+        scan._read = counting
+        assert [r.key for r in scan] == [f"k{i:04}" for i in range(CHUNK + 1)]
+        assert sizes == [CHUNK, 1]

@@ -58,3 +58,15 @@ def test_tx_at_on_an_empty_log_is_zero_at_every_time(tmp_path: Path) -> None:
         assert [_tx_at(store, t) for t in (0, round(T0 * 1_000_000), U64_MAX, 1 << 64)] == [0, 0, 0, 0]
     finally:
         store.close()
+
+
+def test_the_time_index_holds_time_then_tx_as_keys_and_empty_values(store: Store, clock: Clock) -> None:
+    # docs/design.md documents txtime byte for byte: key time_us | tx (u64 big-endian each), value empty.
+    first = store.namespace("n").put({"a": 1})
+    clock.now = T0 + 1
+    second = store.namespace("n").put({"b": 2})
+    us = round(T0 * 1_000_000)
+    rows = store._backend.read(lambda txn: [(bytes(k), bytes(v)) for k, v in
+                                            txn.cursor(db=store._backend.dbs["txtime"])])
+    assert rows == [(us.to_bytes(8, "big") + first.to_bytes(8, "big"), b""),
+                    ((us + 1_000_000).to_bytes(8, "big") + second.to_bytes(8, "big"), b"")]
