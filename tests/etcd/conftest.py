@@ -13,6 +13,7 @@ import pytest
 
 from engine.etcd import EtcdClient
 from engine.etcd.answers import DEFAULT_MAX_REQUEST_BYTES
+from tests.engine.clock import Clock
 
 from .cluster import EtcdCluster
 
@@ -36,3 +37,9 @@ def etcd(etcd_cluster: EtcdCluster, request: pytest.FixtureRequest) -> Iterator[
 def prefix(request: pytest.FixtureRequest) -> bytes:
     """A key prefix of the test's own (the cluster is shared by the module's tests)."""
     return f"{request.node.name}/".encode()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """The settable clock a test's stores read (tests/engine/clock.py): time moves when the test says."""
+    return Clock()

@@ -41,11 +41,6 @@ def name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def storage(etcd: EtcdClient, name: str, clock: Clock) -> EtcdStorage:
     return EtcdStorage.open(etcd, name, clock=clock)
 

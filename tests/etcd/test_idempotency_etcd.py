@@ -29,11 +29,6 @@ TTL = 60.0
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def url(etcd_cluster: EtcdCluster, request: pytest.FixtureRequest) -> str:
     return etcd_cluster.store_url("idem/" + request.node.name)
 

@@ -46,11 +46,6 @@ US = round(T0 * 1_000_000)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def storage(etcd: EtcdClient, request: pytest.FixtureRequest, clock: Clock) -> Iterator[EtcdStorage]:
     name = re.sub(r"[^A-Za-z0-9._-]", "_", request.node.name)
     yield EtcdStorage.open(etcd, f"t/{name}", etcd_limits=EtcdLimits(max_txn_ops=MAX_TXN_OPS), clock=clock)

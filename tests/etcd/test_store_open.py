@@ -44,11 +44,6 @@ def at(seconds: float) -> datetime:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def url(etcd_cluster: EtcdCluster, request: pytest.FixtureRequest) -> str:
     return etcd_cluster.store_url("open/" + request.node.name)
 

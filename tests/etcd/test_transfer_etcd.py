@@ -26,11 +26,6 @@ from .cluster import EtcdCluster
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
 def on_etcd(etcd_cluster: EtcdCluster, request: pytest.FixtureRequest, clock: Clock) -> Iterator[Store]:
     url = etcd_cluster.store_url("import/" + request.node.name)
     with Store.open(url, clock=clock) as store:
