@@ -245,7 +245,9 @@ def seal(timeline: Timeline, upto: int, fence: Compare | None = None) -> Link:
         head, mod = sealed_head(timeline)
         if head.tx >= upto:
             return head
-        txs = range(head.tx + 1, min(upto, head.tx + MAX_SEAL) + 1)
+        from . import txtree  # the tree builds on this module's materials and links
+
+        txs = range(head.tx + 1, min(upto, head.tx + txtree.seal_limit(timeline)) + 1)
         found, broken = materials(timeline, txs)
         if not found and broken is not None:
             raise errors.StorageError(f"the hash chain cannot be sealed past tx {broken.tx - 1}: tx {broken.tx}: "
@@ -254,20 +256,25 @@ def seal(timeline: Timeline, upto: int, fence: Compare | None = None) -> Link:
         for m in found:
             prev = next_link(prev, m)
             links.append(prev)
-        puts = [*_segment_puts(timeline, head, links),
+        tree = txtree.extension(timeline, head.tx, found, links)  # the Merkle tree grows in the same txn
+        if tree is None:
+            txtree.catch_up(timeline, head.tx, fence)
+            continue
+        puts = [*_segment_puts(timeline, head, links), *tree[0],
                 Put(timeline.layout.seal_head, ormsgpack.packb([prev.tx, prev.hash, prev.time_us]))]
-        guard = [Compare(timeline.layout.seal_head, "MOD", "==", mod), *([] if fence is None else [fence])]
+        guard = [Compare(timeline.layout.seal_head, "MOD", "==", mod), tree[1], *([] if fence is None else [fence])]
         try:
             timeline.housekeeping(puts, guard)
         except errors.Conflict:
-            if fence is not None and not _holds(timeline, fence):
+            if fence is not None and not holds(timeline, fence):
                 raise
             continue  # another sealer sealed meanwhile: go on from its head
         if prev.tx >= upto:
             return prev
 
 
-def _holds(timeline: Timeline, compare: Compare) -> bool:
+def holds(timeline: Timeline, compare: Compare) -> bool:
+    """Whether ``compare`` (on a key's mod revision) holds now."""
     found = timeline.client.range(compare.key)
     return (found.kvs[0].mod_revision if found.kvs else 0) == compare.value
 
