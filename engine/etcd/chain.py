@@ -22,6 +22,8 @@ after the fact and stores the hashes:
   housekeeping txn (a revision, no tx: :mod:`engine.etcd.timeline`) putting the head and the segments it
   extended, up to :data:`MAX_SEAL` txs, guarded by the head's mod revision: two sealers computing the same
   txs write the same bytes and one of them wins; the other reads the new head and goes on from it.
+  The same txn grows the Merkle tree by the same txs (:mod:`engine.etcd.txtree`, guarded by the tree
+  head too), so a seal adds at most :func:`engine.etcd.txtree.seal_limit` txs (``--max-txn-ops``).
 * **When.** :func:`links` (what ``tx_info``, ``changes`` and ``head`` call) seals up to the highest tx
   asked for first, so an answered hash is always the chain's, never a guess; the lag a reader can meet
   is the unsealed window, which a background sealer (:mod:`engine.etcd.sealer`) keeps short.
@@ -33,7 +35,7 @@ recomputes the chain from the log and compares it with what was sealed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,8 +148,8 @@ def _records(m_tx: int, revision: int, runs: list[list[Any]], answers: list[Rang
     return out
 
 
-def materials(timeline: Timeline, txs: range) -> tuple[list[Material], Broken | None]:
-    """What the chain hashes of each tx of ``txs`` (committed txs, in order): a few txns per
+def materials(timeline: Timeline, txs: Sequence[int]) -> tuple[list[Material], Broken | None]:
+    """What the chain hashes of each tx of ``txs`` (committed txs, ascending): a few txns per
     ``--max-txn-ops`` keys. When a tx has no log entry or lacks a record: the txs before it, and
     :class:`Broken` naming it."""
     revisions = [timeline.revision_of(t) for t in txs]

@@ -32,6 +32,9 @@ from .timeline import Timeline
 if TYPE_CHECKING:
     from .storage import EtcdStorage
 
+#: Txs whose entries are rebuilt per batch of reads.
+CHUNK = 32
+
 
 def versions(timeline: Timeline, namespace: str, keys: list[str], raws: list[bytes], snap: int) -> list[int | None]:
     """The tx of the version of each key a read at tx ``snap`` saw (a delete too); None for none."""
@@ -63,23 +66,26 @@ def _entries(timeline: Timeline, txs: list[int], limit: int) -> list[bytes]:
     links = chain.links(timeline, txs)
     out: list[bytes] = []
     used = 0
-    for tx in txs:
-        found, broken = chain.materials(timeline, range(tx, tx + 1))
-        if not found:
+    for at in range(0, len(txs), CHUNK):  # a chunk at a time: the limit stops the reads, not only the answer
+        chunk = txs[at:at + CHUNK]
+        found, broken = chain.materials(timeline, chunk)  # what a seal of those txs reads: a few txns
+        if len(found) < len(chunk):
+            tx = chunk[len(found)]
             problem = broken.problem if broken is not None else "it has no log entry"
             raise errors.StorageError(f"tx {tx}'s log entry cannot be rebuilt to prove a record it wrote: {problem}",
                                       tx=tx)
-        size = used
-        for records in found[0].records:
-            size += sum(map(len, records))
-            if size > limit:
-                raise errors.ProofTooLarge(
-                    f"proving this read needs the whole log entry of tx {tx}, and the entries it needs pass {limit} "
-                    "bytes (Limits.max_proof_bytes): read fewer keys at a time, or read keys written by large txs "
-                    "without proofs", tx=tx, limit=limit)  # fmt: skip
-        entry = txtree.leaf_data(found[0], links[tx])
-        used += len(entry)
-        out.append(entry)
+        for m in found:
+            size = used
+            for records in m.records:
+                size += sum(map(len, records))
+                if size > limit:
+                    raise errors.ProofTooLarge(
+                        f"proving this read needs the whole log entry of tx {m.tx}, and the entries it needs pass "
+                        f"{limit} bytes (Limits.max_proof_bytes): read fewer keys at a time, or read keys written "
+                        "by large txs without proofs", tx=m.tx, limit=limit)  # fmt: skip
+            entry = txtree.leaf_data(m, links[m.tx])
+            used += len(entry)
+            out.append(entry)
     return out
 
 

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import Store, errors, merkle, signed_head
+from engine import Limits, Store, errors, merkle, signed_head
 from engine.etcd import chain, prefix_end
 from engine.etcd.kv import DeleteRange, Put
 from engine.etcd.store import EtcdStore
@@ -92,7 +92,7 @@ def lmdb(clock: Clock) -> Iterator[Store]:
         yield store
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(history=histories)
 def test_random_histories_give_lmdb_s_roots_and_proofs_byte_for_byte(etcd_cluster: EtcdCluster, clock: Clock,
                                                                      history: list[Any]) -> None:
@@ -287,3 +287,19 @@ def test_proof_routes_answer_as_on_lmdb_and_the_client_checks_accept_them(apps: 
             {**entry, "entry": base64.b64encode(bytes(forged)).decode()}, *got["proof"]["entries"][1:]]}}
         with pytest.raises(errors.ProofFailed):
             proved_reads.check(bad, "ns", wanted, result.records, result.tx, trusted, False, frozenset())
+
+
+def test_a_proof_read_past_max_proof_bytes_is_refused_as_on_lmdb(etcd_cluster: EtcdCluster, clock: Clock,
+                                                                  tmp_path: Path) -> None:
+    limits = Limits(max_proof_bytes=300)
+    with EtcdStore.open(etcd_cluster.store_url(f"tree/limit/{next(_prefixes)}"), clock=clock, seal_interval=None,
+                        limits=limits) as store, Store.open(tmp_path, sync=False, clock=clock, limits=limits) as lmdb:
+        for s in (store, lmdb):
+            s.namespace("a").put({"x": "x" * 100, "y": "y" * 100})  # tx 1: 2 records of about 100 bytes
+            s.namespace("a").put({"z": "z" * 100})  # tx 2
+        assert proved(store, "a", None) == proved(lmdb, "a", None)
+        for keys in (["x"], ["x", "z"], ["z"]):
+            assert outcome(lambda k=keys: store.namespace("a").proved_read(k)) == \
+                outcome(lambda k=keys: lmdb.namespace("a").proved_read(k))
+        assert outcome(lambda: store.namespace("a").proved_read(["x", "z"]))[0] is errors.ProofTooLarge
+        assert type(store.namespace("a").proved_read(["z"]).entries[0].entry) is bytes
