@@ -298,3 +298,54 @@ def consistency_proof(timeline: Timeline, first: int, second: int | None) -> Con
     ensure(timeline, second, (sealed, tree))
     path = _fetched(timeline, second, lambda subtree: merkle.consistency_path(subtree, first, second))
     return ConsistencyProof(first, second, [h.hex() for h in path])
+
+
+# -- checking ------------------------------------------------------------------------------------
+
+
+class TreeCheck:
+    """``verify()``'s walk of the stored tree, beside its walk of the chain (:mod:`engine.etcd.verify`):
+    :meth:`add` each tx in order with its recomputed link; the first problem is kept, not raised, since
+    the chain is checked first (as on LMDB: :func:`engine.txtree_build.check`), and :meth:`finish` gives
+    it. Every entry up to the tree head's size must have its ``tz(tx) + 1`` hashes, a leaf that is the
+    hash of the tx's recomputed canonical entry and nodes that hash their children; the head's root must
+    be the root of those entries. Reads one tree segment per :data:`engine.etcd.chain.SEGMENT` txs and
+    keeps only the tree's frontier (O(log n) entries)."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        self.timeline = timeline
+        self.head = tree_head(timeline)
+        self.problem: tuple[int, str] | None = None
+        self._frontier: dict[int, bytes] = {}
+        self._stored: dict[int, bytes] = {}
+
+    def add(self, m: Material, link: Link) -> None:
+        """Check tx ``m.tx``'s stored entry (txs beyond the tree head's size have none yet)."""
+        tx = m.tx
+        if self.problem is not None or tx > self.head.size:
+            return
+        if tx not in self._stored:
+            self._stored = entries(self.timeline, [tx], self.head.size)
+        raw = self._stored.get(tx)
+        levels = (tx & -tx).bit_length()
+        if type(raw) is not bytes:
+            self.problem = (tx, "the Merkle tree has no entry for this tx")
+            return
+        if len(raw) != HASH_LEN * levels:
+            self.problem = (tx, f"the Merkle tree entry of this tx is {len(raw)} bytes, not {HASH_LEN * levels}")
+            return
+        leaf = raw[:HASH_LEN]
+        if merkle.leaf_hash(leaf_data(m, link)) != leaf:
+            self.problem = (tx, "the Merkle leaf does not match the tx's log entry and records")
+            return
+        if b"".join(merkle.append_nodes(leaf, tx - 1, reader(self._frontier))) != raw:
+            self.problem = (tx, "a Merkle tree node ending at this tx is not the hash of its children")
+            return
+        self._frontier[tx] = raw
+        self._frontier = {end: self._frontier[end] for end in frontier(tx)}
+
+    def finish(self) -> tuple[int, str] | None:
+        """The first problem (its tx and what is wrong), or None; checks the head's root last."""
+        if self.problem is None and merkle.root_hash(reader(self._frontier), self.head.size) != self.head.root:
+            self.problem = (self.head.size, "the Merkle tree head's root is not the root of the stored tree")
+        return self.problem
