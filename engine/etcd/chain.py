@@ -242,13 +242,15 @@ def seal(timeline: Timeline, upto: int, fence: Compare | None = None) -> Link:
     """Seal every tx up to ``upto`` (a committed tx) that is not sealed yet; return the sealed head (at
     or past ``upto``). ``STORAGE_ERROR`` when a tx cannot be hashed (its log entry or a record is gone,
     or a foreign write broke the numbering): the chain cannot go past it. ``fence``: a compare every seal
-    txn also carries (the sealer seat's, :mod:`engine.etcd.seat`); ``CONFLICT`` when it fails."""
+    txn also carries (the sealer seat's, :mod:`engine.etcd.seat`); ``CONFLICT`` when it fails. The same
+    txns grow the Merkle tree (:mod:`engine.etcd.txtree`), first building what a store sealed before it
+    had a tree lacks."""
+    from . import txtree  # the tree builds on this module's materials and links: imported when used
+
     while True:
         head, mod = sealed_head(timeline)
         if head.tx >= upto:
             return head
-        from . import txtree  # the tree builds on this module's materials and links
-
         txs = range(head.tx + 1, min(upto, head.tx + txtree.seal_limit(timeline)) + 1)
         found, broken = materials(timeline, txs)
         if not found and broken is not None:
