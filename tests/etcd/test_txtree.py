@@ -259,7 +259,12 @@ def test_proof_routes_answer_as_on_lmdb_and_the_client_checks_accept_them(apps: 
     for path, query in (("/v4/proof/inclusion", {"tx": "3"}), ("/v4/proof/inclusion", {"tx": "1", "size": "2"}),
                         ("/v4/proof/consistency", {"from": "2"}), ("/v4/proof/consistency", {"from": "1", "to": "3"})):
         assert answers(on_etcd, "GET", path, query=query) == answers(on_lmdb, "GET", path, query=query)
-    proofs.check_inclusion(answers(on_etcd, "GET", "/v4/proof/inclusion", query={"tx": "3"}), 3, head)
+    inclusion = answers(on_etcd, "GET", "/v4/proof/inclusion", query={"tx": "3"})
+    proofs.check_inclusion(inclusion, 3, head)
+    for forged in ({**inclusion, "path": inclusion["path"][::-1]}, {**inclusion, "leaf_hash": "00" * 32},
+                   {**inclusion, "tx": 2}):
+        with pytest.raises(errors.ProofFailed):
+            proofs.check_inclusion(forged, 3, head)
     consistency = answers(on_etcd, "GET", "/v4/proof/consistency", query={"from": "2"})
     proofs.check_consistency(consistency, old, head)
     tampered = {**consistency, "path": [consistency["path"][0][:-1] + "0" if consistency["path"][0][-1] != "0" else
@@ -340,8 +345,10 @@ def test_proof_reads_across_deletes_and_a_drop_name_lmdb_s_versions(etcd_cluster
             s.namespace("b").put({"k": 1, "gone": 2, "kept": 3})  # tx 1
             s.namespace("b").delete(["gone"])  # tx 2
             s.drop_namespace("b")  # tx 3: deletes k and kept, not gone (already deleted)
-            s.namespace("b").put({"kept": 4})  # tx 4
+            s.namespace("b").put({"kept": 4}, ttl=60, metadata={"m": 1})  # tx 4
         keys = ["k", "gone", "kept", "never"]
         for tx in (None, 1, 2, 3):
             assert store.namespace("b").proved_read(keys, tx=tx) == lmdb.namespace("b").proved_read(keys, tx=tx)
+        rich = {"metadata": True, "fields": ["updated_at", "expire_time"]}
+        assert store.namespace("b").proved_read(keys, **rich) == lmdb.namespace("b").proved_read(keys, **rich)
         assert store.namespace("b").proved_read(keys).versions == [("k", 3), ("gone", 2), ("kept", 4), ("never", None)]
