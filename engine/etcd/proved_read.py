@@ -13,7 +13,9 @@ that head. On etcd:
 * **The version each key saw**: the newest of its data key, its delete marker and its namespace's drop
   marker at the read's revision (a few keys per txn), a drop counting only if the key existed just
   before it, as :mod:`engine.etcd.history` counts it.
-* ``PROOF_TOO_LARGE`` as on LMDB: the records of the entries it needs pass ``Limits.max_proof_bytes``.
+* **The entries** are rebuilt :data:`CHUNK` txs at a time, with the reads a seal of those txs makes (a
+  few txns per chunk), so ``PROOF_TOO_LARGE`` (as on LMDB: the records of the entries the read needs
+  pass ``Limits.max_proof_bytes``) stops the reads, not only the answer.
 """
 
 from __future__ import annotations
