@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import itertools
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from hypothesis import strategies as st
 from engine import Limits, Store, errors, merkle, signed_head
 from engine.etcd import chain, prefix_end
 from engine.etcd.kv import DeleteRange, Put
+from engine.etcd.storage import EtcdStorage
 from engine.etcd.store import EtcdStore
 from server import create_app
 from server.client import proofs, proved_reads
@@ -352,3 +354,30 @@ def test_proof_reads_across_deletes_and_a_drop_name_lmdb_s_versions(etcd_cluster
         rich = {"metadata": True, "fields": ["updated_at", "expire_time"]}
         assert store.namespace("b").proved_read(keys, **rich) == lmdb.namespace("b").proved_read(keys, **rich)
         assert store.namespace("b").proved_read(keys).versions == [("k", 3), ("gone", 2), ("kept", 4), ("never", None)]
+
+
+def test_concurrent_sealers_grow_one_tree(etcd_cluster: EtcdCluster, clock: Clock, lmdb: Store,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chain, "SEGMENT", 4)
+    with open_etcd(etcd_cluster, clock, "race") as store:
+        for i in range(14):
+            for s in (store, lmdb):
+                s.namespace("a").put({f"k{i % 3}": i})
+        prefix = store.storage().layout.prefix.decode()
+        sealers = [EtcdStorage.open(store.storage().client, prefix, clock=clock) for _ in range(3)]
+        start = threading.Barrier(len(sealers))
+
+        def seal(sealer: EtcdStorage, targets: list[int]) -> None:
+            start.wait()
+            for target in targets:
+                chain.seal(sealer.timeline, target)
+
+        threads = [threading.Thread(target=seal, args=(s, targets)) for s, targets in
+                   zip(sealers, ([3, 9, 14], [5, 6, 14], [14]), strict=True)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert tree_keys(store)[b"/tree/head"] == [14, bytes.fromhex(lmdb.head().root or "")]
+        assert store.head() == lmdb.head() and store.verify() == lmdb.verify()
+        assert store.inclusion_proof(5) == lmdb.inclusion_proof(5)
