@@ -25,6 +25,9 @@ up to it first (:func:`ensure`), as ``head()`` and ``tx_info`` do for the chain:
 unsealed window the background sealer leaves, one batch interval in steady state), never an answer of
 a tree that differs from LMDB's. A size the chain cannot be sealed to (a tx that cannot be hashed)
 answers the sealer's ``STORAGE_ERROR`` naming that tx.
+
+**Checking.** ``verify()`` walks the stored tree beside the chain (:class:`TreeCheck`), as LMDB's
+:func:`engine.txtree_build.check` does, and reports the first bad entry once the chain checks out.
 """
 
 from __future__ import annotations
