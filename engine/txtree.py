@@ -146,14 +146,39 @@ def head(txn: Any, dbs: dict[str, Any], chain_head: bytes) -> Head:
     return Head(latest, chain_head.hex(), root(txn, dbs["txtree"], latest).hex() if built else None)
 
 
-def _check_size(txn: Any, dbs: dict[str, Any], tree_size: int, parameter: str) -> None:
+def check_size(tree_size: int, latest: int, parameter: str) -> None:
+    """A proof's tree size ``tree_size`` (query parameter ``parameter``) checked against the latest tx:
+    ``INVALID_PARAMETERS`` unless a tx number of at least 1, ``FUTURE_TX`` above ``latest``. Shared with
+    the etcd backend (:mod:`engine.etcd.txtree`), so both word these alike."""
     if type(tree_size) is not int or tree_size < 1:
         raise InvalidParameters(f"{parameter} must be a tx number of at least 1, not {tree_size!r}",
                                 parameter=parameter)
-    latest = schema.get_u64(txn, dbs["meta"], schema.LATEST_TX)
     if tree_size > latest:
         raise FutureTx(f"{parameter} {tree_size} is above the latest committed tx ({latest})", tx=tree_size,
                        latest_tx=latest, parameter=parameter)
+
+
+def empty_store(value: int, parameter: str) -> FutureTx:
+    """The error of a proof asked of an empty store without a size (``value``: the ``parameter`` given)."""
+    return FutureTx(f"{parameter} {value!r} is above the latest committed tx (0): the store is empty", tx=value,
+                    latest_tx=0, parameter=parameter)
+
+
+def check_leaf(tx: int, tree_size: int) -> None:
+    """``INVALID_PARAMETERS`` unless ``tx`` is a leaf of the tree of ``tree_size`` txs."""
+    if type(tx) is not int or not 1 <= tx <= tree_size:
+        raise InvalidParameters(f"tx must be an integer from 1 to the size {tree_size}, not {tx!r}", parameter="tx")
+
+
+def check_from(from_size: int, to_size: int) -> None:
+    """``INVALID_PARAMETERS`` unless ``1 <= from_size <= to_size``."""
+    if type(from_size) is not int or not 1 <= from_size <= to_size:
+        raise InvalidParameters(f"from must be an integer from 1 to {to_size} (the size proved to extend it), "
+                                f"not {from_size!r}", parameter="from")
+
+
+def _check_size(txn: Any, dbs: dict[str, Any], tree_size: int, parameter: str) -> None:
+    check_size(tree_size, schema.get_u64(txn, dbs["meta"], schema.LATEST_TX), parameter)
     if txn.get(_u64.pack(tree_size), db=dbs["txtree"]) is not None:  # the tree is a prefix: 1..tree_size
         return
     built = size(txn, dbs["txtree"])
@@ -168,11 +193,9 @@ def inclusion_proof(txn: Any, dbs: dict[str, Any], tx: int, tree_size: int | Non
     if tree_size is None:
         tree_size = schema.get_u64(txn, dbs["meta"], schema.LATEST_TX)
         if tree_size == 0:
-            raise FutureTx(f"tx {tx!r} is above the latest committed tx (0): the store is empty", tx=tx,
-                           latest_tx=0, parameter="tx")
+            raise empty_store(tx, "tx")
     _check_size(txn, dbs, tree_size, "size")
-    if type(tx) is not int or not 1 <= tx <= tree_size:
-        raise InvalidParameters(f"tx must be an integer from 1 to the size {tree_size}, not {tx!r}", parameter="tx")
+    check_leaf(tx, tree_size)
     subtree = subtree_reader(txn, dbs["txtree"])
     path = merkle.inclusion_path(subtree, tx - 1, tree_size)
     return InclusionProof(tx, tree_size, subtree(0, tx).hex(), [h.hex() for h in path])
@@ -183,11 +206,8 @@ def consistency_proof(txn: Any, dbs: dict[str, Any], from_size: int, to_size: in
     if to_size is None:
         to_size = schema.get_u64(txn, dbs["meta"], schema.LATEST_TX)
         if to_size == 0:
-            raise FutureTx(f"from {from_size!r} is above the latest committed tx (0): the store is empty",
-                           tx=from_size, latest_tx=0, parameter="from")
+            raise empty_store(from_size, "from")
     _check_size(txn, dbs, to_size, "to")
-    if type(from_size) is not int or not 1 <= from_size <= to_size:
-        raise InvalidParameters(f"from must be an integer from 1 to {to_size} (the size proved to extend it), "
-                                f"not {from_size!r}", parameter="from")
+    check_from(from_size, to_size)
     path = merkle.consistency_path(subtree_reader(txn, dbs["txtree"]), from_size, to_size)
     return ConsistencyProof(from_size, to_size, [h.hex() for h in path])

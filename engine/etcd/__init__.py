@@ -12,7 +12,8 @@ at any tx), :mod:`~engine.etcd.expiry` (expiry, metadata, creation times: the re
 :mod:`~engine.etcd.history`, :mod:`~engine.etcd.diff`, :mod:`~engine.etcd.txlog` (log entries, the change
 feed, waiting for a tx), :mod:`~engine.etcd.namespaces`, the hash chain (:mod:`~engine.etcd.chain`: computed
 and sealed after the fact; :mod:`~engine.etcd.sealer`: the background sealer; :mod:`~engine.etcd.seat`: which
-process seals; :mod:`~engine.etcd.verify`), and :mod:`~engine.etcd.storage` (``EtcdStorage``, all of it
+process seals; :mod:`~engine.etcd.verify`), the Merkle tree beside it (:mod:`~engine.etcd.txtree`, with
+:mod:`~engine.etcd.proved_read`), and :mod:`~engine.etcd.storage` (``EtcdStorage``, all of it
 behind the operations of :mod:`engine.storage_ops`). History export and import
 (:func:`engine.transfer.export_history` / :func:`~engine.transfer.import_history` on a store on etcd):
 :mod:`~engine.etcd.history_export` and :mod:`~engine.etcd.replay`.

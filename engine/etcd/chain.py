@@ -22,6 +22,8 @@ after the fact and stores the hashes:
   housekeeping txn (a revision, no tx: :mod:`engine.etcd.timeline`) putting the head and the segments it
   extended, up to :data:`MAX_SEAL` txs, guarded by the head's mod revision: two sealers computing the same
   txs write the same bytes and one of them wins; the other reads the new head and goes on from it.
+  The same txn grows the Merkle tree by the same txs (:mod:`engine.etcd.txtree`, guarded by the tree
+  head too), so a seal adds at most :func:`engine.etcd.txtree.seal_limit` txs (``--max-txn-ops``).
 * **When.** :func:`links` (what ``tx_info``, ``changes`` and ``head`` call) seals up to the highest tx
   asked for first, so an answered hash is always the chain's, never a guess; the lag a reader can meet
   is the unsealed window, which a background sealer (:mod:`engine.etcd.sealer`) keeps short.
@@ -33,7 +35,7 @@ recomputes the chain from the log and compares it with what was sealed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,8 +148,8 @@ def _records(m_tx: int, revision: int, runs: list[list[Any]], answers: list[Rang
     return out
 
 
-def materials(timeline: Timeline, txs: range) -> tuple[list[Material], Broken | None]:
-    """What the chain hashes of each tx of ``txs`` (committed txs, in order): a few txns per
+def materials(timeline: Timeline, txs: Sequence[int]) -> tuple[list[Material], Broken | None]:
+    """What the chain hashes of each tx of ``txs`` (committed txs, ascending): a few txns per
     ``--max-txn-ops`` keys. When a tx has no log entry or lacks a record: the txs before it, and
     :class:`Broken` naming it."""
     revisions = [timeline.revision_of(t) for t in txs]
@@ -240,12 +242,16 @@ def seal(timeline: Timeline, upto: int, fence: Compare | None = None) -> Link:
     """Seal every tx up to ``upto`` (a committed tx) that is not sealed yet; return the sealed head (at
     or past ``upto``). ``STORAGE_ERROR`` when a tx cannot be hashed (its log entry or a record is gone,
     or a foreign write broke the numbering): the chain cannot go past it. ``fence``: a compare every seal
-    txn also carries (the sealer seat's, :mod:`engine.etcd.seat`); ``CONFLICT`` when it fails."""
+    txn also carries (the sealer seat's, :mod:`engine.etcd.seat`); ``CONFLICT`` when it fails. The same
+    txns grow the Merkle tree (:mod:`engine.etcd.txtree`), first building what a store sealed before it
+    had a tree lacks."""
+    from . import txtree  # the tree builds on this module's materials and links: imported when used
+
     while True:
         head, mod = sealed_head(timeline)
         if head.tx >= upto:
             return head
-        txs = range(head.tx + 1, min(upto, head.tx + MAX_SEAL) + 1)
+        txs = range(head.tx + 1, min(upto, head.tx + txtree.seal_limit(timeline)) + 1)
         found, broken = materials(timeline, txs)
         if not found and broken is not None:
             raise errors.StorageError(f"the hash chain cannot be sealed past tx {broken.tx - 1}: tx {broken.tx}: "
@@ -254,20 +260,25 @@ def seal(timeline: Timeline, upto: int, fence: Compare | None = None) -> Link:
         for m in found:
             prev = next_link(prev, m)
             links.append(prev)
-        puts = [*_segment_puts(timeline, head, links),
+        tree = txtree.extension(timeline, head.tx, found, links)  # the Merkle tree grows in the same txn
+        if tree is None:
+            txtree.catch_up(timeline, head.tx, fence)
+            continue
+        puts = [*_segment_puts(timeline, head, links), *tree[0],
                 Put(timeline.layout.seal_head, ormsgpack.packb([prev.tx, prev.hash, prev.time_us]))]
-        guard = [Compare(timeline.layout.seal_head, "MOD", "==", mod), *([] if fence is None else [fence])]
+        guard = [Compare(timeline.layout.seal_head, "MOD", "==", mod), tree[1], *([] if fence is None else [fence])]
         try:
             timeline.housekeeping(puts, guard)
         except errors.Conflict:
-            if fence is not None and not _holds(timeline, fence):
+            if fence is not None and not holds(timeline, fence):
                 raise
             continue  # another sealer sealed meanwhile: go on from its head
         if prev.tx >= upto:
             return prev
 
 
-def _holds(timeline: Timeline, compare: Compare) -> bool:
+def holds(timeline: Timeline, compare: Compare) -> bool:
+    """Whether ``compare`` (on a key's mod revision) holds now."""
     found = timeline.client.range(compare.key)
     return (found.kvs[0].mod_revision if found.kvs else 0) == compare.value
 

@@ -40,6 +40,11 @@ key                             value                                           
                                 is one past a multiple of it), appended to
 ``P/seal/head``                 msgpack ``[tx, hash, time_us]``: the **sealed    the sealer, in the same
                                 head**, the last tx whose chain hash is stored   txn as its segments
+``P/tree/<first_tx:016x>``      a **tree segment**: msgpack ``[entry, ...]``     the sealer, in the same
+                                of txs ``first_tx`` on (as sealed segments),     txn as the chain's
+                                each entry LMDB's ``txtree`` value of its tx     segments
+                                (:mod:`engine.etcd.txtree`)
+``P/tree/head``                 msgpack ``[size, root]``: the **tree head**      the sealer, likewise
 ``P/i/<ident>``                 msgpack ``[stored_us, expires_us, fingerprint,   an idempotent write's txn
                                 answer]``: an idempotency claim (``ident``:      (or a housekeeping txn);
                                 ``sha256(scope)[:8] | key``)                     :mod:`engine.etcd.idempotency`
@@ -123,6 +128,15 @@ class Layout:
     def segment(self, first_tx: int) -> bytes:
         """The sealed segment starting at ``first_tx`` (hex, fixed width: byte order is tx order)."""
         return self.prefix + b"/seal/" + b"%016x" % first_tx
+
+    @property
+    def tree_head(self) -> bytes:
+        """The tree head: the size and root of the Merkle tree stored so far (:mod:`engine.etcd.txtree`)."""
+        return self.prefix + b"/tree/head"
+
+    def tree_segment(self, first_tx: int) -> bytes:
+        """The tree segment starting at ``first_tx`` (hex, fixed width: byte order is tx order)."""
+        return self.prefix + b"/tree/" + b"%016x" % first_tx
 
     def data(self, namespace: str, raw: bytes) -> bytes:
         """The key holding the versions of key ``raw`` (its UTF-8 bytes) of ``namespace``."""

@@ -4,10 +4,11 @@ Same calls, same arguments, same answers and errors as the LMDB namespace (the d
 the storage underneath to the LMDB engine's answers; the input checks are the engine's own functions,
 called by the storage). What the etcd backend does not do yet raises ``NOT_SUPPORTED``
 (:class:`engine.errors.NotSupported`) naming the operation, before anything is read or written:
-``proved_read`` and ``revert``. A read by time (``at=``) reads at the tx :meth:`EtcdStore.tx_at` finds for it
-(:mod:`engine.etcd.timeseek`), after the LMDB namespace's checks in the LMDB namespace's order. Idempotency
-keys (``idempotency=``) are stored with the write (:mod:`engine.etcd.idempotency`). ``sync`` is accepted
-and changes nothing: etcd makes every txn durable on a quorum before it answers.
+``revert``. ``proved_read`` is :mod:`engine.etcd.proved_read`'s. A read by time (``at=``) reads at the
+tx :meth:`EtcdStore.tx_at` finds for it (:mod:`engine.etcd.timeseek`), after the LMDB namespace's
+checks in the LMDB namespace's order. Idempotency keys (``idempotency=``) are stored with the write
+(:mod:`engine.etcd.idempotency`). ``sync`` is accepted and changes nothing: etcd makes every txn
+durable on a quorum before it answers.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from ..errors import InvalidParameters, NotSupported
 from ..expiry import check_fields
 from ..history import Change, Version
 from ..idempotency import Claim
+from ..proved_read import ProvedRead
 from ..records import Item, NamespaceInfo, ReadResult, Record
 from ..validation import check_prefix, time_us
 from .idempotency import run as run_claimed
+from .proved_read import proved_read
 from .reads import check_page, read_keys_of
 
 if TYPE_CHECKING:
@@ -123,6 +126,13 @@ class EtcdNamespace:
             raise InvalidParameters("give tx or at, not both", parameter="at")
         return self._store.storage().tx_at(when)
 
+    def proved_read(self, keys: Iterable[str], *, tx: int | None = None, metadata: bool = False,
+                    fields: Iterable[str] | None = None) -> ProvedRead:
+        """:meth:`engine.Namespace.proved_read`: the same checks, errors and answer (:mod:`engine.etcd.proved_read`)."""
+        chosen = check_fields(fields)
+        unique, raws = read_keys_of(keys, self._store.limits)
+        return proved_read(self._store.storage(), self.name, unique, raws, tx, bool(metadata), chosen)
+
     def history(self, key: str, *, before: int | None = None, after: int | None = None, limit: int = 100,
                 order: str = "desc") -> list[Version]:
         """:meth:`engine.Namespace.history`."""
@@ -137,10 +147,6 @@ class EtcdNamespace:
         return self._store.namespace_info(self.name)
 
     # -- what needs the LMDB backend -----------------------------------------------------------
-
-    def proved_read(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """``NOT_SUPPORTED``: proofs need the hash chain and Merkle tree (not built on etcd yet)."""
-        raise NotSupported.needs_lmdb("proved_read")
 
     def revert(self, *args: Any, **kwargs: Any) -> NoReturn:
         """``NOT_SUPPORTED`` (not built on etcd yet)."""

@@ -13,7 +13,8 @@ index ``P/log`` from the revision after the one the latest tx was read at (so no
 is missed, and the watch starts at the next revision: etcd serves a watch that starts in the past only
 from its 100 ms sync loop, one that starts next at once); on the first tx it shows, close the watch,
 wait :attr:`Sealer.interval` seconds for more txs to gather (one seal txn per batch, not per tx), and go
-round again. The watch is also closed every third of the lease's TTL, to renew the lease. **Lag bound**
+round again. Each seal grows the Merkle tree too (:mod:`engine.etcd.txtree`), so proofs lag exactly as
+receipts do. The watch is also closed every third of the lease's TTL, to renew the lease. **Lag bound**
 in steady state: ``interval`` + one watch delivery + one seal (a few txns); after the holder dies: its
 lease's TTL + up to one TTL until another looks + one housekeeping txn + the backlog at hashing speed. A
 seal that fails (the cluster unreachable, or a tx that cannot be hashed: see

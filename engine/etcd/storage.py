@@ -48,9 +48,10 @@ feed show the sweep txs as on LMDB, and ``namespace_info`` counts are exact afte
 sweep's deletes are guarded by the expiring version's ``mod_revision``: concurrent sweepers record each
 expiry once. The write path costs one more round trip (a range of one key of ``P/x/``) per write.
 
-Not yet (each raises ``NotImplementedError`` or is simply absent): the Merkle tree and its proofs,
-commit-time clamping outside the log (history's times and the expiry read rule at a tx use the writer's
-clock as written), streams, compaction, backup (the facade raises
+The Merkle tree, its proofs and proof reads work on the storage's timeline (:mod:`engine.etcd.txtree`,
+:mod:`engine.etcd.proved_read`, called by the facade). Not yet (each raises ``NotImplementedError`` or
+is simply absent): commit-time clamping outside the log (history's times and the expiry read rule at a
+tx use the writer's clock as written), streams, compaction, backup (the facade raises
 ``NOT_SUPPORTED`` for each).
 The tx numbering needs a cluster no one else writes to (revisions are cluster-wide); a foreign write
 is detected by the sealer (it stops there with ``STORAGE_ERROR``) and named by :meth:`verify`, not

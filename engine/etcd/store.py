@@ -9,7 +9,8 @@ anything is read or written. The LMDB classes stay untouched: no call on an LMDB
 Supported: namespaces (``namespace(name)`` with put, get, read, scan, delete, clear, history, diff,
 info), multi-namespace ``transaction``, ``latest_tx``, ``tx_info`` and ``changes`` (each entry with its
 chain hash, the LMDB store's for the same history, and the commit time clamped as LMDB clamps it),
-``head`` (tx and hash; ``root`` None) and ``verify`` (:mod:`engine.etcd.chain`, :mod:`engine.etcd.verify`),
+``head`` (tx, hash and the Merkle root), ``verify``, ``inclusion_proof`` and ``consistency_proof``
+(:mod:`engine.etcd.chain`, :mod:`engine.etcd.verify`, :mod:`engine.etcd.txtree`),
 ``tx_at`` and reads by time (``at=``: a bisection over the sealed, clamped commit times,
 :mod:`engine.etcd.timeseek`), ``wait_for`` (a watch), ``namespaces``,
 ``namespace_info``, ``create_namespace``, ``drop_namespace``, ``expire``, ``next_expiry``, ``stats``
@@ -17,8 +18,7 @@ chain hash, the LMDB store's for the same history, and the commit time clamped a
 quorum before it answers), ``horizon`` (always 0: etcd stores are never compacted yet) and
 ``compaction_status``, ``close`` and the context manager.
 
-``NOT_SUPPORTED``: streams, the Merkle tree's inclusion and consistency
-proofs, ``proved_read``, ``compact``, retention (``retention=`` and ``apply_retention``), ``backup``
+``NOT_SUPPORTED``: streams, ``compact``, retention (``retention=`` and ``apply_retention``), ``backup``
 and ``restore``, ``revert``, snapshot export and import (``engine.export_history`` and ``engine.import_history``
 take a store on etcd: :mod:`engine.etcd.history_export`, :mod:`engine.etcd.replay`). Idempotency keys
 (``idempotency=``) are stored with the write (:mod:`engine.etcd.idempotency`).
@@ -41,9 +41,10 @@ from .. import idempotency as _idempotency
 from ..errors import NotSupported, StorageUnavailable, StoreClosed
 from ..records import Limits, NamespaceInfo
 from ..retention import Retention
-from ..txtree import Head
+from ..txtree import ConsistencyProof, Head, InclusionProof
 from ..validation import check_namespace, check_tx, time_us
 from ..verify import VerifyReport
+from . import txtree as _txtree
 from .client import EtcdClient
 from .idempotency import run as run_claimed
 from .namespace import EtcdNamespace
@@ -203,9 +204,22 @@ class EtcdStore:
     def head(self) -> Head:
         """``(latest tx, its chain hash in hex)``: a receipt an auditor can keep and :meth:`verify` later,
         the same as the LMDB store's for the same history. Seals the chain up to the latest tx first (see
-        :mod:`engine.etcd.chain`). ``root`` is None: the Merkle tree is not built on etcd yet."""
-        tx, digest = self.storage().head()
-        return Head(tx, digest, None)
+        :mod:`engine.etcd.chain`), with the Merkle tree's ``size`` and ``root``: LMDB's for the same
+        history (:mod:`engine.etcd.txtree`)."""
+        storage = self.storage()
+        tx, digest = storage.head()
+        return Head(tx, digest, _txtree.root(storage.timeline, tx).hex())
+
+    def inclusion_proof(self, tx: int, size: int | None = None) -> InclusionProof:
+        """RFC 9162 proof that ``tx`` is leaf ``tx - 1`` of the tree of ``size`` txs (default: the latest),
+        as :meth:`engine.Store.inclusion_proof` (same checks, errors and bytes). Seals up to ``size`` first
+        if it is not sealed yet (:mod:`engine.etcd.txtree`)."""
+        return _txtree.inclusion_proof(self.storage().timeline, tx, size)
+
+    def consistency_proof(self, first: int, second: int | None = None) -> ConsistencyProof:
+        """RFC 9162 proof that the tree of ``second`` txs (default: the latest) extends the tree of
+        ``first`` txs, as :meth:`engine.Store.consistency_proof`; seals up to ``second`` first if needed."""
+        return _txtree.consistency_proof(self.storage().timeline, first, second)
 
     def verify(self, receipt: tuple[int, str] | None = None) -> VerifyReport:
         """Re-derive every tx's hash from the log and the stored records and compare it with the sealed
@@ -268,15 +282,6 @@ class EtcdStore:
     def drop_stream(self, name: str, **options: Any) -> NoReturn:
         """``NOT_SUPPORTED`` (streams are not built on etcd yet)."""
         raise NotSupported.needs_lmdb("streams")
-
-
-    def inclusion_proof(self, tx: int, size: int | None = None) -> NoReturn:
-        """``NOT_SUPPORTED`` (the Merkle tree is not built on etcd yet)."""
-        raise NotSupported.needs_lmdb("inclusion_proof")
-
-    def consistency_proof(self, first: int, second: int | None = None) -> NoReturn:
-        """``NOT_SUPPORTED`` (the Merkle tree is not built on etcd yet)."""
-        raise NotSupported.needs_lmdb("consistency_proof")
 
 
     def compact(self, before_tx: int | None = None, **options: Any) -> NoReturn:

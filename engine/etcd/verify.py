@@ -4,7 +4,9 @@ it with the sealed one (:mod:`engine.etcd.chain`).
 :func:`verify` walks every tx from 1 to the latest, in windows of ``--max-txn-ops`` txs (a few txns
 each). For each it reads the log entry and the records the tx says it wrote, exactly as the sealer does,
 recomputes the hash from the previous one and, for a sealed tx, compares hash and clamped commit time
-with the sealed ones; the sealed head must be the chain's link at its tx. The first tx that does not
+with the sealed ones; the sealed head must be the chain's link at its tx. Once the chain checks out, the
+Merkle tree (:class:`engine.etcd.txtree.TreeCheck`, walked alongside) must too, as on LMDB: its first bad
+entry is reported with the tx it ends at. The first tx that does not
 match is reported in :class:`engine.verify.VerifyReport`, as on LMDB:
 
 * a revision between two txs that holds no log entry (a write to the cluster that is not a Strata tx,
@@ -28,11 +30,13 @@ from ..errors import FutureTx
 from ..verify import VerifyReport
 from .chain import GENESIS_LINK, Broken, Link, materials, next_link, sealed_head, sealed_links
 from .timeline import Timeline
+from .txtree import TreeCheck
 
 
 def verify(timeline: Timeline, receipt: tuple[int, str] | None = None) -> VerifyReport:
     """Check the whole chain (see the module docstring); ``receipt`` as for :meth:`engine.Store.verify`."""
     head, _ = sealed_head(timeline)  # read first: sealers go on meanwhile, but never past the latest tx
+    tree = TreeCheck(timeline)  # the Merkle tree as far as it was sealed, checked once the chain checks out
     latest, _ = timeline.latest()
     if receipt is not None and receipt[0] > latest:
         raise FutureTx(f"the receipt names tx {receipt[0]}, but the latest committed tx is {latest}",
@@ -49,6 +53,7 @@ def verify(timeline: Timeline, receipt: tuple[int, str] | None = None) -> Verify
             for m in found:
                 link = next_link(prev, m)
                 _check(link, sealed.get(m.tx), head)
+                tree.add(m, link)
                 prev = link
                 if receipt is not None and receipt[0] == m.tx and link.hash.hex() != receipt[1].lower():
                     raise Broken(m.tx, "the chain no longer matches the receipt: history up to it was rewritten")
@@ -56,6 +61,9 @@ def verify(timeline: Timeline, receipt: tuple[int, str] | None = None) -> Verify
                 raise broken
     except Broken as bad:
         return VerifyReport(False, min(bad.tx - 1, latest), latest, prev.hash.hex(), bad.tx, bad.problem)
+    tree_bad = tree.finish()
+    if tree_bad is not None:  # as on LMDB: the chain's head hash, the tree's first bad tx
+        return VerifyReport(False, tree_bad[0] - 1, latest, prev.hash.hex(), *tree_bad)
     return VerifyReport(True, latest, latest, prev.hash.hex())
 
 

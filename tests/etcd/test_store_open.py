@@ -153,7 +153,7 @@ def test_the_engine_api_on_etcd_answers_as_on_lmdb(on_etcd: Store, on_lmdb: Stor
     info, expected = on_etcd.tx_info(8), on_lmdb.tx_info(8)
     assert info is not None and expected is not None
     assert (info.note, info.hash, info.time.timestamp()) == ({"expired": True}, expected.hash, T0 + 23)
-    assert (on_etcd.head().tx, on_etcd.head().hash, on_etcd.head().root) == (8, expected.hash, None)
+    assert on_etcd.head() == on_lmdb.head() and on_etcd.head().hash == expected.hash  # the Merkle root too
     assert [n.name for n in on_etcd.namespaces()] == ["cities", "empty"]
     assert (on_etcd.horizon, on_etcd.compaction_status()) == (0, {"horizon": 0, "freed_versions": 0, "pending": None})
     stats = on_etcd.stats()
@@ -339,9 +339,6 @@ def _unsupported(store: Store, path: Path) -> list[tuple[str, Callable[[], Any]]
         ("streams", lambda: store.stream_info("s")),
         ("streams", lambda: store.create_stream("s")),
         ("streams", lambda: store.drop_stream("s")),
-        ("inclusion_proof", lambda: store.inclusion_proof(1)),
-        ("consistency_proof", lambda: store.consistency_proof(1)),
-        ("proved_read", lambda: ns.proved_read(["k"])),
         ("compact", lambda: store.compact(1)),
         ("retention", lambda: store.apply_retention(10)),
         ("backup", lambda: store.backup(path / "backup")),
@@ -444,8 +441,10 @@ def test_strata_serve_on_etcd_writes_reads_and_answers_501_for_what_it_lacks(etc
     entry = orjson.loads(body)
     assert (status, len(entry["hash"]), entry["note"]) == (200, 64, None)
     status, _, body = etcd_server.request("GET", "/v4/head")
-    assert (status, orjson.loads(body)["tx"], orjson.loads(body)["hash"], orjson.loads(body)["root"]) == (
-        200, 1, entry["hash"], None)
+    status_p, _, proof = etcd_server.request("GET", "/v4/proof/inclusion?tx=1")
+    leaf = bytes.fromhex(orjson.loads(proof)["leaf_hash"])
+    assert (status, status_p, orjson.loads(body)["tx"], orjson.loads(body)["hash"], orjson.loads(body)["root"]) == (
+        200, 200, 1, entry["hash"], leaf.hex())  # a tree of one leaf: its root is the leaf
     status, _, body = etcd_server.request("GET", "/v4/storage/cities/changes")
     assert (status, [(e["tx"], e["hash"]) for e in orjson.loads(body)["data"]]) == (200, [(1, entry["hash"])])
     status, _, body = etcd_server.request("GET", "/v4/verify")
@@ -486,6 +485,9 @@ SUPPORTED_ROUTES = [
     ("GET", "/v4/tx", {"query": {"at": "2026-01-01T00:00:00Z"}}, 200),
     ("POST", "/v4/storage/a/read", {"json": {"keys": ["k"], "at": "2026-01-01T00:00:00Z"}}, 200),
     ("GET", "/v4/verify", {}, 200),
+    ("POST", "/v4/storage/a/read", {"json": {"keys": ["k"], "proof": True}}, 200),
+    ("GET", "/v4/proof/inclusion", {"query": {"tx": "1"}}, 200),
+    ("GET", "/v4/proof/consistency", {"query": {"from": "1"}}, 200),
     ("GET", "/v4/namespace/storage", {}, 200),
     ("POST", "/v4/namespace/storage", {"json": {"namespace": "b"}}, 201),
     ("GET", "/v4/namespace/storage/a", {}, 200),
@@ -497,9 +499,6 @@ SUPPORTED_ROUTES = [
 ]
 UNSUPPORTED_ROUTES = [
     ("POST", "/v4/storage/a/revert", {"json": {"to_tx": 0}}, "revert"),
-    ("POST", "/v4/storage/a/read", {"json": {"keys": ["k"], "proof": True}}, "proved_read"),
-    ("GET", "/v4/proof/inclusion", {"query": {"tx": "1"}}, "inclusion_proof"),
-    ("GET", "/v4/proof/consistency", {"query": {"from": "1"}}, "consistency_proof"),
     ("POST", "/v4/stream/s/write", {"json": [{"data": "e"}]}, "streams"),
     ("GET", "/v4/stream/s", {}, "streams"),
     ("GET", "/v4/stream/s/sse", {}, "streams"),
