@@ -387,6 +387,23 @@ class Backend:
             raise self._unusable()
         return self._groups.submit(fn, sync=self.sync if sync is None else sync, cost=cost)
 
+    def parking(self, park: Callable[[Member[Any]], bool]) -> Any:
+        """A context in which this thread's writes are handed to ``park`` instead of waiting (see
+        :meth:`engine.group_commit.GroupCommit.parking`); commit them with :meth:`commit_parked`."""
+        return self._groups.parking(park)
+
+    def commit_parked(self, members: list[Member[Any]], *, defer_flush: bool = False) -> Callable[[], None] | None:
+        """Commit parked writes together, as :meth:`write` commits a group: each its own nested
+        transaction, outcome and error, one commit, one flush if any asked for one; returns when
+        every outcome is final, or with ``defer_flush`` once committed, with the flush to call
+        (see :meth:`engine.group_commit.GroupCommit.submit_all`)."""
+        if self._closed:
+            closed = self._unusable()
+            for member in members:
+                member.fail(closed)
+            return None
+        return self._groups.submit_all(members, defer_flush=defer_flush)
+
     def _commit_group(self, group: list[Member[Any]]) -> bool:
         """Commit ``group`` and set every member's outcome; whether it now needs :meth:`_flush_group`."""
         while True:
