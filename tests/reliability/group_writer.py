@@ -21,6 +21,7 @@ import base64
 import os
 import sys
 import threading
+from collections.abc import Callable
 
 import msgpack
 
@@ -41,6 +42,28 @@ def frame(obj: object) -> bytes:
     """:func:`tests.reliability.helpers.frame`, without importing the helpers' test machinery
     (hypothesis): this child starts once per kill, and its start-up is most of the test's time."""
     return base64.b64encode(msgpack.packb(obj, use_bin_type=True)) + b"\n"
+
+
+def parked(store: Store, clients: int, write: Callable[[int, int], int | None], out_lock: threading.Lock) -> None:
+    """Make the writes through a write batcher for ``clients`` closed-loop clients, until killed."""
+    backend = store._backend
+    next_index = dict.fromkeys(range(clients), 1)
+
+    def answer(t: int, i: int) -> tuple[bytearray, bool]:
+        tx = write(t, i)
+        return bytearray(frame(["ack", t, i, tx, backend.writes, backend.commits])), True
+
+    def deliver(answers: list[tuple[int, bytearray, bool]]) -> None:
+        for t, line, _ in answers:
+            with out_lock:
+                os.write(1, bytes(line))
+            batcher.submit(t, next_index[t])
+            next_index[t] += 1
+
+    batcher = WriteBatcher(lambda: store, answer, deliver)
+    for t in range(clients):
+        batcher.submit(t, 0)
+    threading.Event().wait()
 
 
 def main() -> None:
@@ -69,22 +92,7 @@ def main() -> None:
             return None
 
     if sys.argv[4:] == ["parked"]:
-        def answer(t: int, i: int) -> tuple[bytearray, bool]:
-            tx = write(t, i)
-            return bytearray(frame(["ack", t, i, tx, backend.writes, backend.commits])), True
-
-        def deliver(answers: list[tuple[int, bytearray, bool]]) -> None:
-            for t, line, _ in answers:
-                with out_lock:
-                    os.write(1, bytes(line))
-                batcher.submit(t, next_index[t])
-                next_index[t] += 1
-
-        next_index = dict.fromkeys(range(threads), 1)
-        batcher = WriteBatcher(lambda: store, answer, deliver)
-        for t in range(threads):
-            batcher.submit(t, 0)
-        threading.Event().wait()  # until killed
+        parked(store, threads, write, out_lock)
 
     def writer(t: int) -> None:
         start.wait()
