@@ -84,7 +84,8 @@ class GroupCommit:
     Contract (``commit_group`` and ``flush_group`` are the committer's two halves):
 
     * ``submit(fn, sync=, cost=)`` returns only after the group holding the write went through
-      ``commit_group(group)`` and, if that returned True, ``flush_group(group)``: the member's
+      ``commit_group(group)`` and, if that returned a token (a positive int; 0: no flush owed),
+      ``flush_group(group, token)``: the member's
       outcome (``fn``'s result, or its exception raised in the caller's thread) is final by then,
       so nothing is acknowledged before the flush that makes it durable.
     * Groups are committed one at a time, members in submission order (a group is a contiguous
@@ -103,8 +104,8 @@ class GroupCommit:
       (:class:`engine.backend.Backend` refuses to write after a fork before reaching it).
     """
 
-    def __init__(self, commit_group: Callable[[list[Member[Any]]], bool],
-                 flush_group: Callable[[list[Member[Any]]], None]) -> None:
+    def __init__(self, commit_group: Callable[[list[Member[Any]]], int],
+                 flush_group: Callable[[list[Member[Any]], int], None]) -> None:
         self._commit_group = commit_group
         self._flush_group = flush_group
         self._lock = threading.Lock()
@@ -233,11 +234,11 @@ class GroupCommit:
         finish()
         return None
 
-    def _finish(self, group: list[Member[Any]], own: Member[Any], flush: bool) -> None:
+    def _finish(self, group: list[Member[Any]], own: Member[Any], flush: int) -> None:
         """Flush a committed group if asked, then wake its other threads' writes."""
         try:
             if flush:
-                self._flush_group(group)
+                self._flush_group(group, flush)
         except BaseException as exc:
             self._interrupted(group, own, exc)
         finally:

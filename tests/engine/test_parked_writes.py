@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import lmdb
 import pytest
 from greenlet import getcurrent, greenlet
 from hypothesis import HealthCheck, given, settings
@@ -248,3 +249,65 @@ def _outcome(result: Any) -> Any:
 
 def _state(store: Store, tx: int) -> dict[str, Any]:
     return {r.key: (r.value, r.tx) for r in store.namespace("n").scan(tx=tx)}
+
+
+def test_a_flush_covers_every_commit_before_it_so_queued_flushes_collapse(store: Store) -> None:
+    store.create_namespace("n")
+    ns = store.namespace("n")
+    scheduler = Scheduler(store)
+    finishes: list[Any] = []
+
+    def commit_each_separately() -> None:
+        for i in range(3):
+            g = greenlet(lambda i=i: ns.put({f"k{i}": i}))
+            with store.parking(scheduler.park):
+                g.switch()
+                group = scheduler.parked[:]
+                scheduler.parked.clear()
+                finishes.append((store.commit_parked([w for _, w in group], defer_flush=True), g))
+
+    before = counters(store)
+    commit_each_separately()
+    assert counters(store)[1:] == (before[1] + 3, before[2])  # three commits, none flushed yet
+    finishes[2][0]()  # the last commit's flush covers the two before it
+    finishes[0][0]()
+    finishes[1][0]()
+    assert counters(store)[1:] == (before[1] + 3, before[2] + 1)
+    for _, g in finishes:
+        g.switch()
+    assert [ns.get(f"k{i}").tx for i in range(3)] == [1, 2, 3]
+
+
+def test_a_flush_that_failed_covers_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.create_namespace("n")
+    ns = store.namespace("n")
+    scheduler = Scheduler(store)
+    finishes: list[Any] = []
+    for i in range(2):
+        g = greenlet(lambda i=i: _catch(lambda: ns.put({f"k{i}": i})))
+        with store.parking(scheduler.park):
+            g.switch()
+            group = scheduler.parked[:]
+            scheduler.parked.clear()
+            finishes.append((store.commit_parked([w for _, w in group], defer_flush=True), g))
+    backend = store._backend
+    real_env, flushes = backend.env, []
+
+    class FailingOnce:  # the disk refuses the first flush (as on EIO), then recovers
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_env, name)
+
+        def sync(self, force: bool = False) -> None:
+            flushes.append(force)
+            if len(flushes) == 1:
+                raise lmdb.Error("flush failed")
+            real_env.sync(force)
+
+    monkeypatch.setattr(backend, "env", FailingOnce())
+    finishes[1][0]()  # fails: the second write is not acknowledged ...
+    finishes[0][0]()  # ... and the first is flushed by a flush of its own, not taken as covered
+    monkeypatch.setattr(backend, "env", real_env)
+    outcomes = [g.switch() for _, g in finishes]
+    assert flushes == [True, True]
+    assert outcomes[0] == 1
+    assert isinstance(outcomes[1], EngineError) and outcomes[1].code == "STORAGE_ERROR"
