@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from greenlet import getcurrent, greenlet
@@ -58,22 +58,23 @@ class WriteBatcher:
     ``store()`` returns the store (opened lazily by the app), ``answer`` runs one request through
     the app with its answer collected in memory, ``deliver(answers)`` is called from the
     scheduler's thread with a list of ``(conn, answer bytes, keep-alive)`` and must hand them to
-    the event loop (it does not send them itself: only the loop touches its poller)."""
+    the event loop (it does not send them itself: only the loop touches its poller).
+
+    The threads hand work to each other through ``queue.SimpleQueue`` (a lock-free C queue: a
+    hand-off per request through ``threading.Condition`` cost the loop about a seventh of its
+    time in Python, measured with py-spy)."""
 
     def __init__(self, store: Callable[[], Any], answer: Answer,
                  deliver: Callable[[list[tuple[Any, bytearray, bool]]], None]) -> None:
         self._store = store
         self._answer = answer
         self._deliver = deliver
-        self._inbox: deque[tuple[Any, Any]] = deque()  # requests handed over by the loop
-        self._flushed: deque[list[Any]] = deque()  # groups whose outcomes are final: to resume
-        self._ready = threading.Condition()  # the scheduler's: guards _inbox, _flushed, _stopping
-        self._parked: deque[list[Any]] = deque()  # groups of parked writes waiting for the committer
-        self._commit_ready = threading.Condition()
-        self._flushes: deque[tuple[Callable[[], None] | None, list[Any]]] = deque()
-        self._flush_ready = threading.Condition()
-        self._stopping = False
+        # The scheduler's queue: requests (conn, req), flushed groups (_FLUSHED, groups), (_STOP, None).
+        self._events: SimpleQueue[tuple[Any, Any]] = SimpleQueue()
+        self._parked: SimpleQueue[list[Any] | None] = SimpleQueue()  # the committer's: groups, None to stop
+        self._flushes: SimpleQueue[tuple[Callable[[], None] | None, list[Any]] | None] = SimpleQueue()
         self._unfinished = 0  # groups handed to the committer and not resumed yet (scheduler only)
+        self._stopping = False  # (scheduler only)
         #: Commits made and requests answered by this batcher (``requests / commits``: the mean
         #: number of requests per commit).
         self.commits = self.requests = 0
@@ -85,15 +86,11 @@ class WriteBatcher:
 
     def submit(self, conn: Any, req: Any) -> None:
         """Queue ``req`` (whole, read from ``conn``) for the next batch (called from the event loop)."""
-        with self._ready:
-            self._inbox.append((conn, req))
-            self._ready.notify()
+        self._events.put((conn, req))
 
     def stop(self, timeout: float | None = None) -> None:
         """Answer what is queued, then end the threads (waits up to ``timeout`` seconds for each)."""
-        with self._ready:
-            self._stopping = True
-            self._ready.notify()
+        self._events.put((_STOP, None))
         for thread in self._threads:
             thread.join(timeout)
 
@@ -120,11 +117,10 @@ class WriteBatcher:
                 out, keepalive = bytearray(), False
             answers.append((conn, out, keepalive))
 
-        with self._ready:  # the store is the app's to open (in the worker's main thread): wait for work
-            while not self._inbox and not self._stopping:
-                self._ready.wait()
+        first = self._events.get()  # the store is the app's to open (in the worker's main thread): wait for work
         with self._store().parking(park):
-            while (work := self._next_work()) is not None:
+            while (work := self._next_work(first)) is not None:
+                first = None
                 done, batch = work
                 for group in done:  # outcomes final: each request goes on, and answers (or writes again)
                     self._unfinished -= 1
@@ -135,50 +131,59 @@ class WriteBatcher:
                 self.requests += len(batch)
                 if parked:
                     self._unfinished += 1
-                    with self._commit_ready:
-                        self._parked.append(parked[:])
-                        self._commit_ready.notify()
+                    self._parked.put(parked[:])
                     parked.clear()
                 if answers:
                     self._deliver(answers[:])
                     answers.clear()
-        with self._commit_ready:
-            self._parked.append([])  # the committer's signal to end (it passes it to the flusher)
-            self._commit_ready.notify()
+        self._parked.put(None)  # the committer's signal to end (it passes it on to the flusher)
 
-    def _next_work(self) -> tuple[list[list[Any]], list[tuple[Any, Any]]] | None:
-        """Wait for flushed groups to resume or requests to start; None once stopped and idle."""
-        inbox, flushed = self._inbox, self._flushed
-        with self._ready:
-            while not inbox and not flushed and not (self._stopping and not self._unfinished):
-                self._ready.wait()
-            if not inbox and not flushed:
-                return None
-            done = list(flushed)
-            flushed.clear()
-            return done, [inbox.popleft() for _ in range(min(len(inbox), MAX_BATCH))]
+    def _next_work(self, first: tuple[Any, Any] | None) -> tuple[list[list[Any]], list[tuple[Any, Any]]] | None:
+        """Wait for flushed groups to resume or requests to start, and take every one that has
+        arrived (at most :data:`MAX_BATCH` requests); None once stopped with nothing unfinished."""
+        events = self._events
+        done: list[list[Any]] = []
+        batch: list[tuple[Any, Any]] = []
+        item = first
+        while True:
+            if item is None:
+                if done or batch:
+                    try:
+                        item = events.get_nowait()
+                    except Empty:
+                        return done, batch
+                elif self._stopping and not self._unfinished:
+                    return None
+                else:
+                    item = events.get()
+            kind, value = item
+            item = None
+            if kind is _FLUSHED:
+                done.extend(value)
+            elif kind is _STOP:
+                self._stopping = True
+            else:
+                batch.append((kind, value))
+                if len(batch) == MAX_BATCH:
+                    return done, batch
 
     # -- the committer: one commit at a time, of every group parked meanwhile -------------------
 
     def _commit_loop(self) -> None:
         queue = self._parked
         while True:
-            with self._commit_ready:
-                while not queue:
-                    self._commit_ready.wait()
-                groups = list(queue)
-                queue.clear()
-            if not groups[-1]:
-                groups.pop()
-                stopping = True
-            else:
-                stopping = False
+            groups = [queue.get()]
+            while True:
+                try:
+                    groups.append(queue.get_nowait())
+                except Empty:
+                    break
+            stopping = None in groups
+            groups = [group for group in groups if group is not None]
             if groups:
                 self._commit(groups)
             if stopping:
-                with self._flush_ready:
-                    self._flushes.append((_stop, []))
-                    self._flush_ready.notify()
+                self._flushes.put(None)
                 return
 
     def _commit(self, groups: list[list[tuple[Any, Any]]]) -> None:
@@ -188,27 +193,23 @@ class WriteBatcher:
             finish = self._store().commit_parked(writes, defer_flush=True)
         except Exception:  # every parked write's outcome is set: each request answers its own
             finish = None
-        with self._flush_ready:  # the next commit runs while this one flushes
-            self._flushes.append((finish, groups))
-            self._flush_ready.notify()
+        if finish is not None and self._parked.empty():  # nothing to commit meanwhile: flush here, no hand-off
+            finish()
+            finish = None
+        if finish is None:
+            self._events.put((_FLUSHED, groups))
+        else:
+            self._flushes.put((finish, groups))  # the next commit runs while this one flushes
 
     # -- the flusher --------------------------------------------------------------------------
 
     def _flush_loop(self) -> None:
-        flushes = self._flushes
-        while True:
-            with self._flush_ready:
-                while not flushes:
-                    self._flush_ready.wait()
-                finish, groups = flushes.popleft()
-            if finish is _stop:
-                return
+        while (item := self._flushes.get()) is not None:
+            finish, groups = item
             if finish is not None:
                 finish()
-            with self._ready:
-                self._flushed.extend(groups)
-                self._ready.notify()
+            self._events.put((_FLUSHED, groups))
 
 
-def _stop() -> None:
-    """The flusher's signal to end."""
+_FLUSHED = object()  # marks a scheduler event: groups whose outcomes are final
+_STOP = object()  # marks a scheduler event: answer what is queued, then end
