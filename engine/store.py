@@ -373,6 +373,10 @@ class Store:
 
     # -- writes served from coroutines ---------------------------------------------------------
 
+    #: Whether writes made inside :meth:`parking` park (True here; a store on etcd commits each
+    #: write as it is made, so its writes never park and wait as usual).
+    parks_writes = True
+
     def parking(self, park: Callable[[ParkedWrite[Any]], bool]) -> AbstractContextManager[None]:
         """For a thread that serves many requests at once, each in a coroutine (a greenlet): while
         inside, a write this thread makes does not wait for its commit; it is handed to
