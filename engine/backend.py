@@ -194,6 +194,7 @@ class Backend:
         #: durable writes, and writes committed. ``writes / commits`` is the mean group size.
         self.commits = self.syncs = self.writes = 0
         self._syncs_lock = threading.Lock()
+        self._flushed_through = 0  # every commit of this process up to this count is flushed
         #: Called after a group of several writes was rolled back as a whole (to be run again, or
         #: failed): caches filled from inside its transaction may name what never committed.
         self.on_group_rollback: list[Callable[[], None]] = []
@@ -387,48 +388,74 @@ class Backend:
             raise self._unusable()
         return self._groups.submit(fn, sync=self.sync if sync is None else sync, cost=cost)
 
-    def _commit_group(self, group: list[Member[Any]]) -> bool:
-        """Commit ``group`` and set every member's outcome; whether it now needs :meth:`_flush_group`."""
+    def parking(self, park: Callable[[Member[Any]], bool]) -> Any:
+        """A context in which this thread's writes are handed to ``park`` instead of waiting (see
+        :meth:`engine.group_commit.GroupCommit.parking`); commit them with :meth:`commit_parked`."""
+        return self._groups.parking(park)
+
+    def commit_parked(self, members: list[Member[Any]], *, defer_flush: bool = False) -> Callable[[], None] | None:
+        """Commit parked writes together, as :meth:`write` commits a group: each its own nested
+        transaction, outcome and error, one commit, one flush if any asked for one; returns when
+        every outcome is final, or with ``defer_flush`` once committed, with the flush to call
+        (see :meth:`engine.group_commit.GroupCommit.submit_all`)."""
+        if self._closed:
+            closed = self._unusable()
+            for member in members:
+                member.fail(closed)
+            return None
+        return self._groups.submit_all(members, defer_flush=defer_flush)
+
+    def _commit_group(self, group: list[Member[Any]]) -> int:
+        """Commit ``group`` and set every member's outcome; if it now needs :meth:`_flush_group`,
+        the count of this process's commits once it committed (the flush's token), else 0."""
         while True:
             if self._closed:
                 closed = self._unusable()
                 for member in group:
                     member.fail(closed)
-                return False
+                return 0
             try:
                 then = self._attempt(group)
             except lmdb.Error as exc:  # beginning the transaction failed: every member's error
                 error = translate(exc, self.path)
                 for member in group:
                     member.fail(error)
-                return False
+                return 0
             if then == _DONE:
                 if len(group) == 1:
-                    return group[0].sync and group[0].done
-                return any(member.sync and member.done for member in group)
+                    return self.commits if group[0].sync and group[0].done else 0
+                return self.commits if any(member.sync and member.done for member in group) else 0
             for member in group:  # the attempt is discarded: so are the outcomes it set
                 member.reset()
             if then == _GROW:
                 self._grow()
             else:  # _SPLIT: too many dirty pages for one transaction: one commit each
-                return any([self._commit_group([member]) for member in group])
+                return max([self._commit_group([member]) for member in group])
 
-    def _flush_group(self, group: list[Member[Any]]) -> None:
+    def _flush_group(self, group: list[Member[Any]], commit: int) -> None:
         """Flush the committed ``group`` to disk (the meta page: :meth:`_commit_group`'s commit
-        already flushed the data pages). Runs while the next group commits: LMDB allows a flush
-        beside a write transaction, and a flush covers every commit that returned before it."""
+        already flushed the data pages); ``commit`` is its token, the count of this process's
+        commits once it committed. Runs while the next group commits: LMDB allows a flush beside
+        a write transaction, and a flush covers every commit that returned before it started, so
+        a group whose commit a successful flush already covered is not flushed again (flushes
+        queued behind a slow one collapse into it)."""
+        if self._flushed_through >= commit:
+            return
         gate = self._gate
         gate.enter()  # no remap or close while flushing
         try:
+            through = self.commits  # every commit counted here has returned: this flush covers it
             self.env.sync(True)
         except lmdb.Error as exc:  # committed, but not known to be durable: acknowledge none
             error = translate(exc, self.path)
             for member in group:
                 member.fail(error)
+            return
         finally:
             gate.leave()
         with self._syncs_lock:  # two groups' flushes may overlap
             self.syncs += 1
+            self._flushed_through = max(self._flushed_through, through)
 
     def _attempt(self, group: list[Member[Any]]) -> int:
         """One try at committing ``group``; what to do next (:data:`_DONE`, :data:`_GROW`, ...)."""

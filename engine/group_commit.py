@@ -13,13 +13,23 @@ one and pays two lock round trips for it, as the plain write lock it replaces di
 What :class:`GroupCommit` leaves to its committer (:class:`engine.backend.Backend` supplies it)
 is everything about storage: running each member in its own nested transaction, one commit, one
 flush. Its own contract is about order, outcomes and wake-ups: see the class docstring.
+
+**Parked writes.** A thread that serves many requests at once, each in a coroutine of its own
+(the server's write batcher runs each request in a greenlet), cannot sleep in :meth:`GroupCommit.submit`:
+that would stop every request it serves. Inside :meth:`GroupCommit.parking` a write is handed to a
+``park`` function instead, which switches to the thread's scheduler; the scheduler commits every
+parked write together with :meth:`GroupCommit.submit_all` (one group, one flush) and then resumes
+each request with its own outcome. Same contract as threads: own tx, own error, nothing returned
+before the flush.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -37,10 +47,12 @@ class Member(Generic[T]):
     member; :meth:`reset` clears both before it reruns a group.
     """
 
-    __slots__ = ("_thread", "_wake", "cost", "done", "error", "fn", "lead", "result", "sync")
+    __slots__ = ("_thread", "_wake", "cost", "done", "error", "fn", "lead", "parts", "result", "sync")
 
     def __init__(self, fn: Callable[[Any], T], sync: bool, cost: int | None) -> None:
         self.fn = fn
+        #: For the placeholder :meth:`GroupCommit.submit_all` queues: the writes it stands for.
+        self.parts: list[Member[Any]] | None = None
         self.sync = sync
         self.cost = MAX_GROUP_COST if cost is None else cost
         self.result: T | None = None
@@ -72,7 +84,8 @@ class GroupCommit:
     Contract (``commit_group`` and ``flush_group`` are the committer's two halves):
 
     * ``submit(fn, sync=, cost=)`` returns only after the group holding the write went through
-      ``commit_group(group)`` and, if that returned True, ``flush_group(group)``: the member's
+      ``commit_group(group)`` and, if that returned a token (a positive int; 0: no flush owed),
+      ``flush_group(group, token)``: the member's
       outcome (``fn``'s result, or its exception raised in the caller's thread) is final by then,
       so nothing is acknowledged before the flush that makes it durable.
     * Groups are committed one at a time, members in submission order (a group is a contiguous
@@ -91,17 +104,34 @@ class GroupCommit:
       (:class:`engine.backend.Backend` refuses to write after a fork before reaching it).
     """
 
-    def __init__(self, commit_group: Callable[[list[Member[Any]]], bool],
-                 flush_group: Callable[[list[Member[Any]]], None]) -> None:
+    def __init__(self, commit_group: Callable[[list[Member[Any]]], int],
+                 flush_group: Callable[[list[Member[Any]], int], None]) -> None:
         self._commit_group = commit_group
         self._flush_group = flush_group
         self._lock = threading.Lock()
         self._queue: deque[Member[Any]] = deque()
         self._busy = False  # a leader is committing a group; invariant: queue non-empty => busy
         self._leader = 0  # the leading thread's ident, while busy
+        self._parkers = threading.local()
+
+    @contextmanager
+    def parking(self, park: Callable[[Member[Any]], bool]) -> Iterator[None]:
+        """While inside, :meth:`submit` in this thread hands its write to ``park(member)`` instead
+        of queueing it and sleeping. ``park`` returns True once ``member``'s outcome is final (its
+        scheduler committed it with :meth:`submit_all` and flushed it), or False at once to have
+        the write submitted as usual (say, when called from the scheduler itself)."""
+        before = getattr(self._parkers, "park", None)
+        self._parkers.park = park
+        try:
+            yield
+        finally:
+            self._parkers.park = before
 
     def submit(self, fn: Callable[[Any], T], *, sync: bool, cost: int | None) -> T:
         member = Member(fn, sync, cost)
+        park = getattr(self._parkers, "park", None)
+        if park is not None and park(member):
+            return member.outcome()
         with self._lock:
             if self._busy:
                 thread = threading.get_ident()
@@ -122,13 +152,48 @@ class GroupCommit:
         self._lead(member)
         return member.outcome()
 
+    def submit_all(self, members: list[Member[Any]], *, defer_flush: bool = False) -> Callable[[], None] | None:
+        """Commit ``members`` (parked writes, see :meth:`parking`) together, in order, as one group
+        this thread leads once the group in progress is done, with the writes queued by then (its
+        cost bound is not applied to ``members`` themselves: whoever parked them bounds them).
+        Returns when every member's outcome is final and flushed when asked; an interrupt while
+        committing fails every member and is raised here.
+
+        With ``defer_flush`` it returns as soon as the group is committed (the next group may
+        commit at once), with the rest of the work to call, from any thread, before any outcome
+        of the group is used: the flush, then waking the other threads' writes of the group.
+        Outcomes are final once it returns; until then a member's success is not durable."""
+        if not members:
+            return None
+        ticket: Member[None] = Member(_nothing, sync=False, cost=0)
+        ticket.parts = members
+        with self._lock:
+            if self._busy:
+                thread = threading.get_ident()
+                if self._leader == thread:
+                    raise RuntimeError("a write function must not start another write")
+                wake = ticket._wake = threading.Lock()
+                wake.acquire()
+                ticket._thread = thread
+                self._queue.append(ticket)
+            else:
+                self._busy = True
+                self._leader = threading.get_ident()
+                wake = None
+        if wake is not None:
+            wake.acquire()  # a queued ticket is only ever woken to lead (no group takes it in)
+        finish = self._lead(ticket, defer_flush=defer_flush)
+        if ticket.error is not None:
+            raise ticket.error
+        return finish
+
     def _take(self, own: Member[Any]) -> list[Member[Any]]:
         """The next group: ``own`` (the head of the queue, if queued) and the writes behind it."""
         with self._lock:
             queue = self._queue
             if queue and queue[0] is own:
                 queue.popleft()
-            group = [own]
+            group = [own] if own.parts is None else list(own.parts)
             if queue:
                 self._extend(group)
             return group
@@ -136,7 +201,8 @@ class GroupCommit:
     def _extend(self, group: list[Member[Any]]) -> bool:
         """Move queued writes into ``group`` while they fit its cost; whether any did. Lock held."""
         queue, total, before = self._queue, sum(m.cost for m in group), len(group)
-        while queue and total + queue[0].cost <= MAX_GROUP_COST:
+        # A queued submit_all placeholder is never taken in: its thread leads its own writes.
+        while queue and queue[0].parts is None and total + queue[0].cost <= MAX_GROUP_COST:
             total += queue[0].cost
             group.append(queue.popleft())
         return len(group) > before
@@ -149,25 +215,52 @@ class GroupCommit:
         with self._lock:
             return self._extend(group)
 
-    def _lead(self, own: Member[Any]) -> None:
+    def _lead(self, own: Member[Any], defer_flush: bool = False) -> Callable[[], None] | None:
+        """Commit the next group, led by ``own``; flush and wake it now, or (``defer_flush``)
+        return the function that does."""
         group = self._take(own)
         try:
             try:
                 flush = self._commit_group(group)
             finally:
                 self._hand_off()  # the next group commits while this one flushes
-            if flush:
-                self._flush_group(group)
         except BaseException as exc:
-            for member in group:  # even one that committed: its flush is not known to have happened
-                if member is not own:
-                    member.fail(RuntimeError("the thread committing this write was interrupted; "
-                                             "it may or may not have committed"))
-            own.fail(exc)
+            self._interrupted(group, own, exc)
+            self._wake(group, own)
+            return None
+        finish = partial(self._finish, group, own, flush)
+        if defer_flush:
+            return finish
+        finish()
+        return None
+
+    def _finish(self, group: list[Member[Any]], own: Member[Any], flush: int) -> None:
+        """Flush a committed group if asked, then wake its other threads' writes."""
+        try:
+            if flush:
+                self._flush_group(group, flush)
+        except BaseException as exc:
+            self._interrupted(group, own, exc)
         finally:
-            for member in group:
-                if member is not own and member._wake is not None:
-                    member._wake.release()
+            self._wake(group, own)
+
+    @staticmethod
+    def _interrupted(group: list[Member[Any]], own: Member[Any], exc: BaseException) -> None:
+        """The leader's commit or flush raised ``exc`` (an interrupt): no member is acknowledged."""
+        mine = own.parts or ()
+        for member in group:  # even one that committed: its flush is not known to have happened
+            if member is not own and member not in mine:
+                member.fail(RuntimeError("the thread committing this write was interrupted; "
+                                         "it may or may not have committed"))
+        for member in mine:
+            member.fail(exc)
+        own.fail(exc)
+
+    @staticmethod
+    def _wake(group: list[Member[Any]], own: Member[Any]) -> None:
+        for member in group:
+            if member is not own and member._wake is not None:
+                member._wake.release()
 
     def _hand_off(self) -> None:
         """Wake the first queued write's thread to lead the next group, or mark the queue idle."""
@@ -180,3 +273,7 @@ class GroupCommit:
                 successor._wake.release()
             else:
                 self._busy, self._leader = False, 0
+
+
+def _nothing(_txn: Any) -> None:
+    """The function of :meth:`GroupCommit.submit_all`'s placeholder, which is never run."""

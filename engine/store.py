@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, cast
@@ -22,6 +23,7 @@ from .compaction import CompactionReport
 from .encoding import ns_prefix
 from .errors import InvalidParameters, NamespaceExists, NamespaceNotFound
 from .events import StreamInfo
+from .group_commit import Member as ParkedWrite
 from .namespace import Namespace
 from .records import Limits, NamespaceInfo
 from .retention import Retention
@@ -368,6 +370,31 @@ class Store:
     def next_expiry(self) -> datetime | None:
         """When the earliest expiry not yet recorded falls due (None if none is pending)."""
         return self._backend.read(lambda txn: expiry.next_expiry(txn, self._backend.dbs))
+
+    # -- writes served from coroutines ---------------------------------------------------------
+
+    #: Whether writes made inside :meth:`parking` park (True here; a store on etcd commits each
+    #: write as it is made, so its writes never park and wait as usual).
+    parks_writes = True
+
+    def parking(self, park: Callable[[ParkedWrite[Any]], bool]) -> AbstractContextManager[None]:
+        """For a thread that serves many requests at once, each in a coroutine (a greenlet): while
+        inside, a write this thread makes does not wait for its commit; it is handed to
+        ``park(write)``, which switches back to the thread's scheduler and returns True once the
+        scheduler has committed it with :meth:`commit_parked` (or False at once: the write then
+        waits as usual). The write then returns its own tx or raises its own error, exactly as
+        it would have. See :mod:`engine.group_commit`."""
+        return cast(AbstractContextManager[None], self._backend.parking(park))
+
+    def commit_parked(self, writes: list[ParkedWrite[Any]], *, defer_flush: bool = False) -> Callable[[], None] | None:
+        """Commit parked writes together (in order, each its own tx, rollback and error; one
+        commit, and one flush if any of them is durable), after the commit in progress; returns
+        when every outcome is final and flushed.
+
+        With ``defer_flush``, returns once they are committed, with a function to call (from any
+        thread) before using any of their outcomes: it flushes. Meanwhile the next commit may
+        run, so a scheduler can commit its next batch while this one flushes."""
+        return self._backend.commit_parked(writes, defer_flush=defer_flush)
 
     # -- housekeeping -------------------------------------------------------------------------
 

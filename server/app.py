@@ -169,6 +169,11 @@ class App:
         the worker asks again once the body is whole."""
         return self.router.long_running(method, path, body)
 
+    def batched(self, method: str, path: str) -> bool:
+        """Whether the worker's write batcher (:mod:`server.write_batch`) may answer this request:
+        a small write (:data:`server.routes.BATCHED`) on a store whose writes can park (LMDB's)."""
+        return self.store.parks_writes and self.router.batched(method, path)
+
     def attach_worker(self, worker: Any) -> None:
         """Called in a gunicorn worker after the fork: open the store and watch ``worker.alive``."""
         self._worker = worker

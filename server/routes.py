@@ -80,6 +80,11 @@ LONG_RUNNING: frozenset[Handler] = frozenset({
     revert_handler.revert,  # a write whose plan reads the log of every tx since to_tx
 })
 
+#: Long-running handlers whose whole work is one write of a bounded size: the worker's write batcher
+#: (:mod:`server.write_batch`) answers those of them that arrive whole and small, committing all that
+#: arrive together in one commit.
+BATCHED: frozenset[Handler] = frozenset({writes.write, writes.delete, keys.put_key, keys.delete_key})
+
 #: Handlers whose work depends on the request's body, with a cheap judge of the raw body (no JSON
 #: parsing: it runs on the event loop for every such request) that is true when the request may run
 #: long. A read is bounded by its size unless it asks for proofs, which rebuild whole log entries.
@@ -165,6 +170,15 @@ class Router:
             return True
         judge = LONG_RUNNING_BODIES.get(endpoint.handler)
         return judge is not None and body is not None and judge(body)
+
+    def batched(self, method: str, path: str) -> bool:
+        """Whether ``method path`` is answered by a handler in :data:`BATCHED`."""
+        try:
+            route, _ = self.match(path)
+        except HTTPProblem:
+            return False
+        endpoint = route.endpoints.get(method)
+        return endpoint is not None and endpoint.handler in BATCHED
 
     @staticmethod
     def endpoint(route: Route, method: str) -> Endpoint:

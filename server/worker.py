@@ -26,9 +26,13 @@ which answers the cheap requests and feeds gunicorn's ``--timeout`` watchdog.
   loop cannot read for sure, and that the app's ``long_running(method, path, body)`` does not
   claim (from the method and path, and once the body is whole, a cheap look at its bytes: a read
   asking for proofs is long), is answered on the loop, one at a time, and the connection is kept alive.
-- **Everything else goes to gthread's thread pool** (``--threads``): writes (so concurrent writes
-  of one process reach the engine together, and one waiting for the store's write lock holds a
-  thread, not the loop), SSE streams, whole-store work, answers whose size a limit or the data
+- **Small writes go to the write batcher** (:mod:`server.write_batch`): a whole, buffered request
+  on a route of :data:`server.routes.BATCHED` (``write``, ``delete``, a key's ``PUT`` and
+  ``DELETE``) on an LMDB store is run by one thread of the worker, in a greenlet, and the writes
+  that arrive together are committed together (one commit, one flush), answered once durable.
+- **Everything else goes to gthread's thread pool** (``--threads``): other writes (so concurrent
+  writes of one process reach the engine together, and one waiting for the store's write lock
+  holds a thread, not the loop), SSE streams, whole-store work, answers whose size a limit or the data
   sets, reads with proofs (whole log entries), large or chunked bodies, TLS. A pool request is not
   killed by the watchdog. Its body must arrive within :attr:`StrataWorker.body_timeout` seconds of
   its head (else the app answers 408).
@@ -74,6 +78,7 @@ from gunicorn.workers.gthread import DEFAULT_WORKER_DATA_TIMEOUT, TConn, ThreadW
 
 from server import fast_http
 from server.problems import REQUEST_TIMEOUT, HTTPProblem
+from server.write_batch import WriteBatcher
 
 MAX_REQUESTS_PER_CONNECTION = 100
 PEEK_BYTES = 64 * 1024  # the largest request (head and body) the loop answers itself
@@ -276,6 +281,8 @@ class StrataWorker(ThreadWorker):  # type: ignore[misc]
             "prior-knowledge", "both")
         self._long_running: Any = None
         self._fast: dict[str, Any] | None = None  # the fast path's settings, once the app is loaded
+        self._batcher: WriteBatcher | None = None  # answers small writes, once the app is loaded
+        self._batched: Any = None  # the app's ``batched(method, path)``
         # Connections the loop waits on, with their deadline and what to do when it passes.
         self._deadlines: dict[TConn, tuple[float, Any]] = {}
 
@@ -296,6 +303,9 @@ class StrataWorker(ThreadWorker):  # type: ignore[misc]
         super().load_wsgi()
         self._long_running = getattr(self.wsgi, "long_running", None)  # the Strata app's; None: any app
         self._fast = self._fast_path_config()
+        self._batched = getattr(self.wsgi, "batched", None) if self._fast is not None else None
+        if self._batched is not None:
+            self._batcher = WriteBatcher(lambda: self.wsgi.store, self._answer_collected, self._deliver)
 
     def _fast_path_config(self) -> dict[str, Any] | None:
         """The fast path's settings (see :mod:`server.fast_http`), or None when gunicorn must serve every
@@ -439,8 +449,31 @@ class StrataWorker(ThreadWorker):  # type: ignore[misc]
         self._unwait(conn)
         self._send(conn, view, keepalive, deadline)
 
+    def _answer_collected(self, conn: TConn, req: fast_http.FastRequest) -> tuple[bytearray, bool]:
+        """Answer ``req`` (on the write batcher's thread) with its answer collected in memory, as
+        :meth:`_answer` does on the loop; the bytes and whether to keep the connection."""
+        sock: ConnSocket = conn.sock
+        sock.outbox = out = bytearray()
+        try:
+            return out, self._answer_fast(req, conn)
+        finally:
+            sock.outbox = None
+
+    def _deliver(self, answers: list[tuple[TConn, bytearray, bool]]) -> None:
+        """From the write batcher's thread: have the loop send a batch's answers."""
+        self.method_queue.defer(self._send_all, answers)
+
+    def _send_all(self, answers: list[tuple[TConn, bytearray, bool]]) -> None:
+        now = time.monotonic()
+        for conn, out, keepalive in answers:
+            conn.sock.sock.setblocking(False)
+            self._send(conn, memoryview(out), keepalive, now + SEND_TIMEOUT + len(out) / MIN_SEND_RATE)
+
     def _submit(self, conn: TConn, req: fast_http.FastRequest) -> None:
-        """Answer ``req`` on a pool thread (gthread's ``enqueue_req`` with the fast path's handler)."""
+        """Answer ``req`` off the loop: a small write by the write batcher, anything else on a pool
+        thread (gthread's ``enqueue_req`` with the fast path's handler)."""
+        if self._batcher is not None and self._batched(req.method, req.path):
+            return self._batcher.submit(conn, req)
         fs = self.tpool.submit(self._answer_fast, req, conn)
         fs.add_done_callback(lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, NoReturn
@@ -260,6 +261,21 @@ class EtcdStore:
         """``horizon`` 0, ``freed_versions`` 0, ``pending`` None: a store on etcd is never compacted yet."""
         self.storage()
         return {"horizon": 0, "freed_versions": 0, "pending": None}
+
+    # -- writes served from coroutines ---------------------------------------------------------
+
+    #: etcd commits each write as it is made (one txn, one WAL flush, grouped by etcd itself):
+    #: nothing parks, so :meth:`parking` leaves every write to wait as usual.
+    parks_writes = False
+
+    def parking(self, park: Any) -> AbstractContextManager[None]:
+        """A context in which writes wait as usual: on etcd a write is never handed to ``park``."""
+        return nullcontext()
+
+    def commit_parked(self, writes: list[Any], *, defer_flush: bool = False) -> None:
+        """Nothing to commit: no write parks on etcd (``NOT_SUPPORTED`` if given any)."""
+        if writes:
+            raise NotSupported.needs_lmdb("commit_parked")
 
     # -- what needs the LMDB backend -----------------------------------------------------------
 

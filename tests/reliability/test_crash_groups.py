@@ -15,7 +15,9 @@ store and checks:
 * ``verify()`` passes;
 * over the run, groups of more than one write formed (the child's ``writes`` > ``commits``).
 
-Default: 50 kills. ``-m long``: 400.
+Both ways a process groups its writes are killed: threads in the engine's group commit, and
+the server's write batcher (writes parked in greenlets, committed together, flushed on their own
+thread while the next batch commits). Default: 25 kills each. ``-m long``: 400 and 200.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ THREADS = 8
 
 
 class GroupCrashRun:
-    def __init__(self, path: Path, seed: int) -> None:
+    def __init__(self, path: Path, seed: int, mode: str = "threads") -> None:
         self.path = path
+        self.mode = ["parked"] if mode == "parked" else []
         self.rng = random.Random(seed)
         self.tx_of: dict[tuple[int, int, int], int] = {}  # (generation, thread, index) -> its tx
         self.checked = 0  # txs up to this one were checked one by one
@@ -44,7 +47,7 @@ class GroupCrashRun:
                       "writes": 0, "commits": 0}
 
     def cycle(self, generation: int) -> None:
-        proc = spawn("group_writer", str(self.path), str(generation), str(THREADS))
+        proc = spawn("group_writer", str(self.path), str(generation), str(THREADS), *self.mode)
         acks = kill_at_random(proc, self.rng, self.stats, max_acks=60, settle=0.005)
         with Store.open(self.path) as store:
             self.check(store, generation, acks)
@@ -88,10 +91,10 @@ class GroupCrashRun:
         self.tx_of[ident] = tx
 
 
-def run_crashes(tmp_path: Path, kills: int) -> dict[str, int]:
+def run_crashes(tmp_path: Path, kills: int, mode: str = "threads") -> dict[str, int]:
     seed = int(os.environ.get("STRATA_SEED", random.randrange(1 << 32)))
     print(f"group crash test seed: {seed} (rerun with STRATA_SEED={seed})")
-    run = GroupCrashRun(tmp_path / "store", seed)
+    run = GroupCrashRun(tmp_path / "store", seed, mode)
     for generation in range(kills):
         run.cycle(generation)
     acked_txs = len(run.tx_of)
@@ -100,13 +103,15 @@ def run_crashes(tmp_path: Path, kills: int) -> dict[str, int]:
     return run.stats
 
 
-def test_sigkill_during_group_commits_loses_no_acknowledged_write(tmp_path: Path) -> None:
-    stats = run_crashes(tmp_path, kills=50)
-    assert stats["kills"] == 50
-    assert stats["acked"] > 300  # the kills did land among writes
+@pytest.mark.parametrize("mode", ["threads", "parked"])
+def test_sigkill_during_group_commits_loses_no_acknowledged_write(tmp_path: Path, mode: str) -> None:
+    stats = run_crashes(tmp_path, kills=25, mode=mode)
+    assert stats["kills"] == 25
+    assert stats["acked"] > 150  # the kills did land among writes
     assert stats["writes"] > stats["commits"]  # and groups of several writes formed
 
 
 @pytest.mark.long
-def test_sigkill_during_group_commits_long(tmp_path: Path) -> None:
-    assert run_crashes(tmp_path, kills=400)["kills"] == 400
+@pytest.mark.parametrize(("mode", "kills"), [("threads", 400), ("parked", 200)])
+def test_sigkill_during_group_commits_long(tmp_path: Path, mode: str, kills: int) -> None:
+    assert run_crashes(tmp_path, kills=kills, mode=mode)["kills"] == kills

@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.reliability.helpers import REPO, child_env
 
 THREADS, WRITES = 8, 40
@@ -62,13 +64,16 @@ def buffer(args: str) -> tuple[int, bytes | None, int | None]:
     return int(fd), data, None if offset is None else int(offset)
 
 
-def test_every_acknowledged_write_was_flushed_after_its_meta_page_was_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["threads", "parked"])
+def test_every_acknowledged_write_was_flushed_after_its_meta_page_was_written(tmp_path: Path, mode: str) -> None:
+    """``threads``: writer threads grouping through the engine's group commit; ``parked``: the
+    server's write batcher, whose flush runs on its own thread while the next batch commits."""
     assert shutil.which("strace") is not None, "this test needs strace: apt-get install strace"
     out = tmp_path / "trace.txt"
     proc = subprocess.run(
         ["strace", "-f", "-ttt", "-T", "-xx", "-s", "256", "-e", "trace=pwrite64,fdatasync,write", "-o", str(out),
          sys.executable, "-m", "tests.reliability.flush_order_writer", str(tmp_path / "store"), str(THREADS),
-         str(WRITES)],
+         str(WRITES), *(["parked"] if mode == "parked" else [])],
         cwd=REPO, env=child_env(), capture_output=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.decode().splitlines()
