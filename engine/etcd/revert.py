@@ -90,15 +90,20 @@ def _write(storage: EtcdStorage, name: str, to_tx: int, keys: list[str] | None, 
             planned = plan(storage, name, to_tx, keys, raws, prefix, now)
         if not planned.steps:
             return RevertResult(planned.latest, to_tx, [], False)
-        pin = Pinned(storage.timeline, planned.log, claim)
+        changes = [s.change for s in planned.steps]
+        pin = Pinned(storage.timeline, planned.log, claim, _result_of(to_tx, changes))
         try:
             tx = _commit.commit(storage.timeline, batch_of(name, planned.steps), note, now, storage.etcd_limits,
                                 claim=pin)
         except _Moved:
             again = True
             continue
-        return RevertResult(tx, to_tx, [s.change for s in planned.steps], True)
+        return RevertResult(tx, to_tx, changes, True)
     raise _unsettled()
+
+
+def _result_of(to_tx: int, changes: list[Change]) -> Callable[[int], RevertResult]:
+    return lambda tx: RevertResult(tx, to_tx, changes, True)
 
 
 def _unsettled() -> StorageError:
@@ -166,10 +171,12 @@ class _Moved(Exception):
 
 class Pinned:
     """The :class:`engine.etcd.commit.TxGuard` of a revert's txn: ``mod_revision(P/log)`` as the plan saw
-    it (no tx since), and the idempotency claim's compares and put when there is one."""
+    it (no tx since), and the idempotency claim's compares and put when there is one (its answer made
+    from ``result(tx)``, the revert's result if the txn commits as ``tx``)."""
 
-    def __init__(self, timeline: Timeline, log: int, claim: ClaimGuard | None) -> None:
-        self.timeline, self.log, self.claim = timeline, log, claim
+    def __init__(self, timeline: Timeline, log: int, claim: ClaimGuard | None,
+                 result: Callable[[int], RevertResult]) -> None:
+        self.timeline, self.log, self.claim, self.result = timeline, log, claim, result
         self._written = False
 
     @property
@@ -189,7 +196,7 @@ class Pinned:
         compare: list[Compare] = [Compare(self.timeline.layout.log, "MOD", "==", self.log)]
         puts: list[Request] = []
         if self.claim is not None:
-            more, puts = self.claim.guard(result_of)
+            more, puts = self.claim.guard(lambda latest: self.result(result_of(latest)))
             compare += more
         return compare, puts
 
