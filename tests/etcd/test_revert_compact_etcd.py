@@ -314,3 +314,36 @@ def test_revert_compact_and_reads_below_the_horizon_over_http_as_on_lmdb(etcd: E
             app.close()
     assert answers[0] == answers[1]
     assert [a[2] for a in answers[0][3:]] == [200, 200, 400, 200, 400, 200, 410, 200, 410, 200, 200, 200]
+
+
+def test_a_history_export_below_the_horizon_is_refused_as_on_lmdb(pair: tuple[Store, EtcdStore]) -> None:
+    from engine import export_history
+
+    lmdb, on_etcd = pair
+    for store in (lmdb, on_etcd):
+        for i in range(4):
+            store.namespace("a").put({"k": i})
+        store.compact(3)
+    for options in ({}, {"since": 1}, {"since": 2}, {"until": 2}, {"since": 2, "until": 3}):
+        assert outcome(lambda: list(export_history(on_etcd, **options))) == outcome(  # noqa: B023
+            lambda: list(export_history(lmdb, **options))), options  # noqa: B023
+    assert outcome(lambda: list(export_history(on_etcd, since=2)))[0] == "tx"
+
+
+def test_strata_compact_on_etcd(etcd: EtcdClient, etcd_cluster: EtcdCluster,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    """``strata compact --data etcd://...``: a horizon, a refusal (exit 2, the engine's error), a retention
+    pass, as on a directory."""
+    from server.cli import main
+
+    with fresh(etcd, etcd_cluster, Clock()) as store:
+        for i in range(5):
+            store.namespace("a").put({"k": i})
+        url = str(store.url)
+    assert main(["compact", "--before", "9", "--data", url, "--quiet"]) == 2
+    assert "FUTURE_TX" in capsys.readouterr().err
+    assert main(["compact", "--before", "3", "--data", url, "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith("horizon 3: freed 2 version(s) visiting 4 tx(s) in 1 chunk(s), ")
+    assert main(["compact", "--retain-txs", "1", "--data", url]) == 0
+    with EtcdStore.open(url, seal_interval=None) as store:
+        assert (store.horizon, store.compaction_status()["freed_versions"], store.verify().ok) == (5, 4, True)
