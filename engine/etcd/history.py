@@ -116,7 +116,7 @@ def _walk_back(timeline: Timeline, key: str, raw: bytes, namespace: str, top: in
     layout = timeline.layout
     data, marker, dropped = layout.data(namespace, raw), layout.marker(namespace, raw), layout.dropped(namespace)
     out: list[tuple[int, bytes]] = []
-    revision = top
+    revision = max(top, floor)  # below the floor only the kept version is left: it is read at the floor
     while len(out) < limit and revision >= max(low, floor):
         result = timeline.client.txn((), [Range(data, revision=revision), Range(marker, revision=revision),
                                           Range(dropped, revision=revision)])
@@ -127,7 +127,7 @@ def _walk_back(timeline: Timeline, key: str, raw: bytes, namespace: str, top: in
         if not found:
             break
         newest, record, source = max(found)
-        if newest < low or (newest < floor and source != 0):
+        if newest > top or newest < low or (newest < floor and source != 0):
             break  # below the range, or a delete below the horizon (compaction freed it, as on LMDB)
         revision = newest - 1
         if source == 2:
