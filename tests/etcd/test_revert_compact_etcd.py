@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
-from engine import Limits, Retention, Store, errors
+from engine import Limits, Record, Retention, Store, errors
 from engine.etcd import EtcdClient
 from engine.etcd.store import EtcdStore
 from engine.expiry import FIELDS
@@ -353,3 +354,48 @@ def test_strata_compact_on_etcd(etcd: EtcdClient, etcd_cluster: EtcdCluster,
     assert main(["compact", "--retain-txs", "1", "--data", url]) == 0
     with EtcdStore.open(url, seal_interval=None) as store:
         assert (store.horizon, store.compaction_status()["freed_versions"], store.verify().ok) == (5, 4, True)
+
+
+def test_store_open_with_retention_compacts_etcd_in_the_background(etcd: EtcdClient,
+                                                                   etcd_cluster: EtcdCluster) -> None:
+    """``Store.open("etcd://...", retention=...)``: the LMDB store's background thread, applying the policy
+    to etcd; closing the store stops it."""
+    etcd.delete_range(b"\0", b"\0")
+    url = etcd_cluster.store_url(f"rc/{next(_prefixes)}")
+    with Store.open(url, retention=Retention(txs=2, interval=0.01)) as store:
+        assert store.retention == Retention(txs=2, interval=0.01)
+        ns = store.namespace("t")
+        for i in range(5):
+            ns.put({"k": i})
+        deadline = time.monotonic() + 30
+        while store.compaction_status() != {"horizon": 4, "freed_versions": 3, "pending": None} and (
+                time.monotonic() < deadline):
+            time.sleep(0.01)
+        assert store.compaction_status() == {"horizon": 4, "freed_versions": 3, "pending": None}
+        assert [v.tx for v in ns.history("k")] == [5, 4]
+        thread = store._retention_thread  # type: ignore[attr-defined]
+    assert not thread.is_alive()
+
+
+def test_a_revert_planned_before_another_tx_writes_nothing_and_plans_again(pair: tuple[Store, EtcdStore]) -> None:
+    """The revert's txn is guarded by the log index as the plan saw it: a tx committed in between makes it
+    fail (nothing written), and the revert plans again from the new state."""
+    from engine.etcd import commit as etcd_commit
+    from engine.etcd.revert import Pinned, _Moved, batch_of, plan
+
+    _, on_etcd = pair
+    ns = on_etcd.namespace("a")
+    ns.put({"k": 1})
+    ns.put({"k": 2, "j": 2})
+    storage = on_etcd.storage()
+    planned = plan(storage, "a", 1, None, None, None, storage._now_us())
+    assert [s.key for s in planned.steps] == ["j", "k"]
+    ns.put({"m": 3})  # tx 3, after the plan
+    with pytest.raises(_Moved):
+        etcd_commit.commit(storage.timeline, batch_of("a", planned.steps), {"revert": {"to_tx": 1}},
+                           storage._now_us(), storage.etcd_limits, claim=Pinned(storage.timeline, planned.log, None,
+                                                                                 lambda tx: None))  # type: ignore
+    assert on_etcd.latest_tx == 3
+    result = ns.revert(1)
+    assert (result.tx, [c.key for c in result.changes]) == (4, ["j", "k", "m"])
+    assert ns.read(["k", "j", "m"]).records == [Record("k", 1, 4, False, False)]
