@@ -86,7 +86,7 @@ def compact(storage: EtcdStorage, before_tx: int | None, *, progress: Progress |
             return CompactionReport(state.horizon, 0, 0, 0, time.perf_counter() - started, state.pending is not None)
         check_alone(timeline)
         chain.seal(timeline, before_tx)
-        raised = _prepare(timeline, state, before_tx)
+        raised = _prepare(timeline, state, before_tx, storage.etcd_limits.max_request_bytes)
         try:
             timeline.housekeeping([Put(compacted.state_key(layout), raised.pack())],
                                   [Compare(compacted.state_key(layout), "MOD", "==", mod)])
@@ -111,7 +111,20 @@ def check_alone(timeline: Timeline) -> None:
             operation="compact", backend="etcd", foreign_keys=foreign)
 
 
-def _prepare(timeline: Timeline, state: State, horizon: int) -> State:
+def _groups(puts: list[Put], most: int, max_bytes: int) -> list[list[Put]]:
+    """``puts`` in groups of at most ``most`` puts and (unless one alone is larger) ``max_bytes`` of values."""
+    groups: list[list[Put]] = []
+    size = 0
+    for put in puts:
+        if not groups or len(groups[-1]) >= most or size + len(put.value) > max_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(put)
+        size += len(put.value)
+    return groups
+
+
+def _prepare(timeline: Timeline, state: State, horizon: int, max_bytes: int) -> State:
     """Write the indexes up to ``horizon`` and return the state that raises it (steps 1 and 2)."""
     layout = timeline.layout
     revision = timeline.revision_of(horizon)
@@ -121,8 +134,8 @@ def _prepare(timeline: Timeline, state: State, horizon: int) -> State:
     timeline.refresh()
     housekeeping = [h for h in timeline.housekeeping_revisions() if h <= revision]
     puts = compacted.index_puts(timeline.client, layout, state, ids, housekeeping)
-    for start in range(0, len(puts), PUTS_PER_TXN):
-        timeline.housekeeping(puts[start:start + PUTS_PER_TXN])
+    for group in _groups(puts, min(PUTS_PER_TXN, timeline.max_txn_ops - 4), max_bytes // 2):
+        timeline.housekeeping(group)
     return State(horizon, revision, state.freed, (first, horizon), state.pending_freed + freed, len(housekeeping),
                  max(state.indexed, horizon))
 
