@@ -295,7 +295,7 @@ def test_revert_compact_and_reads_below_the_horizon_over_http_as_on_lmdb(etcd: E
     answers = []
     for data in (etcd_cluster.store_url(f"rc/http-{next(_prefixes)}"), str(tmp_path / "lmdb")):
         clock.now = start
-        app = create_app(data, store_options={"clock": clock}, retention=Retention(txs=2))
+        app = create_app(data, store_options={"clock": clock}, retention=Retention(txs=2, interval=3600))
         try:
             client = Client(app)
             out = []
