@@ -98,6 +98,7 @@ def compare_all(lmdb: Store, on_etcd: EtcdStore) -> None:
                 key, after=max(0, horizon - 1), order="asc"), (ns, key)
         for pair in {(0, latest), (max(0, horizon - 1), latest), (horizon, latest), (max(0, latest - 1), latest)}:
             assert outcome(lambda: list(b.diff(*pair))) == outcome(lambda: list(a.diff(*pair))), (ns, pair)  # noqa: B023
+    assert [on_etcd.namespace_info(ns) for ns in NAMESPACES] == [lmdb.namespace_info(ns) for ns in NAMESPACES]
     assert on_etcd.verify() == lmdb.verify()
 
 
@@ -305,7 +306,8 @@ def test_revert_compact_and_reads_below_the_horizon_over_http_as_on_lmdb(etcd: E
                 out.append(client.write("a", body).status)
             for method, path, body in (
                     ("POST", "/v4/storage/a/revert", {"to_tx": 1, "dry_run": True}),
-                    ("POST", "/v4/storage/a/revert", {"to_tx": 1}),
+                    ("POST", "/v4/storage/a/revert", {"to_tx": 1, "_key": "rv-1"}),
+                    ("POST", "/v4/storage/a/revert", {"to_tx": 1, "_key": "rv-1"}),  # replayed: nothing written
                     ("POST", "/v4/storage/a/revert", {"to_tx": 9}),
                     ("POST", "/v4/admin/compact", {"before_tx": 2}),
                     ("POST", "/v4/admin/compact", {"before_tx": 99}),
@@ -316,7 +318,12 @@ def test_revert_compact_and_reads_below_the_horizon_over_http_as_on_lmdb(etcd: E
                     ("POST", "/v4/admin/compact", {}),  # the server's retention: keep the last 2 txs
                     ("GET", "/v4/storage/a/history", None),
                     ("GET", "/v4/verify", None)):
-                kwargs: dict[str, Any] = {"json": body} if body is not None else {}
+                kwargs: dict[str, Any] = {}
+                if body is not None:
+                    body = dict(body)
+                    if "_key" in body:
+                        kwargs["headers"] = {"Idempotency-Key": body.pop("_key")}
+                    kwargs["json"] = body
                 if path.endswith("history"):
                     kwargs["query"] = {"key": "k"}
                 response = client.request(method, path, **kwargs)
@@ -328,7 +335,7 @@ def test_revert_compact_and_reads_below_the_horizon_over_http_as_on_lmdb(etcd: E
         finally:
             app.close()
     assert answers[0] == answers[1]
-    assert [a[2] for a in answers[0][3:]] == [200, 200, 400, 200, 400, 200, 410, 200, 410, 200, 200, 200]
+    assert [a[2] for a in answers[0][3:]] == [200, 200, 200, 400, 200, 400, 200, 410, 200, 410, 200, 200, 200]
 
 
 def test_a_history_export_below_the_horizon_is_refused_as_on_lmdb(pair: tuple[Store, EtcdStore]) -> None:
