@@ -64,7 +64,9 @@ PUTS_PER_TXN = 32
 def compact(storage: EtcdStorage, before_tx: int | None, *, progress: Progress | None = None,
             should_stop: Callable[[], bool] | None = None) -> CompactionReport:
     """Raise the horizon to ``before_tx`` (if higher) and compact etcd there; with None, only finish a
-    pending compaction. The report's ``chunks`` is 1 (etcd compacts in one call); see the module docstring."""
+    pending compaction. The report's ``chunks`` is 1 (etcd compacts in one call); see the module docstring.
+    ``should_stop()`` is asked once the horizon is raised (a retention thread stops when the store closes):
+    True leaves the etcd compaction pending, for the next call to finish."""
     started = time.perf_counter()
     if before_tx is not None:
         check_tx(before_tx, "before_tx")
@@ -82,8 +84,6 @@ def compact(storage: EtcdStorage, before_tx: int | None, *, progress: Progress |
                     progress(0, 0)
                 return CompactionReport(state.horizon, 0, 0, 1, time.perf_counter() - started, False)
             break
-        if should_stop is not None and should_stop():
-            return CompactionReport(state.horizon, 0, 0, 0, time.perf_counter() - started, state.pending is not None)
         check_alone(timeline)
         chain.seal(timeline, before_tx)
         raised = _prepare(timeline, state, before_tx, storage.etcd_limits.max_request_bytes)
@@ -93,6 +93,9 @@ def compact(storage: EtcdStorage, before_tx: int | None, *, progress: Progress |
         except errors.Conflict:
             continue  # another process compacted meanwhile: plan again from its state
         break
+    if should_stop is not None and should_stop():  # asked between two steps, as LMDB between two chunks
+        now, _ = compacted.read_state(timeline.client, layout)
+        return CompactionReport(now.horizon, 0, 0, 0, time.perf_counter() - started, now.pending is not None)
     txs, freed = _finish(timeline)
     if progress is not None:
         progress(txs, txs)

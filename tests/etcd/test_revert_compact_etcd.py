@@ -441,3 +441,26 @@ def test_compactions_across_index_segments_and_a_reopened_store(pair: tuple[Stor
         assert report(lambda: on_etcd.compact(horizon)) == report(lambda: lmdb.compact(horizon))  # noqa: B023
     with EtcdStore.open(str(on_etcd.url), clock=clock, seal_interval=None) as reopened:
         compare_all(lmdb, reopened, every_tx=False)
+
+
+def test_a_compaction_stopped_after_raising_the_horizon_is_finished_by_the_next_call(
+        pair: tuple[Store, EtcdStore]) -> None:
+    """Stopped once the horizon is raised (as a process killed there, or a retention thread at close):
+    reads below it are refused already, ``pending`` says what is left, and ``compact()`` finishes it,
+    with LMDB's answers at each step (LMDB stopped before its first chunk)."""
+    from engine import compaction as lmdb_compaction
+    from engine.etcd import compaction as etcd_compaction
+
+    lmdb, on_etcd = pair
+    for store in (lmdb, on_etcd):
+        for i in range(4):
+            store.namespace("a").put({"k": i})
+    stopped = (report(lambda: etcd_compaction.compact(on_etcd.storage(), 3, should_stop=lambda: True)),
+               report(lambda: lmdb_compaction.compact(lmdb, 3, should_stop=lambda: True)))
+    assert stopped[0] == stopped[1] == ("tx", {"horizon": 3, "freed": 0, "txs": 0, "pending": True})
+    assert on_etcd.compaction_status() == lmdb.compaction_status() == {
+        "horizon": 3, "freed_versions": 0, "pending": [0, 3]}
+    assert both(lmdb, on_etcd, lambda s: s.namespace("a").get("k", tx=2))[1][0] is errors.TxCompacted
+    assert report(lambda: on_etcd.compact()) == report(lambda: lmdb.compact()) == (
+        "tx", {"horizon": 3, "freed": 2, "txs": 4, "pending": False})
+    compare_all(lmdb, on_etcd, every_tx=False)
