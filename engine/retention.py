@@ -78,8 +78,12 @@ class Retention:
 
 
 def apply(store: Store, policy: Retention, should_stop: Any = None) -> CompactionReport | None:
-    """One retention pass: compact up to the policy's horizon (and finish a pending compaction).
-    ``NOT_SUPPORTED`` on a store whose backend does not compact (etcd, for now)."""
+    """One retention pass: compact up to the policy's horizon (and finish a pending compaction). A store
+    on etcd has its own pass (:func:`engine.etcd.retention.apply`)."""
+    if getattr(store, "backend", "lmdb") == "etcd":
+        from .etcd.retention import apply as apply_on_etcd  # the etcd package imports this module
+
+        return apply_on_etcd(store, policy, should_stop)  # type: ignore[arg-type]
     NotSupported.unless_lmdb(store, "retention")
     backend = store._backend
     now_us = store._now_us()  # the store's clock, which also stamped the commit times compared with it

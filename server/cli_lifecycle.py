@@ -402,7 +402,10 @@ def cmd_compact(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"strata compact: {exc}", file=sys.stderr)
         return 2
-    store = _open_store(args, "compact")
+    try:
+        store = _open_store(args, "compact") if not _on_etcd(args.data) else _open_etcd(args.data)
+    except errors.EngineError as exc:  # a bad etcd:// URL, an unreachable cluster
+        return _engine_failed("compact", exc)
     if store is None:
         return 2
     with store:

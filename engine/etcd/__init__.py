@@ -16,7 +16,10 @@ process seals; :mod:`~engine.etcd.verify`), the Merkle tree beside it (:mod:`~en
 :mod:`~engine.etcd.proved_read`), and :mod:`~engine.etcd.storage` (``EtcdStorage``, all of it
 behind the operations of :mod:`engine.storage_ops`). History export and import
 (:func:`engine.transfer.export_history` / :func:`~engine.transfer.import_history` on a store on etcd):
-:mod:`~engine.etcd.history_export` and :mod:`~engine.etcd.replay`.
+:mod:`~engine.etcd.history_export` and :mod:`~engine.etcd.replay`. Revert: :mod:`~engine.etcd.revert`.
+Compaction and retention: :mod:`~engine.etcd.compaction` (etcd's compaction at the horizon),
+:mod:`~engine.etcd.compacted` (the horizon and what the compaction keeps beside etcd),
+:mod:`~engine.etcd.retention`.
 
 What users open: :mod:`~engine.etcd.url` (``etcd://`` store URLs), :mod:`~engine.etcd.store` (``EtcdStore``,
 what ``Store.open("etcd://...")`` returns: ``Store``'s API, ``NOT_SUPPORTED`` for what etcd lacks yet) and

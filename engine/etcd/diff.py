@@ -4,7 +4,8 @@ As on LMDB, the tx log says which keys a tx in ``(from_tx, to_tx]`` touched (:fu
 log entries of those txs, read through the log index, two txns per ``--max-txn-ops`` txs), and only
 those keys are compared, at both txs (one read txn per chunk of keys at each tx). Two states are the
 same when their stored content is: operation, value bytes, expiry and metadata (not the tx that wrote
-it), so a key put again with the same value is no change.
+it), so a key put again with the same value is no change. Either tx below the compaction horizon:
+``TX_COMPACTED`` (``to_tx`` checked first, as on LMDB).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from ..history import Change, change_kind
 from ..records import Record
 from ..snapshot import check_readable
 from ..validation import check_tx
+from . import compacted
 from .expiry import View
 from .kv import Range, RangeResult
-from .reads import snapshot
+from .reads import compacted_error, snapshot
 from .timeline import Timeline
 from .txlog import records_at
 
@@ -69,6 +71,10 @@ def diff(timeline: Timeline, namespace: str, from_tx: int, to_tx: int) -> list[C
         raise errors.InvalidParameters(f"from_tx ({from_tx}) is after to_tx ({to_tx})", parameter="from_tx")
     latest, _ = timeline.latest()
     check_readable(to_tx, latest)
+    horizon = compacted.read_state(timeline.client, timeline.layout)[0].horizon
+    for tx in (to_tx, from_tx):  # LMDB's order
+        if tx < horizon:
+            raise compacted_error(tx, horizon)
     if from_tx == to_tx:
         return []
     keys = changed_keys(timeline, namespace, from_tx, to_tx)

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .. import schema
+from .. import errors, schema
 from ..codec import CLEAR, MARK, PUT, decode_rich, put_value, rich_record, unpack_value
 from ..encoding import SHORT_MAX, escape
 from ..expiry import Opts
@@ -137,13 +137,17 @@ class View:
 
 def creation(timeline: Timeline, data_key: bytes, kv: KeyValue, times: Callable[[int], int]) -> int:
     """When the life of the key whose live version is ``kv`` began (UTC microseconds): the walk of
-    :func:`engine.expiry.creation_from`, one range per older version, never below ``create_revision``."""
+    :func:`engine.expiry.creation_from`, one range per older version, never below ``create_revision`` nor
+    below a compaction (as LMDB's walk ends at the oldest version compaction kept)."""
     created = _created(kv.value)
     if created is not None:
         return created
     newer = kv
     while newer.mod_revision > newer.create_revision:
-        older = timeline.client.range(data_key, revision=newer.mod_revision - 1).kvs[0]
+        try:
+            older = timeline.client.range(data_key, revision=newer.mod_revision - 1).kvs[0]
+        except errors.TxCompacted:  # compacted away: as on LMDB, the life starts at the oldest version kept
+            break
         if older.value[0] == MARK:
             _, _, _, expire_us, _, created = decode_rich(older.value)
             if expire_us is not None and expire_us <= times(newer.mod_revision):

@@ -14,6 +14,12 @@ deletes of that key, which a range never shows, and also versions of its **delet
   one or ``limit`` (a watch that
   starts in the past costs up to 100 ms: etcd's sync loop serves it).
 
+**After a compaction** to horizon H (etcd compacted at ``revision(H)``, see :mod:`engine.etcd.compaction`)
+the walk shows what LMDB keeps: every version at or after H, and the newest one at or before H unless it
+is a delete below H. It reads nothing below ``revision(H)``: there etcd keeps each key's newest version
+(the data key's, the delete marker's, the drop marker's), and the walk stops at the first it meets. An
+oldest-first watch starts above ``revision(H)``, after that kept version.
+
 The versions' commit times and notes come from their txs' log entries (:mod:`engine.etcd.txlog`: two
 txns for all of them). The answers are :class:`engine.history.Version` values equal to the LMDB backend's,
 decoded from the same record bytes.
@@ -23,14 +29,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import ormsgpack
+
 from .. import errors, schema
 from ..codec import DELETE, DELETE_RECORD, OP_NAMES, decode_rich, extended_record, put_value
 from ..encoding import SHORT_MAX, escape
 from ..history import Version
 from ..validation import check_tx, key_bytes
+from . import compacted
 from .kv import Range, RangeResult
 from .timeline import Timeline
-from .txlog import times_and_notes
+from .txlog import records_at, times_and_notes
 
 MAX_LIMIT = 10_000
 #: Oldest first walks back (one round trip per version) through at most this many versions, then
@@ -83,44 +92,63 @@ def history(timeline: Timeline, namespace: str, key: str, raw: bytes, *, before:
     if hi < lo or limit == 0:
         return []
     low, top = timeline.revision_of(lo), timeline.revision_of(hi)
+    floor = compacted.read_state(timeline.client, timeline.layout)[0].revision
     if newest_first:
-        return versions(timeline, _walk_back(timeline, key, raw, namespace, top, low, limit))
-    walked = _walk_back(timeline, key, raw, namespace, top, low, WALK + 1)
+        return versions(timeline, _walk_back(timeline, key, raw, namespace, top, low, limit, floor))
+    walked = _walk_back(timeline, key, raw, namespace, top, low, WALK + 1, floor)
     if len(walked) <= WALK:  # every version in range: the walk, reversed
         return versions(timeline, walked[::-1][:limit])
     data = timeline.layout.data(namespace, raw)
-    return versions(timeline, _watch_forward(key, raw, timeline, data, low, walked[0][0], limit))
+    kept: list[tuple[int, bytes]] = []
+    if floor >= low:  # the version compaction kept, then the watch from above it
+        kept = _walk_back(timeline, key, raw, namespace, floor, low, 1, floor)
+        low = floor + 1
+    return versions(timeline, (kept + _watch_forward(key, raw, timeline, data, low, walked[0][0], limit))[:limit])
 
 
 def _walk_back(timeline: Timeline, key: str, raw: bytes, namespace: str, top: int, low: int,
-               limit: int) -> list[tuple[int, bytes]]:
+               limit: int, floor: int = 0) -> list[tuple[int, bytes]]:
     """``(revision, record)`` of the key's versions from revision ``top`` down to ``low``, newest first,
     at most ``limit``: one txn of three ranges (data key, its delete marker, the namespace's drop marker)
     per version. A drop counts as a delete of the key when the key existed just before it (one more
-    range says), as LMDB's drop writes a delete version for every live key."""
+    range says), as LMDB's drop writes a delete version for every live key. ``floor``: the compacted
+    revision (0: none); the walk reads nothing below it (see the module docstring)."""
     layout = timeline.layout
     data, marker, dropped = layout.data(namespace, raw), layout.marker(namespace, raw), layout.dropped(namespace)
     out: list[tuple[int, bytes]] = []
-    revision = top
-    while len(out) < limit and revision >= low:
+    revision = max(top, floor)  # below the floor only the kept version is left: it is read at the floor
+    while len(out) < limit and revision >= max(low, floor):
         result = timeline.client.txn((), [Range(data, revision=revision), Range(marker, revision=revision),
                                           Range(dropped, revision=revision)])
-        found: list[tuple[int, bytes, bool]] = []
+        found: list[tuple[int, bytes, int]] = []
         for i, answer in enumerate(result.responses):
             assert isinstance(answer, RangeResult)
-            found += [(kv.mod_revision, kv.value, i == 2) for kv in answer.kvs]
+            found += [(kv.mod_revision, kv.value, i) for kv in answer.kvs]
         if not found:
             break
-        newest, record, is_drop = max(found)
-        if newest < low:
-            break
+        newest, record, source = max(found)
+        if newest > top or newest < low or (newest < floor and source != 0):
+            break  # below the range, or a delete below the horizon (compaction freed it, as on LMDB)
         revision = newest - 1
-        if is_drop:
-            if not timeline.client.range(data, revision=newest - 1).kvs:
+        if source == 2:
+            if not _existed_before_drop(timeline, data, newest, key, namespace):
                 continue  # the key did not exist when its namespace was dropped: no version of it
             record = delete_record(key, raw)
         out.append((newest, record))
+        if newest <= floor:
+            break  # the version compaction kept: nothing older is left
     return out
+
+
+def _existed_before_drop(timeline: Timeline, data: bytes, revision: int, key: str, namespace: str) -> bool:
+    """Whether the drop at ``revision`` deleted ``key``: it was live just before (one range), or, when
+    that revision is compacted away, the drop's log entry lists it."""
+    try:
+        return bool(timeline.client.range(data, revision=revision - 1).kvs)
+    except errors.TxCompacted:
+        logged = records_at(timeline, [revision]).get(revision)
+        runs = ormsgpack.unpackb(logged)[2] if logged is not None else []
+        return any(ns == namespace and key in keys for ns, _, keys in runs)
 
 
 def _watch_forward(key: str, raw: bytes, timeline: Timeline, data: bytes, low: int, last: int,

@@ -8,8 +8,8 @@ written with options, exactly as :func:`engine.transfer._history_rows` writes th
 Rows are read a window of txs at a time, so a slow consumer holds nothing open.
 
 A one-namespace export needs a namespace that exists now (``NAMESPACE_NOT_FOUND`` otherwise, also for
-one dropped since: LMDB exports those too). Nothing is ever compacted on etcd, so there is no
-``TX_COMPACTED``.
+one dropped since: LMDB exports those too). After a compaction, a history starting below the horizon
+(or ending below it) raises ``TX_COMPACTED`` with LMDB's words (start it at ``since = horizon - 1``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from typing import Any
 
 from .. import schema
 from ..codec import PUT, decode_rich, put_value
-from ..errors import InvalidParameters, NamespaceNotFound
+from ..errors import InvalidParameters, NamespaceNotFound, TxCompacted
 from ..snapshot import check_readable
 from ..transfer import FORMAT, VERSION, Progress, _value_fields
 from ..validation import check_namespace, check_tx
+from . import compacted
 from .kv import Range
-from .reads import snapshot
+from .reads import compacted_error, snapshot
 from .storage import EtcdStorage
 from .txlog import TxEntry
 
@@ -44,10 +45,16 @@ def export_history(store: Any, namespace: str | None = None, *, since: int = 0, 
     check_tx(since, "since")
     latest = storage.latest_tx
     end = latest if until is None else until
+    horizon = compacted.read_state(storage.client, storage.layout)[0].horizon
     if until is not None:
         check_readable(until, latest)
+        if until < horizon:
+            raise compacted_error(until, horizon)
     if since > end:
         raise InvalidParameters(f"since ({since}) is after until ({end})", parameter="since")
+    if since + 1 < horizon:  # LMDB's words: where a history export can start
+        raise TxCompacted(f"tx {since + 1} was compacted away: a history export can start at tx {horizon}",
+                          tx=since + 1, horizon=horizon)
     names = None
     if end == latest:
         names = sorted((n for n in storage.namespaces() if namespace in (None, n)

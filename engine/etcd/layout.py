@@ -70,6 +70,10 @@ Why these bytes:
   revision - base - housekeeping count, see :mod:`engine.etcd.timeline`), so every position in time
   is an etcd revision and tx numbers are computed from revisions.
 
+A compaction (:mod:`engine.etcd.compaction`) adds ``P/c/state`` (the horizon) and index segments under
+``P/c/hk/`` and ``P/c/tx/`` that keep what etcd's compaction frees of ``P/sys/hk`` and ``P/log``
+(:mod:`engine.etcd.compacted` lists them).
+
 Two stores on one cluster must not have nested prefixes (``a`` and ``a/d``): their key ranges would
 overlap. A store wants a dedicated cluster anyway (revisions are cluster-wide, see
 :mod:`engine.etcd.timeline`).

@@ -3,9 +3,9 @@
 Same calls, same arguments, same answers and errors as the LMDB namespace (the differential test holds
 the storage underneath to the LMDB engine's answers; the input checks are the engine's own functions,
 called by the storage). What the etcd backend does not do yet raises ``NOT_SUPPORTED``
-(:class:`engine.errors.NotSupported`) naming the operation, before anything is read or written:
-``revert``. ``proved_read`` is :mod:`engine.etcd.proved_read`'s. A read by time (``at=``) reads at the
-tx :meth:`EtcdStore.tx_at` finds for it (:mod:`engine.etcd.timeseek`), after the LMDB namespace's
+(:class:`engine.errors.NotSupported`) naming the operation, before anything is read or written.
+``proved_read`` is :mod:`engine.etcd.proved_read`'s, ``revert`` :mod:`engine.etcd.revert`'s. A read by
+time (``at=``) reads at the tx :meth:`EtcdStore.tx_at` finds for it (:mod:`engine.etcd.timeseek`), after the LMDB namespace's
 checks in the LMDB namespace's order. Idempotency keys (``idempotency=``) are stored with the write
 (:mod:`engine.etcd.idempotency`). ``sync`` is accepted and changes nothing: etcd makes every txn
 durable on a quorum before it answers.
@@ -15,18 +15,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidParameters, NotSupported
+from ..errors import InvalidParameters
 from ..expiry import check_fields
 from ..history import Change, Version
 from ..idempotency import Claim
 from ..proved_read import ProvedRead
 from ..records import Item, NamespaceInfo, ReadResult, Record
+from ..revert import RevertResult
 from ..validation import check_prefix, time_us
 from .idempotency import run as run_claimed
 from .proved_read import proved_read
 from .reads import check_page, read_keys_of
+from .revert import revert
 
 if TYPE_CHECKING:
     from .store import EtcdStore
@@ -142,12 +144,16 @@ class EtcdNamespace:
         """:meth:`engine.Namespace.diff`."""
         return iter(self._store.storage().diff(self.name, from_tx, to_tx))
 
+    def revert(self, to_tx: int, *, keys: Iterable[str] | None = None, prefix: str | None = None,
+               dry_run: bool = False, note: dict[str, Any] | None = None, sync: bool | None = None,
+               idempotency: Claim | None = None) -> RevertResult:
+        """:meth:`engine.Namespace.revert` (see :mod:`engine.etcd.revert`)."""
+        return revert(self._store, self.name, to_tx, keys=keys, prefix=prefix, dry_run=dry_run, note=note,
+                      idempotency=idempotency)
+
     def info(self) -> NamespaceInfo | None:
         """:meth:`engine.Namespace.info`."""
         return self._store.namespace_info(self.name)
 
     # -- what needs the LMDB backend -----------------------------------------------------------
 
-    def revert(self, *args: Any, **kwargs: Any) -> NoReturn:
-        """``NOT_SUPPORTED`` (not built on etcd yet)."""
-        raise NotSupported.needs_lmdb("revert")

@@ -20,7 +20,8 @@ before the read's time is left out (the time of a read at tx T is T's commit tim
 :class:`engine.etcd.expiry.View`; plain records cost nothing more.
 
 Reads by time (``at=``) resolve to a tx first (:mod:`engine.etcd.timeseek`, called by the namespace facade)
-and read at it here. Not yet: ``TX_COMPACTED`` (no compaction yet).
+and read at it here. A read below the compaction horizon raises ``TX_COMPACTED`` with LMDB's words: the
+read's txn also ranges ``P/c/state`` (:mod:`engine.etcd.compacted`), so the horizon costs no round trip.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .. import errors
 from ..records import Limits, ReadResult
 from ..snapshot import check_readable
 from ..validation import check_prefix, key_bytes
+from . import compacted
 from .expiry import View
 from .kv import KeyValue, Range, RangeResult, prefix_end
 from .timeline import MAX_REVISION, Timeline, count_of
@@ -70,24 +72,44 @@ def view_of(timeline: Timeline, tx: int | None, snap: int, now: Callable[[], int
     return view
 
 
+def compacted_error(tx: int, horizon: int) -> errors.TxCompacted:
+    """``TX_COMPACTED`` for a read at ``tx`` below ``horizon``, in the LMDB engine's words."""
+    return errors.TxCompacted(f"tx {tx} was compacted away: the oldest readable tx is {horizon}", tx=tx,
+                              horizon=horizon)
+
+
+def check_horizon(timeline: Timeline, tx: int) -> None:
+    """``TX_COMPACTED`` unless ``tx`` is at or above the horizon (one range)."""
+    state, _ = compacted.read_state(timeline.client, timeline.layout)
+    if tx < state.horizon:
+        raise compacted_error(tx, state.horizon)
+
+
 def snapshot(timeline: Timeline, tx: int | None, ranges: list[Range]) -> tuple[int, int, list[RangeResult]]:
     """``(tx, revision, answers)``: ``ranges`` (their revision left 0) read at ``revision(tx)`` (the
-    latest for None) in one txn (more past the cluster's ``--max-txn-ops``), with the latest tx checked and the
-    housekeeping list made current."""
-    per_txn = timeline.max_txn_ops - 1  # and the housekeeping range
+    latest for None) in one txn (more past the cluster's ``--max-txn-ops``), with the latest tx and the
+    horizon checked (``FUTURE_TX``, then ``TX_COMPACTED``) and the housekeeping list made current."""
+    per_txn = timeline.max_txn_ops - 2  # and the housekeeping and compaction state ranges
     if tx is not None:
         check_readable(tx, tx)  # INVALID_PARAMETERS for a tx that is not a non-negative int
         if timeline.revision_of(tx) > MAX_REVISION:  # etcd could not even parse it: surely in the future
             check_readable(tx, timeline.latest()[0])
+    layout = timeline.layout
     for _ in range(3):
         revision = 0 if tx is None else timeline.revision_of(tx)
-        ops = [Range(timeline.layout.housekeeping), *(_at(r, revision) for r in ranges[:per_txn])]
+        ops = [Range(layout.housekeeping), Range(compacted.state_key(layout)),
+               *(_at(r, revision) for r in ranges[:per_txn])]
         try:
             result = timeline.client.txn((), ops)
         except errors.FutureTx:  # a revision etcd does not have yet: a tx above the latest
             latest, _ = timeline.latest()
             check_readable(tx, latest)
             continue  # the latest moved up to tx meanwhile: read again
+        except errors.TxCompacted:  # below etcd's compaction, so below the horizon (raised first)
+            assert tx is not None
+            check_readable(tx, timeline.latest()[0])
+            check_horizon(timeline, tx)
+            raise
         hk = result.responses[0]
         assert isinstance(hk, RangeResult)
         count = count_of(hk.kvs)
@@ -96,10 +118,15 @@ def snapshot(timeline: Timeline, tx: int | None, ranges: list[Range]) -> tuple[i
         latest = result.revision - timeline.base - count
         if tx is not None:
             check_readable(tx, latest)
+            state = result.responses[1]
+            assert isinstance(state, RangeResult)
+            horizon = compacted.state_of(state)[0].horizon
+            if tx < horizon:
+                raise compacted_error(tx, horizon)
             if stale and timeline.revision_of(tx) != revision:
                 continue  # the cached housekeeping list was behind: revision(tx) moved
         read_at = revision or result.revision
-        answers = [r for r in result.responses[1:] if isinstance(r, RangeResult)]
+        answers = [r for r in result.responses[2:] if isinstance(r, RangeResult)]
         for start in range(per_txn, len(ranges), per_txn):
             more = timeline.client.txn((), [_at(r, read_at) for r in ranges[start:start + per_txn]])
             answers += [r for r in more.responses if isinstance(r, RangeResult)]

@@ -16,7 +16,8 @@ Contract (what holds today):
   no-op and a write of only no-ops takes no tx; records are byte for byte the LMDB engine's. etcd's
   limits give ``BATCH_TOO_LARGE`` / ``VALUE_TOO_LARGE`` before anything is sent.
 * **Reads** at the latest or any past tx (:meth:`read`, :meth:`get`, :meth:`scan`): the LMDB engine's
-  records, ``FUTURE_TX`` above the latest tx; one etcd round trip for up to ``--max-txn-ops`` - 1 keys.
+  records, ``FUTURE_TX`` above the latest tx, ``TX_COMPACTED`` below the compaction horizon
+  (:mod:`engine.etcd.compaction`); one etcd round trip for up to ``--max-txn-ops`` - 2 keys.
 * **Expiry and metadata** (:mod:`engine.etcd.expiry`): :meth:`put` and :meth:`transaction` take ``ttl``,
   ``expiration`` and ``metadata`` (batch-wide, or per :class:`~engine.records.Item`), validated by the
   engine's own function (same errors); the record is LMDB's 6-field extended record byte for byte
@@ -51,7 +52,7 @@ expiry once. The write path costs one more round trip (a range of one key of ``P
 The Merkle tree, its proofs and proof reads work on the storage's timeline (:mod:`engine.etcd.txtree`,
 :mod:`engine.etcd.proved_read`, called by the facade). Not yet (each raises ``NotImplementedError`` or
 is simply absent): commit-time clamping outside the log (history's times and the expiry read rule at a
-tx use the writer's clock as written), streams, compaction, backup (the facade raises
+tx use the writer's clock as written), streams, backup (the facade raises
 ``NOT_SUPPORTED`` for each).
 The tx numbering needs a cluster no one else writes to (revisions are cluster-wide); a foreign write
 is detected by the sealer (it stops there with ``STORAGE_ERROR``) and named by :meth:`verify`, not

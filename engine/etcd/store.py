@@ -15,11 +15,12 @@ chain hash, the LMDB store's for the same history, and the commit time clamped a
 :mod:`engine.etcd.timeseek`), ``wait_for`` (a watch), ``namespaces``,
 ``namespace_info``, ``create_namespace``, ``drop_namespace``, ``expire``, ``next_expiry``, ``stats``
 (``latest_tx`` and the cluster's database size), ``sync`` (nothing to do: etcd makes every txn durable on a
-quorum before it answers), ``horizon`` (always 0: etcd stores are never compacted yet) and
-``compaction_status``, ``close`` and the context manager.
+quorum before it answers), ``compact``, ``horizon``, ``compaction_status``, retention (``retention=`` and
+``apply_retention``: :mod:`engine.etcd.compaction`, :mod:`engine.etcd.retention`), ``close`` and the
+context manager. Namespaces' ``revert`` is :mod:`engine.etcd.revert`.
 
-``NOT_SUPPORTED``: streams, ``compact``, retention (``retention=`` and ``apply_retention``), ``backup``
-and ``restore``, ``revert``, snapshot export and import (``engine.export_history`` and ``engine.import_history``
+``NOT_SUPPORTED``: streams, ``backup``
+and ``restore``, snapshot export and import (``engine.export_history`` and ``engine.import_history``
 take a store on etcd: :mod:`engine.etcd.history_export`, :mod:`engine.etcd.replay`). Idempotency keys
 (``idempotency=``) are stored with the write (:mod:`engine.etcd.idempotency`).
 
@@ -39,12 +40,14 @@ from types import TracebackType
 from typing import Any, NoReturn
 
 from .. import idempotency as _idempotency
-from ..errors import NotSupported, StorageUnavailable, StoreClosed
+from ..compaction import CHUNK_KEYS, CompactionReport
+from ..errors import InvalidParameters, NotSupported, StorageUnavailable, StoreClosed
 from ..records import Limits, NamespaceInfo
-from ..retention import Retention
+from ..retention import Retention, RetentionThread
 from ..txtree import ConsistencyProof, Head, InclusionProof
 from ..validation import check_namespace, check_tx, time_us
 from ..verify import VerifyReport
+from . import compacted, compaction
 from . import txtree as _txtree
 from .client import EtcdClient
 from .idempotency import run as run_claimed
@@ -71,16 +74,20 @@ class EtcdStore:
     backend = "etcd"
 
     def __init__(self, url: EtcdUrl, client: EtcdClient, storage: EtcdStorage, idempotency_ttl_us: int,
-                 sealer: Sealer | None = None) -> None:
+                 sealer: Sealer | None = None, retention_policy: Retention | None = None) -> None:
         self.url = url
         self._sealer = sealer
         self.path = str(url)
         self._client = client
         self._storage: EtcdStorage | None = storage
         self.limits: Limits = storage.limits
-        self.retention: Retention | None = None
+        self.retention: Retention | None = retention_policy
         self.idempotency_ttl_us = idempotency_ttl_us
         self._lock = threading.Lock()
+        self._retention_thread: RetentionThread | None = None
+        if retention_policy is not None:
+            self._retention_thread = RetentionThread(self, retention_policy)  # type: ignore[arg-type]
+            self._retention_thread.start()
 
     @classmethod
     def open(cls, url: str, *, sync: bool = True, limits: Limits | None = None,
@@ -89,8 +96,9 @@ class EtcdStore:
              retry_timeout: float = RETRY_TIMEOUT, seal_interval: float | None = SEAL_INTERVAL) -> EtcdStore:
         """Open (creating if the prefix holds none) the store ``url`` names (see :mod:`engine.etcd.url`).
 
-        ``INVALID_PARAMETERS`` for a bad URL or option (nothing contacted); ``NOT_SUPPORTED`` for a
-        retention policy; ``STORAGE_UNAVAILABLE`` when no member answers within ``retry_timeout`` seconds
+        ``INVALID_PARAMETERS`` for a bad URL or option (nothing contacted); ``retention`` as for
+        :meth:`engine.Store.open` (a background thread compacts etcd, :mod:`engine.etcd.retention`);
+        ``STORAGE_UNAVAILABLE`` when no member answers within ``retry_timeout`` seconds
         (the message names the URL, ``details["endpoints"]`` what each member said). ``sync`` is accepted
         (etcd is always durable); ``limits``, ``clock`` and ``idempotency_ttl`` as for :meth:`engine.Store.open`.
         ``seal_interval``: the background sealer's batch interval in seconds (:mod:`engine.etcd.sealer`);
@@ -98,8 +106,7 @@ class EtcdStore:
         from ..store import check_open_options  # the LMDB store's own checks (store imports this module lazily)
 
         ttl_us = check_open_options(clock, idempotency_ttl)
-        if Retention.of(retention) is not None:
-            raise NotSupported.needs_lmdb("retention")
+        policy = Retention.of(retention)
         parsed = EtcdUrl.parse(url)
         client = EtcdClient(parsed.endpoints, request_timeout=REQUEST_TIMEOUT, retry_timeout=retry_timeout)
         try:
@@ -112,7 +119,7 @@ class EtcdStore:
             client.close()
             raise
         sealer = None if seal_interval is None else Sealer(storage.timeline, seal_interval).start()
-        return cls(parsed, client, storage, ttl_us, sealer)
+        return cls(parsed, client, storage, ttl_us, sealer, policy)
 
     def storage(self) -> EtcdStorage:
         """The storage underneath; ``STORE_CLOSED`` once the store is closed."""
@@ -135,6 +142,8 @@ class EtcdStore:
         """Close the store and its client; later calls raise ``STORE_CLOSED``. Closing twice is fine."""
         with self._lock:
             if self._storage is not None:
+                if self._retention_thread is not None:
+                    self._retention_thread.stop()  # between two steps: the store stays consistent
                 self._storage = None
                 if self._sealer is not None:
                     self._sealer.close()
@@ -251,16 +260,40 @@ class EtcdStore:
         """Nothing to flush: etcd makes every txn durable on a quorum before it answers."""
         self.storage()
 
+    # -- compaction and retention ------------------------------------------------------------
+
+    def compact(self, before_tx: int | None = None, *, progress: Callable[[int, int], None] | None = None,
+                chunk_keys: int = CHUNK_KEYS) -> CompactionReport:
+        """Make ``before_tx`` the horizon (reads below it raise ``TX_COMPACTED``) and compact etcd there, as
+        :meth:`engine.Store.compact` (same checks, errors and report; ``chunks`` is 1, ``chunk_keys`` is
+        accepted and unused: etcd compacts in one call). ``NOT_SUPPORTED`` when the cluster holds keys
+        outside the store's prefix (etcd's compaction is cluster-wide). See :mod:`engine.etcd.compaction`."""
+        return compaction.compact(self.storage(), before_tx, progress=progress)
+
     @property
     def horizon(self) -> int:
-        """The lowest tx reads can target: always 0 (a store on etcd is never compacted yet)."""
-        self.storage()
-        return 0
+        """The lowest tx reads can target (0 until the store is compacted)."""
+        storage = self.storage()
+        return compacted.read_state(storage.client, storage.layout)[0].horizon
 
     def compaction_status(self) -> dict[str, Any]:
-        """``horizon`` 0, ``freed_versions`` 0, ``pending`` None: a store on etcd is never compacted yet."""
+        """``horizon``, ``freed_versions`` (ever) and ``pending`` (``[from_tx, target]`` of a compaction whose
+        etcd compaction is not done yet, or None), as :meth:`engine.Store.compaction_status`."""
+        storage = self.storage()
+        state, _ = compacted.read_state(storage.client, storage.layout)
+        pending = None if state.pending is None else list(state.pending)
+        return {"horizon": state.horizon, "freed_versions": state.freed, "pending": pending}
+
+    def apply_retention(self, policy: Retention | int | timedelta | None = None) -> CompactionReport | None:
+        """One retention pass now, with ``policy`` or the store's own; None if there was nothing to do."""
         self.storage()
-        return {"horizon": 0, "freed_versions": 0, "pending": None}
+        chosen = Retention.of(policy) or self.retention
+        if chosen is None:
+            raise InvalidParameters("no retention policy: pass one, or open the store with retention=...",
+                                    parameter="policy")
+        from .retention import apply
+
+        return apply(self, chosen)
 
     # -- writes served from coroutines ---------------------------------------------------------
 
@@ -300,13 +333,6 @@ class EtcdStore:
         raise NotSupported.needs_lmdb("streams")
 
 
-    def compact(self, before_tx: int | None = None, **options: Any) -> NoReturn:
-        """``NOT_SUPPORTED`` (etcd's compaction is cluster-wide; not wired yet)."""
-        raise NotSupported.needs_lmdb("compact")
-
-    def apply_retention(self, policy: Retention | int | timedelta | None = None) -> NoReturn:
-        """``NOT_SUPPORTED`` (retention compacts; see :meth:`compact`)."""
-        raise NotSupported.needs_lmdb("retention")
 
     def backup(self, path: Any) -> NoReturn:
         """``NOT_SUPPORTED`` (a backup of a store on etcd is an export with history; not built yet)."""

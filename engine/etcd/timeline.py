@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import ormsgpack
 
 from .. import errors
+from . import compacted
 from .client import EtcdClient
 from .kv import Compare, KeyValue, Put, Range, RangeResult, Request, Response
 from .layout import Layout
@@ -52,6 +53,9 @@ class Timeline:
         self.client, self.layout, self.base, self.max_txn_ops = client, layout, base, max_txn_ops
         self._housekeeping: list[int] = []  # revisions of the housekeeping txns known so far, ascending
         self._shifted: list[int] = []  # _housekeeping[i] - i, for revision_of
+        #: The revision etcd is compacted at, as last seen (0: never); lower revisions are read from the
+        #: indexes a compaction writes (:mod:`engine.etcd.compacted`). Raised when a read finds it higher.
+        self.compacted_revision = 0
         self._lock = threading.Lock()
 
     # -- the mapping -------------------------------------------------------------------------------
@@ -75,6 +79,10 @@ class Timeline:
         """How many known housekeeping revisions are at or below ``revision``."""
         return bisect.bisect_right(self._housekeeping, revision)
 
+    def housekeeping_revisions(self) -> list[int]:
+        """The housekeeping revisions known so far, ascending (a copy)."""
+        return list(self._housekeeping)
+
     def learn(self, count: int, revision: int) -> None:
         """A read at ``revision`` saw housekeeping count ``count``: refresh the list if it knows fewer."""
         if self.count_below(revision) != count:
@@ -82,7 +90,8 @@ class Timeline:
 
     def refresh(self) -> None:
         """Reload every housekeeping revision from the versions of ``P/sys/hk`` (one range per version
-        not known yet, walking back from the newest: housekeeping is rare)."""
+        not known yet, walking back from the newest: housekeeping is rare); below a compaction, from the
+        index it wrote (:mod:`engine.etcd.compacted`)."""
         with self._lock:
             known = self._housekeeping
             found: list[int] = []
@@ -94,7 +103,13 @@ class Timeline:
                 found.append(kv.mod_revision)
                 if kv.version <= 1:
                     break
-                rng = self.client.range(self.layout.housekeeping, revision=kv.mod_revision - 1)
+                try:
+                    rng = self.client.range(self.layout.housekeeping, revision=kv.mod_revision - 1)
+                except errors.TxCompacted:  # the older versions are in the compaction's index
+                    floor = known[-1] if known else 0
+                    below = compacted.housekeeping_below(self.client, self.layout)
+                    found += [h for h in reversed(below) if floor < h < kv.mod_revision]
+                    break
             added = found[::-1]
             self._shifted = self._shifted + [h - (len(known) + i) for i, h in enumerate(added)]
             self._housekeeping = known + added

@@ -23,10 +23,11 @@ from typing import Any
 
 import ormsgpack
 
-from .. import schema
+from .. import errors, schema
 from ..codec import OP_NAMES
 from ..txlog import Operation
 from ..validation import check_tx
+from . import compacted
 from .kv import Range, RangeResult
 from .timeline import Timeline
 
@@ -63,14 +64,40 @@ def _ranges(timeline: Timeline, ops: list[Range]) -> list[RangeResult]:
 
 def records_at(timeline: Timeline, revisions: Iterable[int]) -> dict[int, bytes]:
     """The bookkeeping records written at ``revisions`` (a revision with no tx is left out)."""
+    ids = request_ids_at(timeline, revisions)
+    found = _ranges(timeline, [Range(timeline.layout.request(i)) for i in ids.values()])
+    return {revision: answer.kvs[0].value for revision, answer in zip(ids, found, strict=True) if answer.kvs}
+
+
+def request_ids_at(timeline: Timeline, revisions: Iterable[int]) -> dict[int, bytes]:
+    """The request ids of the txs written at ``revisions`` (a revision with no tx is left out): ``P/log``
+    at each, or below a compaction the index it wrote (:mod:`engine.etcd.compacted`)."""
     wanted = sorted(set(revisions))
+    floor = timeline.compacted_revision
+    try:
+        ids = _logged_ids(timeline, [r for r in wanted if r >= floor])
+    except errors.TxCompacted:
+        state, _ = compacted.read_state(timeline.client, timeline.layout)
+        if state.revision <= floor:
+            raise
+        timeline.compacted_revision = state.revision
+        return request_ids_at(timeline, wanted)
+    below = [r for r in wanted if r < floor]
+    if below:  # the housekeeping list is exact below the compaction (kept from its index)
+        txs = {timeline.tx_of(r): r for r in below}
+        txs = {tx: r for tx, r in txs.items() if tx >= 1 and timeline.revision_of(tx) == r}
+        indexed = compacted.request_ids(timeline.client, timeline.layout, txs)
+        ids.update({txs[tx]: request_id for tx, request_id in indexed.items()})
+    return dict(sorted(ids.items()))
+
+
+def _logged_ids(timeline: Timeline, wanted: list[int]) -> dict[int, bytes]:
     log = timeline.layout.log
     ids = {}
     for revision, answer in zip(wanted, _ranges(timeline, [Range(log, revision=r) for r in wanted]), strict=True):
         if answer.kvs and answer.kvs[0].mod_revision == revision:
             ids[revision] = answer.kvs[0].value
-    found = _ranges(timeline, [Range(timeline.layout.request(i)) for i in ids.values()])
-    return {revision: answer.kvs[0].value for revision, answer in zip(ids, found, strict=True) if answer.kvs}
+    return ids
 
 
 def entry(timeline: Timeline, tx: int) -> TxEntry | None:

@@ -324,24 +324,39 @@ class TreeCheck:
 
     def add(self, m: Material, link: Link) -> None:
         """Check tx ``m.tx``'s stored entry (txs beyond the tree head's size have none yet)."""
-        tx = m.tx
-        if self.problem is not None or tx > self.head.size:
+        raw = self._entry(m.tx)
+        if raw is None:
             return
+        if merkle.leaf_hash(leaf_data(m, link)) != raw[:HASH_LEN]:
+            self.problem = (m.tx, "the Merkle leaf does not match the tx's log entry and records")
+            return
+        self._nodes(m.tx, raw)
+
+    def add_compacted(self, tx: int) -> None:
+        """Check tx ``tx``'s stored entry below the horizon, as LMDB does: its records are freed, so its
+        leaf cannot be recomputed; its nodes must still hash their children."""
+        raw = self._entry(tx)
+        if raw is not None:
+            self._nodes(tx, raw)
+
+    def _entry(self, tx: int) -> bytes | None:
+        """The stored entry of ``tx`` if it has the right size, else None (and the problem kept)."""
+        if self.problem is not None or tx > self.head.size:
+            return None
         if tx not in self._stored:
             self._stored = entries(self.timeline, [tx], self.head.size)
         raw = self._stored.get(tx)
         levels = (tx & -tx).bit_length()
         if type(raw) is not bytes:
             self.problem = (tx, "the Merkle tree has no entry for this tx")
-            return
+            return None
         if len(raw) != HASH_LEN * levels:
             self.problem = (tx, f"the Merkle tree entry of this tx is {len(raw)} bytes, not {HASH_LEN * levels}")
-            return
-        leaf = raw[:HASH_LEN]
-        if merkle.leaf_hash(leaf_data(m, link)) != leaf:
-            self.problem = (tx, "the Merkle leaf does not match the tx's log entry and records")
-            return
-        if b"".join(merkle.append_nodes(leaf, tx - 1, reader(self._frontier))) != raw:
+            return None
+        return raw
+
+    def _nodes(self, tx: int, raw: bytes) -> None:
+        if b"".join(merkle.append_nodes(raw[:HASH_LEN], tx - 1, reader(self._frontier))) != raw:
             self.problem = (tx, "a Merkle tree node ending at this tx is not the hash of its children")
             return
         self._frontier[tx] = raw
