@@ -5,10 +5,10 @@ the storage underneath to the LMDB engine's answers; the input checks are the en
 called by the storage). What the etcd backend does not do yet raises ``NOT_SUPPORTED``
 (:class:`engine.errors.NotSupported`) naming the operation, before anything is read or written.
 ``proved_read`` is :mod:`engine.etcd.proved_read`'s, ``revert`` :mod:`engine.etcd.revert`'s. A read by
-time (``at=``) reads at the tx :meth:`EtcdStore.tx_at` finds for it (:mod:`engine.etcd.timeseek`),
-after the LMDB namespace's checks in the LMDB namespace's order. Idempotency keys (``idempotency=``) are stored with the write
-(:mod:`engine.etcd.idempotency`). ``sync`` is accepted and changes nothing: etcd makes every txn
-durable on a quorum before it answers.
+time (``at=``) reads at the tx :meth:`EtcdStore.tx_at` finds for it (:mod:`engine.etcd.timeseek`), after
+the LMDB namespace's checks in the LMDB namespace's order. Idempotency keys (``idempotency=``) are
+stored with the write (:mod:`engine.etcd.idempotency`). ``sync`` is accepted and changes nothing: etcd
+makes every txn durable on a quorum before it answers.
 """
 
 from __future__ import annotations
