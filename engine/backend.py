@@ -457,6 +457,15 @@ class Backend:
             self.syncs += 1
             self._flushed_through = max(self._flushed_through, through)
 
+    def _flushed_before(self, commit: int) -> None:
+        """This process's commit number ``commit`` flushed its data pages (a synced environment's
+        commit that wrote: LMDB writes the meta page, which names the new txnid, only after that
+        flush; an empty commit writes and flushes nothing, hence the txnid check by the caller).
+        That flush also carried the meta page of every earlier commit of this process, each of
+        which returned before it began: those are durable now, with no flush of their own."""
+        with self._syncs_lock:
+            self._flushed_through = max(self._flushed_through, commit - 1)
+
     def _attempt(self, group: list[Member[Any]]) -> int:
         """One try at committing ``group``; what to do next (:data:`_DONE`, :data:`_GROW`, ...)."""
         gate = self._gate
@@ -473,6 +482,7 @@ class Backend:
                 if self._groups.more(group):  # writes that queued while these ran join the commit
                     for member in group[ran:]:
                         self._run_nested(txn, member)
+                txnid = txn.id()
                 txn.commit()
             except BaseException as exc:
                 self._abort(txn)
@@ -481,6 +491,8 @@ class Backend:
                         forget()
                 return self._after_abort(group, exc)
             self.commits += 1  # only the committing leader counts these: no lock
+            if self.sync and self.env.info()["last_txnid"] >= txnid:
+                self._flushed_before(self.commits)
             self.writes += group[0].done if len(group) == 1 else sum(member.done for member in group)
             return _DONE
         finally:

@@ -23,7 +23,10 @@ Contract of :class:`WriteBatcher`:
   each request resumes with its own outcome and builds its answer. A request that writes again
   parks again and joins the next commit. Requests arriving meanwhile wait for the next batch.
 - **Nothing is answered before its write is durable**: an answer is built only after its write's
-  outcome is final, which the commit sets after its flush. Answers are collected in memory and
+  outcome is final. A commit is durable once the next commit has flushed its data pages (which
+  carries this commit's meta page to disk: see docs/design.md, "A commit's data flush makes the
+  commits before it durable"), or, when nothing is waiting to be committed, once its own flush
+  has returned: under load, one flush per commit. Answers are collected in memory and
   handed back to the event loop in one call, which sends them without blocking (a client that
   does not read gets the worker's send deadline, as on the loop).
 - Other threads of the worker (the pool's writes, expiry, retention) commit through the same group
@@ -53,7 +56,7 @@ Answer = Callable[[Any, Any], tuple[bytearray, bool]]
 
 
 class WriteBatcher:
-    """One worker's write batcher: a scheduler thread, a committer and a flusher; see the module docstring.
+    """One worker's write batcher: a scheduler thread and a committer thread; see the module docstring.
 
     ``store()`` returns the store (opened lazily by the app), ``answer`` runs one request through
     the app with its answer collected in memory, ``deliver(answers)`` is called from the
@@ -72,15 +75,13 @@ class WriteBatcher:
         # The scheduler's queue: requests (conn, req), flushed groups (_FLUSHED, groups), (_STOP, None).
         self._events: SimpleQueue[tuple[Any, Any]] = SimpleQueue()
         self._parked: SimpleQueue[list[Any] | None] = SimpleQueue()  # the committer's: groups, None to stop
-        self._flushes: SimpleQueue[tuple[Callable[[], None] | None, list[Any]] | None] = SimpleQueue()
         self._unfinished = 0  # groups handed to the committer and not resumed yet (scheduler only)
         self._stopping = False  # (scheduler only)
         #: Commits made and requests answered by this batcher (``requests / commits``: the mean
         #: number of requests per commit).
         self.commits = self.requests = 0
         self._threads = [threading.Thread(target=target, name=name, daemon=True) for target, name in (
-            (self._schedule, "strata-writes"), (self._commit_loop, "strata-commits"),
-            (self._flush_loop, "strata-flushes"))]
+            (self._schedule, "strata-writes"), (self._commit_loop, "strata-commits"))]
         for thread in self._threads:
             thread.start()
 
@@ -136,7 +137,7 @@ class WriteBatcher:
                 if answers:
                     self._deliver(answers[:])
                     answers.clear()
-        self._parked.put(None)  # the committer's signal to end (it passes it on to the flusher)
+        self._parked.put(None)  # the committer's signal to end
 
     def _next_work(self, first: tuple[Any, Any] | None) -> tuple[list[list[Any]], list[tuple[Any, Any]]] | None:
         """Wait for flushed groups to resume or requests to start, and take every one that has
@@ -170,9 +171,21 @@ class WriteBatcher:
     # -- the committer: one commit at a time, of every group parked meanwhile -------------------
 
     def _commit_loop(self) -> None:
+        """Commit what has parked; a commit's outcomes are final once the next commit has returned
+        (its data flush carries this one's meta page: see ``engine.backend``) or, when nothing
+        is waiting to be committed, once a flush of its own has."""
         queue = self._parked
+        pending: tuple[Callable[[], None] | None, list[Any]] | None = None  # committed, not yet durable
         while True:
-            groups = [queue.get()]
+            if pending is None:
+                groups = [queue.get()]
+            else:
+                try:
+                    groups = [queue.get_nowait()]
+                except Empty:  # nothing more to commit: flush the last one
+                    self._done(*pending)
+                    pending = None
+                    continue
             while True:
                 try:
                     groups.append(queue.get_nowait())
@@ -181,34 +194,30 @@ class WriteBatcher:
             stopping = None in groups
             groups = [group for group in groups if group is not None]
             if groups:
-                self._commit(groups)
+                committed = self._commit(groups)
+                if pending is not None:
+                    self._done(*pending)  # this commit's flush covered it: no flush of its own
+                pending = committed
             if stopping:
-                self._flushes.put(None)
+                if pending is not None:
+                    self._done(*pending)
                 return
 
-    def _commit(self, groups: list[list[tuple[Any, Any]]]) -> None:
+    def _commit(self, groups: list[list[tuple[Any, Any]]]) -> tuple[Callable[[], None] | None, list[Any]]:
         self.commits += 1
         writes = [write for group in groups for _, write in group]
         try:
             finish = self._store().commit_parked(writes, defer_flush=True)
         except Exception:  # every parked write's outcome is set: each request answers its own
             finish = None
-        if finish is not None and self._parked.empty():  # nothing to commit meanwhile: flush here, no hand-off
+        return finish, groups
+
+    def _done(self, finish: Callable[[], None] | None, groups: list[Any]) -> None:
+        """Make a commit durable (its flush, skipped when a later commit's covered it) and hand its
+        requests back to the scheduler."""
+        if finish is not None:
             finish()
-            finish = None
-        if finish is None:
-            self._events.put((_FLUSHED, groups))
-        else:
-            self._flushes.put((finish, groups))  # the next commit runs while this one flushes
-
-    # -- the flusher --------------------------------------------------------------------------
-
-    def _flush_loop(self) -> None:
-        while (item := self._flushes.get()) is not None:
-            finish, groups = item
-            if finish is not None:
-                finish()
-            self._events.put((_FLUSHED, groups))
+        self._events.put((_FLUSHED, groups))
 
 
 _FLUSHED = object()  # marks a scheduler event: groups whose outcomes are final

@@ -251,63 +251,72 @@ def _state(store: Store, tx: int) -> dict[str, Any]:
     return {r.key: (r.value, r.tx) for r in store.namespace("n").scan(tx=tx)}
 
 
-def test_a_flush_covers_every_commit_before_it_so_queued_flushes_collapse(store: Store) -> None:
-    store.create_namespace("n")
-    ns = store.namespace("n")
+def commit_one_by_one(store: Store, calls: list[Callable[[], Any]]) -> list[tuple[Any, Any]]:
+    """Each call in a greenlet of its own, its write parked and committed alone with
+    ``defer_flush``: [(the flush to call, the greenlet to resume)], nothing flushed yet."""
     scheduler = Scheduler(store)
-    finishes: list[Any] = []
-
-    def commit_each_separately() -> None:
-        for i in range(3):
-            g = greenlet(lambda i=i: ns.put({f"k{i}": i}))
-            with store.parking(scheduler.park):
-                g.switch()
-                group = scheduler.parked[:]
-                scheduler.parked.clear()
-                finishes.append((store.commit_parked([w for _, w in group], defer_flush=True), g))
-
-    before = counters(store)
-    commit_each_separately()
-    assert counters(store)[1:] == (before[1] + 3, before[2])  # three commits, none flushed yet
-    finishes[2][0]()  # the last commit's flush covers the two before it
-    finishes[0][0]()
-    finishes[1][0]()
-    assert counters(store)[1:] == (before[1] + 3, before[2] + 1)
-    for _, g in finishes:
-        g.switch()
-    assert [ns.get(f"k{i}").tx for i in range(3)] == [1, 2, 3]
-
-
-def test_a_flush_that_failed_covers_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    store.create_namespace("n")
-    ns = store.namespace("n")
-    scheduler = Scheduler(store)
-    finishes: list[Any] = []
-    for i in range(2):
-        g = greenlet(lambda i=i: _catch(lambda: ns.put({f"k{i}": i})))
+    out = []
+    for call in calls:
+        g = greenlet(lambda call=call: _catch(call))
         with store.parking(scheduler.park):
             g.switch()
             group = scheduler.parked[:]
             scheduler.parked.clear()
-            finishes.append((store.commit_parked([w for _, w in group], defer_flush=True), g))
+            out.append((store.commit_parked([w for _, w in group], defer_flush=True), g))
+    return out
+
+
+def test_a_commit_s_data_flush_makes_the_commits_before_it_durable(store: Store) -> None:
+    """LMDB flushes a commit's data pages before writing its meta page; that flush also carries the
+    meta page of every commit before it, so only the last of a run of commits needs a flush."""
+    store.create_namespace("n")
+    ns = store.namespace("n")
+    before = counters(store)
+    finishes = commit_one_by_one(store, [lambda i=i: ns.put({f"k{i}": i}) for i in range(3)])
+    assert counters(store)[1:] == (before[1] + 3, before[2])  # three commits, no meta flush yet
+    finishes[0][0]()  # covered by commit 2's data flush
+    finishes[1][0]()  # covered by commit 3's
+    assert counters(store)[2] == before[2]
+    finishes[2][0]()  # the last one flushes
+    assert counters(store)[1:] == (before[1] + 3, before[2] + 1)
+    assert [g.switch() for _, g in finishes] == [1, 2, 3]
+
+
+def test_a_commit_that_wrote_nothing_covers_nothing(store: Store) -> None:
+    """A commit whose only write was refused writes no page and flushes nothing (LMDB skips an
+    empty commit): the commit before it still needs its own flush."""
+    store.create_namespace("n")
+    ns = store.namespace("n")
+    first = commit_one_by_one(store, [lambda: ns.put({"a": 1})])
+    before = counters(store)
+    scheduler = Scheduler(store)  # then a commit of two writes, both refused: an empty LMDB commit
+    refused = scheduler.run([lambda: ns.put({"b": 1}, expect={"b": 9}), lambda: ns.put({"c": 1}, expect={"c": 9})],
+                            defer_flush=True)
+    assert all(isinstance(r, Conflict) for r in refused)
+    assert counters(store)[1] == before[1] + 1  # it did commit (nothing)
+    first[0][0]()
+    assert counters(store)[2] == before[2] + 1  # the first write flushed on its own
+    assert first[0][1].switch() == 1
+
+
+def test_a_failed_flush_fails_its_writes(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.create_namespace("n")
+    ns = store.namespace("n")
+    finishes = commit_one_by_one(store, [lambda: ns.put({"a": 1})])
     backend = store._backend
     real_env, flushes = backend.env, []
 
-    class FailingOnce:  # the disk refuses the first flush (as on EIO), then recovers
+    class Failing:  # the disk refuses the flush (as on EIO)
         def __getattr__(self, name: str) -> Any:
             return getattr(real_env, name)
 
         def sync(self, force: bool = False) -> None:
             flushes.append(force)
-            if len(flushes) == 1:
-                raise lmdb.Error("flush failed")
-            real_env.sync(force)
+            raise lmdb.Error("flush failed")
 
-    monkeypatch.setattr(backend, "env", FailingOnce())
-    finishes[1][0]()  # fails: the second write is not acknowledged ...
-    finishes[0][0]()  # ... and the first is flushed by a flush of its own, not taken as covered
+    monkeypatch.setattr(backend, "env", Failing())
+    finishes[0][0]()
     monkeypatch.setattr(backend, "env", real_env)
-    outcomes = [g.switch() for _, g in finishes]
-    assert flushes == [True, True]
-    assert outcomes[0] == 1
-    assert isinstance(outcomes[1], EngineError) and outcomes[1].code == "STORAGE_ERROR"
+    outcome = finishes[0][1].switch()
+    assert flushes == [True]
+    assert isinstance(outcome, EngineError) and outcome.code == "STORAGE_ERROR"
