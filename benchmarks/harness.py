@@ -15,12 +15,16 @@ One run, in order, all on the same generated data set:
 5. time travel and audit (``audit.py``): history vs read, tx_at vs store size, put with and
    without the tx log;
 6. group commit (``group_commit.py``): durable 1-item puts from 16 threads vs one thread;
-7. outputs (``report.py``): ``<out>/<date>[-quick].json|.md|-*.png``; a full run also refreshes the
+7. Strata on etcd against raw etcd (``etcd_strata.py``): its own two etcd clusters and data set (10,000
+   keys x 5 versions; quick: 200 x 2), reads of 100 keys at a past tx and durable 1-item writes at 1 and
+   16 threads, Strata and raw etcd interleaved;
+8. outputs (``report.py``): ``<out>/<date>[-quick].json|.md|-*.png``; a full run also refreshes the
    generated block of docs/benchmarks.md.
 
 The run dict (what the JSON holds): date, mode, config, machine, load_seconds, embedded (list of
 ``Measurement``), http (list of ``HttpResult``), growth (list of ``GrowthPoint``), audit (list of
-``AuditPoint``), groups (list of ``GroupPoint``), reads (list of ``ShapePoint``), bytes_per_version
+``AuditPoint``), groups (list of ``GroupPoint``), etcd_strata (the dict ``etcd_strata.run_etcd_strata``
+returns, None when the stage did not run), reads (list of ``ShapePoint``), bytes_per_version
 (Strata's backup size over the versions it holds), targets, skipped, elapsed_s.
 """
 
@@ -38,6 +42,7 @@ from pathlib import Path
 
 from .audit import QUICK_AUDIT, AuditPlan, run_audit
 from .datasets import Dataset, Workload
+from .etcd_strata import QUICK_ETCD_STRATA, EtcdStrataPlan, run_etcd_strata
 from .group_commit import QUICK_GROUPS, GroupPlan, run_groups
 from .growth import GrowthPlan, run_growth
 from .machine import machine_info
@@ -60,7 +65,7 @@ SYSTEMS = {
     "diskcache": DiskcacheKV,
     "etcd": Etcd,
 }
-STAGES = [*SYSTEMS, "reads", "http", "growth", "audit", "groups"]
+STAGES = [*SYSTEMS, "reads", "http", "growth", "audit", "groups", "etcd_strata"]
 OPS_PER_TARGET = 14  # progress-bar estimate until the targets report their real ops
 
 
@@ -77,6 +82,7 @@ class Mode:
     audit: AuditPlan
     groups: GroupPlan
     shapes: ShapePlan
+    etcd_strata: EtcdStrataPlan
 
 
 QUICK = Mode(
@@ -89,6 +95,7 @@ QUICK = Mode(
     QUICK_AUDIT,
     QUICK_GROUPS,
     QUICK_SHAPES,
+    QUICK_ETCD_STRATA,
 )
 # Full: 11 interleaved samples per figure and 6 HTTP rounds of 4 s per server, because on the shared
 # 2-core machine single rounds swing by 3-4x (measured: 430 to 2,009 req/s for one server).
@@ -102,6 +109,7 @@ FULL = Mode(
     AuditPlan(),
     GroupPlan(),
     ShapePlan(),
+    EtcdStrataPlan(),
 )
 
 
@@ -156,7 +164,8 @@ def missing_modules() -> list[str]:
 
 def parse_args(argv: list[str] | None, prog: str = "python -m benchmarks") -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=prog, description="Benchmark Strata against raw LMDB, SQLite, diskcache and "
-                                "etcd, embedded and over HTTP; write JSON, Markdown and plots.")
+                                "etcd, embedded and over HTTP, and Strata on etcd against raw etcd; write JSON, "
+                                "Markdown and plots.")
     p.add_argument("--quick", action="store_true", help="small data, few repeats: under a minute (CI)")
     p.add_argument("--keys", type=int, help="number of keys (default 100,000; quick 5,000)")
     p.add_argument("--versions", type=int, help="versions per key (default 10; quick 5)")
@@ -201,8 +210,10 @@ def _measure_targets(targets: dict[str, Target], cfg: Config, bar: Progress, pla
     return measure_interleaved(reads, cfg, bar.update) + measure_interleaved(writes, cfg, bar.update)
 
 
-def _run_engine_stages(stages: list[str], mode: Mode, workdir: Path, bar: Progress, result: dict) -> None:
-    """The stages on stores of their own: growth curves, time travel and audit, group commit."""
+def _run_engine_stages(stages: list[str], mode: Mode, workdir: Path, bar: Progress, result: dict,
+                       seed: int) -> None:
+    """The stages on stores of their own: growth curves, time travel and audit, group commit, Strata on
+    etcd."""
     cfg = mode.cfg
     if "reads" in stages:
         result["reads"] = [p.to_dict() for p in run_shapes(mode.shapes, workdir, bar.update, bar.log)]
@@ -212,6 +223,8 @@ def _run_engine_stages(stages: list[str], mode: Mode, workdir: Path, bar: Progre
         result["audit"] = [a.to_dict() for a in run_audit(mode.audit, cfg, workdir, bar, bar.log)]
     if "groups" in stages:
         result["groups"] = [g.to_dict() for g in run_groups(mode.groups, workdir, bar.update, bar.log)]
+    if "etcd_strata" in stages:
+        result["etcd_strata"] = run_etcd_strata(mode.etcd_strata, workdir, seed, bar.update, bar.log)
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict:
@@ -245,6 +258,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             "audit": asdict(mode.audit),
             "groups": asdict(mode.groups),
             "shapes": asdict(mode.shapes),
+            "etcd_strata": asdict(mode.etcd_strata),
         },
         "machine": machine_info(workdir),
         "load_seconds": {},
@@ -253,6 +267,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         "growth": [],
         "audit": [],
         "groups": [],
+        "etcd_strata": None,
         "reads": [],
         "bytes_per_version": None,
         "skipped": [],
@@ -267,6 +282,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         + n_audit * ("audit" in stages)
         + mode.groups.rounds * len(mode.groups.threads) * ("groups" in stages)
         + mode.shapes.rounds * ("reads" in stages)
+        + (mode.etcd_strata.rounds + 4 * mode.etcd_strata.cfg.repeats) * ("etcd_strata" in stages)
     )
     bar = Progress(total, "benchmarks")
     targets: dict[str, Target] = {}
@@ -300,7 +316,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             bar.update(1)
         for t in targets.values():
             t.close()
-        _run_engine_stages(stages, mode, workdir, bar, result)
+        _run_engine_stages(stages, mode, workdir, bar, result, ds.seed)
     finally:
         for t in targets.values():
             t.close()

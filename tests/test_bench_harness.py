@@ -40,6 +40,14 @@ def test_quick_benchmark_run_produces_results(tmp_path: Path) -> None:
     assert {"issue4-history", "issue4-tx_at", "issue4-txlog", "issue13-groups"} <= {t["id"] for t in run["targets"]}
     groups = {g["threads"]: g for g in run["groups"]}  # durable puts from 16 threads vs one
     assert set(groups) == {1, 16} and all(g["writes_s"] > 0 and g["commits_per_write"] <= 1 for g in groups.values())
+    stage = run["etcd_strata"]  # Strata on etcd beside raw etcd: same clusters, same run
+    assert stage["skip"] is None
+    assert {(m["system"], m["op"]) for m in stage["reads"] if m["median_s"] > 0} == {
+        (s, op) for s in ("strata on etcd", "raw etcd txn") for op in ("read100_past", "get_past")}
+    assert {(p["system"], p["threads"]) for p in stage["writes"] if p["writes_s"] > 0} == {
+        (s, n) for s in ("strata on etcd", "raw etcd txn", "raw etcd txn, Strata's txn shape") for n in (1, 16)}
+    assert {"issue18-read100", "issue18-writes1", "issue18-writes16"} <= {
+        t["id"] for t in run["targets"] if t["value"] is not None}
     assert list(tmp_path.glob("*.md")) and list(tmp_path.glob("*.png"))
 
 
