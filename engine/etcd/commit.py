@@ -7,13 +7,14 @@ validation, so bad input raises the same errors), :func:`commit` sends::
              mod_revision(P/d/ns/k) == m           # each key read first (below): still version m
                                                    # (version == 0 if it was absent)
              version(P/d/ns/k) > 0                 # each delete: the key exists (else a no-op)
+             create_revision([P/x/, P/x/<now + 1:016x>)) == 0   # nothing due (engine.etcd.due)
     success: put P/tx/<id> = msgpack [time_us, note, runs, fingerprint, None]
              put P/d/ns/k = record (puts, clears) / delete P/d/ns/k + put P/m/ns/k = record (deletes)
              put P/x/<expire_us:016x>/ns/k = ""     # each put with an expiry: the expiry index
              put P/u/ns; txn {create_revision(P/n/ns) == 0 -> put P/n/ns} per namespace touched
              put P/log = <id>                      # the log index (engine.etcd.layout)
              range P/sys/hk                        # -> tx = R - base - count (engine.etcd.timeline)
-    failure: range P/tx/<id>; range each compared key; range P/sys/hk
+    failure: range P/tx/<id>; range each compared key; range P/x/ .. P/x/<now + 1:016x> (limit 1); range P/sys/hk
 
 Records are byte for byte what the LMDB write path stores (:mod:`engine.codec`: a bare msgpack value, the
 clear and delete records, the extended record of a long key, the 6-field record of a put with an expiry
@@ -38,18 +39,24 @@ as on LMDB before its sweep. Runs left empty are dropped and neighbours of one n
 
 etcd's own limits, checked before sending (nothing is written): a txn of more operations than the
 cluster's ``--max-txn-ops`` (items + delete markers + expiry entries + 4 + 2 per namespace, and a
-compare per delete and key read first) is ``BATCH_TOO_LARGE``; a put whose key and record alone do not
-fit in ``--max-request-bytes`` (less :data:`RESERVED_BYTES` for the rest of the txn) is
-``VALUE_TOO_LARGE``, a txn over it ``BATCH_TOO_LARGE``.
+compare per delete and key read first, and one for the due range) is ``BATCH_TOO_LARGE``; a put whose
+key and record alone do not fit in ``--max-request-bytes`` (less :data:`RESERVED_BYTES` for the rest of
+the txn) is ``VALUE_TOO_LARGE``, a txn over it ``BATCH_TOO_LARGE``.
 
 Request ids: 16 random bytes per call unless the caller gives one (``request_id``): a retry with the
 same id, after an answer was lost, returns the tx that committed instead of writing a second one. The
 request's fingerprint covers its runs, values, options, expects and note.
 
-``before`` (:meth:`engine.etcd.storage.EtcdStorage.commit` passes the expiry sweep,
-:mod:`engine.etcd.sweep`) runs once the ``expect`` conditions held, before the first send: its txs come
-before this one, and a refused write runs nothing. ``claim`` adds an idempotency claim to the txn (its
-compares and put: :mod:`engine.etcd.idempotency`).
+**The expiry sweep** (``sweep``: :meth:`engine.etcd.storage.EtcdStorage.commit` passes one, a replay
+none): LMDB's rule, a write first records the expiries due at its commit time, kept in one round trip
+when none is due. The txn compares the expiry index's due range (:mod:`engine.etcd.due`): it commits
+only if no entry is due at ``now`` when etcd applies it, so no writer commits past an unrecorded expiry.
+When the compare fails (the failure branch reads the first due entry), ``sweep`` records up to its limit
+as a tx of its own (:mod:`engine.etcd.sweep`, its txs before this one) and the txn is sent again, still
+guarded unless the sweep left some due (more than :data:`engine.expiry.SWEEP_PER_WRITE`: LMDB's write
+leaves the rest too). A refused write (a failed ``expect``) sweeps nothing. ``claim`` adds an
+idempotency claim to the txn (its compares and put: :mod:`engine.etcd.idempotency`), looked up again
+before a sweep (a replay writes nothing, the sweep included).
 """
 
 from __future__ import annotations
@@ -68,9 +75,10 @@ from ..codec import CLEAR_RECORD, DELETE, DELETE_RECORD, PUT, extended_record
 from ..encoding import SHORT_MAX, escape
 from ..txn import Batch, Expect, Run
 from .answers import DEFAULT_MAX_REQUEST_BYTES
+from .due import first_due, found_due, nothing_due
 from .expiry import Times, creation_for_write, live_tx, rich
 from .kv import Compare, DeleteRange, KeyValue, Put, Range, RangeResult, Request, Txn
-from .once import commit_once
+from .once import Commit, commit_once
 from .reads import snapshot
 from .timeline import Timeline, count_of
 
@@ -264,31 +272,30 @@ def check_limits(p: Plan, request_key: bytes, limits: EtcdLimits, items: int) ->
 
 
 def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us: int,
-           limits: EtcdLimits, request_id: bytes | None = None, before: Callable[[], None] | None = None,
+           limits: EtcdLimits, request_id: bytes | None = None, sweep: Callable[[], bool] | None = None,
            claim: TxGuard | None = None) -> int:
     """Write ``batch`` as the next tx and return it; see the module docstring for the rules and errors.
     ``request_id`` (default: 16 random bytes) names the request: a call with an id that already
-    committed the same request returns that commit's tx. ``before`` runs once, after the ``expect``
-    conditions first held and before the first send (the expiry sweep: a refused write sweeps nothing).
-    ``claim``: an idempotency claim stored by the same txn (:mod:`engine.etcd.idempotency`), looked up
-    before ``before`` runs (a replay writes nothing)."""
+    committed the same request returns that commit's tx. ``sweep``: records expiries due at ``now_us``
+    as a tx of its own and returns whether some are still due; given, the txn commits only if none is
+    due, and ``sweep`` runs whenever one was (the module docstring). ``claim``: an idempotency claim
+    stored by the same txn (:mod:`engine.etcd.idempotency`), looked up before a sweep."""
     request_id = request_id or os.urandom(16)
     request_key = timeline.layout.request(request_id)
     request_fp = fingerprint(batch, note)
     items = sum(len(run.keys) for run in batch.runs)
     runs = list(batch.runs)
     seen = newest(timeline, guarded_keys(timeline, batch))
-    settled = 0  # attempts that failed for a reason other than a guarded key changing meanwhile
+    guarded = sweep is not None  # the txn proves nothing is due (engine.etcd.due)
+    settled = 0  # attempts that failed for a reason other than a guarded key changing or a sweep
     for _ in range(MAX_ATTEMPTS + MAX_GUARD_RETRIES):
         conflicts = _conflicts(timeline, batch.expects, seen, now_us)
         if conflicts:
             raise conflict(conflicts)
-        if before is not None:
-            if claim is not None:
-                claim.look()
-            before()
-            before = None
         p = plan(timeline, runs, seen, note, now_us, request_id, request_fp)
+        if guarded:  # the range read goes before the last request, the range of P/sys/hk
+            p.compare.append(nothing_due(timeline.layout, now_us))
+            p.failure[-1:-1] = [first_due(timeline.layout, now_us)]
         if claim is not None:  # its put goes before the last request, the range of P/sys/hk the tx is read from
             compare, puts = claim.guard(lambda latest: latest + 1)
             p.compare.extend(compare)
@@ -297,31 +304,42 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
         result = commit_once(timeline.client, request_key, p.entry, p.compare, p.success, p.failure,
                              same_request=lambda stored: _fingerprint_of(stored) == request_fp)
         if result.succeeded:
-            if claim is not None:
-                claim.written = True
-            if result.replayed:
-                timeline.refresh()
-                return timeline.tx_of(result.revision)
-            return _tx_from(timeline, result.revision, result.responses[-1])
+            return _committed(timeline, result, claim)
         housekeeping = result.responses[-1]
         assert isinstance(housekeeping, RangeResult)
         count = count_of(housekeeping.kvs)
         timeline.learn(count, result.revision)
-        found = _found(result.responses[:-1], p.checked)
+        swept = guarded and found_due(result.responses[-2])
+        if swept:
+            assert sweep is not None
+            if claim is not None:
+                claim.look()  # a concurrent attempt committed this request: replay, sweeping nothing
+            guarded = not sweep()  # some left due (over the sweep's limit): LMDB's write leaves them too
+        found = _found(result.responses[:len(p.checked)], p.checked)
         moved = {k: found[k] for k in seen if _revision(found[k]) != _revision(seen[k])}
         seen.update(moved)
         absent = {(run.namespace, key) for run in runs if run.op == DELETE
                   for key, raw in zip(run.keys, run.raws, strict=True)
                   if found.get(timeline.layout.data(run.namespace, raw)) is None}
         runs = without(runs, absent)
-        if not runs and not _conflicts(timeline, batch.expects, seen, now_us):
-            return result.revision - timeline.base - count  # only no-op deletes: no tx, the latest answers
-        if not moved and (claim is None or not claim.moved()):
+        if not runs and not _conflicts(timeline, batch.expects, seen, now_us):  # only no-op deletes: no tx
+            return timeline.latest()[0] if swept else result.revision - timeline.base - count  # the latest
+        if not moved and not swept and (claim is None or not claim.moved()):
             settled += 1
             if settled >= MAX_ATTEMPTS:
                 break
     raise errors.StorageError("the etcd commit did not settle: housekeeping txns or other writers kept landing "
                               "in between", attempts=MAX_ATTEMPTS)
+
+
+def _committed(timeline: Timeline, result: Commit, claim: TxGuard | None) -> int:
+    """The tx of a txn that committed (now, or earlier: a replay)."""
+    if claim is not None:
+        claim.written = True
+    if result.replayed:
+        timeline.refresh()
+        return timeline.tx_of(result.revision)
+    return _tx_from(timeline, result.revision, result.responses[-1])
 
 
 def _revision(kv: KeyValue | None) -> int:

@@ -47,7 +47,9 @@ a tx of their own (note ``{"expired": true}``), right before its own tx and at t
 :meth:`next_expiry` says when the next falls due. So tx numbers, history, diff, the log and the change
 feed show the sweep txs as on LMDB, and ``namespace_info`` counts are exact after :meth:`expire`. Each
 sweep's deletes are guarded by the expiring version's ``mod_revision``: concurrent sweepers record each
-expiry once. The write path costs one more round trip (a range of one key of ``P/x/``) per write.
+expiry once. A write proves in its own txn that nothing is due (a compare over the expiry index's due
+range, :mod:`engine.etcd.due`): one round trip when none is, a sweep and the txn again when some is. A
+namespace drop and a revert still read the due range first (one more round trip).
 
 The Merkle tree, its proofs and proof reads work on the storage's timeline (:mod:`engine.etcd.txtree`,
 :mod:`engine.etcd.proved_read`, called by the facade). Not yet (each raises ``NotImplementedError`` or
@@ -154,7 +156,7 @@ class EtcdStorage:
         idempotency claim the txn stores too (:mod:`engine.etcd.idempotency`)."""
         now = self._now_us()
         return _commit.commit(self.timeline, batch, note, now, self.etcd_limits, request_id,
-                              before=lambda: self._sweep_due(now), claim=claim)
+                              sweep=self._sweeper(now), claim=claim)
 
     def replay(self, batch: Batch, note: dict[str, Any] | None, tx: int, time_us: int) -> int:
         """Write ``batch`` as tx ``tx`` committed at ``time_us`` (an imported history's tx,
@@ -184,6 +186,15 @@ class EtcdStorage:
         return None if tx <= latest else tx
 
     # -- expiry ----------------------------------------------------------------------------------------
+
+    def _sweeper(self, now: int) -> Callable[[], bool] | None:
+        """The sweep a write's txn runs when it finds expiries due at ``now`` (:func:`engine.etcd.commit.commit`):
+        up to :data:`engine.expiry.SWEEP_PER_WRITE` recorded as a delete tx of their own, just before the
+        writer's; it returns whether some are still due. None when writes sweep nothing."""
+        limit = lmdb_expiry.SWEEP_PER_WRITE
+        if limit <= 0:
+            return None
+        return lambda: _sweep.sweep(self.timeline, now, limit, self.etcd_limits)[1]
 
     def _sweep_due(self, now: int) -> None:
         """What a write does first, as on LMDB: record up to :data:`engine.expiry.SWEEP_PER_WRITE`

@@ -44,6 +44,7 @@ from ..expiry import EXPIRED_NOTE
 from ..txn import Batch, Run
 from . import txlog
 from .commit import EtcdLimits, _tx_from, fingerprint, plan
+from .due import due_range
 from .kv import Compare, DeleteRange, KeyValue, Range, RangeResult
 from .once import commit_once
 from .reads import snapshot
@@ -69,8 +70,7 @@ def due_entries(timeline: Timeline, now_us: int, limit: int) -> tuple[list[Entry
     """Up to ``limit`` index entries due at ``now_us`` as ``(expire_us, namespace, raw key, entry key,
     its mod revision)``, in LMDB's order, and whether more are due."""
     layout = timeline.layout
-    start = layout.prefix + b"/x/"
-    end = start + b"%016x" % (now_us + 1)
+    start, end = due_range(layout, now_us)
     found = timeline.client.range(start, end, limit=limit)
     out = []
     for kv in found.kvs:
@@ -177,8 +177,8 @@ def sweep(timeline: Timeline, now_us: int, limit: int, limits: EtcdLimits) -> tu
 
 def pending(timeline: Timeline, now_us: int) -> bool:
     """Whether some index entry is due at ``now_us`` (one range of one key)."""
-    start = timeline.layout.prefix + b"/x/"
-    return bool(timeline.client.range(start, start + b"%016x" % (now_us + 1), limit=1, keys_only=True).kvs)
+    start, end = due_range(timeline.layout, now_us)
+    return bool(timeline.client.range(start, end, limit=1, keys_only=True).kvs)
 
 
 def next_expiry_us(timeline: Timeline) -> int | None:

@@ -880,3 +880,92 @@ def test_a_sweep_across_many_namespaces_fits_the_txn_limit(storage: EtcdStorage,
     assert storage.expire() == 8  # 3 operations per key, 2 per namespace, 6 more: 5 keys per txn at 32
     assert [[o.namespace for o in e.operations] for e in storage.changes(2)] == [
         ["n0", "n1", "n2", "n3", "n4"], ["n5", "n6", "n7"]]
+
+
+# -- the write's expiry guard (engine.etcd.due) --------------------------------------------------------
+
+
+@pytest.fixture
+def calls(etcd: EtcdClient, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of every request the module's client sends from now on (the transport, counted)."""
+    sent: list[str] = []
+    real = etcd.transport.call
+
+    def counted(path: str, body: dict[str, Any], **kwargs: Any) -> Any:
+        sent.append(path)
+        return real(path, body, **kwargs)
+
+    monkeypatch.setattr(etcd.transport, "call", counted)
+    return sent
+
+
+def test_a_write_when_nothing_is_due_is_one_round_trip(storage: EtcdStorage, etcd: EtcdClient, clock: Clock,
+                                                      calls: list[str]) -> None:
+    storage.put("a", {"k": 1}, ttl=2)  # tx 1: k expires at T0 + 2
+    clock.now += 1
+    calls.clear()
+    assert storage.put("a", {"n": 1}) == 2  # k is not due at T0 + 1: one txn, its compare proves it
+    assert calls == ["/v3/kv/txn"]
+    clock.now += 0.999999
+    calls.clear()
+    assert storage.delete("a", ["n"]) == 3  # due at T0 + 2, not a microsecond before
+    assert calls == ["/v3/kv/txn"]
+    assert index_of(storage, etcd) == [storage.layout.expiry(US + 2 * S, "a", b"k")]
+
+
+def test_a_write_when_an_expiry_fell_due_sweeps_then_sends_again(storage: EtcdStorage, etcd: EtcdClient,
+                                                                clock: Clock, calls: list[str],
+                                                                tmp_path: Path) -> None:
+    def writes(put: Any, clk: Clock) -> list[Any]:
+        out = [put("a", {"k": 1, "j": 2}, ttl=1), put("b", {"x": 1}, ttl=1)]  # txs 1 and 2 at T0
+        clk.now += 1
+        calls.clear()
+        out.append(put("a", {"n": 0}))  # all three due at T0 + 1: the sweep is tx 3, the write tx 4
+        return out
+
+    assert writes(storage.put, clock) == [1, 2, 4]
+    # The guarded txn failed (a txn); the sweep read the due entries (a range), the two namespaces' order (a
+    # txn) and the data keys (a txn) and committed (a txn); the write was sent again (a txn).
+    assert calls == ["/v3/kv/txn", "/v3/kv/range", "/v3/kv/txn", "/v3/kv/txn", "/v3/kv/txn", "/v3/kv/txn"]
+    assert [(e.tx, e.note, [(o.namespace, o.key, o.op) for o in e.operations]) for e in storage.changes(2)] == [
+        (3, EXPIRED, [("a", "j", "delete"), ("a", "k", "delete"), ("b", "x", "delete")]),
+        (4, None, [("a", "n", "put")])]
+    assert index_of(storage, etcd) == []
+    lmdb_clock = Clock()
+    with Store.open(str(tmp_path), sync=False, clock=lmdb_clock) as store:  # the LMDB engine, same writes
+        assert writes(lambda ns, items, **opts: store.namespace(ns).put(items, **opts), lmdb_clock) == [1, 2, 4]
+        assert [(e.tx, e.time_us, e.note, e.operations) for e in store.changes()] == [
+            (e.tx, e.time_us, e.note, e.operations) for e in storage.changes()]
+
+
+def test_concurrent_writers_and_due_expiries_record_each_once_before_any_write(
+        storage: EtcdStorage, etcd: EtcdClient, clock: Clock) -> None:
+    storage.put("a", {f"k{i}": i for i in range(6)}, ttl=1)  # tx 1: six keys expire at T0 + 1
+    clock.now += 1
+    writers = [EtcdStorage.open(etcd, storage.layout.prefix.decode(), etcd_limits=EtcdLimits(max_txn_ops=MAX_TXN_OPS),
+                                clock=clock) for _ in range(4)]
+
+    def write(n: int) -> list[int]:
+        return [writers[n].put("w", {f"w{n}-{i}": i}) for i in range(2)]
+
+    with ThreadPoolExecutor(4) as pool:
+        txs = sorted(tx for got in pool.map(write, range(4)) for tx in got)
+    assert txs == list(range(3, 11))  # tx 2 is the one sweep, whichever writer made it
+    storage.timeline.refresh()
+    entries = list(storage.changes(1))
+    assert [(e.tx, e.note, [o.key for o in e.operations]) for e in entries[:1]] == [
+        (2, EXPIRED, [f"k{i}" for i in range(6)])]
+    assert all(e.note is None and [o.namespace for o in e.operations] == ["w"] for e in entries[1:])
+    assert storage.read("a", [f"k{i}" for i in range(6)]).records == []
+    assert index_of(storage, etcd) == []
+
+
+def test_a_write_leaves_what_one_sweep_cannot_hold_due(storage: EtcdStorage, etcd: EtcdClient, clock: Clock) -> None:
+    storage.put("a", {f"k{i}": i for i in range(10)}, ttl=1)  # tx 1
+    clock.now += 1
+    assert storage.put("a", {"n": 1}) == 3  # --max-txn-ops 32: the sweep (tx 2) holds 8; the write leaves 2 due
+    assert [(e.tx, e.note, [o.key for o in e.operations]) for e in storage.changes(1)] == [
+        (2, EXPIRED, [f"k{i}" for i in range(8)]), (3, None, ["n"])]
+    assert index_of(storage, etcd) == [storage.layout.expiry(US + S, "a", f"k{i}".encode()) for i in (8, 9)]
+    assert storage.put("a", {"n": 2}) == 5  # the next write records them first (tx 4)
+    assert index_of(storage, etcd) == []
