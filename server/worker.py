@@ -460,14 +460,29 @@ class StrataWorker(ThreadWorker):  # type: ignore[misc]
             sock.outbox = None
 
     def _deliver(self, answers: list[tuple[TConn, bytearray, bool]]) -> None:
-        """From the write batcher's thread: have the loop send a batch's answers."""
-        self.method_queue.defer(self._send_all, answers)
-
-    def _send_all(self, answers: list[tuple[TConn, bytearray, bool]]) -> None:
-        now = time.monotonic()
+        """From the write batcher's thread: send what each socket takes at once (the client has its
+        answer without waiting for the loop to wake), then have the loop send the rest and keep or
+        close each connection. Until the loop takes them back, the loop does not touch these
+        connections: none is in its poller."""
+        left = []
         for conn, out, keepalive in answers:
-            conn.sock.sock.setblocking(False)
-            self._send(conn, memoryview(out), keepalive, now + SEND_TIMEOUT + len(out) / MIN_SEND_RATE)
+            view = memoryview(out)
+            sock = conn.sock.sock
+            try:
+                sock.setblocking(False)
+                view = view[sock.send(view):] if view else view
+            except BlockingIOError:
+                pass
+            except OSError:
+                keepalive = False  # the client is gone: the loop closes the connection
+                view = view[len(view):]
+            left.append((conn, view, keepalive))
+        self.method_queue.defer(self._send_all, left)
+
+    def _send_all(self, answers: list[tuple[TConn, memoryview, bool]]) -> None:
+        now = time.monotonic()
+        for conn, view, keepalive in answers:
+            self._send(conn, view, keepalive, now + SEND_TIMEOUT + len(view) / MIN_SEND_RATE)
 
     def _submit(self, conn: TConn, req: fast_http.FastRequest) -> None:
         """Answer ``req`` off the loop: a small write by the write batcher, anything else on a pool
