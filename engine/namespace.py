@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from functools import partial
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .codec import CLEAR, DELETE, MARK, unpack_value
 from .conditions import expects_of
-from .encoding import TX_MAX, inv_tx, unpack_u64_from
+from .encoding import TX_LEN, TX_MAX
 from .errors import BatchTooLarge, InvalidParameters, TxCompacted
 from .expiry import ReadView, check_fields, latest_eval_us, tx_time
 from .history import Change, Version, diff, history
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 #: Builds a NamedTuple from a full tuple without its Python-level ``__new__`` (hot paths).
 _new = tuple.__new__
+_u64 = struct.Struct(">Q")
+_u64_pack, _u64_from = _u64.pack, _u64.unpack_from  # a version key's inv_tx, built and read without a call
 
 
 def _read_single(backend: Backend, store: Store, name: str, key: str, raw: bytes, tx: Any, at_us: int | None,
@@ -67,8 +70,9 @@ def _seek_plain(store: Store, key: str, raw: bytes, tx: int, head: tuple[bytes, 
     # much as the seek, and a read at an old tx should cost what a read at the latest does.
     kp = raw.join(head)
     backend = store._backend
-    found, latest, horizon = backend.seek(backend.versions, kp + inv_tx(tx))
-    check_readable(tx, latest)
+    found, latest, horizon = backend.seek(backend.versions, kp + _u64_pack(TX_MAX - tx))  # kp | inv_tx(tx)
+    if tx > latest:
+        check_readable(tx, latest)  # raises FUTURE_TX (the callers checked tx is an int >= 0)
     if tx < horizon:
         raise TxCompacted(f"tx {tx} was compacted away: the oldest readable tx is {horizon}", tx=tx, horizon=horizon)
     if found is None or not found[0].startswith(kp):
@@ -77,7 +81,7 @@ def _seek_plain(store: Store, key: str, raw: bytes, tx: int, head: tuple[bytes, 
     if rec[0] == MARK:  # not a plain put: expiry and the rest need the read's view
         return _GENERAL
     value = unpack_value(rec)
-    return _new(Record, (key, value, TX_MAX - unpack_u64_from(found[0], len(kp))[0], type(value) is bytes, False,
+    return _new(Record, (key, value, TX_MAX - _u64_from(found[0], -TX_LEN)[0], type(value) is bytes, False,
                          None, None, None, None))
 
 
