@@ -167,7 +167,7 @@ def read_batch(backend: Any, store: Any, name: str, keys: list[Any]) -> ReadResu
     # raises ValueError and the caller reads the batch the general way. Measured with callgrind on
     # 100 keys of 100,000 x 10 versions: 10,100 instructions per key before, 8,900 after (the
     # floor's get and decode: 3,750); most of the rest is allocation (keyparts, Records).
-    # (The same treatment of a past read is read_batch_at: with its one decode it measured about 6%
+    # (The same treatment of a past read is read_batch_at: with its one decode it measured 5-6%
     # fewer instructions per key than read_keys' comprehension; an earlier try without it measured 3% more.)
     prefix = store._prefixes.get(name)
     limits = store.limits
