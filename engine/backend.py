@@ -277,11 +277,38 @@ class Backend:
                 with gate._lock:
                     gate._cond.notify_all()
 
-    def get(self, db: Any, key: bytes, latest: bool = False) -> tuple[bytes | None, int]:
-        """``key``'s value in ``db`` (None if absent), read in a read transaction of its own, and,
-        with ``latest``, that transaction's latest tx (else 0): a whole point read at the latest tx
-        in one call. :meth:`read` with the function inlined (same gate, same errors): a point read
-        is the commonest call, and a function call per layer was a measurable share of it."""
+    def get(self, db: Any, key: bytes) -> bytes | None:
+        """``key``'s value in ``db`` (None if absent), read in a read transaction of its own: a whole
+        point read at the latest tx in one call. :meth:`read` with the function inlined (same gate,
+        same errors): a point read is the commonest call, and a function call per layer was a
+        measurable share of it."""
+        if self._closed:
+            raise self._unusable()
+        gate = self._gate
+        inside = gate._inside  # Gate.enter, inlined as in read()
+        inside.append(None)
+        if gate._resizing or gate._alone:
+            gate.back_out()
+        try:
+            try:
+                txn = self.env.begin()
+            except lmdb.MapResizedError:
+                txn = self._begin(False)
+            try:
+                return txn.get(key, None, db)  # type: ignore[no-any-return]
+            finally:
+                txn.abort()
+        except lmdb.Error as exc:
+            raise translate(exc) from None
+        finally:
+            inside.pop()  # Gate.leave, inlined
+            if gate._resizing or gate._alone:
+                with gate._lock:
+                    gate._cond.notify_all()
+
+    def get_latest(self, db: Any, key: bytes) -> tuple[bytes | None, int]:
+        """:meth:`get`, with the latest tx of the transaction that read it (:meth:`read_txs`): a
+        whole ``read([key])`` at the latest tx in one call."""
         if self._closed:
             raise self._unusable()
         gate = self._gate
@@ -296,8 +323,6 @@ class Backend:
                 txn = self._begin(False)
             try:
                 found = txn.get(key, None, db)
-                if not latest:
-                    return found, 0
                 cached = self._read_txs  # read_txs's remembered snapshot, inlined
                 return found, cached[1] if cached[0] == txn.id() else self.read_txs(txn)[0]
             finally:

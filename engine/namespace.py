@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from functools import partial
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .codec import CLEAR, DELETE, MARK, unpack_value
 from .conditions import expects_of
-from .encoding import SHORT_MAX, TERMINATOR, TX_MAX, inv_tx, unpack_u64_from
+from .encoding import TX_LEN, TX_MAX
 from .errors import BatchTooLarge, InvalidParameters, TxCompacted
 from .expiry import ReadView, check_fields, latest_eval_us, tx_time
 from .history import Change, Version, diff, history
@@ -18,7 +19,16 @@ from .proved_read import ProvedRead, proved_read
 from .records import Item, NamespaceInfo, ReadResult, Record
 from .revert import RevertResult, revert
 from .scan import Scan
-from .snapshot import check_readable, read_batch, read_keys, read_one, read_one_at, resolve_read, resolve_tx
+from .snapshot import (
+    check_readable,
+    read_batch,
+    read_batch_at,
+    read_keys,
+    read_one,
+    read_one_at,
+    resolve_read,
+    resolve_tx,
+)
 from .txlog import check_note
 from .txn import commit, prepare_keys, prepare_puts
 from .validation import check_prefix, check_tx, key_bytes, time_us
@@ -29,7 +39,8 @@ if TYPE_CHECKING:
 
 #: Builds a NamedTuple from a full tuple without its Python-level ``__new__`` (hot paths).
 _new = tuple.__new__
-_NO_FIELDS: frozenset[str] = frozenset()
+_u64 = struct.Struct(">Q")
+_u64_pack, _u64_from = _u64.pack, _u64.unpack_from  # a version key's inv_tx, built and read without a call
 
 
 def _read_single(backend: Backend, store: Store, name: str, key: str, raw: bytes, tx: Any, at_us: int | None,
@@ -46,46 +57,22 @@ def _read_single(backend: Backend, store: Store, name: str, key: str, raw: bytes
     return _new(ReadResult, ([] if rec is None else [rec], snap))
 
 
-def _read_one_key(store: Store, name: str, key: Any, tx: Any, metadata: bool) -> ReadResult:
-    """``read([key], tx=tx, metadata=metadata)`` by the point-read path: at the latest tx, when
-    the namespace's prefix is known and the key is short with no NUL, as ``get`` reads it (one
-    backend call, one decode of a plain put's index entry)."""
-    raw = key.encode()
-    backend = store._backend
-    if tx is None and not metadata and len(raw) <= SHORT_MAX and 0 not in raw:
-        prefix = store._prefixes.get(name)
-        if prefix is not None:
-            found, latest = backend.get(backend.latest, b"".join((prefix, raw, TERMINATOR)), True)
-            if found is None:
-                return _new(ReadResult, ([], latest))
-            if found[1] != MARK:  # a plain put: the entry is msgpack [value, tx] (engine/latest.py)
-                value, vtx = unpack_value(found)
-                record = _new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None))
-                return _new(ReadResult, ([record], latest))
-            # not a plain put: expiry or fields may need the read's view
-    return backend.read(partial(_read_single, backend, store, name, key, raw, tx, None, metadata, _NO_FIELDS))
-
-
-#: What :func:`_get_past` returns when the general path must answer.
+#: What :func:`_seek_plain` returns when the general path must answer.
 _GENERAL = object()
 
 
-def _get_past(store: Store, key: str, tx: int, prefix: bytes) -> Record | object | None:
-    """``get(key, tx=tx)`` for a short key without NUL whose version at ``tx`` is a plain put (or
-    that has none): one seek among the versions in one backend call, :func:`resolve_read`'s errors
-    for ``tx``; :data:`_GENERAL` for anything else (the general path then answers, or raises)."""
+def _seek_plain(store: Store, key: str, raw: bytes, tx: int, head: tuple[bytes, bytes]) -> Record | object | None:
+    """``get(key, tx=tx)`` of a short key without NUL (``raw``, its UTF-8 bytes, already checked;
+    ``head``, the namespace's ``(prefix, 00 00)``) whose version at ``tx`` is a plain put (or that
+    has none): one seek among the versions in one backend call, :func:`resolve_read`'s errors for
+    ``tx``; :data:`_GENERAL` for anything else (the general path then answers)."""
     # Why not the general path: its layers (read, read_one, resolve_read, read_one_at) cost about as
     # much as the seek, and a read at an old tx should cost what a read at the latest does.
-    try:
-        raw = key.encode()
-    except UnicodeEncodeError:
-        return _GENERAL
-    if not 0 < len(raw) <= SHORT_MAX or len(raw) > store.limits.max_key_bytes or 0 in raw:
-        return _GENERAL
-    kp = raw.join((prefix, TERMINATOR))
+    kp = raw.join(head)
     backend = store._backend
-    found, latest, horizon = backend.seek(backend.versions, kp + inv_tx(tx))
-    check_readable(tx, latest)
+    found, latest, horizon = backend.seek(backend.versions, kp + _u64_pack(TX_MAX - tx))  # kp | inv_tx(tx)
+    if tx > latest:
+        check_readable(tx, latest)  # raises FUTURE_TX (the callers checked tx is an int >= 0)
     if tx < horizon:
         raise TxCompacted(f"tx {tx} was compacted away: the oldest readable tx is {horizon}", tx=tx, horizon=horizon)
     if found is None or not found[0].startswith(kp):
@@ -94,7 +81,7 @@ def _get_past(store: Store, key: str, tx: int, prefix: bytes) -> Record | object
     if rec[0] == MARK:  # not a plain put: expiry and the rest need the read's view
         return _GENERAL
     value = unpack_value(rec)
-    return _new(Record, (key, value, TX_MAX - unpack_u64_from(found[0], len(kp))[0], type(value) is bytes, False,
+    return _new(Record, (key, value, TX_MAX - _u64_from(found[0], -TX_LEN)[0], type(value) is bytes, False,
                          None, None, None, None))
 
 
@@ -183,17 +170,41 @@ class Namespace:
         ``Record.metadata``; ``fields`` (any of ``created_at``, ``updated_at``, ``expire_time``)
         fills those fields.
         """
+        # The lean paths of a plain read (a list of short keys, no at, metadata or fields); each
+        # falls back to the general path (_read) for anything it does not answer, which also raises.
+        # Kept free of closures: a function that defines one pays for its cells on every call.
+        if type(keys) is list and at is None and fields is None and not metadata:
+            store = self._store
+            if len(keys) != 1:
+                result = read_batch(store._backend, store, self.name, keys) if tx is None else \
+                    read_batch_at(store._backend, store, self.name, keys, tx)
+                if result is not None:
+                    return result
+            elif type(key := keys[0]) is str and (head := store._heads.get(self.name)) is not None:
+                try:
+                    raw = key.encode()
+                except UnicodeEncodeError:
+                    raw = b""  # the general path raises, naming the problem
+                if 0 < len(raw) <= store._lean_read_max and 0 not in raw:  # read([k]): what get(k) costs
+                    if tx is None:
+                        backend = store._backend
+                        found, latest = backend.get_latest(backend.latest, raw.join(head))
+                        if found is None:
+                            return _new(ReadResult, ([], latest))
+                        if found[1] != MARK:  # a plain put: the entry is msgpack [value, tx] (engine/latest.py)
+                            value, vtx = unpack_value(found)
+                            return _new(ReadResult, ([_new(Record, (key, value, vtx, type(value) is bytes, False, None,
+                                                                    None, None, None))], latest))
+                    elif type(tx) is int and 0 <= tx <= TX_MAX:
+                        record = _seek_plain(store, key, raw, tx, head)
+                        if record is not _GENERAL:
+                            return _new(ReadResult, ([] if record is None else [record], tx))
+        return self._read(keys, tx, None if at is None else time_us(at), metadata, fields)
+
+    def _read(self, keys: Iterable[str], tx: int | None, at_us: int | None, metadata: bool,
+              fields: Iterable[str] | None) -> ReadResult:
+        """:meth:`read`, the general way: any keys, tx, time, metadata and fields."""
         store = self._store
-        if type(keys) is list and len(keys) == 1 and at is None and fields is None:  # read([k]): as cheap as get(k)
-            key = keys[0]
-            if type(key) is str and key.isascii() and 0 < len(key) <= store.limits.max_key_bytes \
-                    and store.limits.max_read_keys:  # else the general path checks it
-                return _read_one_key(store, self.name, key, tx, bool(metadata))
-        if type(keys) is list and tx is None and at is None and fields is None and not metadata:  # the plain batch
-            result = read_batch(store._backend, store, self.name, keys)
-            if result is not None:
-                return result
-        at_us = None if at is None else time_us(at)
         chosen = check_fields(fields)
         unique, raws = self._read_keys(keys)
         backend = store._backend
@@ -201,7 +212,7 @@ class Namespace:
 
         latest = tx is None and at_us is None
         want_metadata = bool(metadata)
-        if len(raws) == 1:  # one key: the point-read path get takes, so read([k]) costs what get(k) does
+        if len(raws) == 1:  # one key: the point-read path get takes
             return backend.read(partial(_read_single, backend, store, name, unique[0], raws[0], tx, at_us,
                                         want_metadata, chosen))
 
@@ -254,27 +265,32 @@ class Namespace:
         """The record of one key at ``tx`` (latest if None) or time ``at``; None if absent, deleted
         or expired. ``metadata`` and ``fields`` as for :meth:`read`."""
         store = self._store
-        prefix = store._prefixes.get(self.name)
-        if prefix is not None and tx is None and at is None and fields is None and not metadata and type(key) is str:
-            # The commonest read of all: one get on the latest-version index, one decode.
+        head = store._heads.get(self.name)
+        if head is not None and type(key) is str and at is None and fields is None and not metadata:
             try:
                 raw = key.encode()
             except UnicodeEncodeError:
-                raw = b""  # the general path below raises, naming the problem
-            if 0 < len(raw) <= SHORT_MAX and len(raw) <= store.limits.max_key_bytes and 0 not in raw:
-                backend = store._backend
-                found = backend.get(backend.latest, b"".join((prefix, raw, TERMINATOR)))[0]
-                if found is None:
-                    return None
-                if found[1] != MARK:  # a plain put: the entry is msgpack [value, tx] (engine/latest.py)
-                    value, vtx = unpack_value(found)
-                    return _new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None))
-                # Anything else may need the read's view (expiry): the general path reads it again.
-        elif prefix is not None and type(tx) is int and tx >= 0 and at is None and fields is None and not metadata \
-                and type(key) is str:
-            record = _get_past(store, key, tx, prefix)
-            if record is not _GENERAL:
-                return record  # type: ignore[return-value]
+                raw = b""  # the general path raises, naming the problem
+            if 0 < len(raw) <= store._lean_key_max and 0 not in raw:
+                if tx is None:  # the commonest read of all: one get on the latest-version index, one decode
+                    backend = store._backend
+                    found = backend.get(backend.latest, raw.join(head))
+                    if found is None:
+                        return None
+                    if found[1] != MARK:  # a plain put: the entry is msgpack [value, tx] (engine/latest.py)
+                        value, vtx = unpack_value(found)
+                        return _new(Record, (key, value, vtx, type(value) is bytes, False, None, None, None, None))
+                    # Anything else may need the read's view (expiry): the general path reads it again.
+                elif type(tx) is int and 0 <= tx <= TX_MAX:  # beyond TX_MAX: FUTURE_TX, from the general path
+                    record = _seek_plain(store, key, raw, tx, head)
+                    if record is not _GENERAL:
+                        return record  # type: ignore[return-value]
+        return self._get(key, tx, at, metadata, fields)
+
+    def _get(self, key: str, tx: int | None, at: datetime | float | None, metadata: bool,
+             fields: Iterable[str] | None) -> Record | None:
+        """:meth:`get`, the general way."""
+        store = self._store
         if at is not None or type(key) is not str:
             records = self.read([key], tx=tx, at=at, metadata=metadata, fields=fields).records
             return records[0] if records else None

@@ -20,7 +20,7 @@ from . import stream as _stream
 from .backend import Backend
 from .codec import DELETE
 from .compaction import CompactionReport
-from .encoding import ns_prefix
+from .encoding import SHORT_MAX, TERMINATOR, ns_prefix
 from .errors import InvalidParameters, NamespaceExists, NamespaceNotFound
 from .events import StreamInfo
 from .group_commit import Member as ParkedWrite
@@ -100,6 +100,13 @@ class Store:
         self.path = backend.path
         self._ns_ids: dict[str, int] = {}
         self._prefixes: dict[str, bytes] = {}
+        #: ``(prefix, 00 00)`` per name, kept with ``_prefixes``: ``raw.join(head)`` is a short key's
+        #: keypart in one call, what the point-read paths build per key (engine/encoding.py).
+        self._heads: dict[str, tuple[bytes, bytes]] = {}
+        #: Longest key (UTF-8 bytes) the lean read paths take: short (one keypart form) and within the limit.
+        self._lean_key_max = min(SHORT_MAX, limits.max_key_bytes)
+        #: The same for ``read([key])`` (0 when a read may not take even one key: the general path says so).
+        self._lean_read_max = self._lean_key_max if limits.max_read_keys >= 1 else 0
         self._handles: dict[str, Namespace] = {}  # at most MAX_NAMESPACE_HANDLES, oldest dropped first
         self._handles_lock = threading.Lock()
         # A group commit's member may cache the id of a namespace an earlier member created; if
@@ -473,12 +480,14 @@ class Store:
                 return None
             # Ids are assigned once per name and never change, so caching is safe across processes.
             ns_id = self._ns_ids[name] = schema.NamespaceEntry.decode(raw).id
-            self._prefixes[name] = ns_prefix(ns_id)
+            prefix = self._prefixes[name] = ns_prefix(ns_id)
+            self._heads[name] = (prefix, TERMINATOR)
         return ns_id
 
     def _forget_namespace_ids(self) -> None:
         self._ns_ids.clear()
         self._prefixes.clear()
+        self._heads.clear()
         self._ns_names.clear()
 
     def _ns_name(self, txn: Any, prefix: bytes) -> str | None:
