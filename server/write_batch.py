@@ -19,15 +19,19 @@ Contract of :class:`WriteBatcher`:
   own, and each request's engine write *parks* instead of waiting for its commit. Once every
   request of the batch has parked or been answered (a refused request never reaches the engine),
   the thread commits the parked writes together (:meth:`engine.Store.commit_parked`: one LMDB
-  transaction, each write in a nested one with its own tx and error, one commit, one flush), then
-  resumes each request with its own outcome to build its answer. A request that writes again
-  parks again and joins the next commit. Requests arriving meanwhile wait for the next batch; the
-  event loop goes on reading them (and answering reads) while the thread waits for the disk.
+  transaction, each write in a nested one with its own tx and error, one commit), then resumes
+  each request with its own outcome, once durable, to build its answer. A request that writes
+  again parks again and joins the next commit. Requests arriving meanwhile wait for the next
+  batch; the event loop goes on reading them (and answering reads) while the thread waits for the
+  disk.
 - **Nothing is answered before its write is durable**: an answer is built only after its write's
-  outcome is final, which the commit sets after its flush. Answers are collected in memory and
-  sent from the thread as far as each socket takes them at once; the event loop sends the rest
-  without blocking (a client that does not read gets the worker's send deadline, as on the loop)
-  and keeps or closes each connection.
+  outcome is final. A commit is durable once its meta page is flushed: by a flush of its own when
+  no request is waiting, else by the next batch's commit, whose data flush carries it (see
+  docs/design.md, "A commit's data flush makes the commits before it durable"): under load one
+  flush per commit, not two. Answers are collected in memory and sent from the thread as far as
+  each socket takes them at once; the event loop sends the rest without blocking (a client that
+  does not read gets the worker's send deadline, as on the loop) and keeps or closes each
+  connection.
 - Other threads of the worker (the pool's writes, expiry, retention) commit through the same group
   commit: a batch commits after the group in progress, with the writes queued by then.
 - Greenlets switch only where a write parks, so no request sees another mid-way; they share the
@@ -36,7 +40,6 @@ Contract of :class:`WriteBatcher`:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -66,8 +69,7 @@ class WriteBatcher:
     The loop hands requests over through a ``queue.SimpleQueue`` (C: a hand-off per request through
     ``threading.Condition`` cost the loop about a seventh of its time in Python, measured with
     py-spy). The thread commits and flushes itself: a separate committer thread, tried, answered 19%
-    fewer writes per second at 16 clients (two more thread hand-offs per batch, and the batches it
-    could overlap with a commit were as large as the ones it waited for)."""
+    fewer writes per second at 16 clients (two more thread hand-offs per batch)."""
 
     def __init__(self, store: Callable[[], Any], answer: Answer,
                  deliver: Callable[[list[tuple[Any, bytearray, bool]]], None]) -> None:
@@ -114,33 +116,67 @@ class WriteBatcher:
 
         first = self._events.get()  # the store is the app's to open (in the worker's main thread): wait for work
         store = self._store()
+        pending: tuple[Any, list[tuple[Any, Any]]] | None = None  # committed, its flush still owed
         with store.parking(park):
-            while (batch := self._next_batch(first)) is not None:
+            while (batch := self._next_batch(first, wait=pending is None and not parked)) is not None:
                 first = None
                 for conn, req in batch:
                     greenlet(run).switch(conn, req)
                 self.requests += len(batch)
-                while parked:  # the batch's writes, then any a resumed request makes next
-                    group = parked[:]
-                    parked.clear()
-                    self.commits += 1
-                    with contextlib.suppress(Exception):  # every write's outcome is set: each request answers its own
-                        store.commit_parked([write for _, write in group])
-                    for waiting, _ in group:
-                        waiting.switch()
+                pending = self._advance(store, parked, pending)
                 if answers:
                     self._deliver(answers[:])
                     answers.clear()
+            if pending is not None:
+                self._resume(*pending)
+            while parked:  # stopping: requests that wrote again still get their commit
+                self._resume(*self._commit(store, parked))
+            if answers:
+                self._deliver(answers[:])
 
-    def _next_batch(self, first: tuple[Any, Any] | None) -> list[tuple[Any, Any]] | None:
-        """Wait for a request, then take every one that has arrived (at most :data:`MAX_BATCH`);
-        None once stopped."""
+    def _advance(self, store: Any, parked: list[tuple[Any, Any]],
+                 pending: tuple[Any, list[tuple[Any, Any]]] | None) -> tuple[Any, list[tuple[Any, Any]]] | None:
+        """Commit what has parked; then ``pending`` (the previous commit) is durable without a flush
+        of its own, LMDB's data flush of this commit having carried its meta page: resume its
+        requests. The new commit stays pending while more requests wait (the next commit will
+        carry it in turn), else it flushes now. Returns what is pending."""
+        committed = self._commit(store, parked) if parked else None
+        if pending is not None:
+            self._resume(*pending)
+        if committed is not None and not parked and self._events.empty():  # nothing to carry it: flush
+            self._resume(*committed)
+            return None
+        return committed
+
+    def _commit(self, store: Any, parked: list[tuple[Any, Any]]) -> tuple[Any, list[tuple[Any, Any]]]:
+        """Commit the parked writes (empties ``parked``); the flush still owed and the group."""
+        group = parked[:]
+        parked.clear()
+        self.commits += 1
+        try:
+            finish = store.commit_parked([write for _, write in group], defer_flush=True)
+        except Exception:  # every write's outcome is set: each request answers its own
+            finish = None
+        return finish, group
+
+    @staticmethod
+    def _resume(finish: Any, group: list[tuple[Any, Any]]) -> None:
+        """Make a commit durable (its flush, skipped when a later commit's data flush carried its
+        meta page) and resume its requests."""
+        if finish is not None:
+            finish()
+        for waiting, _ in group:
+            waiting.switch()
+
+    def _next_batch(self, first: tuple[Any, Any] | None, wait: bool) -> list[tuple[Any, Any]] | None:
+        """Every request that has arrived (at most :data:`MAX_BATCH`), waiting for one if ``wait``
+        (else possibly none); None once stopped."""
         events = self._events
         batch: list[tuple[Any, Any]] = []
         item = first
         while not self._stopping:
             if item is None:
-                if batch:
+                if batch or not wait:
                     try:
                         item = events.get_nowait()
                     except Empty:
