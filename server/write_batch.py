@@ -7,7 +7,7 @@ the loop, each a hand-off of the GIL between threads that compete for it. Measur
 2,000 writes per second at about 540 us of worker CPU each, the same writes answered on the event
 loop itself about 3,600 at about 370 us. The loop must not commit (a commit can wait seconds for
 the store's write lock, held by another process), so the batcher keeps the loop's economy on a
-thread of its own: no thread per request, one hand-off per batch.
+thread of its own: no thread per request, one hand-off each way per batch.
 
 Contract of :class:`WriteBatcher`:
 
@@ -18,17 +18,20 @@ Contract of :class:`WriteBatcher`:
   since it last looked (at most :data:`MAX_BATCH`), runs each through the app in a greenlet of its
   own, and each request's engine write *parks* instead of waiting for its commit. Once every
   request of the batch has parked or been answered (a refused request never reaches the engine),
-  the parked writes are committed together (:meth:`engine.Store.commit_parked`: one LMDB
-  transaction, each write in a nested one with its own tx and error, one commit, one flush), and
-  each request resumes with its own outcome and builds its answer. A request that writes again
-  parks again and joins the next commit. Requests arriving meanwhile wait for the next batch.
+  the thread commits the parked writes together (:meth:`engine.Store.commit_parked`: one LMDB
+  transaction, each write in a nested one with its own tx and error, one commit), then resumes
+  each request with its own outcome, once durable, to build its answer. A request that writes
+  again parks again and joins the next commit. Requests arriving meanwhile wait for the next
+  batch; the event loop goes on reading them (and answering reads) while the thread waits for the
+  disk.
 - **Nothing is answered before its write is durable**: an answer is built only after its write's
-  outcome is final. A commit is durable once the next commit has flushed its data pages (which
-  carries this commit's meta page to disk: see docs/design.md, "A commit's data flush makes the
-  commits before it durable"), or, when nothing is waiting to be committed, once its own flush
-  has returned: under load, one flush per commit. Answers are collected in memory and
-  handed back to the event loop in one call, which sends them without blocking (a client that
-  does not read gets the worker's send deadline, as on the loop).
+  outcome is final. A commit is durable once its meta page is flushed: by a flush of its own when
+  no request is waiting, else by the next batch's commit, whose data flush carries it (see
+  docs/design.md, "A commit's data flush makes the commits before it durable"): under load one
+  flush per commit, not two. Answers are collected in memory and sent from the thread as far as
+  each socket takes them at once; the event loop sends the rest without blocking (a client that
+  does not read gets the worker's send deadline, as on the loop) and keeps or closes each
+  connection.
 - Other threads of the worker (the pool's writes, expiry, retention) commit through the same group
   commit: a batch commits after the group in progress, with the writes queued by then.
 - Greenlets switch only where a write parks, so no request sees another mid-way; they share the
@@ -56,48 +59,41 @@ Answer = Callable[[Any, Any], tuple[bytearray, bool]]
 
 
 class WriteBatcher:
-    """One worker's write batcher: a scheduler thread and a committer thread; see the module docstring.
+    """One worker's write thread; see the module docstring.
 
     ``store()`` returns the store (opened lazily by the app), ``answer`` runs one request through
-    the app with its answer collected in memory, ``deliver(answers)`` is called from the
-    scheduler's thread with a list of ``(conn, answer bytes, keep-alive)`` and must hand them to
-    the event loop (it does not send them itself: only the loop touches its poller).
+    the app with its answer collected in memory, ``deliver(answers)`` is called from the batcher's
+    thread with a list of ``(conn, answer bytes, keep-alive)`` and must hand them to the event
+    loop (it may send what the sockets take at once; only the loop touches its poller).
 
-    The threads hand work to each other through ``queue.SimpleQueue`` (a lock-free C queue: a
-    hand-off per request through ``threading.Condition`` cost the loop about a seventh of its
-    time in Python, measured with py-spy)."""
+    The loop hands requests over through a ``queue.SimpleQueue`` (C: a hand-off per request through
+    ``threading.Condition`` cost the loop about a seventh of its time in Python, measured with
+    py-spy). The thread commits and flushes itself: a separate committer thread, tried, answered 19%
+    fewer writes per second at 16 clients (two more thread hand-offs per batch)."""
 
     def __init__(self, store: Callable[[], Any], answer: Answer,
                  deliver: Callable[[list[tuple[Any, bytearray, bool]]], None]) -> None:
         self._store = store
         self._answer = answer
         self._deliver = deliver
-        # The scheduler's queue: requests (conn, req), flushed groups (_FLUSHED, groups), (_STOP, None).
-        self._events: SimpleQueue[tuple[Any, Any]] = SimpleQueue()
-        self._parked: SimpleQueue[list[Any] | None] = SimpleQueue()  # the committer's: groups, None to stop
-        self._unfinished = 0  # groups handed to the committer and not resumed yet (scheduler only)
-        self._stopping = False  # (scheduler only)
+        self._events: SimpleQueue[tuple[Any, Any]] = SimpleQueue()  # requests (conn, req), or (_STOP, None)
+        self._stopping = False
         #: Commits made and requests answered by this batcher (``requests / commits``: the mean
         #: number of requests per commit).
         self.commits = self.requests = 0
-        self._threads = [threading.Thread(target=target, name=name, daemon=True) for target, name in (
-            (self._schedule, "strata-writes"), (self._commit_loop, "strata-commits"))]
-        for thread in self._threads:
-            thread.start()
+        self._thread = threading.Thread(target=self._run, name="strata-writes", daemon=True)
+        self._thread.start()
 
     def submit(self, conn: Any, req: Any) -> None:
         """Queue ``req`` (whole, read from ``conn``) for the next batch (called from the event loop)."""
         self._events.put((conn, req))
 
     def stop(self, timeout: float | None = None) -> None:
-        """Answer what is queued, then end the threads (waits up to ``timeout`` seconds for each)."""
+        """Answer what is queued, then end the thread (waits up to ``timeout`` seconds)."""
         self._events.put((_STOP, None))
-        for thread in self._threads:
-            thread.join(timeout)
+        self._thread.join(timeout)
 
-    # -- the scheduler: runs requests, in greenlets, on one thread -----------------------------
-
-    def _schedule(self) -> None:
+    def _run(self) -> None:
         hub = getcurrent()
         parked: list[tuple[Any, Any]] = []
         answers: list[tuple[Any, bytearray, bool]] = []
@@ -119,106 +115,83 @@ class WriteBatcher:
             answers.append((conn, out, keepalive))
 
         first = self._events.get()  # the store is the app's to open (in the worker's main thread): wait for work
-        with self._store().parking(park):
-            while (work := self._next_work(first)) is not None:
+        store = self._store()
+        pending: tuple[Any, list[tuple[Any, Any]]] | None = None  # committed, its flush still owed
+        with store.parking(park):
+            while (batch := self._next_batch(first, wait=pending is None and not parked)) is not None:
                 first = None
-                done, batch = work
-                for group in done:  # outcomes final: each request goes on, and answers (or writes again)
-                    self._unfinished -= 1
-                    for waiting, _ in group:
-                        waiting.switch()
                 for conn, req in batch:
                     greenlet(run).switch(conn, req)
                 self.requests += len(batch)
-                if parked:
-                    self._unfinished += 1
-                    self._parked.put(parked[:])
-                    parked.clear()
+                pending = self._advance(store, parked, pending)
                 if answers:
                     self._deliver(answers[:])
                     answers.clear()
-        self._parked.put(None)  # the committer's signal to end
+            if pending is not None:
+                self._resume(*pending)
+            while parked:  # stopping: requests that wrote again still get their commit
+                self._resume(*self._commit(store, parked))
+            if answers:
+                self._deliver(answers[:])
 
-    def _next_work(self, first: tuple[Any, Any] | None) -> tuple[list[list[Any]], list[tuple[Any, Any]]] | None:
-        """Wait for flushed groups to resume or requests to start, and take every one that has
-        arrived (at most :data:`MAX_BATCH` requests); None once stopped with nothing unfinished."""
+    def _advance(self, store: Any, parked: list[tuple[Any, Any]],
+                 pending: tuple[Any, list[tuple[Any, Any]]] | None) -> tuple[Any, list[tuple[Any, Any]]] | None:
+        """Commit what has parked; then ``pending`` (the previous commit) is durable without a flush
+        of its own, LMDB's data flush of this commit having carried its meta page: resume its
+        requests. The new commit stays pending while more requests wait (the next commit will
+        carry it in turn), else it flushes now. Returns what is pending."""
+        committed = self._commit(store, parked) if parked else None
+        if pending is not None:
+            self._resume(*pending)
+        if committed is not None and not parked and self._events.empty():  # nothing to carry it: flush
+            self._resume(*committed)
+            return None
+        return committed
+
+    def _commit(self, store: Any, parked: list[tuple[Any, Any]]) -> tuple[Any, list[tuple[Any, Any]]]:
+        """Commit the parked writes (empties ``parked``); the flush still owed and the group."""
+        group = parked[:]
+        parked.clear()
+        self.commits += 1
+        try:
+            finish = store.commit_parked([write for _, write in group], defer_flush=True)
+        except Exception:  # every write's outcome is set: each request answers its own
+            finish = None
+        return finish, group
+
+    @staticmethod
+    def _resume(finish: Any, group: list[tuple[Any, Any]]) -> None:
+        """Make a commit durable (its flush, skipped when a later commit's data flush carried its
+        meta page) and resume its requests."""
+        if finish is not None:
+            finish()
+        for waiting, _ in group:
+            waiting.switch()
+
+    def _next_batch(self, first: tuple[Any, Any] | None, wait: bool) -> list[tuple[Any, Any]] | None:
+        """Every request that has arrived (at most :data:`MAX_BATCH`), waiting for one if ``wait``
+        (else possibly none); None once stopped."""
         events = self._events
-        done: list[list[Any]] = []
         batch: list[tuple[Any, Any]] = []
         item = first
-        while True:
+        while not self._stopping:
             if item is None:
-                if done or batch:
+                if batch or not wait:
                     try:
                         item = events.get_nowait()
                     except Empty:
-                        return done, batch
-                elif self._stopping and not self._unfinished:
-                    return None
+                        return batch
                 else:
                     item = events.get()
             kind, value = item
             item = None
-            if kind is _FLUSHED:
-                done.extend(value)
-            elif kind is _STOP:
+            if kind is _STOP:
                 self._stopping = True
             else:
                 batch.append((kind, value))
                 if len(batch) == MAX_BATCH:
-                    return done, batch
-
-    # -- the committer: one commit at a time, of every group parked meanwhile -------------------
-
-    def _commit_loop(self) -> None:
-        """Commit what has parked; a commit's outcomes are final once the next commit has returned
-        (its data flush carries this one's meta page: see ``engine.backend``) or, when nothing
-        is waiting to be committed, once a flush of its own has."""
-        queue = self._parked
-        pending: tuple[Callable[[], None] | None, list[Any]] | None = None  # committed, not yet durable
-        while True:
-            if pending is None:
-                groups = [queue.get()]
-            else:
-                try:
-                    groups = [queue.get_nowait()]
-                except Empty:  # nothing more to commit: flush the last one
-                    self._done(*pending)
-                    pending = None
-                    continue
-            while True:
-                try:
-                    groups.append(queue.get_nowait())
-                except Empty:
-                    break
-            stopping = None in groups
-            groups = [group for group in groups if group is not None]
-            if groups:
-                committed = self._commit(groups)
-                if pending is not None:
-                    self._done(*pending)  # this commit's flush covered it: no flush of its own
-                pending = committed
-            if stopping:
-                if pending is not None:
-                    self._done(*pending)
-                return
-
-    def _commit(self, groups: list[list[tuple[Any, Any]]]) -> tuple[Callable[[], None] | None, list[Any]]:
-        self.commits += 1
-        writes = [write for group in groups for _, write in group]
-        try:
-            finish = self._store().commit_parked(writes, defer_flush=True)
-        except Exception:  # every parked write's outcome is set: each request answers its own
-            finish = None
-        return finish, groups
-
-    def _done(self, finish: Callable[[], None] | None, groups: list[Any]) -> None:
-        """Make a commit durable (its flush, skipped when a later commit's covered it) and hand its
-        requests back to the scheduler."""
-        if finish is not None:
-            finish()
-        self._events.put((_FLUSHED, groups))
+                    return batch
+        return batch or None
 
 
-_FLUSHED = object()  # marks a scheduler event: groups whose outcomes are final
-_STOP = object()  # marks a scheduler event: answer what is queued, then end
+_STOP = object()  # marks the request queue's end: answer what is queued before it, then end
