@@ -74,10 +74,13 @@ def run(cluster: EtcdCluster, max_examples: int, steps: int) -> None:
 
 
 def test_the_state_machine_on_etcd(etcd_cluster: EtcdCluster) -> None:
-    run(etcd_cluster, max_examples=12, steps=20)
+    # Few short examples: each step costs several etcd round trips (the invariants read namespaces and
+    # seal the head), so this keeps the module near 10 s; the long variant is where depth comes from.
+    run(etcd_cluster, max_examples=5, steps=12)
 
 
 @pytest.mark.long
+@pytest.mark.timeout(3600)  # about 5 s an example on a loaded 2-core machine
 def test_the_state_machine_on_etcd_at_length(etcd_cluster: EtcdCluster) -> None:
     run(etcd_cluster, max_examples=300, steps=50)
 
