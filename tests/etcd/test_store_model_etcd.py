@@ -34,7 +34,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from engine import Store, errors
+from engine import Store, errors, expiry
 from tests.property.test_store_model import CAPABILITIES, Needs, StoreMachine
 
 from .cluster import EtcdCluster
@@ -82,7 +82,7 @@ def test_the_state_machine_on_etcd(etcd_cluster: EtcdCluster) -> None:
 @pytest.mark.long
 @pytest.mark.timeout(3600)  # about 5 s an example on a loaded 2-core machine
 def test_the_state_machine_on_etcd_at_length(etcd_cluster: EtcdCluster) -> None:
-    run(etcd_cluster, max_examples=300, steps=50)
+    run(etcd_cluster, max_examples=200, steps=50)
 
 
 def test_the_docstring_names_every_rule_left_out_on_etcd() -> None:
@@ -103,3 +103,33 @@ def test_what_is_left_out_is_still_not_supported_on_etcd(etcd_cluster: EtcdClust
         with pytest.raises(errors.NotSupported):
             store.namespace("a").revert(0)
         assert not hasattr(store, "_backend")
+
+
+def forty_four_expiries_at_once(machine: StoreMachine) -> None:
+    """The falsifying steps: 44 keys put with ``ttl=1`` (11 puts of 4), the clock moved 2 s, a put, the
+    key counts checked."""
+    try:
+        machine.start()
+        for i in range(11):
+            machine.put_with_options("alpha", {f"e{4 * i + j}": j for j in range(4)}, 1, False, None)
+        machine.advance(2)
+        machine.put("alpha", {"x": 1})
+        machine.key_counts_match()
+    finally:
+        expiry.SWEEP_PER_WRITE = machine.sweep_limit  # what the machine's teardown restores
+        machine.store.close()
+        machine.remove_store()
+
+
+def test_forty_four_expiries_at_once_on_lmdb() -> None:
+    forty_four_expiries_at_once(StoreMachine())
+
+
+@pytest.mark.xfail(raises=AssertionError, strict=True, reason=(
+    "a known divergence: on etcd's default --max-txn-ops (128) one sweep txn holds at most 40 expiries, so "
+    "a write with 41 or more due records the rest one write later (a tx LMDB does not take)"))
+def test_forty_four_expiries_at_once_on_etcd(etcd_cluster: EtcdCluster) -> None:
+    """LMDB (and the model) record all 44 in one sweep tx before the put; etcd records 40
+    (``engine.etcd.sweep.per_txn``), so ``key_count`` is 5 where the model says 1 (and the next write
+    takes one more sweep tx first)."""
+    forty_four_expiries_at_once(EtcdStoreMachine(etcd_cluster))
