@@ -23,6 +23,12 @@ Compaction and backup/restore are not rules of the machine. Examples run one aft
 module's cluster and each closes its store (and its sealer) before the next opens: a store's tx numbers
 need a cluster no one else writes meanwhile (docs/scale-out.md, "One store per cluster").
 ``test_the_state_machine_on_etcd_at_length`` (``long``) runs many more examples.
+
+Known divergence, not fixed here: with 41 or more expiries due at once, etcd's sweep tx holds 40 (3 txn
+operations each within etcd's default 128) where LMDB's holds up to 64, so tx numbers differ from then on.
+Matching LMDB needs a cluster run with a higher ``--max-txn-ops`` and a store told so; ``Store.open``
+always assumes 128. ``test_forty_four_expiries_at_once_on_etcd`` is
+the machine's falsifying example, a strict xfail; the same steps pass on LMDB.
 """
 
 from __future__ import annotations
