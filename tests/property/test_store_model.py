@@ -5,6 +5,11 @@ prefixes, cursors and limits are rules of their own, so hypothesis interleaves t
 failed writes, conflicts, conditional writes (``expect`` with the current tx, a stale one and 0, on
 present, cleared, deleted, expired and absent keys), idempotent retries and close/reopen. Set
 ``STRATA_LONG=1`` (the ``long`` marker's mode) for many more examples.
+
+The machine runs on LMDB here and on etcd in ``tests/etcd/test_store_model_etcd.py``: a subclass
+overrides the store seam (:meth:`StoreMachine.new_store`, :meth:`StoreMachine.open_store`,
+:meth:`StoreMachine.remove_store`) and narrows :attr:`StoreMachine.capabilities`; a rule or invariant
+that needs a capability says so with ``@precondition(Needs("..."))`` and is left out where it is missing.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import hashlib
 import os
 import shutil
 import tempfile
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import msgpack
 import pytest
@@ -57,19 +63,54 @@ def assert_records(got: list[Any], want: list[tuple[Any, ...]]) -> None:
 
 
 
+#: What a rule may need of the backend under test beyond the core API (namespaces, transactions, reads
+#: at any tx, history, diff, expiry, idempotency, the hash chain and the Merkle tree).
+CAPABILITIES = frozenset({
+    "streams",       # stream publish and read
+    "revert",        # Namespace.revert
+    "latest_index",  # LMDB's latest-version index and the namespace counters kept from it (internals)
+})
+
+
+@dataclass(frozen=True)
+class Needs:
+    """A precondition: the rule or invariant runs only on a machine whose ``capabilities`` hold
+    ``capability`` (one of :data:`CAPABILITIES`)."""
+
+    capability: str
+
+    def __call__(self, machine: StoreMachine) -> bool:
+        return self.capability in machine.capabilities
+
 
 class StoreMachine(RuleBasedStateMachine):
     written = Bundle("written")
+    #: What the backend under test does (LMDB: everything); a rule marked ``Needs(c)`` runs only if c is here.
+    capabilities: ClassVar[frozenset[str]] = CAPABILITIES
 
     def __init__(self) -> None:
         super().__init__()
-        self.dir = tempfile.mkdtemp(prefix="strata-model-")
         self.clock = Clock()
         # Every write records every due expiry (the model does not emulate the per-write bound).
         self.sweep_limit, expiry.SWEEP_PER_WRITE = expiry.SWEEP_PER_WRITE, 1 << 30
-        self.store = Store.open(self.dir, sync=False, map_size=1 << 20, clock=self.clock)  # small map: growth
+        self.location = self.new_store()
+        self.store = self.open_store()
         self.model = Model()
         self.claims: list[Claim] = []  # idempotency claims used so far (each key once)
+
+    # -- the store seam: what a backend's machine overrides -------------------------------------
+
+    def new_store(self) -> str:
+        """Where this example's store lives, empty: a new temporary directory."""
+        return tempfile.mkdtemp(prefix="strata-model-")
+
+    def open_store(self) -> Any:
+        """Open the store at ``self.location`` on the machine's clock (again after a close, on ``reopen``)."""
+        return Store.open(self.location, sync=False, map_size=1 << 20, clock=self.clock)  # small map: growth
+
+    def remove_store(self) -> None:
+        """Remove what the example's store left behind (after it is closed)."""
+        shutil.rmtree(self.location, ignore_errors=True)
 
     def teardown(self) -> None:
         try:
@@ -77,7 +118,7 @@ class StoreMachine(RuleBasedStateMachine):
         finally:
             expiry.SWEEP_PER_WRITE = self.sweep_limit
             self.store.close()
-            shutil.rmtree(self.dir, ignore_errors=True)
+            self.remove_store()
 
     def commit(self, ops: list[tuple[str, str, str, Any]],
                extra: dict[tuple[str, str], tuple[Any, Any]] | None = None) -> int:
@@ -220,6 +261,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.claims.append(claim)
         return claim
 
+    @precondition(Needs("revert"))
     @rule(ns=st.sampled_from(NAMESPACES), data=st.data(), scope=st.sampled_from(["all", "keys", "prefix"]),
           dry_run=st.booleans())
     def revert(self, ns: str, data: st.DataObject, scope: str, dry_run: bool) -> None:
@@ -267,7 +309,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         self.store.close()
-        self.store = Store.open(self.dir, sync=False, map_size=1 << 20, clock=self.clock)
+        self.store = self.open_store()
         self.full_audit()
 
     def full_audit(self) -> None:
@@ -364,6 +406,7 @@ class StoreMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.model.latest_tx > 0)
     # -- streams: events on the same timeline ---------------------------------------------------
 
+    @precondition(Needs("streams"))
     @rule(stream=st.sampled_from(NAMESPACES), data=st.lists(values, min_size=1, max_size=4), retried=st.booleans())
     def publish(self, stream: str, data: list[Any], retried: bool) -> None:
         """A publish, or one under an idempotency key and its retry, which publishes nothing."""
@@ -376,6 +419,7 @@ class StoreMachine(RuleBasedStateMachine):
                 self.store.stream(stream).publish(data, idempotency=claim)
             assert replay.value.answer == str(tx).encode() and self.store.latest_tx == tx
 
+    @precondition(Needs("streams"))
     @rule(stream=st.sampled_from(NAMESPACES), data=st.data(), limit=st.integers(min_value=1, max_value=4))
     def read_stream(self, stream: str, data: st.DataObject, limit: int) -> None:
         latest = self.model.latest_tx
@@ -452,11 +496,13 @@ class StoreMachine(RuleBasedStateMachine):
     def latest_tx_matches(self) -> None:
         assert self.store.latest_tx == self.model.latest_tx
 
+    @precondition(Needs("streams"))
     @invariant()
     def event_counts_match(self) -> None:
         assert {i.name: i.event_count for i in self.store.streams()} == {
             name: len(events) for name, events in self.model.events.items()}
 
+    @precondition(Needs("latest_index"))
     @invariant()
     def latest_index_lists_each_keys_newest_version(self) -> None:
         """Reads at the latest tx come from the latest-version index: after every step it holds
