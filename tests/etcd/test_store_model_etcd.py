@@ -12,8 +12,6 @@ Left out on etcd (each is marked ``@precondition(Needs(capability))`` in the mac
 
 - ``publish``, ``read_stream`` and the invariant ``event_counts_match``: streams answer
   ``NOT_SUPPORTED`` on etcd (not built yet).
-- ``revert``: ``Namespace.revert`` answers ``NOT_SUPPORTED`` on etcd (being built on another branch;
-  once it lands, drop ``"revert"`` from :data:`EXCLUDED`).
 - the invariant ``latest_index_lists_each_keys_newest_version``: it reads LMDB's latest-version index and
   the namespace counters kept from it through ``store._backend``; etcd has neither (its latest reads are a
   range at the head revision, ``key_count`` a ``count_only`` range, ``size_bytes`` summed per call), so
@@ -48,7 +46,6 @@ from .cluster import EtcdCluster
 #: Capabilities of the LMDB machine the etcd backend lacks, with why.
 EXCLUDED = {
     "streams": "streams answer NOT_SUPPORTED on etcd",
-    "revert": "Namespace.revert answers NOT_SUPPORTED on etcd",
     "latest_index": "LMDB's latest-version index and its counters: internals etcd does not have",
 }
 _prefixes = itertools.count()
@@ -95,19 +92,16 @@ def test_the_docstring_names_every_rule_left_out_on_etcd() -> None:
     state = StoreMachine.setup_state()
     left_out = {step.function.__name__ for step in [*state.rules, *state.invariants]
                 if any(isinstance(p, Needs) and p.capability in EXCLUDED for p in step.preconditions)}
-    assert left_out == {"publish", "read_stream", "event_counts_match", "revert",
-                        "latest_index_lists_each_keys_newest_version"}
+    assert left_out == {"publish", "read_stream", "event_counts_match", "latest_index_lists_each_keys_newest_version"}
     assert all(f"``{name}``" in (__doc__ or "") for name in left_out)
     assert EXCLUDED.keys() <= CAPABILITIES
 
 
 def test_what_is_left_out_is_still_not_supported_on_etcd(etcd_cluster: EtcdCluster) -> None:
-    """When streams or revert are built on etcd, this fails: then drop them from EXCLUDED."""
+    """When streams are built on etcd, this fails: then drop them from EXCLUDED."""
     with Store.open(etcd_cluster.store_url(f"model/{next(_prefixes)}")) as store:
         with pytest.raises(errors.NotSupported):
             store.streams()
-        with pytest.raises(errors.NotSupported):
-            store.namespace("a").revert(0)
         assert not hasattr(store, "_backend")
 
 
