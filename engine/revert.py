@@ -99,6 +99,17 @@ class _Step:
     change: Change
 
 
+def check_request(to_tx: Any, dry_run: Any, idempotency: _idempotency.Claim | None) -> None:
+    """``INVALID_PARAMETERS`` for a bad ``to_tx`` or ``dry_run``, or a dry run given an idempotency
+    claim (the first checks of a revert, on every backend)."""
+    check_tx(to_tx, "to_tx")
+    if type(dry_run) is not bool:
+        raise InvalidParameters(f"dry_run must be True or False, not {dry_run!r}", parameter="dry_run")
+    if dry_run and idempotency is not None:
+        raise InvalidParameters("a dry run writes nothing, so it records no idempotency claim: give idempotency "
+                                "only to a revert that writes", parameter="idempotency")
+
+
 def check_scope(keys: Iterable[str] | None, prefix: str | None, max_keys: int,
                 max_key_bytes: int) -> tuple[list[str] | None, list[bytes] | None]:
     """The validated ``keys`` (each once, in the order given) and their UTF-8, or ``(None, None)``."""
@@ -230,12 +241,7 @@ def revert(store: Store, name: str, to_tx: Any, *, keys: Iterable[str] | None = 
     in one new tx; see the module docstring. ``dry_run=True`` writes nothing and says what it would
     write. Raises ``FUTURE_TX``, ``TX_COMPACTED``, ``BATCH_TOO_LARGE`` or ``INVALID_PARAMETERS``
     before writing anything. ``idempotency``: see the module docstring."""
-    check_tx(to_tx, "to_tx")
-    if type(dry_run) is not bool:
-        raise InvalidParameters(f"dry_run must be True or False, not {dry_run!r}", parameter="dry_run")
-    if dry_run and idempotency is not None:
-        raise InvalidParameters("a dry run writes nothing, so it records no idempotency claim: give idempotency "
-                                "only to a revert that writes", parameter="idempotency")
+    check_request(to_tx, dry_run, idempotency)
     limits = store.limits
     chosen, raws = check_scope(keys, prefix, limits.max_batch, limits.max_key_bytes)
     full_note = revert_note(note, to_tx, chosen, prefix, limits.max_note_bytes)

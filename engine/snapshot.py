@@ -154,6 +154,20 @@ def read_keys(txn: Any, versions_db: Any, prefix: bytes, keys: list[str], raws: 
     return out
 
 
+def _plain_keys(keys: list[Any], count: int, key_max: int) -> tuple[list[str], list[bytes]] | None:
+    """``keys`` (``count`` of them) each once, in order, and their UTF-8, when every one is a
+    non-empty str of at most ``key_max`` bytes without NUL (what the plain batch paths read); else
+    None, and the general path answers (or says why not)."""
+    try:
+        unique = keys[:] if len(set(keys)) == count else list(dict.fromkeys(keys))  # a copy: the caller's may change
+        raws = list(map(str.encode, unique))
+    except (TypeError, UnicodeEncodeError):  # a key that is not a str, or not encodable: the general path says why
+        return None
+    if not (all(raws) and max(map(len, raws)) <= key_max and 0 not in b"".join(raws)):
+        return None
+    return unique, raws
+
+
 def read_batch(backend: Any, store: Any, name: str, keys: list[Any]) -> ReadResult | None:
     """``read(keys)`` at the latest tx of a plain batch (no ``tx``, ``at``, metadata or fields)
     when every key is a short ``str`` without NUL, the namespace's prefix is known and every key
@@ -174,13 +188,10 @@ def read_batch(backend: Any, store: Any, name: str, keys: list[Any]) -> ReadResu
     count = len(keys)
     if prefix is None or not 1 < count <= limits.max_read_keys:
         return None
-    try:
-        unique = keys[:] if len(set(keys)) == count else list(dict.fromkeys(keys))  # a copy: the caller's may change
-        raws = list(map(str.encode, unique))
-    except (TypeError, UnicodeEncodeError):  # a key that is not a str, or not encodable: the general path says why
+    plain = _plain_keys(keys, count, min(SHORT_MAX, limits.max_key_bytes))
+    if plain is None:
         return None
-    if not (all(raws) and max(map(len, raws)) <= min(SHORT_MAX, limits.max_key_bytes) and 0 not in b"".join(raws)):
-        return None
+    unique, raws = plain
     kps = list(map(bytes.join, raws, repeat((prefix, TERMINATOR))))  # raw.join((prefix, 00 00)): one allocation
 
     def run(txn: Any) -> tuple[int, list[bytes | None]]:
@@ -218,13 +229,10 @@ def read_batch_at(backend: Any, store: Any, name: str, keys: list[Any], tx: Any)
     count = len(keys)
     if head is None or not 1 < count <= store.limits.max_read_keys or type(tx) is not int or not 0 <= tx <= TX_MAX:
         return None
-    try:
-        unique = keys[:] if len(set(keys)) == count else list(dict.fromkeys(keys))  # a copy: the caller's may change
-        raws = list(map(str.encode, unique))
-    except (TypeError, UnicodeEncodeError):  # a key that is not a str, or not encodable: the general path says why
+    plain = _plain_keys(keys, count, store._lean_key_max)
+    if plain is None:
         return None
-    if not (all(raws) and max(map(len, raws)) <= store._lean_key_max and 0 not in b"".join(raws)):
-        return None
+    unique, raws = plain
     probes = list(map(bytes.join, raws, repeat((head[0], TERMINATOR + inv_tx(tx)))))  # keypart | inv_tx(tx)
 
     def run(txn: Any) -> tuple[int, tuple[bytes, ...], tuple[bytes, ...]] | None:

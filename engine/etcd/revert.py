@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import expiry as lmdb_expiry
-from ..errors import BatchTooLarge, InvalidParameters, StorageError
+from ..errors import BatchTooLarge, StorageError
 from ..history import Change
 from ..idempotency import Claim
-from ..revert import RevertResult, _content, _kind, _record, _Step, batch_of, check_scope, revert_note
-from ..validation import check_tx
+from ..revert import RevertResult, _content, _kind, _record, _Step, batch_of, check_request, check_scope, revert_note
 from . import commit as _commit
 from . import sweep as _sweep
 from .diff import changed_keys
@@ -61,12 +60,7 @@ def revert(store: EtcdStore, name: str, to_tx: Any, *, keys: Iterable[str] | Non
            dry_run: bool = False, note: dict[str, Any] | None = None,
            idempotency: Claim | None = None) -> RevertResult:
     """:func:`engine.revert.revert` on etcd: the same checks in the same order, the same answer."""
-    check_tx(to_tx, "to_tx")
-    if type(dry_run) is not bool:
-        raise InvalidParameters(f"dry_run must be True or False, not {dry_run!r}", parameter="dry_run")
-    if dry_run and idempotency is not None:
-        raise InvalidParameters("a dry run writes nothing, so it records no idempotency claim: give idempotency "
-                                "only to a revert that writes", parameter="idempotency")
+    check_request(to_tx, dry_run, idempotency)
     storage = store.storage()
     limits = storage.limits
     chosen, raws = check_scope(keys, prefix, limits.max_batch, limits.max_key_bytes)
