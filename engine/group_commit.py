@@ -132,6 +132,15 @@ class GroupCommit:
         park = getattr(self._parkers, "park", None)
         if park is not None and park(member):
             return member.outcome()
+        if self._wait_turn(member):
+            self._lead(member)
+        return member.outcome()
+
+    def _wait_turn(self, member: Member[Any]) -> bool:
+        """Queue ``member`` behind the group in progress and sleep until the leader wakes it, or,
+        with no group in progress, take the lead at once. True when this thread must lead the next
+        group; False when a leader committed ``member`` (its outcome is final). A queued
+        :meth:`submit_all` placeholder is only ever woken to lead."""
         with self._lock:
             if self._busy:
                 thread = threading.get_ident()
@@ -144,13 +153,9 @@ class GroupCommit:
             else:
                 self._busy = True
                 self._leader = threading.get_ident()
-                wake = None
-        if wake is not None:
-            wake.acquire()  # released by the leader: either done, or this thread leads next
-            if not member.lead:
-                return member.outcome()
-        self._lead(member)
-        return member.outcome()
+                return True
+        wake.acquire()  # released by the leader: either done, or this thread leads next
+        return member.lead
 
     def submit_all(self, members: list[Member[Any]], *, defer_flush: bool = False) -> Callable[[], None] | None:
         """Commit ``members`` (parked writes, see :meth:`parking`) together, in order, as one group
@@ -167,21 +172,7 @@ class GroupCommit:
             return None
         ticket: Member[None] = Member(_nothing, sync=False, cost=0)
         ticket.parts = members
-        with self._lock:
-            if self._busy:
-                thread = threading.get_ident()
-                if self._leader == thread:
-                    raise RuntimeError("a write function must not start another write")
-                wake = ticket._wake = threading.Lock()
-                wake.acquire()
-                ticket._thread = thread
-                self._queue.append(ticket)
-            else:
-                self._busy = True
-                self._leader = threading.get_ident()
-                wake = None
-        if wake is not None:
-            wake.acquire()  # a queued ticket is only ever woken to lead (no group takes it in)
+        self._wait_turn(ticket)  # True: no group takes a placeholder in, so it is woken only to lead
         finish = self._lead(ticket, defer_flush=defer_flush)
         if ticket.error is not None:
             raise ticket.error
