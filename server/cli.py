@@ -104,6 +104,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     gunicorn; nothing is created on disk before the checks pass."""
     from engine.etcd.url import is_etcd_url
     from server.app import create_app
+    from server.arbiter import StrataSyncWorker
     from server.lifecycle import idempotency_ttl, retention_policy
     from server.serve_config import ServeConfigError, check_bindable, check_data_dir, check_etcd_store, resolve
     from server.worker import StrataWorker
@@ -155,7 +156,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     options = {
         "bind": f"{host}:{config.port}",
         "workers": config.workers,
-        "worker_class": StrataWorker.configured(args.header_timeout, args.body_timeout) if args.threads > 1 else "sync",
+        "worker_class": (StrataWorker.configured(args.header_timeout, args.body_timeout) if args.threads > 1
+                         else StrataSyncWorker),
         "threads": args.threads,
         "preload_app": True,
         "timeout": args.timeout,
@@ -692,6 +694,11 @@ class StrataGunicorn(_gunicorn_base()):  # type: ignore[misc]
 
     def load(self) -> Any:
         return self.application
+
+    def run(self) -> None:
+        from server import arbiter
+
+        arbiter.run(self)  # gunicorn's master, without its lost-signal race at a worker's birth
 
 
 if __name__ == "__main__":

@@ -77,6 +77,7 @@ from gunicorn.http.wsgi import WSGIErrorsWrapper
 from gunicorn.workers.gthread import DEFAULT_WORKER_DATA_TIMEOUT, TConn, ThreadWorker
 
 from server import fast_http
+from server.arbiter import SignalsAfterHandlers
 from server.problems import REQUEST_TIMEOUT, HTTPProblem
 from server.write_batch import WriteBatcher
 
@@ -260,7 +261,7 @@ def _recv_now(conn: TConn) -> bytes | None:
         return b""
 
 
-class StrataWorker(ThreadWorker):  # type: ignore[misc]
+class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
     """gthread with heads read and small requests answered on the event loop; see the module docstring.
 
     ``header_timeout`` and ``body_timeout`` are seconds (``strata serve --header-timeout`` and

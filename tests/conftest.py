@@ -18,6 +18,32 @@ from engine import Store
 # everything they start inherit it.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
+# The modules that take longest, heaviest first (seconds of test time each, summed from `--durations=0`
+# on a quiet machine; re-derive when the suite changes). pytest-xdist's loadscope runs a module on one
+# worker, and by default queues modules by their number of tests, so these modules of one or a few
+# long tests ran last: one worker went on alone for half a minute while the other sat idle. Queued
+# first (addopts: --no-loadscope-reorder), they run beside the many short modules instead.
+HEAVY_MODULES = (
+    "tests/reliability/test_stall_attacks.py",
+    "tests/reliability/test_schemathesis.py",
+    "tests/etcd/test_differential.py",
+    "tests/test_docs.py",
+    "tests/test_bench_harness.py",
+    "tests/property/test_store_model.py",
+    "tests/reliability/test_crash_groups.py",
+    "tests/browser/test_console.py",
+    "tests/reliability/test_soak.py",
+    "tests/reliability/test_crash.py",
+    "tests/etcd/test_transfer_etcd.py",
+    "tests/reliability/test_map_growth.py",
+)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle, which it keeps for everything else
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(HEAVY_MODULES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank)))
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:

@@ -4,9 +4,9 @@
 one framed result at the end (see :mod:`tests.reliability.helpers`).
 
 * ``writer``: 70% of its writes put ``w<ID>:<i>`` and ``w<ID>:last`` (a padded value, so the
-  small map has to grow) in one tx; 30% increment the shared counter with compare-and-set
-  (read it, ``expect`` its tx, retry on CONFLICT). Reports every tx it got, the increments it
-  made, and how many conflicts it retried.
+  small map has to grow) in one tx, at least ``MIN_PUTS`` of them (past the time if need be);
+  30% increment the shared counter with compare-and-set (read it, ``expect`` its tx, retry on
+  CONFLICT). Reports every tx it got, the increments it made, and how many conflicts it retried.
 * ``reader``: reads the preloaded keys and scans the preloaded namespace at ``FIXED_TX`` again and
   again (every few rounds slowly, pausing inside the scan across its 512-key chunk boundary, so
   map growth happens in the middle of it), and reads the latest counter. Reports how many reads
@@ -25,6 +25,9 @@ from tests.reliability.helpers import frame
 
 PRELOAD_NS, PRELOAD_KEYS, COUNTER = "pre", 1000, ("ctr", "n")
 MAX_OPS = 100_000  # a bound on the loop besides the clock
+# Padded puts each writer makes however slow the machine: 4 x 80 x ~5 KB outgrows the 1 MiB map the
+# test opens the store with, so the map grows under the readers even when 4 s of load write less.
+MIN_PUTS = 80
 
 
 def writer(store: Store, ident: int, deadline: float) -> dict[str, Any]:
@@ -35,7 +38,7 @@ def writer(store: Store, ident: int, deadline: float) -> dict[str, Any]:
     ns = store.namespace("w")
     counter = store.namespace(COUNTER[0])
     for i in range(MAX_OPS):
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline and len(puts) >= MIN_PUTS:
             break
         if rng.random() < 0.7:
             value = {"w": ident, "i": i, "pad": "p" * rng.randrange(2000, 8000)}
@@ -70,7 +73,7 @@ def reader(store: Store, ident: int, deadline: float, fixed_tx: int) -> dict[str
     reads, bad, last_latest, last_count = 0, [], 0, 0
     counter = store.namespace(COUNTER[0])
     for i in range(MAX_OPS):
-        if time.monotonic() > deadline:
+        if i and time.monotonic() > deadline:  # one read at least, however slow the machine
             break
         again = snapshot(store, fixed_tx, slow=i % 4 == 0)
         reads += 1
