@@ -50,7 +50,7 @@ from . import chain, compacted
 from .compacted import State
 from .kv import Compare, Put, Range, RangeResult
 from .timeline import Timeline
-from .txlog import records_at, request_ids_at
+from .txlog import records_at, request_ids_at, storage_runs
 
 if TYPE_CHECKING:
     from .storage import EtcdStorage
@@ -185,7 +185,7 @@ def count_freed(timeline: Timeline, old: int, horizon: int) -> int:
     for start in range(max(old, 1), horizon + 1, step):
         revisions = {timeline.revision_of(t): t for t in range(start, min(start + step, horizon + 1))}
         for revision, record in records_at(timeline, revisions).items():
-            for ns, op, keys in ormsgpack.unpackb(record)[2]:
+            for ns, op, keys in storage_runs(ormsgpack.unpackb(record)[2]):
                 for key in keys:
                     ops.setdefault((ns, key), []).append((revisions[revision], op))
     kept = _kept_below(timeline, old, list(ops)) if old > 0 else set()

@@ -198,3 +198,27 @@ class Layout:
 
     def namespace_of_registry(self, key: bytes) -> str:
         return key[len(self.prefix) + 3:].decode("ascii")
+
+    # -- streams (engine.etcd.stream_log) --------------------------------------------------------
+
+    def stream(self, name: str) -> bytes:
+        """The registry entry of stream ``name`` (streams have a name space of their own)."""
+        return self.prefix + b"/s/" + name.encode()
+
+    @property
+    def streams(self) -> tuple[bytes, bytes]:
+        """``(key, range_end)`` of every stream's registry entry."""
+        start = self.prefix + b"/s/"
+        return start, prefix_end(start)
+
+    def stream_of_registry(self, key: bytes) -> str:
+        return key[len(self.prefix) + 3:].decode("ascii")
+
+    def stream_tx(self, name: str, seq: int) -> bytes:
+        """The key of the ``seq``-th stream tx of ``name`` (its publish's events, or its drop): hex, fixed
+        width, so byte order is publish order, which is tx order."""
+        return b"".join((self.prefix, b"/e/", name.encode(), b"/", b"%016x" % seq))
+
+    def stream_txs(self, name: str) -> bytes:
+        """What every stream tx key of ``name`` starts with."""
+        return b"".join((self.prefix, b"/e/", name.encode(), b"/"))
