@@ -15,19 +15,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .. import events
+from .. import events, schema
 from .. import idempotency as _idempotency
 from ..errors import Conflict, FutureTx, InvalidParameters, NamespaceExists, NamespaceNotFound, TxCompacted
 from ..events import Event, StreamInfo, StreamRun
 from ..stream import READ_LIMIT_DEFAULT, READ_LIMIT_MAX, StreamPage, format_cursor, parse_cursor
 from ..txlog import check_note
 from ..validation import check_namespace, check_tx
-from . import compacted, stream_log
+from . import chain, compacted, stream_log
 from .idempotency import ClaimGuard
 from .idempotency import run as run_claimed
 from .kv import Put, Range, RangeResult
 from .stream_log import Entry, for_write, registry_guard
-from .timeline import count_of
+from .timeline import Timeline, count_of
 
 if TYPE_CHECKING:
     from .store import EtcdStore
@@ -151,9 +151,24 @@ def streams(store: EtcdStore) -> list[StreamInfo]:
     found = timeline.client.range(start, end)
     timeline.latest()  # the housekeeping list current up to the read (tx_of below)
     pairs = [(timeline.layout.stream_of_registry(kv.key), Entry.decode(kv.value)) for kv in found.kvs]
-    pairs = [(name, entry) for name, entry in pairs if not entry.dropped]
-    txs = stream_log.last_txs(timeline, pairs, found.revision)
-    return [entry.info(name, tx) for (name, entry), tx in zip(pairs, txs, strict=True)]
+    return infos(timeline, [(name, entry) for name, entry in pairs if not entry.dropped], found.revision)
+
+
+def infos(timeline: Timeline, pairs: list[tuple[str, Entry]], revision: int) -> list[StreamInfo]:
+    """The :class:`StreamInfo` of each ``(name, entry)`` read at ``revision``, with LMDB's times: ``tx`` is
+    the stream's last stream tx (0 if none), ``updated_at`` that tx's clamped commit time (the chain's,
+    sealed first if need be), ``created_at`` that of the tx that created the stream when one did."""
+    wanted = {(name, seq): 0 for name, entry in pairs for seq in (entry.seq, entry.created_seq) if seq}
+    txs = stream_log.txs_of(timeline, list(wanted), revision)
+    links = chain.links(timeline, set(txs.values()))
+    out = []
+    for name, entry in pairs:
+        tx = txs[(name, entry.seq)] if entry.seq else 0
+        created = links[txs[(name, entry.created_seq)]].time_us if entry.created_seq else entry.created_us
+        updated = links[tx].time_us if tx else entry.updated_us
+        out.append(StreamInfo(name, schema.time_of(created), schema.time_of(updated), tx, entry.event_count,
+                              entry.size_bytes))
+    return out
 
 
 def stream_info(store: EtcdStore, name: str) -> StreamInfo | None:
@@ -164,7 +179,7 @@ def stream_info(store: EtcdStore, name: str) -> StreamInfo | None:
     if kv is None:
         return None
     entry = Entry.decode(kv.value)
-    return None if entry.dropped else entry.info(name, stream_log.last_txs(timeline, [(name, entry)], revision)[0])
+    return None if entry.dropped else infos(timeline, [(name, entry)], revision)[0]
 
 
 def create_stream(store: EtcdStore, name: str, *, idempotency: _idempotency.Claim | None = None) -> StreamInfo:
@@ -182,8 +197,10 @@ def _create(store: EtcdStore, name: str, claim: ClaimGuard | None) -> StreamInfo
         revision, (kv,) = stream_log.read_entries(timeline, [name])
         if kv is not None and not Entry.decode(kv.value).dropped:
             raise NamespaceExists(f"stream {name!r} already exists", namespace=name)
-        entry = for_write(kv, storage._now_us())
-        info = entry.info(name, stream_log.last_txs(timeline, [(name, entry)], revision)[0])
+        latest = timeline.tx_of(revision)  # as on LMDB, created no earlier than the latest tx's commit time
+        floor = chain.links(timeline, [latest])[latest].time_us if latest else 0
+        entry = for_write(kv, max(storage._now_us(), floor))
+        info = infos(timeline, [(name, entry)], revision)[0]
         if _housekeeping(store, key, kv, entry, claim, lambda _, made=info: made):
             return info
 

@@ -4,7 +4,8 @@ The LMDB layout (:mod:`engine.events`) keys each event by ``stream_id | tx | ind
 cannot know its tx before etcd applies its txn (:mod:`engine.etcd.timeline`), so events are keyed by a
 per-stream sequence number instead::
 
-    P/s/<stream>             msgpack [created_us, updated_us, seq, event_count, size_bytes, dropped, base_seq]
+    P/s/<stream>             msgpack [created_us, updated_us, seq, event_count, size_bytes, dropped, base_seq,
+                             created_seq]
     P/e/<stream>/<seq:016x>  msgpack [op, [record, ...]]: the seq-th stream tx of the stream (op 3 a publish
                              and its event records in index order, op 4 a drop and no record)
 
@@ -37,9 +38,9 @@ from typing import Any
 import msgpack
 import ormsgpack
 
-from .. import errors, schema
+from .. import errors
 from ..codec import unpack_value
-from ..events import DROP_STREAM, KEY_LEN, PUBLISH, Event, StreamInfo, StreamRun
+from ..events import DROP_STREAM, KEY_LEN, PUBLISH, Event, StreamRun
 from .commit import MAX_ATTEMPTS, MAX_GUARD_RETRIES, OP_FRAMING, RESERVED_BYTES, EtcdLimits, TxGuard
 from .kv import Compare, KeyValue, Put, Range, RangeResult, Request, prefix_end
 from .once import commit_once
@@ -60,6 +61,8 @@ class Entry:
     size_bytes: int
     dropped: bool
     base_seq: int
+    #: The seq of the stream tx that created (or brought back) the stream, 0 if ``create_stream`` did.
+    created_seq: int = 0
 
     @classmethod
     def decode(cls, raw: bytes) -> Entry:
@@ -67,11 +70,7 @@ class Entry:
 
     def encode(self) -> bytes:
         return ormsgpack.packb([self.created_us, self.updated_us, self.seq, self.event_count, self.size_bytes,
-                                self.dropped, self.base_seq])
-
-    def info(self, name: str, tx: int) -> StreamInfo:
-        return StreamInfo(name, schema.time_of(self.created_us), schema.time_of(self.updated_us), tx,
-                          self.event_count, self.size_bytes)
+                                self.dropped, self.base_seq, self.created_seq])
 
 
 def for_write(found: KeyValue | None, now_us: int) -> Entry:
@@ -81,7 +80,7 @@ def for_write(found: KeyValue | None, now_us: int) -> Entry:
         return Entry(now_us, now_us, 0, 0, 0, False, 0)
     entry = Entry.decode(found.value)
     if entry.dropped:
-        entry.dropped, entry.created_us = False, now_us
+        entry.dropped, entry.created_us, entry.created_seq = False, now_us, 0
     return entry
 
 
@@ -120,18 +119,17 @@ def read_entries(timeline: Timeline, names: list[str], revision: int = 0) -> tup
     return at, out
 
 
-def last_txs(timeline: Timeline, pairs: list[tuple[str, Entry]], revision: int) -> list[int]:
-    """Each stream's last tx (its last stream tx key's, 0 if none) at ``revision``."""
-    wanted = [(name, entry.seq) for name, entry in pairs if entry.seq]
-    found: dict[str, int] = {}
+def txs_of(timeline: Timeline, wanted: list[tuple[str, int]], revision: int) -> dict[tuple[str, int], int]:
+    """The tx of each ``(stream, seq)``'s stream tx key (its mod revision's), read at ``revision``."""
+    found: dict[tuple[str, int], int] = {}
     step = timeline.max_txn_ops
     for start in range(0, len(wanted), step):
         chunk = wanted[start:start + step]
         result = timeline.client.txn((), [Range(timeline.layout.stream_tx(n, s), revision=revision) for n, s in chunk])
-        for (name, _), answer in zip(chunk, result.responses, strict=True):
+        for pair, answer in zip(chunk, result.responses, strict=True):
             assert isinstance(answer, RangeResult)
-            found[name] = timeline.tx_of(answer.kvs[0].mod_revision)
-    return [found.get(name, 0) for name, _ in pairs]
+            found[pair] = timeline.tx_of(answer.kvs[0].mod_revision)
+    return found
 
 
 def page(timeline: Timeline, name: str, entry: Entry, after: tuple[int, int | None], end_tx: int, limit: int,
@@ -210,10 +208,13 @@ def commit_runs(timeline: Timeline, runs: list[StreamRun], note: dict[str, Any] 
         success: list[Request] = []
         logged = []
         for run, kv in zip(runs, found, strict=True):
-            if must_exist and (kv is None or Entry.decode(kv.value).dropped):
+            absent = kv is None or Entry.decode(kv.value).dropped
+            if must_exist and absent:
                 raise errors.NamespaceNotFound(f"stream {run.stream!r} does not exist", namespace=run.stream)
             entry = for_write(kv, now_us)
             entry.seq += 1
+            if absent:  # this tx creates the stream: its created_at is the tx's (clamped) commit time
+                entry.created_seq = entry.seq
             if run.op == PUBLISH:
                 entry.dropped = False
                 entry.event_count += len(run.records)
