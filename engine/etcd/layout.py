@@ -31,6 +31,13 @@ key                             value                                           
 ``P/x/<expire_us:016x>/<ns>/``  empty: **the expiry index**, one entry per       every tx with a put that
 ``<key>``                       version that expires (for the sweep: due         carries an expiry
                                 entries in time order)
+``P/s/<stream>``                msgpack ``[created_us, updated_us, seq,          every stream tx, guarded
+                                event_count, size_bytes, dropped, base_seq,      by its mod revision;
+                                created_seq]``: a stream's registry entry        ``create_stream``
+                                (:mod:`engine.etcd.stream_log`)                  (housekeeping)
+``P/e/<stream>/<seq:016x>``     msgpack ``[op, [record, ...]]``: the stream's    the stream tx (a publish,
+                                ``seq``-th stream tx, its event records in       or a drop of a stream
+                                index order (none for a drop, op 4)              with events), once
 ``P/sys/hk``                    msgpack count of housekeeping txns so far        every housekeeping txn
 ``P/sys/sealer``                msgpack ``[holder, lease id]``: the **sealer     the sealer taking the seat
                                 seat** (:mod:`engine.etcd.seat`)                 (a housekeeping txn)
