@@ -343,3 +343,36 @@ def test_the_http_stream_routes_on_etcd_answer_as_on_lmdb(etcd_cluster: EtcdClus
         assert got == want
     assert [a[2] for a in answers[1]] == [200, 201, 409, 200, 200, 200, 200, 400, 400, 200, 200, 200, 200, 400, 400,
                                           200, 200, 200, 404, 404, 200, 400]
+
+
+# -- etcd's own limits and concurrent writers ------------------------------------------------------
+
+
+def test_a_publish_over_one_etcd_request_is_batch_too_large_and_writes_nothing(both: tuple[Store, Store]) -> None:
+    _, etcd = both
+    events = [b"x" * (900 * 1024), b"y" * (900 * 1024)]  # each fits a request, the two do not (1.5 MiB)
+    with pytest.raises(errors.BatchTooLarge) as raised:
+        etcd.stream("s").publish(events)
+    assert raised.value.details["limit"] == 3 * 512 * 1024 and raised.value.details["count"] == 2
+    assert (etcd.latest_tx, etcd.streams()) == (0, [])
+    assert etcd.stream("s").publish(events[:1]) == 1
+
+
+def test_concurrent_publishes_each_take_a_tx_and_lose_no_event(both: tuple[Store, Store]) -> None:
+    _, etcd = both
+    from concurrent.futures import ThreadPoolExecutor
+
+    def publish(i: int) -> tuple[int, int]:
+        return etcd.stream("s" if i % 3 else "t").publish([i, {"i": i}]), i
+
+    with ThreadPoolExecutor(4) as pool:
+        done = dict(pool.map(publish, range(24)))  # tx -> i
+    assert sorted(done) == list(range(1, 25))
+    for name in ("s", "t"):
+        page = etcd.stream(name).read(limit=1000)
+        want = [(tx, j, data) for tx, i in sorted(done.items()) if ("s" if i % 3 else "t") == name
+                for j, data in enumerate([i, {"i": i}])]
+        assert [(e.tx, e.index, e.data) for e in page.events] == want
+    last_s, last_t = (max(tx for tx, i in done.items() if bool(i % 3) == is_s) for is_s in (True, False))
+    assert [(i.name, i.event_count, i.tx) for i in etcd.streams()] == [("s", 32, last_s), ("t", 16, last_t)]
+    assert etcd.verify().ok
