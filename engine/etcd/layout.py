@@ -33,7 +33,7 @@ key                             value                                           
                                 entries in time order)
 ``P/s/<stream>``                msgpack ``[created_us, updated_us, seq,          every stream tx, guarded
                                 event_count, size_bytes, dropped, base_seq,      by its mod revision;
-                                created_seq]``: a stream's registry entry        ``create_stream``
+                                created_seq, tx]``: a stream's registry entry    ``create_stream``
                                 (:mod:`engine.etcd.stream_log`)                  (housekeeping)
 ``P/e/<stream>/<seq:016x>``     msgpack ``[op, [record, ...]]``: the stream's    the stream tx (a publish,
                                 ``seq``-th stream tx, its event records in       or a drop of a stream

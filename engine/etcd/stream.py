@@ -4,10 +4,8 @@ The same checks, errors, events, cursors and txs as the LMDB store for the same 
 ``tests/etcd/test_stream_etcd.py``); the layout is in :mod:`engine.etcd.stream_log`. A publish (and the
 drop of a stream with events) is one tx on the store's timeline, after the expiry sweep every write
 makes first; creating a stream and dropping one without events take no tx (housekeeping txns).
-Idempotency claims are stored with the write (:mod:`engine.etcd.idempotency`).
-
-Not as on LMDB: a compaction hides the events below its horizon from reads (``TX_COMPACTED`` as on
-LMDB) but does not free them, so ``event_count`` and ``size_bytes`` keep counting them.
+Idempotency claims are stored with the write (:mod:`engine.etcd.idempotency`). A compaction frees the
+events below its horizon as on LMDB (:mod:`engine.etcd.stream_compaction`).
 """
 
 from __future__ import annotations
@@ -157,15 +155,17 @@ def streams(store: EtcdStore) -> list[StreamInfo]:
 def infos(timeline: Timeline, pairs: list[tuple[str, Entry]], revision: int) -> list[StreamInfo]:
     """The :class:`StreamInfo` of each ``(name, entry)`` read at ``revision``, with LMDB's times: ``tx`` is
     the stream's last stream tx (0 if none), ``updated_at`` that tx's clamped commit time (the chain's,
-    sealed first if need be), ``created_at`` that of the tx that created the stream when one did."""
-    wanted = {(name, seq): 0 for name, entry in pairs for seq in (entry.seq, entry.created_seq) if seq}
+    sealed first if need be), ``created_at`` that of the tx that created the stream when one did (both
+    stored in the entry instead once a compaction freed the key they come from)."""
+    wanted = {(name, seq): 0 for name, entry in pairs
+              for seq in (0 if entry.tx else entry.seq, entry.created_seq) if seq}
     txs = stream_log.txs_of(timeline, list(wanted), revision)
     links = chain.links(timeline, set(txs.values()))
     out = []
     for name, entry in pairs:
-        tx = txs[(name, entry.seq)] if entry.seq else 0
+        tx = entry.tx or (txs[(name, entry.seq)] if entry.seq else 0)
         created = links[txs[(name, entry.created_seq)]].time_us if entry.created_seq else entry.created_us
-        updated = links[tx].time_us if tx else entry.updated_us
+        updated = links[tx].time_us if tx and not entry.tx else entry.updated_us
         out.append(StreamInfo(name, schema.time_of(created), schema.time_of(updated), tx, entry.event_count,
                               entry.size_bytes))
     return out

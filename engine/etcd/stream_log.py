@@ -5,7 +5,7 @@ cannot know its tx before etcd applies its txn (:mod:`engine.etcd.timeline`), so
 per-stream sequence number instead::
 
     P/s/<stream>             msgpack [created_us, updated_us, seq, event_count, size_bytes, dropped, base_seq,
-                             created_seq]
+                             created_seq, tx]
     P/e/<stream>/<seq:016x>  msgpack [op, [record, ...]]: the seq-th stream tx of the stream (op 3 a publish
                              and its event records in index order, op 4 a drop and no record)
 
@@ -22,7 +22,8 @@ Reading after tx ``T``: one range of ``P/e/<stream>/`` from ``base_seq + 1`` wit
 ``min_mod_revision = revision(T) + 1`` (``revision(T)`` to continue inside T's publish), at the latest
 tx's revision; etcd filters by revision server-side over the stream's keys (one key per publish), then
 the next keys by key order. Keys are written once and never updated, so etcd's compaction (which keeps
-every key's newest version) never frees one. Creating a stream, and dropping one without events, are
+every key's newest version) never frees one; Strata's deletes those below its horizon
+(:mod:`engine.etcd.stream_compaction`). Creating a stream, and dropping one without events, are
 housekeeping txns (no tx number), as they take no tx on LMDB. ``updated_us`` is the writer's clock as
 written (as a namespace's ``updated_at`` on etcd: the chain clamps commit times after the fact).
 """
@@ -61,8 +62,12 @@ class Entry:
     size_bytes: int
     dropped: bool
     base_seq: int
-    #: The seq of the stream tx that created (or brought back) the stream, 0 if ``create_stream`` did.
+    #: The seq of the stream tx that created (or brought back) the stream, 0 if ``create_stream`` did (or
+    #: a compaction freed that key and stored its commit time in ``created_us``).
     created_seq: int = 0
+    #: The stream's last tx once a compaction freed the key at ``seq`` (``updated_us`` then that tx's commit
+    #: time), else 0: the key's mod revision says.
+    tx: int = 0
 
     @classmethod
     def decode(cls, raw: bytes) -> Entry:
@@ -70,7 +75,7 @@ class Entry:
 
     def encode(self) -> bytes:
         return ormsgpack.packb([self.created_us, self.updated_us, self.seq, self.event_count, self.size_bytes,
-                                self.dropped, self.base_seq, self.created_seq])
+                                self.dropped, self.base_seq, self.created_seq, self.tx])
 
 
 def for_write(found: KeyValue | None, now_us: int) -> Entry:
@@ -212,7 +217,7 @@ def commit_runs(timeline: Timeline, runs: list[StreamRun], note: dict[str, Any] 
             if must_exist and absent:
                 raise errors.NamespaceNotFound(f"stream {run.stream!r} does not exist", namespace=run.stream)
             entry = for_write(kv, now_us)
-            entry.seq += 1
+            entry.seq, entry.tx = entry.seq + 1, 0
             if absent:  # this tx creates the stream: its created_at is the tx's (clamped) commit time
                 entry.created_seq = entry.seq
             if run.op == PUBLISH:

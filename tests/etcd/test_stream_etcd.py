@@ -165,7 +165,7 @@ def test_the_etcd_keys_of_a_stream_are_as_documented(both: tuple[Store, Store], 
     kvs = {kv.key: kv.value for kv in client.range(prefix + b"/s/", prefix + b"/s0").kvs}
     t0 = round(1_800_000_000 * 1e6)
     assert {k: ormsgpack.unpackb(v) for k, v in kvs.items()} == {prefix + b"/s/s": [t0, t0 + 2_000_000, 2, 0, 0,
-                                                                                      True, 2, 0]}
+                                                                                      True, 2, 0, 0]}
     kvs = {kv.key: kv.value for kv in client.range(prefix + b"/e/", prefix + b"/e0").kvs}
     assert kvs == {prefix + b"/e/s/0000000000000001": bytes.fromhex("92 03 92 c4 01 01 c4 03 c4 01 02"),
                    prefix + b"/e/s/0000000000000002": bytes.fromhex("92 04 90")}  # [op, [record, ...]]
@@ -376,3 +376,44 @@ def test_concurrent_publishes_each_take_a_tx_and_lose_no_event(both: tuple[Store
     last_s, last_t = (max(tx for tx, i in done.items() if bool(i % 3) == is_s) for is_s in (True, False))
     assert [(i.name, i.event_count, i.tx) for i in etcd.streams()] == [("s", 32, last_s), ("t", 16, last_t)]
     assert etcd.verify().ok
+
+
+def _report(report: Any) -> Any:
+    """A compaction report but for ``seconds`` and ``chunks`` (how the work was split: one call on etcd)."""
+    return (report.horizon, report.freed, report.txs, report.pending)
+
+
+def test_a_compaction_frees_events_below_the_horizon_as_on_lmdb(etcd_cluster: EtcdCluster, tmp_path: Path,
+                                                                clock: Clock) -> None:
+    from engine.etcd import EtcdClient
+
+    with EtcdClient(etcd_cluster.endpoints) as client:
+        client.delete_range(b"\0", b"\0")  # etcd compacts the whole cluster: the store must be alone on it
+    answers = []
+    for store in (Store.open(tmp_path / "lmdb", clock=clock), _open_etcd(etcd_cluster, clock)):
+        clock.now = 1_800_000_000.0
+        with store:
+            store.stream("s").publish([1, b"\x02"])  # 1
+            store.stream("u").publish(["gone"])  # 2
+            store.drop_stream("u")  # 3: its event was already invisible
+            store.stream("u").publish(["kept"])  # 4
+            store.namespace("ns").put({"k": 1})  # 5
+            store.stream("s").publish([3])  # 6
+            got = [answer(lambda s=store: _report(s.compact(5)))]
+            got += [answer(lambda s=store, step=step: step(s)) for step in ([
+                lambda s: s.streams(),
+                lambda s: s.stream("s").read(),
+                lambda s: s.stream("s").read(start_tx=4),
+                lambda s: s.stream("s").read(start_tx=3),  # TX_COMPACTED
+                lambda s: s.stream("u").read(start_tx=4),
+                lambda s: s.stream("s").publish([4]),
+                lambda s: _report(s.compact(7)),
+                lambda s: s.streams(),
+                lambda s: s.stream("s").read(cursor="6"),
+                lambda s: s.head(),
+                lambda s: s.verify().ok,
+            ])]
+            answers.append(got)
+    for want, got in zip(*answers, strict=True):
+        assert got == want
+    assert [(i.name, i.event_count, i.tx) for i in answers[1][1][1]] == [("s", 1, 6), ("u", 0, 4)]  # u's: freed
