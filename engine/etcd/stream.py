@@ -96,15 +96,15 @@ class EtcdStream:
 
 def _write(store: EtcdStore, runs: list[StreamRun], note: dict[str, Any] | None, claim: ClaimGuard | None,
            must_exist: bool = False) -> int:
-    """A stream tx, after the expiry sweep every write makes first (a retry under a claim replays
-    before anything is written, the sweep included)."""
+    """A stream tx, recording the expiries due first as every write does (its txn proves none is due, as a
+    key write's: :mod:`engine.etcd.due`); a retry under a claim replays before anything is written, the
+    sweep included."""
     storage = store.storage()
     if claim is not None:
         claim.look()
     now = storage._now_us()
-    storage._sweep_due(now)
     return stream_log.commit_runs(storage.timeline, runs, note, now, storage.etcd_limits, claim=claim,
-                                  must_exist=must_exist)
+                                  must_exist=must_exist, sweep=storage._sweeper(now))
 
 
 def _page(store: EtcdStore, name: str, after: tuple[int, int | None] | None, end_tx: int | None,

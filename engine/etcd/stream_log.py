@@ -43,8 +43,10 @@ from .. import errors
 from ..codec import unpack_value
 from ..events import DROP_STREAM, KEY_LEN, PUBLISH, Event, StreamRun
 from .commit import MAX_ATTEMPTS, MAX_GUARD_RETRIES, OP_FRAMING, RESERVED_BYTES, EtcdLimits, TxGuard
+from .due import first_due, found_due, nothing_due
 from .kv import Compare, KeyValue, Put, Range, RangeResult, Request, prefix_end
-from .once import commit_once
+from .layout import Layout
+from .once import Commit, commit_once
 from .timeline import Timeline, count_of
 
 #: Stream tx keys read per range of a page (each holds a publish's events: at least one).
@@ -194,12 +196,58 @@ def _check_size(success: list[Request], entry: bytes, limits: EtcdLimits, count:
             count=count, size=total, limit=limits.max_request_bytes)  # fmt: skip
 
 
+def _plan(layout: Layout, runs: list[StreamRun], found: list[KeyValue | None], now_us: int, must_exist: bool
+          ) -> tuple[list[Compare], list[Request], list[list[Any]]]:
+    """The registry compares, the puts and the logged runs of a stream tx, given each stream's entry."""
+    compare: list[Compare] = []
+    success: list[Request] = []
+    logged = []
+    for run, kv in zip(runs, found, strict=True):
+        absent = kv is None or Entry.decode(kv.value).dropped
+        if must_exist and absent:
+            raise errors.NamespaceNotFound(f"stream {run.stream!r} does not exist", namespace=run.stream)
+        entry = for_write(kv, now_us)
+        entry.seq, entry.tx = entry.seq + 1, 0
+        if absent:  # this tx creates the stream: its created_at is the tx's (clamped) commit time
+            entry.created_seq = entry.seq
+        if run.op == PUBLISH:
+            entry.dropped = False
+            entry.event_count += len(run.records)
+            entry.size_bytes += KEY_LEN * len(run.records) + sum(map(len, run.records))
+        else:
+            entry.dropped, entry.base_seq, entry.event_count, entry.size_bytes = True, entry.seq, 0, 0
+        entry.updated_us = now_us
+        key = layout.stream(run.stream)
+        compare.append(registry_guard(key, kv))
+        success += [Put(key, entry.encode()),
+                    Put(layout.stream_tx(run.stream, entry.seq), ormsgpack.packb([run.op, run.records]))]
+        logged.append([run.stream, run.op, len(run.records), entry.seq])
+    return compare, success, logged
+
+
+def _committed(timeline: Timeline, result: Commit, claim: TxGuard | None) -> int:
+    """The tx of a stream tx's txn that committed (now, or earlier: a replay)."""
+    if claim is not None:
+        claim.written = True
+    if result.replayed:
+        timeline.refresh()
+        return timeline.tx_of(result.revision)
+    hk = result.responses[-1]
+    assert isinstance(hk, RangeResult)
+    timeline.learn(count_of(hk.kvs), result.revision)
+    return result.revision - timeline.base - count_of(hk.kvs)
+
+
 def commit_runs(timeline: Timeline, runs: list[StreamRun], note: dict[str, Any] | None, now_us: int,
-                limits: EtcdLimits, *, claim: TxGuard | None = None, must_exist: bool = False) -> int:
+                limits: EtcdLimits, *, claim: TxGuard | None = None, must_exist: bool = False,
+                sweep: Callable[[], bool] | None = None) -> int:
     """Write ``runs`` (one per stream) as the next tx at ``now_us`` and return it (see the module docstring).
     ``claim``: a guard whose compares and puts the txn carries too (an idempotency claim, a replay's
     :class:`~engine.etcd.replay_guard.NextTx`). ``must_exist``: ``NAMESPACE_NOT_FOUND`` if a stream does
-    not exist when the txn is planned (a drop). Retry-safe as every tx (:mod:`engine.etcd.once`)."""
+    not exist when the txn is planned (a drop). ``sweep``: as for :func:`engine.etcd.commit.commit`, the
+    txn proves nothing is due at ``now_us`` (:mod:`engine.etcd.due`) and, when something is, ``sweep``
+    records it first (a tx of its own) and the txn is sent again. Retry-safe as every tx
+    (:mod:`engine.etcd.once`)."""
     layout = timeline.layout
     names = [run.stream for run in runs]
     if len(set(names)) != len(names):
@@ -207,51 +255,32 @@ def commit_runs(timeline: Timeline, runs: list[StreamRun], note: dict[str, Any] 
     request_id = os.urandom(16)
     fp = _fingerprint(runs, note)
     count = sum(len(run.records) for run in runs)
+    guarded = sweep is not None
     for _ in range(MAX_ATTEMPTS + MAX_GUARD_RETRIES):
         _, found = read_entries(timeline, names)
-        compare: list[Compare] = []
-        success: list[Request] = []
-        logged = []
-        for run, kv in zip(runs, found, strict=True):
-            absent = kv is None or Entry.decode(kv.value).dropped
-            if must_exist and absent:
-                raise errors.NamespaceNotFound(f"stream {run.stream!r} does not exist", namespace=run.stream)
-            entry = for_write(kv, now_us)
-            entry.seq, entry.tx = entry.seq + 1, 0
-            if absent:  # this tx creates the stream: its created_at is the tx's (clamped) commit time
-                entry.created_seq = entry.seq
-            if run.op == PUBLISH:
-                entry.dropped = False
-                entry.event_count += len(run.records)
-                entry.size_bytes += KEY_LEN * len(run.records) + sum(map(len, run.records))
-            else:
-                entry.dropped, entry.base_seq, entry.event_count, entry.size_bytes = True, entry.seq, 0, 0
-            entry.updated_us = now_us
-            key = layout.stream(run.stream)
-            compare.append(registry_guard(key, kv))
-            success += [Put(key, entry.encode()),
-                        Put(layout.stream_tx(run.stream, entry.seq), ormsgpack.packb([run.op, run.records]))]
-            logged.append([run.stream, run.op, len(run.records), entry.seq])
+        compare, success, logged = _plan(layout, runs, found, now_us, must_exist)
         success.append(Put(layout.log, request_id))
         if claim is not None:
             more, puts = claim.guard(lambda latest: latest + 1)
             compare += more
             success += puts
         success.append(Range(layout.housekeeping))
+        failure: list[Request] = [Range(layout.housekeeping)]
+        if guarded:
+            compare.append(nothing_due(layout, now_us))
+            failure.insert(0, first_due(layout, now_us))
         record = msgpack.packb([now_us, note, logged, fp, None], use_bin_type=True)
         _check_size(success, record, limits, count)
-        result = commit_once(timeline.client, layout.request(request_id), record, compare, success,
-                             [Range(layout.housekeeping)], same_request=_same(fp))
+        result = commit_once(timeline.client, layout.request(request_id), record, compare, success, failure,
+                             same_request=_same(fp))
         if result.succeeded:
+            return _committed(timeline, result, claim)
+        if guarded and found_due(result.responses[0]):
+            assert sweep is not None
             if claim is not None:
-                claim.written = True
-            if result.replayed:
-                timeline.refresh()
-                return timeline.tx_of(result.revision)
-            hk = result.responses[-1]
-            assert isinstance(hk, RangeResult)
-            timeline.learn(count_of(hk.kvs), result.revision)
-            return result.revision - timeline.base - count_of(hk.kvs)
+                claim.look()  # a concurrent attempt committed this request: replay, sweeping nothing
+            guarded = not sweep()  # some left due (over the sweep's limit): LMDB's write leaves them too
+            continue
         if claim is not None:
             claim.moved()  # raises Replay when a concurrent attempt committed the claim
     raise errors.StorageError("the stream write did not settle: other writers kept landing in between",

@@ -417,3 +417,15 @@ def test_a_compaction_frees_events_below_the_horizon_as_on_lmdb(etcd_cluster: Et
     for want, got in zip(*answers, strict=True):
         assert got == want
     assert [(i.name, i.event_count, i.tx) for i in answers[1][1][1]] == [("s", 1, 6), ("u", 0, 4)]  # u's: freed
+
+
+def test_a_publish_records_due_expiries_first_as_every_write_does(both: tuple[Store, Store], clock: Clock) -> None:
+    answers = []
+    for store in both:
+        clock.now = 1_800_000_000.0
+        store.namespace("ns").put({"a": 1, "b": 2}, ttl=1)  # 1
+        clock.now += 2
+        tx = store.stream("s").publish(["after the sweep"])  # 2: the sweep, 3: the publish
+        answers.append((tx, _log(store), store.namespace_info("ns").key_count, store.stream("s").read()))
+    assert answers[1] == answers[0]
+    assert answers[1][0] == 3 and answers[1][1][1][3] == {"expired": True}
