@@ -271,11 +271,7 @@ def _pages(store: Store, limit: int) -> list[Any]:
     return out
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                HealthCheck.too_slow])
-@given(history=st.lists(ops, min_size=1, max_size=8), limit=st.integers(1, 3))
-def test_random_stream_histories_answer_as_on_lmdb(etcd_cluster: EtcdCluster, history: list[Any],
-                                                   limit: int) -> None:
+def _same_answers(etcd_cluster: EtcdCluster, history: list[Any], limit: int) -> None:
     clock = Clock()
     with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "lmdb", clock=clock) as lmdb, \
             _open_etcd(etcd_cluster, clock) as etcd:
@@ -285,6 +281,24 @@ def test_random_stream_histories_answer_as_on_lmdb(etcd_cluster: EtcdCluster, hi
         assert _pages(etcd, limit) == _pages(lmdb, limit)
         assert _log(etcd) == _log(lmdb)
         assert etcd.head() == lmdb.head()
+
+
+_SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
+
+
+@settings(max_examples=6, **_SETTINGS)  # type: ignore[arg-type]
+@given(history=st.lists(ops, min_size=1, max_size=8), limit=st.integers(1, 3))
+def test_random_stream_histories_answer_as_on_lmdb(etcd_cluster: EtcdCluster, history: list[Any],
+                                                   limit: int) -> None:
+    _same_answers(etcd_cluster, history, limit)
+
+
+@pytest.mark.long
+@settings(max_examples=150, **_SETTINGS)  # type: ignore[arg-type]
+@given(history=st.lists(ops, min_size=1, max_size=20), limit=st.integers(1, 3))
+def test_random_stream_histories_answer_as_on_lmdb_at_length(etcd_cluster: EtcdCluster, history: list[Any],
+                                                             limit: int) -> None:
+    _same_answers(etcd_cluster, history, limit)
 
 
 # -- HTTP ----------------------------------------------------------------------------------------------
