@@ -320,7 +320,6 @@ class EtcdStore:
     def stream(self, name: str) -> EtcdStream:
         """The stream called ``name`` (validated; nothing is created until it is published to), as
         :meth:`engine.Store.stream` (:mod:`engine.etcd.stream`)."""
-        self.storage()
         return EtcdStream(self, check_namespace(name))
 
     def streams(self) -> list[StreamInfo]:

@@ -443,3 +443,15 @@ def test_a_publish_records_due_expiries_first_as_every_write_does(both: tuple[St
         answers.append((tx, _log(store), store.namespace_info("ns").key_count, store.stream("s").read()))
     assert answers[1] == answers[0]
     assert answers[1][0] == 3 and answers[1][1][1][3] == {"expired": True}
+
+
+def test_streams_of_a_closed_store_are_store_closed_as_on_lmdb(both: tuple[Store, Store]) -> None:
+    answers = []
+    for store in both:
+        stream = store.stream("s")
+        store.close()
+        answers.append([answer(call) for call in (
+            lambda s=store: repr(s.stream("s")), lambda t=stream: t.publish([1]), lambda t=stream: t.read(),
+            lambda s=store: s.streams(), lambda s=store: s.create_stream("t"), lambda s=store: s.drop_stream("s"))])
+    codes = [[a[2] if a[0] == "error" else a for a in got] for got in answers]  # the backends word it apart
+    assert codes[1] == codes[0] == [("ok", "Stream('s')")] + ["STORE_CLOSED"] * 5
