@@ -455,3 +455,19 @@ def test_streams_of_a_closed_store_are_store_closed_as_on_lmdb(both: tuple[Store
             lambda s=store: s.streams(), lambda s=store: s.create_stream("t"), lambda s=store: s.drop_stream("s"))])
     codes = [[a[2] if a[0] == "error" else a for a in got] for got in answers]  # the backends word it apart
     assert codes[1] == codes[0] == [("ok", "Stream('s')")] + ["STORE_CLOSED"] * 5
+
+
+def test_verify_names_events_rewritten_outside_strata_as_a_foreign_write(both: tuple[Store, Store]) -> None:
+    """As for a key (tests/etcd/test_chain.py): etcd keeps tx 1's version, which still hashes as sealed; the
+    put itself takes a revision no tx owns, which verify names."""
+    lmdb, etcd = both
+    for store in both:
+        store.stream("s").publish([1, 2])
+        store.namespace("ns").put({"k": 1})
+    assert etcd.head() == lmdb.head()  # sealed
+    storage = etcd.storage()  # type: ignore[attr-defined]
+    revision = storage.client.put(storage.layout.stream_tx("s", 1), ormsgpack.packb([3, [b"\x01", b"\x03"]])).revision
+    report = etcd.verify()
+    assert (report.ok, report.checked, report.bad_tx, report.head_hash, report.problem) == (
+        False, 2, 3, lmdb.head().hash, f"revision {revision} holds no tx log entry: a write to the cluster that is "
+                                       "no Strata tx (the tx numbering is broken from here)")
