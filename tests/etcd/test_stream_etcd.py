@@ -471,3 +471,17 @@ def test_verify_names_events_rewritten_outside_strata_as_a_foreign_write(both: t
     assert (report.ok, report.checked, report.bad_tx, report.head_hash, report.problem) == (
         False, 2, 3, lmdb.head().hash, f"revision {revision} holds no tx log entry: a write to the cluster that is "
                                        "no Strata tx (the tx numbering is broken from here)")
+
+
+def test_follow_on_etcd_yields_events_another_writer_publishes(both: tuple[Store, Store]) -> None:
+    _, etcd = both
+    import threading
+
+    etcd.stream("s").publish(["before"])  # 1
+    events = etcd.stream("s").follow(timeout=30)  # only what comes after tx 1; the timeout is a hang guard
+    writer = threading.Thread(target=lambda: [etcd.stream("s").publish([i, i + 1]) for i in (10, 20)])
+    writer.start()
+    got = [next(events) for _ in range(4)]
+    writer.join()
+    events.close()  # type: ignore[attr-defined]
+    assert [(e.tx, e.index, e.data) for e in got] == [(2, 0, 10), (2, 1, 11), (3, 0, 20), (3, 1, 21)]
