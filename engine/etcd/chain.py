@@ -14,6 +14,9 @@ after the fact and stores the hashes:
   per-key marker: its deletes (the drop marker ``P/m/<ns>`` written at ``R`` says so) hash the delete
   record the LMDB drop stores. A revision that holds no log entry (a write to the cluster that is no
   Strata tx) stops the sealer with ``STORAGE_ERROR``: the tx numbering, and so the chain, is broken there.
+  A stream run (``[stream, op, count, seq]``, :mod:`engine.etcd.stream_log`) hashes LMDB's run
+  ``[stream, op, count]`` and the event records of ``P/e/<stream>/<seq>``, which must have been written
+  at ``R``.
 * **The commit time** hashed is LMDB's clamped one: ``max(written time, previous tx's time)`` (writers on
   several machines cannot clamp inside their txn); :meth:`tx_info` and :meth:`changes` show it.
 * **Where hashes live.** ``P/seal/<first_tx:016x>``: segments of :data:`SEGMENT` txs, msgpack
@@ -47,6 +50,8 @@ from ..txlog import GENESIS, chain_hash
 from ..txn import Run
 from .commit import records_of
 from .kv import Compare, Put, Range, RangeResult
+from .stream_log import is_stream_run
+from .stream_log import records_of as event_records
 from .timeline import Timeline
 from .txlog import records_at
 
@@ -110,7 +115,11 @@ def _requests(timeline: Timeline, revision: int, runs: list[list[Any]]) -> list[
     """Per key: its record at ``revision`` (data key, or delete marker); per delete run: the drop marker."""
     layout = timeline.layout
     out = []
-    for namespace, op, keys in runs:
+    for run in runs:
+        if is_stream_run(run):  # the stream tx key of its seq (engine.etcd.stream_log)
+            out.append(Range(layout.stream_tx(run[0], run[3]), revision=revision))
+            continue
+        namespace, op, keys = run
         for key in keys:
             raw = key.encode()
             out.append(Range(layout.marker(namespace, raw) if op == DELETE else layout.data(namespace, raw),
@@ -126,14 +135,30 @@ def _written_at(answer: RangeResult, revision: int) -> bytes | None:
 
 def _well_formed(time_us: Any, note: Any, runs: Any) -> bool:
     return type(time_us) is int and (note is None or type(note) is dict) and type(runs) is list and all(
-        type(run) is list and len(run) == 3 and type(run[0]) is str and run[1] in (PUT, CLEAR, DELETE)
-        and type(run[2]) is list and all(type(key) is str for key in run[2]) for run in runs)
+        (type(run) is list and len(run) == 3 and type(run[0]) is str and run[1] in (PUT, CLEAR, DELETE)
+         and type(run[2]) is list and all(type(key) is str for key in run[2]))
+        or (is_stream_run(run) and type(run[0]) is str and type(run[2]) is int and type(run[3]) is int)
+        for run in runs)
+
+
+def _stream_records(m_tx: int, revision: int, run: list[Any], answer: RangeResult) -> list[bytes]:
+    """The records of a stream run (LMDB's, in index order), from its stream tx key written at ``revision``."""
+    found = _written_at(answer, revision)
+    records = None if found is None else event_records(found)
+    if records is None or len(records) != run[2]:
+        raise Broken(m_tx, f"the events of stream {run[0]!r} written by this tx are missing")
+    return records
 
 
 def _records(m_tx: int, revision: int, runs: list[list[Any]], answers: list[RangeResult]) -> list[list[bytes]]:
     out: list[list[bytes]] = []
     at = 0
-    for namespace, op, keys in runs:
+    for run in runs:
+        if is_stream_run(run):
+            out.append(_stream_records(m_tx, revision, run, answers[at]))
+            at += 1
+            continue
+        namespace, op, keys = run
         found: list[bytes | None] = [_written_at(a, revision) for a in answers[at:at + len(keys)]]
         at += len(keys)
         if op == DELETE:
@@ -181,7 +206,8 @@ def materials(timeline: Timeline, txs: Sequence[int]) -> tuple[list[Material], B
         except Broken as bad:
             return out, bad
         at += len(reqs)
-        out.append(Material(tx, revision, time_us, note, runs, records))
+        canonical = [run[:3] if is_stream_run(run) else run for run in runs]  # LMDB's [stream, op, count]
+        out.append(Material(tx, revision, time_us, note, canonical, records))
     return out, broken
 
 

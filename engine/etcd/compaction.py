@@ -26,7 +26,9 @@ sealed hash chain and ``verify`` work below the horizon as on LMDB. The chain is
    guarded by its mod revision (two compacting processes: one wins, the other plans again). From here,
    reads below H raise ``TX_COMPACTED``;
 4. ``/v3/kv/compaction`` at R with ``physical`` (it returns once the members freed the space);
-5. clear ``pending`` and add ``freed`` to ``freed_versions``.
+5. clear ``pending`` and add ``freed`` to ``freed_versions``;
+6. free the stream events below H (:mod:`engine.etcd.stream_compaction`: housekeeping txns, counted
+   apart from ``freed``, as LMDB counts them apart).
 
 **The cluster is shared by everything on it**: etcd compacts every key, not a prefix. ``compact`` refuses
 with ``NOT_SUPPORTED`` when the cluster holds keys outside the store's prefix (another store's history
@@ -46,11 +48,11 @@ from .. import errors
 from ..codec import DELETE
 from ..compaction import CompactionReport
 from ..validation import check_tx
-from . import chain, compacted
+from . import chain, compacted, stream_compaction
 from .compacted import State
 from .kv import Compare, Put, Range, RangeResult
 from .timeline import Timeline
-from .txlog import records_at, request_ids_at
+from .txlog import records_at, request_ids_at, storage_runs
 
 if TYPE_CHECKING:
     from .storage import EtcdStorage
@@ -80,6 +82,7 @@ def compact(storage: EtcdStorage, before_tx: int | None, *, progress: Progress |
                                   tx=before_tx, latest_tx=latest)
         if before_tx is None or before_tx <= state.horizon:
             if state.pending is None:
+                stream_compaction.free_below(timeline, state.horizon)  # a pass cut short before: finish it
                 if progress is not None:
                     progress(0, 0)
                 return CompactionReport(state.horizon, 0, 0, 1, time.perf_counter() - started, False)
@@ -100,6 +103,7 @@ def compact(storage: EtcdStorage, before_tx: int | None, *, progress: Progress |
     if progress is not None:
         progress(txs, txs)
     now, _ = compacted.read_state(timeline.client, layout)
+    stream_compaction.free_below(timeline, now.horizon)
     return CompactionReport(now.horizon, freed, txs, 1, time.perf_counter() - started, now.pending is not None)
 
 
@@ -185,7 +189,7 @@ def count_freed(timeline: Timeline, old: int, horizon: int) -> int:
     for start in range(max(old, 1), horizon + 1, step):
         revisions = {timeline.revision_of(t): t for t in range(start, min(start + step, horizon + 1))}
         for revision, record in records_at(timeline, revisions).items():
-            for ns, op, keys in ormsgpack.unpackb(record)[2]:
+            for ns, op, keys in storage_runs(ormsgpack.unpackb(record)[2]):
                 for key in keys:
                     ops.setdefault((ns, key), []).append((revisions[revision], op))
     kept = _kept_below(timeline, old, list(ops)) if old > 0 else set()

@@ -25,7 +25,7 @@ from .expiry import View
 from .kv import Range, RangeResult
 from .reads import compacted_error, snapshot
 from .timeline import Timeline
-from .txlog import records_at
+from .txlog import records_at, storage_runs
 
 #: Keys compared per read txn pair (as the LMDB diff's chunk).
 DIFF_CHUNK = 512
@@ -36,7 +36,7 @@ def changed_keys(timeline: Timeline, namespace: str, from_tx: int, to_tx: int) -
     touched: set[str] = set()
     revisions = [timeline.revision_of(tx) for tx in range(from_tx + 1, to_tx + 1)]
     for record in records_at(timeline, revisions).values():
-        for ns, _, keys in ormsgpack.unpackb(record)[2]:
+        for ns, _, keys in storage_runs(ormsgpack.unpackb(record)[2]):
             if ns == namespace:
                 touched.update(keys)
     return sorted(touched, key=lambda k: k.encode())

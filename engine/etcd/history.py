@@ -39,7 +39,7 @@ from ..validation import check_tx, key_bytes
 from . import compacted
 from .kv import Range, RangeResult
 from .timeline import Timeline
-from .txlog import records_at, times_and_notes
+from .txlog import records_at, storage_runs, times_and_notes
 
 MAX_LIMIT = 10_000
 #: Oldest first walks back (one round trip per version) through at most this many versions, then
@@ -147,7 +147,7 @@ def _existed_before_drop(timeline: Timeline, data: bytes, revision: int, key: st
         return bool(timeline.client.range(data, revision=revision - 1).kvs)
     except errors.TxCompacted:
         logged = records_at(timeline, [revision]).get(revision)
-        runs = ormsgpack.unpackb(logged)[2] if logged is not None else []
+        runs = storage_runs(ormsgpack.unpackb(logged)[2]) if logged is not None else []
         return any(ns == namespace and key in keys for ns, _, keys in runs)
 
 

@@ -23,7 +23,7 @@ from ..errors import InvalidParameters, NamespaceNotFound, TxCompacted
 from ..snapshot import check_readable
 from ..transfer import FORMAT, VERSION, Progress, _value_fields
 from ..validation import check_namespace, check_tx
-from . import compacted
+from . import compacted, stream_history
 from .kv import Range
 from .reads import compacted_error, snapshot
 from .storage import EtcdStorage
@@ -61,7 +61,7 @@ def export_history(store: Any, namespace: str | None = None, *, since: int = 0, 
                         and storage.namespace_info(n) is not None), key=str.encode)
     header = {"format": FORMAT, "version": VERSION, "mode": "history", "namespace": namespace, "since": since,
               "until": end, "txs": end - since, "namespaces": names,
-              "streams": [] if end == latest and namespace is None else None}
+              "streams": stream_history.names(storage) if end == latest and namespace is None else None}
     return _rows(storage, header, namespace, since, end, progress)
 
 
@@ -85,6 +85,8 @@ def _row(storage: EtcdStorage, entry: TxEntry) -> dict[str, Any]:
                                                          for op in puts])
     records = {(op.namespace, op.key): bytes(a.kvs[0].value) for op, a in zip(puts, answers, strict=True)}
     ops: list[dict[str, Any]] = []
+    if not entry.operations:  # a stream tx (a storage tx on etcd always names a key)
+        ops = stream_history.history_ops(storage, entry.tx, stream_history.stream_runs(storage, entry.tx))
     for op in entry.operations:
         if op.op != "put":
             ops.append({"namespace": op.namespace, "op": op.op, "key": op.key})

@@ -111,6 +111,9 @@ class Range:
     keys_only: bool = False
     count_only: bool = False
     serializable: bool = False
+    #: Only versions written at or after this revision (0: no bound). etcd then scans the whole range
+    #: server-side before applying ``limit`` (it sends only what passes).
+    min_mod_revision: int = 0
 
     def to_json(self) -> Json:
         out: Json = {"key": b64(self.key)}
@@ -126,6 +129,8 @@ class Range:
             out["count_only"] = True
         if self.serializable:
             out["serializable"] = True
+        if self.min_mod_revision:
+            out["min_mod_revision"] = str(self.min_mod_revision)
         return out
 
 

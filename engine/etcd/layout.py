@@ -31,6 +31,13 @@ key                             value                                           
 ``P/x/<expire_us:016x>/<ns>/``  empty: **the expiry index**, one entry per       every tx with a put that
 ``<key>``                       version that expires (for the sweep: due         carries an expiry
                                 entries in time order)
+``P/s/<stream>``                msgpack ``[created_us, updated_us, seq,          every stream tx, guarded
+                                event_count, size_bytes, dropped, base_seq,      by its mod revision;
+                                created_seq, tx]``: a stream's registry entry    ``create_stream``
+                                (:mod:`engine.etcd.stream_log`)                  (housekeeping)
+``P/e/<stream>/<seq:016x>``     msgpack ``[op, [record, ...]]``: the stream's    the stream tx (a publish,
+                                ``seq``-th stream tx, its event records in       or a drop of a stream
+                                index order (none for a drop, op 4)              with events), once
 ``P/sys/hk``                    msgpack count of housekeeping txns so far        every housekeeping txn
 ``P/sys/sealer``                msgpack ``[holder, lease id]``: the **sealer     the sealer taking the seat
                                 seat** (:mod:`engine.etcd.seat`)                 (a housekeeping txn)
@@ -198,3 +205,27 @@ class Layout:
 
     def namespace_of_registry(self, key: bytes) -> str:
         return key[len(self.prefix) + 3:].decode("ascii")
+
+    # -- streams (engine.etcd.stream_log) --------------------------------------------------------
+
+    def stream(self, name: str) -> bytes:
+        """The registry entry of stream ``name`` (streams have a name space of their own)."""
+        return self.prefix + b"/s/" + name.encode()
+
+    @property
+    def streams(self) -> tuple[bytes, bytes]:
+        """``(key, range_end)`` of every stream's registry entry."""
+        start = self.prefix + b"/s/"
+        return start, prefix_end(start)
+
+    def stream_of_registry(self, key: bytes) -> str:
+        return key[len(self.prefix) + 3:].decode("ascii")
+
+    def stream_tx(self, name: str, seq: int) -> bytes:
+        """The key of the ``seq``-th stream tx of ``name`` (its publish's events, or its drop): hex, fixed
+        width, so byte order is publish order, which is tx order."""
+        return b"".join((self.prefix, b"/e/", name.encode(), b"/", b"%016x" % seq))
+
+    def stream_txs(self, name: str) -> bytes:
+        """What every stream tx key of ``name`` starts with."""
+        return b"".join((self.prefix, b"/e/", name.encode(), b"/"))

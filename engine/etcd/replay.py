@@ -16,8 +16,9 @@ etcd backend does not support leaves the store as it was. The parsed history is 
 ``renumber=True`` commits each tx as the next one, now (:meth:`engine.etcd.storage.EtcdStorage.renumbered`:
 no-op deletes left out, a tx left with nothing takes none), as on LMDB.
 
-``NOT_SUPPORTED`` (naming what): stream txs and a header listing streams (streams are not
-built on etcd), and ops on no key / txs with no op (written by LMDB stores of old versions, which etcd's log
+Stream txs are replayed as stream txs (:mod:`engine.etcd.stream_history`) and the header's ``streams``
+applied at the end as on LMDB. ``NOT_SUPPORTED`` (naming what): a tx with two ops on one stream (no
+export writes one), and ops on no key / txs with no op (written by LMDB stores of old versions, which etcd's log
 cannot hold without creating the namespace).
 
 The header's ``namespaces`` is applied at the end as on LMDB, without a tx: missing ones created,
@@ -31,10 +32,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import EngineError, NotSupported
+from ..events import StreamRun
 from ..transfer import ImportReport, Progress, _check_header, _check_since, _row_error, _split_header, history_entry
 from ..txlog import check_replay
 from ..txn import Batch
 from ..validation import check_namespace
+from . import stream_history
 
 if TYPE_CHECKING:
     from .storage import EtcdStorage
@@ -51,41 +54,52 @@ def import_history(store: Any, rows: Iterable[dict[str, Any]], *, renumber: bool
     header, body, start = _split_header(rows)
     if header is not None:
         _check_header(header, "history")
-        if header.get("streams"):
-            raise NotSupported.needs_lmdb("import_history of streams")
         total = total if total is not None else header.get("txs")
         _check_since(store, header, renumber)
+    streams = None if header is None else stream_history.check_names(header.get("streams"))
     entries = _parsed(storage, body, start, rename, renumber)
     names = _wanted(header, rename)
     first = last_tx = txs = items = 0
     for done, (index, batch, note, replay) in enumerate(entries, start=1):
         try:
-            tx = storage.renumbered(batch, note) if replay is None else storage.replay(batch, note, *replay)
+            tx = _write(storage, batch, note, replay)
         except EngineError as exc:
             raise _row_error(index, exc) from None
         if tx is not None:
             first, last_tx, txs = first or tx, tx, txs + 1
-        items += sum(len(run.keys) for run in batch.runs)  # as on LMDB: the operations given, no-ops included
+        # as on LMDB: the operations given (no-ops included), a stream tx's events
+        items += sum(len(r.records) for r in batch) if isinstance(batch, list) else sum(len(r.keys) for r in batch.runs)
         if progress is not None and (done % 100 == 0 or done == len(entries)):
             progress(done, total)
     if names is not None and header is not None and (
             renumber or header.get("namespace") is not None or header.get("until") == storage.latest_tx):
         _apply_namespaces(storage, names, header, rename, renumber)
+    if streams is not None and (renumber or (header is not None and header.get("until") == storage.latest_tx)):
+        stream_history.apply_names(storage, streams, may_drop=not renumber)
     return ImportReport(first, last_tx, txs, items, time.perf_counter() - started)
 
 
+def _write(storage: EtcdStorage, batch: Batch | list[StreamRun], note: dict[str, Any] | None,
+           replay: tuple[int, int] | None) -> int | None:
+    """Commit one imported tx: replayed at its number and time, or renumbered (None: it took no tx)."""
+    if isinstance(batch, list):  # a stream tx
+        if replay is None:
+            return stream_history.renumbered(storage, batch, note)
+        return stream_history.replay(storage, batch, note, *replay)
+    return storage.renumbered(batch, note) if replay is None else storage.replay(batch, note, *replay)
+
+
 def _parsed(storage: EtcdStorage, body: Iterable[Any], start: int, rename: dict[str, str], renumber: bool
-            ) -> list[tuple[int, Batch, dict[str, Any] | None, tuple[int, int] | None]]:
+            ) -> list[tuple[int, Batch | list[StreamRun], dict[str, Any] | None, tuple[int, int] | None]]:
     """Every row parsed and checked (LMDB's errors, ``details["row"]``) before anything is written."""
     latest = storage.latest_tx
     last = storage.tx_info(latest) if latest and not renumber else None
     next_tx, last_us = latest + 1, (0 if last is None else last.time_us)
-    entries: list[tuple[int, Batch, dict[str, Any] | None, tuple[int, int] | None]] = []
+    entries: list[tuple[int, Batch | list[StreamRun], dict[str, Any] | None, tuple[int, int] | None]] = []
     for index, row in enumerate(body, start=start):
         try:
             batch, note, replay = history_entry(row, rename, storage.limits, renumber)
             _check_supported(batch, replay is not None)
-            assert isinstance(batch, Batch)
             if replay is not None:
                 check_replay(next_tx, last_us, *replay)
                 next_tx, last_us = replay[0] + 1, replay[1]
@@ -98,7 +112,9 @@ def _parsed(storage: EtcdStorage, body: Iterable[Any], start: int, rename: dict[
 def _check_supported(batch: Any, replay: bool) -> None:
     """``NOT_SUPPORTED`` for a tx the etcd backend cannot replay."""
     if isinstance(batch, list):
-        raise NotSupported.needs_lmdb("import_history of stream txs")
+        if len({run.stream for run in batch}) != len(batch):  # never exported: an LMDB publish is one run
+            raise NotSupported.needs_lmdb("import_history of a tx with two ops on one stream")
+        return
     if replay and (not batch.runs or any(not run.keys for run in batch.runs)):
         raise NotSupported.needs_lmdb("import_history of txs with an op on no key (old LMDB stores)")
 

@@ -19,7 +19,9 @@ quorum before it answers), ``compact``, ``horizon``, ``compaction_status``, rete
 ``apply_retention``: :mod:`engine.etcd.compaction`, :mod:`engine.etcd.retention`), ``close`` and the
 context manager. Namespaces' ``revert`` is :mod:`engine.etcd.revert`.
 
-``NOT_SUPPORTED``: streams, ``backup``
+Streams (``stream``, ``streams``, ``stream_info``, ``create_stream``, ``drop_stream``: :mod:`engine.etcd.stream`).
+
+``NOT_SUPPORTED``: ``backup``
 and ``restore``, snapshot export and import (``engine.export_history`` and ``engine.import_history``
 take a store on etcd: :mod:`engine.etcd.history_export`, :mod:`engine.etcd.replay`). Idempotency keys
 (``idempotency=``) are stored with the write (:mod:`engine.etcd.idempotency`).
@@ -42,12 +44,14 @@ from typing import Any, NoReturn
 from .. import idempotency as _idempotency
 from ..compaction import CHUNK_KEYS, CompactionReport
 from ..errors import InvalidParameters, NotSupported, StorageUnavailable, StoreClosed
+from ..events import StreamInfo
 from ..records import Limits, NamespaceInfo
 from ..retention import Retention, RetentionThread
 from ..txtree import ConsistencyProof, Head, InclusionProof
 from ..validation import check_namespace, check_tx, time_us
 from ..verify import VerifyReport
 from . import compacted, compaction
+from . import stream as _stream
 from . import txtree as _txtree
 from .client import EtcdClient
 from .idempotency import run as run_claimed
@@ -55,6 +59,7 @@ from .namespace import EtcdNamespace
 from .sealer import INTERVAL as SEAL_INTERVAL
 from .sealer import Sealer
 from .storage import EtcdStorage
+from .stream import EtcdStream
 from .transaction import EtcdTransaction
 from .txlog import TxEntry
 from .url import EtcdUrl
@@ -310,29 +315,31 @@ class EtcdStore:
         if writes:
             raise NotSupported.needs_lmdb("commit_parked")
 
+    # -- streams (engine.etcd.stream) ----------------------------------------------------------
+
+    def stream(self, name: str) -> EtcdStream:
+        """The stream called ``name`` (validated; nothing is created until it is published to), as
+        :meth:`engine.Store.stream` (:mod:`engine.etcd.stream`)."""
+        return EtcdStream(self, check_namespace(name))
+
+    def streams(self) -> list[StreamInfo]:
+        """Every stream that exists (created or published to, not dropped), by name."""
+        return _stream.streams(self)
+
+    def stream_info(self, name: str) -> StreamInfo | None:
+        """What stream ``name`` holds, or None if it does not exist."""
+        return _stream.stream_info(self, name)
+
+    def create_stream(self, name: str, *, idempotency: _idempotency.Claim | None = None) -> StreamInfo:
+        """Create an empty stream (no tx is consumed); ``NAMESPACE_EXISTS`` if it exists."""
+        return _stream.create_stream(self, name, idempotency=idempotency)
+
+    def drop_stream(self, name: str, *, note: dict[str, Any] | None = None, sync: bool | None = None,
+                    idempotency: _idempotency.Claim | None = None) -> int:
+        """Forget stream ``name`` and its events; the tx of the drop (:func:`engine.etcd.stream.drop_stream`)."""
+        return _stream.drop_stream(self, name, note=note, sync=sync, idempotency=idempotency)
+
     # -- what needs the LMDB backend -----------------------------------------------------------
-
-    def stream(self, name: str) -> NoReturn:
-        """``NOT_SUPPORTED`` (streams are not built on etcd yet)."""
-        raise NotSupported.needs_lmdb("streams")
-
-    def streams(self) -> NoReturn:
-        """``NOT_SUPPORTED`` (streams are not built on etcd yet)."""
-        raise NotSupported.needs_lmdb("streams")
-
-    def stream_info(self, name: str) -> NoReturn:
-        """``NOT_SUPPORTED`` (streams are not built on etcd yet)."""
-        raise NotSupported.needs_lmdb("streams")
-
-    def create_stream(self, name: str, **options: Any) -> NoReturn:
-        """``NOT_SUPPORTED`` (streams are not built on etcd yet)."""
-        raise NotSupported.needs_lmdb("streams")
-
-    def drop_stream(self, name: str, **options: Any) -> NoReturn:
-        """``NOT_SUPPORTED`` (streams are not built on etcd yet)."""
-        raise NotSupported.needs_lmdb("streams")
-
-
 
     def backup(self, path: Any) -> NoReturn:
         """``NOT_SUPPORTED`` (a backup of a store on etcd is an export with history; not built yet)."""

@@ -46,10 +46,17 @@ class TxEntry:
     hash: str | None = None
 
 
+def storage_runs(runs: list[Any]) -> list[Any]:
+    """The storage runs ``[namespace, op, [key, ...]]`` of a logged tx: its stream runs
+    ``[stream, op, count, seq]`` left out (:mod:`engine.etcd.stream_log`; a tx holds one kind or the
+    other), as :func:`engine.txlog.runs_of` on LMDB."""
+    return [run for run in runs if len(run) == 3]
+
+
 def decode(tx: int, value: bytes) -> TxEntry:
-    """The entry of ``tx`` from its bookkeeping record."""
+    """The entry of ``tx`` from its bookkeeping record (a stream tx lists no operation, as on LMDB)."""
     time_us, note, runs = ormsgpack.unpackb(value)[:3]
-    operations = [Operation(ns, key, OP_NAMES[op]) for ns, op, keys in runs for key in keys]
+    operations = [Operation(ns, key, OP_NAMES[op]) for ns, op, keys in storage_runs(runs) for key in keys]
     return TxEntry(tx, schema.time_of(time_us), time_us, note, operations)
 
 
