@@ -4,8 +4,8 @@ Registered in :data:`server.cli.COMMANDS` (each an ``add_<name>_arguments`` / ``
 Like the audit commands they work on the store directly (``--data``, default ``./data``), beside a
 running ``strata serve`` if there is one: LMDB lets many processes share a store, backups are hot
 copies, and compaction works in short chunks that interleave with the server's writers.
-``export --history`` and ``import`` of a history also take ``--data etcd://HOST:PORT,.../PREFIX``
-(a store on etcd, see docs/scale-out.md).
+``export``, ``import`` and ``compact`` also take ``--data etcd://HOST:PORT,.../PREFIX`` (a store on
+etcd, see docs/scale-out.md).
 
 Progress bars (tqdm, drawn on stderr, with throughput: ``keys/s``, ``tx/s``, ``MB/s``) appear on
 anything that can take more than a moment, only when stderr is a terminal, and never with
@@ -200,8 +200,7 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
                         "history imports into a store at tx TX, or anywhere with 'strata import --renumber'")
     p.add_argument("--out", default="-", help="output file, JSON Lines ('-', the default: stdout)")
     p.add_argument("--data", default="./data",
-                   help="store directory (default ./data), or etcd://HOST:PORT,.../PREFIX for a store on etcd "
-                        "(--history only)")
+                   help="store directory (default ./data), or etcd://HOST:PORT,.../PREFIX for a store on etcd")
     _add_quiet(p)
 
 
@@ -286,7 +285,7 @@ def add_import_arguments(p: argparse.ArgumentParser) -> None:
                         "non-empty store); without it tx numbers and times are replayed as exported")
     p.add_argument("--data", default="./data",
                    help="store directory (created if missing; default ./data), or etcd://HOST:PORT,.../PREFIX "
-                        "for a store on etcd (history imports only)")
+                        "for a store on etcd")
     _add_quiet(p)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
-from engine import Item, Namespace, Store, errors, export_snapshot, import_rows
+from engine import Item, Namespace, Store, errors
 from engine.etcd.chain import SEGMENT
 from engine.etcd.store import EtcdStore
 from engine.etcd.transaction import EtcdTransaction
@@ -340,9 +340,6 @@ def _unsupported(store: Store, path: Path) -> list[tuple[str, Callable[[], Any]]
         ("streams", lambda: store.drop_stream("s")),
         ("backup", lambda: store.backup(path / "backup")),
         ("restore", lambda: EtcdStore.restore(path / "backup", path / "data")),
-        ("export_snapshot", lambda: export_snapshot(store, "a")),
-        ("import_snapshot", lambda: import_rows(store, [{"format": "strata-export", "version": 3, "mode": "snapshot",
-                                                         "namespace": "a"}])),
     ]
 
 
