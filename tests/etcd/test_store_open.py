@@ -338,8 +338,6 @@ def _unsupported(store: Store, path: Path) -> list[tuple[str, Callable[[], Any]]
         ("streams", lambda: store.stream_info("s")),
         ("streams", lambda: store.create_stream("s")),
         ("streams", lambda: store.drop_stream("s")),
-        ("backup", lambda: store.backup(path / "backup")),
-        ("restore", lambda: EtcdStore.restore(path / "backup", path / "data")),
     ]
 
 
