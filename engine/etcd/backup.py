@@ -151,32 +151,38 @@ def restore(backup_path: str | os.PathLike[str], url: str, *, verify: bool = Tru
     if not data.is_file():
         raise InvalidParameters(f"{str(source)!r} is not a backup (no {DATA_FILE} in it)", parameter="backup_path")
     manifest = read_manifest(source) if source.is_dir() else None
-    with _opened_copy(data) as copy:
-        tx, digest = copy.head()
-        if manifest is not None and (manifest["tx"], manifest["hash"]) != (tx, digest):
-            raise StorageError(f"the backup holds tx {tx} ({digest}), but its manifest says tx {manifest['tx']} "
-                               f"({manifest['hash']}): nothing was restored", path=str(source))
-        if verify:
-            report = copy.verify()
-            if not report.ok:
-                raise StorageError(f"the backup fails verification at tx {report.bad_tx}: {report.problem}; "
-                                   "nothing was restored", path=str(source), bad_tx=report.bad_tx)
-        with EtcdStore.open(url) as target:
-            _check_empty(target, url)
+    with EtcdStore.open(url) as target:
+        _check_empty(target, url)  # first: the cheap refusal, before the backup is copied
+        with _opened_copy(data) as copy:
+            tx, digest = _checked_backup(copy, manifest, source, verify)
             _check_streams(copy, target)
             _replay(copy, target, tx)
-            got = target.head()
-            if (got.tx, got.hash) != (tx, digest):
-                raise StorageError(f"the restored store is at tx {got.tx} ({got.hash}), but the backup holds tx "
-                                   f"{tx} ({digest})", url=url)
-            if verify:
-                report = target.verify()
-                if not report.ok:
-                    raise StorageError(f"the restored store fails verification at tx {report.bad_tx}: "
-                                       f"{report.problem}", url=url, bad_tx=report.bad_tx)
-            path = target.path
+        got = target.head()
+        if (got.tx, got.hash) != (tx, digest):
+            raise StorageError(f"the restored store is at tx {got.tx} ({got.hash}), but the backup holds tx {tx} "
+                               f"({digest})", url=url)
+        if verify:
+            report = target.verify()
+            if not report.ok:
+                raise StorageError(f"the restored store fails verification at tx {report.bad_tx}: {report.problem}",
+                                   url=url, bad_tx=report.bad_tx)
+        path = target.path
     when = datetime.fromisoformat(manifest["time"]) if manifest else datetime.now().astimezone()
     return BackupInfo(path, tx, digest, data.stat().st_size, when)
+
+
+def _checked_backup(copy: Store, manifest: dict[str, Any] | None, source: Path, verify: bool) -> tuple[int, str]:
+    """The backup's head, checked against its manifest and, with ``verify``, its chain re-derived."""
+    tx, digest = copy.head()
+    if manifest is not None and (manifest["tx"], manifest["hash"]) != (tx, digest):
+        raise StorageError(f"the backup holds tx {tx} ({digest}), but its manifest says tx {manifest['tx']} "
+                           f"({manifest['hash']}): nothing was restored", path=str(source))
+    if verify:
+        report = copy.verify()
+        if not report.ok:
+            raise StorageError(f"the backup fails verification at tx {report.bad_tx}: {report.problem}; nothing "
+                               "was restored", path=str(source), bad_tx=report.bad_tx)
+    return tx, digest
 
 
 def _check_empty(target: Any, url: str) -> None:

@@ -303,10 +303,10 @@ def _outcome(store: Store, *args: Any, **kwargs: Any) -> Any:
 def test_a_snapshot_export_from_etcd_gives_the_lmdb_rows_at_every_tx(source: Store, on_etcd: Store) -> None:
     import_history(on_etcd, _exported(source))
     for tx in (None, *range(0, 22)):
-        for name in ("cities", "towns", "again", "empty", "never"):
-            for prefix in ("", "c:", "zz"):
-                assert _outcome(on_etcd, name, tx=tx, prefix=prefix) == _outcome(source, name, tx=tx,
-                                                                                  prefix=prefix), (tx, name, prefix)
+        for name, prefix in (("cities", ""), ("cities", "c:"), ("cities", "zz"), ("towns", ""), ("again", ""),
+                             ("empty", ""), ("never", "")):
+            assert _outcome(on_etcd, name, tx=tx, prefix=prefix) == _outcome(source, name, tx=tx,
+                                                                              prefix=prefix), (tx, name, prefix)
     rows = list(export_snapshot(on_etcd, "cities"))
     assert rows[0] == {"format": "strata-export", "version": 3, "mode": "snapshot", "namespace": "cities", "tx": 20,
                        "prefix": "", "count": 10}
@@ -317,17 +317,17 @@ def test_a_snapshot_export_from_etcd_gives_the_lmdb_rows_at_every_tx(source: Sto
 
 
 def test_a_snapshot_export_from_etcd_pages_at_one_revision_while_writers_continue(on_etcd: Store) -> None:
-    rows = [{"key": f"k:{i:04}", "value": i} for i in range(2500)]
+    rows = [{"key": f"k:{i:04}", "value": i} for i in range(1300)]
     report = import_snapshot(on_etcd, rows, namespace="big")  # 1000 a tx do not fit 128 etcd txn ops: split
-    assert (report.first_tx, report.last_tx, report.items) == (1, report.txs, 2500) and report.txs > 2
+    assert (report.first_tx, report.last_tx, report.items) == (1, report.txs, 1300) and report.txs > 2
     expected = list(export_snapshot(on_etcd, "big"))
     assert expected[0] == {"format": "strata-export", "version": 3, "mode": "snapshot", "namespace": "big",
-                           "tx": report.last_tx, "prefix": "", "count": 2500}
+                           "tx": report.last_tx, "prefix": "", "count": 1300}
     assert [(r["key"], r["value"]) for r in expected[1:]] == [(r["key"], r["value"]) for r in rows]
     it = export_snapshot(on_etcd, "big")
-    first = [next(it) for _ in range(1501)]  # the header and past the first page of 1000
-    on_etcd.namespace("big").delete(["k:2499"])
-    on_etcd.namespace("big").put({"k:2400": "changed", "k:9999": 1})
+    first = [next(it) for _ in range(1101)]  # the header and past the first page of 1000
+    on_etcd.namespace("big").delete(["k:1299"])
+    on_etcd.namespace("big").put({"k:1200": "changed", "k:9999": 1})
     assert first + list(it) == expected
     assert list(export_snapshot(on_etcd, "big", tx=report.last_tx))[1:] == expected[1:]
 
