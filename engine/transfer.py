@@ -442,7 +442,9 @@ def import_snapshot(store: Store, rows: Iterable[dict[str, Any]], *, namespace: 
     The namespace is created (no tx) if it does not exist, even when there is no record.
 
     Atomic per tx, not as a whole: after a failure, the txs already written stay (the error's
-    ``details["row"]`` says where to resume). ``sync=False`` (default) skips the per-write flush;
+    ``details["row"]`` says where to resume). A store on etcd checks every row before it writes
+    anything and splits a tx that does not fit one etcd txn (:mod:`engine.etcd.snapshot`).
+    ``sync=False`` (default) skips the per-write flush;
     with ``sync`` None or True the import is flushed to disk before returning.
     """
     if getattr(store, "backend", "lmdb") == "etcd":
