@@ -58,11 +58,14 @@ def import_history(store: Any, rows: Iterable[dict[str, Any]], *, renumber: bool
     entries = _parsed(storage, body, start, rename, renumber)
     names = _wanted(header, rename)
     first = last_tx = txs = items = 0
+    previous_us: int | None = None  # the first replayed tx reads the latest tx's time; later ones, the last row's
     for done, (index, batch, note, replay) in enumerate(entries, start=1):
         try:
-            tx = storage.renumbered(batch, note) if replay is None else storage.replay(batch, note, *replay)
+            tx = storage.renumbered(batch, note) if replay is None else storage.replay(batch, note, *replay,
+                                                                                       last_us=previous_us)
         except EngineError as exc:
             raise _row_error(index, exc) from None
+        previous_us = None if replay is None else replay[1]
         if tx is not None:
             first, last_tx, txs = first or tx, tx, txs + 1
         items += sum(len(run.keys) for run in batch.runs)  # as on LMDB: the operations given, no-ops included
