@@ -187,11 +187,12 @@ def _checked_backup(copy: Store, manifest: dict[str, Any] | None, source: Path, 
 
 def _check_empty(target: Any, url: str) -> None:
     """``CONFLICT`` unless the store at ``url`` has no tx and no namespace."""
-    latest, names = target.latest_tx, [info.name for info in target.namespaces()]
+    latest = target.latest_tx
+    names = [] if latest else target.storage().namespaces()  # the names only: infos would read every key
     if latest or names:
-        raise Conflict(f"restore target {url!r} is not an empty store (it is at tx {latest} with "
-                       f"{len(names)} namespace(s)); refusing to overwrite it: restore into a new prefix",
-                       parameter="data_dir", path=url, latest_tx=latest)
+        held = f"it is at tx {latest}" if latest else f"it holds {len(names)} namespace(s)"
+        raise Conflict(f"restore target {url!r} is not an empty store ({held}); refusing to overwrite it: "
+                       "restore into a new prefix", parameter="data_dir", path=url, latest_tx=latest)
 
 
 def _check_streams(copy: Store, target: Any) -> None:

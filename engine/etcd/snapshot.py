@@ -28,6 +28,7 @@ written (atomic per tx, as on LMDB; ``details["row"]`` names the first row not w
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -35,7 +36,7 @@ from typing import IO, Any
 
 import msgpack
 
-from ..errors import BatchTooLarge, EngineError, InvalidParameters, NamespaceNotFound
+from ..errors import BatchTooLarge, EngineError, InvalidParameters, NamespaceExists, NamespaceNotFound
 from ..records import Record
 from ..transfer import (
     FORMAT,
@@ -147,8 +148,9 @@ def import_snapshot(store: Any, rows: Iterable[dict[str, Any]], *, namespace: st
         writer = _Writer(storage, namespace, note, progress, total)
         for (first_row, _), group in zip(groups, _groups(spool, groups), strict=True):
             writer.write(first_row, group)
-    if storage.namespace_info(namespace) is None:
-        storage.create_namespace(namespace)  # as on LMDB, also for no record (no tx)
+    if not _existence(storage, namespace, latest=True)[0]:  # (namespace_info would read every key)
+        with contextlib.suppress(NamespaceExists):  # created meanwhile: as wanted
+            storage.create_namespace(namespace)  # as on LMDB, also for no record (no tx)
     return ImportReport(writer.first, writer.last, writer.txs, writer.items, time.perf_counter() - started)
 
 

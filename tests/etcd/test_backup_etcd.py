@@ -140,8 +140,8 @@ def test_a_restore_onto_a_prefix_that_is_not_empty_or_from_a_bad_backup_is_refus
         restore(tmp_path / "b", url)
     assert not_empty.value.to_dict() == {
         "code": "CONFLICT", "parameter": "data_dir", "path": url, "latest_tx": 0,
-        "message": f"restore target {url!r} is not an empty store (it is at tx 0 with 1 namespace(s)); refusing to "
-                   "overwrite it: restore into a new prefix"}
+        "message": f"restore target {url!r} is not an empty store (it holds 1 namespace(s)); refusing to overwrite "
+                   "it: restore into a new prefix"}
     with pytest.raises(errors.InvalidParameters) as not_a_backup:
         restore(tmp_path / "nothing", url)
     assert not_a_backup.value.to_dict()["message"] == (f"{str(tmp_path / 'nothing')!r} is not a backup (no data.mdb "
@@ -172,6 +172,6 @@ def test_strata_backup_and_restore_take_an_etcd_url(source: Store, on_etcd: Stor
     assert capsys.readouterr().out == f"restored tx 20 (hash {head.hash}) into {target}: head checked\n"
     assert main(["restore", str(tmp_path / "b"), target, "--quiet"]) == 2
     assert capsys.readouterr().err.startswith(f"strata restore: CONFLICT: restore target {target!r} is not an "
-                                              "empty store (it is at tx 20")
+                                              "empty store (it is at tx 20); refusing to overwrite it")
     assert main(["backup", str(tmp_path / "c"), "--data", "etcd://h1:99999/p", "--quiet"]) == 2
     assert capsys.readouterr().err.startswith("strata backup: INVALID_PARAMETERS: 'etcd://h1:99999/p' is not an etcd")
