@@ -302,7 +302,9 @@ def _outcome(store: Store, *args: Any, **kwargs: Any) -> Any:
 
 def test_a_snapshot_export_from_etcd_gives_the_lmdb_rows_at_every_tx(source: Store, on_etcd: Store) -> None:
     import_history(on_etcd, _exported(source))
-    for tx in (None, *range(0, 22)):
+    # The latest, tx 0, and the txs after each kind of change: ttl and metadata, a clear, a transaction, a
+    # sweep, a drop, an expire(), a namespace written again, the last tx, and one in the future.
+    for tx in (None, 0, 2, 3, 5, 8, 9, 10, 11, 17, 19, 20, 21):
         for name, prefix in (("cities", ""), ("cities", "c:"), ("cities", "zz"), ("towns", ""), ("again", ""),
                              ("empty", ""), ("never", "")):
             assert _outcome(on_etcd, name, tx=tx, prefix=prefix) == _outcome(source, name, tx=tx,
