@@ -226,7 +226,8 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 def restore(backup_path: str | os.PathLike[str], data_dir: str | os.PathLike[str], *,
             verify: bool = True) -> BackupInfo:
-    """Restore the backup directory ``backup_path`` into the new (or empty) ``data_dir``.
+    """Restore the backup directory ``backup_path`` into the new (or empty) ``data_dir``, or into the empty
+    store an ``etcd://`` URL names (:func:`engine.etcd.backup.restore`).
 
     The restored store's head must match the backup's manifest; with ``verify`` (the default) its
     whole hash chain is re-derived too (O(all operations)). Raises ``STORAGE_ERROR`` if either
@@ -235,6 +236,10 @@ def restore(backup_path: str | os.PathLike[str], data_dir: str | os.PathLike[str
     """
     from .store import Store
 
+    if type(data_dir) is str and data_dir.startswith("etcd:"):
+        from .etcd.backup import restore as on_etcd  # imported only for etcd targets
+
+        return on_etcd(backup_path, data_dir, verify=verify)
     source = Path(backup_path)
     data = source / DATA_FILE if source.is_dir() else source
     if not data.is_file():

@@ -178,10 +178,9 @@ class StorageError(EngineError):
 
 
 class NotSupported(EngineError):
-    """The store's backend does not support this operation yet (a store on etcd: streams, proofs,
-    backup, snapshot export and import;
-    see docs/scale-out.md). ``details["operation"]`` names it, ``details["backend"]`` the store's backend.
-    Nothing was read or written: open the store on the LMDB backend (a directory) for it."""
+    """The store's backend does not support this operation yet (a store on etcd: streams, the backup of a
+    compacted store; see docs/scale-out.md). ``details["operation"]`` names it, ``details["backend"]`` the
+    store's backend. Nothing was read or written: open the store on the LMDB backend (a directory) for it."""
 
     code = "NOT_SUPPORTED"
 

@@ -155,6 +155,10 @@ def export_snapshot(store: Store, namespace: str, *, tx: int | None = None, pref
     Arguments and the tx are checked at the call (``FUTURE_TX``, ``TX_COMPACTED``), not at the
     first ``next()``; the header's ``count`` is the number of records when it is known cheaply.
     """
+    if getattr(store, "backend", "lmdb") == "etcd":
+        from .etcd.snapshot import export_snapshot as on_etcd  # the etcd backend imports this module
+
+        return on_etcd(store, namespace, tx=tx, prefix=prefix, progress=progress)
     NotSupported.unless_lmdb(store, "export_snapshot")
     check_namespace(namespace)
     ns = store.namespace(namespace)
@@ -438,9 +442,15 @@ def import_snapshot(store: Store, rows: Iterable[dict[str, Any]], *, namespace: 
     The namespace is created (no tx) if it does not exist, even when there is no record.
 
     Atomic per tx, not as a whole: after a failure, the txs already written stay (the error's
-    ``details["row"]`` says where to resume). ``sync=False`` (default) skips the per-write flush;
+    ``details["row"]`` says where to resume). A store on etcd checks every row before it writes
+    anything and splits a tx that does not fit one etcd txn (:mod:`engine.etcd.snapshot`).
+    ``sync=False`` (default) skips the per-write flush;
     with ``sync`` None or True the import is flushed to disk before returning.
     """
+    if getattr(store, "backend", "lmdb") == "etcd":
+        from .etcd.snapshot import import_snapshot as on_etcd  # the etcd backend imports this module
+
+        return on_etcd(store, rows, namespace=namespace, batch=batch, note=note, progress=progress, total=total)
     NotSupported.unless_lmdb(store, "import_snapshot")
     header, body, start = _split_header(rows)
     if header is not None:

@@ -4,8 +4,8 @@ Registered in :data:`server.cli.COMMANDS` (each an ``add_<name>_arguments`` / ``
 Like the audit commands they work on the store directly (``--data``, default ``./data``), beside a
 running ``strata serve`` if there is one: LMDB lets many processes share a store, backups are hot
 copies, and compaction works in short chunks that interleave with the server's writers.
-``export --history`` and ``import`` of a history also take ``--data etcd://HOST:PORT,.../PREFIX``
-(a store on etcd, see docs/scale-out.md).
+``export``, ``import`` and ``compact`` also take ``--data etcd://HOST:PORT,.../PREFIX`` (a store on
+etcd, see docs/scale-out.md).
 
 Progress bars (tqdm, drawn on stderr, with throughput: ``keys/s``, ``tx/s``, ``MB/s``) appear on
 anything that can take more than a moment, only when stderr is a terminal, and never with
@@ -131,19 +131,23 @@ def _size(n: int) -> str:
 
 def add_backup_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dest", help="the new backup directory (must not exist, or be empty)")
-    _add_data(p)
+    p.add_argument("--data", default="./data", help="store directory (default ./data), or "
+                   "etcd://HOST:PORT,.../PREFIX for a store on etcd (its whole history, as an LMDB store)")
     _add_quiet(p)
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
     from engine import errors
 
-    store = _open_store(args, "backup")
+    try:
+        store = _open_store(args, "backup") if not _on_etcd(args.data) else _open_etcd(args.data)
+    except errors.EngineError as exc:  # a bad etcd:// URL, an unreachable cluster
+        return _engine_failed("backup", exc)
     if store is None:
         return 2
     dest = Path(args.dest).absolute()
     with store:
-        used = store.stats().get("used_bytes")
+        used = None if _on_etcd(args.data) else store.stats().get("used_bytes")  # etcd's: the whole cluster's
         with _Progress(args, "B", "backup", used, bytes_=True) as progress, \
                 _watch_size(progress, dest.parent, f".{dest.name}.partial-{os.getpid()}-*/data.mdb"):
             try:
@@ -157,7 +161,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def add_restore_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("backup", help="a backup directory (from 'strata backup' or POST /v4/admin/backup)")
-    p.add_argument("data_dir", help="the new store directory (must not exist, or be empty)")
+    p.add_argument("data_dir", help="the new store directory (must not exist, or be empty), or "
+                   "etcd://HOST:PORT,.../PREFIX: an empty store on etcd")
     p.add_argument("--no-verify", action="store_true",
                    help="skip re-deriving the hash chain (O(all operations)); the head is still checked")
     _add_quiet(p)
@@ -168,11 +173,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     source = Path(args.backup)
     data = source / "data.mdb" if source.is_dir() else source
-    target = Path(args.data_dir).absolute()
-    total = data.stat().st_size if data.is_file() else None
+    on_etcd = _on_etcd(args.data_dir)  # replayed tx by tx: no file grows to watch
+    target: str | Path = args.data_dir if on_etcd else Path(args.data_dir).absolute()
+    total = data.stat().st_size if data.is_file() and not on_etcd else None
     with _Progress(args, "B", "restore", total, bytes_=True) as progress:
         try:
-            with _watch_size(progress, target.parent, f".{target.name}.partial-{os.getpid()}-*/data.mdb"):
+            pattern = f".{Path(target).name}.partial-{os.getpid()}-*/data.mdb"
+            with _watch_size(progress, Path(target).parent, pattern) if not on_etcd else contextlib.nullcontext():
                 info = restore(source, target, verify=not args.no_verify)
         except errors.EngineError as exc:
             progress.close()
@@ -200,8 +207,7 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
                         "history imports into a store at tx TX, or anywhere with 'strata import --renumber'")
     p.add_argument("--out", default="-", help="output file, JSON Lines ('-', the default: stdout)")
     p.add_argument("--data", default="./data",
-                   help="store directory (default ./data), or etcd://HOST:PORT,.../PREFIX for a store on etcd "
-                        "(--history only)")
+                   help="store directory (default ./data), or etcd://HOST:PORT,.../PREFIX for a store on etcd")
     _add_quiet(p)
 
 
@@ -286,7 +292,7 @@ def add_import_arguments(p: argparse.ArgumentParser) -> None:
                         "non-empty store); without it tx numbers and times are replayed as exported")
     p.add_argument("--data", default="./data",
                    help="store directory (created if missing; default ./data), or etcd://HOST:PORT,.../PREFIX "
-                        "for a store on etcd (history imports only)")
+                        "for a store on etcd")
     _add_quiet(p)
 
 

@@ -60,11 +60,13 @@ def import_history(store: Any, rows: Iterable[dict[str, Any]], *, renumber: bool
     entries = _parsed(storage, body, start, rename, renumber)
     names = _wanted(header, rename)
     first = last_tx = txs = items = 0
+    previous_us: int | None = None  # the first replayed tx reads the latest tx's time; later ones, the last row's
     for done, (index, batch, note, replay) in enumerate(entries, start=1):
         try:
-            tx = _write(storage, batch, note, replay)
+            tx = _write(storage, batch, note, replay, previous_us)
         except EngineError as exc:
             raise _row_error(index, exc) from None
+        previous_us = None if replay is None else replay[1]
         if tx is not None:
             first, last_tx, txs = first or tx, tx, txs + 1
         # as on LMDB: the operations given (no-ops included), a stream tx's events
@@ -80,13 +82,16 @@ def import_history(store: Any, rows: Iterable[dict[str, Any]], *, renumber: bool
 
 
 def _write(storage: EtcdStorage, batch: Batch | list[StreamRun], note: dict[str, Any] | None,
-           replay: tuple[int, int] | None) -> int | None:
-    """Commit one imported tx: replayed at its number and time, or renumbered (None: it took no tx)."""
+           replay: tuple[int, int] | None, last_us: int | None) -> int | None:
+    """Commit one imported tx: replayed at its number and time (``last_us``: the previous tx's time,
+    if known), or renumbered (None: it took no tx)."""
     if isinstance(batch, list):  # a stream tx
         if replay is None:
             return stream_history.renumbered(storage, batch, note)
         return stream_history.replay(storage, batch, note, *replay)
-    return storage.renumbered(batch, note) if replay is None else storage.replay(batch, note, *replay)
+    if replay is None:
+        return storage.renumbered(batch, note)
+    return storage.replay(batch, note, *replay, last_us=last_us)
 
 
 def _parsed(storage: EtcdStorage, body: Iterable[Any], start: int, rename: dict[str, str], renumber: bool

@@ -158,16 +158,21 @@ class EtcdStorage:
         return _commit.commit(self.timeline, batch, note, now, self.etcd_limits, request_id,
                               sweep=self._sweeper(now), claim=claim)
 
-    def replay(self, batch: Batch, note: dict[str, Any] | None, tx: int, time_us: int) -> int:
+    def replay(self, batch: Batch, note: dict[str, Any] | None, tx: int, time_us: int,
+               last_us: int | None = None) -> int:
         """Write ``batch`` as tx ``tx`` committed at ``time_us`` (an imported history's tx,
         :mod:`engine.etcd.replay`): exactly the runs given, no expiry sweep first. ``INVALID_PARAMETERS``
         with LMDB's words (:func:`engine.txlog.check_replay`) unless ``tx`` is the next tx and the time
         is not before the latest tx's; nothing is written then. The txn itself is guarded
         (:class:`engine.etcd.replay_guard.NextTx`): if another tx commits first, it fails and the replay is
-        refused, so it never takes another number."""
+        refused, so it never takes another number. ``last_us``: the commit time of tx ``tx - 1`` when the
+        caller knows it (the previous row of a replay, which the guard proves is the latest tx), else read
+        from the log (``tx_info``, which seals the chain up to it first: one seal per tx of a long replay)."""
         latest = self.latest_tx
-        last = self.tx_info(latest) if latest else None
-        check_replay(latest + 1, 0 if last is None else last.time_us, tx, time_us)
+        if last_us is None or latest != tx - 1:
+            last = self.tx_info(latest) if latest else None
+            last_us = 0 if last is None else last.time_us
+        check_replay(latest + 1, last_us, tx, time_us)
         got = _commit.commit(self.timeline, batch, note, time_us, self.etcd_limits, claim=NextTx(self.timeline, tx,
                                                                                                  time_us))
         if got != tx:  # only deletes of absent keys: this store is not a copy of the source up to tx - 1

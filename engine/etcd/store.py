@@ -20,10 +20,9 @@ quorum before it answers), ``compact``, ``horizon``, ``compaction_status``, rete
 context manager. Namespaces' ``revert`` is :mod:`engine.etcd.revert`.
 
 Streams (``stream``, ``streams``, ``stream_info``, ``create_stream``, ``drop_stream``: :mod:`engine.etcd.stream`).
-
-``NOT_SUPPORTED``: ``backup``
-and ``restore``, snapshot export and import (``engine.export_history`` and ``engine.import_history``
-take a store on etcd: :mod:`engine.etcd.history_export`, :mod:`engine.etcd.replay`). Idempotency keys
+``backup`` and ``restore`` are :mod:`engine.etcd.backup`; history and snapshot export and import
+(``engine.export_history`` and the rest take a store on etcd) are :mod:`engine.etcd.history_export`,
+:mod:`engine.etcd.replay` and :mod:`engine.etcd.snapshot`. Idempotency keys
 (``idempotency=``) are stored with the write (:mod:`engine.etcd.idempotency`).
 
 The store owns its etcd client and a background sealer thread (:mod:`engine.etcd.sealer`); after
@@ -34,14 +33,16 @@ readers seal what they ask for).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any
 
 from .. import idempotency as _idempotency
+from ..backup import BackupInfo, restore
 from ..compaction import CHUNK_KEYS, CompactionReport
 from ..errors import InvalidParameters, NotSupported, StorageUnavailable, StoreClosed
 from ..events import StreamInfo
@@ -339,13 +340,18 @@ class EtcdStore:
         """Forget stream ``name`` and its events; the tx of the drop (:func:`engine.etcd.stream.drop_stream`)."""
         return _stream.drop_stream(self, name, note=note, sync=sync, idempotency=idempotency)
 
-    # -- what needs the LMDB backend -----------------------------------------------------------
+    # -- backup and restore (engine.etcd.backup) ---------------------------------------------------
 
-    def backup(self, path: Any) -> NoReturn:
-        """``NOT_SUPPORTED`` (a backup of a store on etcd is an export with history; not built yet)."""
-        raise NotSupported.needs_lmdb("backup")
+    def backup(self, path: str | os.PathLike[str]) -> BackupInfo:
+        """The whole history, up to the latest tx when it starts, as an LMDB store in the new directory
+        ``path``, while writers continue (:mod:`engine.etcd.backup`)."""
+        from .backup import backup
+
+        return backup(self, path)
 
     @staticmethod
-    def restore(backup_path: Any, data_dir: Any, *, verify: bool = True) -> NoReturn:
-        """``NOT_SUPPORTED``: restore a backup with :meth:`engine.Store.restore` into a directory."""
-        raise NotSupported.needs_lmdb("restore")
+    def restore(backup_path: str | os.PathLike[str], data_dir: str | os.PathLike[str], *,
+                verify: bool = True) -> BackupInfo:
+        """Restore a backup into a new directory or an empty store on etcd (an ``etcd://`` URL), as
+        :func:`engine.restore`."""
+        return restore(backup_path, data_dir, verify=verify)

@@ -3,8 +3,11 @@
 An LMDB store's whole history, exported and replayed on an empty etcd prefix, gives the source's txs,
 tx_info (times, notes, operations, hashes), reads at every tx and ``head()``; bad rows are refused with the
 LMDB import's errors and nothing written; an import into a non-empty store is refused as on LMDB; what the
-etcd backend does not support (a tx with two ops on one stream, ops on no key) is ``NOT_SUPPORTED`` naming it, nothing
-written. Each test has its own store prefix on the module's one cluster.
+etcd backend does not support (a tx with two ops on one stream, ops on no key) is ``NOT_SUPPORTED`` naming it,
+nothing written. Snapshots: ``export_snapshot`` gives LMDB's rows at every tx (paged at one revision while
+writers continue), ``import_snapshot`` writes LMDB's txs (split when one does not fit an etcd txn) and a
+refused one writes nothing; the CLI takes an etcd URL for both. Each test has its own store prefix on the
+module's one cluster.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 import orjson
 import pytest
 
-from engine import Item, Store, errors, export_history, import_history, import_rows
+from engine import Item, Store, errors, export_history, export_snapshot, import_history, import_rows, import_snapshot
 from engine.etcd.kv import Put
 from engine.etcd.replay_guard import NextTx
 from server.cli import main
@@ -170,10 +173,6 @@ def test_what_etcd_cannot_replay_is_not_supported_naming_it_and_nothing_written(
     refused = _refused(on_etcd, no_key, errors.NotSupported)
     assert refused["operation"] == "import_history of txs with an op on no key (old LMDB stores)"
     assert refused["row"] == 4
-    snapshot = [{"format": "strata-export", "version": 3, "mode": "snapshot", "namespace": "a", "tx": 1}]
-    with pytest.raises(errors.NotSupported) as raised:
-        import_rows(on_etcd, snapshot)
-    assert raised.value.to_dict() == _not_supported("import_snapshot")
     assert on_etcd.latest_tx == 0
 
 
@@ -216,9 +215,17 @@ def test_strata_export_and_import_take_an_etcd_url(source: Store, on_etcd: Store
     assert [orjson.loads(line) for line in again.read_bytes().splitlines()] == rows
     assert main(["import", str(exported), "--data", url, "--quiet"]) == 2  # not empty any more: LMDB's refusal
     assert "cannot replay tx 1: the next tx of this store is 21" in capsys.readouterr().err
-    assert main(["export", "--ns", "cities", "--data", url, "--quiet"]) == 2
-    assert capsys.readouterr().err == ("strata export: NOT_SUPPORTED: export_snapshot is not supported on the etcd "
-                                       "backend yet; it needs the LMDB backend (a store opened on a directory)\n")
+    snapshot = tmp_path / "cities.jsonl"
+    assert main(["export", "--ns", "cities", "--tx", "17", "--data", url, "--out", str(snapshot), "--quiet"]) == 0
+    assert capsys.readouterr().out == f"exported 10 record(s) of cities at tx 17 to {snapshot}\n"
+    assert [orjson.loads(line) for line in snapshot.read_bytes().splitlines()] == list(
+        export_snapshot(source, "cities", tx=17))
+    assert main(["import", str(snapshot), "--ns", "copy", "--data", url, "--quiet"]) == 0
+    assert capsys.readouterr().out.startswith("imported 10 operation(s) in 1 tx(s) (txs 21 to 21) in ")
+    assert list(export_snapshot(on_etcd, "copy"))[1:] == [{**row, "tx": 21} for row in list(
+        export_snapshot(source, "cities", tx=17))[1:]]
+    assert main(["import", str(exported), "--ns", "x", "--data", url, "--quiet"]) == 2
+    assert "--ns renames the namespace of a one-namespace history" in capsys.readouterr().err
     assert main(["import", str(exported), "--data", "etcd://h1:99999/p", "--quiet"]) == 2
     assert capsys.readouterr().err.startswith("strata import: INVALID_PARAMETERS: 'etcd://h1:99999/p' is not an etcd")
 
@@ -272,3 +279,124 @@ def test_a_renumbered_import_writes_what_it_writes_on_lmdb(source: Store, on_etc
         assert (report.first_tx, report.last_tx, report.txs, report.items) == (
             expected.first_tx, expected.last_tx, expected.txs, expected.items)
         assert _renumbered(on_etcd) == _renumbered(target)
+
+
+# -- snapshots ----------------------------------------------------------------------------------
+
+
+def etcd_fingerprint(store: Store) -> list[tuple[bytes, bytes, int]]:
+    """Every key of the store's prefix with its value and mod revision (the chain sealed first, the sealer's
+    seat left out): equal means nothing was written."""
+    store.head()
+    storage = store.storage()
+    layout = storage.timeline.layout
+    kvs = storage.timeline.client.range(layout.prefix + b"/", layout.prefix + b"0").kvs
+    return [(kv.key, kv.value, kv.mod_revision) for kv in kvs if kv.key != layout.sealer]
+
+
+def _outcome(store: Store, *args: Any, **kwargs: Any) -> Any:
+    """The rows of ``export_snapshot(store, *args, **kwargs)``, or its error as a dict."""
+    try:
+        return list(export_snapshot(store, *args, **kwargs))
+    except errors.EngineError as exc:
+        return exc.to_dict()
+
+
+def test_a_snapshot_export_from_etcd_gives_the_lmdb_rows_at_every_tx(source: Store, on_etcd: Store) -> None:
+    import_history(on_etcd, _exported(source))
+    # The latest, tx 0, and the txs after each kind of change: ttl and metadata, a clear, a transaction, a
+    # sweep, a drop, an expire(), a namespace written again, the last tx, and one in the future.
+    for tx in (None, 0, 2, 3, 5, 8, 9, 10, 11, 17, 19, 20, 21):
+        for name, prefix in (("cities", ""), ("cities", "c:"), ("cities", "zz"), ("towns", ""), ("again", ""),
+                             ("empty", ""), ("never", "")):
+            assert _outcome(on_etcd, name, tx=tx, prefix=prefix) == _outcome(source, name, tx=tx,
+                                                                              prefix=prefix), (tx, name, prefix)
+    rows = list(export_snapshot(on_etcd, "cities"))
+    assert rows[0] == {"format": "strata-export", "version": 3, "mode": "snapshot", "namespace": "cities", "tx": 20,
+                       "prefix": "", "count": 10}
+    assert {"key": "c:5", "value": 18, "tx": 18} in rows and {"key": "c:2", "cleared": True, "tx": 3} in rows
+    for bad in (dict(prefix=5), dict(tx=-1), dict(tx="3")):
+        assert _outcome(on_etcd, "cities", **bad) == _outcome(source, "cities", **bad)
+    assert _outcome(on_etcd, "bad/name") == _outcome(source, "bad/name")
+
+
+def test_a_snapshot_export_from_etcd_pages_at_one_revision_while_writers_continue(on_etcd: Store) -> None:
+    rows = [{"key": f"k:{i:04}", "value": i} for i in range(1300)]
+    report = import_snapshot(on_etcd, rows, namespace="big")  # 1000 a tx do not fit 128 etcd txn ops: split
+    assert (report.first_tx, report.last_tx, report.items) == (1, report.txs, 1300) and report.txs > 2
+    expected = list(export_snapshot(on_etcd, "big"))
+    assert expected[0] == {"format": "strata-export", "version": 3, "mode": "snapshot", "namespace": "big",
+                           "tx": report.last_tx, "prefix": "", "count": 1300}
+    assert [(r["key"], r["value"]) for r in expected[1:]] == [(r["key"], r["value"]) for r in rows]
+    it = export_snapshot(on_etcd, "big")
+    first = [next(it) for _ in range(1101)]  # the header and past the first page of 1000
+    on_etcd.namespace("big").delete(["k:1299"])
+    on_etcd.namespace("big").put({"k:1200": "changed", "k:9999": 1})
+    assert first + list(it) == expected
+    assert list(export_snapshot(on_etcd, "big", tx=report.last_tx))[1:] == expected[1:]
+
+
+@pytest.fixture
+def lmdb_target(tmp_path: Path, clock: Clock) -> Iterator[Store]:
+    with Store.open(tmp_path / "target", clock=clock) as store:
+        yield store
+
+
+def _written(store: Store, names: tuple[str, ...] = ("copy",)) -> list[Any]:
+    out: list[Any] = [store.latest_tx, [n.name for n in store.namespaces()]]
+    for tx in range(1, store.latest_tx + 1):
+        info = store.tx_info(tx)
+        assert info is not None
+        out.append((info.time_us, info.note, info.operations, info.hash))
+    for name in names:
+        out.append(list(store.namespace(name).scan(metadata=True, fields=["expire_time", "created_at"])))
+    return out
+
+
+def test_a_snapshot_import_into_etcd_writes_the_txs_lmdb_writes(source: Store, on_etcd: Store,
+                                                                lmdb_target: Store) -> None:
+    for tx in (17, None):
+        rows = list(export_snapshot(source, "cities", tx=tx))
+        expected = import_snapshot(lmdb_target, rows, namespace="copy", batch=4, note={"import": tx})
+        report = import_snapshot(on_etcd, rows, namespace="copy", batch=4, note={"import": tx})
+        assert (report.first_tx, report.last_tx, report.txs, report.items) == (
+            expected.first_tx, expected.last_tx, expected.txs, expected.items)
+    assert (report.first_tx, report.last_tx, report.items) == (4, 6, 10)
+    assert _written(on_etcd) == _written(lmdb_target)
+    assert tuple(on_etcd.head()) == tuple(lmdb_target.head())
+    empty = list(export_snapshot(source, "empty"))
+    assert import_rows(on_etcd, empty).txs == 0 and on_etcd.namespace_info("empty") is not None
+
+
+def test_a_snapshot_import_splits_a_tx_that_does_not_fit_one_etcd_txn(on_etcd: Store, lmdb_target: Store) -> None:
+    rows = [{"key": f"k:{i:03}", "value": i, "metadata": {"i": i}} for i in range(150)]
+    report = import_snapshot(on_etcd, rows, namespace="copy")  # 1000 records a tx: over 128 etcd txn ops
+    assert (report.first_tx, report.last_tx, report.txs, report.items) == (1, 2, 2, 150)
+    assert [len((on_etcd.tx_info(tx) or pytest.fail()).operations) for tx in (1, 2)] == [75, 75]
+    assert import_snapshot(lmdb_target, rows, namespace="copy").txs == 1
+    assert [(r.key, r.value, r.metadata) for r in on_etcd.namespace("copy").scan(metadata=True)] == [
+        (r.key, r.value, r.metadata) for r in lmdb_target.namespace("copy").scan(metadata=True)]
+    with pytest.raises(errors.InvalidParameters) as too_many:
+        import_snapshot(on_etcd, rows, namespace="copy", batch=on_etcd.limits.max_batch + 1)
+    assert too_many.value.to_dict()["message"] == f"batch must be 1 to {on_etcd.limits.max_batch}"
+
+
+@pytest.mark.parametrize("bad", [
+    lambda rows: rows[7].update(value=None, binary=True),
+    lambda rows: rows.insert(6, ["not", "a", "row"]),
+    lambda rows: rows.insert(6, dict(rows[5])),
+    lambda rows: rows[8].update(expire_us=-5),
+    lambda rows: rows[0].update(mode="history"),
+])
+def test_a_refused_snapshot_import_leaves_the_etcd_store_as_it_was(source: Store, on_etcd: Store,
+                                                                   lmdb_target: Store, bad: Any) -> None:
+    rows = list(export_snapshot(source, "cities"))
+    bad(rows)
+    on_etcd.namespace("copy").put({"mine": 1})
+    before = etcd_fingerprint(on_etcd)
+    with pytest.raises(errors.InvalidParameters) as refused:
+        import_snapshot(on_etcd, rows, namespace="copy", batch=2)
+    assert etcd_fingerprint(on_etcd) == before
+    with pytest.raises(errors.InvalidParameters) as on_lmdb:
+        import_snapshot(lmdb_target, rows, namespace="copy", batch=2)
+    assert refused.value.to_dict() == on_lmdb.value.to_dict()

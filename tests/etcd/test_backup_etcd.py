@@ -1,0 +1,177 @@
+"""``backup`` and ``restore`` of a store on etcd (:mod:`engine.etcd.backup`), on a real 3-member cluster.
+
+A backup of a store on etcd is an LMDB store directory holding the whole history: restored anywhere it
+answers as the etcd store did at every tx, with the same ``head()``, also when writers continue during the
+backup. A backup (of either backend) restores onto an empty etcd prefix with the same txs, reads and head;
+a non-empty prefix, a path that is not a backup and a backup that does not match its manifest are refused
+with nothing written. ``strata backup`` and ``strata restore`` take an etcd URL. Each test has its own store
+prefix on the module's one cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine import Store, errors, export_history, import_history, restore
+from engine.etcd import backup as etcd_backup
+from engine.etcd.store import EtcdStore
+from server.cli import main
+from tests.engine.clock import Clock
+
+from .cluster import EtcdCluster
+from .test_transfer_etcd import _answers, etcd_fingerprint
+from .test_transfer_etcd import source as source  # the LMDB store with a history of 20 txs (a fixture)
+
+
+@pytest.fixture
+def url(etcd_cluster: EtcdCluster, request: pytest.FixtureRequest) -> str:
+    return etcd_cluster.store_url("backup/" + request.node.name)
+
+
+@pytest.fixture
+def on_etcd(url: str, clock: Clock) -> Iterator[Store]:
+    """A store on etcd holding the source's history."""
+    with Store.open(url, clock=clock) as store:
+        yield store
+
+
+def _reads(store: Store) -> list[Any]:
+    """:func:`_answers` but ``next_expiry``: an LMDB store a history was replayed into keeps the expiry index
+    entries of the sweep txs it replayed (stale entries, which its next sweep drops without a tx), so its
+    ``next_expiry`` may name an expiry the source has already recorded and dropped."""
+    answers = _answers(store)
+    return answers[:2] + answers[3:]
+
+
+def _filled(store: Store, source: Store) -> Store:
+    import_history(store, export_history(source))
+    return store
+
+
+def test_a_backup_of_a_store_on_etcd_is_an_lmdb_store_with_its_whole_history(source: Store, on_etcd: Store,
+                                                                             tmp_path: Path, url: str) -> None:
+    _filled(on_etcd, source)
+    info = on_etcd.backup(tmp_path / "b")
+    head = source.head()
+    assert (info.path, info.tx, info.hash) == (str(tmp_path / "b"), 20, head.hash)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["data.mdb", "strata-backup.json"]
+    assert info.size_bytes == (tmp_path / "b" / "data.mdb").stat().st_size
+    manifest = json.loads((tmp_path / "b" / "strata-backup.json").read_text())
+    assert manifest == {"format": "strata-backup", "version": 1, "tx": 20, "hash": head.hash,
+                        "time": info.to_dict()["time"], "source": url}
+    restored = restore(tmp_path / "b", tmp_path / "restored")
+    assert (restored.tx, restored.hash) == (20, head.hash)
+    with Store.open(tmp_path / "restored") as copy:
+        assert _reads(copy) == _reads(source)  # source's are on_etcd's: test_transfer_etcd.py
+        assert copy.head() == head and copy.verify().ok
+    with pytest.raises(errors.Conflict) as in_the_way:
+        on_etcd.backup(tmp_path / "b")
+    assert in_the_way.value.to_dict()["message"] == (f"backup target {str(tmp_path / 'b')!r} exists and is not an "
+                                                     "empty directory; refusing to overwrite it")
+
+
+def test_a_backup_is_one_consistent_cut_while_writers_continue(on_etcd: Store, tmp_path: Path) -> None:
+    ns = on_etcd.namespace("busy")
+    for i in range(30):
+        ns.put({f"k:{i % 7}": i, f"n:{i}": i}, note={"i": i})
+    done = threading.Event()
+
+    def write() -> None:
+        i = 30
+        while not done.is_set() and i < 80:
+            ns.put({f"k:{i % 7}": i}, note={"i": i})
+            i += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        info = on_etcd.backup(tmp_path / "b")
+    finally:
+        done.set()
+        writer.join()
+    assert 30 <= info.tx <= on_etcd.latest_tx
+    with Store.open(tmp_path / "b") as copy:
+        assert copy.latest_tx == info.tx and tuple(copy.head()) == (info.tx, (on_etcd.tx_info(info.tx) or
+                                                                             pytest.fail()).hash)
+        for tx in range(info.tx + 1):
+            assert list(copy.namespace("busy").scan(tx=tx)) == list(ns.scan(tx=tx))
+        assert list(export_history(copy))[1:] == list(export_history(on_etcd, until=info.tx))[1:]
+
+
+def test_lmdb_to_etcd_to_lmdb_through_backups_keeps_every_tx_read_and_the_head(
+        source: Store, url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(etcd_backup, "WINDOW", 7)  # 20 txs replayed in windows of 7
+    first = source.backup(tmp_path / "lmdb-backup")
+    restored = restore(tmp_path / "lmdb-backup", url)
+    assert (restored.path, restored.tx, restored.hash) == (url, 20, first.hash)
+    with Store.open(url) as on_etcd:
+        assert _reads(on_etcd) == _reads(source)
+        on_etcd.backup(tmp_path / "etcd-backup")
+    assert Store.restore(tmp_path / "etcd-backup", tmp_path / "back").tx == 20
+    with Store.open(tmp_path / "back") as back:
+        assert _reads(back) == _reads(source)
+    assert EtcdStore.restore(tmp_path / "etcd-backup", tmp_path / "back-again", verify=False).hash == first.hash
+
+
+def test_an_empty_store_backs_up_and_restores_with_its_namespaces(etcd_cluster: EtcdCluster, url: str,
+                                                                  tmp_path: Path) -> None:
+    with Store.open(url) as store:
+        store.create_namespace("empty")
+        info = store.backup(tmp_path / "b")
+    assert info.tx == 0 and info.hash == "00" * 32
+    other = etcd_cluster.store_url("backup/empty-restored")
+    assert restore(tmp_path / "b", other).tx == 0
+    with Store.open(other) as restored:
+        assert [n.name for n in restored.namespaces()] == ["empty"] and restored.latest_tx == 0
+
+
+def test_a_restore_onto_a_prefix_that_is_not_empty_or_from_a_bad_backup_is_refused_writing_nothing(
+        source: Store, on_etcd: Store, url: str, tmp_path: Path) -> None:
+    source.backup(tmp_path / "b")
+    on_etcd.create_namespace("mine")
+    before = etcd_fingerprint(on_etcd)
+    with pytest.raises(errors.Conflict) as not_empty:
+        restore(tmp_path / "b", url)
+    assert not_empty.value.to_dict() == {
+        "code": "CONFLICT", "parameter": "data_dir", "path": url, "latest_tx": 0,
+        "message": f"restore target {url!r} is not an empty store (it holds 1 namespace(s)); refusing to overwrite "
+                   "it: restore into a new prefix"}
+    with pytest.raises(errors.InvalidParameters) as not_a_backup:
+        restore(tmp_path / "nothing", url)
+    assert not_a_backup.value.to_dict()["message"] == (f"{str(tmp_path / 'nothing')!r} is not a backup (no data.mdb "
+                                                       "in it)")
+    manifest = tmp_path / "b" / "strata-backup.json"
+    manifest.write_text(manifest.read_text().replace('"tx": 20', '"tx": 19'))
+    on_etcd.drop_namespace("mine")  # empty again: only the manifest refuses now
+    before = etcd_fingerprint(on_etcd)
+    with pytest.raises(errors.StorageError) as mismatch:
+        restore(tmp_path / "b", url)
+    assert mismatch.value.to_dict()["message"] == (
+        f"the backup holds tx 20 ({source.head().hash}), but its manifest says tx 19 ({source.head().hash}): "
+        "nothing was restored")
+    assert etcd_fingerprint(on_etcd) == before
+
+
+def test_strata_backup_and_restore_take_an_etcd_url(source: Store, on_etcd: Store, url: str, tmp_path: Path,
+                                                    etcd_cluster: EtcdCluster,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    _filled(on_etcd, source)
+    head = source.head()
+    assert main(["backup", str(tmp_path / "b"), "--data", url, "--quiet"]) == 0
+    size = (tmp_path / "b" / "data.mdb").stat().st_size
+    assert capsys.readouterr().out == (f"backup of tx 20 (hash {head.hash}) written to {tmp_path / 'b'}: "
+                                       f"{size / 1024:.1f} KiB\n")
+    target = etcd_cluster.store_url("backup/cli-restored")
+    assert main(["restore", str(tmp_path / "b"), target, "--quiet", "--no-verify"]) == 0
+    assert capsys.readouterr().out == f"restored tx 20 (hash {head.hash}) into {target}: head checked\n"
+    assert main(["restore", str(tmp_path / "b"), target, "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith(f"strata restore: CONFLICT: restore target {target!r} is not an "
+                                              "empty store (it is at tx 20); refusing to overwrite it")
+    assert main(["backup", str(tmp_path / "c"), "--data", "etcd://h1:99999/p", "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("strata backup: INVALID_PARAMETERS: 'etcd://h1:99999/p' is not an etcd")
