@@ -119,6 +119,32 @@ def test_lmdb_to_etcd_to_lmdb_through_backups_keeps_every_tx_read_and_the_head(
     assert EtcdStore.restore(tmp_path / "etcd-backup", tmp_path / "back-again", verify=False).hash == first.hash
 
 
+def test_streams_go_lmdb_to_etcd_to_lmdb_through_backups_with_their_events_and_the_head(url: str,
+                                                                                      tmp_path: Path) -> None:
+    with Store.open(tmp_path / "src", sync=False) as src:
+        src.namespace("a").put({"k": 1})
+        src.stream("orders").publish([{"n": 1}, {"n": 2}], note={"by": "test"})
+        src.create_stream("empty")
+        src.namespace("a").put({"k": 2})
+        src.stream("orders").publish([{"n": 3}])
+        src.stream("gone").publish([{"n": 0}])
+        src.drop_stream("gone")
+        first = src.backup(tmp_path / "lmdb-backup")
+        events = [e.data for e in src.stream("orders").read(end_tx=3).events]
+        infos = [(i.name, i.event_count) for i in src.streams()]
+    assert events == [{"n": 1}, {"n": 2}] and infos == [("empty", 0), ("orders", 3)]
+    assert restore(tmp_path / "lmdb-backup", url).hash == first.hash
+    with Store.open(url) as on_etcd:
+        assert [e.data for e in on_etcd.stream("orders").read(end_tx=3).events] == events
+        assert [(i.name, i.event_count) for i in on_etcd.streams()] == infos
+        on_etcd.backup(tmp_path / "etcd-backup")
+    back = Store.restore(tmp_path / "etcd-backup", tmp_path / "back")
+    assert (back.tx, back.hash) == (first.tx, first.hash)
+    with Store.open(tmp_path / "back") as copy:
+        assert [e.data for e in copy.stream("orders").read().events] == [{"n": 1}, {"n": 2}, {"n": 3}]
+        assert copy.verify().ok
+
+
 def test_an_empty_store_backs_up_and_restores_with_its_namespaces(etcd_cluster: EtcdCluster, url: str,
                                                                   tmp_path: Path) -> None:
     with Store.open(url) as store:
