@@ -61,10 +61,12 @@ if TYPE_CHECKING:
     from .store import Store
     from .txn import Batch
 
-#: Due expiry entries a write sweeps before its own tx (bounded work per write).
-SWEEP_PER_WRITE = 64
-#: Entries one ``Store.expire()`` tx sweeps.
-SWEEP_PER_TX = 1000
+#: Due expiry entries a write sweeps before its own tx (bounded work per write). The same on a store on
+#: etcd, whose sweep tx must fit in etcd's default ``--max-txn-ops`` (128) whatever namespaces it spans
+#: (:mod:`engine.etcd.limits`): so one history numbers its txs the same on both backends.
+SWEEP_PER_WRITE = 24
+#: Entries one ``Store.expire()`` tx sweeps (as many as a write's sweep, for the same reason).
+SWEEP_PER_TX = 24
 #: The note of the txs that record expiries.
 EXPIRED_NOTE: dict[str, Any] = {"expired": True}
 #: Longest ttl accepted (about 317 years): keeps ``expire_us`` within 64 bits.

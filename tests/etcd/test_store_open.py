@@ -23,6 +23,7 @@ import pytest
 
 from engine import Item, Namespace, Store, errors, export_snapshot, import_rows
 from engine.etcd.chain import SEGMENT
+from engine.etcd.limits import EtcdLimits
 from engine.etcd.store import EtcdStore
 from engine.etcd.transaction import EtcdTransaction
 from engine.etcd.url import EtcdUrl
@@ -369,7 +370,7 @@ def test_each_unsupported_operation_raises_not_supported_and_changes_nothing(on_
     ("etcd://h1:0/p", "the port of 'h1:0' must be a number from 1 to 65535"),
     ("etcd://h1:2379,,h2/p", "it names an empty host"),
     ("etcd://h 1/p", "'h 1' is not a host or host:port"),
-    ("etcd://h1/p?x=1", "it has a query or fragment; an etcd store URL takes neither"),
+    ("etcd://h1/p#x", "it has a fragment; an etcd store URL takes none"),
     ("etcd:/h1/p", "it does not start with etcd://"),
     ("etcd://h1/a b", "an etcd store prefix is 1-128 characters of A-Z a-z 0-9 . _ - in components separated by "
                       "'/', not 'a b'"),
@@ -382,10 +383,62 @@ def test_a_bad_url_is_invalid_parameters_saying_why(url: str, why: str) -> None:
     assert raised.value.details == {"parameter": "path", "url": url}
 
 
+_QUERY_FORM = "etcd://HOST:PORT,HOST:PORT,.../PREFIX?max_txn_ops=N&max_request_bytes=N (either or both)"
+
+
+@pytest.mark.parametrize(("query", "why"), [
+    ("", "its query has an empty parameter"),
+    ("max_txn_ops=200&", "its query has an empty parameter"),
+    ("x=1", "'x' is not a parameter of an etcd store URL (it takes max_txn_ops and max_request_bytes)"),
+    ("max-txn-ops=200", "'max-txn-ops' is not a parameter of an etcd store URL (it takes max_txn_ops and "
+                        "max_request_bytes)"),
+    ("max_txn_ops=200&max_txn_ops=300", "it gives max_txn_ops twice"),
+    ("max_txn_ops", "max_txn_ops must be a whole number of operations (the cluster's --max-txn-ops), not ''"),
+    ("max_txn_ops=1e3", "max_txn_ops must be a whole number of operations (the cluster's --max-txn-ops), not '1e3'"),
+    ("max_txn_ops=-200", "max_txn_ops must be a whole number of operations (the cluster's --max-txn-ops), not '-200'"),
+    ("max_txn_ops=%C2%B2", "max_txn_ops must be a whole number of operations (the cluster's --max-txn-ops), "
+                           "not '%C2%B2'"),
+    ("max_txn_ops=\u00b2",  # a digit to str.isdigit, not a number
+     "max_txn_ops must be a whole number of operations (the cluster's --max-txn-ops), not '\u00b2'"),
+    ("max_request_bytes=10MiB", "max_request_bytes must be a whole number of bytes (the cluster's "
+                                "--max-request-bytes), not '10MiB'"),
+    ("max_txn_ops=125", "max_txn_ops must be from 126 to 2147483647, not 125: a store needs 126 operations in one "
+                        "txn (an expiry sweep of 24 keys in as many namespaces)"),
+    ("max_txn_ops=2147483648", "max_txn_ops must be from 126 to 2147483647, not 2147483648: a store needs 126 "
+                               "operations in one txn (an expiry sweep of 24 keys in as many namespaces)"),
+    ("max_request_bytes=1048575", "max_request_bytes must be from 1048576 to 2147483647, not 1048575: a store "
+                                  "needs 1048576 bytes in one request (a chain seal of 4,096 txs)"),
+])
+def test_a_bad_limit_in_the_query_is_invalid_parameters_saying_why(query: str, why: str) -> None:
+    url = f"etcd://127.0.0.1:{free_port()}/p?{query}"  # refused before anything is contacted
+    with pytest.raises(errors.InvalidParameters) as raised:
+        Store.open(url)
+    assert raised.value.message == f"{url!r} is not an etcd store URL: {why}; the form is {_QUERY_FORM}"
+    assert raised.value.details == {"parameter": "path", "url": url}
+
+
 def test_a_url_names_members_and_prefix() -> None:
     parsed = EtcdUrl.parse("etcd://h1,10.0.0.2:2380,[::1]:32379/team/store-1")
     assert parsed == EtcdUrl(("http://h1:2379", "http://10.0.0.2:2380", "http://[::1]:32379"), "team/store-1")
     assert str(parsed) == "etcd://h1:2379,10.0.0.2:2380,[::1]:32379/team/store-1"
+    assert parsed.limits == EtcdLimits(128, 1572864)
+
+
+@pytest.mark.parametrize(("query", "limits", "canonical"), [
+    ("max_txn_ops=1024&max_request_bytes=10485760", EtcdLimits(1024, 10485760),
+     "?max_txn_ops=1024&max_request_bytes=10485760"),
+    ("max_request_bytes=10485760&max_txn_ops=1024", EtcdLimits(1024, 10485760),
+     "?max_txn_ops=1024&max_request_bytes=10485760"),
+    ("max_txn_ops=126", EtcdLimits(126, 1572864), "?max_txn_ops=126"),
+    ("max_request_bytes=1048576", EtcdLimits(128, 1048576), "?max_request_bytes=1048576"),
+    ("max_txn_ops=128&max_request_bytes=1572864", EtcdLimits(128, 1572864), ""),  # etcd's defaults, said
+    ("max_txn_ops=0000200", EtcdLimits(200, 1572864), "?max_txn_ops=200"),
+])
+def test_a_url_query_gives_the_clusters_limits(query: str, limits: EtcdLimits, canonical: str) -> None:
+    parsed = EtcdUrl.parse(f"etcd://h1,h2/team/store-1?{query}")
+    assert parsed == EtcdUrl(("http://h1:2379", "http://h2:2379"), "team/store-1", limits)
+    assert str(parsed) == "etcd://h1:2379,h2:2379/team/store-1" + canonical
+    assert EtcdUrl.parse(str(parsed)) == parsed
 
 
 def test_an_unreachable_cluster_is_storage_unavailable_naming_the_url() -> None:
