@@ -7,7 +7,8 @@ so takes the writes etcd's defaults refuse; one told nothing refuses them itself
 ``BATCH_TOO_LARGE``, and nothing is written (the cluster's revision does not move). The same history
 of expiring puts, across namespaces, with long keys and more expiries due at once than a sweep takes,
 gives the same txs (number, time, note, operations, chain hash) on LMDB, on a store told nothing and on
-one told the cluster's limits.
+one told the cluster's limits. ``strata serve --data`` takes the URL with its query (the start-up check,
+each worker's app) and refuses a bad one in one line.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from engine import Store, errors
 from engine.etcd import EtcdClient
+from server.app import create_app
 from tests.engine.clock import Clock
+from tests.server.conftest import Client
 
-from .cluster import EtcdCluster
+from .cluster import EtcdCluster, free_port
 
 MAX_TXN_OPS = 256
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
@@ -141,3 +145,30 @@ def grouped(ops: list[tuple[str, str, str]]) -> list[tuple[str, list[str]]]:
         out[-1][1].append(key)
     return out
 
+
+
+def test_strata_serve_takes_the_limits_in_its_data_url(url: str, tmp_path: Path) -> None:
+    """What ``strata serve --data URL`` does with the URL: the start-up check opens it, each worker's app
+    opens it (``create_app``, in-process here); a bad query is refused in one line before start-up."""
+    from server.serve_config import ServeConfigError, check_etcd_store
+    from tests.server.test_serve_config import refused, run_serve
+
+    check_etcd_store(url + TOLD, None)
+    many = [{"key": f"k{i:03}", "value": i} for i in range(200)]
+    for query, status, code in (("", 400, "BATCH_TOO_LARGE"), (TOLD, 200, None)):
+        app = create_app(url + query)
+        try:
+            response = Client(app).request("POST", "/v4/storage/a/write", json=many)
+            assert response.status == status
+            assert (orjson.loads(response.body).get("code"), orjson.loads(response.body).get("tx")) == (
+                (code, None) if code else (None, 1))
+        finally:
+            app.close()
+    bad = url + "?max_txn_ops=64"
+    with pytest.raises(ServeConfigError) as raised:
+        check_etcd_store(bad, None)
+    why = (f"--data {bad}: {bad!r} is not an etcd store URL: max_txn_ops must be from 126 to 2147483647, not 64: a "
+           "store needs 126 operations in one txn (an expiry sweep of 24 keys in as many namespaces); the form is "
+           "etcd://HOST:PORT,HOST:PORT,.../PREFIX?max_txn_ops=N&max_request_bytes=N (either or both)")
+    assert str(raised.value) == why
+    assert refused(run_serve(tmp_path, "--data", bad, "--port", str(free_port()))) == f"strata serve: {why}\n"
