@@ -595,3 +595,24 @@ def test_strata_serve_refuses_a_bad_etcd_url_in_one_line_even_with_retention(tmp
     refused(run_serve(tmp_path, "--data", "etcd://h1:99999/strata", "--retain-txs", "10", "--port", str(free_port())),
             "--data etcd://h1:99999/strata: 'etcd://h1:99999/strata' is not an etcd store URL")
     assert list(tmp_path.iterdir()) == [tmp_path / "xdg"]  # no data directory, no lock file
+
+
+def test_a_sweep_of_twenty_four_namespaces_fits_etcds_default_limits_and_takes_lmdbs_txs(
+        url: str, tmp_path: Path) -> None:
+    """The most a sweep tx holds on either backend (engine.expiry.SWEEP_PER_WRITE), each key in a namespace
+    of its own: the largest sweep txn a store sends, within etcd's default --max-txn-ops (128)."""
+    logs = []
+    for location in (url, tmp_path / "lmdb"):
+        clock = Clock()
+        with Store.open(location, clock=clock) as store:
+            for i in range(25):
+                store.namespace(f"n{24 - i:02}").put({"k": i}, ttl=1)  # numbered n24, n23, ..., n00
+            clock.now += 2
+            assert store.namespace("w").put({"k": 1}) == 27
+            assert store.expire() == 1
+            logs.append([(e.tx, e.note, [(o.namespace, o.op) for o in e.operations], e.hash)
+                         for e in store.changes(25)])
+    assert logs[0] == logs[1]
+    assert [(tx, note, len(ops)) for tx, note, ops, _ in logs[0]] == [
+        (26, {"expired": True}, 24), (27, None, 1), (28, {"expired": True}, 1)]
+    assert [ns for ns, _ in logs[0][0][2]] == [f"n{24 - i:02}" for i in range(24)]  # by namespace number
