@@ -109,18 +109,22 @@ def namespace_ranks(timeline: Timeline, names: set[str]) -> dict[str, tuple[int,
     layout = timeline.layout
     ordered = sorted(names)
     ranges = [Range(k) for name in ordered for k in (layout.registry(name), layout.updated(name))]
-    answers = timeline.client.txn((), ranges).responses
+    step = max(2, timeline.max_txn_ops - timeline.max_txn_ops % 2)  # a microsecond may span many namespaces
+    answers = [a for i in range(0, len(ranges), step) for a in timeline.client.txn((), ranges[i:i + step]).responses]
     first: dict[str, int] = {}
     for i, name in enumerate(ordered):
         revisions = [a.kvs[0].create_revision for a in answers[2 * i:2 * i + 2]
                      if isinstance(a, RangeResult) and a.kvs]
         first[name] = min(revisions, default=0)
     ranks = {}
+    orders: dict[int, list[str]] = {}
     for name, revision in first.items():
         position = 0
         if revision and list(first.values()).count(revision) > 1:  # first written by one tx: its log's order
-            entry = txlog.entry(timeline, timeline.tx_of(revision))
-            order = list(dict.fromkeys(o.namespace for o in entry.operations)) if entry is not None else []
+            if revision not in orders:
+                entry = txlog.entry(timeline, timeline.tx_of(revision))
+                orders[revision] = [] if entry is None else list(dict.fromkeys(o.namespace for o in entry.operations))
+            order = orders[revision]
             position = order.index(name) if name in order else len(order)
         ranks[name] = (revision, position, name)
     return ranks

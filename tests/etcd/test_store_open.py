@@ -600,19 +600,21 @@ def test_strata_serve_refuses_a_bad_etcd_url_in_one_line_even_with_retention(tmp
 def test_a_sweep_of_twenty_four_namespaces_fits_etcds_default_limits_and_takes_lmdbs_txs(
         url: str, tmp_path: Path) -> None:
     """The most a sweep tx holds on either backend (engine.expiry.SWEEP_PER_WRITE), each key in a namespace
-    of its own: the largest sweep txn a store sends, within etcd's default --max-txn-ops (128)."""
+    of its own: the largest sweep txn a store sends, within etcd's default --max-txn-ops (128). 70 expire
+    in one microsecond, so the cut is by namespace number (names sort the other way), ranked on etcd from
+    more namespaces than one txn reads."""
     logs = []
     for location in (url, tmp_path / "lmdb"):
         clock = Clock()
         with Store.open(location, clock=clock) as store:
-            for i in range(25):
-                store.namespace(f"n{24 - i:02}").put({"k": i}, ttl=1)  # numbered n24, n23, ..., n00
+            for i in range(70):
+                store.namespace(f"n{69 - i:02}").put({"k": i}, ttl=1)  # numbered n69, n68, ..., n00
             clock.now += 2
-            assert store.namespace("w").put({"k": 1}) == 27
-            assert store.expire() == 1
+            assert store.namespace("w").put({"k": 1}) == 72
+            assert store.expire() == 46
             logs.append([(e.tx, e.note, [(o.namespace, o.op) for o in e.operations], e.hash)
-                         for e in store.changes(25)])
+                         for e in store.changes(70)])
     assert logs[0] == logs[1]
     assert [(tx, note, len(ops)) for tx, note, ops, _ in logs[0]] == [
-        (26, {"expired": True}, 24), (27, None, 1), (28, {"expired": True}, 1)]
-    assert [ns for ns, _ in logs[0][0][2]] == [f"n{24 - i:02}" for i in range(24)]  # by namespace number
+        (71, {"expired": True}, 24), (72, None, 1), (73, {"expired": True}, 24), (74, {"expired": True}, 22)]
+    assert [ns for ns, _ in logs[0][0][2]] == [f"n{69 - i:02}" for i in range(24)]  # by namespace number
