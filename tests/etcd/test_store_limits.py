@@ -4,7 +4,8 @@ with non-default ones, and the expiry sweep numbering txs as LMDB does whatever 
 The module's 3-member cluster runs with ``--max-txn-ops 256 --max-request-bytes 2097152``. A store told
 so takes the writes etcd's defaults refuse; one told nothing refuses them itself (``BATCH_TOO_LARGE``,
 ``VALUE_TOO_LARGE`` before sending); one told more than the cluster allows gets etcd's refusal as
-``BATCH_TOO_LARGE``, and nothing is written (the cluster's revision does not move). The same history
+``BATCH_TOO_LARGE``, and nothing is written (the cluster's revision does not move: those stores run no
+sealer thread, whose own writes would move it at any time). The same history
 of expiring puts, across namespaces, with long keys and more expiries due at once than a sweep takes,
 gives the same txs (number, time, note, operations, chain hash) on LMDB, on a store told nothing and on
 one told the cluster's limits. ``strata serve --data`` takes the URL with its query (the start-up check,
@@ -22,6 +23,7 @@ import pytest
 
 from engine import Store, errors
 from engine.etcd import EtcdClient
+from engine.etcd.store import EtcdStore
 from server.app import create_app
 from tests.engine.clock import Clock
 from tests.server.conftest import Client
@@ -47,7 +49,7 @@ def revision(etcd: EtcdClient) -> int:
 def test_a_store_told_the_clusters_limits_takes_writes_etcds_defaults_refuse(url: str, etcd: EtcdClient) -> None:
     many = {f"k{i:03}": i for i in range(200)}
     big = b"x" * 1_700_000
-    with Store.open(url) as assumed:  # told nothing: etcd's defaults, checked before sending
+    with EtcdStore.open(url, seal_interval=None) as assumed:  # told nothing: etcd's defaults, checked before sending
         before = revision(etcd)
         with pytest.raises(errors.BatchTooLarge) as ops:
             assumed.namespace("a").put(many)
@@ -58,22 +60,31 @@ def test_a_store_told_the_clusters_limits_takes_writes_etcds_defaults_refuse(url
             assumed.namespace("a").put({"big": big})
         assert value.value.details["limit"] == 1572864 - 8192
         assert revision(etcd) == before and assumed.latest_tx == 0
-    with Store.open(url + TOLD) as told:
+    with EtcdStore.open(url + TOLD, seal_interval=None) as told:
         assert told.path == url + TOLD
         assert told.namespace("a").put(many) == 1
         assert told.namespace("a").put({"big": big}) == 2
         assert told.namespace("a").get("big").value == big
         assert told.namespace_info("a").key_count == 201
         assert [len(e.operations) for e in told.changes(0)] == [200, 1]
+        told.head()  # sealed (no sealer thread here: nothing but the store's calls writes)
+        before = revision(etcd)
+        with pytest.raises(errors.BatchTooLarge) as ops:  # over what it was told, refused before sending
+            told.namespace("b").put({f"k{i:03}": i for i in range(251)})
+        assert ops.value.details == {"count": 251, "ops": 257, "limit": MAX_TXN_OPS}
+        with pytest.raises(errors.ValueTooLarge) as value:
+            told.namespace("b").put({"big": b"x" * MAX_REQUEST_BYTES})
+        assert value.value.details["limit"] == MAX_REQUEST_BYTES - 8192
+        assert revision(etcd) == before and told.latest_tx == 2
 
 
 def test_a_store_told_more_than_the_cluster_allows_gets_etcds_refusal_as_batch_too_large(
         url: str, etcd: EtcdClient) -> None:
     """etcd does not say its --max-txn-ops or --max-request-bytes (no API answers them), so a store cannot
     check what it is told: a txn over the cluster's real limit is refused by etcd, before raft, whole."""
-    with Store.open(url + TOLD_TOO_MUCH) as store:
+    with EtcdStore.open(url + TOLD_TOO_MUCH, seal_interval=None) as store:
         store.namespace("a").put({"k": 1})
-        store.head()  # sealed: the sealer has nothing left to write
+        store.head()  # sealed (no sealer thread here: nothing but the store's calls writes)
         before = revision(etcd)
         with pytest.raises(errors.BatchTooLarge) as ops:
             store.namespace("a").put({f"k{i:03}": i for i in range(300)})
