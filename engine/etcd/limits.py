@@ -7,9 +7,10 @@ cannot ask the cluster: it is told, by the query of its URL
 and assumes etcd's defaults otherwise. Every size the store derives from them follows what it is told:
 the writes it refuses before sending (``BATCH_TOO_LARGE``, ``VALUE_TOO_LARGE``: :mod:`engine.etcd.commit`),
 how many keys one read txn ranges, the windows of the tx log, the chain's seals and compaction's txns.
-The expiry sweep does not: a sweep tx holds at most :data:`engine.expiry.SWEEP_PER_WRITE` /
-:data:`engine.expiry.SWEEP_PER_TX` entries on both backends (so a history numbers its txs the same on
-LMDB and on any etcd cluster), and :data:`MIN_TXN_OPS` is what such a sweep needs.
+A write's expiry sweep does not: it holds at most :data:`engine.expiry.SWEEP_PER_WRITE` entries on both
+backends (so the same writes number their txs the same on LMDB and on any etcd cluster), and
+:data:`MIN_TXN_OPS` is what such a sweep needs. An ``expire()`` tx holds as many entries as fit, up to
+:data:`engine.expiry.SWEEP_PER_TX` (LMDB's 1,000).
 
 A store told more than the cluster allows sends txns the cluster refuses: etcd's refusal maps to
 ``BATCH_TOO_LARGE`` (:mod:`engine.etcd.answers`), nothing is written. Told less, it refuses writes
@@ -39,10 +40,9 @@ def sweep_txn_ops(entries: int, namespaces: int) -> int:
     return 3 * entries + 2 * namespaces + 6
 
 
-#: Smallest ``--max-txn-ops`` a store accepts: a sweep tx of the most entries either sweep takes, each in
-#: a namespace of its own (126 with 24 entries: etcd's default 128 holds it).
-MIN_TXN_OPS = sweep_txn_ops(max(expiry.SWEEP_PER_WRITE, expiry.SWEEP_PER_TX),
-                            max(expiry.SWEEP_PER_WRITE, expiry.SWEEP_PER_TX))
+#: Smallest ``--max-txn-ops`` a store accepts: a write's sweep tx of the most entries it takes, each in a
+#: namespace of its own (126 with 24 entries: etcd's default 128 holds it).
+MIN_TXN_OPS = sweep_txn_ops(expiry.SWEEP_PER_WRITE, expiry.SWEEP_PER_WRITE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,5 +101,5 @@ def _unit(name: str) -> str:
 def _why(name: str) -> str:
     if name == "max_txn_ops":
         return (f"a store needs {MIN_TXN_OPS} operations in one txn (an expiry sweep of "
-                f"{max(expiry.SWEEP_PER_WRITE, expiry.SWEEP_PER_TX)} keys in as many namespaces)")
+                f"{expiry.SWEEP_PER_WRITE} keys in as many namespaces)")
     return f"a store needs {MIN_REQUEST_BYTES} bytes in one request (a chain seal of 4,096 txs)"

@@ -29,10 +29,11 @@ with it up to the microsecond, so when more than ``limit`` entries are due, :fun
 every entry of the last microsecond it reached (one more range) and cuts in LMDB's order.
 
 Batch size: at most ``limit`` index entries per sweep (:data:`engine.expiry.SWEEP_PER_WRITE` before a
-write, :data:`engine.expiry.SWEEP_PER_TX` per ``expire()`` tx: LMDB's, so both backends take the same
-sweep txs), stale ones included as on LMDB. A store's ``--max-txn-ops`` is at least
-:data:`engine.etcd.limits.MIN_TXN_OPS`, which holds that many in as many namespaces; a storage given less
-(:class:`engine.etcd.storage.EtcdStorage` directly) sweeps as many as fit (:func:`per_txn`, :func:`fitting`).
+write, LMDB's, so both backends take the same sweep txs; :data:`engine.expiry.SWEEP_PER_TX` per ``expire()``
+tx, or as many as fit), stale ones included as on LMDB. A store's ``--max-txn-ops`` is at least
+:data:`engine.etcd.limits.MIN_TXN_OPS`, which holds a write's sweep in as many namespaces; a sweep that
+does not fit (an ``expire()`` tx, or a storage given less: :class:`engine.etcd.storage.EtcdStorage`
+directly) takes as many as fit (:func:`per_txn`, :func:`fitting`).
 """
 
 from __future__ import annotations

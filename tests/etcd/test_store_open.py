@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
-from engine import Item, Namespace, Store, errors, export_snapshot, import_rows
+from engine import Item, Namespace, Store, errors, expiry, export_snapshot, import_rows
 from engine.etcd.chain import SEGMENT
 from engine.etcd.limits import EtcdLimits
 from engine.etcd.store import EtcdStore
@@ -598,11 +598,13 @@ def test_strata_serve_refuses_a_bad_etcd_url_in_one_line_even_with_retention(tmp
 
 
 def test_a_sweep_of_twenty_four_namespaces_fits_etcds_default_limits_and_takes_lmdbs_txs(
-        url: str, tmp_path: Path) -> None:
-    """The most a sweep tx holds on either backend (engine.expiry.SWEEP_PER_WRITE), each key in a namespace
-    of its own: the largest sweep txn a store sends, within etcd's default --max-txn-ops (128). 70 expire
-    in one microsecond, so the cut is by namespace number (names sort the other way), ranked on etcd from
-    more namespaces than one txn reads."""
+        url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The most a write's sweep tx holds on either backend (engine.expiry.SWEEP_PER_WRITE), each key in a
+    namespace of its own: the largest sweep txn a store sends, within etcd's default --max-txn-ops (128).
+    70 expire in one microsecond, so the cut is by namespace number (names sort the other way), ranked on
+    etcd from more namespaces than one txn reads. ``expire()`` takes 24 a tx here on both (LMDB's own
+    1,000 is more than one etcd txn holds)."""
+    monkeypatch.setattr(expiry, "SWEEP_PER_TX", 24)
     logs = []
     for location in (url, tmp_path / "lmdb"):
         clock = Clock()
