@@ -61,9 +61,13 @@ if TYPE_CHECKING:
     from .store import Store
     from .txn import Batch
 
-#: Due expiry entries a write sweeps before its own tx (bounded work per write).
-SWEEP_PER_WRITE = 64
-#: Entries one ``Store.expire()`` tx sweeps.
+#: Due expiry entries a write sweeps before its own tx (bounded work per write). The same on a store on
+#: etcd, whose sweep tx must fit in etcd's default ``--max-txn-ops`` (128) whatever namespaces it spans
+#: (:mod:`engine.etcd.limits`): so one history numbers its txs the same on both backends.
+SWEEP_PER_WRITE = 24
+#: Entries one ``Store.expire()`` tx sweeps: a backlog (a million sessions expiring at once) takes few
+#: txs. A store on etcd takes as many as one etcd txn holds (:mod:`engine.etcd.sweep`), so beyond that
+#: its ``expire()`` numbers txs differently; a write's sweep is the same on both.
 SWEEP_PER_TX = 1000
 #: The note of the txs that record expiries.
 EXPIRED_NOTE: dict[str, Any] = {"expired": True}

@@ -21,7 +21,8 @@ Compaction and retention: :mod:`~engine.etcd.compaction` (etcd's compaction at t
 :mod:`~engine.etcd.compacted` (the horizon and what the compaction keeps beside etcd),
 :mod:`~engine.etcd.retention`.
 
-What users open: :mod:`~engine.etcd.url` (``etcd://`` store URLs), :mod:`~engine.etcd.store` (``EtcdStore``,
+What users open: :mod:`~engine.etcd.url` (``etcd://`` store URLs, with the cluster's limits:
+:mod:`~engine.etcd.limits`), :mod:`~engine.etcd.store` (``EtcdStore``,
 what ``Store.open("etcd://...")`` returns: ``Store``'s API, ``NOT_SUPPORTED`` for what etcd lacks yet) and
 :mod:`~engine.etcd.namespace` (``EtcdNamespace``, ``Namespace``'s API).
 """

@@ -90,9 +90,10 @@ def error_of(status: int, body: bytes, ctx: Context) -> errors.EngineError | Ref
     message, code = parse(status, body)
     if any(text in message for text in _TOO_LARGE):
         return too_large(message, ctx)
-    if "too many operations in txn request" in message:
+    if "too many operations in txn request" in message:  # a store checks first: it was told too high a limit
         return errors.BatchTooLarge(
-            f"etcd refused a txn of {ctx.ops} operations: more than its --max-txn-ops allows",
+            f"etcd refused a txn of {ctx.ops} operations: more than its --max-txn-ops allows (a store on etcd "
+            "must not be told a higher max_txn_ops than the cluster's)",
             ops=ctx.ops, etcd=message)  # fmt: skip
     if "database space exceeded" in message:
         return errors.StorageFull(
@@ -123,6 +124,12 @@ def too_large(message: str, ctx: Context) -> errors.EngineError:
             f"request limit ({limit:,} bytes)",
             key=show_key(largest.key), size=largest.size, limit=limit, etcd=message)  # fmt: skip
     total = sum(p.size for p in ctx.puts)
+    if total < limit:  # not too large for what the caller was told: the cluster's limit is lower
+        return errors.BatchTooLarge(
+            f"etcd refused a txn of {ctx.ops} operations and {total:,} bytes of keys and values as too large, "
+            f"though it was to take {limit:,} bytes: the cluster's --max-request-bytes is lower (a store on etcd "
+            "must not be told a higher max_request_bytes than the cluster's)",
+            ops=ctx.ops, size=total, limit=limit, etcd=message)  # fmt: skip
     return errors.BatchTooLarge(
         f"a txn of {ctx.ops} operations and {total:,} bytes of keys and values is over etcd's request limit "
         f"({limit:,} bytes): split it",

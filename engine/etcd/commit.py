@@ -74,10 +74,10 @@ from .. import errors
 from ..codec import CLEAR_RECORD, DELETE, DELETE_RECORD, PUT, extended_record
 from ..encoding import SHORT_MAX, escape
 from ..txn import Batch, Expect, Run
-from .answers import DEFAULT_MAX_REQUEST_BYTES
 from .due import first_due, found_due, nothing_due
 from .expiry import Times, creation_for_write, live_tx, rich
 from .kv import Compare, DeleteRange, KeyValue, Put, Range, RangeResult, Request, Txn
+from .limits import EtcdLimits as EtcdLimits  # where callers have always found it
 from .once import Commit, commit_once
 from .reads import snapshot
 from .timeline import Timeline, count_of
@@ -106,14 +106,6 @@ MAX_ATTEMPTS = 5
 #: Sends of one request again because a key it read first (an ``expect``'s, a put with options') was
 #: written meanwhile by another writer.
 MAX_GUARD_RETRIES = 100
-
-
-@dataclass(frozen=True, slots=True)
-class EtcdLimits:
-    """The cluster's limits (its ``--max-txn-ops`` and ``--max-request-bytes``; etcd's defaults)."""
-
-    max_txn_ops: int = 128
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
 
 
 def records_of(run: Run) -> list[bytes]:

@@ -41,11 +41,14 @@ Contract (what holds today):
   namespace's keys, see :mod:`engine.etcd.namespaces`).
 
 **The expiry sweep** (:mod:`engine.etcd.sweep`), with the LMDB engine's semantics: every write whose
-``expect`` holds first records up to :data:`engine.expiry.SWEEP_PER_WRITE` (64) due expiries as deletes in
+``expect`` holds first records up to :data:`engine.expiry.SWEEP_PER_WRITE` (24) due expiries as deletes in
 a tx of their own (note ``{"expired": true}``), right before its own tx and at the same commit time;
-:meth:`expire` records everything due (txs of up to 1,000 keys, fewer when ``--max-txn-ops`` is lower),
-:meth:`next_expiry` says when the next falls due. So tx numbers, history, diff, the log and the change
-feed show the sweep txs as on LMDB, and ``namespace_info`` counts are exact after :meth:`expire`. Each
+:meth:`expire` records everything due (txs of as many entries as one etcd txn holds, up to
+:data:`engine.expiry.SWEEP_PER_TX`), :meth:`next_expiry` says when the next falls due. A write's sweep takes
+the same entries in the same order as LMDB's, whatever the cluster's limits (:mod:`engine.etcd.limits`), so
+tx numbers, history, diff, the log and the change feed show the sweep txs as on LMDB (an ``expire()`` of
+more than one etcd txn holds takes more txs than LMDB's), and ``namespace_info`` counts are exact after
+:meth:`expire`. Each
 sweep's deletes are guarded by the expiring version's ``mod_revision``: concurrent sweepers record each
 expiry once. A write proves in its own txn that nothing is due (a compare over the expiry index's due
 range, :mod:`engine.etcd.due`): one round trip when none is, a sweep and the txn again when some is. A
@@ -90,9 +93,9 @@ from . import namespaces as _namespaces
 from . import sweep as _sweep
 from . import verify as _verify
 from .client import EtcdClient
-from .commit import EtcdLimits
 from .kv import Compare, Put, Range, RangeResult
 from .layout import Layout
+from .limits import EtcdLimits
 from .replay_guard import NextTx
 from .timeline import Timeline
 from .transaction import EtcdTransaction
@@ -211,8 +214,8 @@ class EtcdStorage:
 
     def expire(self) -> int:
         """Record every expiry that is due as a delete; return how many keys it deleted, as
-        :meth:`engine.Store.expire` (txs of up to :data:`engine.expiry.SWEEP_PER_TX` deletes, fewer when
-        the cluster's ``--max-txn-ops`` is lower; note ``{"expired": true}``; see :mod:`engine.etcd.sweep`)."""
+        :meth:`engine.Store.expire` (txs of as many index entries as one etcd txn holds, up
+        to LMDB's :data:`engine.expiry.SWEEP_PER_TX`; note ``{"expired": true}``; see :mod:`engine.etcd.sweep`)."""
         total = 0
         while True:
             count, more = _sweep.sweep(self.timeline, self._now_us(), lmdb_expiry.SWEEP_PER_TX, self.etcd_limits)

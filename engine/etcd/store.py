@@ -100,7 +100,8 @@ class EtcdStore:
              retention: Retention | int | timedelta | None = None, clock: Callable[[], float] | None = None,
              idempotency_ttl: float | timedelta = _idempotency.DEFAULT_TTL_SECONDS,
              retry_timeout: float = RETRY_TIMEOUT, seal_interval: float | None = SEAL_INTERVAL) -> EtcdStore:
-        """Open (creating if the prefix holds none) the store ``url`` names (see :mod:`engine.etcd.url`).
+        """Open (creating if the prefix holds none) the store ``url`` names (see :mod:`engine.etcd.url`; its
+        query gives the cluster's ``--max-txn-ops`` and ``--max-request-bytes``, :mod:`engine.etcd.limits`).
 
         ``INVALID_PARAMETERS`` for a bad URL or option (nothing contacted); ``retention`` as for
         :meth:`engine.Store.open` (a background thread compacts etcd, :mod:`engine.etcd.retention`);
@@ -114,9 +115,10 @@ class EtcdStore:
         ttl_us = check_open_options(clock, idempotency_ttl)
         policy = Retention.of(retention)
         parsed = EtcdUrl.parse(url)
-        client = EtcdClient(parsed.endpoints, request_timeout=REQUEST_TIMEOUT, retry_timeout=retry_timeout)
+        client = EtcdClient(parsed.endpoints, request_timeout=REQUEST_TIMEOUT, retry_timeout=retry_timeout,
+                            max_request_bytes=parsed.limits.max_request_bytes)
         try:
-            storage = EtcdStorage.open(client, parsed.prefix, limits=limits, clock=clock)
+            storage = EtcdStorage.open(client, parsed.prefix, limits=limits, etcd_limits=parsed.limits, clock=clock)
         except StorageUnavailable as exc:
             client.close()
             raise StorageUnavailable(f"cannot open the store {parsed}: {exc.message}", url=str(parsed),

@@ -24,11 +24,16 @@ one run per namespace in first-seen order. LMDB's namespace ids follow the order
 created or written; etcd has no ids, so :func:`namespace_ranks` takes the oldest ``create_revision`` of
 the registry ``P/n/<ns>`` and of ``P/u/<ns>`` (never deleted). They differ only for a namespace created
 empty, dropped and written again later than another one (its registry is gone and ``P/u`` is newer).
-Which entries make the ``limit`` is etcd's key order (hex time, name, raw key): it differs from LMDB's
-only when more than ``limit`` entries are due at once and the cut falls inside one microsecond.
+Which entries make the ``limit`` is LMDB's order too: etcd's key order (hex time, name, raw key) agrees
+with it up to the microsecond, so when more than ``limit`` entries are due, :func:`due_entries` also reads
+every entry of the last microsecond it reached (one more range) and cuts in LMDB's order.
 
-Batch size: at most ``limit`` index entries per sweep, and no more than the cluster's ``--max-txn-ops``
-allows (:func:`per_txn`).
+Batch size: at most ``limit`` index entries per sweep (:data:`engine.expiry.SWEEP_PER_WRITE` before a
+write, LMDB's, so both backends take the same sweep txs; :data:`engine.expiry.SWEEP_PER_TX` per ``expire()``
+tx, or as many as fit), stale ones included as on LMDB. A store's ``--max-txn-ops`` is at least
+:data:`engine.etcd.limits.MIN_TXN_OPS`, which holds a write's sweep in as many namespaces; a sweep that
+does not fit (an ``expire()`` tx, or a storage given less: :class:`engine.etcd.storage.EtcdStorage`
+directly) takes as many as fit (:func:`per_txn`, :func:`fitting`).
 """
 
 from __future__ import annotations
@@ -43,9 +48,10 @@ from ..encoding import keypart
 from ..expiry import EXPIRED_NOTE
 from ..txn import Batch, Run
 from . import txlog
-from .commit import EtcdLimits, _tx_from, fingerprint, plan
+from .commit import _tx_from, fingerprint, plan
 from .due import due_range
 from .kv import Compare, DeleteRange, KeyValue, Range, RangeResult
+from .limits import EtcdLimits, sweep_txn_ops
 from .once import commit_once
 from .reads import snapshot
 from .timeline import Timeline, count_of
@@ -57,10 +63,9 @@ _NS = b"\0\0\0\0"
 
 
 def per_txn(limits: EtcdLimits) -> int:
-    """Index entries one sweep txn may hold in one namespace: each costs 3 success operations (delete,
-    marker, index entry; its compares fit beside them), plus 6 for the bookkeeping and 2 per namespace
-    (:func:`fitting` cuts a sweep across namespaces further)."""
-    return max(1, (limits.max_txn_ops - 8) // 3)
+    """Index entries one sweep txn may hold in one namespace (:func:`engine.etcd.limits.sweep_txn_ops`;
+    :func:`fitting` cuts a sweep across namespaces further)."""
+    return max(1, (limits.max_txn_ops - sweep_txn_ops(0, 1)) // 3)
 
 
 Entry = tuple[int, str, bytes, bytes, int]
@@ -72,22 +77,26 @@ def due_entries(timeline: Timeline, now_us: int, limit: int) -> tuple[list[Entry
     layout = timeline.layout
     start, end = due_range(layout, now_us)
     found = timeline.client.range(start, end, limit=limit)
+    kvs = {kv.key: kv for kv in found.kvs}
+    if found.more and kvs:  # the cut may fall inside a microsecond: read all of it, cut in LMDB's order
+        last = start + found.kvs[-1].key[len(start):len(start) + 16]
+        kvs.update((kv.key, kv) for kv in timeline.client.range(last + b"/", last + b"0", found.revision).kvs)
     out = []
-    for kv in found.kvs:
+    for kv in kvs.values():
         rest = kv.key[len(start):]
         hexed, ns, raw = rest[:16], *rest[17:].split(b"/", 1)
         out.append((int(hexed, 16), ns.decode(), raw, kv.key, kv.mod_revision))
     ranks = namespace_ranks(timeline, {e[1] for e in out})
     out.sort(key=lambda e: (e[0], ranks[e[1]], keypart(_NS, e[2])))
-    return out, found.more
+    return out[:limit], found.more
 
 
 def fitting(entries: list[Entry], limits: EtcdLimits) -> int:
-    """How many of ``entries`` (in order) one txn holds: 3 operations each, 2 per namespace, 6 more."""
+    """How many of ``entries`` (in order) one txn holds (:func:`engine.etcd.limits.sweep_txn_ops`)."""
     names: set[str] = set()
     for i, (_, ns, _, _, _) in enumerate(entries):
         names.add(ns)
-        if 3 * (i + 1) + 2 * len(names) + 6 > limits.max_txn_ops:
+        if sweep_txn_ops(i + 1, len(names)) > limits.max_txn_ops:
             return i
     return len(entries)
 
@@ -101,18 +110,22 @@ def namespace_ranks(timeline: Timeline, names: set[str]) -> dict[str, tuple[int,
     layout = timeline.layout
     ordered = sorted(names)
     ranges = [Range(k) for name in ordered for k in (layout.registry(name), layout.updated(name))]
-    answers = timeline.client.txn((), ranges).responses
+    step = max(2, timeline.max_txn_ops - timeline.max_txn_ops % 2)  # a microsecond may span many namespaces
+    answers = [a for i in range(0, len(ranges), step) for a in timeline.client.txn((), ranges[i:i + step]).responses]
     first: dict[str, int] = {}
     for i, name in enumerate(ordered):
         revisions = [a.kvs[0].create_revision for a in answers[2 * i:2 * i + 2]
                      if isinstance(a, RangeResult) and a.kvs]
         first[name] = min(revisions, default=0)
     ranks = {}
+    orders: dict[int, list[str]] = {}
     for name, revision in first.items():
         position = 0
         if revision and list(first.values()).count(revision) > 1:  # first written by one tx: its log's order
-            entry = txlog.entry(timeline, timeline.tx_of(revision))
-            order = list(dict.fromkeys(o.namespace for o in entry.operations)) if entry is not None else []
+            if revision not in orders:
+                entry = txlog.entry(timeline, timeline.tx_of(revision))
+                orders[revision] = [] if entry is None else list(dict.fromkeys(o.namespace for o in entry.operations))
+            order = orders[revision]
             position = order.index(name) if name in order else len(order)
         ranks[name] = (revision, position, name)
     return ranks

@@ -23,11 +23,10 @@ module's cluster and each closes its store (and its sealer) before the next open
 need a cluster no one else writes meanwhile (docs/scale-out.md, "One store per cluster").
 ``test_the_state_machine_on_etcd_at_length`` (``long``) runs many more examples.
 
-Known divergence, not fixed here: with 41 or more expiries due at once, etcd's sweep tx holds 40 (3 txn
-operations each within etcd's default 128) where LMDB's holds up to 64, so tx numbers differ from then on.
-Matching LMDB needs a cluster run with a higher ``--max-txn-ops`` and a store told so; ``Store.open``
-always assumes 128. ``test_forty_four_expiries_at_once_on_etcd`` is
-the machine's falsifying example, a strict xfail; the same steps pass on LMDB.
+The expiry sweep takes the same entries into the same txs on both backends (engine.expiry's
+``SWEEP_PER_WRITE`` and ``SWEEP_PER_TX``, which the machine lowers so the cut is reached often, and at
+etcd's default ``--max-txn-ops``): ``test_forty_four_expiries_at_once_on_etcd`` runs the machine at the
+engine's own limits with 44 expiries due at once, more than one sweep tx takes.
 """
 
 from __future__ import annotations
@@ -106,30 +105,29 @@ def test_what_is_left_out_still_has_no_counterpart_on_etcd(etcd_cluster: EtcdClu
 
 
 def forty_four_expiries_at_once(machine: StoreMachine) -> None:
-    """The falsifying steps: 44 keys put with ``ttl=1`` (11 puts of 4), the clock moved 2 s, a put, the
-    key counts checked."""
+    """At the engine's own sweep limits: 44 keys put with ``ttl=1`` (11 puts of 4), the clock moved 2 s,
+    a put (one sweep tx of 24 before it: 20 still due and counted), ``expire()`` (one tx of the 20), the
+    key counts checked after each, then the machine's full audit (every read at every tx, the chain)."""
+    machine.set_sweep_limits(*machine.saved_sweep_limits)
+    assert (machine.per_write, machine.per_tx) == (expiry.SWEEP_PER_WRITE, expiry.SWEEP_PER_TX) == (24, 1000)
     try:
         machine.start()
         for i in range(11):
             machine.put_with_options("alpha", {f"e{4 * i + j}": j for j in range(4)}, 1, False, None)
         machine.advance(2)
         machine.put("alpha", {"x": 1})
+        assert machine.store.latest_tx == 13 and machine.store.namespace_info("alpha").key_count == 21
+        machine.key_counts_match()
+        machine.expire()
+        assert machine.store.latest_tx == 14 and machine.store.namespace_info("alpha").key_count == 1
         machine.key_counts_match()
     finally:
-        expiry.SWEEP_PER_WRITE = machine.sweep_limit  # what the machine's teardown restores
-        machine.store.close()
-        machine.remove_store()
+        machine.teardown()
 
 
 def test_forty_four_expiries_at_once_on_lmdb() -> None:
     forty_four_expiries_at_once(StoreMachine())
 
 
-@pytest.mark.xfail(raises=AssertionError, strict=True, reason=(
-    "a known divergence: on etcd's default --max-txn-ops (128) one sweep txn holds at most 40 expiries, so "
-    "a write with 41 or more due records the rest one write later (a tx LMDB does not take)"))
 def test_forty_four_expiries_at_once_on_etcd(etcd_cluster: EtcdCluster) -> None:
-    """LMDB (and the model) record all 44 in one sweep tx before the put; etcd records 40
-    (``engine.etcd.sweep.per_txn``), so ``key_count`` is 5 where the model says 1 (and the next write
-    takes one more sweep tx first)."""
     forty_four_expiries_at_once(EtcdStoreMachine(etcd_cluster))

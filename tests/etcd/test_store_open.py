@@ -22,8 +22,9 @@ from typing import Any
 import orjson
 import pytest
 
-from engine import Item, Namespace, Store, errors
+from engine import Item, Namespace, Store, errors, expiry
 from engine.etcd.chain import SEGMENT
+from engine.etcd.limits import EtcdLimits
 from engine.etcd.store import EtcdStore
 from engine.etcd.transaction import EtcdTransaction
 from engine.etcd.url import EtcdUrl
@@ -361,7 +362,7 @@ def test_each_unsupported_operation_raises_not_supported_and_changes_nothing(on_
     ("etcd://h1:0/p", "the port of 'h1:0' must be a number from 1 to 65535"),
     ("etcd://h1:2379,,h2/p", "it names an empty host"),
     ("etcd://h 1/p", "'h 1' is not a host or host:port"),
-    ("etcd://h1/p?x=1", "it has a query or fragment; an etcd store URL takes neither"),
+    ("etcd://h1/p#x", "it has a fragment; an etcd store URL takes none"),
     ("etcd:/h1/p", "it does not start with etcd://"),
     ("etcd://h1/a b", "an etcd store prefix is 1-128 characters of A-Z a-z 0-9 . _ - in components separated by "
                       "'/', not 'a b'"),
@@ -374,10 +375,62 @@ def test_a_bad_url_is_invalid_parameters_saying_why(url: str, why: str) -> None:
     assert raised.value.details == {"parameter": "path", "url": url}
 
 
+_QUERY_FORM = "etcd://HOST:PORT,HOST:PORT,.../PREFIX?max_txn_ops=N&max_request_bytes=N (either or both)"
+
+
+@pytest.mark.parametrize(("query", "why"), [
+    ("", "its query has an empty parameter"),
+    ("max_txn_ops=200&", "its query has an empty parameter"),
+    ("x=1", "'x' is not a parameter of an etcd store URL (it takes max_txn_ops and max_request_bytes)"),
+    ("max-txn-ops=200", "'max-txn-ops' is not a parameter of an etcd store URL (it takes max_txn_ops and "
+                        "max_request_bytes)"),
+    ("max_txn_ops=200&max_txn_ops=300", "it gives max_txn_ops twice"),
+    ("max_txn_ops", "max_txn_ops must be a whole number of operations (the cluster's --max-txn-ops), not ''"),
+    ("max_txn_ops=1e3", "max_txn_ops must be a whole number of operations (the cluster's --max-txn-ops), not '1e3'"),
+    ("max_txn_ops=-200", "max_txn_ops must be a whole number of operations (the cluster's --max-txn-ops), not '-200'"),
+    ("max_txn_ops=%C2%B2", "max_txn_ops must be a whole number of operations (the cluster's --max-txn-ops), "
+                           "not '%C2%B2'"),
+    ("max_txn_ops=\u00b2",  # a digit to str.isdigit, not a number
+     "max_txn_ops must be a whole number of operations (the cluster's --max-txn-ops), not '\u00b2'"),
+    ("max_request_bytes=10MiB", "max_request_bytes must be a whole number of bytes (the cluster's "
+                                "--max-request-bytes), not '10MiB'"),
+    ("max_txn_ops=125", "max_txn_ops must be from 126 to 2147483647, not 125: a store needs 126 operations in one "
+                        "txn (an expiry sweep of 24 keys in as many namespaces)"),
+    ("max_txn_ops=2147483648", "max_txn_ops must be from 126 to 2147483647, not 2147483648: a store needs 126 "
+                               "operations in one txn (an expiry sweep of 24 keys in as many namespaces)"),
+    ("max_request_bytes=1048575", "max_request_bytes must be from 1048576 to 2147483647, not 1048575: a store "
+                                  "needs 1048576 bytes in one request (a chain seal of 4,096 txs)"),
+])
+def test_a_bad_limit_in_the_query_is_invalid_parameters_saying_why(query: str, why: str) -> None:
+    url = f"etcd://127.0.0.1:{free_port()}/p?{query}"  # refused before anything is contacted
+    with pytest.raises(errors.InvalidParameters) as raised:
+        Store.open(url)
+    assert raised.value.message == f"{url!r} is not an etcd store URL: {why}; the form is {_QUERY_FORM}"
+    assert raised.value.details == {"parameter": "path", "url": url}
+
+
 def test_a_url_names_members_and_prefix() -> None:
     parsed = EtcdUrl.parse("etcd://h1,10.0.0.2:2380,[::1]:32379/team/store-1")
     assert parsed == EtcdUrl(("http://h1:2379", "http://10.0.0.2:2380", "http://[::1]:32379"), "team/store-1")
     assert str(parsed) == "etcd://h1:2379,10.0.0.2:2380,[::1]:32379/team/store-1"
+    assert parsed.limits == EtcdLimits(128, 1572864)
+
+
+@pytest.mark.parametrize(("query", "limits", "canonical"), [
+    ("max_txn_ops=1024&max_request_bytes=10485760", EtcdLimits(1024, 10485760),
+     "?max_txn_ops=1024&max_request_bytes=10485760"),
+    ("max_request_bytes=10485760&max_txn_ops=1024", EtcdLimits(1024, 10485760),
+     "?max_txn_ops=1024&max_request_bytes=10485760"),
+    ("max_txn_ops=126", EtcdLimits(126, 1572864), "?max_txn_ops=126"),
+    ("max_request_bytes=1048576", EtcdLimits(128, 1048576), "?max_request_bytes=1048576"),
+    ("max_txn_ops=128&max_request_bytes=1572864", EtcdLimits(128, 1572864), ""),  # etcd's defaults, said
+    ("max_txn_ops=0000200", EtcdLimits(200, 1572864), "?max_txn_ops=200"),
+])
+def test_a_url_query_gives_the_clusters_limits(query: str, limits: EtcdLimits, canonical: str) -> None:
+    parsed = EtcdUrl.parse(f"etcd://h1,h2/team/store-1?{query}")
+    assert parsed == EtcdUrl(("http://h1:2379", "http://h2:2379"), "team/store-1", limits)
+    assert str(parsed) == "etcd://h1:2379,h2:2379/team/store-1" + canonical
+    assert EtcdUrl.parse(str(parsed)) == parsed
 
 
 def test_an_unreachable_cluster_is_storage_unavailable_naming_the_url() -> None:
@@ -546,3 +599,28 @@ def test_strata_serve_refuses_a_bad_etcd_url_in_one_line_even_with_retention(tmp
     refused(run_serve(tmp_path, "--data", "etcd://h1:99999/strata", "--retain-txs", "10", "--port", str(free_port())),
             "--data etcd://h1:99999/strata: 'etcd://h1:99999/strata' is not an etcd store URL")
     assert list(tmp_path.iterdir()) == [tmp_path / "xdg"]  # no data directory, no lock file
+
+
+def test_a_sweep_of_twenty_four_namespaces_fits_etcds_default_limits_and_takes_lmdbs_txs(
+        url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The most a write's sweep tx holds on either backend (engine.expiry.SWEEP_PER_WRITE), each key in a
+    namespace of its own: the largest sweep txn a store sends, within etcd's default --max-txn-ops (128).
+    70 expire in one microsecond, so the cut is by namespace number (names sort the other way), ranked on
+    etcd from more namespaces than one txn reads. ``expire()`` takes 24 a tx here on both (LMDB's own
+    1,000 is more than one etcd txn holds)."""
+    monkeypatch.setattr(expiry, "SWEEP_PER_TX", 24)
+    logs = []
+    for location in (url, tmp_path / "lmdb"):
+        clock = Clock()
+        with Store.open(location, clock=clock) as store:
+            for i in range(70):
+                store.namespace(f"n{69 - i:02}").put({"k": i}, ttl=1)  # numbered n69, n68, ..., n00
+            clock.now += 2
+            assert store.namespace("w").put({"k": 1}) == 72
+            assert store.expire() == 46
+            logs.append([(e.tx, e.note, [(o.namespace, o.op) for o in e.operations], e.hash)
+                         for e in store.changes(70)])
+    assert logs[0] == logs[1]
+    assert [(tx, note, len(ops)) for tx, note, ops, _ in logs[0]] == [
+        (71, {"expired": True}, 24), (72, None, 1), (73, {"expired": True}, 24), (74, {"expired": True}, 22)]
+    assert [ns for ns, _ in logs[0][0][2]] == [f"n{69 - i:02}" for i in range(24)]  # by namespace number

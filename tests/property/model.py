@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.encoding import keypart
+
 PUT, CLEAR, DELETE = "put", "clear", "delete"
 
 
@@ -26,6 +28,10 @@ class Model:
     events: dict[str, list[tuple[int, int, Any]]] = field(default_factory=dict)
     #: size -> the Merkle root the store's head had at that size: append-only, so it never changes
     roots: dict[int, bytes] = field(default_factory=dict)
+    #: the expiry index: (expire_us, namespace, key) of every expiring put not swept yet (stale ones too)
+    index: set[tuple[int, str, str]] = field(default_factory=set)
+    #: namespace -> its number, in the order namespaces were first written (the sweep's order)
+    ns_ids: dict[str, int] = field(default_factory=dict)
 
     def publish(self, stream: str, data: list[Any], now_us: int = 0) -> int:
         """A stream publish: the next tx, holding ``data`` as events 0, 1, ..."""
@@ -54,6 +60,9 @@ class Model:
         for ident, (op, value) in final.items():
             expire_us, metadata = (extra or {}).get(ident, (None, None)) if op == PUT else (None, None)
             self.versions.setdefault(ident, []).append((self.latest_tx, op, value, expire_us, metadata))
+            self.ns_ids.setdefault(ident[0], len(self.ns_ids))
+            if expire_us is not None:
+                self.index.add((expire_us, *ident))
         return self.latest_tx
 
     def changes(self, ops: list[tuple[str, str, str, Any]]) -> list[tuple[str, str, str, Any]]:
@@ -65,14 +74,29 @@ class Model:
         return [(ns, key, op, value) for (ns, key), (op, value) in final.items()
                 if op != DELETE or (self.versions.get((ns, key)) or [(0, DELETE)])[-1][1] != DELETE]
 
-    def sweep(self, now_us: int) -> int | None:
-        """What the engine's expiry sweep does at ``now_us``: delete, in a tx of their own, every key
-        whose newest version is a put that has expired. Returns that tx (None if nothing expired)."""
-        due = [ident for ident, vs in self.versions.items()
-               if vs[-1][1] == PUT and vs[-1][3] is not None and vs[-1][3] <= now_us]
-        if not due:
-            return None
-        return self.commit([(ns, key, DELETE, None) for ns, key in due], now_us)
+    def sweep(self, now_us: int, limit: int) -> tuple[int | None, bool]:
+        """What the engine's expiry sweep does at ``now_us``: take the first ``limit`` index entries due
+        (by expiry, then namespace number, then the engine's key order), and delete, in a tx of their own,
+        each of their keys whose newest version is still that put. Returns that tx (None if every entry
+        taken was stale) and whether entries are still due."""
+        due = sorted((e for e in self.index if e[0] <= now_us),
+                     key=lambda e: (e[0], self.ns_ids[e[1]], keypart(b"", e[2].encode())))
+        taken = due[:limit]
+        self.index.difference_update(taken)
+        live = [(ns, key) for expire_us, ns, key in taken
+                if (v := self.versions[(ns, key)][-1])[1] == PUT and v[3] == expire_us]
+        tx = self.commit([(ns, key, DELETE, None) for ns, key in live], now_us) if live else None
+        return tx, len(due) > limit
+
+    def expire(self, now_us: int, limit: int) -> list[int]:
+        """What ``Store.expire()`` does at ``now_us``: sweeps of ``limit`` entries until none is due;
+        the txs they took."""
+        txs = []
+        more = True
+        while more:
+            tx, more = self.sweep(now_us, limit)
+            txs += [] if tx is None else [tx]
+        return txs
 
     def version(self, ns: str, key: str, tx: int, eval_us: int | None = None) -> Version | None:
         """The live version of a key at ``tx`` with expiry evaluated at ``eval_us`` (default: the
