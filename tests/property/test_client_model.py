@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule
 
-from engine import errors
+from engine import errors, expiry
 from engine.idempotency import Claim, Replay
 from server.client import connect
 from tests.engine.clock import Clock
@@ -240,6 +240,8 @@ class ClientMachine(base.StoreMachine):
     def __init__(self) -> None:
         RuleBasedStateMachine.__init__(self)
         self.clock = Clock()  # the model's commit times only: the server keeps its own
+        # The server's own sweep limits (nothing falls due here: no rule moves the server's clock).
+        self.per_write, self.per_tx = expiry.SWEEP_PER_WRITE, expiry.SWEEP_PER_TX
         self.store = _Store(self.url, f"m{next(_examples)}-")
         self.model = Model()
         self.idempotency_keys: list[tuple[str, int]] = []
