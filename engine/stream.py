@@ -55,6 +55,43 @@ def format_cursor(tx: int, index: int | None) -> str:
     return str(tx) if index is None else f"{tx}:{index}"
 
 
+def read_start(start_tx: int | None, end_tx: int | None, limit: int,
+               cursor: str | None) -> tuple[int, int | None] | None:
+    """Check a stream read's arguments (any backend's); where it starts: after ``(tx, index)``
+    (index None: after the whole tx), or None for the oldest kept event."""
+    if start_tx is not None and cursor is not None:
+        raise InvalidParameters("give start_tx or cursor, not both", parameter="cursor")
+    after: tuple[int, int | None] | None = None
+    if cursor is not None:
+        after = parse_cursor(cursor)
+    elif start_tx is not None:
+        after = (check_tx(start_tx, "start_tx"), None)
+    if end_tx is not None:
+        check_tx(end_tx, "end_tx")
+    if type(limit) is not int or not 1 <= limit <= READ_LIMIT_MAX:
+        raise InvalidParameters(f"limit must be an integer from 1 to {READ_LIMIT_MAX}, not {limit!r}",
+                                parameter="limit")
+    return after
+
+
+def follow(stream: Any, store: Any, start_tx: int | None, cursor: str | None,
+           timeout: float | None) -> Iterator[Event]:
+    """:meth:`Stream.follow` for any backend's stream: pages of ``stream.read``, waiting with
+    ``store.wait_for`` between them. The first page is read (its bounds checked) at the call."""
+    if start_tx is None and cursor is None:
+        cursor = str(store.latest_tx)
+    first = stream.read(start_tx, cursor=cursor, limit=READ_LIMIT_DEFAULT)
+    return _pages(stream, store, first, timeout)
+
+
+def _pages(stream: Any, store: Any, page: StreamPage, timeout: float | None) -> Iterator[Event]:
+    while True:
+        yield from page.events
+        if not page.more and not store.wait_for(page.tx + 1, timeout):
+            return
+        page = stream.read(cursor=page.cursor)
+
+
 class Stream:
     """Publish, read and follow the events of one stream.
 
@@ -98,18 +135,7 @@ class Stream:
         ``end_tx`` None: the latest tx), at most ``limit`` (1 to 10,000). ``cursor`` (a page's
         ``cursor``) continues a read instead of ``start_tx``. ``FUTURE_TX`` if a bound is above the
         latest tx."""
-        if start_tx is not None and cursor is not None:
-            raise InvalidParameters("give start_tx or cursor, not both", parameter="cursor")
-        after: tuple[int, int | None] | None = None
-        if cursor is not None:
-            after = parse_cursor(cursor)
-        elif start_tx is not None:
-            after = (check_tx(start_tx, "start_tx"), None)
-        if end_tx is not None:
-            check_tx(end_tx, "end_tx")
-        if type(limit) is not int or not 1 <= limit <= READ_LIMIT_MAX:
-            raise InvalidParameters(f"limit must be an integer from 1 to {READ_LIMIT_MAX}, not {limit!r}",
-                                    parameter="limit")
+        after = read_start(start_tx, end_tx, limit, cursor)
         dbs = self._store._backend.dbs
         return self._store._backend.read(lambda txn: self._page(txn, dbs, after, end_tx, limit))
 
@@ -147,18 +173,7 @@ class Stream:
         event after that point first. It ends after ``timeout`` seconds without a new tx (None:
         never; close the iterator to stop). Bounds are checked at the call, not at the first ``next``.
         """
-        if start_tx is None and cursor is None:
-            cursor = str(self._store.latest_tx)
-        first = self.read(start_tx, cursor=cursor, limit=READ_LIMIT_DEFAULT)
-        return self._follow(first, timeout)
-
-    def _follow(self, page: StreamPage, timeout: float | None) -> Iterator[Event]:
-        store = self._store
-        while True:
-            yield from page.events
-            if not page.more and not store.wait_for(page.tx + 1, timeout):
-                return
-            page = self.read(cursor=page.cursor)
+        return follow(self, self._store, start_tx, cursor, timeout)
 
     def info(self) -> StreamInfo | None:
         """What the stream holds, or None if it does not exist."""

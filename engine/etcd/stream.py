@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from .. import events, schema
 from .. import idempotency as _idempotency
-from ..errors import Conflict, FutureTx, InvalidParameters, NamespaceExists, NamespaceNotFound, TxCompacted
+from ..errors import Conflict, FutureTx, NamespaceExists, NamespaceNotFound, TxCompacted
 from ..events import Event, StreamInfo, StreamRun
-from ..stream import READ_LIMIT_DEFAULT, READ_LIMIT_MAX, StreamPage, format_cursor, parse_cursor
+from ..stream import READ_LIMIT_DEFAULT, StreamPage, follow, format_cursor, read_start
 from ..txlog import check_note
-from ..validation import check_namespace, check_tx
+from ..validation import check_namespace
 from . import chain, compacted, stream_log
 from .idempotency import ClaimGuard
 from .idempotency import run as run_claimed
@@ -54,35 +54,12 @@ class EtcdStream:
     def read(self, start_tx: int | None = None, end_tx: int | None = None, limit: int = READ_LIMIT_DEFAULT, *,
              cursor: str | None = None) -> StreamPage:
         """A page of events (:meth:`engine.stream.Stream.read`: same checks, errors and cursors)."""
-        if start_tx is not None and cursor is not None:
-            raise InvalidParameters("give start_tx or cursor, not both", parameter="cursor")
-        after: tuple[int, int | None] | None = None
-        if cursor is not None:
-            after = parse_cursor(cursor)
-        elif start_tx is not None:
-            after = (check_tx(start_tx, "start_tx"), None)
-        if end_tx is not None:
-            check_tx(end_tx, "end_tx")
-        if type(limit) is not int or not 1 <= limit <= READ_LIMIT_MAX:
-            raise InvalidParameters(f"limit must be an integer from 1 to {READ_LIMIT_MAX}, not {limit!r}",
-                                    parameter="limit")
-        return _page(self._store, self.name, after, end_tx, limit)
+        return _page(self._store, self.name, read_start(start_tx, end_tx, limit, cursor), end_tx, limit)
 
     def follow(self, start_tx: int | None = None, *, cursor: str | None = None,
                timeout: float | None = None) -> Iterator[Event]:
         """Yield events as they are published (:meth:`engine.stream.Stream.follow`)."""
-        if start_tx is None and cursor is None:
-            cursor = str(self._store.latest_tx)
-        first = self.read(start_tx, cursor=cursor, limit=READ_LIMIT_DEFAULT)
-        return self._follow(first, timeout)
-
-    def _follow(self, page: StreamPage, timeout: float | None) -> Iterator[Event]:
-        store = self._store
-        while True:
-            yield from page.events
-            if not page.more and not store.wait_for(page.tx + 1, timeout):
-                return
-            page = self.read(cursor=page.cursor)
+        return follow(self, self._store, start_tx, cursor, timeout)
 
     def info(self) -> StreamInfo | None:
         """What the stream holds, or None if it does not exist."""
