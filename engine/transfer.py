@@ -87,6 +87,7 @@ from .txn import Batch, Run, apply_batch
 from .validation import check_namespace, check_tx, key_bytes
 
 if TYPE_CHECKING:
+    from .records import Limits
     from .store import Store
 
 FORMAT = "strata-export"
@@ -434,6 +435,24 @@ class _SnapshotBatch:
         return Batch([run for run in (self.put, self.clear) if run.keys])
 
 
+def snapshot_import_args(rows: Iterable[dict[str, Any]], namespace: str | None, batch: Any,
+                         note: dict[str, Any] | None, total: int | None, limits: Limits
+                         ) -> tuple[Iterable[dict[str, Any]], int, str, dict[str, Any] | None, int | None]:
+    """A snapshot import's arguments checked (any backend's): the rows after the header, the first
+    one's row number, and the namespace, note and total to use (the header's when not given)."""
+    header, body, start = _split_header(rows)
+    if header is not None:
+        _check_header(header, "snapshot")
+        namespace = namespace or header.get("namespace")
+        total = total if total is not None else header.get("count")
+    if namespace is None:
+        raise InvalidParameters("import_snapshot needs a namespace (none given, no header)", parameter="namespace")
+    check_namespace(namespace)
+    if type(batch) is not int or not 1 <= batch <= limits.max_batch:
+        raise InvalidParameters(f"batch must be 1 to {limits.max_batch}", parameter="batch")
+    return body, start, namespace, txlog.check_note(note, limits.max_note_bytes), total
+
+
 def import_snapshot(store: Store, rows: Iterable[dict[str, Any]], *, namespace: str | None = None,
                     batch: int = 1000, note: dict[str, Any] | None = None, sync: bool | None = False,
                     progress: Progress | None = None, total: int | None = None) -> ImportReport:
@@ -452,17 +471,7 @@ def import_snapshot(store: Store, rows: Iterable[dict[str, Any]], *, namespace: 
 
         return on_etcd(store, rows, namespace=namespace, batch=batch, note=note, progress=progress, total=total)
     NotSupported.unless_lmdb(store, "import_snapshot")
-    header, body, start = _split_header(rows)
-    if header is not None:
-        _check_header(header, "snapshot")
-        namespace = namespace or header.get("namespace")
-        total = total if total is not None else header.get("count")
-    if namespace is None:
-        raise InvalidParameters("import_snapshot needs a namespace (none given, no header)", parameter="namespace")
-    check_namespace(namespace)
-    if type(batch) is not int or not 1 <= batch <= store.limits.max_batch:
-        raise InvalidParameters(f"batch must be 1 to {store.limits.max_batch}", parameter="batch")
-    note = txlog.check_note(note, store.limits.max_note_bytes)
+    body, start, namespace, note, total = snapshot_import_args(rows, namespace, batch, note, total, store.limits)
     writer = _Writer(store, sync, progress, total)
     current = _SnapshotBatch(namespace, store.limits)
     for index, row in enumerate(body, start=start):

@@ -36,20 +36,18 @@ from typing import IO, Any
 
 import msgpack
 
-from ..errors import BatchTooLarge, EngineError, InvalidParameters, NamespaceExists, NamespaceNotFound
+from ..errors import BatchTooLarge, EngineError, NamespaceExists, NamespaceNotFound
 from ..records import Record
 from ..transfer import (
     FORMAT,
     VERSION,
     ImportReport,
     Progress,
-    _check_header,
     _row_error,
     _snapshot_rows,
     _SnapshotBatch,
-    _split_header,
+    snapshot_import_args,
 )
-from ..txlog import check_note
 from ..validation import check_namespace, check_prefix
 from .expiry import View
 from .kv import Range, RangeResult, prefix_end
@@ -131,17 +129,7 @@ def import_snapshot(store: Any, rows: Iterable[dict[str, Any]], *, namespace: st
     docstring for what differs (every row checked first; groups split to fit an etcd txn)."""
     started = time.perf_counter()
     storage: EtcdStorage = store.storage()
-    header, body, start = _split_header(rows)
-    if header is not None:
-        _check_header(header, "snapshot")
-        namespace = namespace or header.get("namespace")
-        total = total if total is not None else header.get("count")
-    if namespace is None:
-        raise InvalidParameters("import_snapshot needs a namespace (none given, no header)", parameter="namespace")
-    check_namespace(namespace)
-    if type(batch) is not int or not 1 <= batch <= storage.limits.max_batch:
-        raise InvalidParameters(f"batch must be 1 to {storage.limits.max_batch}", parameter="batch")
-    note = check_note(note, storage.limits.max_note_bytes)
+    body, start, namespace, note, total = snapshot_import_args(rows, namespace, batch, note, total, storage.limits)
     with tempfile.TemporaryFile() as spool:
         groups = _checked(storage, namespace, body, start, batch, spool)
         spool.seek(0)
