@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import math
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +28,7 @@ import pytest
 from engine import Store
 from tests.server.conftest import LiveServer, http_request, start_server, stop_server
 
+ROOT = Path(__file__).resolve().parents[2]
 PROBE_KEYS = [f"p{i:03d}" for i in range(100)]
 P99_BOUND = 1.0
 ROUNDS = 20
@@ -298,44 +301,23 @@ def test_pipelined_reads_with_proofs_over_huge_txs(tmp_path: Path) -> None:
             big.put({f"t{t}-{i:05d}": "v" * 1000 for i in range(10_000)})
     keys = ["t0-00000", "t1-00000", "t2-00000"]
     with serving(tmp_path) as live:
-        read = post("/v4/storage/big/read", orjson.dumps({"keys": keys, "proof": True}))
-        stop = threading.Event()
-
-        def prover() -> list[bytes]:
-            """Two proof reads sent together, their answers read (bodies skipped, the first one kept),
-            again until stopped: the status lines, then the first answer's body."""
-            statuses, first = [], b""
-            sink = memoryview(bytearray(1 << 20))
-            with raw(live.port) as sock, sock.makefile("rb") as answers:
-                while not stop.is_set():
-                    sock.sendall(read * 2)
-                    for _ in range(2):
-                        statuses.append(answers.readline())
-                        length = 0
-                        while (line := answers.readline()) != b"\r\n":
-                            if line.lower().startswith(b"content-length:"):
-                                length = int(line.split(b":")[1])
-                        if not first:
-                            first = answers.read(length)
-                            continue
-                        while length:
-                            length -= answers.readinto(sink[:min(length, len(sink))])
-            return [*statuses, first]
-
-        # 8 connections: a loop answering their reads itself would leave a probe behind 8 of them.
-        provers = [run_in_thread(prover) for _ in range(8)]
-        time.sleep(0.2)  # the proof reads are under way
+        body = orjson.dumps({"keys": keys, "proof": True}).decode()
+        # 8 connections: a loop answering their reads itself would leave a probe behind 8 of them. Two
+        # client processes of 4, so the probes here time the server, not this process's GIL.
+        readers = [subprocess.Popen([sys.executable, "-m", "tests.reliability.pipelined_reader", str(live.port), "4",
+                                     "/v4/storage/big/read", body], cwd=ROOT, stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True) for _ in range(2)]
         try:
+            for reader in readers:  # every connection has sent its first proof reads
+                assert reader.stdout is not None and reader.stdout.readline() == "ready\n"
             assert_not_stalled(probe(live.port, rounds=ROUNDS, gap=0.05))
         finally:
-            stop.set()
-            for thread, _ in provers:
-                thread.join(60)
-        for _, result in provers:
-            assert result and not isinstance(result[0], BaseException), result
-            *statuses, first = result[0]
-            assert statuses and set(statuses) == {b"HTTP/1.1 200 OK\r\n"}, statuses
-            answer = orjson.loads(first)
-            assert [r["key"] for r in answer["data"]] == keys
-            assert [e["tx"] for e in answer["proof"]["entries"]] == [2, 3, 4]  # tx 1 wrote the probe keys
+            outputs = [reader.communicate(timeout=60)[0] for reader in readers]  # closes stdin: they stop
+        for output in outputs:
+            for result in orjson.loads(output):
+                assert "error" not in result, result
+                assert result["statuses"] and set(result["statuses"]) == {"HTTP/1.1 200 OK\r\n"}, result
+                answer = orjson.loads(result["first"])
+                assert [r["key"] for r in answer["data"]] == keys
+                assert [e["tx"] for e in answer["proof"]["entries"]] == [2, 3, 4]  # tx 1 wrote the probe keys
     assert_no_worker_killed(tmp_path)
