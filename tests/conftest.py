@@ -24,18 +24,21 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 # long tests ran last: one worker went on alone for half a minute while the other sat idle. Queued
 # first (addopts: --no-loadscope-reorder), they run beside the many short modules instead.
 HEAVY_MODULES = (
-    "tests/reliability/test_stall_attacks.py",
     "tests/reliability/test_schemathesis.py",
+    "tests/reliability/test_stall_attacks.py",
     "tests/etcd/test_differential.py",
-    "tests/test_docs.py",
     "tests/test_bench_harness.py",
+    "tests/test_docs.py",
+    "tests/browser/test_console.py",
     "tests/property/test_store_model.py",
     "tests/reliability/test_crash_groups.py",
-    "tests/browser/test_console.py",
-    "tests/reliability/test_soak.py",
-    "tests/reliability/test_crash.py",
     "tests/etcd/test_transfer_etcd.py",
+    "tests/reliability/test_soak.py",
     "tests/reliability/test_map_growth.py",
+    "tests/etcd/test_store_open.py",
+    "tests/etcd/test_storage.py",
+    "tests/reliability/test_crash.py",
+    "tests/etcd/test_backup_etcd.py",
 )
 
 
