@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ormsgpack
@@ -24,6 +24,7 @@ import pytest
 from engine import Store, errors
 from engine.etcd import EtcdClient, chain, prefix_end
 from engine.etcd.chain import Link
+from engine.etcd.sealer import Sealer
 from engine.etcd.seat import Seat
 from engine.etcd.storage import EtcdStorage
 from engine.etcd.store import EtcdStore
@@ -228,6 +229,53 @@ def test_the_background_sealer_seals_on_its_own_and_stops_with_the_store(etcd_cl
         assert quiet._sealer is None
         tx = quiet.namespace("a").put({"k": 2})
         assert quiet.head() == (tx, quiet.tx_info(tx).hash)  # type: ignore[union-attr]
+
+
+def sealed_heads(etcd: EtcdClient, storage: EtcdStorage) -> tuple[Iterator[int], Callable[[], None]]:
+    """The txs of the sealed head, one per seal from now on (a watch on it), and what closes the watch."""
+    key = storage.layout.seal_head
+    watch = etcd.watch(key, None, etcd.range(key).revision + 1)
+    timer = threading.Timer(30, watch.close)  # a bound on a failing run, not a wait: the watch wakes the test
+    timer.start()
+
+    def close() -> None:
+        timer.cancel()
+        watch.close()
+    return (ormsgpack.unpackb(rev.events[0].kv.value)[0] for rev in watch), close
+
+
+def test_the_background_sealer_seals_when_batch_txs_wait_in_one_seal(etcd: EtcdClient, storage: EtcdStorage) -> None:
+    storage.put("a", {"k": 0})  # waiting when the sealer starts: counts towards its first batch
+    heads, stop = sealed_heads(etcd, storage)
+    count = housekeeping_count(storage)
+    sealer = Sealer(storage.timeline, interval=3600, batch=3).start()  # only the count can make it seal
+    try:
+        storage.put("a", {"k": 1})
+        storage.put("a", {"k": 2})
+        assert next(heads) == 3  # txs 1-3 in one seal, none before the third was waiting
+        for i in range(3):
+            storage.put("a", {"k": 10 + i})
+        assert next(heads) == 6
+        assert housekeeping_count(storage) == count + 3  # the seat (taken once) and two seals
+        assert [link.tx for link in chain.sealed_links(storage.timeline, 1, 6).values()] == [1, 2, 3, 4, 5, 6]
+    finally:
+        stop()
+        sealer.close()
+    assert not sealer._thread.is_alive()
+
+
+def test_the_background_sealer_seals_what_waited_its_interval_without_a_full_batch(etcd: EtcdClient,
+                                                                                  storage: EtcdStorage) -> None:
+    heads, stop = sealed_heads(etcd, storage)
+    sealer = Sealer(storage.timeline, interval=0, batch=1000).start()  # interval 0: each tx once seen
+    try:
+        assert storage.put("a", {"k": 1}) == 1
+        assert next(heads) == 1
+        assert storage.put("a", {"k": 2}) == 2
+        assert next(heads) == 2
+    finally:
+        stop()
+        sealer.close()
 
 
 def test_each_tx_maps_to_its_revision_among_many_housekeeping_txns(storage: EtcdStorage, etcd: EtcdClient,
