@@ -36,7 +36,8 @@ import threading
 import time
 
 from ..errors import Conflict, EngineError
-from .chain import seal, sealed_head
+from .chain import head_of, seal
+from .kv import Range
 from .seat import Seat
 from .timeline import Timeline
 from .watch import Watch
@@ -63,6 +64,7 @@ class Sealer:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._watch: Watch | None = None
+        self._renew_at = 0.0  # monotonic time after which the seat's lease is renewed at the next look
         self._due: float | None = None  # monotonic time by which the waiting txs are sealed (None: none wait)
         self._thread = threading.Thread(target=self._run, name="strata-etcd-sealer", daemon=True)
 
@@ -83,7 +85,7 @@ class Sealer:
         try:
             while not self._stop.is_set():
                 try:
-                    if not self.seat.hold():
+                    if not self._holds():
                         self._due = None  # another holds the seat: what waits is its to seal
                         self._stop.wait(self.seat.ttl)
                         continue
@@ -101,11 +103,23 @@ class Sealer:
         finally:
             self.seat.step_down()
 
+    def _holds(self) -> bool:
+        """Whether this process holds the seat (:meth:`Seat.hold`), renewing its lease only once a third
+        of its TTL has passed since the last renewal: one keepalive per third of the TTL, not per look."""
+        now = time.monotonic()
+        if self.seat.lease and now < self._renew_at:
+            return True
+        held = self.seat.hold()
+        if held:
+            self._renew_at = now + self.seat.ttl / 3
+        return held
+
     def _step(self) -> None:
         """Seal up to the latest tx if :attr:`batch` txs wait or the oldest has waited :attr:`interval`
-        seconds; else follow the log until one of those holds (or it is time to renew the lease)."""
-        latest, revision = self.timeline.latest()
-        waiting = latest - sealed_head(self.timeline)[0].tx
+        seconds; else follow the log until one of those holds (or it is time to renew the lease). The
+        latest tx and the sealed head: one read."""
+        latest, revision, (head,) = self.timeline.latest_with([Range(self.timeline.layout.seal_head)])
+        waiting = latest - head_of(head)[0].tx
         if waiting <= 0:
             self._due = None
         elif self._due is None:

@@ -278,6 +278,31 @@ def test_the_background_sealer_seals_what_waited_its_interval_without_a_full_bat
         sealer.close()
 
 
+class CountedSeat(Seat):
+    """A real seat that counts its holder's looks (each one a keepalive once the seat is held)."""
+
+    looks = 0
+
+    def hold(self) -> bool:
+        self.looks += 1
+        return super().hold()
+
+
+def test_the_background_sealer_renews_its_lease_once_per_third_of_the_ttl_not_per_seal(
+        etcd: EtcdClient, storage: EtcdStorage) -> None:
+    heads, stop = sealed_heads(etcd, storage)
+    seat = CountedSeat(storage.timeline, ttl=3600)  # a third of the TTL outlasts the test
+    sealer = Sealer(storage.timeline, interval=0, seat=seat).start()
+    try:
+        for tx in range(1, 4):
+            assert storage.put("a", {"k": tx}) == tx
+            assert next(heads) == tx  # three seals, each after a look at the log
+    finally:
+        stop()
+        sealer.close()
+    assert seat.looks == 1  # taking the seat; no keepalive since
+
+
 def test_each_tx_maps_to_its_revision_among_many_housekeeping_txns(storage: EtcdStorage, etcd: EtcdClient,
                                                                    name: str) -> None:
     revisions = {}
