@@ -10,19 +10,23 @@ revision, and sealers computing the same txs write the same bytes.
 
 **When the holder seals.** A seal is a housekeeping txn (a revision, a raft entry and an fsync on the
 cluster, like a write) plus a few reads, and after it every writer's next commit sees a new housekeeping
-count; sealing each tx alone would cost writers nearly a write per write. So txs are sealed in runs: the
-holder seals up to the latest tx as soon as :attr:`Sealer.batch` txs are waiting (unsealed), or once
-:attr:`Sealer.interval` seconds have passed since it first saw the oldest waiting one, whichever comes
-first. Between seals it follows a watch on the log index ``P/log`` from the revision after the one the
-latest tx was read at (each revision it shows is one tx; no tx committed meanwhile is missed, and the
-watch starts at the next revision: etcd serves a watch that starts in the past only from its 100 ms sync
-loop, one that starts next at once), counting the txs it shows. The watch is also closed every third of
-the lease's TTL, to renew the lease.
+count; sealing each tx alone would cost writers nearly a write per write. So txs are sealed in runs. The
+holder **looks** (one read: the latest tx and the sealed head) and seals up to the latest tx when
+:attr:`Sealer.batch` txs or more wait unsealed, or when :attr:`Sealer.interval` seconds have passed
+since a look or the watch first showed the oldest of those waiting; otherwise it waits until then and
+looks again. It looks after every seal (so under a backlog of ``batch`` txs or more it seals back to
+back) and at each due time. When nothing waits it follows a watch on the log index ``P/log`` from the
+revision after the one the latest tx was read at (no tx committed meanwhile is missed, and the watch
+starts at the next revision: etcd serves a watch that starts in the past only from its 100 ms sync
+loop, one that starts next at once) until the first tx shows up, and closes it. The watch is also
+closed every third of the lease's TTL, to renew the lease; the lease is renewed (a keepalive) only
+when a third of its TTL has passed since the last renewal, not at every look.
 
-**Lag bound** (how long after its commit a tx can stay unsealed, in steady state): ``interval`` + one
+**Lag bound** (how long after its commit a tx can stay unsealed, in steady state, that is while the
+sealer keeps up with the writers: hashing is about 1,700 txs per second here): ``interval`` + one
 watch delivery + two seals (one under way when the tx committed, then its own: a few etcd round trips
-each, plus hashing at about 1,700 txs per second); under a write rate of ``batch / interval`` txs per
-second and more, ``batch`` txs' worth of time instead of ``interval``. After the holder dies: its
+each, plus hashing); under a write rate of ``batch / interval`` txs per
+second and more, the time one seal takes, since each look then finds ``batch`` txs waiting. After the holder dies: its
 lease's TTL + up to one TTL until another looks + one housekeeping txn + the backlog at hashing speed.
 A seal that fails (the cluster unreachable, or a tx that cannot be hashed: see
 :func:`engine.etcd.chain.seal`) is logged and retried after :data:`RETRY_SECONDS`; readers asking for
@@ -46,7 +50,7 @@ log = logging.getLogger(__name__)
 
 #: Seconds the oldest unsealed tx waits, at most, for more to seal with it (the lag bound's main part).
 INTERVAL = 0.25
-#: Unsealed txs that make the holder seal at once, without waiting out :data:`INTERVAL`.
+#: Unsealed txs that make the holder seal at once when it looks, without waiting out :data:`INTERVAL`.
 BATCH = 64
 #: Seconds before trying again after a seal failed.
 RETRY_SECONDS = 1.0
@@ -116,8 +120,7 @@ class Sealer:
 
     def _step(self) -> None:
         """Seal up to the latest tx if :attr:`batch` txs wait or the oldest has waited :attr:`interval`
-        seconds; else follow the log until one of those holds (or it is time to renew the lease). The
-        latest tx and the sealed head: one read."""
+        seconds; else wait for that (:meth:`_gather`). The latest tx and the sealed head: one read."""
         latest, revision, (head,) = self.timeline.latest_with([Range(self.timeline.layout.seal_head)])
         waiting = latest - head_of(head)[0].tx
         if waiting <= 0:
@@ -131,28 +134,27 @@ class Sealer:
         self._gather(revision + 1, waiting)
 
     def _gather(self, start_revision: int, waiting: int) -> None:
-        """Follow the log index from ``start_revision`` until :attr:`batch` txs wait (``waiting`` do now),
-        the due time passes (set when the first tx shows up, if none waited), a third of the lease's TTL
-        passes with no tx waiting, or :meth:`close` is called."""
-        with self._lock:
-            if self._stop.is_set():
-                return
-            watch = self._watch = self.timeline.client.watch(self.timeline.layout.log, None, start_revision)
-        timer = self._closing(watch)
-        try:
-            for _ in watch:  # one revision of P/log: one tx
-                waiting += 1
-                if waiting >= self.batch:
-                    return
-                if waiting == 1:  # the first tx to wait: from now on, wait for it at most the interval
-                    self._due = time.monotonic() + self.interval
-                    timer.cancel()
-                    timer = self._closing(watch)
-        finally:
-            timer.cancel()
+        """Wait until the due time (or the lease's renewal) when txs wait (``waiting``); else follow the log index from
+        ``start_revision`` until the first tx shows up (it is due :attr:`interval` seconds later: wait
+        until then), a third of the lease's TTL passes with none, or :meth:`close` is called. The watch
+        is closed at the first tx: following every tx would cost this process a parse per tx and the
+        cluster an event per tx for nothing."""
+        if waiting <= 0:
             with self._lock:
-                self._watch = None
-            watch.close()
+                if self._stop.is_set():
+                    return
+                watch = self._watch = self.timeline.client.watch(self.timeline.layout.log, None, start_revision)
+            timer = self._closing(watch)
+            try:
+                if next(watch, None) is not None:
+                    self._due = time.monotonic() + self.interval
+            finally:
+                timer.cancel()
+                with self._lock:
+                    self._watch = None
+                watch.close()
+        if self._due is not None:  # waking to renew the lease first if that comes sooner (then looking again)
+            self._stop.wait(max(0.0, min(self._due, self._renew_at) - time.monotonic()))
 
     def _closing(self, watch: Watch) -> threading.Timer:
         """A started timer closing ``watch`` at the due time (when txs wait) or after a third of the TTL."""

@@ -244,24 +244,23 @@ def sealed_heads(etcd: EtcdClient, storage: EtcdStorage) -> tuple[Iterator[int],
     return (ormsgpack.unpackb(rev.events[0].kv.value)[0] for rev in watch), close
 
 
-def test_the_background_sealer_seals_when_batch_txs_wait_in_one_seal(etcd: EtcdClient, storage: EtcdStorage) -> None:
-    storage.put("a", {"k": 0})  # waiting when the sealer starts: counts towards its first batch
+def test_the_background_sealer_seals_at_once_when_batch_txs_wait_and_close_ends_its_wait(
+        etcd: EtcdClient, storage: EtcdStorage) -> None:
+    for i in range(3):
+        storage.put("a", {"k": i})  # waiting when the sealer starts
     heads, stop = sealed_heads(etcd, storage)
     count = housekeeping_count(storage)
     sealer = Sealer(storage.timeline, interval=3600, batch=3).start()  # only the count can make it seal
     try:
-        storage.put("a", {"k": 1})
-        storage.put("a", {"k": 2})
-        assert next(heads) == 3  # txs 1-3 in one seal, none before the third was waiting
-        for i in range(3):
-            storage.put("a", {"k": 10 + i})
-        assert next(heads) == 6
-        assert housekeeping_count(storage) == count + 3  # the seat (taken once) and two seals
-        assert [link.tx for link in chain.sealed_links(storage.timeline, 1, 6).values()] == [1, 2, 3, 4, 5, 6]
+        assert next(heads) == 3  # txs 1-3 in one seal
+        assert storage.put("a", {"k": 3}) == 4  # one waiting: due in an hour
+        assert housekeeping_count(storage) == count + 2  # the seat and the one seal
     finally:
         stop()
-        sealer.close()
+        sealer.close()  # ends the wait at once
     assert not sealer._thread.is_alive()
+    assert chain.sealed_head(storage.timeline)[0].tx == 3
+    assert [link.tx for link in chain.sealed_links(storage.timeline, 1, 3).values()] == [1, 2, 3]
 
 
 def test_the_background_sealer_seals_what_waited_its_interval_without_a_full_batch(etcd: EtcdClient,
