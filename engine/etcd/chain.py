@@ -221,7 +221,11 @@ def segment_start(tx: int) -> int:
 
 def sealed_head(timeline: Timeline) -> tuple[Link, int]:
     """The last sealed tx's link (tx 0 when nothing is sealed) and the head key's mod revision."""
-    found = timeline.client.range(timeline.layout.seal_head)
+    return head_of(timeline.client.range(timeline.layout.seal_head))
+
+
+def head_of(found: RangeResult) -> tuple[Link, int]:
+    """:func:`sealed_head` from a range of ``P/seal/head``."""
     if not found.kvs:
         return GENESIS_LINK, 0
     tx, digest, time_us = ormsgpack.unpackb(found.kvs[0].value)

@@ -1,23 +1,34 @@
-"""The background sealer: keeps the hash chain sealed a batch interval behind the latest tx.
+"""The background sealer: keeps the hash chain sealed, in batches, a bounded time behind the latest tx.
 
 Readers seal what they ask for anyway (:func:`engine.etcd.chain.links`), so this thread is about latency,
-not correctness: with it, ``tx_info``, ``changes`` and ``head`` of a tx older than one batch interval
+not correctness: with it, ``tx_info``, ``changes`` and ``head`` of a tx older than the lag bound below
 find its hash sealed and write nothing. Each :class:`~engine.etcd.store.EtcdStore` runs one (every server
 worker, then), and the one that holds the **sealer seat** (:mod:`engine.etcd.seat`: an etcd lease) seals;
 the others look at the seat every :data:`engine.etcd.seat.TTL` seconds and take it over when its holder's
 lease expires. Even two sealers at once would be safe: a seal is guarded by the sealed head's mod
 revision, and sealers computing the same txs write the same bytes.
 
-The holder's loop: seal up to the latest tx; once nothing is left to seal, follow a watch on the log
-index ``P/log`` from the revision after the one the latest tx was read at (so no tx committed meanwhile
-is missed, and the watch starts at the next revision: etcd serves a watch that starts in the past only
-from its 100 ms sync loop, one that starts next at once); on the first tx it shows, close the watch,
-wait :attr:`Sealer.interval` seconds for more txs to gather (one seal txn per batch, not per tx), and go
-round again. Each seal grows the Merkle tree too (:mod:`engine.etcd.txtree`), so proofs lag exactly as
-receipts do. The watch is also closed every third of the lease's TTL, to renew the lease. **Lag bound**
-in steady state: ``interval`` + one watch delivery + one seal (a few txns); after the holder dies: its
-lease's TTL + up to one TTL until another looks + one housekeeping txn + the backlog at hashing speed. A
-seal that fails (the cluster unreachable, or a tx that cannot be hashed: see
+**When the holder seals.** A seal is a housekeeping txn (a revision, a raft entry and an fsync on the
+cluster, like a write) plus a few reads, and after it every writer's next commit sees a new housekeeping
+count; sealing each tx alone would cost writers nearly a write per write. So txs are sealed in runs. The
+holder **looks** (one read: the latest tx and the sealed head) and seals up to the latest tx when
+:attr:`Sealer.batch` txs or more wait unsealed, or when :attr:`Sealer.interval` seconds have passed
+since a look or the watch first showed the oldest of those waiting; otherwise it waits until then and
+looks again. It looks after every seal (so under a backlog of ``batch`` txs or more it seals back to
+back) and at each due time. When nothing waits it follows a watch on the log index ``P/log`` from the
+revision after the one the latest tx was read at (no tx committed meanwhile is missed, and the watch
+starts at the next revision: etcd serves a watch that starts in the past only from its 100 ms sync
+loop, one that starts next at once) until the first tx shows up, and closes it. The watch is also
+closed every third of the lease's TTL, to renew the lease; the lease is renewed (a keepalive) only
+when a third of its TTL has passed since the last renewal, not at every look.
+
+**Lag bound** (how long after its commit a tx can stay unsealed, in steady state, that is while the
+sealer keeps up with the writers: hashing is about 1,700 txs per second here): ``interval`` + one
+watch delivery + two seals (one under way when the tx committed, then its own: a few etcd round trips
+each, plus hashing); under a write rate of ``batch / interval`` txs per
+second and more, the time one seal takes, since each look then finds ``batch`` txs waiting. After the holder dies: its
+lease's TTL + up to one TTL until another looks + one housekeeping txn + the backlog at hashing speed.
+A seal that fails (the cluster unreachable, or a tx that cannot be hashed: see
 :func:`engine.etcd.chain.seal`) is logged and retried after :data:`RETRY_SECONDS`; readers asking for
 those txs get the error themselves. A holder whose seal finds the seat taken by another steps down.
 """
@@ -26,30 +37,39 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from ..errors import Conflict, EngineError
-from .chain import seal, sealed_head
+from .chain import head_of, seal
+from .kv import Range
 from .seat import Seat
 from .timeline import Timeline
 from .watch import Watch
 
 log = logging.getLogger(__name__)
 
-#: Seconds a batch gathers after the first tx the sealer sees (the steady-state receipt lag's main part).
-INTERVAL = 0.05
+#: Seconds the oldest unsealed tx waits, at most, for more to seal with it (the lag bound's main part).
+INTERVAL = 0.25
+#: Unsealed txs that make the holder seal at once when it looks, without waiting out :data:`INTERVAL`.
+BATCH = 64
 #: Seconds before trying again after a seal failed.
 RETRY_SECONDS = 1.0
 
 
 class Sealer:
-    """A daemon thread sealing ``timeline``'s store (see the module docstring); :meth:`close` stops it."""
+    """A daemon thread sealing ``timeline``'s store (see the module docstring); :meth:`close` stops it.
+    ``interval`` (seconds, >= 0; 0 seals every tx as soon as it is seen) and ``batch`` (txs, >= 1) decide
+    when it seals."""
 
-    def __init__(self, timeline: Timeline, interval: float = INTERVAL, seat: Seat | None = None) -> None:
-        self.timeline, self.interval = timeline, interval
+    def __init__(self, timeline: Timeline, interval: float = INTERVAL, seat: Seat | None = None,
+                 batch: int = BATCH) -> None:
+        self.timeline, self.interval, self.batch = timeline, interval, batch
         self.seat = seat or Seat(timeline)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._watch: Watch | None = None
+        self._renew_at = 0.0  # monotonic time after which the seat's lease is renewed at the next look
+        self._due: float | None = None  # monotonic time by which the waiting txs are sealed (None: none wait)
         self._thread = threading.Thread(target=self._run, name="strata-etcd-sealer", daemon=True)
 
     def start(self) -> Sealer:
@@ -69,15 +89,11 @@ class Sealer:
         try:
             while not self._stop.is_set():
                 try:
-                    if not self.seat.hold():
+                    if not self._holds():
+                        self._due = None  # another holds the seat: what waits is its to seal
                         self._stop.wait(self.seat.ttl)
                         continue
-                    latest, revision = self.timeline.latest()
-                    if sealed_head(self.timeline)[0].tx < latest:
-                        seal(self.timeline, latest, self.seat.fence)
-                        continue  # the seal took a revision: read the latest again before watching
-                    if not self._await_tx(revision + 1, self.seat.ttl / 3):
-                        continue  # no tx for a third of the TTL: renew the lease
+                    self._step()
                 except Exception as exc:  # a daemon thread: one that died would leave readers to seal alone
                     if self._stop.is_set():
                         return
@@ -88,24 +104,61 @@ class Sealer:
                     else:
                         log.exception("sealing the hash chain failed (retrying in %s s)", RETRY_SECONDS)
                     self._stop.wait(RETRY_SECONDS)
-                    continue
-                self._stop.wait(self.interval)
         finally:
             self.seat.step_down()
 
-    def _await_tx(self, start_revision: int, timeout: float) -> bool:
-        """Block until a tx is committed at or after ``start_revision`` (True), ``timeout`` seconds pass or
-        :meth:`close` is called (False)."""
-        with self._lock:
-            if self._stop.is_set():
-                return False
-            watch = self._watch = self.timeline.client.watch(self.timeline.layout.log, None, start_revision)
+    def _holds(self) -> bool:
+        """Whether this process holds the seat (:meth:`Seat.hold`), renewing its lease only once a third
+        of its TTL has passed since the last renewal: one keepalive per third of the TTL, not per look."""
+        now = time.monotonic()
+        if self.seat.lease and now < self._renew_at:
+            return True
+        held = self.seat.hold()
+        if held:
+            self._renew_at = now + self.seat.ttl / 3
+        return held
+
+    def _step(self) -> None:
+        """Seal up to the latest tx if :attr:`batch` txs wait or the oldest has waited :attr:`interval`
+        seconds; else wait for that (:meth:`_gather`). The latest tx and the sealed head: one read."""
+        latest, revision, (head,) = self.timeline.latest_with([Range(self.timeline.layout.seal_head)])
+        waiting = latest - head_of(head)[0].tx
+        if waiting <= 0:
+            self._due = None
+        elif self._due is None:
+            self._due = time.monotonic() + self.interval
+        if waiting >= self.batch or (waiting > 0 and self._due is not None and time.monotonic() >= self._due):
+            seal(self.timeline, latest, self.seat.fence)
+            self._due = None  # txs committed during the seal start their own wait at the next look
+            return
+        self._gather(revision + 1, waiting)
+
+    def _gather(self, start_revision: int, waiting: int) -> None:
+        """Wait until the due time (or the lease's renewal) when txs wait (``waiting``); else follow the log index from
+        ``start_revision`` until the first tx shows up (it is due :attr:`interval` seconds later: wait
+        until then), a third of the lease's TTL passes with none, or :meth:`close` is called. The watch
+        is closed at the first tx: following every tx would cost this process a parse per tx and the
+        cluster an event per tx for nothing."""
+        if waiting <= 0:
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                watch = self._watch = self.timeline.client.watch(self.timeline.layout.log, None, start_revision)
+            timer = self._closing(watch)
+            try:
+                if next(watch, None) is not None:
+                    self._due = time.monotonic() + self.interval
+            finally:
+                timer.cancel()
+                with self._lock:
+                    self._watch = None
+                watch.close()
+        if self._due is not None:  # waking to renew the lease first if that comes sooner (then looking again)
+            self._stop.wait(max(0.0, min(self._due, self._renew_at) - time.monotonic()))
+
+    def _closing(self, watch: Watch) -> threading.Timer:
+        """A started timer closing ``watch`` at the due time (when txs wait) or after a third of the TTL."""
+        timeout = self.seat.ttl / 3 if self._due is None else max(0.0, self._due - time.monotonic())
         timer = threading.Timer(timeout, watch.close)
         timer.start()
-        try:
-            return next(watch, None) is not None
-        finally:
-            timer.cancel()
-            with self._lock:
-                self._watch = None
-            watch.close()
+        return timer

@@ -108,8 +108,9 @@ class EtcdStore:
         ``STORAGE_UNAVAILABLE`` when no member answers within ``retry_timeout`` seconds
         (the message names the URL, ``details["endpoints"]`` what each member said). ``sync`` is accepted
         (etcd is always durable); ``limits``, ``clock`` and ``idempotency_ttl`` as for :meth:`engine.Store.open`.
-        ``seal_interval``: the background sealer's batch interval in seconds (:mod:`engine.etcd.sealer`);
-        None runs none (readers then seal what they ask for themselves)."""
+        ``seal_interval``: the most seconds the oldest unsealed tx waits for others to be sealed with it
+        by the background sealer (:mod:`engine.etcd.sealer`, which also seals at once when
+        :data:`~engine.etcd.sealer.BATCH` txs wait); None runs none (readers then seal what they ask for themselves)."""
         from ..store import check_open_options  # the LMDB store's own checks (store imports this module lazily)
 
         ttl_us = check_open_options(clock, idempotency_ttl)

@@ -130,11 +130,19 @@ class Timeline:
 
     def latest(self) -> tuple[int, int]:
         """``(latest tx, the revision it was read at)``: one read-only txn ranging ``P/sys/hk``."""
-        result = self.client.txn((), [Range(self.layout.housekeeping)])
-        rng = result.responses[0]
-        assert isinstance(rng, RangeResult)
-        self.learn(count_of(rng.kvs), result.revision)
-        return result.revision - self.base - count_of(rng.kvs), result.revision
+        latest, revision, _ = self.latest_with(())
+        return latest, revision
+
+    def latest_with(self, ranges: Sequence[Range]) -> tuple[int, int, list[RangeResult]]:
+        """:meth:`latest` and the answers to ``ranges``, all read in the same read-only txn."""
+        result = self.client.txn((), [Range(self.layout.housekeeping), *ranges])
+        answers: list[RangeResult] = []
+        for answer in result.responses:
+            assert isinstance(answer, RangeResult)
+            answers.append(answer)
+        count = count_of(answers[0].kvs)
+        self.learn(count, result.revision)
+        return result.revision - self.base - count, result.revision, answers[1:]
 
     def housekeeping(self, success: Sequence[Request] = (), compare: Sequence[Compare] = ()) -> int:
         """Run a housekeeping txn (``success`` if ``compare`` holds) that takes no tx number; returns its

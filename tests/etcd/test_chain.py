@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ormsgpack
@@ -24,6 +24,7 @@ import pytest
 from engine import Store, errors
 from engine.etcd import EtcdClient, chain, prefix_end
 from engine.etcd.chain import Link
+from engine.etcd.sealer import Sealer
 from engine.etcd.seat import Seat
 from engine.etcd.storage import EtcdStorage
 from engine.etcd.store import EtcdStore
@@ -228,6 +229,77 @@ def test_the_background_sealer_seals_on_its_own_and_stops_with_the_store(etcd_cl
         assert quiet._sealer is None
         tx = quiet.namespace("a").put({"k": 2})
         assert quiet.head() == (tx, quiet.tx_info(tx).hash)  # type: ignore[union-attr]
+
+
+def sealed_heads(etcd: EtcdClient, storage: EtcdStorage) -> tuple[Iterator[int], Callable[[], None]]:
+    """The txs of the sealed head, one per seal from now on (a watch on it), and what closes the watch."""
+    key = storage.layout.seal_head
+    watch = etcd.watch(key, None, etcd.range(key).revision + 1)
+    timer = threading.Timer(30, watch.close)  # a bound on a failing run, not a wait: the watch wakes the test
+    timer.start()
+
+    def close() -> None:
+        timer.cancel()
+        watch.close()
+    return (ormsgpack.unpackb(rev.events[0].kv.value)[0] for rev in watch), close
+
+
+def test_the_background_sealer_seals_at_once_when_batch_txs_wait_and_close_ends_its_wait(
+        etcd: EtcdClient, storage: EtcdStorage) -> None:
+    for i in range(3):
+        storage.put("a", {"k": i})  # waiting when the sealer starts
+    heads, stop = sealed_heads(etcd, storage)
+    count = housekeeping_count(storage)
+    sealer = Sealer(storage.timeline, interval=3600, batch=3).start()  # only the count can make it seal
+    try:
+        assert next(heads) == 3  # txs 1-3 in one seal
+        assert storage.put("a", {"k": 3}) == 4  # one waiting: due in an hour
+        assert housekeeping_count(storage) == count + 2  # the seat and the one seal
+    finally:
+        stop()
+        sealer.close()  # ends the wait at once
+    assert not sealer._thread.is_alive()
+    assert chain.sealed_head(storage.timeline)[0].tx == 3
+    assert [link.tx for link in chain.sealed_links(storage.timeline, 1, 3).values()] == [1, 2, 3]
+
+
+def test_the_background_sealer_seals_what_waited_its_interval_without_a_full_batch(etcd: EtcdClient,
+                                                                                  storage: EtcdStorage) -> None:
+    heads, stop = sealed_heads(etcd, storage)
+    sealer = Sealer(storage.timeline, interval=0, batch=1000).start()  # interval 0: each tx once seen
+    try:
+        assert storage.put("a", {"k": 1}) == 1
+        assert next(heads) == 1
+        assert storage.put("a", {"k": 2}) == 2
+        assert next(heads) == 2
+    finally:
+        stop()
+        sealer.close()
+
+
+class CountedSeat(Seat):
+    """A real seat that counts its holder's looks (each one a keepalive once the seat is held)."""
+
+    looks = 0
+
+    def hold(self) -> bool:
+        self.looks += 1
+        return super().hold()
+
+
+def test_the_background_sealer_renews_its_lease_once_per_third_of_the_ttl_not_per_seal(
+        etcd: EtcdClient, storage: EtcdStorage) -> None:
+    heads, stop = sealed_heads(etcd, storage)
+    seat = CountedSeat(storage.timeline, ttl=3600)  # a third of the TTL outlasts the test
+    sealer = Sealer(storage.timeline, interval=0, seat=seat).start()
+    try:
+        for tx in range(1, 4):
+            assert storage.put("a", {"k": tx}) == tx
+            assert next(heads) == tx  # three seals, each after a look at the log
+    finally:
+        stop()
+        sealer.close()
+    assert seat.looks == 1  # taking the seat; no keepalive since
 
 
 def test_each_tx_maps_to_its_revision_among_many_housekeeping_txns(storage: EtcdStorage, etcd: EtcdClient,
