@@ -22,7 +22,7 @@ def test_quick_benchmark_run_produces_results(tmp_path: Path) -> None:
     out = subprocess.run(
         # Smaller than --quick's own data set and HTTP runs: this proves every stage runs, it measures nothing.
         [sys.executable, "-m", "benchmarks", "--quick", "--no-docs", "--keys", "2000", "--versions", "3",
-         "--http-seconds", "1", "--out", str(tmp_path), "--workdir", str(tmp_path / "work")],
+         "--http-seconds", "0.5", "--out", str(tmp_path), "--workdir", str(tmp_path / "work")],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -232,7 +232,7 @@ def compare_histories(store: Store, storage: EtcdStorage, latest: int) -> None:
                 key, after=middle - 1, limit=2, order="asc")
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(history=histories, steps=advances)
 def test_random_histories_answer_alike_on_lmdb_and_etcd(etcd: EtcdClient, history: list[Any],
                                                         steps: list[float]) -> None:

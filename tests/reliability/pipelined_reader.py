@@ -3,9 +3,10 @@ tests/reliability/test_stall_attacks.py's pipelined proof reads.
 
 Each of ``CONNECTIONS`` threads opens a connection and, until stdin closes, sends the POST of
 ``BODY`` to ``PATH`` twice in one write and reads both answers (their bodies skipped but the first
-one's). It prints ``ready`` once every connection has sent its first pair, then, when stdin closes,
-one JSON line: per connection, the status lines it got and the first answer's body. A process of its
-own, so the test's probes time the server, not the test process's GIL shared with these readers.
+one's); it leaves as soon as stdin closes, in the middle of a pair if need be. The process prints
+``ready`` once every connection has sent its first pair, then, when stdin closes, one JSON line: per
+connection, the status lines it got and the first answer's body. A process of its own, so the test's
+probes time the server, not the test process's GIL shared with these readers.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def read_pairs(port: int, request: bytes, stop: threading.Event, started: thread
         started.wait()
         while True:
             for _ in range(2):
+                if first and stop.is_set():  # leave mid-pipeline, as a client may: the server copes
+                    return {"statuses": statuses, "first": first.decode()}
                 statuses.append(answers.readline().decode("latin-1"))
                 length = 0
                 while (line := answers.readline()) != b"\r\n":
@@ -35,10 +38,7 @@ def read_pairs(port: int, request: bytes, stop: threading.Event, started: thread
                     continue
                 while length:
                     length -= answers.readinto(sink[:min(length, len(sink))])
-            if stop.is_set():
-                break
             sock.sendall(request * 2)
-    return {"statuses": statuses, "first": first.decode()}
 
 
 def main() -> None:
