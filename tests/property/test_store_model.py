@@ -417,7 +417,7 @@ class StoreMachine(RuleBasedStateMachine):
             # not recorded by then (a sweep cut short), is not listed (docs/engine.md, "Expiry").
             touched = self.model.version_tx(ns, key, a) != self.model.version_tx(ns, key, b)
             assert (key in got) == (differs and touched), (key, was, now)
-            if differs:
+            if key in got:
                 kind = got[key][0]
                 assert kind == ("added" if was is None else "deleted" if now is None
                                 else "cleared" if now[3] else "changed")
