@@ -296,7 +296,7 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
         result = commit_once(timeline.client, request_key, p.entry, p.compare, p.success, p.failure,
                              same_request=lambda stored: _fingerprint_of(stored) == request_fp)
         if result.succeeded:
-            return _committed(timeline, result, claim)
+            return committed_tx(timeline, result, claim)
         housekeeping = result.responses[-1]
         assert isinstance(housekeeping, RangeResult)
         count = count_of(housekeeping.kvs)
@@ -324,8 +324,8 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
                               "in between", attempts=MAX_ATTEMPTS)
 
 
-def _committed(timeline: Timeline, result: Commit, claim: TxGuard | None) -> int:
-    """The tx of a txn that committed (now, or earlier: a replay)."""
+def committed_tx(timeline: Timeline, result: Commit, claim: TxGuard | None) -> int:
+    """The tx of a txn that committed (now, or earlier: a replay); a stream tx's too (:mod:`engine.etcd.stream_log`)."""
     if claim is not None:
         claim.written = True
     if result.replayed:

@@ -42,11 +42,11 @@ import ormsgpack
 from .. import errors
 from ..codec import unpack_value
 from ..events import DROP_STREAM, KEY_LEN, PUBLISH, Event, StreamRun
-from .commit import MAX_ATTEMPTS, MAX_GUARD_RETRIES, OP_FRAMING, RESERVED_BYTES, EtcdLimits, TxGuard
+from .commit import MAX_ATTEMPTS, MAX_GUARD_RETRIES, OP_FRAMING, RESERVED_BYTES, EtcdLimits, TxGuard, committed_tx
 from .due import first_due, found_due, nothing_due
 from .kv import Compare, KeyValue, Put, Range, RangeResult, Request, prefix_end
 from .layout import Layout
-from .once import Commit, commit_once
+from .once import commit_once
 from .timeline import Timeline, count_of
 
 #: Stream tx keys read per range of a page (each holds a publish's events: at least one).
@@ -225,19 +225,6 @@ def _plan(layout: Layout, runs: list[StreamRun], found: list[KeyValue | None], n
     return compare, success, logged
 
 
-def _committed(timeline: Timeline, result: Commit, claim: TxGuard | None) -> int:
-    """The tx of a stream tx's txn that committed (now, or earlier: a replay)."""
-    if claim is not None:
-        claim.written = True
-    if result.replayed:
-        timeline.refresh()
-        return timeline.tx_of(result.revision)
-    hk = result.responses[-1]
-    assert isinstance(hk, RangeResult)
-    timeline.learn(count_of(hk.kvs), result.revision)
-    return result.revision - timeline.base - count_of(hk.kvs)
-
-
 def commit_runs(timeline: Timeline, runs: list[StreamRun], note: dict[str, Any] | None, now_us: int,
                 limits: EtcdLimits, *, claim: TxGuard | None = None, must_exist: bool = False,
                 sweep: Callable[[], bool] | None = None) -> int:
@@ -274,7 +261,7 @@ def commit_runs(timeline: Timeline, runs: list[StreamRun], note: dict[str, Any] 
         result = commit_once(timeline.client, layout.request(request_id), record, compare, success, failure,
                              same_request=_same(fp))
         if result.succeeded:
-            return _committed(timeline, result, claim)
+            return committed_tx(timeline, result, claim)
         if guarded and found_due(result.responses[0]):
             assert sweep is not None
             if claim is not None:
