@@ -36,13 +36,17 @@ def history_ops(txn: Any, dbs: dict[str, Any], tx: int, runs: list[list[Any]]) -
             continue
         rows = []
         for index in range(count):
-            data = unpack_value(txn.get(events.event_key(stream_ids[name], tx, index), db=dbs["events"]))
-            if type(data) is bytes:
-                rows.append({"data": base64.b64encode(data).decode("ascii"), "binary": True})
-            else:
-                rows.append({"data": data})
+            rows.append(event_row(txn.get(events.event_key(stream_ids[name], tx, index), db=dbs["events"])))
         out.append({"stream": name, "op": "publish", "events": rows})
     return out
+
+
+def event_row(record: bytes) -> dict[str, Any]:
+    """An event's row in a history export, from its stored record (binary data in base64)."""
+    data = unpack_value(record)
+    if type(data) is bytes:
+        return {"data": base64.b64encode(data).decode("ascii"), "binary": True}
+    return {"data": data}
 
 
 def is_stream_tx(ops: Any) -> bool:

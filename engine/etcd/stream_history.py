@@ -10,14 +10,13 @@ as the source's; the header's ``streams`` is applied at the end without a tx, as
 
 from __future__ import annotations
 
-import base64
 from typing import TYPE_CHECKING, Any
 
 import ormsgpack
 
 from .. import errors
-from ..codec import unpack_value
 from ..events import PUBLISH, StreamRun
+from ..stream_transfer import event_row
 from ..txlog import check_replay
 from ..validation import check_namespace
 from . import stream_log
@@ -51,13 +50,7 @@ def history_ops(storage: EtcdStorage, tx: int, runs: list[list[Any]]) -> list[di
             out.append({"stream": name, "op": "drop"})
             continue
         assert isinstance(answer, RangeResult)
-        rows = []
-        for record in stream_log.records_of(answer.kvs[0].value):
-            data = unpack_value(record)
-            if type(data) is bytes:
-                rows.append({"data": base64.b64encode(data).decode("ascii"), "binary": True})
-            else:
-                rows.append({"data": data})
+        rows = [event_row(record) for record in stream_log.records_of(answer.kvs[0].value)]
         out.append({"stream": name, "op": "publish", "events": rows})
     return out
 
