@@ -150,13 +150,15 @@ def test_slow_and_silent_readers_of_large_answers(tmp_path: Path) -> None:
     seed_probe_keys(tmp_path / "data")
     with Store.open(tmp_path / "data", sync=False) as store:
         store.namespace("big").put({f"b{i:05d}": "v" * 8000 for i in range(2000)})  # 16 MB
-    with serving(tmp_path) as live:
-        slow_scan = raw(live.port, rcvbuf=4096)
+    # The sockets close however the test ends: a failed assertion must not leave three half-read
+    # answers that hold the server's graceful stop for its full timeout.
+    with serving(tmp_path) as live, contextlib.ExitStack() as sockets:
+        slow_scan = sockets.enter_context(raw(live.port, rcvbuf=4096))
         slow_scan.sendall(post("/v4/storage/big/scan", b'{"limit": 2000}'))
-        silent_scan = raw(live.port, rcvbuf=4096)
+        silent_scan = sockets.enter_context(raw(live.port, rcvbuf=4096))
         silent_scan.sendall(post("/v4/storage/big/scan", b'{"limit": 2000}'))
         keys = orjson.dumps({"keys": [f"b{i:05d}" for i in range(2000)]})  # a read the loop answers: 16 MB
-        silent_read = raw(live.port, rcvbuf=4096)
+        silent_read = sockets.enter_context(raw(live.port, rcvbuf=4096))
         silent_read.sendall(post("/v4/storage/big/read", keys))
         stop = threading.Event()
 
@@ -185,8 +187,6 @@ def test_slow_and_silent_readers_of_large_answers(tmp_path: Path) -> None:
             assert chunk, answer[:300]
             answer += chunk
         assert answer.startswith(b"HTTP/1.1 200 ")
-        for sock in (slow_scan, silent_scan, silent_read):
-            sock.close()
     assert_no_worker_killed(tmp_path)
 
 
