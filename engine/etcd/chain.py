@@ -16,7 +16,8 @@ after the fact and stores the hashes:
   Strata tx) stops the sealer with ``STORAGE_ERROR``: the tx numbering, and so the chain, is broken there.
   A stream run (``[stream, op, count, seq]``, :mod:`engine.etcd.stream_log`) hashes LMDB's run
   ``[stream, op, count]`` and the event records of ``P/e/<stream>/<seq>``, which must have been written
-  at ``R``.
+  at ``R``. A seal takes the txs its own process committed from :mod:`engine.etcd.written` instead of
+  reading them back (the same bytes: what the writer's txn put at ``R``); nothing else does.
 * **The commit time** hashed is LMDB's clamped one: ``max(written time, previous tx's time)`` (writers on
   several machines cannot clamp inside their txn); :meth:`tx_info` and :meth:`changes` show it.
 * **Where hashes live.** ``P/seal/<first_tx:016x>``: segments of :data:`SEGMENT` txs, msgpack
