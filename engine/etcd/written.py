@@ -7,8 +7,8 @@ process, the writer already holds those exact bytes: etcd applied its txn's succ
 the revision its answer names, so ``P/tx/<id>`` holds the entry it sent and each data key or delete
 marker the record it sent, written at that revision. :class:`Written` keeps them, by revision, until the
 background sealer of the same process takes them, so a seal of txs this process wrote reads nothing but
-its own bookkeeping (measured on a 3-member loopback cluster: the background sealer cost 1-item writers
-10-20% of their writes per second without this, 0-5% with it, at 1 and 16 threads).
+its own bookkeeping (measured on a 3-member loopback cluster: the background sealer cost a 1-thread
+writer of 1-item puts 10-14% of its writes per second without this, nothing measurable with it).
 
 Contract: :meth:`Written.add` records a tx the writer saw commit (never a replayed one: its answer was
 not this attempt's); :meth:`Written.take` hands back, and forgets, the ones asked for that it holds.
