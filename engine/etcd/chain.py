@@ -16,7 +16,8 @@ after the fact and stores the hashes:
   Strata tx) stops the sealer with ``STORAGE_ERROR``: the tx numbering, and so the chain, is broken there.
   A stream run (``[stream, op, count, seq]``, :mod:`engine.etcd.stream_log`) hashes LMDB's run
   ``[stream, op, count]`` and the event records of ``P/e/<stream>/<seq>``, which must have been written
-  at ``R``.
+  at ``R``. A seal takes the txs its own process committed from :mod:`engine.etcd.written` instead of
+  reading them back (the same bytes: what the writer's txn put at ``R``); nothing else does.
 * **The commit time** hashed is LMDB's clamped one: ``max(written time, previous tx's time)`` (writers on
   several machines cannot clamp inside their txn); :meth:`tx_info` and :meth:`changes` show it.
 * **Where hashes live.** ``P/seal/<first_tx:016x>``: segments of :data:`SEGMENT` txs, msgpack
@@ -54,6 +55,7 @@ from .stream_log import is_stream_run
 from .stream_log import records_of as event_records
 from .timeline import Timeline
 from .txlog import records_at
+from .written import Written
 
 #: Txs per sealed segment (a segment is rewritten, longer, by each seal that extends it: ~11 KB at most).
 SEGMENT = 256
@@ -173,12 +175,16 @@ def _records(m_tx: int, revision: int, runs: list[list[Any]], answers: list[Rang
     return out
 
 
-def materials(timeline: Timeline, txs: Sequence[int]) -> tuple[list[Material], Broken | None]:
+def materials(timeline: Timeline, txs: Sequence[int],
+              known: Written | None = None) -> tuple[list[Material], Broken | None]:
     """What the chain hashes of each tx of ``txs`` (committed txs, ascending): a few txns per
     ``--max-txn-ops`` keys. When a tx has no log entry or lacks a record: the txs before it, and
-    :class:`Broken` naming it."""
+    :class:`Broken` naming it. ``known``: what this process's commits wrote (:mod:`engine.etcd.written`,
+    a seal's only); the txs it holds are taken from it, not read back."""
     revisions = [timeline.revision_of(t) for t in txs]
-    entries = records_at(timeline, revisions)
+    held = {} if known is None else known.take(revisions)
+    entries = records_at(timeline, [r for r in revisions if r not in held])
+    entries.update((revision, entry) for revision, (entry, _) in held.items())
     decoded = []
     broken = None
     for tx, revision in zip(txs, revisions, strict=True):
@@ -196,13 +202,14 @@ def materials(timeline: Timeline, txs: Sequence[int]) -> tuple[list[Material], B
                                 "[namespace, op, [key, ...]]")
             break
         decoded.append((tx, revision, time_us, note, runs))
-    requests = [_requests(timeline, revision, runs) for _, revision, _, _, runs in decoded]
+    requests = [[] if revision in held else _requests(timeline, revision, runs) for _, revision, _, _, runs in decoded]
     answers = _ranges(timeline, [r for reqs in requests for r in reqs])
     out: list[Material] = []
     at = 0
     for (tx, revision, time_us, note, runs), reqs in zip(decoded, requests, strict=True):
         try:
-            records = _records(tx, revision, runs, answers[at:at + len(reqs)])
+            records = held[revision][1] if revision in held else _records(tx, revision, runs,
+                                                                          answers[at:at + len(reqs)])
         except Broken as bad:
             return out, bad
         at += len(reqs)
@@ -282,7 +289,7 @@ def seal(timeline: Timeline, upto: int, fence: Compare | None = None) -> Link:
         if head.tx >= upto:
             return head
         txs = range(head.tx + 1, min(upto, head.tx + txtree.seal_limit(timeline)) + 1)
-        found, broken = materials(timeline, txs)
+        found, broken = materials(timeline, txs, timeline.written)
         if not found and broken is not None:
             raise errors.StorageError(f"the hash chain cannot be sealed past tx {broken.tx - 1}: tx {broken.tx}: "
                                       f"{broken.problem}", tx=broken.tx)

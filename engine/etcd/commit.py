@@ -167,6 +167,8 @@ class Plan:
     failure: list[Request]
     checked: list[bytes]
     entry: bytes
+    #: The records the success branch writes, per run of ``runs``: what a seal of the tx hashes.
+    records: list[list[bytes]]
 
 
 def plan(timeline: Timeline, runs: list[Run], seen: dict[bytes, KeyValue | None], note: dict[str, Any] | None,
@@ -185,9 +187,11 @@ def plan(timeline: Timeline, runs: list[Run], seen: dict[bytes, KeyValue | None]
     success: list[Request] = []
     namespaces: dict[str, None] = {}
     times = Times(timeline)
+    written: list[list[bytes]] = []
     for run in runs:
         namespaces[run.namespace] = None
         records = records_of(run)
+        written.append(records)
         for i, opts in enumerate(run.opts or ()):
             if opts is not None:  # a put with an expiry or metadata: the rich record, its expiry indexed
                 key = layout.data(run.namespace, run.raws[i])
@@ -214,7 +218,7 @@ def plan(timeline: Timeline, runs: list[Run], seen: dict[bytes, KeyValue | None]
     logged = [[r.namespace, r.op, r.keys] for r in runs]
     entry = msgpack.packb([now_us, note, logged, request_fingerprint, None], use_bin_type=True)
     failure: list[Request] = [*(Range(k) for k in checked), Range(layout.housekeeping)]
-    return Plan(compare, success, failure, list(checked), entry)
+    return Plan(compare, success, failure, list(checked), entry, written)
 
 
 def guarded_keys(timeline: Timeline, batch: Batch) -> list[bytes]:
@@ -296,6 +300,8 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
         result = commit_once(timeline.client, request_key, p.entry, p.compare, p.success, p.failure,
                              same_request=lambda stored: _fingerprint_of(stored) == request_fp)
         if result.succeeded:
+            if not result.replayed:  # this attempt's txn wrote them: the local sealer need not read them back
+                timeline.written.add(result.revision, p.entry, p.records)
             return committed_tx(timeline, result, claim)
         housekeeping = result.responses[-1]
         assert isinstance(housekeeping, RangeResult)

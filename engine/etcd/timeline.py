@@ -34,6 +34,7 @@ from . import compacted
 from .client import EtcdClient
 from .kv import Compare, KeyValue, Put, Range, RangeResult, Request, Response
 from .layout import Layout
+from .written import Written
 
 #: Revisions are int64 in etcd: a tx whose revision would be beyond this cannot exist (and etcd could
 #: not parse a request naming it), so callers answer for it without asking etcd.
@@ -56,6 +57,8 @@ class Timeline:
         #: The revision etcd is compacted at, as last seen (0: never); lower revisions are read from the
         #: indexes a compaction writes (:mod:`engine.etcd.compacted`). Raised when a read finds it higher.
         self.compacted_revision = 0
+        #: What this process's commits wrote, for its own sealer (:mod:`engine.etcd.written`).
+        self.written = Written()
         self._lock = threading.Lock()
 
     # -- the mapping -------------------------------------------------------------------------------

@@ -336,3 +336,52 @@ def test_one_process_holds_the_sealer_seat_and_a_replaced_holder_cannot_seal(sto
     assert chain.sealed_head(storage.timeline)[0].tx == 1
     assert chain.seal(storage.timeline, 2, second.fence).tx == 2
     second.step_down()
+
+
+
+def test_a_seal_takes_the_txs_this_process_committed_from_memory_byte_for_byte_as_read_back(
+        storage: EtcdStorage, lmdb: Store, clock: Clock) -> None:
+    long_key = "L" * 505  # over LMDB's inline key limit: its record is the extended one naming the key
+    lns = lmdb.namespace("a")
+    for write in [lambda ns: ns.put({"k": 1, long_key: [1, 2]}, note={"by": "me"}),
+                  lambda ns: ns.put({"m": "x"}, ttl=3600, metadata={"tag": 1}),  # the 6-field record, an expiry
+                  lambda ns: ns.delete(["k", long_key, "absent"]),  # a no-op delete is dropped from the tx
+                  lambda ns: ns.clear(["m"])]:
+        clock.now += 1
+        assert write(_Namespace(storage, "a")) == write(lns)
+    with storage.transaction() as tx:  # several runs and namespaces in one tx
+        tx.put("a", "t", 1)
+        tx.delete("a", "t0")  # absent: dropped
+        tx.put("c", "t", 2)
+    with lmdb.transaction() as ltx:
+        ltx.put("a", "t", 1)
+        ltx.delete("a", "t0")
+        ltx.put("c", "t", 2)
+    timeline = storage.timeline
+    assert len(timeline.written) == 5  # every tx this process committed, none read back yet
+    read_back, broken = chain.materials(timeline, range(1, 6))
+    assert broken is None and len(read_back) == 5
+    assert chain.materials(timeline, range(1, 6), timeline.written) == (read_back, None)
+    assert len(timeline.written) == 0  # handed out once
+    clock.now += 1
+    assert storage.put("a", {"n": 1}) == lns.put({"n": 1}) == 6
+    assert len(timeline.written) == 1
+    assert storage.head() == tuple(lmdb.head())  # the seal (txs 1-6) took tx 6 from memory, LMDB's hashes
+    assert len(timeline.written) == 0
+    assert storage.verify() == lmdb.verify()
+
+
+class _Namespace:
+    """``storage``'s namespace ``name`` with the calls of :class:`engine.Namespace` the test above makes."""
+
+    def __init__(self, storage: EtcdStorage, name: str) -> None:
+        self.storage, self.name = storage, name
+
+    def put(self, items: dict[str, Any], **options: Any) -> int:
+        return self.storage.put(self.name, items, **options)
+
+    def delete(self, keys: list[str]) -> int:
+        return self.storage.delete(self.name, keys)
+
+    def clear(self, keys: list[str]) -> int:
+        return self.storage.clear(self.name, keys)
