@@ -8,7 +8,8 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from .codec import CLEAR, DELETE, MARK, unpack_value
+from . import one_key
+from .codec import CLEAR, DELETE, MARK, PUT, unpack_value
 from .conditions import expects_of
 from .encoding import TX_LEN, TX_MAX
 from .errors import BatchTooLarge, InvalidParameters, TxCompacted
@@ -30,7 +31,7 @@ from .snapshot import (
     resolve_tx,
 )
 from .txlog import check_note
-from .txn import commit, prepare_keys, prepare_puts
+from .txn import Batch, Run, commit, prepare_keys, prepare_puts
 from .validation import check_prefix, check_tx, key_bytes, time_us
 
 if TYPE_CHECKING:
@@ -130,6 +131,12 @@ class Namespace:
         makes a retry answer what the first attempt answered (see :mod:`engine.idempotency`).
         """
         store = self._store
+        if (type(items) is dict and len(items) == 1 and note is None and ttl is None and expiration is None
+                and metadata is None and expect is None and idempotency is None):  # the commonest write
+            one = one_key.prepare(items, store.limits)
+            if one is not None:
+                key, raw, packed = one
+                return commit(store, Batch([Run(self.name, PUT, [key], [raw], [packed])]), note=None, sync=sync)
         note = check_note(note, store.limits.max_note_bytes)
         options = None
         if ttl is not None or expiration is not None or metadata is not None:
