@@ -188,6 +188,8 @@ class GroupCommit:
 
     def _take(self, own: Member[Any]) -> list[Member[Any]]:
         """The next group: ``own`` (the head of the queue, if queued) and the writes behind it."""
+        if own.parts is None and not self._queue:  # a lone write (the usual case), without the lock:
+            return [own]  # a write queued just now joins the commit through more(), or leads the next
         with self._lock:
             queue = self._queue
             if queue and queue[0] is own:

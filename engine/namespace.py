@@ -9,7 +9,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import one_key
-from .codec import CLEAR, DELETE, MARK, PUT, unpack_value
+from .codec import CLEAR, DELETE, MARK, unpack_value
 from .conditions import expects_of
 from .encoding import TX_LEN, TX_MAX
 from .errors import BatchTooLarge, InvalidParameters, TxCompacted
@@ -31,7 +31,7 @@ from .snapshot import (
     resolve_tx,
 )
 from .txlog import check_note
-from .txn import Batch, Run, commit, prepare_keys, prepare_puts
+from .txn import commit, prepare_keys, prepare_puts
 from .validation import check_prefix, check_tx, key_bytes, time_us
 
 if TYPE_CHECKING:
@@ -135,8 +135,7 @@ class Namespace:
                 and metadata is None and expect is None and idempotency is None):  # the commonest write
             one = one_key.prepare(items, store.limits)
             if one is not None:
-                key, raw, packed = one
-                return commit(store, Batch([Run(self.name, PUT, [key], [raw], [packed])]), note=None, sync=sync)
+                return one_key.commit(store, self.name, *one, sync)
         note = check_note(note, store.limits.max_note_bytes)
         options = None
         if ttl is not None or expiration is not None or metadata is not None:

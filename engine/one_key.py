@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import latest as latest_index
 from . import schema, txlog
+from . import txn as general  # which imports this module: its names are looked up when called
 from .codec import CLEAR, CLEAR_RECORD, PUT, pack_value
 from .encoding import SHORT_MAX, TERMINATOR, TX_MAX, ns_prefix, pack_u64, unpack_u64_from
 from .errors import EngineError
@@ -26,7 +27,6 @@ from .latest import FRAMING, HEAD
 if TYPE_CHECKING:
     from .records import Limits
     from .store import Store
-    from .txn import Run
 
 #: Whether :func:`engine.txn.apply_batch` and :meth:`engine.namespace.Namespace.put` take this path.
 ENABLED = True
@@ -50,7 +50,24 @@ def prepare(items: dict[str, Any], limits: Limits) -> tuple[str, bytes, bytes] |
     return key, raw, packed
 
 
-def applies(run: Run) -> bool:
+def commit(store: Store, name: str, key: str, raw: bytes, packed: bytes, sync: bool | None) -> int:
+    """:func:`engine.txn.commit` of the put :func:`prepare` validated (no note, no expect, no
+    idempotency): record the expiries due first, as every write does, then write the put."""
+    expiry_db = store._backend.dbs["expiry"]
+    op = [name, PUT, [key]]
+
+    def write(txn: Any) -> int:
+        now = store._now_us()
+        general.sweep_due(store, txn, expiry_db, now)
+        if 0 in raw or len(raw) > SHORT_MAX:  # an escaped or long keypart: the general path
+            batch = general.Batch([general.Run(name, PUT, [key], [raw], [packed])])
+            return general.apply_batch(store, txn, batch, None, now_us=now)
+        return apply(store, txn, op, raw, packed, None, now)
+
+    return store._backend.write(write, sync=sync, cost=1)
+
+
+def applies(run: general.Run) -> bool:
     """Whether :func:`apply` writes ``run`` (the only run of a tx that is not a replay)."""
     if not ENABLED or run.op > CLEAR or run.opts is not None or len(run.raws) != 1:
         return False
@@ -58,10 +75,18 @@ def applies(run: Run) -> bool:
     return 0 not in raw and len(raw) <= SHORT_MAX
 
 
-def apply(store: Store, txn: Any, run: Run, note: dict[str, Any] | None, now_us: int) -> int:
-    """Write ``run`` (one put or clear of one short key, see :func:`applies`) as the next tx inside
-    the write transaction ``txn``, at ``now_us`` or the previous tx's time if later; return the tx.
-    The steps of :func:`engine.txn.apply_batch`, in the same order."""
+def apply_run(store: Store, txn: Any, run: general.Run, note: dict[str, Any] | None, now_us: int) -> int:
+    """:func:`apply` of ``run``, a run :func:`applies` to."""
+    return apply(store, txn, [run.namespace, run.op, run.keys], run.raws[0], run.packed[0] if run.op == PUT else b"",
+                 note, now_us)
+
+
+def apply(store: Store, txn: Any, op: list[Any], raw: bytes, packed: bytes, note: dict[str, Any] | None,
+          now_us: int) -> int:
+    """Write ``op`` (the tx log's run ``[namespace, PUT or CLEAR, [key]]``; ``raw``: the key's UTF-8,
+    short and free of NULs; ``packed``: a put's value) as the next tx inside the write transaction
+    ``txn``, at ``now_us`` or the previous tx's time if later; return the tx. The steps of
+    :func:`engine.txn.apply_batch`, in the same order."""
     backend = store._backend
     meta = backend.meta
     get, put = txn.get, txn.put
@@ -74,10 +99,10 @@ def apply(store: Store, txn: Any, run: Run, note: dict[str, Any] | None, now_us:
     if latest == 0:  # a new store: its layout has the latest-version index from the start
         schema.put_u32(txn, meta, schema.LAYOUT, latest_index.LAYOUT)
 
-    name = run.namespace
+    name = op[0]
     entry = store._entry_for_write(txn, name, now)
-    kp = ns_prefix(entry.id) + run.raws[0] + TERMINATOR
-    record = run.packed[0] if run.op == PUT else CLEAR_RECORD
+    kp = ns_prefix(entry.id) + raw + TERMINATOR
+    record = packed if op[1] == PUT else CLEAR_RECORD
     packed_tx = pack_u64(tx)
     put(kp + pack_u64(TX_MAX - tx), record, db=backend.versions)
     # The index entry the version replaces keeps the namespace's key_count and size_bytes exact.
@@ -90,7 +115,7 @@ def apply(store: Store, txn: Any, run: Run, note: dict[str, Any] | None, now_us:
     entry.tx = tx
     entry.updated_us = now
     put(name.encode(), entry.encode(), db=backend.namespaces)
-    txlog.append(txn, backend.dbs, tx, now, note, [[name, run.op, run.keys]], [[record]])
+    txlog.append(txn, backend.dbs, tx, now, note, [op], [[record]])
     put(schema.LATEST_TX, packed_tx, db=meta)
     put(schema.INDEXED_TX, packed_tx, db=meta)  # the latest-version index is exact at tx
     return tx

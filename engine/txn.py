@@ -278,7 +278,7 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
     """
     runs_in = batch.runs
     if replay is None and len(runs_in) == 1 and one_key.applies(runs_in[0]):  # the commonest write, shortened
-        return one_key.apply(store, txn, runs_in[0], note, store._now_us() if now_us is None else now_us)
+        return one_key.apply_run(store, txn, runs_in[0], note, store._now_us() if now_us is None else now_us)
     backend = store._backend
     meta, versions = backend.meta, backend.versions
     latest = schema.get_u64(txn, meta, schema.LATEST_TX)
