@@ -9,7 +9,9 @@ Systems: ``strata`` (``Namespace.put({key: value}, sync=False)`` on a store open
 default ``sync=True``, as the harness's put1 does with stores opened ``sync=False``: pass ``--nosync-env``),
 ``floor`` (:mod:`.targets.lmdb_floor`'s put: one ``txn.put`` of the msgpack value), ``lmdb_tx`` (raw
 py-lmdb doing only the LMDB work of one Strata tx, nothing else), ``machinery`` (Strata's write
-transaction machinery alone: ``Backend.write`` of a function that writes nothing).
+transaction machinery alone: ``Backend.write`` of a function that writes nothing), and
+``lmdb_tx_meta1``, ``lmdb_tx_merged``, ``lmdb_tx_merged_time``: the LMDB work of one tx in layouts with
+fewer B-trees per tx (see :func:`_lmdb_tx`), to measure what merging them would save.
 
 ``--inner`` runs one measurement in this process (what the outer run starts under valgrind).
 """
@@ -24,6 +26,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+from functools import partial
 from typing import Any
 
 KEYS = 1000
@@ -67,8 +70,13 @@ def _floor(path: str, keys: int, sync_env: bool, sync: bool) -> Any:
     return put
 
 
-def _lmdb_tx(path: str, keys: int, sync_env: bool, sync: bool) -> Any:
-    """The LMDB calls of one Strata one-item put, with precomputed bytes (no Python work of Strata's)."""
+def _lmdb_tx(path: str, keys: int, sync_env: bool, sync: bool, shape: str = "today") -> Any:
+    """The LMDB calls of one Strata one-item put, with precomputed bytes (no Python work of Strata's).
+
+    ``shape``: ``today`` (the layout of docs/design.md), ``meta1`` (one ``meta`` entry per tx instead of
+    four: latest tx, time, chain hash and index mark in one value), ``merged`` (``meta1``, and the tx log,
+    its runs and the Merkle entry in one database keyed ``tx | kind``), ``merged_time`` (``merged``, and
+    the time index in that database too, under a prefix that sorts after every tx)."""
     import lmdb
 
     names = ("versions", "meta", "namespaces", "txlog", "txops", "txtime", "expiry", "txtree", "latest")
@@ -82,6 +90,11 @@ def _lmdb_tx(path: str, keys: int, sync_env: bool, sync: bool) -> Any:
             txn.put(kp + u64(2**64 - 2), rec, db=dbs["versions"])
             txn.put(kp, b"\x92" + rec + b"\xcf" + u64(1), db=dbs["latest"])
     state = {"tx": 1}
+    one_meta = shape != "today"
+    log, ops, tree = (dbs["txlog"],) * 3 if shape.startswith("merged") else (dbs["txlog"], dbs["txops"], dbs["txtree"])
+    time_db = dbs["txlog"] if shape == "merged_time" else dbs["txtime"]
+    time_prefix = b"\xff" if shape == "merged_time" else b""
+    log_key = (lambda tx, kind: u64(tx) + kind) if shape.startswith("merged") else (lambda tx, kind: u64(tx))
 
     def put(n: int) -> None:
         for i in range(n):
@@ -89,24 +102,32 @@ def _lmdb_tx(path: str, keys: int, sync_env: bool, sync: bool) -> Any:
             kp = b"\0\0\0\1" + f"k:{(i * 7919) % keys:014d}".encode() + b"\0\0"
             with env.begin(write=True) as txn:
                 meta = dbs["meta"]
-                txn.get(b"latest_tx", db=meta)
-                txn.get(b"last_time_us", db=meta)
+                if one_meta:
+                    txn.get(b"head", db=meta)
+                else:
+                    txn.get(b"latest_tx", db=meta)
+                    txn.get(b"last_time_us", db=meta)
                 cur = txn.cursor(db=dbs["expiry"])
                 cur.first()
                 txn.get(b"bench", db=dbs["namespaces"])
-                txn.put(b"last_time_us", u64(tx), db=meta)
+                if not one_meta:
+                    txn.put(b"last_time_us", u64(tx), db=meta)
                 txn.put(kp + u64(2**64 - 1 - tx), rec, db=dbs["versions"])
                 txn.cursor(db=dbs["latest"]).replace(kp, b"\x92" + rec + b"\xcf" + u64(tx))
                 txn.put(b"bench", b"\x97" + b"y" * 30, db=dbs["namespaces"])
-                txn.get(b"head_hash", db=meta)
-                txn.get(u64(tx - 1), db=dbs["txtree"])
-                txn.put(u64(tx), b"z" * 32, db=dbs["txtree"])
-                txn.put(u64(tx), b"w" * 50, db=dbs["txlog"])
-                txn.put(u64(tx), b"v" * 20, db=dbs["txops"])
-                txn.put(u64(tx) + u64(tx), b"", db=dbs["txtime"])
-                txn.put(b"head_hash", b"h" * 32, db=meta)
-                txn.put(b"latest_tx", u64(tx), db=meta)
-                txn.put(b"indexed_tx", u64(tx), db=meta)
+                if not one_meta:
+                    txn.get(b"head_hash", db=meta)
+                txn.get(log_key(tx - 1, b"\x03"), db=tree)
+                txn.put(log_key(tx, b"\x03"), b"z" * 32, db=tree)
+                txn.put(log_key(tx, b"\x01"), b"w" * 50, db=log)
+                txn.put(log_key(tx, b"\x02"), b"v" * 20, db=ops)
+                txn.put(time_prefix + u64(tx) + u64(tx), b"", db=time_db)
+                if one_meta:
+                    txn.put(b"head", u64(tx) + u64(tx) + b"h" * 32 + u64(tx), db=meta)
+                else:
+                    txn.put(b"head_hash", b"h" * 32, db=meta)
+                    txn.put(b"latest_tx", u64(tx), db=meta)
+                    txn.put(b"indexed_tx", u64(tx), db=meta)
             if sync:
                 env.sync(True)
     return put
@@ -128,7 +149,8 @@ def _nothing(txn: Any) -> int:
     return 0
 
 
-SYSTEMS = {"strata": _strata, "floor": _floor, "lmdb_tx": _lmdb_tx, "machinery": _strata_machinery}
+SYSTEMS = {"strata": _strata, "floor": _floor, "lmdb_tx": _lmdb_tx, "machinery": _strata_machinery,
+           **{f"lmdb_tx_{shape}": partial(_lmdb_tx, shape=shape) for shape in ("meta1", "merged", "merged_time")}}
 
 
 def inner(system: str, puts: int, keys: int, sync_env: bool, sync: bool) -> None:
@@ -163,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.inner:
-        inner(a.system, a.puts, a.keys, a.sync_env, a.sync)
+        for system in a.system.split(","):
+            inner(system, a.puts, a.keys, a.sync_env, a.sync)
         return 0
     figures = {}
     for system in a.system.split(","):
