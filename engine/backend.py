@@ -496,7 +496,10 @@ class Backend:
         gate = self._gate
         gate.enter()
         try:
-            txn = self._begin(True)
+            try:
+                txn = self.env.begin(write=True)
+            except lmdb.MapResizedError:
+                txn = self._begin(True)
             try:
                 if len(group) == 1:  # a lone write: no nested transaction, today's single path
                     group[0].succeed(group[0].fn(txn))

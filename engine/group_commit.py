@@ -78,6 +78,14 @@ class Member(Generic[T]):
         return self.result  # type: ignore[return-value]  # done: the committer set the result
 
 
+class _Parkers(threading.local):
+    """Per thread: the ``park`` function of :meth:`GroupCommit.parking`, None outside it. A class
+    attribute, so a thread that never parked reads None without the AttributeError a plain
+    ``threading.local`` raises (and ``getattr`` swallows) on every write."""
+
+    park: Callable[[Member[Any]], bool] | None = None
+
+
 class GroupCommit:
     """Combine concurrent writes of one process into groups committed together.
 
@@ -112,7 +120,7 @@ class GroupCommit:
         self._queue: deque[Member[Any]] = deque()
         self._busy = False  # a leader is committing a group; invariant: queue non-empty => busy
         self._leader = 0  # the leading thread's ident, while busy
-        self._parkers = threading.local()
+        self._parkers = _Parkers()
 
     @contextmanager
     def parking(self, park: Callable[[Member[Any]], bool]) -> Iterator[None]:
@@ -120,7 +128,7 @@ class GroupCommit:
         of queueing it and sleeping. ``park`` returns True once ``member``'s outcome is final (its
         scheduler committed it with :meth:`submit_all` and flushed it), or False at once to have
         the write submitted as usual (say, when called from the scheduler itself)."""
-        before = getattr(self._parkers, "park", None)
+        before = self._parkers.park
         self._parkers.park = park
         try:
             yield
@@ -129,7 +137,7 @@ class GroupCommit:
 
     def submit(self, fn: Callable[[Any], T], *, sync: bool, cost: int | None) -> T:
         member = Member(fn, sync, cost)
-        park = getattr(self._parkers, "park", None)
+        park = self._parkers.park
         if park is not None and park(member):
             return member.outcome()
         if self._wait_turn(member):
@@ -180,6 +188,8 @@ class GroupCommit:
 
     def _take(self, own: Member[Any]) -> list[Member[Any]]:
         """The next group: ``own`` (the head of the queue, if queued) and the writes behind it."""
+        if own.parts is None and not self._queue:  # a lone write (the usual case), without the lock:
+            return [own]  # a write queued just now joins the commit through more(), or leads the next
         with self._lock:
             queue = self._queue
             if queue and queue[0] is own:
@@ -219,10 +229,9 @@ class GroupCommit:
             self._interrupted(group, own, exc)
             self._wake(group, own)
             return None
-        finish = partial(self._finish, group, own, flush)
         if defer_flush:
-            return finish
-        finish()
+            return partial(self._finish, group, own, flush)
+        self._finish(group, own, flush)
         return None
 
     def _finish(self, group: list[Member[Any]], own: Member[Any], flush: int) -> None:

@@ -8,6 +8,7 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from . import one_key
 from .codec import CLEAR, DELETE, MARK, unpack_value
 from .conditions import expects_of
 from .encoding import TX_LEN, TX_MAX
@@ -130,6 +131,11 @@ class Namespace:
         makes a retry answer what the first attempt answered (see :mod:`engine.idempotency`).
         """
         store = self._store
+        if (type(items) is dict and len(items) == 1 and note is None and ttl is None and expiration is None
+                and metadata is None and expect is None and idempotency is None):  # the commonest write
+            one = one_key.prepare(items, store.limits)
+            if one is not None:
+                return one_key.commit(store, self.name, *one, sync)
         note = check_note(note, store.limits.max_note_bytes)
         options = None
         if ttl is not None or expiration is not None or metadata is not None:

@@ -38,6 +38,7 @@ from .codec import OP_NAMES, pack_value, packb_exact
 from .errors import InvalidParameters
 
 _u64 = struct.Struct(">Q")
+_sha256 = hashlib.sha256
 GENESIS = bytes(32)
 HEAD_HASH = b"head_hash"
 
@@ -129,15 +130,19 @@ def append(txn: Any, dbs: dict[str, Any], tx: int, time_us: int, note: dict[str,
            runs: list[list[Any]], records: list[list[bytes]]) -> bytes:
     """Write the log entry of ``tx``, advance the chain and add its leaf to the Merkle tree
     (:mod:`engine.txtree`). Runs in the tx's write transaction."""
-    prev = txn.get(HEAD_HASH, db=dbs["meta"]) or GENESIS
-    data = canonical_entry(tx, time_us, note, runs, records)
-    digest = hashlib.sha256(prev + data).digest()
+    meta, put = dbs["meta"], txn.put
+    prev = txn.get(HEAD_HASH, db=meta) or GENESIS
+    if len(runs) == 1:  # canonical_entry's body, without its loop (most txs hold one run)
+        data = packb_exact([tx, time_us, note, [[*runs[0], records[0]]]])
+    else:
+        data = canonical_entry(tx, time_us, note, runs, records)
+    digest = _sha256(prev + data).digest()
     txtree.append(txn, dbs["txtree"], tx, data)
     key = _u64.pack(tx)
-    txn.put(key, packb_exact([time_us, note, digest]), db=dbs["txlog"])
-    txn.put(key, packb_exact(runs), db=dbs["txops"])
-    txn.put(_u64.pack(time_us) + key, b"", db=dbs["txtime"])
-    txn.put(HEAD_HASH, digest, db=dbs["meta"])
+    put(key, packb_exact([time_us, note, digest]), db=dbs["txlog"])
+    put(key, packb_exact(runs), db=dbs["txops"])
+    put(_u64.pack(time_us) + key, b"", db=dbs["txtime"])
+    put(HEAD_HASH, digest, db=meta)
     return digest
 
 

@@ -28,7 +28,7 @@ from operator import add, itemgetter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import expiry, schema, txlog
+from . import expiry, one_key, schema, txlog
 from . import latest as latest_index
 from .codec import (
     CLEAR,
@@ -276,6 +276,9 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
     writes nothing and returns the latest tx. ``batch.expects`` are not checked here: :func:`commit`
     checks them once, before the expiry sweep.
     """
+    runs_in = batch.runs
+    if replay is None and len(runs_in) == 1 and one_key.applies(runs_in[0]):  # the commonest write, shortened
+        return one_key.apply_run(store, txn, runs_in[0], note, store._now_us() if now_us is None else now_us)
     backend = store._backend
     meta, versions = backend.meta, backend.versions
     latest = schema.get_u64(txn, meta, schema.LATEST_TX)

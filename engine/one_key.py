@@ -1,0 +1,121 @@
+"""The write path of the commonest write, a plain put (or clear) of one short key: fewer steps, same bytes.
+
+:func:`prepare` validates ``{key: value}`` as :func:`engine.txn.prepare_puts` does, and :func:`apply`
+writes such a run as :func:`engine.txn.apply_batch` does, without the lists, cursors and loops a
+batch of many keys, runs and namespaces needs. Both are shortcuts, never a second behaviour: the
+store, the tx, its log entry, its chain hash and Merkle leaf, the namespace's counts and every error
+are those of the general path, byte for byte (a hypothesis differential test,
+``tests/engine/test_one_key.py``, runs the same writes both ways and compares the stores). Anything
+outside the common case (a delete, whose no-op rule needs a lookup first; an expiry or metadata; a
+long key or one holding a NUL, whose keypart is escaped; a replayed tx) takes the general path.
+
+:data:`ENABLED` switches the shortcut off (the differential test's general side).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import latest as latest_index
+from . import schema, txlog
+from . import txn as general  # which imports this module: its names are looked up when called
+from .codec import CLEAR, CLEAR_RECORD, PUT, pack_value
+from .encoding import SHORT_MAX, TERMINATOR, TX_MAX, ns_prefix, pack_u64, unpack_u64_from
+from .errors import EngineError
+from .latest import FRAMING, HEAD
+
+if TYPE_CHECKING:
+    from .records import Limits
+    from .store import Store
+
+#: Whether :func:`engine.txn.apply_batch` and :meth:`engine.namespace.Namespace.put` take this path.
+ENABLED = True
+
+
+def prepare(items: dict[str, Any], limits: Limits) -> tuple[str, bytes, bytes] | None:
+    """``(key, its UTF-8, its packed value)`` of a valid one-item dict, or None for anything the
+    general validation must look at (it then raises exactly what it raises for the item)."""
+    if not ENABLED or limits.max_batch < 1:
+        return None
+    ((key, value),) = items.items()
+    if type(key) is not str:
+        return None
+    try:
+        raw = key.encode()
+        packed = pack_value(value)
+    except (UnicodeError, EngineError):
+        return None
+    if not 0 < len(raw) <= limits.max_key_bytes or len(packed) > limits.max_value_bytes:
+        return None
+    return key, raw, packed
+
+
+def commit(store: Store, name: str, key: str, raw: bytes, packed: bytes, sync: bool | None) -> int:
+    """:func:`engine.txn.commit` of the put :func:`prepare` validated (no note, no expect, no
+    idempotency): record the expiries due first, as every write does, then write the put."""
+    expiry_db = store._backend.dbs["expiry"]
+    op = [name, PUT, [key]]
+
+    def write(txn: Any) -> int:
+        now = store._now_us()
+        general.sweep_due(store, txn, expiry_db, now)
+        if 0 in raw or len(raw) > SHORT_MAX:  # an escaped or long keypart: the general path
+            batch = general.Batch([general.Run(name, PUT, [key], [raw], [packed])])
+            return general.apply_batch(store, txn, batch, None, now_us=now)
+        return apply(store, txn, op, raw, packed, None, now)
+
+    return store._backend.write(write, sync=sync, cost=1)
+
+
+def applies(run: general.Run) -> bool:
+    """Whether :func:`apply` writes ``run`` (the only run of a tx that is not a replay)."""
+    if not ENABLED or run.op > CLEAR or run.opts is not None or len(run.raws) != 1:
+        return False
+    raw = run.raws[0]
+    return 0 not in raw and len(raw) <= SHORT_MAX
+
+
+def apply_run(store: Store, txn: Any, run: general.Run, note: dict[str, Any] | None, now_us: int) -> int:
+    """:func:`apply` of ``run``, a run :func:`applies` to."""
+    return apply(store, txn, [run.namespace, run.op, run.keys], run.raws[0], run.packed[0] if run.op == PUT else b"",
+                 note, now_us)
+
+
+def apply(store: Store, txn: Any, op: list[Any], raw: bytes, packed: bytes, note: dict[str, Any] | None,
+          now_us: int) -> int:
+    """Write ``op`` (the tx log's run ``[namespace, PUT or CLEAR, [key]]``; ``raw``: the key's UTF-8,
+    short and free of NULs; ``packed``: a put's value) as the next tx inside the write transaction
+    ``txn``, at ``now_us`` or the previous tx's time if later; return the tx. The steps of
+    :func:`engine.txn.apply_batch`, in the same order."""
+    backend = store._backend
+    meta = backend.meta
+    get, put = txn.get, txn.put
+    raw_tx = get(schema.LATEST_TX, db=meta)
+    latest = unpack_u64_from(raw_tx)[0] if raw_tx is not None else 0
+    tx = latest + 1
+    raw_time = get(schema.LAST_TIME_US, db=meta)
+    now = max(now_us, unpack_u64_from(raw_time)[0] if raw_time is not None else 0)
+    put(schema.LAST_TIME_US, pack_u64(now), db=meta)
+    if latest == 0:  # a new store: its layout has the latest-version index from the start
+        schema.put_u32(txn, meta, schema.LAYOUT, latest_index.LAYOUT)
+
+    name = op[0]
+    entry = store._entry_for_write(txn, name, now)
+    kp = ns_prefix(entry.id) + raw + TERMINATOR
+    record = packed if op[1] == PUT else CLEAR_RECORD
+    packed_tx = pack_u64(tx)
+    put(kp + pack_u64(TX_MAX - tx), record, db=backend.versions)
+    # The index entry the version replaces keeps the namespace's key_count and size_bytes exact.
+    old = txn.replace(kp, HEAD + record + b"\xcf" + packed_tx, db=backend.latest)
+    if old is None:
+        entry.key_count += 1
+        entry.size_bytes += len(kp) + len(record)
+    else:
+        entry.size_bytes += len(record) + FRAMING - len(old)
+    entry.tx = tx
+    entry.updated_us = now
+    put(name.encode(), entry.encode(), db=backend.namespaces)
+    txlog.append(txn, backend.dbs, tx, now, note, [op], [[record]])
+    put(schema.LATEST_TX, packed_tx, db=meta)
+    put(schema.INDEXED_TX, packed_tx, db=meta)  # the latest-version index is exact at tx
+    return tx
