@@ -390,3 +390,61 @@ def test_the_fast_path_is_off_where_gunicorn_must_see_every_request(setting: str
         assert fast["limits"] == {"max_line": 4094, "max_fields": 64, "max_field_size": 8190,
                                   "scheme_headers": frozenset({"X-FORWARDED-PROTOCOL", "X-FORWARDED-PROTO",
                                                                "X-FORWARDED-SSL"})}
+
+
+def _answer(sock: socket.socket) -> tuple[bytes, bytes]:
+    """The next answer on ``sock`` (status line, body), read exactly (the connection stays open)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    length = next(int(line.partition(b": ")[2]) for line in lines[1:] if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, body
+        body += chunk
+    assert len(body) == length, "nothing may follow an answer the client has not asked for yet"
+    return lines[0], body
+
+
+def _write_request(ns: str, key: str, value: object) -> bytes:
+    body = orjson.dumps([{"key": key, "value": value}])
+    return (b"POST /v4/storage/%s/write HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+            % (ns.encode(), len(body), body))
+
+
+def test_bytes_pipelined_behind_a_batched_write_are_answered_after_it_and_the_connection_lives_on(
+        one_worker: LiveServer) -> None:
+    """A batched write's connection stays in the worker's poller while the write batcher has it; bytes
+    the client sends meanwhile (here: the next requests, sent with it) are read once it is answered."""
+    with socket.create_connection(("127.0.0.1", one_worker.port), timeout=30) as sock:
+        sock.sendall(_write_request("lazy", "a", 1) + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                     + _write_request("lazy", "b", 2))
+        first, healthz, second = _answer(sock), _answer(sock), _answer(sock)
+        assert [first[0], healthz[0], second[0]] == [b"HTTP/1.1 200 OK"] * 3
+        tx = orjson.loads(first[1])["tx"]
+        assert orjson.loads(healthz[1])["tx"] >= tx and orjson.loads(second[1])["tx"] == tx + 1
+        for n in range(3):  # then one request at a time, on the same connection
+            sock.sendall(_write_request("lazy", f"c{n}", n))
+            status, body = _answer(sock)
+            assert status == b"HTTP/1.1 200 OK" and orjson.loads(body)["tx"] == tx + 2 + n
+        read = orjson.dumps({"keys": ["a", "b", "c2"]})
+        sock.sendall(b"POST /v4/storage/lazy/read HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(read), read))
+        status, body = _answer(sock)
+        assert status == b"HTTP/1.1 200 OK"
+        assert [(r["key"], r["value"]) for r in orjson.loads(body)["data"]] == [("a", 1), ("b", 2), ("c2", 2)]
+
+
+def test_kept_alive_connections_left_idle_are_closed_by_the_server(one_worker: LiveServer) -> None:
+    """After an answer on the loop and one from the write batcher, a connection that sends nothing
+    more is closed by the worker once gunicorn's keep-alive timeout (2 s by default) has passed."""
+    with socket.create_connection(("127.0.0.1", one_worker.port), timeout=30) as read_conn, \
+            socket.create_connection(("127.0.0.1", one_worker.port), timeout=30) as write_conn:
+        read_conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        write_conn.sendall(_write_request("idle", "a", 1))
+        assert _answer(read_conn)[0] == _answer(write_conn)[0] == b"HTTP/1.1 200 OK"
+        assert read_conn.recv(1) == b"" and write_conn.recv(1) == b""  # closed, with nothing more sent
