@@ -101,6 +101,7 @@ _LINGER = 3  # closing: write side shut, input drained (deadline: LINGER_TIMEOUT
 _BUSY = 4  # a thread (the write batcher, the pool) has it; no deadline of the loop's
 _CLOSED = 5
 
+_MAX_METHOD = 16  # a longer method goes to the pool
 _REQUEST_LINE = re.compile(rb"([A-Z]{1,16}) (/[^ ?#]*)[^ ]* HTTP/1\.[01]\r\n")
 _CONTENT_LENGTH = re.compile(rb"\r\n[ \t]*content-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
 _PLAIN_LENGTH = re.compile(rb"[ \t]*(\d{1,15})[ \t]*")
@@ -145,6 +146,13 @@ def request_size(data: bytes, long_running: Any = None) -> int:
         if long_running(method, path, data[end + 4:size] if size <= len(data) else None):
             return POOL
     return size
+
+
+def pooled(req: fast_http.FastRequest, long_running: Any = None) -> bool:
+    """Whether the loop must leave ``req`` (accepted by :func:`fast_http.parse`, so wholly buffered)
+    to the pool: :func:`request_size` of its bytes is :data:`POOL` exactly when this is true."""
+    return (req.size > PEEK_BYTES or len(req.method) > _MAX_METHOD
+            or (long_running is not None and bool(long_running(req.method, req.path_info, req.body))))
 
 
 def answerable_now(data: bytes, long_running: Any = None) -> bool:
@@ -291,6 +299,7 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
             "prior-knowledge", "both")
         self._long_running: Any = None
         self._fast: dict[str, Any] | None = None  # the fast path's settings, once the app is loaded
+        self._fast_limits: dict[str, Any] | None = None  # its parser's limits (None: no fast path)
         self._batcher: WriteBatcher | None = None  # answers small writes, once the app is loaded
         self._batched: Any = None  # the app's ``batched(method, path)``
         self._conns: set[TConn] = set()  # the connections of the inline path, until closed
@@ -318,6 +327,7 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
         super().load_wsgi()
         self._long_running = getattr(self.wsgi, "long_running", None)  # the Strata app's; None: any app
         self._fast = self._fast_path_config()
+        self._fast_limits = self._fast["limits"] if self._fast is not None else None
         self._batched = getattr(self.wsgi, "batched", None) if self._fast is not None else None
         if self._batched is not None:
             self._batcher = WriteBatcher(lambda: self.wsgi.store, self._answer_collected, self._deliver)
@@ -405,40 +415,52 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
             self._unpoll(conn)
 
     def _read_head(self, conn: TConn) -> None:
-        """Read what has arrived; answer, hand to the pool, or wait in the poller for more."""
+        """Read what has arrived; answer, hand to the pool, or wait in the poller for more.
+
+        A request :func:`fast_http.parse` accepts is judged from what it parsed (the same judgement
+        :func:`request_size` makes of its bytes, without reading them twice); anything else by
+        :func:`request_size`."""
         head: bytearray = conn.head
-        size = request_size(head, self._long_running)
-        while size == _INCOMPLETE or len(head) < size:
-            if len(head) > MAX_HEAD_BYTES:
-                return self._refuse(conn, b"431 Request Header Fields Too Large")
+        limits = self._fast_limits if type(conn.client) is tuple and type(conn.server) is tuple else None
+        while True:
+            if head:
+                if limits is not None and (req := fast_http.parse(head, **limits)) is not None:
+                    return self._dispatch_fast(conn, head, req)
+                size = request_size(head, self._long_running)
+                if size != _INCOMPLETE and len(head) >= size:
+                    break
+                if len(head) > MAX_HEAD_BYTES:
+                    return self._refuse(conn, b"431 Request Header Fields Too Large")
             chunk = _recv_now(conn)
             if chunk is None:
-                break
+                return self._poll(conn, selectors.EVENT_READ)
             if not chunk:  # the client closed (or failed) before sending a whole request
                 return self._close(conn)
             head += chunk
-            size = request_size(head, self._long_running)
-        if size == _INCOMPLETE or len(head) < size:
-            return self._poll(conn, selectors.EVENT_READ)
-        conn.head = None
-        conn.data_ready = True
-        if conn.parser is None:
-            conn.init()
-        fast = self._fast
-        if fast is not None and type(conn.client) is tuple and type(conn.server) is tuple:
-            req = fast_http.parse(head, **fast["limits"])
-            if req is not None:  # wholly buffered: the fast path, on the loop or (writes, long work) the pool
-                if req.size < len(head):  # pipelined bytes: the next request's, read as today
-                    conn.parser.unreader.unread(bytes(head[req.size:]))
-                if size == POOL:
-                    return self._submit(conn, req)
-                return self._answer(conn, partial(self._answer_fast, req))
+        self._start(conn)
         conn.parser.unreader.unread(bytes(head))
         if size == POOL:
             conn.sock.read_deadline = time.monotonic() + self.body_timeout
             self._to_pool(conn)
             return super().enqueue_req(conn)
-        self._answer(conn)
+        self._answer(conn, None)
+
+    def _start(self, conn: TConn) -> None:
+        """A whole request (or a head for the pool) has been read: gthread's per-connection setup."""
+        conn.head = None
+        conn.data_ready = True
+        if conn.parser is None:
+            conn.init()
+
+    def _dispatch_fast(self, conn: TConn, head: bytearray, req: fast_http.FastRequest) -> None:
+        """Answer ``req`` (wholly buffered, parsed by the fast path) on the loop, or hand it to the write
+        batcher or the pool: as :func:`request_size` would judge its bytes (see there)."""
+        self._start(conn)
+        if req.size < len(head):  # pipelined bytes: the next request's, read as today
+            conn.parser.unreader.unread(bytes(head[req.size:]))
+        if pooled(req, self._long_running):
+            return self._submit(conn, req)
+        self._answer(conn, req)
 
     def _head_expired(self, conn: TConn) -> None:
         body = HTTPProblem(408, REQUEST_TIMEOUT, f"the request head did not arrive within {self.header_timeout:g} s"
@@ -456,12 +478,13 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
 
     # -- answering on the loop ----------------------------------------------------------------
 
-    def _answer(self, conn: TConn, handle: Any = None) -> None:
+    def _answer(self, conn: TConn, req: fast_http.FastRequest | None) -> None:
+        """Answer on the loop: ``req`` by the fast path, or (None) the request gunicorn's parser reads."""
         sock: ConnSocket = conn.sock
         sock.outbox = out = bytearray()
         _nonblocking(sock.sock)  # a read past the buffered request fails instead of waiting
         try:
-            keepalive = (handle or self.handle)(conn)
+            keepalive = self._answer_fast(req, conn) if req is not None else self.handle(conn)
         finally:
             sock.outbox = None
         self._send(conn, memoryview(out), keepalive, time.monotonic() + SEND_TIMEOUT + len(out) / MIN_SEND_RATE)
