@@ -390,7 +390,8 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
         """A kept-alive connection became readable, or bytes of its next request are already read."""
         if not self._inline or conn.is_http2:
             return super().enqueue_req(conn)
-        conn.head = bytearray(conn.parser.unreader.take_buffered() if conn.parser is not None else b"")
+        unreader = conn.parser.unreader if conn.parser is not None else None
+        conn.head = bytearray(unreader.take_buffered() if unreader is not None and unreader.buf.tell() else b"")
         conn.state, conn.deadline = _HEAD, time.monotonic() + self.header_timeout
         conn.sock.read_deadline = None
         self._read_head(conn)
