@@ -30,6 +30,7 @@ from server.http import Request, problem_response
 from server.idempotency import replayed, reused
 from server.lifecycle import LifecycleLeader
 from server.metrics import Metrics
+from server.pid import current as current_pid
 from server.problems import INTERNAL_ERROR, HTTPProblem, from_engine_error, status_line
 from server.routes import Router
 from server.validation import MAX_KEY_BYTES
@@ -116,7 +117,7 @@ class App:
     @property
     def store(self) -> Any:
         """This process's store, opened on first use after any fork."""
-        if self._store_pid != os.getpid() or self._store is None:
+        if self._store_pid != current_pid() or self._store is None:
             if self._store is not None:
                 # A store inherited across fork() is abandoned, not closed: closing it would act on
                 # the parent's LMDB environment. py-lmdb refuses a second open in the child, so the

@@ -60,11 +60,12 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+")
 
 class FastRequest:
     """A request :func:`parse` accepted: ``method``, ``uri`` (the raw target), ``path``, ``query``
-    (str, latin-1 as gunicorn decodes them), ``headers`` (upper-cased names, values, in order),
+    (str, latin-1 as gunicorn decodes them), ``path_info`` (the path percent-decoded, as in
+    ``PATH_INFO``), ``headers`` (upper-cased names, values, in order),
     ``body`` (bytes), ``size`` (bytes of the buffer the request took), ``close`` (the client asked
     for ``Connection: close``)."""
 
-    __slots__ = ("body", "close", "headers", "method", "path", "query", "size", "uri")
+    __slots__ = ("body", "close", "headers", "method", "path", "path_info", "query", "size", "uri")
     version = (1, 1)  # what gunicorn's early-hints callback reads
 
     def __init__(self, method: str, uri: str, headers: list[tuple[str, str]], body: bytes, size: int,
@@ -72,6 +73,8 @@ class FastRequest:
         self.method, self.uri, self.headers, self.body, self.size, self.close = method, uri, headers, body, size, close
         path, _, self.query = uri.partition("?")
         self.path = path
+        # The target is visible ASCII (see parse): without a "%" it decodes to itself.
+        self.path_info = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
 
 
 def parse(data: bytes | bytearray, max_fields: int = MAX_FIELDS, max_line: int = 4094,
@@ -162,7 +165,7 @@ def environ(req: FastRequest, sock: Any, client: tuple[str, int], server: tuple[
     env["REMOTE_PORT"] = str(client[1])
     env["SERVER_NAME"] = server[0]
     env["SERVER_PORT"] = str(server[1])
-    env["PATH_INFO"] = unquote_to_bytes(req.path).decode("latin-1")
+    env["PATH_INFO"] = req.path_info
     return env
 
 
@@ -175,6 +178,43 @@ def base_environ(errors: Any, multiprocess: bool) -> dict[str, Any]:
         "SERVER_SOFTWARE": SERVER_SOFTWARE, "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
         "SCRIPT_NAME": "",
     }
+
+
+_STATUS_CODES: dict[str, int] = {}  # status lines already checked, with their code
+_LINES: dict[tuple[str, str], str] = {}  # response headers already checked, with their line ("": dropped)
+_MAX_LINES = 4096  # then headers not seen yet are checked each time (values vary: ETags, locations)
+
+
+def _status_code(status: str) -> int:
+    """The code of the WSGI ``status`` (``ValueError`` unless it is ``"NNN reason"``)."""
+    try:
+        code = _STATUS_CODES.get(status)
+    except TypeError:
+        code = None
+    if code is None:
+        if not isinstance(status, str) or not STATUS_RE.fullmatch(status):
+            raise ValueError(f"Invalid status {status!r}")
+        code = int(status[:3])
+        if len(_STATUS_CODES) < 1024:
+            _STATUS_CODES[status] = code
+    return code
+
+
+def _header_line(name: str, value: str) -> str | None:
+    """The head line of the response header ``name: value`` once checked as gunicorn checks it
+    (``ValueError`` otherwise); ``""`` for a hop-by-hop header (dropped), None for ``Content-Length``
+    (framing: the caller reads it)."""
+    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        raise ValueError(f"invalid response header name {name!r}")
+    if not isinstance(value, str) or not HEADER_VALUE_RE.fullmatch(value):
+        raise ValueError(f"invalid value of response header {name!r}")
+    lname = name.lower()
+    if lname == "content-length":
+        return None
+    if is_hoppish(lname):
+        return ""
+    value = value.strip(" \t")
+    return f"{name}: {value}\r\n"
 
 
 _date: tuple[int, str] = (0, "")
@@ -217,26 +257,28 @@ class FastResponse:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("Response headers already set!")
-        if not isinstance(status, str) or not STATUS_RE.fullmatch(status):
-            raise ValueError(f"Invalid status {status!r}")
-        code = int(status[:3])
+        code = _status_code(status)
         no_body = self.no_body or code in (204, 304) or 100 <= code < 200
         lines = []
         length = None
-        for name, value in headers:
-            if not isinstance(name, str) or not _TOKEN.fullmatch(name):
-                raise ValueError(f"invalid response header name {name!r}")
-            if not isinstance(value, str) or not HEADER_VALUE_RE.fullmatch(value):
-                raise ValueError(f"invalid value of response header {name!r}")
-            value = value.strip(" \t")
-            lname = name.lower()
-            if lname == "content-length":
-                if code == 204 or 100 <= code < 200:
-                    continue  # RFC 9110 6.4.2
-                length = int(value)
-            elif is_hoppish(lname):
-                continue
-            lines.append(f"{name}: {value}\r\n")
+        for header in headers:
+            try:
+                line = _LINES.get(header)
+            except TypeError:  # unhashable: not a (str, str) pair, refused below
+                line = None
+            if line is None:
+                name, value = header
+                line = _header_line(name, value)
+                if line is None:  # Content-Length
+                    if code == 204 or 100 <= code < 200:
+                        continue  # RFC 9110 6.4.2
+                    value = value.strip(" \t")
+                    length = int(value)
+                    line = f"{name}: {value}\r\n"
+                elif len(_LINES) < _MAX_LINES:
+                    _LINES[header] = line
+            if line:  # "": a hop-by-hop header, dropped
+                lines.append(line)
         self.status, self.length, self.no_body = status, length, no_body
         self.chunked = length is None and not no_body
         if not self.must_close and length is None and not self.chunked and not no_body:

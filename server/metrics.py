@@ -23,6 +23,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from server.pid import current as current_pid
+
 #: Status codes with their own counter; anything else counts as status="other".
 STATUSES: tuple[int, ...] = (200, 201, 400, 401, 403, 404, 405, 409, 410, 413, 415, 500, 503, 507)
 #: Latency bucket upper bounds in seconds (``+Inf`` is implied).
@@ -90,7 +92,7 @@ class Metrics:
     def observe(self, endpoint: int, status: int, elapsed_ns: int) -> None:
         """Count one request to ``endpoint`` answered with ``status`` after ``elapsed_ns``."""
         with self._lock:
-            if self._pid != os.getpid():
+            if self._pid != current_pid():
                 self._claim()
             cells, base = self._cells, self._base
             cells[base + 1 + endpoint * _NSTATUS + _STATUS_INDEX.get(status, _NSTATUS - 1)] += 1

@@ -143,16 +143,26 @@ class Router:
         self.routes = list(routes.values())
         self._static = {r.template: r for r in self.routes if "{" not in r.template}
         self._dynamic = [(_compile(r.template), r) for r in self.routes if "{" in r.template]
+        # Paths of parameterised routes already matched. The worker asks about a request's path up to
+        # three times (long_running, batched, the app itself), each a scan of the route patterns.
+        self._matched: dict[str, tuple[Route, dict[str, str]]] = {}
 
     def match(self, path: str) -> tuple[Route, dict[str, str]]:
-        """The route for ``path`` and its parameters, or a 404 problem."""
+        """The route for ``path`` and its parameters (a dict of the caller's own), or a 404 problem."""
         route = self._static.get(path)
         if route is not None:
             return route, {}
+        matched = self._matched.get(path)
+        if matched is not None:
+            return matched[0], matched[1].copy()
         for pattern, route in self._dynamic:
             m = pattern.match(path)
             if m is not None:
-                return route, m.groupdict()
+                params = m.groupdict()
+                if len(self._matched) >= _MAX_MATCHED:
+                    self._matched.clear()
+                self._matched[path] = (route, params)
+                return route, params.copy()
         raise HTTPProblem(404, NOT_FOUND, f"no route for {path[:200]!r}")
 
     def long_running(self, method: str, path: str, body: bytes | bytearray | None = None) -> bool:
@@ -188,6 +198,9 @@ class Router:
             raise HTTPProblem(405, METHOD_NOT_ALLOWED, f"{method[:20]} is not allowed on {route.template}; use "
                               f"{route.allow}", headers=[("Allow", route.allow)])
         return endpoint
+
+
+_MAX_MATCHED = 4096  # paths remembered by Router.match (then it starts afresh): namespaces are in paths
 
 
 def _compile(template: str) -> re.Pattern[str]:

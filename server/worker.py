@@ -74,7 +74,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from gunicorn.http.wsgi import WSGIErrorsWrapper
-from gunicorn.workers.gthread import DEFAULT_WORKER_DATA_TIMEOUT, TConn, ThreadWorker
+from gunicorn.workers.gthread import DEFAULT_WORKER_DATA_TIMEOUT, STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from server import fast_http
 from server.arbiter import SignalsAfterHandlers
@@ -90,7 +90,18 @@ SEND_TIMEOUT = 10.0
 MIN_SEND_RATE = 64 * 1024  # bytes per second an answer may take beyond SEND_TIMEOUT
 LINGER_TIMEOUT = 2.0  # gunicorn's own graceful-close linger
 _RESERVED_FDS = 64  # files a worker keeps for LMDB, logs, pipes, beyond its connections
+SWEEP_EVERY = 0.1  # seconds between two sweeps of the loop's deadlines (they are seconds long)
+NOTIFY_EVERY = 0.5  # seconds between two heartbeats to the master (its --timeout watchdog), at most
 
+# What the loop is doing with a connection it holds (``conn.state``); see StrataWorker's "Poller" notes.
+_IDLE = 0  # kept alive, waiting for the first byte of its next request (deadline: keep-alive timeout)
+_HEAD = 1  # reading a request's head (and small body) (deadline: the header timeout)
+_SEND = 2  # sending the rest of an answer (deadline: the send deadline)
+_LINGER = 3  # closing: write side shut, input drained (deadline: LINGER_TIMEOUT)
+_BUSY = 4  # a thread (the write batcher, the pool) has it; no deadline of the loop's
+_CLOSED = 5
+
+_MAX_METHOD = 16  # a longer method goes to the pool
 _REQUEST_LINE = re.compile(rb"([A-Z]{1,16}) (/[^ ?#]*)[^ ]* HTTP/1\.[01]\r\n")
 _CONTENT_LENGTH = re.compile(rb"\r\n[ \t]*content-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
 _PLAIN_LENGTH = re.compile(rb"[ \t]*(\d{1,15})[ \t]*")
@@ -137,26 +148,18 @@ def request_size(data: bytes, long_running: Any = None) -> int:
     return size
 
 
+def pooled(req: fast_http.FastRequest, long_running: Any = None) -> bool:
+    """Whether the loop must leave ``req`` (accepted by :func:`fast_http.parse`, so wholly buffered)
+    to the pool: :func:`request_size` of its bytes is :data:`POOL` exactly when this is true."""
+    return (req.size > PEEK_BYTES or len(req.method) > _MAX_METHOD
+            or (long_running is not None and bool(long_running(req.method, req.path_info, req.body))))
+
+
 def answerable_now(data: bytes, long_running: Any = None) -> bool:
     """Whether ``data`` starts with a whole request the loop may answer right away (see
     :func:`request_size`)."""
     size = request_size(data, long_running)
     return 0 <= size <= len(data)
-
-
-class _Answered:
-    """An inline request's outcome in the shape of the future gthread's ``finish_request`` takes."""
-
-    __slots__ = ("_keepalive",)
-
-    def __init__(self, keepalive: bool) -> None:
-        self._keepalive = keepalive
-
-    def result(self) -> bool:
-        return self._keepalive
-
-    def cancelled(self) -> bool:
-        return False
 
 
 class ConnSocket:
@@ -265,7 +268,21 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
     """gthread with heads read and small requests answered on the event loop; see the module docstring.
 
     ``header_timeout`` and ``body_timeout`` are seconds (``strata serve --header-timeout`` and
-    ``--body-timeout`` set them on a subclass, see :meth:`configured`)."""
+    ``--body-timeout`` set them on a subclass, see :meth:`configured`).
+
+    Poller (without TLS or HTTP/2): a connection the loop holds is registered in the poller once,
+    by its file descriptor, with one callback made when it was accepted, and stays registered from
+    request to request; only a change of what it waits for (readable, writable) modifies it. What
+    the loop does when it fires, and what happens at its deadline, follow ``conn.state``. While the
+    write batcher has it (``_BUSY``), it stays registered for reading: a closed-loop client sends
+    nothing until answered, so nothing fires; if something does (pipelined bytes, a close), the
+    loop unregisters it then, and registers it again once the answer is sent. A connection handed
+    to the pool is unregistered first (a pool thread may read it, block on it, or close it).
+    Deadlines are attributes of the connection, swept every :data:`SWEEP_EVERY` seconds at most
+    (gthread's select wakes at least once a second), not kept in a structure per request. A second
+    of gthread's keep-alive bookkeeping (its deque, per-request timer and registrations) is not used
+    for these connections: ``_idle`` counts the kept-alive ones for its ``max_keepalived`` bound.
+    """
 
     header_timeout = HEADER_TIMEOUT
     body_timeout = BODY_TIMEOUT
@@ -282,10 +299,15 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
             "prior-knowledge", "both")
         self._long_running: Any = None
         self._fast: dict[str, Any] | None = None  # the fast path's settings, once the app is loaded
+        self._fast_limits: dict[str, Any] | None = None  # its parser's limits (None: no fast path)
         self._batcher: WriteBatcher | None = None  # answers small writes, once the app is loaded
         self._batched: Any = None  # the app's ``batched(method, path)``
-        # Connections the loop waits on, with their deadline and what to do when it passes.
-        self._deadlines: dict[TConn, tuple[float, Any]] = {}
+        self._conns: set[TConn] = set()  # the connections of the inline path, until closed
+        self._idle = 0  # how many of them are kept alive, waiting for a request (state _IDLE)
+        self._next_sweep = 0.0
+        self._next_notify = 0.0
+        self._next_parent_check = 0.0
+        self._keepalive = 0.0  # cfg.keepalive, read once (gunicorn's Config looks a setting up on each read)
 
     def init_process(self) -> None:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -298,12 +320,14 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
         if soft != resource.RLIM_INFINITY:
             self.worker_connections = max(1, min(self.worker_connections, soft - _RESERVED_FDS))
         self.max_keepalived = self.worker_connections - self.cfg.threads
+        self._keepalive = float(self.cfg.keepalive or 0)
         super().init_process()
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
         self._long_running = getattr(self.wsgi, "long_running", None)  # the Strata app's; None: any app
         self._fast = self._fast_path_config()
+        self._fast_limits = self._fast["limits"] if self._fast is not None else None
         self._batched = getattr(self.wsgi, "batched", None) if self._fast is not None else None
         if self._batched is not None:
             self._batcher = WriteBatcher(lambda: self.wsgi.store, self._answer_collected, self._deliver)
@@ -353,58 +377,91 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
             self.pending_conns.append(conn)
             self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn))
             return
+        conn.fd = sock.fileno()
+        conn.polled = 0  # the events it is registered for in the poller (0: not registered)
+        conn.on_event = partial(self._on_event, conn)
+        conn.delivery = None  # an answer of the write batcher's, for the loop to finish sending
+        self._conns.add(conn)
         conn.head = bytearray()
-        conn.head_deadline = time.monotonic() + self.header_timeout
+        conn.state, conn.deadline = _HEAD, time.monotonic() + self.header_timeout
         self._read_head(conn)
 
     def enqueue_req(self, conn: TConn) -> None:
         """A kept-alive connection became readable, or bytes of its next request are already read."""
         if not self._inline or conn.is_http2:
             return super().enqueue_req(conn)
-        conn.head = bytearray(conn.parser.unreader.take_buffered() if conn.parser is not None else b"")
-        conn.head_deadline = time.monotonic() + self.header_timeout
+        unreader = conn.parser.unreader if conn.parser is not None else None
+        conn.head = bytearray(unreader.take_buffered() if unreader is not None and unreader.buf.tell() else b"")
+        conn.state, conn.deadline = _HEAD, time.monotonic() + self.header_timeout
         conn.sock.read_deadline = None
         self._read_head(conn)
 
+    def _on_event(self, conn: TConn, _fd: int) -> None:
+        """The poller fired for ``conn``: do what its state waits for."""
+        state = conn.state
+        if state == _HEAD:
+            self._read_head(conn)
+        elif state == _IDLE:
+            self._idle -= 1
+            self.enqueue_req(conn)
+        elif state == _SEND:
+            self._send(conn, conn.send_view, conn.send_keepalive, conn.deadline)
+        elif state == _LINGER:
+            self._drain(conn)
+        elif conn.delivery is not None:  # the batcher's answer is out; the client already sent more
+            self._take_delivery(conn, time.monotonic())
+            if conn.state == _IDLE:
+                self._on_event(conn, _fd)
+        else:  # a thread has it (bytes pipelined behind a batched write, or a close): not the loop's yet
+            self._unpoll(conn)
+
     def _read_head(self, conn: TConn) -> None:
-        """Read what has arrived; answer, hand to the pool, or wait in the poller for more."""
+        """Read what has arrived; answer, hand to the pool, or wait in the poller for more.
+
+        A request :func:`fast_http.parse` accepts is judged from what it parsed (the same judgement
+        :func:`request_size` makes of its bytes, without reading them twice); anything else by
+        :func:`request_size`."""
         head: bytearray = conn.head
-        size = request_size(head, self._long_running)
-        while size == _INCOMPLETE or len(head) < size:
-            if len(head) > MAX_HEAD_BYTES:
-                return self._refuse(conn, b"431 Request Header Fields Too Large")
+        limits = self._fast_limits if type(conn.client) is tuple and type(conn.server) is tuple else None
+        while True:
+            if head:
+                if limits is not None and (req := fast_http.parse(head, **limits)) is not None:
+                    return self._dispatch_fast(conn, head, req)
+                size = request_size(head, self._long_running)
+                if size != _INCOMPLETE and len(head) >= size:
+                    break
+                if len(head) > MAX_HEAD_BYTES:
+                    return self._refuse(conn, b"431 Request Header Fields Too Large")
             chunk = _recv_now(conn)
             if chunk is None:
-                break
+                return self._poll(conn, selectors.EVENT_READ)
             if not chunk:  # the client closed (or failed) before sending a whole request
                 return self._close(conn)
             head += chunk
-            size = request_size(head, self._long_running)
-        if size == _INCOMPLETE or len(head) < size:
-            self._wait(conn, selectors.EVENT_READ, self._on_head_readable, conn.head_deadline, self._head_expired)
-            return
+        self._start(conn)
+        conn.parser.unreader.unread(bytes(head))
+        if size == POOL:
+            conn.sock.read_deadline = time.monotonic() + self.body_timeout
+            self._to_pool(conn)
+            return super().enqueue_req(conn)
+        self._answer(conn, None)
+
+    def _start(self, conn: TConn) -> None:
+        """A whole request (or a head for the pool) has been read: gthread's per-connection setup."""
         conn.head = None
         conn.data_ready = True
         if conn.parser is None:
             conn.init()
-        fast = self._fast
-        if fast is not None and type(conn.client) is tuple and type(conn.server) is tuple:
-            req = fast_http.parse(head, **fast["limits"])
-            if req is not None:  # wholly buffered: the fast path, on the loop or (writes, long work) the pool
-                if req.size < len(head):  # pipelined bytes: the next request's, read as today
-                    conn.parser.unreader.unread(bytes(head[req.size:]))
-                if size == POOL:
-                    return self._submit(conn, req)
-                return self._answer(conn, partial(self._answer_fast, req))
-        conn.parser.unreader.unread(bytes(head))
-        if size == POOL:
-            conn.sock.read_deadline = time.monotonic() + self.body_timeout
-            return super().enqueue_req(conn)
-        self._answer(conn)
 
-    def _on_head_readable(self, conn: TConn, _sock: Any) -> None:
-        self._unwait(conn)
-        self._read_head(conn)
+    def _dispatch_fast(self, conn: TConn, head: bytearray, req: fast_http.FastRequest) -> None:
+        """Answer ``req`` (wholly buffered, parsed by the fast path) on the loop, or hand it to the write
+        batcher or the pool: as :func:`request_size` would judge its bytes (see there)."""
+        self._start(conn)
+        if req.size < len(head):  # pipelined bytes: the next request's, read as today
+            conn.parser.unreader.unread(bytes(head[req.size:]))
+        if pooled(req, self._long_running):
+            return self._submit(conn, req)
+        self._answer(conn, req)
 
     def _head_expired(self, conn: TConn) -> None:
         body = HTTPProblem(408, REQUEST_TIMEOUT, f"the request head did not arrive within {self.header_timeout:g} s"
@@ -422,12 +479,13 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
 
     # -- answering on the loop ----------------------------------------------------------------
 
-    def _answer(self, conn: TConn, handle: Any = None) -> None:
+    def _answer(self, conn: TConn, req: fast_http.FastRequest | None) -> None:
+        """Answer on the loop: ``req`` by the fast path, or (None) the request gunicorn's parser reads."""
         sock: ConnSocket = conn.sock
         sock.outbox = out = bytearray()
-        sock.sock.setblocking(False)  # a read past the buffered request fails instead of waiting
+        _nonblocking(sock.sock)  # a read past the buffered request fails instead of waiting
         try:
-            keepalive = (handle or self.handle)(conn)
+            keepalive = self._answer_fast(req, conn) if req is not None else self.handle(conn)
         finally:
             sock.outbox = None
         self._send(conn, memoryview(out), keepalive, time.monotonic() + SEND_TIMEOUT + len(out) / MIN_SEND_RATE)
@@ -442,13 +500,9 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
         except OSError:
             return self._close(conn)
         if not view:
-            return self.finish_request(conn, _Answered(keepalive))
-        self._wait(conn, selectors.EVENT_WRITE, partial(self._on_writable, view, keepalive, deadline), deadline,
-                   self._close)
-
-    def _on_writable(self, view: memoryview, keepalive: bool, deadline: float, conn: TConn, _sock: Any) -> None:
-        self._unwait(conn)
-        self._send(conn, view, keepalive, deadline)
+            return self._done(conn, keepalive)
+        conn.state, conn.deadline, conn.send_view, conn.send_keepalive = _SEND, deadline, view, keepalive
+        self._poll(conn, selectors.EVENT_WRITE)
 
     def _answer_collected(self, conn: TConn, req: fast_http.FastRequest) -> tuple[bytearray, bool]:
         """Answer ``req`` (on the write batcher's thread) with its answer collected in memory, as
@@ -464,32 +518,45 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
         """From the write batcher's thread: send what each socket takes at once (the client has its
         answer without waiting for the loop to wake), then have the loop send the rest and keep or
         close each connection. Until the loop takes them back, the loop does not touch these
-        connections: none is in its poller."""
+        connections (if one fires in the poller meanwhile, the loop takes its answer then, or
+        unregisters it while the batcher still has it)."""
         left = []
         for conn, out, keepalive in answers:
             view = memoryview(out)
             sock = conn.sock.sock
             try:
-                sock.setblocking(False)
+                _nonblocking(sock)
                 view = view[sock.send(view):] if view else view
             except BlockingIOError:
                 pass
             except OSError:
                 keepalive = False  # the client is gone: the loop closes the connection
                 view = view[len(view):]
-            left.append((conn, view, keepalive))
+            conn.delivery = (view, keepalive)
+            left.append(conn)
         self.method_queue.defer(self._send_all, left)
 
-    def _send_all(self, answers: list[tuple[TConn, memoryview, bool]]) -> None:
+    def _send_all(self, conns: list[TConn]) -> None:
         now = time.monotonic()
-        for conn, view, keepalive in answers:
-            self._send(conn, view, keepalive, now + SEND_TIMEOUT + len(view) / MIN_SEND_RATE)
+        for conn in conns:
+            self._take_delivery(conn, now)
+
+    def _take_delivery(self, conn: TConn, now: float) -> None:
+        """Send the rest of the batcher's answer on ``conn`` (once: the poller may have taken it first)."""
+        delivery = conn.delivery
+        if delivery is None:
+            return
+        conn.delivery = None
+        view, keepalive = delivery
+        self._send(conn, view, keepalive, now + SEND_TIMEOUT + len(view) / MIN_SEND_RATE)
 
     def _submit(self, conn: TConn, req: fast_http.FastRequest) -> None:
         """Answer ``req`` off the loop: a small write by the write batcher, anything else on a pool
         thread (gthread's ``enqueue_req`` with the fast path's handler)."""
         if self._batcher is not None and self._batched(req.method, req.path):
+            conn.state, conn.deadline = _BUSY, None  # stays registered: see "Poller" in the class docstring
             return self._batcher.submit(conn, req)
+        self._to_pool(conn)
         fs = self.tpool.submit(self._answer_fast, req, conn)
         fs.add_done_callback(lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
 
@@ -505,7 +572,7 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
                 self.log.info("Autorestarting worker after current request.")
                 self.alive = False
             close = True
-        if not self.alive or not self.cfg.keepalive or len(self.keepalived_conns) >= self.max_keepalived:
+        if not self.alive or not self._keepalive or self._idle >= self.max_keepalived:
             close = True
         sock: ConnSocket = conn.sock
         resp = fast_http.FastResponse(req, sock.send_parts, close)
@@ -528,8 +595,8 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
 
     def handle_request(self, req: Any, conn: TConn) -> Any:
         conn.requests = getattr(conn, "requests", 0) + 1
-        if conn.requests >= MAX_REQUESTS_PER_CONNECTION:
-            req.must_close = True  # answered with "Connection: close"
+        if conn.requests >= MAX_REQUESTS_PER_CONNECTION or (self._inline and self._idle >= self.max_keepalived):
+            req.must_close = True  # answered with "Connection: close" (gthread's own bound counts its deque)
         try:
             keepalive = super().handle_request(req, conn)
         finally:
@@ -542,56 +609,128 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
     # -- closing ------------------------------------------------------------------------------
 
     def finish_request(self, conn: TConn, fs: Any) -> None:
+        """A pool thread is done with ``conn`` (on the loop, from gthread's method queue)."""
+        if not self._inline or conn.is_http2:
+            return super().finish_request(conn, fs)
         try:
             result = fs.result() if not fs.cancelled() else False
         except Exception:
             result = False
-        if result:
-            return super().finish_request(conn, fs)  # kept alive (or its next request already read), or deferred
-        self._linger(conn)
+        self._done(conn, bool(result))
+
+    def _done(self, conn: TConn, keepalive: bool) -> None:
+        """An answer is wholly sent: keep the connection for its next request, or close it."""
+        if not keepalive:
+            return self._linger(conn)
+        _nonblocking(conn.sock.sock)
+        parser = conn.parser
+        if parser is not None and parser.unreader.buf.tell():  # the next request's bytes, already read
+            return self.enqueue_req(conn)
+        now = time.monotonic()
+        deadline = now + self._keepalive
+        if not self.alive:  # stopping: a request arriving meanwhile is answered with "Connection: close"
+            deadline = min(deadline, now + STOP_KEEPALIVE_LINGER)
+        conn.state, conn.deadline = _IDLE, deadline
+        self._idle += 1
+        self._poll(conn, selectors.EVENT_READ)
+
+    # -- closing ------------------------------------------------------------------------------
 
     def _linger(self, conn: TConn) -> None:
         """Close after the client has had the whole answer: shut the write side, drain and drop its
         input until it closes or :data:`LINGER_TIMEOUT` passes (gunicorn does this blocking)."""
         try:
             conn.sock.sock.shutdown(socket.SHUT_WR)
-            conn.sock.sock.setblocking(False)
+            _nonblocking(conn.sock.sock)
         except OSError:
             return self._close(conn)
         conn.drained = 0
-        self._wait(conn, selectors.EVENT_READ, self._on_lingering_readable, time.monotonic() + LINGER_TIMEOUT,
-                   self._close)
+        conn.state, conn.deadline = _LINGER, time.monotonic() + LINGER_TIMEOUT
+        self._poll(conn, selectors.EVENT_READ)
 
-    def _on_lingering_readable(self, conn: TConn, _sock: Any) -> None:
+    def _drain(self, conn: TConn) -> None:
         data = _recv_now(conn)
         if data is None:
             return
         conn.drained += len(data)
         if not data or conn.drained > PEEK_BYTES:
-            self._unwait(conn)
             self._close(conn)
 
     def _close(self, conn: TConn) -> None:
-        self._unwait(conn)
+        if conn.state == _CLOSED:
+            return
+        if conn.state == _IDLE:
+            self._idle -= 1
+        self._unpoll(conn)
+        conn.state, conn.deadline = _CLOSED, None
+        self._conns.discard(conn)
         self.nr_conns -= 1
         conn.close()
 
-    # -- waiting in the poller, with deadlines --------------------------------------------------
+    # -- the poller and deadlines ---------------------------------------------------------------
 
-    def _wait(self, conn: TConn, events: int, callback: Any, deadline: float, expired: Any) -> None:
-        self.poller.register(conn.sock, events, partial(callback, conn))
-        self._deadlines[conn] = (deadline, expired)
+    def _poll(self, conn: TConn, events: int) -> None:
+        """Have the poller watch ``conn`` for ``events`` (registered once, modified on a change)."""
+        polled = conn.polled
+        if polled == events:
+            return
+        if polled:
+            self.poller.modify(conn.fd, events, conn.on_event)
+        else:
+            self.poller.register(conn.fd, events, conn.on_event)
+        conn.polled = events
 
-    def _unwait(self, conn: TConn) -> None:
-        if self._deadlines.pop(conn, None) is not None:
+    def _unpoll(self, conn: TConn) -> None:
+        if conn.polled:
+            conn.polled = 0
             with contextlib.suppress(KeyError, ValueError, OSError):
-                self.poller.unregister(conn.sock)
+                self.poller.unregister(conn.fd)
+
+    def _to_pool(self, conn: TConn) -> None:
+        """Hand ``conn`` to a pool thread: out of the poller, no deadline of the loop's."""
+        self._unpoll(conn)
+        conn.state, conn.deadline = _BUSY, None
 
     def murder_pending(self) -> None:
-        """gthread's sweep of expired connections (each loop turn, at least once a second), and ours."""
+        """gthread's sweep of expired connections (each loop turn, at least once a second), and ours
+        (at most every :data:`SWEEP_EVERY` seconds while serving)."""
         super().murder_pending()
         now = time.monotonic()
-        expired = [(conn, then) for conn, (deadline, then) in self._deadlines.items() if deadline <= now]
-        for conn, then in expired:
-            self._unwait(conn)
-            then(conn)
+        if now < self._next_sweep and self.alive:
+            return
+        self._next_sweep = now + SWEEP_EVERY
+        for conn in [conn for conn in self._conns if conn.deadline is not None and conn.deadline <= now]:
+            if conn.state == _HEAD:
+                self._head_expired(conn)
+            else:
+                self._close(conn)
+
+    def _cap_keepalive(self, deadline: float) -> None:
+        """Stopping: kept-alive connections close by ``deadline`` at the latest (gthread's, and ours)."""
+        super()._cap_keepalive(deadline)
+        for conn in self._conns:
+            if conn.state == _IDLE:
+                conn.deadline = min(conn.deadline, deadline)
+
+    def notify(self) -> None:
+        """The heartbeat gunicorn's master watches (a file's time set, each loop turn in gthread): at
+        most every :data:`NOTIFY_EVERY` seconds, or a quarter of the worker's timeout if shorter."""
+        now = time.monotonic()
+        if now >= self._next_notify:
+            self._next_notify = now + min(NOTIFY_EVERY, self.timeout / 4)
+            super().notify()
+
+    def is_parent_alive(self) -> bool:
+        """gthread asks each loop turn (a system call); the answer is the same for a while."""
+        now = time.monotonic()
+        if now < self._next_parent_check:
+            return True
+        self._next_parent_check = now + min(NOTIFY_EVERY, self.timeout / 4)
+        return bool(super().is_parent_alive())
+
+
+def _nonblocking(sock: socket.socket) -> None:
+    """Make ``sock`` non-blocking, without a system call when it already is (``setblocking`` always
+    makes one)."""
+    if sock.gettimeout() != 0.0:
+        sock.setblocking(False)

@@ -16,7 +16,8 @@ Contract of :class:`WriteBatcher`:
   :data:`server.routes.BATCHED`, on a store whose writes can park (:meth:`engine.Store.parking`).
 - **A batch is whatever has arrived**, never a timer: the thread takes every request handed over
   since it last looked (at most :data:`MAX_BATCH`), runs each through the app in a greenlet of its
-  own, and each request's engine write *parks* instead of waiting for its commit. Once every
+  own (a greenlet done with its request takes the next one: up to ``2 * MAX_BATCH`` are kept), and
+  each request's engine write *parks* instead of waiting for its commit. Once every
   request of the batch has parked or been answered (a refused request never reaches the engine),
   the thread commits the parked writes together (:meth:`engine.Store.commit_parked`: one LMDB
   transaction, each write in a nested one with its own tx and error, one commit), then resumes
@@ -53,6 +54,10 @@ log = logging.getLogger("strata.server")
 #: The most requests one batch takes (each at most the loop's 64 KiB): bounds one commit's size and
 #: how long the first of them waits for the last to be read and checked.
 MAX_BATCH = 64
+
+#: Greenlets kept for the next requests once theirs is answered: a new greenlet's first Python frame
+#: takes a fresh 16 KiB frame stack from the OS (an mmap, its page faults, a munmap at its end).
+_MAX_IDLE = 2 * MAX_BATCH
 
 #: What the batcher needs answered: ``answer(conn, req) -> (bytes to send, keep the connection)``.
 Answer = Callable[[Any, Any], tuple[bytearray, bool]]
@@ -113,6 +118,7 @@ class WriteBatcher:
                 log.exception("a batched write request failed")
                 out, keepalive = bytearray(), False
             answers.append((conn, out, keepalive))
+        runners = _Runners(hub, run)
 
         first = self._events.get()  # the store is the app's to open (in the worker's main thread): wait for work
         store = self._store()
@@ -120,8 +126,8 @@ class WriteBatcher:
         with store.parking(park):
             while (batch := self._next_batch(first, wait=pending is None and not parked)) is not None:
                 first = None
-                for conn, req in batch:
-                    greenlet(run).switch(conn, req)
+                for job in batch:
+                    runners.start(job)
                 self.requests += len(batch)
                 pending = self._advance(store, parked, pending)
                 if answers:
@@ -192,6 +198,29 @@ class WriteBatcher:
                 if len(batch) == MAX_BATCH:
                     return batch
         return batch or None
+
+
+class _Runners:
+    """The greenlets that run the requests, one each at a time, under ``hub`` (the batcher's thread),
+    each kept for another request once done with its own (at most :data:`_MAX_IDLE` kept)."""
+
+    def __init__(self, hub: Any, run: Callable[[Any, Any], None]) -> None:
+        self._hub = hub
+        self._run = run
+        self._idle: list[Any] = []
+
+    def start(self, job: tuple[Any, Any]) -> None:
+        """Run ``run(*job)`` in a greenlet until it parks or ends (from the hub)."""
+        idle = self._idle
+        (idle.pop() if idle else greenlet(self._serve)).switch(job)
+
+    def _serve(self, job: tuple[Any, Any]) -> None:
+        while True:
+            self._run(*job)
+            if len(self._idle) >= _MAX_IDLE:
+                return
+            self._idle.append(getcurrent())
+            job = self._hub.switch()
 
 
 _STOP = object()  # marks the request queue's end: answer what is queued before it, then end

@@ -242,3 +242,31 @@ def test_what_the_fast_parser_accepts_gunicorn_reads_the_same_way(head: list[byt
         assert ours.pop("wsgi.input").read() == env.pop("wsgi.input").read()
         assert ours == env
         assert parser.unreader.take_buffered() == data[req.size:]
+
+
+def test_checked_headers_are_remembered_and_the_answer_stays_gunicorns() -> None:
+    """Header lines (and status lines) checked once are reused: the second answer with the same headers
+    is gunicorn's too, a hop-by-hop header is still dropped, and a Content-Length still frames."""
+    headers = [("Content-Type", "application/json"), ("Connection", "x"), ("X-B", " w "), ("Content-Length", "2")]
+    first = _answers(GET, "200 OK", headers, [b"{}"])
+    assert ("X-B", " w ") in fast_http._LINES and ("Connection", "x") in fast_http._LINES
+    assert _answers(GET, "200 OK", headers, [b"{}"]) == first and first[0] == first[1]
+    again = _answers(GET, "200 OK", [*headers[:3], ("Content-Length", "1")], [b"{}"])
+    assert again[0] == again[1] and again[1].endswith(b"\r\nContent-Length: 1\r\n\r\n{")
+
+
+@pytest.mark.parametrize("status,headers,error", [
+    ("200 OK", [("Content-Type", "application/json\r\nX-Evil: 1")], "invalid value of response header"),
+    ("200 OK", [("Content Type", "application/json")], "invalid response header name"),
+    ("200 OK", [("Content-Type", b"application/json")], "invalid value of response header"),
+    ("200 OK", [["Content-Type", ["application/json"]]], "invalid value of response header"),
+    ("200 OK", [("Content-Length", "x2")], "invalid literal"),
+    ("20 OK", [("Content-Type", "application/json")], "Invalid status"),
+    (b"200 OK", [("Content-Type", "application/json")], "Invalid status"),
+])
+def test_bad_headers_are_refused_even_beside_remembered_ones(status: Any, headers: Any, error: str) -> None:
+    good = fast_http.FastResponse(fast_http.parse(GET), [].extend, False)  # type: ignore[arg-type]
+    good.start_response("200 OK", [("Content-Type", "application/json")])
+    resp = fast_http.FastResponse(fast_http.parse(GET), [].extend, False)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=error):
+        resp.start_response(status, [("Content-Type", "application/json"), *headers])

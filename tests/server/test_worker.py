@@ -17,9 +17,10 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
+from server import fast_http
 from server.app import App
 from server.handlers.storage import may_ask_for_proof
-from server.worker import MAX_REQUESTS_PER_CONNECTION, POOL, ConnSocket, answerable_now, request_size
+from server.worker import MAX_REQUESTS_PER_CONNECTION, POOL, ConnSocket, answerable_now, pooled, request_size
 from tests.server.conftest import LiveServer, start_server, stop_server
 from tests.server.sse_client import Subscriber
 
@@ -390,3 +391,98 @@ def test_the_fast_path_is_off_where_gunicorn_must_see_every_request(setting: str
         assert fast["limits"] == {"max_line": 4094, "max_fields": 64, "max_field_size": 8190,
                                   "scheme_headers": frozenset({"X-FORWARDED-PROTOCOL", "X-FORWARDED-PROTO",
                                                                "X-FORWARDED-SSL"})}
+
+
+class _Answers:
+    """The answers on a socket that stays open, one at a time, read exactly."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.data = b""
+
+    def _more(self) -> None:
+        chunk = self.sock.recv(65536)
+        assert chunk, self.data
+        self.data += chunk
+
+    def next(self) -> tuple[bytes, bytes]:
+        """The next answer: (status line, body)."""
+        while b"\r\n\r\n" not in self.data:
+            self._more()
+        head, _, self.data = self.data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        length = next(int(line.partition(b": ")[2]) for line in lines[1:]
+                      if line.lower().startswith(b"content-length:"))
+        while len(self.data) < length:
+            self._more()
+        body, self.data = self.data[:length], self.data[length:]
+        return lines[0], body
+
+
+def _write_request(ns: str, key: str, value: object) -> bytes:
+    body = orjson.dumps([{"key": key, "value": value}])
+    return (b"POST /v4/storage/%s/write HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+            % (ns.encode(), len(body), body))
+
+
+def test_bytes_pipelined_behind_a_batched_write_are_answered_after_it_and_the_connection_lives_on(
+        one_worker: LiveServer) -> None:
+    """A batched write's connection stays in the worker's poller while the write batcher has it; bytes
+    the client sends meanwhile (here: the next requests, sent with it) are read once it is answered."""
+    with socket.create_connection(("127.0.0.1", one_worker.port), timeout=30) as sock:
+        answers = _Answers(sock)
+        sock.sendall(_write_request("lazy", "a", 1) + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                     + _write_request("lazy", "b", 2))
+        first, healthz, second = answers.next(), answers.next(), answers.next()
+        assert [first[0], healthz[0], second[0]] == [b"HTTP/1.1 200 OK"] * 3
+        tx = orjson.loads(first[1])["tx"]
+        assert orjson.loads(healthz[1])["tx"] >= tx and orjson.loads(second[1])["tx"] == tx + 1
+        for n in range(3):  # then one request at a time, on the same connection
+            sock.sendall(_write_request("lazy", f"c{n}", n))
+            status, body = answers.next()
+            assert status == b"HTTP/1.1 200 OK" and orjson.loads(body)["tx"] == tx + 2 + n
+            assert not answers.data  # nothing the client has not asked for
+        read = orjson.dumps({"keys": ["a", "b", "c2"]})
+        sock.sendall(b"POST /v4/storage/lazy/read HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(read), read))
+        status, body = answers.next()
+        assert status == b"HTTP/1.1 200 OK"
+        assert [(r["key"], r["value"]) for r in orjson.loads(body)["data"]] == [("a", 1), ("b", 2), ("c2", 2)]
+
+
+def test_kept_alive_connections_left_idle_are_closed_by_the_server(one_worker: LiveServer) -> None:
+    """After an answer on the loop and one from the write batcher, a connection that sends nothing
+    more is closed by the worker once gunicorn's keep-alive timeout (2 s by default) has passed."""
+    with socket.create_connection(("127.0.0.1", one_worker.port), timeout=30) as read_conn, \
+            socket.create_connection(("127.0.0.1", one_worker.port), timeout=30) as write_conn:
+        read_conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        write_conn.sendall(_write_request("idle", "a", 1))
+        reads, writes = _Answers(read_conn), _Answers(write_conn)
+        assert reads.next()[0] == writes.next()[0] == b"HTTP/1.1 200 OK"
+        assert read_conn.recv(1) == b"" and write_conn.recv(1) == b""  # closed, with nothing more sent
+
+
+@pytest.mark.parametrize("data", [
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /v4/storage/feed/sse HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /v4/storage/feed/%73se?start_tx=0 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /v4/storage/%66eed/sse HTTP/1.1\r\n\r\n",
+    b"GET /v4/storage/a/key?key=%2F HTTP/1.1\r\n\r\n",
+    b"POST /v4/admin/compact HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST /v4/storage/a/write HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST /v4/storage/a/scan HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST /v4/storage/a/read HTTP/1.1\r\nContent-Length: 19\r\n\r\n{\"keys\": [\"proof\"]}",
+    b"POST /v4/storage/a/read HTTP/1.1\r\nContent-Length: 10\r\n\r\n[\"a\", \"b\"]",
+    b"POST /v4/storage/a/read HTTP/1.1\r\nContent-Length: 000000000000002\r\n\r\n[]",
+    b"ABCDEFGHIJKLMNOP /v4/head HTTP/1.1\r\n\r\n",  # 16 letters: the loop's (a 405)
+    b"ABCDEFGHIJKLMNOPQ /v4/head HTTP/1.1\r\n\r\n",  # 17: the pool's
+    b"POST /x HTTP/1.1\r\nContent-Length: 65500\r\n\r\n" + b"x" * 65500,  # over PEEK_BYTES with its head
+    b"POST /x HTTP/1.1\r\nContent-Length: 65400\r\n\r\n" + b"x" * 65400,
+])
+def test_the_fast_path_judges_a_request_as_its_bytes_are_judged(app: App, data: bytes) -> None:
+    """The loop judges a request the fast parser accepted from what it parsed (:func:`pooled`), and
+    any other from its bytes (:func:`request_size`): both judge alike."""
+    req = fast_http.parse(data + b"GET /healthz HTTP/1.1\r\n\r\n", max_line=8190)
+    assert req is not None and req.size == len(data)
+    for long_running in (None, app.long_running):
+        assert pooled(req, long_running) is (request_size(data, long_running) == POOL), long_running

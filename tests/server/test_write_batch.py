@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import greenlet
 import orjson
 import pytest
 
@@ -125,6 +126,31 @@ def test_a_request_writing_twice_is_answered_after_its_second_commit(batch: Batc
     answers = batch.send([lambda: [ns.put({"x": 1}), ns.put({"x": 2})], lambda: ns.put({"y": 1})])
     assert answers[0][0] == b"[1,3]" and answers[1][0] == b"2"
     assert ns.get("x").value == 2 and batch.store.verify().ok
+
+
+def test_greenlets_done_with_a_request_take_the_next_ones(batch: Batch) -> None:
+    """A request's greenlet, once its answer is built (after a commit, or after an error), runs a
+    later request instead of a new greenlet being made: each request still has one to itself."""
+    ns = batch.store.namespace("n")
+    ran: dict[int, Any] = {}
+
+    def put(i: int) -> Any:
+        ran[i] = greenlet.getcurrent()
+        return ns.put({f"k{i}": i})
+
+    def broken() -> Any:
+        ran[-1] = greenlet.getcurrent()
+        raise RuntimeError("a bug in a handler")
+
+    first = batch.send([lambda i=i: put(i) for i in range(4)] + [broken])
+    assert [first[i][0] for i in range(4)] == [b"1", b"2", b"3", b"4"] and first[4] == (b"", False)
+    earlier = {id(g) for g in ran.values()}
+    assert len(earlier) == 5  # one greenlet per request of a batch
+    ran.clear()
+    second = batch.send([lambda i=i: put(i) for i in range(4, 8)])
+    assert [answer for answer, _ in second.values()] == [b"5", b"6", b"7", b"8"]
+    assert len({id(g) for g in ran.values()}) == 4 and {id(g) for g in ran.values()} <= earlier
+    assert [ns.get(f"k{i}").tx for i in range(8)] == list(range(1, 9)) and batch.store.verify().ok
 
 
 def test_concurrent_http_writes_through_the_batcher_are_all_durable_and_exact(tmp_path: Path) -> None:
