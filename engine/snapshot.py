@@ -183,6 +183,8 @@ def read_batch(backend: Any, store: Any, name: str, keys: list[Any]) -> ReadResu
     # floor's get and decode: 3,750); most of the rest is allocation (keyparts, Records).
     # (The same treatment of a past read is read_batch_at: with its one decode it measured 5-6%
     # fewer instructions per key than read_keys' comprehension; an earlier try without it measured 3% more.)
+    # The gets run in Backend.get_each, whose transaction has the index as its default database: each
+    # txn.get takes the key alone (measured: 8,925 -> 8,811 instructions per key on the same data).
     prefix = store._prefixes.get(name)
     limits = store.limits
     count = len(keys)
@@ -194,10 +196,7 @@ def read_batch(backend: Any, store: Any, name: str, keys: list[Any]) -> ReadResu
     unique, raws = plain
     kps = list(map(bytes.join, raws, repeat((prefix, TERMINATOR))))  # raw.join((prefix, 00 00)): one allocation
 
-    def run(txn: Any) -> tuple[int, list[bytes | None]]:
-        return backend.read_txs(txn)[0], list(map(txn.get, kps, repeat(None), repeat(backend.latest)))
-
-    snap, found = backend.read(run)
+    found, snap = backend.get_each(backend.latest, kps)
     if not all(found):  # an absent key (or one whose newest version is a delete) has no entry
         unique, found = list(compress(unique, found)), list(filter(None, found))
         if not found:
