@@ -184,7 +184,8 @@ def read_batch(backend: Any, store: Any, name: str, keys: list[Any]) -> ReadResu
     # (The same treatment of a past read is read_batch_at: with its one decode it measured 5-6%
     # fewer instructions per key than read_keys' comprehension; an earlier try without it measured 3% more.)
     # The gets run in Backend.get_each, whose transaction has the index as its default database: each
-    # txn.get takes the key alone (measured: 8,925 -> 8,811 instructions per key on the same data).
+    # txn.get takes the key alone (measured: 8,925 -> 8,768 instructions per key on the same data; a
+    # 2-key read, which also sheds the closure and a layer: 65,074 -> 60,158 per call).
     prefix = store._prefixes.get(name)
     limits = store.limits
     count = len(keys)
