@@ -34,7 +34,8 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from itertools import islice
+from itertools import islice, repeat, starmap
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import lmdb
@@ -357,6 +358,44 @@ class Backend:
                 found = list(map(txn.get, keys))
                 cached = self._read_txs  # read_txs's remembered snapshot, inlined
                 return found, cached[1] if cached[0] == txn.id() else self.read_txs(txn)[0]
+            finally:
+                txn.abort()
+        except lmdb.Error as exc:
+            raise translate(exc) from None
+        finally:
+            inside.pop()  # Gate.leave, inlined
+            if gate._resizing or gate._alone:
+                with gate._lock:
+                    gate._cond.notify_all()
+
+    def seek_each(self, db: Any, keys: list[bytes]) -> tuple[list[tuple[bytes, bytes]], int, int]:
+        """For each key, in order, the first entry of ``db`` at or after it (``(b"", b"")`` past the
+        end), read in one read transaction of its own, with that transaction's latest tx and
+        horizon (:meth:`read_txs`): a whole plain batch read at a past tx in one call. :meth:`get`'s
+        gate and errors; the transaction is begun with ``db`` as its default database, as in
+        :meth:`get_each`."""
+        if self._closed:
+            raise self._unusable()
+        gate = self._gate
+        inside = gate._inside  # Gate.enter, inlined as in read()
+        inside.append(None)
+        if gate._resizing or gate._alone:
+            gate.back_out()
+        try:
+            try:
+                txn = self.env.begin(db)
+            except lmdb.MapResizedError:
+                txn = self._begin(False, db)
+            try:
+                cur = txn.cursor()
+                # zip asks its iterators in order, so each item() follows its own set_range: every
+                # step a C call. An unpositioned cursor's item() is (b"", b"").
+                found = list(map(itemgetter(1), zip(map(cur.set_range, keys),
+                                                    starmap(cur.item, repeat((), len(keys))), strict=True)))
+                cached = self._read_txs  # read_txs's remembered snapshot, inlined
+                if cached[0] == txn.id():
+                    return found, cached[1], cached[2]
+                return (found, *self.read_txs(txn))
             finally:
                 txn.abort()
         except lmdb.Error as exc:
