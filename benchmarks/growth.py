@@ -3,8 +3,13 @@
 Three curves, each point measured on a fresh store in its own directory (removed afterwards):
 
 - ``versions``: 16 hot keys, each written V times (one tx per version, sync=False bulk load). We time
-  ``get`` of one key at the newest tx and at the key's *oldest* tx (tx 1), plus the floor's ``get`` on a
-  16-key LMDB. The V = 1,000 point gives the ratio "oldest / newest <= 1.2x".
+  ``get`` of one key at the latest tx (``get_newest``: no tx given, one ``get`` on the latest-version
+  index), at the key's *oldest* tx (``get_oldest``: ``tx=1``, one seek in the tree of every version)
+  and at the latest tx given explicitly (``get_newest_past``: ``tx=V``, the same seek as the oldest,
+  landing on the newest version), plus the floor's ``get`` on a 16-key LMDB. The V = 1,000 point
+  gives two ratios: "oldest / newest <= 1.2x", which compares the past-read path with the
+  latest-read path, and "oldest / newest, both at an explicit tx", which compares a read deep in a
+  key's history with one at its head on the same path.
 - ``keys``: N keys with one version each; ``read`` of 100 random keys, Strata vs the floor holding the
   same N keys (per key).
 - ``batch``: write throughput (items/s) of ``put`` batches of 1..10,000 items, sync on and off, Strata
@@ -94,10 +99,12 @@ def versions_curve(v: int, cfg: Config, workdir: Path, strata: bool) -> list[Gro
         ns = store.namespace("bench")
         for ver in range(v):  # one tx per version of all hot keys: tx 1 holds every key's oldest
             ns.put({k: ds.value(i, ver) for i, k in enumerate(hot)}, sync=False)
-        newest, oldest = cycle(hot), cycle(hot)
+        newest, oldest, head = cycle(hot), cycle(hot), cycle(hot)
         jobs += [
             ("strata embedded", Op("get_newest", 1, lambda: ns.get(newest()).value)),
             ("strata embedded", Op("get_oldest", 1, lambda: ns.get(oldest(), tx=1).value)),
+            # tx v is the latest (a fresh store, one tx per version): the newest version, read as a past read is
+            ("strata embedded", Op("get_newest_past", 1, lambda: ns.get(head(), tx=v).value)),
         ]
     try:
         return _points("versions", v, jobs, cfg)

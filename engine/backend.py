@@ -34,7 +34,8 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from itertools import islice
+from itertools import islice, repeat, starmap
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import lmdb
@@ -230,10 +231,10 @@ class Backend:
 
     # -- transactions -------------------------------------------------------------------------
 
-    def _begin(self, write: bool) -> Any:
+    def _begin(self, write: bool, db: Any = None) -> Any:
         for _ in range(100):  # another process may grow the map again between two attempts
             try:
-                return self.env.begin(write=write)
+                return self.env.begin(write=write, db=db)
             except lmdb.MapResizedError:
                 self._gate.leave()
                 try:
@@ -241,7 +242,7 @@ class Backend:
                         self.env.set_mapsize(0)  # adopt the size another process grew the map to
                 finally:
                     self._gate.enter()
-        return self.env.begin(write=write)
+        return self.env.begin(write=write, db=db)
 
     def _unusable(self) -> StoreClosed:
         if self._forked:
@@ -325,6 +326,76 @@ class Backend:
                 found = txn.get(key, None, db)
                 cached = self._read_txs  # read_txs's remembered snapshot, inlined
                 return found, cached[1] if cached[0] == txn.id() else self.read_txs(txn)[0]
+            finally:
+                txn.abort()
+        except lmdb.Error as exc:
+            raise translate(exc) from None
+        finally:
+            inside.pop()  # Gate.leave, inlined
+            if gate._resizing or gate._alone:
+                with gate._lock:
+                    gate._cond.notify_all()
+
+    def get_each(self, db: Any, keys: list[bytes]) -> tuple[list[bytes | None], int]:
+        """Each key's value in ``db`` (None if absent), in order, read in one read transaction of
+        its own, with that transaction's latest tx (:meth:`read_txs`): a whole plain batch read at
+        the latest tx in one call. :meth:`get`'s gate and errors. The transaction is begun with
+        ``db`` as its default database, so each ``txn.get`` takes the key alone (measured: about
+        140 instructions less per key than passing ``None, db`` with every key)."""
+        if self._closed:
+            raise self._unusable()
+        gate = self._gate
+        inside = gate._inside  # Gate.enter, inlined as in read()
+        inside.append(None)
+        if gate._resizing or gate._alone:
+            gate.back_out()
+        try:
+            try:
+                txn = self.env.begin(db)  # positional: measured 600 instructions cheaper than db=db
+            except lmdb.MapResizedError:
+                txn = self._begin(False, db)
+            try:
+                found = list(map(txn.get, keys))
+                cached = self._read_txs  # read_txs's remembered snapshot, inlined
+                return found, cached[1] if cached[0] == txn.id() else self.read_txs(txn)[0]
+            finally:
+                txn.abort()
+        except lmdb.Error as exc:
+            raise translate(exc) from None
+        finally:
+            inside.pop()  # Gate.leave, inlined
+            if gate._resizing or gate._alone:
+                with gate._lock:
+                    gate._cond.notify_all()
+
+    def seek_each(self, db: Any, keys: list[bytes]) -> tuple[list[tuple[bytes, bytes]], int, int]:
+        """For each key, in order, the first entry of ``db`` at or after it (``(b"", b"")`` past the
+        end), read in one read transaction of its own, with that transaction's latest tx and
+        horizon (:meth:`read_txs`): a whole plain batch read at a past tx in one call. :meth:`get`'s
+        gate and errors; the transaction is begun with ``db`` as its default database, as in
+        :meth:`get_each`."""
+        if self._closed:
+            raise self._unusable()
+        gate = self._gate
+        inside = gate._inside  # Gate.enter, inlined as in read()
+        inside.append(None)
+        if gate._resizing or gate._alone:
+            gate.back_out()
+        try:
+            try:
+                txn = self.env.begin(db)
+            except lmdb.MapResizedError:
+                txn = self._begin(False, db)
+            try:
+                cur = txn.cursor()
+                # zip asks its iterators in order, so each item() follows its own set_range: every
+                # step a C call. An unpositioned cursor's item() is (b"", b"").
+                found = list(map(itemgetter(1), zip(map(cur.set_range, keys),
+                                                    starmap(cur.item, repeat((), len(keys))), strict=True)))
+                cached = self._read_txs  # read_txs's remembered snapshot, inlined
+                if cached[0] == txn.id():
+                    return found, cached[1], cached[2]
+                return (found, *self.read_txs(txn))
             finally:
                 txn.abort()
         except lmdb.Error as exc:

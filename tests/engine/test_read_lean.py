@@ -13,7 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import Store, errors
-from engine.encoding import SHORT_MAX, TX_MAX
+from engine.codec import pack_value
+from engine.encoding import SHORT_MAX, TX_MAX, inv_tx
+from engine.latest import entry as latest_entry
 from engine.records import Limits, ReadResult, Record
 from engine.snapshot import read_batch_at
 
@@ -165,3 +167,45 @@ def test_lean_paths_equal_the_general_path_at_every_tx(steps: list[list[tuple[st
                 one = _general(store, [key], tx)
                 assert ns.read([key], tx=tx) == one, (key, tx)
                 assert ns.get(key, tx=tx) == (one.records[0] if one.records else None), (key, tx)
+
+
+def test_backend_get_each_reads_every_key_in_one_snapshot_with_its_latest_tx(store: Store) -> None:
+    """``Backend.get_each`` (the plain batch read at the latest tx): each key's entry in the given
+    database, None for an absent one, in request order, with the latest tx of the transaction that
+    read them; a closed store refuses it as every read does."""
+    ns = store.namespace("p")
+    tx1 = ns.put({"a": "x", "b": 2})
+    tx2 = ns.put({"a": "y"})
+    ns.get("a")  # a read learns the namespace's prefix
+    backend = store._backend
+    head = store._heads["p"]
+    found, latest = backend.get_each(backend.latest, [b"a".join(head), b"absent".join(head), b"b".join(head)])
+    assert latest == tx2
+    assert found == [latest_entry(tx2, pack_value("y")), None, latest_entry(tx1, pack_value(2))]
+    assert backend.get_each(backend.latest, []) == ([], tx2)
+    store.close()
+    with pytest.raises(errors.StoreClosed):
+        backend.get_each(backend.latest, [b"a".join(head)])
+
+
+def test_backend_seek_each_finds_each_keys_first_entry_at_or_after_it_in_one_snapshot(store: Store) -> None:
+    """``Backend.seek_each`` (the plain batch read at a past tx): for each key, in request order, the
+    first entry at or after it (``(b"", b"")`` past the last), with the transaction's latest tx and
+    compaction horizon; a closed store refuses it as every read does."""
+    ns = store.namespace("p")
+    tx1 = ns.put({"a": "x", "b": 2})
+    tx2 = ns.put({"a": "y"})
+    ns.get("a")  # a read learns the namespace's prefix
+    backend = store._backend
+    head = store._heads["p"]
+    version = {(key, tx): key.encode().join(head) + inv_tx(tx) for key in "ab" for tx in (tx1, tx2)}
+    found, latest, horizon = backend.seek_each(backend.versions, [
+        version["a", tx1], b"a".join(head), version["b", tx2], b"\xff" * 8])
+    assert (latest, horizon) == (tx2, 0)
+    assert found == [(version["a", tx1], pack_value("x")), (version["a", tx2], pack_value("y")),
+                     (version["b", tx1], pack_value(2)), (b"", b"")]
+    store.compact(before_tx=tx2)
+    assert backend.seek_each(backend.versions, []) == ([], tx2, tx2)
+    store.close()
+    with pytest.raises(errors.StoreClosed):
+        backend.seek_each(backend.versions, [b"a".join(head)])
