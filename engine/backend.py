@@ -339,9 +339,22 @@ class Backend:
     def get_each(self, db: Any, keys: list[bytes]) -> tuple[list[bytes | None], int]:
         """Each key's value in ``db`` (None if absent), in order, read in one read transaction of
         its own, with that transaction's latest tx (:meth:`read_txs`): a whole plain batch read at
-        the latest tx in one call. :meth:`get`'s gate and errors. The transaction is begun with
-        ``db`` as its default database, so each ``txn.get`` takes the key alone (measured: about
-        140 instructions less per key than passing ``None, db`` with every key)."""
+        the latest tx in one call. :meth:`get`'s gate and errors."""
+        found, latest, _ = self._each(db, keys, _gets)
+        return found, latest
+
+    def seek_each(self, db: Any, keys: list[bytes]) -> tuple[list[tuple[bytes, bytes]], int, int]:
+        """For each key, in order, the first entry of ``db`` at or after it (``(b"", b"")`` past the
+        end), read in one read transaction of its own, with that transaction's latest tx and
+        horizon (:meth:`read_txs`): a whole plain batch read at a past tx in one call. :meth:`get`'s
+        gate and errors."""
+        return self._each(db, keys, _seeks)
+
+    def _each(self, db: Any, keys: list[bytes],
+              each: Callable[[Any, list[bytes]], list[Any]]) -> tuple[list[Any], int, int]:
+        """``each(txn, keys)`` in one read transaction begun with ``db`` as its default database (so
+        each ``txn.get`` or cursor step takes the key alone: measured about 140 instructions less per
+        key than passing ``db`` with every key), with the snapshot's latest tx and horizon."""
         if self._closed:
             raise self._unusable()
         gate = self._gate
@@ -355,43 +368,7 @@ class Backend:
             except lmdb.MapResizedError:
                 txn = self._begin(False, db)
             try:
-                found = list(map(txn.get, keys))
-                cached = self._read_txs  # read_txs's remembered snapshot, inlined
-                return found, cached[1] if cached[0] == txn.id() else self.read_txs(txn)[0]
-            finally:
-                txn.abort()
-        except lmdb.Error as exc:
-            raise translate(exc) from None
-        finally:
-            inside.pop()  # Gate.leave, inlined
-            if gate._resizing or gate._alone:
-                with gate._lock:
-                    gate._cond.notify_all()
-
-    def seek_each(self, db: Any, keys: list[bytes]) -> tuple[list[tuple[bytes, bytes]], int, int]:
-        """For each key, in order, the first entry of ``db`` at or after it (``(b"", b"")`` past the
-        end), read in one read transaction of its own, with that transaction's latest tx and
-        horizon (:meth:`read_txs`): a whole plain batch read at a past tx in one call. :meth:`get`'s
-        gate and errors; the transaction is begun with ``db`` as its default database, as in
-        :meth:`get_each`."""
-        if self._closed:
-            raise self._unusable()
-        gate = self._gate
-        inside = gate._inside  # Gate.enter, inlined as in read()
-        inside.append(None)
-        if gate._resizing or gate._alone:
-            gate.back_out()
-        try:
-            try:
-                txn = self.env.begin(db)
-            except lmdb.MapResizedError:
-                txn = self._begin(False, db)
-            try:
-                cur = txn.cursor()
-                # zip asks its iterators in order, so each item() follows its own set_range: every
-                # step a C call. An unpositioned cursor's item() is (b"", b"").
-                found = list(map(itemgetter(1), zip(map(cur.set_range, keys),
-                                                    starmap(cur.item, repeat((), len(keys))), strict=True)))
+                found = each(txn, keys)
                 cached = self._read_txs  # read_txs's remembered snapshot, inlined
                 if cached[0] == txn.id():
                     return found, cached[1], cached[2]
@@ -715,3 +692,15 @@ class Backend:
             self._closed = True
             with self._gate.exclusive():
                 self.env.close()
+
+
+def _gets(txn: Any, keys: list[bytes]) -> list[bytes | None]:
+    return list(map(txn.get, keys))
+
+
+def _seeks(txn: Any, keys: list[bytes]) -> list[tuple[bytes, bytes]]:
+    cur = txn.cursor()
+    # zip asks its iterators in order, so each item() follows its own set_range: every step a C
+    # call. An unpositioned cursor's item() is (b"", b"").
+    steps = zip(map(cur.set_range, keys), starmap(cur.item, repeat((), len(keys))), strict=True)
+    return list(map(itemgetter(1), steps))
