@@ -57,8 +57,8 @@ namespace drop and a revert still read the due range first (one more round trip)
 The Merkle tree, its proofs and proof reads work on the storage's timeline (:mod:`engine.etcd.txtree`,
 :mod:`engine.etcd.proved_read`, called by the facade). Not yet (each raises ``NotImplementedError`` or
 is simply absent): commit-time clamping outside the log (history's times and the expiry read rule at a
-tx use the writer's clock as written), backup (the facade raises
-``NOT_SUPPORTED``). Streams are :mod:`engine.etcd.stream`, over this storage's timeline.
+tx use the writer's clock as written). Backups are :mod:`engine.etcd.backup`, streams
+:mod:`engine.etcd.stream`, both over this storage's timeline.
 The tx numbering needs a cluster no one else writes to (revisions are cluster-wide); a foreign write
 is detected by the sealer (it stops there with ``STORAGE_ERROR``) and named by :meth:`verify`, not
 refused when it happens.
