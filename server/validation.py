@@ -130,14 +130,14 @@ def is_before_epoch(when: datetime) -> bool:
 
 
 NOTE_HEADER = "X-Strata-Note"
-_NOTE_ENVIRON = "HTTP_X_STRATA_NOTE"
+NOTE_ENVIRON = "HTTP_X_STRATA_NOTE"
 _NOTE_LOCATION = "header.X-Strata-Note"
 
 
 def note_header(environ: dict[str, Any], max_bytes: int) -> dict[str, Any] | None:
     """The optional note of a write: the ``X-Strata-Note`` header, a JSON object (UTF-8, at most
     ``max_bytes`` encoded; the engine measures it exactly). Anything else is a 400 problem."""
-    raw = environ.get(_NOTE_ENVIRON)
+    raw = environ.get(NOTE_ENVIRON)
     if raw is None:
         return None
     try:  # WSGI hands header bytes over as latin-1 text; recover UTF-8 (or plain ASCII JSON escapes)
