@@ -59,14 +59,14 @@ def write(app: App, req: Request) -> Response:
     raw = req.json_bytes()
     environ = req.environ
     plain = atomic and IDEMPOTENCY_ENVIRON not in environ and NOTE_ENVIRON not in environ
-    idem = None if plain else Idempotent(app, req, raw)  # without the header it would do nothing
+    idem = None if plain else Idempotent(app, req, raw)  # plain: no header, nothing to look up
     body, out_of_range = loads(raw)
     check_batch_size(body, app.max_batch, "items")
     store = app.store  # opened first: it sets the key limit the items are checked against
     if plain and not out_of_range and type(body) is list and len(body) == 1:
-        one = _plain_item(body[0], app.max_key_bytes)
-        if one is not None:
-            return _write_one(store, req, name, one)
+        item = body[0]
+        if _plain_item(item, app.max_key_bytes):
+            return _write_one(store, req, name, item)
     if idem is None:
         idem = Idempotent(app, req, raw)
     note = note_header(environ, app.max_note_bytes)
@@ -95,25 +95,25 @@ def write(app: App, req: Request) -> Response:
     return _write_partial(app, req, name, good, bad, note, idem)
 
 
-def _plain_item(item: Any, max_key_bytes: int) -> WriteItem | None:
-    """``item`` as a checked :class:`WriteItem` when it is ``{"key", "value"}`` with a key the server
-    finds nothing wrong with (what :func:`check_write_items` makes of it), else None."""
+def _plain_item(item: Any, max_key_bytes: int) -> bool:
+    """Whether ``item`` is ``{"key", "value"}`` with a key the server finds nothing wrong with (an
+    item :func:`check_write_items` passes as it is)."""
     if type(item) is not dict or len(item) != 2 or "value" not in item:
-        return None
+        return False
     key = item.get("key")
-    if type(key) is not str or key_error(key, max_key_bytes) is not None:
-        return None
-    return WriteItem(0, key, item["value"], False, None, "expiration_ttl", item)
+    return type(key) is str and key_error(key, max_key_bytes) is None
 
 
-def _write_one(store: Any, req: Request, name: str, item: WriteItem) -> Response:
-    """The commonest write, an atomic one of one plain item, no note, no idempotency key, no number
-    out of range: what the general path does with it (the engine's one-key put, the same refusals),
-    its answer written directly (the bytes ``json_response`` makes of the same members)."""
+def _write_one(store: Any, req: Request, name: str, item: dict[str, Any]) -> Response:
+    """The commonest write, an atomic one of one plain item (:func:`_plain_item`), no note, no
+    idempotency key, no number out of range: what the general path does with it (the engine's
+    one-key put, the same refusals), its answer written directly (the bytes ``json_response``
+    makes of the same members)."""
+    key, value = item["key"], item["value"]
     try:
-        tx = store.namespace(name).put({item.key: item.value})
+        tx = store.namespace(name).put({key: value})
     except errors.EngineError as exc:  # no condition: never a Conflict
-        raise _refused(exc, [item], 1) from None
+        raise _refused(exc, [WriteItem(0, key, value, False, None, "expiration_ttl", item)], 1) from None
     return 200, JSON_HEADERS, [b'{"tx":%d,"count":1,"duration":"%.6fms"}' % (tx, (perf_counter_ns() - req.t0) / 1e6)]
 
 
