@@ -182,6 +182,9 @@ def base_environ(errors: Any, multiprocess: bool) -> dict[str, Any]:
 
 _STATUS_CODES: dict[str, int] = {}  # status lines already checked, with their code
 _LINES: dict[tuple[str, str], str] = {}  # response headers already checked, with their line ("": dropped)
+#: ``Content-Length`` headers already checked, with their line and value (kept apart from :data:`_LINES`:
+#: the answer needs the length, and a 204 or 1xx answer drops the header).
+_LENGTHS: dict[tuple[str, str], tuple[str, str]] = {}
 _MAX_LINES = 4096  # then headers not seen yet are checked each time (values vary: ETags, locations)
 
 
@@ -215,6 +218,28 @@ def _header_line(name: str, value: str) -> str | None:
         return ""
     value = value.strip(" \t")
     return f"{name}: {value}\r\n"
+
+
+def _new_line(header: tuple[str, str]) -> tuple[str, str | None]:
+    """``(line, None)`` of a response header not in :data:`_LINES` (checked by :func:`_header_line`,
+    then remembered there), ``(line, its value)`` of a ``Content-Length`` (remembered in :data:`_LENGTHS`)."""
+    try:
+        known = _LENGTHS.get(header)
+    except TypeError:  # unhashable: refused below
+        known = None
+    if known is not None:
+        return known
+    name, value = header
+    line = _header_line(name, value)
+    if line is None:
+        value = value.strip(" \t")
+        known = (f"{name}: {value}\r\n", value)
+        if len(_LENGTHS) < _MAX_LINES:
+            _LENGTHS[header] = known
+        return known
+    if len(_LINES) < _MAX_LINES:
+        _LINES[header] = line
+    return line, None
 
 
 _date: tuple[int, str] = (0, "")
@@ -264,19 +289,14 @@ class FastResponse:
         for header in headers:
             try:
                 line = _LINES.get(header)
-            except TypeError:  # unhashable: not a (str, str) pair, refused below
+            except TypeError:  # unhashable: not a (str, str) pair, refused by _new_line
                 line = None
             if line is None:
-                name, value = header
-                line = _header_line(name, value)
-                if line is None:  # Content-Length
+                line, size = _new_line(header)
+                if size is not None:  # Content-Length
                     if code == 204 or 100 <= code < 200:
                         continue  # RFC 9110 6.4.2
-                    value = value.strip(" \t")
-                    length = int(value)
-                    line = f"{name}: {value}\r\n"
-                elif len(_LINES) < _MAX_LINES:
-                    _LINES[header] = line
+                    length = int(size)
             if line:  # "": a hop-by-hop header, dropped
                 lines.append(line)
         self.status, self.length, self.no_body = status, length, no_body

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-_ENVIRON = "HTTP_IDEMPOTENCY_KEY"
+ENVIRON = "HTTP_IDEMPOTENCY_KEY"
 _LOCATION = "header.Idempotency-Key"
 #: Request headers that change what a write does, so they are part of the fingerprint.
 _FINGERPRINTED = ("CONTENT_TYPE", "HTTP_X_STRATA_NOTE", "HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH")
@@ -54,7 +54,7 @@ _REPLAYED = frozenset({"content-type", "etag"})
 
 def key_of(req: Request) -> str | None:
     """The request's idempotency key (None without the header); a bad one is a 400 problem."""
-    raw = req.environ.get(_ENVIRON)
+    raw = req.environ.get(ENVIRON)
     if raw is None:
         return None
     key = raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw

@@ -11,16 +11,19 @@ answer lists the ``unsuccessful_keys`` (Cloudflare's bulk shape). Both take ``Id
 
 from __future__ import annotations
 
+from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from engine import Item, errors
 from engine import idempotency as idempotent_writes
 from server import conditions
 from server.exact_json import loads
-from server.http import Request, Response, duration, json_response, parse_json, problem_response
+from server.http import JSON_HEADERS, Request, Response, duration, json_response, parse_json, problem_response
+from server.idempotency import ENVIRON as IDEMPOTENCY_ENVIRON
 from server.idempotency import Idempotent
 from server.problems import INVALID_PARAMETERS, HTTPProblem, bad_request, from_engine_error
 from server.validation import (
+    NOTE_ENVIRON,
     WriteItem,
     check_batch_size,
     check_fields,
@@ -28,6 +31,7 @@ from server.validation import (
     check_storage,
     check_write_items,
     echo,
+    key_error,
     note_header,
     query_bool,
 )
@@ -53,11 +57,19 @@ def write(app: App, req: Request) -> Response:
     name = check_storage(req.params["storage"])
     atomic = query_bool(req.query(_WRITE_QUERY).get("atomic"), "atomic", True)
     raw = req.json_bytes()
-    idem = Idempotent(app, req, raw)
+    environ = req.environ
+    plain = atomic and IDEMPOTENCY_ENVIRON not in environ and NOTE_ENVIRON not in environ
+    idem = None if plain else Idempotent(app, req, raw)  # plain: no header, nothing to look up
     body, out_of_range = loads(raw)
     check_batch_size(body, app.max_batch, "items")
     store = app.store  # opened first: it sets the key limit the items are checked against
-    note = note_header(req.environ, app.max_note_bytes)
+    if plain and not out_of_range and type(body) is list and len(body) == 1:
+        item = body[0]
+        if _plain_item(item, app.max_key_bytes):
+            return _write_one(store, req, name, item)
+    if idem is None:
+        idem = Idempotent(app, req, raw)
+    note = note_header(environ, app.max_note_bytes)
     good, bad = _with_conditions(check_write_items(body, app.max_key_bytes, out_of_range))
     store.namespace(name)  # validates the name through the engine as well
     if atomic:
@@ -78,13 +90,41 @@ def write(app: App, req: Request) -> Response:
         except errors.Conflict as exc:
             raise _failed(exc, good, len(body)) from None
         except errors.EngineError as exc:
-            item_errors = _item_errors(exc, good)
-            if not item_errors:
-                raise
-            raise HTTPProblem(400, item_errors[0]["code"], f"{len(item_errors)} of {len(body)} items are invalid; "
-                              "nothing was written", [_problem_entry(e) for e in item_errors]) from None
+            raise _refused(exc, good, len(body)) from None
         return idem.answered(tx)
     return _write_partial(app, req, name, good, bad, note, idem)
+
+
+def _plain_item(item: Any, max_key_bytes: int) -> bool:
+    """Whether ``item`` is ``{"key", "value"}`` with a key the server finds nothing wrong with (an
+    item :func:`check_write_items` passes as it is)."""
+    if type(item) is not dict or len(item) != 2 or "value" not in item:
+        return False
+    key = item.get("key")
+    return type(key) is str and key_error(key, max_key_bytes) is None
+
+
+def _write_one(store: Any, req: Request, name: str, item: dict[str, Any]) -> Response:
+    """The commonest write, an atomic one of one plain item (:func:`_plain_item`), no note, no
+    idempotency key, no number out of range: what the general path does with it (the engine's
+    one-key put, the same refusals), its answer written directly (the bytes ``json_response``
+    makes of the same members)."""
+    key, value = item["key"], item["value"]
+    try:
+        tx = store.namespace(name).put({key: value})
+    except errors.EngineError as exc:  # no condition: never a Conflict
+        raise _refused(exc, [WriteItem(0, key, value, False, None, "expiration_ttl", item)], 1) from None
+    return 200, JSON_HEADERS, [b'{"tx":%d,"count":1,"duration":"%.6fms"}' % (tx, (perf_counter_ns() - req.t0) / 1e6)]
+
+
+def _refused(exc: errors.EngineError, good: list[WriteItem], total: int) -> Exception:
+    """The problem of an atomic write whose items the engine refused (``exc`` itself when it is
+    not about items: the app answers it as any engine error)."""
+    item_errors = _item_errors(exc, good)
+    if not item_errors:
+        return exc
+    return HTTPProblem(400, item_errors[0]["code"], f"{len(item_errors)} of {total} items are invalid; "
+                       "nothing was written", [_problem_entry(e) for e in item_errors])
 
 
 def _with_conditions(checked: tuple[list[WriteItem], list[dict[str, Any]]]
