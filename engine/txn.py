@@ -375,8 +375,8 @@ def _sorted_plain(run: Run, prefix: bytes) -> tuple[list[bytes], list[bytes], li
 
     Such a keypart is ``prefix | key | 00 00``, so the keyparts sort as the keys do (str order is
     UTF-8 byte order; a key that is a prefix of another sorts first either way, as the other's next
-    byte is not ``00``): the run is sorted by its keys,
-    which sort about twice as fast as bytes, and the keyparts are built in that order. The B-tree
+    byte is not ``00``): the run is sorted by its keys, which sort about twice as fast as bytes, and
+    the keyparts are built in that order, the order the general path sorts them into. The B-tree
     inserts then walk the trees in order, each touching pages the previous one just brought into
     cache. The records in run order are what the tx log and the chain hash take."""
     raws = run.raws
