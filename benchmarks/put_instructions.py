@@ -13,6 +13,12 @@ transaction machinery alone: ``Backend.write`` of a function that writes nothing
 ``lmdb_tx_meta1``, ``lmdb_tx_merged``, ``lmdb_tx_merged_time``: the LMDB work of one tx in layouts with
 fewer B-trees per tx (see :func:`_lmdb_tx`), to measure what merging them would save.
 
+Bulk puts (``put10k_big`` of :mod:`.puts`, counted): ``bulk_strata`` puts 10,000 items (the harness's
+write batches) into a copy of a store of ``--bulk-keys`` keys x 10 versions (1,000,000 versions by
+default), built once before the counted runs, outside valgrind; ``bulk_floor`` is the floor's put of
+the same 10,000 values into an environment holding the same keys. Each put is counted per put of
+10,000 items (``--puts`` defaults to 4 for them).
+
 ``--inner`` runs one measurement in this process (what the outer run starts under valgrind).
 """
 
@@ -30,6 +36,11 @@ from functools import partial
 from typing import Any
 
 KEYS = 1000
+BULK_KEYS = 100_000
+BULK_VERSIONS = 10
+BULK_ITEMS = 10_000
+#: The store the bulk systems copy (``--template``, built by :func:`_bulk_template`).
+_template: list[str] = []
 
 
 def _value(i: int) -> dict[str, Any]:
@@ -149,15 +160,76 @@ def _nothing(txn: Any) -> int:
     return 0
 
 
+def _bulk_batches(keys: int) -> list[list[tuple[str, Any]]]:
+    from .datasets import Dataset, Workload
+
+    return Workload(Dataset(keys, BULK_VERSIONS)).write_batches(BULK_ITEMS, 4)
+
+
+def _bulk_strata(path: str, keys: int, sync_env: bool, sync: bool) -> Any:
+    """10,000-item puts into a copy of the template store (``keys`` x 10 versions)."""
+    import engine
+
+    os.rmdir(path)
+    shutil.copytree(_template[0], path)
+    ns = engine.Store.open(path, sync=sync_env).namespace("bench")
+    batches = [dict(b) for b in _bulk_batches(keys)]
+
+    def put(n: int) -> None:
+        for i in range(n):
+            ns.put(batches[i & 3], sync=sync)
+    return put
+
+
+def _bulk_floor(path: str, keys: int, sync_env: bool, sync: bool) -> Any:
+    """The floor's 10,000-item put (benchmarks/puts.py's) into an environment of the same ``keys``."""
+    import lmdb
+    import msgpack
+
+    from .datasets import Dataset
+
+    env = lmdb.open(path, map_size=8 << 30, sync=sync or sync_env, max_dbs=1)
+    latest = list(Dataset(keys, BULK_VERSIONS).latest())
+    for start in range(0, len(latest), BULK_ITEMS):
+        with env.begin(write=True) as txn:
+            for k, v in latest[start:start + BULK_ITEMS]:
+                txn.put(k.encode(), msgpack.packb(v))
+    packb = msgpack.packb
+    batches = [[(k.encode(), v) for k, v in b] for b in _bulk_batches(keys)]
+
+    def put(n: int) -> None:
+        for i in range(n):
+            with env.begin(write=True) as txn:
+                for k, v in batches[i & 3]:
+                    txn.put(k, packb(v))
+    return put
+
+
+def _bulk_template(keys: int) -> str:
+    """A store of ``keys`` x 10 versions loaded in the harness's batches, for the bulk systems to copy."""
+    import engine
+
+    from .datasets import Dataset
+
+    path = tempfile.mkdtemp(prefix="strata-ipp-template-")
+    store = engine.Store.open(path, sync=False)
+    ns = store.namespace("bench")
+    for _, batch in Dataset(keys, BULK_VERSIONS).batches():
+        ns.put(dict(batch), sync=False)
+    store.close()
+    return path
+
+
 SYSTEMS = {"strata": _strata, "floor": _floor, "lmdb_tx": _lmdb_tx, "machinery": _strata_machinery,
-           **{f"lmdb_tx_{shape}": partial(_lmdb_tx, shape=shape) for shape in ("meta1", "merged", "merged_time")}}
+           **{f"lmdb_tx_{shape}": partial(_lmdb_tx, shape=shape) for shape in ("meta1", "merged", "merged_time")},
+           "bulk_strata": _bulk_strata, "bulk_floor": _bulk_floor}
 
 
 def inner(system: str, puts: int, keys: int, sync_env: bool, sync: bool) -> None:
     work = tempfile.mkdtemp(prefix="strata-ipp-")
     try:
         put = SYSTEMS[system](work, keys, sync_env, sync)
-        put(8)  # warm: first-call caches, imports
+        put(2 if system.startswith("bulk") else 8)  # warm: first-call caches, imports
         put(puts)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -178,26 +250,40 @@ def count(args: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.put_instructions", description=__doc__.split("\n\n")[0])
     p.add_argument("--system", default="strata,floor", help=f"comma-separated, from {','.join(SYSTEMS)}")
-    p.add_argument("--puts", type=int, default=400)
+    p.add_argument("--puts", type=int, help="puts counted (default 400, bulk systems 4)")
     p.add_argument("--keys", type=int, default=KEYS)
     p.add_argument("--sync", action="store_true", help="durable puts (the floor: LMDB's synced commit)")
     p.add_argument("--sync-env", action="store_true", help="open Strata's environment with sync=True")
+    p.add_argument("--bulk-keys", type=int, default=BULK_KEYS, help="keys of the bulk systems' stores (x 10 versions)")
+    p.add_argument("--template", help=argparse.SUPPRESS)
     p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.inner:
+        _template[:] = [a.template] if a.template else []
         for system in a.system.split(","):
-            inner(system, a.puts, a.keys, a.sync_env, a.sync)
+            bulk = system.startswith("bulk")
+            inner(system, a.puts if a.puts is not None else 4 if bulk else 400, a.bulk_keys if bulk else a.keys,
+                  a.sync_env, a.sync)
         return 0
     figures = {}
-    for system in a.system.split(","):
-        common = ["--system", system, "--keys", str(a.keys)] + ["--sync"] * a.sync + ["--sync-env"] * a.sync_env
-        many, none = count([*common, "--puts", str(a.puts)]), count([*common, "--puts", "0"])
-        figures[system] = (many - none) / a.puts
-        print(f"{system:8} {figures[system]:12,.0f} instructions per put", flush=True)
-    if "floor" in figures:
-        for system, n in figures.items():
-            if system != "floor":
-                print(f"{system:8} x floor: {n / figures['floor']:.2f}")
+    template = _bulk_template(a.bulk_keys) if "bulk_strata" in a.system.split(",") else None
+    try:
+        for system in a.system.split(","):
+            bulk = system.startswith("bulk")
+            puts = a.puts if a.puts is not None else 4 if bulk else 400
+            common = ["--system", system, "--keys", str(a.keys), "--bulk-keys", str(a.bulk_keys)]
+            common += ["--sync"] * a.sync + ["--sync-env"] * a.sync_env + ["--template", template] * bool(template)
+            many, none = count([*common, "--puts", str(puts)]), count([*common, "--puts", "0"])
+            figures[system] = (many - none) / puts
+            print(f"{system:8} {figures[system]:12,.0f} instructions per put", flush=True)
+    finally:
+        if template is not None:
+            shutil.rmtree(template, ignore_errors=True)
+    for floor in ("floor", "bulk_floor"):
+        if floor in figures:
+            for system, n in figures.items():
+                if system != floor and system.startswith("bulk") == floor.startswith("bulk"):
+                    print(f"{system:8} x {floor}: {n / figures[floor]:.2f}")
     return 0
 
 

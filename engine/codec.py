@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import threading
+from itertools import repeat
 from typing import Any
 
 import msgpack
@@ -121,7 +122,7 @@ def pack_value(value: Any) -> bytes:
                 raise ValueError(f"{value} is not a finite number (JSON has no NaN or infinity)")
         elif t is int and not -(1 << 63) <= value < 1 << 64:
             raise OverflowError
-        return _packb(value, default=_reject, option=_PACK_STRICT)
+        return _packb(value, _reject, _PACK_STRICT)  # positional: keywords cost ~0.5 us a call
     except (TypeError, ValueError, OverflowError, UnicodeError, RecursionError) as exc:
         reason = str(exc)
         if isinstance(exc, OverflowError):
@@ -140,11 +141,12 @@ def pack_values(values: list[Any]) -> list[bytes]:
     value for the call per value). If it accepts them all and writes no ``null``, each value alone
     would pass :func:`pack_value`'s checks too (the list only adds one level of nesting), so each is
     just encoded; anything else (a ``None``, a NaN, bytes, a value orjson or the encoder refuses)
-    sends the values through :func:`pack_value` one by one, which names what is wrong.
+    sends the values through :func:`pack_value` one by one, which names what is wrong. The encoder
+    is mapped with its arguments positional: keyword arguments cost it about 0.5 us a call.
     """
     try:
         if _dumps(values, option=_STRICT).find(b"null") < 0:
-            return [_packb(value, default=_reject, option=_PACK_STRICT) for value in values]
+            return list(map(_packb, values, repeat(_reject), repeat(_PACK_STRICT)))
     except (TypeError, ValueError, OverflowError, UnicodeError, RecursionError):
         pass
     return [pack_value(value) for value in values]

@@ -41,6 +41,8 @@ _u64 = struct.Struct(">Q")
 _sha256 = hashlib.sha256
 GENESIS = bytes(32)
 HEAD_HASH = b"head_hash"
+#: Keys in a tx's one run from which :func:`entry_and_log` packs them once for both the log and the hash.
+COMPOSED_FROM = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,21 +128,43 @@ def chain_hash(prev: bytes, tx: int, time_us: int, note: dict[str, Any] | None, 
     return hashlib.sha256(prev + canonical_entry(tx, time_us, note, runs, records)).digest()
 
 
+def entry_and_log(tx: int, time_us: int, note: dict[str, Any] | None, runs: list[list[Any]],
+                  records: list[list[bytes]]) -> tuple[bytes, bytes]:
+    """``(canonical_entry(tx, time_us, note, runs, records), packb_exact(runs))``: the bytes the
+    chain hashes and the tx's ``txops`` value.
+
+    One run of many keys (a bulk put) packs its keys once for both: msgpack is compositional, so the
+    entry's run ``[*run, records]`` is the logged run's elements (the log's bytes after its two array
+    headers, 91 93) then the records, under 91 94."""
+    logged = packb_exact(runs)
+    if len(runs) != 1:
+        return canonical_entry(tx, time_us, note, runs, records), logged
+    run = runs[0]
+    if len(run) == 3 and type(run[2]) is list and len(run[2]) >= COMPOSED_FROM:
+        return b"".join((b"\x94", packb_exact([tx, time_us, note])[1:], b"\x91\x94", logged[2:],
+                         packb_exact(records[0]))), logged
+    return packb_exact([tx, time_us, note, [[*run, records[0]]]]), logged  # canonical_entry without its loop
+
+
 def append(txn: Any, dbs: dict[str, Any], tx: int, time_us: int, note: dict[str, Any] | None,
            runs: list[list[Any]], records: list[list[bytes]]) -> bytes:
     """Write the log entry of ``tx``, advance the chain and add its leaf to the Merkle tree
     (:mod:`engine.txtree`). Runs in the tx's write transaction."""
     meta, put = dbs["meta"], txn.put
     prev = txn.get(HEAD_HASH, db=meta) or GENESIS
-    if len(runs) == 1:  # canonical_entry's body, without its loop (most txs hold one run)
+    if len(runs) == 1 and len(records[0]) < COMPOSED_FROM:  # most txs: one run of a few keys, inlined
         data = packb_exact([tx, time_us, note, [[*runs[0], records[0]]]])
+        digest = _sha256(prev + data).digest()
+        logged = packb_exact(runs)
     else:
-        data = canonical_entry(tx, time_us, note, runs, records)
-    digest = _sha256(prev + data).digest()
+        data, logged = entry_and_log(tx, time_us, note, runs, records)
+        chain = _sha256(prev)
+        chain.update(data)  # no copy of prev + data (about 1 MB for 10,000 items)
+        digest = chain.digest()
     txtree.append(txn, dbs["txtree"], tx, data)
     key = _u64.pack(tx)
     put(key, packb_exact([time_us, note, digest]), db=dbs["txlog"])
-    put(key, packb_exact(runs), db=dbs["txops"])
+    put(key, logged, db=dbs["txops"])
     put(_u64.pack(time_us) + key, b"", db=dbs["txtime"])
     put(HEAD_HASH, digest, db=meta)
     return digest

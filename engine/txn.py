@@ -123,26 +123,39 @@ def prepare_puts(namespace: str, items: Mapping[str, Any] | Iterable[Item | tupl
     it per item (``clock()``: the time in microseconds ``expiration`` is checked against).
     """
     from_mapping = type(items) is dict or isinstance(items, Mapping)  # an ABC check costs ~1 us; dicts skip it
+    if type(items) is dict and options is None:  # the commonest batch: no (key, value) tuples at all
+        _check_size(len(items), limits)
+        run = _plain_run(namespace, list(items), list(items.values()), True, limits)
+        return Batch([run]) if run is not None else _prepare_rich(namespace, list(items.items()), True, limits,
+                                                                 None, 0)
     pairs: list[Any] = list(items.items()) if from_mapping else list(items)  # type: ignore[union-attr]
     _check_size(len(pairs), limits)
     if options is not None or (not from_mapping and any(type(p) is Item for p in pairs)):
         return _prepare_rich(namespace, pairs, from_mapping, limits, options, clock() if clock else 0)
-    max_key, max_value = limits.max_key_bytes, limits.max_value_bytes
     try:
-        # Optimistic pass in comprehensions (valid batches are the usual case); any doubt sends
-        # the batch through the item-by-item path, which names each bad item.
         if from_mapping:  # pairs of items(): map with a C function, no bytecode per item
             keys, values = list(map(itemgetter(0), pairs)), list(map(itemgetter(1), pairs))
         else:  # unpacking: ValueError for anything that is not a pair
             keys, values = [key for key, _ in pairs], [value for _, value in pairs]
+    except (TypeError, ValueError):
+        keys = []
+    run = _plain_run(namespace, keys, values, from_mapping, limits) if keys else None
+    return Batch([run]) if run is not None else _prepare_rich(namespace, pairs, from_mapping, limits, None, 0)
+
+
+def _plain_run(namespace: str, keys: list[Any], values: list[Any], unique: bool, limits: Limits) -> Run | None:
+    """The run of a valid put of plain items, or None if any doubt (then :func:`_prepare_rich` names
+    each bad item): an optimistic pass in C calls (valid batches are the usual case), no bytecode per item."""
+    try:
         raws = list(map(str.encode, keys))  # TypeError for non-str keys
         packed = pack_values(values)
-        if (set(map(type, keys)) == {str} and min(map(len, raws)) > 0 and max(map(len, raws)) <= max_key
-                and max(map(len, packed)) <= max_value and (from_mapping or len(set(keys)) == len(keys))):
-            return Batch([Run(namespace, PUT, keys, raws, packed)])
+        if (set(map(type, keys)) == {str} and min(map(len, raws)) > 0
+                and max(map(len, raws)) <= limits.max_key_bytes and max(map(len, packed)) <= limits.max_value_bytes
+                and (unique or len(set(keys)) == len(keys))):
+            return Run(namespace, PUT, keys, raws, packed)
     except (EngineError, TypeError, ValueError, AttributeError):
         pass
-    return _prepare_rich(namespace, pairs, from_mapping, limits, None, 0)
+    return None
 
 
 def _prepare_rich(namespace: str, pairs: list[Any], from_mapping: bool, limits: Limits,
@@ -304,14 +317,12 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
         entry = entries.get(run.namespace) or store._entry_for_write(txn, run.namespace, now)
         entries[run.namespace] = entry
         prefix = ns_prefix(entry.id)
-        op, raws = run.op, run.raws
-        kps = [prefix + raw + TERMINATOR if 0 not in raw and len(raw) <= SHORT_MAX else keypart(prefix, raw)
-               for raw in raws]
-        records = run.packed[:] if op == PUT else [CLEAR_RECORD if op == CLEAR else DELETE_RECORD] * len(raws)
-        for i in [i for i, kp in enumerate(kps) if kp[-1] == 1]:  # long keys: records carry the full key
-            records[i] = extended_record(op, run.keys[i], run.packed[i] if op == PUT else None)
-        if run.opts is not None:  # puts with an expiry or metadata: extended records, indexed
-            _rich_records(txn, backend.dbs, run, kps, records, now)
+        op = run.op
+        plain = _sorted_plain(run, prefix) if run.opts is None and len(run.raws) > 1 else None
+        if plain is not None:
+            kps, records, sorted_records = plain
+        else:
+            kps, records = _keyparts_records(txn, backend.dbs, run, prefix, now)
         run_records.append(records)
         # The index entry each version replaces (or a delete removes) is the key's previous newest
         # version if it was live: that keeps the namespace's key_count and size_bytes exact.
@@ -327,11 +338,12 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
             entry.key_count += live
             entry.size_bytes += size
             continue
-        # Sorted, the inserts walk the B-trees in order: each touches pages the previous one just
-        # brought into cache, which matters once the store outgrows the CPU caches.
-        order = sorted(range(len(kps)), key=kps.__getitem__)
-        kps = list(map(kps.__getitem__, order))
-        sorted_records = list(map(records.__getitem__, order))
+        if plain is None:
+            # Sorted, the inserts walk the B-trees in order: each touches pages the previous one just
+            # brought into cache, which matters once the store outgrows the CPU caches.
+            order = sorted(range(len(kps)), key=kps.__getitem__)
+            kps = list(map(kps.__getitem__, order))
+            sorted_records = list(map(records.__getitem__, order))
         # map over C functions and putmulti (a C loop): the per-item work is C calls, no bytecode.
         putmulti(zip(map(add, kps, repeat(suffix)), sorted_records, strict=True))
         if op == DELETE:
@@ -355,6 +367,42 @@ def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | Non
     txn.put(schema.LATEST_TX, packed_tx, db=meta)
     txn.put(schema.INDEXED_TX, packed_tx, db=meta)  # the latest-version index is exact at tx
     return tx
+
+
+def _sorted_plain(run: Run, prefix: bytes) -> tuple[list[bytes], list[bytes], list[bytes]] | None:
+    """``(keyparts in key order, records in run order, records in key order)`` of a run without
+    options whose keys are all short and hold no NUL (almost every batch), else None.
+
+    Such a keypart is ``prefix | key | 00 00``, so the keyparts sort as the keys do (str order is
+    UTF-8 byte order; a key that is a prefix of another sorts first either way, as the other's next
+    byte is not ``00``): the run is sorted by its keys, which sort about twice as fast as bytes, and
+    the keyparts are built in that order, the order the general path sorts them into. The B-tree
+    inserts then walk the trees in order, each touching pages the previous one just brought into
+    cache. The records in run order are what the tx log and the chain hash take."""
+    raws = run.raws
+    if max(map(len, raws)) > SHORT_MAX or 0 in b"".join(raws):
+        return None
+    order = sorted(range(len(raws)), key=run.keys.__getitem__)
+    kps = list(map(b"".join, zip(repeat(prefix), map(raws.__getitem__, order), repeat(TERMINATOR))))
+    if run.op == PUT:
+        return kps, run.packed, list(map(run.packed.__getitem__, order))
+    records = [CLEAR_RECORD if run.op == CLEAR else DELETE_RECORD] * len(raws)
+    return kps, records, records
+
+
+def _keyparts_records(txn: Any, dbs: dict[str, Any], run: Run, prefix: bytes,
+                      now: int) -> tuple[list[bytes], list[bytes]]:
+    """``(keyparts, records)`` of ``run``, in run order, for any run: escaped and long keys (whose
+    records carry the full key), puts with an expiry or metadata (extended records, indexed)."""
+    op, raws = run.op, run.raws
+    kps = [prefix + raw + TERMINATOR if 0 not in raw and len(raw) <= SHORT_MAX else keypart(prefix, raw)
+           for raw in raws]
+    records = run.packed[:] if op == PUT else [CLEAR_RECORD if op == CLEAR else DELETE_RECORD] * len(raws)
+    for i in [i for i, kp in enumerate(kps) if kp[-1] == 1]:  # long keys: records carry the full key
+        records[i] = extended_record(op, run.keys[i], run.packed[i] if op == PUT else None)
+    if run.opts is not None:  # puts with an expiry or metadata: extended records, indexed
+        _rich_records(txn, dbs, run, kps, records, now)
+    return kps, records
 
 
 def _commit_time(store: Store, txn: Any, tx: int, replay: tuple[int, int] | None, now_us: int | None) -> int:

@@ -109,7 +109,12 @@ def append(txn: Any, db: Any, tx: int, entry: bytes) -> None:
     prev = txn.get(_u64.pack(tx - 1), db=db) if tx > 1 else b""
     if prev is None:
         return  # an older store whose tree is still being built (or cannot be): the builder covers tx
-    leaf = _sha256(b"\x00" + entry).digest()  # merkle.leaf_hash, inlined: every tx passes here
+    if len(entry) < 4096:  # merkle.leaf_hash, inlined: every tx passes here
+        leaf = _sha256(b"\x00" + entry).digest()
+    else:  # a large tx's entry (about 1 MB for 10,000 items): hashed without a copy
+        hashed = _sha256(b"\x00")
+        hashed.update(entry)
+        leaf = hashed.digest()
     if tx & 1:  # an odd tx closes no subtree (its leaf is a left child): the entry is the leaf alone
         stored = leaf
     elif tx & 2:  # closes the subtree of 2 leaves only: its left neighbour is the leaf of tx - 1

@@ -26,6 +26,9 @@ def test_puts_compares_two_engines_on_every_operation(tmp_path: Path) -> None:
             row = rf"{op} +{system} +cpu +[\d.]+ us +wall +[\d.]+ us"
             assert any(re.match(row, line) for line in lines), (op, system)
         assert any(re.match(rf"{op} +engine / engine_base, cpu: [\d.]+$", line) for line in lines), op
+    for op in ("put10k", "put10k_big"):  # the floor encoding with the engine's encoder, and each engine against it
+        assert any(re.match(rf"{op} +floor_orm +cpu +[\d.]+ us", line) for line in lines), op
+        assert sum(bool(re.match(rf"{op} +engine(_base)? .* cpu x floor_orm [\d.]+$", line)) for line in lines) == 2
     sync_rows = [line for line in lines if line.startswith("sync1") and " engine" in line and "x sqlite" in line]
     assert len(sync_rows) == 2  # both engines' durable puts are compared with SQLite's
     assert list(tmp_path.iterdir()) == []  # its stores are removed
