@@ -179,7 +179,7 @@ def parse_args(argv: list[str] | None, prog: str = "python -m benchmarks") -> ar
         "--docs",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="refresh docs/benchmarks.md (default: on for full runs, off for --quick)",
+        help="refresh docs/benchmarks.md (default: on for full runs, off for --quick and --only)",
     )
     return p.parse_args(argv)
 
@@ -236,7 +236,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         load_batch=min(10_000, args.keys or mode.n_keys),
     )
     wl = Workload(ds)
-    stages = args.only.split(",") if args.only else STAGES
+    stages = stages_of(args)
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise SystemExit(f"unknown stage(s): {', '.join(sorted(unknown))}; choose from {', '.join(STAGES)}")
@@ -329,6 +329,21 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
     return result
 
 
+def stages_of(args: argparse.Namespace) -> list[str]:
+    """The stages ``--only`` names, in the order given (all of :data:`STAGES` without it)."""
+    return args.only.split(",") if args.only else STAGES
+
+
+def output_stamp(day: dt.date, quick: bool, stages: list[str]) -> str:
+    """The name the run's files start with: ``<date>[-quick]``, and for a run of some stages only
+    ``-only-<stage>-<stage>...`` after it, so a partial run never overwrites the full run of its day
+    (nor a quick run's published counterpart)."""
+    stamp = day.isoformat() + ("-quick" if quick else "")
+    if stages != STAGES:
+        stamp += "-only-" + "-".join(stages)
+    return stamp
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m benchmarks") -> int:
     args = parse_args(argv, prog)
     missing = missing_modules()
@@ -344,8 +359,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m benchmarks") -> i
         result = run(args, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    stamp = dt.date.today().isoformat() + ("-quick" if args.quick else "")
-    paths = write_outputs(result, args.out, stamp)
+    partial = stages_of(args) != STAGES
+    paths = write_outputs(result, args.out, output_stamp(dt.date.today(), args.quick, stages_of(args)))
     images = result.pop("_images")
     print()
     for t in result["targets"]:
@@ -354,7 +369,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m benchmarks") -> i
         verdict = "" if t["met"] is None else (" (met)" if t["met"] else " (NOT met)")
         print(f"target {t['id']}: {t['what']}: {val}, limit {t['op']} {t['limit']}{unit}{verdict}")
     print("\nwrote " + ", ".join(str(p) for p in paths.values()))
-    if args.docs if args.docs is not None else not args.quick:
+    if args.docs if args.docs is not None else not (args.quick or partial):
         doc = ROOT / "docs" / "benchmarks.md"
         rel = Path("..") / args.out.resolve().relative_to(ROOT) if args.out.resolve().is_relative_to(ROOT) else args.out
         md = render_markdown(result, f"{rel.as_posix()}/", images)

@@ -68,3 +68,17 @@ def test_micro_benchmarks_run_once_each(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     summary = out.stdout.strip().splitlines()[-1]
     assert re.match(rf"{len(names)} passed in ", summary), summary  # none skipped, none failed
+
+
+def test_a_run_of_some_stages_never_takes_the_full_runs_file_names_nor_its_docs() -> None:
+    import datetime as dt
+
+    from benchmarks.harness import STAGES, output_stamp, parse_args, stages_of
+
+    day = dt.date(2026, 11, 30)
+    assert output_stamp(day, False, STAGES) == "2026-11-30"
+    assert output_stamp(day, True, STAGES) == "2026-11-30-quick"
+    assert output_stamp(day, False, ["etcd_strata"]) == "2026-11-30-only-etcd_strata"
+    assert output_stamp(day, True, ["floor", "strata"]) == "2026-11-30-quick-only-floor-strata"
+    assert stages_of(parse_args(["--only", "reads,http"])) == ["reads", "http"]
+    assert stages_of(parse_args([])) == STAGES
