@@ -1,13 +1,15 @@
 """Shared machinery of the reliability suite: child processes, the pipe protocol, the model check.
 
-Children are real processes (``python -m tests.reliability.<module>``), never forks of the test
-process: an LMDB environment must not cross ``fork()``, and a SIGKILL must hit a process that owns
-nothing of the test's. Parent and child talk in lines, each ``base64(msgpack(obj))``: msgpack keeps
-``bytes`` apart from ``str`` and ``int`` apart from ``float``, so values compare exactly.
+Children are real processes (``python -m tests.reliability.<module>``, forked by a zygote that has
+imported it: see :mod:`tests.reliability.zygote`), never forks of the test process: an LMDB
+environment must not cross ``fork()``, and a SIGKILL must hit a process that owns nothing of the
+test's. Parent and child talk in lines, each ``base64(msgpack(obj))``: msgpack keeps ``bytes``
+apart from ``str`` and ``int`` apart from ``float``, so values compare exactly.
 """
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import copy
@@ -26,6 +28,7 @@ import msgpack
 
 from engine import Store, errors
 from tests.property.model import CLEAR, DELETE, PUT, Model
+from tests.reliability.zygote import Forked, Zygote
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACES = ("alpha", "beta", "g.a-m_ma")
@@ -55,10 +58,20 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def spawn(module: str, *args: str, **kw: Any) -> subprocess.Popen[bytes]:
-    """Start ``python -m tests.reliability.<module> args...`` with pipes on stdin and stdout."""
-    return subprocess.Popen([sys.executable, "-m", f"tests.reliability.{module}", *args], cwd=REPO,
-                            env=child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, **kw)
+def spawn(module: str, *args: str, **kw: Any) -> subprocess.Popen[bytes] | Forked:
+    """Run ``python -m tests.reliability.<module> args...`` with pipes on stdin and stdout: forked by
+    this process's zygote (:mod:`tests.reliability.zygote`), or, given ``Popen`` options, started anew."""
+    if kw:
+        return subprocess.Popen([sys.executable, "-m", f"tests.reliability.{module}", *args], cwd=REPO,
+                                env=child_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, **kw)
+    global _zygote
+    if _zygote is None:
+        _zygote = Zygote(child_env(), str(REPO))
+        atexit.register(_zygote.close)
+    return _zygote.spawn(f"tests.reliability.{module}", list(args))
+
+
+_zygote: Zygote | None = None
 
 
 def frame(obj: Any) -> bytes:
@@ -72,7 +85,7 @@ def unframe(line: bytes) -> Any:
 class LineReader:
     """Complete lines from a child's stdout, with a deadline (a hung child fails, never hangs)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes] | Forked) -> None:
         assert proc.stdout is not None
         self.fd = proc.stdout.fileno()
         self.buf = b""
@@ -108,7 +121,7 @@ class LineReader:
         return out
 
 
-def feed(proc: subprocess.Popen[bytes], frames: list[bytes]) -> None:
+def feed(proc: subprocess.Popen[bytes] | Forked, frames: list[bytes]) -> None:
     """Write frames to the child's stdin (in a thread: the pipe fills); stop quietly if it died.
     The pipe is closed either way (a child killed mid-write leaves unflushed bytes behind)."""
     assert proc.stdin is not None
@@ -122,7 +135,7 @@ def feed(proc: subprocess.Popen[bytes], frames: list[bytes]) -> None:
             proc.stdin.close()  # closes the descriptor even when flushing the rest fails
 
 
-def kill_at_random(proc: subprocess.Popen[bytes], rng: random.Random, stats: dict[str, int], *, max_acks: int,
+def kill_at_random(proc: subprocess.Popen[bytes] | Forked, rng: random.Random, stats: dict[str, int], *, max_acks: int,
                    settle: float) -> list[Any]:
     """SIGKILL a writer child at a random moment and return every ack it wrote.
 
