@@ -170,6 +170,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "post_worker_init": app.attach_worker,
         "worker_exit": lambda server, worker: app.close(),
     }
+    from server.gunicorn_app import StrataGunicorn  # gunicorn is imported only to serve
+
     StrataGunicorn(app, options).run()
     return 0
 
@@ -671,34 +673,6 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(0, "serve")
     args = build_parser().parse_args(argv)
     return COMMANDS[args.command][1](args)
-
-
-def _gunicorn_base() -> Any:
-    from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
-
-    return BaseApplication
-
-
-class StrataGunicorn(_gunicorn_base()):  # type: ignore[misc]
-    """gunicorn, configured in code: ``options`` are gunicorn settings, ``app`` the WSGI app."""
-
-    def __init__(self, app: Any, options: dict[str, Any]) -> None:
-        self.application = app
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            if value is not None and key in self.cfg.settings:
-                self.cfg.set(key, value)
-
-    def load(self) -> Any:
-        return self.application
-
-    def run(self) -> None:
-        from server import arbiter
-
-        arbiter.run(self)  # gunicorn's master, without its lost-signal race at a worker's birth
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import time
 
 from server.app import create_app
 from server.arbiter import StrataSyncWorker
-from server.cli import StrataGunicorn
+from server.gunicorn_app import StrataGunicorn
 from server.worker import StrataWorker
 
 GRACEFUL_TIMEOUT = 20  # a worker that lost the signal is killed after this long (the default is 30)
