@@ -88,6 +88,8 @@ class Gate:
         self._inside: deque[None] = deque()  # one token per thread inside
         self._resizing = False
         self._alone = False  # a thread inside waits to be the only one (see alone())
+        #: The thread holding the write transaction (0: none), set by the committer while inside.
+        self.writer = 0
 
     def enter(self) -> None:
         self._inside.append(None)
@@ -96,7 +98,14 @@ class Gate:
 
     def back_out(self) -> None:
         """For a thread that just appended its token and then saw a flag: leave, wait until no
-        resize or :meth:`alone` is under way, and enter again."""
+        resize or :meth:`alone` is under way, and enter again.
+
+        Except the thread holding the write transaction (:attr:`writer`), already inside: code it
+        runs while holding it (the writes a scheduler parks late, see
+        :meth:`Backend.commit_parked`) may read, and waiting would wait for itself (a resize waits
+        for its token). It stays in with both tokens: its first one holds the resize back anyway."""
+        if self.writer == threading.get_ident():
+            return
         self.leave()
         with self._lock:
             while self._resizing or self._alone:
@@ -466,17 +475,21 @@ class Backend:
         :meth:`engine.group_commit.GroupCommit.parking`); commit them with :meth:`commit_parked`."""
         return self._groups.parking(park)
 
-    def commit_parked(self, members: list[Member[Any]], *, defer_flush: bool = False) -> Callable[[], None] | None:
+    def commit_parked(self, members: list[Member[Any]], *, defer_flush: bool = False,
+                      late: Callable[[], list[Member[Any]]] | None = None) -> Callable[[], None] | None:
         """Commit parked writes together, as :meth:`write` commits a group: each its own nested
         transaction, outcome and error, one commit, one flush if any asked for one; returns when
-        every outcome is final, or with ``defer_flush`` once committed, with the flush to call
-        (see :meth:`engine.group_commit.GroupCommit.submit_all`)."""
+        every outcome is final, or with ``defer_flush`` once committed, with the flush to call;
+        ``late()`` adds the writes parked meanwhile once the write transaction is held (see
+        :meth:`engine.group_commit.GroupCommit.submit_all`). Their functions run while this thread
+        holds the transaction, and the parking code that runs in ``late()`` may read (the
+        gate lets this thread in while it holds it, see :meth:`Gate.back_out`)."""
         if self._closed:
             closed = self._unusable()
             for member in members:
                 member.fail(closed)
             return None
-        return self._groups.submit_all(members, defer_flush=defer_flush)
+        return self._groups.submit_all(members, defer_flush=defer_flush, late=late)
 
     def _commit_group(self, group: list[Member[Any]]) -> int:
         """Commit ``group`` and set every member's outcome; if it now needs :meth:`_flush_group`,
@@ -548,6 +561,7 @@ class Backend:
                 txn = self.env.begin(write=True)
             except lmdb.MapResizedError:
                 txn = self._begin(True)
+            gate.writer = threading.get_ident()
             try:
                 if len(group) == 1:  # a lone write: no nested transaction, today's single path
                     group[0].succeed(group[0].fn(txn))
@@ -572,6 +586,7 @@ class Backend:
             self.writes += group[0].done if len(group) == 1 else sum(member.done for member in group)
             return _DONE
         finally:
+            gate.writer = 0
             gate.leave()
 
     def _run_nested(self, txn: Any, member: Member[Any]) -> None:

@@ -47,12 +47,14 @@ class Member(Generic[T]):
     member; :meth:`reset` clears both before it reruns a group.
     """
 
-    __slots__ = ("_thread", "_wake", "cost", "done", "error", "fn", "lead", "parts", "result", "sync")
+    __slots__ = ("_thread", "_wake", "cost", "done", "error", "fn", "late", "lead", "parts", "result", "sync")
 
     def __init__(self, fn: Callable[[Any], T], sync: bool, cost: int | None) -> None:
         self.fn = fn
         #: For the placeholder :meth:`GroupCommit.submit_all` queues: the writes it stands for.
         self.parts: list[Member[Any]] | None = None
+        #: For that placeholder: the scheduler's writes parked after it took its turn (see submit_all).
+        self.late: Callable[[], list[Member[Any]]] | None = None
         self.sync = sync
         self.cost = MAX_GROUP_COST if cost is None else cost
         self.result: T | None = None
@@ -120,6 +122,7 @@ class GroupCommit:
         self._queue: deque[Member[Any]] = deque()
         self._busy = False  # a leader is committing a group; invariant: queue non-empty => busy
         self._leader = 0  # the leading thread's ident, while busy
+        self._late: Callable[[], list[Member[Any]]] | None = None  # the group being committed's late()
         self._parkers = _Parkers()
 
     @contextmanager
@@ -165,7 +168,8 @@ class GroupCommit:
         wake.acquire()  # released by the leader: either done, or this thread leads next
         return member.lead
 
-    def submit_all(self, members: list[Member[Any]], *, defer_flush: bool = False) -> Callable[[], None] | None:
+    def submit_all(self, members: list[Member[Any]], *, defer_flush: bool = False,
+                   late: Callable[[], list[Member[Any]]] | None = None) -> Callable[[], None] | None:
         """Commit ``members`` (parked writes, see :meth:`parking`) together, in order, as one group
         this thread leads once the group in progress is done, with the writes queued by then (its
         cost bound is not applied to ``members`` themselves: whoever parked them bounds them).
@@ -175,11 +179,18 @@ class GroupCommit:
         With ``defer_flush`` it returns as soon as the group is committed (the next group may
         commit at once), with the rest of the work to call, from any thread, before any outcome
         of the group is used: the flush, then waking the other threads' writes of the group.
-        Outcomes are final once it returns; until then a member's success is not durable."""
+        Outcomes are final once it returns; until then a member's success is not durable.
+
+        ``late()``, if given, is called (in this thread) by :meth:`more` once the committer holds
+        the write transaction, and returns the writes parked since (by requests that arrived while
+        this thread waited for its turn or for the store's write lock): they join this group, and
+        their outcomes are final when the others' are. It may be called more than once (a group
+        that runs again); each call returns only writes not returned before."""
         if not members:
             return None
         ticket: Member[None] = Member(_nothing, sync=False, cost=0)
         ticket.parts = members
+        ticket.late = late
         self._wait_turn(ticket)  # True: no group takes a placeholder in, so it is woken only to lead
         finish = self._lead(ticket, defer_flush=defer_flush)
         if ticket.error is not None:
@@ -211,19 +222,25 @@ class GroupCommit:
     def more(self, group: list[Member[Any]]) -> bool:
         """For the committer, once it has run ``group``'s members and before it commits: add the
         writes queued meanwhile (within the cost bound). Whether it added any."""
+        late = self._late
+        joined = late() if late is not None else None
+        if joined:
+            group.extend(joined)
         if not self._queue:  # the usual answer, without the lock: a write queued just now joins the next group
-            return False
+            return bool(joined)
         with self._lock:
-            return self._extend(group)
+            return self._extend(group) or bool(joined)
 
     def _lead(self, own: Member[Any], defer_flush: bool = False) -> Callable[[], None] | None:
         """Commit the next group, led by ``own``; flush and wake it now, or (``defer_flush``)
         return the function that does."""
         group = self._take(own)
+        self._late = own.late
         try:
             try:
                 flush = self._commit_group(group)
             finally:
+                self._late = None
                 self._hand_off()  # the next group commits while this one flushes
         except BaseException as exc:
             self._interrupted(group, own, exc)

@@ -393,15 +393,19 @@ class Store:
         it would have. See :mod:`engine.group_commit`."""
         return cast(AbstractContextManager[None], self._backend.parking(park))
 
-    def commit_parked(self, writes: list[ParkedWrite[Any]], *, defer_flush: bool = False) -> Callable[[], None] | None:
+    def commit_parked(self, writes: list[ParkedWrite[Any]], *, defer_flush: bool = False,
+                      late: Callable[[], list[ParkedWrite[Any]]] | None = None) -> Callable[[], None] | None:
         """Commit parked writes together (in order, each its own tx, rollback and error; one
         commit, and one flush if any of them is durable), after the commit in progress; returns
         when every outcome is final and flushed.
 
         With ``defer_flush``, returns once they are committed, with a function to call (from any
         thread) before using any of their outcomes: it flushes. Meanwhile the next commit may
-        run, so a scheduler can commit its next batch while this one flushes."""
-        return self._backend.commit_parked(writes, defer_flush=defer_flush)
+        run, so a scheduler can commit its next batch while this one flushes.
+
+        ``late()``, if given, is called once this commit holds the store's write lock and returns
+        the writes parked since (by requests that arrived while it waited): they join this commit."""
+        return self._backend.commit_parked(writes, defer_flush=defer_flush, late=late)
 
     # -- housekeeping -------------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ import re
 import resource
 import selectors
 import socket
+import threading
 import time
 from functools import partial
 from typing import Any
@@ -276,7 +277,10 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
     the loop does when it fires, and what happens at its deadline, follow ``conn.state``. While the
     write batcher has it (``_BUSY``), it stays registered for reading: a closed-loop client sends
     nothing until answered, so nothing fires; if something does (pipelined bytes, a close), the
-    loop unregisters it then, and registers it again once the answer is sent. A connection handed
+    loop unregisters it then, and registers it again once the answer is sent. The batcher hands a
+    connection back without waking the loop when its answer went out whole, kept alive (see
+    :meth:`_deliver`): the loop takes it back when it next fires or at the next sweep, from which
+    its keep-alive deadline runs. A connection handed
     to the pool is unregistered first (a pool thread may read it, block on it, or close it).
     Deadlines are attributes of the connection, swept every :data:`SWEEP_EVERY` seconds at most
     (gthread's select wakes at least once a second), not kept in a structure per request. A second
@@ -303,6 +307,7 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
         self._batcher: WriteBatcher | None = None  # answers small writes, once the app is loaded
         self._batched: Any = None  # the app's ``batched(method, path)``
         self._conns: set[TConn] = set()  # the connections of the inline path, until closed
+        self._handback = threading.Lock()  # the write batcher's hand-back of a connection (see _deliver)
         self._idle = 0  # how many of them are kept alive, waiting for a request (state _IDLE)
         self._next_sweep = 0.0
         self._next_notify = 0.0
@@ -408,12 +413,13 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
             self._send(conn, conn.send_view, conn.send_keepalive, conn.deadline)
         elif state == _LINGER:
             self._drain(conn)
-        elif conn.delivery is not None:  # the batcher's answer is out; the client already sent more
-            self._take_delivery(conn, time.monotonic())
+        else:
+            with self._handback:  # the batcher sets a delivery, then looks whether the loop unregistered it
+                if conn.delivery is None:  # a thread has it (bytes pipelined behind a batched write, or a
+                    return self._unpoll(conn)  # close): not the loop's yet; the batcher wakes the loop for it
+            self._take_delivery(conn, time.monotonic())  # its answer is out; the client sent more (or closed)
             if conn.state == _IDLE:
                 self._on_event(conn, _fd)
-        else:  # a thread has it (bytes pipelined behind a batched write, or a close): not the loop's yet
-            self._unpoll(conn)
 
     def _read_head(self, conn: TConn) -> None:
         """Read what has arrived; answer, hand to the pool, or wait in the poller for more.
@@ -516,11 +522,18 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
 
     def _deliver(self, answers: list[tuple[TConn, bytearray, bool]]) -> None:
         """From the write batcher's thread: send what each socket takes at once (the client has its
-        answer without waiting for the loop to wake), then have the loop send the rest and keep or
-        close each connection. Until the loop takes them back, the loop does not touch these
-        connections (if one fires in the poller meanwhile, the loop takes its answer then, or
-        unregisters it while the batcher still has it)."""
+        answer without waiting for the loop to wake), then hand each connection back to the loop.
+        Until the loop takes one back, the loop does not touch it (if it fires in the poller
+        meanwhile, the loop takes its answer then, or unregisters it while the batcher still has it).
+
+        A connection whose answer went out whole, kept alive, with no bytes of a next request read
+        and still registered in the poller (the usual case) is handed back *quietly*: the loop is
+        not woken for it (a wake-up is a pipe write, the loop's wake-up and a hand-off of the GIL,
+        per batch). The loop takes it back when it next fires (the client's next request, or its
+        close), or at its next sweep (then it is kept alive, waiting, as any other). The others
+        are sent to the loop at once, through gthread's method queue."""
         left = []
+        handback = self._handback
         for conn, out, keepalive in answers:
             view = memoryview(out)
             sock = conn.sock.sock
@@ -532,9 +545,13 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
             except OSError:
                 keepalive = False  # the client is gone: the loop closes the connection
                 view = view[len(view):]
-            conn.delivery = (view, keepalive)
-            left.append(conn)
-        self.method_queue.defer(self._send_all, left)
+            quiet = keepalive and not view and not _buffered(conn)
+            with handback:  # against the loop unregistering it meanwhile (see _on_event)
+                conn.delivery = (view, keepalive)
+                if not (quiet and conn.polled):
+                    left.append(conn)
+        if left:
+            self.method_queue.defer(self._send_all, left)
 
     def _send_all(self, conns: list[TConn]) -> None:
         now = time.monotonic()
@@ -699,8 +716,11 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
         if now < self._next_sweep and self.alive:
             return
         self._next_sweep = now + SWEEP_EVERY
-        for conn in [conn for conn in self._conns if conn.deadline is not None and conn.deadline <= now]:
-            if conn.state == _HEAD:
+        for conn in [conn for conn in self._conns if (conn.deadline is not None and conn.deadline <= now)
+                     or conn.delivery is not None]:
+            if conn.delivery is not None:  # handed back quietly by the write batcher: kept alive from now
+                self._take_delivery(conn, now)
+            elif conn.state == _HEAD:
                 self._head_expired(conn)
             else:
                 self._close(conn)
@@ -727,6 +747,12 @@ class StrataWorker(SignalsAfterHandlers, ThreadWorker):  # type: ignore[misc]
             return True
         self._next_parent_check = now + min(NOTIFY_EVERY, self.timeout / 4)
         return bool(super().is_parent_alive())
+
+
+def _buffered(conn: TConn) -> bool:
+    """Whether bytes of ``conn``'s next request were already read (pipelined behind the last one)."""
+    parser = conn.parser
+    return parser is not None and bool(parser.unreader.buf.tell())
 
 
 def _nonblocking(sock: socket.socket) -> None:

@@ -22,9 +22,11 @@ Contract of :class:`WriteBatcher`:
   the thread commits the parked writes together (:meth:`engine.Store.commit_parked`: one LMDB
   transaction, each write in a nested one with its own tx and error, one commit), then resumes
   each request with its own outcome, once durable, to build its answer. A request that writes
-  again parks again and joins the next commit. Requests arriving meanwhile wait for the next
-  batch; the event loop goes on reading them (and answering reads) while the thread waits for the
-  disk.
+  again parks again and joins the next commit. Requests that arrive while the commit waits for
+  its turn (the store's write lock, held by another worker's commit and flush) join it once it
+  has the lock: they are run until they park, inside its transaction (up to :data:`MAX_BATCH`
+  writes per commit). Those arriving later wait for the next batch; the event loop goes on
+  reading them (and answering reads) while the thread waits for the disk.
 - **Nothing is answered before its write is durable**: an answer is built only after its write's
   outcome is final. A commit is durable once its meta page is flushed: by a flush of its own when
   no request is waiting, else by the next batch's commit, whose data flush carries it (see
@@ -44,6 +46,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from functools import partial
 from queue import Empty, SimpleQueue
 from typing import Any
 
@@ -119,6 +122,7 @@ class WriteBatcher:
                 out, keepalive = bytearray(), False
             answers.append((conn, out, keepalive))
         runners = _Runners(hub, run)
+        self._late_to = (runners, parked)
 
         first = self._events.get()  # the store is the app's to open (in the worker's main thread): wait for work
         store = self._store()
@@ -155,15 +159,39 @@ class WriteBatcher:
         return committed
 
     def _commit(self, store: Any, parked: list[tuple[Any, Any]]) -> tuple[Any, list[tuple[Any, Any]]]:
-        """Commit the parked writes (empties ``parked``); the flush still owed and the group."""
+        """Commit the parked writes (empties ``parked``), with the requests that arrive until the
+        commit holds the store's write lock (see :meth:`_late`); the flush still owed and the group."""
         group = parked[:]
         parked.clear()
         self.commits += 1
         try:
-            finish = store.commit_parked([write for _, write in group], defer_flush=True)
+            finish = store.commit_parked([write for _, write in group], defer_flush=True,
+                                         late=partial(self._late, group))
         except Exception:  # every write's outcome is set: each request answers its own
             finish = None
         return finish, group
+
+    def _late(self, group: list[tuple[Any, Any]]) -> list[Any]:
+        """Called by the engine once the commit of ``group`` holds the store's write lock: run the
+        requests that arrived meanwhile (while it waited for another worker's commit and flush, or
+        for this process's commit in progress) until they park, as a batch would; their writes join
+        this commit (added to ``group``, resumed with it). Without this they would wait for the
+        next commit and its flush: at 16 clients on 2 workers each commit waits for the other
+        worker's. A commit takes at most :data:`MAX_BATCH` writes this way."""
+        runners, parked = self._late_to
+        room = MAX_BATCH - len(group)
+        if room <= 0 or self._stopping or self._events.empty():
+            return []
+        batch = self._next_batch(None, wait=False, limit=room)
+        if not batch:
+            return []
+        for job in batch:
+            runners.start(job)
+        self.requests += len(batch)
+        joined = parked[:]
+        parked.clear()
+        group.extend(joined)
+        return [write for _, write in joined]
 
     @staticmethod
     def _resume(finish: Any, group: list[tuple[Any, Any]]) -> None:
@@ -174,9 +202,10 @@ class WriteBatcher:
         for waiting, _ in group:
             waiting.switch()
 
-    def _next_batch(self, first: tuple[Any, Any] | None, wait: bool) -> list[tuple[Any, Any]] | None:
-        """Every request that has arrived (at most :data:`MAX_BATCH`), waiting for one if ``wait``
-        (else possibly none); None once stopped."""
+    def _next_batch(self, first: tuple[Any, Any] | None, wait: bool,
+                    limit: int = MAX_BATCH) -> list[tuple[Any, Any]] | None:
+        """Every request that has arrived (at most ``limit``), waiting for one if ``wait`` (else
+        possibly none); None once stopped."""
         events = self._events
         batch: list[tuple[Any, Any]] = []
         item = first
@@ -195,7 +224,7 @@ class WriteBatcher:
                 self._stopping = True
             else:
                 batch.append((kind, value))
-                if len(batch) == MAX_BATCH:
+                if len(batch) == limit:
                     return batch
         return batch or None
 

@@ -117,3 +117,29 @@ def test_many_threads_entering_and_leaving_leave_no_token_behind() -> None:
     for t in threads:
         t.join(timeout=60)
     assert not gate._inside
+
+
+def test_the_writer_reads_while_a_resize_waits_for_it() -> None:
+    """The thread holding the write transaction (``writer``) is inside; code it runs meanwhile (a
+    scheduler's late parked writes) may enter again while a resize waits for it: it gets in at
+    once (waiting would wait for itself), and the resize goes ahead once it has left twice."""
+    gate = Gate()
+    gate.enter()
+    gate.writer = threading.get_ident()
+    done = threading.Event()
+
+    def resize() -> None:
+        with gate.exclusive():
+            assert not gate._inside
+            done.set()
+
+    t = threading.Thread(target=resize)
+    t.start()
+    _until(lambda: _waiters(gate) == 1)
+    gate.enter()  # a read by the writer's thread: in at once, with a second token
+    assert len(gate._inside) == 2 and gate._resizing and not done.is_set()
+    gate.leave()
+    gate.writer = 0
+    gate.leave()
+    t.join(timeout=30)
+    assert done.is_set() and not gate._inside

@@ -320,3 +320,64 @@ def test_a_failed_flush_fails_its_writes(store: Store, monkeypatch: pytest.Monke
     outcome = finishes[0][1].switch()
     assert flushes == [True]
     assert isinstance(outcome, EngineError) and outcome.code == "STORAGE_ERROR"
+
+
+def test_writes_parked_while_a_commit_waits_for_its_turn_join_it_late(store: Store) -> None:
+    """``commit_parked(late=)``: once the commit holds the write transaction, ``late()`` returns the
+    writes parked meanwhile (here: by greenlets started while another thread's group held the
+    store); they join that commit, after the others, each with its own tx and outcome, and the
+    parking code may read while the commit holds the transaction. ``late()`` is called once per
+    attempt; what it returns joins, nothing else."""
+    store.create_namespace("n")
+    ns = store.namespace("n")
+    ns.put({"seen": "before"})
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(txn: Any) -> str:
+        inside.set()
+        release.wait(30)
+        return "held"
+
+    other: list[Any] = []
+    thread = threading.Thread(target=lambda: other.append(store._backend.write(hold, cost=1)))
+    thread.start()
+    inside.wait(30)
+    sched = Scheduler(store)
+    results: dict[str, Any] = {}
+    calls = 0
+
+    def late() -> list[Any]:
+        nonlocal calls
+        calls += 1
+        before = len(sched.parked)
+        for name in ("x", "y"):  # requests that arrived meanwhile: each reads, then writes
+            def body(name: str = name) -> None:
+                seen = ns.get("seen").value
+                try:
+                    results[name] = ns.put({name: seen}) if name == "x" else ns.put({name: 1}, expect={"x": 99})
+                except Conflict as exc:  # x is at tx 3 by then, in the same commit
+                    results[name] = exc.details["conflicts"][0]["actual"]
+            greenlet(body).switch()
+        joined = sched.parked[before:]
+        del sched.parked[before:]
+        late_group.extend(joined)
+        return [write for _, write in joined]
+
+    late_group: list[tuple[Any, Any]] = []
+    before = counters(store)
+    with store.parking(sched.park):
+        greenlet(lambda: results.setdefault("a", ns.put({"a": 1}))).switch()
+        group = sched.parked[:]
+        sched.parked.clear()
+        threading.Timer(0.05, release.set).start()  # the commit queues behind the held write
+        finish = store.commit_parked([write for _, write in group], defer_flush=True, late=late)
+        assert finish is not None
+        finish()
+        for waiting, _ in group + late_group:
+            waiting.switch()
+    thread.join()
+    assert other == ["held"] and calls == 1
+    assert results == {"a": 2, "x": 3, "y": 3}
+    after = counters(store)  # writes: the held one, a and x; commits: the held one's and a's with x's
+    assert (after[0] - before[0], after[1] - before[1]) == (3, 2)
+    assert ns.get("x").value == "before" and ns.get("y") is None and store.verify().ok

@@ -10,9 +10,14 @@ the worker answering. Timeouts only guard against hangs; nothing here measures s
 from __future__ import annotations
 
 import http.client
+import io
 import itertools
+import selectors
 import socket
+import threading
+import types
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -20,7 +25,15 @@ import pytest
 from server import fast_http
 from server.app import App
 from server.handlers.storage import may_ask_for_proof
-from server.worker import MAX_REQUESTS_PER_CONNECTION, POOL, ConnSocket, answerable_now, pooled, request_size
+from server.worker import (
+    MAX_REQUESTS_PER_CONNECTION,
+    POOL,
+    ConnSocket,
+    StrataWorker,
+    answerable_now,
+    pooled,
+    request_size,
+)
 from tests.server.conftest import LiveServer, start_server, stop_server
 from tests.server.sse_client import Subscriber
 
@@ -486,3 +499,73 @@ def test_the_fast_path_judges_a_request_as_its_bytes_are_judged(app: App, data: 
     assert req is not None and req.size == len(data)
     for long_running in (None, app.long_running):
         assert pooled(req, long_running) is (request_size(data, long_running) == POOL), long_running
+
+
+class _Loop:
+    """What :meth:`StrataWorker._deliver` uses of its worker: the hand-back lock and gthread's method
+    queue, whose wake-ups of the loop are recorded here."""
+
+    def __init__(self) -> None:
+        self._handback = threading.Lock()
+        self.method_queue = self
+        self.woken: list[list[Any]] = []
+
+    def defer(self, _fn: Any, conns: list[Any]) -> None:
+        self.woken.append(conns)
+
+    def _send_all(self, conns: list[Any]) -> None:  # what the woken loop runs: not run here
+        raise AssertionError("the loop's part")
+
+
+class _Conn:
+    def __init__(self, sock: socket.socket, polled: int, buffered: bytes = b"") -> None:
+        self.sock = ConnSocket(sock)
+        self.polled = polled
+        self.delivery: tuple[memoryview, bool] | None = None
+        self.parser = types.SimpleNamespace(unreader=types.SimpleNamespace(buf=io.BytesIO(buffered)))
+        if buffered:
+            self.parser.unreader.buf.seek(len(buffered))
+
+
+def test_the_write_batcher_wakes_the_loop_only_for_connections_it_must_finish() -> None:
+    """An answer sent whole on a kept-alive connection still in the poller, with no next request
+    already read, is handed back without waking the loop (it takes it back when the connection
+    fires or at its sweep); a closing connection, an answer the socket did not take whole, bytes of a
+    next request already read, or a connection the loop unregistered meanwhile wake the loop."""
+    loop = _Loop()
+    pairs = [socket.socketpair() for _ in range(6)]
+    try:
+        big = bytearray(b"x" * (16 << 20))  # more than a socketpair's buffers take at once
+        quiet = _Conn(pairs[0][0], selectors.EVENT_READ)
+        closing = _Conn(pairs[1][0], selectors.EVENT_READ)
+        partial_ = _Conn(pairs[2][0], selectors.EVENT_READ)
+        pipelined = _Conn(pairs[3][0], selectors.EVENT_READ, b"GET /healthz HTTP/1.1\r\n\r\n")
+        unpolled = _Conn(pairs[4][0], 0)
+        empty = _Conn(pairs[5][0], selectors.EVENT_READ)
+        StrataWorker._deliver(loop, [(quiet, bytearray(b"answer"), True), (closing, bytearray(b"bye"), False),
+                                     (partial_, big, True), (pipelined, bytearray(b"first"), True),
+                                     (unpolled, bytearray(b"late"), True), (empty, bytearray(), True)])
+        assert loop.woken == [[closing, partial_, pipelined, unpolled]]
+        assert pairs[0][1].recv(100) == b"answer" and pairs[4][1].recv(100) == b"late"
+        assert quiet.delivery is not None and (bytes(quiet.delivery[0]), quiet.delivery[1]) == (b"", True)
+        assert empty.delivery is not None and (bytes(empty.delivery[0]), empty.delivery[1]) == (b"", True)
+        assert closing.delivery is not None and closing.delivery[1] is False
+        assert partial_.delivery is not None and 0 < len(partial_.delivery[0]) < len(big)
+    finally:
+        for ours, peer in pairs:
+            ours.close()
+            peer.close()
+
+
+def test_a_client_closing_after_a_batched_answer_is_let_go(one_worker: LiveServer) -> None:
+    """A connection handed back quietly by the write batcher is the loop's again when it fires: a
+    client that closes after its answer gets its connection closed (a new one is then served)."""
+    for n in range(3):
+        with socket.create_connection(("127.0.0.1", one_worker.port), timeout=30) as sock:
+            sock.sendall(_write_request("bye", f"k{n}", n))
+            status, _ = _Answers(sock).next()
+            assert status == b"HTTP/1.1 200 OK"
+            sock.shutdown(socket.SHUT_WR)
+            assert sock.recv(1) == b""  # the server closed its end, with nothing more sent
+    status, _, body = one_worker.request("POST", "/v4/storage/bye/read", json={"keys": ["k0", "k1", "k2"]})
+    assert status == 200 and [r["value"] for r in orjson.loads(body)["data"]] == [0, 1, 2]

@@ -95,6 +95,40 @@ def test_requests_handed_over_together_share_one_commit_and_one_flush(batch: Bat
     assert [ns.get(f"k{i}").tx for i in range(10)] == list(range(1, 11))
 
 
+def test_requests_arriving_while_a_commit_waits_for_the_store_join_it(batch: Batch) -> None:
+    """A commit waiting for its turn (here another thread's write holds the store, as another
+    worker's commit and flush would) takes the requests that arrived meanwhile once it has the
+    store: one commit for all, each with its own tx, answered together."""
+    store, batcher = batch.store, batch.batcher
+    ns = store.namespace("n")
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(txn: Any) -> str:
+        inside.set()
+        release.wait(30)
+        return "held"
+
+    holder = threading.Thread(target=lambda: store._backend.write(hold, cost=1))
+    holder.start()
+    inside.wait(30)
+    before = store.stats()
+    batcher.submit(0, lambda: ns.put({"a": 0}))
+    while batcher.commits == 0:  # its write parked and its commit waits for the held one
+        threading.Event().wait(0.001)
+    for i in (1, 2):
+        batcher.submit(i, lambda i=i: ns.put({f"late{i}": i}))
+    release.set()
+    holder.join()
+    with batch._all:
+        batch._all.wait_for(lambda: len(batch.answers) == 3, timeout=60)
+    assert {conn: batch.answers[conn] for conn in range(3)} == {0: (b"1", True), 1: (b"2", True), 2: (b"3", True)}
+    after = store.stats()
+    assert (batcher.commits, batcher.requests) == (1, 3)
+    # the held write and its commit, then one commit for the three requests
+    assert (after["writes"] - before["writes"], after["commits"] - before["commits"]) == (4, 2)
+    assert [ns.get(k).tx for k in ("a", "late1", "late2")] == [1, 2, 3] and store.verify().ok
+
+
 def test_a_batch_takes_at_most_max_batch_requests(batch: Batch) -> None:
     ns = batch.store.namespace("n")
     answers = batch.send([lambda i=i: ns.put({f"k{i}": i}) for i in range(MAX_BATCH + 1)])
