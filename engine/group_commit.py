@@ -11,8 +11,9 @@ one and pays two lock round trips for it, as the plain write lock it replaces di
 ``DB.Batch`` combines concurrent updates the same way (with a timer, which this avoids).
 
 What :class:`GroupCommit` leaves to its committer (:class:`engine.backend.Backend` supplies it)
-is everything about storage: running each member in its own nested transaction, one commit, one
-flush. Its own contract is about order, outcomes and wake-ups: see the class docstring.
+is everything about storage: running the members so that each failure is its own (directly in
+one transaction, rerun each in a nested one if one fails), one commit, one flush. Its own
+contract is about order, outcomes and wake-ups: see the class docstring.
 
 **Parked writes.** A thread that serves many requests at once, each in a coroutine of its own
 (the server's write batcher runs each request in a greenlet), cannot sleep in :meth:`GroupCommit.submit`:
