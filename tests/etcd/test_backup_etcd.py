@@ -21,8 +21,10 @@ import pytest
 from engine import Store, errors, export_history, import_history, restore
 from engine.etcd import backup as etcd_backup
 from engine.etcd.store import EtcdStore
+from server.app import create_app
 from server.cli import main
 from tests.engine.clock import Clock
+from tests.server.conftest import Client
 
 from .cluster import EtcdCluster
 from .test_transfer_etcd import _answers, etcd_fingerprint
@@ -74,6 +76,31 @@ def test_a_backup_of_a_store_on_etcd_is_an_lmdb_store_with_its_whole_history(sou
         on_etcd.backup(tmp_path / "b")
     assert in_the_way.value.to_dict()["message"] == (f"backup target {str(tmp_path / 'b')!r} exists and is not an "
                                                      "empty directory; refusing to overwrite it")
+
+
+def test_post_admin_backup_on_etcd_answers_as_on_lmdb_into_the_backup_dir(source: Store, url: str,
+                                                                           tmp_path: Path) -> None:
+    app = create_app(url, backup_dir=tmp_path / "backups")
+    try:
+        _filled(app.store, source)
+        client = Client(app)
+        r = client.post("/v4/admin/backup", json={"path": "nightly/b1"})
+        assert r.status == 201, r
+        info = r.json()
+        head = source.head()
+        assert sorted(info) == ["duration", "hash", "name", "path", "size_bytes", "time", "tx"]  # LMDB's shape
+        assert (info["name"], info["path"], info["tx"], info["hash"]) == (
+            "nightly/b1", str(tmp_path / "backups" / "nightly" / "b1"), 20, head.hash)
+        assert info["size_bytes"] == (tmp_path / "backups" / "nightly" / "b1" / "data.mdb").stat().st_size
+        with Store.open(restore(info["path"], tmp_path / "restored").path) as copy:
+            assert _reads(copy) == _reads(source) and copy.head() == head
+        again = client.post("/v4/admin/backup", json={"path": "nightly/b1"})  # never over a backup
+        assert (again.status, again.code, str(tmp_path) in again.body.decode()) == (409, "CONFLICT", False)
+        bad = client.post("/v4/admin/backup", json={"path": "../out"})
+        assert (bad.status, bad.code, (tmp_path / "out").exists()) == (400, "INVALID_PARAMETERS", False)
+        assert app.store.latest_tx == 20  # a backup writes no tx
+    finally:
+        app.close()
 
 
 def test_a_backup_is_one_consistent_cut_while_writers_continue(on_etcd: Store, tmp_path: Path) -> None:
