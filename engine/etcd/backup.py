@@ -19,9 +19,11 @@ tx's records are read at that tx's own etcd revision, which later writes never c
 windows of 256 txs and the LMDB import writes 10,000 operations per LMDB transaction, so memory holds
 one window, not the history. A store compacted past its first tx (``horizon`` above 1) no longer holds
 the history a backup needs: ``NOT_SUPPORTED`` before anything is written (export a snapshot at the
-horizon, or back up before compacting). Not carried over: idempotency records (a retry of a write made
-before the backup is not recognised after a restore) and the ``created_at`` of namespaces created empty
-(the backup's time).
+horizon, or back up before compacting). LMDB's format could hold a compacted store (a horizon, the log
+whole, only the kept versions), but this backup is built by replaying txs through the LMDB write path,
+and a tx below the horizon cannot be replayed: its freed versions are part of its hash. Not carried over:
+idempotency records (a retry of a write made before the backup is not recognised after a restore) and the
+``created_at`` of namespaces created empty (the backup's time).
 
 **Restore** (:func:`restore`, which :func:`engine.restore` calls for an ``etcd://`` target). The backup
 (from either backend) is copied to a temporary directory and opened there (so the backup itself is never
