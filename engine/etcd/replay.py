@@ -17,9 +17,9 @@ etcd backend does not support leaves the store as it was. The parsed history is 
 no-op deletes left out, a tx left with nothing takes none), as on LMDB.
 
 Stream txs are replayed as stream txs (:mod:`engine.etcd.stream_history`) and the header's ``streams``
-applied at the end as on LMDB. ``NOT_SUPPORTED`` (naming what): a tx with two ops on one stream (no
-export writes one), and ops on no key / txs with no op (written by LMDB stores of old versions, which etcd's log
-cannot hold without creating the namespace).
+applied at the end as on LMDB (a tx with two ops on one stream is ``INVALID_PARAMETERS`` on both backends:
+:func:`engine.stream_transfer.parse_ops`). ``NOT_SUPPORTED`` (naming what): ops on no key / txs with no op
+(written by LMDB stores of old versions, which etcd's log cannot hold without creating the namespace).
 
 The header's ``namespaces`` is applied at the end as on LMDB, without a tx: missing ones created,
 existing ones not listed and holding no key dropped.
@@ -116,9 +116,7 @@ def _parsed(storage: EtcdStorage, body: Iterable[Any], start: int, rename: dict[
 
 def _check_supported(batch: Any, replay: bool) -> None:
     """``NOT_SUPPORTED`` for a tx the etcd backend cannot replay."""
-    if isinstance(batch, list):
-        if len({run.stream for run in batch}) != len(batch):  # never exported: an LMDB publish is one run
-            raise NotSupported.needs_lmdb("import_history of a tx with two ops on one stream")
+    if isinstance(batch, list):  # one op per stream: checked by the parser, on both backends
         return
     if replay and (not batch.runs or any(not run.keys for run in batch.runs)):
         raise NotSupported.needs_lmdb("import_history of txs with an op on no key (old LMDB stores)")

@@ -3,7 +3,7 @@
 An LMDB store's whole history, exported and replayed on an empty etcd prefix, gives the source's txs,
 tx_info (times, notes, operations, hashes), reads at every tx and ``head()``; bad rows are refused with the
 LMDB import's errors and nothing written; an import into a non-empty store is refused as on LMDB; what the
-etcd backend does not support (a tx with two ops on one stream, ops on no key) is ``NOT_SUPPORTED`` naming it,
+etcd backend does not support (ops on no key) is ``NOT_SUPPORTED`` naming it,
 nothing written. Snapshots: ``export_snapshot`` gives LMDB's rows at every tx (paged at one revision while
 writers continue), ``import_snapshot`` writes LMDB's txs (split when one does not fit an etcd txn) and a
 refused one writes nothing; the CLI takes an etcd URL for both. Each test has its own store prefix on the
@@ -162,13 +162,26 @@ def _not_supported(operation: str) -> dict[str, Any]:
                        "(a store opened on a directory)"}
 
 
+@pytest.mark.parametrize("ops", [
+    [{"stream": "s", "op": "publish", "events": [{"data": 1}]}, {"stream": "s", "op": "drop"}],
+    [{"stream": "s", "op": "drop"}, {"stream": "s", "op": "publish", "events": [{"data": 1}]}],
+    [{"stream": "s", "op": "publish", "events": [{"data": 1}]}, {"stream": "s", "op": "publish", "events": []}],
+])
+def test_a_tx_with_two_ops_on_one_stream_is_refused_as_on_lmdb_writing_nothing(
+        source: Store, on_etcd: Store, tmp_path: Path, ops: list[dict[str, Any]]) -> None:
+    rows = _exported(source)
+    twice = [*rows[:4], {**rows[4], "ops": [{"stream": "other", "op": "drop"}, *ops]}, *rows[5:]]
+    refused = _refused(on_etcd, twice, errors.InvalidParameters)  # no export holds one: a publish is one op
+    assert refused == _on_lmdb(tmp_path, twice, errors.InvalidParameters) == {
+        "code": "INVALID_PARAMETERS", "parameter": "ops", "stream": "s", "row": 4,
+        "message": "row 4: stream 's' has two ops in this tx; a tx holds one op per stream (a publish or a drop), "
+                   "as every export writes it"}
+    assert on_etcd.latest_tx == 0
+
+
 def test_what_etcd_cannot_replay_is_not_supported_naming_it_and_nothing_written(source: Store,
                                                                                 on_etcd: Store) -> None:
     rows = _exported(source)
-    twice = [*rows[:4], {**rows[4], "ops": [{"stream": "s", "op": "publish", "events": [{"data": 1}]},
-                                            {"stream": "s", "op": "drop"}]}, *rows[5:]]
-    refused = _refused(on_etcd, twice, errors.NotSupported)  # no export holds one: an LMDB publish is one op
-    assert (refused["operation"], refused["row"]) == ("import_history of a tx with two ops on one stream", 4)
     no_key = [*rows[:4], {**rows[4], "ops": [{"namespace": "gone", "op": "delete", "keys": []}]}, *rows[5:]]
     refused = _refused(on_etcd, no_key, errors.NotSupported)
     assert refused["operation"] == "import_history of txs with an op on no key (old LMDB stores)"
