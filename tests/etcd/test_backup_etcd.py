@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 
 from engine import Store, errors, export_history, import_history, restore
+from engine.etcd import EtcdClient
 from engine.etcd import backup as etcd_backup
 from engine.etcd.store import EtcdStore
+from engine.etcd.url import EtcdUrl
 from server.app import create_app
 from server.cli import main
 from tests.engine.clock import Clock
@@ -228,3 +230,63 @@ def test_strata_backup_and_restore_take_an_etcd_url(source: Store, on_etcd: Stor
                                               "empty store (it is at tx 20); refusing to overwrite it")
     assert main(["backup", str(tmp_path / "c"), "--data", "etcd://h1:99999/p", "--quiet"]) == 2
     assert capsys.readouterr().err.startswith("strata backup: INVALID_PARAMETERS: 'etcd://h1:99999/p' is not an etcd")
+
+
+def _prefix_keys(etcd_cluster: EtcdCluster, url: str) -> list[bytes]:
+    """Every key under the store's prefix, read with a client of its own (the store may be closed)."""
+    prefix = EtcdUrl.parse(url).prefix.encode() + b"/"
+    with EtcdClient(etcd_cluster.endpoints) as client:
+        return [kv.key for kv in client.range(prefix, prefix[:-1] + b"0").kvs]
+
+
+def test_a_restore_that_fails_partway_is_undone_and_the_prefix_takes_a_restore_again(
+        url: str, etcd_cluster: EtcdCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tx past the cluster's --max-txn-ops (128 here) in the second window: the first window's 7 txs were
+    written, then undone in one etcd txn; the prefix holds nothing and a good backup restores into it."""
+    monkeypatch.setattr(etcd_backup, "WINDOW", 7)
+    with Store.open(tmp_path / "lmdb", sync=False) as lmdb:
+        for i in range(9):
+            lmdb.namespace("a").put({f"k:{i}": i})
+        lmdb.namespace("a").put({f"wide:{i}": i for i in range(200)})  # tx 10: 200 puts in one tx
+        lmdb.backup(tmp_path / "wide")
+        with pytest.raises(errors.EngineError) as raised:
+            restore(tmp_path / "wide", url)
+        got = raised.value.to_dict()
+        assert got == {  # row 3 of the second window: tx 10
+            "code": "BATCH_TOO_LARGE", "row": 3, "count": 200, "ops": 206, "limit": 128, "restore": "undone",
+            "message": "row 3: a write of 200 operations needs 206 etcd txn operations; the cluster allows 128 (its "
+                       f"--max-txn-ops); the restore was undone: {url} is an empty store again"}
+        assert _prefix_keys(etcd_cluster, url) == []
+        with Store.open(tmp_path / "small", sync=False) as small:
+            for i in range(9):
+                small.namespace("a").put({f"k:{i}": i})
+            small.backup(tmp_path / "small-b")
+            assert restore(tmp_path / "small-b", url).tx == 9
+            with Store.open(url) as again:
+                assert (again.head(), again.verify().ok) == (small.head(), True)
+
+
+def test_a_restore_raced_by_another_writer_is_not_undone_and_says_what_stays(
+        source: Store, url: str, etcd_cluster: EtcdCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer commits tx 1 to the prefix after the emptiness check: the replay of tx 1 fails, and the
+    undo keeps that tx (an acknowledged write, not the backup's), saying so and how to empty the prefix."""
+    source.backup(tmp_path / "b")
+    real = etcd_backup._replay
+
+    def raced(copy: Store, target: Any, end: int) -> None:
+        with Store.open(url) as other:
+            other.namespace("theirs").put({"k": 1})
+        real(copy, target, end)
+
+    monkeypatch.setattr(etcd_backup, "_replay", raced)
+    with pytest.raises(errors.InvalidParameters) as raised:
+        restore(tmp_path / "b", url)
+    got = raised.value.to_dict()
+    prefix = EtcdUrl.parse(url).prefix
+    assert (got["restore"], got["left_tx"], got["row"]) == ("left", 1, 1)
+    assert got["message"].startswith("row 1: cannot replay tx 1: the next tx of this store is 2")
+    assert got["message"].endswith(
+        f"; the restore could not be undone (tx 1 of the store is not the backup's: another writer wrote to it): "
+        f"{url} holds txs 1 to 1; empty it with etcdctl del --prefix '{prefix}/' before restoring again")
+    with Store.open(url) as target:
+        assert (target.latest_tx, target.namespace("theirs").get("k") is not None) == (1, True)
