@@ -68,6 +68,7 @@ from ..errors import Conflict, InvalidParameters, NotSupported, StorageError
 from ..store import Store
 from ..transfer import export_history, import_history
 from ..txlog import GENESIS
+from .replay import import_history as replay_history
 from .restore_undo import undo
 
 #: Txs replayed onto etcd per window by a restore (parsed and held in memory while the window is written).
@@ -212,7 +213,7 @@ def _replay(copy: Store, target: Any, end: int) -> None:
     since = 0
     while True:
         until = min(since + WINDOW, end)
-        import_history(target, export_history(copy, since=since, until=until))
+        replay_history(target, export_history(copy, since=since, until=until), say_left=False)  # undone on error
         since = until
         if since >= end:
             return

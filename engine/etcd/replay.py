@@ -12,6 +12,9 @@ Unlike the LMDB import, every row is read and checked **before anything is writt
 error), a tx number that does not follow the store's latest tx (LMDB's ``cannot replay tx`` error, so an
 import into a non-empty store is refused as on LMDB), a time before the previous tx's, or something the
 etcd backend does not support leaves the store as it was. The parsed history is held in memory meanwhile.
+A write that fails after others (the cluster lost, a tx over the cluster's limits, a writer racing the
+import) leaves the txs written before it, as LMDB's import leaves the txs before a bad row; its error says
+which (``details["imported"]``: ``[first, last]``), with ``details["row"]`` the first row not written.
 
 ``renumber=True`` commits each tx as the next one, now (:meth:`engine.etcd.storage.EtcdStorage.renumbered`:
 no-op deletes left out, a tx left with nothing takes none), as on LMDB.
@@ -45,9 +48,11 @@ if TYPE_CHECKING:
 
 def import_history(store: Any, rows: Iterable[dict[str, Any]], *, renumber: bool = False,
                    rename: dict[str, str] | None = None, progress: Progress | None = None,
-                   total: int | None = None) -> ImportReport:
+                   total: int | None = None, say_left: bool = True) -> ImportReport:
     """Replay a history export into ``store`` (an :class:`~engine.etcd.store.EtcdStore`); see the module docstring and
-    :func:`engine.transfer.import_history` (whose contract holds, but for what is written before a bad row)."""
+    :func:`engine.transfer.import_history` (whose contract holds, but for what is written before a bad row).
+    ``say_left=False``: a write's error does not name the txs this call wrote before it (a restore, which
+    undoes them, says what became of them)."""
     started = time.perf_counter()
     storage = store.storage()
     rename = rename or {}
@@ -65,7 +70,7 @@ def import_history(store: Any, rows: Iterable[dict[str, Any]], *, renumber: bool
         try:
             tx = _write(storage, batch, note, replay, previous_us)
         except EngineError as exc:
-            raise _row_error(index, exc) from None
+            raise _left(_row_error(index, exc), first, last_tx if say_left else 0) from None
         previous_us = None if replay is None else replay[1]
         if tx is not None:
             first, last_tx, txs = first or tx, tx, txs + 1
@@ -79,6 +84,15 @@ def import_history(store: Any, rows: Iterable[dict[str, Any]], *, renumber: bool
     if streams is not None and (renumber or (header is not None and header.get("until") == storage.latest_tx)):
         stream_history.apply_names(storage, streams, may_drop=not renumber)
     return ImportReport(first, last_tx, txs, items, time.perf_counter() - started)
+
+
+def _left(exc: EngineError, first: int, last: int) -> EngineError:
+    """``exc`` saying which txs this import wrote before it (they stay: each tx is one etcd txn, and a
+    history is many), if any: ``details["imported"]`` is ``[first, last]``."""
+    if not last:
+        return exc
+    return type(exc)(f"{exc.message}; this import wrote txs {first} to {last} before it, which stay",
+                     **exc.details, imported=[first, last])
 
 
 def _write(storage: EtcdStorage, batch: Batch | list[StreamRun], note: dict[str, Any] | None,

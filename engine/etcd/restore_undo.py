@@ -62,7 +62,7 @@ def _undo(target: Any, copy: Any) -> tuple[int, str | None]:
     log_mod = found[0].mod_revision if found else 0
     latest = storage.latest_tx
     if latest > copy.latest_tx or (latest and storage.tx_info(latest).hash != copy.tx_info(latest).hash):
-        return latest, f"tx {latest} of the store is not the backup's: another writer wrote to it"
+        return latest, f"tx {latest} of the store is not the backup's"
     start = layout.prefix + b"/"
     emptied = timeline.client.txn([Compare(layout.log, "MOD", "==", log_mod)], [DeleteRange(start, prefix_end(start))])
     if not emptied.succeeded:

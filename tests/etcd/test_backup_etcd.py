@@ -286,7 +286,7 @@ def test_a_restore_raced_by_another_writer_is_not_undone_and_says_what_stays(
     assert (got["restore"], got["left_tx"], got["row"]) == ("left", 1, 1)
     assert got["message"].startswith("row 1: cannot replay tx 1: the next tx of this store is 2")
     assert got["message"].endswith(
-        f"; the restore could not be undone (tx 1 of the store is not the backup's: another writer wrote to it): "
+        f"; the restore could not be undone (tx 1 of the store is not the backup's): "
         f"{url} holds txs 1 to 1; empty it with etcdctl del --prefix '{prefix}/' before restoring again")
     with Store.open(url) as target:
         assert (target.latest_tx, target.namespace("theirs").get("k") is not None) == (1, True)

@@ -413,3 +413,21 @@ def test_a_refused_snapshot_import_leaves_the_etcd_store_as_it_was(source: Store
     with pytest.raises(errors.InvalidParameters) as on_lmdb:
         import_snapshot(lmdb_target, rows, namespace="copy", batch=2)
     assert refused.value.to_dict() == on_lmdb.value.to_dict()
+
+
+def test_a_write_that_fails_after_others_says_which_txs_the_import_left(on_etcd: Store, tmp_path: Path) -> None:
+    """Tx 4 needs more etcd txn operations than the cluster allows (--max-txn-ops 128): only etcd's commit
+    knows, so txs 1 to 3 are written first; they stay (one etcd txn per tx), and the error says so."""
+    with Store.open(tmp_path / "wide", sync=False) as lmdb:
+        for i in range(3):
+            lmdb.namespace("a").put({f"k:{i}": i})
+        lmdb.namespace("a").put({f"wide:{i}": i for i in range(200)})
+        rows = list(export_history(lmdb))
+        third = lmdb.tx_info(3)
+    with pytest.raises(errors.BatchTooLarge) as raised:
+        import_history(on_etcd, rows)
+    assert raised.value.to_dict() == {
+        "code": "BATCH_TOO_LARGE", "row": 4, "count": 200, "ops": 206, "limit": 128, "imported": [1, 3],
+        "message": "row 4: a write of 200 operations needs 206 etcd txn operations; the cluster allows 128 (its "
+                   "--max-txn-ops); this import wrote txs 1 to 3 before it, which stay"}
+    assert third is not None and (on_etcd.latest_tx, on_etcd.head().hash) == (3, third.hash)
