@@ -11,10 +11,12 @@ source's.
 Unlike the LMDB import, every row is read and checked **before anything is written**: a bad row (LMDB's
 error), a tx number that does not follow the store's latest tx (LMDB's ``cannot replay tx`` error, so an
 import into a non-empty store is refused as on LMDB), a time before the previous tx's, or something the
-etcd backend does not support leaves the store as it was. The parsed history is held in memory meanwhile.
-A write that fails after others (the cluster lost, a tx over the cluster's limits, a writer racing the
-import) leaves the txs written before it, as LMDB's import leaves the txs before a bad row; its error says
-which (``details["imported"]``: ``[first, last]``), with ``details["row"]`` the first row not written.
+etcd backend does not support, or a replayed tx too large for one etcd txn whatever the store holds
+(more operations than the cluster's ``--max-txn-ops`` less 2: ``BATCH_TOO_LARGE``) leaves the store as it
+was. The parsed history is held in memory meanwhile. A write that fails after others (the cluster lost, a
+tx over the cluster's limits by what only its commit knows, a writer racing the import) leaves the txs
+written before it, as LMDB's import leaves the txs before a bad row; its error says which
+(``details["imported"]``: ``[first, last]``), with ``details["row"]`` the first row not written.
 
 ``renumber=True`` commits each tx as the next one, now (:meth:`engine.etcd.storage.EtcdStorage.renumbered`:
 no-op deletes left out, a tx left with nothing takes none), as on LMDB.
@@ -34,7 +36,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import EngineError, NotSupported
+from ..errors import BatchTooLarge, EngineError, NotSupported
 from ..events import StreamRun
 from ..transfer import ImportReport, Progress, _check_header, _check_since, _row_error, _split_header, history_entry
 from ..txlog import check_replay
@@ -120,6 +122,7 @@ def _parsed(storage: EtcdStorage, body: Iterable[Any], start: int, rename: dict[
             batch, note, replay = history_entry(row, rename, storage.limits, renumber)
             _check_supported(batch, replay is not None)
             if replay is not None:
+                _check_fits(batch, storage.etcd_limits.max_txn_ops)
                 check_replay(next_tx, last_us, *replay)
                 next_tx, last_us = replay[0] + 1, replay[1]
         except EngineError as exc:
@@ -134,6 +137,19 @@ def _check_supported(batch: Any, replay: bool) -> None:
         return
     if replay and (not batch.runs or any(not run.keys for run in batch.runs)):
         raise NotSupported.needs_lmdb("import_history of txs with an op on no key (old LMDB stores)")
+
+
+def _check_fits(batch: Batch | list[StreamRun], max_txn_ops: int) -> None:
+    """``BATCH_TOO_LARGE`` for a replayed storage tx that cannot fit one etcd txn whatever the store holds:
+    each of its operations is at least one etcd txn operation (a replay writes every one, deletes of absent
+    keys included), and the log index put is one more, on top of etcd's count of the largest branch."""
+    if isinstance(batch, list):  # a publish is one key, whatever its events: its size is checked at commit
+        return
+    items = sum(len(run.keys) for run in batch.runs)
+    if items + 2 > max_txn_ops:
+        raise BatchTooLarge(f"a write of {items} operations needs at least {items + 2} etcd txn operations; the "
+                            f"cluster allows {max_txn_ops} (its --max-txn-ops)", count=items, ops=items + 2,
+                            limit=max_txn_ops)
 
 
 def _wanted(header: dict[str, Any] | None, rename: dict[str, str]) -> set[str] | None:

@@ -415,19 +415,39 @@ def test_a_refused_snapshot_import_leaves_the_etcd_store_as_it_was(source: Store
     assert refused.value.to_dict() == on_lmdb.value.to_dict()
 
 
-def test_a_write_that_fails_after_others_says_which_txs_the_import_left(on_etcd: Store, tmp_path: Path) -> None:
-    """Tx 4 needs more etcd txn operations than the cluster allows (--max-txn-ops 128): only etcd's commit
-    knows, so txs 1 to 3 are written first; they stay (one etcd txn per tx), and the error says so."""
+def test_a_tx_too_large_for_one_etcd_txn_is_refused_before_anything_is_written(on_etcd: Store,
+                                                                              tmp_path: Path) -> None:
+    """Tx 4 has 200 operations: more than one etcd txn holds (--max-txn-ops 128) whatever the store holds,
+    so the import refuses it while it checks the rows, before txs 1 to 3 are written."""
     with Store.open(tmp_path / "wide", sync=False) as lmdb:
         for i in range(3):
             lmdb.namespace("a").put({f"k:{i}": i})
         lmdb.namespace("a").put({f"wide:{i}": i for i in range(200)})
         rows = list(export_history(lmdb))
-        third = lmdb.tx_info(3)
-    with pytest.raises(errors.BatchTooLarge) as raised:
-        import_history(on_etcd, rows)
-    assert raised.value.to_dict() == {
-        "code": "BATCH_TOO_LARGE", "row": 4, "count": 200, "ops": 206, "limit": 128, "imported": [1, 3],
-        "message": "row 4: a write of 200 operations needs 206 etcd txn operations; the cluster allows 128 (its "
-                   "--max-txn-ops); this import wrote txs 1 to 3 before it, which stay"}
-    assert third is not None and (on_etcd.latest_tx, on_etcd.head().hash) == (3, third.hash)
+    assert _refused(on_etcd, rows, errors.BatchTooLarge) == {  # no tx, no namespace written
+        "code": "BATCH_TOO_LARGE", "row": 4, "count": 200, "ops": 202, "limit": 128,
+        "message": "row 4: a write of 200 operations needs at least 202 etcd txn operations; the cluster allows "
+                   "128 (its --max-txn-ops)"}
+    assert on_etcd.latest_tx == 0
+
+
+def test_a_write_that_fails_after_others_says_which_txs_the_import_left(on_etcd: Store, tmp_path: Path) -> None:
+    """A writer commits a tx of its own once the import has written 100 txs (its progress callback is where
+    it lands): tx 101 can no longer take its number, and the error says the import's 100 txs stay."""
+    with Store.open(tmp_path / "long", sync=False) as lmdb:
+        for i in range(102):
+            lmdb.namespace("a").put({f"k:{i % 5}": i})
+        rows = list(export_history(lmdb))
+        hundredth = lmdb.tx_info(100)
+
+    def race(done: int, total: int | None) -> None:
+        if done == 100:
+            on_etcd.namespace("theirs").put({"k": 1})
+
+    with pytest.raises(errors.EngineError) as raised:
+        import_history(on_etcd, rows, progress=race)
+    got = raised.value.to_dict()
+    assert (got["row"], got["imported"]) == (101, [1, 100])
+    assert got["message"].endswith("; this import wrote txs 1 to 100 before it, which stay")
+    assert hundredth is not None and (on_etcd.latest_tx, (on_etcd.tx_info(100) or pytest.fail()).hash) == (
+        101, hundredth.hash)
