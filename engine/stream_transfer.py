@@ -55,12 +55,20 @@ def is_stream_tx(ops: Any) -> bool:
 
 
 def parse_ops(ops: list[Any], limits: Limits) -> list[StreamRun]:
-    """The stream runs of an exported tx's ops."""
+    """The stream runs of an exported tx's ops. ``INVALID_PARAMETERS`` for a second op on one stream: a tx
+    holds one op per stream (a publish, or a drop), as every export writes it; two would give the tx's
+    events one index twice (the second publish's would overwrite the first's) or a publish its own drop
+    hides, so neither backend can store them as the row says."""
     runs = []
+    seen: set[str] = set()
     for op_row in ops:
         if type(op_row) is not dict or "stream" not in op_row:
             raise InvalidParameters("a tx holds storage ops or stream ops, not both", parameter="ops")
         name = check_namespace(op_row.get("stream"))
+        if name in seen:
+            raise InvalidParameters(f"stream {name!r} has two ops in this tx; a tx holds one op per stream (a "
+                                    "publish or a drop), as every export writes it", parameter="ops", stream=name)
+        seen.add(name)
         if op_row.get("op") == "drop":
             runs.append(StreamRun(name, events.DROP_STREAM, []))
             continue

@@ -56,8 +56,9 @@ class App:
     ``retention`` the policy one process at a time applies in the background, and ``expire_every``
     the seconds between its expiry sweeps (None: only writes record expiries; see
     :mod:`server.lifecycle`); ``backup_dir`` the only directory ``POST /v4/admin/backup`` writes
-    into (default: ``backups`` beside the data directory); ``signer`` the key that signs the heads
-    it serves (``GET /v4/head``, proof reads; None: heads are not signed).
+    into (default: ``backups`` beside the data directory; a store on etcd has no data directory, so
+    there it is None unless given, and the route says to start the server with ``--backup-dir``);
+    ``signer`` the key that signs the heads it serves (``GET /v4/head``, proof reads; None: heads are not signed).
     """
 
     def __init__(
@@ -82,7 +83,7 @@ class App:
         self.signer = signer
         self.retention = retention
         self.expire_every = expire_every or None
-        self.backup_dir = Path(backup_dir or Path(self.data_dir).absolute().parent / "backups").absolute()
+        self.backup_dir: Path | None = _backup_dir(self.data_dir, backup_dir)
         self._lifecycle_leader: LifecycleLeader | None = None
         self.heartbeat = heartbeat
         self.max_streams = max_streams
@@ -262,7 +263,8 @@ def create_app(
     the seconds between SSE heartbeat comments; ``max_streams`` caps the open SSE streams per process;
     ``retention`` (an :class:`engine.Retention`) is applied in the background by one process at a
     time, which also records due expiries as deletes every ``expire_every`` seconds (None: only
-    writes do); ``backup_dir`` is where ``POST /v4/admin/backup`` may write (default ``DATA/../backups``);
+    writes do); ``backup_dir`` is where ``POST /v4/admin/backup`` may write (default ``DATA/../backups``;
+    none for a store on etcd);
     ``signing_key`` is an Ed25519 private key file (PKCS#8 PEM, ``strata keygen``) that signs every head
     served (:class:`engine.signed_head.KeyFileError`, a ValueError, if it cannot be used).
     """
@@ -273,3 +275,14 @@ def create_app(
                openapi_path=openapi_path, heartbeat=heartbeat, max_streams=max_streams, retention=retention,
                backup_dir=backup_dir, expire_every=expire_every,
                signer=None if signing_key is None else HeadSigner.load(signing_key))
+
+
+def _backup_dir(data_dir: str, given: str | os.PathLike[str] | None) -> Path | None:
+    """Where ``POST /v4/admin/backup`` writes: ``given``, else ``backups`` beside an LMDB data directory;
+    None for a store on etcd without one (it has no data directory to put backups beside, and the
+    server's working directory is no place a user chose)."""
+    if given:
+        return Path(given).absolute()
+    if data_dir.startswith("etcd://"):
+        return None
+    return (Path(data_dir).absolute().parent / "backups").absolute()

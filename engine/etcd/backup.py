@@ -19,9 +19,11 @@ tx's records are read at that tx's own etcd revision, which later writes never c
 windows of 256 txs and the LMDB import writes 10,000 operations per LMDB transaction, so memory holds
 one window, not the history. A store compacted past its first tx (``horizon`` above 1) no longer holds
 the history a backup needs: ``NOT_SUPPORTED`` before anything is written (export a snapshot at the
-horizon, or back up before compacting). Not carried over: idempotency records (a retry of a write made
-before the backup is not recognised after a restore) and the ``created_at`` of namespaces created empty
-(the backup's time).
+horizon, or back up before compacting). LMDB's format could hold a compacted store (a horizon, the log
+whole, only the kept versions), but this backup is built by replaying txs through the LMDB write path,
+and a tx below the horizon cannot be replayed: its freed versions are part of its hash. Not carried over:
+idempotency records (a retry of a write made before the backup is not recognised after a restore) and the
+``created_at`` of namespaces created empty (the backup's time).
 
 **Restore** (:func:`restore`, which :func:`engine.restore` calls for an ``etcd://`` target). The backup
 (from either backend) is copied to a temporary directory and opened there (so the backup itself is never
@@ -32,9 +34,10 @@ then replayed onto etcd (:mod:`engine.etcd.replay`) in windows of :data:`WINDOW`
 are held in memory while it is checked and written), with their tx numbers, times and notes; the restored
 store's head must be the backup's (else ``STORAGE_ERROR``), and with ``verify`` its chain is re-derived
 on etcd too. A
-failure partway (the cluster lost, a concurrent writer on the prefix) leaves the txs written so far:
-the prefix is then not empty, so delete it (``etcdctl del --prefix PREFIX/``) before restoring again.
-"""
+failure partway (the cluster lost, a tx the cluster's limits refuse, a concurrent writer on the prefix)
+is undone (:mod:`engine.etcd.restore_undo`): the prefix is emptied again in one etcd txn, unless a tx that
+is not the backup's is in it or the cluster cannot be reached, and the error says which
+(``details["restore"]``: ``"undone"`` or ``"left"`` with ``details["left_tx"]``)."""
 
 from __future__ import annotations
 
@@ -65,6 +68,8 @@ from ..errors import Conflict, InvalidParameters, NotSupported, StorageError
 from ..store import Store
 from ..transfer import export_history, import_history
 from ..txlog import GENESIS
+from .replay import import_history as replay_history
+from .restore_undo import undo
 
 #: Txs replayed onto etcd per window by a restore (parsed and held in memory while the window is written).
 WINDOW = 1000
@@ -151,23 +156,31 @@ def restore(backup_path: str | os.PathLike[str], url: str, *, verify: bool = Tru
     if not data.is_file():
         raise InvalidParameters(f"{str(source)!r} is not a backup (no {DATA_FILE} in it)", parameter="backup_path")
     manifest = read_manifest(source) if source.is_dir() else None
-    with EtcdStore.open(url) as target:
+    with EtcdStore.open(url, seal_interval=None) as target:  # no background sealer: an undo empties the prefix
         _check_empty(target, url)  # first: the cheap refusal, before the backup is copied
         with _opened_copy(data) as copy:
             tx, digest = _checked_backup(copy, manifest, source, verify)
-            _replay(copy, target, tx)
-        got = target.head()
-        if (got.tx, got.hash) != (tx, digest):
-            raise StorageError(f"the restored store is at tx {got.tx} ({got.hash}), but the backup holds tx {tx} "
-                               f"({digest})", url=url)
-        if verify:
-            report = target.verify()
-            if not report.ok:
-                raise StorageError(f"the restored store fails verification at tx {report.bad_tx}: {report.problem}",
-                                   url=url, bad_tx=report.bad_tx)
+            try:
+                _replay(copy, target, tx)
+                _check_restored(target, tx, digest, url, verify)
+            except Exception as exc:
+                raise undo(target, copy, url, exc) from None
         path = target.path
     when = datetime.fromisoformat(manifest["time"]) if manifest else datetime.now().astimezone()
     return BackupInfo(path, tx, digest, data.stat().st_size, when)
+
+
+def _check_restored(target: Any, tx: int, digest: str, url: str, verify: bool) -> None:
+    """``STORAGE_ERROR`` unless the restored store's head is the backup's and, with ``verify``, it verifies."""
+    got = target.head()
+    if (got.tx, got.hash) != (tx, digest):
+        raise StorageError(f"the restored store is at tx {got.tx} ({got.hash}), but the backup holds tx {tx} "
+                           f"({digest})", url=url)
+    if verify:
+        report = target.verify()
+        if not report.ok:
+            raise StorageError(f"the restored store fails verification at tx {report.bad_tx}: {report.problem}",
+                               url=url, bad_tx=report.bad_tx)
 
 
 def _checked_backup(copy: Store, manifest: dict[str, Any] | None, source: Path, verify: bool) -> tuple[int, str]:
@@ -200,7 +213,7 @@ def _replay(copy: Store, target: Any, end: int) -> None:
     since = 0
     while True:
         until = min(since + WINDOW, end)
-        import_history(target, export_history(copy, since=since, until=until))
+        replay_history(target, export_history(copy, since=since, until=until), say_left=False)  # undone on error
         since = until
         if since >= end:
             return

@@ -91,10 +91,18 @@ def compaction_status(app: App, req: Request) -> Response:
 def backup(app: App, req: Request) -> Response:
     """``POST /v4/admin/backup`` with ``{"path": "NAME"}`` (optional: ``backup-<UTC time>``): 201
     and the backup's ``path`` (on the server), ``name``, ``tx``, ``hash``, ``size_bytes``, ``time``.
-    501 ``NOT_SUPPORTED`` on a store on etcd, before the backup directory is touched."""
+    The same on a store on etcd (the backup is an LMDB store with the whole history; see
+    :mod:`engine.etcd.backup`), written by the server that took the request into its ``--backup-dir``:
+    without one (a store on etcd has no data directory to put backups beside) 501 ``NOT_SUPPORTED``
+    saying so, before anything is read or written."""
     _whole_store(req)
-    errors.NotSupported.unless_lmdb(app.store, "backup")
     req.query(_NO_QUERY)
+    backup_dir = app.backup_dir
+    if backup_dir is None:
+        raise errors.NotSupported("backup over HTTP needs a backup directory: a store on etcd has no data directory "
+                                  "to put backups beside; start strata serve with --backup-dir DIR (on several "
+                                  "servers, a directory they share), or run strata backup",
+                                  operation="backup", backend="etcd")
     body = check_fields(req.json(empty={}), _BACKUP_FIELDS, 'backup takes {"path": "name"}')
     name = body.get("path")
     if name is None:
@@ -102,27 +110,27 @@ def backup(app: App, req: Request) -> Response:
     if type(name) is not str:
         raise bad_request(INVALID_PARAMETERS, "path must be a string", "/path", None)
     try:
-        target = backup_target(app.backup_dir, name)
+        target = backup_target(backup_dir, name)
     except ValueError as exc:
         raise bad_request(INVALID_PARAMETERS, f"invalid backup path: {exc}", "/path", name[:200]) from None
-    remove_abandoned_partials(app.backup_dir, recursive=True)
+    remove_abandoned_partials(backup_dir, recursive=True)
     try:
         info = app.store.backup(target)
     except errors.Conflict as exc:  # something is in the way, or another backup took the name first
-        raise _backup_conflict(app, name, exc) from None
+        raise _backup_conflict(backup_dir, name, exc) from None
     except OSError as exc:
         code, status = ("STORAGE_FULL", 507) if exc.errno == errno.ENOSPC else ("STORAGE_ERROR", 500)
         raise HTTPProblem(status, code, f"the backup could not be written: {exc.strerror or exc}") from None
     return json_response(201, {"name": name, **info.to_dict(), "duration": duration(req.t0)})
 
 
-def _backup_conflict(app: App, name: str, exc: errors.Conflict) -> HTTPProblem:
+def _backup_conflict(backup_dir: Path, name: str, exc: errors.Conflict) -> HTTPProblem:
     """409 ``CONFLICT`` naming what is in the way, relative to the backup directory: the server's
     own directory layout is never echoed back."""
     problem = from_engine_error(exc)
     problem.extra = {}  # "path" and "blocking" are server paths
     blocking = Path(str(exc.details.get("blocking", ""))).resolve()
-    root = app.backup_dir.resolve()
+    root = backup_dir.resolve()
     where = blocking.relative_to(root).as_posix() if blocking.is_relative_to(root) else name
     if blocking == root:
         message = "the server's backup directory is a file"

@@ -183,3 +183,30 @@ def test_backup_and_restore_keep_the_streams(store: Store, tmp_path: Path) -> No
         assert (restored.head(), info.tx) == (store.head(), 1)
         assert restored.stream("s").read() == store.stream("s").read()
         assert restored.verify().ok
+
+
+@pytest.mark.parametrize("ops", [
+    [{"stream": "s", "op": "publish", "events": [{"data": 1}]},
+     {"stream": "s", "op": "publish", "events": [{"data": 2}]}],
+    [{"stream": "s", "op": "drop"}, {"stream": "s", "op": "publish", "events": [{"data": 1}]}],
+    [{"stream": "s", "op": "publish", "events": [{"data": 1}]}, {"stream": "s", "op": "drop"}],
+])
+def test_a_history_tx_with_two_ops_on_one_stream_is_refused(store: Store, tmp_path: Path,
+                                                            ops: list[dict[str, object]]) -> None:
+    """No export writes one (a publish, a drop: one op per stream per tx), and none can be stored as the row
+    says: two publishes would give their events one index twice, a drop hides a publish of its own tx."""
+    store.stream("s").publish(["a"])
+    rows = list(engine.export_history(store))
+    bad = [*rows, {**rows[1], "tx": 2, "ops": ops}]
+    with Store.open(tmp_path / "copy", sync=False) as copy:
+        before = fingerprint(copy)
+        with pytest.raises(errors.InvalidParameters) as raised:
+            engine.import_history(copy, [bad[0], bad[2]], renumber=True)
+        assert raised.value.to_dict() == {
+            "code": "INVALID_PARAMETERS", "parameter": "ops", "stream": "s", "row": 1,
+            "message": "row 1: stream 's' has two ops in this tx; a tx holds one op per stream (a publish or a "
+                       "drop), as every export writes it"}
+        assert fingerprint(copy) == before
+        with pytest.raises(errors.InvalidParameters) as replayed:
+            engine.import_history(copy, bad)
+        assert (replayed.value.details["row"], copy.latest_tx, copy.verify().ok) == (2, 1, True)

@@ -19,10 +19,14 @@ from typing import Any
 import pytest
 
 from engine import Store, errors, export_history, import_history, restore
+from engine.etcd import EtcdClient
 from engine.etcd import backup as etcd_backup
 from engine.etcd.store import EtcdStore
+from engine.etcd.url import EtcdUrl
+from server.app import create_app
 from server.cli import main
 from tests.engine.clock import Clock
+from tests.server.conftest import Client
 
 from .cluster import EtcdCluster
 from .test_transfer_etcd import _answers, etcd_fingerprint
@@ -74,6 +78,31 @@ def test_a_backup_of_a_store_on_etcd_is_an_lmdb_store_with_its_whole_history(sou
         on_etcd.backup(tmp_path / "b")
     assert in_the_way.value.to_dict()["message"] == (f"backup target {str(tmp_path / 'b')!r} exists and is not an "
                                                      "empty directory; refusing to overwrite it")
+
+
+def test_post_admin_backup_on_etcd_answers_as_on_lmdb_into_the_backup_dir(source: Store, url: str,
+                                                                           tmp_path: Path) -> None:
+    app = create_app(url, backup_dir=tmp_path / "backups")
+    try:
+        _filled(app.store, source)
+        client = Client(app)
+        r = client.post("/v4/admin/backup", json={"path": "nightly/b1"})
+        assert r.status == 201, r
+        info = r.json()
+        head = source.head()
+        assert sorted(info) == ["duration", "hash", "name", "path", "size_bytes", "time", "tx"]  # LMDB's shape
+        assert (info["name"], info["path"], info["tx"], info["hash"]) == (
+            "nightly/b1", str(tmp_path / "backups" / "nightly" / "b1"), 20, head.hash)
+        assert info["size_bytes"] == (tmp_path / "backups" / "nightly" / "b1" / "data.mdb").stat().st_size
+        with Store.open(restore(info["path"], tmp_path / "restored").path) as copy:
+            assert _reads(copy) == _reads(source) and copy.head() == head
+        again = client.post("/v4/admin/backup", json={"path": "nightly/b1"})  # never over a backup
+        assert (again.status, again.code, str(tmp_path) in again.body.decode()) == (409, "CONFLICT", False)
+        bad = client.post("/v4/admin/backup", json={"path": "../out"})
+        assert (bad.status, bad.code, (tmp_path / "out").exists()) == (400, "INVALID_PARAMETERS", False)
+        assert app.store.latest_tx == 20  # a backup writes no tx
+    finally:
+        app.close()
 
 
 def test_a_backup_is_one_consistent_cut_while_writers_continue(on_etcd: Store, tmp_path: Path) -> None:
@@ -201,3 +230,63 @@ def test_strata_backup_and_restore_take_an_etcd_url(source: Store, on_etcd: Stor
                                               "empty store (it is at tx 20); refusing to overwrite it")
     assert main(["backup", str(tmp_path / "c"), "--data", "etcd://h1:99999/p", "--quiet"]) == 2
     assert capsys.readouterr().err.startswith("strata backup: INVALID_PARAMETERS: 'etcd://h1:99999/p' is not an etcd")
+
+
+def _prefix_keys(etcd_cluster: EtcdCluster, url: str) -> list[bytes]:
+    """Every key under the store's prefix, read with a client of its own (the store may be closed)."""
+    prefix = EtcdUrl.parse(url).prefix.encode() + b"/"
+    with EtcdClient(etcd_cluster.endpoints) as client:
+        return [kv.key for kv in client.range(prefix, prefix[:-1] + b"0").kvs]
+
+
+def test_a_restore_that_fails_partway_is_undone_and_the_prefix_takes_a_restore_again(
+        url: str, etcd_cluster: EtcdCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tx past the cluster's --max-txn-ops (128 here) in the second window: the first window's 7 txs were
+    written, then undone in one etcd txn; the prefix holds nothing and a good backup restores into it."""
+    monkeypatch.setattr(etcd_backup, "WINDOW", 7)
+    with Store.open(tmp_path / "lmdb", sync=False) as lmdb:
+        for i in range(9):
+            lmdb.namespace("a").put({f"k:{i}": i})
+        lmdb.namespace("a").put({f"wide:{i}": i for i in range(200)})  # tx 10: 200 puts in one tx
+        lmdb.backup(tmp_path / "wide")
+        with pytest.raises(errors.EngineError) as raised:
+            restore(tmp_path / "wide", url)
+        got = raised.value.to_dict()
+        assert got == {  # row 3 of the second window: tx 10
+            "code": "BATCH_TOO_LARGE", "row": 3, "count": 200, "ops": 202, "limit": 128, "restore": "undone",
+            "message": "row 3: a write of 200 operations needs at least 202 etcd txn operations; the cluster allows "
+                       f"128 (its --max-txn-ops); the restore was undone: {url} is an empty store again"}
+        assert _prefix_keys(etcd_cluster, url) == []
+        with Store.open(tmp_path / "small", sync=False) as small:
+            for i in range(9):
+                small.namespace("a").put({f"k:{i}": i})
+            small.backup(tmp_path / "small-b")
+            assert restore(tmp_path / "small-b", url).tx == 9
+            with Store.open(url) as again:
+                assert (again.head(), again.verify().ok) == (small.head(), True)
+
+
+def test_a_restore_raced_by_another_writer_is_not_undone_and_says_what_stays(
+        source: Store, url: str, etcd_cluster: EtcdCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer commits tx 1 to the prefix after the emptiness check: the replay of tx 1 fails, and the
+    undo keeps that tx (an acknowledged write, not the backup's), saying so and how to empty the prefix."""
+    source.backup(tmp_path / "b")
+    real = etcd_backup._replay
+
+    def raced(copy: Store, target: Any, end: int) -> None:
+        with Store.open(url) as other:
+            other.namespace("theirs").put({"k": 1})
+        real(copy, target, end)
+
+    monkeypatch.setattr(etcd_backup, "_replay", raced)
+    with pytest.raises(errors.InvalidParameters) as raised:
+        restore(tmp_path / "b", url)
+    got = raised.value.to_dict()
+    prefix = EtcdUrl.parse(url).prefix
+    assert (got["restore"], got["left_tx"], got["row"]) == ("left", 1, 1)
+    assert got["message"].startswith("row 1: cannot replay tx 1: the next tx of this store is 2")
+    assert got["message"].endswith(
+        f"; the restore could not be undone (tx 1 of the store is not the backup's): "
+        f"{url} holds txs 1 to 1; empty it with etcdctl del --prefix '{prefix}/' before restoring again")
+    with Store.open(url) as target:
+        assert (target.latest_tx, target.namespace("theirs").get("k") is not None) == (1, True)

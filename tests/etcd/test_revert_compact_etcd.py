@@ -464,3 +464,33 @@ def test_a_compaction_stopped_after_raising_the_horizon_is_finished_by_the_next_
     assert report(lambda: on_etcd.compact()) == report(lambda: lmdb.compact()) == (
         "tx", {"horizon": 3, "freed": 2, "txs": 4, "pending": False})
     compare_all(lmdb, on_etcd, every_tx=False)
+
+
+def test_a_backup_of_a_store_compacted_past_its_first_tx_is_refused_writing_nothing(
+        etcd: EtcdClient, etcd_cluster: EtcdCluster, tmp_path: Path) -> None:
+    """A backup replays the whole history, which a horizon above 1 has freed: ``NOT_SUPPORTED`` naming the
+    horizon, over HTTP too (501), with no backup directory, partial or not, left behind; a horizon of 1
+    (nothing below tx 1 to free) backs up."""
+    with fresh(etcd, etcd_cluster, Clock()) as store:
+        for i in range(4):
+            store.namespace("a").put({"k": i})
+        store.compact(1)
+        assert store.backup(tmp_path / "at-1").tx == 4
+        store.compact(3)
+        with pytest.raises(errors.NotSupported) as raised:
+            store.backup(tmp_path / "b")
+        assert raised.value.to_dict() == {
+            "code": "NOT_SUPPORTED",
+            "message": "backup of a compacted store is not supported on the etcd backend yet; it needs the LMDB "
+                       "backend (a store opened on a directory): a backup holds the whole history, and the txs "
+                       "before the horizon (tx 3) are gone; export a snapshot at the horizon instead",
+            "operation": "backup of a compacted store", "backend": "etcd", "horizon": 3}
+        url = str(store.url)
+    app = create_app(url, backup_dir=tmp_path / "backups")
+    try:
+        r = Client(app).post("/v4/admin/backup", json={"path": "b"})
+        assert (r.status, r.code, r.json()["horizon"]) == (501, "NOT_SUPPORTED", 3)
+        assert app.store.latest_tx == 4
+    finally:
+        app.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["at-1"]  # no "b", no "backups/b", no partial

@@ -457,12 +457,13 @@ def test_a_closed_store_raises_store_closed(url: str) -> None:
 
 @pytest.fixture(scope="module")
 def etcd_server(etcd_cluster: EtcdCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = start_server(tmp_path_factory.mktemp("serve"), "--data", etcd_cluster.store_url("serve"))
+    tmp = tmp_path_factory.mktemp("serve")
+    server = start_server(tmp, "--data", etcd_cluster.store_url("serve"), "--backup-dir", str(tmp / "backups"))
     yield server
     stop_server(server.proc)
 
 
-def test_strata_serve_on_etcd_writes_reads_and_answers_501_for_what_it_lacks(etcd_server: LiveServer) -> None:
+def test_strata_serve_on_etcd_writes_reads_backs_up_and_follows(etcd_server: LiveServer) -> None:
     status, _, body = etcd_server.request("POST", "/v4/storage/cities/write",
                                           json=[{"key": "c:1", "value": {"name": "Braavos"}}])
     assert (status, orjson.loads(body)["tx"]) == (200, 1)
@@ -470,15 +471,16 @@ def test_strata_serve_on_etcd_writes_reads_and_answers_501_for_what_it_lacks(etc
     answer = orjson.loads(body)
     assert (status, answer["data"], answer["tx"]) == (200, [{"key": "c:1", "value": {"name": "Braavos"}, "tx": 1,
                                                              "binary": False}], 1)
-    status, headers, body = etcd_server.request("POST", "/v4/admin/backup", json={"path": "b1"})
-    assert (status, headers["content-type"]) == (501, "application/problem+json")
-    problem = orjson.loads(body)
-    assert (problem["code"], problem["operation"], problem["detail"]) == (
-        "NOT_SUPPORTED", "backup", "backup is not supported on the etcd backend yet; it needs the LMDB backend "
-                                   "(a store opened on a directory)")
     status, _, body = etcd_server.request("GET", "/v4/tx/1")
     entry = orjson.loads(body)
     assert (status, len(entry["hash"]), entry["note"]) == (200, 64, None)
+    status, _, body = etcd_server.request("POST", "/v4/admin/backup", json={"path": "b1"})  # into --backup-dir
+    backup = orjson.loads(body)
+    assert (status, backup["name"], backup["tx"], backup["hash"], Path(backup["path"]).name) == (
+        201, "b1", 1, entry["hash"], "b1")
+    with Store.open(backup["path"]) as copy:
+        record = copy.namespace("cities").get("c:1")
+        assert (tuple(copy.head()), record and record.value) == ((1, entry["hash"]), {"name": "Braavos"})
     status, _, body = etcd_server.request("GET", "/v4/head")
     status_p, _, proof = etcd_server.request("GET", "/v4/proof/inclusion?tx=1")
     leaf = bytes.fromhex(orjson.loads(proof)["leaf_hash"])
@@ -573,6 +575,10 @@ def test_every_route_on_etcd_answers_or_is_501_not_supported(etcd_app: App) -> N
             method, path, 501, "application/problem+json")
         problem = response.json()
         assert (problem["code"], problem["operation"], problem["backend"]) == ("NOT_SUPPORTED", operation, "etcd")
+    assert problem["detail"] == ("backup over HTTP needs a backup directory: a store on etcd has no data directory to "
+                                 "put backups beside; start strata serve with --backup-dir DIR (on several servers, a "
+                                 "directory they share), or run strata backup")  # the only one left: no --backup-dir
+    assert etcd_app.backup_dir is None
     assert etcd_app.store.latest_tx == latest
     # Everything sealed now (head seals what is not yet), so the store's background sealer has nothing
     # left to write while the module's other tests count their own revisions.

@@ -3,7 +3,7 @@
 An LMDB store's whole history, exported and replayed on an empty etcd prefix, gives the source's txs,
 tx_info (times, notes, operations, hashes), reads at every tx and ``head()``; bad rows are refused with the
 LMDB import's errors and nothing written; an import into a non-empty store is refused as on LMDB; what the
-etcd backend does not support (a tx with two ops on one stream, ops on no key) is ``NOT_SUPPORTED`` naming it,
+etcd backend does not support (ops on no key) is ``NOT_SUPPORTED`` naming it,
 nothing written. Snapshots: ``export_snapshot`` gives LMDB's rows at every tx (paged at one revision while
 writers continue), ``import_snapshot`` writes LMDB's txs (split when one does not fit an etcd txn) and a
 refused one writes nothing; the CLI takes an etcd URL for both. Each test has its own store prefix on the
@@ -162,13 +162,26 @@ def _not_supported(operation: str) -> dict[str, Any]:
                        "(a store opened on a directory)"}
 
 
+@pytest.mark.parametrize("ops", [
+    [{"stream": "s", "op": "publish", "events": [{"data": 1}]}, {"stream": "s", "op": "drop"}],
+    [{"stream": "s", "op": "drop"}, {"stream": "s", "op": "publish", "events": [{"data": 1}]}],
+    [{"stream": "s", "op": "publish", "events": [{"data": 1}]}, {"stream": "s", "op": "publish", "events": []}],
+])
+def test_a_tx_with_two_ops_on_one_stream_is_refused_as_on_lmdb_writing_nothing(
+        source: Store, on_etcd: Store, tmp_path: Path, ops: list[dict[str, Any]]) -> None:
+    rows = _exported(source)
+    twice = [*rows[:4], {**rows[4], "ops": [{"stream": "other", "op": "drop"}, *ops]}, *rows[5:]]
+    refused = _refused(on_etcd, twice, errors.InvalidParameters)  # no export holds one: a publish is one op
+    assert refused == _on_lmdb(tmp_path, twice, errors.InvalidParameters) == {
+        "code": "INVALID_PARAMETERS", "parameter": "ops", "stream": "s", "row": 4,
+        "message": "row 4: stream 's' has two ops in this tx; a tx holds one op per stream (a publish or a drop), "
+                   "as every export writes it"}
+    assert on_etcd.latest_tx == 0
+
+
 def test_what_etcd_cannot_replay_is_not_supported_naming_it_and_nothing_written(source: Store,
                                                                                 on_etcd: Store) -> None:
     rows = _exported(source)
-    twice = [*rows[:4], {**rows[4], "ops": [{"stream": "s", "op": "publish", "events": [{"data": 1}]},
-                                            {"stream": "s", "op": "drop"}]}, *rows[5:]]
-    refused = _refused(on_etcd, twice, errors.NotSupported)  # no export holds one: an LMDB publish is one op
-    assert (refused["operation"], refused["row"]) == ("import_history of a tx with two ops on one stream", 4)
     no_key = [*rows[:4], {**rows[4], "ops": [{"namespace": "gone", "op": "delete", "keys": []}]}, *rows[5:]]
     refused = _refused(on_etcd, no_key, errors.NotSupported)
     assert refused["operation"] == "import_history of txs with an op on no key (old LMDB stores)"
@@ -400,3 +413,41 @@ def test_a_refused_snapshot_import_leaves_the_etcd_store_as_it_was(source: Store
     with pytest.raises(errors.InvalidParameters) as on_lmdb:
         import_snapshot(lmdb_target, rows, namespace="copy", batch=2)
     assert refused.value.to_dict() == on_lmdb.value.to_dict()
+
+
+def test_a_tx_too_large_for_one_etcd_txn_is_refused_before_anything_is_written(on_etcd: Store,
+                                                                              tmp_path: Path) -> None:
+    """Tx 4 has 200 operations: more than one etcd txn holds (--max-txn-ops 128) whatever the store holds,
+    so the import refuses it while it checks the rows, before txs 1 to 3 are written."""
+    with Store.open(tmp_path / "wide", sync=False) as lmdb:
+        for i in range(3):
+            lmdb.namespace("a").put({f"k:{i}": i})
+        lmdb.namespace("a").put({f"wide:{i}": i for i in range(200)})
+        rows = list(export_history(lmdb))
+    assert _refused(on_etcd, rows, errors.BatchTooLarge) == {  # no tx, no namespace written
+        "code": "BATCH_TOO_LARGE", "row": 4, "count": 200, "ops": 202, "limit": 128,
+        "message": "row 4: a write of 200 operations needs at least 202 etcd txn operations; the cluster allows "
+                   "128 (its --max-txn-ops)"}
+    assert on_etcd.latest_tx == 0
+
+
+def test_a_write_that_fails_after_others_says_which_txs_the_import_left(on_etcd: Store, tmp_path: Path) -> None:
+    """A writer commits a tx of its own once the import has written 100 txs (its progress callback is where
+    it lands): tx 101 can no longer take its number, and the error says the import's 100 txs stay."""
+    with Store.open(tmp_path / "long", sync=False) as lmdb:
+        for i in range(102):
+            lmdb.namespace("a").put({f"k:{i % 5}": i})
+        rows = list(export_history(lmdb))
+        hundredth = lmdb.tx_info(100)
+
+    def race(done: int, total: int | None) -> None:
+        if done == 100:
+            on_etcd.namespace("theirs").put({"k": 1})
+
+    with pytest.raises(errors.EngineError) as raised:
+        import_history(on_etcd, rows, progress=race)
+    got = raised.value.to_dict()
+    assert (got["row"], got["imported"]) == (101, [1, 100])
+    assert got["message"].endswith("; this import wrote txs 1 to 100 before it, which stay")
+    assert hundredth is not None and (on_etcd.latest_tx, (on_etcd.tx_info(100) or pytest.fail()).hash) == (
+        101, hundredth.hash)
