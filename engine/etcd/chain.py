@@ -39,6 +39,7 @@ recomputes the chain from the log and compares it with what was sealed.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,7 @@ import ormsgpack
 
 from .. import errors
 from ..codec import CLEAR, DELETE, PUT
-from ..txlog import GENESIS, chain_hash
+from ..txlog import GENESIS, canonical_entry, chain_hash
 from ..txn import Run
 from .commit import records_of
 from .kv import Compare, Put, Range, RangeResult
@@ -100,6 +101,20 @@ def next_link(prev: Link, m: Material) -> Link:
     """The link of ``m``'s tx after ``prev``: its time clamped to ``prev``'s, its hash chained."""
     time_us = max(m.time_us, prev.time_us)
     return Link(m.tx, chain_hash(prev.hash, m.tx, time_us, m.note, m.runs, m.records), time_us)
+
+
+def chained(prev: Link, found: Sequence[Material]) -> tuple[list[Link], list[bytes]]:
+    """The links of ``found`` after ``prev`` (as :func:`next_link` chains them) and each tx's canonical
+    entry, which its hash and its Merkle leaf both hash (:func:`engine.txlog.chain_hash`), encoded once."""
+    links: list[Link] = []
+    entries: list[bytes] = []
+    for m in found:
+        time_us = max(m.time_us, prev.time_us)
+        entry = canonical_entry(m.tx, time_us, m.note, m.runs, m.records)
+        prev = Link(m.tx, hashlib.sha256(prev.hash + entry).digest(), time_us)
+        links.append(prev)
+        entries.append(entry)
+    return links, entries
 
 
 # -- reading what a tx wrote ---------------------------------------------------------------------
@@ -306,12 +321,11 @@ def seal(timeline: Timeline, upto: int, fence: Compare | None = None, *, seen: S
         if not found and broken is not None:
             raise errors.StorageError(f"the hash chain cannot be sealed past tx {broken.tx - 1}: tx {broken.tx}: "
                                       f"{broken.problem}", tx=broken.tx)
-        links, prev = [], head
-        for m in found:
-            prev = next_link(prev, m)
-            links.append(prev)
+        links, entries = chained(head, found)
+        prev = links[-1] if links else head
         # The Merkle tree grows in the same txn; from the tail, its entries are those the tail kept.
-        tree = txtree.extension(timeline, head.tx, found, links, None if tail is None else (mod, dict(tail.tree)))
+        tree = txtree.extension(timeline, head.tx, found, links, None if tail is None else (mod, dict(tail.tree)),
+                                entries)
         if tree is None:
             txtree.catch_up(timeline, head.tx, fence)
             continue
