@@ -23,9 +23,11 @@ closed every third of the lease's TTL, to renew the lease; the lease is renewed 
 when a third of its TTL has passed since the last renewal, not at every look.
 
 **What a seal costs the cluster.** The look reads ``P/sys/hk``, the sealed head and the tree head in
-one read txn, and the holder keeps what its last seal stored (:mod:`engine.etcd.tail`), so a seal after
-its first is the seal txn alone: no read of the segments, the tree or the housekeeping key (each
-linearizable read costs the cluster a quorum round, about what a write costs it).
+one serializable read txn (the member's own state, no quorum round; a stale one only makes the seal's
+guarded txn fail and read again), and the holder keeps what its last seal stored
+(:mod:`engine.etcd.tail`), so a seal after its first is the seal txn alone: no read of the segments,
+the tree or the housekeeping key (each linearizable read costs the cluster a quorum round, about what
+a write costs it).
 
 **Lag bound** (how long after its commit a tx can stay unsealed, in steady state, that is while the
 sealer keeps up with the writers: hashing is about 1,700 txs per second here): ``interval`` + one
@@ -134,8 +136,11 @@ class Sealer:
         """Seal up to the latest tx if :attr:`batch` txs wait or the oldest has waited :attr:`interval`
         seconds; else wait for that (:meth:`_gather`). The latest tx and the sealed head: one read."""
         layout = self.timeline.layout
+        # A serializable read: no quorum round for the cluster. A member a little behind shows an older
+        # latest tx (sealed at the next look) or an older head (the seal's compares fail: it reads again).
         latest, revision, (hk, head, tree) = self.timeline.latest_with(
-            [Range(layout.housekeeping), Range(layout.seal_head), Range(layout.tree_head)])
+            [Range(k, serializable=True) for k in (layout.housekeeping, layout.seal_head, layout.tree_head)],
+            serializable=True)
         waiting = latest - head_of(head)[0].tx
         if waiting <= 0:
             self._due = None

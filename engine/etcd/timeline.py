@@ -163,9 +163,11 @@ class Timeline:
         latest, revision, _ = self.latest_with(())
         return latest, revision
 
-    def latest_with(self, ranges: Sequence[Range]) -> tuple[int, int, list[RangeResult]]:
-        """:meth:`latest` and the answers to ``ranges``, all read in the same read-only txn."""
-        result = self.client.txn((), [Range(self.layout.housekeeping), *ranges])
+    def latest_with(self, ranges: Sequence[Range], *, serializable: bool = False) -> tuple[int, int, list[RangeResult]]:
+        """:meth:`latest` and the answers to ``ranges``, all read in the same read-only txn. ``serializable``
+        (``ranges`` must be serializable too): served by the member asked from its own state, without a
+        quorum round, so possibly a little behind the cluster's latest (still one consistent revision)."""
+        result = self.client.txn((), [Range(self.layout.housekeeping, serializable=serializable), *ranges])
         answers: list[RangeResult] = []
         for answer in result.responses:
             assert isinstance(answer, RangeResult)

@@ -511,3 +511,28 @@ def test_threads_that_see_one_new_housekeeping_count_at_once_refresh_it_once(
         t.join()
     assert reads.calls == [storage.layout.housekeeping] * 2  # one refresh (its two versions), not one per thread
     assert timeline.housekeeping_revisions() == other.timeline.housekeeping_revisions()
+
+
+def test_the_background_sealers_looks_are_serializable_reads_and_its_seals_still_land(
+        etcd: EtcdClient, storage: EtcdStorage, lmdb: Store, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    looks: list[bool] = []
+    real_txn = storage.client.txn
+
+    def txn(compare: Any = (), success: Any = (), failure: Any = ()) -> Any:
+        if threading.current_thread().name == "strata-etcd-sealer" and not compare and success and all(
+                isinstance(op, Range) for op in success) and success[0].key == storage.layout.housekeeping:
+            looks.append(all(op.serializable for op in success))  # a look (the first seal's reads are not)
+        return real_txn(compare, success, failure)
+    monkeypatch.setattr(storage.client, "txn", txn)
+    heads, stop = sealed_heads(etcd, storage)
+    sealer = Sealer(storage.timeline, interval=0, batch=1000).start()
+    try:
+        both(storage, lmdb, clock, 1)
+        assert next(heads) == 1
+        both(storage, lmdb, clock, 1)
+        assert next(heads) == 2
+    finally:
+        stop()
+        sealer.close()
+    assert looks and all(looks)  # no quorum round for the cluster per look
+    assert storage.head() == tuple(lmdb.head()) and storage.verify() == lmdb.verify()
