@@ -297,15 +297,11 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
             p.compare.extend(compare)
             p.success[-1:-1] = puts
         check_limits(p, request_key, limits, items)
-        token = timeline.written.sending()
-        try:
-            result = commit_once(timeline.client, request_key, p.entry, p.compare, p.success, p.failure,
-                                 same_request=lambda stored: _fingerprint_of(stored) == request_fp)
-            if result.succeeded and not result.replayed:  # this attempt wrote them: the sealer need not read them
-                timeline.written.add(result.revision, p.entry, p.records)
-        finally:
-            timeline.written.answered(token)
+        result = commit_once(timeline.client, request_key, p.entry, p.compare, p.success, p.failure,
+                             same_request=lambda stored: _fingerprint_of(stored) == request_fp)
         if result.succeeded:
+            if not result.replayed:  # this attempt's txn wrote them: the local sealer need not read them back
+                timeline.written.add(result.revision, p.entry, p.records)
             return committed_tx(timeline, result, claim)
         housekeeping = result.responses[-1]
         assert isinstance(housekeeping, RangeResult)

@@ -31,11 +31,9 @@ a write costs it).
 
 **Lag bound** (how long after its commit a tx can stay unsealed, in steady state, that is while the
 sealer keeps up with the writers: hashing is about 1,700 txs per second here): ``interval`` + one
-watch delivery + the answers of this process's commits in flight at the look (at most
-:data:`SETTLE_SECONDS`; one round trip in practice) + two seals (one under way when the tx committed,
-then its own: one etcd txn each in steady state, plus hashing); under a write rate of ``batch /
-interval`` txs per second and more, the time one seal takes, since each look then finds ``batch`` txs
-waiting. After the holder dies: its
+watch delivery + two seals (one under way when the tx committed, then its own: one etcd txn each in
+steady state, plus hashing); under a write rate of ``batch / interval`` txs per
+second and more, the time one seal takes, since each look then finds ``batch`` txs waiting. After the holder dies: its
 lease's TTL + up to one TTL until another looks + one housekeeping txn + the backlog at hashing speed.
 A seal that fails (the cluster unreachable, or a tx that cannot be hashed: see
 :func:`engine.etcd.chain.seal`) is logged and retried after :data:`RETRY_SECONDS`; readers asking for
@@ -64,9 +62,6 @@ INTERVAL = 0.25
 BATCH = 64
 #: Seconds before trying again after a seal failed.
 RETRY_SECONDS = 1.0
-#: Seconds a seal waits, at most, for this process's commits in flight at its look to be answered
-#: (:meth:`engine.etcd.written.Written.settle`): a commit's answer is one round trip away.
-SETTLE_SECONDS = 0.1
 
 
 class Sealer:
@@ -147,8 +142,6 @@ class Sealer:
         elif self._due is None:
             self._due = time.monotonic() + self.interval
         if waiting >= self.batch or (waiting > 0 and self._due is not None and time.monotonic() >= self._due):
-            # This process's commits answered after the look are taken from memory, not read back.
-            self.timeline.written.settle(SETTLE_SECONDS)
             # This look's read and the last seal's tail spare the seal its reads (engine.etcd.tail).
             seal(self.timeline, latest, self.seat.fence, seen=Seen(revision, hk, head, tree), memo=self._memo)
             self._due = None  # txs committed during the seal start their own wait at the next look

@@ -12,15 +12,6 @@ writer of 1-item puts 10-14% of its writes per second without this, nothing meas
 
 Contract: :meth:`Written.add` records a tx the writer saw commit (never a replayed one: its answer was
 not this attempt's); :meth:`Written.take` hands back, and forgets, the ones asked for that it holds.
-
-**Commits in flight.** A writer's txn is applied before its answer reaches the writer, so a seal that
-looks at the latest tx in between would find that tx committed but not yet held, and read it back (three
-reads on the cluster for one tx: at one writer, about one per seal). The writer brackets each commit
-with :meth:`Written.sending` / :meth:`Written.answered` (adding the tx first when it committed), and the
-sealer, once its look has told it the latest tx, calls :meth:`Written.settle`: it waits until every
-commit that was in flight then has been answered (they were sent before the look's answer arrived;
-any later one lands after the look's revision), at most ``timeout`` seconds (then the seal reads back
-what is missing, as it always could).
 Only the seal uses it: ``verify``, proofs and the tree's catch-up read what etcd stores, so a log entry
 or record rewritten behind Strata's back still shows there (a seal made from memory then disagrees
 with what verify recomputes, which names the tx). Bounded: at most :data:`MAX_TXS` txs and
@@ -49,35 +40,6 @@ class Written:
         self._txs: OrderedDict[int, tuple[bytes, list[list[bytes]], int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-        self._flight: set[int] = set()  # tokens of the commits sent and not answered yet
-        self._next = 0
-        self._settling = 0  # threads in settle (answered notifies only then)
-        self._answered = threading.Condition(self._lock)
-
-    def sending(self) -> int:
-        """A commit is about to be sent: its token, for :meth:`answered`."""
-        with self._lock:
-            self._next += 1
-            self._flight.add(self._next)
-            return self._next
-
-    def answered(self, token: int) -> None:
-        """The commit of ``token`` was answered (or failed): a :meth:`settle` waiting for it goes on."""
-        with self._lock:
-            self._flight.discard(token)
-            if self._settling:
-                self._answered.notify_all()
-
-    def settle(self, timeout: float) -> bool:
-        """Wait until every commit in flight now has been answered, at most ``timeout`` seconds; whether
-        they all were."""
-        with self._lock:
-            waiting = set(self._flight)
-            self._settling += 1
-            try:
-                return self._answered.wait_for(lambda: not waiting & self._flight, timeout)
-            finally:
-                self._settling -= 1
 
     def add(self, revision: int, entry: bytes, records: list[list[bytes]]) -> None:
         """Tx at ``revision`` wrote ``entry`` at its request key and ``records`` (per logged run, in order)."""
