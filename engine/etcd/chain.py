@@ -39,6 +39,7 @@ recomputes the chain from the log and compares it with what was sealed.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,12 +48,13 @@ import ormsgpack
 
 from .. import errors
 from ..codec import CLEAR, DELETE, PUT
-from ..txlog import GENESIS, chain_hash
+from ..txlog import GENESIS, canonical_entry, chain_hash
 from ..txn import Run
 from .commit import records_of
 from .kv import Compare, Put, Range, RangeResult
 from .stream_log import is_stream_run
 from .stream_log import records_of as event_records
+from .tail import Memo, Seen, Tail
 from .timeline import Timeline
 from .txlog import records_at
 from .written import Written
@@ -99,6 +101,20 @@ def next_link(prev: Link, m: Material) -> Link:
     """The link of ``m``'s tx after ``prev``: its time clamped to ``prev``'s, its hash chained."""
     time_us = max(m.time_us, prev.time_us)
     return Link(m.tx, chain_hash(prev.hash, m.tx, time_us, m.note, m.runs, m.records), time_us)
+
+
+def chained(prev: Link, found: Sequence[Material]) -> tuple[list[Link], list[bytes]]:
+    """The links of ``found`` after ``prev`` (as :func:`next_link` chains them) and each tx's canonical
+    entry, which its hash and its Merkle leaf both hash (:func:`engine.txlog.chain_hash`), encoded once."""
+    links: list[Link] = []
+    entries: list[bytes] = []
+    for m in found:
+        time_us = max(m.time_us, prev.time_us)
+        entry = canonical_entry(m.tx, time_us, m.note, m.runs, m.records)
+        prev = Link(m.tx, hashlib.sha256(prev.hash + entry).digest(), time_us)
+        links.append(prev)
+        entries.append(entry)
+    return links, entries
 
 
 # -- reading what a tx wrote ---------------------------------------------------------------------
@@ -262,30 +278,42 @@ def segment_times(timeline: Timeline, start: int) -> list[int]:
     return [time_us for _, time_us in ormsgpack.unpackb(found.kvs[0].value)] if found.kvs else []
 
 
-def _segment_puts(timeline: Timeline, head: Link, links: list[Link]) -> list[Put]:
-    """The segments ``links`` (the txs after ``head``) extend, each as its whole new value."""
+def _segment_puts(timeline: Timeline, head: Link, links: list[Link],
+                  tail: Tail | None = None) -> tuple[list[Put], list[list[Any]]]:
+    """The segments ``links`` (the txs after ``head``) extend, each as its whole new value, and the entries
+    of the last one. ``tail``: the head's segment as this process's last seal stored it (not read)."""
     layout = timeline.layout
     by_segment: dict[int, list[list[Any]]] = {}
     first = head.tx + 1
     if head.tx % SEGMENT:  # the head's segment is partly filled: extend what it holds
-        found = timeline.client.range(layout.segment(segment_start(first)))
-        by_segment[segment_start(first)] = ormsgpack.unpackb(found.kvs[0].value)[: head.tx % SEGMENT]
+        if tail is not None:
+            by_segment[segment_start(first)] = list(tail.segment)
+        else:
+            found = timeline.client.range(layout.segment(segment_start(first)))
+            by_segment[segment_start(first)] = ormsgpack.unpackb(found.kvs[0].value)[: head.tx % SEGMENT]
     for link in links:
         by_segment.setdefault(segment_start(link.tx), []).append([link.hash, link.time_us])
-    return [Put(layout.segment(start), ormsgpack.packb(entries)) for start, entries in by_segment.items()]
+    puts = [Put(layout.segment(start), ormsgpack.packb(entries)) for start, entries in by_segment.items()]
+    return puts, by_segment[segment_start(links[-1].tx)] if links else []
 
 
-def seal(timeline: Timeline, upto: int, fence: Compare | None = None) -> Link:
+def seal(timeline: Timeline, upto: int, fence: Compare | None = None, *, seen: Seen | None = None,
+         memo: Memo | None = None) -> Link:
     """Seal every tx up to ``upto`` (a committed tx) that is not sealed yet; return the sealed head (at
     or past ``upto``). ``STORAGE_ERROR`` when a tx cannot be hashed (its log entry or a record is gone,
     or a foreign write broke the numbering): the chain cannot go past it. ``fence``: a compare every seal
     txn also carries (the sealer seat's, :mod:`engine.etcd.seat`); ``CONFLICT`` when it fails. The same
     txns grow the Merkle tree (:mod:`engine.etcd.txtree`), first building what a store sealed before it
-    had a tree lacks."""
+    had a tree lacks.
+
+    The background sealer's shortcuts (:mod:`engine.etcd.tail`): ``seen``, the heads it has just read
+    (not read again for the first seal txn); ``memo``, what its last seal stored (the segments and tree
+    entries are then not read back while the sealed head is still that seal's), updated by each seal."""
     from . import txtree  # the tree builds on this module's materials and links: imported when used
 
     while True:
-        head, mod = sealed_head(timeline)
+        head, mod, housekeeping, tail = _heads(timeline, seen, memo)
+        seen = None  # the caller's read is good for one attempt (its txn is guarded by what it saw)
         if head.tx >= upto:
             return head
         txs = range(head.tx + 1, min(upto, head.tx + txtree.seal_limit(timeline)) + 1)
@@ -293,25 +321,48 @@ def seal(timeline: Timeline, upto: int, fence: Compare | None = None) -> Link:
         if not found and broken is not None:
             raise errors.StorageError(f"the hash chain cannot be sealed past tx {broken.tx - 1}: tx {broken.tx}: "
                                       f"{broken.problem}", tx=broken.tx)
-        links, prev = [], head
-        for m in found:
-            prev = next_link(prev, m)
-            links.append(prev)
-        tree = txtree.extension(timeline, head.tx, found, links)  # the Merkle tree grows in the same txn
+        links, entries = chained(head, found)
+        prev = links[-1] if links else head
+        # The Merkle tree grows in the same txn; from the tail, its entries are those the tail kept.
+        tree = txtree.extension(timeline, head.tx, found, links, None if tail is None else (mod, dict(tail.tree)),
+                                entries)
         if tree is None:
             txtree.catch_up(timeline, head.tx, fence)
             continue
-        puts = [*_segment_puts(timeline, head, links), *tree[0],
-                Put(timeline.layout.seal_head, ormsgpack.packb([prev.tx, prev.hash, prev.time_us]))]
+        segments, last_segment = _segment_puts(timeline, head, links, tail)
+        head_put = Put(timeline.layout.seal_head, ormsgpack.packb([prev.tx, prev.hash, prev.time_us]))
+        puts = [*segments, *tree[0], head_put]
         guard = [Compare(timeline.layout.seal_head, "MOD", "==", mod), tree[1], *([] if fence is None else [fence])]
+        if memo is not None:
+            memo.tail = None  # until this seal is known to have landed
         try:
-            timeline.housekeeping(puts, guard)
+            revision = timeline.housekeeping(puts, guard, housekeeping)
         except errors.Conflict:
             if fence is not None and not holds(timeline, fence):
                 raise
             continue  # another sealer sealed meanwhile: go on from its head
+        if memo is not None and links:
+            memo.tail = Tail(revision, prev.tx, prev.hash, prev.time_us, last_segment,
+                             txtree.kept_for_next(tree[2], prev.tx))
         if prev.tx >= upto:
             return prev
+
+
+def _heads(timeline: Timeline, seen: Seen | None,
+           memo: Memo | None) -> tuple[Link, int, tuple[RangeResult, int] | None, Tail | None]:
+    """The sealed head and its mod revision (from ``seen`` if given, else read), ``P/sys/hk`` as ``seen``
+    showed it (None: read it), and ``memo``'s tail if it is still what is stored (:mod:`engine.etcd.tail`)."""
+    tail = memo.tail if memo is not None else None
+    if seen is not None:
+        (head, mod), housekeeping = head_of(seen.head), (seen.housekeeping, seen.revision)
+        if tail is not None and (seen.tree.kvs[0].mod_revision if seen.tree.kvs else 0) != tail.revision:
+            tail = None
+    else:
+        (head, mod), housekeeping = sealed_head(timeline), None
+    if tail is not None and (tail.revision, tail.tx, tail.hash, tail.time_us) != (mod, head.tx, head.hash,
+                                                                                   head.time_us):
+        tail = None  # another seal landed since this process's last one: read what it stored
+    return head, mod, housekeeping, tail
 
 
 def holds(timeline: Timeline, compare: Compare) -> bool:

@@ -80,7 +80,7 @@ from .kv import Compare, DeleteRange, KeyValue, Put, Range, RangeResult, Request
 from .limits import EtcdLimits as EtcdLimits  # where callers have always found it
 from .once import Commit, commit_once
 from .reads import snapshot
-from .timeline import Timeline, count_of
+from .timeline import Timeline, count_of, newest_of
 
 
 class TxGuard(Protocol):
@@ -355,7 +355,7 @@ def _fingerprint_of(stored: bytes) -> bytes | None:
 def _tx_from(timeline: Timeline, revision: int, housekeeping: Any) -> int:
     assert isinstance(housekeeping, RangeResult)
     count = count_of(housekeeping.kvs)
-    timeline.learn(count, revision)
+    timeline.learn(count, revision, newest_of(housekeeping.kvs))
     return revision - timeline.base - count
 
 

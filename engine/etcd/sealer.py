@@ -22,10 +22,17 @@ loop, one that starts next at once) until the first tx shows up, and closes it. 
 closed every third of the lease's TTL, to renew the lease; the lease is renewed (a keepalive) only
 when a third of its TTL has passed since the last renewal, not at every look.
 
+**What a seal costs the cluster.** The look reads ``P/sys/hk``, the sealed head and the tree head in
+one serializable read txn (the member's own state, no quorum round; a stale one only makes the seal's
+guarded txn fail and read again), and the holder keeps what its last seal stored
+(:mod:`engine.etcd.tail`), so a seal after its first is the seal txn alone: no read of the segments,
+the tree or the housekeeping key (each linearizable read costs the cluster a quorum round, about what
+a write costs it).
+
 **Lag bound** (how long after its commit a tx can stay unsealed, in steady state, that is while the
 sealer keeps up with the writers: hashing is about 1,700 txs per second here): ``interval`` + one
-watch delivery + two seals (one under way when the tx committed, then its own: a few etcd round trips
-each, plus hashing); under a write rate of ``batch / interval`` txs per
+watch delivery + two seals (one under way when the tx committed, then its own: one etcd txn each in
+steady state, plus hashing); under a write rate of ``batch / interval`` txs per
 second and more, the time one seal takes, since each look then finds ``batch`` txs waiting. After the holder dies: its
 lease's TTL + up to one TTL until another looks + one housekeeping txn + the backlog at hashing speed.
 A seal that fails (the cluster unreachable, or a tx that cannot be hashed: see
@@ -43,6 +50,7 @@ from ..errors import Conflict, EngineError
 from .chain import head_of, seal
 from .kv import Range
 from .seat import Seat
+from .tail import Memo, Seen
 from .timeline import Timeline
 from .watch import Watch
 
@@ -70,6 +78,7 @@ class Sealer:
         self._watch: Watch | None = None
         self._renew_at = 0.0  # monotonic time after which the seat's lease is renewed at the next look
         self._due: float | None = None  # monotonic time by which the waiting txs are sealed (None: none wait)
+        self._memo = Memo()  # what this sealer's last seal stored (engine.etcd.tail)
         self._thread = threading.Thread(target=self._run, name="strata-etcd-sealer", daemon=True)
 
     def start(self) -> Sealer:
@@ -121,14 +130,20 @@ class Sealer:
     def _step(self) -> None:
         """Seal up to the latest tx if :attr:`batch` txs wait or the oldest has waited :attr:`interval`
         seconds; else wait for that (:meth:`_gather`). The latest tx and the sealed head: one read."""
-        latest, revision, (head,) = self.timeline.latest_with([Range(self.timeline.layout.seal_head)])
+        layout = self.timeline.layout
+        # A serializable read: no quorum round for the cluster. A member a little behind shows an older
+        # latest tx (sealed at the next look) or an older head (the seal's compares fail: it reads again).
+        latest, revision, (hk, head, tree) = self.timeline.latest_with(
+            [Range(k, serializable=True) for k in (layout.housekeeping, layout.seal_head, layout.tree_head)],
+            serializable=True)
         waiting = latest - head_of(head)[0].tx
         if waiting <= 0:
             self._due = None
         elif self._due is None:
             self._due = time.monotonic() + self.interval
         if waiting >= self.batch or (waiting > 0 and self._due is not None and time.monotonic() >= self._due):
-            seal(self.timeline, latest, self.seat.fence)
+            # This look's read and the last seal's tail spare the seal its reads (engine.etcd.tail).
+            seal(self.timeline, latest, self.seat.fence, seen=Seen(revision, hk, head, tree), memo=self._memo)
             self._due = None  # txs committed during the seal start their own wait at the next look
             return
         self._gather(revision + 1, waiting)

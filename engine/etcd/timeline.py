@@ -46,6 +46,11 @@ def count_of(kvs: Sequence[KeyValue]) -> int:
     return int(ormsgpack.unpackb(kvs[0].value)) if kvs else 0
 
 
+def newest_of(kvs: Sequence[KeyValue]) -> int:
+    """The newest housekeeping revision a range of ``P/sys/hk`` shows (0 when the key was never written)."""
+    return kvs[0].mod_revision if kvs else 0
+
+
 class Timeline:
     """The tx <-> revision mapping of one store (``base`` and the housekeeping revisions), with what every
     operation on the store needs: its client, its layout, the cluster's ``--max-txn-ops``. Thread-safe."""
@@ -86,16 +91,35 @@ class Timeline:
         """The housekeeping revisions known so far, ascending (a copy)."""
         return list(self._housekeeping)
 
-    def learn(self, count: int, revision: int) -> None:
-        """A read at ``revision`` saw housekeeping count ``count``: refresh the list if it knows fewer."""
-        if self.count_below(revision) != count:
-            self.refresh()
+    def learn(self, count: int, revision: int, newest: int = 0) -> None:
+        """A read at ``revision`` saw housekeeping count ``count``: refresh the list if it knows fewer.
+        ``newest``: the mod revision of ``P/sys/hk`` that read saw (0: not given), the newest housekeeping
+        revision at or below ``revision``; when the list lacks exactly that one, it is appended without
+        a read.
 
-    def refresh(self) -> None:
+        Many writers see a new housekeeping revision at once (each commit after a seal does): with
+        ``newest``, none of them reads; without, the first refreshes and the others, waiting on the same
+        lock, find it known and read nothing."""
+        if self.count_below(revision) == count:
+            return
+        if newest:
+            with self._lock:
+                known = self._housekeeping
+                if len(known) == count - 1 and (not known or known[-1] < newest):
+                    self._shifted = [*self._shifted, newest - len(known)]
+                    self._housekeeping = [*known, newest]
+                    return
+        self.refresh((count, revision))
+
+    def refresh(self, unless: tuple[int, int] | None = None) -> None:
         """Reload every housekeeping revision from the versions of ``P/sys/hk`` (one range per version
         not known yet, walking back from the newest: housekeeping is rare); below a compaction, from the
-        index it wrote (:mod:`engine.etcd.compacted`)."""
+        index it wrote (:mod:`engine.etcd.compacted`). ``unless=(count, revision)``: nothing to do when
+        the list already holds ``count`` revisions at or below ``revision`` (another thread refreshed it
+        while this one waited for the lock)."""
         with self._lock:
+            if unless is not None and self.count_below(unless[1]) == unless[0]:
+                return
             known = self._housekeeping
             found: list[int] = []
             rng = self.client.range(self.layout.housekeeping)
@@ -123,6 +147,9 @@ class Timeline:
         the next one: append it without reading (a seal per batch saves its round trips); else reload."""
         with self._lock:
             known = self._housekeeping
+            at = bisect.bisect_left(known, revision)
+            if at == count and at < len(known) and known[at] == revision:
+                return  # a writer whose commit landed after it refreshed it in already
             if bisect.bisect_right(known, seen_at) == count == len(known):
                 self._shifted = [*self._shifted, revision - len(known)]
                 self._housekeeping = [*known, revision]
@@ -136,30 +163,38 @@ class Timeline:
         latest, revision, _ = self.latest_with(())
         return latest, revision
 
-    def latest_with(self, ranges: Sequence[Range]) -> tuple[int, int, list[RangeResult]]:
-        """:meth:`latest` and the answers to ``ranges``, all read in the same read-only txn."""
-        result = self.client.txn((), [Range(self.layout.housekeeping), *ranges])
+    def latest_with(self, ranges: Sequence[Range], *, serializable: bool = False) -> tuple[int, int, list[RangeResult]]:
+        """:meth:`latest` and the answers to ``ranges``, all read in the same read-only txn. ``serializable``
+        (``ranges`` must be serializable too): served by the member asked from its own state, without a
+        quorum round, so possibly a little behind the cluster's latest (still one consistent revision)."""
+        result = self.client.txn((), [Range(self.layout.housekeeping, serializable=serializable), *ranges])
         answers: list[RangeResult] = []
         for answer in result.responses:
             assert isinstance(answer, RangeResult)
             answers.append(answer)
         count = count_of(answers[0].kvs)
-        self.learn(count, result.revision)
+        self.learn(count, result.revision, newest_of(answers[0].kvs))
         return result.revision - self.base - count, result.revision, answers[1:]
 
-    def housekeeping(self, success: Sequence[Request] = (), compare: Sequence[Compare] = ()) -> int:
+    def housekeeping(self, success: Sequence[Request] = (), compare: Sequence[Compare] = (),
+                     read: tuple[RangeResult, int] | None = None) -> int:
         """Run a housekeeping txn (``success`` if ``compare`` holds) that takes no tx number; returns its
         revision. Guarded by ``P/sys/hk``'s mod revision, retried while another housekeeping txn lands
-        in between; ``CONFLICT`` if the caller's own ``compare`` fails."""
+        in between; ``CONFLICT`` if the caller's own ``compare`` fails. ``read``: ``P/sys/hk`` as the
+        caller read it and the revision it read at, used for the first attempt instead of a read."""
         key = self.layout.housekeeping
         while True:
-            current = self.client.range(key)
+            if read is not None:
+                (current, read_at), read = read, None
+            else:
+                current = self.client.range(key)
+                read_at = current.revision
             count = count_of(current.kvs)
             seen = current.kvs[0].mod_revision if current.kvs else 0
             guard = [Compare(key, "MOD", "==", seen), *compare]
             result = self.client.txn(guard, [Put(key, ormsgpack.packb(count + 1)), *success], [Range(key)])
             if result.succeeded:
-                self._learn_own(count, current.revision, result.revision)
+                self._learn_own(count, read_at, result.revision)
                 return result.revision
             after: Response = result.responses[0]
             assert isinstance(after, RangeResult)

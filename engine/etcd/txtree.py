@@ -157,14 +157,16 @@ def _fetched(timeline: Timeline, size: int, compute: Callable[[merkle.SubtreeHas
 
 
 def _grow(timeline: Timeline, tree: TreeHead, known: dict[int, bytes], found: list[Material],
-          links: list[Link]) -> list[Put]:
+          links: list[Link], leaves: list[bytes] | None = None) -> list[Put]:
     """The puts that add ``found`` (the txs right after ``tree.size``, chained as ``links``) to the tree:
     each tree segment they extend, whole, and the tree head. ``known``: the entries of the tree's
-    :func:`frontier` (so of the partly filled segment too: the frontier ends at ``tree.size``)."""
+    :func:`frontier` (so of the partly filled segment too: the frontier ends at ``tree.size``).
+    ``leaves``: each tx's :func:`leaf_data` if the caller has it (:func:`engine.etcd.chain.chained`)."""
     layout = timeline.layout
     subtree = reader(known)
-    for m, link in zip(found, links, strict=True):
-        known[m.tx] = b"".join(merkle.append_nodes(merkle.leaf_hash(leaf_data(m, link)), m.tx - 1, subtree))
+    for i, (m, link) in enumerate(zip(found, links, strict=True)):
+        leaf = leaf_data(m, link) if leaves is None else leaves[i]
+        known[m.tx] = b"".join(merkle.append_nodes(merkle.leaf_hash(leaf), m.tx - 1, subtree))
     size = tree.size + len(found)
     step = chain.SEGMENT
     puts = [Put(layout.tree_segment(start), _packed(known, start, min(start + step, size + 1)))
@@ -176,21 +178,35 @@ def _packed(known: dict[int, bytes], start: int, stop: int) -> bytes:
     return ormsgpack.packb([known[t] for t in range(start, stop)])
 
 
-def extension(timeline: Timeline, sealed: int, found: list[Material],
-              links: list[Link]) -> tuple[list[Put], Compare] | None:
+def extension(timeline: Timeline, sealed: int, found: list[Material], links: list[Link],
+              tail: tuple[int, dict[int, bytes]] | None = None,
+              leaves: list[bytes] | None = None) -> tuple[list[Put], Compare, dict[int, bytes]] | None:
     """What a seal adding ``found`` (chained as ``links``) after the sealed tx ``sealed`` writes to the tree,
-    and the compare on the tree head that guards it. None when the tree does not hold exactly the sealed
-    txs: short of them (sealed before the tree existed) it needs :func:`catch_up` first; ahead of them,
-    another sealer sealed meanwhile (the seal's compare on the sealed head fails: it reads again), unless
-    it is ahead of the sealed head read with it: ``STORAGE_ERROR`` (written outside Strata), where a seal
-    would otherwise go round forever."""
-    sealed_now, tree, known = _read(timeline, frontier(sealed), sealed)
-    if tree.size > sealed_now:
-        raise errors.StorageError(f"the Merkle tree's head names {tree.size} txs, more than the {sealed_now} sealed: "
-                                  "it was written outside Strata", tx=tree.size)
-    if tree.size != sealed:
-        return None
-    return _grow(timeline, tree, known, found, links), _guard(timeline, tree)
+    the compare on the tree head that guards it, and the entries it read and added. None when the tree
+    does not hold exactly the sealed txs: short of them (sealed before the tree existed) it needs
+    :func:`catch_up` first; ahead of them, another sealer sealed meanwhile (the seal's compare on the
+    sealed head fails: it reads again), unless it is ahead of the sealed head read with it:
+    ``STORAGE_ERROR`` (written outside Strata), where a seal would otherwise go round forever.
+    ``tail``: ``(revision, entries)`` kept from this process's last seal (:mod:`engine.etcd.tail`), which
+    wrote the tree head at ``revision`` with ``sealed`` txs and the entries :func:`kept_for_next` keeps:
+    nothing is read (the returned compare fails if the tree head moved since). ``leaves``: each tx's
+    :func:`leaf_data`, if the caller has it."""
+    if tail is not None:
+        tree, known = TreeHead(sealed, b"", tail[0]), tail[1]
+    else:
+        sealed_now, tree, known = _read(timeline, frontier(sealed), sealed)
+        if tree.size > sealed_now:
+            raise errors.StorageError(f"the Merkle tree's head names {tree.size} txs, more than the {sealed_now} "
+                                      "sealed: it was written outside Strata", tx=tree.size)
+        if tree.size != sealed:
+            return None
+    return _grow(timeline, tree, known, found, links, leaves), _guard(timeline, tree), known
+
+
+def kept_for_next(known: dict[int, bytes], size: int) -> dict[int, bytes]:
+    """Of the entries of a tree of ``size`` txs, those a seal growing it reads: the :func:`frontier`'s
+    (the subtrees new leaves join) and those of the partly filled tree segment (rewritten whole)."""
+    return {t: known[t] for t in {*frontier(size), *range(segment_start(size + 1), size + 1)}}
 
 
 def _guard(timeline: Timeline, tree: TreeHead) -> Compare:

@@ -22,12 +22,14 @@ import ormsgpack
 import pytest
 
 from engine import Store, errors
-from engine.etcd import EtcdClient, chain, prefix_end
+from engine.etcd import EtcdClient, chain, prefix_end, txtree
 from engine.etcd.chain import Link
+from engine.etcd.kv import Range
 from engine.etcd.sealer import Sealer
 from engine.etcd.seat import Seat
 from engine.etcd.storage import EtcdStorage
 from engine.etcd.store import EtcdStore
+from engine.etcd.tail import Memo, Seen
 from engine.etcd.timeline import count_of
 from engine.verify import VerifyReport
 from tests.engine.clock import Clock
@@ -385,3 +387,152 @@ class _Namespace:
 
     def clear(self, keys: list[str]) -> int:
         return self.storage.clear(self.name, keys)
+
+
+class Reads:
+    """The keys ``client`` reads from now on: each ``range`` call's key, each read-only txn's range keys
+    (a txn that writes is listed as ``"write"``). A spy on the real client: every call still goes to etcd."""
+
+    def __init__(self, client: EtcdClient, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[Any] = []
+        real_range, real_txn = client.range, client.txn
+
+        def range_(key: bytes, *args: Any, **kwargs: Any) -> Any:
+            self.calls.append(key)
+            return real_range(key, *args, **kwargs)
+
+        def txn(compare: Any = (), success: Any = (), failure: Any = ()) -> Any:
+            reads = all(isinstance(op, Range) for op in success) and not compare
+            self.calls.append([op.key for op in success] if reads else "write")
+            return real_txn(compare, success, failure)
+        monkeypatch.setattr(client, "range", range_)
+        monkeypatch.setattr(client, "txn", txn)
+
+
+def look(storage: EtcdStorage) -> tuple[int, Seen]:
+    """The background sealer's look: the latest tx and the heads, in one read txn."""
+    layout = storage.layout
+    latest, revision, (hk, head, tree) = storage.timeline.latest_with(
+        [Range(layout.housekeeping), Range(layout.seal_head), Range(layout.tree_head)])
+    return latest, Seen(revision, hk, head, tree)
+
+
+def test_a_seal_from_the_last_seals_tail_reads_nothing_and_stores_what_a_seal_reading_everything_does(
+        storage: EtcdStorage, lmdb: Store, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chain, "SEGMENT", 4)  # seals that fill, cross and start segments
+    memo = Memo()
+    both(storage, lmdb, clock, 2)
+    assert chain.seal(storage.timeline, 2).tx == 2  # sealed without a memo (by another process, say)
+    both(storage, lmdb, clock, 1)
+    reads = Reads(storage.client, monkeypatch)
+    latest, seen = look(storage)
+    assert chain.seal(storage.timeline, latest, seen=seen, memo=memo).tx == 3
+    first = reads.calls[1:]  # no tail yet: the stored segment and tree read (besides the look's own read)
+    assert first == [[storage.layout.seal_head, storage.layout.tree_head, storage.layout.tree_segment(1)],
+                     storage.layout.segment(1), "write"]
+    assert memo.tail is not None and (memo.tail.tx, len(memo.tail.segment)) == (3, 3)
+    for writes in (1, 3, 4, 5, 2):  # ends at tx 18
+        both(storage, lmdb, clock, writes)
+        reads.calls.clear()
+        latest, seen = look(storage)
+        assert chain.seal(storage.timeline, latest, seen=seen, memo=memo).tx == latest
+        assert reads.calls[1:] == ["write"]  # the seal txn alone: heads from the look, the rest from the tail
+        assert memo.tail.tx == latest and memo.tail.segment == segments(storage)[chain.segment_start(latest)]
+    assert storage.head() == tuple(lmdb.head())
+    assert [[bytes(h).hex(), t] for entries in segments(storage).values() for h, t in entries] == [
+        [i.hash, i.time_us] for i in lmdb.changes()]
+    assert storage.verify() == lmdb.verify()  # the chain and the Merkle tree, each entry and the root
+    assert txtree.consistency_proof(storage.timeline, 3, 18) == lmdb.consistency_proof(3, 18)
+
+
+def test_a_tail_another_seal_went_past_is_dropped_and_the_seal_reads_what_is_stored(
+        etcd: EtcdClient, storage: EtcdStorage, lmdb: Store, clock: Clock, name: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chain, "SEGMENT", 4)
+    memo = Memo()
+    both(storage, lmdb, clock, 3)
+    latest, seen = look(storage)
+    chain.seal(storage.timeline, latest, seen=seen, memo=memo)
+    tail = memo.tail
+    both(storage, lmdb, clock, 2)
+    other = EtcdStorage.open(etcd, name, clock=clock)  # another process's sealer seals txs 4-5
+    assert chain.seal(other.timeline, 5).tx == 5
+    both(storage, lmdb, clock, 2)
+    reads = Reads(storage.client, monkeypatch)
+    latest, seen = look(storage)
+    assert chain.seal(storage.timeline, latest, seen=seen, memo=memo).tx == 7
+    assert storage.layout.segment(5) in reads.calls  # the tail (tx 3) was dropped: the stored segment read
+    assert memo.tail is not None and memo.tail != tail and memo.tail.tx == 7
+    stale = Seen(seen.revision, seen.housekeeping, seen.head, seen.tree)  # the heads as they were before tx 7 sealed
+    both(storage, lmdb, clock, 1)
+    assert chain.seal(storage.timeline, 8, seen=stale, memo=memo).tx == 8  # its guard fails: read again, seal
+    assert storage.head() == tuple(lmdb.head())
+    assert storage.verify() == lmdb.verify()
+
+
+def test_writers_learn_a_new_housekeeping_revision_from_their_commit_without_reading_it(
+        etcd: EtcdClient, storage: EtcdStorage, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage.put("a", {"k": 0})
+    other = EtcdStorage.open(etcd, name)
+    revision = other.timeline.housekeeping()  # another process's housekeeping txn (a seal, say)
+    reads = Reads(storage.client, monkeypatch)
+    assert storage.put("a", {"k": 1}) == 2
+    assert reads.calls == ["write"]  # the commit's own answer named the housekeeping revision
+    assert storage.timeline.housekeeping_revisions()[-1] == revision
+    assert storage.timeline.housekeeping_revisions() == EtcdStorage.open(etcd, name).timeline.housekeeping_revisions()
+
+
+def test_threads_that_see_one_new_housekeeping_count_at_once_refresh_it_once(
+        etcd: EtcdClient, storage: EtcdStorage, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage.put("a", {"k": 0})
+    other = EtcdStorage.open(etcd, name)
+    other.timeline.housekeeping()
+    other.timeline.housekeeping()  # two housekeeping txns this process has not seen
+    latest, revision = other.timeline.latest()
+    assert latest == 1
+    timeline = storage.timeline
+    seen_count = len(other.timeline.housekeeping_revisions())
+    reads = Reads(storage.client, monkeypatch)
+    checked = threading.Semaphore(0)
+    real_count_below = timeline.count_below
+
+    def count_below(at: int) -> int:
+        found = real_count_below(at)
+        checked.release()
+        return found
+    monkeypatch.setattr(timeline, "count_below", count_below)
+    threads = [threading.Thread(target=timeline.learn, args=(seen_count, revision)) for _ in range(8)]
+    with timeline._lock:  # every thread finds the count unknown before any of them can refresh
+        for t in threads:
+            t.start()
+        for _ in threads:
+            checked.acquire()
+    for t in threads:
+        t.join()
+    assert reads.calls == [storage.layout.housekeeping] * 2  # one refresh (its two versions), not one per thread
+    assert timeline.housekeeping_revisions() == other.timeline.housekeeping_revisions()
+
+
+def test_the_background_sealers_looks_are_serializable_reads_and_its_seals_still_land(
+        etcd: EtcdClient, storage: EtcdStorage, lmdb: Store, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    looks: list[bool] = []
+    real_txn = storage.client.txn
+
+    def txn(compare: Any = (), success: Any = (), failure: Any = ()) -> Any:
+        if threading.current_thread().name == "strata-etcd-sealer" and not compare and success and all(
+                isinstance(op, Range) for op in success) and success[0].key == storage.layout.housekeeping:
+            looks.append(all(op.serializable for op in success))  # a look (the first seal's reads are not)
+        return real_txn(compare, success, failure)
+    monkeypatch.setattr(storage.client, "txn", txn)
+    heads, stop = sealed_heads(etcd, storage)
+    sealer = Sealer(storage.timeline, interval=0, batch=1000).start()
+    try:
+        both(storage, lmdb, clock, 1)
+        assert next(heads) == 1
+        both(storage, lmdb, clock, 1)
+        assert next(heads) == 2
+    finally:
+        stop()
+        sealer.close()
+    assert looks and all(looks)  # no quorum round for the cluster per look
+    assert storage.head() == tuple(lmdb.head()) and storage.verify() == lmdb.verify()
