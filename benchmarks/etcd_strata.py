@@ -16,10 +16,11 @@ set through Strata, in batches of ``plan.load_batch`` items (one tx each; Strata
 - **durable 1-item writes** at 1 and 16 client threads of this process, closed loop for
   ``plan.write_seconds`` per sample, ``plan.rounds`` interleaved rounds, median writes/s: Strata's
   ``ns.put({new key: value})``; raw etcd's one-put txn of the same key bytes and packed value (the
-  target's baseline: what a raw etcd user does for the same write); and, as a diagnostic row, a raw
-  txn of the same shape as Strata's (the request-key guard, the data put, the namespace's "updated"
-  put, the nested registry txn, the log put, the housekeeping range), which separates what etcd
-  charges for Strata's bookkeeping keys from what Strata's Python path costs.
+  target's baseline: what a raw etcd user does for the same write), on the twin cluster loaded with
+  the same records (raw puts, the same batches), so both write into a store of the same size; and,
+  as a diagnostic row, a raw txn of the same shape as Strata's (the request-key guard, the data put,
+  the namespace's "updated" put, the nested registry txn, the log put, the housekeeping range), which
+  separates what etcd charges for Strata's bookkeeping keys from what Strata's Python path costs.
 
 Contract: ``run_etcd_strata(plan, workdir, progress, log)`` returns the stage's dict (``reads``: a list
 of ``Measurement`` dicts, ``writes``: a list of :class:`WritePoint` dicts, ``cluster``, ``load_s``,
@@ -103,6 +104,20 @@ def load(store: Any, ds: Dataset, batch: int) -> list[int]:
         for lo in range(0, ds.n_keys, batch):
             txs.append(ns.put({keys[i]: ds.value(i, v) for i in range(lo, min(lo + batch, ds.n_keys))}))
     return txs
+
+
+def load_twin(raw: Any, ds: Dataset, batch: int) -> None:
+    """The same records into the raw twin, as a raw etcd user holding the same data would have them
+    (Strata's key bytes for each data key, the packed values, ``batch`` puts per txn), so its writes
+    land in a store of the same size as Strata's: an empty twin costs its cluster less per write."""
+    from engine.etcd.kv import Put
+    from engine.etcd.layout import Layout
+
+    plain, keys, packb = Layout.of("raw"), ds.keys(), ormsgpack.packb
+    for v in range(ds.versions):
+        for lo in range(0, ds.n_keys, batch):
+            raw.txn((), [Put(plain.data(NAMESPACE, keys[i].encode()), packb(ds.value(i, v)))
+                         for i in range(lo, min(lo + batch, ds.n_keys))])
 
 
 def read_ops(store: Any, raw: Any, ds: Dataset, txs: list[int], seed: int) -> list[tuple[str, Op]]:
@@ -274,6 +289,7 @@ def run_etcd_strata(plan: EtcdStrataPlan, workdir: Path, seed: int, progress: Ca
             out["load_s"] = time.perf_counter() - t0
             log(f"etcd_strata: loaded {ds.n_keys * ds.versions:,} records in {len(txs)} txs through Strata "
                 f"on a {plan.members}-member cluster in {out['load_s']:.1f} s")
+            load_twin(writer, ds, plan.load_batch)  # raw writes then land in a store as full as Strata's
             store.head()
             reads = measure_interleaved(read_ops(store, reader, ds, txs, seed + 1), plan.cfg, progress)
             out["reads"] = [m.to_dict() for m in reads]
