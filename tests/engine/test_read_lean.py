@@ -124,6 +124,23 @@ def test_lean_single_key_paths_follow_the_store_limits(tmp_path: Path) -> None:
             none.namespace("p").read(["a"])
 
 
+def test_plain_batches_flag_bytes_values_exactly_whatever_bytes_their_payload_holds(store: Store) -> None:
+    """``Record.binary`` of a plain batch at the latest tx and at a past tx: the bytes of a msgpack
+    ``bin`` (C4-C6) inside text (U+0104 is C4 84 in UTF-8) or numbers are no bytes value, and a
+    batch of text alone has none."""
+    ns = store.namespace("p")
+    tx1 = ns.put({"t": "\u0104\u0105", "n": 0xC5C6, "b": b"\xc4", "s": "plain"})
+    tx2 = ns.put({"u": "text"})
+    for tx in (None, tx1, tx2):
+        assert ns.read(["t", "n", "b", "s"], tx=tx).records == [
+            Record("t", "\u0104\u0105", tx1), Record("n", 0xC5C6, tx1), Record("b", b"\xc4", tx1, binary=True),
+            Record("s", "plain", tx1)]
+        assert ns.read(["s", "t"], tx=tx).records == [Record("s", "plain", tx1), Record("t", "\u0104\u0105", tx1)]
+    assert ns.read(["s", "u"]) == ReadResult([Record("s", "plain", tx1), Record("u", "text", tx2)], tx2)
+    assert ns.read(["u", "s"], tx=tx2) == ReadResult([Record("u", "text", tx2), Record("s", "plain", tx1)], tx2)
+    assert ns.read(["u", "s"], tx=tx1) == ReadResult([Record("s", "plain", tx1)], tx1)
+
+
 # One step of a history: (op, key index, value); values are plain, or carry what makes a record rich.
 _STEP = st.tuples(st.sampled_from(["put", "put", "put", "delete", "clear", "ttl", "meta"]), st.integers(0, 5),
                   st.one_of(st.integers(-3, 3), st.text(max_size=3), st.binary(max_size=3), st.none(),
