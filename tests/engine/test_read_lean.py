@@ -17,7 +17,7 @@ from engine.codec import pack_value
 from engine.encoding import SHORT_MAX, TX_MAX, inv_tx
 from engine.latest import entry as latest_entry
 from engine.records import Limits, ReadResult, Record
-from engine.snapshot import read_batch_at
+from engine.snapshot import _plain_keys, read_batch_at
 
 UNDER_LOAD = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=25)
 
@@ -122,6 +122,47 @@ def test_lean_single_key_paths_follow_the_store_limits(tmp_path: Path) -> None:
         assert none.namespace("p").get("a") is not None
         with pytest.raises(errors.BatchTooLarge):
             none.namespace("p").read(["a"])
+
+
+def test_plain_batches_flag_bytes_values_exactly_whatever_bytes_their_payload_holds(store: Store) -> None:
+    """``Record.binary`` of a plain batch at the latest tx and at a past tx: the bytes of a msgpack
+    ``bin`` (C4-C6) inside text (U+0104 is C4 84 in UTF-8) or numbers are no bytes value, and a
+    batch of text alone has none."""
+    ns = store.namespace("p")
+    tx1 = ns.put({"t": "\u0104\u0105", "n": 0xC5C6, "b": b"\xc4", "s": "plain"})
+    tx2 = ns.put({"u": "text"})
+    for tx in (None, tx1, tx2):
+        assert ns.read(["t", "n", "b", "s"], tx=tx).records == [
+            Record("t", "\u0104\u0105", tx1), Record("n", 0xC5C6, tx1), Record("b", b"\xc4", tx1, binary=True),
+            Record("s", "plain", tx1)]
+        assert ns.read(["s", "t"], tx=tx).records == [Record("s", "plain", tx1), Record("t", "\u0104\u0105", tx1)]
+    assert ns.read(["s", "u"]) == ReadResult([Record("s", "plain", tx1), Record("u", "text", tx2)], tx2)
+    assert ns.read(["u", "s"], tx=tx2) == ReadResult([Record("u", "text", tx2), Record("s", "plain", tx1)], tx2)
+    assert ns.read(["u", "s"], tx=tx1) == ReadResult([Record("s", "plain", tx1)], tx1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(keys=st.lists(st.one_of(st.text(alphabet="ab\u00e9\x00", max_size=12), st.integers(0, 1)), min_size=2,
+                     max_size=8),
+       key_max=st.integers(1, 11))
+def test_plain_keys_takes_exactly_the_batches_of_short_nonempty_str_keys_without_nul(keys: list, key_max: int) -> None:
+    """The batch check (one join, a NUL find per block of the joined keys instead of a length per
+    key) accepts a batch exactly when every key is a non-empty str of at most ``key_max`` UTF-8
+    bytes without NUL, and then gives the keys each once, in order, with their UTF-8."""
+    plain = all(type(k) is str and 0 < len(k.encode()) <= key_max and "\x00" not in k for k in keys)
+    unique = list(dict.fromkeys(keys)) if plain else None
+    assert _plain_keys(keys, len(keys), key_max) == (None if unique is None else (unique, [k.encode() for k in unique]))
+
+
+def test_plain_keys_finds_every_key_longer_than_the_limit_wherever_the_blocks_fall() -> None:
+    """Every placement of a long key against the blocks the check looks at: two keys of every length
+    up to twice the limit and more, before a short one, for limits 1 to 8."""
+    for key_max in range(1, 9):
+        for first in range(1, 2 * key_max + 3):
+            for second in range(1, 2 * key_max + 3):
+                keys = ["a" * first, "b" * second, "c"]
+                fits = first <= key_max and second <= key_max
+                assert _plain_keys(keys, 3, key_max) == ((keys, [k.encode() for k in keys]) if fits else None), keys
 
 
 # One step of a history: (op, key index, value); values are plain, or carry what makes a record rich.
