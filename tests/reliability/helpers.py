@@ -154,7 +154,7 @@ def kill_at_random(proc: subprocess.Popen[bytes] | Forked, rng: random.Random, s
             acks += lines.read_n(rng.randrange(1, max_acks), 60)
             assert acks, "the writer acknowledged nothing: is the write lock held by a dead process?"
             time.sleep(rng.uniform(0, settle))
-        os.kill(proc.pid, signal.SIGKILL)
+        proc.kill()  # SIGKILL; by pidfd for a forked child, which may have exited and been reaped
     finally:
         proc.kill()
         proc.wait(timeout=60)
@@ -344,7 +344,6 @@ def start_synced_server(tmp: Path, *extra: str, workers: int = 2, fsize_limit: i
     """``strata serve`` as deployed: ``sync`` on (tests/server/conftest.py's ``start_server`` adds
     ``--no-sync``). ``fsize_limit`` sets RLIMIT_FSIZE on the server and its workers (disk full)."""
     import resource
-    import signal
 
     from tests.server.conftest import LiveServer, free_port, http_request, stop_server
 

@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import tempfile
 import threading
 from pathlib import Path
@@ -67,7 +65,7 @@ def run_child(path: Path, part: list[dict[str, Any]], kill_after: int | None) ->
         assert lines.read_n(1, 60) == [["open"]]
         acks = lines.read_n(len(part) if kill_after is None else kill_after, 60)
         if kill_after is not None:
-            os.kill(proc.pid, signal.SIGKILL)
+            proc.kill()  # SIGKILL; by pidfd for a forked child, which may have exited and been reaped
     finally:
         proc.wait(timeout=60)
         acks += lines.drain()

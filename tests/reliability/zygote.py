@@ -59,6 +59,7 @@ def _child(control: socket.socket, fds: list[int], argv: list[str]) -> None:
             os.dup2(fd, target)
             os.close(fd)
         sys.argv = list(argv)
+        sys.modules.pop(argv[0], None)  # preloaded: run as __main__ afresh (its imports stay loaded)
         try:
             runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
             code = 0

@@ -196,7 +196,9 @@ def check_accepted(model: StoreModel, method: str, ns: str, action: str, query: 
         check_write(model, ns, query, orjson.loads(raw), doc)
     elif route == ("POST", "delete"):
         body = orjson.loads(raw)
-        check_delete(model, ns, body if type(body) is list else body["keys"], doc, latest)
+        items = body if type(body) is list else body["keys"]
+        # A delete's list holds keys, or objects {"key", "if_match"?, "if_none_match"?}.
+        check_delete(model, ns, [k["key"] if type(k) is dict else k for k in items], doc, latest)
     elif route == ("DELETE", "key"):
         check_delete(model, ns, [key], doc, latest)
     elif route == ("POST", "key"):  # the raw body is the JSON value of the key
