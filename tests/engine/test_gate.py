@@ -20,9 +20,9 @@ def _waiters(gate: Gate) -> int:
     return len(gate._cond._waiters)  # type: ignore[attr-defined]  # CPython's Condition keeps its waiters here
 
 
-def test_a_resize_waits_for_the_threads_inside() -> None:
-    gate = Gate()
-    gate.enter()
+def _resize_waiting_for(gate: Gate) -> tuple[threading.Thread, threading.Event]:
+    """Start a resize in a thread and return once it waits for the threads inside: the thread, and
+    the event it sets once it ran alone (no token left inside)."""
     done = threading.Event()
 
     def resize() -> None:
@@ -33,6 +33,13 @@ def test_a_resize_waits_for_the_threads_inside() -> None:
     t = threading.Thread(target=resize)
     t.start()
     _until(lambda: _waiters(gate) == 1)
+    return t, done
+
+
+def test_a_resize_waits_for_the_threads_inside() -> None:
+    gate = Gate()
+    gate.enter()
+    t, done = _resize_waiting_for(gate)
     assert gate._resizing and not done.is_set()
     gate.leave()
     t.join(timeout=30)
@@ -126,16 +133,7 @@ def test_the_writer_reads_while_a_resize_waits_for_it() -> None:
     gate = Gate()
     gate.enter()
     gate.writer = threading.get_ident()
-    done = threading.Event()
-
-    def resize() -> None:
-        with gate.exclusive():
-            assert not gate._inside
-            done.set()
-
-    t = threading.Thread(target=resize)
-    t.start()
-    _until(lambda: _waiters(gate) == 1)
+    t, done = _resize_waiting_for(gate)
     gate.enter()  # a read by the writer's thread: in at once, with a second token
     assert len(gate._inside) == 2 and gate._resizing and not done.is_set()
     gate.leave()
