@@ -232,6 +232,14 @@ def test_compaction_errors_and_a_shared_cluster_refused(pair: tuple[Store, EtcdS
         {"operation": "compact", "backend": "etcd", "foreign_keys": 1}))
     assert (on_etcd.horizon, on_etcd.compaction_status()) == (0, {"horizon": 0, "freed_versions": 0, "pending": None})
     assert etcd.range(b"x").revision == revision
+    app = create_app(str(on_etcd.url))  # over HTTP: 501, the same code and details (as docs/openapi.json says)
+    try:
+        r = Client(app).post("/v4/admin/compact", json={"before_tx": 1})
+        assert (r.status, r.code, r.json()["foreign_keys"], r.json()["operation"]) == (501, "NOT_SUPPORTED", 1,
+                                                                                        "compact")
+        assert (app.store.horizon, app.store.latest_tx) == (0, on_etcd.latest_tx)
+    finally:
+        app.close()
     etcd.delete_range(b"another-store/meta")
 
 
