@@ -290,3 +290,40 @@ def test_a_restore_raced_by_another_writer_is_not_undone_and_says_what_stays(
         f"{url} holds txs 1 to 1; empty it with etcdctl del --prefix '{prefix}/' before restoring again")
     with Store.open(url) as target:
         assert (target.latest_tx, target.namespace("theirs").get("k") is not None) == (1, True)
+
+
+def test_a_restore_whose_cluster_goes_away_partway_says_the_undo_failed_and_what_may_stay(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster of its own, stopped (by PID) after the first window of 3 txs was written: the next window fails
+    with STORAGE_UNAVAILABLE, the undo cannot reach the cluster either, and the error says so, that an unknown
+    number of txs may stay, and how to empty the prefix. (Calls give up after 1 s instead of 10.)"""
+    monkeypatch.setattr(etcd_backup, "WINDOW", 3)
+    opened = EtcdStore.open.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(EtcdStore, "open",
+                        classmethod(lambda cls, url, **kw: opened(cls, url, **{**kw, "retry_timeout": 1.0})))
+    cluster = EtcdCluster.start(tmp_path / "etcd", 1)
+    try:
+        url = cluster.store_url("gone")
+        real = etcd_backup.replay_history
+        windows = []
+
+        def then_stopped(target: Any, rows: Any, **kw: Any) -> Any:
+            if windows:
+                cluster.stop()
+            windows.append(real(target, rows, **kw))
+            return windows[-1]
+
+        monkeypatch.setattr(etcd_backup, "replay_history", then_stopped)
+        with Store.open(tmp_path / "lmdb", sync=False) as lmdb:
+            for i in range(7):
+                lmdb.namespace("a").put({f"k:{i}": i})
+            lmdb.backup(tmp_path / "b")
+        with pytest.raises(errors.StorageUnavailable) as raised:
+            restore(tmp_path / "b", url)
+        got = raised.value.to_dict()
+        assert (got["code"], got["restore"], got["left_tx"], len(windows)) == ("STORAGE_UNAVAILABLE", "left", None, 1)
+        assert "; the restore could not be undone (the undo failed too: STORAGE_UNAVAILABLE: " in got["message"]
+        assert got["message"].endswith(f"{url} holds an unknown number of txs; empty it with etcdctl del --prefix "
+                                       "'gone/' before restoring again")
+    finally:
+        cluster.stop()
