@@ -18,11 +18,13 @@ feed walk). The chain hashes the run's first three fields and the records of ``P
 written at the tx's revision (:mod:`engine.etcd.chain`): LMDB's canonical entry, so the same history has
 the same hashes on both backends. An event's tx is its key's mod revision's tx.
 
-Reading after tx ``T``: one range of ``P/e/<stream>/`` from ``base_seq + 1`` with
-``min_mod_revision = revision(T) + 1`` (``revision(T)`` to continue inside T's publish), at the latest
-tx's revision; etcd filters by revision server-side over the stream's keys (one key per publish), then
-the next keys by key order. Keys are written once and never updated, so etcd's compaction (which keeps
-every key's newest version) never frees one; Strata's deletes those below its horizon
+Reading after tx ``T``: the registry entry at ``revision(T)`` gives the seq of the stream's last stream
+tx at or before T (:func:`seq_at`), and the page is ranges of ``P/e/<stream>/`` by key from the next seq
+(from that seq itself to continue inside T's publish), at the latest tx's revision: O(page) whatever the
+number of publishes. If etcd compacted ``revision(T)``, the first range starts at ``base_seq + 1`` with
+``min_mod_revision = revision(T) + 1`` instead, which etcd filters over the stream's keys from there.
+Keys are written once and never updated, so etcd's compaction (which keeps every key's newest version)
+never frees one; Strata's deletes those below its horizon
 (:mod:`engine.etcd.stream_compaction`). Creating a stream, and dropping one without events, are
 housekeeping txns (no tx number), as they take no tx on LMDB. ``updated_us`` is the writer's clock as
 written (as a namespace's ``updated_at`` on etcd: the chain clamps commit times after the fact).
@@ -139,6 +141,19 @@ def txs_of(timeline: Timeline, wanted: list[tuple[str, int]], revision: int) -> 
     return found
 
 
+def seq_at(timeline: Timeline, name: str, tx: int) -> int | None:
+    """The seq of ``name``'s last stream tx at or before ``tx`` (its registry entry at ``tx``'s revision; 0
+    if it had none then), or None if etcd compacted that revision. Seqs grow with txs and are never reused
+    (a drop keeps the entry, a compaction rewrites it with the same seq)."""
+    if tx == 0:
+        return 0
+    try:
+        found = timeline.client.range(timeline.layout.stream(name), revision=timeline.revision_of(tx))
+    except errors.TxCompacted:
+        return None
+    return Entry.decode(found.kvs[0].value).seq if found.kvs else 0
+
+
 def page(timeline: Timeline, name: str, entry: Entry, after: tuple[int, int | None], end_tx: int, limit: int,
          revision: int) -> tuple[list[Event], bool, bool]:
     """The events of ``name`` after ``after`` up to ``end_tx``, at most ``limit``, read at ``revision``;
@@ -146,15 +161,22 @@ def page(timeline: Timeline, name: str, entry: Entry, after: tuple[int, int | No
     layout = timeline.layout
     tx, index = after
     low = timeline.revision_of(tx) + (1 if index is None else 0)
-    start, end = layout.stream_tx(name, entry.base_seq + 1), prefix_end(layout.stream_txs(name))
+    seq = seq_at(timeline, name, tx)
+    # Keys of seq > seq_at(tx) were written after tx: the first page starts there, read by key like the
+    # next pages. Without it (tx's revision compacted in etcd), etcd filters by revision, over every key of
+    # the stream from base_seq on (it fetches them all before filtering).
+    first_seq = entry.base_seq + 1 if seq is None else max(entry.base_seq + 1, seq + (1 if index is None else 0))
+    start, end = layout.stream_tx(name, first_seq), prefix_end(layout.stream_txs(name))
     out: list[Event] = []
-    first = True
+    first = seq is None
     while True:
         rng = Range(start, end, revision, limit=CHUNK, min_mod_revision=low if first else 0)
         found = timeline.client.txn((), [rng]).responses[0]
         assert isinstance(found, RangeResult)
         first = False
         for kv in found.kvs:
+            if kv.mod_revision < low:  # seq_at(tx)'s own key when continuing inside tx: written before tx
+                continue
             etx = timeline.tx_of(kv.mod_revision)
             if etx > end_tx:
                 return out, False, False
