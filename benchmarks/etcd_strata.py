@@ -18,9 +18,13 @@ set through Strata, in batches of ``plan.load_batch`` items (one tx each; Strata
   ``ns.put({new key: value})``; raw etcd's one-put txn of the same key bytes and packed value (the
   target's baseline: what a raw etcd user does for the same write), on the twin cluster loaded with
   the same records (raw puts, the same batches), so both write into a store of the same size; and,
-  as a diagnostic row, a raw txn of the same shape as Strata's (the request-key guard, the data put,
-  the namespace's "updated" put, the nested registry txn, the log put, the housekeeping range), which
+  as a diagnostic row, a raw txn of the same shape as Strata's (the request-key guard, the compare on
+  the namespace registry's create revision, the data put, the namespace's "updated" put, the log put,
+  the housekeeping range; not the expiry index's due-range compare), which
   separates what etcd charges for Strata's bookkeeping keys from what Strata's Python path costs.
+  Beside writes/s, each write point has the **etcd CPU per write**: the members' user + system CPU
+  (``/proc/<pid>/stat``) over each sample divided by its writes (Strata's sample includes its sealer's
+  settling), which other load on a shared machine disturbs less than throughput.
 
 Contract: ``run_etcd_strata(plan, workdir, progress, log)`` returns the stage's dict (``reads``: a list
 of ``Measurement`` dicts, ``writes``: a list of :class:`WritePoint` dicts, ``cluster``, ``load_s``,
@@ -79,6 +83,10 @@ class WritePoint:
     threads: int
     writes_s: float | None = None  # median over rounds
     samples: list[float] = field(default_factory=list)
+    # The etcd members' CPU (utime + stime of every member process) per write, median over rounds: a figure
+    # the other load on a shared machine shifts less than writes/s.
+    cpu_ms_per_write: float | None = None
+    cpu_samples: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -176,22 +184,40 @@ def write_fns(store: Any, raw: Any, ds: Dataset) -> dict[str, Callable[[str], ob
     def raw_put(name: str) -> object:
         return raw.txn((), [Put(plain.data(NAMESPACE, name.encode()), packb(value))])
 
+    registry = shaped.registry(NAMESPACE)
+    # Strata's first write to a namespace creates its registry with a nested txn; later writes of the same
+    # process compare the registry's create revision instead (engine.etcd.commit): the steady state here.
+    created = raw.txn((), [Txn((Compare(registry, "CREATE", "==", 0),), (Put(registry, b"x"),),
+                               (Range(registry, keys_only=True),))])
+    answer = created.responses[0]
+    registered = answer.responses[0].kvs[0].create_revision if not answer.succeeded else created.revision
+
     def raw_shaped(name: str) -> object:
         rid = os.urandom(16)
         req = shaped.request(rid)
-        registry = shaped.registry(NAMESPACE)
         success = [Put(req, packb([time.time_ns() // 1000, None, [[NAMESPACE, 0, [name]]], rid, None])),
                    Put(shaped.data(NAMESPACE, name.encode()), packb(value)), Put(shaped.updated(NAMESPACE), b""),
-                   Txn((Compare(registry, "CREATE", "==", 0),), (Put(registry, b"x"),)),
                    Put(shaped.log, rid), Range(shaped.housekeeping)]
-        return raw.txn([Compare(req, "CREATE", "==", 0)], success, [Range(req), Range(shaped.housekeeping)])
+        return raw.txn([Compare(req, "CREATE", "==", 0), Compare(registry, "CREATE", "==", registered)], success,
+                       [Range(req), Range(registry, keys_only=True), Range(shaped.housekeeping)])
 
     return {STRATA: lambda name: ns.put({name: value}), RAW: raw_put, RAW_SHAPED: raw_shaped}
 
 
-def put_loop(put: Callable[[str], object], threads: int, seconds: float, tag: str) -> float:
+def cluster_cpu_s(cluster: Any) -> float:
+    """CPU seconds (user + system) the running members of ``cluster`` have used so far."""
+    total = 0
+    for m in cluster.members:
+        if m.proc is not None:
+            with open(f"/proc/{m.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def put_loop(put: Callable[[str], object], threads: int, seconds: float, tag: str) -> tuple[int, float]:
     """``threads`` threads each writing new keys in a closed loop for ``seconds`` (each thread at least
-    once): writes per second, over the time until the last thread's last write returned."""
+    once): the writes and the seconds until the last thread's last write returned."""
     counts = [0] * threads
     barrier = threading.Barrier(threads + 1)
     stop = [0.0]
@@ -214,14 +240,16 @@ def put_loop(put: Callable[[str], object], threads: int, seconds: float, tag: st
     barrier.wait()
     for th in pool:
         th.join()
-    return sum(counts) / (time.perf_counter() - t0)
+    return sum(counts), time.perf_counter() - t0
 
 
 def measure_writes(fns: dict[str, Callable[[str], object]], plan: EtcdStrataPlan, settle: Callable[[], object],
-                   progress: Callable[[int], None]) -> list[WritePoint]:
+                   progress: Callable[[int], None],
+                   cpu: dict[str, Callable[[], float]] | None = None) -> list[WritePoint]:
     """Every (system, threads) pair once per round, round after round; ``settle`` runs untimed after each
     of Strata's samples (it lets Strata's sealer finish its backlog, so it does not run into the next
-    sample)."""
+    sample). ``cpu``: per system, the CPU seconds its cluster has used so far (:func:`cluster_cpu_s`),
+    read before and after each sample (Strata's after its settle: sealing is part of its writes' cost)."""
     points = {(s, n): WritePoint(s, n) for n in plan.threads for s in fns}
     if plan.warm_seconds:
         for s, n in points:
@@ -229,12 +257,17 @@ def measure_writes(fns: dict[str, Callable[[str], object]], plan: EtcdStrataPlan
         settle()
     for r in range(plan.rounds):
         for (s, n), p in points.items():
-            p.samples.append(put_loop(fns[s], n, plan.write_seconds, f"r{r}-{n}"))
+            used = cpu[s]() if cpu else 0.0
+            writes, seconds = put_loop(fns[s], n, plan.write_seconds, f"r{r}-{n}")
             if s == STRATA:
                 settle()
+            p.samples.append(writes / seconds)
+            if cpu:
+                p.cpu_samples.append((cpu[s]() - used) * 1e3 / writes)
         progress(1)
     for p in points.values():
         p.writes_s = statistics.median(p.samples)
+        p.cpu_ms_per_write = statistics.median(p.cpu_samples) if p.cpu_samples else None
     return list(points.values())
 
 
@@ -293,11 +326,14 @@ def run_etcd_strata(plan: EtcdStrataPlan, workdir: Path, seed: int, progress: Ca
             store.head()
             reads = measure_interleaved(read_ops(store, reader, ds, txs, seed + 1), plan.cfg, progress)
             out["reads"] = [m.to_dict() for m in reads]
-            writes = measure_writes(write_fns(store, writer, ds), plan, store.head, progress)
+            cpu = {STRATA: lambda: cluster_cpu_s(clusters[0]), RAW: lambda: cluster_cpu_s(clusters[1]),
+                   RAW_SHAPED: lambda: cluster_cpu_s(clusters[1])}
+            writes = measure_writes(write_fns(store, writer, ds), plan, store.head, progress, cpu)
             out["writes"] = [p.to_dict() for p in writes]
     finally:
         for c in clusters:
             c.stop()
     for p in out["writes"]:
-        log(f"etcd_strata: {p['system']}, {p['threads']} thread(s): {p['writes_s']:,.0f} durable writes/s")
+        log(f"etcd_strata: {p['system']}, {p['threads']} thread(s): {p['writes_s']:,.0f} durable writes/s, "
+            f"{p['cpu_ms_per_write']:.2f} ms of etcd CPU per write")
     return out

@@ -486,6 +486,15 @@ def _etcd_strata_section(run: dict) -> list[str]:
 
         L.append(f"| {n} thread{'s' if n > 1 else ''} | {fmt(s)} | {fmt(r)} | {ratio(s, r)} | {fmt(sh)} | "
                  f"{ratio(s, sh)} |")
+    cpu = {(p["system"], p["threads"]): p["cpu_ms_per_write"] for p in stage.get("writes", [])
+           if p.get("cpu_ms_per_write")}
+    if cpu:
+        L += ["", f"| etcd CPU per durable write, ms (all members) | {STRATA} | {RAW} (one put) | {RAW_SHAPED} |",
+              "|---|---:|---:|---:|"]
+        for n in stage.get("threads", []):
+            L.append(f"| {n} thread{'s' if n > 1 else ''} | "
+                     + " | ".join(DASH if cpu.get((sys_, n)) is None else f"{cpu[(sys_, n)]:.2f}"
+                                  for sys_ in (STRATA, RAW, RAW_SHAPED)) + " |")
     return [*L, ""]
 
 

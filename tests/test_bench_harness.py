@@ -46,6 +46,8 @@ def test_quick_benchmark_run_produces_results(tmp_path: Path) -> None:
         (s, op) for s in ("strata on etcd", "raw etcd txn") for op in ("read100_past", "get_past")}
     assert {(p["system"], p["threads"]) for p in stage["writes"] if p["writes_s"] > 0} == {
         (s, n) for s in ("strata on etcd", "raw etcd txn", "raw etcd txn, Strata's txn shape") for n in (1, 16)}
+    # etcd CPU per write, from the members' /proc/<pid>/stat (ticks: a quick run's short sample may show none)
+    assert all(p["cpu_ms_per_write"] >= 0 and len(p["cpu_samples"]) == len(p["samples"]) for p in stage["writes"])
     assert {"issue18-read100", "issue18-writes1", "issue18-writes16"} <= {
         t["id"] for t in run["targets"] if t["value"] is not None}
     assert list(tmp_path.glob("*.md")) and list(tmp_path.glob("*.png"))

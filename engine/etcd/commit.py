@@ -11,10 +11,19 @@ validation, so bad input raises the same errors), :func:`commit` sends::
     success: put P/tx/<id> = msgpack [time_us, note, runs, fingerprint, None]
              put P/d/ns/k = record (puts, clears) / delete P/d/ns/k + put P/m/ns/k = record (deletes)
              put P/x/<expire_us:016x>/ns/k = ""     # each put with an expiry: the expiry index
-             put P/u/ns; txn {create_revision(P/n/ns) == 0 -> put P/n/ns} per namespace touched
+             put P/u/ns per namespace touched, and its registry P/n/ns (below):
+               txn {create_revision(P/n/ns) == 0 -> put P/n/ns; else range P/n/ns}   # not seen registered
              put P/log = <id>                      # the log index (engine.etcd.layout)
              range P/sys/hk                        # -> tx = R - base - count (engine.etcd.timeline)
-    failure: range P/tx/<id>; range each compared key; range P/x/ .. P/x/<now + 1:016x> (limit 1); range P/sys/hk
+    failure: range P/tx/<id>; range each compared key; range each asserted registry;
+             range P/x/ .. P/x/<now + 1:016x> (limit 1); range P/sys/hk
+
+**The namespace registry.** A namespace this process has seen registered (``Timeline.registered``: the
+create revision of ``P/n/<ns>``, learnt from the nested txn of an earlier commit, which created it or
+read it) gets a compare ``create_revision(P/n/ns) == <that>`` instead of the nested txn: one compare
+costs the cluster less than a nested txn. When another process dropped the namespace since (or dropped
+and created it again), the compare fails and the failure branch's range of the registry says so: the
+txn is planned again with the nested txn (or the new create revision), as for a key that moved.
 
 Records are byte for byte what the LMDB write path stores (:mod:`engine.codec`: a bare msgpack value, the
 clear and delete records, the extended record of a long key, the 6-field record of a put with an expiry
@@ -39,7 +48,7 @@ as on LMDB before its sweep. Runs left empty are dropped and neighbours of one n
 
 etcd's own limits, checked before sending (nothing is written): a txn of more operations than the
 cluster's ``--max-txn-ops`` (items + delete markers + expiry entries + 4 + 2 per namespace, and a
-compare per delete and key read first, and one for the due range) is ``BATCH_TOO_LARGE``; a put whose
+compare per delete, key read first and asserted registry, and one for the due range) is ``BATCH_TOO_LARGE``; a put whose
 key and record alone do not fit in ``--max-request-bytes`` (less :data:`RESERVED_BYTES` for the rest of
 the txn) is ``VALUE_TOO_LARGE``, a txn over it ``BATCH_TOO_LARGE``.
 
@@ -64,7 +73,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgpack
@@ -76,7 +85,7 @@ from ..encoding import SHORT_MAX, escape
 from ..txn import Batch, Expect, Run
 from .due import first_due, found_due, nothing_due
 from .expiry import Times, creation_for_write, live_tx, rich
-from .kv import Compare, DeleteRange, KeyValue, Put, Range, RangeResult, Request, Txn
+from .kv import Compare, DeleteRange, KeyValue, Put, Range, RangeResult, Request, Txn, TxnResult
 from .limits import EtcdLimits as EtcdLimits  # where callers have always found it
 from .once import Commit, commit_once
 from .reads import snapshot
@@ -169,15 +178,21 @@ class Plan:
     entry: bytes
     #: The records the success branch writes, per run of ``runs``: what a seal of the tx hashes.
     records: list[list[bytes]]
+    #: The namespaces whose registry a compare asserts (known registered), in the order the failure
+    #: branch reads their registry entries, right after the ``checked`` keys.
+    registered: list[str] = field(default_factory=list)
 
 
 def plan(timeline: Timeline, runs: list[Run], seen: dict[bytes, KeyValue | None], note: dict[str, Any] | None,
-         now_us: int, request_id: bytes, request_fingerprint: bytes) -> Plan:
+         now_us: int, request_id: bytes, request_fingerprint: bytes,
+         registered: dict[str, int] | None = None) -> Plan:
     """The txn writing ``runs`` (see the module docstring). ``seen``: the newest version read before the
     commit of every key an ``expect`` names or a put with options writes (None: absent); each must still
     be the newest (a compare), since the expect's answer and the put's ``created_us`` were derived from
-    it. Every namespace's registry is checked by a nested txn, every time: a process cannot know that no
-    other process dropped it."""
+    it. ``registered``: the registry entries this process has seen (namespace: create revision of
+    ``P/n/<ns>``); a namespace in it gets a compare that its registry is still that one (another process
+    may have dropped it since: the txn then fails and reads it, :func:`learn_registries`), any other a
+    nested txn creating its registry if it is absent (its failure branch reads the one there)."""
     layout = timeline.layout
     compare: list[Compare] = []
     checked: dict[bytes, None] = {}
@@ -209,16 +224,54 @@ def plan(timeline: Timeline, runs: list[Run], seen: dict[bytes, KeyValue | None]
             else:
                 success.append(Put(key, record))
     created_entry = ormsgpack.packb({"created_us": now_us})
+    known = registered or {}
+    guarded = [ns for ns in namespaces if ns in known]
     for ns in namespaces:
         success.append(Put(layout.updated(ns), b""))
         registry = layout.registry(ns)
-        success.append(Txn((Compare(registry, "CREATE", "==", 0),), (Put(registry, created_entry),)))
+        if ns in known:  # registered when this process last looked: one compare instead of a nested txn
+            compare.append(Compare(registry, "CREATE", "==", known[ns]))
+        else:
+            success.append(Txn((Compare(registry, "CREATE", "==", 0),), (Put(registry, created_entry),),
+                               (Range(registry, keys_only=True),)))
     success.append(Put(layout.log, request_id))
     success.append(Range(layout.housekeeping))
     logged = [[r.namespace, r.op, r.keys] for r in runs]
     entry = msgpack.packb([now_us, note, logged, request_fingerprint, None], use_bin_type=True)
-    failure: list[Request] = [*(Range(k) for k in checked), Range(layout.housekeeping)]
-    return Plan(compare, success, failure, list(checked), entry, written)
+    registries = [Range(layout.registry(ns), keys_only=True) for ns in guarded]
+    failure: list[Request] = [*(Range(k) for k in checked), *registries, Range(layout.housekeeping)]
+    return Plan(compare, success, failure, list(checked), entry, written, guarded)
+
+
+def learn_registries(timeline: Timeline, p: Plan, result: Commit) -> bool:
+    """Update ``timeline.registered`` from the answer to ``p``'s txn (not replayed): after a success, the
+    registry of each namespace its nested txns looked at (created by this txn, or read in the nested
+    failure branch); after a failure, those its compares asserted (read in the failure branch: absent ones
+    are forgotten). Returns whether an asserted registry was not the one known (the txn must be planned
+    again)."""
+    registered, layout = timeline.registered, timeline.layout
+    if result.succeeded:
+        for op, answer in zip(p.success, result.responses, strict=False):
+            if isinstance(op, Txn) and isinstance(answer, TxnResult):
+                name = layout.namespace_of_registry(op.compare[0].key)
+                looked = answer.responses[0] if answer.responses else None
+                if answer.succeeded:
+                    registered[name] = result.revision
+                elif isinstance(looked, RangeResult) and looked.kvs:
+                    registered[name] = looked.kvs[0].create_revision
+        return False
+    moved = False
+    answers = result.responses[len(p.checked):len(p.checked) + len(p.registered)]
+    for name, answer in zip(p.registered, answers, strict=True):
+        assert isinstance(answer, RangeResult)
+        now = answer.kvs[0].create_revision if answer.kvs else 0
+        if now != registered.get(name):
+            moved = True
+        if now:
+            registered[name] = now
+        else:
+            registered.pop(name, None)  # dropped: the next attempt creates it again (a nested txn)
+    return moved
 
 
 def guarded_keys(timeline: Timeline, batch: Batch) -> list[bytes]:
@@ -244,8 +297,13 @@ def newest(timeline: Timeline, keys: list[bytes]) -> dict[bytes, KeyValue | None
 
 def check_limits(p: Plan, request_key: bytes, limits: EtcdLimits, items: int) -> None:
     """``BATCH_TOO_LARGE`` / ``VALUE_TOO_LARGE`` for a txn etcd would refuse (before sending it)."""
-    nested = any(isinstance(op, Txn) for op in p.success)
-    ops = max(len(p.compare) + 1, len(p.success) + 1, len(p.failure) + 1) + (1 if nested else 0)
+    # Counted for the txn's larger shape whether or not this process has seen each namespace registered (a
+    # compare and a failure range, or a nested txn: a write after another process's drop is sent again with
+    # the nested txn), so that the batches a cluster takes do not depend on what this process has seen.
+    nested = sum(isinstance(op, Txn) for op in p.success)
+    asserted = len(p.registered)
+    ops = max(len(p.compare) + nested + 1, len(p.success) + asserted + 1,
+              len(p.failure) + nested + 1) + (1 if nested or asserted else 0)
     if ops > limits.max_txn_ops:
         raise errors.BatchTooLarge(
             f"a write of {items} operations needs {ops} etcd txn operations; the cluster allows "
@@ -288,7 +346,7 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
         conflicts = _conflicts(timeline, batch.expects, seen, now_us)
         if conflicts:
             raise conflict(conflicts)
-        p = plan(timeline, runs, seen, note, now_us, request_id, request_fp)
+        p = plan(timeline, runs, seen, note, now_us, request_id, request_fp, timeline.registered)
         if guarded:  # the range read goes before the last request, the range of P/sys/hk
             p.compare.append(nothing_due(timeline.layout, now_us))
             p.failure[-1:-1] = [first_due(timeline.layout, now_us)]
@@ -302,7 +360,9 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
         if result.succeeded:
             if not result.replayed:  # this attempt's txn wrote them: the local sealer need not read them back
                 timeline.written.add(result.revision, p.entry, p.records)
+                learn_registries(timeline, p, result)
             return committed_tx(timeline, result, claim)
+        unregistered = learn_registries(timeline, p, result)  # a namespace dropped (or dropped and created)
         housekeeping = result.responses[-1]
         assert isinstance(housekeeping, RangeResult)
         count = count_of(housekeeping.kvs)
@@ -322,7 +382,7 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
         runs = without(runs, absent)
         if not runs and not _conflicts(timeline, batch.expects, seen, now_us):  # only no-op deletes: no tx
             return timeline.latest()[0] if swept else result.revision - timeline.base - count  # the latest
-        if not moved and not swept and (claim is None or not claim.moved()):
+        if not moved and not swept and not unregistered and (claim is None or not claim.moved()):
             settled += 1
             if settled >= MAX_ATTEMPTS:
                 break

@@ -26,7 +26,9 @@ key                             value                                           
                                 ``revision(T)`` names T's bookkeeping key)
 ``P/n/<ns>``                    msgpack ``{"created_us": t}``                    the first tx writing ``ns``
                                                                                  (a nested txn), or
-                                                                                 ``create_namespace``
+                                                                                 ``create_namespace``; later
+                                                                                 txns compare its create
+                                                                                 revision
 ``P/u/<ns>``                    empty; its mod revision is ``ns``'s last tx      every tx touching ``ns``
 ``P/x/<expire_us:016x>/<ns>/``  empty: **the expiry index**, one entry per       every tx with a put that
 ``<key>``                       version that expires (for the sweep: due         carries an expiry

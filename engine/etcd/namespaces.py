@@ -146,6 +146,7 @@ def drop(timeline: Timeline, namespace: str, note: dict[str, Any] | None, now_us
                 continue  # written meanwhile: look again
             if claim is not None:
                 claim.written = True
+            timeline.registered.pop(namespace, None)
             return timeline.latest()[0]
         raws.sort(key=lambda raw: keypart(_NS_ID, raw))  # the order LMDB's index lists them in
         keys = [raw.decode("utf-8") for raw in raws]
@@ -166,6 +167,7 @@ def drop(timeline: Timeline, namespace: str, note: dict[str, Any] | None, now_us
             continue  # a write landed after the keys were listed: list them again
         if claim is not None:
             claim.written = True
+        timeline.registered.pop(namespace, None)  # this process's next write to it creates it anew at once
         if result.replayed:
             timeline.refresh()
             return timeline.tx_of(result.revision)

@@ -64,6 +64,9 @@ class Timeline:
         self.compacted_revision = 0
         #: What this process's commits wrote, for its own sealer (:mod:`engine.etcd.written`).
         self.written = Written()
+        #: Namespaces whose registry ``P/n/<ns>`` this process has seen, with its create revision: a write
+        #: to one asserts it with a compare instead of a nested txn (:func:`engine.etcd.commit.plan`).
+        self.registered: dict[str, int] = {}
         self._lock = threading.Lock()
 
     # -- the mapping -------------------------------------------------------------------------------

@@ -205,6 +205,10 @@ def test_etcds_limits_are_batch_and_value_too_large_before_sending(storage: Etcd
         storage.put("a", {f"k{i}": i for i in range(27)})
     assert info.value.details == {"count": 27, "ops": 33, "limit": MAX_TXN_OPS}
     assert storage.put("a", {f"k{i}": i for i in range(26)}) == 1
+    assert storage.timeline.registered == {"a": storage.timeline.revision_of(1)}
+    with pytest.raises(errors.BatchTooLarge) as info:  # the same limit with the namespace seen registered
+        storage.put("a", {f"k{i}": i for i in range(27)})
+    assert info.value.details == {"count": 27, "ops": 33, "limit": MAX_TXN_OPS}
     with pytest.raises(errors.BatchTooLarge) as info:  # deletes count twice (the marker) and compare
         storage.delete("a", [f"k{i}" for i in range(14)])
     assert info.value.details["ops"] == 34
@@ -416,6 +420,59 @@ def test_dropping_a_namespace(storage: EtcdStorage, etcd: EtcdClient, clock: Clo
     assert storage.drop_namespace("a") == 6  # no live keys: forgotten without a tx
     assert storage.latest_tx == 6
     assert storage.namespaces() == ["b"]
+
+
+def test_a_namespace_seen_registered_is_asserted_by_a_compare_not_a_nested_txn(storage: EtcdStorage,
+                                                                               etcd: EtcdClient) -> None:
+    layout, timeline = storage.layout, storage.timeline
+    assert timeline.registered == {}
+    storage.put("a", {"k": 1})  # its nested txn created the registry: this process knows it now
+    assert timeline.registered == {"a": timeline.revision_of(1)}
+    runs = prepare_puts("a", {"k": 2}, Limits()).runs
+    known = plan(timeline, runs, {}, None, US, b"r" * 16, b"f" * 16, timeline.registered)
+    assert Compare(layout.registry("a"), "CREATE", "==", timeline.revision_of(1)) in known.compare
+    assert not any(isinstance(op, Txn) for op in known.success)
+    assert known.registered == ["a"]
+    assert known.failure[-2:] == [Range(layout.registry("a"), keys_only=True), Range(layout.housekeeping)]
+    unknown = plan(timeline, runs, {}, None, US, b"r" * 16, b"f" * 16)
+    assert [op for op in unknown.success if isinstance(op, Txn)] == [
+        Txn((Compare(layout.registry("a"), "CREATE", "==", 0),),
+            (Put(layout.registry("a"), ormsgpack.packb({"created_us": US})),),
+            (Range(layout.registry("a"), keys_only=True),))]
+    other = EtcdStorage.open(etcd, layout.prefix.decode(), etcd_limits=EtcdLimits(max_txn_ops=MAX_TXN_OPS))
+    other.put("b", {"k": 1})  # the registry was there: its nested txn's failure branch read it
+    assert other.timeline.registered == {"b": timeline.revision_of(2)}
+    other.put("a", {"k": 1})
+    assert other.timeline.registered == {"a": timeline.revision_of(1), "b": timeline.revision_of(2)}
+
+
+def test_a_write_after_another_process_dropped_the_namespace_creates_it_anew(storage: EtcdStorage, etcd: EtcdClient,
+                                                                              clock: Clock) -> None:
+    timeline = storage.timeline
+    other = EtcdStorage.open(etcd, storage.layout.prefix.decode(), etcd_limits=EtcdLimits(max_txn_ops=MAX_TXN_OPS),
+                             clock=clock)
+    storage.put("a", {"k": 1})
+    assert storage.put("a", {"k": 2}) == 2
+    r1 = timeline.revision_of(1)
+    clock.now += 1
+    assert other.drop_namespace("a") == 3
+    assert timeline.registered == {"a": r1}  # this process has not seen the drop
+    clock.now += 1
+    before = revision(etcd)
+    assert storage.put("a", {"k": 3}) == 4  # the compare on the registry failed; sent again with a nested txn
+    assert revision(etcd) == before + 1  # the failed attempt wrote nothing
+    assert storage.namespace_info("a") == NamespaceInfo("a", at(US + 2_000_000), at(US + 2_000_000), 4, 1, 8)
+    assert timeline.registered == {"a": timeline.revision_of(4)}
+    clock.now += 1
+    assert other.drop_namespace("a") == 5
+    assert other.create_namespace("a") == NamespaceInfo("a", at(US + 3_000_000), at(US + 3_000_000), 5, 0, 0)
+    created = etcd.range(storage.layout.registry("a")).kvs[0].create_revision
+    clock.now += 1
+    assert storage.put("a", {"k": 4}) == 6  # the registry another process created is kept, not written over
+    assert storage.namespace_info("a") == NamespaceInfo("a", at(US + 3_000_000), at(US + 4_000_000), 6, 1, 8)
+    assert timeline.registered == {"a": created}
+    assert [(t.tx, [o.key for o in t.operations]) for t in storage.changes(0, limit=10)] == [
+        (1, ["k"]), (2, ["k"]), (3, ["k"]), (4, ["k"]), (5, ["k"]), (6, ["k"])]
 
 
 def test_a_nested_txn_in_json_and_back() -> None:
