@@ -37,7 +37,8 @@ WARM = 8  # groups run before the measured ones: first-call caches, imports, gre
 
 
 def _setup(path: str, group: int, groups: int) -> Any:
-    """A batcher over the app at ``path``; ``run(n)`` hands over ``n`` groups of ``group`` writes, one by one."""
+    """``(run, batcher, app)``: a batcher over the app at ``path``; ``run(n)`` hands over ``n`` groups of
+    ``group`` writes, one by one (at most ``WARM + groups`` groups in all)."""
     from server import fast_http
     from server.app import create_app
     from server.write_batch import WriteBatcher
@@ -92,18 +93,17 @@ def _setup(path: str, group: int, groups: int) -> Any:
     def run(n: int) -> None:
         for _ in range(n):
             one_group()
-    return run, batcher
+    return run, batcher, app
 
 
 def inner(group: int, groups: int, total: int) -> None:
     work = tempfile.mkdtemp(prefix="strata-bip-")
     try:
-        run, batcher = _setup(os.path.join(work, "data"), group, total)
+        run, batcher, app = _setup(os.path.join(work, "data"), group, total)
         run(WARM)
         run(groups)
         batcher.stop(30)
-        if os.environ.get("BIP_SHOW"):
-            print(f"commits {batcher.commits}, requests {batcher.requests}", file=sys.stderr)
+        app.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -4,7 +4,6 @@ takes minutes: the long test runs a few)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -13,16 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.batch_instructions import _setup
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_each_group_is_one_commit_of_answered_writes() -> None:
-    out = subprocess.run([sys.executable, "-m", "benchmarks.batch_instructions", "--inner", "--groups", "4",
-                          "--batches", "3"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         env=dict(os.environ, BIP_SHOW="1"))
-    assert out.returncode == 0, out.stderr[-3000:]
-    # 8 warm-up groups and 3 measured, each a commit of 4 writes and its gate (a request that writes nothing)
-    assert out.stderr.strip().splitlines()[-1] == "commits 11, requests 55", out.stderr[-3000:]
+def test_each_group_is_one_commit_of_answered_writes(tmp_path: Path) -> None:
+    run, batcher, app = _setup(str(tmp_path / "data"), 4, 3)  # asserts each write's answer is a 200
+    run(3)
+    batcher.stop(30)
+    app.close()
+    assert (batcher.commits, batcher.requests) == (3, 15)  # each group one commit: 4 writes and the gate
 
 
 @pytest.mark.long
