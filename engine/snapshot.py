@@ -181,6 +181,52 @@ def _plain_keys(keys: list[Any], count: int, key_max: int) -> tuple[list[str], l
     return unique, list(map(str.encode, unique))
 
 
+def _plain_keyparts(keys: list[Any], count: int, key_max: int, prefix: bytes,
+                    tail: bytes = TERMINATOR) -> tuple[list[str], list[bytes]] | None:
+    """``keys`` (``count`` of them) each once, in order, and each one's ``prefix | UTF-8 | tail`` (with
+    the default ``tail``, its keypart), when every key is a non-empty str of at most ``key_max``
+    bytes without NUL, as :func:`_plain_keys` accepts them; else None, and the general path answers
+    (or says why not). Also None for a batch holding a key with the separator byte chosen below (a
+    control character: the general path reads it, at its usual cost)."""
+    # What _plain_keys does, with the keyparts made by the same passes: the keys joined by a separator
+    # byte that neither prefix nor tail holds, one replace that puts ``tail | sep | prefix`` at every
+    # separator, and one split at the separators, which yields every keypart whole. Measured on 100
+    # keys of 16 bytes: one allocation and one bytes.join call per key fewer than a split into UTF-8
+    # followed by a join per key (callgrind: about 650 instructions per key).
+    bound = prefix + tail
+    sep = 1
+    while sep in bound:  # at most len(bound) steps: some control character is free
+        sep += 1
+    mark = _SEPARATORS[sep]
+    try:
+        joined = _CHARS[sep].join(keys).encode()
+    except (TypeError, UnicodeEncodeError):  # a key that is not a str, or not encodable: the general path says why
+        return None
+    if 0 in joined:  # a key holding NUL
+        return None
+    distinct = set(keys)
+    if "" in distinct:
+        return None
+    # The length: as in _plain_keys, one find per block of B = (key_max + 1) // 2 bytes: a key of 2B
+    # bytes or more holds a whole aligned block without a separator.
+    block, size = (key_max + 1) // 2, len(joined)
+    if -1 in map(joined.find, repeat(mark), range(0, size - block + 1, block), range(block, size + 1, block)) \
+            and max(map(len, joined.split(mark))) > key_max:  # a long key somewhere: the exact check
+        return None
+    kps = b"".join((prefix, joined.replace(mark, tail + mark + prefix), tail)).split(mark)
+    if len(kps) != count:  # a key holding the separator
+        return None
+    if len(distinct) == count:
+        return keys[:], kps  # a copy: the caller's list may change
+    firsts = dict(zip(keys, kps, strict=True))  # each key in the place it first has (a repeat changes none)
+    return list(firsts), list(firsts.values())
+
+
+#: The separator bytes :func:`_plain_keyparts` may choose, as bytes and as one-character strings.
+_SEPARATORS = [bytes([c]) for c in range(32)]
+_CHARS = [chr(c) for c in range(32)]
+
+
 def _binary_flags(payload: bytes, values: Any) -> Iterator[bool]:
     """``Record.binary`` of each of ``values``, decoded from the msgpack ``payload``: whether it is
     ``bytes``. Every msgpack ``bin`` starts with C4, C5 or C6, so a payload without those bytes
@@ -214,11 +260,10 @@ def read_batch(backend: Any, store: Any, name: str, keys: list[Any]) -> ReadResu
     count = len(keys)
     if prefix is None or not 1 < count <= limits.max_read_keys:
         return None
-    plain = _plain_keys(keys, count, min(SHORT_MAX, limits.max_key_bytes))
+    plain = _plain_keyparts(keys, count, min(SHORT_MAX, limits.max_key_bytes), prefix)
     if plain is None:
         return None
-    unique, raws = plain
-    kps = list(map(bytes.join, raws, repeat((prefix, TERMINATOR))))  # raw.join((prefix, 00 00)): one allocation
+    unique, kps = plain
 
     found, snap = backend.get_each(backend.latest, kps)
     if not all(found):  # an absent key (or one whose newest version is a delete) has no entry
@@ -253,17 +298,17 @@ def read_batch_at(backend: Any, store: Any, name: str, keys: list[Any], tx: Any)
     count = len(keys)
     if head is None or not 1 < count <= store.limits.max_read_keys or type(tx) is not int or not 0 <= tx <= TX_MAX:
         return None
-    plain = _plain_keys(keys, count, store._lean_key_max)
+    plain = _plain_keyparts(keys, count, store._lean_key_max, head[0])
     if plain is None:
         return None
-    unique, raws = plain
-    probes = list(map(bytes.join, raws, repeat((head[0], TERMINATOR + inv_tx(tx)))))  # keypart | inv_tx(tx)
+    unique, kps = plain
+    probes = list(map(bytes.__add__, kps, repeat(inv_tx(tx))))  # keypart | inv_tx(tx)
 
     found, latest, horizon = backend.seek_each(backend.versions, probes)
     if not horizon <= tx <= latest:
         return None  # the general path raises FUTURE_TX or TX_COMPACTED
     ks, recs = zip(*found, strict=True)
-    hits = list(map(bytes.startswith, ks, map(bytes.join, raws, repeat(head))))  # the version is the key's
+    hits = list(map(bytes.startswith, ks, kps))  # the version is the key's
     if not all(hits):  # keys absent at tx
         unique, ks, recs = list(compress(unique, hits)), tuple(compress(ks, hits)), tuple(compress(recs, hits))
         if not unique:

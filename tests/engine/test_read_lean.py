@@ -17,7 +17,7 @@ from engine.codec import pack_value
 from engine.encoding import SHORT_MAX, TX_MAX, inv_tx
 from engine.latest import entry as latest_entry
 from engine.records import Limits, ReadResult, Record
-from engine.snapshot import _plain_keys, read_batch_at
+from engine.snapshot import _plain_keyparts, _plain_keys, read_batch_at
 
 UNDER_LOAD = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=25)
 
@@ -163,6 +163,51 @@ def test_plain_keys_finds_every_key_longer_than_the_limit_wherever_the_blocks_fa
                 keys = ["a" * first, "b" * second, "c"]
                 fits = first <= key_max and second <= key_max
                 assert _plain_keys(keys, 3, key_max) == ((keys, [k.encode() for k in keys]) if fits else None), keys
+
+
+@settings(max_examples=200, deadline=None)
+@given(keys=st.lists(st.one_of(st.text(alphabet="ab\u00e9\x00\x01\x02\x03", max_size=12), st.integers(0, 1)),
+                     min_size=2, max_size=8),
+       key_max=st.integers(1, 11), prefix=st.binary(min_size=4, max_size=4),
+       tail=st.sampled_from([b"\x00\x00", b"\x00\x00\x01\x02\x03\x04\x05\x06\x07\x08"]))
+def test_plain_keyparts_are_the_plain_keys_with_prefix_and_tail(keys: list, key_max: int, prefix: bytes,
+                                                                  tail: bytes) -> None:
+    """The keypart builder takes what _plain_keys takes (or, for a batch holding its separator, a
+    control character that neither prefix nor tail holds, reads it the general way) and gives each
+    key once, in order, with ``prefix | UTF-8 | tail``."""
+    plain = _plain_keys(keys, len(keys), key_max)
+    parts = _plain_keyparts(keys, len(keys), key_max, prefix, tail)
+    if plain is None:
+        assert parts is None
+        return
+    separator = next(c for c in range(1, 32) if c not in prefix + tail)
+    if parts is None:  # only a batch holding the separator may go the general way
+        assert any(chr(separator) in k for k in keys)
+        return
+    unique, raws = plain
+    assert parts == (unique, [prefix + raw + tail for raw in raws])
+
+
+def test_plain_keyparts_finds_every_key_longer_than_the_limit_wherever_the_blocks_fall() -> None:
+    """As for _plain_keys: every placement of a long key against the blocks the check looks at."""
+    for key_max in range(1, 9):
+        for first in range(1, 2 * key_max + 3):
+            for second in range(1, 2 * key_max + 3):
+                keys = ["a" * first, "b" * second, "c"]
+                fits = first <= key_max and second <= key_max
+                want = (keys, [b"P" + k.encode() + b"\x00\x00" for k in keys]) if fits else None
+                assert _plain_keyparts(keys, 3, key_max, b"P") == want, keys
+
+
+def test_a_batch_with_the_separator_or_repeats_reads_as_any_other(store: Store) -> None:
+    """A key holding the control character the batch keyparts are split at is read the general way,
+    with the same answer; repeats keep each key's first place."""
+    ns = store.namespace("sep")
+    tx = ns.put({"\x01": 1, "a\x02b": 2, "c": 3})
+    for keys in (["\x01", "c"], ["a\x02b", "c", "\x01"], ["c", "c", "\x01", "c"], ["c", "a\x02b", "c"]):
+        want = [Record(k, {"\x01": 1, "a\x02b": 2, "c": 3}[k], tx) for k in dict.fromkeys(keys)]
+        assert ns.read(keys) == ReadResult(want, tx)
+        assert ns.read(keys, tx=tx) == ReadResult(want, tx)
 
 
 # One step of a history: (op, key index, value); values are plain, or carry what makes a record rich.
