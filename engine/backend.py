@@ -217,6 +217,12 @@ class Backend:
         #: Called after a group of several writes was rolled back as a whole (to be run again, or
         #: failed): caches filled from inside its transaction may name what never committed.
         self.on_group_rollback: list[Callable[[], None]] = []
+        #: Write functions started in this process's write transactions (each group member, each
+        #: attempt): a write function tells by it whether another one ran since it left :attr:`tail`.
+        self.members_run = 0
+        #: What the last write function that ran left for the next one to skip reading (its own
+        #: format, :mod:`engine.one_key`'s), or None; cleared whenever a transaction is aborted.
+        self.tail: Any = None
         self._closed = False
         self._forked = False  # True in a child process that inherited this backend
         #: (LMDB snapshot id, latest tx, horizon) of the last read transaction that asked (read_txs).
@@ -585,6 +591,7 @@ class Backend:
             running = True  # until the members have run: an exception is one member's own
             try:
                 if len(group) == 1:  # a lone write (the usual case), without a call per layer
+                    self.members_run += 1
                     group[0].succeed(group[0].fn(txn))
                 else:
                     self._run(txn, group, nested)
@@ -618,12 +625,14 @@ class Backend:
                 self._run_nested(txn, member)
         else:
             for member in members:
+                self.members_run += 1
                 member.succeed(member.fn(txn))
 
     def _run_nested(self, txn: Any, member: Member[Any]) -> None:
         """Run one member of a group in a nested transaction of ``txn``: its failure is its own."""
         child = self.env.begin(write=True, parent=txn)
         try:
+            self.members_run += 1
             result = member.fn(child)
             child.commit()
         except BaseException as exc:
@@ -642,6 +651,7 @@ class Backend:
         newcomers out meanwhile. This thread stays inside, so the group's transaction stays valid
         while one of its nested transactions is aborted.
         """
+        self.tail = None  # it may describe what the abort undoes
         with self._gate.alone():
             txn.abort()
 
