@@ -581,10 +581,12 @@ class Backend:
         :data:`_NEST` asks for a rerun with each member in a nested transaction of its own,
         where its failure is its own."""
         gate = self._gate
-        gate.enter()
+        gate._inside.append(None)  # Gate.enter, inlined as in read(): every write passes here
+        if gate._resizing or gate._alone:
+            gate.back_out()
         try:
             try:
-                txn = self.env.begin(write=True)
+                txn = self.env.begin(None, None, True)  # (db, parent, write): positional is cheaper
             except lmdb.MapResizedError:
                 txn = self._begin(True)
             gate.writer = threading.get_ident()
@@ -596,8 +598,9 @@ class Backend:
                 else:
                     self._run(txn, group, nested)
                 ran = len(group)
-                if self._groups.more(group):  # writes that queued while these ran join the commit
-                    self._run(txn, group[ran:], nested)
+                groups = self._groups
+                if (groups._queue or groups._late is not None) and groups.more(group):
+                    self._run(txn, group[ran:], nested)  # writes that queued while these ran join the commit
                 running = False
                 txnid = txn.id()
                 txn.commit()
@@ -610,13 +613,18 @@ class Backend:
                         return _NEST
                 return self._after_abort(group, exc)
             self.commits += 1  # only the committing leader counts these: no lock
-            if self.sync and self.env.info()["last_txnid"] >= txnid:
+            # Only an earlier commit still unflushed gains from knowing this one flushed (a lone
+            # durable writer's was flushed before it returned): then ask LMDB whether this one wrote.
+            if self.sync and self._flushed_through < self.commits - 1 and self.env.info()["last_txnid"] >= txnid:
                 self._flushed_before(self.commits)
             self.writes += group[0].done if len(group) == 1 else sum(member.done for member in group)
             return _DONE
         finally:
             gate.writer = 0
-            gate.leave()
+            gate._inside.pop()  # Gate.leave, inlined
+            if gate._resizing or gate._alone:
+                with gate._lock:
+                    gate._cond.notify_all()
 
     def _run(self, txn: Any, members: list[Member[Any]], nested: bool) -> None:
         """Run ``members`` in order in the group's transaction ``txn``, directly or each nested."""
