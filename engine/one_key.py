@@ -9,6 +9,12 @@ are those of the general path, byte for byte (a hypothesis differential test,
 outside the common case (a delete, whose no-op rule needs a lookup first; an expiry or metadata; a
 long key or one holding a NUL, whose keypart is escaped; a replayed tx) takes the general path.
 
+Successive puts of this path in one process also skip reading what the previous one wrote (the
+latest tx, its time, chain hash and Merkle entry, the namespace's registry entry, the expiry index's
+first due time): :attr:`engine.backend.Backend.tail`, trusted only while no other write ran since,
+in this process (:attr:`~engine.backend.Backend.members_run`) or another (LMDB's consecutive
+transaction ids); see :func:`apply`.
+
 :data:`ENABLED` switches the shortcut off (the differential test's general side).
 """
 
