@@ -217,6 +217,12 @@ class Backend:
         #: Called after a group of several writes was rolled back as a whole (to be run again, or
         #: failed): caches filled from inside its transaction may name what never committed.
         self.on_group_rollback: list[Callable[[], None]] = []
+        #: Write functions started in this process's write transactions (each group member, each
+        #: attempt): a write function tells by it whether another one ran since it left :attr:`tail`.
+        self.members_run = 0
+        #: What the last write function that ran left for the next one to skip reading (its own
+        #: format, :mod:`engine.one_key`'s), or None; cleared whenever a transaction is aborted.
+        self.tail: Any = None
         self._closed = False
         self._forked = False  # True in a child process that inherited this backend
         #: (LMDB snapshot id, latest tx, horizon) of the last read transaction that asked (read_txs).
@@ -575,22 +581,26 @@ class Backend:
         :data:`_NEST` asks for a rerun with each member in a nested transaction of its own,
         where its failure is its own."""
         gate = self._gate
-        gate.enter()
+        gate._inside.append(None)  # Gate.enter, inlined as in read(): every write passes here
+        if gate._resizing or gate._alone:
+            gate.back_out()
         try:
             try:
-                txn = self.env.begin(write=True)
+                txn = self.env.begin(None, None, True)  # (db, parent, write): positional is cheaper
             except lmdb.MapResizedError:
                 txn = self._begin(True)
             gate.writer = threading.get_ident()
             running = True  # until the members have run: an exception is one member's own
             try:
                 if len(group) == 1:  # a lone write (the usual case), without a call per layer
+                    self.members_run += 1
                     group[0].succeed(group[0].fn(txn))
                 else:
                     self._run(txn, group, nested)
                 ran = len(group)
-                if self._groups.more(group):  # writes that queued while these ran join the commit
-                    self._run(txn, group[ran:], nested)
+                groups = self._groups
+                if (groups._queue or groups._late is not None) and groups.more(group):
+                    self._run(txn, group[ran:], nested)  # writes that queued while these ran join the commit
                 running = False
                 txnid = txn.id()
                 txn.commit()
@@ -603,13 +613,18 @@ class Backend:
                         return _NEST
                 return self._after_abort(group, exc)
             self.commits += 1  # only the committing leader counts these: no lock
-            if self.sync and self.env.info()["last_txnid"] >= txnid:
+            # Only an earlier commit still unflushed gains from knowing this one flushed (a lone
+            # durable writer's was flushed before it returned): then ask LMDB whether this one wrote.
+            if self.sync and self._flushed_through < self.commits - 1 and self.env.info()["last_txnid"] >= txnid:
                 self._flushed_before(self.commits)
             self.writes += group[0].done if len(group) == 1 else sum(member.done for member in group)
             return _DONE
         finally:
             gate.writer = 0
-            gate.leave()
+            gate._inside.pop()  # Gate.leave, inlined
+            if gate._resizing or gate._alone:
+                with gate._lock:
+                    gate._cond.notify_all()
 
     def _run(self, txn: Any, members: list[Member[Any]], nested: bool) -> None:
         """Run ``members`` in order in the group's transaction ``txn``, directly or each nested."""
@@ -618,12 +633,14 @@ class Backend:
                 self._run_nested(txn, member)
         else:
             for member in members:
+                self.members_run += 1
                 member.succeed(member.fn(txn))
 
     def _run_nested(self, txn: Any, member: Member[Any]) -> None:
         """Run one member of a group in a nested transaction of ``txn``: its failure is its own."""
         child = self.env.begin(write=True, parent=txn)
         try:
+            self.members_run += 1
             result = member.fn(child)
             child.commit()
         except BaseException as exc:
@@ -642,6 +659,7 @@ class Backend:
         newcomers out meanwhile. This thread stays inside, so the group's transaction stays valid
         while one of its nested transactions is aborted.
         """
+        self.tail = None  # it may describe what the abort undoes
         with self._gate.alone():
             txn.abort()
 

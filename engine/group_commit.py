@@ -249,8 +249,9 @@ class GroupCommit:
             return None
         if defer_flush:
             return partial(self._finish, group, own, flush)
-        self._finish(group, own, flush)
-        return None
+        if flush or len(group) > 1 or group[0] is not own:
+            self._finish(group, own, flush)
+        return None  # else a lone write owing no flush (the usual case): nothing to flush, no one to wake
 
     def _finish(self, group: list[Member[Any]], own: Member[Any], flush: int) -> None:
         """Flush a committed group if asked, then wake its other threads' writes."""

@@ -512,7 +512,7 @@ class Store:
 
     def _entry_for_write(self, txn: Any, name: str, now: int) -> schema.NamespaceEntry:
         """The registry entry of ``name``, created (or revived after a drop) for a write."""
-        raw = txn.get(name.encode(), db=self._backend.namespaces)
+        raw = txn.get(name.encode(), None, self._backend.namespaces)  # positional: cheaper than db=
         if raw is not None:
             entry = schema.NamespaceEntry.decode(raw)
             if entry.dropped:

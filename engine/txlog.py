@@ -150,8 +150,7 @@ def append(txn: Any, dbs: dict[str, Any], tx: int, time_us: int, note: dict[str,
            runs: list[list[Any]], records: list[list[bytes]]) -> bytes:
     """Write the log entry of ``tx``, advance the chain and add its leaf to the Merkle tree
     (:mod:`engine.txtree`). Runs in the tx's write transaction."""
-    meta, put = dbs["meta"], txn.put
-    prev = txn.get(HEAD_HASH, db=meta) or GENESIS
+    prev = txn.get(HEAD_HASH, db=dbs["meta"]) or GENESIS
     if len(runs) == 1 and len(records[0]) < COMPOSED_FROM:  # most txs: one run of a few keys, inlined
         data = packb_exact([tx, time_us, note, [[*runs[0], records[0]]]])
         digest = _sha256(prev + data).digest()
@@ -162,12 +161,31 @@ def append(txn: Any, dbs: dict[str, Any], tx: int, time_us: int, note: dict[str,
         chain.update(data)  # no copy of prev + data (about 1 MB for 10,000 items)
         digest = chain.digest()
     txtree.append(txn, dbs["txtree"], tx, data)
-    key = _u64.pack(tx)
-    put(key, packb_exact([time_us, note, digest]), db=dbs["txlog"])
-    put(key, logged, db=dbs["txops"])
-    put(_u64.pack(time_us) + key, b"", db=dbs["txtime"])
-    put(HEAD_HASH, digest, db=meta)
+    _put_entry(txn, dbs, tx, time_us, note, digest, logged)
     return digest
+
+
+def append_one(txn: Any, dbs: dict[str, Any], tx: int, time_us: int, note: dict[str, Any] | None,
+               run: list[Any], record: bytes, prev: bytes, tree_prev: bytes | None) -> tuple[bytes, bytes | None]:
+    """:func:`append` of a tx of one run of one key storing ``record``, given what it would read:
+    ``prev``, the chain hash of tx ``tx - 1``, and ``tree_prev``, the Merkle tree's entry of tx
+    ``tx - 1`` (see :func:`engine.txtree.append_after`). Returns ``(hash of tx, tree entry of tx)``,
+    what the next tx's call takes. Same bytes as :func:`append`."""
+    data = packb_exact([tx, time_us, note, [[*run, [record]]]])
+    digest = _sha256(prev + data).digest()
+    stored = txtree.append_after(txn, dbs["txtree"], tx, data, tree_prev)
+    _put_entry(txn, dbs, tx, time_us, note, digest, packb_exact([run]))
+    return digest, stored
+
+
+def _put_entry(txn: Any, dbs: dict[str, Any], tx: int, time_us: int, note: dict[str, Any] | None, digest: bytes,
+               logged: bytes) -> None:
+    """Write the log entry of ``tx`` whose chain hash is ``digest`` and runs ``logged`` (packed)."""
+    put, key = txn.put, _u64.pack(tx)  # put positionally: keywords cost each call ~600 instructions
+    put(key, packb_exact([time_us, note, digest]), False, True, False, dbs["txlog"])
+    put(key, logged, False, True, False, dbs["txops"])
+    put(_u64.pack(time_us) + key, b"", False, True, False, dbs["txtime"])
+    put(HEAD_HASH, digest, False, True, False, dbs["meta"])
 
 
 def entry(txn: Any, dbs: dict[str, Any], tx: int) -> tuple[int, dict[str, Any] | None, bytes] | None:

@@ -265,16 +265,24 @@ def record_due_expiries(store: Store, txn: Any) -> None:
     sweep_due(store, txn, store._backend.dbs["expiry"], store._now_us())
 
 
-def sweep_due(store: Store, txn: Any, expiry_db: Any, now: int) -> None:
+def sweep_due(store: Store, txn: Any, expiry_db: Any, now: int) -> int | None:
     """What every write does first in its write transaction: record up to
     :data:`engine.expiry.SWEEP_PER_WRITE` expiries due at ``now`` as deletes, in a tx of their own
     (note ``{"expired": true}``). Costs one cursor step on the (usually empty) expiry index
-    ``expiry_db`` when none is due (:func:`engine.expiry.due`'s check, inlined: every write passes here)."""
-    cur = txn.cursor(db=expiry_db)
-    if cur.first() and unpack_u64_from(cur.key())[0] <= now:
-        swept, _ = expiry.sweep(store, txn, now, expiry.SWEEP_PER_WRITE)
-        if swept is not None:
-            apply_batch(store, txn, swept, expiry.EXPIRED_NOTE, now_us=now)
+    ``expiry_db`` when none is due (:func:`engine.expiry.due`'s check, inlined: every write passes here).
+
+    Returns when the first indexed expiry is due if none was due now (None: the index is empty), or
+    0 if some were (what is left is not known)."""
+    cur = txn.cursor(expiry_db)  # positional: cheaper than db=
+    if not cur.first():
+        return None
+    due: int = unpack_u64_from(cur.key())[0]
+    if due > now:
+        return due
+    swept, _ = expiry.sweep(store, txn, now, expiry.SWEEP_PER_WRITE)
+    if swept is not None:
+        apply_batch(store, txn, swept, expiry.EXPIRED_NOTE, now_us=now)
+    return 0
 
 
 def apply_batch(store: Store, txn: Any, batch: Batch, note: dict[str, Any] | None,
