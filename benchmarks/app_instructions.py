@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from typing import Any
+
+from benchmarks.callgrind import instructions
 
 VALUE = "v" * 96
 
@@ -110,18 +109,7 @@ def inner(system: str, requests: int, total: int) -> None:
 
 
 def count(args: list[str]) -> int:
-    fd, out = tempfile.mkstemp(prefix="callgrind-", suffix=".out")
-    os.close(fd)
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    try:
-        proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                               sys.executable, "-m", "benchmarks.app_instructions", "--inner", *args],
-                              capture_output=True, text=True, env=env, check=True)
-    finally:
-        os.unlink(out)
-    found = re.search(r"Collected : (\d+)", proc.stderr)
-    assert found, proc.stderr[-2000:]
-    return int(found.group(1))
+    return instructions("benchmarks.app_instructions", args)
 
 
 def profile(system: str, requests: int) -> None:

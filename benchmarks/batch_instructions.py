@@ -23,15 +23,13 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 from typing import Any
 
 from benchmarks.app_instructions import _write_raw
+from benchmarks.callgrind import instructions
 
 WARM = 8  # groups run before the measured ones: first-call caches, imports, greenlets, the namespace
 
@@ -109,19 +107,8 @@ def inner(group: int, groups: int, total: int) -> None:
 
 
 def count(group: int, groups: int, total: int) -> int:
-    fd, out = tempfile.mkstemp(prefix="callgrind-", suffix=".out")
-    os.close(fd)
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    try:
-        proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                               sys.executable, "-m", "benchmarks.batch_instructions", "--inner",
-                               "--groups", str(group), "--batches", str(groups), "--total", str(total)],
-                              capture_output=True, text=True, env=env, check=True)
-    finally:
-        os.unlink(out)
-    found = re.search(r"Collected : (\d+)", proc.stderr)
-    assert found, proc.stderr[-2000:]
-    return int(found.group(1))
+    return instructions("benchmarks.batch_instructions", ["--groups", str(group), "--batches", str(groups),
+                                                          "--total", str(total)])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import struct
-import subprocess
-import sys
 import tempfile
 from functools import partial
 from typing import Any
+
+from benchmarks.callgrind import instructions
 
 KEYS = 1000
 BULK_KEYS = 100_000
@@ -236,15 +235,7 @@ def inner(system: str, puts: int, keys: int, sync_env: bool, sync: bool) -> None
 
 
 def count(args: list[str]) -> int:
-    out = tempfile.mktemp(prefix="callgrind-", suffix=".out")
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                           sys.executable, "-m", "benchmarks.put_instructions", "--inner", *args],
-                          capture_output=True, text=True, env=env, check=True)
-    os.unlink(out)
-    found = re.search(r"Collected : (\d+)", proc.stderr)
-    assert found, proc.stderr[-2000:]
-    return int(found.group(1))
+    return instructions("benchmarks.put_instructions", args)
 
 
 def main(argv: list[str] | None = None) -> int:
