@@ -1,24 +1,26 @@
 """The tx log: what each committed tx did, when, who said so, and a hash chain over all of it.
 
 Written in the same LMDB transaction as the versions, in one database, ``txlog`` (tx as u64
-big-endian), two entries per tx, side by side in key order:
+big-endian), entries side by side in key order:
 
 * ``tx`` -> msgpack ``[time_us, note, hash]``. Small, so reading a tx's time is cheap.
 * ``tx | 01`` -> msgpack ``runs``: the operations in the order applied, as runs
   ``[namespace, op, [key, ...]]`` (op: 0 put, 1 clear, 2 delete). A put of 10,000 keys is one run.
   Stream txs log ``[stream, 3, count]`` (a publish) or ``[stream, 4, 0]`` (a drop) instead; a tx
   holds storage runs or stream runs, never both (see :mod:`engine.events`).
+* ``tx | 02`` -> the tx's Merkle tree entry (:mod:`engine.txtree`).
 
 Why one database: every B-tree a tx writes costs its commit a leaf and the pages above it, written
-and flushed (a one-item tx wrote 18 pages with the runs and a time index in trees of their own, 14
-without). Times never decrease with tx (the commit time is clamped to the previous tx's when the
-clock steps back), so "the last tx at or before time t" needs no index of its own: :func:`tx_at`
-is a binary search over the entries, O(log n) gets.
+and flushed (a one-item tx wrote 18 pages with the runs, a time index and the tree in trees of their
+own, 12 without). Times never decrease with tx (the commit time is clamped to the previous tx's
+when the clock steps back), so "the last tx at or before time t" needs no index of its own:
+:func:`tx_at` is a binary search over the entries, O(log n) gets.
 
-Stores written before this layout keep each tx's runs in ``txops`` (tx -> runs) and a time index
-``txtime`` (``time_us | tx`` -> empty); :func:`all_runs_of` reads ``txops`` for a tx with no
-``tx | 01`` entry, and the binary search serves their txs too (their ``txlog`` entries are the same),
-so an older store reads the same with nothing migrated.
+Stores written before this layout keep each tx's runs in ``txops`` (tx -> runs), a time index
+``txtime`` (``time_us | tx`` -> empty) and tree entries in ``txtree``: :func:`all_runs_of` reads
+``txops`` for a tx with no ``tx | 01`` entry (:func:`engine.txtree.entry` likewise), and the binary
+search serves their txs too (their ``txlog`` entries are the same), so an older store reads the
+same with nothing migrated.
 
 **The hash chain.** ``hash(tx) = SHA-256(hash(tx - 1) | msgpack([tx, time_us, note, [[namespace,
 op, [key, ...], [record, ...]], ...]]))`` where ``record`` is the exact version record bytes the
@@ -171,7 +173,7 @@ def append(txn: Any, dbs: dict[str, Any], tx: int, time_us: int, note: dict[str,
         chain = _sha256(prev)
         chain.update(data)  # no copy of prev + data (about 1 MB for 10,000 items)
         digest = chain.digest()
-    txtree.append(txn, dbs["txtree"], tx, data)
+    txtree.append(txn, dbs, tx, data)
     _put_entry(txn, dbs, tx, time_us, note, digest, logged)
     return digest
 
@@ -184,7 +186,7 @@ def append_one(txn: Any, dbs: dict[str, Any], tx: int, time_us: int, note: dict[
     what the next tx's call takes. Same bytes as :func:`append`."""
     data = packb_exact([tx, time_us, note, [[*run, [record]]]])
     digest = _sha256(prev + data).digest()
-    stored = txtree.append_after(txn, dbs["txtree"], tx, data, tree_prev)
+    stored = txtree.append_after(txn, dbs, tx, data, tree_prev)
     _put_entry(txn, dbs, tx, time_us, note, digest, packb_exact([run]))
     return digest, stored
 
