@@ -143,7 +143,7 @@ def proofs_and_verification(workdir: Path, sizes: list[int], repeats: int, log=p
 
 def _head_at(store, size: int):  # -> engine.txtree.Head
     from engine import txtree
-    root = store._backend.read(lambda txn: txtree.root(txn, store._backend.dbs["txtree"], size))
+    root = store._backend.read(lambda txn: txtree.root(txn, store._backend.dbs, size))
     return txtree.Head(size, store.tx_info(size).hash, root.hex())
 
 

@@ -83,7 +83,9 @@ def _floor(path: str, keys: int, sync_env: bool, sync: bool) -> Any:
 def _lmdb_tx(path: str, keys: int, sync_env: bool, sync: bool, shape: str = "today") -> Any:
     """The LMDB calls of one Strata one-item put, with precomputed bytes (no Python work of Strata's).
 
-    ``shape``: ``today`` (the layout of docs/design.md), ``meta1`` (one ``meta`` entry per tx instead of
+    ``shape``: ``today`` (the layout of docs/design.md until 2026-12-01, when these figures were taken: a
+    tx's runs in ``txops`` and a time index in ``txtime``, trees of their own; since, both are gone from the
+    write path, see "The tx log" there), ``meta1`` (one ``meta`` entry per tx instead of
     four: latest tx, time, chain hash and index mark in one value), ``merged`` (``meta1``, and the tx log,
     its runs and the Merkle entry in one database keyed ``tx | kind``), ``merged_time`` (``merged``, and
     the time index in that database too, under a prefix that sorts after every tx)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import latest as latest_index
-from . import schema, txlog
+from . import schema, txlog, txtree
 from . import txn as general  # which imports this module: its names are looked up when called
 from .codec import CLEAR, CLEAR_RECORD, PUT, pack_value
 from .encoding import SHORT_MAX, TERMINATOR, TX_MAX, ns_prefix, pack_u64, unpack_u64_from
@@ -125,7 +125,7 @@ def apply(store: Store, txn: Any, op: list[Any], raw: bytes, packed: bytes, note
         raw_time = get(schema.LAST_TIME_US, None, meta)
         last = unpack_u64_from(raw_time)[0] if raw_time is not None else 0
         prev_hash = get(txlog.HEAD_HASH, None, meta) or txlog.GENESIS
-        tree_prev = get(pack_u64(latest), None, backend.dbs["txtree"]) if latest else b""
+        tree_prev = txtree.entry(txn, backend.dbs, latest) if latest else b""
         entry = None
     else:
         latest, last, prev_hash, tree_prev = known[2:6]

@@ -94,7 +94,7 @@ def proved_read(store: Store, name: str, keys: list[str], raws: list[bytes], tx:
         for key, raw in zip(keys, raws, strict=True):
             found = version_at(cur, keypart(prefix, raw), snap)
             versions.append((key, None if found is None else found[0]))
-        subtree = txtree.subtree_reader(txn, dbs["txtree"])
+        subtree = txtree.subtree_reader(txn, dbs)
         entries, total = [], 0
         for vtx in sorted({v for _, v in versions if v is not None}):
             entry = _entry(txn, dbs, vtx, total, limit)

@@ -1,15 +1,26 @@
 """The tx log: what each committed tx did, when, who said so, and a hash chain over all of it.
 
-Written in the same LMDB transaction as the versions, in three databases (keys u64 big-endian):
+Written in the same LMDB transaction as the versions, in one database, ``txlog`` (tx as u64
+big-endian), entries side by side in key order:
 
-* ``txlog``: tx -> msgpack ``[time_us, note, hash]``. Small, so reading a tx's time is cheap.
-* ``txops``: tx -> msgpack ``runs``: the operations in the order applied, as runs
+* ``tx`` -> msgpack ``[time_us, note, hash]``. Small, so reading a tx's time is cheap.
+* ``tx | 01`` -> msgpack ``runs``: the operations in the order applied, as runs
   ``[namespace, op, [key, ...]]`` (op: 0 put, 1 clear, 2 delete). A put of 10,000 keys is one run.
   Stream txs log ``[stream, 3, count]`` (a publish) or ``[stream, 4, 0]`` (a drop) instead; a tx
   holds storage runs or stream runs, never both (see :mod:`engine.events`).
-* ``txtime``: ``time_us | tx`` -> empty. Times never decrease with tx (the commit time is clamped
-  to the previous tx's when the clock steps back), so "the last tx at or before time t" is one
-  seek: :func:`tx_at` is O(log n).
+* ``tx | 02`` -> the tx's Merkle tree entry (:mod:`engine.txtree`).
+
+Why one database: every B-tree a tx writes costs its commit a leaf and the pages above it, written
+and flushed (a one-item tx wrote 18 pages with the runs, a time index and the tree in trees of their
+own, 12 without). Times never decrease with tx (the commit time is clamped to the previous tx's
+when the clock steps back), so "the last tx at or before time t" needs no index of its own:
+:func:`tx_at` is a binary search over the entries, O(log n) gets.
+
+Stores written before this layout keep each tx's runs in ``txops`` (tx -> runs), a time index
+``txtime`` (``time_us | tx`` -> empty) and tree entries in ``txtree``: :func:`all_runs_of` reads
+``txops`` for a tx with no ``tx | 01`` entry (:func:`engine.txtree.entry` likewise), and the binary
+search serves their txs too (their ``txlog`` entries are the same), so an older store reads the
+same with nothing migrated.
 
 **The hash chain.** ``hash(tx) = SHA-256(hash(tx - 1) | msgpack([tx, time_us, note, [[namespace,
 op, [key, ...], [record, ...]], ...]]))`` where ``record`` is the exact version record bytes the
@@ -41,6 +52,8 @@ _u64 = struct.Struct(">Q")
 _sha256 = hashlib.sha256
 GENESIS = bytes(32)
 HEAD_HASH = b"head_hash"
+#: After a tx's u64 in ``txlog``: the key of its runs (the entry itself is the bare u64).
+OPS = b"\x01"
 #: Keys in a tx's one run from which :func:`entry_and_log` packs them once for both the log and the hash.
 COMPOSED_FROM = 64
 
@@ -160,7 +173,7 @@ def append(txn: Any, dbs: dict[str, Any], tx: int, time_us: int, note: dict[str,
         chain = _sha256(prev)
         chain.update(data)  # no copy of prev + data (about 1 MB for 10,000 items)
         digest = chain.digest()
-    txtree.append(txn, dbs["txtree"], tx, data)
+    txtree.append(txn, dbs, tx, data)
     _put_entry(txn, dbs, tx, time_us, note, digest, logged)
     return digest
 
@@ -173,7 +186,7 @@ def append_one(txn: Any, dbs: dict[str, Any], tx: int, time_us: int, note: dict[
     what the next tx's call takes. Same bytes as :func:`append`."""
     data = packb_exact([tx, time_us, note, [[*run, [record]]]])
     digest = _sha256(prev + data).digest()
-    stored = txtree.append_after(txn, dbs["txtree"], tx, data, tree_prev)
+    stored = txtree.append_after(txn, dbs, tx, data, tree_prev)
     _put_entry(txn, dbs, tx, time_us, note, digest, packb_exact([run]))
     return digest, stored
 
@@ -183,8 +196,7 @@ def _put_entry(txn: Any, dbs: dict[str, Any], tx: int, time_us: int, note: dict[
     """Write the log entry of ``tx`` whose chain hash is ``digest`` and runs ``logged`` (packed)."""
     put, key = txn.put, _u64.pack(tx)  # put positionally: keywords cost each call ~600 instructions
     put(key, packb_exact([time_us, note, digest]), False, True, False, dbs["txlog"])
-    put(key, logged, False, True, False, dbs["txops"])
-    put(_u64.pack(time_us) + key, b"", False, True, False, dbs["txtime"])
+    put(key + OPS, logged, False, True, False, dbs["txlog"])
     put(HEAD_HASH, digest, False, True, False, dbs["meta"])
 
 
@@ -204,7 +216,10 @@ FIRST_STREAM_OP = 3
 
 def all_runs_of(txn: Any, dbs: dict[str, Any], tx: int) -> list[list[Any]]:
     """Every run of ``tx`` as logged, storage and stream runs (empty if it was not committed)."""
-    raw = txn.get(_u64.pack(tx), db=dbs["txops"])
+    key = _u64.pack(tx)
+    raw = txn.get(key + OPS, db=dbs["txlog"])
+    if raw is None:  # logged by an engine before the one-database log (or not committed)
+        raw = txn.get(key, db=dbs["txops"])
     return [] if raw is None else unpackb(raw)
 
 
@@ -237,11 +252,35 @@ def read(txn: Any, dbs: dict[str, Any], tx: int) -> TxInfo | None:
 
 
 def tx_at(txn: Any, dbs: dict[str, Any], time_us: int) -> int:
-    """The latest tx committed at or before ``time_us`` (0 if none): one seek in ``txtime``."""
-    cur = txn.cursor(db=dbs["txtime"])
-    found = cur.set_range(_u64.pack(time_us + 1)) if time_us < (1 << 64) - 1 else False
-    found = cur.prev() if found else cur.last()
-    if not found:
+    """The latest tx committed at or before ``time_us`` (0 if none): a binary search over the log's
+    entries, whose times never decrease with tx (about 20 gets among a million txs; one for a time
+    at or after the latest tx's, the commonest question)."""
+    cur = txn.cursor(db=dbs["txlog"])
+    if not cur.last():
         return 0
-    tx: int = _u64.unpack_from(cur.key(), 8)[0]
-    return tx
+    last: int = _u64.unpack_from(cur.key())[0]
+    logged = _logged_time(cur, last)
+    if logged is not None and logged <= time_us:
+        return last
+    lo, hi = 0, last - 1  # the answer is in [lo, hi]; 0 when no tx is that old
+    while lo < hi:
+        mid = (lo + hi + 1) // 2  # the upper middle, so that lo always moves
+        logged = _logged_time(cur, mid)
+        if logged is not None and logged <= time_us:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _logged_time(cur: Any, tx: int) -> int | None:
+    """The commit time of the first tx logged at or after ``tx`` (None past the last): ``tx``'s own in
+    a whole log. In a damaged one (which ``verify`` reports) the next tx's stands for a missing entry:
+    times never decrease, so the search stays exact over the entries there are."""
+    found = cur.set_range(_u64.pack(tx))
+    while found and len(cur.key()) != 8:  # a tx's runs without its entry (damaged): not a time
+        found = cur.next()
+    if not found:
+        return None
+    time_us: int = unpackb(cur.value())[0]
+    return time_us

@@ -1,9 +1,13 @@
 """The Merkle tree over the tx log, stored as its complete subtrees (layout: docs/design.md, "The Merkle tree").
 
-``txtree[tx]`` (u64 big-endian) holds the hashes of the complete subtrees that end at ``tx``, level 0
-(the leaf) first: ``32 * (tz(tx) + 1)`` bytes. :func:`append` writes it in the tx's write transaction
-(called from :func:`engine.txlog.append`); the rest reads it to give the root of any size and RFC 9162
-inclusion and consistency proofs in O(log n) gets (the hashing is :mod:`engine.merkle`'s).
+Each tx's **tree entry** holds the hashes of the complete subtrees that end at ``tx``, level 0 (the
+leaf) first: ``32 * (tz(tx) + 1)`` bytes. :func:`append` writes it in the tx's write transaction
+(called from :func:`engine.txlog.append`) in the tx log's database, ``txlog[tx | 02]`` (tx as u64
+big-endian), beside the tx's log entry ``txlog[tx]`` and runs ``txlog[tx | 01]``: one B-tree fewer for
+every commit to write and flush. Stores written before keep the entries of their older txs in the
+database ``txtree`` (key ``tx``): :func:`entry` reads there when ``txlog`` has none. The rest reads the
+entries to give the root of any size and RFC 9162 inclusion and consistency proofs in O(log n) gets
+(the hashing is :mod:`engine.merkle`'s).
 
 The tree is a prefix of the log: txs ``1..size(txtree)``. It is shorter than the log only in a store
 that had txs before it had a tree and has not finished building it (:mod:`engine.txtree_build`), or
@@ -104,42 +108,54 @@ class ConsistencyProof:
         return {"from": self.from_size, "to": self.to_size, "path": self.path}
 
 
-def append(txn: Any, db: Any, tx: int, entry: bytes) -> None:
-    """Add tx ``tx`` (its canonical entry ``entry``) to the tree, if the tree holds every tx before it."""
-    append_after(txn, db, tx, entry, txn.get(_u64.pack(tx - 1), db=db) if tx > 1 else b"")
+#: After a tx's u64 in ``txlog``: the key of its tree entry (engine/txlog.py has ``01``, its runs).
+TREE = b"\x02"
 
 
-def append_after(txn: Any, db: Any, tx: int, entry: bytes, prev: bytes | None) -> bytes | None:
+def entry(txn: Any, dbs: dict[str, Any], tx: int) -> bytes | None:
+    """The tree entry of ``tx`` (None if the tree lacks it): ``txlog[tx | 02]``, or in a store written
+    before entries moved there, ``txtree[tx]``."""
+    key = _u64.pack(tx)
+    raw: bytes | None = txn.get(key + TREE, None, dbs["txlog"])  # positional, as put: cheaper
+    return txn.get(key, None, dbs["txtree"]) if raw is None else raw
+
+
+def append(txn: Any, dbs: dict[str, Any], tx: int, data: bytes) -> None:
+    """Add tx ``tx`` (its canonical entry ``data``) to the tree, if the tree holds every tx before it."""
+    append_after(txn, dbs, tx, data, entry(txn, dbs, tx - 1) if tx > 1 else b"")
+
+
+def append_after(txn: Any, dbs: dict[str, Any], tx: int, data: bytes, prev: bytes | None) -> bytes | None:
     """:func:`append`, given ``prev``: the tree's entry of tx ``tx - 1`` (``b""`` for tx 1; None if the
     tree lacks it), as a writer that wrote it in this process knows it. Returns the entry written for
     ``tx`` (None if none: the tree lacks ``tx - 1``), the next tx's ``prev``."""
     if prev is None:
         return None  # an older store whose tree is still being built (or cannot be): the builder covers tx
-    if len(entry) < 4096:  # merkle.leaf_hash, inlined: every tx passes here
-        leaf = _sha256(b"\x00" + entry).digest()
-    else:  # a large tx's entry (about 1 MB for 10,000 items): hashed without a copy
+    if len(data) < 4096:  # merkle.leaf_hash, inlined: every tx passes here
+        leaf = _sha256(b"\x00" + data).digest()
+    else:  # a large tx's canonical entry (about 1 MB for 10,000 items): hashed without a copy
         hashed = _sha256(b"\x00")
-        hashed.update(entry)
+        hashed.update(data)
         leaf = hashed.digest()
     if tx & 1:  # an odd tx closes no subtree (its leaf is a left child): the entry is the leaf alone
         stored = leaf
     elif tx & 2:  # closes the subtree of 2 leaves only: its left neighbour is the leaf of tx - 1
         stored = leaf + merkle.node_hash(prev[:HASH_LEN], leaf)
     else:
-        stored = b"".join(merkle.append_nodes(leaf, tx - 1, subtree_reader(txn, db, {tx - 1: prev})))
-    txn.put(_u64.pack(tx), stored, False, True, False, db)  # positional: keywords cost ~600 instructions
+        stored = b"".join(merkle.append_nodes(leaf, tx - 1, subtree_reader(txn, dbs, {tx - 1: prev})))
+    # positional: keywords cost ~600 instructions
+    txn.put(_u64.pack(tx) + TREE, stored, False, True, False, dbs["txlog"])
     return stored
 
 
-def subtree_reader(txn: Any, db: Any, known: dict[int, bytes] | None = None) -> merkle.SubtreeHash:
-    """``subtree(level, end)`` over ``txtree``: the stored hash ``level`` of ``txtree[end]`` (one get;
-    ``known``: entries already read). A proof makes one call per path element, so this is the hot path."""
-    get, pack = txn.get, _u64.pack
-
+def subtree_reader(txn: Any, dbs: dict[str, Any], known: dict[int, bytes] | None = None) -> merkle.SubtreeHash:
+    """``subtree(level, end)``: the stored hash ``level`` of the tree entry of ``end`` (one get, two for
+    an entry of an older layout; ``known``: entries already read). A proof makes one call per path
+    element, so this is the hot path."""
     def subtree(level: int, end: int) -> bytes:
         raw = known.get(end) if known else None
         if raw is None:
-            raw = get(pack(end), db=db)
+            raw = entry(txn, dbs, end)
             if raw is None:
                 raise TxCompacted(f"the Merkle tree has no entry for tx {end}", tx=end)
         at = level * HASH_LEN
@@ -147,21 +163,32 @@ def subtree_reader(txn: Any, db: Any, known: dict[int, bytes] | None = None) -> 
     return subtree
 
 
-def size(txn: Any, db: Any) -> int:
-    """How many txs the tree holds (txs ``1..size``)."""
-    cur = txn.cursor(db=db)
-    return _u64.unpack(cur.key())[0] if cur.last() else 0
+def size(txn: Any, dbs: dict[str, Any]) -> int:
+    """How many txs the tree holds (txs ``1..size``): the last tx logged when it has an entry (a store
+    whose tree is whole: one or two gets), else a binary search, since the tree is a prefix of the log."""
+    cur = txn.cursor(db=dbs["txlog"])
+    last: int = _u64.unpack_from(cur.key())[0] if cur.last() else 0
+    if last == 0 or entry(txn, dbs, last) is not None:
+        return last
+    lo, hi = 0, last - 1  # the size is in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if entry(txn, dbs, mid) is not None:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
-def root(txn: Any, db: Any, tree_size: int) -> bytes:
+def root(txn: Any, dbs: dict[str, Any], tree_size: int) -> bytes:
     """The root of the tree of the first ``tree_size`` txs (the tree must hold them)."""
-    return merkle.root_hash(subtree_reader(txn, db), tree_size)
+    return merkle.root_hash(subtree_reader(txn, dbs), tree_size)
 
 
 def head(txn: Any, dbs: dict[str, Any], chain_head: bytes) -> Head:
     latest = schema.get_u64(txn, dbs["meta"], schema.LATEST_TX)
-    built = size(txn, dbs["txtree"]) >= latest
-    return Head(latest, chain_head.hex(), root(txn, dbs["txtree"], latest).hex() if built else None)
+    built = latest == 0 or entry(txn, dbs, latest) is not None  # the tree is a prefix of the log
+    return Head(latest, chain_head.hex(), root(txn, dbs, latest).hex() if built else None)
 
 
 def check_size(tree_size: int, latest: int, parameter: str) -> None:
@@ -197,9 +224,9 @@ def check_from(from_size: int, to_size: int) -> None:
 
 def _check_size(txn: Any, dbs: dict[str, Any], tree_size: int, parameter: str) -> None:
     check_size(tree_size, schema.get_u64(txn, dbs["meta"], schema.LATEST_TX), parameter)
-    if txn.get(_u64.pack(tree_size), db=dbs["txtree"]) is not None:  # the tree is a prefix: 1..tree_size
+    if entry(txn, dbs, tree_size) is not None:  # the tree is a prefix: 1..tree_size
         return
-    built = size(txn, dbs["txtree"])
+    built = size(txn, dbs)
     if tree_size > built:
         raise TxCompacted(f"the Merkle tree covers txs 1 to {built} only: this store was compacted before it had "
                           "a tree, so the records the later leaves hash are gone (verify() still checks the chain)",
@@ -214,7 +241,7 @@ def inclusion_proof(txn: Any, dbs: dict[str, Any], tx: int, tree_size: int | Non
             raise empty_store(tx, "tx")
     _check_size(txn, dbs, tree_size, "size")
     check_leaf(tx, tree_size)
-    subtree = subtree_reader(txn, dbs["txtree"])
+    subtree = subtree_reader(txn, dbs)
     path = merkle.inclusion_path(subtree, tx - 1, tree_size)
     return InclusionProof(tx, tree_size, subtree(0, tx).hex(), [h.hex() for h in path])
 
@@ -227,5 +254,5 @@ def consistency_proof(txn: Any, dbs: dict[str, Any], from_size: int, to_size: in
             raise empty_store(from_size, "from")
     _check_size(txn, dbs, to_size, "to")
     check_from(from_size, to_size)
-    path = merkle.consistency_path(subtree_reader(txn, dbs["txtree"]), from_size, to_size)
+    path = merkle.consistency_path(subtree_reader(txn, dbs), from_size, to_size)
     return ConsistencyProof(from_size, to_size, [h.hex() for h in path])

@@ -1,7 +1,7 @@
 """Building the Merkle tree of a store that had txs before it had a tree, and checking it (see
 :mod:`engine.txtree`).
 
-:func:`catch_up` runs when a store is opened: if ``txtree`` ends before the latest tx, it recomputes
+:func:`catch_up` runs when a store is opened: if the tree ends before the latest tx, it recomputes
 the missing leaves from the log and the stored records (as ``verify()`` does) and appends them,
 :data:`CHUNK` txs per write transaction, until the tree reaches the latest tx. Writers that commit
 meanwhile skip their own leaf (``txtree.append`` needs the previous one), and the builder, which
@@ -64,7 +64,7 @@ def _records(txn: Any, dbs: dict[str, Any], ids: dict[str, int], stream_ids: dic
 def _chunk(txn: Any, dbs: dict[str, Any]) -> tuple[int, bool]:
     """Append up to CHUNK missing leaves; return (leaves added, whether the tree is done or stuck)."""
     latest = schema.get_u64(txn, dbs["meta"], schema.LATEST_TX)
-    start = txtree.size(txn, dbs["txtree"]) + 1
+    start = txtree.size(txn, dbs) + 1
     ids = {bytes(k).decode(): NamespaceEntry.decode(v).id for k, v in txn.cursor(db=dbs["namespaces"])}
     stream_ids = events.ids(txn, dbs)
     prev_entry = txlog.entry(txn, dbs, start - 1) if start > 1 else None
@@ -80,7 +80,7 @@ def _chunk(txn: Any, dbs: dict[str, Any]) -> tuple[int, bool]:
         data = txlog.canonical_entry(tx, time_us, note, runs, records)
         if hashlib.sha256(prev + data).digest() != stored:
             return tx - start, True
-        txtree.append(txn, dbs["txtree"], tx, data)
+        txtree.append(txn, dbs, tx, data)
         prev = bytes(stored)
     return stop - start + 1, stop >= latest
 
@@ -91,7 +91,7 @@ def catch_up(backend: Backend, progress: Callable[[int, int], None] | None = Non
     dbs = backend.dbs
 
     def behind(txn: Any) -> tuple[int, int]:
-        return txtree.size(txn, dbs["txtree"]), schema.get_u64(txn, dbs["meta"], schema.LATEST_TX)
+        return txtree.size(txn, dbs), schema.get_u64(txn, dbs["meta"], schema.LATEST_TX)
 
     built, latest = backend.read(behind)
     if built >= latest:
@@ -107,12 +107,11 @@ def catch_up(backend: Backend, progress: Callable[[int, int], None] | None = Non
 
 
 def _check_chunk(txn: Any, dbs: dict[str, Any], start: int, stop: int, horizon: int) -> tuple[int, str] | None:
-    db = dbs["txtree"]
     ids = {bytes(k).decode(): NamespaceEntry.decode(v).id for k, v in txn.cursor(db=dbs["namespaces"])}
     stream_ids = events.ids(txn, dbs)
-    subtree = txtree.subtree_reader(txn, db)
+    subtree = txtree.subtree_reader(txn, dbs)
     for tx in range(start, stop + 1):
-        raw = txn.get(tx.to_bytes(8, "big"), db=db)
+        raw = txtree.entry(txn, dbs, tx)
         if raw is None:
             return tx, "the Merkle tree has no entry for this tx"
         levels = (tx & -tx).bit_length()
@@ -136,7 +135,7 @@ def check(backend: Backend, latest: int, horizon: int) -> tuple[int, str] | None
     """The first tx (up to ``latest``) whose stored tree entry is wrong, and what is wrong; None if
     none is. A store whose tree stops early (compacted before it had one) is checked as far as it goes."""
     dbs = backend.dbs
-    built = min(latest, backend.read(lambda txn: txtree.size(txn, dbs["txtree"])))
+    built = min(latest, backend.read(lambda txn: txtree.size(txn, dbs)))
     for start in range(1, built + 1, CHUNK):
         stop = min(built, start + CHUNK - 1)
 

@@ -95,22 +95,22 @@ def _u64(n: int) -> bytes:
 Tamper = Callable[[lmdb.Transaction, lmdb.Environment], None]
 
 
-def _rewrite(db_name: bytes, tx: int, change: Callable[[list[Any]], None]) -> Tamper:
-    """Decode the msgpack entry of ``tx`` in ``db_name`` (txlog or txops), change it, write it back."""
+def _rewrite(key: bytes, change: Callable[[list[Any]], None]) -> Tamper:
+    """Decode the msgpack entry under ``key`` in ``txlog`` (a tx's entry or its runs), change it, write it back."""
     def run(txn: lmdb.Transaction, env: lmdb.Environment) -> None:
-        db = env.open_db(db_name, txn=txn)
-        entry = msgpack.unpackb(txn.get(_u64(tx), db=db))
+        db = env.open_db(b"txlog", txn=txn)
+        entry = msgpack.unpackb(txn.get(key, db=db))
         change(entry)
-        txn.put(_u64(tx), msgpack.packb(entry, use_bin_type=True), db=db)
+        txn.put(key, msgpack.packb(entry, use_bin_type=True), db=db)
     return run
 
 
 def _rewrite_log(tx: int, change: Callable[[list[Any]], None]) -> Tamper:
-    return _rewrite(b"txlog", tx, change)
+    return _rewrite(_u64(tx), change)
 
 
 def _rewrite_ops(tx: int, change: Callable[[list[Any]], None]) -> Tamper:
-    return _rewrite(b"txops", tx, change)
+    return _rewrite(_u64(tx) + b"\x01", change)  # tx | 01: the tx's runs (docs/design.md)
 
 
 def _rewrite_record(key: str, tx: int, new: bytes) -> Tamper:

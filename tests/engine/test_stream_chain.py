@@ -76,10 +76,10 @@ def _events(change: Callable[[lmdb.Transaction, Any], None]) -> Tamper:
 
 def _ops(change: Callable[[list[Any]], None]) -> Tamper:
     def run(txn: lmdb.Transaction, env: lmdb.Environment) -> None:
-        db = env.open_db(b"txops", txn=txn)
-        runs = msgpack.unpackb(txn.get(struct.pack(">Q", 2), db=db))
+        db, key = env.open_db(b"txlog", txn=txn), struct.pack(">Q", 2) + b"\x01"  # tx 2's runs
+        runs = msgpack.unpackb(txn.get(key, db=db))
         change(runs)
-        txn.put(struct.pack(">Q", 2), msgpack.packb(runs, use_bin_type=True), db=db)
+        txn.put(key, msgpack.packb(runs, use_bin_type=True), db=db)
     return run
 
 

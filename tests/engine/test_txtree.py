@@ -35,32 +35,58 @@ def _raw(path: Path) -> lmdb.Environment:
     return open_raw(path)
 
 
-def _tree_bytes(where: Path | Store) -> dict[int, bytes]:
-    """Every ``txtree`` entry, through raw LMDB (or the open store's environment: LMDB allows one per process)."""
-    def run(txn: lmdb.Transaction, db: object) -> dict[int, bytes]:
-        return {struct.unpack(">Q", bytes(k))[0]: bytes(v) for k, v in txn.cursor(db=db)}
+def _dbs(txn: lmdb.Transaction, env: lmdb.Environment) -> dict[str, object]:
+    return {name: env.open_db(name.encode(), txn=txn) for name in ("txlog", "txtree")}
+
+
+def _tree_keys(txn: lmdb.Transaction, dbs: dict[str, object]) -> dict[int, tuple[object, bytes]]:
+    """Every tree entry's tx -> (database, key): ``txlog[tx | 02]``, and ``txtree[tx]`` in an older layout."""
+    found: dict[int, tuple[object, bytes]] = {struct.unpack(">Q", bytes(k))[0]: (dbs["txtree"], bytes(k))
+                                              for k in txn.cursor(db=dbs["txtree"]).iternext(values=False)}
+    for k in txn.cursor(db=dbs["txlog"]).iternext(values=False):
+        if len(k) == 9 and k[8] == 2:
+            found[struct.unpack(">Q", bytes(k[:8]))[0]] = (dbs["txlog"], bytes(k))
+    return found
+
+
+def _on_tree(where: Path | Store, run: Callable[[lmdb.Transaction, dict[str, object]], object],
+             write: bool = False) -> object:
+    """``run(txn, dbs)`` through the open store's environment (LMDB allows one per process), or raw LMDB."""
     if isinstance(where, Store):
-        return where._backend.read(lambda txn: run(txn, where._backend.dbs["txtree"]))
+        dbs = where._backend.dbs
+        return (where._backend.write if write else where._backend.read)(lambda txn: run(txn, dbs))
     env = _raw(where)
-    with env.begin() as txn:
-        out = run(txn, env.open_db(b"txtree", txn=txn))
+    with env.begin(write=write) as txn:
+        out = run(txn, _dbs(txn, env))
     env.close()
     return out
 
 
+def _tree_bytes(where: Path | Store) -> dict[int, bytes]:
+    """Every tree entry, tx -> bytes, wherever it is stored."""
+    def run(txn: lmdb.Transaction, dbs: dict[str, object]) -> dict[int, bytes]:
+        return {tx: bytes(txn.get(key, db=db)) for tx, (db, key) in _tree_keys(txn, dbs).items()}
+    return _on_tree(where, run)  # type: ignore[return-value]
+
+
 def _wipe_tree(where: Path | Store, keep: int = 0) -> None:
     """Make the store look older than its tree: drop every entry above tx ``keep``."""
-    def run(txn: lmdb.Transaction, db: object) -> None:
-        for tx in [struct.unpack(">Q", bytes(k))[0] for k, _ in txn.cursor(db=db)]:
+    def run(txn: lmdb.Transaction, dbs: dict[str, object]) -> None:
+        for tx, (db, key) in _tree_keys(txn, dbs).items():
             if tx > keep:
-                txn.delete(struct.pack(">Q", tx), db=db)
-    if isinstance(where, Store):
-        where._backend.write(lambda txn: run(txn, where._backend.dbs["txtree"]))
-        return
-    env = _raw(where)
-    with env.begin(write=True) as txn:
-        run(txn, env.open_db(b"txtree", txn=txn))
-    env.close()
+                txn.delete(key, db=db)
+    _on_tree(where, run, write=True)
+
+
+def _to_older_layout(where: Path | Store, upto: int) -> None:
+    """Move the tree entries of txs ``1..upto`` to ``txtree[tx]``, where an older engine kept them."""
+    def run(txn: lmdb.Transaction, dbs: dict[str, object]) -> None:
+        for tx, (db, key) in _tree_keys(txn, dbs).items():
+            if tx <= upto and db is dbs["txlog"]:
+                value = bytes(txn.get(key, db=db))
+                txn.delete(key, db=db)
+                txn.put(key[:8], value, db=dbs["txtree"])
+    _on_tree(where, run, write=True)
 
 
 def test_leaves_and_root_are_the_known_answers(tmp_path: Path) -> None:
@@ -123,6 +149,30 @@ def test_every_proof_of_a_mixed_store_verifies_against_its_heads(store: Store) -
         for first in range(1, size + 1):
             path = [bytes.fromhex(p) for p in store.consistency_proof(first, size).path]
             assert merkle.verify_consistency(first, size, roots[first], roots[size], path)
+    assert store.verify().ok
+
+
+def test_a_tree_stored_in_the_older_layout_proves_the_same_and_grows(store: Store) -> None:
+    """Stores written before the tree moved into the tx log's database keep their entries in ``txtree``:
+    every head, proof and check answers the same over them, and the txs written next extend that tree."""
+    heads = _mixed(store, 20)
+    proofs = [(store.inclusion_proof(tx, size).path, store.consistency_proof(tx, size).path)
+              for size in (7, 16, 20) for tx in range(1, size + 1)]
+    whole = _tree_bytes(store)
+    _to_older_layout(store, 16)  # txs 1..16 as an older engine stored them, 17..20 as this one
+    assert store._backend.read(lambda txn: len(list(txn.cursor(db=store._backend.dbs["txtree"])))) == 16
+    assert _tree_bytes(store) == whole and store.head() == heads[-1] and store.head().root == heads[-1].root
+    assert proofs == [(store.inclusion_proof(tx, size).path, store.consistency_proof(tx, size).path)
+                      for size in (7, 16, 20) for tx in range(1, size + 1)]
+    _to_older_layout(store, 20)  # the whole tree there: the next tx reads its predecessor's entry from txtree
+    more = _mixed(store, 3)
+    roots = {h.size: bytes.fromhex(h.root) for h in heads + more}  # type: ignore[arg-type]
+    for tx in range(1, 24):
+        path = [bytes.fromhex(p) for p in store.inclusion_proof(tx, 23).path]
+        assert merkle.verify_inclusion(bytes.fromhex(store.inclusion_proof(tx, 23).leaf_hash), tx - 1, 23, path,
+                                       roots[23])
+    assert merkle.verify_consistency(20, 23, roots[20], roots[23],
+                                     [bytes.fromhex(p) for p in store.consistency_proof(20, 23).path])
     assert store.verify().ok
 
 
@@ -239,9 +289,10 @@ def test_a_replayed_history_has_the_same_tree(tmp_path: Path) -> None:
 
 
 def _rewrite_tree(store: Store, tx: int, change: Callable[[bytes], bytes]) -> None:
-    db = store._backend.dbs["txtree"]
-    key = struct.pack(">Q", tx)
-    store._backend.write(lambda txn: txn.put(key, change(bytes(txn.get(key, db=db))), db=db))
+    def run(txn: lmdb.Transaction, dbs: dict[str, object]) -> None:
+        db, key = _tree_keys(txn, dbs)[tx]
+        txn.put(key, change(bytes(txn.get(key, db=db))), db=db)
+    _on_tree(store, run, write=True)
 
 
 def _rebuild_above(store: Store, tx: int, leaf: bytes) -> None:
@@ -255,8 +306,11 @@ def _rebuild_above(store: Store, tx: int, leaf: bytes) -> None:
         return forged[end][32 * level:32 * level + 32]
     for t in range(1, len(leaves) + 1):
         forged[t] = b"".join(merkle.append_nodes(leaves[t - 1], t - 1, subtree))
-    db = store._backend.dbs["txtree"]
-    store._backend.write(lambda txn: [txn.put(struct.pack(">Q", t), v, db=db) for t, v in forged.items()])
+    def run(txn: lmdb.Transaction, dbs: dict[str, object]) -> None:
+        where = _tree_keys(txn, dbs)
+        for t, v in forged.items():
+            txn.put(where[t][1], v, db=where[t][0])
+    _on_tree(store, run, write=True)
 
 
 def test_verify_checks_the_tree_leaf_by_leaf_and_node_by_node(store: Store) -> None:

@@ -210,10 +210,10 @@ def test_a_tx_naming_an_unregistered_namespace_is_named_with_its_problem(store: 
     _ten_txs(store, clock)
 
     def rename(txn: Any, dbs: dict[str, Any]) -> None:
-        key = struct.pack(">Q", 8)
-        runs = msgpack.unpackb(txn.get(key, db=dbs["txops"]))
+        key = struct.pack(">Q", 8) + b"\x01"  # tx 8's runs
+        runs = msgpack.unpackb(txn.get(key, db=dbs["txlog"]))
         runs[0][0] = "ghost"
-        txn.put(key, msgpack.packb(runs, use_bin_type=True), db=dbs["txops"])
+        txn.put(key, msgpack.packb(runs, use_bin_type=True), db=dbs["txlog"])
 
     _write(store, rename)
     report = store.verify()
@@ -228,8 +228,8 @@ def test_operations_logged_past_the_latest_tx_are_not_counted(store: Store, cloc
     _ten_txs(store, clock)
 
     def plant(tx: int) -> None:
-        _write(store, lambda txn, dbs: txn.put(struct.pack(">Q", tx), msgpack.packb([["t", 0, ["k"]]]),
-                                               db=dbs["txops"]))
+        _write(store, lambda txn, dbs: txn.put(struct.pack(">Q", tx) + b"\x01", msgpack.packb([["t", 0, ["k"]]]),
+                                               db=dbs["txlog"]))
 
     plant(11)
     assert store.verify().ok
@@ -360,7 +360,8 @@ def test_stream_runs_logged_past_the_latest_tx_are_not_counted(store: Store, clo
     stream.publish(["a"])
 
     def plant(tx: int) -> None:
-        _write(store, lambda txn, dbs: txn.put(struct.pack(">Q", tx), msgpack.packb([["ev", 3, 2]]), db=dbs["txops"]))
+        _write(store, lambda txn, dbs: txn.put(struct.pack(">Q", tx) + b"\x01", msgpack.packb([["ev", 3, 2]]),
+                                               db=dbs["txlog"]))
 
     plant(12)
     assert store.verify().ok

@@ -178,7 +178,7 @@ def test_a_valid_consistency_proof_of_other_sizes_is_refused(
 def _head_at(app: App, size: int) -> Head:
     """The head the honest store had at ``size`` (what a client saved then)."""
     store = app.store
-    root = store._backend.read(lambda txn: txtree.root(txn, store._backend.dbs["txtree"], size))
+    root = store._backend.read(lambda txn: txtree.root(txn, store._backend.dbs, size))
     return Head(size, store.tx_info(size).hash, root.hex())  # type: ignore[union-attr]
 
 
