@@ -14,11 +14,11 @@ Why one database: every B-tree a tx writes costs its commit a leaf and the pages
 and flushed (a one-item tx wrote 18 pages with the runs, a time index and the tree in trees of their
 own, 12 without). Times never decrease with tx (the commit time is clamped to the previous tx's
 when the clock steps back), so "the last tx at or before time t" needs no index of its own:
-:func:`tx_at` is a binary search over the entries, O(log n) gets.
+:func:`tx_at` searches the entries, O(log n) gets.
 
 Stores written before this layout keep each tx's runs in ``txops`` (tx -> runs), a time index
 ``txtime`` (``time_us | tx`` -> empty) and tree entries in ``txtree``: :func:`all_runs_of` reads
-``txops`` for a tx with no ``tx | 01`` entry (:func:`engine.txtree.entry` likewise), and the binary
+``txops`` for a tx with no ``tx | 01`` entry (:func:`engine.txtree.entry` likewise), and the
 search serves their txs too (their ``txlog`` entries are the same), so an older store reads the
 same with nothing migrated.
 
@@ -252,35 +252,51 @@ def read(txn: Any, dbs: dict[str, Any], tx: int) -> TxInfo | None:
 
 
 def tx_at(txn: Any, dbs: dict[str, Any], time_us: int) -> int:
-    """The latest tx committed at or before ``time_us`` (0 if none): a binary search over the log's
-    entries, whose times never decrease with tx (about 20 gets among a million txs; one for a time
-    at or after the latest tx's, the commonest question)."""
+    """The latest tx committed at or before ``time_us`` (0 if none), found among the log's entries,
+    whose times never decrease with tx: one get for a time at or after the latest tx's (the commonest
+    question), else a search by interpolation (times grow about evenly with tx in most logs: a few
+    gets), with a bisection after any interpolation that did not halve the bracket (which bounds it
+    at twice a binary search's ~20 gets among a million txs, however uneven the times)."""
     cur = txn.cursor(db=dbs["txlog"])
     if not cur.last():
         return 0
-    last: int = _u64.unpack_from(cur.key())[0]
-    logged = _logged_time(cur, last)
-    if logged is not None and logged <= time_us:
-        return last
-    lo, hi = 0, last - 1  # the answer is in [lo, hi]; 0 when no tx is that old
-    while lo < hi:
-        mid = (lo + hi + 1) // 2  # the upper middle, so that lo always moves
-        logged = _logged_time(cur, mid)
+    b: int = _u64.unpack_from(cur.key())[0]
+    tb = _logged_time(txn, dbs, cur, b)
+    if tb is not None and tb <= time_us:
+        return b
+    ta = _logged_time(txn, dbs, cur, 1)
+    if ta is None or ta > time_us:
+        return 0
+    a = 1  # time(a) = ta <= time_us < tb = time(b): the answer is in [a, b - 1]
+    bisect = False
+    while b - a > 1:
+        width = b - a
+        if bisect or tb is None or tb <= ta:
+            probe = (a + b) // 2
+        else:  # where time_us falls between ta and tb, clamped inside the bracket
+            probe = min(max(a + (time_us - ta) * width // (tb - ta), a + 1), b - 1)
+        logged = _logged_time(txn, dbs, cur, probe)
         if logged is not None and logged <= time_us:
-            lo = mid
+            a, ta = probe, logged
         else:
-            hi = mid - 1
-    return lo
+            b, tb = probe, logged
+        bisect = not bisect and 2 * (b - a) > width  # an interpolation that did not halve it: bisect next
+    return a
 
 
-def _logged_time(cur: Any, tx: int) -> int | None:
-    """The commit time of the first tx logged at or after ``tx`` (None past the last): ``tx``'s own in
-    a whole log. In a damaged one (which ``verify`` reports) the next tx's stands for a missing entry:
-    times never decrease, so the search stays exact over the entries there are."""
-    found = cur.set_range(_u64.pack(tx))
-    while found and len(cur.key()) != 8:  # a tx's runs without its entry (damaged): not a time
-        found = cur.next()
-    if not found:
-        return None
-    time_us: int = unpackb(cur.value())[0]
+def _logged_time(txn: Any, dbs: dict[str, Any], cur: Any, tx: int) -> int | None:
+    """The commit time of ``tx``, or in a damaged log missing its entry (which ``verify`` reports) of
+    the first tx logged after it (times never decrease, so the search stays exact over the entries
+    there are); None past the last."""
+    raw = txn.get(_u64.pack(tx), None, dbs["txlog"])  # positional, as put: cheaper
+    if raw is None:
+        found = cur.set_range(_u64.pack(tx))
+        while found and len(cur.key()) != 8:  # a tx's runs or tree entry without its entry (damaged)
+            found = cur.next()
+        if not found:
+            return None
+        raw = cur.value()
+    if raw[0] == 0x93 and raw[1] == 0xCF:  # [time_us, note, hash], time_us a msgpack uint64 (any time since 1970)
+        return int.from_bytes(raw[2:10], "big")
+    time_us: int = unpackb(raw)[0]
     return time_us
