@@ -47,8 +47,9 @@ from .schema import HORIZON, LATEST_TX
 
 T = TypeVar("T")
 
-#: ``txops`` and ``txtime`` hold the runs and time index of txs logged before both moved into ``txlog``
-#: (engine/txlog.py): no tx writes them any more, older stores still read from ``txops``, backups copy both.
+#: ``txops``, ``txtime`` and ``txtree`` hold the runs, time index and Merkle tree entries of txs logged
+#: before those moved into ``txlog`` (engine/txlog.py, engine/txtree.py): no tx writes them any more, older
+#: stores still read ``txops`` and ``txtree``, backups copy all three.
 DB_NAMES = ("versions", "meta", "namespaces", "txlog", "txops", "txtime", "expiry", "streams", "events",
             "idempotency", "txtree", "latest")
 MIN_MAP_SIZE = 1 << 20
