@@ -73,6 +73,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -87,6 +88,7 @@ from ..txn import Batch, Expect, Run
 from .due import due_range, first_due, found_due, nothing_due
 from .expiry import Times, creation_for_write, live_tx, rich
 from .kv import Compare, DeleteRange, KeyValue, Put, Range, RangeResult, Request, Txn, TxnResult, interned
+from .layout import Layout
 from .limits import EtcdLimits as EtcdLimits  # where callers have always found it
 from .once import Commit, commit_once
 from .reads import snapshot
@@ -118,21 +120,21 @@ MAX_ATTEMPTS = 5
 MAX_GUARD_RETRIES = 100
 
 
-# The operations every write of a namespace sends unchanged (the housekeeping range, its updated key's put,
+# The operations every write sends unchanged (the housekeeping range; per namespace, its updated key's put,
 # its registry's compare and read): made once, their gateway form kept (kv.interned), not per write.
-@functools.lru_cache(maxsize=1024)
-def _read(key: bytes, keys_only: bool = False) -> Range:
-    return interned(Range(key, keys_only=keys_only))
+@functools.lru_cache(maxsize=64)
+def _steady(layout: Layout) -> tuple[bytes, Range]:
+    """The log index key and the housekeeping range of ``layout``'s store."""
+    return layout.log, interned(Range(layout.housekeeping))
 
 
 @functools.lru_cache(maxsize=1024)
-def _touch(key: bytes) -> Put:
-    return interned(Put(key, b""))
-
-
-@functools.lru_cache(maxsize=1024)
-def _still_created(key: bytes, create_revision: int) -> Compare:
-    return interned(Compare(key, "CREATE", "==", create_revision))
+def _steady_namespace(layout: Layout, namespace: str, create_revision: int) -> tuple[Put, Compare, Range]:
+    """The put of ``namespace``'s updated key, the compare that its registry is still the one created at
+    ``create_revision`` and the failure branch's read of that registry."""
+    registry = layout.registry(namespace)
+    return (interned(Put(layout.updated(namespace), b"")), interned(Compare(registry, "CREATE", "==", create_revision)),
+            interned(Range(registry, keys_only=True)))
 
 
 def records_of(run: Run) -> list[bytes]:
@@ -146,11 +148,23 @@ def records_of(run: Run) -> list[bytes]:
     return records
 
 
+_packers = threading.local()
+
+
+def packb(obj: Any) -> bytes:
+    """``msgpack.packb(obj, use_bin_type=True)`` (the same bytes), with a packer kept per thread:
+    ``msgpack.packb`` makes a packer, and its buffer, per call (every write packs twice)."""
+    packer = getattr(_packers, "packer", None)
+    if packer is None:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+    return packer.pack(obj)  # type: ignore[no-any-return]
+
+
 def fingerprint(batch: Batch, note: dict[str, Any] | None) -> bytes:
     """What identifies the request (not the attempt): its runs, values, options, expects and note."""
     body = [[[r.namespace, r.op, r.keys, r.packed, *([] if r.opts is None else [r.opts])] for r in batch.runs],
             [[e.namespace, e.key, str(e.tx)] for e in batch.expects], note]  # str: a tx may be over 64 bits
-    return hashlib.sha256(msgpack.packb(body, use_bin_type=True)).digest()[:16]
+    return hashlib.sha256(packb(body)).digest()[:16]
 
 
 def conflict(conflicts: list[dict[str, Any]]) -> errors.Conflict:
@@ -243,22 +257,26 @@ def plan(timeline: Timeline, runs: list[Run], seen: dict[bytes, KeyValue | None]
             else:
                 success.append(Put(key, record))
     known = registered or {}
-    guarded = [ns for ns in namespaces if ns in known]
+    guarded: list[str] = []
+    registries: list[Request] = []
     for ns in namespaces:
-        success.append(_touch(layout.updated(ns)))
-        registry = layout.registry(ns)
         if ns in known:  # registered when this process last looked: one compare instead of a nested txn
-            compare.append(_still_created(registry, known[ns]))
+            touch, still, registry_range = _steady_namespace(layout, ns, known[ns])
+            success.append(touch)
+            compare.append(still)
+            guarded.append(ns)
+            registries.append(registry_range)
         else:
+            success.append(Put(layout.updated(ns), b""))
+            registry = layout.registry(ns)
             created_entry = ormsgpack.packb({"created_us": now_us})
             success.append(Txn((Compare(registry, "CREATE", "==", 0),), (Put(registry, created_entry),),
                                (Range(registry, keys_only=True),)))
-    housekeeping = _read(layout.housekeeping)
-    success.append(Put(layout.log, request_id))
+    log, housekeeping = _steady(layout)
+    success.append(Put(log, request_id))
     success.append(housekeeping)
     logged = [[r.namespace, r.op, r.keys] for r in runs]
-    entry = msgpack.packb([now_us, note, logged, request_fingerprint, None], use_bin_type=True)
-    registries = [_read(layout.registry(ns), True) for ns in guarded]
+    entry = packb([now_us, note, logged, request_fingerprint, None])
     failure: list[Request] = [*(Range(k) for k in checked), *registries, housekeeping]
     return Plan(compare, success, failure, list(checked), entry, written, guarded)
 
@@ -298,6 +316,8 @@ def guarded_keys(timeline: Timeline, batch: Batch) -> list[bytes]:
     """The data keys whose newest version a commit of ``batch`` reads first: those an ``expect`` names
     (an expired value counts as absent) and those a put with an expiry or metadata writes (its
     ``created_us``)."""
+    if not batch.expects and all(run.opts is None for run in batch.runs):
+        return []  # most writes: nothing read first
     layout = timeline.layout
     keys = {layout.data(e.namespace, e.raw): None for e in batch.expects}
     for run in batch.runs:
