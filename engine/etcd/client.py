@@ -38,6 +38,7 @@ from .kv import (
     Range,
     RangeResult,
     Request,
+    Response,
     Status,
     TxnResult,
     compare_json,
@@ -120,11 +121,15 @@ class EtcdClient:
         rev = header_revision(answer)
         succeeded = bool(answer.get("succeeded", False))
         ran = success if succeeded else failure
-        # A range at a past revision read that revision; the header tells the store's latest.
-        responses = [
-            response_of(r, op.revision if isinstance(op, Range) and op.revision else rev)
-            for r, op in zip(answer.get("responses", ()), ran, strict=True)
-        ]
+        responses: list[Response] = []
+        plain_put: PutResult | None = None  # every put's answer without prev_kv is this one (immutable)
+        for r, op in zip(answer.get("responses", ()), ran, strict=True):
+            put = r.get("response_put")
+            if put is not None and not put.get("prev_kv"):
+                plain_put = plain_put or PutResult(rev, None)
+                responses.append(plain_put)
+            else:  # a range at a past revision read that revision; the header tells the store's latest
+                responses.append(response_of(r, op.revision if isinstance(op, Range) and op.revision else rev))
         return TxnResult(succeeded, rev, responses)
 
     def put(self, key: bytes, value: bytes, *, lease: int = 0, prev_kv: bool = False) -> PutResult:

@@ -122,16 +122,19 @@ MAX_GUARD_RETRIES = 100
 
 # The operations every write sends unchanged (the housekeeping range; per namespace, its updated key's put,
 # its registry's compare and read): made once, their gateway form kept (kv.interned), not per write.
+# (Keyed by the store's prefix: a Layout's hash is a Python call, a bytes object's is cached.)
 @functools.lru_cache(maxsize=64)
-def _steady(layout: Layout) -> tuple[bytes, Range]:
-    """The log index key and the housekeeping range of ``layout``'s store."""
+def _steady(prefix: bytes) -> tuple[bytes, Range]:
+    """The log index key and the housekeeping range of the store at ``prefix``."""
+    layout = Layout(prefix)
     return layout.log, interned(Range(layout.housekeeping))
 
 
 @functools.lru_cache(maxsize=1024)
-def _steady_namespace(layout: Layout, namespace: str, create_revision: int) -> tuple[Put, Compare, Range]:
+def _steady_namespace(prefix: bytes, namespace: str, create_revision: int) -> tuple[Put, Compare, Range]:
     """The put of ``namespace``'s updated key, the compare that its registry is still the one created at
-    ``create_revision`` and the failure branch's read of that registry."""
+    ``create_revision`` and the failure branch's read of that registry (the store at ``prefix``)."""
+    layout = Layout(prefix)
     registry = layout.registry(namespace)
     return (interned(Put(layout.updated(namespace), b"")), interned(Compare(registry, "CREATE", "==", create_revision)),
             interned(Range(registry, keys_only=True)))
@@ -261,7 +264,7 @@ def plan(timeline: Timeline, runs: list[Run], seen: dict[bytes, KeyValue | None]
     registries: list[Request] = []
     for ns in namespaces:
         if ns in known:  # registered when this process last looked: one compare instead of a nested txn
-            touch, still, registry_range = _steady_namespace(layout, ns, known[ns])
+            touch, still, registry_range = _steady_namespace(layout.prefix, ns, known[ns])
             success.append(touch)
             compare.append(still)
             guarded.append(ns)
@@ -272,7 +275,7 @@ def plan(timeline: Timeline, runs: list[Run], seen: dict[bytes, KeyValue | None]
             created_entry = ormsgpack.packb({"created_us": now_us})
             success.append(Txn((Compare(registry, "CREATE", "==", 0),), (Put(registry, created_entry),),
                                (Range(registry, keys_only=True),)))
-    log, housekeeping = _steady(layout)
+    log, housekeeping = _steady(layout.prefix)
     success.append(Put(log, request_id))
     success.append(housekeeping)
     logged = [[r.namespace, r.op, r.keys] for r in runs]

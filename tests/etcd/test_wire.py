@@ -51,14 +51,14 @@ def test_interned_operations_send_their_own_form(monkeypatch: pytest.MonkeyPatch
 
 def test_cached_operations_are_the_plain_ones() -> None:
     layout = Layout.of("wire/test")
-    log, housekeeping = _steady(layout)
+    log, housekeeping = _steady(layout.prefix)
     assert (log, housekeeping) == (layout.log, Range(layout.housekeeping))
-    assert _steady(layout)[1] is housekeeping  # made once
-    touch, still, read = _steady_namespace(layout, "ns", 42)
+    assert _steady(layout.prefix)[1] is housekeeping  # made once
+    touch, still, read = _steady_namespace(layout.prefix, "ns", 42)
     assert touch == Put(layout.updated("ns"), b"")
     assert still == Compare(layout.registry("ns"), "CREATE", "==", 42)
     assert read == Range(layout.registry("ns"), keys_only=True)
-    assert _steady_namespace(layout, "ns", 43)[1] == Compare(layout.registry("ns"), "CREATE", "==", 43)
+    assert _steady_namespace(layout.prefix, "ns", 43)[1] == Compare(layout.registry("ns"), "CREATE", "==", 43)
 
 
 def test_packb_is_msgpack_packb_in_every_thread() -> None:
