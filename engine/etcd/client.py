@@ -31,7 +31,6 @@ from .kv import (
     Compare,
     DeleteRange,
     DeleteResult,
-    Json,
     KeyValue,
     Put,
     PutResult,
@@ -102,21 +101,16 @@ class EtcdClient:
 
         Returns ``(succeeded, revision, responses)``: ``revision`` is the txn's own when it wrote anything
         (puts and effective deletes of one txn share one revision), else the revision it read at."""
-        # One pass over the operations: their JSON and what the answer's mapping needs (whether the txn
-        # writes, the highest revision a range reads at, the puts), as a write sends ~10 of them.
-        write, revision, puts = False, 0, list[Put]()
-        branches: list[list[Json]] = [[], []]
-        for branch, ops in zip(branches, (success, failure), strict=True):
-            for op in ops:
-                if isinstance(op, Range):
-                    revision = max(revision, op.revision)
-                else:
-                    write = True
-                    if isinstance(op, Put):
-                        puts.append(op)
-                branch.append(request_json(op))
-        body = {"compare": [compare_json(c) for c in compare], "success": branches[0], "failure": branches[1]}
-        ctx = Context(revision, puts, len(compare) + max(len(success), len(failure)), self.max_request_bytes)
+        body = {"compare": [compare_json(c) for c in compare], "success": [request_json(op) for op in success],
+                "failure": [request_json(op) for op in failure]}
+        write = any(not isinstance(op, Range) for op in success) or any(not isinstance(op, Range) for op in failure)
+
+        def ctx() -> Context:  # only for a refusal (its pass over the operations is not made per txn)
+            ops = [*success, *failure]
+            return Context(max((op.revision for op in ops if isinstance(op, Range)), default=0),
+                           [op for op in ops if isinstance(op, Put)], len(compare) + max(len(success), len(failure)),
+                           self.max_request_bytes)
+
         answer = self.transport.call("/v3/kv/txn", body, write=write, ctx=ctx)
         rev = header_revision(answer)
         succeeded = bool(answer.get("succeeded", False))
