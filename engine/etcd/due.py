@@ -23,13 +23,13 @@ from .layout import Layout
 
 
 @functools.lru_cache(maxsize=64)
-def _start(layout: Layout) -> bytes:
-    return remember(layout.prefix + b"/x/")  # in every write's compare: its base64 kept
+def _start(prefix: bytes) -> bytes:  # keyed by the prefix: a Layout's hash is a Python call
+    return remember(prefix + b"/x/")  # in every write's compare: its base64 kept
 
 
 def due_range(layout: Layout, now_us: int) -> tuple[bytes, bytes]:
     """``[start, end)``: the expiry index entries due at ``now_us``."""
-    start = _start(layout)
+    start = _start(layout.prefix)
     return start, start + b"%016x" % (now_us + 1)
 
 
