@@ -152,6 +152,8 @@ def records_of(run: Run) -> list[bytes]:
 
 
 _packers = threading.local()
+#: A packer whose output was larger is not kept (its buffer keeps the largest size it held).
+PACKER_KEPT_BYTES = 64 << 10
 
 
 def packb(obj: Any) -> bytes:
@@ -160,7 +162,10 @@ def packb(obj: Any) -> bytes:
     packer = getattr(_packers, "packer", None)
     if packer is None:
         packer = _packers.packer = msgpack.Packer(use_bin_type=True)
-    return packer.pack(obj)  # type: ignore[no-any-return]
+    out: bytes = packer.pack(obj)
+    if len(out) > PACKER_KEPT_BYTES:  # a large batch's fingerprint: its buffer is not kept by the thread
+        _packers.packer = None
+    return out
 
 
 def fingerprint(batch: Batch, note: dict[str, Any] | None) -> bytes:

@@ -34,9 +34,9 @@ def b64(data: bytes) -> str:
 
 
 #: The base64 of keys a store names in every write (its log, housekeeping and due-range keys, each
-#: namespace's registry and updated keys: :meth:`engine.etcd.layout.Layout.remember`), so a write encodes
-#: only its own data and request keys. Bounded by :data:`MAX_KNOWN_KEYS`: past it, keys are not kept
-#: (encoded each time, as any other key).
+#: namespace's registry and updated keys: :class:`engine.etcd.layout.Layout` and :mod:`engine.etcd.due`
+#: pass them to :func:`remember`), so a write encodes only its own data and request keys. Bounded by
+#: :data:`MAX_KNOWN_KEYS`: past it, keys are not kept (encoded each time, as any other key).
 _KNOWN_KEYS: dict[bytes, str] = {}
 MAX_KNOWN_KEYS = 4096
 

@@ -11,7 +11,7 @@ import msgpack
 import pytest
 
 from engine.etcd import kv
-from engine.etcd.commit import _steady, _steady_namespace, packb
+from engine.etcd.commit import PACKER_KEPT_BYTES, _steady, _steady_namespace, packb
 from engine.etcd.kv import Compare, DeleteRange, Put, Range, Txn
 from engine.etcd.layout import Layout
 
@@ -75,6 +75,9 @@ def test_packb_is_msgpack_packb_in_every_thread() -> None:
     with pytest.raises(TypeError):
         packb([object()])
     assert [packb(v) for v in values] == expected  # a failed pack leaves nothing behind
+    large = [b"x" * (PACKER_KEPT_BYTES + 1)]
+    assert packb(large) == msgpack.packb(large, use_bin_type=True)
+    assert [packb(v) for v in values] == expected  # a new packer after a large output
 
 
 def test_operations_are_built_as_dataclasses_build_them() -> None:
