@@ -37,8 +37,10 @@ from .kv import (
     Range,
     RangeResult,
     Request,
+    Response,
     Status,
     TxnResult,
+    compare_json,
     header_revision,
     kvs_of,
     request_json,
@@ -99,25 +101,29 @@ class EtcdClient:
 
         Returns ``(succeeded, revision, responses)``: ``revision`` is the txn's own when it wrote anything
         (puts and effective deletes of one txn share one revision), else the revision it read at."""
-        ops = [*success, *failure]
-        body = {
-            "compare": [c.to_json() for c in compare],
-            "success": [request_json(op) for op in success],
-            "failure": [request_json(op) for op in failure],
-        }
-        write = any(not isinstance(op, Range) for op in ops)
-        revision = max((op.revision for op in ops if isinstance(op, Range)), default=0)
-        puts = [op for op in ops if isinstance(op, Put)]
-        ctx = Context(revision, puts, len(compare) + max(len(success), len(failure)), self.max_request_bytes)
+        body = {"compare": [compare_json(c) for c in compare], "success": [request_json(op) for op in success],
+                "failure": [request_json(op) for op in failure]}
+        write = any(not isinstance(op, Range) for op in success) or any(not isinstance(op, Range) for op in failure)
+
+        def ctx() -> Context:  # only for a refusal (its pass over the operations is not made per txn)
+            ops = [*success, *failure]
+            return Context(max((op.revision for op in ops if isinstance(op, Range)), default=0),
+                           [op for op in ops if isinstance(op, Put)], len(compare) + max(len(success), len(failure)),
+                           self.max_request_bytes)
+
         answer = self.transport.call("/v3/kv/txn", body, write=write, ctx=ctx)
         rev = header_revision(answer)
         succeeded = bool(answer.get("succeeded", False))
         ran = success if succeeded else failure
-        # A range at a past revision read that revision; the header tells the store's latest.
-        responses = [
-            response_of(r, op.revision if isinstance(op, Range) and op.revision else rev)
-            for r, op in zip(answer.get("responses", ()), ran, strict=True)
-        ]
+        responses: list[Response] = []
+        plain_put: PutResult | None = None  # every put's answer without prev_kv is this one (immutable)
+        for r, op in zip(answer.get("responses", ()), ran, strict=True):
+            put = r.get("response_put")
+            if put is not None and not put.get("prev_kv"):
+                plain_put = plain_put or PutResult(rev, None)
+                responses.append(plain_put)
+            else:  # a range at a past revision read that revision; the header tells the store's latest
+                responses.append(response_of(r, op.revision if isinstance(op, Range) and op.revision else rev))
         return TxnResult(succeeded, rev, responses)
 
     def put(self, key: bytes, value: bytes, *, lease: int = 0, prev_kv: bool = False) -> PutResult:

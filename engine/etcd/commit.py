@@ -70,8 +70,10 @@ before a sweep (a replay writes nothing, the sweep included).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -83,9 +85,10 @@ from .. import errors
 from ..codec import CLEAR_RECORD, DELETE, DELETE_RECORD, PUT, extended_record
 from ..encoding import SHORT_MAX, escape
 from ..txn import Batch, Expect, Run
-from .due import first_due, found_due, nothing_due
+from .due import due_range, first_due, found_due, nothing_due
 from .expiry import Times, creation_for_write, live_tx, rich
-from .kv import Compare, DeleteRange, KeyValue, Put, Range, RangeResult, Request, Txn, TxnResult
+from .kv import Compare, DeleteRange, KeyValue, Put, Range, RangeResult, Request, Txn, TxnResult, interned
+from .layout import Layout
 from .limits import EtcdLimits as EtcdLimits  # where callers have always found it
 from .once import Commit, commit_once
 from .reads import snapshot
@@ -117,6 +120,26 @@ MAX_ATTEMPTS = 5
 MAX_GUARD_RETRIES = 100
 
 
+# The operations every write sends unchanged (the housekeeping range; per namespace, its updated key's put,
+# its registry's compare and read): made once, their gateway form kept (kv.interned), not per write.
+# (Keyed by the store's prefix: a Layout's hash is a Python call, a bytes object's is cached.)
+@functools.lru_cache(maxsize=64)
+def _steady(prefix: bytes) -> tuple[bytes, Range]:
+    """The log index key and the housekeeping range of the store at ``prefix``."""
+    layout = Layout(prefix)
+    return layout.log, interned(Range(layout.housekeeping))
+
+
+@functools.lru_cache(maxsize=1024)
+def _steady_namespace(prefix: bytes, namespace: str, create_revision: int) -> tuple[Put, Compare, Range]:
+    """The put of ``namespace``'s updated key, the compare that its registry is still the one created at
+    ``create_revision`` and the failure branch's read of that registry (the store at ``prefix``)."""
+    layout = Layout(prefix)
+    registry = layout.registry(namespace)
+    return (interned(Put(layout.updated(namespace), b"")), interned(Compare(registry, "CREATE", "==", create_revision)),
+            interned(Range(registry, keys_only=True)))
+
+
 def records_of(run: Run) -> list[bytes]:
     """The version records of a run's operations without options, as the LMDB write path encodes them
     (engine.txn.apply_batch); a put with an expiry or metadata gets its record from :func:`plan`."""
@@ -128,11 +151,28 @@ def records_of(run: Run) -> list[bytes]:
     return records
 
 
+_packers = threading.local()
+#: A packer whose output was larger is not kept (its buffer keeps the largest size it held).
+PACKER_KEPT_BYTES = 64 << 10
+
+
+def packb(obj: Any) -> bytes:
+    """``msgpack.packb(obj, use_bin_type=True)`` (the same bytes), with a packer kept per thread:
+    ``msgpack.packb`` makes a packer, and its buffer, per call (every write packs twice)."""
+    packer = getattr(_packers, "packer", None)
+    if packer is None:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True)
+    out: bytes = packer.pack(obj)
+    if len(out) > PACKER_KEPT_BYTES:  # a large batch's fingerprint: its buffer is not kept by the thread
+        _packers.packer = None
+    return out
+
+
 def fingerprint(batch: Batch, note: dict[str, Any] | None) -> bytes:
     """What identifies the request (not the attempt): its runs, values, options, expects and note."""
     body = [[[r.namespace, r.op, r.keys, r.packed, *([] if r.opts is None else [r.opts])] for r in batch.runs],
             [[e.namespace, e.key, str(e.tx)] for e in batch.expects], note]  # str: a tx may be over 64 bits
-    return hashlib.sha256(msgpack.packb(body, use_bin_type=True)).digest()[:16]
+    return hashlib.sha256(packb(body)).digest()[:16]
 
 
 def conflict(conflicts: list[dict[str, Any]]) -> errors.Conflict:
@@ -201,7 +241,7 @@ def plan(timeline: Timeline, runs: list[Run], seen: dict[bytes, KeyValue | None]
         checked[key] = None
     success: list[Request] = []
     namespaces: dict[str, None] = {}
-    times = Times(timeline)
+    times: Times | None = None  # made on the first put with options (most writes have none)
     written: list[list[bytes]] = []
     for run in runs:
         namespaces[run.namespace] = None
@@ -210,6 +250,7 @@ def plan(timeline: Timeline, runs: list[Run], seen: dict[bytes, KeyValue | None]
         for i, opts in enumerate(run.opts or ()):
             if opts is not None:  # a put with an expiry or metadata: the rich record, its expiry indexed
                 key = layout.data(run.namespace, run.raws[i])
+                times = times or Times(timeline)
                 created = creation_for_write(timeline, key, seen[key], now_us, times)
                 records[i], expire_us = rich(run.keys[i], run.raws[i], run.packed[i], opts, now_us, created)
                 if expire_us is not None:
@@ -223,23 +264,28 @@ def plan(timeline: Timeline, runs: list[Run], seen: dict[bytes, KeyValue | None]
                 success.append(Put(layout.marker(run.namespace, raw), record))
             else:
                 success.append(Put(key, record))
-    created_entry = ormsgpack.packb({"created_us": now_us})
     known = registered or {}
-    guarded = [ns for ns in namespaces if ns in known]
+    guarded: list[str] = []
+    registries: list[Request] = []
     for ns in namespaces:
-        success.append(Put(layout.updated(ns), b""))
-        registry = layout.registry(ns)
         if ns in known:  # registered when this process last looked: one compare instead of a nested txn
-            compare.append(Compare(registry, "CREATE", "==", known[ns]))
+            touch, still, registry_range = _steady_namespace(layout.prefix, ns, known[ns])
+            success.append(touch)
+            compare.append(still)
+            guarded.append(ns)
+            registries.append(registry_range)
         else:
+            success.append(Put(layout.updated(ns), b""))
+            registry = layout.registry(ns)
+            created_entry = ormsgpack.packb({"created_us": now_us})
             success.append(Txn((Compare(registry, "CREATE", "==", 0),), (Put(registry, created_entry),),
                                (Range(registry, keys_only=True),)))
-    success.append(Put(layout.log, request_id))
-    success.append(Range(layout.housekeeping))
+    log, housekeeping = _steady(layout.prefix)
+    success.append(Put(log, request_id))
+    success.append(housekeeping)
     logged = [[r.namespace, r.op, r.keys] for r in runs]
-    entry = msgpack.packb([now_us, note, logged, request_fingerprint, None], use_bin_type=True)
-    registries = [Range(layout.registry(ns), keys_only=True) for ns in guarded]
-    failure: list[Request] = [*(Range(k) for k in checked), *registries, Range(layout.housekeeping)]
+    entry = packb([now_us, note, logged, request_fingerprint, None])
+    failure: list[Request] = [*(Range(k) for k in checked), *registries, housekeeping]
     return Plan(compare, success, failure, list(checked), entry, written, guarded)
 
 
@@ -278,6 +324,8 @@ def guarded_keys(timeline: Timeline, batch: Batch) -> list[bytes]:
     """The data keys whose newest version a commit of ``batch`` reads first: those an ``expect`` names
     (an expired value counts as absent) and those a put with an expiry or metadata writes (its
     ``created_us``)."""
+    if not batch.expects and all(run.opts is None for run in batch.runs):
+        return []  # most writes: nothing read first
     layout = timeline.layout
     keys = {layout.data(e.namespace, e.raw): None for e in batch.expects}
     for run in batch.runs:
@@ -297,10 +345,24 @@ def newest(timeline: Timeline, keys: list[bytes]) -> dict[bytes, KeyValue | None
 
 def check_limits(p: Plan, request_key: bytes, limits: EtcdLimits, items: int) -> None:
     """``BATCH_TOO_LARGE`` / ``VALUE_TOO_LARGE`` for a txn etcd would refuse (before sending it)."""
+    # One pass over the success branch (every write checks this): its nested txns, its puts' sizes (the
+    # first over the room one value has) and the request's bytes; the errors are raised in the order
+    # they always were (the operation count first, then a value alone, then the whole request).
+    room = limits.max_request_bytes - RESERVED_BYTES
+    nested = 0
+    too_large: Put | None = None
+    total = len(request_key) + len(p.entry)
+    for op in p.success:
+        if type(op) is Put:
+            size = len(op.key) + len(op.value)  # Put.size
+            if size > room and too_large is None:
+                too_large = op
+            total += size + OP_FRAMING
+        elif type(op) is Txn:
+            nested += 1
     # Counted for the txn's larger shape whether or not this process has seen each namespace registered (a
     # compare and a failure range, or a nested txn: a write after another process's drop is sent again with
     # the nested txn), so that the batches a cluster takes do not depend on what this process has seen.
-    nested = sum(isinstance(op, Txn) for op in p.success)
     asserted = len(p.registered)
     ops = max(len(p.compare) + nested + 1, len(p.success) + asserted + 1,
               len(p.failure) + nested + 1) + (1 if nested or asserted else 0)
@@ -308,16 +370,15 @@ def check_limits(p: Plan, request_key: bytes, limits: EtcdLimits, items: int) ->
         raise errors.BatchTooLarge(
             f"a write of {items} operations needs {ops} etcd txn operations; the cluster allows "
             f"{limits.max_txn_ops} (its --max-txn-ops)", count=items, ops=ops, limit=limits.max_txn_ops)  # fmt: skip
-    puts = [op for op in p.success if isinstance(op, Put)]
-    room = limits.max_request_bytes - RESERVED_BYTES
-    for put in puts:
-        if put.size > room:
-            raise errors.ValueTooLarge(
-                f"value is {len(put.value)} bytes encoded; with its key it is over what one etcd request "
-                f"holds ({room} bytes of the cluster's --max-request-bytes {limits.max_request_bytes})",
-                key=put.key.decode("utf-8", "backslashreplace"), size=put.size, limit=room)  # fmt: skip
-    total = len(request_key) + len(p.entry) + sum(put.size + OP_FRAMING for put in puts) + sum(
-        len(c.key) + OP_FRAMING for c in p.compare) + sum(len(k) + OP_FRAMING for k in p.checked)
+    if too_large is not None:
+        raise errors.ValueTooLarge(
+            f"value is {len(too_large.value)} bytes encoded; with its key it is over what one etcd request "
+            f"holds ({room} bytes of the cluster's --max-request-bytes {limits.max_request_bytes})",
+            key=too_large.key.decode("utf-8", "backslashreplace"), size=too_large.size, limit=room)  # fmt: skip
+    for c in p.compare:
+        total += len(c.key) + OP_FRAMING
+    for k in p.checked:
+        total += len(k) + OP_FRAMING
     if total > limits.max_request_bytes:
         raise errors.BatchTooLarge(
             f"a write of {items} operations is {total} bytes as an etcd txn; the cluster takes at most "
@@ -348,8 +409,9 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
             raise conflict(conflicts)
         p = plan(timeline, runs, seen, note, now_us, request_id, request_fp, timeline.registered)
         if guarded:  # the range read goes before the last request, the range of P/sys/hk
-            p.compare.append(nothing_due(timeline.layout, now_us))
-            p.failure[-1:-1] = [first_due(timeline.layout, now_us)]
+            due = due_range(timeline.layout, now_us)
+            p.compare.append(nothing_due(timeline.layout, now_us, due))
+            p.failure[-1:-1] = [first_due(timeline.layout, now_us, due)]
         if claim is not None:  # its put goes before the last request, the range of P/sys/hk the tx is read from
             compare, puts = claim.guard(lambda latest: latest + 1)
             p.compare.extend(compare)

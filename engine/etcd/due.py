@@ -16,26 +16,34 @@ and the writer sweeps (:mod:`engine.etcd.sweep`) before sending again.
 
 from __future__ import annotations
 
-from .kv import Compare, Range, RangeResult, Response
+import functools
+
+from .kv import Compare, Range, RangeResult, Response, remember
 from .layout import Layout
+
+
+@functools.lru_cache(maxsize=64)
+def _start(prefix: bytes) -> bytes:  # keyed by the prefix: a Layout's hash is a Python call
+    return remember(prefix + b"/x/")  # in every write's compare: its base64 kept
 
 
 def due_range(layout: Layout, now_us: int) -> tuple[bytes, bytes]:
     """``[start, end)``: the expiry index entries due at ``now_us``."""
-    start = layout.prefix + b"/x/"
+    start = _start(layout.prefix)
     return start, start + b"%016x" % (now_us + 1)
 
 
-def nothing_due(layout: Layout, now_us: int) -> Compare:
-    """The compare that holds iff no expiry index entry is due at ``now_us`` when the txn is applied."""
-    start, end = due_range(layout, now_us)
-    return Compare(start, "CREATE", "==", 0, range_end=end)
+def nothing_due(layout: Layout, now_us: int, due: tuple[bytes, bytes] | None = None) -> Compare:
+    """The compare that holds iff no expiry index entry is due at ``now_us`` when the txn is applied
+    (``due``: :func:`due_range` of the same, when the caller has it)."""
+    start, end = due or due_range(layout, now_us)
+    return Compare(start, "CREATE", "==", 0, end)
 
 
-def first_due(layout: Layout, now_us: int) -> Range:
+def first_due(layout: Layout, now_us: int, due: tuple[bytes, bytes] | None = None) -> Range:
     """The read (for a txn's failure branch) of the first entry due at ``now_us``, key only."""
-    start, end = due_range(layout, now_us)
-    return Range(start, end, limit=1, keys_only=True)
+    start, end = due or due_range(layout, now_us)
+    return Range(start, end, 0, 1, True)  # limit 1, keys only
 
 
 def found_due(answer: Response) -> bool:

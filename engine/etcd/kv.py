@@ -15,9 +15,10 @@ Answers: :class:`KeyValue`, :class:`RangeResult`, :class:`PutResult`, :class:`De
 
 from __future__ import annotations
 
-import base64
+import binascii
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 Json = dict[str, Any]
 
@@ -28,11 +29,33 @@ _TARGET_FIELDS = {"CREATE": "create_revision", "MOD": "mod_revision", "VERSION":
 
 
 def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    # binascii directly: base64.b64encode is a Python wrapper around it (a write sends ~18 of these)
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+#: The base64 of keys a store names in every write (its log, housekeeping and due-range keys, each
+#: namespace's registry and updated keys: :class:`engine.etcd.layout.Layout` and :mod:`engine.etcd.due`
+#: pass them to :func:`remember`), so a write encodes only its own data and request keys. Bounded by
+#: :data:`MAX_KNOWN_KEYS`: past it, keys are not kept (encoded each time, as any other key).
+_KNOWN_KEYS: dict[bytes, str] = {}
+MAX_KNOWN_KEYS = 4096
+
+
+def remember(key: bytes) -> bytes:
+    """Keep ``key``'s base64 for :func:`key64` (a key sent again and again); returns ``key``."""
+    if key not in _KNOWN_KEYS and len(_KNOWN_KEYS) < MAX_KNOWN_KEYS:
+        _KNOWN_KEYS[key] = b64(key)
+    return key
+
+
+def key64(key: bytes) -> str:
+    """:func:`b64` of a key, from what :func:`remember` kept when it kept it."""
+    known = _KNOWN_KEYS.get(key)
+    return known if known is not None else binascii.b2a_base64(key, newline=False).decode("ascii")
 
 
 def unb64(text: str | None) -> bytes:
-    return base64.b64decode(text) if text else b""
+    return binascii.a2b_base64(text) if text else b""  # base64.b64decode's own decoder, minus its wrapper
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -51,9 +74,32 @@ def show_key(key: bytes) -> str:
     return key.decode("utf-8", "backslashreplace")
 
 
+_Cls = TypeVar("_Cls", bound=type)
+
+
+def _quick_init(cls: _Cls) -> _Cls:
+    """``cls`` (a frozen slots dataclass without factories or ``__post_init__``) with an ``__init__`` that
+    sets each slot through its descriptor, as the one dataclasses generates does through
+    ``object.__setattr__`` (frozen): the same instance for the same arguments, at about half the cost (a
+    write makes about eight of these operations and parses some key-values)."""
+    fields = dataclasses.fields(cls)
+    assert all(f.default_factory is dataclasses.MISSING and f.init for f in fields)
+    assert not hasattr(cls, "__post_init__")
+    params = ", ".join(f.name if f.default is dataclasses.MISSING else f"{f.name}=_d_{f.name}" for f in fields)
+    body = "".join(f"    _s_{f.name}(self, {f.name})\n" for f in fields)
+    scope: dict[str, Any] = {f"_s_{f.name}": cls.__dict__[f.name].__set__ for f in fields}
+    scope.update({f"_d_{f.name}": f.default for f in fields if f.default is not dataclasses.MISSING})
+    exec(f"def __init__(self, {params}):\n{body}", scope)  # the text is made of the field names only
+    init = scope["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    setattr(cls, "__init__", init)  # noqa: B010
+    return cls
+
+
 # -- requests ----------------------------------------------------------------------------------------
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class Compare:
     """One txn guard: ``target`` of ``key`` compared with ``value`` by ``op``.
@@ -70,13 +116,14 @@ class Compare:
 
     def to_json(self) -> Json:
         field = _TARGET_FIELDS[self.target]
-        out: Json = {"key": b64(self.key), "target": self.target, "result": _RESULTS[self.op]}
+        out: Json = {"key": key64(self.key), "target": self.target, "result": _RESULTS[self.op]}
         out[field] = b64(self.value) if isinstance(self.value, bytes) else str(self.value)
         if self.range_end is not None:
-            out["range_end"] = b64(self.range_end)
+            out["range_end"] = key64(self.range_end)
         return out
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class Put:
     """Write ``value`` at ``key`` (a new version; the key's mod revision becomes the txn's revision)."""
@@ -87,7 +134,7 @@ class Put:
     prev_kv: bool = False
 
     def to_json(self) -> Json:
-        out: Json = {"key": b64(self.key), "value": b64(self.value)}
+        out: Json = {"key": key64(self.key), "value": b64(self.value)}
         if self.lease:
             out["lease"] = str(self.lease)
         if self.prev_kv:
@@ -100,6 +147,7 @@ class Put:
         return len(self.key) + len(self.value)
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class Range:
     """Read ``key`` (or ``[key, range_end)``) at ``revision`` (0: the latest); ``limit`` 0 is no limit."""
@@ -116,9 +164,9 @@ class Range:
     min_mod_revision: int = 0
 
     def to_json(self) -> Json:
-        out: Json = {"key": b64(self.key)}
+        out: Json = {"key": key64(self.key)}
         if self.range_end is not None:
-            out["range_end"] = b64(self.range_end)
+            out["range_end"] = key64(self.range_end)
         if self.revision:
             out["revision"] = str(self.revision)
         if self.limit:
@@ -134,6 +182,7 @@ class Range:
         return out
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class DeleteRange:
     """Delete ``key`` (or ``[key, range_end)``). Deleting nothing consumes no revision."""
@@ -143,14 +192,15 @@ class DeleteRange:
     prev_kv: bool = False
 
     def to_json(self) -> Json:
-        out: Json = {"key": b64(self.key)}
+        out: Json = {"key": key64(self.key)}
         if self.range_end is not None:
-            out["range_end"] = b64(self.range_end)
+            out["range_end"] = key64(self.range_end)
         if self.prev_kv:
             out["prev_kv"] = True
         return out
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class Txn:
     """A txn nested in a txn's branch: applied at the outer txn's revision, taking no revision of its own
@@ -162,7 +212,7 @@ class Txn:
 
     def to_json(self) -> Json:
         return {
-            "compare": [c.to_json() for c in self.compare],
+            "compare": [compare_json(c) for c in self.compare],
             "success": [request_json(op) for op in self.success],
             "failure": [request_json(op) for op in self.failure],
         }
@@ -175,18 +225,44 @@ class Txn:
 
 Request = Put | Range | DeleteRange | Txn
 
-_REQUEST_FIELD = {Put: "request_put", Range: "request_range", DeleteRange: "request_delete_range",
+REQUEST_FIELD = {Put: "request_put", Range: "request_range", DeleteRange: "request_delete_range",
                   Txn: "request_txn"}
 
 
 def request_json(op: Request) -> Json:
     """One txn operation in the gateway's ``RequestOp`` form."""
-    return {_REQUEST_FIELD[type(op)]: op.to_json()}
+    hit = _INTERNED.get(id(op))
+    return hit[1] if hit is not None else {REQUEST_FIELD[type(op)]: op.to_json()}
+
+
+def compare_json(c: Compare) -> Json:
+    """One txn compare in the gateway's form."""
+    hit = _INTERNED.get(id(c))
+    return hit[1] if hit is not None else c.to_json()
+
+
+#: The gateway form of operations made once and sent with many txns (:func:`interned`), by ``id``: the
+#: operation itself is held beside it, so its id is not reused while the entry lives.
+_INTERNED: dict[int, tuple[Compare | Request, Json]] = {}
+Op = TypeVar("Op", "Compare", "Put", "Range", "DeleteRange", "Txn")
+#: Operations interned at most (past it, :func:`interned` keeps nothing: they are encoded each time).
+MAX_INTERNED = 4096
+
+
+def interned(op: Op) -> Op:
+    """``op``, its gateway form kept (operations are immutable) so that every txn sending this very object
+    reuses it: for the few a store sends with every write (its housekeeping range, a namespace's updated
+    key and registry compare, :mod:`engine.etcd.commit`), made once each. Kept for the process's life,
+    bounded by :data:`MAX_INTERNED`."""
+    if id(op) not in _INTERNED and len(_INTERNED) < MAX_INTERNED:
+        _INTERNED[id(op)] = (op, op.to_json() if isinstance(op, Compare) else {REQUEST_FIELD[type(op)]: op.to_json()})
+    return op
 
 
 # -- answers -----------------------------------------------------------------------------------------
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class KeyValue:
     """One key's version: ``create_revision`` (when this generation of the key was created),
@@ -253,12 +329,13 @@ Response = RangeResult | PutResult | DeleteResult | TxnResult
 
 def response_of(op: Json, revision: int) -> Response:
     """One ``ResponseOp`` of a txn answer as a typed result (``revision`` from the txn's header)."""
+    put = op.get("response_put")  # first: most answers of a write txn are its puts'
+    if put is not None:
+        prev = put.get("prev_kv")
+        return PutResult(revision, KeyValue.from_json(prev) if prev else None)
     if "response_range" in op:
         r = op["response_range"]
         return RangeResult(kvs_of(r), revision, bool(r.get("more", False)), int(r.get("count", 0)))
-    if "response_put" in op:
-        prev = op["response_put"].get("prev_kv")
-        return PutResult(revision, KeyValue.from_json(prev) if prev else None)
     if "response_txn" in op:  # a nested txn: its responses are read at the outer txn's revision
         r = op["response_txn"]
         return TxnResult(bool(r.get("succeeded", False)), revision,

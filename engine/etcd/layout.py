@@ -94,7 +94,7 @@ import re
 from dataclasses import dataclass
 
 from .. import errors
-from .kv import prefix_end
+from .kv import prefix_end, remember
 
 #: A store prefix: path-like ASCII, no empty component, no leading or trailing ``/``.
 _PREFIX = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
@@ -126,7 +126,7 @@ class Layout:
 
     @property
     def housekeeping(self) -> bytes:
-        return self.prefix + b"/sys/hk"
+        return remember(self.prefix + b"/sys/hk")  # ranged by every write: its base64 kept (kv.remember)
 
     @property
     def sealer(self) -> bytes:
@@ -178,7 +178,7 @@ class Layout:
     @property
     def log(self) -> bytes:
         """The log index: each tx puts its request id here (a range at a tx's revision names its entry)."""
-        return self.prefix + b"/log"
+        return remember(self.prefix + b"/log")
 
     @property
     def requests(self) -> tuple[bytes, bytes]:
@@ -188,7 +188,7 @@ class Layout:
 
     def registry(self, namespace: str) -> bytes:
         """The registry entry of ``namespace`` (written by its first tx)."""
-        return self.prefix + b"/n/" + namespace.encode()
+        return remember(self.prefix + b"/n/" + namespace.encode())
 
     @property
     def registries(self) -> tuple[bytes, bytes]:
@@ -203,7 +203,7 @@ class Layout:
 
     def updated(self, namespace: str) -> bytes:
         """The key every tx touching ``namespace`` puts (its mod revision is the namespace's last tx)."""
-        return self.prefix + b"/u/" + namespace.encode()
+        return remember(self.prefix + b"/u/" + namespace.encode())
 
     def namespace_of_registry(self, key: bytes) -> str:
         return key[len(self.prefix) + 3:].decode("ascii")

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -103,11 +103,13 @@ class Transport:
         """A stream from ``endpoint`` broke: drop its connections and start from the next member."""
         self._failed(self.endpoints.index(endpoint), broken=True)
 
-    def call(self, path: str, body: dict[str, Any], *, write: bool, ctx: Context | None = None) -> Any:
+    def call(self, path: str, body: dict[str, Any], *, write: bool,
+             ctx: Context | Callable[[], Context] | None = None) -> Any:
         """POST ``body`` to ``path`` on the current member (failing over as the module says); the parsed
-        JSON answer, or the engine error the cluster's answer maps to."""
+        JSON answer, or the engine error the cluster's answer maps to. ``ctx``: what the error mapping
+        needs to know about the call, or a function making it (called only for a refusal: a txn's
+        context takes a pass over its operations)."""
         payload = orjson.dumps(body)
-        ctx = ctx or Context()
         deadline = time.monotonic() + self.retry_timeout
         tried: dict[str, str] = {}
         pause = 0.05
@@ -139,7 +141,7 @@ class Transport:
                     continue
                 if resp.status == 200:
                     return orjson.loads(resp.data)
-                answer = error_of(resp.status, resp.data, ctx)
+                answer = error_of(resp.status, resp.data, (ctx() if callable(ctx) else ctx) or Context())
                 if isinstance(answer, errors.EngineError):
                     if write and isinstance(answer, errors.StorageFull):
                         # etcd applies the write that crosses the quota and still answers NOSPACE
