@@ -16,7 +16,6 @@ Answers: :class:`KeyValue`, :class:`RangeResult`, :class:`PutResult`, :class:`De
 from __future__ import annotations
 
 import binascii
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, TypeVar
 
@@ -74,32 +73,9 @@ def show_key(key: bytes) -> str:
     return key.decode("utf-8", "backslashreplace")
 
 
-_Cls = TypeVar("_Cls", bound=type)
-
-
-def _quick_init(cls: _Cls) -> _Cls:
-    """``cls`` (a frozen slots dataclass without factories or ``__post_init__``) with an ``__init__`` that
-    sets each slot through its descriptor, as the one dataclasses generates does through
-    ``object.__setattr__`` (frozen): the same instance for the same arguments, at about half the cost (a
-    write makes about eight of these operations and parses some key-values)."""
-    fields = dataclasses.fields(cls)
-    assert all(f.default_factory is dataclasses.MISSING and f.init for f in fields)
-    assert not hasattr(cls, "__post_init__")
-    params = ", ".join(f.name if f.default is dataclasses.MISSING else f"{f.name}=_d_{f.name}" for f in fields)
-    body = "".join(f"    _s_{f.name}(self, {f.name})\n" for f in fields)
-    scope: dict[str, Any] = {f"_s_{f.name}": cls.__dict__[f.name].__set__ for f in fields}
-    scope.update({f"_d_{f.name}": f.default for f in fields if f.default is not dataclasses.MISSING})
-    exec(f"def __init__(self, {params}):\n{body}", scope)  # the text is made of the field names only
-    init = scope["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    setattr(cls, "__init__", init)  # noqa: B010
-    return cls
-
-
 # -- requests ----------------------------------------------------------------------------------------
 
 
-@_quick_init
 @dataclass(frozen=True, slots=True)
 class Compare:
     """One txn guard: ``target`` of ``key`` compared with ``value`` by ``op``.
@@ -123,7 +99,6 @@ class Compare:
         return out
 
 
-@_quick_init
 @dataclass(frozen=True, slots=True)
 class Put:
     """Write ``value`` at ``key`` (a new version; the key's mod revision becomes the txn's revision)."""
@@ -147,7 +122,6 @@ class Put:
         return len(self.key) + len(self.value)
 
 
-@_quick_init
 @dataclass(frozen=True, slots=True)
 class Range:
     """Read ``key`` (or ``[key, range_end)``) at ``revision`` (0: the latest); ``limit`` 0 is no limit."""
@@ -182,7 +156,6 @@ class Range:
         return out
 
 
-@_quick_init
 @dataclass(frozen=True, slots=True)
 class DeleteRange:
     """Delete ``key`` (or ``[key, range_end)``). Deleting nothing consumes no revision."""
@@ -200,7 +173,6 @@ class DeleteRange:
         return out
 
 
-@_quick_init
 @dataclass(frozen=True, slots=True)
 class Txn:
     """A txn nested in a txn's branch: applied at the outer txn's revision, taking no revision of its own
@@ -262,7 +234,6 @@ def interned(op: Op) -> Op:
 # -- answers -----------------------------------------------------------------------------------------
 
 
-@_quick_init
 @dataclass(frozen=True, slots=True)
 class KeyValue:
     """One key's version: ``create_revision`` (when this generation of the key was created),

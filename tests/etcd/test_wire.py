@@ -79,23 +79,3 @@ def test_packb_is_msgpack_packb_in_every_thread() -> None:
     assert packb(large) == msgpack.packb(large, use_bin_type=True)
     assert [packb(v) for v in values] == expected  # a new packer after a large output
 
-
-def test_operations_are_built_as_dataclasses_build_them() -> None:
-    import dataclasses
-
-    cases = [(Range, (b"k",), {"limit": 2, "keys_only": True}), (Range, (b"k", b"l", 5, 1, True, False, True, 9), {}),
-             (Put, (b"k", b"v"), {"prev_kv": True}), (DeleteRange, (b"k",), {"range_end": b"l"}),
-             (Compare, (b"k", "MOD", "<", 3), {"range_end": b"l"}), (Txn, (), {"success": (Put(b"k", b"v"),)}),
-             (kv.KeyValue, (b"k", b"v", 1, 2, 3), {"lease": 4})]
-    for cls, args, kwargs in cases:
-        op = cls(*args, **kwargs)
-        names = [f.name for f in dataclasses.fields(cls)]
-        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-        expected = {**defaults, **dict(zip(names, args, strict=False)), **kwargs}
-        assert op == cls(**expected)
-        assert [getattr(op, n) for n in names] == [expected[n] for n in names]
-        assert op == cls(*args, **kwargs) and hash(op) == hash(cls(*args, **kwargs))
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            setattr(op, names[0], b"x")
-    with pytest.raises(TypeError):
-        Range()  # type: ignore[call-arg]
