@@ -72,7 +72,8 @@ only if no entry is due at ``now`` when etcd applies it, so no writer commits pa
 When the compare fails (the read after the failure finds the first due entry), ``sweep`` records up to its limit
 as a tx of its own (:mod:`engine.etcd.sweep`, its txs before this one) and the txn is sent again, still
 guarded unless the sweep left some due (more than :data:`engine.expiry.SWEEP_PER_WRITE`: LMDB's write
-leaves the rest too). A refused write (a failed ``expect``) sweeps nothing. ``claim`` adds an
+leaves the rest too). A refused write (a failed ``expect``, before its txn or shown by its failure)
+sweeps nothing. ``claim`` adds an
 idempotency claim to the txn (its compares and put: :mod:`engine.etcd.idempotency`), looked up again
 before a sweep (a replay writes nothing, the sweep included).
 """
@@ -447,21 +448,19 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
                 timeline.written.add(result.revision, p.entry, p.records)
                 learn_registries(timeline, p, result)
             return committed_tx(timeline, result, claim)
-        result = deferred(timeline, p, result)
-        unregistered = learn_registries(timeline, p, result)  # a namespace dropped (or dropped and created)
         housekeeping = result.responses[-1]
         assert isinstance(housekeeping, RangeResult)
         count = count_of(housekeeping.kvs)
         timeline.learn(count, result.revision)
+        found, moved = _moved(timeline, batch, seen, p, result, now_us)
+        result = deferred(timeline, p, result)
+        unregistered = learn_registries(timeline, p, result)  # a namespace dropped (or dropped and created)
         swept = guarded and found_due(result.responses[-2])
         if swept:
             assert sweep is not None
             if claim is not None:
                 claim.look()  # a concurrent attempt committed this request: replay, sweeping nothing
             guarded = not sweep()  # some left due (over the sweep's limit): LMDB's write leaves them too
-        found = _found(result.responses[:len(p.checked)], p.checked)
-        moved = {k: found[k] for k in seen if _revision(found[k]) != _revision(seen[k])}
-        seen.update(moved)
         absent = {(run.namespace, key) for run in runs if run.op == DELETE
                   for key, raw in zip(run.keys, run.raws, strict=True)
                   if found.get(timeline.layout.data(run.namespace, raw)) is None}
@@ -474,6 +473,21 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
                 break
     raise errors.StorageError("the etcd commit did not settle: housekeeping txns or other writers kept landing "
                               "in between", attempts=MAX_ATTEMPTS)
+
+
+def _moved(timeline: Timeline, batch: Batch, seen: dict[bytes, KeyValue | None], p: Plan, result: Commit,
+           now_us: int) -> tuple[dict[bytes, KeyValue | None], dict[bytes, KeyValue | None]]:
+    """After ``p``'s txn failed: the compared keys as its failure branch found them, and those of ``seen``
+    that moved (``seen`` is updated). ``CONFLICT`` at once if that fails an ``expect``: a refused write
+    writes nothing, not even the sweep of what is due (as on LMDB), and reads nothing more."""
+    found = _found(result.responses[:len(p.checked)], p.checked)
+    moved = {k: found[k] for k in seen if _revision(found[k]) != _revision(seen[k])}
+    seen.update(moved)
+    if moved and batch.expects:
+        conflicts = _conflicts(timeline, batch.expects, seen, now_us)
+        if conflicts:
+            raise conflict(conflicts)
+    return found, moved
 
 
 def committed_tx(timeline: Timeline, result: Commit, claim: TxGuard | None) -> int:

@@ -998,6 +998,35 @@ def test_a_write_when_an_expiry_fell_due_sweeps_then_sends_again(storage: EtcdSt
             (e.tx, e.time_us, e.note, e.operations) for e in storage.changes()]
 
 
+def test_a_write_refused_by_a_change_its_txn_meets_sweeps_nothing(
+        storage: EtcdStorage, etcd: EtcdClient, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    storage.put("a", {"k": 1})  # tx 1
+    storage.put("b", {"x": 1}, ttl=1)  # tx 2: due at T0 + 1
+    other = EtcdStorage.open(etcd, storage.layout.prefix.decode(), etcd_limits=EtcdLimits(max_txn_ops=MAX_TXN_OPS),
+                             clock=Clock())  # still at T0: nothing is due for it
+    clock.now += 1
+    real_txn = storage.client.txn
+    changed: list[int] = []
+
+    def txn(compare: Any = (), success: Any = (), failure: Any = ()) -> Any:
+        if compare and not changed:  # the guarded txn, after the expect's key was read: another writer first
+            changed.append(0)  # (the other writer's own txn goes through here too)
+            changed[0] = other.put("a", {"k": 2})
+        return real_txn(compare, success, failure)
+
+    monkeypatch.setattr(storage.client, "txn", txn)
+    before = revision(etcd)
+    with pytest.raises(errors.Conflict) as info:  # its txn failed on the key and on the due entry
+        storage.put("a", {"k": 5}, expect={"k": 1})
+    assert changed == [3]
+    assert info.value.details == {"conflicts": [{"namespace": "a", "key": "k", "expected": 1, "actual": 3}]}
+    assert revision(etcd) == before + 1  # the other writer's tx alone: a refusal sweeps nothing, as on LMDB
+    assert storage.latest_tx == 3
+    assert storage.put("a", {"n": 0}) == 5  # the next write sweeps first (tx 4)
+    assert [(e.tx, e.note, [(o.namespace, o.key, o.op) for o in e.operations]) for e in storage.changes(3)] == [
+        (4, EXPIRED, [("b", "x", "delete")]), (5, None, [("a", "n", "put")])]
+
+
 def test_concurrent_writers_and_due_expiries_record_each_once_before_any_write(
         storage: EtcdStorage, etcd: EtcdClient, clock: Clock) -> None:
     storage.put("a", {f"k{i}": i for i in range(6)}, ttl=1)  # tx 1: six keys expire at T0 + 1
