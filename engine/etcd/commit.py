@@ -234,6 +234,9 @@ class Plan:
     #: What a failure reads after the txn, not in its failure branch (see the module docstring):
     #: :func:`deferred` splices the answers in right before the housekeeping range's.
     deferred: list[Request] = field(default_factory=list)
+    #: Whether the success branch holds a nested txn (a namespace not seen registered): only then does a
+    #: success have registries to learn (most writes: every namespace known, nothing to scan).
+    nested: bool = False
 
 
 def plan(timeline: Timeline, runs: list[Run], seen: dict[bytes, KeyValue | None], note: dict[str, Any] | None,
@@ -299,7 +302,8 @@ def plan(timeline: Timeline, runs: list[Run], seen: dict[bytes, KeyValue | None]
     logged = [[r.namespace, r.op, r.keys] for r in runs]
     entry = packb([now_us, note, logged, request_fingerprint, None])
     failure: list[Request] = [*(Range(k) for k in checked), housekeeping]
-    return Plan(compare, success, failure, list(checked), entry, written, guarded, registries)
+    return Plan(compare, success, failure, list(checked), entry, written, guarded, registries,
+                len(guarded) < len(namespaces))
 
 
 def deferred(timeline: Timeline, p: Plan, result: Commit) -> Commit:
@@ -320,6 +324,8 @@ def learn_registries(timeline: Timeline, p: Plan, result: Commit) -> bool:
     again)."""
     registered, layout = timeline.registered, timeline.layout
     if result.succeeded:
+        if not p.nested:  # every namespace was asserted by a compare: no nested txn answered
+            return False
         for op, answer in zip(p.success, result.responses, strict=False):
             if isinstance(op, Txn) and isinstance(answer, TxnResult):
                 name = layout.namespace_of_registry(op.compare[0].key)
