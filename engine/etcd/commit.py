@@ -86,6 +86,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Protocol
 
 import msgpack
@@ -93,7 +94,7 @@ import ormsgpack
 
 from .. import errors
 from ..codec import CLEAR_RECORD, DELETE, DELETE_RECORD, PUT, extended_record
-from ..encoding import SHORT_MAX, escape
+from ..encoding import SHORT_MAX
 from ..txn import Batch, Expect, Run
 from .due import due_range, first_due, found_due, nothing_due
 from .expiry import Times, creation_for_write, live_tx, rich
@@ -150,13 +151,18 @@ def _steady_namespace(prefix: bytes, namespace: str, create_revision: int) -> tu
             interned(Range(registry, keys_only=True)))
 
 
+_keys_of = attrgetter("keys")
+
+
 def records_of(run: Run) -> list[bytes]:
     """The version records of a run's operations without options, as the LMDB write path encodes them
     (engine.txn.apply_batch); a put with an expiry or metadata gets its record from :func:`plan`."""
     op = run.op
     records = list(run.packed) if op == PUT else [CLEAR_RECORD if op != DELETE else DELETE_RECORD] * len(run.raws)
     for i, raw in enumerate(run.raws):
-        if len(escape(raw)) > SHORT_MAX:  # a long key: LMDB keeps it in a bucket, its record names it
+        # len(escape(raw)) without the call (escape doubles each 0 byte): a long key, LMDB keeps it in a
+        # bucket and its record names it
+        if len(raw) + raw.count(0) > SHORT_MAX:
             records[i] = extended_record(op, run.keys[i], run.packed[i] if op == PUT else None)
     return records
 
@@ -301,7 +307,8 @@ def plan(timeline: Timeline, runs: list[Run], seen: dict[bytes, KeyValue | None]
     success.append(housekeeping)
     logged = [[r.namespace, r.op, r.keys] for r in runs]
     entry = packb([now_us, note, logged, request_fingerprint, None])
-    failure: list[Request] = [*(Range(k) for k in checked), housekeeping]
+    # most writes compare no data key: no generator for an empty failure read-back
+    failure: list[Request] = [*(Range(k) for k in checked), housekeeping] if checked else [housekeeping]
     return Plan(compare, success, failure, list(checked), entry, written, guarded, registries,
                 len(guarded) < len(namespaces))
 
@@ -428,13 +435,13 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
     request_id = request_id or os.urandom(16)
     request_key = timeline.layout.request(request_id)
     request_fp = fingerprint(batch, note)
-    items = sum(len(run.keys) for run in batch.runs)
+    items = sum(map(len, map(_keys_of, batch.runs)))  # C calls only: no generator frame per write
     runs = list(batch.runs)
     seen = newest(timeline, guarded_keys(timeline, batch))
     guarded = sweep is not None  # the txn proves nothing is due (engine.etcd.due)
     settled = 0  # attempts that failed for a reason other than a guarded key changing or a sweep
     for _ in range(MAX_ATTEMPTS + MAX_GUARD_RETRIES):
-        conflicts = _conflicts(timeline, batch.expects, seen, now_us)
+        conflicts = _conflicts(timeline, batch.expects, seen, now_us) if batch.expects else None
         if conflicts:
             raise conflict(conflicts)
         p = plan(timeline, runs, seen, note, now_us, request_id, request_fp, timeline.registered)
