@@ -243,6 +243,10 @@ class Plan:
     #: Whether the success branch holds a nested txn (a namespace not seen registered): only then does a
     #: success have registries to learn (most writes: every namespace known, nothing to scan).
     nested: bool = False
+    #: A guarded write's commit time: its txn compares the due range at it (:mod:`engine.etcd.due`), and a
+    #: failure reads the first due entry last among the reads after it. That read is made only then (in
+    #: :func:`deferred`; most txns succeed), counted by :func:`check_limits` all the same.
+    due_us: int | None = None
 
 
 def plan(timeline: Timeline, runs: list[Run], seen: dict[bytes, KeyValue | None], note: dict[str, Any] | None,
@@ -317,9 +321,12 @@ def deferred(timeline: Timeline, p: Plan, result: Commit) -> Commit:
     """``result`` of ``p``'s failed txn with the answers to ``p.deferred`` (read now, in one txn at the
     latest revision) spliced in right before its last answer, the housekeeping range's: the answers a
     failure branch holding them would have given, in its order, seen a little later."""
-    if not p.deferred or result.succeeded:
+    if result.succeeded:
         return result
-    later = timeline.client.txn((), p.deferred).responses
+    reads = p.deferred if p.due_us is None else [*p.deferred, first_due(timeline.layout, p.due_us)]
+    if not reads:
+        return result
+    later = timeline.client.txn((), reads).responses
     return result._replace(responses=[*result.responses[:-1], *later, result.responses[-1]])
 
 
@@ -402,7 +409,7 @@ def check_limits(p: Plan, request_key: bytes, limits: EtcdLimits, items: int) ->
     # the reads after a failure are counted as if in the failure branch (as they were, and may be again).
     asserted = len(p.registered)
     ops = max(len(p.compare) + nested + 1, len(p.success) + asserted + 1,
-              len(p.failure) + len(p.deferred) + nested + 1) + (1 if nested or asserted else 0)
+              len(p.failure) + len(p.deferred) + (p.due_us is not None) + nested + 1) + (1 if nested or asserted else 0)
     if ops > limits.max_txn_ops:
         raise errors.BatchTooLarge(
             f"a write of {items} operations needs {ops} etcd txn operations; the cluster allows "
@@ -448,7 +455,7 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
         if guarded:  # its read after a failure goes last, right before the range of P/sys/hk once spliced
             due = due_range(timeline.layout, now_us)
             p.compare.append(nothing_due(timeline.layout, now_us, due))
-            p.deferred.append(first_due(timeline.layout, now_us, due))
+            p.due_us = now_us  # its first due entry is read after a failure (deferred)
         if claim is not None:  # its put goes before the last request, the range of P/sys/hk the tx is read from
             compare, puts = claim.guard(lambda latest: latest + 1)
             p.compare.extend(compare)
