@@ -12,13 +12,24 @@ from .errors import InvalidKey, InvalidNamespace, InvalidParameters, KeyTooLong
 _NS_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
+#: Names :func:`check_namespace` has found valid: a namespace object's writes pass its (validated) name
+#: again on every call, and the regular expression is most of a check. Exact ``str`` only (a subclass
+#: could compare equal to a valid name); at most :data:`MAX_VALID_NAMES` kept, later ones checked each time.
+_VALID_NAMES: set[str] = set()
+MAX_VALID_NAMES = 4096
+
+
 def check_namespace(name: Any) -> str:
     """Return ``name`` if it is a valid namespace name, else raise :class:`InvalidNamespace`."""
+    if type(name) is str and name in _VALID_NAMES:
+        return name
     if type(name) is not str or not _NS_NAME.fullmatch(name) or name in (".", ".."):
         raise InvalidNamespace(
             f"invalid namespace name {name!r}: use 1-64 characters of A-Z a-z 0-9 . _ - (not '.' or '..')",
             namespace=name if isinstance(name, str) else repr(name),
         )
+    if len(_VALID_NAMES) < MAX_VALID_NAMES:
+        _VALID_NAMES.add(name)
     return name
 
 

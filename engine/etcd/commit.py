@@ -86,6 +86,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Protocol
 
 import msgpack
@@ -93,7 +94,7 @@ import ormsgpack
 
 from .. import errors
 from ..codec import CLEAR_RECORD, DELETE, DELETE_RECORD, PUT, extended_record
-from ..encoding import SHORT_MAX, escape
+from ..encoding import SHORT_MAX
 from ..txn import Batch, Expect, Run
 from .due import due_range, first_due, found_due, nothing_due
 from .expiry import Times, creation_for_write, live_tx, rich
@@ -150,13 +151,18 @@ def _steady_namespace(prefix: bytes, namespace: str, create_revision: int) -> tu
             interned(Range(registry, keys_only=True)))
 
 
+_keys_of = attrgetter("keys")
+
+
 def records_of(run: Run) -> list[bytes]:
     """The version records of a run's operations without options, as the LMDB write path encodes them
     (engine.txn.apply_batch); a put with an expiry or metadata gets its record from :func:`plan`."""
     op = run.op
     records = list(run.packed) if op == PUT else [CLEAR_RECORD if op != DELETE else DELETE_RECORD] * len(run.raws)
     for i, raw in enumerate(run.raws):
-        if len(escape(raw)) > SHORT_MAX:  # a long key: LMDB keeps it in a bucket, its record names it
+        # len(escape(raw)) without the call (escape doubles each 0 byte): a long key, LMDB keeps it in a
+        # bucket and its record names it
+        if len(raw) + raw.count(0) > SHORT_MAX:
             records[i] = extended_record(op, run.keys[i], run.packed[i] if op == PUT else None)
     return records
 
@@ -234,6 +240,13 @@ class Plan:
     #: What a failure reads after the txn, not in its failure branch (see the module docstring):
     #: :func:`deferred` splices the answers in right before the housekeeping range's.
     deferred: list[Request] = field(default_factory=list)
+    #: Whether the success branch holds a nested txn (a namespace not seen registered): only then does a
+    #: success have registries to learn (most writes: every namespace known, nothing to scan).
+    nested: bool = False
+    #: A guarded write's commit time: its txn compares the due range at it (:mod:`engine.etcd.due`), and a
+    #: failure reads the first due entry last among the reads after it. That read is made only then (in
+    #: :func:`deferred`; most txns succeed), counted by :func:`check_limits` all the same.
+    due_us: int | None = None
 
 
 def plan(timeline: Timeline, runs: list[Run], seen: dict[bytes, KeyValue | None], note: dict[str, Any] | None,
@@ -298,17 +311,22 @@ def plan(timeline: Timeline, runs: list[Run], seen: dict[bytes, KeyValue | None]
     success.append(housekeeping)
     logged = [[r.namespace, r.op, r.keys] for r in runs]
     entry = packb([now_us, note, logged, request_fingerprint, None])
-    failure: list[Request] = [*(Range(k) for k in checked), housekeeping]
-    return Plan(compare, success, failure, list(checked), entry, written, guarded, registries)
+    # most writes compare no data key: no generator for an empty failure read-back
+    failure: list[Request] = [*(Range(k) for k in checked), housekeeping] if checked else [housekeeping]
+    return Plan(compare, success, failure, list(checked), entry, written, guarded, registries,
+                len(guarded) < len(namespaces))
 
 
 def deferred(timeline: Timeline, p: Plan, result: Commit) -> Commit:
     """``result`` of ``p``'s failed txn with the answers to ``p.deferred`` (read now, in one txn at the
     latest revision) spliced in right before its last answer, the housekeeping range's: the answers a
     failure branch holding them would have given, in its order, seen a little later."""
-    if not p.deferred or result.succeeded:
+    if result.succeeded:
         return result
-    later = timeline.client.txn((), p.deferred).responses
+    reads = p.deferred if p.due_us is None else [*p.deferred, first_due(timeline.layout, p.due_us)]
+    if not reads:
+        return result
+    later = timeline.client.txn((), reads).responses
     return result._replace(responses=[*result.responses[:-1], *later, result.responses[-1]])
 
 
@@ -320,6 +338,8 @@ def learn_registries(timeline: Timeline, p: Plan, result: Commit) -> bool:
     again)."""
     registered, layout = timeline.registered, timeline.layout
     if result.succeeded:
+        if not p.nested:  # every namespace was asserted by a compare: no nested txn answered
+            return False
         for op, answer in zip(p.success, result.responses, strict=False):
             if isinstance(op, Txn) and isinstance(answer, TxnResult):
                 name = layout.namespace_of_registry(op.compare[0].key)
@@ -389,7 +409,7 @@ def check_limits(p: Plan, request_key: bytes, limits: EtcdLimits, items: int) ->
     # the reads after a failure are counted as if in the failure branch (as they were, and may be again).
     asserted = len(p.registered)
     ops = max(len(p.compare) + nested + 1, len(p.success) + asserted + 1,
-              len(p.failure) + len(p.deferred) + nested + 1) + (1 if nested or asserted else 0)
+              len(p.failure) + len(p.deferred) + (p.due_us is not None) + nested + 1) + (1 if nested or asserted else 0)
     if ops > limits.max_txn_ops:
         raise errors.BatchTooLarge(
             f"a write of {items} operations needs {ops} etcd txn operations; the cluster allows "
@@ -422,20 +442,22 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
     request_id = request_id or os.urandom(16)
     request_key = timeline.layout.request(request_id)
     request_fp = fingerprint(batch, note)
-    items = sum(len(run.keys) for run in batch.runs)
+    items = sum(map(len, map(_keys_of, batch.runs)))  # C calls only: no generator frame per write
     runs = list(batch.runs)
-    seen = newest(timeline, guarded_keys(timeline, batch))
+    # most writes read nothing first (no expect, no put with options): no calls to find that out
+    plain = not batch.expects and len(batch.runs) == 1 and batch.runs[0].opts is None
+    seen: dict[bytes, KeyValue | None] = {} if plain else newest(timeline, guarded_keys(timeline, batch))
     guarded = sweep is not None  # the txn proves nothing is due (engine.etcd.due)
     settled = 0  # attempts that failed for a reason other than a guarded key changing or a sweep
     for _ in range(MAX_ATTEMPTS + MAX_GUARD_RETRIES):
-        conflicts = _conflicts(timeline, batch.expects, seen, now_us)
+        conflicts = _conflicts(timeline, batch.expects, seen, now_us) if batch.expects else None
         if conflicts:
             raise conflict(conflicts)
         p = plan(timeline, runs, seen, note, now_us, request_id, request_fp, timeline.registered)
         if guarded:  # its read after a failure goes last, right before the range of P/sys/hk once spliced
             due = due_range(timeline.layout, now_us)
             p.compare.append(nothing_due(timeline.layout, now_us, due))
-            p.deferred.append(first_due(timeline.layout, now_us, due))
+            p.due_us = now_us  # its first due entry is read after a failure (deferred)
         if claim is not None:  # its put goes before the last request, the range of P/sys/hk the tx is read from
             compare, puts = claim.guard(lambda latest: latest + 1)
             p.compare.extend(compare)

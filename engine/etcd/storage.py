@@ -235,12 +235,14 @@ class EtcdStorage:
         ``ttl`` wins) and ``metadata`` for every item that does not set its own (see :class:`Item`); ``claim``: an
         idempotency claim the write's txn stores too (:mod:`engine.etcd.idempotency`; also for the other writes)."""
         check_namespace(namespace)
-        note = check_note(note, self.limits.max_note_bytes)
+        if note is not None:  # check_note(None) and expects_of(..., None) return None and []: not called for them
+            note = check_note(note, self.limits.max_note_bytes)
         options = None
         if ttl is not None or expiration is not None or metadata is not None:
             options = (ttl, expiration, metadata)
         batch = prepare_puts(namespace, items, self.limits, options, self._now_us)
-        batch.expects = expects_of(namespace, expect, self.limits)
+        if expect is not None:
+            batch.expects = expects_of(namespace, expect, self.limits)
         return self.commit(batch, note=note, claim=claim)
 
     def clear(self, namespace: str, keys: Iterable[str], *, note: dict[str, Any] | None = None,
