@@ -94,7 +94,7 @@ import ormsgpack
 
 from .. import errors
 from ..codec import CLEAR_RECORD, DELETE, DELETE_RECORD, PUT, extended_record
-from ..encoding import SHORT_MAX
+from ..encoding import SHORT_MAX, escape
 from ..txn import Batch, Expect, Run
 from .due import due_range, first_due, found_due, nothing_due
 from .expiry import Times, creation_for_write, live_tx, rich
@@ -160,9 +160,7 @@ def records_of(run: Run) -> list[bytes]:
     op = run.op
     records = list(run.packed) if op == PUT else [CLEAR_RECORD if op != DELETE else DELETE_RECORD] * len(run.raws)
     for i, raw in enumerate(run.raws):
-        # len(escape(raw)) without the call (escape doubles each 0 byte): a long key, LMDB keeps it in a
-        # bucket and its record names it
-        if len(raw) + raw.count(0) > SHORT_MAX:
+        if len(escape(raw)) > SHORT_MAX:  # a long key: LMDB keeps it in a bucket, its record names it
             records[i] = extended_record(op, run.keys[i], run.packed[i] if op == PUT else None)
     return records
 

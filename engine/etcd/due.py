@@ -41,7 +41,7 @@ def nothing_due(layout: Layout, now_us: int, due: tuple[bytes, bytes] | None = N
 
 
 def first_due(layout: Layout, now_us: int, due: tuple[bytes, bytes] | None = None) -> Range:
-    """The read (for a txn's failure branch) of the first entry due at ``now_us``, key only."""
+    """The read (after a failed txn, or in a failure branch) of the first entry due at ``now_us``, key only."""
     start, end = due or due_range(layout, now_us)
     return Range(start, end, 0, 1, True)  # limit 1, keys only
 
