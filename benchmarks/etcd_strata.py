@@ -14,8 +14,9 @@ set through Strata, in batches of ``plan.load_batch`` items (one tx each; Strata
   ``ormsgpack`` as Strata does. The ratio is Strata's own overhead: its housekeeping range, its
   revision bookkeeping, building records.
 - **durable 1-item writes** at 1 and 16 client threads of this process, closed loop for
-  ``plan.write_seconds`` per sample, ``plan.rounds`` interleaved rounds, median writes/s, each client
-  sending to its cluster's leader (:func:`leader_first`): Strata's
+  ``plan.write_seconds`` per sample, ``plan.rounds`` interleaved rounds on each of
+  ``plan.cluster_pairs`` fresh pairs of clusters (each loaded as below), median writes/s over all
+  samples, each client sending to its cluster's leader (:func:`leader_first`): Strata's
   ``ns.put({new key: value})``; raw etcd's one-put txn of the same key bytes and packed value (the
   target's baseline: what a raw etcd user does for the same write), on the twin cluster loaded with
   the same records (raw puts, the same batches), so both write into a store of the same size; and,
@@ -67,7 +68,12 @@ class EtcdStrataPlan:
                                                        max_seconds_per_op=8.0))
     threads: tuple[int, ...] = (1, 16)
     write_seconds: float = 2.0
-    rounds: int = 5
+    rounds: int = 3  # per pair of clusters
+    # Fresh pairs of clusters, each loaded and measured for ``rounds`` rounds: a cluster's own luck (its
+    # state after the load, where the Go runtime put its work) held for a whole run moved the write
+    # ratio by a tenth or more between runs of the same code, so each system's samples come from as
+    # many clusters as there are pairs.
+    cluster_pairs: int = 3
     warm_seconds: float = 0.2  # per (system, threads) before the first round
 
 
@@ -75,7 +81,7 @@ class EtcdStrataPlan:
 # about 2.5 s to elect a leader here, one member about 1 s.
 QUICK_ETCD_STRATA = EtcdStrataPlan(
     members=1, keys=200, versions=2, cfg=Config(repeats=3, min_time=0.01, warmup_calls=0, max_seconds_per_op=1.0),
-    write_seconds=0.1, rounds=1, warm_seconds=0.0,
+    write_seconds=0.1, rounds=1, cluster_pairs=1, warm_seconds=0.0,
 )
 
 
@@ -247,12 +253,17 @@ def put_loop(put: Callable[[str], object], threads: int, seconds: float, tag: st
 
 def measure_writes(fns: dict[str, Callable[[str], object]], plan: EtcdStrataPlan, settle: Callable[[], object],
                    progress: Callable[[int], None],
-                   cpu: dict[str, Callable[[], float]] | None = None) -> list[WritePoint]:
+                   cpu: dict[str, Callable[[], float]] | None = None,
+                   points: dict[tuple[str, int], WritePoint] | None = None) -> list[WritePoint]:
     """Every (system, threads) pair once per round, round after round; ``settle`` runs untimed after each
     of Strata's samples (it lets Strata's sealer finish its backlog, so it does not run into the next
     sample). ``cpu``: per system, the CPU seconds its cluster has used so far (:func:`cluster_cpu_s`),
-    read before and after each sample (Strata's after its settle: sealing is part of its writes' cost)."""
-    points = {(s, n): WritePoint(s, n) for n in plan.threads for s in fns}
+    read before and after each sample (Strata's after its settle: sealing is part of its writes' cost).
+    ``points``: the points of earlier clusters, whose samples these rounds add to (medians over all)."""
+    points = {} if points is None else points
+    for n in plan.threads:
+        for s in fns:
+            points.setdefault((s, n), WritePoint(s, n))
     if plan.warm_seconds:
         for s, n in points:
             put_loop(fns[s], n, plan.warm_seconds, f"warm-{n}")
@@ -306,22 +317,15 @@ def leader_first(cluster: Any) -> list[str]:
     return [m.client_url for m in sorted(cluster.members, key=lambda m: m is not leader)]
 
 
-def run_etcd_strata(plan: EtcdStrataPlan, workdir: Path, seed: int, progress: Callable[[int], None],
-                    log: Callable[[str], None]) -> dict:
-    skip = skip_reason()
-    if skip:
-        log(f"etcd_strata: skipped: {skip}")
-        return {"skip": skip}
+def _measure_pair(plan: EtcdStrataPlan, workdir: Path, ds: Dataset, seed: int, progress: Callable[[int], None],
+                  log: Callable[[str], None], out: dict[str, Any], points: dict[tuple[str, int], WritePoint],
+                  reads: bool) -> list[WritePoint]:
+    """Start a pair of clusters, load both, measure the reads (if ``reads``: into ``out``) and
+    ``plan.rounds`` rounds of writes (added to ``points``), stop them; the points so far."""
     from engine import Store
     from engine.etcd import EtcdClient
     from tests.etcd.cluster import EtcdCluster
 
-    ds = Dataset(plan.keys, plan.versions, seed, load_batch=plan.load_batch)
-    out: dict[str, Any] = {"skip": None, "members": plan.members, "keys": plan.keys, "versions": plan.versions,
-                           "load_batch": plan.load_batch, "repeats": plan.cfg.repeats, "rounds": plan.rounds,
-                           "write_seconds": plan.write_seconds, "threads": list(plan.threads)}
-    # Two identical clusters: Strata owns every revision of its cluster (a foreign write would shift its
-    # tx numbers), so raw etcd writes go to a twin; raw reads go to Strata's cluster, reading its data.
     clusters: list[Any] = []
     try:
         clusters += start_clusters(EtcdCluster, workdir, plan.members)
@@ -330,20 +334,40 @@ def run_etcd_strata(plan: EtcdStrataPlan, workdir: Path, seed: int, progress: Ca
         with Store.open(url) as store, EtcdClient(ours) as reader, EtcdClient(twin) as writer:
             t0 = time.perf_counter()
             txs = load(store, ds, plan.load_batch)
-            out["load_s"] = time.perf_counter() - t0
+            out.setdefault("load_s", time.perf_counter() - t0)
             log(f"etcd_strata: loaded {ds.n_keys * ds.versions:,} records in {len(txs)} txs through Strata "
-                f"on a {plan.members}-member cluster in {out['load_s']:.1f} s")
+                f"on a {plan.members}-member cluster in {time.perf_counter() - t0:.1f} s")
             load_twin(writer, ds, plan.load_batch)  # raw writes then land in a store as full as Strata's
             store.head()
-            reads = measure_interleaved(read_ops(store, reader, ds, txs, seed + 1), plan.cfg, progress)
-            out["reads"] = [m.to_dict() for m in reads]
+            if reads:
+                measured = measure_interleaved(read_ops(store, reader, ds, txs, seed + 1), plan.cfg, progress)
+                out["reads"] = [m.to_dict() for m in measured]
             cpu = {STRATA: lambda: cluster_cpu_s(clusters[0]), RAW: lambda: cluster_cpu_s(clusters[1]),
                    RAW_SHAPED: lambda: cluster_cpu_s(clusters[1])}
-            writes = measure_writes(write_fns(store, writer, ds), plan, store.head, progress, cpu)
-            out["writes"] = [p.to_dict() for p in writes]
+            return measure_writes(write_fns(store, writer, ds), plan, store.head, progress, cpu, points)
     finally:
         for c in clusters:
             c.stop()
+
+
+def run_etcd_strata(plan: EtcdStrataPlan, workdir: Path, seed: int, progress: Callable[[int], None],
+                    log: Callable[[str], None]) -> dict:
+    skip = skip_reason()
+    if skip:
+        log(f"etcd_strata: skipped: {skip}")
+        return {"skip": skip}
+    ds = Dataset(plan.keys, plan.versions, seed, load_batch=plan.load_batch)
+    out: dict[str, Any] = {"skip": None, "members": plan.members, "keys": plan.keys, "versions": plan.versions,
+                           "load_batch": plan.load_batch, "repeats": plan.cfg.repeats, "rounds": plan.rounds,
+                           "cluster_pairs": plan.cluster_pairs, "write_seconds": plan.write_seconds,
+                           "threads": list(plan.threads)}
+    # Two identical clusters: Strata owns every revision of its cluster (a foreign write would shift its
+    # tx numbers), so raw etcd writes go to a twin; raw reads go to Strata's cluster, reading its data.
+    # Writes are measured on plan.cluster_pairs fresh pairs in turn (reads on the first).
+    points: dict[tuple[str, int], WritePoint] = {}
+    for pair in range(plan.cluster_pairs):
+        writes = _measure_pair(plan, workdir / f"pair{pair}", ds, seed, progress, log, out, points, reads=pair == 0)
+    out["writes"] = [p.to_dict() for p in writes]
     for p in out["writes"]:
         log(f"etcd_strata: {p['system']}, {p['threads']} thread(s): {p['writes_s']:,.0f} durable writes/s, "
             f"{p['cpu_ms_per_write']:.2f} ms of etcd CPU per write")

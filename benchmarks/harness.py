@@ -282,7 +282,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         + n_audit * ("audit" in stages)
         + mode.groups.rounds * len(mode.groups.threads) * ("groups" in stages)
         + mode.shapes.rounds * ("reads" in stages)
-        + (mode.etcd_strata.rounds + 4 * mode.etcd_strata.cfg.repeats) * ("etcd_strata" in stages)
+        + (mode.etcd_strata.rounds * mode.etcd_strata.cluster_pairs
+           + 4 * mode.etcd_strata.cfg.repeats) * ("etcd_strata" in stages)
     )
     bar = Progress(total, "benchmarks")
     targets: dict[str, Target] = {}
