@@ -442,9 +442,7 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
     request_fp = fingerprint(batch, note)
     items = sum(map(len, map(_keys_of, batch.runs)))  # C calls only: no generator frame per write
     runs = list(batch.runs)
-    # most writes read nothing first (no expect, no put with options): no calls to find that out
-    plain = not batch.expects and len(batch.runs) == 1 and batch.runs[0].opts is None
-    seen: dict[bytes, KeyValue | None] = {} if plain else newest(timeline, guarded_keys(timeline, batch))
+    seen = newest(timeline, guarded_keys(timeline, batch))
     guarded = sweep is not None  # the txn proves nothing is due (engine.etcd.due)
     settled = 0  # attempts that failed for a reason other than a guarded key changing or a sweep
     for _ in range(MAX_ATTEMPTS + MAX_GUARD_RETRIES):
