@@ -86,7 +86,6 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any, Protocol
 
 import msgpack
@@ -149,9 +148,6 @@ def _steady_namespace(prefix: bytes, namespace: str, create_revision: int) -> tu
     registry = layout.registry(namespace)
     return (interned(Put(layout.updated(namespace), b"")), interned(Compare(registry, "CREATE", "==", create_revision)),
             interned(Range(registry, keys_only=True)))
-
-
-_keys_of = attrgetter("keys")
 
 
 def records_of(run: Run) -> list[bytes]:
@@ -440,7 +436,7 @@ def commit(timeline: Timeline, batch: Batch, note: dict[str, Any] | None, now_us
     request_id = request_id or os.urandom(16)
     request_key = timeline.layout.request(request_id)
     request_fp = fingerprint(batch, note)
-    items = sum(map(len, map(_keys_of, batch.runs)))  # C calls only: no generator frame per write
+    items = sum(len(run.keys) for run in batch.runs)
     runs = list(batch.runs)
     seen = newest(timeline, guarded_keys(timeline, batch))
     guarded = sweep is not None  # the txn proves nothing is due (engine.etcd.due)

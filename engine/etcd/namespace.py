@@ -72,9 +72,6 @@ class EtcdNamespace:
             expiration: float | None = None, metadata: Any = None, expect: Mapping[str, int] | None = None,
             idempotency: Claim | None = None) -> int:
         """:meth:`engine.Namespace.put`."""
-        if idempotency is None:  # run_claimed would call the write with no guard: without its closure and calls
-            return self._store.storage().put(self.name, items, note=note, ttl=ttl, expiration=expiration,
-                                             metadata=metadata, expect=expect)
         return run_claimed(self._store, idempotency, lambda claim: self._store.storage().put(
             self.name, items, note=note, ttl=ttl, expiration=expiration, metadata=metadata, expect=expect,
             claim=claim))
