@@ -6,10 +6,13 @@ One sample is ``seconds`` of every thread calling ``ns.put({unique key: small va
 (closed loop, no think time); the figure is writes per second over all threads. Samples of the
 thread counts are interleaved round by round (the shared machine drifts), each figure is the median
 of its rounds, and the ratio to one thread is taken between those medians. The store's counters
-(``Store.stats()``: ``writes``, ``commits``, ``syncs``) give commits and flushes per write; with
-``strace`` installed, one extra run of the largest thread count in a child process under
-``strace -f -c -e trace=fdatasync,fsync,msync`` counts the flush system calls per acknowledged
-write (LMDB makes two per commit: data pages at commit, meta page at ``env.sync``).
+(``Store.stats()``: ``writes``, ``commits``, ``syncs``) give commits and flushes per write. The same
+loop on a second store per thread count opened ``sync=False`` (no flush at all, sampled in the same
+rounds) gives the *ceiling*: what the threads reach when flushing costs nothing, so the most any way
+of sharing flushes could give them. With ``strace`` installed, one extra run of the largest thread
+count in a child process under ``strace -f -c -e trace=fdatasync,fsync,msync`` counts the flush
+system calls per acknowledged write (LMDB makes two per commit: data pages at commit, meta page at
+``env.sync``).
 
 Contract: ``run_groups(plan, workdir, progress, log)`` returns a list of :class:`GroupPoint`, one
 per thread count; with no engine, one skipped point. ``python -m benchmarks.group_commit STORE
@@ -54,6 +57,9 @@ class GroupPoint:
     commits_per_write: float | None = None
     syncs_per_write: float | None = None
     fdatasyncs_per_write: float | None = None  # strace-counted; largest thread count only
+    ceiling_s: float | None = None  # median puts/s of the same loop on a store that never flushes
+    ceiling_samples: list[float] = field(default_factory=list)
+    ceiling_ratio: float | None = None  # ceiling_s / writes_s of one thread (durable)
     skip: str | None = None
 
     def to_dict(self) -> dict:
@@ -125,9 +131,10 @@ def run_groups(plan: GroupPlan, workdir: Path, progress, log: Callable[[str], No
         return [GroupPoint(0, skip=skip)]
     points = {n: GroupPoint(n) for n in plan.threads}
     stores = {n: open_store(workdir / f"groups-{n}") for n in plan.threads}  # sync=True: durable puts
+    ceilings = {n: open_store(workdir / f"groups-{n}-nosync", sync=False) for n in plan.threads}
     totals = {n: [0, 0, 0] for n in plan.threads}
     try:
-        for n, store in stores.items():
+        for n, store in [*stores.items(), *ceilings.items()]:
             put_loop(store, n, min(plan.seconds, 0.2), "warm")
         for r in range(plan.rounds):
             for n, store in stores.items():
@@ -135,23 +142,26 @@ def run_groups(plan: GroupPlan, workdir: Path, progress, log: Callable[[str], No
                 points[n].samples.append(rate)
                 for i, v in enumerate((writes, commits, syncs)):
                     totals[n][i] += v
+                points[n].ceiling_samples.append(_sample(ceilings[n], n, plan.seconds, f"r{r}")[0])
                 progress(1)
     finally:
-        for store in stores.values():
+        for store in [*stores.values(), *ceilings.values()]:
             store.close()
     for n, p in points.items():
         writes, commits, syncs = totals[n]
         p.writes_s = statistics.median(p.samples)
+        p.ceiling_s = statistics.median(p.ceiling_samples)
         p.commits_per_write, p.syncs_per_write = commits / writes, syncs / writes
     one = points.get(1)
     for p in points.values():
         p.ratio = p.writes_s / one.writes_s if one and one.writes_s else None
+        p.ceiling_ratio = p.ceiling_s / one.writes_s if one and one.writes_s and p.ceiling_s else None
     most = max(plan.threads)
     points[most].fdatasyncs_per_write = count_fdatasyncs(most, plan.seconds, workdir)
     for p in points.values():
         fd = "" if p.fdatasyncs_per_write is None else f", {p.fdatasyncs_per_write:.2f} fdatasyncs/write"
         log(f"groups: {p.threads} thread(s): {p.writes_s:,.0f} durable puts/s, "
-            f"{p.commits_per_write:.2f} commits/write{fd}")
+            f"{p.commits_per_write:.2f} commits/write{fd}; {p.ceiling_s:,.0f} puts/s with no flush")
     return list(points.values())
 
 

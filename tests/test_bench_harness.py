@@ -40,6 +40,7 @@ def test_quick_benchmark_run_produces_results(tmp_path: Path) -> None:
     assert {"issue4-history", "issue4-tx_at", "issue4-txlog", "issue13-groups"} <= {t["id"] for t in run["targets"]}
     groups = {g["threads"]: g for g in run["groups"]}  # durable puts from 16 threads vs one
     assert set(groups) == {1, 16} and all(g["writes_s"] > 0 and g["commits_per_write"] <= 1 for g in groups.values())
+    assert all(g["ceiling_s"] > 0 and len(g["ceiling_samples"]) == len(g["samples"]) for g in groups.values())
     stage = run["etcd_strata"]  # Strata on etcd beside raw etcd: same clusters, same run
     assert stage["skip"] is None
     assert {(m["system"], m["op"]) for m in stage["reads"] if m["median_s"] > 0} == {
