@@ -96,25 +96,31 @@ def history(txn: Any, dbs: dict[str, Any], prefix: bytes, raw: bytes, *, before:
     cur = txn.cursor(db=dbs["versions"])
     if newest_first:
         ok = cur.set_range(kp + inv_tx(hi))
-        step = cur.next
+        walk = cur.iternext
     else:
         ok = cur.set_range(kp + inv_tx(lo - 1)) if lo > 1 else cur.set_range(kp + b"\xff" * 8)
         ok = cur.prev() if ok else cur.last()
-        step = cur.prev
-    while ok and len(out) < limit:
-        k, raw_rec = cur.item()
+        walk = cur.iterprev
+    if not ok:  # an unpositioned cursor's iterator would start at the first key of the database
+        return out
+    entry = txlog.entry_reader(txn, dbs)
+    width = len(kp)
+    # The cursor's own iterator yields the current item, then steps: one C call per version where
+    # item() and next() were two.
+    for k, raw_rec in walk():
         if not k.startswith(kp):
             break
-        tx = TX_MAX - unpack_u64_from(k, len(kp))[0]
+        tx = TX_MAX - unpack_u64_from(k, width)[0]
         if not lo <= tx <= hi:
             break
-        out.append(_version(txn, dbs, tx, raw_rec))
-        ok = step()
+        out.append(_version(entry(tx), tx, raw_rec))
+        if len(out) == limit:
+            break
     return out
 
 
-def _version(txn: Any, dbs: dict[str, Any], tx: int, raw: bytes) -> Version:
-    found = txlog.entry(txn, dbs, tx)
+def _version(found: tuple[int, dict[str, Any] | None, bytes] | None, tx: int, raw: bytes) -> Version:
+    """The version ``tx`` wrote (``raw``, its stored record), with its log entry ``found``."""
     when = schema.time_of(found[0] if found else 0)
     note = found[1] if found else None
     op, packed, _, expire_us, metadata, _ = decode_rich(raw)

