@@ -27,12 +27,18 @@ from tests.server.conftest import LiveServer, stop_server
 By: Any
 Keys: Any
 try:
-    from selenium.common.exceptions import NoAlertPresentException, TimeoutException
+    from selenium.common.exceptions import (
+        NoAlertPresentException,
+        NoSuchElementException,
+        StaleElementReferenceException,
+        TimeoutException,
+    )
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # the fixture below fails every test with the reason
-    NoAlertPresentException = TimeoutException = By = Keys = WebDriverWait = None
+    NoAlertPresentException = NoSuchElementException = StaleElementReferenceException = None
+    TimeoutException = By = Keys = WebDriverWait = None
 
 log = logging.getLogger(__name__)
 WAIT = 15  # seconds any one expected state may take to appear (bounds a hang; nothing is timed)
@@ -94,7 +100,10 @@ class Console:
     def until(self, condition: Any) -> Any:
         """``condition(driver)`` once it is truthy; after :data:`WAIT` seconds, a failure showing the page."""
         try:
-            return WebDriverWait(self.driver, WAIT).until(lambda d: condition(d))
+            # A view that re-renders between finding an element and reading it leaves a stale
+            # reference: the condition is asked again, as for an element not there yet.
+            return WebDriverWait(self.driver, WAIT, ignored_exceptions=(
+                NoSuchElementException, StaleElementReferenceException)).until(lambda d: condition(d))
         except TimeoutException:
             shown = self.driver.execute_script("return [location.hash, document.getElementById('error').textContent,"
                                                " document.querySelector('main').innerText.slice(0, 1500)]")
