@@ -233,8 +233,8 @@ class App:
             status, headers, body = problem_response(
                 HTTPProblem(500, INTERNAL_ERROR, "the server hit an unexpected error; it has been logged"), path
             )
-        if type(body) is list and len(body) == 1:
-            headers = [*headers, ("Content-Length", str(len(body[0])))]
+        if type(body) is list and body:  # bytes the app has all of: their length, not a chunked answer
+            headers = [*headers, ("Content-Length", str(len(body[0]) if len(body) == 1 else sum(map(len, body))))]
         start_response(status_line(status), headers)
         self.metrics.observe(metric, status, perf_counter_ns() - t0)
         return body

@@ -7,7 +7,7 @@ are in :mod:`server.handlers.writes`, single keys in :mod:`server.handlers.keys`
 from __future__ import annotations
 
 import re
-from base64 import b64encode
+from binascii import b2a_base64
 from collections.abc import Iterator
 from datetime import datetime
 from functools import partial
@@ -122,23 +122,43 @@ def _proved_read(app: App, req: Request, name: str, keys: list[str], tx: int | N
             problem.errors = _bad_keys(keys, path, app.max_key_bytes)
         raise problem from None
     data = [_rich_json(r, metadata, fields) if metadata or fields else record_json(r) for r in result.records]
-    return json_response(200, {"data": data, "count": len(data), "tx": result.tx, "proof": _proof_json(app, result),
-                               "duration": duration(req.t0)})
+    records = orjson.dumps({"data": data, "count": len(data), "tx": result.tx}, option=orjson.OPT_UTC_Z)
+    body = [records[:-1], b',"proof":', *_proof_json(app, result), b',"duration":%s}' % orjson.dumps(duration(req.t0))]
+    return 200, JSON_HEADERS, body
 
 
-def _proof_json(app: App, result: ProvedRead) -> dict[str, Any]:
-    """``{"head": {"size", "root", "hash", "signed"?}, "versions": [{"key", "tx"}], "entries": [{"tx",
-    "entry", "path"}]}``: the head of the read's snapshot (signed with the server's key, if it has one),
-    the tx of the version each key's read saw (null: none), and once per such tx its canonical log entry
-    (base64) and Merkle inclusion path (hex) to the head (see :mod:`engine.proved_read`)."""
+#: Entry bytes per base64 call: a multiple of 3, so the pieces join into the text of the whole entry.
+B64_PIECE = 3 << 18
+
+
+def _proof_json(app: App, result: ProvedRead) -> list[bytes]:
+    """The JSON of ``{"head": {"size", "root", "hash", "signed"?}, "versions": [{"key", "tx"}],
+    "entries": [{"tx", "entry", "path"}]}``, in pieces: the head of the read's snapshot (signed with the
+    server's key, if it has one), the tx of the version each key's read saw (null: none), and once per
+    such tx its canonical log entry (base64) and Merkle inclusion path (hex) to the head (see
+    :mod:`engine.proved_read`).
+
+    The pieces are the bytes ``orjson.dumps`` makes of that object, cut so that no step holds the GIL
+    long: an entry may be tens of megabytes, and one ``b64encode`` or ``dumps`` over it kept the
+    worker's event loop (the thread answering ``/healthz`` and small reads) waiting tens of
+    milliseconds per call, for every such answer in progress. Each entry is encoded
+    :data:`B64_PIECE` bytes at a time, and its text needs no JSON escaping (the base64 alphabet has
+    none), so it goes out as it is, piece after piece."""
     head = result.head
     head_json: dict[str, Any] = {"size": head.size, "root": head.root, "hash": head.hash}
     signed = app.sign_head(head)
     if signed is not None:
         head_json["signed"] = signed
-    return {"head": head_json, "versions": [{"key": key, "tx": vtx} for key, vtx in result.versions],
-            "entries": [{"tx": e.tx, "entry": b64encode(e.entry).decode("ascii"), "path": e.path}
-                        for e in result.entries]}
+    versions = [{"key": key, "tx": vtx} for key, vtx in result.versions]
+    pieces = [b'{"head":%s,"versions":%s,"entries":[' % (orjson.dumps(head_json, option=orjson.OPT_UTC_Z),
+                                                           orjson.dumps(versions))]
+    for n, e in enumerate(result.entries):
+        pieces.append(b'%s{"tx":%d,"entry":"' % (b"," if n else b"", e.tx))
+        view = memoryview(e.entry)
+        pieces += [b2a_base64(view[at:at + B64_PIECE], newline=False) for at in range(0, len(view), B64_PIECE)]
+        pieces.append(b'","path":%s}' % orjson.dumps(e.path))
+    pieces.append(b"]}")
+    return pieces
 
 
 def _rich_json(rec: Any, metadata: bool, fields: list[str] | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer, make_server
 
 import msgpack
+import orjson
 import pytest
 
 from engine import Store, errors, export_history, import_history, merkle
@@ -26,6 +27,7 @@ from engine.schema import NamespaceEntry
 from server import create_app
 from server.app import App
 from server.client import RemoteStore, connect
+from server.handlers import storage
 from tests.engine.raw import tamper
 from tests.server.conftest import Client
 from tests.server.test_client_proofs import _Quiet
@@ -125,6 +127,33 @@ def test_the_proof_answer(liar: tuple[Liar, str, dict[str, App]]) -> None:
     bad = Client(apps["honest"]).post("/v4/storage/ledger/read", json={"keys": ["c"], "proof": 1})
     assert bad.status == 400 and bad.json()["errors"] == [
         {"location": "/proof", "message": "proof must be true or false", "value": 1}]
+
+
+def test_a_proof_answer_sent_in_pieces_is_the_json_of_the_whole(tmp_path: Path) -> None:
+    """The answer is built in pieces (each entry base64-encoded a piece at a time, so no call holds
+    the GIL for long): joined, they are byte for byte what ``orjson.dumps`` makes of the whole
+    object, and the Content-Length counts them all."""
+    with Store.open(tmp_path / "data", sync=False) as s:
+        big = s.namespace("big")
+        big.put({f"k{i:04d}": "v" * 1000 for i in range(1_000)})  # an entry of about 1 MB: several pieces
+        big.put({"small": 1, "other": [1, 2]})
+    app = create_app(tmp_path / "data", sync=False)
+    try:
+        answer = Client(app).post("/v4/storage/big/read", json={"keys": ["k0007", "small", "none"], "proof": True})
+        assert answer.status == 200
+        assert answer.headers["content-length"] == str(len(answer.body))
+        doc = json.loads(answer.body)
+        proved = app.store.namespace("big").proved_read(["k0007", "small", "none"])
+        assert len(proved.entries[0].entry) > storage.B64_PIECE  # the entry is encoded in more than one piece
+        head = proved.head
+        whole = {"data": doc["data"], "count": 2, "tx": 2, "proof": {
+            "head": {"size": head.size, "root": head.root, "hash": head.hash},
+            "versions": [{"key": "k0007", "tx": 1}, {"key": "small", "tx": 2}, {"key": "none", "tx": None}],
+            "entries": [{"tx": e.tx, "entry": base64.b64encode(e.entry).decode(), "path": e.path}
+                        for e in proved.entries]}, "duration": doc["duration"]}
+        assert answer.body == orjson.dumps(whole)
+    finally:
+        app.close()
 
 
 def test_an_honest_server_passes(client: tuple[Liar, RemoteStore]) -> None:
